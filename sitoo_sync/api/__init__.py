@@ -1,0 +1,1 @@
+"""api/: the HTTP edge. Everything that talks to Sitoo goes through `SitooClient`."""

@@ -1,0 +1,234 @@
+"""The HTTP client: Basic auth, timeouts, pooling, and a bounded retry policy.
+
+The transport is the seam: tests pass `httpx.MockTransport(handler)`; the CLI passes nothing
+and gets a pooled HTTPS transport. JSON is parsed with `parse_float=Decimal`, so no float
+ever appears in a payload that sitoo_sync reads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from sitoo_sync import __version__
+from sitoo_sync.errors import (
+    ApiError,
+    AuthError,
+    FatalApiError,
+    RetriableError,
+    RetryBudgetExhausted,
+)
+from sitoo_sync.log import get_logger
+from sitoo_sync.settings import Settings
+
+log = get_logger(__name__)
+
+RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class Api(StrEnum):
+    """The Sitoo APIs, each with its own base URL."""
+
+    V2 = "v2"
+    JOURNALS = "journals"
+    ZREPORTS = "zreports"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts in all, exponential backoff with full jitter, caps."""
+
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+    retry_after_max: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None, rand: float) -> float:
+        """Seconds to wait before attempt `attempt + 1`; `Retry-After` wins when given."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** (attempt - 1)))
+        return ceiling * rand
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date: rare for APIs; fall back to our own backoff
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The vendor's `errortext` when the body has one, else the reason phrase."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase or "error"
+    if isinstance(body, dict) and isinstance(body.get("errortext"), str):
+        return str(body["errortext"])
+    return response.reason_phrase or "error"
+
+
+def _public_url(url: httpx.URL) -> str:
+    """The URL as it may be shown: without any user:password part."""
+    return str(url.copy_with(username=None, password=None))
+
+
+class SitooClient:
+    """GET JSON from the Sitoo APIs with retries; counts requests for tests and metrics."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        bases: Mapping[Api, str],
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._http = http
+        self._bases = dict(bases)
+        self.policy = policy
+        self._sleep = sleep
+        self._rand = rand
+        self.requests: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()
+
+    def url(self, api: Api, path: str) -> str:
+        """The absolute URL of `path` on `api`."""
+        return self._bases[api] + path
+
+    def get_json(
+        self,
+        api: Api,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        stream: str,
+        partition: str | None = None,
+    ) -> Any:
+        """GET and decode JSON, retrying 429/5xx/transport errors within the policy."""
+        url = self.url(api, path)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(url, params, stream=stream, partition=partition)
+            except RetriableError as exc:
+                if attempt >= self.policy.max_attempts:
+                    raise RetryBudgetExhausted(
+                        f"gave up after {attempt} attempts: {exc.message}",
+                        stream=stream,
+                        partition=partition,
+                        url=exc.url,
+                        status=exc.status,
+                    ) from exc
+                wait = self.policy.delay(attempt, exc.retry_after, self._rand())
+                self.retries[stream] += 1
+                log.warning(
+                    "request_retry",
+                    stream=stream,
+                    partition=partition,
+                    url=exc.url,
+                    status=exc.status,
+                    reason=exc.message,
+                    attempt=attempt,
+                    wait_seconds=round(wait, 3),
+                )
+                self._sleep(wait)
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        *,
+        stream: str,
+        partition: str | None,
+    ) -> Any:
+        self.requests[stream] += 1
+        ctx: dict[str, Any] = {"stream": stream, "partition": partition}
+        try:
+            response = self._http.get(url, params=params)
+        except httpx.TransportError as exc:
+            shown = _public_url(httpx.URL(url, params=params))
+            raise RetriableError(f"{type(exc).__name__}: {exc}", url=shown, **ctx) from exc
+        shown = _public_url(response.request.url)
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthError(
+                "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD "
+                f"({_error_text(response)})",
+                url=shown,
+                status=status,
+                **ctx,
+            )
+        if status in RETRIABLE_STATUS:
+            raise RetriableError(
+                _error_text(response),
+                retry_after=_retry_after(response),
+                url=shown,
+                status=status,
+                **ctx,
+            )
+        if status >= 400:
+            raise FatalApiError(_error_text(response), url=shown, status=status, **ctx)
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError as exc:
+            # A proxy's HTML error page or a truncated body: worth another try.
+            raise RetriableError(f"invalid JSON: {exc}", url=shown, status=status, **ctx) from exc
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> SitooClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_client(
+    settings: Settings,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rand: Callable[[], float] = random.random,
+) -> SitooClient:
+    """A SitooClient for `settings`; pass `transport` to stub the network in tests."""
+    api_id, password = settings.require_credentials()
+    http = httpx.Client(
+        auth=httpx.BasicAuth(api_id, password),
+        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        headers={"User-Agent": f"sitoo-sync/{__version__}", "Accept": "application/json"},
+        transport=transport,
+        follow_redirects=False,
+    )
+    bases = {
+        Api.V2: settings.v2_base_url,
+        Api.JOURNALS: settings.journals_base_url,
+        Api.ZREPORTS: settings.z_reports_base_url,
+    }
+    policy = RetryPolicy(
+        max_attempts=settings.http_max_attempts,
+        backoff_base=settings.http_backoff_base_seconds,
+        backoff_max=settings.http_backoff_max_seconds,
+    )
+    return SitooClient(http, bases, policy, sleep=sleep, rand=rand)
+
+
+__all__ = ["Api", "ApiError", "RetryPolicy", "SitooClient", "make_client"]

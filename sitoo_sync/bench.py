@@ -1,0 +1,160 @@
+"""`sitoo-sync bench`: how close a full backfill comes to the cost of just reading the API.
+
+The simulator runs in its own process, so its CPU is not ours. Each phase runs in a fresh
+child process, so its peak RSS is its own:
+
+* floor — fetch and JSON-parse every page of `/pos-z-reports` the way the sync walks them,
+  and nothing else;
+* sync  — the real thing: fetch, normalize, load into the target with cursors, exactly
+  as `sitoo-sync run --once` does.
+
+Both are run `rounds` times alternately and the best time of each is kept, so one noisy
+moment on a shared machine does not decide the ratio. Figures are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sitoo_sync.api.client import make_client
+from sitoo_sync.settings import load_settings
+from sitoo_sync.streams.base import items_of
+from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
+from sitoo_sync.sync import run_once
+from sitoo_sync.warehouse import open_warehouse
+
+RATIO_GOAL = 1.3
+RSS_GOAL_MB = 250.0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_phase(phase: str, *, url: str | None, target: str | None) -> int:
+    """One phase in this (child) process; prints one JSON line of figures."""
+    settings = load_settings(streams=["pos_z_reports"])
+    figures: dict[str, Any] = {"phase": phase}
+    with make_client(settings) as client:
+        started = time.perf_counter()
+        if phase == "floor":
+            records = 0
+
+            def fetch(params: Any) -> list[Any]:
+                payload = client.get_json(
+                    POS_Z_REPORTS.api, POS_Z_REPORTS.path, params, stream="bench"
+                )
+                return items_of(payload)
+
+            for window in POS_Z_REPORTS.cursor.windows(
+                fetch, None, overlap=0, split_values=lambda page: ()
+            ):
+                records += len(window.records)
+            figures.update(records=records, rows=0)
+        else:
+            assert target is not None
+            report = run_once(settings, open_warehouse(target), client, [POS_Z_REPORTS])
+            if not report.ok:
+                print(json.dumps({"error": [r.error for r in report.results]}))
+                return 1
+            result = report.results[0]
+            figures.update(rows=result.rows, windows=result.windows, rejects=result.rejects)
+        figures["seconds"] = time.perf_counter() - started
+        figures["requests"] = sum(client.requests.values())
+    figures["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(figures))
+    return 0
+
+
+def _child(phase: str, env: dict[str, str], target: str | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "sitoo_sync", "bench", "--phase", phase]
+    if target:
+        cmd += ["--target", target]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench phase {phase} failed:\n{out.stdout}\n{out.stderr}")
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _start_simulator(reports: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "sitoo_sync",
+        "simulator",
+        "--port",
+        "0",
+        "--reports",
+        str(reports),
+        "--registers-per-store",
+        "8",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603  # our own CLI
+    assert proc.stdout is not None
+    env: dict[str, str] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if m := re.search(r"export (SITOO_\w+)='(.*)'", line):
+            env[m.group(1)] = m.group(2)
+        if "Ctrl-C" in line:
+            return proc, env
+    proc.kill()
+    raise RuntimeError("the simulator did not start")
+
+
+def run_benchmark(*, reports: int, target: str | None, rounds: int) -> int:
+    """Run the benchmark and print its figures."""
+    print(f"Generating {reports:,} POS z-reports in a simulator process ...", flush=True)
+    sim, sim_env = _start_simulator(reports)
+    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
+    floors: list[dict[str, Any]] = []
+    syncs: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
+            _child("floor", env)  # warm-up: simulator caches, OS page cache, imports
+            for i in range(max(1, rounds)):
+                floors.append(_child("floor", env))
+                url = target or f"duckdb:///{Path(tmp) / f'bench-{i}.duckdb'}"
+                syncs.append(_child("sync", env, url))
+                print(
+                    f"  round {i + 1}: floor {floors[-1]['seconds']:.2f}s, "
+                    f"sync {syncs[-1]['seconds']:.2f}s",
+                    flush=True,
+                )
+                if target:
+                    break  # a given target is not fresh after the first round
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    floor = min(floors, key=lambda f: f["seconds"])
+    sync = min(syncs, key=lambda f: f["seconds"])
+    ratio = sync["seconds"] / floor["seconds"]
+    peak = max(s["peak_rss_mb"] for s in syncs)
+    print()
+    print(f"target                {target or 'duckdb (temporary file)'}")
+    print(f"z-reports             {floor['records']:,} in {floor['requests']} requests")
+    print(
+        f"floor (fetch+parse)   {floor['seconds']:.2f}s  {floor['records'] / floor['seconds']:,.0f} reports/s"
+    )
+    print(
+        f"full backfill         {sync['seconds']:.2f}s  {sync['rows'] / sync['seconds']:,.0f} rows/s "
+        f"({sync['rows']:,} rows in {sync['windows']} windows, "
+        f"{floor['records'] / sync['seconds']:,.0f} reports/s)"
+    )
+    print(f"ratio to floor        {ratio:.2f}x  (goal <= {RATIO_GOAL}x)")
+    print(f"peak RSS (sync)       {peak:.0f} MB  (goal < {RSS_GOAL_MB:.0f} MB)")
+    print(f"peak RSS (floor)      {floor['peak_rss_mb']:.0f} MB")
+    return 0

@@ -1,0 +1,1 @@
+"""normalize/: pure functions from JSON records to typed rows of declared tables."""

@@ -1,0 +1,100 @@
+"""Table declarations: the one place a warehouse table's columns, types and keys are named.
+
+A `Table` is what normalization produces rows for and what every warehouse backend creates.
+Column kinds are logical; each backend maps them to its own types (DuckDB native, SQLAlchemy
+per dialect). Adding a field the API starts sending is one `Column(...)` line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """Logical column types; backends map each to a physical type."""
+
+    TEXT = "text"
+    INT = "int"  # 64-bit integer
+    BOOL = "bool"
+    MONEY = "money"  # DECIMAL(18,2), from a money string "123.45"
+    DECIMAL = "decimal"  # DECIMAL(18,3): quantities, VAT and tax rates
+    TIMESTAMP = "timestamp"  # UTC instant, from Unix seconds
+    DATE = "date"
+    JSON = "json"  # native JSON where the target has it, text otherwise
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name (the API's field name where there is one), kind, nullability."""
+
+    name: str
+    kind: Kind
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table: columns in order, the natural key, and the parent key if a child.
+
+    A child table's rows are replaced as a set whenever its parent is loaded again, so
+    `parent_key` names the columns (a prefix of `key`) that identify the parent.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    parent_key: tuple[str, ...] = ()
+    description: str = ""
+    column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(c.name for c in self.columns)
+        object.__setattr__(self, "column_names", names)
+        missing = [k for k in (*self.key, *self.parent_key) if k not in names]
+        if missing:
+            raise ValueError(f"table {self.name}: key columns {missing} are not declared")
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name}: duplicate column names")
+
+    @property
+    def is_child(self) -> bool:
+        """True when rows are replaced as a set per parent."""
+        return bool(self.parent_key)
+
+    def column(self, name: str) -> Column:
+        """The declared column called `name`."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name}.{name}")
+
+
+def text(name: str, *, nullable: bool = True) -> Column:
+    """A TEXT column."""
+    return Column(name, Kind.TEXT, nullable)
+
+
+def integer(name: str, *, nullable: bool = True) -> Column:
+    """A 64-bit INT column."""
+    return Column(name, Kind.INT, nullable)
+
+
+def money(name: str) -> Column:
+    """A DECIMAL(18,2) money column."""
+    return Column(name, Kind.MONEY)
+
+
+def decimal(name: str) -> Column:
+    """A DECIMAL(18,3) column for rates and quantities."""
+    return Column(name, Kind.DECIMAL)
+
+
+def timestamp(name: str, *, nullable: bool = True) -> Column:
+    """A UTC timestamp column."""
+    return Column(name, Kind.TIMESTAMP, nullable)
+
+
+def json_column(name: str) -> Column:
+    """A JSON column."""
+    return Column(name, Kind.JSON)

@@ -1,0 +1,132 @@
+"""Pure converters from JSON values to typed Python values, one per column kind.
+
+Each takes the raw value and returns the typed value or raises RecordRejected. `None`
+passes through; whether a column may be NULL is the table's business, not the converter's.
+Money never becomes a float: a money string is checked against the contract's pattern and
+turned straight into a Decimal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sitoo_sync.errors import RecordRejected
+from sitoo_sync.normalize.tables import Kind
+
+MONEY_PATTERN = re.compile(r"[-+]?[0-9]{1,16}\.[0-9]{2}")  # DECIMAL(18,2): 16 digits before
+DECIMAL_LIMIT = Decimal("1E15")  # DECIMAL(18,3): 15 digits before the point
+_EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
+
+Converter = Callable[[Any], Any]
+
+
+def to_money(value: Any) -> Decimal | None:
+    """A money string such as "-10000.00" as Decimal; anything else is rejected."""
+    if value is None:
+        return None
+    if type(value) is str and MONEY_PATTERN.fullmatch(value):
+        return Decimal(value)
+    raise RecordRejected(f"not a money string: {value!r}")
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A rate or quantity (JSON number or decimal string) as Decimal, at most 3 places."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RecordRejected(f"not a decimal: {value!r}")
+    try:
+        number = Decimal(value) if isinstance(value, str | int) else value
+    except InvalidOperation:
+        raise RecordRejected(f"not a decimal: {value!r}") from None
+    if not isinstance(number, Decimal) or not number.is_finite() or abs(number) >= DECIMAL_LIMIT:
+        raise RecordRejected(f"not a decimal: {value!r}")
+    if number != number.quantize(Decimal("0.001")):
+        raise RecordRejected(f"more than 3 decimal places: {value!r}")
+    return number
+
+
+def to_int(value: Any) -> int | None:
+    """A JSON integer; a bool or a fraction is rejected."""
+    if value is None:
+        return None
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise RecordRejected(f"not an integer: {value!r}")
+
+
+def to_text(value: Any) -> str | None:
+    """A string; a number is accepted and kept as its text (tolerant reader)."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return str(value)
+    raise RecordRejected(f"not a string: {value!r}")
+
+
+def to_bool(value: Any) -> bool | None:
+    """A JSON boolean."""
+    if value is None or type(value) is bool:
+        return value
+    raise RecordRejected(f"not a boolean: {value!r}")
+
+
+def to_timestamp(value: Any) -> datetime | None:
+    """Unix seconds as an aware UTC datetime."""
+    if value is None:
+        return None
+    if type(value) is int and 0 <= value <= _EPOCH_MAX:
+        return datetime.fromtimestamp(value, UTC)
+    raise RecordRejected(f"not a Unix timestamp: {value!r}")
+
+
+def to_date(value: Any) -> date | None:
+    """An ISO date string YYYY-MM-DD."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise RecordRejected(f"not a date (YYYY-MM-DD): {value!r}")
+
+
+def to_json(value: Any) -> str | None:
+    """Any JSON value as compact JSON text, Decimals written as numbers exactly."""
+    if value is None:
+        return None
+    return dumps_json(value)
+
+
+CONVERTERS: Mapping[Kind, Converter] = {
+    Kind.TEXT: to_text,
+    Kind.INT: to_int,
+    Kind.BOOL: to_bool,
+    Kind.MONEY: to_money,
+    Kind.DECIMAL: to_decimal,
+    Kind.TIMESTAMP: to_timestamp,
+    Kind.DATE: to_date,
+    Kind.JSON: to_json,
+}
+
+
+def dumps_json(value: Any) -> str:
+    """Compact JSON; a Decimal (how numbers with a fraction are parsed) stays an exact number."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise RecordRejected(f"not a finite number: {value!r}")
+        return str(value)
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}:{dumps_json(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dumps_json(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)

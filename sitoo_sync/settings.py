@@ -1,0 +1,184 @@
+"""Settings: the only reader of the environment and of the TOML config file.
+
+Precedence, highest first: environment variables (`SITOO_*`), then the TOML file named by
+`--config` or `SITOO_CONFIG`, then the defaults below. A secret may also come from a file
+(`SITOO_API_PASSWORD_FILE`), the way container platforms mount secrets. Every key of the
+TOML file is the environment name without the `SITOO_` prefix, in lower case.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sitoo_sync.errors import ConfigError
+
+ENV_PREFIX = "SITOO_"
+
+DEFAULT_API_BASE_URL = "https://api.mysitoo.com/v2/accounts/{account_id}"
+DEFAULT_JOURNALS_BASE_URL = "https://journals.sitooapis.com/v3"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a sync needs to know, built once by the CLI and passed down as an object."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    api_id: str | None = Field(None, description="Sitoo API ID, e.g. 10020-140")
+    api_password: SecretStr | None = Field(None, description="Sitoo API password")
+    api_password_file: Path | None = Field(None, description="file holding the API password")
+    account_id: str | None = Field(None, description="account number; default: API ID prefix")
+    site_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1], description="eshop ids (sites) whose registers to list"
+    )
+    api_base_url: str = DEFAULT_API_BASE_URL
+    journals_base_url: str = DEFAULT_JOURNALS_BASE_URL
+    zreports_base_url: str | None = Field(None, description="default: the REST v2 account base")
+    target_url: str = "duckdb:///sitoo.duckdb"
+    streams: Annotated[list[str] | None, NoDecode] = None
+    overlap_seconds: int = Field(600, ge=0, le=30 * 86400)
+    log_format: Literal["json", "console"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    http_timeout_seconds: float = Field(30.0, gt=0)
+    http_max_attempts: int = Field(6, ge=1, le=20)
+    http_backoff_base_seconds: float = Field(0.5, ge=0)
+    http_backoff_max_seconds: float = Field(60.0, ge=0)
+
+    @field_validator("site_ids", "streams", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("api_base_url", "journals_base_url", "zreports_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/") if value else value
+
+    @field_validator("target_url")
+    @classmethod
+    def _target_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(f"must be a URL such as duckdb:///sitoo.duckdb (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> Settings:
+        if self.api_password is None and self.api_password_file is not None:
+            try:
+                secret = self.api_password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"api_password_file: cannot read: {exc.strerror}") from None
+            object.__setattr__(self, "api_password", SecretStr(secret))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first, so it overrides the TOML values that arrive as init kwargs."""
+        return (env_settings, init_settings)
+
+    # ---- derived values -------------------------------------------------------------
+
+    @property
+    def resolved_account_id(self) -> str:
+        """The account number: explicit, or the part of the API ID before the dash."""
+        if self.account_id:
+            return self.account_id
+        if self.api_id and "-" in self.api_id:
+            return self.api_id.split("-", 1)[0]
+        raise ConfigError(
+            f"{env_name('account_id')} is not set and cannot be derived from "
+            f"{env_name('api_id')} (expected the form 10020-140)"
+        )
+
+    @property
+    def v2_base_url(self) -> str:
+        """REST v2 account base with the account number filled in."""
+        return self.api_base_url.replace("{account_id}", self.resolved_account_id)
+
+    @property
+    def z_reports_base_url(self) -> str:
+        """Base of `/pos-z-reports` and `/store-z-reports`: the v2 account base by default."""
+        if self.zreports_base_url:
+            return self.zreports_base_url.replace("{account_id}", self.resolved_account_id)
+        return self.v2_base_url
+
+    def require_credentials(self) -> tuple[str, str]:
+        """The Basic-auth pair, or a ConfigError naming what is missing."""
+        if not self.api_id:
+            raise ConfigError(f"{env_name('api_id')} is not set: the Sitoo API ID, e.g. 10020-140")
+        if self.api_password is None or not self.api_password.get_secret_value():
+            raise ConfigError(
+                f"{env_name('api_password')} is not set "
+                f"(or point {env_name('api_password_file')} at a file holding it)"
+            )
+        self.resolved_account_id  # noqa: B018  # validates the account id early
+        return self.api_id, self.api_password.get_secret_value()
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line."""
+        if self.api_password is None:
+            return []
+        return [self.api_password.get_secret_value()]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
+    field = loc[0] if loc else ""
+    msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    given = error.get("input")
+    name = env_name(field) if field else "configuration"
+    if error.get("type") == "extra_forbidden":
+        return f"unknown setting {field!r} in the config file"
+    if given is not None and not isinstance(given, dict):
+        return f"{name}: {msg} (got {given!r})"
+    return f"{name}: {msg}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from env > TOML file > defaults; `overrides` beat everything.
+
+    Raises ConfigError with one line per problem, each naming the setting.
+    """
+    file_values: dict[str, Any] = {}
+    path = config_file or (Path(p) if (p := os.environ.get("SITOO_CONFIG")) else None)
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                file_values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        settings = Settings(**file_values)
+        if overrides:
+            settings = settings.model_copy(update=overrides)
+    except ValidationError as exc:
+        lines = [_describe(dict(err)) for err in exc.errors()]
+        raise ConfigError("; ".join(lines)) from None
+    return settings

@@ -1,0 +1,561 @@
+"""The simulator's world: sites, stores, registers and their z-reports, from a seed.
+
+Every z-report adds up the way a real one does: VAT groups and product groups sum to the
+sales totals, payments (and card sub-payments) to what was paid, the cash drawer to what
+was counted, and grand totals run on per register. Money is kept in integer cents and
+written as the vendor's money strings; no float is involved.
+
+The world changes only through methods (`add_new_reports`, `add_burst`, `add_late_report`),
+all under one lock, so tests and the HTTP server see a consistent state.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+STORES: tuple[tuple[str, str, str, str, int], ...] = (
+    # store_id, name, city line, currency, eshopid (site)
+    ("200", "Sitoo Concept Store", "111 57 Stockholm", "SEK", 1),
+    ("210", "Drottninggatan Flagship", "111 51 Stockholm", "SEK", 1),
+    ("220", "Nordstan", "411 05 Göteborg", "SEK", 1),
+    ("230", "Triangeln", "211 43 Malmö", "SEK", 1),
+    ("300", "Karl Johan", "0159 Oslo", "NOK", 2),
+)
+PRODUCT_GROUPS: tuple[tuple[str, int], ...] = (
+    ("Clothing", 25),
+    ("Shoes", 25),
+    ("Accessories", 25),
+    ("Books", 6),
+    ("Food & Drink", 12),
+)
+STAFF = ("Anna Berg", "Erik Lind", "Sara Holm", "Omar Haddad", "Li Wei", "POS Staff")
+TIME_ZONE = "Europe/Stockholm"
+
+
+def money(cents: int) -> str:
+    """Integer cents as a money string, e.g. -1000050 → "-10000.50"."""
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+def net_of(gross: int, vat: int) -> int:
+    """Net cents of a VAT-inclusive amount, rounded half up."""
+    return (gross * 100 * 2 + (100 + vat)) // (2 * (100 + vat))
+
+
+def guid(rng: random.Random) -> str:
+    """A register-style GUID in braces, upper case."""
+    return "{" + str(uuid.UUID(int=rng.getrandbits(128))).upper() + "}"
+
+
+@dataclass
+class Register:
+    """A POS register and its running state."""
+
+    registerid: str
+    registerkey: str
+    registernumber: int
+    store_id: str | None
+    eshopid: int
+    manufacturerid: str
+    next_zreportid: int = 1
+    grand_sales: int = 0
+    grand_refund: int = 0
+
+
+@dataclass
+class SimConfig:
+    """Knobs of the generated world."""
+
+    seed: int = 1
+    days: int = 30
+    registers_per_store: int = 2
+    malformed_every: int = 0  # every Nth report is corrupted; 0 = none
+    max_reports: int | None = None  # stop the history at this many reports
+    unknown_field_every: int = 7  # every Nth report carries a field the docs do not name
+    now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
+
+
+@dataclass
+class ZReport:
+    """One stored report: the JSON body and whether it is valid per the contract."""
+
+    body: dict[str, Any]
+    valid: bool
+    encoded: bytes = b""
+
+    @property
+    def dateadded(self) -> int:
+        """The upload time the endpoint filters and sorts on."""
+        return int(self.body["dateadded"])
+
+
+class World:
+    """Everything the simulator serves; thread-safe."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.rng = random.Random(self.config.seed)
+        self.lock = threading.RLock()
+        self.registers: list[Register] = []
+        self._reports: list[ZReport] = []  # sorted by dateadded
+        self._times: list[int] = []  # dateadded of each, for bisect
+        self._by_key: dict[tuple[str, int], ZReport] = {}
+        self._count = 0
+        self.aggregation_active = True
+        self.aggregation_hour = 22
+        self._build_registers()
+        self._build_history()
+
+    # ---- construction -----------------------------------------------------------------
+
+    def _build_registers(self) -> None:
+        n = 0
+        for store_id, _name, _city, _cur, eshopid in STORES:
+            for _ in range(self.config.registers_per_store):
+                n += 1
+                self.registers.append(self._new_register(n, store_id, eshopid))
+        # One register was never given a store: its reports aggregate to NO_STORE.
+        n += 1
+        orphan = self._new_register(n, None, 1)
+        orphan.registerkey = ""  # never registered with the tax authority
+        self.registers.append(orphan)
+
+    def _new_register(self, n: int, store_id: str | None, eshopid: int) -> Register:
+        rid = guid(self.rng)
+        return Register(
+            registerid=rid,
+            registerkey=f"SII{1500000 + n:013d}",
+            registernumber=n,
+            store_id=store_id,
+            eshopid=eshopid,
+            manufacturerid="SITOO" + rid.strip("{}").replace("-", ""),
+        )
+
+    def _build_history(self) -> None:
+        end = self.config.now - 3600
+        if self.config.max_reports is not None:
+            per_day = len(self.registers)
+            self.config.days = -(-self.config.max_reports // per_day) + 1
+        start_day = datetime.fromtimestamp(end, UTC).date() - timedelta(days=self.config.days)
+        for d in range(self.config.days):
+            day = start_day + timedelta(days=d)
+            for reg in self.registers:
+                closed = int(
+                    datetime(day.year, day.month, day.day, 19, 0, tzinfo=UTC).timestamp()
+                ) + self.rng.randint(0, 7200)
+                if closed > end:
+                    continue
+                if self.config.max_reports is not None and self._count >= self.config.max_reports:
+                    return
+                # Most registers upload within a minute; an offline one uploads hours later.
+                delay = self.rng.randint(1, 60) if self.rng.random() > 0.05 else 6 * 3600
+                self._insert(self.make_report(reg, closed, min(closed + delay, end)))
+
+    def site_ids(self) -> list[int]:
+        """Every eshop id that has registers."""
+        return sorted({r.eshopid for r in self.registers})
+
+    def register_bodies(self, site: int, include_unregistered: bool) -> list[dict[str, Any]]:
+        """`posregister` objects of one site, as `/cashregisters` lists them."""
+        out = []
+        for reg in self.registers:
+            if reg.eshopid != site or (not reg.registerkey and not include_unregistered):
+                continue
+            store = next((s for s in STORES if s[0] == reg.store_id), None)
+            out.append(
+                {
+                    "registerid": reg.registerid,
+                    "manufacturerid": reg.manufacturerid,
+                    "registerkey": reg.registerkey,
+                    "company": "Sitoo Demo Retail AB",
+                    "companyid": "556677-8899",
+                    "address": "Drottninggatan 1",
+                    "address2": "",
+                    "zip": store[2].split(" ", 2)[0] if store else "",
+                    "city": store[2].rsplit(" ", 1)[-1] if store else "",
+                    "state": "",
+                    "countryid": "no" if store and store[3] == "NOK" else "se",
+                    "currencycode": store[3] if store else "SEK",
+                    "receiptlanguagetag": "sv",
+                    "storesettingid": 1,
+                    "warehouseid": 1,
+                    "salestaxgroupid": None,
+                }
+            )
+        return out
+
+    # ---- report generation ------------------------------------------------------------
+
+    def make_report(self, reg: Register, closed: int, dateadded: int) -> ZReport:
+        """A consistent z-report for `reg`, closed at `closed`, uploaded at `dateadded`."""
+        rng = self.rng
+        self._count += 1
+        store = next((s for s in STORES if s[0] == reg.store_id), None)
+        currency = store[3] if store else "SEK"
+        sales_groups = self._groups(rng.randint(3, 40))
+        refund_groups = self._groups(rng.randint(1, 3)) if rng.random() < 0.3 else {}
+        sales = sum(g[0] for g in sales_groups.values())
+        refund = sum(g[0] for g in refund_groups.values())
+        discount = sales * rng.randint(0, 8) // 100
+        cash_part = sales * rng.randint(10, 40) // 100
+        gift = sales * rng.randint(0, 10) // 100 if rng.random() < 0.3 else 0
+        card = sales - cash_part - gift
+        visa = card * rng.randint(40, 80) // 100
+        cash_refund = refund
+        cash_in = 500000
+        petty = -rng.randint(0, 20000) if rng.random() < 0.2 else 0
+        bank = -rng.randint(100000, 400000) if rng.random() < 0.3 else 0
+        salesrefunds = cash_part - cash_refund
+        expected = cash_in + salesrefunds + petty + bank
+        counted = expected + (rng.randint(-500, 500) if rng.random() < 0.2 else 0)
+        bankfinal = -(max(counted - cash_in, 0)) if rng.random() < 0.5 else 0
+        roundoff = rng.choice((0, 0, 0, -1, 1))
+        reg.grand_sales += sales
+        reg.grand_refund += refund
+        reg.next_zreportid += 1
+        payments = [
+            {"name": "Cash", "moneytotal": money(cash_part), "subpayments": []},
+            {
+                "name": "Card",
+                "moneytotal": money(card),
+                "moneycaptured": money(card),
+                "moneyinadvance": None,
+                "moneyreserved": None,
+                "subpayments": [
+                    {"name": "Visa", "moneysubtotal": money(visa)},
+                    {"name": "Mastercard", "moneysubtotal": money(card - visa)},
+                ],
+            },
+        ]
+        if gift:
+            payments.append({"name": "Gift Card", "moneytotal": money(gift), "subpayments": []})
+        body: dict[str, Any] = {
+            "zreportid": reg.next_zreportid - 1,
+            "registerid": reg.registerid,
+            "manufacturerid": reg.manufacturerid,
+            "registerkey": reg.registerkey,
+            "registernumber": reg.registernumber,
+            "datecreated": closed,
+            "dateopened": closed - rng.randint(8, 11) * 3600 if rng.random() > 0.05 else None,
+            "dateadded": dateadded,
+            "eshopid": reg.eshopid,
+            "store_id": reg.store_id,
+            "store_name": store[1] if store else None,
+            "company": "Sitoo Demo Retail AB",
+            "companyid": "556677-8899",
+            "address": "Drottninggatan 1",
+            "address2": "",
+            "address3": store[2] if store else "",
+            "currencycode": currency,
+            "staff": rng.choice(STAFF),
+            "staffuserid": guid(rng),
+            "comment": "",
+            "moneysalestotal": money(sales),
+            "moneysalestotalnet": money(sum(g[1] for g in sales_groups.values())),
+            "numsales": rng.randint(1, 30),
+            "numsalesitems": sum(g[2] for g in sales_groups.values()),
+            "vatgroupssales": self._vat_groups(sales_groups),
+            "productgroupssales": self._product_groups(sales_groups),
+            "moneysalesnotdeliveredtotal": "0.00",
+            "moneysalesnotdeliveredtotalnet": "0.00",
+            "numsalesnotdelivered": 0,
+            "numsalesnotdelivereditems": 0,
+            "vatgroupssalesnotdelivered": [],
+            "productgroupssalesnotdelivered": [],
+            "moneyrefundtotal": money(refund),
+            "moneyrefundtotalnet": money(sum(g[1] for g in refund_groups.values())),
+            "numrefund": 1 if refund else 0,
+            "numrefunditems": sum(g[2] for g in refund_groups.values()),
+            "vatgroupsrefund": self._vat_groups(refund_groups),
+            "productgroupsrefund": self._product_groups(refund_groups),
+            "moneyroundoff": money(roundoff),
+            "salestaxessales": [],
+            "salestaxesrefund": [],
+            "moneysalestaxinadvance": "0.00",
+            "moneysummarysales": money(sales),
+            "moneysummaryrefund": money(refund),
+            "moneysummarysubtotal": money(sales - refund),
+            "moneysummarysalestax": "0.00",
+            "moneysummaryroundoff": money(roundoff),
+            "moneysummarytotal": money(sales - refund + roundoff),
+            "paymentssales": payments,
+            "paymentsrefund": (
+                [{"name": "Cash", "moneytotal": money(refund), "subpayments": []}] if refund else []
+            ),
+            "discountssales": (
+                [
+                    {
+                        "vouchercode": rng.choice(("", "discount-manual", "3FOR2")),
+                        "moneytotal": money(discount),
+                        "moneytotalnet": money(net_of(discount, 25)),
+                        "moneytotalvat": money(discount - net_of(discount, 25)),
+                    }
+                ]
+                if discount
+                else []
+            ),
+            "discountssalesnotdelivered": [],
+            "discountsrefund": [],
+            "moneycash_in": money(cash_in),
+            "moneycash_salesrefunds": money(salesrefunds),
+            "moneycash_petty": money(petty),
+            "moneycash_bank": money(bank),
+            "moneycash_expected": money(expected),
+            "moneycash_counted": money(counted),
+            "moneycash_diff": money(counted - expected),
+            "moneycash_bankfinal": money(bankfinal),
+            "moneycash_out": money(counted + bankfinal),
+            "moneydiscount": money(discount),
+            "numsalestypeproduct": sum(g[2] for g in sales_groups.values()),
+            "numsalestypeservice": 0,
+            "numsalestypegiftcard": 0,
+            "numreceipts": rng.randint(1, 30),
+            "numopendrawer": rng.randint(0, 4),
+            "numpractice": 0,
+            "moneypractice": "0.00",
+            "currencyconversions": (
+                [{"currencycode": "EUR", "moneycounted": money(rng.randint(0, 50000))}]
+                if currency == "NOK" and rng.random() < 0.5
+                else []
+            ),
+            "moneygrandtotalsales": money(reg.grand_sales),
+            "moneygrandtotalrefund": money(reg.grand_refund),
+            "moneygrandtotalnet": money(reg.grand_sales - reg.grand_refund),
+        }
+        every = self.config.unknown_field_every
+        if every and self._count % every == 0:
+            body["moneybagid"] = f"BAG-{rng.randint(1000, 9999)}"  # documented, name unknown
+        valid = True
+        bad = self.config.malformed_every
+        if bad and self._count % bad == 0:
+            valid = False
+            if self._count % 2:
+                body["moneysalestotal"] = body["moneysalestotal"][:-1]  # one decimal: invalid
+            else:
+                del body["registerid"]
+        return ZReport(body=body, valid=valid)
+
+    def _groups(self, n_items: int) -> dict[str, tuple[int, int, int]]:
+        """Gross cents, net cents and item count per product group for `n_items` items."""
+        groups: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for _ in range(n_items):
+            name, vat = self.rng.choice(PRODUCT_GROUPS)
+            gross = self.rng.randint(49, 2999) * 100 + self.rng.choice((0, 50, 90, 95))
+            groups[name][0] += gross
+            groups[name][1] += net_of(gross, vat)
+            groups[name][2] += 1
+        return {k: (v[0], v[1], v[2]) for k, v in groups.items()}
+
+    @staticmethod
+    def _vat_groups(groups: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:
+        by_vat: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        vats = dict(PRODUCT_GROUPS)
+        for name, (gross, net, _count) in groups.items():
+            by_vat[vats[name]][0] += gross
+            by_vat[vats[name]][1] += net
+        return [
+            {
+                "vatvalue": vat,
+                "moneytotal": money(g),
+                "moneytotalnet": money(n),
+                "moneytotalvat": money(g - n),
+            }
+            for vat, (g, n) in sorted(by_vat.items())
+        ]
+
+    @staticmethod
+    def _product_groups(groups: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:
+        vats = dict(PRODUCT_GROUPS)
+        return [
+            {
+                "name": name,
+                "vatvalue": vats[name],
+                "numtotal": count,
+                "moneytotal": money(g),
+                "moneytotalnet": money(n),
+                "moneytotalvat": money(g - n),
+            }
+            for name, (g, n, count) in groups.items()
+        ]
+
+    # ---- storage ----------------------------------------------------------------------
+
+    def _insert(self, report: ZReport) -> ZReport:
+        report.encoded = json.dumps(report.body, separators=(",", ":")).encode()
+        i = bisect.bisect_right(self._times, report.dateadded)
+        self._times.insert(i, report.dateadded)
+        self._reports.insert(i, report)
+        rid, zid = report.body.get("registerid"), report.body.get("zreportid")
+        if isinstance(rid, str) and isinstance(zid, int):
+            self._by_key[(rid, zid)] = report
+        return report
+
+    # ---- changes between ticks --------------------------------------------------------
+
+    def add_new_reports(self, count: int, *, dateadded: int | None = None) -> list[ZReport]:
+        """`count` new reports uploaded now (or at `dateadded`), across the registers."""
+        with self.lock:
+            at = dateadded if dateadded is not None else self.config.now
+            out = []
+            for i in range(count):
+                reg = self.registers[i % len(self.registers)]
+                out.append(self._insert(self.make_report(reg, at - 600, at)))
+            return out
+
+    def add_burst(self, count: int, at: int) -> list[ZReport]:
+        """A bulk import: `count` reports all uploaded in the one second `at`."""
+        return self.add_new_reports(count, dateadded=at)
+
+    def add_late_report(self, dateadded: int) -> ZReport:
+        """A report that becomes visible only now although its `dateadded` is in the past."""
+        with self.lock:
+            reg = self.rng.choice(self.registers)
+            return self._insert(self.make_report(reg, dateadded - 300, dateadded))
+
+    def advance_clock(self, seconds: int) -> int:
+        """Move the world's `now` forward; returns the new now."""
+        with self.lock:
+            self.config.now += seconds
+            return self.config.now
+
+    # ---- queries (what the endpoints serve) -------------------------------------------
+
+    def pos_z_reports(
+        self,
+        *,
+        date_from: int | None,
+        date_to: int | None,
+        registerids: set[str] | None,
+        store_ids: set[str] | None,
+        eshopids: set[int] | None,
+        limit: int,
+    ) -> list[ZReport]:
+        """Reports filtered like `/pos-z-reports`, ascending by dateadded, at most `limit`.
+
+        Reports sharing one second come back in a fresh random order on every call: the
+        contract leaves that order unspecified, and a client must not depend on it.
+        """
+        with self.lock:
+            lo = 0 if date_from is None else bisect.bisect_left(self._times, date_from)
+            hi = len(self._times) if date_to is None else bisect.bisect_right(self._times, date_to)
+            out: list[ZReport] = []
+            i = lo
+            while i < hi and len(out) < limit:
+                j = bisect.bisect_right(self._times, self._times[i], i, hi)
+                group = [
+                    r for r in self._reports[i:j] if _matches(r, registerids, store_ids, eshopids)
+                ]
+                self.rng.shuffle(group)
+                out.extend(group)
+                i = j
+            return out[:limit]
+
+    def pos_z_report(self, registerid: str, zreportid: int) -> ZReport | None:
+        """One report by key."""
+        with self.lock:
+            return self._by_key.get((registerid, zreportid))
+
+    def all_reports(self) -> list[ZReport]:
+        """Every report, ascending by dateadded."""
+        with self.lock:
+            return list(self._reports)
+
+    def expected_sales_by_store(self) -> dict[str | None, str]:
+        """The simulator's own truth: sum of moneysalestotal per store, valid reports only."""
+        totals: dict[str | None, int] = defaultdict(int)
+        for r in self.all_reports():
+            if r.valid:
+                totals[r.body["store_id"]] += _cents(r.body["moneysalestotal"])
+        return {k: money(v) for k, v in totals.items()}
+
+    def valid_keys(self) -> set[tuple[str, int]]:
+        """Keys of every valid report."""
+        return {(r.body["registerid"], r.body["zreportid"]) for r in self.all_reports() if r.valid}
+
+    # ---- store z-reports (aggregates of the POS z-reports per store and day) ----------
+
+    def store_day(self, report: ZReport) -> str:
+        """The aggregation day of a report: its `datecreated` in the configured zone."""
+        zone = ZoneInfo(TIME_ZONE)
+        return datetime.fromtimestamp(report.body["datecreated"], zone).date().isoformat()
+
+    def store_config(self) -> dict[str, Any]:
+        """The `/store-z-reports/config` answer."""
+        return {
+            "aggregation_active": self.aggregation_active,
+            "hour_of_day": self.aggregation_hour,
+            "time_zone": TIME_ZONE,
+        }
+
+    def store_z_reports(
+        self, day: str | None, store_ids: set[str] | None, *, limit: int | None
+    ) -> list[dict[str, Any]]:
+        """Store z-reports: one per store and day, newest day first, at most `limit`."""
+        with self.lock:
+            groups: dict[tuple[str, str], list[ZReport]] = defaultdict(list)
+            for r in self._reports:
+                if not r.valid:
+                    continue
+                d = self.store_day(r)
+                if day is not None and d != day:
+                    continue
+                store = r.body.get("store_id") or "NO_STORE"
+                if store_ids and store not in store_ids:
+                    continue
+                groups[(store, d)].append(r)
+            out = [self._aggregate(store, d, rs) for (store, d), rs in groups.items()]
+            out.sort(key=lambda s: str(s["day_created"]), reverse=True)
+            return out if limit is None else out[:limit]
+
+    def _aggregate(self, store: str, day: str, reports: list[ZReport]) -> dict[str, Any]:
+        first = reports[0].body
+        sum_fields = ("moneysalestotal", "moneysalestotalnet", "moneyrefundtotal", "moneydiscount")
+        data: dict[str, Any] = {}
+        for name in sum_fields:
+            data[name] = money(sum(_cents(r.body[name]) for r in reports))
+        for name in ("numsales", "numsalesitems", "numrefund", "numreceipts"):
+            data[name] = sum(int(r.body[name]) for r in reports)
+        return {
+            "store_zreport_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{store}/{day}")),
+            "currency_code": first["currencycode"],
+            "store_id": store,
+            "store_name": first.get("store_name") or "",
+            "day_created": day,
+            "date_created": max(int(r.body["datecreated"]) for r in reports),
+            "register_zreports": [
+                {"registerid": r.body["registerid"], "zreportid": r.body["zreportid"]}
+                for r in reports
+            ],
+            "data": data,
+        }
+
+
+def _cents(value: str) -> int:
+    sign = -1 if value.startswith("-") else 1
+    whole, frac = value.lstrip("+-").split(".")
+    return sign * (int(whole) * 100 + int(frac))
+
+
+def _matches(
+    report: ZReport,
+    registerids: set[str] | None,
+    store_ids: set[str] | None,
+    eshopids: set[int] | None,
+) -> bool:
+    body = report.body
+    if registerids is not None and body.get("registerid") not in registerids:
+        return False
+    if store_ids is not None and body.get("store_id") not in store_ids:
+        return False
+    return not (eshopids is not None and body.get("eshopid") not in eshopids)

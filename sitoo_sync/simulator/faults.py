@@ -1,0 +1,76 @@
+"""Fault injection: what a hostile network and a busy API do to a client.
+
+Two kinds of knob:
+* scripted faults, queued for the next matching requests (`plan.queue("429", times=2)`),
+  for tests that must see an exact sequence;
+* background rates and latency (`FaultPlan(error_rate=0.05, latency=0.1)`), for demos
+  and soak runs.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+FaultKind = Literal["429", "500", "502", "503", "504", "drop", "slow"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault for a request whose path contains `path`."""
+
+    kind: FaultKind
+    path: str = ""
+    retry_after: float | None = None
+    seconds: float = 0.0  # for "slow"
+
+
+@dataclass
+class FaultPlan:
+    """Scripted faults first, then random ones at `error_rate`; `latency` on every request."""
+
+    error_rate: float = 0.0
+    latency: float = 0.0
+    seed: int = 7
+    _queue: deque[Fault] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def queue(
+        self,
+        kind: FaultKind,
+        *,
+        times: int = 1,
+        path: str = "",
+        retry_after: float | None = None,
+        seconds: float = 0.0,
+    ) -> None:
+        """Make the next `times` requests to `path` fail with `kind`."""
+        with self._lock:
+            for _ in range(times):
+                self._queue.append(Fault(kind, path, retry_after, seconds))
+
+    def clear(self) -> None:
+        """Drop every scripted fault and the background rates."""
+        with self._lock:
+            self._queue.clear()
+            self.error_rate = 0.0
+            self.latency = 0.0
+
+    def next_fault(self, path: str) -> Fault | None:
+        """The fault for a request to `path`, if any."""
+        with self._lock:
+            for i, fault in enumerate(self._queue):
+                if fault.path in path:
+                    del self._queue[i]
+                    return fault
+            if self.error_rate and self._rng.random() < self.error_rate:
+                kind: FaultKind = self._rng.choice(("429", "500", "503", "drop"))
+                return Fault(kind, retry_after=0 if kind == "429" else None)
+        return None

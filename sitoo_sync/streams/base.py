@@ -1,0 +1,43 @@
+"""What a stream is: a declaration of one endpoint, its key, tables and cursor strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sitoo_sync.api.client import Api
+from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.normalize.tables import Table
+from sitoo_sync.streams.cursors import TimeWindows
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One endpoint as data: the sync engine reads these fields and nothing else.
+
+    `items` unwraps a response: the tolerant reader accepts a bare array or an
+    `{"items": [...]}` envelope.
+    """
+
+    name: str
+    api: Api
+    path: str
+    key: tuple[str, ...]
+    cursor: TimeWindows
+    tables: tuple[Table, ...]
+    normalize: Callable[[Iterable[Any]], NormalizedWindow]
+    description: str
+
+
+def items_of(payload: Any) -> list[Any]:
+    """The list of records in a response: a bare array or an `items` envelope."""
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, Mapping):
+        items = payload.get("items")
+        if isinstance(items, list):
+            return items
+        if items is None and not payload:
+            return []
+    raise ValueError(f"unexpected response shape: {type(payload).__name__}")

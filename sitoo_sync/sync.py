@@ -1,0 +1,267 @@
+"""One tick: for every enabled stream and partition, window → normalize → load with cursor.
+
+The next window is fetched on a helper thread while the current one is normalized and
+loaded (a queue of one: memory stays at two windows). Fetching never depends on what was
+loaded, only on the last page, so this changes speed and nothing else. Each window's rows,
+rejects and cursor commit in one transaction; a crash between windows loses nothing.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from sitoo_sync.api.client import SitooClient
+from sitoo_sync.errors import DisabledStream, SitooSyncError
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.settings import Settings
+from sitoo_sync.streams.base import Stream, items_of
+from sitoo_sync.streams.cash_registers import list_registers
+from sitoo_sync.streams.cursors import Window
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+Status = Literal["ok", "failed", "disabled"]
+
+
+@dataclass
+class PartitionResult:
+    """What one tick of one (stream, partition) did."""
+
+    stream: str
+    partition: str
+    status: Status = "ok"
+    windows: int = 0
+    rows: int = 0
+    rejects: int = 0
+    requests: int = 0
+    cursor: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunReport:
+    """The outcome of `run_once`: one result per partition."""
+
+    results: list[PartitionResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no partition failed (disabled streams are not failures)."""
+        return all(r.status != "failed" for r in self.results)
+
+    @property
+    def rows(self) -> int:
+        """Rows loaded across every table."""
+        return sum(r.rows for r in self.results)
+
+
+_DONE = object()
+
+
+def prefetch(source: Iterator[T], *, depth: int = 1) -> Iterator[T]:
+    """Iterate `source` on a helper thread, at most `depth` items ahead of the consumer."""
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        box.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put(exc)
+
+    worker = threading.Thread(target=produce, name="sitoo-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def load_window(
+    warehouse: Warehouse,
+    stream: Stream,
+    partition: str,
+    normalized: NormalizedWindow,
+    cursor: str,
+) -> None:
+    """Rows, rejects and the cursor of one window, in one transaction."""
+    with warehouse.transaction():
+        for table in stream.tables:
+            rows = normalized.rows.get(table.name, [])
+            if table.is_child:
+                warehouse.replace_children(table, normalized.parents, rows)
+            else:
+                warehouse.upsert(table, rows)
+        warehouse.add_rejects(normalized.rejects)
+        warehouse.set_cursor(stream.name, partition, cursor, rows=normalized.row_count())
+
+
+def _split_values_from(
+    client: SitooClient, settings: Settings, stream: Stream
+) -> Callable[[list[Any]], Iterable[str]]:
+    """Registers to split a crowded second by: those on the page plus every listed register."""
+    field_name = stream.cursor.split_param
+
+    def values(page: list[Any]) -> Iterable[str]:
+        seen = {r[field_name] for r in page if isinstance(r, Mapping) and r.get(field_name)}
+        listed = {
+            r["registerid"]
+            for r in list_registers(client, settings.site_ids, stream=stream.name)
+            if isinstance(r.get("registerid"), str)
+        }
+        log.info(
+            "window_split",
+            stream=stream.name,
+            by=field_name,
+            values=len(seen | listed),
+            on_page=len(seen),
+            listed=len(listed),
+        )
+        return seen | listed
+
+    return values
+
+
+def sync_partition(
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    stream: Stream,
+    partition: str,
+    *,
+    on_window: Callable[[PartitionResult], None] | None = None,
+) -> PartitionResult:
+    """Bring one (stream, partition) up to date; errors are caught and reported, not raised."""
+    result = PartitionResult(stream=stream.name, partition=partition)
+    started = time.monotonic()
+    requests_before = client.requests[stream.name]
+    stored = warehouse.get_cursor(stream.name, partition)
+    result.cursor = stored
+
+    def fetch(params: Mapping[str, str | int]) -> list[Any]:
+        payload = client.get_json(
+            stream.api, stream.path, params, stream=stream.name, partition=partition
+        )
+        try:
+            return items_of(payload)
+        except ValueError as exc:
+            raise SitooSyncError(
+                str(exc),
+                stream=stream.name,
+                partition=partition,
+                url=client.url(stream.api, stream.path),
+            ) from exc
+
+    windows: Iterator[Window] = stream.cursor.windows(
+        fetch,
+        int(stored) if stored is not None else None,
+        overlap=settings.overlap_seconds,
+        split_values=_split_values_from(client, settings, stream),
+    )
+    try:
+        for window in prefetch(windows):
+            normalized = stream.normalize(window.records)
+            cursor = str(window.cursor)
+            load_window(warehouse, stream, partition, normalized, cursor)
+            result.windows += 1
+            result.rows += normalized.row_count()
+            result.rejects += len(normalized.rejects)
+            result.cursor = cursor
+            log.info(
+                "window_loaded",
+                stream=stream.name,
+                partition=partition,
+                params=dict(window.params),
+                records=len(window.records),
+                rows=normalized.row_count(),
+                rejects=len(normalized.rejects),
+                cursor=cursor,
+            )
+            for reject in normalized.rejects:
+                log.warning(
+                    "record_rejected",
+                    stream=stream.name,
+                    partition=partition,
+                    record_key=reject.record_key,
+                    reason=reject.reason,
+                )
+            if on_window is not None:
+                on_window(result)
+        warehouse.mark_success(stream.name, partition)
+    except DisabledStream as exc:
+        result.status = "disabled"
+        result.error = exc.message
+        log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
+    except SitooSyncError as exc:
+        result.status = "failed"
+        result.error = str(exc)
+        log.error(
+            "partition_failed",
+            error=exc.message,
+            **{"stream": stream.name, **exc.context(), "partition": partition},
+        )
+        warehouse.mark_failure(stream.name, partition, str(exc))
+    result.requests = client.requests[stream.name] - requests_before
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def run_once(
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    streams: Sequence[Stream],
+    *,
+    on_window: Callable[[PartitionResult], None] | None = None,
+) -> RunReport:
+    """One tick of every stream given; the warehouse is closed at the end either way."""
+    report = RunReport()
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+        for stream in streams:
+            partition = settings.resolved_account_id
+            result = sync_partition(
+                settings, warehouse, client, stream, partition, on_window=on_window
+            )
+            report.results.append(result)
+            log.info(
+                "partition_synced",
+                stream=result.stream,
+                partition=result.partition,
+                status=result.status,
+                windows=result.windows,
+                rows=result.rows,
+                rejects=result.rejects,
+                requests=result.requests,
+                cursor=result.cursor,
+                seconds=round(result.seconds, 3),
+            )
+    finally:
+        warehouse.close()
+    return report

@@ -1,0 +1,134 @@
+"""The warehouse seam: what every target (DuckDB native, SQLAlchemy dialects) provides.
+
+A load is always:
+
+    with warehouse.transaction():
+        warehouse.upsert(parent_table, rows)
+        warehouse.replace_children(child_table, parent_keys, rows)   # for each child
+        warehouse.add_rejects(rejects)
+        warehouse.set_cursor(stream, partition, cursor, rows=n)
+
+and either all of it commits or none of it does. Re-running a window is harmless because
+parents upsert on their natural key and children are replaced as a set per parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sitoo_sync.normalize.records import Reject, Row
+from sitoo_sync.normalize.tables import Table, integer, json_column, text, timestamp
+
+SYNC_STATE = Table(
+    name="sync_state",
+    description="Cursor and health per stream and partition; written with the rows it covers.",
+    columns=(
+        text("stream", nullable=False),
+        text("partition_key", nullable=False),
+        text("cursor"),
+        integer("rows_loaded"),
+        integer("windows_loaded"),
+        timestamp("updated_at"),
+        timestamp("last_success_at"),
+        timestamp("last_error_at"),
+        text("last_error"),
+    ),
+    key=("stream", "partition_key"),
+)
+
+REJECTS = Table(
+    name="rejects",
+    description="Records that failed validation, raw, with the reason; one row per record.",
+    columns=(
+        text("reject_id", nullable=False),
+        text("stream", nullable=False),
+        text("record_key"),
+        text("reason", nullable=False),
+        json_column("raw"),
+        timestamp("first_seen_at"),
+        timestamp("last_seen_at"),
+        integer("times_seen"),
+    ),
+    key=("reject_id",),
+)
+
+SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """One row of `sync_state`, as `status` shows it."""
+
+    stream: str
+    partition: str
+    cursor: str | None
+    rows_loaded: int
+    windows_loaded: int
+    updated_at: datetime | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+
+
+class Warehouse(Protocol):
+    """A target the sync loads into. Implementations: DuckDBWarehouse (native)."""
+
+    url: str
+
+    def ensure_schema(self, tables: Sequence[Table]) -> None:
+        """Create missing tables and add missing columns (additive only)."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything inside commits together or rolls back together."""
+
+    def upsert(self, table: Table, rows: Sequence[Row]) -> None:
+        """Insert rows, replacing any row with the same natural key."""
+
+    def replace_children(
+        self, table: Table, parent_keys: Sequence[Row], rows: Sequence[Row]
+    ) -> None:
+        """Delete every row of `table` under `parent_keys`, then insert `rows`."""
+
+    def add_rejects(self, rejects: Sequence[Reject]) -> None:
+        """Keep rejected records; one seen again bumps `times_seen`."""
+
+    def get_cursor(self, stream: str, partition: str) -> str | None:
+        """The stored cursor, or None before the first load."""
+
+    def set_cursor(self, stream: str, partition: str, cursor: str, *, rows: int) -> None:
+        """Move the cursor and count the rows it covers (inside the load's transaction)."""
+
+    def mark_success(self, stream: str, partition: str) -> None:
+        """Record that a tick of this partition finished cleanly."""
+
+    def mark_failure(self, stream: str, partition: str, error: str) -> None:
+        """Record the last error of this partition."""
+
+    def states(self) -> list[StreamState]:
+        """Every row of `sync_state`."""
+
+    def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
+        """Row count per existing table."""
+
+    def close(self) -> None:
+        """Release the connection (and any file lock)."""
+
+
+def iter_states(rows: Sequence[Sequence[object]]) -> Iterator[StreamState]:
+    """StreamState objects from `sync_state` rows in declaration order."""
+    for r in rows:
+        yield StreamState(
+            stream=str(r[0]),
+            partition=str(r[1]),
+            cursor=None if r[2] is None else str(r[2]),
+            rows_loaded=int(r[3] or 0),  # type: ignore[call-overload]  # DB returns int
+            windows_loaded=int(r[4] or 0),  # type: ignore[call-overload]  # DB returns int
+            updated_at=r[5],  # type: ignore[arg-type]  # DB returns datetime
+            last_success_at=r[6],  # type: ignore[arg-type]  # DB returns datetime
+            last_error_at=r[7],  # type: ignore[arg-type]  # DB returns datetime
+            last_error=None if r[8] is None else str(r[8]),
+        )

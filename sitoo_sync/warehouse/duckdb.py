@@ -1,0 +1,299 @@
+"""DuckDB, the embedded default: native bulk loads through Arrow, one file on disk.
+
+The file is opened when a tick starts and closed when it ends, so a BI tool can open it
+between ticks. A window goes in as Arrow columns (`INSERT ... SELECT FROM arrow`), never
+row by row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from sitoo_sync.errors import ConfigError
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.records import Reject, Row
+from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.warehouse.base import REJECTS, SYNC_STATE, StreamState, iter_states
+
+log = get_logger(__name__)
+
+DUCKDB_TYPES: dict[Kind, str] = {
+    Kind.TEXT: "VARCHAR",
+    Kind.INT: "BIGINT",
+    Kind.BOOL: "BOOLEAN",
+    Kind.MONEY: "DECIMAL(18,2)",
+    Kind.DECIMAL: "DECIMAL(18,3)",
+    Kind.TIMESTAMP: "TIMESTAMPTZ",
+    Kind.DATE: "DATE",
+    Kind.JSON: "JSON",
+}
+
+ARROW_TYPES: dict[Kind, Any] = {
+    Kind.TEXT: pa.string(),
+    Kind.INT: pa.int64(),
+    Kind.BOOL: pa.bool_(),
+    Kind.MONEY: pa.decimal128(18, 2),
+    Kind.DECIMAL: pa.decimal128(18, 3),
+    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Kind.DATE: pa.date32(),
+    Kind.JSON: pa.string(),
+}
+
+
+def q(identifier: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def duckdb_path(url: str) -> str:
+    """The database path in a `duckdb:///path` URL (`:memory:` allowed)."""
+    prefix = "duckdb:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"SITOO_TARGET_URL: not a DuckDB URL: {url!r} (use duckdb:///file.duckdb)"
+        )
+    path = url[len(prefix) :]
+    if not path:
+        raise ConfigError("SITOO_TARGET_URL: DuckDB URL has no file path (duckdb:///sitoo.duckdb)")
+    return path
+
+
+def to_arrow(table: Table, rows: Sequence[Row]) -> pa.Table:
+    """Rows of `table` as an Arrow table with the declared types."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in table.columns]
+    arrays = [
+        pa.array(values, type=ARROW_TYPES[col.kind])
+        for col, values in zip(table.columns, columns, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, names=list(table.column_names))
+
+
+class DuckDBWarehouse:
+    """The native DuckDB target; `open_connection()` ... `close()` brackets one tick."""
+
+    def __init__(self, url: str, *, open_timeout_seconds: float = 60.0) -> None:
+        self.url = url
+        self.path = duckdb_path(url)
+        self._open_timeout = open_timeout_seconds
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._seq = 0
+
+    # ---- connection -------------------------------------------------------------------
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection, opened on first use."""
+        if self._con is None:
+            self._con = self._connect()
+        return self._con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self._open_timeout
+        wait = 0.1
+        while True:
+            try:
+                return duckdb.connect(self.path)
+            except duckdb.IOException as exc:
+                # Another process (a BI tool, another tick) holds the file lock.
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("warehouse_busy", path=self.path, error=str(exc), wait_seconds=wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 5.0)
+
+    def close(self) -> None:
+        """Close the file so other processes can open it."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    # ---- schema -----------------------------------------------------------------------
+
+    def ensure_schema(self, tables: Sequence[Table]) -> None:
+        """Create missing tables; add columns a declaration gained since (never drop)."""
+        con = self.con
+        existing: dict[str, set[str]] = {}
+        for table_name, column_name in con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        ).fetchall():
+            existing.setdefault(table_name, set()).add(column_name)
+        for table in tables:
+            if table.name not in existing:
+                cols = [
+                    f"{q(c.name)} {DUCKDB_TYPES[c.kind]}{'' if c.nullable else ' NOT NULL'}"
+                    for c in table.columns
+                ]
+                cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in table.key)})")
+                con.execute(f"CREATE TABLE IF NOT EXISTS {q(table.name)} ({', '.join(cols)})")
+                log.info("table_created", table=table.name)
+                continue
+            for col in table.columns:
+                if col.name not in existing[table.name]:
+                    con.execute(
+                        f"ALTER TABLE {q(table.name)} ADD COLUMN {q(col.name)} "
+                        f"{DUCKDB_TYPES[col.kind]}"
+                    )
+                    log.info("column_added", table=table.name, column=col.name)
+
+    # ---- loading ----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK on any exception."""
+        con = self.con
+        con.begin()
+        try:
+            yield
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+
+    @contextmanager
+    def _registered(self, data: pa.Table) -> Iterator[str]:
+        self._seq += 1
+        name = f"_sitoo_batch_{self._seq}"
+        self.con.register(name, data)
+        try:
+            yield name
+        finally:
+            self.con.unregister(name)
+
+    def upsert(self, table: Table, rows: Sequence[Row]) -> None:
+        """INSERT ... ON CONFLICT (key) DO UPDATE, from one Arrow batch."""
+        if not rows:
+            return
+        names = ", ".join(q(c) for c in table.column_names)
+        updates = ", ".join(
+            f"{q(c)} = excluded.{q(c)}" for c in table.column_names if c not in table.key
+        )
+        conflict = ", ".join(q(k) for k in table.key)
+        with self._registered(to_arrow(table, rows)) as batch:
+            self.con.execute(
+                f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch} "
+                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+            )
+
+    def replace_children(
+        self, table: Table, parent_keys: Sequence[Row], rows: Sequence[Row]
+    ) -> None:
+        """Delete the children of `parent_keys`, insert `rows`: the set is replaced whole."""
+        if not parent_keys:
+            return
+        parent_cols = [table.column(c) for c in table.parent_key]
+        keys = pa.Table.from_arrays(
+            [
+                pa.array(values, type=ARROW_TYPES[col.kind])
+                for col, values in zip(parent_cols, zip(*parent_keys, strict=True), strict=True)
+            ],
+            names=list(table.parent_key),
+        )
+        match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in table.parent_key)
+        with self._registered(keys) as batch:
+            self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
+        if rows:
+            names = ", ".join(q(c) for c in table.column_names)
+            with self._registered(to_arrow(table, rows)) as batch:
+                self.con.execute(
+                    f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch}"
+                )
+
+    def add_rejects(self, rejects: Sequence[Reject]) -> None:
+        """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at."""
+        if not rejects:
+            return
+        unique = {r.reject_id: r for r in rejects}
+        rows = [
+            (rid, r.stream, r.record_key, r.reason, r.raw, r.rejected_at, r.rejected_at, 1)
+            for rid, r in unique.items()
+        ]
+        names = ", ".join(q(c) for c in REJECTS.column_names)
+        with self._registered(to_arrow(REJECTS, rows)) as batch:
+            self.con.execute(
+                f"INSERT INTO rejects ({names}) SELECT {names} FROM {batch} "
+                "ON CONFLICT (reject_id) DO UPDATE SET reason = excluded.reason, "
+                "last_seen_at = excluded.last_seen_at, times_seen = rejects.times_seen + 1"
+            )
+
+    # ---- state ------------------------------------------------------------------------
+
+    def get_cursor(self, stream: str, partition: str) -> str | None:
+        """The cursor of (stream, partition), or None."""
+        row = self.con.execute(
+            "SELECT cursor FROM sync_state WHERE stream = ? AND partition_key = ?",
+            [stream, partition],
+        ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_cursor(self, stream: str, partition: str, cursor: str, *, rows: int) -> None:
+        """Upsert the cursor row, adding `rows` to the partition's running count."""
+        now = datetime.now(UTC)
+        self.con.execute(
+            "INSERT INTO sync_state (stream, partition_key, cursor, rows_loaded, windows_loaded, "
+            "updated_at) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (stream, partition_key) DO UPDATE "
+            "SET cursor = excluded.cursor, "
+            "rows_loaded = coalesce(sync_state.rows_loaded, 0) + excluded.rows_loaded, "
+            "windows_loaded = coalesce(sync_state.windows_loaded, 0) + 1, "
+            "updated_at = excluded.updated_at",
+            [stream, partition, cursor, rows, now],
+        )
+
+    def _touch(self, stream: str, partition: str, column: str, error: str | None) -> None:
+        now = datetime.now(UTC)
+        self.con.execute(
+            f"INSERT INTO sync_state (stream, partition_key, {column}, last_error) "
+            f"VALUES (?, ?, ?, ?) ON CONFLICT (stream, partition_key) DO UPDATE SET "
+            f"{column} = excluded.{column}"
+            + (", last_error = excluded.last_error" if error is not None else ""),
+            [stream, partition, now, error],
+        )
+
+    def mark_success(self, stream: str, partition: str) -> None:
+        """Stamp last_success_at."""
+        self._touch(stream, partition, "last_success_at", None)
+
+    def mark_failure(self, stream: str, partition: str, error: str) -> None:
+        """Stamp last_error_at and keep the error text."""
+        self._touch(stream, partition, "last_error_at", error)
+
+    def states(self) -> list[StreamState]:
+        """Every sync_state row, ordered by stream and partition."""
+        if not self._has_table(SYNC_STATE.name):
+            return []
+        names = ", ".join(q(c) for c in SYNC_STATE.column_names)
+        rows = self.con.execute(
+            f"SELECT {names} FROM sync_state ORDER BY stream, partition_key"
+        ).fetchall()
+        return list(iter_states(rows))
+
+    def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
+        """Row counts of the tables that exist."""
+        counts: dict[str, int] = {}
+        for table in tables:
+            if self._has_table(table.name):
+                row = self.con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchone()
+                counts[table.name] = int(row[0]) if row else 0
+        return counts
+
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            [name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query (for the demo, status and tests)."""
+        return self.con.execute(sql, list(params)).fetchall()

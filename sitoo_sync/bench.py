@@ -79,7 +79,7 @@ def _child(phase: str, env: dict[str, str], target: str | None = None) -> dict[s
     cmd = [sys.executable, "-m", "sitoo_sync", "bench", "--phase", phase]
     if target:
         cmd += ["--target", target]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603  # our own CLI
     if out.returncode != 0:
         raise RuntimeError(f"bench phase {phase} failed:\n{out.stdout}\n{out.stderr}")
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -147,10 +147,12 @@ def run_benchmark(*, reports: int, target: str | None, rounds: int) -> int:
     print(f"target                {target or 'duckdb (temporary file)'}")
     print(f"z-reports             {floor['records']:,} in {floor['requests']} requests")
     print(
-        f"floor (fetch+parse)   {floor['seconds']:.2f}s  {floor['records'] / floor['seconds']:,.0f} reports/s"
+        f"floor (fetch+parse)   {floor['seconds']:.2f}s  "
+        f"{floor['records'] / floor['seconds']:,.0f} reports/s"
     )
     print(
-        f"full backfill         {sync['seconds']:.2f}s  {sync['rows'] / sync['seconds']:,.0f} rows/s "
+        f"full backfill         {sync['seconds']:.2f}s  "
+        f"{sync['rows'] / sync['seconds']:,.0f} rows/s "
         f"({sync['rows']:,} rows in {sync['windows']} windows, "
         f"{floor['records'] / sync['seconds']:,.0f} reports/s)"
     )

@@ -51,6 +51,16 @@ class RedactSecrets:
         return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the moment (it is swapped by test runners)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     *,
     fmt: str = "console",
@@ -76,7 +86,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),  # type: ignore[arg-type]  # any object with write/flush will do
         cache_logger_on_first_use=False,
     )
 

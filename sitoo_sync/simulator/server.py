@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -69,6 +70,17 @@ def _csv(query: Mapping[str, list[str]], name: str) -> set[str] | None:
     if raw is None:
         return None
     return {part for part in raw.split(",") if part}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (killed mid-request, say) is normal here, not an error."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -124,8 +136,7 @@ class Simulator:
     def start(self) -> Simulator:
         """Serve on a free loopback port (or `port`) from a daemon thread."""
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), handler)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="sitoo-simulator", daemon=True

@@ -179,10 +179,11 @@ class DuckDBWarehouse:
             f"{q(c)} = excluded.{q(c)}" for c in table.column_names if c not in table.key
         )
         conflict = ", ".join(q(k) for k in table.key)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         with self._registered(to_arrow(table, rows)) as batch:
             self.con.execute(
                 f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch} "
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+                f"ON CONFLICT ({conflict}) {action}"
             )
 
     def replace_children(

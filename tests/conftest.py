@@ -1,0 +1,60 @@
+"""Shared fixtures: a running simulator, settings pointing at it, and a one-call sync."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitoo_sync.api.client import SitooClient, make_client
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams import select_streams
+from sitoo_sync.sync import RunReport, run_once
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from tests.support import settings_for
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SITOO_* variable of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("SITOO_") and not name.startswith("SITOO_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A simulator with a small seeded world (no malformed records), serving on loopback."""
+    simulator = Simulator.create(SimConfig(seed=3, days=10, malformed_every=0)).start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def settings(sim: Simulator, tmp_path: Path) -> Settings:
+    """Settings for the `sim` fixture and a fresh DuckDB file."""
+    return settings_for(sim, tmp_path / "warehouse.duckdb")
+
+
+SyncFn = Callable[..., RunReport]
+
+
+@pytest.fixture
+def sync() -> SyncFn:
+    """Run one tick with `settings`; returns the report (the client is closed after)."""
+
+    def _sync(settings: Settings, **client_kwargs: Any) -> RunReport:
+        client: SitooClient = make_client(settings, sleep=lambda _s: None, **client_kwargs)
+        with client:
+            return run_once(
+                settings,
+                DuckDBWarehouse(settings.target_url),
+                client,
+                select_streams(settings.streams),
+            )
+
+    return _sync

@@ -1,0 +1,48 @@
+"""Helpers shared by the tests: settings for a simulator, reading a DuckDB target."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import Simulator
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:
+    """Settings that point at `sim` and load into the DuckDB file `db`."""
+    values: dict[str, Any] = {
+        "api_id": sim.api_id,
+        "api_password": SecretStr(sim.password),
+        "api_base_url": f"{sim.base_url}/v2/accounts/{{account_id}}",
+        "journals_base_url": sim.journals_url,
+        "site_ids": sim.world.site_ids(),
+        "target_url": f"duckdb:///{db}",
+        "http_backoff_base_seconds": 0.01,
+        "http_backoff_max_seconds": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    """Read from the settings' DuckDB file and close it again."""
+    warehouse = DuckDBWarehouse(settings.target_url)
+    try:
+        return warehouse.query(sql)
+    finally:
+        warehouse.close()
+
+
+def vendor_example() -> dict[str, Any]:
+    """The PosZReport example of z-reports.txt, parsed as the client parses it."""
+    text = (FIXTURES / "pos_z_reports_vendor_example.json").read_text()
+    records: list[dict[str, Any]] = json.loads(text, parse_float=Decimal)
+    return records[0]

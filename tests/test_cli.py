@@ -1,0 +1,215 @@
+"""The `sitoo-sync` commands: help, error messages, exit codes, status, demo, secrecy."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.cli import main
+from sitoo_sync.simulator import Simulator
+
+
+def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> None:
+    for name, value in sim.settings_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    monkeypatch.setenv("SITOO_HTTP_BACKOFF_BASE_SECONDS", "0.01")
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "status", "simulator", "bench"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sitoo-sync COMMAND --help` explains the command and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"sitoo-sync {command}" in out
+    assert len(out.splitlines()) > 4
+
+
+def test_top_level_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """The top-level help names every command, the config sources and the exit codes."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for word in ("run", "demo", "status", "simulator", "bench", "SITOO_CONFIG", "Exit codes"):
+        assert word in out
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "SITOO_API_ID is not set"),
+        ({"SITOO_API_ID": "1500-1"}, "SITOO_API_PASSWORD is not set"),
+        ({"SITOO_API_ID": "nodash", "SITOO_API_PASSWORD": "x"}, "SITOO_ACCOUNT_ID is not set"),
+        (
+            {"SITOO_OVERLAP_SECONDS": "ten"},
+            "SITOO_OVERLAP_SECONDS: Input should be a valid integer",
+        ),
+        ({"SITOO_OVERLAP_SECONDS": "-1"}, "SITOO_OVERLAP_SECONDS: Input should be greater than"),
+        ({"SITOO_SITE_IDS": "1,two"}, "SITOO_SITE_IDS"),
+        ({"SITOO_LOG_FORMAT": "xml"}, "SITOO_LOG_FORMAT"),
+        ({"SITOO_API_BASE_URL": "ftp://x"}, "SITOO_API_BASE_URL: must start with http"),
+        (
+            {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x", "SITOO_STREAMS": "nope"},
+            "SITOO_STREAMS: unknown stream 'nope'; known: pos_z_reports",
+        ),
+        (
+            {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x", "SITOO_TARGET_URL": "mongo://x"},
+            "SITOO_TARGET_URL: unsupported target 'mongo'",
+        ),
+        ({"SITOO_CONFIG": "/nonexistent/sitoo.toml"}, "config file not found"),
+    ],
+)
+def test_configuration_errors_are_one_clear_line_and_exit_2(
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A missing or invalid setting prints one line naming it, exit code 2, no traceback."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "--once"]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_run_without_once_says_how_to_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Until the scheduler exists, `run` without --once explains the cron way, exit 2."""
+    assert main(["run"]) == 2
+    assert "run --once" in capsys.readouterr().err
+
+
+def test_toml_file_is_read_and_environment_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values come from the TOML file unless an environment variable says otherwise."""
+    from sitoo_sync.settings import load_settings
+
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    config = tmp_path / "sitoo.toml"
+    config.write_text(
+        'api_id = "2000-3"\nsite_ids = [1, 4]\noverlap_seconds = 60\n'
+        f'api_password_file = "{secret}"\n'
+    )
+    monkeypatch.setenv("SITOO_OVERLAP_SECONDS", "900")
+    settings = load_settings(config)
+    assert settings.api_id == "2000-3"
+    assert settings.resolved_account_id == "2000"
+    assert settings.site_ids == [1, 4]
+    assert settings.overlap_seconds == 900
+    assert settings.api_password is not None
+    assert settings.api_password.get_secret_value() == "from-file"
+    assert "from-file" not in repr(settings)
+    monkeypatch.setenv("SITOO_SITE_IDS", "7, 8")
+    assert load_settings(config).site_ids == [7, 8]
+
+
+def test_unknown_key_in_the_config_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the TOML file is reported by name rather than silently ignored."""
+    config = tmp_path / "sitoo.toml"
+    config.write_text('api_idd = "x"\n')
+    assert main(["--config", str(config), "run", "--once"]) == 2
+    assert "unknown setting 'api_idd'" in capsys.readouterr().err
+
+
+def test_run_once_then_status(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run --once` exits 0 and prints a summary; `status --json` shows the cursor and rows."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    assert main(["run", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "pos_z_reports [1500]: ok" in out
+    assert main(["status", "--json"]) == 0
+    [state] = json.loads(capsys.readouterr().out)
+    assert state["stream"] == "pos_z_reports"
+    assert state["partition"] == "1500"
+    newest = max(r.dateadded for r in sim.world.all_reports())
+    assert state["cursor"] == str(newest)
+    assert state["rows_loaded"] > len(sim.world.all_reports())
+    assert state["last_success_at"] is not None
+    assert state["last_error"] is None
+    assert main(["status"]) == 0
+    table = capsys.readouterr().out
+    assert "pos_z_reports" in table
+    assert "cursor" in table.splitlines()[0]
+
+
+def test_status_before_any_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status` on an empty target says so instead of failing."""
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'empty.duckdb'}")
+    assert main(["status"]) == 0
+    assert "nothing synced yet" in capsys.readouterr().out
+
+
+def test_wrong_password_is_one_clear_failure_exit_1(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 401 is not retried; the run fails with a message naming the credentials settings."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_API_PASSWORD", "wrong-password-123")
+    assert main(["run", "--once"]) == 1
+    captured = capsys.readouterr()
+    assert (
+        "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD" in captured.out
+    )
+    assert "Traceback" not in captured.err
+    assert "wrong-password-123" not in captured.out + captured.err
+    assert sim.requests_to("/pos-z-reports") == 1
+
+
+def test_no_secret_reaches_a_log_line(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """At DEBUG, with retries and errors logged, neither the password nor the auth header leaks."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    monkeypatch.setenv("SITOO_LOG_LEVEL", "DEBUG")
+    sim.faults.queue("503", times=2)
+    sim.faults.queue("drop")
+    assert main(["run", "--once"]) == 0
+    captured = capsys.readouterr()
+    logs = captured.out + captured.err
+    assert "request_retry" in logs
+    assert "window_loaded" in logs
+    token = base64.b64encode(f"{sim.api_id}:{sim.password}".encode()).decode()
+    assert sim.password not in logs
+    assert token not in logs
+    for line in captured.err.splitlines():
+        json.loads(line)  # every log line is one JSON object
+
+
+def test_demo_prints_rows_per_table_and_sales_per_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demo` syncs the simulator into a DuckDB file and shows counts and checked store sales."""
+    db = tmp_path / "demo.duckdb"
+    assert main(["demo", "--db", str(db), "--days", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "Rows per table:" in out
+    assert "pos_z_report_vat_groups" in out
+    assert "Sales per store" in out
+    assert out.count("matches the simulator") == 6
+    assert "SELECT" in out
+    assert db.exists()

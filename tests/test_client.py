@@ -1,0 +1,182 @@
+"""The HTTP client's retry policy, auth handling and JSON decoding, on httpx.MockTransport."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from sitoo_sync.api.client import Api, RetryPolicy, SitooClient, make_client
+from sitoo_sync.errors import AuthError, FatalApiError, RetryBudgetExhausted
+from sitoo_sync.settings import Settings
+from sitoo_sync.streams.base import items_of
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client_with(handler: Handler, sleeps: list[float], **settings: object) -> SitooClient:
+    values: dict[str, object] = {
+        "api_id": "1500-7",
+        "api_password": SecretStr("s3cret-pw"),
+        "http_max_attempts": 4,
+        "http_backoff_base_seconds": 1.0,
+        "http_backoff_max_seconds": 3.0,
+    }
+    values.update(settings)
+    return make_client(
+        Settings(**values),  # type: ignore[arg-type]  # typed via pydantic validation
+        transport=httpx.MockTransport(handler),
+        sleep=sleeps.append,
+        rand=lambda: 1.0,
+    )
+
+
+def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler, seen
+
+
+def test_retry_after_is_honoured_then_succeeds() -> None:
+    """A 429 with Retry-After waits exactly that long, then the retry's body is returned."""
+    handler, seen = scripted(
+        httpx.Response(429, headers={"Retry-After": "7"}, json={"statuscode": 429}),
+        httpx.Response(200, json=[{"zreportid": 1}]),
+    )
+    sleeps: list[float] = []
+    with client_with(handler, sleeps) as client:
+        body = client.get_json(Api.ZREPORTS, "/pos-z-reports", {"dateaddedfrom": 0}, stream="s")
+    assert body == [{"zreportid": 1}]
+    assert sleeps == [7.0]
+    assert len(seen) == 2
+    assert client.retries["s"] == 1
+
+
+def test_server_errors_back_off_exponentially_until_the_budget_is_spent() -> None:
+    """5xx is retried with doubling, capped waits; after max attempts the error names it all."""
+    handler, seen = scripted(
+        httpx.Response(503, json={"statuscode": 503, "errortext": "maintenance"})
+    )
+    sleeps: list[float] = []
+    with (
+        client_with(handler, sleeps) as client,
+        pytest.raises(RetryBudgetExhausted) as info,
+    ):
+        client.get_json(Api.ZREPORTS, "/pos-z-reports", {"dateaddedfrom": 5}, stream="pos")
+    assert len(seen) == 4
+    assert sleeps == [1.0, 2.0, 3.0]  # base 1s doubling, capped at 3s (rand pinned to 1.0)
+    err = info.value
+    assert err.status == 503
+    assert err.stream == "pos"
+    assert err.url is not None
+    assert "/pos-z-reports?dateaddedfrom=5" in err.url
+    assert "s3cret-pw" not in str(err)
+    assert "maintenance" in str(err)
+
+
+def test_dropped_connections_are_retried() -> None:
+    """Transport errors (a dropped connection) count as retriable."""
+    handler, seen = scripted(
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.Response(200, json={"items": []}),
+    )
+    sleeps: list[float] = []
+    with client_with(handler, sleeps) as client:
+        body = client.get_json(Api.V2, "/sites/1/cashregisters.json", stream="s")
+    assert body == {"items": []}
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failures_are_not_retried(status: int) -> None:
+    """401/403 fail at once with a message that names the settings to check."""
+    handler, seen = scripted(
+        httpx.Response(status, json={"statuscode": status, "errortext": "Authorization failed"})
+    )
+    sleeps: list[float] = []
+    with client_with(handler, sleeps) as client, pytest.raises(AuthError) as info:
+        client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos")
+    assert len(seen) == 1
+    assert sleeps == []
+    assert "SITOO_API_ID" in str(info.value)
+    assert info.value.status == status
+
+
+def test_bad_request_is_fatal_without_retry() -> None:
+    """A 400 is not retried: asking again would get the same answer."""
+    handler, seen = scripted(httpx.Response(400, json={"statuscode": 400, "errortext": "bad"}))
+    with client_with(handler, []) as client, pytest.raises(FatalApiError):
+        client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos")
+    assert len(seen) == 1
+
+
+def test_requests_carry_basic_auth_and_the_account_base_url() -> None:
+    """Every request uses Basic auth, and the v2 base has the API ID's account number."""
+    handler, seen = scripted(httpx.Response(200, json=[]))
+    with client_with(handler, []) as client:
+        client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos")
+    request = seen[0]
+    assert str(request.url) == "https://api.mysitoo.com/v2/accounts/1500/pos-z-reports"
+    expected = httpx.BasicAuth("1500-7", "s3cret-pw")
+    assert (
+        request.headers["Authorization"]
+        == next(expected.auth_flow(request)).headers["Authorization"]
+    )
+
+
+def test_numbers_with_a_fraction_decode_as_decimal_never_float() -> None:
+    """JSON numbers such as a VAT rate of 12.5 arrive as Decimal."""
+    handler, _ = scripted(httpx.Response(200, content=b'[{"vatvalue": 12.5, "n": 3}]'))
+    with client_with(handler, []) as client:
+        body = client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos")
+    assert body == [{"vatvalue": Decimal("12.5"), "n": 3}]
+    assert type(body[0]["vatvalue"]) is Decimal
+
+
+def test_invalid_json_is_retried_as_a_transient_fault() -> None:
+    """A truncated or HTML body on 200 is retried, then returned once it is JSON."""
+    handler, seen = scripted(
+        httpx.Response(200, content=b"<html>proxy error</html>"),
+        httpx.Response(200, json=[]),
+    )
+    with client_with(handler, []) as client:
+        assert client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos") == []
+    assert len(seen) == 2
+
+
+def test_retry_policy_delay_honours_caps() -> None:
+    """Retry-After is capped, and jittered backoff never exceeds its ceiling."""
+    policy = RetryPolicy(backoff_base=0.5, backoff_max=4.0, retry_after_max=30.0)
+    assert policy.delay(1, 3600.0, 0.5) == 30.0
+    assert policy.delay(10, None, 1.0) == 4.0
+    assert policy.delay(2, None, 0.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [([1, 2], [1, 2]), ({"items": [3]}, [3]), ({"items": [], "next": None}, []), ({}, [])],
+)
+def test_tolerant_reader_accepts_a_bare_array_or_an_envelope(
+    payload: object, expected: list[int]
+) -> None:
+    """A response may be a bare array or an `items` envelope; both give the records."""
+    assert items_of(payload) == expected
+
+
+def test_unexpected_response_shape_is_an_error() -> None:
+    """A string or an object without items is not silently read as 'no data'."""
+    with pytest.raises(ValueError, match="unexpected response shape"):
+        items_of("oops")
+    with pytest.raises(ValueError, match="unexpected response shape"):
+        items_of({"error": "x"})

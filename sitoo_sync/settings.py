@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     target_url: str = "duckdb:///sitoo.duckdb"
     streams: Annotated[list[str] | None, NoDecode] = None
     overlap_seconds: int = Field(600, ge=0, le=30 * 86400)
+    load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
+    load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_timeout_seconds: float = Field(30.0, gt=0)

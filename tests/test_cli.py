@@ -192,7 +192,8 @@ def test_no_secret_reaches_a_log_line(
     captured = capsys.readouterr()
     logs = captured.out + captured.err
     assert "request_retry" in logs
-    assert "window_loaded" in logs
+    assert "batch_loaded" in logs
+    assert "window_fetched" in logs
     token = base64.b64encode(f"{sim.api_id}:{sim.password}".encode()).decode()
     assert sim.password not in logs
     assert token not in logs

@@ -20,12 +20,13 @@ from tests.support import settings_for
 COMPARED_COLUMNS = {"rejects": "reject_id, stream, record_key, reason, raw"}
 
 
-def run_cli(sim: Simulator, db: Path) -> subprocess.Popen[bytes]:
+def run_cli(sim: Simulator, db: Path, batch_seconds: str = "2") -> subprocess.Popen[bytes]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
         **sim.settings_env(),
         "SITOO_TARGET_URL": f"duckdb:///{db}",
         "SITOO_LOG_FORMAT": "json",
+        "SITOO_LOAD_BATCH_SECONDS": batch_seconds,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "sitoo_sync", "run", "--once"],
@@ -53,9 +54,16 @@ def differences(a: Path, b: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kill_after_requests", "extra_delay"), [(2, 0.12), (4, 0.3)])
+@pytest.mark.parametrize(
+    ("kill_after_requests", "extra_delay", "batch_seconds"),
+    [(2, 0.12, "0"), (4, 0.3, "0.5")],  # one commit per window; several windows per commit
+)
 def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
-    tmp_path: Path, sync: SyncFn, kill_after_requests: int, extra_delay: float
+    tmp_path: Path,
+    sync: SyncFn,
+    kill_after_requests: int,
+    extra_delay: float,
+    batch_seconds: str,
 ) -> None:
     """Kill -9 while windows are loading; the rerun's warehouse equals a clean run's exactly."""
     config = SimConfig(seed=9, days=120, registers_per_store=4, malformed_every=50)
@@ -66,7 +74,7 @@ def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
 
         sim.faults.latency = 0.25
         start = sim.requests_to("/pos-z-reports")
-        proc = run_cli(sim, crashed)
+        proc = run_cli(sim, crashed, batch_seconds)
         deadline = time.monotonic() + 60
         while sim.requests_to("/pos-z-reports") - start < kill_after_requests:
             assert proc.poll() is None, "the sync finished before it could be killed"

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from sitoo_sync.normalize.pos_z_reports import CHILDREN, POS_Z_REPORTS, normalize_window
+from sitoo_sync.normalize.pos_z_reports import normalize_window
 from sitoo_sync.normalize.records import NormalizedWindow
 from tests.support import vendor_example
 
 
 def as_dicts(window: NormalizedWindow, table: str) -> list[dict[str, Any]]:
-    names = (POS_Z_REPORTS if table == POS_Z_REPORTS.name else _child(table)).column_names
-    return [dict(zip(names, row, strict=True)) for row in window.rows[table]]
+    result: list[dict[str, Any]] = window.tables[table].to_pylist()
+    return result
 
 
-def _child(name: str) -> Any:
-    return next(t for t in CHILDREN.values() if t.name == name)
+def parents(window: NormalizedWindow) -> list[tuple[str, int]]:
+    return [(k["registerid"], k["zreportid"]) for k in window.parent_keys.to_pylist()]
 
 
 def test_vendor_example_parent_row_is_typed() -> None:
@@ -64,7 +64,7 @@ def test_vendor_example_children_are_keyed_by_parent_section_and_position() -> N
         (r["registerid"], r["zreportid"]) == ("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)
         for r in vat + payments + discounts + groups
     )
-    assert window.parents == [("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)]
+    assert parents(window) == [("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)]
 
 
 def test_subpayments_hang_under_their_payment() -> None:
@@ -75,7 +75,7 @@ def test_subpayments_hang_under_their_payment() -> None:
         {"name": "Amex", "moneysubtotal": "100.00", "moneycaptured": None},
     ]
     window = normalize_window([record])
-    subs = window.rows["pos_z_report_subpayments"]
+    subs = window.rows("pos_z_report_subpayments")
     assert [(s[2], s[3], s[4], s[5], s[6]) for s in subs] == [
         ("sales", 1, 0, "Visa", Decimal("200.00")),
         ("sales", 1, 1, "Amex", Decimal("100.00")),
@@ -100,8 +100,8 @@ def test_bad_values_reject_the_record_with_a_reason(field: str, value: object, r
     bad["zreportid"] = 3
     bad[field] = value
     window = normalize_window([bad, good])
-    assert len(window.rows["pos_z_reports"]) == 1
-    assert window.parents == [("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)]
+    assert window.tables["pos_z_reports"].num_rows == 1
+    assert parents(window) == [("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)]
     [reject] = window.rejects
     assert reason in reject.reason
     assert reject.record_key == "{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}/3"
@@ -164,8 +164,8 @@ def test_a_key_seen_twice_in_one_window_keeps_the_last_version() -> None:
     window = normalize_window([first, second])
     [row] = as_dicts(window, "pos_z_reports")
     assert row["comment"] == "corrected"
-    assert len(window.rows["pos_z_report_vat_groups"]) == 1
-    assert window.parents == [("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)]
+    assert window.tables["pos_z_report_vat_groups"].num_rows == 1
+    assert parents(window) == [("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2)]
 
 
 def test_currency_conversions_are_kept_whole() -> None:
@@ -173,6 +173,6 @@ def test_currency_conversions_are_kept_whole() -> None:
     record = vendor_example()
     record["currencyconversions"] = [{"currencycode": "EUR", "moneycounted": "10.00"}]
     window = normalize_window([record])
-    [row] = window.rows["pos_z_report_currency_conversions"]
+    [row] = window.rows("pos_z_report_currency_conversions")
     assert row[:3] == ("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2, 0)
     assert json.loads(row[3]) == {"currencycode": "EUR", "moneycounted": "10.00"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.pos_z_reports import CHILDREN, TABLES, normalize_window
 from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.settings import Settings
@@ -216,8 +217,8 @@ def test_schema_gains_a_declared_column_without_losing_data(tmp_path: Path) -> N
     v2 = Table("t", (text("k", nullable=False), integer("n")), key=("k",))
     warehouse = DuckDBWarehouse(url)
     warehouse.ensure_schema([v1])
-    warehouse.upsert(v1, [("a",)])
+    warehouse.upsert(v1, rows_to_arrow(v1, [("a",)]))
     warehouse.ensure_schema([v2])
-    warehouse.upsert(v2, [("b", 2)])
+    warehouse.upsert(v2, rows_to_arrow(v2, [("b", 2)]))
     assert warehouse.query("SELECT k, n FROM t ORDER BY k") == [("a", None), ("b", 2)]
     warehouse.close()

@@ -1,29 +1,52 @@
-"""Generic record → row mapping driven by a Table declaration, and the window's output type.
+"""Declared-table building from JSON objects, and what a normalized window holds.
 
-A `RowMapper` reads each declared column from a JSON object by name, converts it by kind,
-and gathers fields nobody declared into the table's `extra` JSON column, so a field the
-API adds tomorrow is kept today and becomes a column with a one-line declaration.
+A `TableBuilder` reads each declared column from a list of JSON objects by name, converts
+the column as a whole (see `columns.py`), and gathers fields nobody declared into the
+table's `extra` JSON column, so a field the API adds tomorrow is kept today and becomes a
+column with a one-line declaration. Errors are reported per object index, so the caller
+can reject exactly the records they came from.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from sitoo_sync.errors import RecordRejected
+from sitoo_sync.normalize.columns import (
+    RAW_TYPES,
+    Errors,
+    ValueAt,
+    convert_column,
+    finish_column,
+)
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.normalize.values import CONVERTERS, dumps_json
+from sitoo_sync.normalize.values import dumps_json
 
 EXTRA = "extra"
 
-Row = tuple[Any, ...]
+
+def _extra_json(obj: Mapping[str, Any], known: frozenset[str]) -> str:
+    return dumps_json({k: obj[k] for k in sorted(obj.keys() - known)})
 
 
-class RowMapper:
-    """Maps one JSON object to a row of `table`, after `prefix` columns the caller supplies."""
+def _getter(objs: Sequence[Mapping[str, Any]], name: str) -> ValueAt:
+    return lambda i: objs[i].get(name)
+
+
+class TableBuilder:
+    """Builds `table` from JSON objects, after `prefix` columns the caller supplies.
+
+    Fast path: Arrow reads every declared column of every object in one pass (a struct
+    array), then validates and casts column by column. If that pass meets a value of an
+    unexpected JSON type, each column is converted on its own instead, where the per-value
+    converters find and word the bad values.
+    """
 
     def __init__(
         self, table: Table, *, prefix: tuple[str, ...], ignore: Iterable[str] = ()
@@ -33,33 +56,49 @@ class RowMapper:
         self.table = table
         body = table.columns[len(prefix) :]
         self.has_extra = bool(body) and body[-1].name == EXTRA
-        if self.has_extra:
-            body = body[:-1]
-        self._fields = tuple((c.name, CONVERTERS[c.kind], c.nullable) for c in body)
-        self._known = frozenset(name for name, _, _ in self._fields) | frozenset(ignore)
+        self._fields = body[:-1] if self.has_extra else body
+        self._known = frozenset(c.name for c in self._fields) | frozenset(ignore)
+        self._raw = pa.struct(
+            [pa.field(c.name, RAW_TYPES[c.kind]) for c in self._fields if c.kind in RAW_TYPES]
+        )
 
-    def row(self, record: Mapping[str, Any], prefix: Row = ()) -> Row:
-        """The typed row; raises RecordRejected naming the first bad field."""
-        values: list[Any] = list(prefix)
-        append = values.append
-        get = record.get
-        for name, convert, nullable in self._fields:
-            raw = get(name)
-            if raw is None:
-                if not nullable:
-                    raise RecordRejected(
-                        "missing required field", field=f"{self.table.name}.{name}"
-                    )
-                append(None)
-                continue
-            try:
-                append(convert(raw))
-            except RecordRejected as exc:
-                raise RecordRejected(exc.message, field=f"{self.table.name}.{name}") from None
+    def _columns(self, objs: Sequence[Mapping[str, Any]]) -> list[tuple[pa.Array, Errors]]:
+        try:
+            raw = pa.array(objs, type=self._raw)
+            out = []
+            for col in self._fields:
+                if col.kind not in RAW_TYPES:
+                    out.append(convert_column(col, [o.get(col.name) for o in objs]))
+                    continue
+                name = col.name
+                out.append(finish_column(col, raw.field(name), _getter(objs, name)))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return [convert_column(c, [o.get(c.name) for o in objs]) for c in self._fields]
+        return out
+
+    def build(
+        self, objs: Sequence[Mapping[str, Any]], prefix: Sequence[pa.Array], errors: Errors
+    ) -> pa.Table:
+        """The typed table; a failing value records `errors[i]` for its object index `i`."""
+        arrays = list(prefix)
+        for col, (array, column_errors) in zip(self._fields, self._columns(objs), strict=True):
+            for i, message in column_errors.items():
+                errors.setdefault(i, f"{self.table.name}.{col.name}: {message}")
+            arrays.append(array)
         if self.has_extra:
-            unknown = record.keys() - self._known
-            append(dumps_json({k: record[k] for k in sorted(unknown)}) if unknown else None)
-        return tuple(values)
+            known = self._known
+            extras: list[str | None] = []
+            for i, obj in enumerate(objs):
+                if known.issuperset(obj):
+                    extras.append(None)
+                    continue
+                try:
+                    extras.append(_extra_json(obj, known))
+                except RecordRejected as exc:
+                    errors.setdefault(i, f"{self.table.name}.{EXTRA}: {exc.message}")
+                    extras.append(None)
+            arrays.append(pa.array(extras, pa.string()))
+        return pa.Table.from_arrays(arrays, names=list(self.table.column_names))
 
 
 def require_object(value: Any, what: str) -> Mapping[str, Any]:
@@ -96,27 +135,51 @@ class Reject:
         return digest[:32]
 
 
-@dataclass
-class NormalizedWindow:
-    """The rows of one window, per table, ready to load in one transaction.
-
-    `parents` holds the keys of every parent loaded, so their child rows can be replaced as
-    a set even when a parent's lists are now empty.
-    """
-
-    rows: dict[str, list[Row]] = field(default_factory=dict)
-    parents: list[Row] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-
-    def row_count(self) -> int:
-        """Rows across all tables."""
-        return sum(len(r) for r in self.rows.values())
-
-
-def reject_for(stream: str, record: Any, exc: RecordRejected, key: str | None) -> Reject:
+def reject_for(stream: str, record: Any, reason: str, key: str | None) -> Reject:
     """A Reject for `record`, its raw JSON kept exactly."""
     try:
         raw = dumps_json(record)
     except RecordRejected:
         raw = repr(record)
-    return Reject(stream=stream, record_key=key, reason=exc.reason, raw=raw)
+    return Reject(stream=stream, record_key=key, reason=reason, raw=raw)
+
+
+@dataclass
+class NormalizedWindow:
+    """The typed rows of one window per table, ready to load in one transaction.
+
+    `parent_keys` holds the key of every parent in the window, so their child rows can be
+    replaced as a set even when a parent's lists are now empty.
+    """
+
+    tables: dict[str, pa.Table]
+    parent_keys: pa.Table
+    rejects: list[Reject] = field(default_factory=list)
+
+    def row_count(self) -> int:
+        """Rows across all tables."""
+        return sum(t.num_rows for t in self.tables.values())
+
+    def keys(self) -> set[tuple[Any, ...]]:
+        """The parent keys as a set of tuples."""
+        columns = [c.to_pylist() for c in self.parent_keys.columns]
+        return set(zip(*columns, strict=True))
+
+    @classmethod
+    def concat(cls, windows: Sequence[NormalizedWindow]) -> NormalizedWindow:
+        """Several windows with disjoint parent keys as one."""
+        if len(windows) == 1:
+            return windows[0]
+        first = windows[0]
+        return cls(
+            tables={
+                name: pa.concat_tables([w.tables[name] for w in windows]) for name in first.tables
+            },
+            parent_keys=pa.concat_tables([w.parent_keys for w in windows]),
+            rejects=[r for w in windows for r in w.rejects],
+        )
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """The rows of `table` as Python tuples (Decimal, aware datetime ...)."""
+        data = self.tables[table]
+        return list(zip(*(c.to_pylist() for c in data.columns), strict=True))

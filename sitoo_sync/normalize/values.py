@@ -52,11 +52,13 @@ def to_decimal(value: Any) -> Decimal | None:
 
 
 def to_int(value: Any) -> int | None:
-    """A JSON integer; a bool or a fraction is rejected."""
+    """A JSON integer (2 or 2.0); a bool or a fraction is rejected."""
     if value is None:
         return None
     if type(value) is int:
         return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     raise RecordRejected(f"not an integer: {value!r}")

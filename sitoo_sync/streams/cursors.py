@@ -11,7 +11,8 @@ time, capped at `cap` items, with no paging parameter (`/pos-z-reports`):
 * Every tick starts `overlap` seconds before the cursor, so late arrivals are found.
 * A page shorter than `cap` is the end: the cursor becomes its newest time.
 * A full page is loaded and the next read starts at its newest time (inclusively: that
-  second may hold more items than the page showed).
+  second may hold more items than the page showed). Items of that second which come back
+  identical are not yielded twice: loading them again would change nothing.
 * A full page whose items all share one second cannot be advanced past; that second is
   split by `split_param` (e.g. one request per register) and then stepped over.
 """
@@ -46,6 +47,12 @@ def _times(records: list[Any], field: str) -> list[int]:
     ]
 
 
+def _key(record: Any, key: tuple[str, ...]) -> tuple[Any, ...]:
+    if not isinstance(record, Mapping):
+        return ()
+    return tuple(record.get(k) for k in key)
+
+
 @dataclass(frozen=True)
 class TimeWindows:
     """Inclusive time-range windows over an ascending, capped endpoint."""
@@ -64,24 +71,33 @@ class TimeWindows:
         overlap: int,
         start: int = 0,
         split_values: SplitValues,
+        key: tuple[str, ...] = (),
     ) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or `start`) to the newest item."""
         resume = cursor if cursor is not None else start
         lo = max(start, resume - overlap) if cursor is not None else start
+        seen: dict[tuple[Any, ...], Any] = {}  # the last full page's items at second `lo`
         while True:
             params: dict[str, str | int] = {self.lo_param: lo}
             page = fetch(params)
             times = _times(page, self.field)
+            fresh = [r for r in page if not seen or seen.get(_key(r, key)) != r] if key else page
             newest = max(times, default=lo)
             if len(page) < self.cap:
-                yield Window(page, max(resume, newest), params)
+                yield Window(fresh, max(resume, newest), params)
                 return
             oldest = min(times, default=lo)
             if oldest < newest:
                 # Seconds before `newest` are complete; `newest` is re-read next time.
                 resume = max(resume, newest)
-                yield Window(page, resume, params)
+                yield Window(fresh, resume, params)
                 lo = newest
+                if key:
+                    seen = {
+                        _key(r, key): r
+                        for r in page
+                        if isinstance(r, Mapping) and r.get(self.field) == newest
+                    }
                 continue
             # One second alone fills the page: split it, then step past it.
             second = newest

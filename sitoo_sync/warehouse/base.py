@@ -3,13 +3,16 @@
 A load is always:
 
     with warehouse.transaction():
-        warehouse.upsert(parent_table, rows)
-        warehouse.replace_children(child_table, parent_keys, rows)   # for each child
+        existing = warehouse.existing_keys(parent_table, parent_keys)
+        warehouse.upsert(parent_table, rows)        # or insert(), when nothing exists yet
+        warehouse.replace_children(child_table, existing, rows)   # for each child
         warehouse.add_rejects(rejects)
         warehouse.set_cursor(stream, partition, cursor, rows=n)
 
 and either all of it commits or none of it does. Re-running a window is harmless because
-parents upsert on their natural key and children are replaced as a set per parent.
+parents upsert on their natural key and children are replaced as a set per parent (a parent
+that did not exist before has no children to delete). Rows travel as Arrow tables typed by
+the declarations; a backend that wants Python rows calls `to_pylist()`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sitoo_sync.normalize.records import Reject, Row
+import pyarrow as pa
+
+from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table, integer, json_column, text, timestamp
 
 SYNC_STATE = Table(
@@ -85,13 +90,17 @@ class Warehouse(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or rolls back together."""
 
-    def upsert(self, table: Table, rows: Sequence[Row]) -> None:
+    def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
+        """The subset of `keys` that `table` already holds."""
+
+    def insert(self, table: Table, data: pa.Table) -> None:
+        """Insert rows known to be new."""
+
+    def upsert(self, table: Table, data: pa.Table) -> None:
         """Insert rows, replacing any row with the same natural key."""
 
-    def replace_children(
-        self, table: Table, parent_keys: Sequence[Row], rows: Sequence[Row]
-    ) -> None:
-        """Delete every row of `table` under `parent_keys`, then insert `rows`."""
+    def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
+        """Delete every row of `table` under `parent_keys`, then insert `data`."""
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Keep rejected records; one seen again bumps `times_seen`."""
@@ -99,8 +108,10 @@ class Warehouse(Protocol):
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None before the first load."""
 
-    def set_cursor(self, stream: str, partition: str, cursor: str, *, rows: int) -> None:
-        """Move the cursor and count the rows it covers (inside the load's transaction)."""
+    def set_cursor(
+        self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
+    ) -> None:
+        """Move the cursor and count the rows and windows it covers (in the load's transaction)."""
 
     def mark_success(self, stream: str, partition: str) -> None:
         """Record that a tick of this partition finished cleanly."""

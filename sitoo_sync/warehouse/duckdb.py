@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.log import get_logger
-from sitoo_sync.normalize.records import Reject, Row
+from sitoo_sync.normalize.columns import rows_to_arrow
+from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.warehouse.base import REJECTS, SYNC_STATE, StreamState, iter_states
 
@@ -34,17 +35,6 @@ DUCKDB_TYPES: dict[Kind, str] = {
     Kind.TIMESTAMP: "TIMESTAMPTZ",
     Kind.DATE: "DATE",
     Kind.JSON: "JSON",
-}
-
-ARROW_TYPES: dict[Kind, Any] = {
-    Kind.TEXT: pa.string(),
-    Kind.INT: pa.int64(),
-    Kind.BOOL: pa.bool_(),
-    Kind.MONEY: pa.decimal128(18, 2),
-    Kind.DECIMAL: pa.decimal128(18, 3),
-    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-    Kind.DATE: pa.date32(),
-    Kind.JSON: pa.string(),
 }
 
 
@@ -64,16 +54,6 @@ def duckdb_path(url: str) -> str:
     if not path:
         raise ConfigError("SITOO_TARGET_URL: DuckDB URL has no file path (duckdb:///sitoo.duckdb)")
     return path
-
-
-def to_arrow(table: Table, rows: Sequence[Row]) -> pa.Table:
-    """Rows of `table` as an Arrow table with the declared types."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in table.columns]
-    arrays = [
-        pa.array(values, type=ARROW_TYPES[col.kind])
-        for col, values in zip(table.columns, columns, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, names=list(table.column_names))
 
 
 class DuckDBWarehouse:
@@ -134,7 +114,11 @@ class DuckDBWarehouse:
                     f"{q(c.name)} {DUCKDB_TYPES[c.kind]}{'' if c.nullable else ' NOT NULL'}"
                     for c in table.columns
                 ]
-                cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in table.key)})")
+                if not table.is_child:
+                    # Child rows are unique by construction (replaced as a set per parent,
+                    # positions from the list); an index on them would cost a third of a
+                    # backfill's time, as `sitoo-sync bench` showed.
+                    cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in table.key)})")
                 con.execute(f"CREATE TABLE IF NOT EXISTS {q(table.name)} ({', '.join(cols)})")
                 log.info("table_created", table=table.name)
                 continue
@@ -170,45 +154,49 @@ class DuckDBWarehouse:
         finally:
             self.con.unregister(name)
 
-    def upsert(self, table: Table, rows: Sequence[Row]) -> None:
-        """INSERT ... ON CONFLICT (key) DO UPDATE, from one Arrow batch."""
-        if not rows:
-            return
+    def _insert_sql(self, table: Table, batch: str) -> str:
         names = ", ".join(q(c) for c in table.column_names)
+        return f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch}"
+
+    def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
+        """The subset of `keys` (columns of `table.key`) already present in `table`."""
+        if keys.num_rows == 0:
+            return keys
+        cols = ", ".join(f"k.{q(c)}" for c in table.key)
+        match = " AND ".join(f"t.{q(c)} = k.{q(c)}" for c in table.key)
+        with self._registered(keys) as batch:
+            return self.con.sql(
+                f"SELECT {cols} FROM {batch} k WHERE EXISTS "
+                f"(SELECT 1 FROM {q(table.name)} t WHERE {match})"
+            ).to_arrow_table()
+
+    def insert(self, table: Table, data: pa.Table) -> None:
+        """Plain bulk INSERT of rows known to be new."""
+        if data.num_rows == 0:
+            return
+        with self._registered(data) as batch:
+            self.con.execute(self._insert_sql(table, batch))
+
+    def upsert(self, table: Table, data: pa.Table) -> None:
+        """INSERT ... ON CONFLICT (key) DO UPDATE, from one Arrow batch."""
+        if data.num_rows == 0:
+            return
         updates = ", ".join(
             f"{q(c)} = excluded.{q(c)}" for c in table.column_names if c not in table.key
         )
         conflict = ", ".join(q(k) for k in table.key)
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        with self._registered(to_arrow(table, rows)) as batch:
-            self.con.execute(
-                f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch} "
-                f"ON CONFLICT ({conflict}) {action}"
-            )
+        with self._registered(data) as batch:
+            self.con.execute(f"{self._insert_sql(table, batch)} ON CONFLICT ({conflict}) {action}")
 
-    def replace_children(
-        self, table: Table, parent_keys: Sequence[Row], rows: Sequence[Row]
-    ) -> None:
-        """Delete the children of `parent_keys`, insert `rows`: the set is replaced whole."""
-        if not parent_keys:
-            return
-        parent_cols = [table.column(c) for c in table.parent_key]
-        keys = pa.Table.from_arrays(
-            [
-                pa.array(values, type=ARROW_TYPES[col.kind])
-                for col, values in zip(parent_cols, zip(*parent_keys, strict=True), strict=True)
-            ],
-            names=list(table.parent_key),
-        )
-        match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in table.parent_key)
-        with self._registered(keys) as batch:
-            self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
-        if rows:
-            names = ", ".join(q(c) for c in table.column_names)
-            with self._registered(to_arrow(table, rows)) as batch:
-                self.con.execute(
-                    f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch}"
-                )
+    def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
+        """Delete the children of `parent_keys`, insert `data`: the set is replaced whole."""
+        if parent_keys.num_rows:
+            match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in table.parent_key)
+            keys = parent_keys.select(list(table.parent_key))
+            with self._registered(keys) as batch:
+                self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
+        self.insert(table, data)
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at."""
@@ -219,10 +207,9 @@ class DuckDBWarehouse:
             (rid, r.stream, r.record_key, r.reason, r.raw, r.rejected_at, r.rejected_at, 1)
             for rid, r in unique.items()
         ]
-        names = ", ".join(q(c) for c in REJECTS.column_names)
-        with self._registered(to_arrow(REJECTS, rows)) as batch:
+        with self._registered(rows_to_arrow(REJECTS, rows)) as batch:
             self.con.execute(
-                f"INSERT INTO rejects ({names}) SELECT {names} FROM {batch} "
+                f"{self._insert_sql(REJECTS, batch)} "
                 "ON CONFLICT (reject_id) DO UPDATE SET reason = excluded.reason, "
                 "last_seen_at = excluded.last_seen_at, times_seen = rejects.times_seen + 1"
             )
@@ -237,17 +224,19 @@ class DuckDBWarehouse:
         ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
-    def set_cursor(self, stream: str, partition: str, cursor: str, *, rows: int) -> None:
-        """Upsert the cursor row, adding `rows` to the partition's running count."""
+    def set_cursor(
+        self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
+    ) -> None:
+        """Upsert the cursor row, adding `rows` and `windows` to the partition's counts."""
         now = datetime.now(UTC)
         self.con.execute(
             "INSERT INTO sync_state (stream, partition_key, cursor, rows_loaded, windows_loaded, "
-            "updated_at) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (stream, partition_key) DO UPDATE "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream, partition_key) DO UPDATE "
             "SET cursor = excluded.cursor, "
             "rows_loaded = coalesce(sync_state.rows_loaded, 0) + excluded.rows_loaded, "
-            "windows_loaded = coalesce(sync_state.windows_loaded, 0) + 1, "
+            "windows_loaded = coalesce(sync_state.windows_loaded, 0) + excluded.windows_loaded, "
             "updated_at = excluded.updated_at",
-            [stream, partition, cursor, rows, now],
+            [stream, partition, cursor, rows, windows, now],
         )
 
     def _touch(self, stream: str, partition: str, column: str, error: str | None) -> None:

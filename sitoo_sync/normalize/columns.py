@@ -1,0 +1,145 @@
+"""Columnar conversion: the raw JSON values of one column → one typed Arrow array.
+
+Semantics are defined once, by the per-value converters in `values.py`. This module is
+the fast path that agrees with them: when every value of a column already has the JSON
+type the kind expects (all strings for money, all ints for timestamps ...), the whole
+column is validated and cast inside Arrow; otherwise each value goes through its
+converter, which also words the rejection reason. Money never passes through a float:
+a money string is checked against the contract's pattern and cast straight to decimal128.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sitoo_sync.errors import RecordRejected
+from sitoo_sync.normalize.tables import Column, Kind, Table
+from sitoo_sync.normalize.values import _EPOCH_MAX, CONVERTERS, MONEY_PATTERN
+
+ARROW_TYPES: Mapping[Kind, Any] = {
+    Kind.TEXT: pa.string(),
+    Kind.INT: pa.int64(),
+    Kind.BOOL: pa.bool_(),
+    Kind.MONEY: pa.decimal128(18, 2),
+    Kind.DECIMAL: pa.decimal128(18, 3),
+    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Kind.DATE: pa.date32(),
+    Kind.JSON: pa.string(),
+}
+
+_NONE = type(None)
+#: The JSON types a kind's per-column fast path handles; others take the per-value path.
+_FAST_TYPES: Mapping[Kind, frozenset[type]] = {
+    Kind.TEXT: frozenset({str}),
+    Kind.INT: frozenset({int}),
+    Kind.MONEY: frozenset({str}),
+    Kind.TIMESTAMP: frozenset({int}),
+    Kind.DECIMAL: frozenset({int, Decimal}),
+    Kind.BOOL: frozenset({bool}),
+}
+#: How Arrow first reads a kind's raw JSON values. Integers go through decimal128(20, 0),
+#: which refuses a fraction, because a plain int64 conversion would truncate 2.5 to 2.
+RAW_TYPES: Mapping[Kind, Any] = {
+    Kind.TEXT: pa.string(),
+    Kind.INT: pa.decimal128(20, 0),
+    Kind.MONEY: pa.string(),
+    Kind.TIMESTAMP: pa.decimal128(20, 0),
+    Kind.DECIMAL: pa.decimal128(18, 3),
+    Kind.BOOL: pa.bool_(),
+}
+_MONEY_REGEX = "^" + MONEY_PATTERN.pattern + "$"
+# Typed nulls: passing a bare None makes pyarrow guess its type, which costs a failed
+# import (dateutil) on every call.
+_NULL_TEXT = pa.scalar(None, pa.string())
+_NULL_INT = pa.scalar(None, pa.int64())
+
+Errors = dict[int, str]
+ValueAt = Callable[[int], Any]
+
+
+def _flag(errors: Errors, bad: pa.Array, value_at: ValueAt, message: str) -> None:
+    for i in pc.indices_nonzero(pc.fill_null(bad, False)).to_pylist():
+        errors.setdefault(i, f"{message}: {value_at(i)!r}")
+
+
+def finish_column(column: Column, raw: pa.Array, value_at: ValueAt) -> tuple[pa.Array, Errors]:
+    """Validate and cast a column Arrow has already read as `RAW_TYPES[kind]`.
+
+    Raises ArrowInvalid when a value is out of range for the cast; callers then fall back
+    to the per-value converters, which word the reason.
+    """
+    errors: Errors = {}
+    kind = column.kind
+    if kind is Kind.MONEY:
+        ok = pc.match_substring_regex(raw, _MONEY_REGEX)
+        if ok.false_count:
+            _flag(errors, pc.invert(ok), value_at, "not a money string")
+            raw = pc.if_else(ok, raw, _NULL_TEXT)
+        array = pc.cast(raw, ARROW_TYPES[kind])
+    elif kind is Kind.TIMESTAMP:
+        ints = pc.cast(raw, pa.int64())
+        bounds = pc.min_max(ints)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is not None and (low < 0 or high > _EPOCH_MAX):
+            bad = pc.or_(pc.less(ints, 0), pc.greater(ints, _EPOCH_MAX))
+            _flag(errors, bad, value_at, "not a Unix timestamp")
+            ints = pc.if_else(bad, _NULL_INT, ints)
+        array = pc.cast(pc.cast(ints, pa.timestamp("s", tz="UTC")), ARROW_TYPES[kind])
+    else:
+        array = pc.cast(raw, ARROW_TYPES[kind])
+    if not column.nullable and array.null_count:
+        for i in pc.indices_nonzero(pc.is_null(array)).to_pylist():
+            errors.setdefault(i, "missing required field")
+    return array, errors
+
+
+def _slow(column: Column, values: Sequence[Any]) -> tuple[pa.Array, Errors]:
+    convert = CONVERTERS[column.kind]
+    errors: Errors = {}
+    out: list[Any] = []
+    for i, value in enumerate(values):
+        if value is None and not column.nullable:
+            errors.setdefault(i, "missing required field")
+            out.append(None)
+            continue
+        try:
+            out.append(convert(value))
+        except RecordRejected as exc:
+            errors.setdefault(i, exc.message)
+            out.append(None)
+    return pa.array(out, ARROW_TYPES[column.kind]), errors
+
+
+def convert_column(column: Column, values: Sequence[Any]) -> tuple[pa.Array, Errors]:
+    """The typed array for `values`, and the reason per row index that failed."""
+    fast = _FAST_TYPES.get(column.kind)
+    if fast is not None and set(map(type, values)) - {_NONE} <= fast:
+        try:
+            raw = pa.array(values, RAW_TYPES[column.kind])
+            return finish_column(column, raw, values.__getitem__)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass  # out of range for the fast path: let the converters decide and say why
+    return _slow(column, values)
+
+
+def empty_table(table: Table) -> pa.Table:
+    """A table with no rows and the declared schema."""
+    return pa.table(
+        {c.name: pa.array([], ARROW_TYPES[c.kind]) for c in table.columns},
+    )
+
+
+def rows_to_arrow(table: Table, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Already-typed Python rows as an Arrow table of `table` (for small, internal batches)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in table.columns]
+    return pa.table(
+        {
+            c.name: pa.array(list(values), ARROW_TYPES[c.kind])
+            for c, values in zip(table.columns, columns, strict=True)
+        }
+    )

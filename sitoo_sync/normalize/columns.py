@@ -90,8 +90,10 @@ def finish_column(column: Column, raw: pa.Array, value_at: ValueAt) -> tuple[pa.
             _flag(errors, bad, value_at, "not a Unix timestamp")
             ints = pc.if_else(bad, _NULL_INT, ints)
         array = pc.cast(pc.cast(ints, pa.timestamp("s", tz="UTC")), ARROW_TYPES[kind])
-    else:
+    elif raw.type != ARROW_TYPES[kind]:
         array = pc.cast(raw, ARROW_TYPES[kind])
+    else:
+        array = raw
     if not column.nullable and array.null_count:
         for i in pc.indices_nonzero(pc.is_null(array)).to_pylist():
             errors.setdefault(i, "missing required field")

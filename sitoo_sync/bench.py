@@ -28,6 +28,7 @@ from typing import Any
 from sitoo_sync.api.client import make_client
 from sitoo_sync.settings import load_settings
 from sitoo_sync.streams.base import items_of
+from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
@@ -55,9 +56,8 @@ def run_phase(phase: str, *, url: str | None, target: str | None) -> int:
                 )
                 return items_of(payload)
 
-            for window in POS_Z_REPORTS.cursor.windows(
-                fetch, None, overlap=0, split_values=lambda page: ()
-            ):
+            ctx = WindowContext(fetch=fetch, key=POS_Z_REPORTS.key)
+            for window in POS_Z_REPORTS.cursor.windows(ctx, None):
                 records += len(window.records)
             figures.update(records=records, rows=0)
         else:

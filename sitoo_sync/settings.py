@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
     target_url: str = "duckdb:///sitoo.duckdb"
     streams: Annotated[list[str] | None, NoDecode] = None
     overlap_seconds: int = Field(600, ge=0, le=30 * 86400)
+    store_z_reports_start_day: date | None = Field(
+        None, description="first day of store z-reports to load; default: 90 days back"
+    )
+    store_z_reports_lookback_days: int = Field(3, ge=0, le=366)
+    store_z_reports_grace_minutes: int = Field(60, ge=0, le=24 * 60)
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
     log_format: Literal["json", "console"] = "console"

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from sitoo_sync.api.client import SitooClient
@@ -22,7 +23,7 @@ from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cash_registers import list_registers
-from sitoo_sync.streams.cursors import Window
+from sitoo_sync.streams.cursors import Window, WindowContext
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 
 log = get_logger(__name__)
@@ -178,7 +179,7 @@ def _split_values_from(
     client: SitooClient, settings: Settings, stream: Stream
 ) -> Callable[[list[Any]], Iterable[str]]:
     """Registers to split a crowded second by: those on the page plus every listed register."""
-    field_name = stream.cursor.split_param
+    field_name = str(getattr(stream.cursor, "split_param", "registerid"))
 
     def values(page: list[Any]) -> Iterable[str]:
         seen = {r[field_name] for r in page if isinstance(r, Mapping) and r.get(field_name)}
@@ -230,13 +231,17 @@ def sync_partition(
                 url=client.url(stream.api, stream.path),
             ) from exc
 
-    windows: Iterator[Window] = stream.cursor.windows(
-        fetch,
-        int(stored) if stored is not None else None,
+    ctx = WindowContext(
+        fetch=fetch,
+        get=lambda path: client.get_json(stream.api, path, stream=stream.name, partition=partition),
+        key=stream.key,
         overlap=settings.overlap_seconds,
         split_values=_split_values_from(client, settings, stream),
-        key=stream.key,
+        start_day=settings.store_z_reports_start_day,
+        lookback_days=settings.store_z_reports_lookback_days,
+        grace=timedelta(minutes=settings.store_z_reports_grace_minutes),
     )
+    windows: Iterator[Window] = stream.cursor.windows(ctx, stored)
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
 
     def commit() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.errors import StuckWindowError
-from sitoo_sync.streams.cursors import TimeWindows
+from sitoo_sync.streams.cursors import TimeWindows, WindowContext
 
 WINDOWS = TimeWindows(field="dateadded", lo_param="from", hi_param="to", cap=5, split_param="reg")
 
@@ -53,15 +53,15 @@ def collect(
 ) -> tuple[set[Any], int]:
     keys: set[Any] = set()
     last = -1
-    for window in WINDOWS.windows(
-        endpoint,
-        cursor,
+    ctx = WindowContext(
+        fetch=endpoint,
         overlap=overlap,
         split_values=lambda page: {r["reg"] for r in endpoint.records},
-    ):
+    )
+    for window in WINDOWS.windows(ctx, None if cursor is None else str(cursor)):
         keys |= {(r["reg"], r["id"]) for r in window.records}
-        assert window.cursor >= last, "the cursor never moves backwards"
-        last = window.cursor
+        assert int(window.cursor) >= last, "the cursor never moves backwards"
+        last = int(window.cursor)
     return keys, last
 
 
@@ -92,12 +92,8 @@ def test_cursor_stays_on_the_crowded_second_until_its_last_part_is_loaded() -> N
     """Mid-split windows keep the cursor on the second, so a crash there re-reads it."""
     records = [rec(50, f"r{i % 3}", i) for i in range(9)]
     endpoint = Endpoint(records)
-    cursors = [
-        w.cursor
-        for w in WINDOWS.windows(
-            endpoint, None, overlap=0, split_values=lambda page: {"r0", "r1", "r2"}
-        )
-    ]
+    ctx = WindowContext(fetch=endpoint, split_values=lambda page: {"r0", "r1", "r2"})
+    cursors = [int(w.cursor) for w in WINDOWS.windows(ctx, None)]
     assert cursors[:-2] == [50, 50]
     assert cursors[-2:] == [51, 51]
 

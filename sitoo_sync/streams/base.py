@@ -9,7 +9,7 @@ from typing import Any
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.streams.cursors import TimeWindows
+from sitoo_sync.streams.cursors import CursorStrategy
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Stream:
     api: Api
     path: str
     key: tuple[str, ...]
-    cursor: TimeWindows
+    cursor: CursorStrategy
     tables: tuple[Table, ...]
     normalize: Callable[[Iterable[Any]], NormalizedWindow]
     description: str

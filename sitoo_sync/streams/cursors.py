@@ -1,8 +1,9 @@
 """Cursor strategies: how a stream walks an endpoint from its stored cursor to the present.
 
-A strategy is a declaration plus one generator, `windows(...)`, which yields `Window`s:
-the records of one request and the cursor that is safe to store once they are loaded.
-The strategies do no I/O themselves; they call the `fetch` function they are given.
+A strategy is a declaration plus one generator, `windows(ctx, cursor)`, which yields
+`Window`s: the records of one request and the cursor that is safe to store once they are
+loaded. The strategies do no I/O themselves; they call the functions in `ctx`. Cursors are
+stored as text; each strategy reads and writes its own format.
 
 `TimeWindows` — an endpoint filtered by an inclusive time range, sorted ascending on that
 time, capped at `cap` items, with no paging parameter (`/pos-z-reports`):
@@ -20,13 +21,46 @@ time, capped at `cap` items, with no paging parameter (`/pos-z-reports`):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.errors import DisabledStream, FatalApiError, StuckWindowError
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
 SplitValues = Callable[[list[Any]], Iterable[str]]
+
+
+def _no_split(page: list[Any]) -> Iterable[str]:
+    return ()
+
+
+def _no_get(path: str) -> Any:
+    raise NotImplementedError(f"this strategy was given no way to GET {path}")
+
+
+@dataclass(frozen=True)
+class WindowContext:
+    """What a strategy may use: I/O functions and the tick's settings, all given."""
+
+    fetch: Fetch  # GET the stream's own path with these params → its records
+    get: Callable[[str], Any] = _no_get  # GET another path of the same API → JSON
+    key: tuple[str, ...] = ()
+    overlap: int = 0
+    split_values: SplitValues = _no_split
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    start_day: date | None = None
+    lookback_days: int = 3
+    grace: timedelta = timedelta(hours=1)
+
+
+class CursorStrategy(Protocol):
+    """What every strategy offers the sync engine."""
+
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """Windows from the stored cursor to the present."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +68,7 @@ class Window:
     """One request's records and the cursor to store when they are loaded."""
 
     records: list[Any]
-    cursor: int
+    cursor: str
     params: Mapping[str, str | int]
 
 
@@ -63,19 +97,17 @@ class TimeWindows:
     cap: int
     split_param: str
 
-    def windows(
-        self,
-        fetch: Fetch,
-        cursor: int | None,
-        *,
-        overlap: int,
-        start: int = 0,
-        split_values: SplitValues,
-        key: tuple[str, ...] = (),
-    ) -> Iterator[Window]:
-        """Windows from `cursor - overlap` (or `start`) to the newest item."""
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """Windows from `cursor - overlap` (or the beginning) to the newest item."""
+        for window in self._walk(ctx, int(stored) if stored else None):
+            yield Window(window[0], str(window[1]), window[2])
+
+    def _walk(
+        self, ctx: WindowContext, cursor: int | None
+    ) -> Iterator[tuple[list[Any], int, Mapping[str, str | int]]]:
+        fetch, key, start = ctx.fetch, ctx.key, 0
         resume = cursor if cursor is not None else start
-        lo = max(start, resume - overlap) if cursor is not None else start
+        lo = max(start, resume - ctx.overlap) if cursor is not None else start
         seen: dict[tuple[Any, ...], Any] = {}  # the last full page's items at second `lo`
         while True:
             params: dict[str, str | int] = {self.lo_param: lo}
@@ -84,13 +116,13 @@ class TimeWindows:
             fresh = [r for r in page if not seen or seen.get(_key(r, key)) != r] if key else page
             newest = max(times, default=lo)
             if len(page) < self.cap:
-                yield Window(fresh, max(resume, newest), params)
+                yield fresh, max(resume, newest), params
                 return
             oldest = min(times, default=lo)
             if oldest < newest:
                 # Seconds before `newest` are complete; `newest` is re-read next time.
                 resume = max(resume, newest)
-                yield Window(fresh, resume, params)
+                yield fresh, resume, params
                 lo = newest
                 if key:
                     seen = {
@@ -101,7 +133,7 @@ class TimeWindows:
                 continue
             # One second alone fills the page: split it, then step past it.
             second = newest
-            yield from self._split(fetch, second, page, resume, split_values)
+            yield from self._split(fetch, second, page, resume, ctx.split_values)
             resume = max(resume, second + 1)
             lo = second + 1
 
@@ -112,7 +144,7 @@ class TimeWindows:
         page: list[Any],
         resume: int,
         split_values: SplitValues,
-    ) -> Iterator[Window]:
+    ) -> Iterator[tuple[list[Any], int, Mapping[str, str | int]]]:
         values = sorted(set(split_values(page)))
         if not values:
             raise StuckWindowError(
@@ -133,4 +165,75 @@ class TimeWindows:
                 )
             # The cursor may only step past the second once its last part is in.
             done = i == len(values) - 1
-            yield Window(part, max(resume, second + 1) if done else max(resume, second), params)
+            yield part, max(resume, second + 1) if done else max(resume, second), params
+
+
+@dataclass(frozen=True)
+class DayWindows:
+    """One request per calendar day (`?day=YYYY-MM-DD`), for aggregates made once a day.
+
+    The endpoint says when a day's aggregate is made: its config (`config_path`) gives the
+    hour and time zone of the daily run. **Assumed** (API_CONTRACT.md leaves it open which
+    day a run aggregates): a day is *final* once the first run after the day has ended has
+    happened, i.e. at `hour_of_day` on the next day, plus a grace period. Days up to today
+    are read (fresh partial aggregates are worth having); the cursor, the last final day
+    loaded, only moves past final days; and every tick re-reads the `lookback_days` final
+    days before the cursor, because a day can be re-aggregated later.
+    """
+
+    param: str
+    config_path: str
+    active_field: str = "aggregation_active"
+    hour_field: str = "hour_of_day"
+    zone_field: str = "time_zone"
+    default_start_days: int = 90
+
+    def schedule(self, ctx: WindowContext) -> tuple[date, date]:
+        """(today, last final day) in the aggregation's zone; DisabledStream if it is off."""
+        try:
+            config = ctx.get(self.config_path)
+        except FatalApiError as exc:
+            if exc.status == 404:
+                raise DisabledStream(
+                    "store z-report aggregation is not configured for this account "
+                    f"({self.config_path} answers 404); ask Sitoo to enable it"
+                ) from exc
+            raise
+        if not isinstance(config, Mapping) or config.get(self.active_field) is not True:
+            raise DisabledStream(
+                f"store z-report aggregation is switched off for this account "
+                f"({self.config_path}: {self.active_field}="
+                f"{config.get(self.active_field) if isinstance(config, Mapping) else config!r})"
+            )
+        hour = config.get(self.hour_field)
+        zone_name = config.get(self.zone_field)
+        if type(hour) is not int or not 0 <= hour <= 23 or not isinstance(zone_name, str):
+            raise StuckWindowError(f"{self.config_path} is not usable: {dict(config)!r}")
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise StuckWindowError(f"{self.config_path}: unknown time zone {zone_name!r}") from None
+        local = ctx.now.astimezone(zone)
+        ran = local - ctx.grace
+        # The run at `hour` on day X makes day X-1 final.
+        last_final = ran.date() - timedelta(days=1 if ran.hour >= hour else 2)
+        return local.date(), last_final
+
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """One window per day from the lookback (or the start day) to today."""
+        today, last_final = self.schedule(ctx)
+        if stored:
+            cursor: date | None = date.fromisoformat(stored)
+            assert cursor is not None
+            first = cursor - timedelta(days=ctx.lookback_days - 1)
+        else:
+            cursor = None
+            first = ctx.start_day or today - timedelta(days=self.default_start_days)
+        day = first
+        while day <= today:
+            params: dict[str, str | int] = {self.param: day.isoformat()}
+            records = ctx.fetch(params)
+            if day <= last_final and (cursor is None or day > cursor):
+                cursor = day
+            yield Window(records, cursor.isoformat() if cursor else "", params)
+            day += timedelta(days=1)

@@ -204,6 +204,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
                 "last_error_at": s.last_error_at.isoformat() if s.last_error_at else None,
                 "last_error": s.last_error,
+                "last_status": s.last_status,
+                "last_status_detail": s.last_status_detail,
             }
             for s in states
         ]
@@ -212,15 +214,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not states:
         print(f"nothing synced yet into {settings.target_url}")
         return EXIT_OK
-    header = ("stream", "partition", "cursor", "last success", "rows", "last error")
+    header = ("stream", "partition", "status", "cursor", "last success", "rows", "detail")
     rows = [
         (
             s.stream,
             s.partition,
+            s.last_status or "-",
             _cursor_text(s.cursor),
             _when(s.last_success_at),
             str(s.rows_loaded),
-            (s.last_error or "-")[:60],
+            (s.last_status_detail or "-")[:80],
         )
         for s in states
     ]

@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
+
+import pyarrow as pa
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import DisabledStream, SitooSyncError
@@ -69,6 +71,10 @@ class RunReport:
 _DONE = object()
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def prefetch(source: Iterator[T], *, depth: int = 1) -> Iterator[T]:
     """Iterate `source` on a helper thread, at most `depth` items ahead of the consumer."""
     box: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -117,6 +123,12 @@ def load_window(
     parent = next(t for t in stream.tables if not t.is_child)
     with warehouse.transaction():
         existing = warehouse.existing_keys(parent, normalized.parent_keys)
+        if parent.replace_group and normalized.parent_keys.num_rows:
+            # e.g. a store and day re-aggregated under a new id: the old report goes.
+            superseded = warehouse.superseded_keys(parent, normalized.tables[parent.name])
+            if superseded.num_rows:
+                warehouse.delete_rows(parent, superseded, parent.key)
+                existing = pa.concat_tables([existing, superseded.cast(existing.schema)])
         for table in stream.tables:
             data = normalized.tables[table.name]
             if table.is_child:
@@ -201,6 +213,50 @@ def _split_values_from(
     return values
 
 
+def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: NormalizedWindow) -> None:
+    log.info(
+        "batch_loaded",
+        stream=stream.name,
+        partition=partition,
+        windows=len(batch.windows),
+        records=batch.records,
+        rows=normalized.row_count(),
+        rejects=len(normalized.rejects),
+        cursor=batch.cursor,
+    )
+    for reject in normalized.rejects:
+        log.warning(
+            "record_rejected",
+            stream=stream.name,
+            partition=partition,
+            record_key=reject.record_key,
+            reason=reject.reason,
+        )
+
+
+def _window_context(
+    settings: Settings,
+    client: SitooClient,
+    stream: Stream,
+    partition: str,
+    *,
+    fetch: Callable[[Mapping[str, str | int]], list[Any]],
+    now: datetime,
+) -> WindowContext:
+    """What the stream's cursor strategy may use during this tick."""
+    return WindowContext(
+        fetch=fetch,
+        get=lambda path: client.get_json(stream.api, path, stream=stream.name, partition=partition),
+        key=stream.key,
+        overlap=settings.overlap_seconds,
+        split_values=_split_values_from(client, settings, stream),
+        start_day=settings.store_z_reports_start_day,
+        lookback_days=settings.store_z_reports_lookback_days,
+        grace=timedelta(minutes=settings.store_z_reports_grace_minutes),
+        now=now,
+    )
+
+
 def sync_partition(
     settings: Settings,
     warehouse: Warehouse,
@@ -209,6 +265,7 @@ def sync_partition(
     partition: str,
     *,
     on_window: Callable[[PartitionResult], None] | None = None,
+    clock: Callable[[], datetime] = _utcnow,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised."""
     result = PartitionResult(stream=stream.name, partition=partition)
@@ -231,16 +288,7 @@ def sync_partition(
                 url=client.url(stream.api, stream.path),
             ) from exc
 
-    ctx = WindowContext(
-        fetch=fetch,
-        get=lambda path: client.get_json(stream.api, path, stream=stream.name, partition=partition),
-        key=stream.key,
-        overlap=settings.overlap_seconds,
-        split_values=_split_values_from(client, settings, stream),
-        start_day=settings.store_z_reports_start_day,
-        lookback_days=settings.store_z_reports_lookback_days,
-        grace=timedelta(minutes=settings.store_z_reports_grace_minutes),
-    )
+    ctx = _window_context(settings, client, stream, partition, fetch=fetch, now=clock())
     windows: Iterator[Window] = stream.cursor.windows(ctx, stored)
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
 
@@ -254,24 +302,7 @@ def sync_partition(
         result.rows += normalized.row_count()
         result.rejects += len(normalized.rejects)
         result.cursor = batch.cursor
-        log.info(
-            "batch_loaded",
-            stream=stream.name,
-            partition=partition,
-            windows=len(batch.windows),
-            records=batch.records,
-            rows=normalized.row_count(),
-            rejects=len(normalized.rejects),
-            cursor=batch.cursor,
-        )
-        for reject in normalized.rejects:
-            log.warning(
-                "record_rejected",
-                stream=stream.name,
-                partition=partition,
-                record_key=reject.record_key,
-                reason=reject.reason,
-            )
+        _log_batch(stream, partition, batch, normalized)
         batch.clear()
         if on_window is not None:
             on_window(result)
@@ -295,11 +326,12 @@ def sync_partition(
             if batch.full():
                 commit()
         commit()
-        warehouse.mark_success(stream.name, partition)
+        warehouse.record_outcome(stream.name, partition, "ok")
     except DisabledStream as exc:
         result.status = "disabled"
         result.error = exc.message
         log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
+        warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
     except SitooSyncError as exc:
         result.status = "failed"
         result.error = str(exc)
@@ -308,7 +340,7 @@ def sync_partition(
             error=exc.message,
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
-        warehouse.mark_failure(stream.name, partition, str(exc))
+        warehouse.record_outcome(stream.name, partition, "failed", str(exc))
     result.requests = client.requests[stream.name] - requests_before
     result.seconds = time.monotonic() - started
     return result
@@ -321,6 +353,7 @@ def run_once(
     streams: Sequence[Stream],
     *,
     on_window: Callable[[PartitionResult], None] | None = None,
+    clock: Callable[[], datetime] = _utcnow,
 ) -> RunReport:
     """One tick of every stream given; the warehouse is closed at the end either way."""
     report = RunReport()
@@ -329,7 +362,7 @@ def run_once(
         for stream in streams:
             partition = settings.resolved_account_id
             result = sync_partition(
-                settings, warehouse, client, stream, partition, on_window=on_window
+                settings, warehouse, client, stream, partition, on_window=on_window, clock=clock
             )
             report.results.append(result)
             log.info(

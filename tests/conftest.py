@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -47,14 +47,15 @@ SyncFn = Callable[..., RunReport]
 def sync() -> SyncFn:
     """Run one tick with `settings`; returns the report (the client is closed after)."""
 
-    def _sync(settings: Settings, **client_kwargs: Any) -> RunReport:
-        client: SitooClient = make_client(settings, sleep=lambda _s: None, **client_kwargs)
+    def _sync(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> RunReport:
+        client: SitooClient = make_client(settings, sleep=lambda _s: None)
         with client:
             return run_once(
                 settings,
                 DuckDBWarehouse(settings.target_url),
                 client,
                 select_streams(settings.streams),
+                clock=clock or (lambda: datetime.now(UTC)),
             )
 
     return _sync

@@ -134,7 +134,9 @@ def test_run_once_then_status(
     out = capsys.readouterr().out
     assert "pos_z_reports [1500]: ok" in out
     assert main(["status", "--json"]) == 0
-    [state] = json.loads(capsys.readouterr().out)
+    states = {s["stream"]: s for s in json.loads(capsys.readouterr().out)}
+    assert states["store_z_reports"]["last_status"] == "ok"
+    state = states["pos_z_reports"]
     assert state["stream"] == "pos_z_reports"
     assert state["partition"] == "1500"
     newest = max(r.dateadded for r in sim.world.all_reports())
@@ -142,6 +144,7 @@ def test_run_once_then_status(
     assert state["rows_loaded"] > len(sim.world.all_reports())
     assert state["last_success_at"] is not None
     assert state["last_error"] is None
+    assert state["last_status"] == "ok"
     assert main(["status"]) == 0
     table = capsys.readouterr().out
     assert "pos_z_reports" in table

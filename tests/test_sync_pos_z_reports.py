@@ -20,6 +20,12 @@ from tests.conftest import SyncFn
 from tests.support import query, settings_for, vendor_example
 
 
+@pytest.fixture
+def settings(sim: Simulator, tmp_path: Path) -> Settings:
+    """Settings for the POS z-report stream alone."""
+    return settings_for(sim, tmp_path / "warehouse.duckdb", streams=["pos_z_reports"])
+
+
 def sales_by_store(settings: Settings) -> dict[str | None, Decimal]:
     rows = query(settings, "SELECT store_id, sum(moneysalestotal) FROM pos_z_reports GROUP BY 1")
     return {store: total for store, total in rows}

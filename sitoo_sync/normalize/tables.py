@@ -39,19 +39,24 @@ class Table:
 
     A child table's rows are replaced as a set whenever its parent is loaded again, so
     `parent_key` names the columns (a prefix of `key`) that identify the parent.
+
+    `replace_group` names columns that identify what a row *stands for* when its key may
+    change (a store and day, for store z-reports): a loaded row supersedes any other row
+    of the same group, which is deleted with its children.
     """
 
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     parent_key: tuple[str, ...] = ()
+    replace_group: tuple[str, ...] = ()
     description: str = ""
     column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = tuple(c.name for c in self.columns)
         object.__setattr__(self, "column_names", names)
-        missing = [k for k in (*self.key, *self.parent_key) if k not in names]
+        missing = [k for k in (*self.key, *self.parent_key, *self.replace_group) if k not in names]
         if missing:
             raise ValueError(f"table {self.name}: key columns {missing} are not declared")
         if len(set(names)) != len(names):
@@ -93,6 +98,11 @@ def decimal(name: str) -> Column:
 def timestamp(name: str, *, nullable: bool = True) -> Column:
     """A UTC timestamp column."""
     return Column(name, Kind.TIMESTAMP, nullable)
+
+
+def day(name: str, *, nullable: bool = True) -> Column:
+    """A DATE column, from an ISO date string."""
+    return Column(name, Kind.DATE, nullable)
 
 
 def json_column(name: str) -> Column:

@@ -109,8 +109,6 @@ CHILD_LISTS: tuple[ChildList, ...] = (
     ChildList("currencyconversions", "currency_conversions", None),
 )
 
-CHILD_LIST_FIELDS = frozenset(c.field for c in CHILD_LISTS)
-
 
 def child_tables(prefix: str, parent_key: tuple[Column, ...]) -> dict[str, Table]:
     """The z-report child tables under `parent_key`, named `{prefix}_{kind}`."""
@@ -231,13 +229,17 @@ class ZReportNormalizer:
         parent: Table,
         children: dict[str, Table],
         key_of: KeyOf,
-        ignore: Iterable[str] = (),
+        extra_lists: tuple[ChildList, ...] = (),
+        prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> None:
         self.stream = stream
         self.parent = parent
         self.children = children
         self.key_of = key_of
-        self._parent = TableBuilder(parent, prefix=(), ignore=(*CHILD_LIST_FIELDS, *ignore))
+        self.child_lists = (*CHILD_LISTS, *extra_lists)
+        self.prepare = prepare
+        lists = (c.field for c in self.child_lists)
+        self._parent = TableBuilder(parent, prefix=(), ignore=lists)
         self._builders: dict[str, TableBuilder] = {}
         for kind, table in children.items():
             if kind == "currency_conversions":
@@ -255,17 +257,20 @@ class ZReportNormalizer:
     def __call__(self, records: Iterable[Any]) -> NormalizedWindow:
         """Normalize one window; a key seen twice keeps its last version."""
         rejects: list[Reject] = []
-        latest: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        latest: dict[tuple[Any, ...], tuple[Mapping[str, Any], Any]] = {}
         for record in records:
             try:
                 obj = require_object(record, "record")
+                if self.prepare is not None:
+                    obj = self.prepare(obj)
                 key = self.key_of(obj)
             except RecordRejected as exc:
                 rejects.append(reject_for(self.stream, record, exc.reason, self.shown_key(record)))
                 continue
             latest.pop(key, None)
-            latest[key] = obj
-        reports = list(latest.values())
+            latest[key] = (obj, record)
+        reports = [obj for obj, _ in latest.values()]
+        originals = [raw for _, raw in latest.values()]
         errors: Errors = {}
         flats = self._flatten(reports, errors)
         parent = self._parent.build(reports, [], errors)
@@ -275,7 +280,7 @@ class ZReportNormalizer:
             tables[table.name] = self._child_table(kind, table, flats[kind], keys, errors)
         if errors:
             for index, reason in sorted(errors.items()):
-                record = reports[index]
+                record = originals[index]
                 rejects.append(reject_for(self.stream, record, reason, self.shown_key(record)))
             tables = {
                 name: data.filter(pa.array([i not in errors for i in owners], pa.bool_()))
@@ -293,12 +298,11 @@ class ZReportNormalizer:
             owned[table.name] = (tables[table.name], flats[kind].owners)
         return owned
 
-    @staticmethod
-    def _flatten(reports: list[Mapping[str, Any]], errors: Errors) -> dict[str, _Flat]:
+    def _flatten(self, reports: list[Mapping[str, Any]], errors: Errors) -> dict[str, _Flat]:
         """Child objects per child table, checking that every list holds objects."""
         flats: dict[str, _Flat] = defaultdict(_Flat)
         for index, report in enumerate(reports):
-            for spec in CHILD_LISTS:
+            for spec in self.child_lists:
                 items = report.get(spec.field)
                 if items is None or items == []:
                     continue

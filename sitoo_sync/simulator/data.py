@@ -112,8 +112,10 @@ class World:
         self._times: list[int] = []  # dateadded of each, for bisect
         self._by_key: dict[tuple[str, int], ZReport] = {}
         self._count = 0
-        self.aggregation_active = True
+        # "active", "inactive" (config says aggregation_active: false) or "missing" (404)
+        self.aggregation = "active"
         self.aggregation_hour = 22
+        self.store_versions: dict[tuple[str, str], int] = {}
         self._build_registers()
         self._build_history()
 
@@ -493,52 +495,39 @@ class World:
     def store_config(self) -> dict[str, Any]:
         """The `/store-z-reports/config` answer."""
         return {
-            "aggregation_active": self.aggregation_active,
+            "aggregation_active": self.aggregation == "active",
             "hour_of_day": self.aggregation_hour,
             "time_zone": TIME_ZONE,
         }
+
+    def day_aggregated(self, day: str) -> bool:
+        """True once the simulated aggregation for `day` has run (at the hour, that day)."""
+        zone = ZoneInfo(TIME_ZONE)
+        now = datetime.fromtimestamp(self.config.now, zone)
+        ran = now.date() if now.hour >= self.aggregation_hour else now.date() - timedelta(days=1)
+        return day <= ran.isoformat()
+
+    def reaggregate(self, store: str, day: str) -> None:
+        """Re-run the aggregation of `store` on `day`: the report comes back with a new id."""
+        with self.lock:
+            self.store_versions[(store, day)] = self.store_versions.get((store, day), 0) + 1
 
     def store_z_reports(
         self, day: str | None, store_ids: set[str] | None, *, limit: int | None
     ) -> list[dict[str, Any]]:
         """Store z-reports: one per store and day, newest day first, at most `limit`."""
-        with self.lock:
-            groups: dict[tuple[str, str], list[ZReport]] = defaultdict(list)
-            for r in self._reports:
-                if not r.valid:
-                    continue
-                d = self.store_day(r)
-                if day is not None and d != day:
-                    continue
-                store = r.body.get("store_id") or "NO_STORE"
-                if store_ids and store not in store_ids:
-                    continue
-                groups[(store, d)].append(r)
-            out = [self._aggregate(store, d, rs) for (store, d), rs in groups.items()]
-            out.sort(key=lambda s: str(s["day_created"]), reverse=True)
-            return out if limit is None else out[:limit]
+        from sitoo_sync.simulator.store_reports import store_reports
 
-    def _aggregate(self, store: str, day: str, reports: list[ZReport]) -> dict[str, Any]:
-        first = reports[0].body
-        sum_fields = ("moneysalestotal", "moneysalestotalnet", "moneyrefundtotal", "moneydiscount")
-        data: dict[str, Any] = {}
-        for name in sum_fields:
-            data[name] = money(sum(_cents(r.body[name]) for r in reports))
-        for name in ("numsales", "numsalesitems", "numrefund", "numreceipts"):
-            data[name] = sum(int(r.body[name]) for r in reports)
-        return {
-            "store_zreport_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{store}/{day}")),
-            "currency_code": first["currencycode"],
-            "store_id": store,
-            "store_name": first.get("store_name") or "",
-            "day_created": day,
-            "date_created": max(int(r.body["datecreated"]) for r in reports),
-            "register_zreports": [
-                {"registerid": r.body["registerid"], "zreportid": r.body["zreportid"]}
-                for r in reports
-            ],
-            "data": data,
-        }
+        with self.lock:
+            out = store_reports(
+                self._reports,
+                day_of=self.store_day,
+                aggregated=self.day_aggregated,
+                versions=self.store_versions,
+                day=day,
+                store_ids=store_ids,
+            )
+        return out if limit is None else out[:limit]
 
 
 def _cents(value: str) -> int:

@@ -207,7 +207,7 @@ class Simulator:
 
     def _store_z_reports(self, rest: str, query: Mapping[str, list[str]]) -> Any:
         if rest == "/store-z-reports/config":
-            if not self.world.aggregation_active:
+            if self.world.aggregation == "missing":
                 raise ApiProblem(404, "Store Z-report aggregation is not configured")
             return self.world.store_config()
         if rest == "/store-z-reports":
@@ -249,6 +249,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "SitooSimulator/1"
+        # Headers and body go out as two writes on a kept-alive connection: with Nagle's
+        # algorithm on, every small answer would wait ~40 ms for the client's delayed ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the request log is kept on the simulator instead."""

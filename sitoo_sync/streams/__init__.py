@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
+from sitoo_sync.streams.store_z_reports import STORE_Z_REPORTS
 
-STREAMS: dict[str, Stream] = {s.name: s for s in (POS_Z_REPORTS,)}
+STREAMS: dict[str, Stream] = {s.name: s for s in (POS_Z_REPORTS, STORE_Z_REPORTS)}
 
 
 def select_streams(names: Sequence[str] | None) -> list[Stream]:

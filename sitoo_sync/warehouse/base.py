@@ -41,6 +41,8 @@ SYNC_STATE = Table(
         timestamp("last_success_at"),
         timestamp("last_error_at"),
         text("last_error"),
+        text("last_status"),  # ok, failed or disabled: how the last tick ended
+        text("last_status_detail"),  # why it failed or is disabled
     ),
     key=("stream", "partition_key"),
 )
@@ -77,6 +79,8 @@ class StreamState:
     last_success_at: datetime | None
     last_error_at: datetime | None
     last_error: str | None
+    last_status: str | None = None
+    last_status_detail: str | None = None
 
 
 class Warehouse(Protocol):
@@ -102,6 +106,12 @@ class Warehouse(Protocol):
     def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
         """Delete every row of `table` under `parent_keys`, then insert `data`."""
 
+    def superseded_keys(self, table: Table, data: pa.Table) -> pa.Table:
+        """Keys of stored rows in the same `replace_group` as `data`'s rows but not in it."""
+
+    def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
+        """Delete the rows whose `by` columns match a row of `keys`."""
+
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Keep rejected records; one seen again bumps `times_seen`."""
 
@@ -113,11 +123,10 @@ class Warehouse(Protocol):
     ) -> None:
         """Move the cursor and count the rows and windows it covers (in the load's transaction)."""
 
-    def mark_success(self, stream: str, partition: str) -> None:
-        """Record that a tick of this partition finished cleanly."""
-
-    def mark_failure(self, stream: str, partition: str, error: str) -> None:
-        """Record the last error of this partition."""
+    def record_outcome(
+        self, stream: str, partition: str, status: str, detail: str | None = None
+    ) -> None:
+        """How a tick of this partition ended: ok, failed (with the error) or disabled (why)."""
 
     def states(self) -> list[StreamState]:
         """Every row of `sync_state`."""
@@ -142,4 +151,6 @@ def iter_states(rows: Sequence[Sequence[object]]) -> Iterator[StreamState]:
             last_success_at=r[6],  # type: ignore[arg-type]  # DB returns datetime
             last_error_at=r[7],  # type: ignore[arg-type]  # DB returns datetime
             last_error=None if r[8] is None else str(r[8]),
+            last_status=None if r[9] is None else str(r[9]),
+            last_status_detail=None if r[10] is None else str(r[10]),
         )

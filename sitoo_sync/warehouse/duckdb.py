@@ -193,13 +193,29 @@ class DuckDBWarehouse:
         with self._registered(data) as batch:
             self.con.execute(f"{self._insert_sql(table, batch)} ON CONFLICT ({conflict}) {action}")
 
+    def superseded_keys(self, table: Table, data: pa.Table) -> pa.Table:
+        """Keys of stored rows that share a `replace_group` with `data` but not its keys."""
+        group = " AND ".join(f"t.{q(c)} = b.{q(c)}" for c in table.replace_group)
+        same = " AND ".join(f"n.{q(c)} = t.{q(c)}" for c in table.key)
+        cols = ", ".join(f"t.{q(c)}" for c in table.key)
+        wanted = data.select([*table.key, *table.replace_group])
+        with self._registered(wanted) as batch:
+            return self.con.sql(
+                f"SELECT DISTINCT {cols} FROM {q(table.name)} t JOIN {batch} b ON {group} "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {batch} n WHERE {same})"
+            ).to_arrow_table()
+
+    def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
+        """Delete the rows of `table` whose `by` columns match a row of `keys`."""
+        if keys.num_rows == 0:
+            return
+        match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in by)
+        with self._registered(keys.select(list(by))) as batch:
+            self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
+
     def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
         """Delete the children of `parent_keys`, insert `data`: the set is replaced whole."""
-        if parent_keys.num_rows:
-            match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in table.parent_key)
-            keys = parent_keys.select(list(table.parent_key))
-            with self._registered(keys) as batch:
-                self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
+        self.delete_rows(table, parent_keys, table.parent_key)
         self.insert(table, data)
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
@@ -243,23 +259,27 @@ class DuckDBWarehouse:
             [stream, partition, cursor, rows, windows, now],
         )
 
-    def _touch(self, stream: str, partition: str, column: str, error: str | None) -> None:
-        now = datetime.now(UTC)
+    def record_outcome(
+        self, stream: str, partition: str, status: str, detail: str | None = None
+    ) -> None:
+        """Stamp how the tick ended; success and failure times are kept apart."""
+        stamp = {"ok": "last_success_at", "failed": "last_error_at"}.get(status)
+        columns = ["last_status", "last_status_detail"]
+        values: list[object] = [status, detail]
+        if stamp is not None:
+            columns.append(stamp)
+            values.append(datetime.now(UTC))
+        if status == "failed":
+            columns.append("last_error")
+            values.append(detail)
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
         self.con.execute(
-            f"INSERT INTO sync_state (stream, partition_key, {column}, last_error) "
-            f"VALUES (?, ?, ?, ?) ON CONFLICT (stream, partition_key) DO UPDATE SET "
-            f"{column} = excluded.{column}"
-            + (", last_error = excluded.last_error" if error is not None else ""),
-            [stream, partition, now, error],
+            f"INSERT INTO sync_state (stream, partition_key, {names}) VALUES (?, ?, {marks}) "
+            f"ON CONFLICT (stream, partition_key) DO UPDATE SET {updates}",
+            [stream, partition, *values],
         )
-
-    def mark_success(self, stream: str, partition: str) -> None:
-        """Stamp last_success_at."""
-        self._touch(stream, partition, "last_success_at", None)
-
-    def mark_failure(self, stream: str, partition: str, error: str) -> None:
-        """Stamp last_error_at and keep the error text."""
-        self._touch(stream, partition, "last_error_at", error)
 
     def states(self) -> list[StreamState]:
         """Every sync_state row, ordered by stream and partition."""

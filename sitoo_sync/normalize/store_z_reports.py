@@ -1,0 +1,103 @@
+"""Store z-reports: one JSON StoreZReport → a `store_z_reports` row plus its child rows.
+
+A store z-report is one store's aggregate of a day's POS z-reports. Its figures sit in a
+`data` object with the same fields and lists as a POS z-report; here they are lifted into
+the row beside the header fields, so one table holds one report. The children are tables
+of their own (`store_z_report_*`), shaped exactly like the `pos_z_report_*` ones but keyed
+by `store_zreport_id`: a BI user joins one key and never filters on a parent kind.
+`store_z_report_registers` lists the POS z-reports each store report aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sitoo_sync.errors import RecordRejected
+from sitoo_sync.normalize.records import EXTRA
+from sitoo_sync.normalize.tables import (
+    Table,
+    day,
+    integer,
+    json_column,
+    text,
+    timestamp,
+)
+from sitoo_sync.normalize.z_reports import (
+    POSITION,
+    TOTALS,
+    ChildList,
+    ZReportNormalizer,
+    child_tables,
+)
+
+STREAM = "store_z_reports"
+
+PARENT_KEY = (text("store_zreport_id", nullable=False),)
+
+STORE_Z_REPORTS = Table(
+    name="store_z_reports",
+    description="One row per store and day: the store's aggregated z-report.",
+    columns=(
+        *PARENT_KEY,
+        text("store_id", nullable=False),
+        text("store_name"),
+        text("currency_code"),
+        day("day_created", nullable=False),
+        timestamp("date_created"),
+        *TOTALS,
+        json_column(EXTRA),
+    ),
+    key=("store_zreport_id",),
+    # A re-aggregated day may come back under a new id: it replaces the old report.
+    replace_group=("store_id", "day_created"),
+)
+
+STORE_Z_REPORT_REGISTERS = Table(
+    name="store_z_report_registers",
+    description="The POS z-reports a store z-report aggregates; joins pos_z_reports.",
+    columns=(
+        *PARENT_KEY,
+        POSITION,
+        text("registerid"),
+        integer("zreportid"),
+        json_column(EXTRA),
+    ),
+    key=("store_zreport_id", "position"),
+    parent_key=("store_zreport_id",),
+)
+
+CHILDREN = {
+    **child_tables("store_z_report", PARENT_KEY),
+    "registers": STORE_Z_REPORT_REGISTERS,
+}
+TABLES: tuple[Table, ...] = (STORE_Z_REPORTS, *CHILDREN.values())
+
+
+def lift_data(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The header fields and the `data` figures as one object (the header wins a clash)."""
+    data = record.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise RecordRejected(f"expected an object, got {type(data).__name__}", field="data")
+    header = {k: v for k, v in record.items() if k != "data"}
+    return {**data, **header}
+
+
+def record_key(record: Mapping[str, Any]) -> tuple[str]:
+    """The natural key (store_zreport_id,)."""
+    report_id = record.get("store_zreport_id")
+    if not isinstance(report_id, str) or not report_id:
+        raise RecordRejected("missing or empty key field", field="store_zreport_id")
+    return (report_id,)
+
+
+normalize_window = ZReportNormalizer(
+    stream=STREAM,
+    parent=STORE_Z_REPORTS,
+    children=CHILDREN,
+    key_of=record_key,
+    extra_lists=(ChildList("register_zreports", "registers", None),),
+    prepare=lift_data,
+)

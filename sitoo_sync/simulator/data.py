@@ -150,7 +150,7 @@ class World:
             per_day = len(self.registers)
             self.config.days = -(-self.config.max_reports // per_day) + 1
         start_day = datetime.fromtimestamp(end, UTC).date() - timedelta(days=self.config.days)
-        for d in range(self.config.days):
+        for d in range(self.config.days + 1):  # through the day of `end`
             day = start_day + timedelta(days=d)
             for reg in self.registers:
                 closed = int(
@@ -414,6 +414,11 @@ class World:
                 reg = self.registers[i % len(self.registers)]
                 out.append(self._insert(self.make_report(reg, at - 600, at)))
             return out
+
+    def add_report(self, report: ZReport) -> ZReport:
+        """Make `report` (e.g. from `make_report`) visible from now on."""
+        with self.lock:
+            return self._insert(report)
 
     def add_burst(self, count: int, at: int) -> list[ZReport]:
         """A bulk import: `count` reports all uploaded in the one second `at`."""

@@ -35,6 +35,11 @@ WHERE section = 'sales' GROUP BY name ORDER BY total DESC;
 SELECT store_name, registernumber, datecreated, moneycash_diff
 FROM pos_z_reports WHERE moneycash_diff <> 0 ORDER BY abs(moneycash_diff) DESC LIMIT 10;
 
+-- Store z-reports (one per store and day) with the POS z-reports they aggregate:
+SELECT s.store_name, s.day_created, s.moneysalestotal, count(r.zreportid) AS registers
+FROM store_z_reports s JOIN store_z_report_registers r USING (store_zreport_id)
+GROUP BY ALL ORDER BY s.day_created DESC LIMIT 10;
+
 -- What was rejected, and why:
 SELECT stream, record_key, reason FROM rejects;"""
 
@@ -99,6 +104,11 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
             "currencycode, count(*), sum(moneysalestotal) FROM pos_z_reports "
             "GROUP BY ALL ORDER BY 1"
         )
+        store_days = warehouse.query(
+            "SELECT count(*), count(DISTINCT day_created), min(day_created), max(day_created) "
+            "FROM store_z_reports"
+        )[0]
+        final = warehouse.query("SELECT cursor FROM sync_state WHERE stream = 'store_z_reports'")
     finally:
         warehouse.close()
     print("\nSales per store (sum of moneysalestotal):")
@@ -108,6 +118,11 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         matched &= ok
         mark = "matches the simulator" if ok else f"simulator says {truth.get(store_id)}"
         print(f"  {store_id:<9} {name:<26} {n:>5} reports {total:>14,} {currency}  {mark}")
+    reports, days, first, last = store_days
+    print(
+        f"\nStore z-reports: {reports} (one per store and day) over {days} days, "
+        f"{first} to {last}; final through {final[0][0] if final else '-'}"
+    )
     print("\nTry next (duckdb CLI, or any DuckDB client):")
     print(f"  python -c \"import duckdb; duckdb.connect('{db}').sql('SHOW TABLES').show()\"\n")
     print(NEXT_SQL)

@@ -62,7 +62,8 @@ def run_phase(phase: str, *, url: str | None, target: str | None) -> int:
             figures.update(records=records, rows=0)
         else:
             assert target is not None
-            report = run_once(settings, open_warehouse(target), client, [POS_Z_REPORTS])
+            warehouse = open_warehouse(target, schema=settings.target_schema)
+            report = run_once(settings, warehouse, client, [POS_Z_REPORTS])
             if not report.ok:
                 print(json.dumps({"error": [r.error for r in report.results]}))
                 return 1

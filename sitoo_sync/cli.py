@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logs(settings)
     streams = select_streams(settings.streams)
-    warehouse = open_warehouse(settings.target_url)
+    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
     with make_client(settings) as client:
         report = run_once(settings, warehouse, client, streams)
     for r in report.results:
@@ -187,7 +187,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
-    warehouse = open_warehouse(settings.target_url)
+    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
     try:
         states = warehouse.states()
     finally:

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     journals_base_url: str = DEFAULT_JOURNALS_BASE_URL
     zreports_base_url: str | None = Field(None, description="default: the REST v2 account base")
     target_url: str = "duckdb:///sitoo.duckdb"
+    target_schema: str | None = Field(None, description="schema (database on MySQL) to load into")
     streams: Annotated[list[str] | None, NoDecode] = None
     overlap_seconds: int = Field(600, ge=0, le=30 * 86400)
     store_z_reports_start_day: date | None = Field(

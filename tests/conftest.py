@@ -14,7 +14,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import RunReport, run_once
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse import open_warehouse
 from tests.support import settings_for
 
 
@@ -52,7 +52,7 @@ def sync() -> SyncFn:
         with client:
             return run_once(
                 settings,
-                DuckDBWarehouse(settings.target_url),
+                open_warehouse(settings.target_url, schema=settings.target_schema),
                 client,
                 select_streams(settings.streams),
                 clock=clock or (lambda: datetime.now(UTC)),

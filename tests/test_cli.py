@@ -59,7 +59,7 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixt
         ),
         (
             {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x", "SITOO_TARGET_URL": "mongo://x"},
-            "SITOO_TARGET_URL: unsupported target 'mongo'",
+            "SITOO_TARGET_URL: no driver for mongo://",
         ),
         ({"SITOO_CONFIG": "/nonexistent/sitoo.toml"}, "config file not found"),
     ],

@@ -1,0 +1,502 @@
+"""Any SQLAlchemy database: PostgreSQL, MySQL/MariaDB, SQLite, SQL Server, and the rest.
+
+Same seam, same guarantees as the DuckDB backend: a window's rows, rejects and cursor commit
+in one transaction; parents upsert on their natural key; children are replaced as a set.
+
+Writes take the fastest path the dialect offers:
+
+* PostgreSQL (psycopg 3): `COPY` straight into the table for new rows; `COPY` into a temporary
+  table and one `INSERT ... ON CONFLICT DO UPDATE` for upserts; `COPY`'d keys for deletes.
+* SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany.
+* MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE`, executemany (multi-row VALUES).
+* SQL Server: `MERGE`, executemany.
+* Any other dialect: delete-then-insert, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import NoSuchModuleError
+
+from sitoo_sync.errors import ConfigError
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.columns import ARROW_TYPES
+from sitoo_sync.normalize.records import Reject
+from sitoo_sync.normalize.tables import Table
+from sitoo_sync.warehouse.base import REJECTS, SYNC_STATE, StreamState, iter_states
+from sitoo_sync.warehouse.sql_types import sa_table
+
+log = get_logger(__name__)
+
+CHUNK = 500  # keys per IN (...) list
+#: URL schemes whose SQLAlchemy default driver is not the one we ship as an extra.
+DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
+JSON_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "mssql"}
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns receive JSON text already; anything else is serialized."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, or a ConfigError naming the extra that installs its driver."""
+    scheme, sep, rest = url.partition("://")
+    url = DEFAULT_DRIVERS.get(scheme.lower(), scheme) + sep + rest
+    base = scheme.split("+", 1)[0].lower()
+    base = "postgresql" if base == "postgres" else base
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if base in JSON_DIALECTS:
+        kwargs["json_serializer"] = _json_text
+    try:
+        return sa.create_engine(url, **kwargs)
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        extra = EXTRAS.get(base)
+        hint = f"pip install 'sitoo-sync[{extra}]'" if extra else "install its SQLAlchemy driver"
+        raise ConfigError(f"SITOO_TARGET_URL: no driver for {scheme}:// ({exc}); {hint}") from None
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"SITOO_TARGET_URL: not a database URL ({exc})") from None
+
+
+def merge_statement(t: sa.Table, table: Table, dialect: Dialect) -> sa.TextClause:
+    """SQL Server's upsert: MERGE one source row on the natural key (for executemany)."""
+    prep = dialect.identifier_preparer
+    target = prep.format_table(t)
+    names = list(table.column_names)
+    q = prep.quote
+    source = ", ".join(f":{n} AS {q(n)}" for n in names)
+    match = " AND ".join(f"target.{q(k)} = source.{q(k)}" for k in table.key)
+    updates = ", ".join(f"target.{q(n)} = source.{q(n)}" for n in names if n not in table.key)
+    matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
+    cols = ", ".join(q(n) for n in names)
+    values = ", ".join(f"source.{q(n)}" for n in names)
+    sql = (
+        f"MERGE INTO {target} WITH (HOLDLOCK) AS target USING (SELECT {source}) AS source "
+        f"ON {match}{matched} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});"
+    )
+    return sa.text(sql).bindparams(*(sa.bindparam(n, type_=t.c[n].type) for n in names))
+
+
+def _rows(data: pa.Table) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = data.to_pylist()
+    return result
+
+
+class SqlWarehouse:
+    """A SQLAlchemy target; one connection per tick, opened on first use, closed by close()."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        if schema and self.dialect == "sqlite":
+            raise ConfigError("SITOO_TARGET_SCHEMA: SQLite has no schemas; leave it unset")
+        self.schema = schema
+        self.metadata = sa.MetaData(schema=schema)
+        self._tables: dict[str, sa.Table] = {}
+        self._conn: Connection | None = None
+        self._seq = 0
+        for system in (SYNC_STATE, REJECTS):
+            self.t(system)
+
+    # ---- plumbing -----------------------------------------------------------------------
+
+    def t(self, table: Table) -> sa.Table:
+        """The SQLAlchemy table of a declaration (made once)."""
+        if table.name not in self._tables:
+            self._tables[table.name] = sa_table(table, self.metadata)
+        return self._tables[table.name]
+
+    @property
+    def conn(self) -> Connection:
+        """The tick's connection."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        return nullcontext() if self.conn.in_transaction() else self.conn.begin()
+
+    def close(self) -> None:
+        """Return the connection and drop the pool, so nothing is held between ticks."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    def _qualified(self, t: sa.Table) -> str:
+        return self.engine.dialect.identifier_preparer.format_table(t)
+
+    def _q(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    # ---- schema -------------------------------------------------------------------------
+
+    def ensure_schema(self, tables: Sequence[Table]) -> None:
+        """Create the schema and missing tables; add declared columns a table lacks."""
+        wanted = [self.t(table) for table in tables]
+        with self._tx():
+            if self.schema:
+                self._create_schema(self.schema)
+            self.metadata.create_all(self.conn, tables=wanted, checkfirst=True)
+            inspector = sa.inspect(self.conn)
+            for t in wanted:
+                present = {c["name"] for c in inspector.get_columns(t.name, schema=self.schema)}
+                for col in t.columns:
+                    if col.name in present:
+                        continue
+                    ddl = col.type.compile(dialect=self.engine.dialect)
+                    add = "ADD" if self.dialect == "mssql" else "ADD COLUMN"
+                    self.conn.execute(
+                        sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
+                    )
+                    log.info("column_added", table=t.name, column=col.name)
+
+    def _create_schema(self, schema: str) -> None:
+        name = self._q(schema)
+        if self.dialect == "postgresql":
+            self.conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
+        elif self.dialect in ("mysql", "mariadb"):
+            self.conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {name}"))
+        elif self.dialect == "mssql":
+            self.conn.execute(
+                sa.text(
+                    "IF NOT EXISTS (SELECT 1 FROM sys.schemas WHERE name = :s) "
+                    f"EXEC('CREATE SCHEMA {name}')"
+                ),
+                {"s": schema},
+            )
+
+    # ---- loading ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK on any exception."""
+        with self.conn.begin():
+            yield
+
+    def _copy(self, target: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
+        """PostgreSQL COPY FROM STDIN on the connection's own transaction."""
+        raw: Any = self.conn.connection.driver_connection  # a psycopg.Connection
+        cols = ", ".join(self._q(c) for c in columns)
+        with raw.cursor() as cursor, cursor.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _stage(self, t: sa.Table, data: pa.Table) -> str:
+        """A temporary copy of `data` with `t`'s column types (PostgreSQL), for set SQL."""
+        self._seq += 1
+        name = self._q(f"_sitoo_stage_{self._seq}")
+        cols = ", ".join(self._q(c) for c in data.column_names)
+        self.conn.execute(
+            sa.text(
+                f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
+                f"SELECT {cols} FROM {self._qualified(t)} WITH NO DATA"
+            )
+        )
+        self._copy(name, data.column_names, _tuples(data))
+        return name
+
+    def insert(self, table: Table, data: pa.Table) -> None:
+        """Bulk insert of rows known to be new."""
+        if data.num_rows == 0:
+            return
+        t = self.t(table)
+        if self.dialect == "postgresql":
+            self._copy(self._qualified(t), data.column_names, _tuples(data))
+        else:
+            self.conn.execute(t.insert(), _rows(data))
+
+    def upsert(self, table: Table, data: pa.Table) -> None:
+        """Insert or update on the natural key, by the dialect's own statement."""
+        if data.num_rows == 0:
+            return
+        t = self.t(table)
+        updates = [c for c in table.column_names if c not in table.key]
+        if self.dialect == "postgresql":
+            stage = self._stage(t, data)
+            cols = ", ".join(self._q(c) for c in table.column_names)
+            keys = ", ".join(self._q(k) for k in table.key)
+            sets = ", ".join(f"{self._q(c)} = excluded.{self._q(c)}" for c in updates)
+            action = f"DO UPDATE SET {sets}" if updates else "DO NOTHING"
+            self.conn.execute(
+                sa.text(
+                    f"INSERT INTO {self._qualified(t)} ({cols}) SELECT {cols} FROM {stage} "
+                    f"ON CONFLICT ({keys}) {action}"
+                )
+            )
+            return
+        if self.dialect == "sqlite":
+            stmt = sqlite.insert(t)
+            excluded = stmt.excluded
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=list(table.key), set_={c: excluded[c] for c in updates}
+                )
+                if updates
+                else stmt.on_conflict_do_nothing(index_elements=list(table.key)),
+                _rows(data),
+            )
+        elif self.dialect in ("mysql", "mariadb"):
+            my = mysql.insert(t)
+            first = table.key[0]
+            assignments = {c: my.inserted[c] for c in updates} or {first: my.inserted[first]}
+            self.conn.execute(my.on_duplicate_key_update(assignments), _rows(data))
+        elif self.dialect == "mssql":
+            self.conn.execute(merge_statement(t, table, self.engine.dialect), _rows(data))
+        else:
+            self.delete_rows(table, data.select(list(table.key)), table.key)
+            self.conn.execute(t.insert(), _rows(data))
+
+    def _key_rows(self, keys: pa.Table, by: Sequence[str]) -> list[tuple[Any, ...]]:
+        columns = [keys.column(c).to_pylist() for c in by]
+        return list(dict.fromkeys(zip(*columns, strict=True)))
+
+    def _match(self, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Any:
+        if len(by) == 1:
+            return t.c[by[0]].in_([r[0] for r in rows])
+        if self.dialect == "mssql":  # no row-value IN
+            return sa.or_(
+                *(sa.and_(*(t.c[c] == v for c, v in zip(by, r, strict=True))) for r in rows)
+            )
+        return sa.tuple_(*(t.c[c] for c in by)).in_(rows)
+
+    def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
+        """Delete the rows whose `by` columns match a row of `keys`."""
+        if keys.num_rows == 0:
+            return
+        t = self.t(table)
+        if self.dialect == "postgresql":
+            stage = self._stage_keys(t, keys, by)
+            match = " AND ".join(f"t.{self._q(c)} = k.{self._q(c)}" for c in by)
+            self.conn.execute(
+                sa.text(f"DELETE FROM {self._qualified(t)} t USING {stage} k WHERE {match}")
+            )
+            return
+        rows = self._key_rows(keys, by)
+        for i in range(0, len(rows), CHUNK):
+            self.conn.execute(t.delete().where(self._match(t, by, rows[i : i + CHUNK])))
+
+    def _stage_keys(self, t: sa.Table, keys: pa.Table, by: Sequence[str]) -> str:
+        self._seq += 1
+        name = self._q(f"_sitoo_keys_{self._seq}")
+        cols = ", ".join(self._q(c) for c in by)
+        self.conn.execute(
+            sa.text(
+                f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
+                f"SELECT {cols} FROM {self._qualified(t)} WITH NO DATA"
+            )
+        )
+        self._copy(name, by, iter(self._key_rows(keys, by)))
+        return name
+
+    def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
+        """The subset of `keys` already stored in `table`."""
+        if keys.num_rows == 0:
+            return keys
+        t = self.t(table)
+        by = list(table.key)
+        rows = self._key_rows(keys, by)
+        found: list[tuple[Any, ...]] = []
+        with self._tx():
+            for i in range(0, len(rows), CHUNK):
+                select = sa.select(*(t.c[c] for c in by)).where(
+                    self._match(t, by, rows[i : i + CHUNK])
+                )
+                found.extend(tuple(r) for r in self.conn.execute(select))
+        return _keys_table(keys.schema, by, found)
+
+    def superseded_keys(self, table: Table, data: pa.Table) -> pa.Table:
+        """Stored keys in the same replace group as `data`'s rows but not among them."""
+        t = self.t(table)
+        by = list(table.key)
+        groups = self._key_rows(data, table.replace_group)
+        incoming = set(self._key_rows(data, by))
+        found: list[tuple[Any, ...]] = []
+        for i in range(0, len(groups), CHUNK):
+            select = sa.select(*(t.c[c] for c in by)).where(
+                self._match(t, table.replace_group, groups[i : i + CHUNK])
+            )
+            found.extend(tuple(r) for r in self.conn.execute(select) if tuple(r) not in incoming)
+        return _keys_table(data.select(by).schema, by, found)
+
+    def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
+        """Delete the children of `parent_keys`, insert `data`."""
+        self.delete_rows(table, parent_keys, table.parent_key)
+        self.insert(table, data)
+
+    def add_rejects(self, rejects: Sequence[Reject]) -> None:
+        """New rejects are inserted; one seen again bumps times_seen and last_seen_at."""
+        if not rejects:
+            return
+        t = self.t(REJECTS)
+        unique = {r.reject_id: r for r in rejects}
+        seen = {
+            row[0]
+            for i in range(0, len(unique), CHUNK)
+            for row in self.conn.execute(
+                sa.select(t.c.reject_id).where(t.c.reject_id.in_(list(unique)[i : i + CHUNK]))
+            )
+        }
+        again = [
+            {"rid": rid, "reason": r.reason, "seen": r.rejected_at}
+            for rid, r in unique.items()
+            if rid in seen
+        ]
+        if again:
+            self.conn.execute(
+                t.update()
+                .where(t.c.reject_id == sa.bindparam("rid"))
+                .values(
+                    reason=sa.bindparam("reason"),
+                    last_seen_at=sa.bindparam("seen", type_=t.c.last_seen_at.type),
+                    times_seen=t.c.times_seen + 1,
+                ),
+                again,
+            )
+        new = [
+            {
+                "reject_id": rid,
+                "stream": r.stream,
+                "record_key": r.record_key,
+                "reason": r.reason,
+                "raw": r.raw,
+                "first_seen_at": r.rejected_at,
+                "last_seen_at": r.rejected_at,
+                "times_seen": 1,
+            }
+            for rid, r in unique.items()
+            if rid not in seen
+        ]
+        if new:
+            self.conn.execute(t.insert(), new)
+
+    # ---- state --------------------------------------------------------------------------
+
+    def _state_where(self, stream: str, partition: str) -> Any:
+        t = self.t(SYNC_STATE)
+        return sa.and_(t.c.stream == stream, t.c.partition_key == partition)
+
+    def _upsert_state(
+        self, stream: str, partition: str, update: dict[str, Any], insert: dict[str, Any]
+    ) -> None:
+        """UPDATE the partition's row, or INSERT it the first time (portable upsert)."""
+        t = self.t(SYNC_STATE)
+        with self._tx():
+            done = self.conn.execute(
+                t.update().where(self._state_where(stream, partition)).values(**update)
+            )
+            if done.rowcount == 0:
+                self.conn.execute(
+                    t.insert().values(stream=stream, partition_key=partition, **insert)
+                )
+
+    def get_cursor(self, stream: str, partition: str) -> str | None:
+        """The stored cursor, or None."""
+        t = self.t(SYNC_STATE)
+        with self._tx():
+            value = self.conn.execute(
+                sa.select(t.c.cursor).where(self._state_where(stream, partition))
+            ).scalar()
+        return None if value is None else str(value)
+
+    def set_cursor(
+        self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
+    ) -> None:
+        """Move the cursor; add rows and windows to the partition's counts."""
+        t = self.t(SYNC_STATE)
+        now = datetime.now(UTC)
+        self._upsert_state(
+            stream,
+            partition,
+            update={
+                "cursor": cursor,
+                "rows_loaded": sa.func.coalesce(t.c.rows_loaded, 0) + rows,
+                "windows_loaded": sa.func.coalesce(t.c.windows_loaded, 0) + windows,
+                "updated_at": now,
+            },
+            insert={
+                "cursor": cursor,
+                "rows_loaded": rows,
+                "windows_loaded": windows,
+                "updated_at": now,
+            },
+        )
+
+    def record_outcome(
+        self, stream: str, partition: str, status: str, detail: str | None = None
+    ) -> None:
+        """How the tick ended: ok, failed (and why) or disabled (and why)."""
+        values: dict[str, Any] = {"last_status": status, "last_status_detail": detail}
+        if status == "ok":
+            values["last_success_at"] = datetime.now(UTC)
+        elif status == "failed":
+            values["last_error_at"] = datetime.now(UTC)
+            values["last_error"] = detail
+        self._upsert_state(stream, partition, update=values, insert=values)
+
+    def states(self) -> list[StreamState]:
+        """Every sync_state row."""
+        t = self.t(SYNC_STATE)
+        with self._tx():
+            if not sa.inspect(self.conn).has_table(t.name, schema=self.schema):
+                return []
+            rows = self.conn.execute(
+                sa.select(*(t.c[c] for c in SYNC_STATE.column_names)).order_by(
+                    t.c.stream, t.c.partition_key
+                )
+            ).all()
+        return list(iter_states([tuple(r) for r in rows]))
+
+    def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
+        """Row counts of the tables that exist."""
+        counts: dict[str, int] = {}
+        with self._tx():
+            inspector = sa.inspect(self.conn)
+            for table in tables:
+                if inspector.has_table(table.name, schema=self.schema):
+                    t = self.t(table)
+                    counts[table.name] = int(
+                        self.conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0
+                    )
+        return counts
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query (demo, status, tests)."""
+        with self._tx():
+            return [tuple(r) for r in self.conn.exec_driver_sql(sql, tuple(params)).all()]
+
+    def read_table(self, table: Table) -> list[dict[str, Any]]:
+        """Every row of a table, typed by its declaration (tests and comparisons)."""
+        t = self.t(table)
+        with self._tx():
+            return [dict(r._mapping) for r in self.conn.execute(sa.select(t))]
+
+
+def _tuples(data: pa.Table) -> Iterator[tuple[Any, ...]]:
+    return zip(*(c.to_pylist() for c in data.columns), strict=True)
+
+
+def _keys_table(schema: pa.Schema, by: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in by]
+    return pa.table(
+        {c: pa.array(list(v), schema.field(c).type) for c, v in zip(by, columns, strict=True)}
+    )
+
+
+__all__ = ["ARROW_TYPES", "SqlWarehouse", "make_engine", "merge_statement"]

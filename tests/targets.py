@@ -1,0 +1,110 @@
+"""Warehouse targets for tests: DuckDB and SQLite always; PostgreSQL and MariaDB when CI says.
+
+`.ci/run` sets SITOO_TEST_POSTGRES_URL and SITOO_TEST_MYSQL_URL; on a laptop without those
+servers the tests that need them are skipped with the reason. Each test gets a schema (a
+database on MySQL) of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
+from sitoo_sync.warehouse.sqla import SqlWarehouse, make_engine
+
+SERVERS = {"postgres": "SITOO_TEST_POSTGRES_URL", "mysql": "SITOO_TEST_MYSQL_URL"}
+ALL_TARGETS = ["duckdb", "sqlite", "postgres", "mysql"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a test loads: a URL and, for servers, a schema of its own."""
+
+    name: str
+    url: str
+    schema: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """Settings overrides that point a sync here."""
+        return {"target_url": self.url, "target_schema": self.schema}
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a `sitoo-sync` process here."""
+        env = {"SITOO_TARGET_URL": self.url}
+        if self.schema:
+            env["SITOO_TARGET_SCHEMA"] = self.schema
+        return env
+
+    def rows(self, table: Table) -> list[tuple[Any, ...]]:
+        """Every row of `table`, each value in a form comparable across targets."""
+        warehouse = open_warehouse(self.url, schema=self.schema)
+        try:
+            if isinstance(warehouse, DuckDBWarehouse):
+                names = ", ".join(q(c) for c in table.column_names)
+                raw = warehouse.query(f"SELECT {names} FROM {q(table.name)}")
+                dicts = [dict(zip(table.column_names, r, strict=True)) for r in raw]
+            else:
+                assert isinstance(warehouse, SqlWarehouse)
+                dicts = warehouse.read_table(table)
+        finally:
+            warehouse.close()
+        kinds = {c.name: c.kind for c in table.columns}
+        return [tuple(canonical(kinds[c], row[c]) for c in table.column_names) for row in dicts]
+
+    def bag(self, table: Table) -> Counter[tuple[Any, ...]]:
+        """The rows of `table` as a multiset."""
+        return Counter(self.rows(table))
+
+
+def canonical(kind: Kind, value: Any) -> Any:
+    """JSON as sorted text (targets return text or objects); everything else as it is."""
+    if kind is Kind.JSON and value is not None:
+        obj = json.loads(value) if isinstance(value, str) else value
+        return json.dumps(obj, sort_keys=True)
+    return value
+
+
+@contextmanager
+def server_schema(name: str, url: str) -> Iterator[Target]:
+    """A fresh schema on a server, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(url)
+    drop = (
+        f"DROP SCHEMA IF EXISTS {schema} CASCADE"
+        if engine.dialect.name == "postgresql"
+        else f"DROP DATABASE IF EXISTS {schema}"
+    )
+    try:
+        yield Target(name, url, schema)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(drop))
+        engine.dispose()
+
+
+@contextmanager
+def target_for(name: str, tmp_path: Path) -> Iterator[Target]:
+    """The target called `name`, or a pytest skip when its server is not configured."""
+    if name == "duckdb":
+        yield Target(name, f"duckdb:///{tmp_path / f'w-{uuid.uuid4().hex[:6]}.duckdb'}")
+    elif name == "sqlite":
+        yield Target(name, f"sqlite:///{tmp_path / f'w-{uuid.uuid4().hex[:6]}.sqlite'}")
+    else:
+        url = os.environ.get(SERVERS[name])
+        if not url:
+            pytest.skip(f"{SERVERS[name]} is not set: no {name} server to test against")
+        with server_schema(name, url) as target:
+            yield target

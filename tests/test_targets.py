@@ -1,0 +1,219 @@
+"""Every target holds the same rows: DuckDB, SQLite, PostgreSQL, MariaDB (and SQL Server's SQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
+from sqlalchemy.schema import CreateTable
+
+from sitoo_sync.errors import ConfigError
+from sitoo_sync.normalize.columns import rows_to_arrow
+from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
+from sitoo_sync.normalize.pos_z_reports import normalize_window
+from sitoo_sync.normalize.tables import Kind, Table, integer, text
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams import STREAMS
+from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
+from sitoo_sync.sync import load_window
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES
+from sitoo_sync.warehouse.sql_types import sa_table
+from sitoo_sync.warehouse.sqla import make_engine, merge_statement
+from tests.conftest import SyncFn
+from tests.support import settings_for, vendor_example
+from tests.targets import ALL_TARGETS, Target, target_for
+
+NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+TABLES = [t for stream in STREAMS.values() for t in stream.tables]
+
+
+@pytest.fixture(params=ALL_TARGETS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """Each target in turn (servers skip when CI did not provide them)."""
+    with target_for(request.param, tmp_path) as t:
+        yield t
+
+
+@pytest.fixture
+def world() -> Iterator[Simulator]:
+    """A simulator at a fixed time, with malformed records, both streams' data."""
+    sim = Simulator.create(
+        SimConfig(seed=12, days=20, malformed_every=25, now=int(NOW.timestamp()))
+    ).start()
+    yield sim
+    sim.stop()
+
+
+def clock(sim: Simulator) -> Any:
+    return lambda: datetime.fromtimestamp(sim.world.config.now, UTC)
+
+
+def sync_into(target: Target, sim: Simulator, sync: SyncFn, tmp_path: Path) -> None:
+    settings = settings_for(
+        sim,
+        tmp_path / "unused.duckdb",
+        store_z_reports_start_day=(NOW - timedelta(days=20)).date(),
+        **target.settings(),
+    )
+    report = sync(settings, clock=clock(sim))
+    assert report.ok, report.results
+
+
+def money_sums(target: Target, table: Table) -> dict[str, Decimal]:
+    money = [i for i, c in enumerate(table.columns) if c.kind is Kind.MONEY]
+    rows = target.rows(table)
+    return {
+        table.columns[i].name: sum((r[i] or Decimal(0) for r in rows), Decimal(0)) for i in money
+    }
+
+
+def test_every_target_holds_the_same_rows_as_duckdb(
+    world: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """Row counts, money sums to the cent, and the rows themselves agree on every target."""
+    with target_for("duckdb", tmp_path) as reference:
+        sync_into(reference, world, sync, tmp_path)
+        compared = []
+        for name in ("sqlite", "postgres", "mysql"):
+            try:
+                context = target_for(name, tmp_path)
+                other = context.__enter__()
+            except pytest.skip.Exception:
+                continue
+            try:
+                sync_into(other, world, sync, tmp_path)
+                for table in TABLES:
+                    assert len(other.rows(table)) == len(reference.rows(table)), table.name
+                    assert money_sums(other, table) == money_sums(reference, table), table.name
+                    assert other.bag(table) == reference.bag(table), table.name
+                rejects = {r[:4] for r in other.rows(REJECTS)}
+                assert rejects == {r[:4] for r in reference.rows(REJECTS)}
+                assert len(rejects) > 0
+                compared.append(name)
+            finally:
+                context.__exit__(None, None, None)
+        assert "sqlite" in compared
+        assert len(reference.rows(POS_TABLE)) > 100
+
+
+def test_a_second_tick_changes_nothing(
+    target: Target, world: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """Re-reading the overlap and the lookback upserts in place: every table is unchanged."""
+    sync_into(target, world, sync, tmp_path)
+    before = {t.name: target.bag(t) for t in TABLES}
+    sync_into(target, world, sync, tmp_path)
+    assert {t.name: target.bag(t) for t in TABLES} == before
+
+
+def test_a_reaggregated_day_replaces_the_old_report(
+    target: Target, world: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """A store and day that comes back under a new id leaves exactly one report, the new one."""
+    from sitoo_sync.normalize.store_z_reports import STORE_Z_REPORT_REGISTERS, STORE_Z_REPORTS
+
+    sync_into(target, world, sync, tmp_path)
+    world.world.reaggregate("200", "2026-11-18")
+    sync_into(target, world, sync, tmp_path)
+    rows = [r for r in target.rows(STORE_Z_REPORTS) if r[1] == "200" and str(r[4]) == "2026-11-18"]
+    [report] = rows
+    expected = next(
+        s
+        for s in world.world.store_z_reports("2026-11-18", {"200"}, limit=None)
+        if s["store_id"] == "200"
+    )
+    assert report[0] == expected["store_zreport_id"]
+    ids = {r[0] for r in target.rows(STORE_Z_REPORTS)}
+    assert {r[0] for r in target.rows(STORE_Z_REPORT_REGISTERS)} <= ids
+
+
+def test_children_are_replaced_as_a_set(target: Target) -> None:
+    """Loading a parent again with fewer children leaves only the new children."""
+    from sitoo_sync.normalize.pos_z_reports import CHILDREN
+
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
+        record = vendor_example()
+        load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record]), "1")
+        record["paymentssales"] = record["paymentssales"][:1]
+        load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record]), "2")
+        load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record]), "3")
+        counts = warehouse.table_counts([POS_TABLE, CHILDREN["payments"]])
+        assert counts == {"pos_z_reports": 1, "pos_z_report_payments": 1}
+        assert warehouse.get_cursor("pos_z_reports", "p") == "3"
+    finally:
+        warehouse.close()
+
+
+def test_a_declared_column_is_added_to_an_existing_table(target: Target) -> None:
+    """Additive schema evolution: a new declared column appears; existing rows keep theirs."""
+    v1 = Table("evolving", (text("k", nullable=False),), key=("k",))
+    v2 = Table("evolving", (text("k", nullable=False), integer("n")), key=("k",))
+    first = open_warehouse(target.url, schema=target.schema)
+    try:
+        first.ensure_schema([v1])
+        with first.transaction():
+            first.insert(v1, rows_to_arrow(v1, [("a",)]))
+    finally:
+        first.close()
+    second = open_warehouse(target.url, schema=target.schema)
+    try:
+        second.ensure_schema([v2])
+        with second.transaction():
+            second.upsert(v2, rows_to_arrow(v2, [("a", 1), ("b", 2)]))
+    finally:
+        second.close()
+    assert sorted(target.rows(v2)) == [("a", 1), ("b", 2)]
+
+
+def test_sql_server_ddl_and_merge_compile() -> None:
+    """Without a server here, the SQL Server DDL and MERGE upsert are compiled and checked."""
+    dialect = mssql.dialect()  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy
+    metadata = sa.MetaData(schema="sitoo")
+    t = sa_table(POS_TABLE, metadata)
+    ddl = str(CreateTable(t).compile(dialect=dialect))
+    assert "registerid VARCHAR(255) NOT NULL" in ddl
+    assert "moneysalestotal NUMERIC(18, 2) NULL" in ddl
+    assert "dateadded DATETIMEOFFSET NOT NULL" in ddl
+    assert "extra NVARCHAR(max) NULL" in ddl
+    assert "CONSTRAINT pk_pos_z_reports PRIMARY KEY (registerid, zreportid)" in ddl
+    merge = str(merge_statement(t, POS_TABLE, dialect).compile(dialect=dialect))
+    assert merge.startswith(
+        "MERGE INTO sitoo.pos_z_reports WITH (HOLDLOCK) AS target USING (SELECT"
+    )
+    assert (
+        "ON target.registerid = source.registerid AND target.zreportid = source.zreportid" in merge
+    )
+    assert "WHEN MATCHED THEN UPDATE SET target.manufacturerid = source.manufacturerid" in merge
+    assert "WHEN NOT MATCHED THEN INSERT (registerid, zreportid," in merge
+    assert merge.rstrip().endswith(";")
+
+
+def test_a_missing_driver_names_the_extra_to_install() -> None:
+    """A target whose driver is not installed says which extra brings it."""
+    with pytest.raises(ConfigError, match=r"sitoo-sync\[mssql\]"):
+        open_warehouse("mssql+pyodbc://user:pw@dsn")
+
+
+def test_plain_urls_use_the_drivers_sitoo_sync_ships() -> None:
+    """postgresql:// means psycopg 3 and mysql:// means PyMySQL, the drivers of the extras."""
+    assert make_engine("postgresql://u@h/db").dialect.driver == "psycopg"
+    assert make_engine("postgres://u@h/db").dialect.driver == "psycopg"
+    assert make_engine("mysql://u@h/db").dialect.driver == "pymysql"
+
+
+def test_sqlite_keeps_money_exact() -> None:
+    """SQLite has no decimal type: money is stored as exact text, never as a float."""
+    from sqlalchemy.dialects import sqlite
+
+    t = sa_table(POS_TABLE, sa.MetaData())
+    ddl = str(CreateTable(t).compile(dialect=sqlite.dialect()))
+    assert "moneysalestotal VARCHAR(40)" in ddl

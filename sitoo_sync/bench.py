@@ -22,8 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.settings import load_settings
@@ -32,6 +37,7 @@ from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.sqla import make_engine
 
 RATIO_GOAL = 1.3
 RSS_GOAL_MB = 250.0
@@ -41,9 +47,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_phase(phase: str, *, url: str | None, target: str | None) -> int:
+def run_phase(phase: str) -> int:
     """One phase in this (child) process; prints one JSON line of figures."""
-    settings = load_settings(streams=["pos_z_reports"])
+    settings = load_settings()
     figures: dict[str, Any] = {"phase": phase}
     with make_client(settings) as client:
         started = time.perf_counter()
@@ -61,8 +67,7 @@ def run_phase(phase: str, *, url: str | None, target: str | None) -> int:
                 records += len(window.records)
             figures.update(records=records, rows=0)
         else:
-            assert target is not None
-            warehouse = open_warehouse(target, schema=settings.target_schema)
+            warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
             report = run_once(settings, warehouse, client, [POS_Z_REPORTS])
             if not report.ok:
                 print(json.dumps({"error": [r.error for r in report.results]}))
@@ -76,10 +81,8 @@ def run_phase(phase: str, *, url: str | None, target: str | None) -> int:
     return 0
 
 
-def _child(phase: str, env: dict[str, str], target: str | None = None) -> dict[str, Any]:
+def _child(phase: str, env: dict[str, str]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "sitoo_sync", "bench", "--phase", phase]
-    if target:
-        cmd += ["--target", target]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603  # our own CLI
     if out.returncode != 0:
         raise RuntimeError(f"bench phase {phase} failed:\n{out.stdout}\n{out.stderr}")
@@ -116,48 +119,83 @@ def _start_simulator(reports: int) -> tuple[subprocess.Popen[str], dict[str, str
     raise RuntimeError("the simulator did not start")
 
 
-def run_benchmark(*, reports: int, target: str | None, rounds: int) -> int:
-    """Run the benchmark and print its figures."""
+@contextmanager
+def _fresh_target(target: str | None, tmp: Path, label: str) -> Iterator[dict[str, str]]:
+    """Environment for a sync into an empty target: a new DuckDB/SQLite file or schema."""
+    if target is None or target.startswith(("duckdb:", "sqlite:")):
+        suffix = "sqlite" if target and target.startswith("sqlite:") else "duckdb"
+        scheme = "sqlite" if suffix == "sqlite" else "duckdb"
+        yield {"SITOO_TARGET_URL": f"{scheme}:///{tmp / f'bench-{label}.{suffix}'}"}
+        return
+    schema = f"sitoo_bench_{uuid.uuid4().hex[:8]}"
+    engine = make_engine(target)
+    try:
+        yield {"SITOO_TARGET_URL": target, "SITOO_TARGET_SCHEMA": schema}
+    finally:
+        drop = (
+            f"DROP SCHEMA IF EXISTS {schema} CASCADE"
+            if engine.dialect.name == "postgresql"
+            else f"DROP DATABASE IF EXISTS {schema}"
+        )
+        with engine.begin() as conn:
+            conn.execute(sa.text(drop))
+        engine.dispose()
+
+
+def _print_target(name: str, sync: dict[str, Any], floor: dict[str, Any], peak: float) -> None:
+    child_rows = sync["rows"] - floor["records"]
+    print(f"\n{name}")
+    print(
+        f"  full backfill       {sync['seconds']:.2f}s  "
+        f"{sync['rows'] / sync['seconds']:,.0f} rows/s ({sync['rows']:,} rows), "
+        f"{child_rows / sync['seconds']:,.0f} child rows/s"
+    )
+    print(
+        f"  ratio to floor      {sync['seconds'] / floor['seconds']:.2f}x  (goal <= {RATIO_GOAL}x)"
+    )
+    print(f"  peak RSS            {peak:.0f} MB  (goal < {RSS_GOAL_MB:.0f} MB)")
+
+
+def run_benchmark(*, reports: int, targets: list[str], rounds: int) -> int:
+    """Run the benchmark and print its figures: DuckDB always, then each extra target."""
     print(f"Generating {reports:,} POS z-reports in a simulator process ...", flush=True)
     sim, sim_env = _start_simulator(reports)
-    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING", "SITOO_STREAMS": "pos_z_reports"}
+    env.pop("SITOO_TARGET_SCHEMA", None)
+    names: list[str | None] = [None, *targets]
     floors: list[dict[str, Any]] = []
-    syncs: list[dict[str, Any]] = []
+    syncs: dict[str | None, list[dict[str, Any]]] = {n: [] for n in names}
     try:
         with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
             _child("floor", env)  # warm-up: simulator caches, OS page cache, imports
             for i in range(max(1, rounds)):
                 floors.append(_child("floor", env))
-                url = target or f"duckdb:///{Path(tmp) / f'bench-{i}.duckdb'}"
-                syncs.append(_child("sync", env, url))
-                print(
-                    f"  round {i + 1}: floor {floors[-1]['seconds']:.2f}s, "
-                    f"sync {syncs[-1]['seconds']:.2f}s",
-                    flush=True,
-                )
-                if target:
-                    break  # a given target is not fresh after the first round
+                line = f"  round {i + 1}: floor {floors[-1]['seconds']:.2f}s"
+                for n, name in enumerate(names):
+                    with _fresh_target(name, Path(tmp), f"{i}-{n}") as target_env:
+                        syncs[name].append(_child("sync", {**env, **target_env}))
+                    line += f", {_label(name)} {syncs[name][-1]['seconds']:.2f}s"
+                print(line, flush=True)
     finally:
         sim.terminate()
         sim.wait(timeout=10)
     floor = min(floors, key=lambda f: f["seconds"])
-    sync = min(syncs, key=lambda f: f["seconds"])
-    ratio = sync["seconds"] / floor["seconds"]
-    peak = max(s["peak_rss_mb"] for s in syncs)
     print()
-    print(f"target                {target or 'duckdb (temporary file)'}")
     print(f"z-reports             {floor['records']:,} in {floor['requests']} requests")
     print(
         f"floor (fetch+parse)   {floor['seconds']:.2f}s  "
-        f"{floor['records'] / floor['seconds']:,.0f} reports/s"
+        f"{floor['records'] / floor['seconds']:,.0f} reports/s  "
+        f"(peak RSS {floor['peak_rss_mb']:.0f} MB)"
     )
-    print(
-        f"full backfill         {sync['seconds']:.2f}s  "
-        f"{sync['rows'] / sync['seconds']:,.0f} rows/s "
-        f"({sync['rows']:,} rows in {sync['windows']} windows, "
-        f"{floor['records'] / sync['seconds']:,.0f} reports/s)"
-    )
-    print(f"ratio to floor        {ratio:.2f}x  (goal <= {RATIO_GOAL}x)")
-    print(f"peak RSS (sync)       {peak:.0f} MB  (goal < {RSS_GOAL_MB:.0f} MB)")
-    print(f"peak RSS (floor)      {floor['peak_rss_mb']:.0f} MB")
+    for name in names:
+        best = min(syncs[name], key=lambda f: f["seconds"])
+        peak = max(s["peak_rss_mb"] for s in syncs[name])
+        _print_target(_label(name), best, floor, peak)
     return 0
+
+
+def _label(target: str | None) -> str:
+    if target is None:
+        return "duckdb (native)"
+    scheme = target.split("://", 1)[0]
+    return scheme.split("+", 1)[0]

@@ -80,7 +80,7 @@ class DuckDBWarehouse:
         return self._con
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        if self.path != ":memory:":
+        if self.path != ":memory:" and not self.path.startswith("md:"):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self._open_timeout
         wait = 0.1

@@ -7,6 +7,7 @@
     │   ├── FatalApiError          400, 404 and friends: retrying cannot help
     │   │   └── AuthError          401/403: the API ID or password is wrong
     │   └── RetryBudgetExhausted   a retriable failure that outlived the retry budget
+    ├── WarehouseError             the target database failed (locked, down, rejected SQL)
     ├── DisabledStream             the account has the stream turned off: not a failure
     ├── RecordRejected             one record failed validation; it goes to `rejects`
     └── StuckWindowError           a window cannot advance and cannot be split further
@@ -90,6 +91,10 @@ class AuthError(FatalApiError):
 
 class RetryBudgetExhausted(ApiError):
     """A retriable failure that kept failing after every allowed attempt."""
+
+
+class WarehouseError(SitooSyncError):
+    """The target database failed; the run stops, the warehouse keeps its last commit."""
 
 
 class DisabledStream(SitooSyncError):

@@ -1,9 +1,11 @@
 """One tick: for every enabled stream and partition, window → normalize → load with cursor.
 
 The next window is fetched on a helper thread while the current one is normalized and
-loaded (a queue of one: memory stays at two windows). Fetching never depends on what was
-loaded, only on the last page, so this changes speed and nothing else. Each window's rows,
-rejects and cursor commit in one transaction; a crash between windows loses nothing.
+loaded (a queue of one). Fetching never depends on what was loaded, only on the last page,
+so this changes speed and nothing else. Consecutive windows are committed together, rows,
+rejects and the last window's cursor in one transaction, up to SITOO_LOAD_BATCH_ROWS /
+_SECONDS; memory holds two raw windows and one batch of typed (Arrow) rows. A crash at any
+instant loses nothing: what was not committed is fetched again from the stored cursor.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+import duckdb
 import pyarrow as pa
+from sqlalchemy.exc import SQLAlchemyError
 
 from sitoo_sync.api.client import SitooClient
-from sitoo_sync.errors import DisabledStream, SitooSyncError
+from sitoo_sync.errors import DisabledStream, SitooSyncError, WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.settings import Settings
@@ -160,8 +164,8 @@ class Batch:
     cursor: str = ""
     started: float = 0.0
 
-    def accepts(self, window: NormalizedWindow, keys: set[tuple[Any, ...]]) -> bool:
-        """False when `window` must go into a new batch."""
+    def accepts(self, keys: set[tuple[Any, ...]]) -> bool:
+        """False when a window with these parent keys must go into a new batch."""
         return not self.windows or not (keys & self.keys)
 
     def add(
@@ -189,17 +193,19 @@ class Batch:
 
 def _split_values_from(
     client: SitooClient, settings: Settings, stream: Stream
-) -> Callable[[list[Any]], Iterable[str]]:
-    """Registers to split a crowded second by: those on the page plus every listed register."""
-    field_name = str(getattr(stream.cursor, "split_param", "registerid"))
+) -> Callable[[str, list[Any]], Iterable[str]]:
+    """Values to split a crowded second by: those on the page, and for `registerid` every
+    register the cash-register listing of the configured sites knows."""
 
-    def values(page: list[Any]) -> Iterable[str]:
+    def values(field_name: str, page: list[Any]) -> Iterable[str]:
         seen = {r[field_name] for r in page if isinstance(r, Mapping) and r.get(field_name)}
-        listed = {
-            r["registerid"]
-            for r in list_registers(client, settings.site_ids, stream=stream.name)
-            if isinstance(r.get("registerid"), str)
-        }
+        listed: set[str] = set()
+        if field_name == "registerid":
+            listed = {
+                r["registerid"]
+                for r in list_registers(client, settings.site_ids, stream=stream.name)
+                if isinstance(r.get("registerid"), str)
+            }
         log.info(
             "window_split",
             stream=stream.name,
@@ -232,6 +238,28 @@ def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: Normali
             record_key=reject.record_key,
             reason=reject.reason,
         )
+
+
+def _fetcher(
+    client: SitooClient, stream: Stream, partition: str
+) -> Callable[[Mapping[str, str | int]], list[Any]]:
+    """GET the stream's path with given params and return its records."""
+
+    def fetch(params: Mapping[str, str | int]) -> list[Any]:
+        payload = client.get_json(
+            stream.api, stream.path, params, stream=stream.name, partition=partition
+        )
+        try:
+            return items_of(payload)
+        except ValueError as exc:
+            raise SitooSyncError(
+                str(exc),
+                stream=stream.name,
+                partition=partition,
+                url=client.url(stream.api, stream.path),
+            ) from exc
+
+    return fetch
 
 
 def _window_context(
@@ -274,20 +302,7 @@ def sync_partition(
     stored = warehouse.get_cursor(stream.name, partition)
     result.cursor = stored
 
-    def fetch(params: Mapping[str, str | int]) -> list[Any]:
-        payload = client.get_json(
-            stream.api, stream.path, params, stream=stream.name, partition=partition
-        )
-        try:
-            return items_of(payload)
-        except ValueError as exc:
-            raise SitooSyncError(
-                str(exc),
-                stream=stream.name,
-                partition=partition,
-                url=client.url(stream.api, stream.path),
-            ) from exc
-
+    fetch = _fetcher(client, stream, partition)
     ctx = _window_context(settings, client, stream, partition, fetch=fetch, now=clock())
     windows: Iterator[Window] = stream.cursor.windows(ctx, stored)
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
@@ -311,7 +326,7 @@ def sync_partition(
         for window in prefetch(windows):
             normalized = stream.normalize(window.records)
             keys = normalized.keys()
-            if not batch.accepts(normalized, keys):
+            if not batch.accepts(keys):
                 commit()
             batch.add(normalized, keys, len(window.records), str(window.cursor))
             result.windows += 1
@@ -333,6 +348,8 @@ def sync_partition(
         log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
         warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
     except SitooSyncError as exc:
+        # Windows already fetched are whole and their cursor is right: keep that progress.
+        commit()
         result.status = "failed"
         result.error = str(exc)
         log.error(
@@ -358,25 +375,43 @@ def run_once(
     """One tick of every stream given; the warehouse is closed at the end either way."""
     report = RunReport()
     try:
-        warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
-        for stream in streams:
-            partition = settings.resolved_account_id
-            result = sync_partition(
-                settings, warehouse, client, stream, partition, on_window=on_window, clock=clock
-            )
-            report.results.append(result)
-            log.info(
-                "partition_synced",
-                stream=result.stream,
-                partition=result.partition,
-                status=result.status,
-                windows=result.windows,
-                rows=result.rows,
-                rejects=result.rejects,
-                requests=result.requests,
-                cursor=result.cursor,
-                seconds=round(result.seconds, 3),
-            )
+        _run_streams(
+            settings, warehouse, client, streams, report=report, on_window=on_window, clock=clock
+        )
+    except (duckdb.Error, SQLAlchemyError) as exc:
+        log.error("warehouse_failed", target=type(warehouse).__name__, error=str(exc))
+        raise WarehouseError(f"the warehouse failed: {exc}") from exc
     finally:
         warehouse.close()
     return report
+
+
+def _run_streams(
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    streams: Sequence[Stream],
+    *,
+    report: RunReport,
+    on_window: Callable[[PartitionResult], None] | None,
+    clock: Callable[[], datetime],
+) -> None:
+    warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+    partition = settings.resolved_account_id
+    for stream in streams:
+        result = sync_partition(
+            settings, warehouse, client, stream, partition, on_window=on_window, clock=clock
+        )
+        report.results.append(result)
+        log.info(
+            "partition_synced",
+            stream=result.stream,
+            partition=result.partition,
+            status=result.status,
+            windows=result.windows,
+            rows=result.rows,
+            rejects=result.rejects,
+            requests=result.requests,
+            cursor=result.cursor,
+            seconds=round(result.seconds, 3),
+        )

@@ -160,6 +160,21 @@ def test_status_before_any_sync(
     assert "nothing synced yet" in capsys.readouterr().out
 
 
+def test_an_unreachable_warehouse_is_one_clear_failure_exit_1(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A target that refuses connections ends the run with one line, exit 1, no traceback."""
+    use_simulator(monkeypatch, sim, tmp_path / "unused.duckdb")
+    monkeypatch.setenv("SITOO_TARGET_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
+    assert main(["run", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "sitoo-sync: the warehouse failed:" in err
+    assert "Traceback" not in err
+
+
 def test_wrong_password_is_one_clear_failure_exit_1(
     sim: Simulator,
     tmp_path: Path,

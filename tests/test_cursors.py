@@ -56,7 +56,7 @@ def collect(
     ctx = WindowContext(
         fetch=endpoint,
         overlap=overlap,
-        split_values=lambda page: {r["reg"] for r in endpoint.records},
+        split_values=lambda param, page: {r[param] for r in endpoint.records},
     )
     for window in WINDOWS.windows(ctx, None if cursor is None else str(cursor)):
         keys |= {(r["reg"], r["id"]) for r in window.records}
@@ -92,7 +92,7 @@ def test_cursor_stays_on_the_crowded_second_until_its_last_part_is_loaded() -> N
     """Mid-split windows keep the cursor on the second, so a crash there re-reads it."""
     records = [rec(50, f"r{i % 3}", i) for i in range(9)]
     endpoint = Endpoint(records)
-    ctx = WindowContext(fetch=endpoint, split_values=lambda page: {"r0", "r1", "r2"})
+    ctx = WindowContext(fetch=endpoint, split_values=lambda param, page: {"r0", "r1", "r2"})
     cursors = [int(w.cursor) for w in WINDOWS.windows(ctx, None)]
     assert cursors[:-2] == [50, 50]
     assert cursors[-2:] == [51, 51]

@@ -181,6 +181,26 @@ def test_an_exhausted_retry_budget_fails_the_stream_and_keeps_the_cursor(
     assert "status=500" in state[0][1]
 
 
+def test_windows_fetched_before_a_failure_are_kept(tmp_path: Path, sync: SyncFn) -> None:
+    """When a later page cannot be fetched, the pages before it are committed with their cursor."""
+    with Simulator.create(SimConfig(seed=4, days=120, registers_per_store=2)) as sim:
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"])
+        sim.faults.queue("503", times=50, path="/pos-z-reports", after=1)
+        report = sync(settings)
+        assert not report.ok
+        assert report.results[0].windows == 1
+        [(cursor, status)] = query(settings, "SELECT cursor, last_status FROM sync_state")
+        assert status == "failed"
+        assert count(settings, "pos_z_reports") == 500
+        first_page_newest = int(cursor)
+        sim.faults.clear()
+        assert sync(settings).ok
+        assert set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports")) == (
+            sim.world.valid_keys()
+        )
+        assert first_page_newest < int(query(settings, "SELECT cursor FROM sync_state")[0][0])
+
+
 def test_reloading_a_parent_replaces_its_children_as_a_set(tmp_path: Path) -> None:
     """A parent loaded again with fewer children leaves only the new children behind."""
     warehouse = DuckDBWarehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["429", "500", "502", "503", "504", "drop", "slow"]
+FaultKind = Literal["429", "500", "502", "503", "504", "drop", "slow", "pass"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,12 @@ class FaultPlan:
         path: str = "",
         retry_after: float | None = None,
         seconds: float = 0.0,
+        after: int = 0,
     ) -> None:
-        """Make the next `times` requests to `path` fail with `kind`."""
+        """Make the next `times` requests to `path` fail with `kind`, `after` good ones."""
         with self._lock:
+            for _ in range(after):
+                self._queue.append(Fault("pass", path))
             for _ in range(times):
                 self._queue.append(Fault(kind, path, retry_after, seconds))
 
@@ -69,7 +72,7 @@ class FaultPlan:
             for i, fault in enumerate(self._queue):
                 if fault.path in path:
                     del self._queue[i]
-                    return fault
+                    return None if fault.kind == "pass" else fault
             if self.error_rate and self._rng.random() < self.error_rate:
                 kind: FaultKind = self._rng.choice(("429", "500", "503", "drop"))
                 return Fault(kind, retry_after=0 if kind == "429" else None)

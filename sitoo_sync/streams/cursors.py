@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sitoo_sync.errors import DisabledStream, FatalApiError, StuckWindowError
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
-SplitValues = Callable[[list[Any]], Iterable[str]]
+SplitValues = Callable[[str, list[Any]], Iterable[str]]  # (param, full page) → values
 
 
-def _no_split(page: list[Any]) -> Iterable[str]:
+def _no_split(param: str, page: list[Any]) -> Iterable[str]:
     return ()
 
 
@@ -145,7 +145,7 @@ class TimeWindows:
         resume: int,
         split_values: SplitValues,
     ) -> Iterator[tuple[list[Any], int, Mapping[str, str | int]]]:
-        values = sorted(set(split_values(page)))
+        values = sorted(set(split_values(self.split_param, page)))
         if not values:
             raise StuckWindowError(
                 f"{self.cap} items share {self.field}={second} and nothing is known to split "

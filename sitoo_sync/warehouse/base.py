@@ -138,6 +138,21 @@ class Warehouse(Protocol):
         """Release the connection (and any file lock)."""
 
 
+class ChildReplacement:
+    """`replace_children` for backends that provide `delete_rows` and `insert`."""
+
+    def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
+        raise NotImplementedError
+
+    def insert(self, table: Table, data: pa.Table) -> None:
+        raise NotImplementedError
+
+    def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
+        """Delete the children of `parent_keys`, insert `data`: the set is replaced whole."""
+        self.delete_rows(table, parent_keys, table.parent_key)
+        self.insert(table, data)
+
+
 def iter_states(rows: Sequence[Sequence[object]]) -> Iterator[StreamState]:
     """StreamState objects from `sync_state` rows in declaration order."""
     for r in rows:

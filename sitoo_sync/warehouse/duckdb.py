@@ -22,7 +22,13 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse.base import REJECTS, SYNC_STATE, StreamState, iter_states
+from sitoo_sync.warehouse.base import (
+    REJECTS,
+    SYNC_STATE,
+    ChildReplacement,
+    StreamState,
+    iter_states,
+)
 
 log = get_logger(__name__)
 
@@ -56,7 +62,7 @@ def duckdb_path(url: str) -> str:
     return path
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(ChildReplacement):
     """The native DuckDB target; `open_connection()` ... `close()` brackets one tick."""
 
     def __init__(self, url: str, *, open_timeout_seconds: float = 60.0) -> None:
@@ -212,11 +218,6 @@ class DuckDBWarehouse:
         match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in by)
         with self._registered(keys.select(list(by))) as batch:
             self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
-
-    def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
-        """Delete the children of `parent_keys`, insert `data`: the set is replaced whole."""
-        self.delete_rows(table, parent_keys, table.parent_key)
-        self.insert(table, data)
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at."""

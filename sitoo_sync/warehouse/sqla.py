@@ -32,7 +32,13 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.warehouse.base import REJECTS, SYNC_STATE, StreamState, iter_states
+from sitoo_sync.warehouse.base import (
+    REJECTS,
+    SYNC_STATE,
+    ChildReplacement,
+    StreamState,
+    iter_states,
+)
 from sitoo_sync.warehouse.sql_types import sa_table
 
 log = get_logger(__name__)
@@ -97,7 +103,7 @@ def _rows(data: pa.Table) -> list[dict[str, Any]]:
     return result
 
 
-class SqlWarehouse:
+class SqlWarehouse(ChildReplacement):
     """A SQLAlchemy target; one connection per tick, opened on first use, closed by close()."""
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
@@ -334,11 +340,6 @@ class SqlWarehouse:
             )
             found.extend(tuple(r) for r in self.conn.execute(select) if tuple(r) not in incoming)
         return _keys_table(data.select(by).schema, by, found)
-
-    def replace_children(self, table: Table, parent_keys: pa.Table, data: pa.Table) -> None:
-        """Delete the children of `parent_keys`, insert `data`."""
-        self.delete_rows(table, parent_keys, table.parent_key)
-        self.insert(table, data)
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """New rejects are inserted; one seen again bumps times_seen and last_seen_at."""

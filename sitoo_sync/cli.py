@@ -30,6 +30,7 @@ Exit codes: 0 success, 1 a stream failed (see the log), 2 bad configuration or u
 EPILOG = """\
 examples:
   sitoo-sync demo                      try it: fake Sitoo API -> ./sitoo-demo.duckdb
+  sitoo-sync run                       the service: every stream on its schedule
   sitoo-sync run --once                one sync tick of every enabled stream (cron)
   sitoo-sync status                    cursors and health per stream
   sitoo-sync simulator --port 8080     the fake Sitoo API alone, to poke with curl
@@ -53,10 +54,17 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="sync every enabled stream into the target",
-        description="Sync every enabled stream (SITOO_STREAMS) from Sitoo into SITOO_TARGET_URL. "
-        "With --once: one tick, then exit (for cron or a Kubernetes CronJob); exit code 0 only "
-        "when every stream succeeded.",
+        help="sync every enabled stream into the target (service, or --once for cron)",
+        description="Sync every enabled stream (SITOO_STREAMS) from Sitoo into "
+        "SITOO_TARGET_URL.\n\n"
+        "Without --once: a long-lived service. Each stream runs on its schedule "
+        '(SITOO_SCHEDULES, e.g. {"pos_z_reports": "15m"}; defaults: pos_z_reports 15m, '
+        "store_z_reports 1h), first at start. SIGTERM/SIGINT stop it gracefully; "
+        "SITOO_METRICS_PORT serves /metrics (Prometheus) and /healthz.\n\n"
+        "With --once: one tick, then exit (cron, systemd timer, Kubernetes CronJob); exit "
+        "code 0 only when every stream succeeded.\n\n"
+        "Either way a stream is loaded by one process at a time per target: a tick that finds "
+        "another holding the stream's lock skips it.",
         formatter_class=fmt,
     )
     run.add_argument("--once", action="store_true", help="run one tick and exit")
@@ -82,8 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser(
         "status",
-        help="show cursor, last success and rows per stream and partition",
-        description="Read sync_state from the target: per stream and partition, the cursor, "
+        help="show status, cursor, lag, last success and rows per stream and partition",
+        description="Read sync_state from the target: per stream and partition, how the last "
+        "tick ended (ok, failed, disabled) and why, the cursor and how far it is behind now, "
         "when it last succeeded, the rows loaded so far and the last error.",
         formatter_class=fmt,
     )
@@ -148,23 +157,40 @@ def _configure_logs(settings: Settings, *, level: str | None = None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`run --once`: one tick of every enabled stream."""
-    from sitoo_sync.api.client import make_client
+    """`run`: the service; `run --once`: one tick of every enabled stream."""
     from sitoo_sync.streams import select_streams
-    from sitoo_sync.sync import run_once
-    from sitoo_sync.warehouse import open_warehouse
 
-    if not args.once:
-        raise ConfigError(
-            "the long-lived scheduler is not part of this version yet; "
-            "run `sitoo-sync run --once` from cron or a systemd timer (see deploy/)"
-        )
     settings = _settings(args)
     _configure_logs(settings)
     streams = select_streams(settings.streams)
+    if not args.once:
+        from sitoo_sync.service import Service
+
+        return Service(settings, streams).run()
+    return _run_once(settings, streams)
+
+
+def _run_once(settings: Settings, streams: list[Any]) -> int:
+    from sitoo_sync.api.client import make_client
+    from sitoo_sync.locks import try_lock
+    from sitoo_sync.sync import run_once
+    from sitoo_sync.warehouse import open_warehouse
+
     warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-    with make_client(settings) as client:
-        report = run_once(settings, warehouse, client, streams)
+    locks = {s.name: try_lock(settings, s.name) for s in streams}
+    try:
+        runnable = [s for s in streams if locks[s.name] is not None]
+        for name in (n for n, lock in locks.items() if lock is None):
+            print(f"{name}: skipped, another sitoo-sync holds its lock on this target")
+        if not runnable:
+            warehouse.close()
+            return EXIT_OK
+        with make_client(settings) as client:
+            report = run_once(settings, warehouse, client, runnable)
+    finally:
+        for lock in locks.values():
+            if lock is not None:
+                lock.release()
     for r in report.results:
         line = (
             f"{r.stream} [{r.partition}]: {r.status}, {r.windows} windows, {r.rows} rows, "
@@ -180,6 +206,15 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
+def _lag_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def _cursor_text(cursor: str | None) -> str:
     if cursor is None:
         return "-"
@@ -190,6 +225,7 @@ def _cursor_text(cursor: str | None) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """`status`: sync_state as a table or JSON."""
+    from sitoo_sync.streams import STREAMS
     from sitoo_sync.warehouse import open_warehouse
 
     settings = _settings(args)
@@ -199,6 +235,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         states = warehouse.states()
     finally:
         warehouse.close()
+    now = datetime.now(UTC)
+    lags = {
+        (s.stream, s.partition): STREAMS[s.stream].cursor.lag_seconds(s.cursor, now)
+        if s.stream in STREAMS
+        else None
+        for s in states
+    }
     if args.json:
         payload: list[dict[str, Any]] = [
             {
@@ -213,6 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "last_error": s.last_error,
                 "last_status": s.last_status,
                 "last_status_detail": s.last_status_detail,
+                "lag_seconds": lags[(s.stream, s.partition)],
             }
             for s in states
         ]
@@ -221,13 +265,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not states:
         print(f"nothing synced yet into {settings.target_url}")
         return EXIT_OK
-    header = ("stream", "partition", "status", "cursor", "last success", "rows", "detail")
+    header = ("stream", "partition", "status", "cursor", "lag", "last success", "rows", "detail")
     rows = [
         (
             s.stream,
             s.partition,
             s.last_status or "-",
             _cursor_text(s.cursor),
+            _lag_text(lags[(s.stream, s.partition)]),
             _when(s.last_success_at),
             str(s.rows_loaded),
             (s.last_status_detail or "-")[:80],

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     store_z_reports_grace_minutes: int = Field(60, ge=0, le=24 * 60)
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
+    schedules: dict[str, str] = Field(
+        default_factory=dict, description='per stream: "15m", "1h", "30s" or a cron expression'
+    )
+    schedule_jitter_seconds: int = Field(30, ge=0, le=3600)
+    stop_timeout_seconds: float = Field(60.0, gt=0, description="graceful stop, at most")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="/metrics and /healthz")
+    metrics_host: str = "127.0.0.1"
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_timeout_seconds: float = Field(30.0, gt=0)

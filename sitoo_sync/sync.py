@@ -294,6 +294,7 @@ def sync_partition(
     *,
     on_window: Callable[[PartitionResult], None] | None = None,
     clock: Callable[[], datetime] = _utcnow,
+    stop: threading.Event | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised."""
     result = PartitionResult(stream=stream.name, partition=partition)
@@ -340,6 +341,9 @@ def sync_partition(
             )
             if batch.full():
                 commit()
+            if stop is not None and stop.is_set():
+                log.info("stop_honoured", stream=stream.name, partition=partition)
+                break
         commit()
         warehouse.record_outcome(stream.name, partition, "ok")
     except DisabledStream as exc:
@@ -371,12 +375,20 @@ def run_once(
     *,
     on_window: Callable[[PartitionResult], None] | None = None,
     clock: Callable[[], datetime] = _utcnow,
+    stop: threading.Event | None = None,
 ) -> RunReport:
     """One tick of every stream given; the warehouse is closed at the end either way."""
     report = RunReport()
     try:
         _run_streams(
-            settings, warehouse, client, streams, report=report, on_window=on_window, clock=clock
+            settings,
+            warehouse,
+            client,
+            streams,
+            report=report,
+            on_window=on_window,
+            clock=clock,
+            stop=stop,
         )
     except (duckdb.Error, SQLAlchemyError) as exc:
         log.error("warehouse_failed", target=type(warehouse).__name__, error=str(exc))
@@ -395,12 +407,22 @@ def _run_streams(
     report: RunReport,
     on_window: Callable[[PartitionResult], None] | None,
     clock: Callable[[], datetime],
+    stop: threading.Event | None,
 ) -> None:
     warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
     partition = settings.resolved_account_id
     for stream in streams:
+        if stop is not None and stop.is_set():
+            break
         result = sync_partition(
-            settings, warehouse, client, stream, partition, on_window=on_window, clock=clock
+            settings,
+            warehouse,
+            client,
+            stream,
+            partition,
+            on_window=on_window,
+            clock=clock,
+            stop=stop,
         )
         report.results.append(result)
         log.info(

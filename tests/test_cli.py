@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,15 @@ def test_configuration_errors_are_one_clear_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1
 
 
-def test_run_without_once_says_how_to_run(capsys: pytest.CaptureFixture[str]) -> None:
-    """Until the scheduler exists, `run` without --once explains the cron way, exit 2."""
+def test_a_bad_schedule_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service refuses a schedule it cannot read, naming the stream, exit 2."""
+    monkeypatch.setenv("SITOO_API_ID", "1500-1")
+    monkeypatch.setenv("SITOO_API_PASSWORD", "x")
+    monkeypatch.setenv("SITOO_SCHEDULES", '{"pos_z_reports": "every tuesday"}')
     assert main(["run"]) == 2
-    assert "run --once" in capsys.readouterr().err
+    assert "SITOO_SCHEDULES: pos_z_reports: 'every tuesday' is neither" in capsys.readouterr().err
 
 
 def test_toml_file_is_read_and_environment_overrides_it(
@@ -145,6 +151,8 @@ def test_run_once_then_status(
     assert state["last_success_at"] is not None
     assert state["last_error"] is None
     assert state["last_status"] == "ok"
+    expected_lag = datetime.now(UTC).timestamp() - newest
+    assert expected_lag - 60 < state["lag_seconds"] <= expected_lag
     assert main(["status"]) == 0
     table = capsys.readouterr().out
     assert "pos_z_reports" in table

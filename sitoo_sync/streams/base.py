@@ -28,6 +28,7 @@ class Stream:
     tables: tuple[Table, ...]
     normalize: Callable[[Iterable[Any]], NormalizedWindow]
     description: str
+    default_schedule: str = "15m"  # how often the service syncs it (SITOO_SCHEDULES overrides)
 
 
 def items_of(payload: Any) -> list[Any]:

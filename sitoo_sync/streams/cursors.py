@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -62,6 +62,10 @@ class CursorStrategy(Protocol):
         """Windows from the stored cursor to the present."""
         ...
 
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """How far the stored cursor is behind `now`, in seconds (None before any load)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Window:
@@ -96,6 +100,10 @@ class TimeWindows:
     hi_param: str
     cap: int
     split_param: str
+
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """Seconds between the newest item loaded and `now`."""
+        return None if not stored else max(0.0, now.timestamp() - int(stored))
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or the beginning) to the newest item."""
@@ -218,6 +226,13 @@ class DayWindows:
         # The run at `hour` on day X makes day X-1 final.
         last_final = ran.date() - timedelta(days=1 if ran.hour >= hour else 2)
         return local.date(), last_final
+
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """Seconds between the end of the last final day loaded (UTC) and `now`."""
+        if not stored:
+            return None
+        end = datetime.combine(date.fromisoformat(stored) + timedelta(days=1), time(), UTC)
+        return max(0.0, (now - end).total_seconds())
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """One window per day from the lookback (or the start day) to today."""

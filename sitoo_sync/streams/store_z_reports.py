@@ -24,4 +24,5 @@ STORE_Z_REPORTS = Stream(
     normalize=normalize.normalize_window,
     description="Store z-reports (one aggregate per store and day) with the POS z-reports "
     "they aggregate and the same child tables as POS z-reports",
+    default_schedule="1h",
 )

@@ -1,0 +1,130 @@
+"""Observability for the service: Prometheus `/metrics` and a `/healthz` readiness check.
+
+`/healthz` answers 200 when the last tick of every stream succeeded (or found its stream
+disabled) within three of its intervals, and 503 with the reasons otherwise, including
+before every stream's first tick has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import generate_latest
+
+from sitoo_sync.sync import PartitionResult
+
+HEALTHY_WITHIN_INTERVALS = 3
+
+
+@dataclass
+class Metrics:
+    """The service's counters and gauges, and what /healthz needs to know."""
+
+    intervals: Mapping[str, float]  # stream → seconds between ticks
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    last_ok: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.rows = Counter("sitoo_rows_loaded", "Rows loaded", ["stream"], registry=r)
+        self.requests = Counter("sitoo_requests", "HTTP requests to Sitoo", ["stream"], registry=r)
+        self.retries = Counter("sitoo_retries", "Retried HTTP requests", ["stream"], registry=r)
+        self.errors = Counter("sitoo_errors", "Failed ticks", ["stream"], registry=r)
+        self.rejects = Counter("sitoo_rejects", "Records rejected", ["stream"], registry=r)
+        self.ticks = Counter("sitoo_ticks", "Ticks by outcome", ["stream", "status"], registry=r)
+        self.lag = Gauge(
+            "sitoo_cursor_lag_seconds",
+            "How far the cursor is behind now",
+            ["stream", "partition"],
+            registry=r,
+        )
+        self.duration = Gauge(
+            "sitoo_tick_duration_seconds", "Duration of the last tick", ["stream"], registry=r
+        )
+        self.last_success = Gauge(
+            "sitoo_last_success_timestamp_seconds",
+            "Unix time of the last successful tick",
+            ["stream"],
+            registry=r,
+        )
+
+    def record(
+        self,
+        result: PartitionResult,
+        *,
+        requests: int,
+        retries: int,
+        lag: float | None,
+    ) -> None:
+        """Account for one finished tick of a stream partition."""
+        stream = result.stream
+        self.rows.labels(stream).inc(result.rows)
+        self.requests.labels(stream).inc(requests)
+        self.retries.labels(stream).inc(retries)
+        self.rejects.labels(stream).inc(result.rejects)
+        self.ticks.labels(stream, result.status).inc()
+        self.duration.labels(stream).set(result.seconds)
+        if lag is not None:
+            self.lag.labels(stream, result.partition).set(lag)
+        if result.status == "failed":
+            self.errors.labels(stream).inc()
+            return
+        now = time.time()
+        self.last_success.labels(stream).set(now)
+        with self._lock:
+            self.last_ok[stream] = now
+
+    def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """(ready, details per stream)."""
+        now = time.time() if now is None else now
+        details: dict[str, Any] = {}
+        ready = True
+        with self._lock:
+            for stream, interval in self.intervals.items():
+                last = self.last_ok.get(stream)
+                ok = last is not None and now - last <= HEALTHY_WITHIN_INTERVALS * interval
+                ready &= ok
+                details[stream] = {
+                    "ok": ok,
+                    "last_success_age_seconds": None if last is None else round(now - last, 1),
+                    "limit_seconds": HEALTHY_WITHIN_INTERVALS * interval,
+                }
+        return ready, details
+
+
+def serve(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz from a daemon thread; returns the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: scrapes are not events."""
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path.startswith("/healthz"):
+                ready, details = metrics.health()
+                body = json.dumps({"ready": ready, "streams": details}).encode()
+                self._send(200 if ready else 503, body, "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="sitoo-metrics", daemon=True).start()
+    return server

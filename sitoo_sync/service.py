@@ -1,0 +1,175 @@
+"""`sitoo-sync run`: the long-lived service. One APScheduler job per stream.
+
+Each job runs on its stream's schedule (SITOO_SCHEDULES, else the stream's default) with
+`max_instances=1`, `coalesce=True` and jitter; every job runs once at start. Jobs run one at a
+time (a single worker), so a DuckDB file has one writer per process, and every tick takes the
+stream's lock (see locks.py) so a cron tick or another host never loads the same stream at
+the same time: a held lock skips the tick.
+
+SIGTERM or SIGINT: no new ticks start; the tick in flight stops after its current window
+commits; the process exits 0 within SITOO_STOP_TIMEOUT_SECONDS. A second signal exits at
+once; the last committed window is intact either way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from sitoo_sync.api.client import SitooClient, make_client
+from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.locks import try_lock
+from sitoo_sync.log import get_logger
+from sitoo_sync.metrics import Metrics, serve
+from sitoo_sync.settings import Settings
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.sync import run_once
+from sitoo_sync.warehouse import open_warehouse
+
+log = get_logger(__name__)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a stream runs: the trigger, and its typical interval (for /healthz)."""
+
+    trigger: BaseTrigger
+    interval_seconds: float
+
+
+def parse_schedule(stream: str, text: str, jitter: int) -> Schedule:
+    """ "15m", "1h", "90s", "1d" or a five-field cron expression (UTC)."""
+    if m := re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text):
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+        if seconds <= 0:
+            raise ConfigError(f"SITOO_SCHEDULES: {stream}: the interval must be positive")
+        return Schedule(IntervalTrigger(seconds=seconds, jitter=jitter or None), seconds)
+    try:
+        trigger = CronTrigger.from_crontab(text, timezone=UTC)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SITOO_SCHEDULES: {stream}: {text!r} is neither an interval such as 15m nor a "
+            f"cron expression ({exc})"
+        ) from None
+    now = datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    interval = (second - first).total_seconds() if first and second else 86400.0
+    return Schedule(CronTrigger.from_crontab(text, timezone=UTC), interval)
+
+
+class Service:
+    """The scheduler, its jobs, the stop signal and the metrics endpoint."""
+
+    def __init__(self, settings: Settings, streams: Sequence[Stream]) -> None:
+        self.settings = settings
+        self.streams = list(streams)
+        unknown = set(settings.schedules) - {s.name for s in self.streams}
+        if unknown:
+            raise ConfigError(f"SITOO_SCHEDULES: no enabled stream called {sorted(unknown)}")
+        self.schedules = {
+            s.name: parse_schedule(
+                s.name,
+                settings.schedules.get(s.name, s.default_schedule),
+                settings.schedule_jitter_seconds,
+            )
+            for s in self.streams
+        }
+        self.metrics = Metrics({n: s.interval_seconds for n, s in self.schedules.items()})
+        self.stop = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.client: SitooClient = make_client(settings, sleep=self._sleep)
+        self.scheduler = BlockingScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        """Retry backoff that a stop request cuts short."""
+        self.stop.wait(seconds)
+
+    def tick(self, stream: Stream) -> None:
+        """One tick of one stream, under its lock; never raises into the scheduler."""
+        self.idle.clear()
+        if self.stop.is_set():
+            self.idle.set()
+            return
+        lock = try_lock(self.settings, stream.name)
+        if lock is None:
+            log.info("stream_locked", stream=stream.name, action="skipped")
+            self.idle.set()
+            return
+        requests = self.client.requests[stream.name]
+        retries = self.client.retries[stream.name]
+        try:
+            warehouse = open_warehouse(self.settings.target_url, schema=self.settings.target_schema)
+            report = run_once(self.settings, warehouse, self.client, [stream], stop=self.stop)
+            now = datetime.now(UTC)
+            for result in report.results:
+                self.metrics.record(
+                    result,
+                    requests=self.client.requests[stream.name] - requests,
+                    retries=self.client.retries[stream.name] - retries,
+                    lag=stream.cursor.lag_seconds(result.cursor, now),
+                )
+        except SitooSyncError as exc:
+            self.metrics.errors.labels(stream.name).inc()
+            log.error("tick_failed", stream=stream.name, error=str(exc))
+        finally:
+            lock.release()
+            self.idle.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            log.warning("stop_forced", signal=signal.Signals(signum).name)
+            os._exit(130)
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.stop.set()
+        self.scheduler.shutdown(wait=False)
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        if self.settings.metrics_port is not None:
+            server = serve(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
+            log.info("metrics_listening", host=server.server_address[0], port=server.server_port)
+        start = datetime.now(UTC)
+        for stream in self.streams:
+            schedule = self.schedules[stream.name]
+            self.scheduler.add_job(
+                self.tick,
+                schedule.trigger,
+                args=[stream],
+                id=stream.name,
+                name=f"sync {stream.name}",
+                next_run_time=start,
+            )
+            log.info("stream_scheduled", stream=stream.name, every=schedule.interval_seconds)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        log.info("service_started", streams=[s.name for s in self.streams])
+        self.scheduler.start()  # returns after shutdown
+        deadline = time.monotonic() + self.settings.stop_timeout_seconds
+        while not self.idle.wait(0.1):
+            if time.monotonic() > deadline:
+                log.error("stop_timeout", seconds=self.settings.stop_timeout_seconds)
+                os._exit(1)
+        self.client.close()
+        log.info("service_stopped")
+        return 0

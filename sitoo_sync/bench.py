@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from sitoo_sync.api.client import make_client
 from sitoo_sync.settings import load_settings
 from sitoo_sync.streams.base import items_of
@@ -37,7 +35,6 @@ from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.sqla import make_engine
 
 RATIO_GOAL = 1.3
 RSS_GOAL_MB = 250.0
@@ -127,6 +124,10 @@ def _fresh_target(target: str | None, tmp: Path, label: str) -> Iterator[dict[st
         scheme = "sqlite" if suffix == "sqlite" else "duckdb"
         yield {"SITOO_TARGET_URL": f"{scheme}:///{tmp / f'bench-{label}.{suffix}'}"}
         return
+    import sqlalchemy as sa
+
+    from sitoo_sync.warehouse.sqla import make_engine
+
     schema = f"sitoo_bench_{uuid.uuid4().hex[:8]}"
     engine = make_engine(target)
     try:

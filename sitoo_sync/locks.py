@@ -17,14 +17,14 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Protocol
-
-import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from typing import IO, TYPE_CHECKING, Protocol
 
 from sitoo_sync.errors import WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.settings import Settings
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only for server targets (it costs ~25 MB)
+    import sqlalchemy as sa
 
 log = get_logger(__name__)
 
@@ -56,6 +56,8 @@ class _SessionLock:
         self._key = key
 
     def release(self) -> None:
+        import sqlalchemy as sa
+
         try:
             self._conn.execute(sa.text(self._release_sql), {"k": self._key})
         finally:
@@ -93,6 +95,9 @@ def try_lock(settings: Settings, stream: str) -> StreamLock | None:
         if path and path != ":memory:" and not path.startswith("md:"):
             return _try_file(Path(f"{path}.{stream}.lock"))
     if scheme in ("postgresql", "postgres", "mysql", "mariadb"):
+        import sqlalchemy as sa
+        from sqlalchemy.exc import SQLAlchemyError
+
         from sitoo_sync.warehouse.sqla import make_engine
 
         engine = make_engine(url)

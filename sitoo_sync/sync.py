@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-import duckdb
 import pyarrow as pa
-from sqlalchemy.exc import SQLAlchemyError
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import DisabledStream, SitooSyncError, WarehouseError
@@ -390,7 +388,7 @@ def run_once(
             clock=clock,
             stop=stop,
         )
-    except (duckdb.Error, SQLAlchemyError) as exc:
+    except warehouse.errors as exc:
         log.error("warehouse_failed", target=type(warehouse).__name__, error=str(exc))
         raise WarehouseError(f"the warehouse failed: {exc}") from exc
     finally:

@@ -87,6 +87,8 @@ class Warehouse(Protocol):
     """A target the sync loads into. Implementations: DuckDBWarehouse (native)."""
 
     url: str
+    #: The driver's exception types: run_once turns them into one WarehouseError.
+    errors: tuple[type[BaseException], ...]
 
     def ensure_schema(self, tables: Sequence[Table]) -> None:
         """Create missing tables and add missing columns (additive only)."""

@@ -65,6 +65,8 @@ def duckdb_path(url: str) -> str:
 class DuckDBWarehouse(ChildReplacement):
     """The native DuckDB target; `open_connection()` ... `close()` brackets one tick."""
 
+    errors: tuple[type[BaseException], ...] = (duckdb.Error,)
+
     def __init__(self, url: str, *, open_timeout_seconds: float = 60.0) -> None:
         self.url = url
         self.path = duckdb_path(url)

@@ -106,6 +106,8 @@ def _rows(data: pa.Table) -> list[dict[str, Any]]:
 class SqlWarehouse(ChildReplacement):
     """A SQLAlchemy target; one connection per tick, opened on first use, closed by close()."""
 
+    errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,)
+
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)

@@ -13,9 +13,9 @@ from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
-from sitoo_sync.sync import load_window
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse.load import load_window
 from tests.conftest import SyncFn
 from tests.support import query, settings_for, vendor_example
 

@@ -21,9 +21,9 @@ from sitoo_sync.normalize.tables import Kind, Table, integer, text
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
-from sitoo_sync.sync import load_window
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES
+from sitoo_sync.warehouse.load import load_window
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn

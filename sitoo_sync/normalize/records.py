@@ -108,16 +108,6 @@ def require_object(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def require_list(record: Mapping[str, Any], name: str) -> list[Any]:
-    """The list at `record[name]`; absent or null is an empty list."""
-    value = record.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise RecordRejected(f"expected a list, got {type(value).__name__}", field=name)
-    return value
-
-
 @dataclass(frozen=True)
 class Reject:
     """A record that failed validation, kept raw with its reason."""

@@ -1,4 +1,8 @@
-"""warehouse/: the one seam between rows and a database. `open_warehouse(url)` picks the backend."""
+"""warehouse/: the one seam between rows and a database.
+
+`open_warehouse(url)` picks the backend (duckdb.py native, sqla.py for SQLAlchemy URLs);
+`load.py` is the one-transaction load that every backend serves; `base.py` the interface.
+"""
 
 from __future__ import annotations
 

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     )
     store_z_reports_lookback_days: int = Field(3, ge=0, le=366)
     store_z_reports_grace_minutes: int = Field(60, ge=0, le=24 * 60)
+    journal_start: date | None = Field(
+        None, description="first day of journal entries for a new register; default: all"
+    )
+    concurrency: int = Field(4, ge=1, le=64, description="registers fetched at the same time")
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
     schedules: dict[str, str] = Field(

@@ -13,7 +13,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -21,12 +23,14 @@ from typing import Any, Literal, TypeVar
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import DisabledStream, SitooSyncError, WarehouseError
 from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.cash_registers import CASH_REGISTERS as CASH_REGISTERS_TABLE
 from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.normalize.tables import Kind
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cash_registers import list_registers
 from sitoo_sync.streams.cursors import Window, WindowContext
-from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, SerializedWarehouse, Warehouse
 from sitoo_sync.warehouse.load import Batch, load_window
 
 log = get_logger(__name__)
@@ -50,6 +54,7 @@ class PartitionResult:
     cursor: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    notes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -160,26 +165,26 @@ def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: Normali
         )
 
 
-def _fetcher(
+def _fetchers(
     client: SitooClient, stream: Stream, partition: str
-) -> Callable[[Mapping[str, str | int]], list[Any]]:
-    """GET the stream's path with given params and return its records."""
+) -> tuple[
+    Callable[[Mapping[str, str | int]], list[Any]], Callable[[Mapping[str, str | int]], Any]
+]:
+    """GET the stream's path for this partition: (records only, whole response)."""
+    path = stream.path_for(partition)
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        return client.get_json(stream.api, path, params, stream=stream.name, partition=partition)
 
     def fetch(params: Mapping[str, str | int]) -> list[Any]:
-        payload = client.get_json(
-            stream.api, stream.path, params, stream=stream.name, partition=partition
-        )
         try:
-            return items_of(payload)
+            return items_of(fetch_raw(params))
         except ValueError as exc:
             raise SitooSyncError(
-                str(exc),
-                stream=stream.name,
-                partition=partition,
-                url=client.url(stream.api, stream.path),
+                str(exc), stream=stream.name, partition=partition, url=client.url(stream.api, path)
             ) from exc
 
-    return fetch
+    return fetch, fetch_raw
 
 
 def _window_context(
@@ -188,21 +193,76 @@ def _window_context(
     stream: Stream,
     partition: str,
     *,
-    fetch: Callable[[Mapping[str, str | int]], list[Any]],
     now: datetime,
 ) -> WindowContext:
     """What the stream's cursor strategy may use during this tick."""
+    fetch, fetch_raw = _fetchers(client, stream, partition)
+    start = settings.journal_start
     return WindowContext(
         fetch=fetch,
+        fetch_raw=fetch_raw,
         get=lambda path: client.get_json(stream.api, path, stream=stream.name, partition=partition),
+        partition=partition,
         key=stream.key,
         overlap=settings.overlap_seconds,
         split_values=_split_values_from(client, settings, stream),
         start_day=settings.store_z_reports_start_day,
+        start_time=int(datetime.combine(start, datetime.min.time(), UTC).timestamp())
+        if start
+        else 0,
         lookback_days=settings.store_z_reports_lookback_days,
         grace=timedelta(minutes=settings.store_z_reports_grace_minutes),
         now=now,
     )
+
+
+def _mark_missing(
+    warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
+) -> None:
+    """After a full listing: rows of this partition it did not show get `missing_since`."""
+    parent = next(t for t in stream.tables if not t.is_child)
+    column = stream.partition_column
+    assert column is not None
+    value = parent.column(column)
+    scope = int(partition) if value.kind is Kind.INT else partition
+    with warehouse.transaction():
+        gone = warehouse.mark_missing(parent, {column: scope}, sorted(seen), now)
+    if gone:
+        log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
+
+
+@dataclass
+class _Loader:
+    """One partition's pending batch, and what committing it does to the result."""
+
+    warehouse: Warehouse
+    stream: Stream
+    partition: str
+    batch: Batch
+    result: PartitionResult
+    on_window: Callable[[PartitionResult], None] | None
+
+    def commit(self) -> None:
+        batch, result = self.batch, self.result
+        if not batch.windows:
+            return
+        normalized = NormalizedWindow.concat(batch.windows)
+        load_window(
+            self.warehouse,
+            self.stream,
+            self.partition,
+            normalized,
+            batch.cursor,
+            windows=len(batch.windows),
+        )
+        result.rows += normalized.row_count()
+        result.rejects += len(normalized.rejects)
+        result.notes.update(normalized.notes)
+        result.cursor = batch.cursor
+        _log_batch(self.stream, self.partition, batch, normalized)
+        batch.clear()
+        if self.on_window is not None:
+            self.on_window(result)
 
 
 def sync_partition(
@@ -219,36 +279,25 @@ def sync_partition(
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised."""
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
-    requests_before = client.requests[stream.name]
+    requests_before = client.partition_requests[(stream.name, partition)]
     stored = warehouse.get_cursor(stream.name, partition)
     result.cursor = stored
-
-    fetch = _fetcher(client, stream, partition)
-    ctx = _window_context(settings, client, stream, partition, fetch=fetch, now=clock())
-    windows: Iterator[Window] = stream.cursor.windows(ctx, stored)
+    now = clock()
+    context = {"partition": partition, "now": now}
+    seen: set[tuple[Any, ...]] = set()
+    windows: Iterator[Window] = stream.cursor.windows(
+        _window_context(settings, client, stream, partition, now=now), stored
+    )
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
-
-    def commit() -> None:
-        if not batch.windows:
-            return
-        normalized = NormalizedWindow.concat(batch.windows)
-        load_window(
-            warehouse, stream, partition, normalized, batch.cursor, windows=len(batch.windows)
-        )
-        result.rows += normalized.row_count()
-        result.rejects += len(normalized.rejects)
-        result.cursor = batch.cursor
-        _log_batch(stream, partition, batch, normalized)
-        batch.clear()
-        if on_window is not None:
-            on_window(result)
-
+    loader = _Loader(warehouse, stream, partition, batch, result, on_window)
     try:
         for window in prefetch(windows):
-            normalized = stream.normalize(window.records)
+            normalized = stream.normalize(window.records, context)
             keys = normalized.keys()
+            if stream.full_refresh:
+                seen |= keys
             if not batch.accepts(keys):
-                commit()
+                loader.commit()
             batch.add(normalized, keys, len(window.records), str(window.cursor))
             result.windows += 1
             log.debug(
@@ -260,11 +309,13 @@ def sync_partition(
                 cursor=window.cursor,
             )
             if batch.full():
-                commit()
+                loader.commit()
             if stop is not None and stop.is_set():
                 log.info("stop_honoured", stream=stream.name, partition=partition)
                 break
-        commit()
+        loader.commit()
+        if stream.full_refresh and stream.partition_column and not (stop and stop.is_set()):
+            _mark_missing(warehouse, stream, partition, seen, now)
         warehouse.record_outcome(stream.name, partition, "ok")
     except DisabledStream as exc:
         result.status = "disabled"
@@ -273,7 +324,7 @@ def sync_partition(
         warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
     except SitooSyncError as exc:
         # Windows already fetched are whole and their cursor is right: keep that progress.
-        commit()
+        loader.commit()
         result.status = "failed"
         result.error = str(exc)
         log.error(
@@ -282,7 +333,11 @@ def sync_partition(
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
         warehouse.record_outcome(stream.name, partition, "failed", str(exc))
-    result.requests = client.requests[stream.name] - requests_before
+    for note, count in result.notes.items():
+        log.warning(
+            "entries_noted", stream=stream.name, partition=partition, note=note, count=count
+        )
+    result.requests = client.partition_requests[(stream.name, partition)] - requests_before
     result.seconds = time.monotonic() - started
     return result
 
@@ -318,6 +373,41 @@ def run_once(
     return report
 
 
+def _partitions(
+    settings: Settings, warehouse: Warehouse, client: SitooClient, stream: Stream
+) -> list[str]:
+    """The partitions of a stream for this tick."""
+    if stream.partitions == "account":
+        return [settings.resolved_account_id]
+    if stream.partitions == "site":
+        return [str(site) for site in settings.site_ids]
+    known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid"))
+    listed = {
+        r["registerid"]
+        for r in list_registers(client, settings.site_ids, stream=stream.name)
+        if isinstance(r.get("registerid"), str)
+    }
+    new = listed - known
+    if new and known:
+        log.info("registers_appeared", stream=stream.name, registers=sorted(new))
+    return sorted(known | listed)
+
+
+def _log_result(result: PartitionResult) -> None:
+    log.info(
+        "partition_synced",
+        stream=result.stream,
+        partition=result.partition,
+        status=result.status,
+        windows=result.windows,
+        rows=result.rows,
+        rejects=result.rejects,
+        requests=result.requests,
+        cursor=result.cursor,
+        seconds=round(result.seconds, 3),
+    )
+
+
 def _run_streams(
     settings: Settings,
     warehouse: Warehouse,
@@ -330,30 +420,41 @@ def _run_streams(
     stop: threading.Event | None,
 ) -> None:
     warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
-    partition = settings.resolved_account_id
     for stream in streams:
         if stop is not None and stop.is_set():
             break
-        result = sync_partition(
-            settings,
-            warehouse,
-            client,
-            stream,
-            partition,
-            on_window=on_window,
-            clock=clock,
-            stop=stop,
-        )
-        report.results.append(result)
-        log.info(
-            "partition_synced",
-            stream=result.stream,
-            partition=result.partition,
-            status=result.status,
-            windows=result.windows,
-            rows=result.rows,
-            rejects=result.rejects,
-            requests=result.requests,
-            cursor=result.cursor,
-            seconds=round(result.seconds, 3),
-        )
+        try:
+            partitions = _partitions(settings, warehouse, client, stream)
+        except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
+            failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
+            log.error("partitions_failed", stream=stream.name, error=str(exc))
+            report.results.append(failed)
+            continue
+
+        def one(
+            partition: str, target: Warehouse, stream: Stream = stream
+        ) -> PartitionResult | None:
+            if stop is not None and stop.is_set():
+                return None
+            return sync_partition(
+                settings,
+                target,
+                client,
+                stream,
+                partition,
+                on_window=on_window,
+                clock=clock,
+                stop=stop,
+            )
+
+        if stream.partitions == "register" and settings.concurrency > 1 and len(partitions) > 1:
+            # Fetching runs in parallel; each window's load still takes the warehouse alone.
+            shared = SerializedWarehouse(warehouse)
+            with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo") as pool:
+                results = list(pool.map(one, partitions, [shared] * len(partitions)))
+        else:
+            results = [one(p, warehouse) for p in partitions]
+        for result in results:
+            if result is not None:
+                report.results.append(result)
+                _log_result(result)

@@ -56,7 +56,7 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixt
         ({"SITOO_API_BASE_URL": "ftp://x"}, "SITOO_API_BASE_URL: must start with http"),
         (
             {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x", "SITOO_STREAMS": "nope"},
-            "SITOO_STREAMS: unknown stream 'nope'; known: pos_z_reports",
+            "SITOO_STREAMS: unknown stream 'nope'; known: cash_registers, journal_entries",
         ),
         (
             {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x", "SITOO_TARGET_URL": "mongo://x"},

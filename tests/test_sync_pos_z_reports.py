@@ -101,8 +101,9 @@ def test_late_arrival_beyond_the_overlap_is_missed_without_a_wider_overlap(
     sim: Simulator, tmp_path: Path, sync: SyncFn
 ) -> None:
     """The overlap setting is what bounds lateness: a wider one finds an older arrival."""
-    narrow = settings_for(sim, tmp_path / "narrow.duckdb", overlap_seconds=60)
-    wide = settings_for(sim, tmp_path / "wide.duckdb", overlap_seconds=3600)
+    only = {"streams": ["pos_z_reports"]}
+    narrow = settings_for(sim, tmp_path / "narrow.duckdb", overlap_seconds=60, **only)
+    wide = settings_for(sim, tmp_path / "wide.duckdb", overlap_seconds=3600, **only)
     sync(narrow)
     sync(wide)
     cursor = int(query(narrow, "SELECT cursor FROM sync_state")[0][0])
@@ -137,7 +138,7 @@ def test_a_burst_of_more_than_500_in_one_second_loads_completely(
 def test_malformed_records_go_to_rejects_and_the_run_succeeds(tmp_path: Path, sync: SyncFn) -> None:
     """Bad records are kept raw with a reason; the rest loads; a re-read does not double them."""
     with Simulator.create(SimConfig(seed=5, days=10, malformed_every=9)) as sim:
-        settings = settings_for(sim, tmp_path / "w.duckdb")
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"])
         report = sync(settings)
         assert report.ok
         bad = [r for r in sim.world.all_reports() if not r.valid]

@@ -105,6 +105,7 @@ class SitooClient:
         self._rand = rand
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
+        self.partition_requests: Counter[tuple[str, str | None]] = Counter()
 
     def url(self, api: Api, path: str) -> str:
         """The absolute URL of `path` on `api`."""
@@ -158,6 +159,7 @@ class SitooClient:
         partition: str | None,
     ) -> Any:
         self.requests[stream] += 1
+        self.partition_requests[(stream, partition)] += 1
         ctx: dict[str, Any] = {"stream": stream, "partition": partition}
         try:
             response = self._http.get(url, params=params)

@@ -10,6 +10,7 @@ can reject exactly the records they came from.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +146,7 @@ class NormalizedWindow:
     tables: dict[str, pa.Table]
     parent_keys: pa.Table
     rejects: list[Reject] = field(default_factory=list)
+    notes: Counter[str] = field(default_factory=Counter)  # e.g. unknown entry types seen
 
     def row_count(self) -> int:
         """Rows across all tables."""
@@ -167,6 +169,7 @@ class NormalizedWindow:
             },
             parent_keys=pa.concat_tables([w.parent_keys for w in windows]),
             rejects=[r for w in windows for r in w.rejects],
+            notes=sum((w.notes for w in windows), Counter()),
         )
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:

@@ -50,6 +50,7 @@ class Table:
     key: tuple[str, ...]
     parent_key: tuple[str, ...] = ()
     replace_group: tuple[str, ...] = ()
+    keep_on_update: tuple[str, ...] = ()  # columns an upsert leaves as they were (first_seen_at)
     description: str = ""
     column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 

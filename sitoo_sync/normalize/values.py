@@ -93,6 +93,8 @@ def to_date(value: Any) -> date | None:
     """An ISO date string YYYY-MM-DD."""
     if value is None:
         return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
     if isinstance(value, str):
         try:
             return date.fromisoformat(value)

@@ -254,7 +254,9 @@ class ZReportNormalizer:
             return None
         return "/".join(str(record.get(k)) for k in self.parent.key)
 
-    def __call__(self, records: Iterable[Any]) -> NormalizedWindow:
+    def __call__(
+        self, records: Iterable[Any], context: Mapping[str, Any] | None = None
+    ) -> NormalizedWindow:
         """Normalize one window; a key seen twice keeps its last version."""
         rejects: list[Reject] = []
         latest: dict[tuple[Any, ...], tuple[Mapping[str, Any], Any]] = {}

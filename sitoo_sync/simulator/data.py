@@ -116,6 +116,9 @@ class World:
         self.aggregation = "active"
         self.aggregation_hour = 22
         self.store_versions: dict[tuple[str, str], int] = {}
+        from sitoo_sync.simulator.journal import Journal
+
+        self.journal = Journal(self)
         self._build_registers()
         self._build_history()
 
@@ -414,6 +417,13 @@ class World:
                 reg = self.registers[i % len(self.registers)]
                 out.append(self._insert(self.make_report(reg, at - 600, at)))
             return out
+
+    def add_register(self, store_id: str | None = "200", eshopid: int = 1) -> Register:
+        """A new register appears (and will be listed from now on)."""
+        with self.lock:
+            reg = self._new_register(len(self.registers) + 1, store_id, eshopid)
+            self.registers.append(reg)
+            return reg
 
     def add_report(self, report: ZReport) -> ZReport:
         """Make `report` (e.g. from `make_report`) visible from now on."""

@@ -1,9 +1,20 @@
-"""Journals v3 (`/v3/journal-entries`): each register's event log, derived from its z-reports.
+"""Journals v3 (`/v3/journal-entries`): each register's event log, kept by the simulator.
 
-Every closed z-report yields the day's journal: login, cash-start, receipts, cash-counted,
-report-z and logout, uploaded together (so many entries share one `dateadded` second).
-Entry `id`s count 1, 2, ... per register in creation order, as in the vendor example.
-Paging follows the contract: `{"items": [...], "next": "<opaque>"}`, `next` absent at the end.
+Every closed z-report of a register yields that day's journal, generated deterministically
+from the report: login, cash-start, cart events, one receipt per product group sold (refunds
+too), payments, drawer openings, petty cash and banking, printouts, an X-report, sometimes a
+control-unit error, cash-counted, the Z-report and logout: all 24 documented types. A day is
+uploaded together, so its entries share one `dateadded` second. Some days carry a receipt in
+practice mode, and some an entry of a type the docs do not list.
+
+Fields the vendor documents are used as documented (JournalStaff, JournalCash, the receipt's
+`additionaldata` keys, `decimalunitquantity`, `discounts[].discountname`). Receipt totals,
+item prices and payments are not documented; the simulator writes them under the names
+`moneytotal`, `moneyrowprice`, `moneydiscount` and `payments[].moneyamount`, which is what
+sitoo_sync assumes until the live API shows otherwise.
+
+Entry `id`s count 1, 2, ... per register. Paging follows API_CONTRACT.md:
+`{"items": [...], "next": "<opaque>"}`, with `next` absent at the end.
 """
 
 from __future__ import annotations
@@ -11,74 +22,271 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
+import threading
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from sitoo_sync.simulator.store_reports import cents
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import World
 
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
+UNKNOWN_TYPE = "loyalty-stamp"
+TIME_ZONE = "Europe/Stockholm"
 
 
-def _entries_for(world: World, registerid: str) -> list[dict[str, Any]]:
-    reports = [
-        r.body for r in world.all_reports() if r.valid and r.body.get("registerid") == registerid
-    ]
-    reports.sort(key=lambda b: (b["datecreated"], b["zreportid"]))
-    entries: list[dict[str, Any]] = []
-    for body in reports:
-        closed = int(body["datecreated"])
-        opened = int(body["dateopened"] or closed - 8 * 3600)
-        staff = {"staff": body["staff"], "staffuserid": body["staffuserid"]}
-        cash = {"currencycode": body["currencycode"], **staff}
-        day = [
-            (opened - 5, "login", staff),
-            (opened, "cash-start", {**cash, "moneycash": body["moneycash_in"]}),
+def _money(c: int) -> str:
+    sign = "-" if c < 0 else ""
+    whole, frac = divmod(abs(c), 100)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+class Journal:
+    """Per-register journals, extended lazily as the register's z-reports appear."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.lock = threading.RLock()
+        self._entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._journaled: set[tuple[str, int]] = set()
+
+    def entries(self, registerid: str) -> list[dict[str, Any]]:
+        """Every entry of the register so far (catching up with new z-reports first)."""
+        with self.lock:
+            self._catch_up(registerid)
+            return self._entries[registerid]
+
+    def _catch_up(self, registerid: str) -> None:
+        new = [
+            r.body
+            for r in self.world.all_reports()
+            if r.valid
+            and r.body.get("registerid") == registerid
+            and (registerid, r.body["zreportid"]) not in self._journaled
         ]
-        for i, group in enumerate(body["productgroupssales"]):
-            day.append(
-                (
-                    opened + 600 * (i + 1),
-                    "receipt",
-                    {
-                        "additionaldata": {
-                            "pos-receiptid": f"{body['registerkey']}{body['zreportid']:04d}{i:02d}",
-                            "pos-timezone": "Europe/Stockholm",
-                            "store-externalid": body["store_id"] or "",
-                        },
-                        "comment": "",
-                        "currencycode": body["currencycode"],
-                        "isrefund": False,
-                        "items": [
-                            {
-                                "additionaldata": {"product-group-name": group["name"]},
-                                "decimalunitquantity": f"{group['numtotal']}.000",
-                                "discounts": [],
-                                "moneyrowprice": group["moneytotal"],
-                            }
-                        ],
-                    },
+        for body in sorted(new, key=lambda b: (b["dateadded"], b["zreportid"])):
+            self._journaled.add((registerid, body["zreportid"]))
+            self._append(registerid, self._day(body))
+
+    def _append(self, registerid: str, day: list[dict[str, Any]]) -> None:
+        entries = self._entries[registerid]
+        for entry in day:
+            entry["id"] = len(entries) + 1
+            entries.append(entry)
+
+    def offline_burst(self, registerid: str, count: int, at: int, *, hours_old: int = 5) -> None:
+        """A register back online uploads `count` receipts in the one second `at`."""
+        with self.lock:
+            self._catch_up(registerid)
+            reg = next(r for r in self.world.registers if r.registerid == registerid)
+            rng = random.Random(f"{registerid}/burst/{at}")
+            day = [
+                self._receipt(
+                    rng,
+                    reg.registerkey,
+                    reg.store_id,
+                    created=at - hours_old * 3600 + i,
+                    number=i,
+                    group=("Offline sale", 25, 1, rng.randint(100, 99999)),
+                    refund=False,
+                    practice=False,
+                    currency="SEK",
                 )
-            )
-        day += [
-            (closed - 60, "cash-counted", {**cash, "moneycash": body["moneycash_counted"]}),
-            (closed, "report-z", {"zreportid": body["zreportid"]}),
-            (closed + 5, "logout", staff),
+                for i in range(count)
+            ]
+            for entry in day:
+                entry.update(dateadded=at, registerid=registerid, registerkey=reg.registerkey)
+            self._append(registerid, day)
+
+    # ---- one day ------------------------------------------------------------------------
+
+    def _day(self, z: Mapping[str, Any]) -> list[dict[str, Any]]:  # noqa: PLR0912, PLR0915  # a day's script reads best top to bottom
+        rng = random.Random(f"{z['registerid']}/{z['zreportid']}")
+        closed = int(z["datecreated"])
+        opened = int(z["dateopened"] or closed - 8 * 3600)
+        staff = {"staff": z["staff"], "staffuserid": z["staffuserid"]}
+        cur = z["currencycode"]
+
+        def cash(amount: str) -> dict[str, Any]:
+            return {"currencycode": cur, "moneycash": amount, **staff}
+
+        t = opened - 60
+        out: list[tuple[int, str, dict[str, Any], bool]] = [
+            (t, "login", dict(staff), False),
+            (t + 5, "cash-start", cash(z["moneycash_in"]), False),
         ]
-        for created, kind, data in day:
-            entries.append(
-                {
-                    "data": data,
-                    "dateadded": body["dateadded"],
-                    "datecreated": created,
-                    "id": len(entries) + 1,
-                    "ispractice": False,
-                    "registerid": registerid,
-                    "registerkey": body["registerkey"],
-                    "type": kind,
-                }
+        t += 60
+        groups = [("sales", g) for g in z["productgroupssales"]]
+        groups += [("refund", g) for g in z["productgroupsrefund"]]
+        for n, (section, g) in enumerate(groups):
+            t += 300
+            item = {"sku": f"SKU-{n}", "name": g["name"], "moneyrowprice": g["moneytotal"]}
+            out.append((t, "cart-item-add", item, False))
+            if rng.random() < 0.2:
+                out.append((t + 1, "cart-item-change", item, False))
+            if rng.random() < 0.1:
+                out.append((t + 2, "cart-item-remove", item, False))
+                out.append((t + 3, "cart-item-add", item, False))
+            if rng.random() < 0.1:
+                out.append((t + 4, "cart-voucher-add", {"vouchercode": "3FOR2"}, False))
+                out.append((t + 5, "cart-voucher-remove", {"vouchercode": "3FOR2"}, False))
+            pay = {"name": "Card", "moneyamount": g["moneytotal"]}
+            out.append((t + 10, "cart-payment-add", pay, False))
+            if rng.random() < 0.1:
+                out.append((t + 11, "cart-payment-retry", pay, False))
+            if rng.random() < 0.05:
+                out.append((t + 12, "cart-payment-cancel", pay, False))
+                out.append((t + 13, "cart-payment-add", pay, False))
+            out.append((t + 20, "cart-payment-success", pay, False))
+            if rng.random() < 0.03:
+                out.append((t + 21, "cart-payment-remove", pay, False))
+                out.append((t + 22, "cart-payment-success", pay, False))
+            receipt = self._receipt(
+                rng,
+                z["registerkey"],
+                z["store_id"],
+                created=t + 30,
+                number=z["zreportid"] * 100 + n,
+                group=(g["name"], g["vatvalue"], g["numtotal"], cents(g["moneytotal"])),
+                refund=section == "refund",
+                practice=False,
+                currency=cur,
             )
-    return entries
+            out.append((t + 30, "receipt", receipt["data"], False))
+            if rng.random() < 0.1:
+                out.append((t + 40, "cart-clear", {}, False))
+        if rng.random() < 0.15:  # a training receipt: ispractice, not part of the day's sales
+            practice = self._receipt(
+                rng,
+                z["registerkey"],
+                z["store_id"],
+                created=t + 100,
+                number=z["zreportid"] * 100 + 99,
+                group=("Training", 25, 1, 10000),
+                refund=False,
+                practice=True,
+                currency=cur,
+            )
+            out.append((t + 100, "receipt", practice["data"], True))
+        for k in range(int(z["numopendrawer"])):
+            out.append((t + 200 + k, "open-cash-drawer", dict(staff), False))
+        if z["moneycash_petty"] != "0.00":
+            out.append((t + 300, "cash-petty", cash(z["moneycash_petty"]), False))
+        if z["moneycash_bank"] != "0.00":
+            out.append((t + 310, "cash-bank", cash(z["moneycash_bank"]), False))
+        out.append((t + 400, "printout", {"printouttype": "receipt-copy", **staff}, False))
+        out.append((t + 500, "report-x", {"moneysalestotal": z["moneysalestotal"]}, False))
+        if rng.random() < 0.05:
+            out.append((t + 510, "ctu-error", {"errorcode": "CTU-17", "message": "timeout"}, False))
+        if rng.random() < 0.1:
+            out.append((t + 520, UNKNOWN_TYPE, {"points": rng.randint(1, 9)}, False))
+        out.append((closed - 60, "cash-counted", cash(z["moneycash_counted"]), False))
+        if z["moneycash_bankfinal"] != "0.00":
+            out.append((closed - 30, "cash-bank-final", cash(z["moneycash_bankfinal"]), False))
+        out.append((closed, "report-z", {"zreportid": z["zreportid"]}, False))
+        out.append((closed + 5, "logout", dict(staff), False))
+        return [
+            {
+                "data": data,
+                "dateadded": z["dateadded"],
+                "datecreated": created,
+                "ispractice": practice,
+                "registerid": z["registerid"],
+                "registerkey": z["registerkey"],
+                "type": kind,
+            }
+            for created, kind, data, practice in out
+        ]
+
+    @staticmethod
+    def _receipt(
+        rng: random.Random,
+        registerkey: str,
+        store_id: str | None,
+        *,
+        created: int,
+        number: int,
+        group: tuple[str, Any, int, int],
+        refund: bool,
+        practice: bool,
+        currency: str,
+    ) -> dict[str, Any]:
+        name, vat, quantity, total = group
+        discount = total // 10 if rng.random() < 0.3 else 0
+        items = [
+            {
+                "additionaldata": {
+                    "item-delivered": "true",
+                    "item-productid": str(rng.randint(1, 500)),
+                    "product-group-name": name,
+                },
+                "decimalunitquantity": f"{quantity}.000",
+                "discounts": (
+                    [{"discountname": "3 FOR 2", "moneydiscount": _money(discount)}]
+                    if discount
+                    else []
+                ),
+                "moneyrowprice": _money(total),
+                "vatvalue": vat,
+            }
+        ]
+        cash_part = total * rng.randint(0, 1)
+        payments = [{"name": "Cash", "moneyamount": _money(cash_part)}] if cash_part else []
+        if total - cash_part:
+            payments.append({"name": "Card", "moneyamount": _money(total - cash_part)})
+        return {
+            "datecreated": created,
+            "ispractice": practice,
+            "type": "receipt",
+            "data": {
+                "additionaldata": {
+                    "pos-receiptid": f"{registerkey}{number:06d}",
+                    "pos-staff-externalid": "PS",
+                    "pos-timezone": TIME_ZONE,
+                    "store-externalid": store_id or "",
+                    "store-name": "",
+                },
+                "comment": "",
+                "currencycode": currency,
+                "isrefund": refund,
+                "items": items,
+                "moneytotal": _money(total),
+                "payments": payments,
+            },
+        }
+
+    # ---- the simulator's own truth, for tests -------------------------------------------
+
+    def all_entries(self) -> list[dict[str, Any]]:
+        """Every entry of every register."""
+        with self.lock:
+            return [e for reg in self.world.registers for e in self.entries(reg.registerid)]
+
+    def entries_per_type(self) -> Counter[str]:
+        """How many entries of each type exist."""
+        return Counter(e["type"] for e in self.all_entries())
+
+    def receipt_totals_per_store(self) -> dict[str, str]:
+        """Sum of non-practice sales receipts' totals per store (refunds subtract)."""
+        totals: dict[str, int] = defaultdict(int)
+        for e in self.all_entries():
+            if e["type"] != "receipt" or e["ispractice"]:
+                continue
+            data = e["data"]
+            sign = -1 if data["isrefund"] else 1
+            totals[data["additionaldata"]["store-externalid"]] += sign * cents(data["moneytotal"])
+        return {k: _money(v) for k, v in totals.items()}
+
+    def cash_moved_per_register(self) -> dict[str, str]:
+        """Sum of `moneycash` of every cash event per register."""
+        totals: dict[str, int] = defaultdict(int)
+        for e in self.all_entries():
+            if e["type"].startswith("cash-"):
+                totals[e["registerid"]] += cents(e["data"]["moneycash"])
+        return {k: _money(v) for k, v in totals.items()}
 
 
 def _token(offset: int) -> str:
@@ -114,8 +322,7 @@ def journal_page(world: World, query: Mapping[str, list[str]]) -> dict[str, Any]
     lo, hi = _int(query, "date_from"), _int(query, "date_to")
     kind = _one(query, "type")
     field = "date" + date_type
-    with world.lock:
-        entries = _entries_for(world, register)
+    entries = world.journal.entries(register)
     selected = [
         e
         for e in entries

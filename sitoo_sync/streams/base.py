@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize.records import NormalizedWindow
@@ -26,9 +26,20 @@ class Stream:
     key: tuple[str, ...]
     cursor: CursorStrategy
     tables: tuple[Table, ...]
-    normalize: Callable[[Iterable[Any]], NormalizedWindow]
+    normalize: Callable[[Iterable[Any], Mapping[str, Any]], NormalizedWindow]
     description: str
     default_schedule: str = "15m"  # how often the service syncs it (SITOO_SCHEDULES overrides)
+    #: What one cursor covers: the whole account, one site (`{siteid}` in the path) or one
+    #: register (its id passed as the strategy's partition parameter).
+    partitions: Literal["account", "site", "register"] = "account"
+    #: Every tick lists everything: rows of the partition not seen get `missing_since`.
+    full_refresh: bool = False
+    #: The column that holds the partition in the stream's table (for full refreshes).
+    partition_column: str | None = None
+
+    def path_for(self, partition: str) -> str:
+        """The request path for one partition."""
+        return self.path.replace("{siteid}", partition)
 
 
 def items_of(payload: Any) -> list[Any]:

@@ -40,17 +40,24 @@ def _no_get(path: str) -> Any:
     raise NotImplementedError(f"this strategy was given no way to GET {path}")
 
 
+def _no_fetch(params: Mapping[str, str | int]) -> Any:
+    raise NotImplementedError("this strategy was given no way to fetch whole responses")
+
+
 @dataclass(frozen=True)
 class WindowContext:
     """What a strategy may use: I/O functions and the tick's settings, all given."""
 
     fetch: Fetch  # GET the stream's own path with these params → its records
     get: Callable[[str], Any] = _no_get  # GET another path of the same API → JSON
+    fetch_raw: Callable[[Mapping[str, str | int]], Any] = _no_fetch  # the whole response body
+    partition: str = ""
     key: tuple[str, ...] = ()
     overlap: int = 0
     split_values: SplitValues = _no_split
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     start_day: date | None = None
+    start_time: int = 0  # Unix seconds: where a partition with no cursor starts
     lookback_days: int = 3
     grace: timedelta = timedelta(hours=1)
 
@@ -252,3 +259,88 @@ class DayWindows:
                 cursor = day
             yield Window(records, cursor.isoformat() if cursor else "", params)
             day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CursorPages:
+    """An endpoint paged by an opaque `next` token, filtered by an inclusive time (journals).
+
+    Each tick asks for everything added since the stored cursor minus the overlap, sorted
+    ascending, and follows `next_field` until the response has none (absent, null or empty:
+    **assumed**, API_CONTRACT.md). Every page is a window; its cursor is the newest time loaded
+    so far. The token never outlives the tick: the next tick starts again from the cursor.
+    """
+
+    partition_param: str
+    time_field: str
+    lo_param: str
+    next_param: str
+    next_field: str
+    fixed: tuple[tuple[str, str | int], ...]
+
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """Seconds between the newest entry loaded and `now`."""
+        return None if not stored else max(0.0, now.timestamp() - int(stored))
+
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """Pages from `cursor - overlap` (or the start) to the end of the query."""
+        cursor = int(stored) if stored else None
+        lo = max(0, cursor - ctx.overlap) if cursor is not None else ctx.start_time
+        params: dict[str, str | int] = {
+            self.partition_param: ctx.partition,
+            **dict(self.fixed),
+            self.lo_param: lo,
+        }
+        resume = cursor if cursor is not None else lo
+        while True:
+            payload = ctx.fetch_raw(params)
+            if not isinstance(payload, Mapping):
+                raise StuckWindowError(f"expected an envelope, got {type(payload).__name__}")
+            records = payload.get("items") or []
+            if not isinstance(records, list):
+                raise StuckWindowError("the envelope's items is not a list")
+            resume = max(resume, *_times(records, self.time_field), resume)
+            yield Window(records, str(resume), dict(params))
+            token = payload.get(self.next_field)
+            if not token:
+                return
+            params = {**params, self.next_param: str(token)}
+
+
+@dataclass(frozen=True)
+class OffsetPages:
+    """A full listing paged by `start`/`num` until `totalcount` (REST v2 collections).
+
+    Nothing is incremental: every tick reads the whole listing. The cursor is the time of the
+    listing, so `status` can say how old the picture is.
+    """
+
+    start_param: str = "start"
+    num_param: str = "num"
+    page_size: int = 100  # **assumed** maximum `num` for REST v2 (API_CONTRACT.md)
+    total_field: str = "totalcount"
+    fixed: tuple[tuple[str, str | int], ...] = ()
+
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """Seconds since the last complete listing."""
+        return None if not stored else max(0.0, now.timestamp() - int(stored))
+
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """One window per page of the listing."""
+        listed_at = str(int(ctx.now.timestamp()))
+        start = 0
+        while True:
+            params: dict[str, str | int] = {
+                **dict(self.fixed),
+                self.start_param: start,
+                self.num_param: self.page_size,
+            }
+            payload = ctx.fetch_raw(params)
+            items = payload.get("items") if isinstance(payload, Mapping) else payload
+            if not isinstance(items, list):
+                raise StuckWindowError("the listing has no items list")
+            total = payload.get(self.total_field) if isinstance(payload, Mapping) else None
+            yield Window(items, listed_at, params)
+            start += len(items)
+            if not items or (isinstance(total, int) and start >= total):
+                return

@@ -17,11 +17,12 @@ the declarations; a backend that wants Python rows calls `to_pylist()`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -114,6 +115,18 @@ class Warehouse(Protocol):
     def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
         """Delete the rows whose `by` columns match a row of `keys`."""
 
+    def mark_missing(
+        self,
+        table: Table,
+        scope: Mapping[str, Any],
+        present: Sequence[tuple[Any, ...]],
+        at: datetime,
+    ) -> int:
+        """Set `missing_since` on rows in `scope` whose key is not in `present`; the count."""
+
+    def distinct_values(self, table: Table, column: str) -> list[Any]:
+        """The distinct values of a column ([] when the table does not exist yet)."""
+
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Keep rejected records; one seen again bumps `times_seen`."""
 
@@ -138,6 +151,33 @@ class Warehouse(Protocol):
 
     def close(self) -> None:
         """Release the connection (and any file lock)."""
+
+
+class SerializedWarehouse:
+    """Lets several threads share one warehouse: each call, and each whole transaction,
+    runs alone. Fetching stays parallel; loads take turns, each still one transaction."""
+
+    def __init__(self, inner: Warehouse) -> None:
+        self._inner = inner
+        self._lock = threading.RLock()
+        self.url = inner.url
+        self.errors = inner.errors
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock, self._inner.transaction():
+            yield
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
 
 
 class ChildReplacement:

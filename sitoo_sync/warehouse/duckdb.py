@@ -8,7 +8,7 @@ row by row.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,7 +194,9 @@ class DuckDBWarehouse(ChildReplacement):
         if data.num_rows == 0:
             return
         updates = ", ".join(
-            f"{q(c)} = excluded.{q(c)}" for c in table.column_names if c not in table.key
+            f"{q(c)} = excluded.{q(c)}"
+            for c in table.column_names
+            if c not in table.key and c not in table.keep_on_update
         )
         conflict = ", ".join(q(k) for k in table.key)
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
@@ -220,6 +222,36 @@ class DuckDBWarehouse(ChildReplacement):
         match = " AND ".join(f"{q(table.name)}.{q(k)} = p.{q(k)}" for k in by)
         with self._registered(keys.select(list(by))) as batch:
             self.con.execute(f"DELETE FROM {q(table.name)} USING {batch} p WHERE {match}")
+
+    def mark_missing(
+        self,
+        table: Table,
+        scope: Mapping[str, Any],
+        present: Sequence[tuple[Any, ...]],
+        at: datetime,
+    ) -> int:
+        """Stamp `missing_since` on rows of `scope` not among `present` keys; the count."""
+        where = [f"{q(c)} = ?" for c in scope]
+        params: list[Any] = [at, *scope.values()]
+        if present:
+            cols = ", ".join(q(k) for k in table.key)
+            marks = ", ".join("(" + ", ".join("?" for _ in table.key) + ")" for _ in present)
+            where.append(f"({cols}) NOT IN ({marks})")
+            params += [v for row in present for v in row]
+        row = self.con.execute(
+            f"UPDATE {q(table.name)} SET missing_since = ? WHERE missing_since IS NULL AND "
+            + " AND ".join(where)
+            + " RETURNING 1",
+            params,
+        ).fetchall()
+        return len(row)
+
+    def distinct_values(self, table: Table, column: str) -> list[Any]:
+        """DISTINCT values of a column, [] before the table exists."""
+        if not self._has_table(table.name):
+            return []
+        rows = self.con.execute(f"SELECT DISTINCT {q(column)} FROM {q(table.name)}").fetchall()
+        return [r[0] for r in rows]
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at."""

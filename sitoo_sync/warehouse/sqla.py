@@ -16,7 +16,7 @@ Writes take the fastest path the dialect offers:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -87,7 +87,8 @@ def merge_statement(t: sa.Table, table: Table, dialect: Dialect) -> sa.TextClaus
     q = prep.quote
     source = ", ".join(f":{n} AS {q(n)}" for n in names)
     match = " AND ".join(f"target.{q(k)} = source.{q(k)}" for k in table.key)
-    updates = ", ".join(f"target.{q(n)} = source.{q(n)}" for n in names if n not in table.key)
+    kept = (*table.key, *table.keep_on_update)
+    updates = ", ".join(f"target.{q(n)} = source.{q(n)}" for n in names if n not in kept)
     matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
     cols = ", ".join(q(n) for n in names)
     values = ", ".join(f"source.{q(n)}" for n in names)
@@ -235,7 +236,9 @@ class SqlWarehouse(ChildReplacement):
         if data.num_rows == 0:
             return
         t = self.t(table)
-        updates = [c for c in table.column_names if c not in table.key]
+        updates = [
+            c for c in table.column_names if c not in table.key and c not in table.keep_on_update
+        ]
         if self.dialect == "postgresql":
             stage = self._stage(t, data)
             cols = ", ".join(self._q(c) for c in table.column_names)
@@ -342,6 +345,29 @@ class SqlWarehouse(ChildReplacement):
             )
             found.extend(tuple(r) for r in self.conn.execute(select) if tuple(r) not in incoming)
         return _keys_table(data.select(by).schema, by, found)
+
+    def mark_missing(
+        self,
+        table: Table,
+        scope: Mapping[str, Any],
+        present: Sequence[tuple[Any, ...]],
+        at: datetime,
+    ) -> int:
+        """Stamp `missing_since` on rows of `scope` not among `present` keys; the count."""
+        t = self.t(table)
+        where = [t.c.missing_since.is_(None), *(t.c[c] == v for c, v in scope.items())]
+        if present:
+            where.append(sa.not_(self._match(t, table.key, list(present))))
+        done = self.conn.execute(t.update().where(*where).values(missing_since=at))
+        return int(done.rowcount or 0)
+
+    def distinct_values(self, table: Table, column: str) -> list[Any]:
+        """DISTINCT values of a column, [] before the table exists."""
+        t = self.t(table)
+        with self._tx():
+            if not sa.inspect(self.conn).has_table(t.name, schema=self.schema):
+                return []
+            return [r[0] for r in self.conn.execute(sa.select(t.c[column]).distinct())]
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """New rejects are inserted; one seen again bumps times_seen and last_seen_at."""

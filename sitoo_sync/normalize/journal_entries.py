@@ -1,0 +1,386 @@
+"""Journal entries: every entry into `journal_entries`, and typed tables for what is known.
+
+`journal_entries` keeps the envelope of every entry plus its whole `data` object as JSON, so
+nothing is ever lost, whatever the type. From the same rows, in the same transaction:
+
+| table                              | from                                   |
+|------------------------------------|----------------------------------------|
+| `journal_receipts`                 | `receipt` entries (sales and refunds)  |
+| `journal_receipt_items`            | their `items[]`                        |
+| `journal_receipt_item_discounts`   | the items' `discounts[]`               |
+| `journal_receipt_payments`         | their `payments[]`                     |
+| `journal_cash_events`              | cash-start, -bank, -bank-final, -counted, -petty |
+| `journal_staff_events`             | login, logout, open-cash-drawer        |
+
+Documented fields (FACTS sheet, section 1.6) are typed under their own names; the receipt's
+`additionaldata` keys that identify store, receipt and time zone become columns. Receipt
+totals, item prices and payments are **not documented**: the names below marked ASSUMED are
+our reading until the live API shows them, each a one-line change here. Fields nobody
+declared stay in `extra` (and in `journal_entries.data`).
+
+A receipt's `business_date` is its creation time in the register's own time zone
+(`pos-timezone`): the day a store manager would say the sale happened.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pyarrow as pa
+
+from sitoo_sync.errors import RecordRejected
+from sitoo_sync.normalize.columns import Errors, empty_table
+from sitoo_sync.normalize.records import (
+    EXTRA,
+    NormalizedWindow,
+    Reject,
+    TableBuilder,
+    reject_for,
+    require_object,
+)
+from sitoo_sync.normalize.tables import (
+    Column,
+    Kind,
+    Table,
+    day,
+    decimal,
+    integer,
+    json_column,
+    money,
+    text,
+    timestamp,
+)
+
+STREAM = "journal_entries"
+
+#: The 24 documented entry types (journals-v3.txt).
+KNOWN_TYPES = frozenset(
+    {
+        "cart-clear",
+        "cart-item-add",
+        "cart-item-change",
+        "cart-item-remove",
+        "cart-payment-add",
+        "cart-payment-retry",
+        "cart-payment-cancel",
+        "cart-payment-success",
+        "cart-payment-remove",
+        "cart-voucher-add",
+        "cart-voucher-remove",
+        "cash-bank",
+        "cash-bank-final",
+        "cash-counted",
+        "cash-petty",
+        "cash-start",
+        "ctu-error",
+        "login",
+        "logout",
+        "open-cash-drawer",
+        "printout",
+        "receipt",
+        "report-x",
+        "report-z",
+    }
+)
+CASH_TYPES = frozenset({"cash-start", "cash-bank", "cash-bank-final", "cash-counted", "cash-petty"})
+STAFF_TYPES = frozenset({"login", "logout", "open-cash-drawer"})
+
+KEY = (text("registerid", nullable=False), integer("id", nullable=False))
+KEY_NAMES = ("registerid", "id")
+POSITION = integer("position", nullable=False)
+EVENT = (text("type"), Column("ispractice", Kind.BOOL), timestamp("datecreated"))
+
+
+def _child(name: str, lead: tuple[Column, ...], body: tuple[Column, ...], desc: str) -> Table:
+    names = tuple(c.name for c in lead)
+    return Table(
+        name, (*lead, *body, json_column(EXTRA)), key=names, parent_key=KEY_NAMES, description=desc
+    )
+
+
+JOURNAL_ENTRIES = Table(
+    name="journal_entries",
+    description="Every journal entry of every register: the envelope and the whole data object.",
+    columns=(
+        *KEY,
+        text("type", nullable=False),
+        timestamp("datecreated"),
+        timestamp("dateadded", nullable=False),
+        Column("ispractice", Kind.BOOL),
+        text("registerkey"),
+        json_column("data"),
+        json_column(EXTRA),
+    ),
+    key=KEY_NAMES,
+)
+
+#: The receipt's additionaldata keys lifted into columns (documented example keys).
+RECEIPT_KEYS = {
+    "receipt_id": "pos-receiptid",
+    "store_id": "store-externalid",
+    "store_name": "store-name",
+    "store_group": "store-externalgroupid",
+    "staff_externalid": "pos-staff-externalid",
+    "staff_userid": "pos-staff-userid",
+    "timezone": "pos-timezone",
+}
+ITEM_KEYS = {
+    "productid": "item-productid",
+    "product_group": "product-group-name",
+    "delivered": "item-delivered",
+}
+
+JOURNAL_RECEIPTS = _child(
+    "journal_receipts",
+    KEY,
+    (
+        *EVENT,
+        day("business_date"),
+        text("currencycode"),
+        Column("isrefund", Kind.BOOL),
+        text("comment"),
+        *(text(c) for c in RECEIPT_KEYS),
+        money("moneytotal"),  # ASSUMED name: the receipt's total
+        json_column("additionaldata"),
+    ),
+    "One row per receipt entry (sales and refunds), with its store, receipt id and time zone.",
+)
+JOURNAL_RECEIPT_ITEMS = _child(
+    "journal_receipt_items",
+    (*KEY, POSITION),
+    (
+        *(text(c) for c in ITEM_KEYS),
+        text("sku"),  # ASSUMED
+        text("name"),  # ASSUMED
+        decimal("decimalunitquantity"),
+        decimal("vatvalue"),  # ASSUMED
+        money("moneyrowprice"),  # ASSUMED name: the row's total
+        json_column("additionaldata"),
+    ),
+    "The items of each receipt.",
+)
+JOURNAL_RECEIPT_ITEM_DISCOUNTS = _child(
+    "journal_receipt_item_discounts",
+    (*KEY, integer("item_position", nullable=False), POSITION),
+    (text("discountname"), money("moneydiscount")),  # moneydiscount: ASSUMED
+    "Discounts on each receipt item.",
+)
+JOURNAL_RECEIPT_PAYMENTS = _child(
+    "journal_receipt_payments",
+    (*KEY, POSITION),
+    (text("name"), money("moneyamount")),  # ASSUMED names: payments are not documented
+    "Payments of each receipt.",
+)
+JOURNAL_CASH_EVENTS = _child(
+    "journal_cash_events",
+    KEY,
+    (*EVENT, text("currencycode"), money("moneycash"), text("staff"), text("staffuserid")),
+    "Cash movements: cash-start, cash-bank, cash-bank-final, cash-counted, cash-petty.",
+)
+JOURNAL_STAFF_EVENTS = _child(
+    "journal_staff_events",
+    KEY,
+    (*EVENT, text("staff"), text("staffuserid")),
+    "Staff events: login, logout, open-cash-drawer.",
+)
+
+TABLES: tuple[Table, ...] = (
+    JOURNAL_ENTRIES,
+    JOURNAL_RECEIPTS,
+    JOURNAL_RECEIPT_ITEMS,
+    JOURNAL_RECEIPT_ITEM_DISCOUNTS,
+    JOURNAL_RECEIPT_PAYMENTS,
+    JOURNAL_CASH_EVENTS,
+    JOURNAL_STAFF_EVENTS,
+)
+
+_entries = TableBuilder(JOURNAL_ENTRIES, prefix=())
+_receipts = TableBuilder(
+    JOURNAL_RECEIPTS, prefix=KEY_NAMES, ignore=("items", "payments", "data", "type")
+)
+_items = TableBuilder(JOURNAL_RECEIPT_ITEMS, prefix=(*KEY_NAMES, "position"), ignore=("discounts",))
+_discounts = TableBuilder(
+    JOURNAL_RECEIPT_ITEM_DISCOUNTS, prefix=(*KEY_NAMES, "item_position", "position")
+)
+_payments = TableBuilder(JOURNAL_RECEIPT_PAYMENTS, prefix=(*KEY_NAMES, "position"))
+_cash = TableBuilder(JOURNAL_CASH_EVENTS, prefix=KEY_NAMES, ignore=("type", "ispractice"))
+_staff = TableBuilder(JOURNAL_STAFF_EVENTS, prefix=KEY_NAMES, ignore=("type", "ispractice"))
+
+
+def entry_key(record: Mapping[str, Any]) -> tuple[str, int]:
+    """(registerid, id): the entry's key; `id` alone is not documented to be unique."""
+    registerid, entry_id = record.get("registerid"), record.get("id")
+    if not isinstance(registerid, str) or not registerid:
+        raise RecordRejected("missing or empty key field", field="registerid")
+    if type(entry_id) is not int:
+        raise RecordRejected(f"missing or non-integer key field: {entry_id!r}", field="id")
+    if not isinstance(record.get("type"), str):
+        raise RecordRejected("missing entry type", field="type")
+    return registerid, entry_id
+
+
+def business_date(created: Any, zone_name: Any) -> date | None:
+    """The local calendar day of `created` (Unix seconds) in `zone_name`, UTC if unknown."""
+    if type(created) is not int:
+        return None
+    try:
+        zone = ZoneInfo(zone_name) if isinstance(zone_name, str) and zone_name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return datetime.fromtimestamp(created, zone).date()
+
+
+class _Rows:
+    """Objects for one typed table, their prefix values and the entry each came from."""
+
+    def __init__(self, width: int) -> None:
+        self.objs: list[Mapping[str, Any]] = []
+        self.prefix: list[list[Any]] = [[] for _ in range(width)]
+        self.owners: list[int] = []
+
+    def add(self, owner: int, obj: Mapping[str, Any], *prefix: Any) -> None:
+        self.objs.append(obj)
+        self.owners.append(owner)
+        for column, value in zip(self.prefix, prefix, strict=True):
+            column.append(value)
+
+    def build(self, builder: TableBuilder, types: list[Any], errors: Errors) -> pa.Table:
+        if not self.objs:
+            return empty_table(builder.table)
+        arrays = [pa.array(values, t) for values, t in zip(self.prefix, types, strict=True)]
+        own: Errors = {}
+        table = builder.build(self.objs, arrays, own)
+        for i, reason in own.items():
+            errors.setdefault(self.owners[i], reason)
+        return table
+
+
+def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordRejected(f"expected a list, got {type(value).__name__}", field=what)
+    for i, item in enumerate(value):
+        require_object(item, f"{what}[{i}]")
+    return value
+
+
+def _receipt_rows(
+    index: int, entry: Mapping[str, Any], rows: dict[str, _Rows], key: tuple[str, int]
+) -> None:
+    data = require_object(entry.get("data") or {}, "data")
+    extra_data = require_object(data.get("additionaldata") or {}, "data.additionaldata")
+    receipt = {
+        **data,
+        **{column: extra_data.get(name) for column, name in RECEIPT_KEYS.items()},
+        "type": entry.get("type"),
+        "ispractice": entry.get("ispractice"),
+        "datecreated": entry.get("datecreated"),
+        "business_date": business_date(entry.get("datecreated"), extra_data.get("pos-timezone")),
+    }
+    items = _objects(data.get("items"), "data.items")
+    payments = _objects(data.get("payments"), "data.payments")
+    discounts = [
+        _objects(item.get("discounts"), f"data.items[{i}].discounts")
+        for i, item in enumerate(items)
+    ]
+    rows["receipts"].add(index, receipt, *key)
+    for pos, item in enumerate(items):
+        item_extra = require_object(item.get("additionaldata") or {}, "item.additionaldata")
+        lifted = {**item, **{c: item_extra.get(n) for c, n in ITEM_KEYS.items()}}
+        rows["items"].add(index, lifted, *key, pos)
+        for d_pos, discount in enumerate(discounts[pos]):
+            rows["discounts"].add(index, discount, *key, pos, d_pos)
+    for pos, payment in enumerate(payments):
+        rows["payments"].add(index, payment, *key, pos)
+
+
+def normalize_window(
+    records: Iterable[Any], context: Mapping[str, Any] | None = None
+) -> NormalizedWindow:
+    """Normalize one window of journal entries; a key seen twice keeps its last version."""
+    rejects: list[Reject] = []
+    latest: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for record in records:
+        try:
+            obj = require_object(record, "record")
+            key = entry_key(obj)
+        except RecordRejected as exc:
+            shown = (
+                f"{record.get('registerid')}/{record.get('id')}"
+                if isinstance(record, Mapping)
+                else None
+            )
+            rejects.append(reject_for(STREAM, record, exc.reason, shown))
+            continue
+        latest.pop(key, None)
+        latest[key] = obj
+    entries = list(latest.values())
+    keys = list(latest)
+    errors: Errors = {}
+    notes: Counter[str] = Counter()
+    rows = {
+        "receipts": _Rows(2),
+        "items": _Rows(3),
+        "discounts": _Rows(4),
+        "payments": _Rows(3),
+        "cash": _Rows(2),
+        "staff": _Rows(2),
+    }
+    for index, (entry, key) in enumerate(zip(entries, keys, strict=True)):
+        kind = entry["type"]
+        if kind not in KNOWN_TYPES:
+            notes[f"unknown entry type {kind}"] += 1
+        try:
+            if kind == "receipt":
+                _receipt_rows(index, entry, rows, key)
+            elif kind in CASH_TYPES or kind in STAFF_TYPES:
+                data = require_object(entry.get("data") or {}, "data")
+                event = {
+                    **data,
+                    "type": kind,
+                    "ispractice": entry.get("ispractice"),
+                    "datecreated": entry.get("datecreated"),
+                }
+                rows["cash" if kind in CASH_TYPES else "staff"].add(index, event, *key)
+        except RecordRejected as exc:
+            errors.setdefault(index, exc.reason)
+    text_t, int_t = pa.string(), pa.int64()
+    tables = {
+        JOURNAL_ENTRIES.name: _entries.build(entries, [], errors),
+        JOURNAL_RECEIPTS.name: rows["receipts"].build(_receipts, [text_t, int_t], errors),
+        JOURNAL_RECEIPT_ITEMS.name: rows["items"].build(_items, [text_t, int_t, int_t], errors),
+        JOURNAL_RECEIPT_ITEM_DISCOUNTS.name: rows["discounts"].build(
+            _discounts, [text_t, int_t, int_t, int_t], errors
+        ),
+        JOURNAL_RECEIPT_PAYMENTS.name: rows["payments"].build(
+            _payments, [text_t, int_t, int_t], errors
+        ),
+        JOURNAL_CASH_EVENTS.name: rows["cash"].build(_cash, [text_t, int_t], errors),
+        JOURNAL_STAFF_EVENTS.name: rows["staff"].build(_staff, [text_t, int_t], errors),
+    }
+    if errors:
+        for index, reason in sorted(errors.items()):
+            entry = entries[index]
+            rejects.append(
+                reject_for(STREAM, entry, reason, f"{entry.get('registerid')}/{entry.get('id')}")
+            )
+        owners = {
+            JOURNAL_ENTRIES.name: list(range(len(entries))),
+            JOURNAL_RECEIPTS.name: rows["receipts"].owners,
+            JOURNAL_RECEIPT_ITEMS.name: rows["items"].owners,
+            JOURNAL_RECEIPT_ITEM_DISCOUNTS.name: rows["discounts"].owners,
+            JOURNAL_RECEIPT_PAYMENTS.name: rows["payments"].owners,
+            JOURNAL_CASH_EVENTS.name: rows["cash"].owners,
+            JOURNAL_STAFF_EVENTS.name: rows["staff"].owners,
+        }
+        tables = {
+            name: data.filter(pa.array([o not in errors for o in owners[name]], pa.bool_()))
+            for name, data in tables.items()
+        }
+    parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
+    return NormalizedWindow(tables=tables, parent_keys=parent_keys, rejects=rejects, notes=notes)

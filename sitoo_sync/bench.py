@@ -30,6 +30,7 @@ from typing import Any
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.settings import load_settings
+from sitoo_sync.streams import select_streams
 from sitoo_sync.streams.base import items_of
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
@@ -65,12 +66,15 @@ def run_phase(phase: str) -> int:
             figures.update(records=records, rows=0)
         else:
             warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-            report = run_once(settings, warehouse, client, [POS_Z_REPORTS])
+            report = run_once(settings, warehouse, client, select_streams(settings.streams))
             if not report.ok:
                 print(json.dumps({"error": [r.error for r in report.results]}))
                 return 1
-            result = report.results[0]
-            figures.update(rows=result.rows, windows=result.windows, rejects=result.rejects)
+            figures.update(
+                rows=sum(r.rows for r in report.results),
+                windows=sum(r.windows for r in report.results),
+                rejects=sum(r.rejects for r in report.results),
+            )
         figures["seconds"] = time.perf_counter() - started
         figures["requests"] = sum(client.requests.values())
     figures["peak_rss_mb"] = _peak_rss_mb()
@@ -88,18 +92,11 @@ def _child(phase: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _start_simulator(reports: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "sitoo_sync",
-        "simulator",
-        "--port",
-        "0",
-        "--reports",
-        str(reports),
-        "--registers-per-store",
-        "8",
-    ]
+    return _start_simulator_args(["--reports", str(reports), "--registers-per-store", "8"])
+
+
+def _start_simulator_args(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    cmd = [sys.executable, "-m", "sitoo_sync", "simulator", "--port", "0", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603  # our own CLI
     assert proc.stdout is not None
     env: dict[str, str] = {}
@@ -200,3 +197,46 @@ def _label(target: str | None) -> str:
         return "duckdb (native)"
     scheme = target.split("://", 1)[0]
     return scheme.split("+", 1)[0]
+
+
+def run_journal_benchmark(*, registers_per_store: int, latency: float) -> int:
+    """Journal ticks over many registers with API latency: SITOO_CONCURRENCY 1 against 4."""
+    print(
+        f"Simulator with {5 * registers_per_store + 1} registers and {latency * 1000:.0f} ms "
+        "latency per request ...",
+        flush=True,
+    )
+    sim, sim_env = _start_simulator_args(
+        [
+            "--registers-per-store",
+            str(registers_per_store),
+            "--days",
+            "2",
+            "--latency",
+            str(latency),
+        ]
+    )
+    env = {
+        **os.environ,
+        **sim_env,
+        "SITOO_LOG_LEVEL": "WARNING",
+        "SITOO_STREAMS": "journal_entries",
+    }
+    env.pop("SITOO_TARGET_SCHEMA", None)
+    figures: dict[int, dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
+            for n in (1, 4):
+                target = f"duckdb:///{Path(tmp) / f'journals-{n}.duckdb'}"
+                run_env = {**env, "SITOO_CONCURRENCY": str(n), "SITOO_TARGET_URL": target}
+                figures[n] = _child("sync", run_env)
+                print(f"  concurrency {n}: {figures[n]['seconds']:.2f}s", flush=True)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    one, four = figures[1], figures[4]
+    print()
+    print(f"journal tick, concurrency 1   {one['seconds']:.2f}s  ({one['requests']} requests)")
+    print(f"journal tick, concurrency 4   {four['seconds']:.2f}s  ({four['requests']} requests)")
+    print(f"speed-up                      {one['seconds'] / four['seconds']:.1f}x  (goal >= 3x)")
+    return 0

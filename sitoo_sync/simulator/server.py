@@ -94,6 +94,8 @@ class Simulator:
     host: str = "127.0.0.1"
     port: int = 0
     requests: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests served at the same time
     log: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -276,6 +278,15 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             with sim.world.lock:
                 sim.requests[path] += 1
                 sim.log.append((path, {k: v[-1] for k, v in query.items()}))
+                sim.in_flight += 1
+                sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
+            try:
+                self._serve(path, query)
+            finally:
+                with sim.world.lock:
+                    sim.in_flight -= 1
+
+        def _serve(self, path: str, query: dict[str, list[str]]) -> None:
             if sim.faults.latency:
                 time.sleep(sim.faults.latency)
             fault = sim.faults.next_fault(path)

@@ -1,0 +1,296 @@
+"""Journal entries and cash registers: the vendor's examples, and end to end per register."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitoo_sync.normalize.journal_entries import business_date, normalize_window
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import SimConfig, Simulator
+from tests.conftest import SyncFn
+from tests.support import FIXTURES, query, settings_for
+
+REGISTER = "{2AA484B4-2B5F-55AB-128A-7DB46E573357}"
+
+
+def vendor_entries() -> list[dict[str, Any]]:
+    """FACTS sections 1.3 and 1.6: login, cash-start and the (cut-off) receipt."""
+    text = (FIXTURES / "journal_entries_vendor_example.json").read_text()
+    items: list[dict[str, Any]] = json.loads(text, parse_float=Decimal)["items"]
+    return items
+
+
+# ---- normalization of the vendor's examples ---------------------------------------------
+
+
+def test_vendor_envelope_keeps_every_entry_and_its_data() -> None:
+    """Each entry lands in journal_entries with its envelope typed and data kept as JSON."""
+    window = normalize_window(vendor_entries())
+    assert window.rejects == []
+    rows = window.tables["journal_entries"].to_pylist()
+    assert [(r["registerid"], r["id"], r["type"]) for r in rows] == [
+        (REGISTER, 1, "login"),
+        (REGISTER, 2, "cash-start"),
+        (REGISTER, 3, "receipt"),
+    ]
+    assert rows[0]["datecreated"] == datetime.fromtimestamp(1672386296, UTC)
+    assert rows[0]["dateadded"] == datetime.fromtimestamp(1672386301, UTC)
+    assert rows[0]["ispractice"] is False
+    assert json.loads(rows[1]["data"])["moneycash"] == "5000.00"
+
+
+def test_vendor_cash_and_staff_events_are_typed() -> None:
+    """cash-start becomes a cash event with Decimal money; login a staff event."""
+    window = normalize_window(vendor_entries())
+    [cash] = window.tables["journal_cash_events"].to_pylist()
+    assert (cash["type"], cash["moneycash"], cash["currencycode"]) == (
+        "cash-start",
+        Decimal("5000.00"),
+        "SEK",
+    )
+    assert type(cash["moneycash"]) is Decimal
+    [staff] = window.tables["journal_staff_events"].to_pylist()
+    assert (staff["type"], staff["staff"]) == ("login", "POS Staff")
+
+
+def test_vendor_receipt_lifts_additionaldata_and_items() -> None:
+    """The receipt's store, receipt id and time zone become columns, as do item keys."""
+    window = normalize_window(vendor_entries())
+    [receipt] = window.tables["journal_receipts"].to_pylist()
+    assert receipt["receipt_id"] == "SIE000015010002310000"
+    assert receipt["store_id"] == "200"
+    assert receipt["store_name"] == "Sitoo Concept Store"
+    assert receipt["store_group"] == "NORDIC"
+    assert receipt["timezone"] == "Europe/Stockholm"
+    assert receipt["isrefund"] is False
+    assert receipt["moneytotal"] is None  # not in the vendor's (cut-off) example
+    # 2022-12-30 07:45:01 UTC is 08:45 in Stockholm: the same business day
+    assert receipt["business_date"] == date(2022, 12, 30)
+    [item] = window.tables["journal_receipt_items"].to_pylist()
+    assert (item["productid"], item["product_group"], item["delivered"]) == (
+        "16",
+        "Standard",
+        "true",
+    )
+    assert item["decimalunitquantity"] == Decimal("0")
+    [discount] = window.tables["journal_receipt_item_discounts"].to_pylist()
+    assert (discount["item_position"], discount["discountname"]) == (0, "3 FOR 2")
+
+
+def test_business_date_follows_the_registers_zone() -> None:
+    """Late evening in Stockholm is the next day in UTC+0's eyes, but not the business's."""
+    created = int(datetime(2026, 6, 30, 22, 30, tzinfo=UTC).timestamp())  # 00:30 July 1 local
+    assert business_date(created, "Europe/Stockholm") == date(2026, 7, 1)
+    assert business_date(created, "America/New_York") == date(2026, 6, 30)
+    assert business_date(created, "Not/AZone") == date(2026, 6, 30)  # UTC fallback
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e.pop("id"), "id: missing or non-integer key field"),
+        (lambda e: e.update(registerid=""), "registerid: missing or empty key field"),
+        (lambda e: e["data"].update(items="x"), "data.items: expected a list"),
+        (lambda e: e["data"].update(currencycode=5, moneytotal="1,00"), "moneytotal: not a money"),
+    ],
+)
+def test_a_broken_entry_is_rejected_and_the_rest_loads(mutate: Any, reason: str) -> None:
+    """A bad entry goes to rejects with its reason; its neighbours load."""
+    entries = vendor_entries()
+    mutate(entries[2])
+    window = normalize_window(entries)
+    assert window.tables["journal_entries"].num_rows == 2
+    [reject] = window.rejects
+    assert reason in reject.reason
+    assert window.tables["journal_receipts"].num_rows == 0
+
+
+def test_an_unknown_type_is_kept_and_counted() -> None:
+    """An entry of a type the docs do not list lands in journal_entries and is noted."""
+    entries = vendor_entries()
+    entries.append({**entries[0], "id": 4, "type": "drawer-selfie", "data": {"x": 1}})
+    window = normalize_window(entries)
+    assert window.tables["journal_entries"].num_rows == 4
+    assert window.notes == Counter({"unknown entry type drawer-selfie": 1})
+    assert window.rejects == []
+
+
+# ---- end to end ------------------------------------------------------------------------
+
+
+def journal_settings(sim: Simulator, tmp_path: Path, **extra: Any) -> Settings:
+    values: dict[str, Any] = {"streams": ["cash_registers", "journal_entries"]}
+    values.update(extra)
+    return settings_for(sim, tmp_path / "w.duckdb", **values)
+
+
+def warehouse_truth(settings: Settings) -> tuple[Counter[str], dict[str, str], dict[str, str]]:
+    per_type = Counter(
+        dict(query(settings, "SELECT type, count(*) FROM journal_entries GROUP BY type"))
+    )
+    receipts = {
+        store: f"{total:.2f}"
+        for store, total in query(
+            settings,
+            "SELECT store_id, sum(CASE WHEN isrefund THEN -moneytotal ELSE moneytotal END) "
+            "FROM journal_receipts WHERE NOT ispractice GROUP BY store_id",
+        )
+    }
+    cash = {
+        reg: f"{total:.2f}"
+        for reg, total in query(
+            settings, "SELECT registerid, sum(moneycash) FROM journal_cash_events GROUP BY 1"
+        )
+    }
+    return per_type, receipts, cash
+
+
+def simulator_truth(sim: Simulator) -> tuple[Counter[str], dict[str, str], dict[str, str]]:
+    journal = sim.world.journal
+    return (
+        journal.entries_per_type(),
+        journal.receipt_totals_per_store(),
+        journal.cash_moved_per_register(),
+    )
+
+
+def test_backfill_and_new_data_equal_the_simulator(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """Entries per type, receipt totals per store and cash per register match, to the cent."""
+    settings = journal_settings(sim, tmp_path)
+    report = sync(settings)
+    assert report.ok, [r.error for r in report.results if r.error]
+    assert warehouse_truth(settings) == simulator_truth(sim)
+    keys = query(settings, "SELECT registerid, id FROM journal_entries")
+    assert len(keys) == len(set(keys)) == len(sim.world.journal.all_entries())
+    now = sim.world.advance_clock(600)
+    sim.world.add_new_reports(len(sim.world.registers), dateadded=now)
+    assert sync(settings).ok
+    assert warehouse_truth(settings) == simulator_truth(sim)
+
+
+def test_second_tick_makes_one_request_per_register_and_adds_nothing(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """With nothing new, each register is asked once (its overlap) and no row is added."""
+    settings = journal_settings(sim, tmp_path, streams=["journal_entries"])
+    sync(settings)
+    before = query(settings, "SELECT count(*) FROM journal_entries")
+    asked = sim.requests_to("/journal-entries")
+    report = sync(settings)
+    assert report.ok
+    assert sim.requests_to("/journal-entries") - asked == len(sim.world.registers)
+    assert query(settings, "SELECT count(*) FROM journal_entries") == before
+    cursors = query(settings, "SELECT count(*) FROM sync_state WHERE stream = 'journal_entries'")
+    assert cursors == [(len(sim.world.registers),)]
+
+
+def test_a_new_register_is_backfilled_while_the_others_continue(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """A register that appears between ticks starts from the beginning; others from cursors."""
+    settings = journal_settings(sim, tmp_path)
+    sync(settings)
+    register = sim.world.add_register("220")
+    now = sim.world.advance_clock(600)
+    for day in range(3):
+        report = sim.world.make_report(register, now - (3 - day) * 86400, now - 10)
+        sim.world.add_report(report)
+    start = len(sim.log)
+    assert sync(settings).ok
+    asks = [p for path, p in sim.log[start:] if path.endswith("/journal-entries")]
+    new = [p for p in asks if p["register_id"] == register.registerid]
+    assert new[0]["date_from"] == "0"
+    others = [p for p in asks if p["register_id"] != register.registerid]
+    assert all(int(p["date_from"]) > 0 for p in others)
+    assert warehouse_truth(settings) == simulator_truth(sim)
+    listed = query(
+        settings,
+        f"SELECT site_id, first_seen_at IS NOT NULL FROM cash_registers "
+        f"WHERE registerid = '{register.registerid}'",
+    )
+    assert listed == [(1, True)]
+
+
+def test_an_offline_burst_over_a_page_in_one_second_loads_completely(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """2,500 entries uploaded in one second, hours after they were made: all of them load."""
+    settings = journal_settings(sim, tmp_path, streams=["journal_entries"])
+    sync(settings)
+    register = sim.world.registers[2].registerid
+    at = sim.world.advance_clock(60)
+    sim.world.journal.offline_burst(register, 2500, at, hours_old=6)
+    assert sync(settings).ok
+    loaded = query(
+        settings,
+        f"SELECT count(*), min(datecreated) FROM journal_entries "
+        f"WHERE registerid = '{register}' AND dateadded = to_timestamp({at})",
+    )
+    assert loaded[0][0] == 2500
+    pages = [p for path, p in sim.log if p.get("register_id") == register and "next" in p]
+    assert len(pages) >= 2  # the second crossed a page boundary inside the second
+    assert warehouse_truth(settings) == simulator_truth(sim)
+
+
+def test_one_failing_register_does_not_stop_the_others(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """A register whose requests keep failing fails alone; the run reports it."""
+    settings = journal_settings(sim, tmp_path, streams=["journal_entries"])
+    sim.faults.queue("500", times=6, path="/journal-entries", after=3)
+    report = sync(settings)
+    assert not report.ok
+    failed = [r for r in report.results if r.status == "failed"]
+    assert len(failed) == 1
+    ok = [r for r in report.results if r.status == "ok"]
+    assert len(ok) == len(sim.world.registers) - 1
+    assert sync(settings).ok
+    assert warehouse_truth(settings) == simulator_truth(sim)
+
+
+def test_a_register_that_disappears_is_kept_and_marked(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """The listing stops showing a register: its row stays, with missing_since set."""
+    settings = journal_settings(sim, tmp_path, streams=["cash_registers"])
+    sync(settings)
+    first = dict(query(settings, "SELECT registerid, first_seen_at FROM cash_registers"))
+    gone = sim.world.registers.pop(0)
+    sim.world.advance_clock(3600)
+    sync(settings, clock=lambda: datetime.now(UTC))
+    rows = dict(query(settings, "SELECT registerid, missing_since FROM cash_registers"))
+    assert rows[gone.registerid] is not None
+    assert sum(v is not None for v in rows.values()) == 1
+    again = dict(query(settings, "SELECT registerid, first_seen_at FROM cash_registers"))
+    assert again == first  # first_seen_at survives every refresh
+    sim.world.registers.insert(0, gone)
+    sync(settings)
+    back = query(
+        settings, f"SELECT missing_since FROM cash_registers WHERE registerid = '{gone.registerid}'"
+    )
+    assert back == [(None,)]
+
+
+@pytest.mark.parametrize(("concurrency", "expected"), [(1, 1), (4, 4)])
+def test_registers_are_fetched_concurrently_up_to_the_bound(
+    tmp_path: Path, sync: SyncFn, concurrency: int, expected: int
+) -> None:
+    """At most SITOO_CONCURRENCY registers are in flight at once, and that many are used."""
+    with Simulator.create(SimConfig(seed=30, days=2, registers_per_store=3)) as sim:
+        sim.faults.latency = 0.05
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=concurrency
+        )
+        sim.max_in_flight = 0
+        assert sync(settings).ok
+        assert sim.max_in_flight == expected
+        assert warehouse_truth(settings) == simulator_truth(sim)

@@ -35,6 +35,14 @@ WHERE section = 'sales' GROUP BY name ORDER BY total DESC;
 SELECT store_name, registernumber, datecreated, moneycash_diff
 FROM pos_z_reports WHERE moneycash_diff <> 0 ORDER BY abs(moneycash_diff) DESC LIMIT 10;
 
+-- Receipts per store and business day (the register's local day), practice excluded:
+SELECT store_id, business_date, count(*) AS receipts, sum(moneytotal) AS total
+FROM journal_receipts WHERE NOT ispractice GROUP BY ALL ORDER BY business_date DESC LIMIT 10;
+
+-- Cash counted vs. started per register and day:
+SELECT registerid, CAST(datecreated AS DATE) AS day, type, sum(moneycash) AS cash
+FROM journal_cash_events GROUP BY ALL ORDER BY day DESC, registerid LIMIT 10;
+
 -- Store z-reports (one per store and day) with the POS z-reports they aggregate:
 SELECT s.store_name, s.day_created, s.moneysalestotal, count(r.zreportid) AS registers
 FROM store_z_reports s JOIN store_z_report_registers r USING (store_zreport_id)
@@ -82,12 +90,8 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
             retries = sum(client.retries.values())
         print(file=sys.stderr)
         elapsed = time.monotonic() - started
-        for r in report.results:
-            print(
-                f"  {r.stream}: {r.status}, {r.rows:,} rows in {r.windows} windows, "
-                f"{r.requests} requests, {r.rejects} rejects"
-                + (f" -- {r.error}" if r.error else "")
-            )
+        for line in report.summary():
+            print(f"  {line}")
         print(f"Done in {elapsed:.1f}s ({retries} retried requests).\n")
         truth = {
             k or "NO_STORE": Decimal(v) for k, v in sim.world.expected_sales_by_store().items()

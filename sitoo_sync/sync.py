@@ -73,6 +73,34 @@ class RunReport:
         """Rows loaded across every table."""
         return sum(r.rows for r in self.results)
 
+    def summary(self) -> list[str]:
+        """One line per stream (partitions added up), plus one per failed partition."""
+        lines: list[str] = []
+        streams: dict[str, list[Any]] = {}
+        for r in self.results:
+            streams.setdefault(r.stream, []).append(r)
+        for stream, parts in streams.items():
+            notes: dict[str, int] = {}
+            for r in parts:
+                for note, count in r.notes.items():
+                    notes[note] = notes.get(note, 0) + count
+            where = f"[{parts[0].partition}]" if len(parts) == 1 else f"[{len(parts)} partitions]"
+            statuses = sorted({r.status for r in parts})
+            line = (
+                f"{stream} {where}: {', '.join(statuses)}, "
+                f"{sum(r.windows for r in parts)} windows, "
+                f"{sum(r.rows for r in parts)} rows, {sum(r.rejects for r in parts)} rejects, "
+                f"{sum(r.requests for r in parts)} requests"
+            )
+            if notes:
+                line += "; " + ", ".join(f"{count} {note}" for note, count in sorted(notes.items()))
+            if len(parts) == 1 and parts[0].error:
+                line += f" -- {parts[0].error}"
+            lines.append(line)
+            if len(parts) > 1:
+                lines += [f"  {r.partition}: {r.status} -- {r.error}" for r in parts if r.error]
+        return lines
+
 
 _DONE = object()
 

@@ -341,10 +341,13 @@ def sync_partition(
             if stop is not None and stop.is_set():
                 log.info("stop_honoured", stream=stream.name, partition=partition)
                 break
-        loader.commit()
-        if stream.full_refresh and stream.partition_column and not (stop and stop.is_set()):
-            _mark_missing(warehouse, stream, partition, seen, now)
-        warehouse.record_outcome(stream.name, partition, "ok")
+        # The last batch, the missing marks and the outcome commit together: one commit less
+        # per partition, and the outcome can never disagree with the rows.
+        with warehouse.transaction():
+            loader.commit()
+            if stream.full_refresh and stream.partition_column and not (stop and stop.is_set()):
+                _mark_missing(warehouse, stream, partition, seen, now)
+            warehouse.record_outcome(stream.name, partition, "ok")
     except DisabledStream as exc:
         result.status = "disabled"
         result.error = exc.message
@@ -476,8 +479,9 @@ def _run_streams(
             )
 
         if stream.partitions == "register" and settings.concurrency > 1 and len(partitions) > 1:
-            # Fetching runs in parallel; each window's load still takes the warehouse alone.
-            shared = SerializedWarehouse(warehouse)
+            # Each thread loads on a connection of its own, every window one transaction;
+            # a target with a single writer (SQLite) takes the loads in turn instead.
+            shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
             with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo") as pool:
                 results = list(pool.map(one, partitions, [shared] * len(partitions)))
         else:

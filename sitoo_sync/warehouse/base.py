@@ -18,16 +18,18 @@ the declarations; a backend that wants Python rows calls `to_pylist()`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table, integer, json_column, text, timestamp
+
+C = TypeVar("C")
 
 SYNC_STATE = Table(
     name="sync_state",
@@ -90,12 +92,14 @@ class Warehouse(Protocol):
     url: str
     #: The driver's exception types: run_once turns them into one WarehouseError.
     errors: tuple[type[BaseException], ...]
+    #: True when several threads may load at once, each on a connection of its own.
+    concurrent_loads: bool
 
     def ensure_schema(self, tables: Sequence[Table]) -> None:
         """Create missing tables and add missing columns (additive only)."""
 
     def transaction(self) -> AbstractContextManager[None]:
-        """Everything inside commits together or rolls back together."""
+        """Everything inside commits together or rolls back together; nested ones join."""
 
     def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
         """The subset of `keys` that `table` already holds."""
@@ -153,6 +157,50 @@ class Warehouse(Protocol):
         """Release the connection (and any file lock)."""
 
 
+class PerThread(Generic[C]):
+    """One connection per thread: the first by `first()`, each further one by `more(first)`.
+
+    Registers' journals load from several threads at once; each thread gets a connection of
+    its own, so each window is still its own transaction, and they no longer queue for one
+    connection. `close_all()` ends every connection of the tick (a later tick starts anew).
+    """
+
+    def __init__(
+        self,
+        first: Callable[[], C],
+        more: Callable[[C], C],
+        close: Callable[[C], None],
+    ) -> None:
+        self._first, self._more, self._close = first, more, close
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[C] = []
+        self._generation = 0
+
+    def get(self) -> C:
+        """This thread's connection, opened on first use."""
+        mine = getattr(self._local, "conn", None)
+        if mine is not None and mine[0] == self._generation:
+            return mine[1]  # type: ignore[no-any-return]  # stored by this method
+        with self._lock:
+            conn = self._more(self._open[0]) if self._open else self._first()
+            self._open.append(conn)
+            self._local.conn = (self._generation, conn)
+        return conn
+
+    def opened(self) -> bool:
+        """True when any connection is open."""
+        return bool(self._open)
+
+    def close_all(self) -> None:
+        """Close every connection, the first one last."""
+        with self._lock:
+            for conn in reversed(self._open):
+                self._close(conn)
+            self._open.clear()
+            self._generation += 1
+
+
 class SerializedWarehouse:
     """Lets several threads share one warehouse: each call, and each whole transaction,
     runs alone. Fetching stays parallel; loads take turns, each still one transaction."""
@@ -162,6 +210,7 @@ class SerializedWarehouse:
         self._lock = threading.RLock()
         self.url = inner.url
         self.errors = inner.errors
+        self.concurrent_loads = False
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

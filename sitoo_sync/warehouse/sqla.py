@@ -16,6 +16,7 @@ Writes take the fastest path the dialect offers:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_STATE,
     ChildReplacement,
+    PerThread,
     StreamState,
     iter_states,
 )
@@ -118,7 +120,14 @@ class SqlWarehouse(ChildReplacement):
         self.schema = schema
         self.metadata = sa.MetaData(schema=schema)
         self._tables: dict[str, sa.Table] = {}
-        self._conn: Connection | None = None
+        self._conns = PerThread(
+            self.engine.connect, lambda _first: self.engine.connect(), lambda c: c.close()
+        )
+        # Concurrent loads only where they are proven safe: PostgreSQL (MVCC, no gap locks).
+        # InnoDB's gap locks deadlock concurrent upserts of new sync_state rows, SQLite has
+        # one writer, SQL Server is untested here: those take their loads in turn.
+        self.concurrent_loads = self.dialect == "postgresql"
+        self._depth = threading.local()  # transaction nesting, per thread
         self._seq = 0
         for system in (SYNC_STATE, REJECTS):
             self.t(system)
@@ -133,19 +142,15 @@ class SqlWarehouse(ChildReplacement):
 
     @property
     def conn(self) -> Connection:
-        """The tick's connection."""
-        if self._conn is None:
-            self._conn = self.engine.connect()
-        return self._conn
+        """This thread's connection for the tick, from the engine's pool."""
+        return self._conns.get()
 
     def _tx(self) -> AbstractContextManager[Any]:
         return nullcontext() if self.conn.in_transaction() else self.conn.begin()
 
     def close(self) -> None:
         """Return the connection and drop the pool, so nothing is held between ticks."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conns.close_all()
         self.engine.dispose()
 
     def _qualified(self, t: sa.Table) -> str:
@@ -195,9 +200,20 @@ class SqlWarehouse(ChildReplacement):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT, or ROLLBACK on any exception."""
-        with self.conn.begin():
-            yield
+        """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
+        if getattr(self._depth, "n", 0):
+            self._depth.n += 1
+            try:
+                yield
+            finally:
+                self._depth.n -= 1
+            return
+        self._depth.n = 1
+        try:
+            with self.conn.begin():
+                yield
+        finally:
+            self._depth.n = 0
 
     def _copy(self, target: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
         """PostgreSQL COPY FROM STDIN on the connection's own transaction."""

@@ -201,6 +201,30 @@ class PerThread(Generic[C]):
             self._generation += 1
 
 
+class Nesting:
+    """Per-thread transaction depth: an inner `transaction()` joins the outer one."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextmanager
+    def enter(self, begin: Callable[[], AbstractContextManager[Any]]) -> Iterator[None]:
+        """Run inside `begin()`'s transaction, or inside the one this thread already has."""
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        self._local.depth = 1
+        try:
+            with begin():
+                yield
+        finally:
+            self._local.depth = 0
+
+
 class SerializedWarehouse:
     """Lets several threads share one warehouse: each call, and each whole transaction,
     runs alone. Fetching stays parallel; loads take turns, each still one transaction."""

@@ -7,10 +7,9 @@ row by row.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_STATE,
     ChildReplacement,
+    Nesting,
     PerThread,
     StreamState,
     iter_states,
@@ -74,7 +74,7 @@ class DuckDBWarehouse(ChildReplacement):
         self.url = url
         self.path = duckdb_path(url)
         self._open_timeout = open_timeout_seconds
-        self._depth = threading.local()  # transaction nesting, per thread
+        self._nesting = Nesting()
         self._cons: PerThread[duckdb.DuckDBPyConnection] = PerThread(
             self._connect, lambda main: main.cursor(), lambda c: c.close()
         )
@@ -145,26 +145,19 @@ class DuckDBWarehouse(ChildReplacement):
 
     # ---- loading ----------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
-        if getattr(self._depth, "n", 0):
-            self._depth.n += 1
-            try:
-                yield
-            finally:
-                self._depth.n -= 1
-            return
+        return self._nesting.enter(self._begin)
+
+    @contextmanager
+    def _begin(self) -> Iterator[None]:
         con = self.con
         con.begin()
-        self._depth.n = 1
         try:
             yield
         except BaseException:
             con.rollback()
             raise
-        finally:
-            self._depth.n = 0
         con.commit()
 
     def _execute(self, sql: str, batch: pa.Table) -> duckdb.DuckDBPyConnection:

@@ -16,9 +16,8 @@ Writes take the fastest path the dialect offers:
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +36,7 @@ from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_STATE,
     ChildReplacement,
+    Nesting,
     PerThread,
     StreamState,
     iter_states,
@@ -127,7 +127,7 @@ class SqlWarehouse(ChildReplacement):
         # InnoDB's gap locks deadlock concurrent upserts of new sync_state rows, SQLite has
         # one writer, SQL Server is untested here: those take their loads in turn.
         self.concurrent_loads = self.dialect == "postgresql"
-        self._depth = threading.local()  # transaction nesting, per thread
+        self._nesting = Nesting()
         self._seq = 0
         for system in (SYNC_STATE, REJECTS):
             self.t(system)
@@ -198,22 +198,9 @@ class SqlWarehouse(ChildReplacement):
 
     # ---- loading ------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
-        if getattr(self._depth, "n", 0):
-            self._depth.n += 1
-            try:
-                yield
-            finally:
-                self._depth.n -= 1
-            return
-        self._depth.n = 1
-        try:
-            with self.conn.begin():
-                yield
-        finally:
-            self._depth.n = 0
+        return self._nesting.enter(self.conn.begin)
 
     def _copy(self, target: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
         """PostgreSQL COPY FROM STDIN on the connection's own transaction."""

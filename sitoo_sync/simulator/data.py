@@ -41,11 +41,18 @@ STAFF = ("Anna Berg", "Erik Lind", "Sara Holm", "Omar Haddad", "Li Wei", "POS St
 TIME_ZONE = "Europe/Stockholm"
 
 
-def money(cents: int) -> str:
+def money(amount: int) -> str:
     """Integer cents as a money string, e.g. -1000050 → "-10000.50"."""
-    sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 100)
     return f"{sign}{whole}.{frac:02d}"
+
+
+def cents(value: str) -> int:
+    """A money string as integer cents, e.g. "-10000.50" → -1000050."""
+    sign = -1 if value.startswith("-") else 1
+    whole, frac = value.lstrip("+-").split(".")
+    return sign * (int(whole) * 100 + int(frac))
 
 
 def net_of(gross: int, vat: int) -> int:
@@ -493,7 +500,7 @@ class World:
         totals: dict[str | None, int] = defaultdict(int)
         for r in self.all_reports():
             if r.valid:
-                totals[r.body["store_id"]] += _cents(r.body["moneysalestotal"])
+                totals[r.body["store_id"]] += cents(r.body["moneysalestotal"])
         return {k: money(v) for k, v in totals.items()}
 
     def valid_keys(self) -> set[tuple[str, int]]:
@@ -543,12 +550,6 @@ class World:
                 store_ids=store_ids,
             )
         return out if limit is None else out[:limit]
-
-
-def _cents(value: str) -> int:
-    sign = -1 if value.startswith("-") else 1
-    whole, frac = value.lstrip("+-").split(".")
-    return sign * (int(whole) * 100 + int(frac))
 
 
 def _matches(

@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.store_reports import cents
+from sitoo_sync.simulator.data import cents, money
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import World
@@ -36,12 +36,6 @@ if TYPE_CHECKING:
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
 UNKNOWN_TYPE = "loyalty-stamp"
 TIME_ZONE = "Europe/Stockholm"
-
-
-def _money(c: int) -> str:
-    sign = "-" if c < 0 else ""
-    whole, frac = divmod(abs(c), 100)
-    return f"{sign}{whole}.{frac:02d}"
 
 
 class Journal:
@@ -225,18 +219,18 @@ class Journal:
                 },
                 "decimalunitquantity": f"{quantity}.000",
                 "discounts": (
-                    [{"discountname": "3 FOR 2", "moneydiscount": _money(discount)}]
+                    [{"discountname": "3 FOR 2", "moneydiscount": money(discount)}]
                     if discount
                     else []
                 ),
-                "moneyrowprice": _money(total),
+                "moneyrowprice": money(total),
                 "vatvalue": vat,
             }
         ]
         cash_part = total * rng.randint(0, 1)
-        payments = [{"name": "Cash", "moneyamount": _money(cash_part)}] if cash_part else []
+        payments = [{"name": "Cash", "moneyamount": money(cash_part)}] if cash_part else []
         if total - cash_part:
-            payments.append({"name": "Card", "moneyamount": _money(total - cash_part)})
+            payments.append({"name": "Card", "moneyamount": money(total - cash_part)})
         return {
             "datecreated": created,
             "ispractice": practice,
@@ -253,7 +247,7 @@ class Journal:
                 "currencycode": currency,
                 "isrefund": refund,
                 "items": items,
-                "moneytotal": _money(total),
+                "moneytotal": money(total),
                 "payments": payments,
             },
         }
@@ -278,7 +272,7 @@ class Journal:
             data = e["data"]
             sign = -1 if data["isrefund"] else 1
             totals[data["additionaldata"]["store-externalid"]] += sign * cents(data["moneytotal"])
-        return {k: _money(v) for k, v in totals.items()}
+        return {k: money(v) for k, v in totals.items()}
 
     def cash_moved_per_register(self) -> dict[str, str]:
         """Sum of `moneycash` of every cash event per register."""
@@ -286,7 +280,7 @@ class Journal:
         for e in self.all_entries():
             if e["type"].startswith("cash-"):
                 totals[e["registerid"]] += cents(e["data"]["moneycash"])
-        return {k: _money(v) for k, v in totals.items()}
+        return {k: money(v) for k, v in totals.items()}
 
 
 def _token(offset: int) -> str:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sitoo_sync.simulator.data import ZReport, money
+from sitoo_sync.simulator.data import ZReport, cents, money
 
 NO_STORE = "NO_STORE"
 _MONEY = re.compile(r"[-+]?[0-9]+\.[0-9]{2}")
@@ -53,13 +53,6 @@ _GROUP_BY: dict[str, tuple[str, ...]] = {
     "discounts": ("vouchercode",),
     "salestaxes": ("name", "code"),
 }
-
-
-def cents(value: str) -> int:
-    """A money string as integer cents."""
-    sign = -1 if value.startswith("-") else 1
-    whole, frac = value.lstrip("+-").split(".")
-    return sign * (int(whole) * 100 + int(frac))
 
 
 def _merge_lines(lines: Iterable[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str, Any]]:

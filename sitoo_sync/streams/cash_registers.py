@@ -13,7 +13,7 @@ from typing import Any
 from sitoo_sync.api.client import Api, SitooClient
 from sitoo_sync.normalize import cash_registers as normalize
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cursors import OffsetPages
+from sitoo_sync.streams.cursors import OffsetPages, WindowContext
 
 PATH = "/sites/{siteid}/cashregisters.json"
 PAGES = OffsetPages(fixed=(("includenotregistered", "true"),))
@@ -37,27 +37,17 @@ CASH_REGISTERS = Stream(
 def list_registers(
     client: SitooClient, site_ids: Sequence[int], *, stream: str
 ) -> Iterator[Mapping[str, Any]]:
-    """Every register of every site, registered or not, paging until totalcount."""
+    """Every register of every site, registered or not: the same pages the stream reads."""
     for site in site_ids:
-        start = 0
-        while True:
-            payload = client.get_json(
-                Api.V2,
-                PATH.format(siteid=site),
-                {
-                    **dict(PAGES.fixed),
-                    PAGES.start_param: start,
-                    PAGES.num_param: PAGES.page_size,
-                },
-                stream=stream,
-                partition=f"site-{site}",
-            )
-            items = payload.get("items") if isinstance(payload, Mapping) else payload
-            items = items if isinstance(items, list) else []
-            total = payload.get(PAGES.total_field) if isinstance(payload, Mapping) else None
-            for item in items:
-                if isinstance(item, Mapping):
-                    yield item
-            start += len(items)
-            if not items or (isinstance(total, int) and start >= total):
-                break
+        path = PATH.format(siteid=site)
+
+        def fetch_raw(params: Mapping[str, str | int], path: str = path, site: int = site) -> Any:
+            return client.get_json(Api.V2, path, params, stream=stream, partition=f"site-{site}")
+
+        context = WindowContext(fetch=_unused, fetch_raw=fetch_raw)
+        for window in PAGES.windows(context, None):
+            yield from (item for item in window.records if isinstance(item, Mapping))
+
+
+def _unused(params: Mapping[str, str | int]) -> list[Any]:
+    raise NotImplementedError("OffsetPages reads whole responses")

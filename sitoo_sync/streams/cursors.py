@@ -92,6 +92,11 @@ def _times(records: list[Any], field: str) -> list[int]:
     ]
 
 
+def epoch_lag(stored: str | None, now: datetime) -> float | None:
+    """Seconds from a cursor stored as Unix seconds to `now` (None before any load)."""
+    return None if not stored else max(0.0, now.timestamp() - int(stored))
+
+
 def _key(record: Any, key: tuple[str, ...]) -> tuple[Any, ...]:
     if not isinstance(record, Mapping):
         return ()
@@ -110,7 +115,7 @@ class TimeWindows:
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest item loaded and `now`."""
-        return None if not stored else max(0.0, now.timestamp() - int(stored))
+        return epoch_lag(stored, now)
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or the beginning) to the newest item."""
@@ -280,7 +285,7 @@ class CursorPages:
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest entry loaded and `now`."""
-        return None if not stored else max(0.0, now.timestamp() - int(stored))
+        return epoch_lag(stored, now)
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Pages from `cursor - overlap` (or the start) to the end of the query."""
@@ -323,7 +328,7 @@ class OffsetPages:
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds since the last complete listing."""
-        return None if not stored else max(0.0, now.timestamp() - int(stored))
+        return epoch_lag(stored, now)
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """One window per page of the listing."""

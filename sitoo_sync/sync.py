@@ -405,14 +405,25 @@ def run_once(
 
 
 def _partitions(
-    settings: Settings, warehouse: Warehouse, client: SitooClient, stream: Stream
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    stream: Stream,
+    *,
+    registers_listed: bool = False,
 ) -> list[str]:
-    """The partitions of a stream for this tick."""
+    """The partitions of a stream for this tick.
+
+    Registers come from the `cash_registers` table and the latest listing; when the
+    `cash_registers` stream refreshed every site in this tick, the table is that listing.
+    """
     if stream.partitions == "account":
         return [settings.resolved_account_id]
     if stream.partitions == "site":
         return [str(site) for site in settings.site_ids]
     known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid"))
+    if registers_listed:
+        return sorted(known)
     listed = {
         r["registerid"]
         for r in list_registers(client, settings.site_ids, stream=stream.name)
@@ -455,7 +466,15 @@ def _run_streams(
         if stop is not None and stop.is_set():
             break
         try:
-            partitions = _partitions(settings, warehouse, client, stream)
+            listed = [r for r in report.results if r.stream == CASH_REGISTERS_TABLE.name]
+            partitions = _partitions(
+                settings,
+                warehouse,
+                client,
+                stream,
+                registers_listed=len(listed) == len(settings.site_ids)
+                and all(r.status == "ok" for r in listed),
+            )
         except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
             failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
             log.error("partitions_failed", stream=stream.name, error=str(exc))

@@ -206,6 +206,8 @@ def test_a_new_register_is_backfilled_while_the_others_continue(
         sim.world.add_report(report)
     start = len(sim.log)
     assert sync(settings).ok
+    listings = [path for path, _ in sim.log[start:] if path.endswith("/cashregisters.json")]
+    assert len(listings) == len(sim.world.site_ids())  # listed once, not again for journals
     asks = [p for path, p in sim.log[start:] if path.endswith("/journal-entries")]
     new = [p for p in asks if p["register_id"] == register.registerid]
     assert new[0]["date_from"] == "0"

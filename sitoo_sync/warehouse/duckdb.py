@@ -290,38 +290,53 @@ class DuckDBWarehouse(ChildReplacement):
     def set_cursor(
         self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
     ) -> None:
-        """Upsert the cursor row, adding `rows` and `windows` to the partition's counts."""
-        now = datetime.now(UTC)
-        self.con.execute(
-            "INSERT INTO sync_state (stream, partition_key, cursor, rows_loaded, windows_loaded, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream, partition_key) DO UPDATE "
-            "SET cursor = excluded.cursor, "
-            "rows_loaded = coalesce(sync_state.rows_loaded, 0) + excluded.rows_loaded, "
-            "windows_loaded = coalesce(sync_state.windows_loaded, 0) + excluded.windows_loaded, "
-            "updated_at = excluded.updated_at",
-            [stream, partition, cursor, rows, windows, now],
+        """Move the cursor, adding `rows` and `windows` to the partition's counts."""
+        self._write_state(
+            stream,
+            partition,
+            {"cursor": cursor, "updated_at": datetime.now(UTC)},
+            added={"rows_loaded": rows, "windows_loaded": windows},
         )
 
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
         """Stamp how the tick ended; success and failure times are kept apart."""
+        values: dict[str, object] = {"last_status": status, "last_status_detail": detail}
         stamp = {"ok": "last_success_at", "failed": "last_error_at"}.get(status)
-        columns = ["last_status", "last_status_detail"]
-        values: list[object] = [status, detail]
         if stamp is not None:
-            columns.append(stamp)
-            values.append(datetime.now(UTC))
+            values[stamp] = datetime.now(UTC)
         if status == "failed":
-            columns.append("last_error")
-            values.append(detail)
-        names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+            values["last_error"] = detail
+        self._write_state(stream, partition, values)
+
+    def _write_state(
+        self,
+        stream: str,
+        partition: str,
+        values: Mapping[str, object],
+        *,
+        added: Mapping[str, int] | None = None,
+    ) -> None:
+        """Set `values` and add `added` to counters on the (stream, partition) row.
+
+        An UPDATE, then an INSERT only when the row is new: DuckDB's `ON CONFLICT` costs
+        about 2 ms against 0.5 ms for an UPDATE by key, paid twice per register partition
+        on every tick (`sitoo-sync bench --journals`).
+        """
+        added = added or {}
+        sets = [f"{c} = ?" for c in values] + [f"{c} = coalesce({c}, 0) + ?" for c in added]
+        params = [*values.values(), *added.values()]
+        updated = self.con.execute(
+            f"UPDATE sync_state SET {', '.join(sets)} WHERE stream = ? AND partition_key = ?",
+            [*params, stream, partition],
+        ).fetchone()
+        if updated is not None and updated[0]:
+            return
+        names = ["stream", "partition_key", *values, *added]
         self.con.execute(
-            f"INSERT INTO sync_state (stream, partition_key, {names}) VALUES (?, ?, {marks}) "
-            f"ON CONFLICT (stream, partition_key) DO UPDATE SET {updates}",
-            [stream, partition, *values],
+            f"INSERT INTO sync_state ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            [stream, partition, *params],
         )
 
     def states(self) -> list[StreamState]:

@@ -330,7 +330,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.phase:
         return bench.run_phase(args.phase)
     if args.journals:
-        return bench.run_journal_benchmark(registers_per_store=10, latency=0.1)
+        return bench.run_journal_benchmark(
+            registers_per_store=10, latency=0.1, targets=args.target, rounds=args.rounds
+        )
     return bench.run_benchmark(reports=args.reports, targets=args.target, rounds=args.rounds)
 
 

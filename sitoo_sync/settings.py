@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     journal_start: date | None = Field(
         None, description="first day of journal entries for a new register; default: all"
     )
-    concurrency: int = Field(4, ge=1, le=64, description="registers fetched at the same time")
+    concurrency: int = Field(
+        4, ge=1, le=64, description="registers (and sites) fetched at the same time"
+    )
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
     schedules: dict[str, str] = Field(

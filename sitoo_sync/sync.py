@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -103,6 +104,7 @@ class RunReport:
 
 
 _DONE = object()
+_ANY_TIME = nullcontext()  # a partition running alone needs no turn
 
 
 def _utcnow() -> datetime:
@@ -156,7 +158,9 @@ def _split_values_from(
         if field_name == "registerid":
             listed = {
                 r["registerid"]
-                for r in list_registers(client, settings.site_ids, stream=stream.name)
+                for r in list_registers(
+                    client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
+                )
                 if isinstance(r.get("registerid"), str)
             }
         log.info(
@@ -303,8 +307,13 @@ def sync_partition(
     on_window: Callable[[PartitionResult], None] | None = None,
     clock: Callable[[], datetime] = _utcnow,
     stop: threading.Event | None = None,
+    turn: AbstractContextManager[Any] = _ANY_TIME,
 ) -> PartitionResult:
-    """Bring one (stream, partition) up to date; errors are caught and reported, not raised."""
+    """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
+
+    Fetching runs freely; what comes after a page arrives (normalizing, loading, the
+    outcome) runs inside `turn`, which concurrent partitions share: see `_run_streams`.
+    """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
     requests_before = client.partition_requests[(stream.name, partition)]
@@ -320,30 +329,31 @@ def sync_partition(
     loader = _Loader(warehouse, stream, partition, batch, result, on_window)
     try:
         for window in prefetch(windows):
-            normalized = stream.normalize(window.records, context)
-            keys = normalized.keys()
-            if stream.full_refresh:
-                seen |= keys
-            if not batch.accepts(keys):
-                loader.commit()
-            batch.add(normalized, keys, len(window.records), str(window.cursor))
-            result.windows += 1
-            log.debug(
-                "window_fetched",
-                stream=stream.name,
-                partition=partition,
-                params=dict(window.params),
-                records=len(window.records),
-                cursor=window.cursor,
-            )
-            if batch.full():
-                loader.commit()
+            with turn:
+                normalized = stream.normalize(window.records, context)
+                keys = normalized.keys()
+                if stream.full_refresh:
+                    seen |= keys
+                if not batch.accepts(keys):
+                    loader.commit()
+                batch.add(normalized, keys, len(window.records), str(window.cursor))
+                result.windows += 1
+                log.debug(
+                    "window_fetched",
+                    stream=stream.name,
+                    partition=partition,
+                    params=dict(window.params),
+                    records=len(window.records),
+                    cursor=window.cursor,
+                )
+                if batch.full():
+                    loader.commit()
             if stop is not None and stop.is_set():
                 log.info("stop_honoured", stream=stream.name, partition=partition)
                 break
         # The last batch, the missing marks and the outcome commit together: one commit less
         # per partition, and the outcome can never disagree with the rows.
-        with warehouse.transaction():
+        with turn, warehouse.transaction():
             loader.commit()
             if stream.full_refresh and stream.partition_column and not (stop and stop.is_set()):
                 _mark_missing(warehouse, stream, partition, seen, now)
@@ -352,10 +362,9 @@ def sync_partition(
         result.status = "disabled"
         result.error = exc.message
         log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
-        warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
+        with turn:
+            warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
     except SitooSyncError as exc:
-        # Windows already fetched are whole and their cursor is right: keep that progress.
-        loader.commit()
         result.status = "failed"
         result.error = str(exc)
         log.error(
@@ -363,7 +372,10 @@ def sync_partition(
             error=exc.message,
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
-        warehouse.record_outcome(stream.name, partition, "failed", str(exc))
+        with turn:
+            # Windows already fetched are whole and their cursor is right: keep that progress.
+            loader.commit()
+            warehouse.record_outcome(stream.name, partition, "failed", str(exc))
     for note, count in result.notes.items():
         log.warning(
             "entries_noted", stream=stream.name, partition=partition, note=note, count=count
@@ -426,7 +438,9 @@ def _partitions(
         return sorted(known)
     listed = {
         r["registerid"]
-        for r in list_registers(client, settings.site_ids, stream=stream.name)
+        for r in list_registers(
+            client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
+        )
         if isinstance(r.get("registerid"), str)
     }
     new = listed - known
@@ -448,6 +462,22 @@ def _log_result(result: PartitionResult) -> None:
         cursor=result.cursor,
         seconds=round(result.seconds, 3),
     )
+
+
+def _load_turn(warehouse: Warehouse) -> AbstractContextManager[Any]:
+    """What concurrent partitions hold while they normalize and load a page they fetched.
+
+    Pages of partitions started together arrive together. If all of them then shared the
+    CPU (one GIL, here two cores, an in-process engine), all would finish late and
+    together, and fetch their next pages together again: a convoy that leaves the network
+    idle while the CPU works, and the CPU idle while the network waits. Taking turns makes
+    the first page processed the first next request sent, so the requests of the pool
+    spread out and CPU work overlaps waiting. Only a server that loads concurrently in its
+    own processes (PostgreSQL) gains from parallel loads; it gets no turn to take.
+    """
+    if warehouse.concurrent_loads and not warehouse.in_process:
+        return _ANY_TIME
+    return threading.Lock()
 
 
 def _run_streams(
@@ -482,7 +512,10 @@ def _run_streams(
             continue
 
         def one(
-            partition: str, target: Warehouse, stream: Stream = stream
+            partition: str,
+            target: Warehouse = warehouse,
+            turn: AbstractContextManager[Any] = _ANY_TIME,
+            stream: Stream = stream,
         ) -> PartitionResult | None:
             if stop is not None and stop.is_set():
                 return None
@@ -495,16 +528,19 @@ def _run_streams(
                 on_window=on_window,
                 clock=clock,
                 stop=stop,
+                turn=turn,
             )
 
         if stream.partitions == "register" and settings.concurrency > 1 and len(partitions) > 1:
             # Each thread loads on a connection of its own, every window one transaction;
             # a target with a single writer (SQLite) takes the loads in turn instead.
             shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
+            turn = _load_turn(warehouse)
             with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo") as pool:
-                results = list(pool.map(one, partitions, [shared] * len(partitions)))
+                n = len(partitions)
+                results = list(pool.map(one, partitions, [shared] * n, [turn] * n))
         else:
-            results = [one(p, warehouse) for p in partitions]
+            results = [one(p) for p in partitions]
         for result in results:
             if result is not None:
                 report.results.append(result)

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+import sitoo_sync.sync
+from sitoo_sync.api.client import make_client
 from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams.cash_registers import list_registers
+from sitoo_sync.warehouse.load import load_window
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
@@ -296,3 +304,62 @@ def test_registers_are_fetched_concurrently_up_to_the_bound(
         assert sync(settings).ok
         assert sim.max_in_flight == expected
         assert warehouse_truth(settings) == simulator_truth(sim)
+
+
+def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On DuckDB, four registers are fetched at once but only one loads at a time."""
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+    real_load = load_window
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        try:
+            time.sleep(0.005)  # long enough for an unguarded second load to walk in
+            real_load(*args, **kwargs)
+        finally:
+            with guard:
+                inside -= 1
+
+    monkeypatch.setattr("sitoo_sync.sync.load_window", counted)
+    with Simulator.create(SimConfig(seed=31, days=2, registers_per_store=3)) as sim:
+        sim.faults.latency = 0.05
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
+        sim.max_in_flight = 0
+        assert sync(settings).ok
+        assert sim.max_in_flight == 4
+        assert most == 1
+        assert warehouse_truth(settings) == simulator_truth(sim)
+
+
+def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
+    """PostgreSQL loads side by side; in-process and single-writer targets take turns."""
+
+    def turn(concurrent_loads: bool, in_process: bool) -> object:
+        target = SimpleNamespace(concurrent_loads=concurrent_loads, in_process=in_process)
+        return sitoo_sync.sync._load_turn(target)
+
+    assert isinstance(turn(True, False), nullcontext)  # PostgreSQL
+    for shape in ((True, True), (False, True), (False, False)):  # DuckDB, SQLite, MySQL
+        assert not isinstance(turn(*shape), nullcontext)
+
+
+def test_sites_are_listed_concurrently_in_their_configured_order(tmp_path: Path) -> None:
+    """list_registers asks every site at once and returns what one-by-one listing returns."""
+    with Simulator.create(SimConfig(seed=32, days=1, registers_per_store=2)) as sim:
+        sim.faults.latency = 0.05
+        settings = settings_for(sim, tmp_path / "w.duckdb")
+        assert len(settings.site_ids) > 1
+        with make_client(settings) as client:
+            one_by_one = list_registers(client, settings.site_ids, stream="t", concurrency=1)
+            sim.max_in_flight = 0
+            together = list_registers(client, settings.site_ids, stream="t", concurrency=4)
+        assert sim.max_in_flight == len(settings.site_ids)
+        assert together == one_by_one
+        assert {r["registerid"] for r in together} == {r.registerid for r in sim.world.registers}

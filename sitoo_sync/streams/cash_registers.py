@@ -7,7 +7,8 @@ registers: journal entries (one partition per register) and the POS z-report spl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sitoo_sync.api.client import Api, SitooClient
@@ -35,18 +36,35 @@ CASH_REGISTERS = Stream(
 
 
 def list_registers(
-    client: SitooClient, site_ids: Sequence[int], *, stream: str
-) -> Iterator[Mapping[str, Any]]:
-    """Every register of every site, registered or not: the same pages the stream reads."""
-    for site in site_ids:
+    client: SitooClient, site_ids: Sequence[int], *, stream: str, concurrency: int = 1
+) -> list[Mapping[str, Any]]:
+    """Every register of every site, registered or not: the same pages the stream reads.
+
+    Up to `concurrency` sites are listed at once; the result keeps the order of `site_ids`
+    and any site's failure is raised.
+    """
+
+    def one_site(site: int) -> list[Mapping[str, Any]]:
         path = PATH.format(siteid=site)
 
-        def fetch_raw(params: Mapping[str, str | int], path: str = path, site: int = site) -> Any:
+        def fetch_raw(params: Mapping[str, str | int]) -> Any:
             return client.get_json(Api.V2, path, params, stream=stream, partition=f"site-{site}")
 
         context = WindowContext(fetch=_unused, fetch_raw=fetch_raw)
-        for window in PAGES.windows(context, None):
-            yield from (item for item in window.records if isinstance(item, Mapping))
+        return [
+            item
+            for window in PAGES.windows(context, None)
+            for item in window.records
+            if isinstance(item, Mapping)
+        ]
+
+    workers = min(concurrency, len(site_ids))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="sitoo-sites") as pool:
+            per_site = list(pool.map(one_site, site_ids))
+    else:
+        per_site = [one_site(site) for site in site_ids]
+    return [register for registers in per_site for register in registers]
 
 
 def _unused(params: Mapping[str, str | int]) -> list[Any]:

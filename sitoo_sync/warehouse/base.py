@@ -94,6 +94,9 @@ class Warehouse(Protocol):
     errors: tuple[type[BaseException], ...]
     #: True when several threads may load at once, each on a connection of its own.
     concurrent_loads: bool
+    #: True when the engine runs inside this process (DuckDB, SQLite): its work competes
+    #: with normalizing for the same CPU, so concurrent partitions load in turn.
+    in_process: bool
 
     def ensure_schema(self, tables: Sequence[Table]) -> None:
         """Create missing tables and add missing columns (additive only)."""
@@ -235,6 +238,7 @@ class SerializedWarehouse:
         self.url = inner.url
         self.errors = inner.errors
         self.concurrent_loads = False
+        self.in_process = inner.in_process
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

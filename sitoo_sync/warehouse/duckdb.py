@@ -69,6 +69,7 @@ class DuckDBWarehouse(ChildReplacement):
 
     errors: tuple[type[BaseException], ...] = (duckdb.Error,)
     concurrent_loads = True  # MVCC: transactions on duplicate connections run side by side
+    in_process = True
 
     def __init__(self, url: str, *, open_timeout_seconds: float = 60.0) -> None:
         self.url = url

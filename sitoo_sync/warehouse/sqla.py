@@ -127,6 +127,7 @@ class SqlWarehouse(ChildReplacement):
         # InnoDB's gap locks deadlock concurrent upserts of new sync_state rows, SQLite has
         # one writer, SQL Server is untested here: those take their loads in turn.
         self.concurrent_loads = self.dialect == "postgresql"
+        self.in_process = self.dialect == "sqlite"
         self._nesting = Nesting()
         self._seq = 0
         for system in (SYNC_STATE, REJECTS):

@@ -169,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logs(settings)
     streams = select_streams(settings.streams)
+    settings.require_credentials()  # before the target is opened, locked or created
     if not args.once:
         from sitoo_sync.service import Service
 

@@ -68,10 +68,13 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixt
 def test_configuration_errors_are_one_clear_line_and_exit_2(
     env: dict[str, str],
     message: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A missing or invalid setting prints one line naming it, exit code 2, no traceback."""
+    """A missing or invalid setting prints one line naming it, exit code 2, no traceback,
+    and leaves nothing behind (no target file, no lock file)."""
+    monkeypatch.chdir(tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert main(["run", "--once"]) == 2
@@ -79,6 +82,7 @@ def test_configuration_errors_are_one_clear_line_and_exit_2(
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_schedule_is_a_configuration_error(

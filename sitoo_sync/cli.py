@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ examples:
   sitoo-sync run                       the service: every stream on its schedule
   sitoo-sync run --once                one sync tick of every enabled stream (cron)
   sitoo-sync status                    cursors and health per stream
+  sitoo-sync reset pos_z_reports --since 2026-11-01
+                                       read again from a day on (rows are kept)
   sitoo-sync simulator --port 8080     the fake Sitoo API alone, to poke with curl
   sitoo-sync bench                     backfill benchmark against the simulator
 """
@@ -98,6 +100,34 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    reset = sub.add_parser(
+        "reset",
+        help="move a stream's cursor back so the next tick reads again (no rows are deleted)",
+        description="Move the cursor of every partition of STREAM (or of one, --partition) back "
+        "to a day (--since), or clear it so the next tick starts as a first one does "
+        "(SITOO_JOURNAL_START, SITOO_STORE_Z_REPORTS_START_DAY, or the beginning). Nothing is "
+        "deleted: what is read again is upserted on its key and its children replaced as a "
+        "set, so a reset only adds what was missing and corrects what changed. Use it to "
+        "re-load a period, or to backfill from an earlier day. It waits for no tick: if one "
+        "is loading STREAM it says so and exits 1; run it again afterwards.",
+        formatter_class=fmt,
+    )
+    reset.add_argument(
+        "stream", metavar="STREAM", help="pos_z_reports, store_z_reports or journal_entries"
+    )
+    reset.add_argument(
+        "--partition",
+        metavar="KEY",
+        help="only this partition: a register GUID, a site id ... (see `sitoo-sync status`)",
+    )
+    reset.add_argument(
+        "--since",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="read again from this day on (UTC; the overlap or lookback comes on top); "
+        "default: from the start",
+    )
 
     simulator = sub.add_parser(
         "simulator",
@@ -286,6 +316,50 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day: {text!r} (use YYYY-MM-DD)") from None
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """`reset`: move a stream's cursors back, under the stream's lock."""
+    from sitoo_sync.locks import try_lock
+    from sitoo_sync.reset import reset_stream
+    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.warehouse import open_warehouse
+
+    settings = _settings(args)
+    _configure_logs(settings, level="WARNING")
+    stream = STREAMS.get(args.stream)
+    if stream is None:
+        raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
+    lock = try_lock(settings, stream.name)
+    if lock is None:
+        print(f"{stream.name}: a tick is loading it right now; run reset again when it is done")
+        return EXIT_FAILED
+    try:
+        warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+        try:
+            reset = reset_stream(
+                settings, warehouse, stream, partition=args.partition, since=args.since
+            )
+        finally:
+            warehouse.close()
+    finally:
+        lock.release()
+    if not reset:
+        print(f"{stream.name}: nothing to reset, it has loaded nothing into this target yet")
+        return EXIT_OK
+    start = f"from {args.since.isoformat()} (UTC)" if args.since else "from the start"
+    print(
+        f"{stream.name}: {len(reset)} partition{'s' if len(reset) != 1 else ''} reset; "
+        f"the next tick reads again {start}"
+    )
+    return EXIT_OK
+
+
 def cmd_simulator(args: argparse.Namespace) -> int:
     """`simulator`: serve the fake API until interrupted."""
     from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
@@ -340,6 +414,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
+    "reset": cmd_reset,
     "simulator": cmd_simulator,
     "demo": cmd_demo,
     "bench": cmd_bench,

@@ -20,7 +20,7 @@ def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> 
     monkeypatch.setenv("SITOO_HTTP_BACKOFF_BASE_SECONDS", "0.01")
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "status", "simulator", "bench"])
+@pytest.mark.parametrize("command", ["run", "demo", "status", "reset", "simulator", "bench"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`sitoo-sync COMMAND --help` explains the command and exits 0."""
     with pytest.raises(SystemExit) as info:

@@ -73,6 +73,10 @@ class CursorStrategy(Protocol):
         """How far the stored cursor is behind `now`, in seconds (None before any load)."""
         ...
 
+    def resume_from(self, day: date) -> str:
+        """The cursor under which the next tick reads again from `day` (UTC) on."""
+        ...
+
 
 @dataclass(frozen=True)
 class Window:
@@ -97,6 +101,11 @@ def epoch_lag(stored: str | None, now: datetime) -> float | None:
     return None if not stored else max(0.0, now.timestamp() - int(stored))
 
 
+def epoch_of(day: date) -> str:
+    """A cursor stored as Unix seconds at the start of `day` (UTC)."""
+    return str(int(datetime.combine(day, time(), UTC).timestamp()))
+
+
 def _key(record: Any, key: tuple[str, ...]) -> tuple[Any, ...]:
     if not isinstance(record, Mapping):
         return ()
@@ -116,6 +125,10 @@ class TimeWindows:
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest item loaded and `now`."""
         return epoch_lag(stored, now)
+
+    def resume_from(self, day: date) -> str:
+        """The start of `day`: the next tick reads from there, minus the overlap."""
+        return epoch_of(day)
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or the beginning) to the newest item."""
@@ -246,6 +259,10 @@ class DayWindows:
         end = datetime.combine(date.fromisoformat(stored) + timedelta(days=1), time(), UTC)
         return max(0.0, (now - end).total_seconds())
 
+    def resume_from(self, day: date) -> str:
+        """The day before: the next tick reads from there, minus the lookback days."""
+        return (day - timedelta(days=1)).isoformat()
+
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """One window per day from the lookback (or the start day) to today."""
         today, last_final = self.schedule(ctx)
@@ -286,6 +303,10 @@ class CursorPages:
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest entry loaded and `now`."""
         return epoch_lag(stored, now)
+
+    def resume_from(self, day: date) -> str:
+        """The start of `day`: the next tick reads from there, minus the overlap."""
+        return epoch_of(day)
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Pages from `cursor - overlap` (or the start) to the end of the query."""
@@ -329,6 +350,10 @@ class OffsetPages:
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds since the last complete listing."""
         return epoch_lag(stored, now)
+
+    def resume_from(self, day: date) -> str:
+        """Never used: every tick reads the whole listing, whatever the cursor says."""
+        raise ValueError("a full listing has no cursor to move back")
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """One window per page of the listing."""

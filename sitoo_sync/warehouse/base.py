@@ -141,9 +141,10 @@ class Warehouse(Protocol):
         """The stored cursor, or None before the first load."""
 
     def set_cursor(
-        self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
+        self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
-        """Move the cursor and count the rows and windows it covers (in the load's transaction)."""
+        """Move the cursor (None: back to before the first load) and count the rows and windows
+        it covers, in the load's transaction."""
 
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None

@@ -289,7 +289,7 @@ class DuckDBWarehouse(ChildReplacement):
         return None if row is None or row[0] is None else str(row[0])
 
     def set_cursor(
-        self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
+        self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
         """Move the cursor, adding `rows` and `windows` to the partition's counts."""
         self._write_state(

@@ -449,7 +449,7 @@ class SqlWarehouse(ChildReplacement):
         return None if value is None else str(value)
 
     def set_cursor(
-        self, stream: str, partition: str, cursor: str, *, rows: int, windows: int = 1
+        self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
         """Move the cursor; add rows and windows to the partition's counts."""
         t = self.t(SYNC_STATE)

@@ -1,0 +1,56 @@
+"""`sitoo-sync reset`: move a stream's cursors back, so the next tick reads again.
+
+Rows are never deleted. What is read again is upserted on its key and its children are
+replaced as a set, so a reset can only add what was missing and correct what changed:
+the way to re-load a period after a fix, or to backfill from an earlier day.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sitoo_sync.errors import ConfigError
+from sitoo_sync.settings import Settings
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+
+
+def reset_stream(
+    settings: Settings,
+    warehouse: Warehouse,
+    stream: Stream,
+    *,
+    partition: str | None = None,
+    since: date | None = None,
+) -> list[str]:
+    """Set the cursor of every (or one) partition of `stream`; the partitions reset.
+
+    Without `since` the cursor is cleared, and the next tick starts as a first one does
+    (SITOO_JOURNAL_START, SITOO_STORE_Z_REPORTS_START_DAY, or the beginning). A stream
+    whose partitions follow from the settings (the account, the sites) can be given a
+    starting day before its first tick; register partitions must have been seen once.
+    """
+    if stream.full_refresh:
+        raise ConfigError(
+            f"{stream.name} reads its whole listing on every tick: there is no cursor to reset"
+        )
+    warehouse.ensure_schema(SYSTEM_TABLES)
+    known = sorted({s.partition for s in warehouse.states() if s.stream == stream.name})
+    if not known and stream.partitions == "account":
+        known = [settings.resolved_account_id]
+    elif not known and stream.partitions == "site":
+        known = [str(site) for site in settings.site_ids]
+    if partition is not None:
+        if partition not in known:
+            raise ConfigError(
+                f"{stream.name} has no partition {partition!r} (known: "
+                f"{', '.join(known) or 'none yet'}; `sitoo-sync status` lists them)"
+            )
+        known = [partition]
+    cursor = stream.cursor.resume_from(since) if since is not None else None
+    detail = f"reset to read again from {since or 'the start'} by sitoo-sync reset"
+    for key in known:
+        with warehouse.transaction():
+            warehouse.set_cursor(stream.name, key, cursor, rows=0, windows=0)
+            warehouse.record_outcome(stream.name, key, "reset", detail)
+    return known

@@ -1,0 +1,222 @@
+"""`sitoo-sync reset`: cursors move back, rows are kept, and the next tick reads again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitoo_sync.cli import main
+from sitoo_sync.locks import try_lock
+from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
+from sitoo_sync.reset import reset_stream
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams import STREAMS
+from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.warehouse import open_warehouse
+from tests.conftest import SyncFn
+from tests.support import query, settings_for
+from tests.targets import ALL_TARGETS, target_for
+
+
+@pytest.fixture
+def world() -> Iterator[Simulator]:
+    """Ten days of z-reports and journals on four registers."""
+    sim = Simulator.create(SimConfig(seed=41, days=10, registers_per_store=1)).start()
+    yield sim
+    sim.stop()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """Point the CLI at the same simulator and target as `settings`."""
+    assert settings.api_password is not None
+    env = {
+        "SITOO_API_ID": settings.api_id or "",
+        "SITOO_API_PASSWORD": settings.api_password.get_secret_value(),
+        "SITOO_API_BASE_URL": settings.api_base_url,
+        "SITOO_JOURNALS_BASE_URL": settings.journals_base_url,
+        "SITOO_SITE_IDS": ",".join(str(s) for s in settings.site_ids),
+        "SITOO_TARGET_URL": settings.target_url,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def day_before_last(sim: Simulator) -> date:
+    """The UTC day two days before the simulator's clock."""
+    return (datetime.fromtimestamp(sim.world.config.now, UTC) - timedelta(days=2)).date()
+
+
+def test_reset_since_a_day_reloads_what_went_missing_and_keeps_the_rest(
+    world: Simulator, sync: SyncFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows deleted from the target after the day come back; earlier rows are untouched."""
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=["pos_z_reports"])
+    assert sync(settings).ok
+    full = query(settings, "SELECT count(*), sum(moneysalestotal) FROM pos_z_reports")
+    since = day_before_last(world)
+    start = int(datetime.combine(since, datetime.min.time(), UTC).timestamp())
+    lost = query(settings, f"SELECT count(*) FROM pos_z_reports WHERE epoch(dateadded) >= {start}")
+    assert 0 < lost[0][0] < full[0][0]
+    query(settings, f"DELETE FROM pos_z_reports WHERE epoch(dateadded) >= {start}")
+
+    assert sync(settings).ok  # an ordinary tick only re-reads the overlap: still missing
+    assert query(settings, "SELECT count(*) FROM pos_z_reports")[0][0] < full[0][0]
+
+    use(monkeypatch, settings)
+    assert main(["reset", "pos_z_reports", "--since", since.isoformat()]) == 0
+    [(cursor, status)] = query(
+        settings, "SELECT cursor, last_status FROM sync_state WHERE stream = 'pos_z_reports'"
+    )
+    assert (cursor, status) == (str(start), "reset")
+    assert sync(settings).ok
+    assert query(settings, "SELECT count(*), sum(moneysalestotal) FROM pos_z_reports") == full
+    dupes = "SELECT count(*) FROM (SELECT registerid, zreportid FROM pos_z_reports GROUP BY ALL "
+    assert query(settings, dupes + "HAVING count(*) > 1)") == [(0,)]
+
+
+def test_reset_of_one_register_clears_only_its_cursor(
+    world: Simulator, sync: SyncFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--partition clears one register's journal cursor; the next tick backfills it alone."""
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=["journal_entries"])
+    assert sync(settings).ok
+    before = dict(query(settings, "SELECT partition_key, cursor FROM sync_state"))
+    register = sorted(before)[1]
+    rows = query(settings, "SELECT count(*) FROM journal_entries")
+
+    use(monkeypatch, settings)
+    assert main(["reset", "journal_entries", "--partition", register]) == 0
+    after = dict(query(settings, "SELECT partition_key, cursor FROM sync_state"))
+    assert after == {**before, register: None}
+
+    report = sync(settings)
+    assert report.ok
+    reread = {r.partition: r.rows for r in report.results}
+    assert reread[register] > max(v for k, v in reread.items() if k != register)
+    assert query(settings, "SELECT count(*) FROM journal_entries") == rows
+    assert dict(query(settings, "SELECT partition_key, cursor FROM sync_state")) == before
+
+
+def test_reset_before_the_first_tick_sets_where_it_starts(
+    world: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """An account-wide stream never loaded can be told the day its backfill starts."""
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=["pos_z_reports"])
+    since = day_before_last(world)
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        reset = reset_stream(settings, warehouse, STREAMS["pos_z_reports"], since=since)
+    finally:
+        warehouse.close()
+    assert reset == [settings.resolved_account_id]
+    assert sync(settings).ok
+    start = datetime.combine(since, datetime.min.time(), UTC)
+    [(oldest, count)] = query(settings, "SELECT min(dateadded), count(*) FROM pos_z_reports")
+    assert start - timedelta(seconds=settings.overlap_seconds) <= oldest < start + timedelta(days=1)
+    assert 0 < count < len(world.world.all_reports())
+
+
+@pytest.mark.parametrize("name", ["pos_z_reports", "journal_entries", "store_z_reports"])
+def test_the_first_read_after_a_reset_starts_at_the_day_less_overlap_or_lookback(
+    name: str,
+) -> None:
+    """Each cursor strategy turns --since into a cursor whose next read covers the day."""
+    day = date(2026, 11, 10)
+    start = datetime(2026, 11, 10, tzinfo=UTC)
+    asked: list[Mapping[str, str | int]] = []
+
+    def fetch(params: Mapping[str, str | int]) -> list[Any]:
+        asked.append(dict(params))
+        return []
+
+    ctx = WindowContext(
+        fetch=fetch,
+        fetch_raw=lambda params: {"items": fetch(params)},
+        get=lambda _path: {"aggregation_active": True, "hour_of_day": 3, "time_zone": "UTC"},
+        overlap=600,
+        lookback_days=3,
+        now=start + timedelta(days=5),
+    )
+    strategy = STREAMS[name].cursor
+    next(iter(strategy.windows(ctx, strategy.resume_from(day))))
+    first = asked[0]
+    if name == "store_z_reports":
+        assert first["day"] == (day - timedelta(days=3)).isoformat()
+    else:
+        lo = first["dateaddedfrom" if name == "pos_z_reports" else "date_from"]
+        assert lo == int(start.timestamp()) - 600
+
+
+def test_reset_refuses_a_stream_without_a_cursor_and_an_unknown_partition(
+    world: Simulator,
+    sync: SyncFn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """cash_registers (a full listing) and a partition that was never seen are usage errors."""
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=["pos_z_reports"])
+    assert sync(settings).ok
+    use(monkeypatch, settings)
+    assert main(["reset", "cash_registers"]) == 2
+    assert "no cursor to reset" in capsys.readouterr().err
+    assert main(["reset", "pos_z_reports", "--partition", "nope"]) == 2
+    assert "has no partition 'nope'" in capsys.readouterr().err
+    assert main(["reset", "z_reports"]) == 2
+    assert "unknown stream 'z_reports'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reset", "pos_z_reports", "--since", "last week"])
+    assert "not a day" in capsys.readouterr().err
+
+
+def test_reset_waits_for_no_tick_that_holds_the_stream(
+    world: Simulator,
+    sync: SyncFn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """While a tick holds the stream's lock, reset changes nothing and exits 1."""
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=["pos_z_reports"])
+    assert sync(settings).ok
+    cursor = query(settings, "SELECT cursor FROM sync_state")
+    use(monkeypatch, settings)
+    lock = try_lock(settings, "pos_z_reports")
+    assert lock is not None
+    try:
+        assert main(["reset", "pos_z_reports"]) == 1
+    finally:
+        lock.release()
+    assert "a tick is loading it" in capsys.readouterr().out
+    assert query(settings, "SELECT cursor FROM sync_state") == cursor
+    assert main(["reset", "pos_z_reports"]) == 0
+    assert query(settings, "SELECT cursor FROM sync_state") == [(None,)]
+
+
+@pytest.mark.parametrize("name", ALL_TARGETS)
+def test_reset_then_a_tick_leaves_every_target_as_it_was(
+    name: str, world: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """Clearing a cursor on any target re-reads everything and changes no row."""
+    with target_for(name, tmp_path) as target:
+        settings = settings_for(
+            world, tmp_path / "unused.duckdb", streams=["pos_z_reports"], **target.settings()
+        )
+        assert sync(settings).ok
+        before = target.bag(POS_TABLE)
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        try:
+            reset_stream(settings, warehouse, STREAMS["pos_z_reports"])
+            [state] = [s for s in warehouse.states() if s.stream == "pos_z_reports"]
+        finally:
+            warehouse.close()
+        assert (state.cursor, state.last_status) == (None, "reset")
+        report = sync(settings)
+        assert report.ok
+        assert sum(r.rows for r in report.results) >= sum(before.values())
+        assert target.bag(POS_TABLE) == before

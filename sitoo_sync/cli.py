@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         "status",
         help="show status, cursor, lag, last success and rows per stream and partition",
         description="Read sync_state from the target: per stream and partition, how the last "
-        "tick ended (ok, failed, disabled) and why, the cursor and how far it is behind now, "
-        "when it last succeeded, the rows loaded so far and the last error.",
+        "tick ended (ok, failed, disabled; or reset by `reset`) and why, the cursor and how "
+        "far it is behind now, when it last succeeded, the rows loaded so far and the last "
+        "error.",
         formatter_class=fmt,
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")

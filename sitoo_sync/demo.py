@@ -8,9 +8,11 @@ simulator's own totals, rejects, and SQL to try next.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import SecretStr
 
@@ -52,13 +54,45 @@ GROUP BY ALL ORDER BY s.day_created DESC LIMIT 10;
 SELECT stream, record_key, reason FROM rejects;"""
 
 
-def _progress(result: PartitionResult) -> None:
-    print(
-        f"\r  {result.stream}: {result.windows} windows, {result.rows:,} rows",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
+class Progress:
+    """One line per stream on a terminal, rewritten as windows load: totals over partitions.
+
+    Windows of concurrent partitions report from several threads; the totals take a lock.
+    Off a terminal (CI logs, pipes) it prints nothing: the summary follows anyway.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._live = out.isatty()
+        self._lock = threading.Lock()
+        self._stream = ""
+        self._partitions: dict[str, PartitionResult] = {}
+
+    def __call__(self, result: PartitionResult) -> None:
+        """on_window: the partition's running result after each committed batch."""
+        if not self._live:
+            return
+        with self._lock:
+            if result.stream != self._stream:
+                if self._stream:
+                    print(file=self._out)
+                self._stream, self._partitions = result.stream, {}
+            self._partitions[result.partition] = result
+            parts = self._partitions.values()
+            windows = sum(r.windows for r in parts)
+            rows = sum(r.rows for r in parts)
+            many = f"{len(parts)} partitions, " if len(parts) > 1 else ""
+            print(
+                f"\r  {result.stream}: {many}{windows} windows, {rows:,} rows",
+                end="",
+                file=self._out,
+                flush=True,
+            )
+
+    def done(self) -> None:
+        """End the last line."""
+        if self._live and self._stream:
+            print(file=self._out)
 
 
 def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool) -> int:
@@ -86,9 +120,10 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         warehouse = DuckDBWarehouse(demo_settings.target_url)
         streams = select_streams(None)
         with make_client(demo_settings) as client:
-            report = run_once(demo_settings, warehouse, client, streams, on_window=_progress)
+            progress = Progress(sys.stderr)
+            report = run_once(demo_settings, warehouse, client, streams, on_window=progress)
             retries = sum(client.retries.values())
-        print(file=sys.stderr)
+        progress.done()
         elapsed = time.monotonic() - started
         for line in report.summary():
             print(f"  {line}")

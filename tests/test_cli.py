@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from sitoo_sync.cli import main
+from sitoo_sync.demo import Progress
 from sitoo_sync.simulator import Simulator
+from sitoo_sync.sync import PartitionResult
 
 
 def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> None:
@@ -244,3 +247,25 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
     assert out.count("matches the simulator") == 6
     assert "SELECT" in out
     assert db.exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_demo_progress_totals_a_streams_partitions_on_a_terminal_only() -> None:
+    """The progress line sums every partition of the stream; off a terminal it stays quiet."""
+    screen = _Terminal()
+    progress = Progress(screen)
+    progress(PartitionResult("journal_entries", "{A}", windows=1, rows=10))
+    progress(PartitionResult("journal_entries", "{B}", windows=2, rows=20))
+    progress(PartitionResult("journal_entries", "{A}", windows=2, rows=15))
+    progress(PartitionResult("pos_z_reports", "1500", windows=1, rows=7))
+    progress.done()
+    lines = screen.getvalue().split("\n")
+    assert lines[0].split("\r")[-1] == "  journal_entries: 2 partitions, 4 windows, 35 rows"
+    assert lines[1] == "\r  pos_z_reports: 1 windows, 7 rows"
+    quiet = io.StringIO()
+    Progress(quiet)(PartitionResult("pos_z_reports", "1500", windows=1, rows=7))
+    assert quiet.getvalue() == ""

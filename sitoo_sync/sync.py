@@ -532,8 +532,9 @@ def _run_streams(
             )
 
         if stream.partitions == "register" and settings.concurrency > 1 and len(partitions) > 1:
-            # Each thread loads on a connection of its own, every window one transaction;
-            # a target with a single writer (SQLite) takes the loads in turn instead.
+            # Each thread fetches on its own and loads on a connection of its own, every
+            # window one transaction. Loads take turns (see _load_turn) except on PostgreSQL;
+            # a target that must not be written from two threads at all is serialized whole.
             shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
             turn = _load_turn(warehouse)
             with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo") as pool:

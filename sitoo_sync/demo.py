@@ -17,10 +17,11 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
+from sitoo_sync.partition import PartitionResult
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
 from sitoo_sync.streams import select_streams
-from sitoo_sync.sync import PartitionResult, run_once
+from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 

@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
-from sitoo_sync.sync import PartitionResult
+from sitoo_sync.partition import PartitionResult
 
 HEALTHY_WITHIN_INTERVALS = 3
 

@@ -12,8 +12,8 @@ import pytest
 
 from sitoo_sync.cli import main
 from sitoo_sync.demo import Progress
+from sitoo_sync.partition import PartitionResult
 from sitoo_sync.simulator import Simulator
-from sitoo_sync.sync import PartitionResult
 
 
 def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> None:

@@ -327,7 +327,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
             with guard:
                 inside -= 1
 
-    monkeypatch.setattr("sitoo_sync.sync.load_window", counted)
+    monkeypatch.setattr("sitoo_sync.partition.load_window", counted)
     with Simulator.create(SimConfig(seed=31, days=2, registers_per_store=3)) as sim:
         sim.faults.latency = 0.05
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])

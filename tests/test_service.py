@@ -254,7 +254,7 @@ def test_service_ticks_serves_metrics_lets_readers_in_and_stops_on_sigterm(
 def test_healthz_is_not_ready_before_every_stream_has_ticked() -> None:
     """Readiness needs a recent success of every stream, not just of one."""
     from sitoo_sync.metrics import Metrics
-    from sitoo_sync.sync import PartitionResult
+    from sitoo_sync.partition import PartitionResult
 
     metrics = Metrics({"a": 60.0, "b": 60.0})
     assert metrics.health()[0] is False

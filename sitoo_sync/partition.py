@@ -1,0 +1,338 @@
+"""One partition's tick: window → normalize → load with cursor, until the present.
+
+The next window is fetched on a helper thread while the current one is normalized and
+loaded (a queue of one). Fetching never depends on what was loaded, only on the last page,
+so this changes speed and nothing else. Consecutive windows are committed together, rows,
+rejects and the last window's cursor in one transaction, up to SITOO_LOAD_BATCH_ROWS /
+_SECONDS; memory holds two raw windows and one batch of typed (Arrow) rows. A crash at any
+instant loses nothing: what was not committed is fetched again from the stored cursor.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from sitoo_sync.api.client import SitooClient
+from sitoo_sync.errors import DisabledStream, SitooSyncError
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.normalize.tables import Kind
+from sitoo_sync.settings import Settings
+from sitoo_sync.streams.base import Stream, items_of
+from sitoo_sync.streams.cash_registers import list_registers
+from sitoo_sync.streams.cursors import Window, WindowContext
+from sitoo_sync.warehouse.base import Warehouse
+from sitoo_sync.warehouse.load import Batch, load_window
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+Status = Literal["ok", "failed", "disabled"]
+
+
+@dataclass
+class PartitionResult:
+    """What one tick of one (stream, partition) did."""
+
+    stream: str
+    partition: str
+    status: Status = "ok"
+    windows: int = 0
+    rows: int = 0
+    rejects: int = 0
+    requests: int = 0
+    cursor: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+_DONE = object()
+ANY_TIME = nullcontext()  # a partition running alone needs no turn
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def prefetch(source: Iterator[T], *, depth: int = 1) -> Iterator[T]:
+    """Iterate `source` on a helper thread, at most `depth` items ahead of the consumer."""
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        box.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put(exc)
+
+    worker = threading.Thread(target=produce, name="sitoo-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def _split_values_from(
+    client: SitooClient, settings: Settings, stream: Stream
+) -> Callable[[str, list[Any]], Iterable[str]]:
+    """Values to split a crowded second by: those on the page, and for `registerid` every
+    register the cash-register listing of the configured sites knows."""
+
+    def values(field_name: str, page: list[Any]) -> Iterable[str]:
+        seen = {r[field_name] for r in page if isinstance(r, Mapping) and r.get(field_name)}
+        listed: set[str] = set()
+        if field_name == "registerid":
+            listed = {
+                r["registerid"]
+                for r in list_registers(
+                    client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
+                )
+                if isinstance(r.get("registerid"), str)
+            }
+        log.info(
+            "window_split",
+            stream=stream.name,
+            by=field_name,
+            values=len(seen | listed),
+            on_page=len(seen),
+            listed=len(listed),
+        )
+        return seen | listed
+
+    return values
+
+
+def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: NormalizedWindow) -> None:
+    log.info(
+        "batch_loaded",
+        stream=stream.name,
+        partition=partition,
+        windows=len(batch.windows),
+        records=batch.records,
+        rows=normalized.row_count(),
+        rejects=len(normalized.rejects),
+        cursor=batch.cursor,
+    )
+    for reject in normalized.rejects:
+        log.warning(
+            "record_rejected",
+            stream=stream.name,
+            partition=partition,
+            record_key=reject.record_key,
+            reason=reject.reason,
+        )
+
+
+def _fetchers(
+    client: SitooClient, stream: Stream, partition: str
+) -> tuple[
+    Callable[[Mapping[str, str | int]], list[Any]], Callable[[Mapping[str, str | int]], Any]
+]:
+    """GET the stream's path for this partition: (records only, whole response)."""
+    path = stream.path_for(partition)
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        return client.get_json(stream.api, path, params, stream=stream.name, partition=partition)
+
+    def fetch(params: Mapping[str, str | int]) -> list[Any]:
+        try:
+            return items_of(fetch_raw(params))
+        except ValueError as exc:
+            raise SitooSyncError(
+                str(exc), stream=stream.name, partition=partition, url=client.url(stream.api, path)
+            ) from exc
+
+    return fetch, fetch_raw
+
+
+def _window_context(
+    settings: Settings,
+    client: SitooClient,
+    stream: Stream,
+    partition: str,
+    *,
+    now: datetime,
+) -> WindowContext:
+    """What the stream's cursor strategy may use during this tick."""
+    fetch, fetch_raw = _fetchers(client, stream, partition)
+    start = settings.journal_start
+    return WindowContext(
+        fetch=fetch,
+        fetch_raw=fetch_raw,
+        get=lambda path: client.get_json(stream.api, path, stream=stream.name, partition=partition),
+        partition=partition,
+        key=stream.key,
+        overlap=settings.overlap_seconds,
+        split_values=_split_values_from(client, settings, stream),
+        start_day=settings.store_z_reports_start_day,
+        start_time=int(datetime.combine(start, datetime.min.time(), UTC).timestamp())
+        if start
+        else 0,
+        lookback_days=settings.store_z_reports_lookback_days,
+        grace=timedelta(minutes=settings.store_z_reports_grace_minutes),
+        now=now,
+    )
+
+
+def _mark_missing(
+    warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
+) -> None:
+    """After a full listing: rows of this partition it did not show get `missing_since`."""
+    parent = next(t for t in stream.tables if not t.is_child)
+    column = stream.partition_column
+    assert column is not None
+    value = parent.column(column)
+    scope = int(partition) if value.kind is Kind.INT else partition
+    with warehouse.transaction():
+        gone = warehouse.mark_missing(parent, {column: scope}, sorted(seen), now)
+    if gone:
+        log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
+
+
+@dataclass
+class _Loader:
+    """One partition's pending batch, and what committing it does to the result."""
+
+    warehouse: Warehouse
+    stream: Stream
+    partition: str
+    batch: Batch
+    result: PartitionResult
+    on_window: Callable[[PartitionResult], None] | None
+
+    def commit(self) -> None:
+        batch, result = self.batch, self.result
+        if not batch.windows:
+            return
+        normalized = NormalizedWindow.concat(batch.windows)
+        load_window(
+            self.warehouse,
+            self.stream,
+            self.partition,
+            normalized,
+            batch.cursor,
+            windows=len(batch.windows),
+        )
+        result.rows += normalized.row_count()
+        result.rejects += len(normalized.rejects)
+        result.notes.update(normalized.notes)
+        result.cursor = batch.cursor
+        _log_batch(self.stream, self.partition, batch, normalized)
+        batch.clear()
+        if self.on_window is not None:
+            self.on_window(result)
+
+
+def sync_partition(
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    stream: Stream,
+    partition: str,
+    *,
+    on_window: Callable[[PartitionResult], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    stop: threading.Event | None = None,
+    turn: AbstractContextManager[Any] = ANY_TIME,
+) -> PartitionResult:
+    """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
+
+    Fetching runs freely; what comes after a page arrives (normalizing, loading, the
+    outcome) runs inside `turn`, which concurrent partitions share: see `sync._load_turn`.
+    """
+    result = PartitionResult(stream=stream.name, partition=partition)
+    started = time.monotonic()
+    requests_before = client.partition_requests[(stream.name, partition)]
+    stored = warehouse.get_cursor(stream.name, partition)
+    result.cursor = stored
+    now = clock()
+    context = {"partition": partition, "now": now}
+    seen: set[tuple[Any, ...]] = set()
+    windows: Iterator[Window] = stream.cursor.windows(
+        _window_context(settings, client, stream, partition, now=now), stored
+    )
+    batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
+    loader = _Loader(warehouse, stream, partition, batch, result, on_window)
+    try:
+        for window in prefetch(windows):
+            with turn:
+                normalized = stream.normalize(window.records, context)
+                keys = normalized.keys()
+                if stream.full_refresh:
+                    seen |= keys
+                if not batch.accepts(keys):
+                    loader.commit()
+                batch.add(normalized, keys, len(window.records), str(window.cursor))
+                result.windows += 1
+                log.debug(
+                    "window_fetched",
+                    stream=stream.name,
+                    partition=partition,
+                    params=dict(window.params),
+                    records=len(window.records),
+                    cursor=window.cursor,
+                )
+                if batch.full():
+                    loader.commit()
+            if stop is not None and stop.is_set():
+                log.info("stop_honoured", stream=stream.name, partition=partition)
+                break
+        # The last batch, the missing marks and the outcome commit together: one commit less
+        # per partition, and the outcome can never disagree with the rows.
+        with turn, warehouse.transaction():
+            loader.commit()
+            if stream.full_refresh and stream.partition_column and not (stop and stop.is_set()):
+                _mark_missing(warehouse, stream, partition, seen, now)
+            warehouse.record_outcome(stream.name, partition, "ok")
+    except DisabledStream as exc:
+        result.status = "disabled"
+        result.error = exc.message
+        log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
+        with turn:
+            warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
+    except SitooSyncError as exc:
+        result.status = "failed"
+        result.error = str(exc)
+        log.error(
+            "partition_failed",
+            error=exc.message,
+            **{"stream": stream.name, **exc.context(), "partition": partition},
+        )
+        with turn:
+            # Windows already fetched are whole and their cursor is right: keep that progress.
+            loader.commit()
+            warehouse.record_outcome(stream.name, partition, "failed", str(exc))
+    for note, count in result.notes.items():
+        log.warning(
+            "entries_noted", stream=stream.name, partition=partition, note=note, count=count
+        )
+    result.requests = client.partition_requests[(stream.name, partition)] - requests_before
+    result.seconds = time.monotonic() - started
+    return result

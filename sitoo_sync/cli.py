@@ -126,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
         "--since",
         type=_day,
         metavar="YYYY-MM-DD",
-        help="read again from this day on (UTC; the overlap or lookback comes on top); "
-        "default: from the start",
+        help="read again from this day on (UTC; the overlap or lookback comes on top); never "
+        "past where the stream has read to; default: from the start",
     )
 
     simulator = sub.add_parser(

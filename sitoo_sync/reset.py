@@ -7,7 +7,8 @@ the way to re-load a period after a fix, or to backfill from an earlier day.
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.settings import Settings
@@ -35,7 +36,8 @@ def reset_stream(
             f"{stream.name} reads its whole listing on every tick: there is no cursor to reset"
         )
     warehouse.ensure_schema(SYSTEM_TABLES)
-    known = sorted({s.partition for s in warehouse.states() if s.stream == stream.name})
+    stored = {s.partition: s.cursor for s in warehouse.states() if s.stream == stream.name}
+    known = sorted(stored)
     if not known and stream.partitions == "account":
         known = [settings.resolved_account_id]
     elif not known and stream.partitions == "site":
@@ -47,10 +49,32 @@ def reset_stream(
                 f"{', '.join(known) or 'none yet'}; `sitoo-sync status` lists them)"
             )
         known = [partition]
-    cursor = stream.cursor.resume_from(since) if since is not None else None
+    cursor = None if since is None else _cursor_back_to(stream, since, stored, known)
     detail = f"reset to read again from {since or 'the start'} by sitoo-sync reset"
     for key in known:
         with warehouse.transaction():
             warehouse.set_cursor(stream.name, key, cursor, rows=0, windows=0)
             warehouse.record_outcome(stream.name, key, "reset", detail)
     return known
+
+
+def _cursor_back_to(
+    stream: Stream, since: date, stored: Mapping[str, str | None], partitions: list[str]
+) -> str:
+    """The cursor that resumes from `since`, refused where it would skip what is unread."""
+    now = datetime.now(UTC)
+    if since > now.date():
+        raise ConfigError(f"--since {since} is in the future")
+    cursor = stream.cursor.resume_from(since)
+    lag = stream.cursor.lag_seconds(cursor, now) or 0.0
+    ahead = [
+        key
+        for key in partitions
+        if (old := stored.get(key)) and lag < (stream.cursor.lag_seconds(old, now) or 0.0)
+    ]
+    if ahead:
+        raise ConfigError(
+            f"--since {since} is past where {stream.name} has read to ({', '.join(ahead)}): "
+            "a reset only moves back; what lies between would never be read"
+        )
+    return cursor

@@ -177,6 +177,29 @@ def test_reset_refuses_a_stream_without_a_cursor_and_an_unknown_partition(
     assert "not a day" in capsys.readouterr().err
 
 
+def test_reset_never_moves_a_cursor_forward(
+    sync: SyncFn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --since past the cursor (or in the future) would skip unread data: refused, no change."""
+    now = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    config = SimConfig(seed=42, days=5, registers_per_store=1, now=int(now.timestamp()))
+    with Simulator.create(config) as sim:
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"])
+        assert sync(settings, clock=lambda: now).ok
+    before = query(settings, "SELECT cursor, last_status FROM sync_state")
+    use(monkeypatch, settings)
+    assert main(["reset", "pos_z_reports", "--since", "2026-11-11"]) == 2
+    assert "a reset only moves back" in capsys.readouterr().err
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    assert main(["reset", "pos_z_reports", "--since", tomorrow]) == 2
+    assert "is in the future" in capsys.readouterr().err
+    assert query(settings, "SELECT cursor, last_status FROM sync_state") == before
+    assert main(["reset", "pos_z_reports", "--since", "2026-11-10"]) == 0
+
+
 def test_reset_waits_for_no_tick_that_holds_the_stream(
     loaded: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

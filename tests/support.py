@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from sitoo_sync.settings import Settings
@@ -30,6 +31,14 @@ def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> None:
+    """Point `sitoo-sync` commands run in this test at `sim` and the DuckDB file `db`."""
+    for name, value in sim.settings_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    monkeypatch.setenv("SITOO_HTTP_BACKOFF_BASE_SECONDS", "0.01")
 
 
 def query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:

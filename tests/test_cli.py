@@ -14,13 +14,7 @@ from sitoo_sync.cli import main
 from sitoo_sync.demo import Progress
 from sitoo_sync.partition import PartitionResult
 from sitoo_sync.simulator import Simulator
-
-
-def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> None:
-    for name, value in sim.settings_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
-    monkeypatch.setenv("SITOO_HTTP_BACKOFF_BASE_SECONDS", "0.01")
+from tests.support import use_simulator
 
 
 @pytest.mark.parametrize("command", ["run", "demo", "status", "reset", "simulator", "bench"])

@@ -20,7 +20,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
-from tests.support import query, settings_for
+from tests.support import query, settings_for, use_simulator
 from tests.targets import ALL_TARGETS, target_for
 
 
@@ -32,21 +32,6 @@ def world() -> Iterator[Simulator]:
     sim.stop()
 
 
-def use(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
-    """Point the CLI at the same simulator and target as `settings`."""
-    assert settings.api_password is not None
-    env = {
-        "SITOO_API_ID": settings.api_id or "",
-        "SITOO_API_PASSWORD": settings.api_password.get_secret_value(),
-        "SITOO_API_BASE_URL": settings.api_base_url,
-        "SITOO_JOURNALS_BASE_URL": settings.journals_base_url,
-        "SITOO_SITE_IDS": ",".join(str(s) for s in settings.site_ids),
-        "SITOO_TARGET_URL": settings.target_url,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-
 @pytest.fixture
 def loaded(
     world: Simulator, sync: SyncFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -54,7 +39,7 @@ def loaded(
     """POS z-reports loaded once into a DuckDB file, and the CLI pointed at both."""
     settings = settings_for(world, tmp_path / "w.duckdb", streams=["pos_z_reports"])
     assert sync(settings).ok
-    use(monkeypatch, settings)
+    use_simulator(monkeypatch, world, tmp_path / "w.duckdb")
     return settings
 
 
@@ -99,7 +84,7 @@ def test_reset_of_one_register_clears_only_its_cursor(
     register = sorted(before)[1]
     rows = query(settings, "SELECT count(*) FROM journal_entries")
 
-    use(monkeypatch, settings)
+    use_simulator(monkeypatch, world, tmp_path / "w.duckdb")
     assert main(["reset", "journal_entries", "--partition", register]) == 0
     after = dict(query(settings, "SELECT partition_key, cursor FROM sync_state"))
     assert after == {**before, register: None}
@@ -190,7 +175,7 @@ def test_reset_never_moves_a_cursor_forward(
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"])
         assert sync(settings, clock=lambda: now).ok
     before = query(settings, "SELECT cursor, last_status FROM sync_state")
-    use(monkeypatch, settings)
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
     assert main(["reset", "pos_z_reports", "--since", "2026-11-11"]) == 2
     assert "a reset only moves back" in capsys.readouterr().err
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()

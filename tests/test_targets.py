@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -217,3 +218,29 @@ def test_sqlite_keeps_money_exact() -> None:
     t = sa_table(POS_TABLE, sa.MetaData())
     ddl = str(CreateTable(t).compile(dialect=sqlite.dialect()))
     assert "moneysalestotal VARCHAR(40)" in ddl
+
+
+@pytest.mark.parametrize("name", ["postgres", "mysql"])
+def test_processes_creating_one_schema_at_once_all_succeed(name: str, tmp_path: Path) -> None:
+    """Several writers that find a fresh schema at the same moment all create it without error."""
+    with target_for(name, tmp_path) as target:
+        start = threading.Barrier(6)
+        failures: list[BaseException] = []
+
+        def create() -> None:
+            warehouse = open_warehouse(target.url, schema=target.schema)
+            try:
+                start.wait()
+                warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                warehouse.close()
+
+        threads = [threading.Thread(target=create) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert target.rows(POS_TABLE) == []

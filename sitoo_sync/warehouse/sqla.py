@@ -15,9 +15,10 @@ Writes take the fastest path the dialect offers:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,7 +166,7 @@ class SqlWarehouse(ChildReplacement):
     def ensure_schema(self, tables: Sequence[Table]) -> None:
         """Create the schema and missing tables; add declared columns a table lacks."""
         wanted = [self.t(table) for table in tables]
-        with self._tx():
+        with self._tx(), self._ddl_lock():
             if self.schema:
                 self._create_schema(self.schema)
             self.metadata.create_all(self.conn, tables=wanted, checkfirst=True)
@@ -181,6 +182,32 @@ class SqlWarehouse(ChildReplacement):
                         sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
                     )
                     log.info("column_added", table=t.name, column=col.name)
+
+    @contextmanager
+    def _ddl_lock(self) -> Iterator[None]:
+        """Hold the target's schema lock while creating or altering tables.
+
+        `IF NOT EXISTS` is not safe against a race: two processes that find a fresh schema at
+        the same moment (two cron ticks, replicas starting together) both try to create it and
+        one fails on the catalog's unique index (PostgreSQL) or "already exists" (MySQL). A
+        server-side lock named after the schema makes them take turns; the later one then finds
+        everything in place. PostgreSQL's lock ends with the transaction; MySQL's DDL commits
+        implicitly, so its named lock is released explicitly (one not had within five minutes
+        lets the DDL try anyway, as it did before).
+        """
+        name = f"sitoo_sync:ddl:{self.schema or ''}"
+        if self.dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            yield
+        elif self.dialect in ("mysql", "mariadb"):
+            self.conn.execute(sa.text("SELECT GET_LOCK(:k, :wait)"), {"k": name[:64], "wait": 300})
+            try:
+                yield
+            finally:
+                self.conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
+        else:
+            yield
 
     def _create_schema(self, schema: str) -> None:
         name = self._q(schema)

@@ -23,6 +23,13 @@ from sitoo_sync.partition import PartitionResult
 HEALTHY_WITHIN_INTERVALS = 3
 
 
+def is_late(last_success: float | None, interval: float, now: float) -> bool:
+    """True when a stream's last success (Unix time; None: never) is older than
+    HEALTHY_WITHIN_INTERVALS of its schedule's intervals: the rule of /healthz and
+    `status --check`."""
+    return last_success is None or now - last_success > HEALTHY_WITHIN_INTERVALS * interval
+
+
 @dataclass
 class Metrics:
     """The service's counters and gauges, and what /healthz needs to know."""
@@ -90,7 +97,7 @@ class Metrics:
         with self._lock:
             for stream, interval in self.intervals.items():
                 last = self.last_ok.get(stream)
-                ok = last is not None and now - last <= HEALTHY_WITHIN_INTERVALS * interval
+                ok = not is_late(last, interval, now)
                 ready &= ok
                 details[stream] = {
                     "ok": ok,

@@ -155,7 +155,7 @@ def test_two_run_once_at_the_same_moment_load_each_stream_once(
         assert [p.returncode for p in procs] == [0, 0]
         for stream in ("pos_z_reports", "store_z_reports"):
             skipped = sum(f"{stream}: skipped" in out for out in outputs)
-            loaded = sum(f"{stream} [1500]: ok" in out for out in outputs)
+            loaded = sum(f"{stream} (account 1500): ok" in out for out in outputs)
             assert (skipped, loaded) == (1, 1), outputs
         sim.faults.latency = 0.0
         assert sync(settings_for(sim, tmp_path / "x.duckdb", **single.settings())).ok

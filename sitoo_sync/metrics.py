@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,25 +63,33 @@ class Metrics:
             registry=r,
         )
 
-    def record(
+    def record_tick(
         self,
-        result: PartitionResult,
+        stream: str,
+        results: Sequence[PartitionResult],
         *,
         requests: int,
         retries: int,
-        lag: float | None,
+        seconds: float,
+        lags: Mapping[str, float | None],
     ) -> None:
-        """Account for one finished tick of a stream partition."""
-        stream = result.stream
-        self.rows.labels(stream).inc(result.rows)
+        """Account for one finished tick of a stream, all its partitions together: requests
+        and retries are the stream's counts over the tick, counted once; the tick counts
+        once, failed when a partition failed; its duration is the whole tick's."""
+        statuses = {r.status for r in results}
+        status = (
+            "failed" if "failed" in statuses else "disabled" if statuses == {"disabled"} else "ok"
+        )
+        self.rows.labels(stream).inc(sum(r.rows for r in results))
         self.requests.labels(stream).inc(requests)
         self.retries.labels(stream).inc(retries)
-        self.rejects.labels(stream).inc(result.rejects)
-        self.ticks.labels(stream, result.status).inc()
-        self.duration.labels(stream).set(result.seconds)
-        if lag is not None:
-            self.lag.labels(stream, result.partition).set(lag)
-        if result.status == "failed":
+        self.rejects.labels(stream).inc(sum(r.rejects for r in results))
+        self.ticks.labels(stream, status).inc()
+        self.duration.labels(stream).set(seconds)
+        for partition, lag in lags.items():
+            if lag is not None:
+                self.lag.labels(stream, partition).set(lag)
+        if status == "failed":
             self.errors.labels(stream).inc()
             return
         now = time.time()

@@ -144,17 +144,23 @@ class Service:
             return
         requests = self.client.requests[stream.name]
         retries = self.client.retries[stream.name]
+        started = time.monotonic()
         try:
             warehouse = open_warehouse(self.settings.target_url, schema=self.settings.target_schema)
             report = run_once(self.settings, warehouse, self.client, [stream], stop=self.stop)
             now = datetime.now(UTC)
-            for result in report.results:
-                self.metrics.record(
-                    result,
-                    requests=self.client.requests[stream.name] - requests,
-                    retries=self.client.retries[stream.name] - retries,
-                    lag=stream.cursor.lag_seconds(result.cursor, now),
-                )
+            self.metrics.record_tick(
+                stream.name,
+                report.results,
+                requests=self.client.requests[stream.name] - requests,
+                retries=self.client.retries[stream.name] - retries,
+                seconds=time.monotonic() - started,
+                lags={
+                    r.partition: stream.cursor.lag_seconds(r.cursor, now)
+                    for r in report.results
+                    if r.partition != "*"
+                },
+            )
         except SitooSyncError as exc:
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))

@@ -240,7 +240,7 @@ def test_an_unreachable_warehouse_is_one_clear_failure_exit_1(
     else:
         assert main(command) == 1
         err = capsys.readouterr().err
-    scheme = url.split("://")[0]
+    scheme = url.split("://", maxsplit=1)[0]
     assert err.startswith(f"sitoo-sync: cannot reach the warehouse at {scheme}://")
     assert "***@127.0.0.1:1/x: " in err
     assert "Connection refused" in err

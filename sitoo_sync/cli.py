@@ -345,9 +345,9 @@ def _detail_text(detail: str | None, width: int = 80) -> str:
 def _open_for_reading(settings: Settings) -> Any:
     """The target opened to read only: a missing DuckDB or SQLite file is an error, not a
     new file; a server that cannot be reached is one line."""
-    from sitoo_sync.warehouse import local_path, open_warehouse
+    from sitoo_sync.warehouse import check_local_target, open_warehouse
 
-    path = local_path(settings.target_url)
+    path = check_local_target(settings.target_url)
     if path is not None and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path} yet: run `sitoo-sync run --once` first "
@@ -499,14 +499,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
     from sitoo_sync.locks import try_lock
     from sitoo_sync.reset import reset_stream
     from sitoo_sync.streams import STREAMS
-    from sitoo_sync.warehouse import local_path, open_warehouse
+    from sitoo_sync.warehouse import check_local_target, open_warehouse
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
     stream = STREAMS.get(args.stream)
     if stream is None:
         raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
-    path = local_path(settings.target_url)
+    path = check_local_target(settings.target_url)
     if path is not None and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path} yet: nothing to reset (check SITOO_TARGET_URL)"

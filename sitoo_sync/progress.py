@@ -41,7 +41,7 @@ class _StreamProgress:
     started: float
     partitions: dict[str, PartitionResult] = field(default_factory=dict)
     first_lag: float | None = None
-    last_logged: float = 0.0
+    last_logged: float | None = None  # the first window is logged at once
 
 
 class Progress:
@@ -76,7 +76,7 @@ class Progress:
                     print(file=self._out)
                 self._shown = result.stream
                 print(f"\r\033[K  {line}", end="", file=self._out, flush=True)
-            elif at - state.last_logged >= self._every:
+            elif state.last_logged is None or at - state.last_logged >= self._every:
                 state.last_logged = at
                 log.info("backfill_progress", stream=result.stream, **fields)
 

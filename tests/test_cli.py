@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -311,6 +312,16 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
     assert out.count("matches the simulator") == 6
     assert "SELECT" in out
     assert db.exists()
+    with duckdb.connect(str(db), read_only=True) as con:
+        [(entries,)] = con.sql("SELECT count(*) FROM journal_entries").fetchall()
+        [(registers,)] = con.sql("SELECT count(*) FROM cash_registers").fetchall()
+    # Records of a stream are told apart from the rows of its child tables, and say where.
+    [journal] = [line for line in out.splitlines() if line.startswith("  journal_entries (")]
+    assert journal.startswith(f"  journal_entries ({registers} registers): ok, ")
+    assert f"the file holds {entries:,} records in journal_entries and " in journal
+    assert "  pos_z_reports (account " in out
+    assert " 1 windows" not in out
+    assert f'  {sys.executable} -c "import duckdb;' in out  # a Python that has duckdb
 
 
 class _Terminal(io.StringIO):

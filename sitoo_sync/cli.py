@@ -291,7 +291,10 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
         if not runnable:
             warehouse.close()
             return EXIT_OK
-        progress = Progress(sys.stderr)
+        # A line rewritten in place suits a person at a terminal, not JSON logs: those get
+        # backfill_progress events instead.
+        live = sys.stderr.isatty() and settings.log_format == "console"
+        progress = Progress(sys.stderr, live=live)
 
         def backoff(seconds: float) -> None:  # a stop request cuts a retry's wait short
             stop.wait(seconds)

@@ -51,12 +51,13 @@ class Progress:
         self,
         out: TextIO,
         *,
+        live: bool | None = None,
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._out = out
-        self._live = out.isatty()
+        self._live = out.isatty() if live is None else live
         self._every = every
         self._clock = clock
         self._now = now

@@ -118,3 +118,20 @@ def test_a_long_detail_is_cut_at_a_word_with_an_ellipsis() -> None:
     assert detail.startswith(kept)
     assert detail[len(kept)] == " "
     assert _detail_text("short reason") == "short reason"
+
+
+def test_log_lines_give_an_epoch_cursor_as_a_readable_time(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`partition_synced` carries the cursor and, for an epoch cursor, `cursor_at` in ISO."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    assert main(["run", "--once"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    [synced] = [e for e in events if e["event"] == "partition_synced"]
+    cursor_at = datetime.fromtimestamp(int(synced["cursor"]), UTC).isoformat()
+    assert synced["cursor_at"] == cursor_at

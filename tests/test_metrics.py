@@ -21,7 +21,7 @@ def test_a_tick_counts_its_requests_once_and_itself_once(
     """After one journal tick over many registers, sitoo_requests_total equals the requests
     the simulator served, sitoo_ticks_total is 1, and the duration covers the whole tick."""
     reports: list[RunReport] = []
-    real_run_once = service_module.run_once
+    from sitoo_sync.sync import run_once as real_run_once
 
     def capture(*args: Any, **kwargs: Any) -> RunReport:
         report = real_run_once(*args, **kwargs)

@@ -6,15 +6,18 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sitoo_sync import __version__
-from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.errors import ConfigError, SitooSyncError, WarehouseError
 from sitoo_sync.log import configure_logging
-from sitoo_sync.settings import Settings, load_settings
+from sitoo_sync.metrics import HEALTHY_WITHIN_INTERVALS
+from sitoo_sync.settings import Settings, env_name, load_settings
+from sitoo_sync.warehouse import masked_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +44,13 @@ examples:
 """
 
 
+def _default_schedules() -> str:
+    """Every stream's default schedule, from the stream registry: `name every`, ..."""
+    from sitoo_sync.streams import STREAMS
+
+    return ", ".join(f"{s.name} {s.default_schedule}" for s in STREAMS.values())
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -61,11 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Sync every enabled stream (SITOO_STREAMS) from Sitoo into "
         "SITOO_TARGET_URL.\n\n"
         "Without --once: a long-lived service. Each stream runs on its schedule "
-        '(SITOO_SCHEDULES, e.g. {"pos_z_reports": "15m"}; defaults: pos_z_reports 15m, '
-        "store_z_reports 1h), first at start. SIGTERM/SIGINT stop it gracefully; "
+        '(SITOO_SCHEDULES, e.g. {"pos_z_reports": "15m"} or pos_z_reports=15m; defaults: '
+        f"{_default_schedules()}), first at start. SIGTERM/SIGINT stop it gracefully; "
         "SITOO_METRICS_PORT serves /metrics (Prometheus) and /healthz.\n\n"
         "With --once: one tick, then exit (cron, systemd timer, Kubernetes CronJob); exit "
-        "code 0 only when every stream succeeded.\n\n"
+        "code 0 only when every stream succeeded. SIGTERM/SIGINT stop it after the window in "
+        "flight commits (exit 0; the next run continues from there). On a terminal it shows "
+        "each stream's progress; otherwise it logs backfill_progress every few seconds.\n\n"
         "Either way a stream is loaded by one process at a time per target: a tick that finds "
         "another holding the stream's lock skips it.",
         formatter_class=fmt,
@@ -97,10 +109,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Read sync_state from the target: per stream and partition, how the last "
         "tick ended (ok, failed, disabled; or reset by `reset`) and why, the cursor and how "
         "far it is behind now, when it last succeeded, the rows loaded so far and the last "
-        "error.",
+        "error. A failure before any partition was known (the register listing) shows as "
+        "partition *. It only reads: a missing DuckDB file is reported, never created.",
         formatter_class=fmt,
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--target", metavar="URL", help="read this target instead of SITOO_TARGET_URL"
+    )
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a stream is failing, or late: its last success is older than "
+        f"{HEALTHY_WITHIN_INTERVALS} of its schedule's intervals (as /healthz decides)",
+    )
 
     reset = sub.add_parser(
         "reset",
@@ -195,12 +217,21 @@ def _configure_logs(settings: Settings, *, level: str | None = None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: the service; `run --once`: one tick of every enabled stream."""
+    from sitoo_sync.api.client import make_client
+    from sitoo_sync.service import stream_schedules
     from sitoo_sync.streams import select_streams
+    from sitoo_sync.warehouse import open_warehouse
 
     settings = _settings(args)
     _configure_logs(settings)
     streams = select_streams(settings.streams)
+    stream_schedules(settings, streams)  # `run --once` refuses what `run` refuses
     settings.require_credentials()  # before the target is opened, locked or created
+    # The target's URL, driver and directory are checked (nothing is connected or created)
+    # before the API is asked anything.
+    open_warehouse(settings.target_url, schema=settings.target_schema).close()
+    with make_client(settings) as client:
+        check_credentials(settings, client)  # one request, before the warehouse is touched
     if not args.once:
         from sitoo_sync.service import Service
 
@@ -208,14 +239,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_once(settings, streams)
 
 
+def check_credentials(settings: Settings, client: Any) -> None:
+    """One request that needs the credentials: a refusal is a configuration error (exit 2),
+    said once, before any table, lock or file is made. Other failures are left to the tick,
+    where each stream reports its own."""
+    from sitoo_sync.api.client import Api
+    from sitoo_sync.errors import ApiError, AuthError
+    from sitoo_sync.log import get_logger
+
+    site = settings.site_ids[0] if settings.site_ids else 1
+    try:
+        client.get_json(
+            Api.V2, f"/sites/{site}/cashregisters.json", {"num": 1}, stream="credentials_check"
+        )
+    except AuthError as exc:
+        raise ConfigError(
+            f"Sitoo refused the credentials of {env_name('api_id')} {settings.api_id}: check "
+            f"it and {env_name('api_password')} (or {env_name('api_password_file')}); "
+            f"HTTP {exc.status} from {exc.url}"
+        ) from None
+    except ApiError as exc:
+        get_logger(__name__).warning("credentials_unchecked", error=str(exc))
+
+
 def _run_once(settings: Settings, streams: list[Any]) -> int:
+    import signal
+    import threading
+
     from sitoo_sync.api.client import make_client
     from sitoo_sync.locks import try_lock
+    from sitoo_sync.progress import Progress
     from sitoo_sync.sync import run_once
     from sitoo_sync.warehouse import open_warehouse
 
     warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
     locks = {s.name: try_lock(settings, s.name) for s in streams}
+    stop = threading.Event()
+    stopped_by: list[str] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():  # a second signal: leave now; the last committed window stands
+            os._exit(130)
+        stopped_by.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         runnable = [s for s in streams if locks[s.name] is not None]
         for name in (n for n, lock in locks.items() if lock is None):
@@ -223,14 +291,30 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
         if not runnable:
             warehouse.close()
             return EXIT_OK
-        with make_client(settings) as client:
-            report = run_once(settings, warehouse, client, runnable)
+        # A line rewritten in place suits a person at a terminal, not JSON logs: those get
+        # backfill_progress events instead.
+        live = sys.stderr.isatty() and settings.log_format == "console"
+        progress = Progress(sys.stderr, live=live)
+
+        def backoff(seconds: float) -> None:  # a stop request cuts a retry's wait short
+            stop.wait(seconds)
+
+        with make_client(settings, sleep=backoff) as client:
+            report = run_once(settings, warehouse, client, runnable, on_window=progress, stop=stop)
+        progress.done()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for lock in locks.values():
             if lock is not None:
                 lock.release()
     for line in report.summary():
         print(line)
+    if stopped_by:
+        print(
+            f"stopped early on {stopped_by[0]}: every window loaded so far is committed; "
+            "the next run continues from there"
+        )
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -248,26 +332,105 @@ def _lag_text(seconds: float | None) -> str:
 
 
 def _cursor_text(cursor: str | None) -> str:
+    """A cursor as a reader wants it: an epoch cursor as its UTC time, a day as itself."""
     if cursor is None:
         return "-"
     if cursor.isdigit():
-        return f"{cursor} ({datetime.fromtimestamp(int(cursor), UTC):%Y-%m-%d %H:%M:%SZ})"
+        return f"{datetime.fromtimestamp(int(cursor), UTC):%Y-%m-%d %H:%M:%SZ}"
     return cursor
 
 
+def _detail_text(detail: str | None, width: int = 80) -> str:
+    """The status detail cut at a word, with an ellipsis, when it is longer than `width`."""
+    return textwrap.shorten(detail, width, placeholder=" ...") if detail else "-"
+
+
+def _open_for_reading(settings: Settings) -> Any:
+    """The target opened to read only: a missing DuckDB or SQLite file is an error, not a
+    new file; a server that cannot be reached is one line."""
+    from sitoo_sync.warehouse import check_local_target, open_warehouse
+
+    path = check_local_target(settings.target_url)
+    if path is not None and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path} yet: run `sitoo-sync run --once` first "
+            "(or point --target / SITOO_TARGET_URL at it; the demo writes "
+            "duckdb:///sitoo-demo.duckdb)"
+        )
+    return open_warehouse(settings.target_url, schema=settings.target_schema, read_only=True)
+
+
+def current_states(states: list[Any]) -> list[Any]:
+    """`sync_state` rows without a listing failure (partition *) that a later success of the
+    same stream has superseded: the listing works again once a partition succeeded after it."""
+    latest: dict[str, datetime] = {}
+    for s in states:
+        if s.partition != "*" and s.last_success_at is not None:
+            latest[s.stream] = max(latest.get(s.stream, s.last_success_at), s.last_success_at)
+    return [
+        s
+        for s in states
+        if s.partition != "*"
+        or s.last_error_at is None
+        or s.stream not in latest
+        or s.last_error_at > latest[s.stream]
+    ]
+
+
+def stream_problems(settings: Settings, states: list[Any], now: datetime) -> list[str]:
+    """Why `status --check` fails: per enabled stream, a failing partition, or no success
+    within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule)."""
+    from sitoo_sync.metrics import is_late
+    from sitoo_sync.service import stream_schedules
+    from sitoo_sync.streams import select_streams
+
+    streams = select_streams(settings.streams)
+    schedules = stream_schedules(settings, streams)
+    problems: list[str] = []
+    for stream in streams:
+        mine = [s for s in states if s.stream == stream.name]
+        failed = [s for s in mine if s.last_status == "failed"]
+        if failed:
+            where = ", ".join(s.partition for s in failed[:3]) + (" ..." if len(failed) > 3 else "")
+            problems.append(f"{stream.name}: failing ({where}): {failed[0].last_status_detail}")
+            continue
+        active = [s for s in mine if s.last_status != "disabled"]
+        if mine and not active:
+            continue
+        successes = [s.last_success_at.timestamp() for s in active if s.last_success_at]
+        interval = schedules[stream.name].interval_seconds
+        last = min(successes) if successes and len(successes) == len(active) else None
+        if is_late(last, interval, now.timestamp()):
+            limit = _lag_text(HEALTHY_WITHIN_INTERVALS * interval)
+            age = "never" if last is None else f"{_lag_text(now.timestamp() - last)} ago"
+            problems.append(f"{stream.name}: late: last success {age}, limit {limit}")
+    return problems
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """`status`: sync_state as a table or JSON."""
+    """`status`: sync_state as a table or JSON; with --check, exit 1 on a problem."""
     from sitoo_sync.streams import STREAMS
-    from sitoo_sync.warehouse import open_warehouse
 
     settings = _settings(args)
+    if args.target:
+        if "://" not in args.target:
+            raise ConfigError(
+                f"--target: must be a URL such as duckdb:///sitoo.duckdb (got {args.target!r})"
+            )
+        settings = settings.model_copy(update={"target_url": args.target})
     _configure_logs(settings, level="WARNING")
-    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+    warehouse = _open_for_reading(settings)
     try:
-        states = warehouse.states()
+        states = current_states(warehouse.states())
+    except warehouse.errors as exc:
+        from sitoo_sync.warehouse import unreachable
+
+        raise unreachable(settings.target_url, exc) from None
     finally:
         warehouse.close()
     now = datetime.now(UTC)
+    problems = stream_problems(settings, states, now) if args.check else []
+    code = EXIT_FAILED if problems else EXIT_OK
     lags = {
         (s.stream, s.partition): STREAMS[s.stream].cursor.lag_seconds(s.cursor, now)
         if s.stream in STREAMS
@@ -280,6 +443,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "stream": s.stream,
                 "partition": s.partition,
                 "cursor": s.cursor,
+                "cursor_text": None if s.cursor is None else _cursor_text(s.cursor),
                 "rows_loaded": s.rows_loaded,
                 "windows_loaded": s.windows_loaded,
                 "updated_at": s.updated_at.isoformat() if s.updated_at else None,
@@ -293,28 +457,36 @@ def cmd_status(args: argparse.Namespace) -> int:
             for s in states
         ]
         print(json.dumps(payload, indent=2))
-        return EXIT_OK
+        for problem in problems:
+            print(f"check: {problem}", file=sys.stderr)
+        return code
     if not states:
-        print(f"nothing synced yet into {settings.target_url}")
-        return EXIT_OK
-    header = ("stream", "partition", "status", "cursor", "lag", "last success", "rows", "detail")
-    rows = [
-        (
-            s.stream,
-            s.partition,
-            s.last_status or "-",
-            _cursor_text(s.cursor),
-            _lag_text(lags[(s.stream, s.partition)]),
-            _when(s.last_success_at),
-            str(s.rows_loaded),
-            (s.last_status_detail or "-")[:80],
-        )
-        for s in states
-    ]
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return EXIT_OK
+        print(f"nothing synced yet into {masked_url(settings.target_url)}")
+    else:
+        header: tuple[str, ...] = ("stream", "partition", "status", "cursor", "lag")
+        header = (*header, "last success", "rows", "detail")
+        rows = [
+            (
+                s.stream,
+                s.partition,
+                s.last_status or "-",
+                _cursor_text(s.cursor),
+                _lag_text(lags[(s.stream, s.partition)]),
+                _when(s.last_success_at),
+                str(s.rows_loaded),
+                _detail_text(s.last_status_detail),
+            )
+            for s in states
+        ]
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if args.check:
+        for problem in problems:
+            print(f"check: {problem}")
+        if not problems:
+            print("check: every enabled stream is ok")
+    return code
 
 
 def _day(text: str) -> date:
@@ -325,17 +497,23 @@ def _day(text: str) -> date:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    """`reset`: move a stream's cursors back, under the stream's lock."""
+    """`reset`: move a stream's cursors back, under the stream's lock. Needs no credentials:
+    it reads no API; it refuses a target that does not exist rather than create it."""
     from sitoo_sync.locks import try_lock
     from sitoo_sync.reset import reset_stream
     from sitoo_sync.streams import STREAMS
-    from sitoo_sync.warehouse import open_warehouse
+    from sitoo_sync.warehouse import check_local_target, open_warehouse
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
     stream = STREAMS.get(args.stream)
     if stream is None:
         raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
+    path = check_local_target(settings.target_url)
+    if path is not None and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path} yet: nothing to reset (check SITOO_TARGET_URL)"
+        )
     lock = try_lock(settings, stream.name)
     if lock is None:
         print(f"{stream.name}: a tick is loading it right now; run reset again when it is done")
@@ -346,6 +524,10 @@ def cmd_reset(args: argparse.Namespace) -> int:
             reset = reset_stream(
                 settings, warehouse, stream, partition=args.partition, since=args.since
             )
+        except warehouse.errors as exc:
+            from sitoo_sync.warehouse import unreachable
+
+            raise unreachable(settings.target_url, exc) from None
         finally:
             warehouse.close()
     finally:

@@ -8,20 +8,19 @@ simulator's own totals, rejects, and SQL to try next.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
 
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
-from sitoo_sync.partition import PartitionResult
+from sitoo_sync.progress import Progress, plural
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
 from sitoo_sync.streams import select_streams
-from sitoo_sync.sync import run_once
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 
@@ -55,45 +54,31 @@ GROUP BY ALL ORDER BY s.day_created DESC LIMIT 10;
 SELECT stream, record_key, reason FROM rejects;"""
 
 
-class Progress:
-    """One line per stream on a terminal, rewritten as windows load: totals over partitions.
-
-    Windows of concurrent partitions report from several threads; the totals take a lock.
-    Off a terminal (CI logs, pipes) it prints nothing: the summary follows anyway.
-    """
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._live = out.isatty()
-        self._lock = threading.Lock()
-        self._stream = ""
-        self._partitions: dict[str, PartitionResult] = {}
-
-    def __call__(self, result: PartitionResult) -> None:
-        """on_window: the partition's running result after each committed batch."""
-        if not self._live:
-            return
-        with self._lock:
-            if result.stream != self._stream:
-                if self._stream:
-                    print(file=self._out)
-                self._stream, self._partitions = result.stream, {}
-            self._partitions[result.partition] = result
-            parts = self._partitions.values()
-            windows = sum(r.windows for r in parts)
-            rows = sum(r.rows for r in parts)
-            many = f"{len(parts)} partitions, " if len(parts) > 1 else ""
-            print(
-                f"\r  {result.stream}: {many}{windows} windows, {rows:,} rows",
-                end="",
-                file=self._out,
-                flush=True,
-            )
-
-    def done(self) -> None:
-        """End the last line."""
-        if self._live and self._stream:
-            print(file=self._out)
+def stream_lines(report: RunReport, streams: list[Stream], counts: dict[str, int]) -> list[str]:
+    """One line per stream: its status, what it fetched, and what the file now holds, records
+    of the stream (z-reports, entries, registers) apart from the rows of their child tables."""
+    lines: list[str] = []
+    for stream in streams:
+        parts = [r for r in report.results if r.stream == stream.name]
+        if not parts:
+            continue
+        parent = next(t for t in stream.tables if not t.is_child)
+        children = sum(counts.get(t.name, 0) for t in stream.tables if t.is_child)
+        kind = stream.partitions
+        where = f"{kind} {parts[0].partition}" if len(parts) == 1 else plural(len(parts), kind)
+        statuses = ", ".join(sorted({r.status for r in parts}))
+        line = (
+            f"{stream.name} ({where}): {statuses}, "
+            f"{plural(sum(r.requests for r in parts), 'request')}; the file holds "
+            f"{plural(counts.get(parent.name, 0), 'record')} in {parent.name}"
+        )
+        if children:
+            line += f" and {plural(children, 'row')} in its child tables"
+        rejects = sum(r.rejects for r in parts)
+        if rejects:
+            line += f"; {plural(rejects, 'record')} rejected (see the rejects table)"
+        lines.append(line)
+    return lines
 
 
 def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool) -> int:
@@ -126,9 +111,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
             retries = sum(client.retries.values())
         progress.done()
         elapsed = time.monotonic() - started
-        for line in report.summary():
-            print(f"  {line}")
-        print(f"Done in {elapsed:.1f}s ({retries} retried requests).\n")
+        print(f"Done in {elapsed:.1f}s ({plural(retries, 'retried request')}).\n")
         truth = {
             k or "NO_STORE": Decimal(v) for k, v in sim.world.expected_sales_by_store().items()
         }
@@ -136,6 +119,10 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
     warehouse = DuckDBWarehouse(f"duckdb:///{db}")
     try:
         counts = warehouse.table_counts([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+        print("Streams:")
+        for line in stream_lines(report, streams, counts):
+            print(f"  {line}")
+        print()
         print("Rows per table:")
         for name, count in counts.items():
             print(f"  {name:<36} {count:>9,}")
@@ -163,7 +150,11 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         f"\nStore z-reports: {reports} (one per store and day) over {days} days, "
         f"{first} to {last}; final through {final[0][0] if final else '-'}"
     )
-    print("\nTry next (duckdb CLI, or any DuckDB client):")
-    print(f"  python -c \"import duckdb; duckdb.connect('{db}').sql('SHOW TABLES').show()\"\n")
+    print("\nTry next, with the duckdb CLI (duckdb.org) or the Python that runs sitoo-sync:")
+    print(f"  duckdb {db} 'SHOW TABLES'")
+    print(
+        f"  {sys.executable} -c \"import duckdb; duckdb.connect('{db}', read_only=True)"
+        ".sql('SHOW TABLES').show()\"\n"
+    )
     print(NEXT_SQL)
     return 0 if report.ok and matched else 1

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from sitoo_sync.errors import WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.settings import Settings
+from sitoo_sync.warehouse import check_local_target, unreachable
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only for server targets (it costs ~25 MB)
     import sqlalchemy as sa
@@ -66,7 +66,6 @@ class _SessionLock:
 
 
 def _try_file(path: Path) -> StreamLock | None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+", encoding="utf-8")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -91,8 +90,8 @@ def try_lock(settings: Settings, stream: str) -> StreamLock | None:
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
     name = lock_name(settings, stream)
     if scheme in ("duckdb", "sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:" and not path.startswith("md:"):
+        path = check_local_target(url)  # beside the file: never make its directory
+        if path is not None:
             return _try_file(Path(f"{path}.{stream}.lock"))
     if scheme in ("postgresql", "postgres", "mysql", "mariadb"):
         import sqlalchemy as sa
@@ -105,7 +104,7 @@ def try_lock(settings: Settings, stream: str) -> StreamLock | None:
             conn = engine.connect()
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise WarehouseError(f"the warehouse failed: cannot take the lock: {exc}") from exc
+            raise unreachable(url, exc) from exc
         key: object
         if engine.dialect.name == "postgresql":
             key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)

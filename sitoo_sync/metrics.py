@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +21,13 @@ from prometheus_client.exposition import generate_latest
 from sitoo_sync.partition import PartitionResult
 
 HEALTHY_WITHIN_INTERVALS = 3
+
+
+def is_late(last_success: float | None, interval: float, now: float) -> bool:
+    """True when a stream's last success (Unix time; None: never) is older than
+    HEALTHY_WITHIN_INTERVALS of its schedule's intervals: the rule of /healthz and
+    `status --check`."""
+    return last_success is None or now - last_success > HEALTHY_WITHIN_INTERVALS * interval
 
 
 @dataclass
@@ -56,25 +63,33 @@ class Metrics:
             registry=r,
         )
 
-    def record(
+    def record_tick(
         self,
-        result: PartitionResult,
+        stream: str,
+        results: Sequence[PartitionResult],
         *,
         requests: int,
         retries: int,
-        lag: float | None,
+        seconds: float,
+        lags: Mapping[str, float | None],
     ) -> None:
-        """Account for one finished tick of a stream partition."""
-        stream = result.stream
-        self.rows.labels(stream).inc(result.rows)
+        """Account for one finished tick of a stream, all its partitions together: requests
+        and retries are the stream's counts over the tick, counted once; the tick counts
+        once, failed when a partition failed; its duration is the whole tick's."""
+        statuses = {r.status for r in results}
+        status = (
+            "failed" if "failed" in statuses else "disabled" if statuses == {"disabled"} else "ok"
+        )
+        self.rows.labels(stream).inc(sum(r.rows for r in results))
         self.requests.labels(stream).inc(requests)
         self.retries.labels(stream).inc(retries)
-        self.rejects.labels(stream).inc(result.rejects)
-        self.ticks.labels(stream, result.status).inc()
-        self.duration.labels(stream).set(result.seconds)
-        if lag is not None:
-            self.lag.labels(stream, result.partition).set(lag)
-        if result.status == "failed":
+        self.rejects.labels(stream).inc(sum(r.rejects for r in results))
+        self.ticks.labels(stream, status).inc()
+        self.duration.labels(stream).set(seconds)
+        for partition, lag in lags.items():
+            if lag is not None:
+                self.lag.labels(stream, partition).set(lag)
+        if status == "failed":
             self.errors.labels(stream).inc()
             return
         now = time.time()
@@ -90,7 +105,7 @@ class Metrics:
         with self._lock:
             for stream, interval in self.intervals.items():
                 last = self.last_ok.get(stream)
-                ok = last is not None and now - last <= HEALTHY_WITHIN_INTERVALS * interval
+                ok = not is_late(last, interval, now)
                 ready &= ok
                 details[stream] = {
                     "ok": ok,

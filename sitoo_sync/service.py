@@ -73,23 +73,43 @@ def parse_schedule(stream: str, text: str, jitter: int) -> Schedule:
     return Schedule(CronTrigger.from_crontab(text, timezone=UTC), interval)
 
 
+def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str, Schedule]:
+    """Each enabled stream's schedule (SITOO_SCHEDULES, else its default), or a ConfigError.
+
+    `run` and `run --once` both call this, so a schedule one refuses the other refuses too.
+    """
+    from sitoo_sync.streams import STREAMS
+
+    enabled = {s.name for s in streams}
+    unknown = [n for n in settings.schedules if n not in STREAMS]
+    if unknown:
+        raise ConfigError(
+            f"SITOO_SCHEDULES: unknown stream {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(STREAMS)}"
+        )
+    disabled = [n for n in settings.schedules if n not in enabled]
+    if disabled:
+        raise ConfigError(
+            f"SITOO_SCHEDULES: stream {', '.join(map(repr, disabled))} is not enabled "
+            f"(SITOO_STREAMS: {', '.join(sorted(enabled))})"
+        )
+    return {
+        s.name: parse_schedule(
+            s.name,
+            settings.schedules.get(s.name, s.default_schedule),
+            settings.schedule_jitter_seconds,
+        )
+        for s in streams
+    }
+
+
 class Service:
     """The scheduler, its jobs, the stop signal and the metrics endpoint."""
 
     def __init__(self, settings: Settings, streams: Sequence[Stream]) -> None:
         self.settings = settings
         self.streams = list(streams)
-        unknown = set(settings.schedules) - {s.name for s in self.streams}
-        if unknown:
-            raise ConfigError(f"SITOO_SCHEDULES: no enabled stream called {sorted(unknown)}")
-        self.schedules = {
-            s.name: parse_schedule(
-                s.name,
-                settings.schedules.get(s.name, s.default_schedule),
-                settings.schedule_jitter_seconds,
-            )
-            for s in self.streams
-        }
+        self.schedules = stream_schedules(settings, self.streams)
         self.metrics = Metrics({n: s.interval_seconds for n, s in self.schedules.items()})
         self.stop = threading.Event()
         self.idle = threading.Event()
@@ -111,24 +131,36 @@ class Service:
         if self.stop.is_set():
             self.idle.set()
             return
-        lock = try_lock(self.settings, stream.name)
+        try:
+            lock = try_lock(self.settings, stream.name)
+        except SitooSyncError as exc:  # e.g. the database server is down: the next tick retries
+            self.metrics.errors.labels(stream.name).inc()
+            log.error("tick_failed", stream=stream.name, error=str(exc))
+            self.idle.set()
+            return
         if lock is None:
             log.info("stream_locked", stream=stream.name, action="skipped")
             self.idle.set()
             return
         requests = self.client.requests[stream.name]
         retries = self.client.retries[stream.name]
+        started = time.monotonic()
         try:
             warehouse = open_warehouse(self.settings.target_url, schema=self.settings.target_schema)
             report = run_once(self.settings, warehouse, self.client, [stream], stop=self.stop)
             now = datetime.now(UTC)
-            for result in report.results:
-                self.metrics.record(
-                    result,
-                    requests=self.client.requests[stream.name] - requests,
-                    retries=self.client.retries[stream.name] - retries,
-                    lag=stream.cursor.lag_seconds(result.cursor, now),
-                )
+            self.metrics.record_tick(
+                stream.name,
+                report.results,
+                requests=self.client.requests[stream.name] - requests,
+                retries=self.client.retries[stream.name] - retries,
+                seconds=time.monotonic() - started,
+                lags={
+                    r.partition: stream.cursor.lag_seconds(r.cursor, now)
+                    for r in report.results
+                    if r.partition != "*"
+                },
+            )
         except SitooSyncError as exc:
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))

@@ -8,14 +8,22 @@ TOML file is the environment name without the `SITOO_` prefix, in lower case.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from sitoo_sync.errors import ConfigError
 
@@ -34,6 +42,34 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+SCHEDULES_FORMS = (
+    'JSON such as {"pos_z_reports": "15m"}, or pairs such as pos_z_reports=15m,journal_entries=5m'
+)
+
+
+def parse_schedules(value: object) -> object:
+    """SITOO_SCHEDULES as JSON, or as `stream=when` pairs split by commas or new lines.
+
+    A pair may also be written the TOML way (`pos_z_reports = "15m"`): the quotes go.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"not valid JSON; expected {SCHEDULES_FORMS}") from None
+    pairs: dict[str, str] = {}
+    # A comma separates pairs only before the next `name=`: cron fields have commas too.
+    for part in filter(None, (p.strip() for p in re.split(r",(?=\s*\w+\s*=)|\n", text))):
+        name, sep, when = part.partition("=")
+        if not sep or not name.strip() or not when.strip():
+            raise ValueError(f"expected {SCHEDULES_FORMS}")
+        pairs[name.strip()] = when.strip().strip("\"'")
+    return pairs
 
 
 class Settings(BaseSettings):
@@ -68,7 +104,7 @@ class Settings(BaseSettings):
     )
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
-    schedules: dict[str, str] = Field(
+    schedules: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description='per stream: "15m", "1h", "30s" or a cron expression'
     )
     schedule_jitter_seconds: int = Field(30, ge=0, le=3600)
@@ -87,18 +123,23 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _schedules(cls, value: object) -> object:
+        return parse_schedules(value)
+
     @field_validator("api_base_url", "journals_base_url", "zreports_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+            raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
 
     @field_validator("target_url")
     @classmethod
     def _target_url(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError(f"must be a URL such as duckdb:///sitoo.duckdb (got {value!r})")
+            raise ValueError("must be a URL such as duckdb:///sitoo.duckdb")
         return value
 
     @model_validator(mode="after")
@@ -107,7 +148,10 @@ class Settings(BaseSettings):
             try:
                 secret = self.api_password_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ValueError(f"api_password_file: cannot read: {exc.strerror}") from None
+                raise ValueError(
+                    f"{env_name('api_password_file')}: cannot read {self.api_password_file}: "
+                    f"{exc.strerror or exc}"
+                ) from None
             object.__setattr__(self, "api_password", SecretStr(secret))
         return self
 
@@ -132,9 +176,14 @@ class Settings(BaseSettings):
             return self.account_id
         if self.api_id and "-" in self.api_id:
             return self.api_id.split("-", 1)[0]
+        if not self.api_id:
+            raise ConfigError(
+                f"neither {env_name('account_id')} nor {env_name('api_id')} is set "
+                "(the API ID, e.g. 10020-140, names the account)"
+            )
         raise ConfigError(
             f"{env_name('account_id')} is not set and cannot be derived from "
-            f"{env_name('api_id')} (expected the form 10020-140)"
+            f"{env_name('api_id')} {self.api_id!r} (expected the form 10020-140)"
         )
 
     @property
@@ -173,7 +222,9 @@ def _describe(error: dict[str, Any]) -> str:
     field = loc[0] if loc else ""
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     given = error.get("input")
-    name = env_name(field) if field else "configuration"
+    if not field:  # a check across fields: its message names the settings itself
+        return msg
+    name = env_name(field)
     if error.get("type") == "extra_forbidden":
         return f"unknown setting {field!r} in the config file"
     if given is not None and not isinstance(given, dict):
@@ -203,4 +254,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         lines = [_describe(dict(err)) for err in exc.errors()]
         raise ConfigError("; ".join(lines)) from None
+    except SettingsError as exc:  # an environment value that must be JSON and is not
+        field = m.group(1) if (m := re.search(r'field "(\w+)"', str(exc))) else ""
+        name = env_name(field) if field else "an environment variable"
+        raise ConfigError(f"{name}: not valid JSON") from None
     return settings

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sitoo_sync.api.client import SitooClient
@@ -47,6 +47,8 @@ class RunReport:
 
     def summary(self) -> list[str]:
         """One line per stream (partitions added up), plus one per failed partition."""
+        from sitoo_sync.streams import STREAMS
+
         lines: list[str] = []
         streams: dict[str, list[Any]] = {}
         for r in self.results:
@@ -56,13 +58,16 @@ class RunReport:
             for r in parts:
                 for note, count in r.notes.items():
                     notes[note] = notes.get(note, 0) + count
-            where = f"[{parts[0].partition}]" if len(parts) == 1 else f"[{len(parts)} partitions]"
+            known = STREAMS.get(stream)
+            kind = known.partitions if known else "partition"
+            where = f"{kind} {parts[0].partition}" if len(parts) == 1 else f"{len(parts)} {kind}s"
             statuses = sorted({r.status for r in parts})
             line = (
-                f"{stream} {where}: {', '.join(statuses)}, "
-                f"{sum(r.windows for r in parts)} windows, "
-                f"{sum(r.rows for r in parts)} rows, {sum(r.rejects for r in parts)} rejects, "
-                f"{sum(r.requests for r in parts)} requests"
+                f"{stream} ({where}): {', '.join(statuses)}, "
+                f"{_plural(sum(r.windows for r in parts), 'window')}, "
+                f"{_plural(sum(r.rows for r in parts), 'row')} loaded (child rows included), "
+                f"{_plural(sum(r.rejects for r in parts), 'reject')}, "
+                f"{_plural(sum(r.requests for r in parts), 'request')}"
             )
             if notes:
                 line += "; " + ", ".join(f"{count} {note}" for note, count in sorted(notes.items()))
@@ -72,6 +77,10 @@ class RunReport:
             if len(parts) > 1:
                 lines += [f"  {r.partition}: {r.status} -- {r.error}" for r in parts if r.error]
         return lines
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def run_once(
@@ -138,6 +147,13 @@ def _partitions(
     return sorted(known | listed)
 
 
+def _cursor_at(cursor: str | None) -> str | None:
+    """An epoch cursor as ISO time for a log reader (a day cursor is readable already)."""
+    if cursor is None or not cursor.isdigit():
+        return cursor
+    return datetime.fromtimestamp(int(cursor), UTC).isoformat()
+
+
 def _log_result(result: PartitionResult) -> None:
     log.info(
         "partition_synced",
@@ -149,6 +165,7 @@ def _log_result(result: PartitionResult) -> None:
         rejects=result.rejects,
         requests=result.requests,
         cursor=result.cursor,
+        cursor_at=_cursor_at(result.cursor),
         seconds=round(result.seconds, 3),
     )
 
@@ -198,6 +215,8 @@ def _run_streams(
             failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
             log.error("partitions_failed", stream=stream.name, error=str(exc))
             report.results.append(failed)
+            # `status` shows it as partition *, even before any partition was ever known.
+            warehouse.record_outcome(stream.name, "*", "failed", str(exc))
             continue
 
         def one(

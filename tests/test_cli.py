@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from sitoo_sync.cli import main
-from sitoo_sync.demo import Progress
 from sitoo_sync.partition import PartitionResult
+from sitoo_sync.progress import Progress
 from sitoo_sync.simulator import Simulator
 from tests.support import use_simulator
 
@@ -60,6 +62,27 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixt
             "SITOO_TARGET_URL: no driver for mongo://",
         ),
         ({"SITOO_CONFIG": "/nonexistent/sitoo.toml"}, "config file not found"),
+        (
+            {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x", "SITOO_SCHEDULES": "nope=5m"},
+            "SITOO_SCHEDULES: unknown stream 'nope'; known: cash_registers, journal_entries",
+        ),
+        (
+            {
+                "SITOO_API_ID": "1500-1",
+                "SITOO_API_PASSWORD": "x",
+                "SITOO_SCHEDULES": '{"pos_z_reports": "every tuesday"}',
+            },
+            "SITOO_SCHEDULES: pos_z_reports: 'every tuesday' is neither",
+        ),
+        (
+            {
+                "SITOO_API_ID": "1500-1",
+                "SITOO_API_PASSWORD": "x",
+                "SITOO_STREAMS": "pos_z_reports",
+                "SITOO_SCHEDULES": "store_z_reports=1h",
+            },
+            "SITOO_SCHEDULES: stream 'store_z_reports' is not enabled (SITOO_STREAMS: pos_z_",
+        ),
     ],
 )
 def test_configuration_errors_are_one_clear_line_and_exit_2(
@@ -139,7 +162,7 @@ def test_run_once_then_status(
     use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
     assert main(["run", "--once"]) == 0
     out = capsys.readouterr().out
-    assert "pos_z_reports [1500]: ok" in out
+    assert "pos_z_reports (account 1500): ok, 1 window, " in out
     assert main(["status", "--json"]) == 0
     states = {s["stream"]: s for s in json.loads(capsys.readouterr().out)}
     assert states["store_z_reports"]["last_status"] == "ok"
@@ -161,46 +184,94 @@ def test_run_once_then_status(
 
 
 def test_status_before_any_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`status` on an empty target says so instead of failing."""
-    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'empty.duckdb'}")
+    """`status` on a missing DuckDB file says so in one line, exit 1, and creates nothing;
+    on a file that holds no sync yet it says that, exit 0."""
+    db = tmp_path / "empty.duckdb"
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"sitoo-sync: no warehouse at {db} yet: run `sitoo-sync run --once` first (or point "
+        "--target / SITOO_TARGET_URL at it; the demo writes duckdb:///sitoo-demo.duckdb)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    duckdb.connect(str(db)).close()  # a DuckDB file never synced into
     assert main(["status"]) == 0
     assert "nothing synced yet" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://bob:hunter2@127.0.0.1:1/x", "mysql://bob:hunter2@127.0.0.1:1/x"],
+)
+@pytest.mark.parametrize(
+    "command", [["run", "--once"], ["status"], ["reset", "pos_z_reports"], ["run"]]
+)
 def test_an_unreachable_warehouse_is_one_clear_failure_exit_1(
+    url: str,
+    command: list[str],
     sim: Simulator,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A target that refuses connections ends the run with one line, exit 1, no traceback."""
+    """A server that refuses connections is one line naming it with the password masked and
+    the driver's reason, exit 1, no traceback and no SQLAlchemy help link."""
     use_simulator(monkeypatch, sim, tmp_path / "unused.duckdb")
-    monkeypatch.setenv("SITOO_TARGET_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
-    assert main(["run", "--once"]) == 1
-    err = capsys.readouterr().err
-    assert "sitoo-sync: the warehouse failed:" in err
+    monkeypatch.setenv("SITOO_TARGET_URL", url)
+    if command == ["run"]:  # the service logs each failed tick and keeps going: stop it
+        from sitoo_sync.service import Service
+
+        def tick_then_stop(service: Service) -> int:
+            service.tick(service.streams[0])
+            return 0
+
+        monkeypatch.setattr(Service, "run", tick_then_stop)
+        monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+        monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+        assert main(command) == 0
+        captured = capsys.readouterr()
+        [event] = [json.loads(line) for line in captured.err.splitlines() if "tick_failed" in line]
+        err = "sitoo-sync: " + event["error"] + "\n"
+    else:
+        assert main(command) == 1
+        err = capsys.readouterr().err
+    scheme = url.split("://", maxsplit=1)[0]
+    assert err.startswith(f"sitoo-sync: cannot reach the warehouse at {scheme}://")
+    assert "***@127.0.0.1:1/x: " in err
+    assert "Connection refused" in err
+    assert len(err.splitlines()) == 1
+    assert "hunter2" not in err
+    assert "sqlalche.me" not in err
     assert "Traceback" not in err
 
 
-def test_wrong_password_is_one_clear_failure_exit_1(
+def test_wrong_password_is_one_clear_failure_exit_2(
     sim: Simulator,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A 401 is not retried; the run fails with a message naming the credentials settings."""
+    """A refused password is found by one request before the warehouse is touched: one line
+    naming the settings, exit 2 (configuration), no table, lock or file made."""
     use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
     monkeypatch.setenv("SITOO_API_PASSWORD", "wrong-password-123")
-    assert main(["run", "--once"]) == 1
+    assert main(["run", "--once"]) == 2
     captured = capsys.readouterr()
-    assert (
-        "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD" in captured.out
+    assert captured.err.startswith(
+        f"sitoo-sync: configuration error: Sitoo refused the credentials of SITOO_API_ID "
+        f"{sim.api_id}: check it and SITOO_API_PASSWORD (or SITOO_API_PASSWORD_FILE); HTTP 401"
     )
-    assert "Traceback" not in captured.err
+    assert len(captured.err.splitlines()) == 1
+    assert "table_created" not in captured.out + captured.err
     assert "wrong-password-123" not in captured.out + captured.err
-    assert sim.requests_to("/pos-z-reports") == 1
+    assert sum(sim.requests.values()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_no_secret_reaches_a_log_line(
@@ -241,6 +312,16 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
     assert out.count("matches the simulator") == 6
     assert "SELECT" in out
     assert db.exists()
+    with duckdb.connect(str(db), read_only=True) as con:
+        [(entries,)] = con.sql("SELECT count(*) FROM journal_entries").fetchall()
+        [(registers,)] = con.sql("SELECT count(*) FROM cash_registers").fetchall()
+    # Records of a stream are told apart from the rows of its child tables, and say where.
+    [journal] = [line for line in out.splitlines() if line.startswith("  journal_entries (")]
+    assert journal.startswith(f"  journal_entries ({registers} registers): ok, ")
+    assert f"the file holds {entries:,} records in journal_entries and " in journal
+    assert "  pos_z_reports (account " in out
+    assert " 1 windows" not in out
+    assert f'  {sys.executable} -c "import duckdb;' in out  # a Python that has duckdb
 
 
 class _Terminal(io.StringIO):
@@ -248,18 +329,30 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_demo_progress_totals_a_streams_partitions_on_a_terminal_only() -> None:
-    """The progress line sums every partition of the stream; off a terminal it stays quiet."""
+def test_progress_totals_a_streams_partitions_on_a_terminal_only() -> None:
+    """The progress line sums every partition of the stream and says where its cursor stands
+    and how long is left; off a terminal it writes nothing to the screen."""
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    ticks = iter([0.0, 10.0, 20.0, 30.0])
     screen = _Terminal()
-    progress = Progress(screen)
-    progress(PartitionResult("journal_entries", "{A}", windows=1, rows=10))
-    progress(PartitionResult("journal_entries", "{B}", windows=2, rows=20))
-    progress(PartitionResult("journal_entries", "{A}", windows=2, rows=15))
-    progress(PartitionResult("pos_z_reports", "1500", windows=1, rows=7))
+    progress = Progress(screen, clock=lambda: next(ticks), now=lambda: now)
+    day = 86400
+    at = int(now.timestamp())
+    progress(
+        PartitionResult("journal_entries", "{A}", windows=1, rows=10, cursor=str(at - 4 * day))
+    )
+    progress(PartitionResult("journal_entries", "{B}", windows=2, rows=20, cursor=str(at - day)))
+    progress(
+        PartitionResult("journal_entries", "{A}", windows=2, rows=15, cursor=str(at - 3 * day))
+    )
+    progress(PartitionResult("pos_z_reports", "1500", windows=1, rows=1))
     progress.done()
-    lines = screen.getvalue().split("\n")
-    assert lines[0].split("\r")[-1] == "  journal_entries: 2 partitions, 4 windows, 35 rows"
-    assert lines[1] == "\r  pos_z_reports: 1 windows, 7 rows"
+    lines = [line.split("\r\033[K")[-1] for line in screen.getvalue().split("\n")]
+    assert lines[0] == (
+        "  journal_entries: 2 partitions, 4 windows, 35 rows, at 2026-11-18 12:00Z "
+        "(3.0d behind now), about 1m left"
+    )  # one day gained in 20 s: three more take a minute
+    assert lines[1] == "  pos_z_reports: 1 window, 1 row"
     quiet = io.StringIO()
     Progress(quiet)(PartitionResult("pos_z_reports", "1500", windows=1, rows=7))
     assert quiet.getvalue() == ""

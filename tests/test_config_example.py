@@ -30,3 +30,36 @@ def test_every_setting_is_documented_in_the_example() -> None:
     text = EXAMPLE.read_text()
     for field in Settings.model_fields:
         assert field in text, f"{field} ({env_name(field)}) is not in the example config"
+
+
+def test_uncommented_schedules_load_and_list_every_streams_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uncommenting the example's [schedules] table, as its comments invite, loads; it lists
+    every stream with its default schedule, and `run` accepts it."""
+    from sitoo_sync.service import stream_schedules
+    from sitoo_sync.streams import STREAMS
+
+    secret = tmp_path / "pw"
+    secret.write_text("x")
+    text = EXAMPLE.read_text().replace("/run/secrets/sitoo_api_password", str(secret))
+    table = text[text.index("# [schedules]") :]
+    text = text.replace(table, "\n".join(line[2:] for line in table.splitlines()) + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    settings = load_settings(config)
+    assert settings.schedules == {s.name: s.default_schedule for s in STREAMS.values()}
+    assert settings.log_format == "json"  # keys above the table stay outside it
+    assert set(stream_schedules(settings, list(STREAMS.values()))) == set(STREAMS)
+
+
+def test_run_help_lists_every_streams_default_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --help` names each stream of the registry with its default schedule."""
+    from sitoo_sync.cli import main
+    from sitoo_sync.streams import STREAMS
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for stream in STREAMS.values():
+        assert f"{stream.name} {stream.default_schedule}" in out

@@ -60,6 +60,20 @@ def test_crontab_line_runs_one_tick() -> None:
     assert "sitoo-sync run --once" in line
 
 
+def test_crontab_line_keeps_the_exit_code_and_the_units_settings() -> None:
+    """No pipe hides sitoo-sync's exit code from cron, and the line sets what the one-shot
+    systemd unit sets (config file, password file)."""
+    [line] = [
+        line
+        for line in (DEPLOY / "crontab.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert "|" not in line
+    unit = (DEPLOY / "sitoo-sync-once.service").read_text()
+    for setting in re.findall(r"^Environment=(SITOO_\w+=\S+)$", unit, flags=re.M):
+        assert setting in line.split(), setting
+
+
 def test_compose_file_has_the_service_and_postgres() -> None:
     """compose.yaml parses, builds from the Dockerfile and targets its PostgreSQL."""
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())

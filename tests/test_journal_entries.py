@@ -106,7 +106,10 @@ def test_business_date_follows_the_registers_zone() -> None:
         (lambda e: e.pop("id"), "id: missing or non-integer key field"),
         (lambda e: e.update(registerid=""), "registerid: missing or empty key field"),
         (lambda e: e["data"].update(items="x"), "data.items: expected a list"),
-        (lambda e: e["data"].update(currencycode=5, moneytotal="1,00"), "moneytotal: not a money"),
+        (
+            lambda e: e["data"].update(currencycode=5, moneytotal="1,00"),
+            "moneytotal: not an amount of money",
+        ),
     ],
 )
 def test_a_broken_entry_is_rejected_and_the_rest_loads(mutate: Any, reason: str) -> None:

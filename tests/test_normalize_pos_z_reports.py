@@ -83,11 +83,42 @@ def test_subpayments_hang_under_their_payment() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "loaded"),
+    [
+        ("11059.6", Decimal("11059.60")),
+        ("12", Decimal("12.00")),
+        ("-0.5", Decimal("-0.50")),
+        ("+3.100", Decimal("3.10")),
+        (7, Decimal("7.00")),
+        (Decimal("40463.7"), Decimal("40463.70")),  # a JSON number, parsed exactly
+        ("9999999999999999.99", Decimal("9999999999999999.99")),
+    ],
+)
+def test_an_exact_amount_that_fits_decimal_18_2_loads(value: object, loaded: Decimal) -> None:
+    """Money in another exact form than the contract's two decimals loads as that amount."""
+    record = vendor_example()
+    record["moneysalestotal"] = value
+    window = normalize_window([record])
+    assert window.rejects == []
+    assert window.tables["pos_z_reports"].column("moneysalestotal").to_pylist() == [loaded]
+
+
+def test_a_rejects_key_names_the_missing_part() -> None:
+    """A record without its registerid is kept under a key that says which part is missing."""
+    record = vendor_example()
+    del record["registerid"]
+    [reject] = normalize_window([record]).rejects
+    assert reject.record_key == f"registerid=<missing>/zreportid={record['zreportid']}"
+
+
+@pytest.mark.parametrize(
     ("field", "value", "reason"),
     [
-        ("moneysalestotal", "40463.7", "moneysalestotal: not a money string: '40463.7'"),
-        ("moneysalestotal", 40463.75, "not a money string"),
-        ("moneycash_in", "1,00", "moneycash_in: not a money string"),
+        ("moneysalestotal", "40463.755", "moneysalestotal: more than 2 decimal places: '40463.7"),
+        ("moneysalestotal", "1E+16", "moneysalestotal: not an amount of money: '1E+16'"),
+        ("moneysalestotal", "12345678901234567.00", "out of range for DECIMAL(18,2)"),
+        ("moneysalestotal", 40463.75, "not an amount of money"),
+        ("moneycash_in", "1,00", "moneycash_in: not an amount of money"),
         ("dateadded", "yesterday", "dateadded: not a Unix timestamp"),
         ("dateadded", None, "dateadded: missing required field"),
         ("numsales", True, "numsales: not an integer"),
@@ -116,8 +147,8 @@ def test_bad_values_reject_the_record_with_a_reason(field: str, value: object, r
         (lambda r: r.update(vatgroupssales="none"), "vatgroupssales: expected a list"),
         (lambda r: r["paymentssales"].append(7), "paymentssales[3]: expected an object"),
         (
-            lambda r: r["vatgroupssales"][0].update(moneytotal="1"),
-            "pos_z_report_vat_groups.moneytotal: not a money string",
+            lambda r: r["vatgroupssales"][0].update(moneytotal="1.001"),
+            "pos_z_report_vat_groups.moneytotal: more than 2 decimal places",
         ),
     ],
 )

@@ -155,7 +155,7 @@ def test_two_run_once_at_the_same_moment_load_each_stream_once(
         assert [p.returncode for p in procs] == [0, 0]
         for stream in ("pos_z_reports", "store_z_reports"):
             skipped = sum(f"{stream}: skipped" in out for out in outputs)
-            loaded = sum(f"{stream} [1500]: ok" in out for out in outputs)
+            loaded = sum(f"{stream} (account 1500): ok" in out for out in outputs)
             assert (skipped, loaded) == (1, 1), outputs
         sim.faults.latency = 0.0
         assert sync(settings_for(sim, tmp_path / "x.duckdb", **single.settings())).ok
@@ -258,14 +258,16 @@ def test_healthz_is_not_ready_before_every_stream_has_ticked() -> None:
 
     metrics = Metrics({"a": 60.0, "b": 60.0})
     assert metrics.health()[0] is False
-    metrics.record(PartitionResult("a", "1"), requests=1, retries=0, lag=5.0)
+    metrics.record_tick("a", [PartitionResult("a", "1")], requests=1, retries=0, seconds=1, lags={})
     ready, details = metrics.health()
     assert ready is False
     assert details["a"]["ok"] is True
-    metrics.record(PartitionResult("b", "1", status="disabled"), requests=1, retries=0, lag=None)
+    disabled = [PartitionResult("b", "1", status="disabled")]
+    metrics.record_tick("b", disabled, requests=1, retries=0, seconds=1, lags={})
     assert metrics.health()[0] is True
     assert metrics.health(now=time.time() + 181)[0] is False  # older than 3 intervals
-    metrics.record(PartitionResult("a", "1", status="failed"), requests=1, retries=3, lag=None)
+    failed = [PartitionResult("a", "1", status="failed")]
+    metrics.record_tick("a", failed, requests=1, retries=3, seconds=1, lags={})
     assert metrics.health()[1]["a"]["ok"] is True  # the last *success* still counts
 
 

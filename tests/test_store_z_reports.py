@@ -76,7 +76,7 @@ def test_vendor_example_children_and_register_links() -> None:
         (lambda r: r.pop("store_zreport_id"), "store_zreport_id: missing or empty key field"),
         (lambda r: r.update(data=[1]), "data: expected an object"),
         (lambda r: r.update(day_created="17/03/2021"), "day_created: not a date"),
-        (lambda r: r["data"].update(moneysalestotal="2248"), "moneysalestotal: not a money"),
+        (lambda r: r["data"].update(moneysalestotal="2248.001"), "moneysalestotal: more than 2"),
         (lambda r: r.update(register_zreports=[3]), "register_zreports[0]: expected an object"),
     ],
 )
@@ -381,7 +381,7 @@ def test_account_without_aggregation_exits_0_and_status_says_why(
     monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'w.duckdb'}")
     monkeypatch.setenv("SITOO_STREAMS", "store_z_reports")
     assert main(["run", "--once"]) == 0
-    assert "store_z_reports [1500]: disabled" in capsys.readouterr().out
+    assert "store_z_reports (account 1500): disabled" in capsys.readouterr().out
     assert main(["status", "--json"]) == 0
     [state] = json.loads(capsys.readouterr().out)
     assert state["last_status"] == "disabled"

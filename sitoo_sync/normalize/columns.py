@@ -55,7 +55,6 @@ RAW_TYPES: Mapping[Kind, Any] = {
 _MONEY_REGEX = "^" + MONEY_PATTERN.pattern + "$"
 # Typed nulls: passing a bare None makes pyarrow guess its type, which costs a failed
 # import (dateutil) on every call.
-_NULL_TEXT = pa.scalar(None, pa.string())
 _NULL_INT = pa.scalar(None, pa.int64())
 
 Errors = dict[int, str]
@@ -77,9 +76,8 @@ def finish_column(column: Column, raw: pa.Array, value_at: ValueAt) -> tuple[pa.
     kind = column.kind
     if kind is Kind.MONEY:
         ok = pc.match_substring_regex(raw, _MONEY_REGEX)
-        if ok.false_count:
-            _flag(errors, pc.invert(ok), value_at, "not a money string")
-            raw = pc.if_else(ok, raw, _NULL_TEXT)
+        if ok.false_count:  # not the contract's form: `to_money` decides, value by value
+            raise pa.ArrowInvalid("money not in the contract's form")
         array = pc.cast(raw, ARROW_TYPES[kind])
     elif kind is Kind.TIMESTAMP:
         ints = pc.cast(raw, pa.int64())

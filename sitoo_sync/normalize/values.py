@@ -2,8 +2,8 @@
 
 Each takes the raw value and returns the typed value or raises RecordRejected. `None`
 passes through; whether a column may be NULL is the table's business, not the converter's.
-Money never becomes a float: a money string is checked against the contract's pattern and
-turned straight into a Decimal.
+Money never becomes a float: its text (or the exact Decimal the client parsed) becomes a
+Decimal, refused only when DECIMAL(18,2) cannot hold it exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Any
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.tables import Kind
 
-MONEY_PATTERN = re.compile(r"[-+]?[0-9]{1,16}\.[0-9]{2}")  # DECIMAL(18,2): 16 digits before
+MONEY_PATTERN = re.compile(r"[-+]?[0-9]{1,16}\.[0-9]{2}")  # the contract's form: the fast path
+MONEY_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")  # plain decimal notation
+MONEY_LIMIT = Decimal("1E16")  # DECIMAL(18,2): 16 digits before the point
+CENT = Decimal("0.01")
 DECIMAL_LIMIT = Decimal("1E15")  # DECIMAL(18,3): 15 digits before the point
 _EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -26,12 +29,25 @@ Converter = Callable[[Any], Any]
 
 
 def to_money(value: Any) -> Decimal | None:
-    """A money string such as "-10000.00" as Decimal; anything else is rejected."""
+    """Money as a Decimal with two places: any exact decimal that DECIMAL(18,2) holds.
+
+    The contract's form is a string with two decimals ("-10000.00"), but "11059.6", "12",
+    "12.500" and a JSON number (parsed as an exact Decimal, never a float) are the same
+    amounts and load as such. Rejected: what is not a number, has a non-zero third decimal
+    (rounding would change the amount) or is out of DECIMAL(18,2)'s range.
+    """
     if value is None:
         return None
-    if type(value) is str and MONEY_PATTERN.fullmatch(value):
-        return Decimal(value)
-    raise RecordRejected(f"not a money string: {value!r}")
+    text = type(value) is str and MONEY_TEXT.fullmatch(value)
+    exact = type(value) is int or (isinstance(value, Decimal) and value.is_finite())
+    if not (text or exact):
+        raise RecordRejected(f"not an amount of money: {value!r}")
+    number = Decimal(value)
+    if abs(number) >= MONEY_LIMIT:
+        raise RecordRejected(f"out of range for DECIMAL(18,2): {value!r}")
+    if number != number.quantize(CENT):
+        raise RecordRejected(f"more than 2 decimal places: {value!r}")
+    return number.quantize(CENT)
 
 
 def to_decimal(value: Any) -> Decimal | None:

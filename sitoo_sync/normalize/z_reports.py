@@ -252,7 +252,11 @@ class ZReportNormalizer:
         """The record's key as text for `rejects`, as far as it can be read."""
         if not isinstance(record, Mapping):
             return None
-        return "/".join(str(record.get(k)) for k in self.parent.key)
+        parts = [record.get(k) for k in self.parent.key]
+        if any(part is None for part in parts):  # say which part is missing, not `None/18`
+            shown = ("<missing>" if v is None else v for v in parts)
+            return "/".join(f"{k}={v}" for k, v in zip(self.parent.key, shown, strict=True))
+        return "/".join(str(part) for part in parts)
 
     def __call__(
         self, records: Iterable[Any], context: Mapping[str, Any] | None = None

@@ -353,7 +353,7 @@ class World:
         if bad and self._count % bad == 0:
             valid = False
             if self._count % 2:
-                body["moneysalestotal"] = body["moneysalestotal"][:-1]  # one decimal: invalid
+                body["moneysalestotal"] += "5"  # a third decimal: a fraction of a cent
             else:
                 del body["registerid"]
         return ZReport(body=body, valid=valid)

@@ -6,23 +6,67 @@
 
 from __future__ import annotations
 
-from sitoo_sync.errors import ConfigError
+import re
+from pathlib import Path
+
+from sitoo_sync.errors import ConfigError, WarehouseError
 from sitoo_sync.warehouse.base import Warehouse
 
 
-def open_warehouse(url: str, *, schema: str | None = None) -> Warehouse:
+def masked_url(url: str) -> str:
+    """The URL with its password (if any) replaced by `***`, fit for a message."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def local_path(url: str) -> Path | None:
+    """The file of a `duckdb:///` or `sqlite:///` URL; None for servers, memory, MotherDuck."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in ("duckdb", "sqlite") or ":///" not in url:
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("md:"):
+        return None
+    return Path(path)
+
+
+def check_local_target(url: str) -> Path | None:
+    """The target's file, after making sure its directory exists (a typo must not make a new
+    warehouse somewhere else); None when the target is not a local file."""
+    path = local_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise ConfigError(
+            f"SITOO_TARGET_URL: the directory {path.parent} does not exist "
+            f"(create it first, or fix the path in {url})"
+        )
+    return path
+
+
+def unreachable(url: str, exc: BaseException) -> WarehouseError:
+    """One line for a database server that cannot be connected to: where, and the driver's
+    own reason (its first line, without SQLAlchemy's help link), never the password."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    path = local_path(url)
+    if path is not None:
+        return WarehouseError(f"cannot open the warehouse file {path}: {first}")
+    return WarehouseError(f"cannot reach the warehouse at {masked_url(url)}: {first}")
+
+
+def open_warehouse(url: str, *, schema: str | None = None, read_only: bool = False) -> Warehouse:
     """The warehouse for a target URL; a driver is imported only when it is needed.
 
     `duckdb:///file` takes the native DuckDB path (Arrow bulk loads); every other URL goes
-    through SQLAlchemy.
+    through SQLAlchemy. A local file's directory must exist already. `read_only` opens a
+    DuckDB file for reading only (a server target is only read by what the caller does).
     """
     scheme = url.split("://", 1)[0].lower()
+    check_local_target(url)
     if scheme == "duckdb":
         from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 
         if schema:
             raise ConfigError("SITOO_TARGET_SCHEMA: not supported for DuckDB targets")
-        return DuckDBWarehouse(url)
+        return DuckDBWarehouse(url, read_only=read_only)
     if "://" not in url:
         raise ConfigError(f"SITOO_TARGET_URL: not a URL: {url!r}")
     from sitoo_sync.warehouse.sqla import SqlWarehouse

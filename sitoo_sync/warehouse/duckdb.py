@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,6 +21,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.warehouse import check_local_target
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_STATE,
@@ -71,9 +71,12 @@ class DuckDBWarehouse(ChildReplacement):
     concurrent_loads = True  # MVCC: transactions on duplicate connections run side by side
     in_process = True
 
-    def __init__(self, url: str, *, open_timeout_seconds: float = 60.0) -> None:
+    def __init__(
+        self, url: str, *, open_timeout_seconds: float = 60.0, read_only: bool = False
+    ) -> None:
         self.url = url
         self.path = duckdb_path(url)
+        check_local_target(url)  # a missing directory is a typo, not a place to create
         self._open_timeout = open_timeout_seconds
         self._nesting = Nesting()
         self._cons: PerThread[duckdb.DuckDBPyConnection] = PerThread(
@@ -83,6 +86,7 @@ class DuckDBWarehouse(ChildReplacement):
         # the sync's own fetch thread needs the other core (bench: 2.9x vs 3.1x the floor,
         # peak RSS 240 vs 256 MB). BI readers open their own connections with their own.
         self._config: dict[str, str | bool | int | float | list[str]] = {"threads": 1}
+        self._read_only = read_only  # `status`: reads, and never creates the file
 
     # ---- connection -------------------------------------------------------------------
 
@@ -92,16 +96,15 @@ class DuckDBWarehouse(ChildReplacement):
         return self._cons.get()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        if self.path != ":memory:" and not self.path.startswith("md:"):
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self._open_timeout
         wait = 0.1
         while True:
             try:
-                return duckdb.connect(self.path, config=self._config)
+                return duckdb.connect(self.path, read_only=self._read_only, config=self._config)
             except duckdb.IOException as exc:
-                # Another process (a BI tool, another tick) holds the file lock.
-                if time.monotonic() >= deadline:
+                # Another process (a BI tool, another tick) holds the file lock: wait for it.
+                # Anything else (not a DuckDB file, no permission) waiting cannot cure.
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                     raise
                 log.warning("warehouse_busy", path=self.path, error=str(exc), wait_seconds=wait)
                 time.sleep(wait)

@@ -1,0 +1,125 @@
+"""Configuration and target errors on every command: one line, the right exit code, no
+traceback, nothing created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.cli import main
+from sitoo_sync.simulator import Simulator
+from tests.support import use_simulator
+
+COMMANDS = [["run", "--once"], ["run"], ["status"], ["reset", "pos_z_reports"]]
+CREDENTIALS = {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x"}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"SITOO_SCHEDULES": "not json"},
+            "sitoo-sync: configuration error: SITOO_SCHEDULES: expected JSON such as "
+            '{"pos_z_reports": "15m"}, or pairs such as pos_z_reports=15m,journal_entries=5m '
+            "(got 'not json')",
+        ),
+        (
+            {"SITOO_SCHEDULES": '{"pos_z_reports": '},
+            "sitoo-sync: configuration error: SITOO_SCHEDULES: not valid JSON; expected JSON",
+        ),
+        (
+            {"SITOO_TARGET_URL": "sitoo.duckdb"},
+            "sitoo-sync: configuration error: SITOO_TARGET_URL: must be a URL such as "
+            "duckdb:///sitoo.duckdb (got 'sitoo.duckdb')\n",
+        ),
+        (
+            {"SITOO_API_PASSWORD": "", "SITOO_API_PASSWORD_FILE": "/nonexistent/pw"},
+            "sitoo-sync: configuration error: SITOO_API_PASSWORD_FILE: cannot read "
+            "/nonexistent/pw: No such file or directory\n",
+        ),
+        (
+            {"SITOO_TARGET_URL": "duckdb:///{tmp}/no/dir/x.duckdb"},
+            "sitoo-sync: configuration error: SITOO_TARGET_URL: the directory {tmp}/no/dir does "
+            "not exist (create it first, or fix the path in duckdb:///{tmp}/no/dir/x.duckdb)\n",
+        ),
+    ],
+)
+def test_a_configuration_error_is_one_line_exit_2_and_creates_nothing(
+    command: list[str],
+    env: dict[str, str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each command refuses the setting in one line naming it (and, for a file, its path),
+    exit 2, no traceback; no DuckDB file, lock file or directory is made."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**CREDENTIALS, **env}.items():
+        if value:
+            monkeypatch.setenv(name, value.replace("{tmp}", str(tmp_path)))
+        else:
+            monkeypatch.delenv(name, raising=False)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected.replace("{tmp}", str(tmp_path)))
+    assert len(err.splitlines()) == 1
+    assert err.count("(got ") <= 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_schedules_in_pairs_or_the_toml_way_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SITOO_SCHEDULES also takes `stream=schedule` pairs, quoted TOML-style or not, and a
+    comma inside a cron expression stays in it."""
+    from sitoo_sync.settings import load_settings
+
+    monkeypatch.setenv("SITOO_SCHEDULES", 'pos_z_reports = "15m"\njournal_entries=0,30 * * * *')
+    assert load_settings().schedules == {
+        "pos_z_reports": "15m",
+        "journal_entries": "0,30 * * * *",
+    }
+
+
+def test_reset_without_a_warehouse_creates_nothing_and_needs_no_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reset` with no API ID and no warehouse file says there is no warehouse, exit 1, and
+    leaves no file behind; it never asks for the account."""
+    db = tmp_path / "empty.duckdb"
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["reset", "pos_z_reports"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"sitoo-sync: no warehouse at {db} yet: nothing to reset (check SITOO_TARGET_URL)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reset_moves_cursors_without_credentials(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After a sync, `reset` works with no API ID or password set: it reads no API."""
+    db = tmp_path / "w.duckdb"
+    use_simulator(monkeypatch, sim, db)
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    assert main(["run", "--once"]) == 0
+    for name in ("SITOO_API_ID", "SITOO_API_PASSWORD"):
+        monkeypatch.delenv(name)
+    capsys.readouterr()
+    assert main(["reset", "pos_z_reports", "--since", "2026-01-01"]) == 0
+    assert capsys.readouterr().out.startswith("pos_z_reports: 1 partition reset")
+
+
+def test_an_unset_account_is_named_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With neither the account nor the API ID set, the message says both are unset rather
+    than that the account cannot be derived from an API ID."""
+    from sitoo_sync.errors import ConfigError
+    from sitoo_sync.settings import load_settings
+
+    with pytest.raises(ConfigError, match=r"^neither SITOO_ACCOUNT_ID nor SITOO_API_ID is set"):
+        load_settings().resolved_account_id  # noqa: B018  # the property raises

@@ -1,0 +1,137 @@
+"""`sitoo-sync status`: reads only, shows what failed before any partition existed, prints
+cursors as dates, and `--check` turns a failing or late stream into exit 1."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.cli import _detail_text, main, stream_problems
+from sitoo_sync.settings import load_settings
+from sitoo_sync.simulator import Simulator
+from sitoo_sync.warehouse import open_warehouse
+from tests.support import use_simulator
+
+
+def _table(capsys: pytest.CaptureFixture[str]) -> list[list[str]]:
+    """The status table's rows split on runs of two spaces."""
+    import re
+
+    lines = capsys.readouterr().out.splitlines()
+    return [re.split(r"\s{2,}", line.strip()) for line in lines]
+
+
+def test_a_failed_register_listing_shows_as_a_failing_partition_until_it_recovers(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """When the journal's register listing fails on the first run, status shows the failure
+    (partition *) and --check exits 1; once a later run succeeds, both are clean again."""
+    db = tmp_path / "w.duckdb"
+    use_simulator(monkeypatch, sim, db)
+    monkeypatch.setenv("SITOO_STREAMS", "journal_entries")
+    monkeypatch.setenv("SITOO_HTTP_MAX_ATTEMPTS", "2")
+    sim.faults.queue("503", times=50, path="cashregisters", after=1)  # the check gets through
+    assert main(["run", "--once"]) == 1
+    capsys.readouterr()
+    assert main(["status", "--check"]) == 1
+    rows = _table(capsys)
+    [failed] = [r for r in rows if r[:3] == ["journal_entries", "*", "failed"]]
+    assert "gave up after 2 attempts" in failed[-1]
+    assert rows[-1][0].startswith("check: journal_entries: failing (*): gave up after 2 attempts")
+
+    sim.faults.clear()
+    assert main(["run", "--once"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--check"]) == 0
+    rows = _table(capsys)
+    assert not [r for r in rows if r[1:2] == ["*"]]
+    assert rows[-1] == ["check: every enabled stream is ok"]
+
+
+def test_status_prints_cursors_as_dates_and_reads_another_target(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The table shows an epoch cursor as its UTC time (JSON keeps the raw value beside a
+    readable one); --target reads a file other than SITOO_TARGET_URL's."""
+    db = tmp_path / "w.duckdb"
+    use_simulator(monkeypatch, sim, db)
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    assert main(["run", "--once"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'elsewhere.duckdb'}")
+    assert main(["status", "--target", f"duckdb:///{db}"]) == 0
+    [header, row] = _table(capsys)
+    newest = max(r.dateadded for r in sim.world.all_reports())
+    cursor = row[header.index("cursor")]
+    assert cursor == f"{datetime.fromtimestamp(newest, UTC):%Y-%m-%d %H:%M:%S}Z"
+    assert main(["status", "--json", "--target", f"duckdb:///{db}"]) == 0
+    [state] = json.loads(capsys.readouterr().out)
+    assert state["cursor"] == str(newest)
+    assert state["cursor_text"] == cursor
+    assert not (tmp_path / "elsewhere.duckdb").exists()
+
+
+def test_check_finds_a_stream_late_by_three_of_its_intervals(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream whose last success is older than three schedule intervals is late (the rule
+    /healthz applies); a stream never synced is late too."""
+    db = tmp_path / "w.duckdb"
+    use_simulator(monkeypatch, sim, db)
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    assert main(["run", "--once"]) == 0
+    monkeypatch.setenv("SITOO_SCHEDULES", "pos_z_reports=10m")
+    settings = load_settings()
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        states = warehouse.states()
+    finally:
+        warehouse.close()
+    now = datetime.now(UTC)
+    assert stream_problems(settings, states, now + timedelta(minutes=29)) == []
+    [late] = stream_problems(settings, states, now + timedelta(minutes=31))
+    assert late.startswith("pos_z_reports: late: last success 31.0m ago, limit 30.0m")
+    assert stream_problems(settings, [], now) == [
+        "pos_z_reports: late: last success never, limit 30.0m"
+    ]
+
+
+def test_a_long_detail_is_cut_at_a_word_with_an_ellipsis() -> None:
+    """The table never cuts a word in half; a short detail is shown whole."""
+    detail = (
+        "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD "
+        "(Authorization required)"
+    )
+    shown = _detail_text(detail)
+    assert len(shown) <= 80
+    assert shown.endswith(" ...")
+    kept = shown.removesuffix(" ...")
+    assert detail.startswith(kept)
+    assert detail[len(kept)] == " "
+    assert _detail_text("short reason") == "short reason"
+
+
+def test_log_lines_give_an_epoch_cursor_as_a_readable_time(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`partition_synced` carries the cursor and, for an epoch cursor, `cursor_at` in ISO."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    assert main(["run", "--once"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    [synced] = [e for e in events if e["event"] == "partition_synced"]
+    cursor_at = datetime.fromtimestamp(int(synced["cursor"]), UTC).isoformat()
+    assert synced["cursor_at"] == cursor_at

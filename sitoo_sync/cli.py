@@ -474,7 +474,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(as_json(run))
     else:
-        for line in print_text(run):
+        for line in print_text(run, limit=100):
             print(line)
     return EXIT_OK if run.clean else EXIT_FAILED
 

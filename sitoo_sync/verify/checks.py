@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sitoo_sync.verify import journals, registers, silence, stores
+from sitoo_sync.verify import journals, lines, registers, silence, stores
 from sitoo_sync.verify.findings import Finding, Severity
 from sitoo_sync.verify.source import Scope, Source
 
@@ -75,7 +75,7 @@ CHECKS: tuple[Check, ...] = (
         "A report's VAT groups of a section (sales, refund, not delivered) sum to that "
         "section's gross and net totals (moneysalestotal, moneysalestotalnet ...).",
         (POS, "pos_z_report_vat_groups"),
-        registers.vat_groups,
+        lines.vat_groups,
     ),
     Check(
         "product_groups",
@@ -83,7 +83,7 @@ CHECKS: tuple[Check, ...] = (
         "A report's product groups of a section sum to that section's gross and net totals, "
         "and their numtotal to its item count (numsalesitems ...).",
         (POS, "pos_z_report_product_groups"),
-        registers.product_groups,
+        lines.product_groups,
     ),
     Check(
         "payments",
@@ -91,7 +91,7 @@ CHECKS: tuple[Check, ...] = (
         "Sales payments minus refund payments = moneysummarytotal; a payment's sub-payments "
         "sum to the payment.",
         (POS, "pos_z_report_payments", "pos_z_report_subpayments"),
-        registers.payments,
+        lines.payments,
     ),
     Check(
         "cash_drawer",

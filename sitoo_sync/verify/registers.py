@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, cents_to_money, to_decimal, to_utc
+from sitoo_sync.verify.source import Scope, Source, to_decimal, to_utc
 
 #: A cash difference at least this large (in the report's currency) is an error.
 LARGE_CASH_DIFFERENCE = Decimal("100.00")
@@ -25,7 +25,7 @@ _SEQUENCE_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class _Report:
+class Report:
     registerid: str
     zreportid: int
     created: datetime | None
@@ -36,7 +36,7 @@ class _Report:
     grand_refund: Decimal | None
 
     @classmethod
-    def of(cls, row: tuple[Any, ...]) -> _Report:
+    def of(cls, row: tuple[Any, ...]) -> Report:
         return cls(
             str(row[0]),
             int(row[1]),
@@ -44,6 +44,11 @@ class _Report:
             store_of(row[3]),
             *(to_decimal(v) for v in row[4:8]),
         )
+
+    @classmethod
+    def head(cls, row: tuple[Any, ...]) -> Report:
+        """Where a row is (registerid, zreportid, datecreated, store_id), without figures."""
+        return cls(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
 
     def finding(self, check: str, severity: Severity, details: str, **kw: Any) -> Finding:
         return Finding(
@@ -58,9 +63,7 @@ class _Report:
         )
 
 
-def _sequence(
-    source: Source, scope: Scope, suspect: str
-) -> Iterator[tuple[_Report | None, _Report]]:
+def _sequence(source: Source, scope: Scope, suspect: str) -> Iterator[tuple[Report | None, Report]]:
     """(previous, report) per register where `suspect` holds of `c` (its `prev_*` columns).
 
     The previous report comes from a window function over the whole table, so a report
@@ -79,10 +82,10 @@ def _sequence(
         f"WHERE {scope.where('c')} AND ({suspect})"
     )
     for row in source.rows(sql, scope.params()):
-        report = _Report.of(row)
+        report = Report.of(row)
         prev = None
         if row[8] is not None:
-            prev = _Report(
+            prev = Report(
                 report.registerid,
                 int(row[8]),
                 to_utc(row[9]),
@@ -203,13 +206,13 @@ _HEAD = "registerid, zreportid, datecreated, store_id"
 
 def _report_rows(
     source: Source, scope: Scope, columns: list[str], suspect: str
-) -> Iterator[tuple[_Report, dict[str, Decimal | None]]]:
+) -> Iterator[tuple[Report, dict[str, Decimal | None]]]:
     for row in source.rows(
         f"SELECT {_HEAD}, {', '.join(columns)} FROM {{pos_z_reports}} p "
         f"WHERE {scope.where('p')} AND ({suspect})",
         scope.params(),
     ):
-        report = _Report(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
+        report = Report.head(row)
         yield report, {c: to_decimal(v) for c, v in zip(columns, row[4:], strict=True)}
 
 
@@ -270,7 +273,7 @@ def cash_differences(source: Source, scope: Scope) -> Iterator[Finding]:
         f"WHERE {scope.where('p')} AND {{cents(p.moneycash_diff)}} <> 0",
         scope.params(),
     ):
-        report = _Report(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
+        report = Report.head(row)
         diff, expected, counted = (to_decimal(v) for v in row[4:7])
         if diff is None or diff == 0:
             continue
@@ -283,126 +286,3 @@ def cash_differences(source: Source, scope: Scope) -> Iterator[Finding]:
             expected=expected,
             actual=counted,
         )
-
-
-_SECTIONS = {
-    "sales": ("moneysalestotal", "moneysalestotalnet", "numsalesitems"),
-    "refund": ("moneyrefundtotal", "moneyrefundtotalnet", "numrefunditems"),
-    "salesnotdelivered": (
-        "moneysalesnotdeliveredtotal",
-        "moneysalesnotdeliveredtotalnet",
-        "numsalesnotdelivereditems",
-    ),
-}
-
-
-def group_sums(
-    source: Source, scope: Scope, child: str, check: str, *, items: bool
-) -> Iterator[Finding]:
-    """The lines of `child` (per section) sum to the report's gross, net (and item) totals."""
-    count = "SUM(numtotal)" if items else "0"
-    groups = (
-        f"SELECT registerid, zreportid, section, SUM({{cents(moneytotal)}}) AS gross, "
-        f"SUM({{cents(moneytotalnet)}}) AS net, {count} AS items FROM {{{child}}} "
-        f"GROUP BY registerid, zreportid, section"
-    )
-    totals = ", ".join(f"p.{c}" for cols in _SECTIONS.values() for c in cols)
-    sql = (
-        f"SELECT p.registerid, p.zreportid, p.datecreated, p.store_id, g.section, g.gross, "
-        f"g.net, g.items, {totals} FROM {{pos_z_reports}} p JOIN ({groups}) g "
-        f"ON g.registerid = p.registerid AND g.zreportid = p.zreportid WHERE {scope.where('p')}"
-    )
-    suspect = " OR ".join(
-        f"(g.section = '{section}' AND (g.gross <> {{cents(p.{gross})}} "
-        f"OR g.net <> {{cents(p.{net})}}{f' OR g.items <> p.{count}' if items else ''}))"
-        for section, (gross, net, count) in _SECTIONS.items()
-    )
-    sql += f" AND ({suspect})"
-    names = [c for cols in _SECTIONS.values() for c in cols]
-    for row in source.rows(sql, scope.params()):
-        report = _Report(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
-        section = str(row[4])
-        if section not in _SECTIONS:
-            continue
-        values = dict(zip(names, row[8:], strict=True))
-        gross_f, net_f, items_f = _SECTIONS[section]
-        sums = [(gross_f, cents_to_money(row[5])), (net_f, cents_to_money(row[6]))]
-        if items:
-            sums.append((items_f, to_decimal(row[7]) or Decimal(0)))
-        for field, total in sums:
-            actual = to_decimal(values[field])
-            if actual is not None and actual != total:
-                yield report.finding(
-                    check,
-                    Severity.ERROR,
-                    f"{section} lines of {child} sum to {total}, {field} says {actual}",
-                    expected=total,
-                    actual=actual,
-                )
-                break
-
-
-def vat_groups(source: Source, scope: Scope) -> Iterator[Finding]:
-    """VAT groups per section sum to the section's gross and net totals."""
-    yield from group_sums(source, scope, "pos_z_report_vat_groups", "vat_groups", items=False)
-
-
-def product_groups(source: Source, scope: Scope) -> Iterator[Finding]:
-    """Product groups per section sum to the section's gross, net and item totals."""
-    yield from group_sums(
-        source, scope, "pos_z_report_product_groups", "product_groups", items=True
-    )
-
-
-def payments(source: Source, scope: Scope) -> Iterator[Finding]:
-    """Sales payments minus refund payments equal moneysummarytotal; sub-payments their payment."""
-    paid = (
-        "SELECT registerid, zreportid, SUM(CASE WHEN section = 'refund' "
-        "THEN -{cents(moneytotal)} ELSE {cents(moneytotal)} END) AS net "
-        "FROM {pos_z_report_payments} GROUP BY registerid, zreportid"
-    )
-    sql = (
-        f"SELECT p.registerid, p.zreportid, p.datecreated, p.store_id, p.moneysummarytotal, "
-        f"g.net FROM {{pos_z_reports}} p LEFT JOIN ({paid}) g "
-        f"ON g.registerid = p.registerid AND g.zreportid = p.zreportid "
-        f"WHERE {scope.where('p')} AND COALESCE(g.net, 0) <> {{cents(p.moneysummarytotal)}}"
-    )
-    for row in source.rows(sql, scope.params()):
-        report = _Report(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
-        total, net = to_decimal(row[4]), cents_to_money(row[5])
-        if total is not None and total != net:
-            yield report.finding(
-                "payments",
-                Severity.ERROR,
-                f"sales payments minus refund payments come to {net}, moneysummarytotal is {total}",
-                expected=total,
-                actual=net,
-            )
-    yield from _subpayments(source, scope)
-
-
-def _subpayments(source: Source, scope: Scope) -> Iterator[Finding]:
-    subs = (
-        "SELECT registerid, zreportid, section, payment_position, "
-        "SUM({cents(moneysubtotal)}) AS total FROM {pos_z_report_subpayments} "
-        "GROUP BY registerid, zreportid, section, payment_position"
-    )
-    sql = (
-        f"SELECT p.registerid, p.zreportid, p.datecreated, p.store_id, y.name, y.moneytotal, "
-        f"s.total FROM {{pos_z_reports}} p JOIN {{pos_z_report_payments}} y "
-        f"ON y.registerid = p.registerid AND y.zreportid = p.zreportid JOIN ({subs}) s "
-        f"ON s.registerid = y.registerid AND s.zreportid = y.zreportid "
-        f"AND s.section = y.section AND s.payment_position = y.position "
-        f"WHERE {scope.where('p')} AND s.total <> {{cents(y.moneytotal)}}"
-    )
-    for row in source.rows(sql, scope.params()):
-        report = _Report(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
-        payment, subtotal = to_decimal(row[5]), cents_to_money(row[6])
-        if payment is not None and payment != subtotal:
-            yield report.finding(
-                "payments",
-                Severity.ERROR,
-                f"sub-payments of {row[4]} sum to {subtotal}, the payment is {payment}",
-                expected=payment,
-                actual=subtotal,
-            )

@@ -48,7 +48,7 @@ def store_figures(source: Source, scope: Scope) -> Iterator[Finding]:
     summed_cols = ", ".join(f"a.f_{i}" for i in range(n))
     own = ", ".join(f"s.{c.name}" for c in _FIGURES)
     sql = (
-        f"SELECT s.store_zreport_id, s.store_id, s.day_created, 0, a.listed, a.found, "
+        f"SELECT s.store_zreport_id, s.store_id, s.day_created, a.listed, a.found, "
         f"{summed_cols}, {own} FROM {{store_z_reports}} s LEFT JOIN ({lists}) a "
         f"ON a.store_zreport_id = s.store_zreport_id WHERE {_store_where(scope)}"
     )
@@ -63,11 +63,11 @@ def store_figures(source: Source, scope: Scope) -> Iterator[Finding]:
     sql += f" AND ({differs})"
     for row in source.rows(sql, scope.params()):
         report_id, store, day = str(row[0]), str(row[1]), to_day(row[2])
-        listed, found = int(row[4] or 0), int(row[5] or 0)
+        listed, found = int(row[3] or 0), int(row[4] or 0)
         if found < listed:
             continue  # store_unknown says which POS z-reports are missing
-        summed = row[6 : 6 + n]
-        stated = row[6 + n : 6 + 2 * n]
+        summed = row[5 : 5 + n]
+        stated = row[5 + n : 5 + 2 * n]
         wrong = []
         for col, total, value in zip(_FIGURES, summed, stated, strict=True):
             expected = cents_to_money(total) if col.kind is Kind.MONEY else Decimal(total or 0)

@@ -201,7 +201,36 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: a journal tick over 51 registers at 100 ms latency, concurrency 1 vs 4",
     )
+    bench.add_argument(
+        "--verify",
+        action="store_true",
+        help="instead: time `verify` over a year of z-reports of 300 registers (DuckDB)",
+    )
     bench.add_argument("--phase", choices=("floor", "sync"), help=argparse.SUPPRESS)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check the loaded z-reports and journals the way a controller would",
+        description="Check the warehouse the way a retail controller does by hand: z-report "
+        "numbering, grand-total continuity, the vendor's arithmetic, cash differences, store "
+        "z-reports against their POS z-reports, journals against z-reports, silent "
+        "registers. Reads only the warehouse (no API calls). Prints a summary and the "
+        "findings, most severe first, and writes them to the verify_findings table.\n\n"
+        "Exit codes: 0 nothing found, 1 findings, 2 bad configuration or usage.",
+        formatter_class=fmt,
+    )
+    verify.add_argument(
+        "--since", metavar="YYYY-MM-DD", help="only z-reports created on or after this day (UTC)"
+    )
+    verify.add_argument("--store", metavar="ID", help="only this store_id (or NO_STORE)")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="also write sitoo_verify_findings{check,severity} here, in Prometheus text "
+        "format (for node_exporter's textfile collector)",
+    )
     return parser
 
 
@@ -589,11 +618,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     configure_logging(fmt="console", level="WARNING")
     if args.phase:
         return bench.run_phase(args.phase)
+    if args.verify:
+        from sitoo_sync.verify.bench import run_verify_benchmark
+
+        return run_verify_benchmark()
     if args.journals:
         return bench.run_journal_benchmark(
             registers_per_store=10, latency=0.1, targets=args.target, rounds=args.rounds
         )
     return bench.run_benchmark(reports=args.reports, targets=args.target, rounds=args.rounds)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """`verify`: the controller's checks over the warehouse; exit 1 with findings."""
+    from sitoo_sync.verify import Scope, run_verify
+    from sitoo_sync.verify.report import as_json, print_text, write_metrics
+    from sitoo_sync.warehouse import open_warehouse
+
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        print(
+            f"sitoo-sync verify: --since: not a day: {args.since!r} (use YYYY-MM-DD)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    settings = _settings(args)
+    _configure_logs(settings, level="WARNING")
+    scope = Scope(since=since, store=args.store, silent_days=settings.verify_silent_days)
+    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+    try:
+        run = run_verify(warehouse, scope)
+    finally:
+        warehouse.close()
+    if args.metrics_file:
+        write_metrics(run, args.metrics_file)
+    if args.json:
+        print(as_json(run))
+    else:
+        for line in print_text(run, limit=100):
+            print(line)
+    return EXIT_OK if run.clean else EXIT_FAILED
 
 
 COMMANDS = {
@@ -603,6 +668,7 @@ COMMANDS = {
     "simulator": cmd_simulator,
     "demo": cmd_demo,
     "bench": cmd_bench,
+    "verify": cmd_verify,
 }
 
 

@@ -157,4 +157,20 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         ".sql('SHOW TABLES').show()\"\n"
     )
     print(NEXT_SQL)
+    print_verify_summary(settings, db)
     return 0 if report.ok and matched else 1
+
+
+def print_verify_summary(settings: Settings, db: Path) -> None:
+    """End with what `sitoo-sync verify` finds (the demo's rejects and cash differences)."""
+    from sitoo_sync.verify import Scope, run_verify
+    from sitoo_sync.verify.report import summary_lines
+
+    warehouse = DuckDBWarehouse(f"duckdb:///{db}")
+    try:
+        run = run_verify(warehouse, Scope(silent_days=settings.verify_silent_days))
+    finally:
+        warehouse.close()
+    print(f"\nSITOO_TARGET_URL=duckdb:///{db} sitoo-sync verify says (details in verify_findings):")
+    for line in summary_lines(run):
+        print(f"  {line}")

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     journal_start: date | None = Field(
         None, description="first day of journal entries for a new register; default: all"
     )
+    verify_silent_days: int = Field(
+        3,
+        ge=1,
+        le=366,
+        description="verify: days without a z-report (or any data) that flag a register",
+    )
     concurrency: int = Field(
         4, ge=1, le=64, description="registers (and sites) fetched at the same time"
     )

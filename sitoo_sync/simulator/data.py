@@ -90,6 +90,14 @@ class SimConfig:
     malformed_every: int = 0  # every Nth report is corrupted; 0 = none
     max_reports: int | None = None  # stop the history at this many reports
     unknown_field_every: int = 7  # every Nth report carries a field the docs do not name
+    cash_differences: bool = True  # some closings count more or less cash than expected
+    # Anomalies for `sitoo-sync verify` to find, each injected once, deterministically:
+    inject_missing_report: bool = False  # register 0's z-report 3 is never uploaded
+    inject_grand_total_jump: bool = False  # register 0's grand totals jump 100.00 at report 5
+    inject_store_mismatch: bool = False  # store 200's report of register 0's day 2: +1.00 sales
+    inject_missing_receipt: bool = False  # register 0's journal lacks report 4's first receipt
+    silent_register_days: int = 0  # register 1 uploads no z-report for its last N days
+    dark_register_days: int = 0  # register 2 sends nothing at all for its last N days
     now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
 
 
@@ -118,6 +126,7 @@ class World:
         self._reports: list[ZReport] = []  # sorted by dateadded
         self._times: list[int] = []  # dateadded of each, for bisect
         self._by_key: dict[tuple[str, int], ZReport] = {}
+        self._withheld: list[ZReport] = []  # made and journaled, never uploaded
         self._count = 0
         # "active", "inactive" (config says aggregation_active: false) or "missing" (404)
         self.aggregation = "active"
@@ -170,9 +179,30 @@ class World:
                     continue
                 if self.config.max_reports is not None and self._count >= self.config.max_reports:
                     return
+                last_days = self.config.days - d  # 0 on the last day
+                if reg is self._nth(2) and last_days < self.config.dark_register_days:
+                    continue  # the register is dark: no closing, no journal
                 # Most registers upload within a minute; an offline one uploads hours later.
                 delay = self.rng.randint(1, 60) if self.rng.random() > 0.05 else 6 * 3600
-                self._insert(self.make_report(reg, closed, min(closed + delay, end)))
+                report = self.make_report(reg, closed, min(closed + delay, end))
+                withheld = (
+                    self.config.inject_missing_report
+                    and reg is self._nth(0)
+                    and report.body["zreportid"] == 3
+                ) or (reg is self._nth(1) and last_days < self.config.silent_register_days)
+                if withheld:
+                    self._withheld.append(report)
+                else:
+                    self._insert(report)
+
+    def _nth(self, index: int) -> Register | None:
+        """The register an injected anomaly happens to (None when there are fewer)."""
+        return self.registers[index] if index < len(self.registers) else None
+
+    def withheld_reports(self) -> list[ZReport]:
+        """Closings that happened (their journal days exist) but were never uploaded."""
+        with self.lock:
+            return list(self._withheld)
 
     def site_ids(self) -> list[int]:
         """Every eshop id that has registers."""
@@ -220,19 +250,25 @@ class World:
         sales = sum(g[0] for g in sales_groups.values())
         refund = sum(g[0] for g in refund_groups.values())
         discount = sales * rng.randint(0, 8) // 100
-        cash_part = sales * rng.randint(10, 40) // 100
+        roundoff = rng.choice((0, 0, 0, -1, 1))
+        # Cash rounding: what the customer hands over in cash is rounded, so the cash
+        # payment carries the roundoff and payments add up to moneysummarytotal.
+        cash_part = sales * rng.randint(10, 40) // 100 + roundoff
         gift = sales * rng.randint(0, 10) // 100 if rng.random() < 0.3 else 0
-        card = sales - cash_part - gift
+        card = sales + roundoff - cash_part - gift
         visa = card * rng.randint(40, 80) // 100
         cash_refund = refund
+        practice = rng.random() < 0.15  # a training receipt in the journal (see journal.py)
         cash_in = 500000
         petty = -rng.randint(0, 20000) if rng.random() < 0.2 else 0
         bank = -rng.randint(100000, 400000) if rng.random() < 0.3 else 0
         salesrefunds = cash_part - cash_refund
         expected = cash_in + salesrefunds + petty + bank
-        counted = expected + (rng.randint(-500, 500) if rng.random() < 0.2 else 0)
+        off = rng.randint(-500, 500) if rng.random() < 0.2 else 0
+        counted = expected + (off if self.config.cash_differences else 0)
         bankfinal = -(max(counted - cash_in, 0)) if rng.random() < 0.5 else 0
-        roundoff = rng.choice((0, 0, 0, -1, 1))
+        if self.config.inject_grand_total_jump and reg is self._nth(0) and reg.next_zreportid == 5:
+            reg.grand_sales += 10000  # a grand total that does not continue
         reg.grand_sales += sales
         reg.grand_refund += refund
         reg.next_zreportid += 1
@@ -275,7 +311,8 @@ class World:
             "comment": "",
             "moneysalestotal": money(sales),
             "moneysalestotalnet": money(sum(g[1] for g in sales_groups.values())),
-            "numsales": rng.randint(1, 30),
+            # The journal writes one receipt per product group sold (and refunded).
+            "numsales": len(sales_groups),
             "numsalesitems": sum(g[2] for g in sales_groups.values()),
             "vatgroupssales": self._vat_groups(sales_groups),
             "productgroupssales": self._product_groups(sales_groups),
@@ -287,7 +324,7 @@ class World:
             "productgroupssalesnotdelivered": [],
             "moneyrefundtotal": money(refund),
             "moneyrefundtotalnet": money(sum(g[1] for g in refund_groups.values())),
-            "numrefund": 1 if refund else 0,
+            "numrefund": len(refund_groups),
             "numrefunditems": sum(g[2] for g in refund_groups.values()),
             "vatgroupsrefund": self._vat_groups(refund_groups),
             "productgroupsrefund": self._product_groups(refund_groups),
@@ -332,10 +369,10 @@ class World:
             "numsalestypeproduct": sum(g[2] for g in sales_groups.values()),
             "numsalestypeservice": 0,
             "numsalestypegiftcard": 0,
-            "numreceipts": rng.randint(1, 30),
+            "numreceipts": len(sales_groups) + len(refund_groups),
             "numopendrawer": rng.randint(0, 4),
-            "numpractice": 0,
-            "moneypractice": "0.00",
+            "numpractice": 1 if practice else 0,
+            "moneypractice": "100.00" if practice else "0.00",
             "currencyconversions": (
                 [{"currencycode": "EUR", "moneycounted": money(rng.randint(0, 50000))}]
                 if currency == "NOK" and rng.random() < 0.5
@@ -538,7 +575,7 @@ class World:
         self, day: str | None, store_ids: set[str] | None, *, limit: int | None
     ) -> list[dict[str, Any]]:
         """Store z-reports: one per store and day, newest day first, at most `limit`."""
-        from sitoo_sync.simulator.store_reports import store_reports
+        from sitoo_sync.simulator.store_reports import NO_STORE, mismatch, store_reports
 
         with self.lock:
             out = store_reports(
@@ -549,6 +586,11 @@ class World:
                 day=day,
                 store_ids=store_ids,
             )
+            first = self._nth(0)
+            if self.config.inject_store_mismatch and first is not None:
+                wrong = self._by_key.get((first.registerid, 2))
+                if wrong is not None:
+                    mismatch(out, str(first.store_id or NO_STORE), self.store_day(wrong))
         return out if limit is None else out[:limit]
 
 

@@ -54,9 +54,10 @@ class Journal:
             return self._entries[registerid]
 
     def _catch_up(self, registerid: str) -> None:
+        # A closing that was never uploaded still happened: its day is in the journal.
         new = [
             r.body
-            for r in self.world.all_reports()
+            for r in (*self.world.all_reports(), *self.world.withheld_reports())
             if r.valid
             and r.body.get("registerid") == registerid
             and (registerid, r.body["zreportid"]) not in self._journaled
@@ -108,11 +109,18 @@ class Journal:
             return {"currencycode": cur, "moneycash": amount, **staff}
 
         t = opened - 60
+        # cash-start "indicates the opening of the POS": it is at dateopened.
         out: list[tuple[int, str, dict[str, Any], bool]] = [
             (t, "login", dict(staff), False),
-            (t + 5, "cash-start", cash(z["moneycash_in"]), False),
+            (opened, "cash-start", cash(z["moneycash_in"]), False),
         ]
         t += 60
+        first = self.world.registers[0].registerid if self.world.registers else None
+        drop_receipt = (
+            self.world.config.inject_missing_receipt
+            and z["registerid"] == first
+            and z["zreportid"] == 4
+        )
         groups = [("sales", g) for g in z["productgroupssales"]]
         groups += [("refund", g) for g in z["productgroupsrefund"]]
         for n, (section, g) in enumerate(groups):
@@ -149,17 +157,18 @@ class Journal:
                 practice=False,
                 currency=cur,
             )
-            out.append((t + 30, "receipt", receipt["data"], False))
+            if not (drop_receipt and n == 0):  # else it never reached the journal backup
+                out.append((t + 30, "receipt", receipt["data"], False))
             if rng.random() < 0.1:
                 out.append((t + 40, "cart-clear", {}, False))
-        if rng.random() < 0.15:  # a training receipt: ispractice, not part of the day's sales
+        if z["numpractice"]:  # a training receipt: ispractice, counted in moneypractice only
             practice = self._receipt(
                 rng,
                 z["registerkey"],
                 z["store_id"],
                 created=t + 100,
                 number=z["zreportid"] * 100 + 99,
-                group=("Training", 25, 1, 10000),
+                group=("Training", 25, 1, cents(z["moneypractice"])),
                 refund=False,
                 practice=True,
                 currency=cur,

@@ -137,3 +137,11 @@ def store_reports(
     out = [aggregate(s, d, rs, versions.get((s, d), 0)) for (s, d), rs in groups.items()]
     out.sort(key=lambda r: (str(r["day_created"]), str(r["store_id"])), reverse=True)
     return out
+
+
+def mismatch(reports: list[dict[str, Any]], store: str, day: str) -> None:
+    """Make the store report of `store` on `day` (if among `reports`) disagree by 1.00."""
+    for report in reports:
+        if report["store_id"] == store and report["day_created"] == day:
+            data = report["data"]
+            data["moneysalestotal"] = money(cents(data["moneysalestotal"]) + 100)

@@ -1,0 +1,182 @@
+"""`sitoo-sync bench --verify`: how long verify takes on a year of 300 registers.
+
+The data is generated straight into a DuckDB file by DuckDB SQL (no simulator, no HTTP: a
+year of a chain does not need a sync to exist), into the declared tables, with every figure
+consistent the way a real register's are: 300 registers in 30 stores, one closing a day for
+365 days (109,500 POS z-reports with VAT groups, product groups, payments and card
+sub-payments), one store z-report per store and day listing its POS z-reports, and per
+opening `receipts` journal receipts (one in ten a refund) plus the cash-start and
+cash-counted events. Left out: the journal's cart, staff and printout entries, which no
+check reads. Then `verify` runs over the file, as the command does, and the time is printed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
+from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES
+from sitoo_sync.normalize.store_z_reports import TABLES as STORE_TABLES
+from sitoo_sync.verify.run import Scope, run_verify
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+
+
+def m(cents: str) -> str:
+    """DuckDB SQL: integer cents as DECIMAL(18,2), exactly."""
+    return f"CAST(CAST({cents} AS DECIMAL(18,0)) * 0.01 AS DECIMAL(18,2))"
+
+
+def _sql(registers: int, days: int, receipts: int) -> list[str]:
+    per = receipts + 2  # journal ids per opening: receipts, cash-start, cash-counted
+    return [
+        f"""CREATE TEMP TABLE rc AS SELECT r, d, k,
+            1000 + (r * 7 + d * 13 + k * 31) % 5000 AS c, k % 10 = 0 AS refund
+            FROM range(1, {registers + 1}) t1(r), range(0, {days}) t2(d),
+                 range(1, {receipts + 1}) t3(k)""",
+        """CREATE TEMP TABLE z AS SELECT r, d,
+            printf('{REG-%04d}', r) AS registerid, d + 1 AS zreportid,
+            'S' || CAST((r - 1) // 10 + 1 AS VARCHAR) AS store_id,
+            TIMESTAMPTZ '2025-01-01 19:00:00+00' + to_days(CAST(d AS INTEGER))
+                + to_minutes(CAST(r % 60 AS INTEGER)) AS closed,
+            COALESCE(SUM(c) FILTER (WHERE NOT refund), 0) AS s,
+            COALESCE(SUM(c) FILTER (WHERE refund), 0) AS f,
+            COUNT(*) FILTER (WHERE NOT refund) AS ns, COUNT(*) FILTER (WHERE refund) AS nf
+            FROM rc GROUP BY r, d""",
+        """CREATE TEMP TABLE zz AS SELECT *, s * 3 // 5 AS g1, s - s * 3 // 5 AS g2,
+            s * 3 // 10 AS cash, s - s * 3 // 10 AS card,
+            SUM(s) OVER (PARTITION BY r ORDER BY d) AS gs,
+            SUM(f) OVER (PARTITION BY r ORDER BY d) AS gf FROM z""",
+        f"""INSERT INTO pos_z_reports (registerid, zreportid, registernumber, datecreated,
+            dateopened, dateadded, store_id, currencycode, moneysalestotal, moneysalestotalnet,
+            numsales, numsalesitems, moneyrefundtotal, moneyrefundtotalnet, numrefund,
+            numrefunditems, moneyroundoff, moneysummarysales, moneysummaryrefund,
+            moneysummarysubtotal, moneysummarysalestax, moneysummaryroundoff, moneysummarytotal,
+            moneycash_in, moneycash_salesrefunds, moneycash_petty, moneycash_bank,
+            moneycash_expected, moneycash_counted, moneycash_diff, moneycash_bankfinal,
+            moneycash_out, numreceipts, numpractice, moneypractice, moneygrandtotalsales,
+            moneygrandtotalrefund, moneygrandtotalnet)
+            SELECT registerid, zreportid, r, closed, closed - INTERVAL 10 HOUR, closed, store_id,
+            'SEK', {m("s")}, {m("g1 * 100 // 125 + g2 * 100 // 112")}, ns, ns, {m("f")},
+            {m("f * 100 // 125")}, nf, nf, 0, {m("s")}, {m("f")}, {m("s - f")}, 0, 0,
+            {m("s - f")}, 5000, {m("cash - f")}, 0, 0, {m("500000 + cash - f")},
+            {m("500000 + cash - f")}, 0, 0, {m("500000 + cash - f")}, ns + nf, 0, 0,
+            {m("gs")}, {m("gf")}, {m("gs - gf")} FROM zz""",
+        f"""INSERT INTO pos_z_report_vat_groups (registerid, zreportid, section, position,
+            vatvalue, moneytotal, moneytotalnet, moneytotalvat)
+            SELECT registerid, zreportid, 'sales', 0, 25, {m("g1")}, {m("g1 * 100 // 125")},
+                {m("g1 - g1 * 100 // 125")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'sales', 1, 12, {m("g2")},
+                {m("g2 * 100 // 112")}, {m("g2 - g2 * 100 // 112")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'refund', 0, 25, {m("f")},
+                {m("f * 100 // 125")}, {m("f - f * 100 // 125")} FROM zz WHERE f > 0""",
+        f"""INSERT INTO pos_z_report_product_groups (registerid, zreportid, section, position,
+            name, vatvalue, numtotal, moneytotal, moneytotalnet, moneytotalvat)
+            SELECT registerid, zreportid, 'sales', 0, 'Clothing', 25, ns // 2, {m("g1")},
+                {m("g1 * 100 // 125")}, {m("g1 - g1 * 100 // 125")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'sales', 1, 'Food', 12, ns - ns // 2,
+                {m("g2")}, {m("g2 * 100 // 112")}, {m("g2 - g2 * 100 // 112")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'refund', 0, 'Clothing', 25, nf, {m("f")},
+                {m("f * 100 // 125")}, {m("f - f * 100 // 125")} FROM zz WHERE f > 0""",
+        f"""INSERT INTO pos_z_report_payments (registerid, zreportid, section, position, name,
+            moneytotal)
+            SELECT registerid, zreportid, 'sales', 0, 'Cash', {m("cash")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'sales', 1, 'Card', {m("card")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'refund', 0, 'Cash', {m("f")} FROM zz
+                WHERE f > 0""",
+        f"""INSERT INTO pos_z_report_subpayments (registerid, zreportid, section,
+            payment_position, position, name, moneysubtotal)
+            SELECT registerid, zreportid, 'sales', 1, 0, 'Visa', {m("card // 2")} FROM zz
+            UNION ALL SELECT registerid, zreportid, 'sales', 1, 1, 'Mastercard',
+                {m("card - card // 2")} FROM zz""",
+        """INSERT INTO store_z_reports (store_zreport_id, store_id, currency_code, day_created,
+            date_created, moneysalestotal, moneysalestotalnet, numsales, numsalesitems,
+            moneyrefundtotal, moneyrefundtotalnet, numrefund, numrefunditems, moneyroundoff,
+            moneysummarysales, moneysummaryrefund, moneysummarysubtotal, moneysummarysalestax,
+            moneysummaryroundoff, moneysummarytotal, moneycash_in, moneycash_salesrefunds,
+            moneycash_petty, moneycash_bank, moneycash_expected, moneycash_counted,
+            moneycash_diff, moneycash_bankfinal, moneycash_out, numreceipts, numpractice,
+            moneypractice)
+            SELECT store_id || '/' || CAST(CAST(datecreated AS DATE) AS VARCHAR), store_id, 'SEK',
+            CAST(datecreated AS DATE), max(datecreated), sum(moneysalestotal),
+            sum(moneysalestotalnet), sum(numsales), sum(numsalesitems), sum(moneyrefundtotal),
+            sum(moneyrefundtotalnet), sum(numrefund), sum(numrefunditems), sum(moneyroundoff),
+            sum(moneysummarysales), sum(moneysummaryrefund), sum(moneysummarysubtotal),
+            sum(moneysummarysalestax), sum(moneysummaryroundoff), sum(moneysummarytotal),
+            sum(moneycash_in), sum(moneycash_salesrefunds), sum(moneycash_petty),
+            sum(moneycash_bank), sum(moneycash_expected), sum(moneycash_counted),
+            sum(moneycash_diff), sum(moneycash_bankfinal), sum(moneycash_out), sum(numreceipts),
+            sum(numpractice), sum(moneypractice)
+            FROM pos_z_reports GROUP BY store_id, CAST(datecreated AS DATE)""",
+        """INSERT INTO store_z_report_registers (store_zreport_id, position, registerid,
+            zreportid)
+            SELECT store_id || '/' || CAST(CAST(datecreated AS DATE) AS VARCHAR),
+            row_number() OVER (PARTITION BY store_id, CAST(datecreated AS DATE)
+                ORDER BY registerid) - 1, registerid, zreportid FROM pos_z_reports""",
+        f"""CREATE TEMP TABLE je AS
+            SELECT z.registerid, z.d * {per} + rc.k AS id, 'receipt' AS type,
+                z.closed - INTERVAL 10 HOUR + to_minutes(CAST(rc.k AS INTEGER)) AS ts,
+                rc.refund, rc.c FROM rc JOIN z ON z.r = rc.r AND z.d = rc.d
+            UNION ALL SELECT registerid, d * {per} + {receipts + 1}, 'cash-start',
+                closed - INTERVAL 10 HOUR, NULL, 500000 FROM z
+            UNION ALL SELECT registerid, d * {per} + {receipts + 2}, 'cash-counted',
+                closed - INTERVAL 1 MINUTE, NULL, 500000 + s * 3 // 10 - f FROM z""",
+        """INSERT INTO journal_entries (registerid, id, type, datecreated, dateadded,
+            ispractice) SELECT registerid, id, type, ts, ts, false FROM je""",
+        f"""INSERT INTO journal_receipts (registerid, id, type, ispractice, datecreated,
+            isrefund, moneytotal) SELECT registerid, id, type, false, ts, refund, {m("c")}
+            FROM je WHERE type = 'receipt'""",
+        f"""INSERT INTO journal_cash_events (registerid, id, type, ispractice, datecreated,
+            moneycash) SELECT registerid, id, type, false, ts, {m("c")} FROM je
+            WHERE type <> 'receipt'""",
+    ]
+
+
+def _last_days(warehouse: DuckDBWarehouse, days: int) -> Scope:
+    """The scope of the last `days` days of z-reports in the warehouse."""
+    last = warehouse.query("SELECT max(datecreated) FROM pos_z_reports")[0][0]
+    return Scope(since=last.date() - timedelta(days=days - 1))
+
+
+def run_verify_benchmark(registers: int = 300, days: int = 365, receipts: int = 20) -> int:
+    """Build the year in a temporary DuckDB file, time `verify` over it, print the figures."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "year.duckdb"
+        warehouse = DuckDBWarehouse(f"duckdb:///{path}")
+        try:
+            started = time.perf_counter()
+            warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES])
+            with warehouse.transaction():
+                for statement in _sql(registers, days, receipts):
+                    warehouse.con.execute(statement)
+            built = time.perf_counter() - started
+            counts = {
+                name: int(warehouse.query(f"SELECT count(*) FROM {name}")[0][0])
+                for name in ("pos_z_reports", "store_z_reports", "journal_receipts")
+            }
+        finally:
+            warehouse.close()
+        print(
+            f"built in {built:.1f}s: {registers} registers x {days} days = "
+            f"{counts['pos_z_reports']:,} POS z-reports, {counts['store_z_reports']:,} store "
+            f"z-reports, {counts['journal_receipts']:,} journal receipts "
+            f"({path.stat().st_size / 1e6:.0f} MB)"
+        )
+        runs = [("whole year", Scope()), ("last 30 days", None)]
+        for label, wanted in runs:
+            warehouse = DuckDBWarehouse(f"duckdb:///{path}")
+            try:
+                scope = wanted or _last_days(warehouse, 30)
+                started = time.perf_counter()
+                run = run_verify(warehouse, scope)
+                took = time.perf_counter() - started
+            finally:
+                warehouse.close()
+            slowest = sorted(run.results, key=lambda r: -r.seconds)[:3]
+            print(
+                f"verify, {label}: {took:.2f}s, {len(run.findings)} findings; slowest: "
+                + ", ".join(f"{r.check.name} {r.seconds:.2f}s" for r in slowest)
+            )
+    return 0

@@ -1,0 +1,167 @@
+"""Every check, declared: its name, severity, the tables it reads and its rule in words.
+
+The rule text is what the README and `--json` show; the function beside it is the rule in
+code. A check whose tables are missing (a stream never synced) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sitoo_sync.verify import journals, lines, registers, silence, stores
+from sitoo_sync.verify.findings import Finding, Severity
+from sitoo_sync.verify.source import Scope, Source
+
+Find = Callable[[Source, Scope], Iterable[Finding]]
+
+POS = "pos_z_reports"
+STORE = ("store_z_reports", "store_z_report_registers", POS)
+JOURNAL = ("journal_entries", POS)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: a small declared unit with its rule text and severity."""
+
+    name: str
+    severity: Severity
+    rule: str
+    tables: tuple[str, ...]
+    find: Find | None
+    unavailable: str = ""  # why the check cannot run at all yet
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(
+        "numbering_gap",
+        Severity.ERROR,
+        "zreportid runs 1, 2, 3 ... per register: a number skipped between two z-reports in "
+        "the warehouse is a missing closing (not uploaded, or lost; a rejected one is named).",
+        (POS,),
+        registers.numbering_gaps,
+    ),
+    Check(
+        "numbering_conflict",
+        Severity.CRITICAL,
+        "A higher zreportid is never created before a lower one of the same register: numbers "
+        "that repeat or run against time mean a renumbered or reinstalled register.",
+        (POS,),
+        registers.numbering_order,
+    ),
+    Check(
+        "grand_total",
+        Severity.CRITICAL,
+        "moneygrandtotalsales = the previous z-report's moneygrandtotalsales + this report's "
+        "moneysummarysales, and moneygrandtotalrefund likewise with moneysummaryrefund; the "
+        "first z-report of a register starts from zero. Practice-mode transactions are in "
+        "numpractice/moneypractice only, never in sales or grand totals, so they do not "
+        "enter the rule.",
+        (POS,),
+        registers.grand_totals,
+    ),
+    Check(
+        "summary",
+        Severity.ERROR,
+        "moneysummarysubtotal = moneysummarysales - moneysummaryrefund; moneysummarytotal = "
+        "moneysummarysubtotal + moneysummarysalestax + moneysummaryroundoff; "
+        "moneygrandtotalnet = moneygrandtotalsales - moneygrandtotalrefund.",
+        (POS,),
+        registers.summary,
+    ),
+    Check(
+        "vat_groups",
+        Severity.ERROR,
+        "A report's VAT groups of a section (sales, refund, not delivered) sum to that "
+        "section's gross and net totals (moneysalestotal, moneysalestotalnet ...).",
+        (POS, "pos_z_report_vat_groups"),
+        lines.vat_groups,
+    ),
+    Check(
+        "product_groups",
+        Severity.ERROR,
+        "A report's product groups of a section sum to that section's gross and net totals, "
+        "and their numtotal to its item count (numsalesitems ...).",
+        (POS, "pos_z_report_product_groups"),
+        lines.product_groups,
+    ),
+    Check(
+        "payments",
+        Severity.ERROR,
+        "Sales payments minus refund payments = moneysummarytotal; a payment's sub-payments "
+        "sum to the payment.",
+        (POS, "pos_z_report_payments", "pos_z_report_subpayments"),
+        lines.payments,
+    ),
+    Check(
+        "cash_drawer",
+        Severity.ERROR,
+        "moneycash_diff = moneycash_counted - moneycash_expected; moneycash_expected = "
+        "moneycash_in + moneycash_salesrefunds + moneycash_petty + moneycash_bank (the "
+        "vendor's example report satisfies it).",
+        (POS,),
+        registers.cash_drawer,
+    ),
+    Check(
+        "cash_difference",
+        Severity.WARNING,
+        "Every closing whose counted cash differs from the expected, largest first: a "
+        f"warning, an error from {registers.LARGE_CASH_DIFFERENCE} (report currency).",
+        (POS,),
+        registers.cash_differences,
+    ),
+    Check(
+        "store_figures",
+        Severity.ERROR,
+        "Each store z-report's figures (every total of `data`) equal the sums of the POS "
+        "z-reports it lists.",
+        STORE,
+        stores.store_figures,
+    ),
+    Check(
+        "store_membership",
+        Severity.ERROR,
+        "Every POS z-report is listed by exactly one store z-report, of its own store "
+        "(NO_STORE without one), dated within a day of its UTC day; every listed POS z-report "
+        "is in the warehouse. An unlisted one is judged once its store has store z-reports "
+        "from the day before it and two days after it.",
+        STORE,
+        stores.membership,
+    ),
+    Check(
+        "journal_receipts",
+        Severity.ERROR,
+        "The register's journal receipts of an opening (from dateopened, or the previous "
+        "closing, to datecreated) sum to the z-report's moneysalestotal (sales) and "
+        "moneyrefundtotal (refunds, whatever their sign) and count to numreceipts; practice "
+        "receipts count to numpractice and sum to moneypractice instead.",
+        (*JOURNAL, "journal_receipts"),
+        journals.receipts,
+    ),
+    Check(
+        "journal_cash",
+        Severity.ERROR,
+        "The journal's cash events of an opening sum, type by type, to the z-report's cash "
+        "figures: cash-start to moneycash_in, cash-petty to moneycash_petty, cash-bank to "
+        "moneycash_bank, cash-counted to moneycash_counted, cash-bank-final to "
+        "moneycash_bankfinal (same signs assumed).",
+        (*JOURNAL, "journal_cash_events"),
+        journals.cash_events,
+    ),
+    Check(
+        "silence",
+        Severity.WARNING,
+        "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days, "
+        "or with no data at all for that long while its store's other registers have data.",
+        (POS,),
+        silence.silent_registers,
+    ),
+    Check(
+        "orders",
+        Severity.ERROR,
+        "Orders per register and day against its z-report.",
+        ("orders",),
+        None,
+        unavailable="orders are not synced yet",
+    ),
+)

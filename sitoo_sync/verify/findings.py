@@ -1,0 +1,137 @@
+"""What a check finds: one `Finding` per register (or store) and day, and their table.
+
+A finding says what was expected and what the warehouse holds; `difference` is actual minus
+expected. Money and counts are Decimal (a count is a whole Decimal), never float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import IntEnum
+from typing import Any
+
+from sitoo_sync.normalize.tables import Table, day, integer, money, text, timestamp
+
+NO_STORE = "NO_STORE"
+CENT = Decimal("0.01")
+
+
+class Severity(IntEnum):
+    """How bad a finding is; findings are listed most severe first."""
+
+    WARNING = 1
+    ERROR = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        """The lower-case name used in output, the table and the metric."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One anomaly: which check, where (register, store, day), expected against actual."""
+
+    check: str
+    severity: Severity
+    details: str
+    registerid: str | None = None
+    store_id: str | None = None
+    day: date | None = None
+    zreportid: int | None = None
+    expected: Decimal | None = None
+    actual: Decimal | None = None
+
+    @property
+    def difference(self) -> Decimal | None:
+        """actual - expected, when both are known."""
+        if self.expected is None or self.actual is None:
+            return None
+        return self.actual - self.expected
+
+    def rank(self) -> tuple[Any, ...]:
+        """Sort key: most severe first, then the largest difference, then newest day."""
+        diff = self.difference
+        return (
+            -self.severity,
+            -abs(diff) if diff is not None else Decimal(0),
+            -(self.day.toordinal() if self.day else 0),
+            self.check,
+            self.store_id or "",
+            self.registerid or "",
+            self.zreportid or 0,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The finding as JSON-ready values (Decimal as exact strings)."""
+        diff = self.difference
+        return {
+            "check": self.check,
+            "severity": self.severity.label,
+            "registerid": self.registerid,
+            "store_id": self.store_id,
+            "day": self.day.isoformat() if self.day else None,
+            "zreportid": self.zreportid,
+            "expected": None if self.expected is None else str(self.expected),
+            "actual": None if self.actual is None else str(self.actual),
+            "difference": None if diff is None else str(diff),
+            "details": self.details,
+        }
+
+
+VERIFY_FINDINGS = Table(
+    name="verify_findings",
+    description="What `sitoo-sync verify` found, one row per finding, every run kept.",
+    columns=(
+        text("run_id", nullable=False),
+        integer("position", nullable=False),
+        timestamp("run_at", nullable=False),
+        text("check_name", nullable=False),
+        text("severity", nullable=False),
+        text("registerid"),
+        text("store_id"),
+        day("day"),
+        integer("zreportid"),
+        money("expected"),
+        money("actual"),
+        money("difference"),
+        text("details"),
+    ),
+    key=("run_id", "position"),
+)
+
+
+def finding_rows(run_id: str, run_at: datetime, findings: list[Finding]) -> list[tuple[Any, ...]]:
+    """Rows of `verify_findings` for one run, in rank order."""
+    at = run_at.astimezone(UTC)
+    return [
+        (
+            run_id,
+            i,
+            at,
+            f.check,
+            f.severity.label,
+            f.registerid,
+            f.store_id,
+            f.day,
+            f.zreportid,
+            _money(f.expected),
+            _money(f.actual),
+            _money(f.difference),
+            f.details,
+        )
+        for i, f in enumerate(findings, start=1)
+    ]
+
+
+def _money(value: Decimal | None) -> Decimal | None:
+    """A figure in the table's DECIMAL(18,2) (counts and days are whole, so exact)."""
+    return None if value is None else value.quantize(CENT)
+
+
+def store_of(store_id: str | None) -> str:
+    """The store a z-report belongs to: its store_id, or NO_STORE as Sitoo aggregates it."""
+    return store_id if store_id else NO_STORE

@@ -1,0 +1,362 @@
+"""`sitoo-sync verify`: each check finds its anomaly and nothing on clean data, on every target."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sitoo_sync.api.client import make_client
+from sitoo_sync.cli import main
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams import select_streams
+from sitoo_sync.sync import run_once
+from sitoo_sync.verify import Scope, VerifyRun, run_verify
+from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding
+from sitoo_sync.verify.source import Source, to_utc
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse.sql_types import UtcDateTime
+from sitoo_sync.warehouse.sqla import SqlWarehouse
+from tests.support import settings_for
+from tests.targets import ALL_TARGETS, Target, target_for
+
+NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+CLEAN = {"seed": 12, "days": 20, "cash_differences": False}
+INJECTED = {
+    "inject_missing_report": True,
+    "inject_grand_total_jump": True,
+    "inject_store_mismatch": True,
+    "inject_missing_receipt": True,
+    "silent_register_days": 4,
+    "dark_register_days": 4,
+}
+
+
+@dataclass
+class World:
+    """A simulated world synced into a target, and the simulator's registers."""
+
+    target: Target
+    registers: list[str]
+    sim: Simulator
+
+    def verify(self, scope: Scope | None = None, *, write: bool = False) -> VerifyRun:
+        warehouse = open_warehouse(self.target.url, schema=self.target.schema)
+        try:
+            return run_verify(warehouse, scope or Scope(), write=write)
+        finally:
+            warehouse.close()
+
+
+def synced(target: Target, tmp: Path, **knobs: Any) -> World:
+    """A fresh simulated world (clean plus `knobs`), synced once into `target`."""
+    config = SimConfig(now=int(NOW.timestamp()), **{**CLEAN, **knobs})
+    with Simulator.create(config) as sim:
+        settings = settings_for(
+            sim,
+            tmp / "unused.duckdb",
+            store_z_reports_start_day=(NOW - timedelta(days=20)).date(),
+            **target.settings(),
+        )
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        with make_client(settings, sleep=lambda _s: None) as client:
+            report = run_once(
+                settings,
+                warehouse,
+                client,
+                select_streams(None),
+                clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
+            )
+        assert report.ok, report.results
+        return World(target, [r.registerid for r in sim.world.registers], sim)
+
+
+@pytest.fixture(scope="module", params=ALL_TARGETS)
+def target(request: pytest.FixtureRequest) -> str:
+    """Each target in turn: every world of this module is synced into one of its kind."""
+    return str(request.param)
+
+
+@contextmanager
+def world_in(target: str, tmp: pytest.TempPathFactory, **knobs: Any) -> Iterator[World]:
+    """A world synced into a fresh target (a file, or a schema dropped afterwards)."""
+    with target_for(target, tmp.mktemp(target)) as fresh:
+        yield synced(fresh, tmp.mktemp("sim"), **knobs)
+
+
+@pytest.fixture(scope="module")
+def clean(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The clean world: every drawer balances, nothing injected."""
+    with world_in(target, tmp_path_factory) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def injected(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The world with every simulator anomaly injected once."""
+    with world_in(target, tmp_path_factory, **INJECTED) as world:
+        yield world
+
+
+def found(run: VerifyRun, check: str) -> list[Finding]:
+    return [f for f in run.findings if f.check == check]
+
+
+def test_clean_data_passes_every_check(clean: World) -> None:
+    """The simulator's clean data breaks no rule; only the orders check is skipped."""
+    run = clean.verify()
+    assert run.findings == []
+    statuses = {r.check.name: r.status for r in run.results}
+    assert statuses.pop("orders") == "skipped"
+    assert set(statuses.values()) == {"passed"}
+
+
+# (check, register index, zreportid or None) each injected anomaly must produce, and only it.
+EXPECTED = {
+    "missing report": ("numbering_gap", 0, 4),
+    "broken grand total": ("grand_total", 0, 5),
+    "store report that disagrees": ("store_figures", None, None),
+    "receipt missing from a journal": ("journal_receipts", 0, 4),
+    "register without z-reports": ("silence", 1, None),
+    "register gone dark": ("silence", 2, None),
+}
+
+
+@pytest.mark.parametrize("anomaly", list(EXPECTED))
+def test_each_injected_anomaly_is_found(injected: World, anomaly: str) -> None:
+    """Each anomaly the simulator injects is found by its check, at its register and report."""
+    check, index, zreportid = EXPECTED[anomaly]
+    register = None if index is None else injected.registers[index]
+    hits = [
+        f
+        for f in found(injected.verify(), check)
+        if f.registerid == register and f.zreportid == zreportid
+    ]
+    assert len(hits) == 1, hits
+    if check == "store_figures":
+        assert (hits[0].store_id, hits[0].difference) == ("200", Decimal("1.00"))
+    if check == "grand_total":
+        assert hits[0].difference == Decimal("100.00")
+
+
+def test_injected_world_has_nothing_else(injected: World) -> None:
+    """The six injected anomalies are all the findings: no check fires on their side effects."""
+    run = injected.verify()
+    assert len(run.findings) == len(EXPECTED)
+    assert run.findings[0].check == "grand_total"  # critical first
+
+
+def test_findings_are_written_to_their_table(injected: World) -> None:
+    """verify_findings gets one row per finding, in rank order, with exact figures."""
+    run = injected.verify(write=True)
+    rows = [r for r in injected.target.rows(VERIFY_FINDINGS) if r[0] == run.run_id]
+    rows.sort(key=lambda r: r[1])
+    names = VERIFY_FINDINGS.column_names
+    got = [dict(zip(names, r, strict=True)) for r in rows]
+    assert [(g["check_name"], g["severity"], g["registerid"]) for g in got] == [
+        (f.check, f.severity.label, f.registerid) for f in run.findings
+    ]
+    figures = [(g["expected"], g["actual"], g["difference"]) for g in got]
+    assert figures == [
+        tuple(
+            None if v is None else Decimal(v).quantize(Decimal("0.01"))
+            for v in (f.expected, f.actual, f.difference)
+        )
+        for f in run.findings
+    ]
+
+
+def test_since_and_store_narrow_the_checks(injected: World) -> None:
+    """--since leaves out older z-reports; --store only judges that store's registers."""
+    later = injected.verify(Scope(since=(NOW - timedelta(days=10)).date()))
+    assert {f.check for f in later.findings} == {"silence"}
+    other = injected.verify(Scope(store="300"))
+    assert other.findings == []
+
+
+@dataclass(frozen=True)
+class Tamper:
+    """Change one value of one row in the warehouse, to break one rule."""
+
+    table: str
+    column: str
+    key: Callable[[World], dict[str, Any]]
+    change: Callable[[Any], Any]
+
+
+def _report(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
+    return lambda w: {"registerid": w.registers[index], "zreportid": zreportid}
+
+
+def _line(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
+    return lambda w: {**_report(index, zreportid)(w), "section": "sales", "position": 0}
+
+
+def _cash_counted(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
+    def key(w: World) -> dict[str, Any]:
+        register = w.registers[index]
+        body = w.sim.world.pos_z_report(register, zreportid)
+        assert body is not None
+        closed = body.body["datecreated"]
+        entry = next(
+            e
+            for e in w.sim.world.journal.entries(register)
+            if e["type"] == "cash-counted" and e["datecreated"] == closed - 60
+        )
+        return {"registerid": register, "id": entry["id"]}
+
+    return key
+
+
+ONE = Decimal("1.00")
+# check -> the tamper that breaks its rule, and the (register, zreportid) it must name
+TAMPERS: dict[str, tuple[Tamper, int, int]] = {
+    "summary": (
+        Tamper("pos_z_reports", "moneysummarysubtotal", _report(0, 6), lambda v: v + ONE),
+        0,
+        6,
+    ),
+    "cash_drawer": (
+        Tamper("pos_z_reports", "moneycash_expected", _report(0, 7), lambda v: v + ONE),
+        0,
+        7,
+    ),
+    "cash_difference": (
+        Tamper("pos_z_reports", "moneycash_diff", _report(0, 8), lambda v: v + ONE),
+        0,
+        8,
+    ),
+    "vat_groups": (
+        Tamper("pos_z_report_vat_groups", "moneytotal", _line(0, 9), lambda v: v + ONE),
+        0,
+        9,
+    ),
+    "product_groups": (
+        Tamper("pos_z_report_product_groups", "numtotal", _line(0, 10), lambda v: v + 1),
+        0,
+        10,
+    ),
+    "payments": (
+        Tamper("pos_z_report_payments", "moneytotal", _line(0, 11), lambda v: v + ONE),
+        0,
+        11,
+    ),
+    "journal_cash": (
+        Tamper("journal_cash_events", "moneycash", _cash_counted(0, 12), lambda v: v + ONE),
+        0,
+        12,
+    ),
+    "numbering_conflict": (
+        Tamper("pos_z_reports", "datecreated", _report(3, 8), lambda v: v - timedelta(days=2)),
+        3,
+        8,
+    ),
+    "store_membership": (
+        Tamper("store_z_report_registers", "zreportid", _report(3, 14), lambda v: 999),
+        3,
+        999,
+    ),
+}
+
+
+def _tamper(world: World, tamper: Tamper) -> None:
+    """Read the value, change it, write it back: the same SQL on every target."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        key = tamper.key(world)
+        where = " AND ".join(f"{k} = :{k}" for k in key)
+        with warehouse.transaction():
+            source = Source(warehouse)
+            (old,) = next(
+                iter(
+                    list(
+                        source.rows(
+                            f"SELECT {tamper.column} FROM {{{tamper.table}}} WHERE {where}", key
+                        )
+                    )
+                )
+            )
+        if isinstance(old, str):  # SQLite keeps money and times as text
+            old = to_utc(old) if tamper.column == "datecreated" else Decimal(old)
+        new = tamper.change(old)
+        sql = source.sql(f"UPDATE {{{tamper.table}}} SET {tamper.column} = :new WHERE {where}")
+        params = {**key, "new": new}
+        with warehouse.transaction():
+            if isinstance(warehouse, DuckDBWarehouse):
+                warehouse.con.execute(sql.replace(":", "$"), params)
+            else:
+                assert isinstance(warehouse, SqlWarehouse)
+                if warehouse.dialect == "sqlite" and isinstance(new, Decimal):
+                    params["new"] = str(new)
+                binds = [
+                    sa.bindparam(k, v, type_=UtcDateTime() if isinstance(v, datetime) else None)
+                    for k, v in params.items()
+                ]
+                warehouse.conn.execute(sa.text(sql).bindparams(*binds))
+    finally:
+        warehouse.close()
+
+
+@pytest.fixture(scope="module")
+def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifyRun]:
+    """A clean world with one value changed per rule the simulator cannot break, verified."""
+    with world_in(target, tmp_path_factory) as world:
+        for tamper, _, _ in TAMPERS.values():
+            _tamper(world, tamper)
+        yield world.verify()
+
+
+@pytest.mark.parametrize("check", list(TAMPERS))
+def test_each_rule_broken_in_the_warehouse_is_found(
+    tampered: VerifyRun, check: str, injected: World
+) -> None:
+    """A value changed in the warehouse is found by the check whose rule it breaks."""
+    _, index, zreportid = TAMPERS[check]
+    register = injected.registers[index]  # same seed: the same registers in every world
+    hits = [
+        f for f in found(tampered, check) if f.registerid == register and f.zreportid == zreportid
+    ]
+    assert hits, [f for f in tampered.findings if f.check == check]
+
+
+def test_cli_exit_codes_and_json(
+    injected: World,
+    clean: World,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """0 when clean, 1 with findings (JSON lists them), 2 with one line on bad usage."""
+    if injected.target.name != "duckdb":
+        pytest.skip("the CLI is the same on every target; DuckDB stands for them")
+    monkeypatch.setenv("SITOO_TARGET_URL", clean.target.url)
+    assert main(["verify"]) == 0
+    assert "findings: none" in capsys.readouterr().out
+    monkeypatch.setenv("SITOO_TARGET_URL", injected.target.url)
+    metrics = tmp_path / "verify.prom"
+    assert main(["verify", "--json", "--metrics-file", str(metrics)]) == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["findings"]) == len(EXPECTED)
+    assert payload["findings"][0]["severity"] == "critical"
+    assert {c["name"]: c["status"] for c in payload["checks"]}["orders"] == "skipped"
+    text = metrics.read_text()
+    assert 'sitoo_verify_findings{check="grand_total",severity="critical"} 1.0' in text
+    assert 'sitoo_verify_findings{check="summary",severity="error"} 0.0' in text
+    assert main(["verify", "--since", "yesterday"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--since" in err
+    assert "Traceback" not in err
+    assert main(["verify", "--store", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "nowhere" in err

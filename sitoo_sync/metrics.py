@@ -40,6 +40,12 @@ class Metrics:
         self.errors = Counter("sitoo_errors", "Failed ticks", ["stream"], registry=r)
         self.rejects = Counter("sitoo_rejects", "Records rejected", ["stream"], registry=r)
         self.ticks = Counter("sitoo_ticks", "Ticks by outcome", ["stream", "status"], registry=r)
+        self.ticks_skipped = Counter(
+            "sitoo_ticks_skipped",
+            "Ticks not started because the stream's previous tick had not finished",
+            ["stream"],
+            registry=r,
+        )
         self.lag = Gauge(
             "sitoo_cursor_lag_seconds",
             "How far the cursor is behind now",

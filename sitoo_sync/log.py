@@ -1,4 +1,5 @@
-"""The one place structlog is configured, with the processor that keeps secrets out of logs.
+"""The one place logging is configured (structlog for our events, and the standard `logging`
+that other libraries write to), with the processor that keeps secrets out of logs.
 
 Events are constant snake_case names with context fields:
 `log.info("window_loaded", stream="pos_z_reports", partition="1500", rows=500, cursor=...)`.

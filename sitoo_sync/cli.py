@@ -14,12 +14,14 @@ from typing import Any
 
 from sitoo_sync import __version__
 from sitoo_sync.errors import ConfigError, SitooSyncError, WarehouseError
-from sitoo_sync.log import configure_logging
+from sitoo_sync.log import configure_logging, get_logger, logs_are_json
 from sitoo_sync.metrics import HEALTHY_WITHIN_INTERVALS
 from sitoo_sync.settings import Settings, env_name, load_settings
 from sitoo_sync.warehouse import masked_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = get_logger(__name__)
 
 DESCRIPTION = """\
 Keep a data warehouse in step with Sitoo POS: z-reports, journals and cash registers,
@@ -244,6 +246,15 @@ def _configure_logs(settings: Settings, *, level: str | None = None) -> None:
     )
 
 
+def _say(event: str, text: str, *, error: bool = False, **fields: Any) -> None:
+    """A line for people (stdout, or stderr for an error); with JSON logs, one event instead
+    (`event`, the line as `message`, and `fields`), so a log shipper reads every line."""
+    if logs_are_json():
+        (log.error if error else log.info)(event, message=text, **fields)
+    else:
+        print(text, file=sys.stderr if error else sys.stdout)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: the service; `run --once`: one tick of every enabled stream."""
     from sitoo_sync.api.client import make_client
@@ -316,7 +327,11 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
     try:
         runnable = [s for s in streams if locks[s.name] is not None]
         for name in (n for n, lock in locks.items() if lock is None):
-            print(f"{name}: skipped, another sitoo-sync holds its lock on this target")
+            _say(
+                "stream_skipped",
+                f"{name}: skipped, another sitoo-sync holds its lock on this target",
+                stream=name,
+            )
         if not runnable:
             warehouse.close()
             return EXIT_OK
@@ -338,11 +353,13 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
             if lock is not None:
                 lock.release()
     for line in report.summary():
-        print(line)
+        _say("stream_summary", line)
     if stopped_by:
-        print(
+        _say(
+            "run_stopped_early",
             f"stopped early on {stopped_by[0]}: every window loaded so far is committed; "
-            "the next run continues from there"
+            "the next run continues from there",
+            signal=stopped_by[0],
         )
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -679,16 +696,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    configure_logging()  # until the command configures it: console, and no earlier state
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"sitoo-sync: configuration error: {exc}", file=sys.stderr)
+        _say(
+            "command_failed",
+            f"sitoo-sync: configuration error: {exc}",
+            error=True,
+            exit_code=EXIT_USAGE,
+        )
         return EXIT_USAGE
     except SitooSyncError as exc:
-        print(f"sitoo-sync: {exc}", file=sys.stderr)
+        _say("command_failed", f"sitoo-sync: {exc}", error=True, exit_code=EXIT_FAILED)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("sitoo-sync: interrupted", file=sys.stderr)
+        _say("command_failed", "sitoo-sync: interrupted", error=True, exit_code=130)
         return 130
     except BrokenPipeError:  # `sitoo-sync status | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,4 +1,5 @@
-"""The one place structlog is configured, with the processor that keeps secrets out of logs.
+"""The one place logging is configured (structlog for our events, and the standard `logging`
+that other libraries write to), with the processor that keeps secrets out of logs.
 
 Events are constant snake_case names with context fields:
 `log.info("window_loaded", stream="pos_z_reports", partition="1500", rows=500, cursor=...)`.
@@ -9,7 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -61,6 +64,51 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+# Libraries that log through the standard `logging` module, and the level below which they
+# are noise: httpx logs one INFO line per request, APScheduler two per job run.
+QUIET_LIBRARIES = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "apscheduler": logging.WARNING,
+}
+
+_handler: logging.Handler | None = None
+_json = False
+
+
+def _add_foreign_logger_name(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Processor for lines of other libraries: which logger wrote it (`httpx`, `py.warnings`)."""
+    record = event_dict.get("_record")
+    if isinstance(record, logging.LogRecord):
+        event_dict["logger"] = record.name
+        if record.name == "py.warnings":
+            # "file:line: Category: message\n  <source line>\n": the first line says it all.
+            event_dict["event"] = str(event_dict["event"]).strip().splitlines()[0]
+    return event_dict
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    """`sys.excepthook`: an unexpected crash is one event too, not a bare traceback."""
+    structlog.get_logger("sitoo_sync").critical(
+        "unhandled_exception", exc_info=(kind, value, traceback)
+    )
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    """`threading.excepthook`: likewise for a thread that dies of an exception."""
+    if args.exc_value is not None:
+        thread = args.thread.name if args.thread else None
+        structlog.get_logger("sitoo_sync").critical(
+            "unhandled_exception",
+            thread=thread,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+
 def configure_logging(
     *,
     fmt: str = "console",
@@ -68,27 +116,59 @@ def configure_logging(
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Configure structlog once for the process: JSON or console lines to stderr."""
+    """Configure logging once for the process: JSON or console lines to stderr.
+
+    Our structlog events and every line of other libraries (standard `logging`, `warnings`,
+    an uncaught exception) go through one handler, one set of processors (timestamp, level,
+    secret redaction) and one renderer, so with `json` every line is one JSON object.
+    """
+    global _handler, _json  # logging is process-wide state by nature
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        # Redaction runs after exceptions are rendered to text, so a secret inside a
+        # traceback is masked too, and before the renderer, so nothing escapes it.
+        RedactSecrets(secrets),
+    ]
+    handler = logging.StreamHandler(stream or _CurrentStderr())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[_add_foreign_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    numeric_level = logging.getLevelName(level)
+    handler.setLevel(numeric_level)
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    _handler, _json = handler, fmt == "json"
+    for name, quiet in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(quiet)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            # Redaction runs after exceptions are rendered to text, so a secret inside a
-            # traceback is masked too, and before the renderer, so nothing escapes it.
-            RedactSecrets(secrets),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),  # type: ignore[arg-type]  # any object with write/flush will do
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+def logs_are_json() -> bool:
+    """Whether `configure_logging` was last asked for JSON lines."""
+    return _json
 
 
 def get_logger(name: str) -> Any:
@@ -96,4 +176,4 @@ def get_logger(name: str) -> Any:
 
     Lazy: it picks up `configure_logging()` even when created at import time.
     """
-    return structlog.get_logger(module=name)
+    return structlog.get_logger(name, module=name)

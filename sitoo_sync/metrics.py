@@ -8,6 +8,7 @@ before every stream's first tick has finished.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,10 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
+from sitoo_sync.log import get_logger
 from sitoo_sync.partition import PartitionResult
+
+log = get_logger(__name__)
 
 HEALTHY_WITHIN_INTERVALS = 3
 
@@ -47,6 +51,12 @@ class Metrics:
         self.errors = Counter("sitoo_errors", "Failed ticks", ["stream"], registry=r)
         self.rejects = Counter("sitoo_rejects", "Records rejected", ["stream"], registry=r)
         self.ticks = Counter("sitoo_ticks", "Ticks by outcome", ["stream", "status"], registry=r)
+        self.ticks_skipped = Counter(
+            "sitoo_ticks_skipped",
+            "Ticks not started because the stream's previous tick had not finished",
+            ["stream"],
+            registry=r,
+        )
         self.lag = Gauge(
             "sitoo_cursor_lag_seconds",
             "How far the cursor is behind now",
@@ -115,6 +125,14 @@ class Metrics:
         return ready, details
 
 
+class _Server(ThreadingHTTPServer):
+    """Reports a failed request (say, a scraper that hung up) as an event, not a traceback
+    printed straight to stderr, which would be the one non-JSON line of a JSON log."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("metrics_request_failed", error=repr(sys.exc_info()[1]))
+
+
 def serve(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer:
     """Serve /metrics and /healthz from a daemon thread; returns the server."""
 
@@ -139,7 +157,7 @@ def serve(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer:
             else:
                 self._send(404, b"not found\n", "text/plain")
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _Server((host, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="sitoo-metrics", daemon=True).start()
     return server

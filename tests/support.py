@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from pydantic import SecretStr
@@ -55,3 +56,30 @@ def vendor_example() -> dict[str, Any]:
     text = (FIXTURES / "pos_z_reports_vendor_example.json").read_text()
     records: list[dict[str, Any]] = json.loads(text, parse_float=Decimal)
     return records[0]
+
+
+class PipeLines:
+    """The lines a child process writes to a pipe, collected by a thread as they come, so
+    a test can wait for an event without a fixed sleep and the child never blocks on a full
+    pipe."""
+
+    def __init__(self, pipe: IO[str] | None) -> None:
+        assert pipe is not None
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self.lines.append(line)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON events called `name` so far (every line must be one JSON object)."""
+        parsed = [json.loads(line) for line in list(self.lines)]
+        return [event for event in parsed if event["event"] == name]
+
+    def finish(self, timeout: float = 60) -> list[str]:
+        """Every line, once the child has closed the pipe (it has exited)."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the child never closed its pipe"
+        return self.lines

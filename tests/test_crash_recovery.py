@@ -16,11 +16,11 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS
 from tests.conftest import SyncFn
-from tests.support import settings_for
+from tests.support import PipeLines, settings_for
 from tests.targets import Target, target_for
 
 
-def run_cli(sim: Simulator, target: Target, batch_seconds: str) -> subprocess.Popen[bytes]:
+def run_cli(sim: Simulator, target: Target, batch_seconds: str) -> subprocess.Popen[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
         **sim.settings_env(),
@@ -33,7 +33,8 @@ def run_cli(sim: Simulator, target: Target, batch_seconds: str) -> subprocess.Po
         [sys.executable, "-m", "sitoo_sync", "run", "--once"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -82,14 +83,20 @@ def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
         sim.faults.latency = 0.25
         start = sim.requests_to("/pos-z-reports")
         proc = run_cli(sim, crashed, batch_seconds)
-        deadline = time.monotonic() + 60
-        while sim.requests_to("/pos-z-reports") - start < kill_after_requests:
+        log = PipeLines(proc.stderr)
+        # After the first commit (on a loaded machine it can come long after the requests),
+        # then at a point in the pipeline that depends on the parameters.
+        deadline = time.monotonic() + 180
+        while sim.requests_to("/pos-z-reports") - start < kill_after_requests or not log.events(
+            "batch_loaded"
+        ):
             assert proc.poll() is None, "the sync finished before it could be killed"
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, "no window was committed"
             time.sleep(0.005)
         time.sleep(sim.faults.latency + extra_delay)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
+        log.finish()
 
         # What the killed process left is consistent: whole windows or nothing.
         reports, orphans = loaded(crashed)
@@ -98,7 +105,8 @@ def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
 
         sim.faults.latency = 0.0
         rerun = run_cli(sim, crashed, batch_seconds)
-        assert rerun.wait(timeout=120) == 0
+        PipeLines(rerun.stderr)
+        assert rerun.wait(timeout=240) == 0
         for table in TABLES:
             assert crashed.bag(table) == clean.bag(table), table.name
         assert {r[:5] for r in crashed.rows(REJECTS)} == {r[:5] for r in clean.rows(REJECTS)}

@@ -26,6 +26,10 @@ from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
 REGISTER = "{2AA484B4-2B5F-55AB-128A-7DB46E573357}"
+# Simulated latency for the tests that count requests in flight at once: long enough that
+# the client's threads have all sent theirs before the first is answered, even on a loaded
+# machine where a thread can wait a while for its turn on the CPU.
+SLOW_ENOUGH_TO_OVERLAP = 0.5
 
 
 def vendor_entries() -> list[dict[str, Any]]:
@@ -299,7 +303,7 @@ def test_registers_are_fetched_concurrently_up_to_the_bound(
 ) -> None:
     """At most SITOO_CONCURRENCY registers are in flight at once, and that many are used."""
     with Simulator.create(SimConfig(seed=30, days=2, registers_per_store=3)) as sim:
-        sim.faults.latency = 0.05
+        sim.faults.latency = SLOW_ENOUGH_TO_OVERLAP if concurrency > 1 else 0.05
         settings = settings_for(
             sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=concurrency
         )
@@ -332,7 +336,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
 
     monkeypatch.setattr("sitoo_sync.partition.load_window", counted)
     with Simulator.create(SimConfig(seed=31, days=2, registers_per_store=3)) as sim:
-        sim.faults.latency = 0.05
+        sim.faults.latency = SLOW_ENOUGH_TO_OVERLAP
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
         sim.max_in_flight = 0
         assert sync(settings).ok
@@ -356,7 +360,7 @@ def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
 def test_sites_are_listed_concurrently_in_their_configured_order(tmp_path: Path) -> None:
     """list_registers asks every site at once and returns what one-by-one listing returns."""
     with Simulator.create(SimConfig(seed=32, days=1, registers_per_store=2)) as sim:
-        sim.faults.latency = 0.05
+        sim.faults.latency = SLOW_ENOUGH_TO_OVERLAP
         settings = settings_for(sim, tmp_path / "w.duckdb")
         assert len(settings.site_ids) > 1
         with make_client(settings) as client:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
+import subprocess
+import sys
 
+import pytest
+
+from sitoo_sync.cli import main
 from sitoo_sync.log import REDACTED, RedactSecrets, configure_logging, get_logger
 
 
@@ -41,3 +48,93 @@ def test_json_events_are_one_object_per_line_with_context() -> None:
     assert event["rows"] == 3
     assert event["note"] == REDACTED
     assert event["level"] == "info"
+
+
+FOREIGN = """
+import logging, sys, threading, warnings
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from sitoo_sync.log import configure_logging, get_logger
+
+configure_logging(fmt="json", level="INFO", secrets=["pw-123"])
+get_logger("ours").info("window_loaded", rows=3)
+logging.getLogger("some.library").warning("login as %s with pw-123", "bob")
+logging.getLogger("sqlalchemy.pool").error("lost postgresql://app:hunter2@db/x")
+logging.getLogger("httpx").info('HTTP Request: GET https://api "HTTP/1.1 200 OK"')
+warnings.warn("this thing is going away", UserWarning, stacklevel=1)
+
+# A job still running when it is due again: APScheduler warns that it skipped the run.
+release, skipped = threading.Event(), threading.Event()
+scheduler = BackgroundScheduler(timezone=UTC)
+scheduler.add_listener(lambda event: skipped.set(), EVENT_JOB_MAX_INSTANCES)
+scheduler.add_job(release.wait, "interval", seconds=1, next_run_time=datetime.now(UTC))
+scheduler.start()
+assert skipped.wait(120), "no run was skipped"
+release.set()
+scheduler.shutdown()
+raise RuntimeError("unexpected, with pw-123 in it")
+"""
+
+
+def test_every_line_of_every_library_is_one_json_object_with_secrets_masked() -> None:
+    """With JSON logs, stdlib logging, warnings, APScheduler and an uncaught exception each
+    give one JSON line with a timestamp and level, secrets masked; httpx INFO is quiet."""
+    result = subprocess.run(
+        [sys.executable, "-c", FOREIGN], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    for event in events:
+        assert event["timestamp"].endswith("Z")
+        assert event["level"] in {"info", "warning", "error", "critical"}
+    assert events[0]["event"] == "window_loaded"
+    by_logger = {e["logger"]: e for e in events if "logger" in e}
+    assert by_logger["some.library"]["event"] == f"login as bob with {REDACTED}"
+    assert by_logger["some.library"]["level"] == "warning"
+    assert by_logger["sqlalchemy.pool"]["event"] == f"lost postgresql://{REDACTED}@db/x"
+    assert "httpx" not in by_logger
+    warning = by_logger["py.warnings"]
+    assert warning["event"].endswith("UserWarning: this thing is going away")
+    assert (
+        "skipped: maximum number of running instances"
+        in by_logger["apscheduler.scheduler"]["event"]
+    )
+    crash = events[-1]
+    assert (crash["event"], crash["level"]) == ("unhandled_exception", "critical")
+    assert f"RuntimeError: unexpected, with {REDACTED} in it" in crash["exception"]
+    assert "pw-123" not in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_console_lines_of_other_libraries_read_like_our_events() -> None:
+    """In console mode a stdlib record gets the same timestamp and level columns as ours,
+    and names its logger."""
+    out = io.StringIO()
+    configure_logging(fmt="console", level="INFO", stream=out)
+    get_logger("t").info("window_loaded", rows=3)
+    logging.getLogger("some.library").warning("disk %s is slow", "sda")
+    ours, theirs = out.getvalue().splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[info\s*\] window_loaded\s+", ours)
+    assert re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[warning\s*\] disk sda is slow", theirs)
+    assert theirs.endswith("[some.library]")
+
+
+def test_the_cli_own_lines_are_json_events_with_json_logs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With JSON logs, `run --once`'s one-line error is a `command_failed` event carrying the
+    message and exit code, and nothing is printed around it."""
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    assert main(["run", "--once"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "command_failed"
+    assert event["message"].startswith("sitoo-sync: configuration error: SITOO_API_ID is not set")
+    assert (event["level"], event["exit_code"]) == ("error", 2)

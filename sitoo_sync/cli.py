@@ -6,17 +6,17 @@ import argparse
 import json
 import os
 import sys
-import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sitoo_sync import __version__
-from sitoo_sync.errors import ConfigError, SitooSyncError, WarehouseError
+from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.log import configure_logging, get_logger, logs_are_json
 from sitoo_sync.metrics import HEALTHY_WITHIN_INTERVALS
-from sitoo_sync.settings import Settings, env_name, load_settings
+from sitoo_sync.settings import Settings, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -53,11 +53,16 @@ def _default_schedules() -> str:
     return ", ".join(f"{s.name} {s.default_schedule}" for s in STREAMS.values())
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (where, what, and where help is), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="sitoo-sync", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt
-    )
+    parser = _Parser(prog="sitoo-sync", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"sitoo-sync {__version__}")
     parser.add_argument(
         "--config",
@@ -222,7 +227,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     verify.add_argument(
-        "--since", metavar="YYYY-MM-DD", help="only z-reports created on or after this day (UTC)"
+        "--since",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="only z-reports created on or after this day (UTC)",
     )
     verify.add_argument("--store", metavar="ID", help="only this store_id (or NO_STORE)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
@@ -258,6 +266,7 @@ def _say(event: str, text: str, *, error: bool = False, **fields: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: the service; `run --once`: one tick of every enabled stream."""
     from sitoo_sync.api.client import make_client
+    from sitoo_sync.api.credentials import check_credentials
     from sitoo_sync.service import stream_schedules
     from sitoo_sync.streams import select_streams
     from sitoo_sync.warehouse import open_warehouse
@@ -277,29 +286,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return Service(settings, streams).run()
     return _run_once(settings, streams)
-
-
-def check_credentials(settings: Settings, client: Any) -> None:
-    """One request that needs the credentials: a refusal is a configuration error (exit 2),
-    said once, before any table, lock or file is made. Other failures are left to the tick,
-    where each stream reports its own."""
-    from sitoo_sync.api.client import Api
-    from sitoo_sync.errors import ApiError, AuthError
-    from sitoo_sync.log import get_logger
-
-    site = settings.site_ids[0] if settings.site_ids else 1
-    try:
-        client.get_json(
-            Api.V2, f"/sites/{site}/cashregisters.json", {"num": 1}, stream="credentials_check"
-        )
-    except AuthError as exc:
-        raise ConfigError(
-            f"Sitoo refused the credentials of {env_name('api_id')} {settings.api_id}: check "
-            f"it and {env_name('api_password')} (or {env_name('api_password_file')}); "
-            f"HTTP {exc.status} from {exc.url}"
-        ) from None
-    except ApiError as exc:
-        get_logger(__name__).warning("credentials_unchecked", error=str(exc))
 
 
 def _run_once(settings: Settings, streams: list[Any]) -> int:
@@ -364,98 +350,9 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
-
-
-def _lag_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def _cursor_text(cursor: str | None) -> str:
-    """A cursor as a reader wants it: an epoch cursor as its UTC time, a day as itself."""
-    if cursor is None:
-        return "-"
-    if cursor.isdigit():
-        return f"{datetime.fromtimestamp(int(cursor), UTC):%Y-%m-%d %H:%M:%SZ}"
-    return cursor
-
-
-def _detail_text(detail: str | None, width: int = 80) -> str:
-    """The status detail cut at a word, with an ellipsis, when it is longer than `width`."""
-    return textwrap.shorten(detail, width, placeholder=" ...") if detail else "-"
-
-
-def _open_for_reading(settings: Settings) -> Any:
-    """The target opened to read only: a missing DuckDB or SQLite file is an error, not a
-    new file; a server that cannot be reached is one line."""
-    from sitoo_sync.warehouse import check_local_target, open_warehouse
-
-    path = check_local_target(settings.target_url)
-    if path is not None and not path.exists():
-        raise WarehouseError(
-            f"no warehouse at {path} yet: run `sitoo-sync run --once` first "
-            "(or point --target / SITOO_TARGET_URL at it; the demo writes "
-            "duckdb:///sitoo-demo.duckdb)"
-        )
-    return open_warehouse(settings.target_url, schema=settings.target_schema, read_only=True)
-
-
-def current_states(states: list[Any]) -> list[Any]:
-    """`sync_state` rows without a listing failure (partition *) that a later success of the
-    same stream has superseded: the listing works again once a partition succeeded after it."""
-    latest: dict[str, datetime] = {}
-    for s in states:
-        if s.partition != "*" and s.last_success_at is not None:
-            latest[s.stream] = max(latest.get(s.stream, s.last_success_at), s.last_success_at)
-    return [
-        s
-        for s in states
-        if s.partition != "*"
-        or s.last_error_at is None
-        or s.stream not in latest
-        or s.last_error_at > latest[s.stream]
-    ]
-
-
-def stream_problems(settings: Settings, states: list[Any], now: datetime) -> list[str]:
-    """Why `status --check` fails: per enabled stream, a failing partition, or no success
-    within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule)."""
-    from sitoo_sync.metrics import is_late
-    from sitoo_sync.service import stream_schedules
-    from sitoo_sync.streams import select_streams
-
-    streams = select_streams(settings.streams)
-    schedules = stream_schedules(settings, streams)
-    problems: list[str] = []
-    for stream in streams:
-        mine = [s for s in states if s.stream == stream.name]
-        failed = [s for s in mine if s.last_status == "failed"]
-        if failed:
-            where = ", ".join(s.partition for s in failed[:3]) + (" ..." if len(failed) > 3 else "")
-            problems.append(f"{stream.name}: failing ({where}): {failed[0].last_status_detail}")
-            continue
-        active = [s for s in mine if s.last_status != "disabled"]
-        if mine and not active:
-            continue
-        successes = [s.last_success_at.timestamp() for s in active if s.last_success_at]
-        interval = schedules[stream.name].interval_seconds
-        last = min(successes) if successes and len(successes) == len(active) else None
-        if is_late(last, interval, now.timestamp()):
-            limit = _lag_text(HEALTHY_WITHIN_INTERVALS * interval)
-            age = "never" if last is None else f"{_lag_text(now.timestamp() - last)} ago"
-            problems.append(f"{stream.name}: late: last success {age}, limit {limit}")
-    return problems
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """`status`: sync_state as a table or JSON; with --check, exit 1 on a problem."""
-    from sitoo_sync.streams import STREAMS
+    from sitoo_sync import status
 
     settings = _settings(args)
     if args.target:
@@ -465,74 +362,49 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         settings = settings.model_copy(update={"target_url": args.target})
     _configure_logs(settings, level="WARNING")
-    warehouse = _open_for_reading(settings)
-    try:
-        states = current_states(warehouse.states())
-    except warehouse.errors as exc:
-        from sitoo_sync.warehouse import unreachable
-
-        raise unreachable(settings.target_url, exc) from None
-    finally:
-        warehouse.close()
+    with _existing_warehouse(
+        settings,
+        read_only=True,
+        hint="run `sitoo-sync run --once` first (or point --target / SITOO_TARGET_URL at it; "
+        "the demo writes duckdb:///sitoo-demo.duckdb)",
+    ) as warehouse:
+        states = status.current_states(warehouse.states())
     now = datetime.now(UTC)
-    problems = stream_problems(settings, states, now) if args.check else []
-    code = EXIT_FAILED if problems else EXIT_OK
-    lags = {
-        (s.stream, s.partition): STREAMS[s.stream].cursor.lag_seconds(s.cursor, now)
-        if s.stream in STREAMS
-        else None
-        for s in states
-    }
+    problems = status.stream_problems(settings, states, now) if args.check else []
     if args.json:
-        payload: list[dict[str, Any]] = [
-            {
-                "stream": s.stream,
-                "partition": s.partition,
-                "cursor": s.cursor,
-                "cursor_text": None if s.cursor is None else _cursor_text(s.cursor),
-                "rows_loaded": s.rows_loaded,
-                "windows_loaded": s.windows_loaded,
-                "updated_at": s.updated_at.isoformat() if s.updated_at else None,
-                "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
-                "last_error_at": s.last_error_at.isoformat() if s.last_error_at else None,
-                "last_error": s.last_error,
-                "last_status": s.last_status,
-                "last_status_detail": s.last_status_detail,
-                "lag_seconds": lags[(s.stream, s.partition)],
-            }
-            for s in states
-        ]
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(status.as_records(states, now), indent=2))
         for problem in problems:
             print(f"check: {problem}", file=sys.stderr)
-        return code
-    if not states:
+    elif not states:
         print(f"nothing synced yet into {masked_url(settings.target_url)}")
     else:
-        header: tuple[str, ...] = ("stream", "partition", "status", "cursor", "lag")
-        header = (*header, "last success", "rows", "detail")
-        rows = [
-            (
-                s.stream,
-                s.partition,
-                s.last_status or "-",
-                _cursor_text(s.cursor),
-                _lag_text(lags[(s.stream, s.partition)]),
-                _when(s.last_success_at),
-                str(s.rows_loaded),
-                _detail_text(s.last_status_detail),
-            )
-            for s in states
-        ]
-        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-        for row in (header, *rows):
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if args.check:
+        for line in status.as_table(states, now):
+            print(line)
+    if args.check and not args.json:
         for problem in problems:
             print(f"check: {problem}")
         if not problems:
             print("check: every enabled stream is ok")
-    return code
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+@contextmanager
+def _existing_warehouse(
+    settings: Settings, *, read_only: bool = False, hint: str = ""
+) -> Iterator[Any]:
+    """The target, which must exist already; its driver's errors become one line naming it
+    (password masked), and it is closed afterwards."""
+    from sitoo_sync.warehouse import open_existing_warehouse, unreachable
+
+    warehouse = open_existing_warehouse(
+        settings.target_url, schema=settings.target_schema, read_only=read_only, hint=hint
+    )
+    try:
+        yield warehouse
+    except warehouse.errors as exc:
+        raise unreachable(settings.target_url, exc) from None
+    finally:
+        warehouse.close()
 
 
 def _day(text: str) -> date:
@@ -548,34 +420,25 @@ def cmd_reset(args: argparse.Namespace) -> int:
     from sitoo_sync.locks import try_lock
     from sitoo_sync.reset import reset_stream
     from sitoo_sync.streams import STREAMS
-    from sitoo_sync.warehouse import check_local_target, open_warehouse
+    from sitoo_sync.warehouse import check_local_target
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
     stream = STREAMS.get(args.stream)
     if stream is None:
         raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
-    path = check_local_target(settings.target_url)
-    if path is not None and not path.exists():
-        raise WarehouseError(
-            f"no warehouse at {path} yet: nothing to reset (check SITOO_TARGET_URL)"
-        )
+    if check_local_target(settings.target_url) is not None:  # refuse a missing file first
+        with _existing_warehouse(settings, hint="nothing to reset (check SITOO_TARGET_URL)"):
+            pass
     lock = try_lock(settings, stream.name)
     if lock is None:
         print(f"{stream.name}: a tick is loading it right now; run reset again when it is done")
         return EXIT_FAILED
     try:
-        warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-        try:
+        with _existing_warehouse(settings) as warehouse:
             reset = reset_stream(
                 settings, warehouse, stream, partition=args.partition, since=args.since
             )
-        except warehouse.errors as exc:
-            from sitoo_sync.warehouse import unreachable
-
-            raise unreachable(settings.target_url, exc) from None
-        finally:
-            warehouse.close()
     finally:
         lock.release()
     if not reset:
@@ -650,24 +513,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`verify`: the controller's checks over the warehouse; exit 1 with findings."""
     from sitoo_sync.verify import Scope, run_verify
     from sitoo_sync.verify.report import as_json, print_text, write_metrics
-    from sitoo_sync.warehouse import open_warehouse
 
-    try:
-        since = date.fromisoformat(args.since) if args.since else None
-    except ValueError:
-        print(
-            f"sitoo-sync verify: --since: not a day: {args.since!r} (use YYYY-MM-DD)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
-    scope = Scope(since=since, store=args.store, silent_days=settings.verify_silent_days)
-    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-    try:
+    scope = Scope(since=args.since, store=args.store, silent_days=settings.verify_silent_days)
+    with _existing_warehouse(
+        settings, hint="nothing to verify (check SITOO_TARGET_URL)"
+    ) as warehouse:
         run = run_verify(warehouse, scope)
-    finally:
-        warehouse.close()
     if args.metrics_file:
         write_metrics(run, args.metrics_file)
     if args.json:
@@ -692,11 +545,18 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sitoo-sync` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help, --version and usage errors exit from here
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    configure_logging()  # until the command configures it: console, and no earlier state
+    # Until the command configures logging from its settings: the format the environment
+    # asks for, so that even a configuration error reaches a JSON log as JSON.
+    configure_logging(fmt=requested_log_format())
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; every error it raises on purpose becomes one line and an exit code."""
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -223,6 +223,13 @@ class Settings(BaseSettings):
         return [self.api_password.get_secret_value()]
 
 
+def requested_log_format() -> str:
+    """The log format the environment asks for, read on its own: the CLI configures logging
+    with it before the settings are loaded, so even a configuration error is written in the
+    format a log shipper expects."""
+    return "json" if os.environ.get(env_name("log_format"), "").strip() == "json" else "console"
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
     field = loc[0] if loc else ""

@@ -3,6 +3,7 @@ traceback, nothing created."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,32 @@ def test_an_unset_account_is_named_as_unset(monkeypatch: pytest.MonkeyPatch) -> 
 
     with pytest.raises(ConfigError, match=r"^neither SITOO_ACCOUNT_ID nor SITOO_API_ID is set"):
         load_settings().resolved_account_id  # noqa: B018  # the property raises
+
+
+def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad argument on any command is one line naming it and where help is, exit 2."""
+    for argv in (["reset", "pos_z_reports", "--since", "bad"], ["frob"], ["status", "--x"]):
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert "--help)" in err
+        assert "Traceback" not in err
+
+
+def test_a_configuration_error_is_json_when_json_logs_are_asked_for(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With SITOO_LOG_FORMAT=json, even a setting that fails to load is reported as one JSON
+    event, since a log shipper reads every line."""
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    monkeypatch.setenv("SITOO_SCHEDULES", "not json")
+    assert main(["run", "--once"]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "command_failed"
+    assert event["exit_code"] == 2
+    assert "SITOO_SCHEDULES" in event["message"]
+    assert captured.out == ""

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sitoo_sync.cli import _detail_text, main, stream_problems
+from sitoo_sync.cli import main
 from sitoo_sync.settings import load_settings
 from sitoo_sync.simulator import Simulator
+from sitoo_sync.status import detail_text, stream_problems
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import use_simulator
 
@@ -111,13 +112,13 @@ def test_a_long_detail_is_cut_at_a_word_with_an_ellipsis() -> None:
         "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD "
         "(Authorization required)"
     )
-    shown = _detail_text(detail)
+    shown = detail_text(detail)
     assert len(shown) <= 80
     assert shown.endswith(" ...")
     kept = shown.removesuffix(" ...")
     assert detail.startswith(kept)
     assert detail[len(kept)] == " "
-    assert _detail_text("short reason") == "short reason"
+    assert detail_text("short reason") == "short reason"
 
 
 def test_log_lines_give_an_epoch_cursor_as_a_readable_time(

@@ -351,7 +351,9 @@ def test_cli_exit_codes_and_json(
     text = metrics.read_text()
     assert 'sitoo_verify_findings{check="grand_total",severity="critical"} 1.0' in text
     assert 'sitoo_verify_findings{check="summary",severity="error"} 0.0' in text
-    assert main(["verify", "--since", "yesterday"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        main(["verify", "--since", "yesterday"])
+    assert usage.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--since" in err

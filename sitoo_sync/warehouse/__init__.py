@@ -72,3 +72,15 @@ def open_warehouse(url: str, *, schema: str | None = None, read_only: bool = Fal
     from sitoo_sync.warehouse.sqla import SqlWarehouse
 
     return SqlWarehouse(url, schema=schema)
+
+
+def open_existing_warehouse(
+    url: str, *, schema: str | None = None, read_only: bool = False, hint: str = ""
+) -> Warehouse:
+    """A warehouse that must exist already (for `status`, `reset`, `verify`): a missing
+    DuckDB or SQLite file is one clear error naming it, never a new empty file; `hint` says
+    what to do about it."""
+    path = check_local_target(url)
+    if path is not None and not path.exists():
+        raise WarehouseError(f"no warehouse at {path} yet{': ' + hint if hint else ''}")
+    return open_warehouse(url, schema=schema, read_only=read_only)

@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -54,11 +54,26 @@ class RedactSecrets:
         return event_dict
 
 
+_status_line: list[Callable[[], str]] = []  # at most one: a process has one terminal
+
+
+def show_status_line(render: Callable[[], str] | None) -> None:
+    """While a terminal shows a line that is rewritten in place (backfill progress), each log
+    line first clears it and then draws it again below itself, so the two never run into one
+    another; None ends that."""
+    _status_line[:] = [render] if render is not None else []
+
+
 class _CurrentStderr:
     """Writes to whatever `sys.stderr` is at the moment (it is swapped by test runners)."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        if not _status_line:
+            return sys.stderr.write(text)
+        written = sys.stderr.write(f"\r\033[K{text}")
+        if text.endswith("\n"):
+            sys.stderr.write(_status_line[0]())
+        return written
 
     def flush(self) -> None:
         sys.stderr.flush()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from sitoo_sync.log import get_logger
+from sitoo_sync.log import get_logger, show_status_line
 from sitoo_sync.partition import PartitionResult
 
 log = get_logger(__name__)
@@ -64,6 +64,7 @@ class Progress:
         self._lock = threading.Lock()
         self._streams: dict[str, _StreamProgress] = {}
         self._shown = ""
+        self._line = ""  # what the terminal's last line shows now
 
     def __call__(self, result: PartitionResult) -> None:
         """on_window: the partition's running result after each committed batch."""
@@ -75,8 +76,11 @@ class Progress:
             if self._live:
                 if self._shown and self._shown != result.stream:
                     print(file=self._out)
+                if not self._shown:
+                    show_status_line(lambda: self._line)
                 self._shown = result.stream
-                print(f"\r\033[K  {line}", end="", file=self._out, flush=True)
+                self._line = f"  {line}"
+                print(f"\r\033[K{self._line}", end="", file=self._out, flush=True)
             elif state.last_logged is None or at - state.last_logged >= self._every:
                 state.last_logged = at
                 log.info("backfill_progress", stream=result.stream, **fields)
@@ -118,4 +122,5 @@ class Progress:
     def done(self) -> None:
         """End the last line on a terminal."""
         if self._live and self._shown:
+            show_status_line(None)
             print(file=self._out)

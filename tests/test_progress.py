@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sys
 from datetime import UTC, datetime
 
-from sitoo_sync.log import configure_logging
+import pytest
+
+from sitoo_sync.log import configure_logging, get_logger
 from sitoo_sync.partition import PartitionResult
 from sitoo_sync.progress import Progress
 
@@ -37,3 +41,24 @@ def test_off_a_terminal_progress_is_a_log_event_every_few_seconds() -> None:
     assert last["behind_seconds"] == 7 * day
     assert last["seconds_left"] == 14  # three days gained in six seconds: seven take fourteen
     assert screen.getvalue() == ""
+
+
+def test_a_log_line_on_a_terminal_clears_the_progress_line_and_draws_it_again_below(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With a live progress line on the terminal, a log line never runs into it: the line is
+    cleared first, the event written, and the progress drawn again under it; after `done()`
+    log lines are written as they are."""
+    configure_logging(fmt="console", level="INFO")  # to the process's stderr
+    progress = Progress(sys.stderr, live=True)
+    progress(PartitionResult("pos_z_reports", "1500", windows=1, rows=7))
+    log = get_logger("tests")
+    log.info("something_happened")
+    progress.done()
+    log.info("afterwards")
+    err = capsys.readouterr().err
+    shown = re.escape("  pos_z_reports: 1 window, 7 rows")
+    clear = re.escape("\r\033[K")
+    assert re.search(f"{clear}{shown}{clear}[^\n]*something_happened[^\n]*\n{shown}\n", err)
+    assert clear not in re.escape(err.rsplit("\n", 2)[-2])  # the line with `afterwards`
+    assert "afterwards" in err.rsplit("\n", 2)[-2]

@@ -6,6 +6,12 @@ so this changes speed and nothing else. Consecutive windows are committed togeth
 rejects and the last window's cursor in one transaction, up to SITOO_LOAD_BATCH_ROWS /
 _SECONDS; memory holds two raw windows and one batch of typed (Arrow) rows. A crash at any
 instant loses nothing: what was not committed is fetched again from the stored cursor.
+
+A partition with nothing new costs one request and no write of its own: the records an
+immutable stream re-reads in its overlap and has stored already are skipped, a window that
+leaves nothing to load and does not move the cursor takes no turn, and the partition's
+"ok" is handed to `Outcomes`, which writes the outcomes of all such partitions of the tick
+in one transaction.
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+import pyarrow as pa
+
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import DisabledStream, SitooSyncError
 from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import NormalizedWindow
-from sitoo_sync.normalize.tables import Kind
+from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cash_registers import list_registers
 from sitoo_sync.streams.cursors import Window, WindowContext
-from sitoo_sync.warehouse.base import Warehouse
+from sitoo_sync.warehouse.base import Outcome, Warehouse
 from sitoo_sync.warehouse.load import Batch, load_window
 
 log = get_logger(__name__)
@@ -58,6 +67,35 @@ class PartitionResult:
 
 _DONE = object()
 ANY_TIME = nullcontext()  # a partition running alone needs no turn
+_READ = object()  # sync_partition reads the stored cursor itself
+#: Key kinds whose raw JSON value is the stored value, and the Python type it has.
+_KEY_TYPES: Mapping[Kind, type] = {Kind.TEXT: str, Kind.INT: int}
+
+
+class Outcomes:
+    """The outcomes of partitions that loaded nothing, written together in one transaction.
+
+    Such a partition has no rows whose commit its outcome must share, so nothing is lost if
+    a crash comes before `flush`: only the stamp of a tick that changed nothing.
+    """
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self._pending: list[Outcome] = []
+        self._lock = threading.Lock()
+
+    def add(self, partition: str, status: str, detail: str | None = None) -> None:
+        """Keep an outcome for the next `flush`."""
+        with self._lock:
+            self._pending.append((partition, status, detail))
+
+    def flush(self, warehouse: Warehouse) -> None:
+        """Write every kept outcome in one transaction."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            with warehouse.transaction():
+                warehouse.record_outcomes(self.stream, pending)
 
 
 def utcnow() -> datetime:
@@ -216,9 +254,43 @@ def _mark_missing(
         log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
 
 
+def _key_of(record: Any, names: tuple[str, ...], types: tuple[type, ...]) -> tuple[Any, ...] | None:
+    """A raw record's key as stored, or None when it is malformed (normalizing rejects it)."""
+    if not isinstance(record, Mapping):
+        return None
+    key = tuple(record.get(n) for n in names)
+    for value, kind in zip(key, types, strict=True):
+        if type(value) is not kind or value == "":
+            return None
+    return key
+
+
+def _unstored(warehouse: Warehouse, parent: Table, records: list[Any]) -> list[Any]:
+    """`records` without those whose key `parent` holds already (one read, no turn)."""
+    kinds = [parent.column(c).kind for c in parent.key]
+    if not records or any(k not in _KEY_TYPES for k in kinds):
+        return records
+    types = tuple(_KEY_TYPES[k] for k in kinds)
+    keys = [_key_of(r, parent.key, types) for r in records]
+    valid = sorted({k for k in keys if k is not None})
+    if not valid:
+        return records
+    columns = list(zip(*valid, strict=True))
+    asked = pa.table(
+        {
+            c: pa.array(list(v), ARROW_TYPES[k])
+            for c, v, k in zip(parent.key, columns, kinds, strict=True)
+        }
+    )
+    stored = set(zip(*warehouse.existing_keys(parent, asked).to_pydict().values(), strict=True))
+    if not stored:
+        return records
+    return [r for r, k in zip(records, keys, strict=True) if k is None or k not in stored]
+
+
 @dataclass
 class _Loader:
-    """One partition's pending batch, and what committing it does to the result."""
+    """One partition's pending batch, and what taking a window and committing do to it."""
 
     warehouse: Warehouse
     stream: Stream
@@ -226,8 +298,46 @@ class _Loader:
     batch: Batch
     result: PartitionResult
     on_window: Callable[[PartitionResult], None] | None
+    turn: AbstractContextManager[Any]
+    context: Mapping[str, Any]
+    #: The cursor the warehouse holds, or will hold once the pending batch commits.
+    cursor: str | None
+    seen: set[tuple[Any, ...]] = field(default_factory=set)
+
+    def take(self, window: Window, records: list[Any]) -> None:
+        """Normalize `records` (the window's, less skipped re-reads) into the batch.
+
+        A window that leaves nothing to load and does not move the cursor is only counted:
+        it takes no turn and writes nothing.
+        """
+        self.result.windows += 1
+        cursor = str(window.cursor)
+        if not records and not self.batch.windows and cursor == self.cursor:
+            return
+        stream, batch = self.stream, self.batch
+        with self.turn:
+            normalized = stream.normalize(records, self.context)
+            keys = normalized.keys()
+            if stream.full_refresh:
+                self.seen |= keys
+            if not batch.accepts(keys):
+                self.commit()
+            batch.add(normalized, keys, len(records), cursor)
+            self.cursor = cursor
+            log.debug(
+                "window_fetched",
+                stream=stream.name,
+                partition=self.partition,
+                params=dict(window.params),
+                records=len(window.records),
+                new=len(records),
+                cursor=window.cursor,
+            )
+            if batch.full():
+                self.commit()
 
     def commit(self) -> None:
+        """Load the pending batch with its cursor, in one transaction."""
         batch, result = self.batch, self.result
         if not batch.windows:
             return
@@ -249,6 +359,22 @@ class _Loader:
         if self.on_window is not None:
             self.on_window(result)
 
+    def finish(self, outcomes: Outcomes | None, *, mark: bool, now: datetime) -> None:
+        """The last batch, the missing marks and the "ok", committed together.
+
+        One commit less per partition, and the outcome can never disagree with the rows. A
+        partition with nothing left to commit hands its "ok" to `outcomes` instead.
+        """
+        stream, partition = self.stream, self.partition
+        if outcomes is not None and not self.batch.windows and not mark:
+            outcomes.add(partition, "ok")
+            return
+        with self.turn, self.warehouse.transaction():
+            self.commit()
+            if mark:
+                _mark_missing(self.warehouse, stream, partition, self.seen, now)
+            self.warehouse.record_outcome(stream.name, partition, "ok")
+
 
 def sync_partition(
     settings: Settings,
@@ -261,56 +387,46 @@ def sync_partition(
     clock: Callable[[], datetime] = utcnow,
     stop: threading.Event | None = None,
     turn: AbstractContextManager[Any] = ANY_TIME,
+    stored: Any = _READ,
+    outcomes: Outcomes | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
     Fetching runs freely; what comes after a page arrives (normalizing, loading, the
     outcome) runs inside `turn`, which concurrent partitions share: see `sync._load_turn`.
+    `stored` is the partition's cursor when the caller read it already (None: never
+    loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there.
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
     requests_before = client.partition_requests[(stream.name, partition)]
-    stored = warehouse.get_cursor(stream.name, partition)
+    if stored is _READ:
+        stored = warehouse.get_cursor(stream.name, partition)
     result.cursor = stored
     now = clock()
-    context = {"partition": partition, "now": now}
-    seen: set[tuple[Any, ...]] = set()
     windows: Iterator[Window] = stream.cursor.windows(
         _window_context(settings, client, stream, partition, now=now), stored
     )
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
-    loader = _Loader(warehouse, stream, partition, batch, result, on_window)
+    context = {"partition": partition, "now": now}
+    loader = _Loader(warehouse, stream, partition, batch, result, on_window, turn, context, stored)
+    parent = next(t for t in stream.tables if not t.is_child)
+    # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
+    # brings something new, the rest load as they come (upserts make re-reads harmless).
+    rereads = stream.immutable and stored is not None
     try:
         for window in prefetch(windows):
-            with turn:
-                normalized = stream.normalize(window.records, context)
-                keys = normalized.keys()
-                if stream.full_refresh:
-                    seen |= keys
-                if not batch.accepts(keys):
-                    loader.commit()
-                batch.add(normalized, keys, len(window.records), str(window.cursor))
-                result.windows += 1
-                log.debug(
-                    "window_fetched",
-                    stream=stream.name,
-                    partition=partition,
-                    params=dict(window.params),
-                    records=len(window.records),
-                    cursor=window.cursor,
-                )
-                if batch.full():
-                    loader.commit()
+            records = window.records
+            if rereads:
+                records = _unstored(warehouse, parent, records)
+                rereads = not records
+            loader.take(window, records)
             if stop is not None and stop.is_set():
                 log.info("stop_honoured", stream=stream.name, partition=partition)
                 break
-        # The last batch, the missing marks and the outcome commit together: one commit less
-        # per partition, and the outcome can never disagree with the rows.
-        with turn, warehouse.transaction():
-            loader.commit()
-            if stream.full_refresh and stream.partition_column and not (stop and stop.is_set()):
-                _mark_missing(warehouse, stream, partition, seen, now)
-            warehouse.record_outcome(stream.name, partition, "ok")
+        stopped = stop is not None and stop.is_set()
+        mark = bool(stream.full_refresh and stream.partition_column and not stopped)
+        loader.finish(outcomes, mark=mark, now=now)
     except DisabledStream as exc:
         result.status = "disabled"
         result.error = exc.message

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +20,7 @@ from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS as CASH_REGISTERS_TABLE
-from sitoo_sync.partition import ANY_TIME, PartitionResult, sync_partition, utcnow
+from sitoo_sync.partition import ANY_TIME, Outcomes, PartitionResult, sync_partition, utcnow
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import list_registers
@@ -112,29 +112,44 @@ def _partitions(
     stream: Stream,
     *,
     registers_listed: bool = False,
+    start: Callable[[str], object] | None = None,
+    pool: Executor | None = None,
 ) -> list[str]:
     """The partitions of a stream for this tick.
 
     Registers come from the `cash_registers` table and the latest listing; when the
     `cash_registers` stream refreshed every site in this tick, the table is that listing.
+    With a `pool`, each site is listed as a task of its own and the known registers are
+    `start`ed meanwhile, so the listing's requests overlap theirs; new ones start once listed.
     """
     if stream.partitions == "account":
         return [settings.resolved_account_id]
     if stream.partitions == "site":
         return [str(site) for site in settings.site_ids]
     known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid"))
+    begin = start or (lambda _partition: None)
     if registers_listed:
+        for partition in sorted(known):
+            begin(partition)
         return sorted(known)
-    listed = {
-        r["registerid"]
-        for r in list_registers(
+    if pool is not None:
+        sites = [
+            pool.submit(list_registers, client, [site], stream=stream.name)
+            for site in settings.site_ids
+        ]
+        for partition in sorted(known):
+            begin(partition)
+        listing = [register for site in sites for register in site.result()]
+    else:
+        listing = list_registers(
             client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
         )
-        if isinstance(r.get("registerid"), str)
-    }
+    listed = {r["registerid"] for r in listing if isinstance(r.get("registerid"), str)}
     new = listed - known
     if new and known:
         log.info("registers_appeared", stream=stream.name, registers=sorted(new))
+    for partition in sorted(new):
+        begin(partition)
     return sorted(known | listed)
 
 
@@ -181,57 +196,103 @@ def _run_streams(
     stop: threading.Event | None,
 ) -> None:
     warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
-    for stream in streams:
-        if stop is not None and stop.is_set():
-            break
-        try:
-            listed = [r for r in report.results if r.stream == CASH_REGISTERS_TABLE.name]
-            partitions = _partitions(
+    # One pool for the tick: its threads, and the warehouse connection each holds, serve
+    # every stream, so a tick never opens more than SITOO_CONCURRENCY + 1 connections.
+    pool: ThreadPoolExecutor | None = None
+    try:
+        for stream in streams:
+            if stop is not None and stop.is_set():
+                break
+            if pool is None and stream.partitions == "register" and settings.concurrency > 1:
+                pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo")
+            _run_stream(
                 settings,
                 warehouse,
                 client,
                 stream,
-                registers_listed=len(listed) == len(settings.site_ids)
-                and all(r.status == "ok" for r in listed),
-            )
-        except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
-            failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
-            log.error("partitions_failed", stream=stream.name, error=str(exc))
-            report.results.append(failed)
-            continue
-
-        def one(
-            partition: str,
-            target: Warehouse = warehouse,
-            turn: AbstractContextManager[Any] = ANY_TIME,
-            stream: Stream = stream,
-        ) -> PartitionResult | None:
-            if stop is not None and stop.is_set():
-                return None
-            return sync_partition(
-                settings,
-                target,
-                client,
-                stream,
-                partition,
+                report=report,
                 on_window=on_window,
                 clock=clock,
                 stop=stop,
-                turn=turn,
+                pool=pool if stream.partitions == "register" else None,
             )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-        if stream.partitions == "register" and settings.concurrency > 1 and len(partitions) > 1:
-            # Each thread fetches on its own and loads on a connection of its own, every
-            # window one transaction. Loads take turns (see _load_turn) except on PostgreSQL;
-            # a target that must not be written from two threads at all is serialized whole.
-            shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
-            turn = _load_turn(warehouse)
-            with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo") as pool:
-                n = len(partitions)
-                results = list(pool.map(one, partitions, [shared] * n, [turn] * n))
-        else:
-            results = [one(p) for p in partitions]
-        for result in results:
-            if result is not None:
-                report.results.append(result)
-                _log_result(result)
+
+def _run_stream(
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    stream: Stream,
+    *,
+    report: RunReport,
+    on_window: Callable[[PartitionResult], None] | None,
+    clock: Callable[[], datetime],
+    stop: threading.Event | None,
+    pool: ThreadPoolExecutor | None,
+) -> None:
+    """One stream's partitions: on `pool` (registers, concurrently) or one after another.
+
+    Each pool thread fetches on its own and loads on a connection of its own, every window
+    one transaction. Loads take turns (see _load_turn) except on PostgreSQL; a target that
+    must not be written from two threads at all is serialized whole. The cursors are read in
+    one query first, and the partitions that load nothing have their outcomes written
+    together at the end (`Outcomes`).
+    """
+    shared = warehouse
+    turn: AbstractContextManager[Any] = ANY_TIME
+    if pool is not None:
+        shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
+        turn = _load_turn(warehouse)
+    cursors = warehouse.get_cursors(stream.name)
+    outcomes = Outcomes(stream.name)
+
+    def one(partition: str) -> PartitionResult | None:
+        if stop is not None and stop.is_set():
+            return None
+        return sync_partition(
+            settings,
+            shared,
+            client,
+            stream,
+            partition,
+            on_window=on_window,
+            clock=clock,
+            stop=stop,
+            turn=turn,
+            stored=cursors.get(partition),
+            outcomes=outcomes,
+        )
+
+    started: dict[str, Future[PartitionResult | None]] = {}
+
+    def start(partition: str) -> None:
+        if pool is not None and partition not in started:
+            started[partition] = pool.submit(one, partition)
+
+    try:
+        listed = [r for r in report.results if r.stream == CASH_REGISTERS_TABLE.name]
+        partitions = _partitions(
+            settings,
+            warehouse,
+            client,
+            stream,
+            registers_listed=len(listed) == len(settings.site_ids)
+            and all(r.status == "ok" for r in listed),
+            start=start,
+            pool=pool,
+        )
+    except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
+        failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
+        log.error("partitions_failed", stream=stream.name, error=str(exc))
+        report.results.append(failed)
+        partitions = []  # registers started before the listing failed still finish
+    results = [started[p].result() for p in sorted(started)]
+    results += [one(p) for p in partitions if p not in started]
+    outcomes.flush(shared)
+    for result in results:
+        if result is not None:
+            report.results.append(result)
+            _log_result(result)

@@ -68,6 +68,20 @@ REJECTS = Table(
 
 SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS)
 
+#: How one partition's tick ended: (partition, status, detail).
+Outcome = tuple[str, str, str | None]
+
+
+def outcome_values(status: str, detail: str | None, at: datetime) -> dict[str, Any]:
+    """The `sync_state` columns an outcome sets: success and failure stamps kept apart."""
+    values: dict[str, Any] = {"last_status": status, "last_status_detail": detail}
+    if status == "ok":
+        values["last_success_at"] = at
+    elif status == "failed":
+        values["last_error_at"] = at
+        values["last_error"] = detail
+    return values
+
 
 @dataclass(frozen=True)
 class StreamState:
@@ -140,6 +154,9 @@ class Warehouse(Protocol):
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None before the first load."""
 
+    def get_cursors(self, stream: str) -> dict[str, str | None]:
+        """Every stored cursor of `stream` by partition (absent: never loaded), one query."""
+
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
@@ -150,6 +167,9 @@ class Warehouse(Protocol):
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
         """How a tick of this partition ended: ok, failed (with the error) or disabled (why)."""
+
+    def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
+        """`record_outcome` for many partitions at once, in a few statements."""
 
     def states(self) -> list[StreamState]:
         """Every row of `sync_state`."""

@@ -145,6 +145,9 @@ class Warehouse(Protocol):
     ) -> int:
         """Set `missing_since` on rows in `scope` whose key is not in `present`; the count."""
 
+    def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
+        """Which of `keys` (one partition's, columns of `table.key`) `table` holds."""
+
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """The distinct values of a column ([] when the table does not exist yet)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.log import get_logger
@@ -298,6 +299,23 @@ class DuckDBWarehouse(ChildReplacement):
             "SELECT partition_key, cursor FROM sync_state WHERE stream = ?", [stream]
         ).fetchall()
         return {str(p): None if c is None else str(c) for p, c in rows}
+
+    def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
+        """Which of one partition's `keys` `table` holds, looked up by each key's range.
+
+        Range bounds are constants DuckDB prunes row groups with: about 2 ms, against 6 ms
+        for `existing_keys`' join, which reads the whole table.
+        """
+        if keys.num_rows == 0:
+            return set()
+        bounds = [pc.min_max(keys.column(c)) for c in table.key]
+        found = self.con.execute(
+            f"SELECT {', '.join(q(c) for c in table.key)} FROM {q(table.name)} WHERE "
+            + " AND ".join(f"{q(c)} BETWEEN ? AND ?" for c in table.key),
+            [v.as_py() for b in bounds for v in (b["min"], b["max"])],
+        ).fetchall()
+        asked = set(zip(*(keys.column(c).to_pylist() for c in table.key), strict=True))
+        return {tuple(k) for k in found} & asked
 
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1

@@ -472,6 +472,11 @@ class SqlWarehouse(ChildReplacement):
             ).all()
         return {str(p): None if c is None else str(c) for p, c in rows}
 
+    def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
+        """Which of one partition's `keys` `table` holds (by its natural-key index)."""
+        found = self.existing_keys(table, keys)
+        return set(zip(*(found.column(c).to_pylist() for c in table.key), strict=True))
+
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:

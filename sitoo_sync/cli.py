@@ -179,6 +179,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: a journal tick over 51 registers at 100 ms latency, concurrency 1 vs 4",
     )
+    bench.add_argument(
+        "--journal-latency",
+        action="store_true",
+        help="instead: journal backfill and no-op tick over 201 registers at 100 ms latency, "
+        "at concurrency 4, 16 and 32, against the latency limit",
+    )
     bench.add_argument("--phase", choices=("floor", "sync"), help=argparse.SUPPRESS)
     return parser
 
@@ -407,6 +413,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     configure_logging(fmt="console", level="WARNING")
     if args.phase:
         return bench.run_phase(args.phase)
+    if args.journal_latency:
+        return bench.run_latency_benchmark(
+            registers_per_store=40,
+            latency=0.1,
+            concurrencies=(4, 16, 32),
+            targets=args.target,
+            rounds=args.rounds,
+        )
     if args.journals:
         return bench.run_journal_benchmark(
             registers_per_store=10, latency=0.1, targets=args.target, rounds=args.rounds

@@ -9,7 +9,7 @@ fails alone and is reported; a failing warehouse ends the tick.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -114,19 +114,21 @@ def _partitions(
     registers_listed: bool = False,
     start: Callable[[str], object] | None = None,
     pool: Executor | None = None,
+    synced: Iterable[str] = (),
 ) -> list[str]:
     """The partitions of a stream for this tick.
 
-    Registers come from the `cash_registers` table and the latest listing; when the
-    `cash_registers` stream refreshed every site in this tick, the table is that listing.
-    With a `pool`, each site is listed as a task of its own and the known registers are
-    `start`ed meanwhile, so the listing's requests overlap theirs; new ones start once listed.
+    Registers come from the `cash_registers` table, the stream's own state (`synced`: the
+    registers it has a cursor for) and the latest listing; when the `cash_registers` stream
+    refreshed every site in this tick, the table is that listing. With a `pool`, each site
+    is listed as a task of its own and the known registers are `start`ed meanwhile, so the
+    listing's requests overlap theirs; new ones start once listed.
     """
     if stream.partitions == "account":
         return [settings.resolved_account_id]
     if stream.partitions == "site":
         return [str(site) for site in settings.site_ids]
-    known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid"))
+    known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid")) | set(synced)
     begin = start or (lambda _partition: None)
     if registers_listed:
         for partition in sorted(known):
@@ -283,6 +285,7 @@ def _run_stream(
             and all(r.status == "ok" for r in listed),
             start=start,
             pool=pool,
+            synced=[p for p, cursor in cursors.items() if cursor is not None],
         )
     except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
         failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))

@@ -209,10 +209,19 @@ class PerThread(Generic[C]):
         mine = getattr(self._local, "conn", None)
         if mine is not None and mine[0] == self._generation:
             return mine[1]  # type: ignore[no-any-return]  # stored by this method
+        # Only the first connection is opened under the lock (the others derive from it):
+        # 64 threads must not wait for each other's connects, nor for a pool's timeouts.
         with self._lock:
-            conn = self._more(self._open[0]) if self._open else self._first()
-            self._open.append(conn)
-            self._local.conn = (self._generation, conn)
+            generation = self._generation
+            first = self._open[0] if self._open else None
+            if first is None:
+                conn = self._first()
+                self._open.append(conn)
+        if first is not None:
+            conn = self._more(first)
+            with self._lock:
+                self._open.append(conn)
+        self._local.conn = (generation, conn)
         return conn
 
     def opened(self) -> bool:

@@ -40,7 +40,7 @@ from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cash_registers import list_registers
 from sitoo_sync.streams.cursors import Window, WindowContext
 from sitoo_sync.warehouse.base import Outcome, Warehouse
-from sitoo_sync.warehouse.load import Batch, load_window
+from sitoo_sync.warehouse.load import Batch, PartitionLoad, load_group
 
 log = get_logger(__name__)
 
@@ -298,6 +298,70 @@ def _unstored(warehouse: Warehouse, parent: Table, records: list[Any]) -> list[A
     return [r for r, k in zip(records, keys, strict=True) if k is None or k not in stored]
 
 
+class GroupWriter:
+    """Commits the batches of concurrent partitions of one stream, several per transaction.
+
+    A partition hands its batch (rows, cursor, and its outcome when it is the last) to
+    `commit` and waits until it is committed. Whoever finds no commit under way becomes the
+    writer and takes everything handed over meanwhile, up to `max_rows`: the partitions
+    that waited during one commit share the next. Every batch still commits with its own
+    cursor; a failed commit fails each partition in it.
+    """
+
+    def __init__(self, warehouse: Warehouse, stream: Stream, *, max_rows: int) -> None:
+        self.warehouse = warehouse
+        self.stream = stream
+        self.max_rows = max_rows
+        self._cond = threading.Condition()
+        self._pending: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
+        self._done: dict[int, BaseException | None] = {}
+        self._writing = False
+
+    def commit(self, load: PartitionLoad, keys: set[tuple[Any, ...]]) -> None:
+        """Commit `load`, whose parent keys are `keys`, in a group; raise what that raised."""
+        ticket = id(load)
+        with self._cond:
+            self._pending.append((load, keys))
+        while True:
+            with self._cond:
+                while ticket not in self._done and self._writing:
+                    self._cond.wait()
+                if ticket in self._done:
+                    error = self._done.pop(ticket)
+                    if error is not None:
+                        raise error
+                    return
+                self._writing = True
+                group = self._take()
+            failed: BaseException | None = None
+            try:
+                load_group(self.warehouse, self.stream, [g for g, _keys in group])
+            except BaseException as exc:  # each partition in the group raises it
+                failed = exc
+            with self._cond:
+                self._writing = False
+                for g, _keys in group:
+                    self._done[id(g)] = failed
+                self._cond.notify_all()
+
+    def _take(self) -> list[tuple[PartitionLoad, set[tuple[Any, ...]]]]:
+        """The oldest batches whose keys do not meet, up to `max_rows` (at least one)."""
+        group: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
+        left: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
+        keys: set[tuple[Any, ...]] = set()
+        rows = 0
+        for load, load_keys in self._pending:
+            size = load.normalized.row_count()
+            if group and (rows + size > self.max_rows or load_keys & keys):
+                left.append((load, load_keys))
+                continue
+            group.append((load, load_keys))
+            keys |= load_keys
+            rows += size
+        self._pending = left
+        return group
+
+
 @dataclass
 class _Loader:
     """One partition's pending batch, and what taking a window and committing do to it."""
@@ -312,6 +376,7 @@ class _Loader:
     context: Mapping[str, Any]
     #: The cursor the warehouse holds, or will hold once the pending batch commits.
     cursor: str | None
+    writer: GroupWriter | None = None
     seen: set[tuple[Any, ...]] = field(default_factory=set)
 
     def take(self, window: Window, records: list[Any]) -> None:
@@ -327,39 +392,41 @@ class _Loader:
         stream, batch = self.stream, self.batch
         with self.turn:
             normalized = stream.normalize(records, self.context)
-            keys = normalized.keys()
-            if stream.full_refresh:
-                self.seen |= keys
-            if not batch.accepts(keys):
-                self.commit()
-            batch.add(normalized, keys, len(records), cursor)
-            self.cursor = cursor
-            log.debug(
-                "window_fetched",
-                stream=stream.name,
-                partition=self.partition,
-                params=dict(window.params),
-                records=len(window.records),
-                new=len(records),
-                cursor=window.cursor,
-            )
-            if batch.full():
-                self.commit()
+        keys = normalized.keys()
+        if stream.full_refresh:
+            self.seen |= keys
+        if not batch.accepts(keys):
+            self.commit()
+        batch.add(normalized, keys, len(records), cursor)
+        self.cursor = cursor
+        log.debug(
+            "window_fetched",
+            stream=stream.name,
+            partition=self.partition,
+            params=dict(window.params),
+            records=len(window.records),
+            new=len(records),
+            cursor=window.cursor,
+        )
+        if batch.full():
+            self.commit()
 
-    def commit(self) -> None:
-        """Load the pending batch with its cursor, in one transaction."""
+    def commit(self, outcome: str | None = None) -> None:
+        """Load the pending batch with its cursor (and `outcome`), in one transaction.
+
+        Through the `writer` when there is one (in a group with other partitions'), else
+        on this partition's own turn.
+        """
         batch, result = self.batch, self.result
         if not batch.windows:
             return
         normalized = NormalizedWindow.concat(batch.windows)
-        load_window(
-            self.warehouse,
-            self.stream,
-            self.partition,
-            normalized,
-            batch.cursor,
-            windows=len(batch.windows),
-        )
+        load = PartitionLoad(self.partition, normalized, batch.cursor, len(batch.windows), outcome)
+        if self.writer is not None:
+            self.writer.commit(load, set(batch.keys))
+        else:
+            with self.turn:
+                load_group(self.warehouse, self.stream, [load])
         result.rows += normalized.row_count()
         result.rejects += len(normalized.rejects)
         result.notes.update(normalized.notes)
@@ -379,8 +446,11 @@ class _Loader:
         if outcomes is not None and not self.batch.windows and not mark:
             outcomes.add(partition, "ok")
             return
-        with self.turn, self.warehouse.transaction():
-            self.commit()
+        if not mark and self.batch.windows:
+            self.commit(outcome="ok")
+            return
+        with self.warehouse.transaction():
+            self.commit()  # takes the turn itself
             if mark:
                 _mark_missing(self.warehouse, stream, partition, self.seen, now)
             self.warehouse.record_outcome(stream.name, partition, "ok")
@@ -399,13 +469,15 @@ def sync_partition(
     turn: AbstractContextManager[Any] = ANY_TIME,
     stored: Any = _READ,
     outcomes: Outcomes | None = None,
+    writer: GroupWriter | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
     Fetching runs freely; what comes after a page arrives (normalizing, loading, the
     outcome) runs inside `turn`, which concurrent partitions share: see `sync._load_turn`.
     `stored` is the partition's cursor when the caller read it already (None: never
-    loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there.
+    loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there; with
+    `writer`, its batches commit in groups with other partitions'.
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -419,7 +491,9 @@ def sync_partition(
     )
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
     context = {"partition": partition, "now": now}
-    loader = _Loader(warehouse, stream, partition, batch, result, on_window, turn, context, stored)
+    loader = _Loader(
+        warehouse, stream, partition, batch, result, on_window, turn, context, stored, writer
+    )
     parent = next(t for t in stream.tables if not t.is_child)
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
     # brings something new, the rest load as they come (upserts make re-reads harmless).
@@ -451,9 +525,9 @@ def sync_partition(
             error=exc.message,
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
+        # Windows already fetched are whole and their cursor is right: keep that progress.
+        loader.commit()
         with turn:
-            # Windows already fetched are whole and their cursor is right: keep that progress.
-            loader.commit()
             warehouse.record_outcome(stream.name, partition, "failed", str(exc))
     for note, count in result.notes.items():
         log.warning(

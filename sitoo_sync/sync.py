@@ -20,7 +20,14 @@ from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS as CASH_REGISTERS_TABLE
-from sitoo_sync.partition import ANY_TIME, Outcomes, PartitionResult, sync_partition, utcnow
+from sitoo_sync.partition import (
+    ANY_TIME,
+    GroupWriter,
+    Outcomes,
+    PartitionResult,
+    sync_partition,
+    utcnow,
+)
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import list_registers
@@ -183,7 +190,7 @@ def _load_turn(warehouse: Warehouse) -> AbstractContextManager[Any]:
     """
     if warehouse.concurrent_loads and not warehouse.in_process:
         return ANY_TIME
-    return threading.Lock()
+    return threading.RLock()  # a commit inside a turn may take it again
 
 
 def _run_streams(
@@ -250,6 +257,9 @@ def _run_stream(
         turn = _load_turn(warehouse)
     cursors = warehouse.get_cursors(stream.name)
     outcomes = Outcomes(stream.name)
+    writer = None
+    if pool is not None:
+        writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows)
 
     def one(partition: str) -> PartitionResult | None:
         if stop is not None and stop.is_set():
@@ -266,6 +276,7 @@ def _run_stream(
             turn=turn,
             stored=cursors.get(partition),
             outcomes=outcomes,
+            writer=writer,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}

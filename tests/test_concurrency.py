@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.cli import main
+from sitoo_sync.errors import WarehouseError
 from sitoo_sync.normalize.journal_entries import TABLES
 from sitoo_sync.settings import MAX_CONCURRENCY
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse.load import load_group
 from tests.conftest import SyncFn
 from tests.support import settings_for
 from tests.targets import ALL_TARGETS, target_for
@@ -83,7 +90,8 @@ def test_a_tick_with_nothing_new_loads_nothing_and_writes_its_outcomes_together(
         single: list[str] = []
         batches: list[list[str]] = []
         monkeypatch.setattr(
-            "sitoo_sync.partition.load_window", lambda _w, _s, p, *a, **k: loads.append(p)
+            "sitoo_sync.partition.load_group",
+            lambda _w, _s, group: loads.extend(p.partition for p in group),
         )
         real_outcome = DuckDBWarehouse.record_outcome
         real_outcomes = DuckDBWarehouse.record_outcomes
@@ -124,9 +132,7 @@ def _states(settings: Any) -> dict[str, tuple[Any, ...]]:
         warehouse.close()
 
 
-def test_new_entries_beside_stored_re_reads_load_exactly_once(
-    tmp_path: Path, sync: SyncFn
-) -> None:
+def test_new_entries_beside_stored_re_reads_load_exactly_once(tmp_path: Path, sync: SyncFn) -> None:
     """Entries added in the very second of a register's cursor come back with the stored
     ones of that second: the new ones load, the stored ones are not duplicated."""
     with Simulator.create(SimConfig(seed=42, days=2, registers_per_store=2)) as sim:
@@ -134,9 +140,7 @@ def test_new_entries_beside_stored_re_reads_load_exactly_once(
         assert sync(settings).ok
         register = sim.world.registers[1].registerid
         newest = max(
-            e["dateadded"]
-            for e in sim.world.journal.all_entries()
-            if e["registerid"] == register
+            e["dateadded"] for e in sim.world.journal.all_entries() if e["registerid"] == register
         )
         sim.world.journal.offline_burst(register, 30, newest, hours_old=2)
         assert sync(settings).ok
@@ -194,3 +198,92 @@ def test_registers_already_started_finish_when_the_listing_fails(
     assert [(r.partition, "cashregisters" in (r.error or "")) for r in failed] == [("*", True)]
     synced = {r.partition for r in report.results if r.status == "ok"}
     assert synced == {r.registerid for r in sim.world.registers}
+
+
+def test_concurrent_registers_commit_in_groups_each_with_its_cursor(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of registers that arrive together commit in one transaction, and each
+    register's cursor is the newest entry it loaded."""
+    sizes: list[int] = []
+    real_group = load_group
+
+    def counted(warehouse: Any, stream: Any, loads: Any) -> None:
+        sizes.append(len(loads))
+        time.sleep(0.02)  # a slow commit: the registers arriving meanwhile form a group
+        real_group(warehouse, stream, loads)
+
+    monkeypatch.setattr("sitoo_sync.partition.load_group", counted)
+    with Simulator.create(SimConfig(seed=45, days=2, registers_per_store=4)) as sim:
+        settings = idle_tick_settings(sim, tmp_path, concurrency=8)
+        assert sync(settings).ok
+        entries = sim.world.journal.all_entries()
+    assert max(sizes) > 1
+    assert sum(sizes) == len(sim.world.registers)
+    newest: dict[str, int] = {}
+    for e in entries:
+        newest[e["registerid"]] = max(newest.get(e["registerid"], 0), e["dateadded"])
+    cursors = {p: int(c or 0) for p, (c, _r, _s) in _states(settings).items()}
+    assert cursors == newest
+    keys = Counter(r[:2] for r in _rows(settings))
+    assert set(keys) == {(e["registerid"], e["id"]) for e in entries}
+    assert set(keys.values()) == {1}
+
+
+def test_a_failed_group_commit_fails_every_register_in_it(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a group's transaction fails, no register of it keeps rows or a cursor, and the
+    tick ends with the warehouse error."""
+
+    def broken(warehouse: Any, stream: Any, loads: Any) -> None:
+        raise duckdb.IOException("disk full")
+
+    monkeypatch.setattr("sitoo_sync.partition.load_group", broken)
+    with Simulator.create(SimConfig(seed=46, days=1, registers_per_store=2)) as sim:
+        settings = idle_tick_settings(sim, tmp_path, concurrency=4)
+        with pytest.raises(WarehouseError, match="disk full"):
+            sync(settings)
+    assert _rows(settings) == []
+    assert all(cursor is None for cursor, _r, _s in _states(settings).values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
+def test_sigkill_during_a_concurrent_journal_backfill_loses_and_duplicates_nothing(
+    target_name: str, tmp_path: Path
+) -> None:
+    """Kill -9 while registers load in groups; the rerun holds every entry exactly once."""
+    with (
+        Simulator.create(SimConfig(seed=47, days=20, registers_per_store=6)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
+        sim.faults.latency = 0.15
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
+            **sim.settings_env(),
+            **target.env(),
+            "SITOO_STREAMS": "journal_entries",
+            "SITOO_CONCURRENCY": "8",
+            "SITOO_LOG_FORMAT": "json",
+        }
+        cmd = [sys.executable, "-m", "sitoo_sync", "run", "--once"]
+        quiet = subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=env, stdout=quiet, stderr=quiet)
+        deadline = time.monotonic() + 60
+        while sim.requests_to("/journal-entries") < 12:
+            assert proc.poll() is None, "the sync finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        loaded = Counter(r[:2] for r in target.rows(ENTRIES))
+        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+        assert 0 < len(loaded) < len(expected), "the kill was not mid-run"
+        sim.faults.latency = 0.0
+        rerun = subprocess.Popen(cmd, env=env, stdout=quiet, stderr=quiet)
+        assert rerun.wait(timeout=120) == 0
+        keys = Counter(r[:2] for r in target.rows(ENTRIES))
+        assert set(keys) == expected
+        assert set(keys.values()) == {1}

@@ -21,7 +21,7 @@ from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.cash_registers import list_registers
-from sitoo_sync.warehouse.load import load_window
+from sitoo_sync.warehouse.load import load_group
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
@@ -313,7 +313,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
     inside = 0
     most = 0
     guard = threading.Lock()
-    real_load = load_window
+    real_load = load_group
 
     def counted(*args: Any, **kwargs: Any) -> None:
         nonlocal inside, most
@@ -327,7 +327,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
             with guard:
                 inside -= 1
 
-    monkeypatch.setattr("sitoo_sync.partition.load_window", counted)
+    monkeypatch.setattr("sitoo_sync.partition.load_group", counted)
     with Simulator.create(SimConfig(seed=31, days=2, registers_per_store=3)) as sim:
         sim.faults.latency = 0.05
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])

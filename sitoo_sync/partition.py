@@ -199,15 +199,19 @@ def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: Normali
 
 
 def _fetchers(
-    client: SitooClient, stream: Stream, partition: str
+    client: SitooClient, stream: Stream, partition: str, slots: AbstractContextManager[Any]
 ) -> tuple[
     Callable[[Mapping[str, str | int]], list[Any]], Callable[[Mapping[str, str | int]], Any]
 ]:
-    """GET the stream's path for this partition: (records only, whole response)."""
+    """GET the stream's path for this partition, each request holding one of the `slots`:
+    (records only, whole response)."""
     path = stream.path_for(partition)
 
     def fetch_raw(params: Mapping[str, str | int]) -> Any:
-        return client.get_json(stream.api, path, params, stream=stream.name, partition=partition)
+        with slots:
+            return client.get_json(
+                stream.api, path, params, stream=stream.name, partition=partition
+            )
 
     def fetch(params: Mapping[str, str | int]) -> list[Any]:
         try:
@@ -227,14 +231,20 @@ def _window_context(
     partition: str,
     *,
     now: datetime,
+    slots: AbstractContextManager[Any] = ANY_TIME,
 ) -> WindowContext:
     """What the stream's cursor strategy may use during this tick."""
-    fetch, fetch_raw = _fetchers(client, stream, partition)
+    fetch, fetch_raw = _fetchers(client, stream, partition, slots)
+
+    def get(path: str) -> Any:
+        with slots:
+            return client.get_json(stream.api, path, stream=stream.name, partition=partition)
+
     start = settings.journal_start
     return WindowContext(
         fetch=fetch,
         fetch_raw=fetch_raw,
-        get=lambda path: client.get_json(stream.api, path, stream=stream.name, partition=partition),
+        get=get,
         partition=partition,
         key=stream.key,
         overlap=settings.overlap_seconds,
@@ -470,6 +480,7 @@ def sync_partition(
     stored: Any = _READ,
     outcomes: Outcomes | None = None,
     writer: GroupWriter | None = None,
+    slots: AbstractContextManager[Any] = ANY_TIME,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
@@ -477,7 +488,8 @@ def sync_partition(
     outcome) runs inside `turn`, which concurrent partitions share: see `sync._load_turn`.
     `stored` is the partition's cursor when the caller read it already (None: never
     loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there; with
-    `writer`, its batches commit in groups with other partitions'.
+    `writer`, its batches commit in groups with other partitions'. Each request holds one
+    of the `slots` (SITOO_CONCURRENCY of them, shared by the tick's partitions).
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -487,7 +499,7 @@ def sync_partition(
     result.cursor = stored
     now = clock()
     windows: Iterator[Window] = stream.cursor.windows(
-        _window_context(settings, client, stream, partition, now=now), stored
+        _window_context(settings, client, stream, partition, now=now, slots=slots), stored
     )
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
     context = {"partition": partition, "now": now}

@@ -9,7 +9,7 @@ fails alone and is reported; a failing warehouse ends the tick.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -31,7 +31,12 @@ from sitoo_sync.partition import (
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import list_registers
-from sitoo_sync.warehouse.base import SYSTEM_TABLES, SerializedWarehouse, Warehouse
+from sitoo_sync.warehouse.base import (
+    SYSTEM_TABLES,
+    SerializedWarehouse,
+    Warehouse,
+    tick_threads,
+)
 
 log = get_logger(__name__)
 
@@ -122,6 +127,7 @@ def _partitions(
     start: Callable[[str], object] | None = None,
     pool: Executor | None = None,
     synced: Iterable[str] = (),
+    slots: AbstractContextManager[Any] = ANY_TIME,
 ) -> list[str]:
     """The partitions of a stream for this tick.
 
@@ -142,10 +148,12 @@ def _partitions(
             begin(partition)
         return sorted(known)
     if pool is not None:
-        sites = [
-            pool.submit(list_registers, client, [site], stream=stream.name)
-            for site in settings.site_ids
-        ]
+
+        def list_site(site: int) -> list[Mapping[str, Any]]:
+            with slots:  # one request at a time, as a register's
+                return list_registers(client, [site], stream=stream.name)
+
+        sites = [pool.submit(list_site, site) for site in settings.site_ids]
         for partition in sorted(known):
             begin(partition)
         listing = [register for site in sites for register in site.result()]
@@ -206,14 +214,17 @@ def _run_streams(
 ) -> None:
     warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
     # One pool for the tick: its threads, and the warehouse connection each holds, serve
-    # every stream, so a tick never opens more than SITOO_CONCURRENCY + 1 connections.
+    # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
+    # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads.
     pool: ThreadPoolExecutor | None = None
+    slots = threading.BoundedSemaphore(settings.concurrency)
     try:
         for stream in streams:
             if stop is not None and stop.is_set():
                 break
             if pool is None and stream.partitions == "register" and settings.concurrency > 1:
-                pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo")
+                threads = tick_threads(settings.concurrency)
+                pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
             _run_stream(
                 settings,
                 warehouse,
@@ -224,6 +235,7 @@ def _run_streams(
                 clock=clock,
                 stop=stop,
                 pool=pool if stream.partitions == "register" else None,
+                slots=slots,
             )
     finally:
         if pool is not None:
@@ -241,6 +253,7 @@ def _run_stream(
     clock: Callable[[], datetime],
     stop: threading.Event | None,
     pool: ThreadPoolExecutor | None,
+    slots: threading.BoundedSemaphore,
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
@@ -277,6 +290,7 @@ def _run_stream(
             stored=cursors.get(partition),
             outcomes=outcomes,
             writer=writer,
+            slots=slots if pool is not None else ANY_TIME,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}
@@ -296,6 +310,7 @@ def _run_stream(
             and all(r.status == "ok" for r in listed),
             start=start,
             pool=pool,
+            slots=slots,
             synced=[p for p, cursor in cursors.items() if cursor is not None],
         )
     except SitooSyncError as exc:  # e.g. the register listing failed: the others go on

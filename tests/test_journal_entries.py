@@ -255,7 +255,9 @@ def test_one_failing_register_does_not_stop_the_others(
     sim: Simulator, tmp_path: Path, sync: SyncFn
 ) -> None:
     """A register whose requests keep failing fails alone; the run reports it."""
-    settings = journal_settings(sim, tmp_path, streams=["journal_entries"])
+    # Faults go to requests in the order they arrive: one register at a time makes all six
+    # land on the same register (concurrent ones would share them and each succeed).
+    settings = journal_settings(sim, tmp_path, streams=["journal_entries"], concurrency=1)
     sim.faults.queue("500", times=6, path="/journal-entries", after=3)
     report = sync(settings)
     assert not report.ok

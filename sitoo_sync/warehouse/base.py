@@ -68,6 +68,14 @@ REJECTS = Table(
 
 SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS)
 
+
+def tick_threads(concurrency: int) -> int:
+    """Threads a tick syncs partitions on: `concurrency` have a request in flight (a
+    semaphore sees to that) while a quarter more normalize and load what arrived, so the
+    requests never wait for that work. Each may hold a warehouse connection."""
+    return concurrency + max(1, concurrency // 4)
+
+
 #: How one partition's tick ended: (partition, status, detail).
 Outcome = tuple[str, str, str | None]
 

@@ -43,6 +43,7 @@ from sitoo_sync.warehouse.base import (
     StreamState,
     iter_states,
     outcome_values,
+    tick_threads,
 )
 from sitoo_sync.warehouse.sql_types import sa_table
 
@@ -56,10 +57,10 @@ DEFAULT_DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
-#: The most connections a sync opens at once: one per loading thread (SITOO_CONCURRENCY)
+#: The most connections a sync opens at once: one per thread of the tick (`tick_threads`)
 #: and the tick's own. The sync bounds its threads; the pool must not bound them again
 #: (QueuePool's default, 5 + 10 overflow, failed a tick at concurrency 16).
-MAX_CONNECTIONS = MAX_CONCURRENCY + 1
+MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY) + 1
 KEPT_CONNECTIONS = 5  # pooled between uses; the rest are closed when returned
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
 JSON_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "mssql"}

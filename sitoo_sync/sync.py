@@ -1,9 +1,10 @@
 """One tick: every enabled stream, each of its partitions brought up to date.
 
 A partition (the account, a site, a register) is synced by `partition.sync_partition`.
-Register partitions run concurrently, at most SITOO_CONCURRENCY at once, each on a
-warehouse connection of its own; the rest run one after another. A failing partition
-fails alone and is reported; a failing warehouse ends the tick.
+Register partitions run concurrently on one pool per tick, with at most SITOO_CONCURRENCY
+requests in flight; their batches commit in groups through one `GroupWriter`, each with its
+own cursor. The rest run one after another. A failing partition fails alone and is
+reported; a failing warehouse ends the tick.
 """
 
 from __future__ import annotations
@@ -186,15 +187,16 @@ def _log_result(result: PartitionResult) -> None:
 
 
 def _load_turn(warehouse: Warehouse) -> AbstractContextManager[Any]:
-    """What concurrent partitions hold while they normalize and load a page they fetched.
+    """What concurrent partitions hold while they normalize a page they fetched.
 
     Pages of partitions started together arrive together. If all of them then shared the
     CPU (one GIL, here two cores, an in-process engine), all would finish late and
     together, and fetch their next pages together again: a convoy that leaves the network
     idle while the CPU works, and the CPU idle while the network waits. Taking turns makes
     the first page processed the first next request sent, so the requests of the pool
-    spread out and CPU work overlaps waiting. Only a server that loads concurrently in its
-    own processes (PostgreSQL) gains from parallel loads; it gets no turn to take.
+    spread out and CPU work overlaps waiting. A server that works in its own processes
+    (PostgreSQL) gets no turn to take. Loads themselves go through the stream's
+    `GroupWriter`, one group at a time.
     """
     if warehouse.concurrent_loads and not warehouse.in_process:
         return ANY_TIME

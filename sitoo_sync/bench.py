@@ -263,3 +263,72 @@ def run_journal_benchmark(
             f"  speed-up                      {one['seconds'] / four['seconds']:.1f}x  (goal >= 3x)"
         )
     return 0
+
+
+LATENCY_TICK_GOAL = 1.2
+LATENCY_BACKFILL_GOAL = 1.3
+
+
+def run_latency_benchmark(
+    *,
+    registers_per_store: int,
+    latency: float,
+    concurrencies: tuple[int, ...],
+    targets: list[str],
+    rounds: int,
+) -> int:
+    """Is API latency hidden? A journal backfill, then a tick with nothing new, per concurrency.
+
+    Each is compared with its latency limit: the requests it made (counted by the client,
+    retries included) times the latency, divided by the concurrency, which is the least
+    time those requests can take. Every (target, concurrency) starts from a fresh target;
+    the best of `rounds` is kept.
+    """
+    registers = 5 * registers_per_store + 1
+    print(
+        f"Simulator with {registers} registers and {latency * 1000:.0f} ms latency per request ...",
+        flush=True,
+    )
+    args = ["--registers-per-store", str(registers_per_store), "--days", "2"]
+    sim, sim_env = _start_simulator_args([*args, "--latency", str(latency)])
+    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
+    env["SITOO_STREAMS"] = "journal_entries"
+    env.pop("SITOO_TARGET_SCHEMA", None)
+    names: list[str | None] = [None, *targets]
+    best: dict[tuple[str | None, int, str], dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
+            for i in range(max(1, rounds)):
+                for t, name in enumerate(names):
+                    line = f"  round {i + 1}: {_label(name)}"
+                    for n in concurrencies:
+                        label = f"latency-{i}-{t}-{n}"
+                        with _fresh_target(name, Path(tmp), label) as target_env:
+                            run_env = {**env, **target_env, "SITOO_CONCURRENCY": str(n)}
+                            for phase in ("backfill", "no-op tick"):
+                                figures = _child("sync", run_env)
+                                kept = best.get((name, n, phase))
+                                if kept is None or figures["seconds"] < kept["seconds"]:
+                                    best[name, n, phase] = figures
+                                line += f" x{n} {phase} {figures['seconds']:.2f}s"
+                    print(line, flush=True)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    print(f"\nlimit = requests x {latency * 1000:.0f} ms / concurrency")
+    for name in names:
+        print(f"\n{_label(name)}")
+        print("  concurrency  phase        seconds  requests    limit   ratio  goal")
+        for n in concurrencies:
+            for phase, goal in (
+                ("backfill", LATENCY_BACKFILL_GOAL),
+                ("no-op tick", LATENCY_TICK_GOAL),
+            ):
+                f = best[name, n, phase]
+                limit = f["requests"] * latency / n
+                print(
+                    f"  {n:>11}  {phase:<11} {f['seconds']:>7.2f}s  {f['requests']:>8}  "
+                    f"{limit:>6.2f}s  {f['seconds'] / limit:>5.2f}x  <= {goal}x"
+                    f"  ({f['rows']:,} rows)"
+                )
+    return 0

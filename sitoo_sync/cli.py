@@ -213,6 +213,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: time `verify` over a year of z-reports of 300 registers (DuckDB)",
     )
+    bench.add_argument(
+        "--journal-latency",
+        action="store_true",
+        help="instead: journal backfill and no-op tick over 201 registers at 100 ms latency, "
+        "at concurrency 4, 16 and 32, against the latency limit",
+    )
     bench.add_argument("--phase", choices=("floor", "sync"), help=argparse.SUPPRESS)
 
     verify = sub.add_parser(
@@ -502,6 +508,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from sitoo_sync.verify.bench import run_verify_benchmark
 
         return run_verify_benchmark()
+    if args.journal_latency:
+        return bench.run_latency_benchmark(
+            registers_per_store=40,
+            latency=0.1,
+            concurrencies=(4, 16, 32),
+            targets=args.target,
+            rounds=args.rounds,
+        )
     if args.journals:
         return bench.run_journal_benchmark(
             registers_per_store=10, latency=0.1, targets=args.target, rounds=args.rounds

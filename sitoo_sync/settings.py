@@ -31,6 +31,7 @@ ENV_PREFIX = "SITOO_"
 
 DEFAULT_API_BASE_URL = "https://api.mysitoo.com/v2/accounts/{account_id}"
 DEFAULT_JOURNALS_BASE_URL = "https://journals.sitooapis.com/v3"
+MAX_CONCURRENCY = 64  # SITOO_CONCURRENCY at most: connection pools are sized to it
 
 
 def env_name(field: str) -> str:
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
         description="verify: days without a z-report (or any data) that flag a register",
     )
     concurrency: int = Field(
-        4, ge=1, le=64, description="registers (and sites) fetched at the same time"
+        4, ge=1, le=MAX_CONCURRENCY, description="registers (and sites) fetched at the same time"
     )
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")

@@ -1,16 +1,17 @@
 """One tick: every enabled stream, each of its partitions brought up to date.
 
 A partition (the account, a site, a register) is synced by `partition.sync_partition`.
-Register partitions run concurrently, at most SITOO_CONCURRENCY at once, each on a
-warehouse connection of its own; the rest run one after another. A failing partition
-fails alone and is reported; a failing warehouse ends the tick.
+Register partitions run concurrently on one pool per tick, with at most SITOO_CONCURRENCY
+requests in flight; their batches commit in groups through one `GroupWriter`, each with its
+own cursor. The rest run one after another. A failing partition fails alone and is
+reported; a failing warehouse ends the tick.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,11 +21,23 @@ from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS as CASH_REGISTERS_TABLE
-from sitoo_sync.partition import ANY_TIME, PartitionResult, sync_partition, utcnow
+from sitoo_sync.partition import (
+    ANY_TIME,
+    GroupWriter,
+    Outcomes,
+    PartitionResult,
+    sync_partition,
+    utcnow,
+)
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import list_registers
-from sitoo_sync.warehouse.base import SYSTEM_TABLES, SerializedWarehouse, Warehouse
+from sitoo_sync.warehouse.base import (
+    SYSTEM_TABLES,
+    SerializedWarehouse,
+    Warehouse,
+    tick_threads,
+)
 
 log = get_logger(__name__)
 
@@ -121,29 +134,49 @@ def _partitions(
     stream: Stream,
     *,
     registers_listed: bool = False,
+    start: Callable[[str], object] | None = None,
+    pool: Executor | None = None,
+    synced: Iterable[str] = (),
+    slots: AbstractContextManager[Any] = ANY_TIME,
 ) -> list[str]:
     """The partitions of a stream for this tick.
 
-    Registers come from the `cash_registers` table and the latest listing; when the
-    `cash_registers` stream refreshed every site in this tick, the table is that listing.
+    Registers come from the `cash_registers` table, the stream's own state (`synced`: the
+    registers it has a cursor for) and the latest listing; when the `cash_registers` stream
+    refreshed every site in this tick, the table is that listing. With a `pool`, each site
+    is listed as a task of its own and the known registers are `start`ed meanwhile, so the
+    listing's requests overlap theirs; new ones start once listed.
     """
     if stream.partitions == "account":
         return [settings.resolved_account_id]
     if stream.partitions == "site":
         return [str(site) for site in settings.site_ids]
-    known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid"))
+    known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid")) | set(synced)
+    begin = start or (lambda _partition: None)
     if registers_listed:
+        for partition in sorted(known):
+            begin(partition)
         return sorted(known)
-    listed = {
-        r["registerid"]
-        for r in list_registers(
+    if pool is not None:
+
+        def list_site(site: int) -> list[Mapping[str, Any]]:
+            with slots:  # one request at a time, as a register's
+                return list_registers(client, [site], stream=stream.name)
+
+        sites = [pool.submit(list_site, site) for site in settings.site_ids]
+        for partition in sorted(known):
+            begin(partition)
+        listing = [register for site in sites for register in site.result()]
+    else:
+        listing = list_registers(
             client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
         )
-        if isinstance(r.get("registerid"), str)
-    }
+    listed = {r["registerid"] for r in listing if isinstance(r.get("registerid"), str)}
     new = listed - known
     if new and known:
         log.info("registers_appeared", stream=stream.name, registers=sorted(new))
+    for partition in sorted(new):
+        begin(partition)
     return sorted(known | listed)
 
 
@@ -171,19 +204,20 @@ def _log_result(result: PartitionResult) -> None:
 
 
 def _load_turn(warehouse: Warehouse) -> AbstractContextManager[Any]:
-    """What concurrent partitions hold while they normalize and load a page they fetched.
+    """What concurrent partitions hold while they normalize a page they fetched.
 
     Pages of partitions started together arrive together. If all of them then shared the
     CPU (one GIL, here two cores, an in-process engine), all would finish late and
     together, and fetch their next pages together again: a convoy that leaves the network
     idle while the CPU works, and the CPU idle while the network waits. Taking turns makes
     the first page processed the first next request sent, so the requests of the pool
-    spread out and CPU work overlaps waiting. Only a server that loads concurrently in its
-    own processes (PostgreSQL) gains from parallel loads; it gets no turn to take.
+    spread out and CPU work overlaps waiting. A server that works in its own processes
+    (PostgreSQL) gets no turn to take. Loads themselves go through the stream's
+    `GroupWriter`, one group at a time.
     """
     if warehouse.concurrent_loads and not warehouse.in_process:
         return ANY_TIME
-    return threading.Lock()
+    return threading.RLock()  # a commit inside a turn may take it again
 
 
 def _run_streams(
@@ -198,59 +232,117 @@ def _run_streams(
     stop: threading.Event | None,
 ) -> None:
     warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
-    for stream in streams:
-        if stop is not None and stop.is_set():
-            break
-        try:
-            listed = [r for r in report.results if r.stream == CASH_REGISTERS_TABLE.name]
-            partitions = _partitions(
+    # One pool for the tick: its threads, and the warehouse connection each holds, serve
+    # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
+    # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads.
+    pool: ThreadPoolExecutor | None = None
+    slots = threading.BoundedSemaphore(settings.concurrency)
+    try:
+        for stream in streams:
+            if stop is not None and stop.is_set():
+                break
+            if pool is None and stream.partitions == "register" and settings.concurrency > 1:
+                threads = tick_threads(settings.concurrency)
+                pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
+            _run_stream(
                 settings,
                 warehouse,
                 client,
                 stream,
-                registers_listed=len(listed) == len(settings.site_ids)
-                and all(r.status == "ok" for r in listed),
-            )
-        except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
-            failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
-            log.error("partitions_failed", stream=stream.name, error=str(exc))
-            report.results.append(failed)
-            # `status` shows it as partition *, even before any partition was ever known.
-            warehouse.record_outcome(stream.name, "*", "failed", str(exc))
-            continue
-
-        def one(
-            partition: str,
-            target: Warehouse = warehouse,
-            turn: AbstractContextManager[Any] = ANY_TIME,
-            stream: Stream = stream,
-        ) -> PartitionResult | None:
-            if stop is not None and stop.is_set():
-                return None
-            return sync_partition(
-                settings,
-                target,
-                client,
-                stream,
-                partition,
+                report=report,
                 on_window=on_window,
                 clock=clock,
                 stop=stop,
-                turn=turn,
+                pool=pool if stream.partitions == "register" else None,
+                slots=slots,
             )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-        if stream.partitions == "register" and settings.concurrency > 1 and len(partitions) > 1:
-            # Each thread fetches on its own and loads on a connection of its own, every
-            # window one transaction. Loads take turns (see _load_turn) except on PostgreSQL;
-            # a target that must not be written from two threads at all is serialized whole.
-            shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
-            turn = _load_turn(warehouse)
-            with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sitoo") as pool:
-                n = len(partitions)
-                results = list(pool.map(one, partitions, [shared] * n, [turn] * n))
-        else:
-            results = [one(p) for p in partitions]
-        for result in results:
-            if result is not None:
-                report.results.append(result)
-                _log_result(result)
+
+def _run_stream(
+    settings: Settings,
+    warehouse: Warehouse,
+    client: SitooClient,
+    stream: Stream,
+    *,
+    report: RunReport,
+    on_window: Callable[[PartitionResult], None] | None,
+    clock: Callable[[], datetime],
+    stop: threading.Event | None,
+    pool: ThreadPoolExecutor | None,
+    slots: threading.BoundedSemaphore,
+) -> None:
+    """One stream's partitions: on `pool` (registers, concurrently) or one after another.
+
+    Each pool thread fetches on its own and loads on a connection of its own, every window
+    one transaction. Loads take turns (see _load_turn) except on PostgreSQL; a target that
+    must not be written from two threads at all is serialized whole. The cursors are read in
+    one query first, and the partitions that load nothing have their outcomes written
+    together at the end (`Outcomes`).
+    """
+    shared = warehouse
+    turn: AbstractContextManager[Any] = ANY_TIME
+    if pool is not None:
+        shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
+        turn = _load_turn(warehouse)
+    cursors = warehouse.get_cursors(stream.name)
+    outcomes = Outcomes(stream.name)
+    writer = None
+    if pool is not None:
+        writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows)
+
+    def one(partition: str) -> PartitionResult | None:
+        if stop is not None and stop.is_set():
+            return None
+        return sync_partition(
+            settings,
+            shared,
+            client,
+            stream,
+            partition,
+            on_window=on_window,
+            clock=clock,
+            stop=stop,
+            turn=turn,
+            stored=cursors.get(partition),
+            outcomes=outcomes,
+            writer=writer,
+            slots=slots if pool is not None else ANY_TIME,
+        )
+
+    started: dict[str, Future[PartitionResult | None]] = {}
+
+    def start(partition: str) -> None:
+        if pool is not None and partition not in started:
+            started[partition] = pool.submit(one, partition)
+
+    try:
+        listed = [r for r in report.results if r.stream == CASH_REGISTERS_TABLE.name]
+        partitions = _partitions(
+            settings,
+            warehouse,
+            client,
+            stream,
+            registers_listed=len(listed) == len(settings.site_ids)
+            and all(r.status == "ok" for r in listed),
+            start=start,
+            pool=pool,
+            slots=slots,
+            synced=[p for p, cursor in cursors.items() if cursor is not None],
+        )
+    except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
+        failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
+        log.error("partitions_failed", stream=stream.name, error=str(exc))
+        report.results.append(failed)
+        # `status` shows it as partition *, even before any partition was ever known.
+        shared.record_outcome(stream.name, "*", "failed", str(exc))
+        partitions = []  # registers started before the listing failed still finish
+    results = [started[p].result() for p in sorted(started)]
+    results += [one(p) for p in partitions if p not in started]
+    outcomes.flush(shared)
+    for result in results:
+        if result is not None:
+            report.results.append(result)
+            _log_result(result)

@@ -21,7 +21,7 @@ from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.cash_registers import list_registers
-from sitoo_sync.warehouse.load import load_window
+from sitoo_sync.warehouse.load import load_group
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
@@ -262,7 +262,9 @@ def test_one_failing_register_does_not_stop_the_others(
     sim: Simulator, tmp_path: Path, sync: SyncFn
 ) -> None:
     """A register whose requests keep failing fails alone; the run reports it."""
-    settings = journal_settings(sim, tmp_path, streams=["journal_entries"])
+    # Faults go to requests in the order they arrive: one register at a time makes all six
+    # land on the same register (concurrent ones would share them and each succeed).
+    settings = journal_settings(sim, tmp_path, streams=["journal_entries"], concurrency=1)
     sim.faults.queue("500", times=6, path="/journal-entries", after=3)
     report = sync(settings)
     assert not report.ok
@@ -320,7 +322,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
     inside = 0
     most = 0
     guard = threading.Lock()
-    real_load = load_window
+    real_load = load_group
 
     def counted(*args: Any, **kwargs: Any) -> None:
         nonlocal inside, most
@@ -334,7 +336,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
             with guard:
                 inside -= 1
 
-    monkeypatch.setattr("sitoo_sync.partition.load_window", counted)
+    monkeypatch.setattr("sitoo_sync.partition.load_group", counted)
     with Simulator.create(SimConfig(seed=31, days=2, registers_per_store=3)) as sim:
         sim.faults.latency = SLOW_ENOUGH_TO_OVERLAP
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])

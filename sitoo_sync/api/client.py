@@ -215,7 +215,11 @@ def make_client(
     http = httpx.Client(
         auth=httpx.BasicAuth(api_id, password),
         timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
-        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        # One connection per register fetched at once (SITOO_CONCURRENCY), at least 16.
+        limits=httpx.Limits(
+            max_connections=max(16, settings.concurrency),
+            max_keepalive_connections=max(16, settings.concurrency),
+        ),
         headers={"User-Agent": f"sitoo-sync/{__version__}", "Accept": "application/json"},
         transport=transport,
         follow_redirects=False,

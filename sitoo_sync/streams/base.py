@@ -36,6 +36,9 @@ class Stream:
     full_refresh: bool = False
     #: The column that holds the partition in the stream's table (for full refreshes).
     partition_column: str | None = None
+    #: A record never changes once served (an event log): one re-read in the cursor's
+    #: overlap whose key is stored already is skipped instead of loaded again.
+    immutable: bool = False
 
     def path_for(self, partition: str) -> str:
         """The request path for one partition."""

@@ -34,4 +34,5 @@ JOURNAL_ENTRIES = Stream(
     "cash and staff events",
     default_schedule="5m",
     partitions="register",
+    immutable=True,  # an event log: an entry, once added, is never edited
 )

@@ -69,6 +69,28 @@ REJECTS = Table(
 SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS)
 
 
+def tick_threads(concurrency: int) -> int:
+    """Threads a tick syncs partitions on: `concurrency` have a request in flight (a
+    semaphore sees to that) while a quarter more normalize and load what arrived, so the
+    requests never wait for that work. Each may hold a warehouse connection."""
+    return concurrency + max(1, concurrency // 4)
+
+
+#: How one partition's tick ended: (partition, status, detail).
+Outcome = tuple[str, str, str | None]
+
+
+def outcome_values(status: str, detail: str | None, at: datetime) -> dict[str, Any]:
+    """The `sync_state` columns an outcome sets: success and failure stamps kept apart."""
+    values: dict[str, Any] = {"last_status": status, "last_status_detail": detail}
+    if status == "ok":
+        values["last_success_at"] = at
+    elif status == "failed":
+        values["last_error_at"] = at
+        values["last_error"] = detail
+    return values
+
+
 @dataclass(frozen=True)
 class StreamState:
     """One row of `sync_state`, as `status` shows it."""
@@ -131,6 +153,9 @@ class Warehouse(Protocol):
     ) -> int:
         """Set `missing_since` on rows in `scope` whose key is not in `present`; the count."""
 
+    def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
+        """Which of `keys` (one partition's, columns of `table.key`) `table` holds."""
+
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """The distinct values of a column ([] when the table does not exist yet)."""
 
@@ -139,6 +164,9 @@ class Warehouse(Protocol):
 
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None before the first load."""
+
+    def get_cursors(self, stream: str) -> dict[str, str | None]:
+        """Every stored cursor of `stream` by partition (absent: never loaded), one query."""
 
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
@@ -150,6 +178,9 @@ class Warehouse(Protocol):
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
         """How a tick of this partition ended: ok, failed (with the error) or disabled (why)."""
+
+    def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
+        """`record_outcome` for many partitions at once, in a few statements."""
 
     def states(self) -> list[StreamState]:
         """Every row of `sync_state`."""
@@ -186,10 +217,19 @@ class PerThread(Generic[C]):
         mine = getattr(self._local, "conn", None)
         if mine is not None and mine[0] == self._generation:
             return mine[1]  # type: ignore[no-any-return]  # stored by this method
+        # Only the first connection is opened under the lock (the others derive from it):
+        # 64 threads must not wait for each other's connects, nor for a pool's timeouts.
         with self._lock:
-            conn = self._more(self._open[0]) if self._open else self._first()
-            self._open.append(conn)
-            self._local.conn = (self._generation, conn)
+            generation = self._generation
+            first = self._open[0] if self._open else None
+            if first is None:
+                conn = self._first()
+                self._open.append(conn)
+        if first is not None:
+            conn = self._more(first)
+            with self._lock:
+                self._open.append(conn)
+        self._local.conn = (generation, conn)
         return conn
 
     def opened(self) -> bool:

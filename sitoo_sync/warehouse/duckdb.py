@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.log import get_logger
@@ -27,9 +28,11 @@ from sitoo_sync.warehouse.base import (
     SYNC_STATE,
     ChildReplacement,
     Nesting,
+    Outcome,
     PerThread,
     StreamState,
     iter_states,
+    outcome_values,
 )
 
 log = get_logger(__name__)
@@ -164,7 +167,9 @@ class DuckDBWarehouse(ChildReplacement):
             raise
         con.commit()
 
-    def _execute(self, sql: str, batch: pa.Table) -> duckdb.DuckDBPyConnection:
+    def _execute(
+        self, sql: str, batch: pa.Table, params: Mapping[str, Any] | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """Run `sql`, in which `{batch}` stands for the Arrow table `batch`.
 
         DuckDB reads a local Arrow table by its variable name (a replacement scan): about
@@ -172,7 +177,7 @@ class DuckDBWarehouse(ChildReplacement):
         when many small register partitions load one after another.
         """
         sitoo_batch = batch  # noqa: F841  # read by DuckDB by name, see above
-        return self.con.execute(sql.replace("{batch}", "sitoo_batch"))
+        return self.con.execute(sql.replace("{batch}", "sitoo_batch"), params)
 
     def _fetch_arrow(self, sql: str, batch: pa.Table) -> pa.Table:
         """Like `_execute`, returning the result as an Arrow table."""
@@ -291,6 +296,30 @@ class DuckDBWarehouse(ChildReplacement):
         ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    def get_cursors(self, stream: str) -> dict[str, str | None]:
+        """Every stored cursor of `stream`, by partition, in one query."""
+        rows = self.con.execute(
+            "SELECT partition_key, cursor FROM sync_state WHERE stream = ?", [stream]
+        ).fetchall()
+        return {str(p): None if c is None else str(c) for p, c in rows}
+
+    def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
+        """Which of one partition's `keys` `table` holds, looked up by each key's range.
+
+        Range bounds are constants DuckDB prunes row groups with: about 2 ms, against 6 ms
+        for `existing_keys`' join, which reads the whole table.
+        """
+        if keys.num_rows == 0:
+            return set()
+        bounds = [pc.min_max(keys.column(c)) for c in table.key]
+        found = self.con.execute(
+            f"SELECT {', '.join(q(c) for c in table.key)} FROM {q(table.name)} WHERE "
+            + " AND ".join(f"{q(c)} BETWEEN ? AND ?" for c in table.key),
+            [v.as_py() for b in bounds for v in (b["min"], b["max"])],
+        ).fetchall()
+        asked = set(zip(*(keys.column(c).to_pylist() for c in table.key), strict=True))
+        return {tuple(k) for k in found} & asked
+
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
@@ -306,13 +335,52 @@ class DuckDBWarehouse(ChildReplacement):
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
         """Stamp how the tick ended; success and failure times are kept apart."""
-        values: dict[str, object] = {"last_status": status, "last_status_detail": detail}
-        stamp = {"ok": "last_success_at", "failed": "last_error_at"}.get(status)
-        if stamp is not None:
-            values[stamp] = datetime.now(UTC)
-        if status == "failed":
-            values["last_error"] = detail
-        self._write_state(stream, partition, values)
+        self._write_state(stream, partition, outcome_values(status, detail, datetime.now(UTC)))
+
+    def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
+        """Many partitions' outcomes in two statements: an UPDATE and an INSERT of new rows.
+
+        A tick in which most registers have nothing new ends with one of these instead of an
+        UPDATE per register (about 0.5 ms each, taken in turn with the loads).
+        """
+        if not outcomes:
+            return
+        now = datetime.now(UTC)
+        rows = [{"partition_key": p, **outcome_values(s, d, now)} for p, s, d in outcomes]
+        stamp = pa.timestamp("us", tz="UTC")
+        batch = pa.table(
+            {
+                "partition_key": pa.array([r["partition_key"] for r in rows], pa.string()),
+                **{
+                    c: pa.array([r.get(c) for r in rows], pa.string())
+                    for c in ("last_status", "last_status_detail", "last_error")
+                },
+                **{
+                    c: pa.array([r.get(c) for r in rows], stamp)
+                    for c in ("last_success_at", "last_error_at")
+                },
+            }
+        )
+        # A column an outcome leaves alone is NULL in the batch: the stored value stays.
+        kept = ("last_success_at", "last_error_at", "last_error")
+        sets = ", ".join(
+            [f"{c} = b.{c}" for c in ("last_status", "last_status_detail")]
+            + [f"{c} = coalesce(b.{c}, sync_state.{c})" for c in kept]
+        )
+        names = ", ".join(batch.column_names)
+        self._execute(
+            f"UPDATE sync_state SET {sets} FROM {{batch}} b "
+            "WHERE sync_state.stream = $stream AND sync_state.partition_key = b.partition_key",
+            batch,
+            {"stream": stream},
+        )
+        self._execute(
+            f"INSERT INTO sync_state (stream, {names}) SELECT $stream, {names} FROM {{batch}} b "
+            "WHERE NOT EXISTS (SELECT 1 FROM sync_state s "
+            "WHERE s.stream = $stream AND s.partition_key = b.partition_key)",
+            batch,
+            {"stream": stream},
+        )
 
     def _write_state(
         self,

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -33,14 +34,18 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table
+from sitoo_sync.settings import MAX_CONCURRENCY
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_STATE,
     ChildReplacement,
     Nesting,
+    Outcome,
     PerThread,
     StreamState,
     iter_states,
+    outcome_values,
+    tick_threads,
 )
 from sitoo_sync.warehouse.sql_types import sa_table
 
@@ -54,6 +59,11 @@ DEFAULT_DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
+#: The most connections a sync opens at once: one per thread of the tick (`tick_threads`)
+#: and the tick's own. The sync bounds its threads; the pool must not bound them again
+#: (QueuePool's default, 5 + 10 overflow, failed a tick at concurrency 16).
+MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY) + 1
+KEPT_CONNECTIONS = 5  # pooled between uses; the rest are closed when returned
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
 JSON_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "mssql"}
 
@@ -70,6 +80,9 @@ def make_engine(url: str) -> Engine:
     base = scheme.split("+", 1)[0].lower()
     base = "postgresql" if base == "postgres" else base
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if not _in_memory_sqlite(base, rest):  # that one has a single connection, no pool size
+        kwargs["pool_size"] = KEPT_CONNECTIONS
+        kwargs["max_overflow"] = MAX_CONNECTIONS - KEPT_CONNECTIONS
     if base in JSON_DIALECTS:
         kwargs["json_serializer"] = _json_text
     try:
@@ -80,6 +93,10 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"SITOO_TARGET_URL: no driver for {scheme}:// ({exc}); {hint}") from None
     except sa.exc.ArgumentError as exc:
         raise ConfigError(f"SITOO_TARGET_URL: not a database URL ({exc})") from None
+
+
+def _in_memory_sqlite(base: str, rest: str) -> bool:
+    return base == "sqlite" and rest.split("?", 1)[0] in ("", "/", "/:memory:")
 
 
 def merge_statement(t: sa.Table, table: Table, dialect: Dialect) -> sa.TextClause:
@@ -475,6 +492,37 @@ class SqlWarehouse(ChildReplacement):
             ).scalar()
         return None if value is None else str(value)
 
+    def get_cursors(self, stream: str) -> dict[str, str | None]:
+        """Every stored cursor of `stream`, by partition, in one query."""
+        t = self.t(SYNC_STATE)
+        with self._tx():
+            rows = self.conn.execute(
+                sa.select(t.c.partition_key, t.c.cursor).where(t.c.stream == stream)
+            ).all()
+        return {str(p): None if c is None else str(c) for p, c in rows}
+
+    def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
+        """Which of one partition's `keys` `table` holds: one range scan of its key index.
+
+        A statement SQLAlchemy compiles once (bounds are parameters), not an `IN` list of
+        every key compiled anew per register: a no-op tick over 201 registers on PostgreSQL
+        took 0.70 s of CPU instead of 0.82 s.
+        """
+        if keys.num_rows == 0:
+            return set()
+        t = self.t(table)
+        bounds = [pc.min_max(keys.column(c)) for c in table.key]
+        where = [
+            t.c[c].between(b["min"].as_py(), b["max"].as_py())
+            for c, b in zip(table.key, bounds, strict=True)
+        ]
+        with self._tx():
+            found = {
+                tuple(r)
+                for r in self.conn.execute(sa.select(*(t.c[c] for c in table.key)).where(*where))
+            }
+        return found & set(zip(*(keys.column(c).to_pylist() for c in table.key), strict=True))
+
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
@@ -502,13 +550,38 @@ class SqlWarehouse(ChildReplacement):
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
         """How the tick ended: ok, failed (and why) or disabled (and why)."""
-        values: dict[str, Any] = {"last_status": status, "last_status_detail": detail}
-        if status == "ok":
-            values["last_success_at"] = datetime.now(UTC)
-        elif status == "failed":
-            values["last_error_at"] = datetime.now(UTC)
-            values["last_error"] = detail
+        values = outcome_values(status, detail, datetime.now(UTC))
         self._upsert_state(stream, partition, update=values, insert=values)
+
+    def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
+        """Many partitions' outcomes: one UPDATE per status (executemany), INSERTs for new."""
+        if not outcomes:
+            return
+        t = self.t(SYNC_STATE)
+        now = datetime.now(UTC)
+        with self._tx():
+            present = {
+                str(r[0])
+                for r in self.conn.execute(sa.select(t.c.partition_key).where(t.c.stream == stream))
+            }
+            by_status: dict[str, list[dict[str, Any]]] = {}
+            new: list[dict[str, Any]] = []
+            for partition, status, detail in outcomes:
+                values = outcome_values(status, detail, now)
+                if partition in present:
+                    by_status.setdefault(status, []).append({"_p": partition, **values})
+                else:
+                    new.append({"stream": stream, "partition_key": partition, **values})
+            for rows in by_status.values():
+                names = [n for n in rows[0] if n != "_p"]
+                self.conn.execute(
+                    t.update()
+                    .where(t.c.stream == stream, t.c.partition_key == sa.bindparam("_p"))
+                    .values({n: sa.bindparam(n, type_=t.c[n].type) for n in names}),
+                    rows,
+                )
+            for rows in _same_columns(new):
+                self.conn.execute(t.insert(), rows)
 
     def states(self) -> list[StreamState]:
         """Every sync_state row."""
@@ -546,6 +619,14 @@ class SqlWarehouse(ChildReplacement):
         t = self.t(table)
         with self._tx():
             return [dict(r._mapping) for r in self.conn.execute(sa.select(t))]
+
+
+def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`rows` grouped by their set of columns (executemany wants one shape)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.values())
 
 
 def _tuples(data: pa.Table) -> Iterator[tuple[Any, ...]]:

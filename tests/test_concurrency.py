@@ -1,0 +1,289 @@
+"""Any SITOO_CONCURRENCY from 1 to 64 on every target, and ticks whose bookkeeping is cheap."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sitoo_sync.api.client import SitooClient
+from sitoo_sync.cli import main
+from sitoo_sync.errors import WarehouseError
+from sitoo_sync.normalize.journal_entries import TABLES
+from sitoo_sync.settings import MAX_CONCURRENCY
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse.load import load_group
+from tests.conftest import SyncFn
+from tests.support import settings_for
+from tests.targets import ALL_TARGETS, target_for
+
+ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_name", ALL_TARGETS)
+def test_concurrency_64_loads_every_entry_exactly_once(
+    target_name: str, tmp_path: Path, sync: SyncFn
+) -> None:
+    """At the highest concurrency, with more registers than threads, no pool runs dry or
+    deadlocks: every entry is loaded once, and a tick with nothing new adds nothing."""
+    with (
+        Simulator.create(SimConfig(seed=40, days=1, registers_per_store=14)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
+        sim.faults.latency = 0.02
+        assert len(sim.world.registers) > MAX_CONCURRENCY
+        settings = settings_for(
+            sim,
+            tmp_path / "unused.duckdb",
+            streams=["journal_entries"],
+            concurrency=MAX_CONCURRENCY,
+            **target.settings(),
+        )
+        for _tick in range(2):
+            report = sync(settings)
+            assert report.ok, [r.error for r in report.results if r.error]
+            keys = Counter(r[:2] for r in target.rows(ENTRIES))
+            expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+            assert set(keys) == expected
+            assert set(keys.values()) == {1}
+        assert sim.max_in_flight <= MAX_CONCURRENCY
+
+
+def test_a_concurrency_outside_its_range_is_a_one_line_config_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SITOO_CONCURRENCY=0 or 65 exits 2 with one line that names the variable."""
+    for value in ("0", str(MAX_CONCURRENCY + 1)):
+        monkeypatch.setenv("SITOO_CONCURRENCY", value)
+        assert main(["status"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "SITOO_CONCURRENCY" in err
+        assert "Traceback" not in err
+
+
+def idle_tick_settings(sim: Simulator, tmp_path: Path, **extra: Any) -> Any:
+    return settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"], **extra)
+
+
+def test_a_tick_with_nothing_new_loads_nothing_and_writes_its_outcomes_together(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-read entries already stored are not loaded again; every register's "ok" is
+    stamped, all in one write for the stream instead of one per register."""
+    with Simulator.create(SimConfig(seed=41, days=2, registers_per_store=3)) as sim:
+        settings = idle_tick_settings(sim, tmp_path)
+        assert sync(settings).ok
+        before = _states(settings)
+        loads: list[str] = []
+        single: list[str] = []
+        batches: list[list[str]] = []
+        monkeypatch.setattr(
+            "sitoo_sync.partition.load_group",
+            lambda _w, _s, group: loads.extend(p.partition for p in group),
+        )
+        real_outcome = DuckDBWarehouse.record_outcome
+        real_outcomes = DuckDBWarehouse.record_outcomes
+
+        def one(self: DuckDBWarehouse, stream: str, partition: str, *a: Any) -> None:
+            single.append(partition)
+            real_outcome(self, stream, partition, *a)
+
+        def many(self: DuckDBWarehouse, stream: str, outcomes: Any) -> None:
+            batches.append([p for p, _s, _d in outcomes])
+            real_outcomes(self, stream, outcomes)
+
+        monkeypatch.setattr(DuckDBWarehouse, "record_outcome", one)
+        monkeypatch.setattr(DuckDBWarehouse, "record_outcomes", many)
+        asked = sim.requests_to("/journal-entries")
+        report = sync(settings)
+        assert report.ok
+        assert sim.requests_to("/journal-entries") - asked == len(sim.world.registers)
+        assert sum(r.windows for r in report.results) == len(sim.world.registers)
+        assert loads == []
+        assert single == []
+        assert [sorted(b) for b in batches] == [sorted(r.registerid for r in sim.world.registers)]
+        after = _states(settings)
+        for register, (cursor, rows, success) in before.items():
+            assert after[register][:2] == (cursor, rows)
+            assert after[register][2] > success
+
+
+def _states(settings: Any) -> dict[str, tuple[Any, ...]]:
+    warehouse = DuckDBWarehouse(settings.target_url)
+    try:
+        return {
+            s.partition: (s.cursor, s.rows_loaded, s.last_success_at)
+            for s in warehouse.states()
+            if s.stream == "journal_entries"
+        }
+    finally:
+        warehouse.close()
+
+
+def test_new_entries_beside_stored_re_reads_load_exactly_once(tmp_path: Path, sync: SyncFn) -> None:
+    """Entries added in the very second of a register's cursor come back with the stored
+    ones of that second: the new ones load, the stored ones are not duplicated."""
+    with Simulator.create(SimConfig(seed=42, days=2, registers_per_store=2)) as sim:
+        settings = idle_tick_settings(sim, tmp_path)
+        assert sync(settings).ok
+        register = sim.world.registers[1].registerid
+        newest = max(
+            e["dateadded"] for e in sim.world.journal.all_entries() if e["registerid"] == register
+        )
+        sim.world.journal.offline_burst(register, 30, newest, hours_old=2)
+        assert sync(settings).ok
+        keys = Counter(r[:2] for r in _rows(settings))
+        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+        assert set(keys) == expected
+        assert set(keys.values()) == {1}
+
+
+def _rows(settings: Any) -> list[tuple[Any, ...]]:
+    warehouse = DuckDBWarehouse(settings.target_url)
+    try:
+        return warehouse.query("SELECT registerid, id FROM journal_entries")
+    finally:
+        warehouse.close()
+
+
+def test_the_register_listing_overlaps_the_known_registers_requests(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known registers' journals are asked for while the sites are still being listed."""
+    spans: list[tuple[str, float, float]] = []
+    guard = threading.Lock()
+    real_get = SitooClient.get_json
+
+    def timed(self: SitooClient, api: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return real_get(self, api, path, *args, **kwargs)
+        finally:
+            with guard:
+                spans.append((path, started, time.monotonic()))
+
+    with Simulator.create(SimConfig(seed=43, days=1, registers_per_store=3)) as sim:
+        settings = idle_tick_settings(sim, tmp_path, concurrency=8)
+        assert sync(settings).ok  # the registers are known from now on
+        sim.faults.latency = 0.2
+        monkeypatch.setattr(SitooClient, "get_json", timed)
+        assert sync(settings).ok
+    listing_done = max(end for path, _s, end in spans if path.endswith("cashregisters.json"))
+    journal_first = min(start for path, start, _e in spans if path == "/journal-entries")
+    assert journal_first < listing_done
+
+
+def test_registers_already_started_finish_when_the_listing_fails(
+    tmp_path: Path, sync: SyncFn
+) -> None:
+    """A listing that fails is reported, and the known registers are synced all the same."""
+    with Simulator.create(SimConfig(seed=44, days=1, registers_per_store=2)) as sim:
+        settings = idle_tick_settings(sim, tmp_path)
+        assert sync(settings).ok
+        sim.faults.queue("500", times=1000, path="/cashregisters")
+        report = sync(settings)
+    failed = [r for r in report.results if r.status == "failed"]
+    assert [(r.partition, "cashregisters" in (r.error or "")) for r in failed] == [("*", True)]
+    synced = {r.partition for r in report.results if r.status == "ok"}
+    assert synced == {r.registerid for r in sim.world.registers}
+
+
+def test_concurrent_registers_commit_in_groups_each_with_its_cursor(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of registers that arrive together commit in one transaction, and each
+    register's cursor is the newest entry it loaded."""
+    sizes: list[int] = []
+    real_group = load_group
+
+    def counted(warehouse: Any, stream: Any, loads: Any) -> None:
+        sizes.append(len(loads))
+        time.sleep(0.02)  # a slow commit: the registers arriving meanwhile form a group
+        real_group(warehouse, stream, loads)
+
+    monkeypatch.setattr("sitoo_sync.partition.load_group", counted)
+    with Simulator.create(SimConfig(seed=45, days=2, registers_per_store=4)) as sim:
+        settings = idle_tick_settings(sim, tmp_path, concurrency=8)
+        assert sync(settings).ok
+        entries = sim.world.journal.all_entries()
+    assert max(sizes) > 1
+    assert sum(sizes) == len(sim.world.registers)
+    newest: dict[str, int] = {}
+    for e in entries:
+        newest[e["registerid"]] = max(newest.get(e["registerid"], 0), e["dateadded"])
+    cursors = {p: int(c or 0) for p, (c, _r, _s) in _states(settings).items()}
+    assert cursors == newest
+    keys = Counter(r[:2] for r in _rows(settings))
+    assert set(keys) == {(e["registerid"], e["id"]) for e in entries}
+    assert set(keys.values()) == {1}
+
+
+def test_a_failed_group_commit_fails_every_register_in_it(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a group's transaction fails, no register of it keeps rows or a cursor, and the
+    tick ends with the warehouse error."""
+
+    def broken(warehouse: Any, stream: Any, loads: Any) -> None:
+        raise duckdb.IOException("disk full")
+
+    monkeypatch.setattr("sitoo_sync.partition.load_group", broken)
+    with Simulator.create(SimConfig(seed=46, days=1, registers_per_store=2)) as sim:
+        settings = idle_tick_settings(sim, tmp_path, concurrency=4)
+        with pytest.raises(WarehouseError, match="disk full"):
+            sync(settings)
+    assert _rows(settings) == []
+    assert all(cursor is None for cursor, _r, _s in _states(settings).values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
+def test_sigkill_during_a_concurrent_journal_backfill_loses_and_duplicates_nothing(
+    target_name: str, tmp_path: Path
+) -> None:
+    """Kill -9 while registers load in groups; the rerun holds every entry exactly once."""
+    with (
+        Simulator.create(SimConfig(seed=47, days=20, registers_per_store=6)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
+        sim.faults.latency = 0.15
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
+            **sim.settings_env(),
+            **target.env(),
+            "SITOO_STREAMS": "journal_entries",
+            "SITOO_CONCURRENCY": "8",
+            "SITOO_LOG_FORMAT": "json",
+        }
+        cmd = [sys.executable, "-m", "sitoo_sync", "run", "--once"]
+        quiet = subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=env, stdout=quiet, stderr=quiet)
+        deadline = time.monotonic() + 60
+        while sim.requests_to("/journal-entries") < 12:
+            assert proc.poll() is None, "the sync finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        loaded = Counter(r[:2] for r in target.rows(ENTRIES))
+        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+        assert 0 < len(loaded) < len(expected), "the kill was not mid-run"
+        sim.faults.latency = 0.0
+        rerun = subprocess.Popen(cmd, env=env, stdout=quiet, stderr=quiet)
+        assert rerun.wait(timeout=120) == 0
+        keys = Counter(r[:2] for r in target.rows(ENTRIES))
+        assert set(keys) == expected
+        assert set(keys.values()) == {1}

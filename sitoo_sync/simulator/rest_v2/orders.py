@@ -119,7 +119,7 @@ def render(spec: OrderSpec) -> Body:
     customer = spec.customer or {}
     additional: dict[str, str] = {"pos-timezone": spec.timezone} if spec.registerid else {}
     if spec.registerid:
-        additional["pos-receiptid"] = f"SII{spec.eshopid:04d}{spec.receipt_seq:010d}"
+        additional["pos-receiptid"] = f"SII{spec.eshopid:08d}{spec.receipt_seq:010d}"
         if spec.staff is not None:
             additional["pos-staff-userid"] = spec.staff["userid"]
             additional["pos-staffsales-name"] = (

@@ -16,9 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.simulator.rest_v2 import totals
-from sitoo_sync.simulator.rest_v2.config import RestConfig
+from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2.orders import DEFAULT_FIELDS as ORDER_FIELDS
 from sitoo_sync.simulator.rest_v2.routes import PRODUCT_FIELDS, TRANSACTION_FIELDS
 from sitoo_sync.simulator.rest_v2.users import DEFAULT_FIELDS as USER_FIELDS
@@ -35,15 +33,30 @@ def make_sim(**rest: Any) -> Simulator:
     return Simulator.create(SimConfig(seed=3, days=10, now=NOW, rest=RestConfig(**rest)))
 
 
+@pytest.fixture(scope="module")
+def sim_ro() -> Iterator[Simulator]:
+    """One simulator for the tests that only read (stopping a server costs half a second)."""
+    simulator = make_sim().start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def api(sim_ro: Simulator) -> Iterator[httpx.Client]:
+    with httpx.Client(auth=(sim_ro.api_id, sim_ro.password), base_url=sim_ro.v2_url) as client:
+        yield client
+
+
 @pytest.fixture
 def rsim() -> Iterator[Simulator]:
+    """A fresh simulator for a test that changes the world."""
     simulator = make_sim().start()
     yield simulator
     simulator.stop()
 
 
 @pytest.fixture
-def api(rsim: Simulator) -> Iterator[httpx.Client]:
+def rapi(rsim: Simulator) -> Iterator[httpx.Client]:
     with httpx.Client(auth=(rsim.api_id, rsim.password), base_url=rsim.v2_url) as client:
         yield client
 
@@ -156,34 +169,34 @@ def test_inactive_products_only_with_includeinactive(api: httpx.Client) -> None:
     assert every["totalcount"] == active["totalcount"] + len(inactive)
 
 
-def test_products_datelastmodified_is_strictly_after(rsim: Simulator, api: httpx.Client) -> None:
+def test_products_datelastmodified_is_strictly_after(rsim: Simulator, rapi: httpx.Client) -> None:
     """datelastmodified returns products modified after the value only; an edit shows up."""
-    rows = get(api, "/sites/1/products.json", num=ALL, includeinactive="true")["items"]
+    rows = get(rapi, "/sites/1/products.json", num=ALL, includeinactive="true")["items"]
     newest = max(p["datemodified"] for p in rows)
-    assert get(api, "/sites/1/products.json", datelastmodified=newest)["totalcount"] == 0
-    assert get(api, "/sites/1/products.json", datelastmodified=newest - 1)["totalcount"] >= 1
+    assert get(rapi, "/sites/1/products.json", datelastmodified=newest)["totalcount"] == 0
+    assert get(rapi, "/sites/1/products.json", datelastmodified=newest - 1)["totalcount"] >= 1
     rsim.world.advance_clock(60)
     rsim.rest.touch_product(rows[0]["productid"], title="Renamed")
-    changed = get(api, "/sites/1/products.json", datelastmodified=newest,
+    changed = get(rapi, "/sites/1/products.json", datelastmodified=newest,
                   fields="productid,title,datemodified")["items"]  # fmt: skip
     assert changed == [{"productid": rows[0]["productid"], "title": "Renamed",
                         "datemodified": NOW + 60}]  # fmt: skip
 
 
-def test_deleted_product_vanishes_but_orders_keep_it(rsim: Simulator, api: httpx.Client) -> None:
+def test_deleted_product_vanishes_but_orders_keep_it(rsim: Simulator, rapi: httpx.Client) -> None:
     """A deleted product leaves every listing while old orders still name it."""
 
     def listed() -> set[int]:
-        rows = get(api, "/sites/1/products.json", num=ALL, includeinactive="true")["items"]
+        rows = get(rapi, "/sites/1/products.json", num=ALL, includeinactive="true")["items"]
         return {p["productid"] for p in rows}
 
-    sold = {i["productid"] for o in all_orders(api, eshopid=1) for i in o["orderitems"]}
+    sold = {i["productid"] for o in all_orders(rapi, eshopid=1) for i in o["orderitems"]}
     assert sold - listed(), "the history already holds sold products that were deleted"
     victim = min(sold & listed())
     rsim.rest.delete_product(victim)
     assert victim not in listed()
-    assert get(api, "/sites/1/products.json", productid=victim)["totalcount"] == 0
-    assert any(i["productid"] == victim for o in all_orders(api) for i in o["orderitems"])
+    assert get(rapi, "/sites/1/products.json", productid=victim)["totalcount"] == 0
+    assert any(i["productid"] == victim for o in all_orders(rapi) for i in o["orderitems"])
 
 
 def test_orders_keyset_on_orderid(api: httpx.Client) -> None:
@@ -230,17 +243,17 @@ def test_history_has_offline_orders_out_of_date_order(api: httpx.Client) -> None
 
 
 def test_late_order_gets_a_new_id_and_keeps_its_old_date(
-    rsim: Simulator, api: httpx.Client
+    rsim: Simulator, rapi: httpx.Client
 ) -> None:
     """A late offline order is found by an orderid cursor and missed by an orderdate one."""
-    before = all_orders(api)
+    before = all_orders(rapi)
     max_id = max(o["orderid"] for o in before)
     max_date = max(o["orderdate"] for o in before)
     late = rsim.rest.add_late_order(NOW - 3 * 86400)
     assert late["orderid"] > max_id
     assert late["orderdate"] < max_date
-    assert [o["orderid"] for o in all_orders(api, orderidfrom=max_id + 1)] == [late["orderid"]]
-    assert late["orderid"] not in {o["orderid"] for o in all_orders(api, orderdatefrom=max_date)}
+    assert [o["orderid"] for o in all_orders(rapi, orderidfrom=max_id + 1)] == [late["orderid"]]
+    assert late["orderid"] not in {o["orderid"] for o in all_orders(rapi, orderdatefrom=max_date)}
 
 
 @pytest.mark.parametrize(
@@ -253,7 +266,7 @@ def test_late_order_gets_a_new_id_and_keeps_its_old_date(
 )
 def test_open_orders_change_state_under_the_same_id(
     rsim: Simulator,
-    api: httpx.Client,
+    rapi: httpx.Client,
     kind: str,
     before: tuple[int, int, int],
     after: tuple[int, int, int] | None,
@@ -261,13 +274,13 @@ def test_open_orders_change_state_under_the_same_id(
     """Parked, pending and booked orders settle later; a re-read by id shows the new state."""
     (order,) = rsim.rest.add_orders(1, kind=kind)
     states = ("orderstateid", "paymentstateid", "ordertypeid")
-    first = all_orders(api, orderid=order["orderid"])[0]
+    first = all_orders(rapi, orderid=order["orderid"])[0]
     assert tuple(first[s] for s in states) == before
     assert first["payments"] == []
     assert order["orderid"] in rsim.rest.open_orders()
     settled = rsim.rest.advance(rsim.world.config.rest.settle_after)
     assert order["orderid"] in settled
-    again = all_orders(api, orderid=order["orderid"])[0]
+    again = all_orders(rapi, orderid=order["orderid"])[0]
     now = tuple(again[s] for s in states)
     if after is not None:
         assert now[:2] == after[:2]
@@ -275,18 +288,18 @@ def test_open_orders_change_state_under_the_same_id(
     if now[0] == 10:
         paid = sum(Decimal(p["moneyamount"]) for p in again["payments"])
         assert paid == Decimal(again["moneytotal_gross_all"])
-    assert all_orders(api, orderidfrom=order["orderid"] + 1) == []  # no new id
+    assert all_orders(rapi, orderidfrom=order["orderid"] + 1) == []  # no new id
 
 
-def test_refunds_are_separate_negative_orders(rsim: Simulator, api: httpx.Client) -> None:
+def test_refunds_are_separate_negative_orders(rsim: Simulator, rapi: httpx.Client) -> None:
     """A refund is a new order with negative quantities and amounts pointing back by id."""
-    history = [o for o in all_orders(api) if o["creditorderid"]]
+    history = [o for o in all_orders(rapi) if o["creditorderid"]]
     assert history
-    sale = next(o for o in all_orders(api, orderstate=10) if o["registerid"]
+    sale = next(o for o in all_orders(rapi, orderstate=10) if o["registerid"]
                 and not o["creditorderid"])  # fmt: skip
     refund = rsim.rest.add_refund(sale["orderid"])
     assert refund["orderid"] > sale["orderid"]
-    (served,) = all_orders(api, creditorderid=sale["orderid"])
+    (served,) = all_orders(rapi, creditorderid=sale["orderid"])
     assert served["orderid"] == refund["orderid"]
     assert Decimal(served["moneytotal_gross_all"]) < 0
     assert all(i["quantity"] < 0 and Decimal(i["moneyitemtotal_net"]) <= 0
@@ -326,14 +339,14 @@ def test_order_money_adds_up(api: httpx.Client) -> None:
 
 
 def test_orders_join_to_catalogue_stores_users_and_registers(
-    rsim: Simulator, api: httpx.Client
+    sim_ro: Simulator, api: httpx.Client
 ) -> None:
     """Items join products by id and sku, orders stores via warehouse, keys and register."""
     orders = all_orders(api)
     registers = {r["registerid"]: r for s in (1, 2)
                  for r in get(api, f"/sites/{s}/cashregisters.json", num=100,
                               includenotregistered="true")["items"]}  # fmt: skip
-    catalogue = {**rsim.rest.catalog.products, **rsim.rest.catalog.deleted}
+    catalogue = {**sim_ro.rest.catalog.products, **sim_ro.rest.catalog.deleted}
     users = {u["userid"] for u in get(api, "/sites/1/users.json", num=ALL)["items"]}
     without_keys = 0
     for s in (1, 2):
@@ -345,8 +358,8 @@ def test_orders_join_to_catalogue_stores_users_and_registers(
             extid = store["externalid"] if store else None
             if o["registerid"]:
                 assert registers[o["registerid"]]["currencycode"] == o["currencycode"]
-                assert rsim.world.registers[0].registerid in registers
-                register = next(r for r in rsim.world.registers
+                assert sim_ro.world.registers[0].registerid in registers
+                register = next(r for r in sim_ro.world.registers
                                 if r.registerid == o["registerid"])  # fmt: skip
                 assert register.store_id == extid
                 assert o["userid_staff"] in users
@@ -360,13 +373,13 @@ def test_orders_join_to_catalogue_stores_users_and_registers(
     assert without_keys, "some store orders lack store-externalid: the warehouse must decide"
 
 
-def test_offset_pages_shift_while_orders_arrive(rsim: Simulator, api: httpx.Client) -> None:
+def test_offset_pages_shift_while_orders_arrive(rsim: Simulator, rapi: httpx.Client) -> None:
     """New orders between two offset pages duplicate rows; an orderid keyset does not."""
-    first = get(api, "/orders.json", start=0, num=5)["items"]
+    first = get(rapi, "/orders.json", start=0, num=5)["items"]
     rsim.rest.add_orders(2)
-    second = get(api, "/orders.json", start=5, num=5)["items"]
+    second = get(rapi, "/orders.json", start=5, num=5)["items"]
     assert [o["orderid"] for o in second[:2]] == [o["orderid"] for o in first[3:]]
-    keyset = get(api, "/orders.json", sort="orderid", orderidfrom=first[0]["orderid"] + 1)
+    keyset = get(rapi, "/orders.json", sort="orderid", orderidfrom=first[0]["orderid"] + 1)
     assert [o["orderid"] for o in keyset["items"]] == [first[0]["orderid"] + 1,
                                                        first[0]["orderid"] + 2]  # fmt: skip
 
@@ -382,7 +395,7 @@ def test_orders_can_arrive_before_every_request() -> None:
         assert counts[2] == counts[1] + 1
 
 
-def test_warehouse_items_filters_and_shapes(rsim: Simulator, api: httpx.Client) -> None:
+def test_warehouse_items_filters_and_shapes(sim_ro: Simulator, api: httpx.Client) -> None:
     """Stock rows carry decimal strings; datelastmodifiedfrom/to are inclusive; sku filters."""
     path = "/sites/1/warehouses/1/warehouseitems.json"
     items = every_page(api, path, num=10)
@@ -391,39 +404,41 @@ def test_warehouse_items_filters_and_shapes(rsim: Simulator, api: httpx.Client) 
     got = get(api, path, num=ALL, datelastmodifiedfrom=stamp, datelastmodifiedto=stamp)["items"]
     assert got == [i for i in items if i["datelastmodified"] == stamp]
     assert get(api, path, sku=f"{items[0]['sku']},nope")["items"] == [items[0]]
-    web = rsim.rest.catalog.sales_warehouse(1, None)["warehouseid"]
+    web = sim_ro.rest.catalog.sales_warehouse(1, None)["warehouseid"]
     assert get(api, f"/sites/1/warehouses/{web}/warehouseitems.json")["totalcount"] > 0
 
 
-def test_reservation_moves_without_datelastmodified(rsim: Simulator, api: httpx.Client) -> None:
+def test_reservation_moves_without_datelastmodified(rsim: Simulator, rapi: httpx.Client) -> None:
     """A reservation changes reserved/available but not datelastmodified: a modified feed
     misses it, only a full snapshot sees it."""
     path = "/sites/1/warehouses/1/warehouseitems.json"
-    items = get(api, path, num=ALL)["items"]
+    items = get(rapi, path, num=ALL)["items"]
     newest = max(i["datelastmodified"] for i in items)
     target = items[0]
     rsim.world.advance_clock(600)
     rsim.rest.reserve(1, target["sku"], 2)
-    after = get(api, path, sku=target["sku"])["items"][0]
+    after = get(rapi, path, sku=target["sku"])["items"][0]
     assert Decimal(after["decimalreserved"]) == Decimal(target["decimalreserved"]) + 2
     assert Decimal(after["decimalavailable"]) == Decimal(target["decimalavailable"]) - 2
     assert after["datelastmodified"] == target["datelastmodified"]
     assert after["decimaltotal"] == target["decimaltotal"]
-    assert get(api, path, datelastmodifiedfrom=newest + 1)["totalcount"] == 0
+    assert get(rapi, path, datelastmodifiedfrom=newest + 1)["totalcount"] == 0
 
 
-def test_open_web_order_reserves_and_its_sale_transacts(rsim: Simulator, api: httpx.Client) -> None:
+def test_open_web_order_reserves_and_its_sale_transacts(
+    rsim: Simulator, rapi: httpx.Client
+) -> None:
     """A pending web order reserves stock silently; paid, it becomes a sales transaction."""
     rsim.world.advance_clock(60)
     (order,) = rsim.rest.add_orders(1, kind="pending")
     line = order["orderitems"][0]
     path = f"/sites/1/warehouses/{order['warehouseid']}/warehouseitems.json"
-    held = get(api, path, sku=line["sku"])["items"][0]
+    held = get(rapi, path, sku=line["sku"])["items"][0]
     assert Decimal(held["decimalreserved"]) >= line["quantity"]
     assert held["datelastmodified"] < NOW + 60
     rsim.world.advance_clock(60)
     rsim.rest.settle(order["orderid"], to="sale")
-    sold = get(api, path, sku=line["sku"])["items"][0]
+    sold = get(rapi, path, sku=line["sku"])["items"][0]
     assert sold["datelastmodified"] == NOW + 120
     assert Decimal(sold["decimaltotal"]) == Decimal(held["decimaltotal"]) - line["quantity"]
     assert Decimal(sold["decimalreserved"]) == Decimal(held["decimalreserved"]) - line["quantity"]
@@ -489,7 +504,7 @@ def test_users_are_staff_and_customers_with_personal_fields(api: httpx.Client) -
     assert {o["email"] for o in all_orders(api) if o["email"]} <= emails
 
 
-def test_truth_helpers_agree_with_the_served_json(rsim: Simulator, api: httpx.Client) -> None:
+def test_truth_helpers_agree_with_the_served_json(sim_ro: Simulator, api: httpx.Client) -> None:
     """Net sales per store/day/currency, top products and stock value per store, summed from
     the served JSON, equal the world's own helpers."""
     stores: dict[int, str] = {}
@@ -512,15 +527,15 @@ def test_truth_helpers_agree_with_the_served_json(rsim: Simulator, api: httpx.Cl
         sales[(store_of_wh[o["warehouseid"]], day, o["currencycode"])] += net
         for i in o["orderitems"]:
             products[(i["productid"], i["sku"])] += Decimal(i["moneyitemtotal_net"])
-    assert {k: str(v) for k, v in sales.items()} == totals.net_sales_by_store_day(rsim.rest)
+    assert {k: str(v) for k, v in sales.items()} == sim_ro.rest.net_sales_by_store_day()
     top = sorted(products.items(), key=lambda kv: (-kv[1], kv[0][0]))[:5]
-    assert [(p, s, str(v)) for (p, s), v in top] == totals.top_products(rsim.rest, 5)
+    assert [(p, s, str(v)) for (p, s), v in top] == sim_ro.rest.top_products(5)
     value: dict[tuple[str | None, str], Decimal] = defaultdict(Decimal)
     for wid, site in site_of_wh.items():
         path = f"/sites/{site}/warehouses/{wid}/warehouseitems.json"
         for item in get(api, path, num=ALL)["items"]:
             value[(store_of_wh[wid], currency_of_wh[wid])] += Decimal(item["moneytotal"])
-    assert {k: str(v) for k, v in value.items()} == totals.stock_value_by_store(rsim.rest)
+    assert {k: str(v) for k, v in value.items()} == sim_ro.rest.stock_value_by_store()
 
 
 def test_rest_world_is_lazy_and_deterministic() -> None:

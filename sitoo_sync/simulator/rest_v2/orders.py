@@ -13,6 +13,8 @@ here (assumptions):
   cash is rounded to whole units in `moneytotal_gross_roundoff`; payments add up to
   `moneytotal_gross_all`. A refund mirrors its lines with negative quantities and amounts.
 - `orderdateto` is inclusive; `sort` accepts only `orderid`/`-orderid` (default `-orderid`).
+- Settling keeps the id: a completed parked order (type 110) becomes an ordinary order
+  (type 10), a paid booking stays a booking (type 100); the payments appear when paid.
 - The store of an order is its warehouse's `storeid`; POS orders also carry
   `store-externalid`/`store-name`/`store-externalgroupid`, except every Nth one (an older
   POS build, say), and the register's store is the same store.
@@ -34,6 +36,7 @@ ORDER_TYPES = {10: "Order", 100: "Booking", 110: "POSParked"}
 # kind -> (orderstateid, paymentstateid, ordertypeid)
 STATES = {
     "sale": (10, 20, 10),
+    "booking_paid": (10, 20, 100),  # a booking keeps its type once paid (assumption)
     "refund": (10, 20, 10),
     "parked": (0, 0, 110),
     "pending": (0, 10, 10),
@@ -42,6 +45,7 @@ STATES = {
     "abandoned": (-1, 40, 10),
 }
 OPEN_KINDS = ("parked", "pending", "booking")
+PAID_KINDS = ("sale", "booking_paid", "refund")
 DEFAULT_FIELDS = (
     "orderid", "eshopid", "email", "namefirst", "namelast", "company", "moneyfinal_net",
     "moneyfinal_vat", "moneytotal_gross_roundoff", "moneytotal_gross_all", "checkouttypename",
@@ -76,7 +80,7 @@ class OrderSpec:
     currency: str
     timezone: str
     payment_names: list[str] = field(default_factory=list)
-    settles_to: str = "sale"  # what an open kind becomes when it settles
+    settles_to: str = "sale"  # what a parked or pending order becomes when it settles
     registerid: str | None = None
     store: Body | None = None
     store_keys: bool = True
@@ -113,7 +117,7 @@ def render(spec: OrderSpec) -> Body:
     delivery_net = net_of(delivery_gross, DELIVERY_VAT)
     final_net, final_vat = total_net + delivery_net, total_vat + delivery_gross - delivery_net
     gross = final_net + final_vat
-    paid = spec.kind in ("sale", "refund")
+    paid = spec.kind in PAID_KINDS
     roundoff = _cash_round(gross) if paid and spec.payment_names == ["Cash"] else 0
     gross_all = gross + roundoff
     customer = spec.customer or {}

@@ -31,7 +31,7 @@ from sitoo_sync.simulator.rest_v2.catalog import (
     Catalog,
     build_catalog,
 )
-from sitoo_sync.simulator.rest_v2.orders import OPEN_KINDS, Line, OrderSpec, render
+from sitoo_sync.simulator.rest_v2.orders import OPEN_KINDS, PAID_KINDS, Line, OrderSpec, render
 from sitoo_sync.simulator.rest_v2.query import Body
 from sitoo_sync.simulator.rest_v2.stock import MOVE_IN, REFUND, SALES, STOCKTAKING, Stock
 from sitoo_sync.simulator.rest_v2.users import build_users
@@ -133,7 +133,7 @@ class RestWorld:
 
     def _settle_if_due(self, spec: OrderSpec, now: int) -> None:
         if spec.kind in OPEN_KINDS and spec.orderdate + self.config.settle_after <= now:
-            spec.kind = spec.settles_to
+            spec.kind = _settled(spec)
 
     def _delete_sold_products(self, at: int) -> None:
         sold = sorted({line.product["productid"] for s in self.specs.values() for line in s.lines})
@@ -240,7 +240,7 @@ class RestWorld:
         if new in ("pending", "booking"):
             for sku, qty in lines:
                 self.stock.reserve(wid, sku, qty)
-        elif new in ("sale", "refund"):
+        elif new in PAID_KINDS:
             kind = REFUND if new == "refund" else SALES
             moved = [(sku, -qty) for sku, qty in lines]
             self.stock.transact(spec.eshopid, wid, kind, moved, at,
@@ -276,7 +276,7 @@ class RestWorld:
         """A refund of closed sale `orderid`, made now: a new order with negative amounts."""
         with self.lock:
             sale = self.specs[orderid]
-            if sale.kind != "sale":
+            if sale.kind not in PAID_KINDS or sale.credit is not None:
                 raise ValueError(f"order {orderid} is not a closed sale")
             return self._store(self._refund_spec(sale, self.now))
 
@@ -292,7 +292,7 @@ class RestWorld:
             spec = self.specs[orderid]
             if spec.kind not in OPEN_KINDS:
                 raise ValueError(f"order {orderid} is not open")
-            new = to or spec.settles_to
+            new = to or _settled(spec)
             self._stock_effect(spec, spec.kind, new, self.now)
             spec.kind = new
             body = self.orders[orderid] = render(spec)
@@ -355,6 +355,12 @@ class RestWorld:
         """The order's store by its warehouse's `storeid` (the truth the other links match)."""
         warehouse = self.catalog.warehouse(int(order["warehouseid"]))
         return self.catalog.store_by_id(warehouse["storeid"]) if warehouse else None
+
+
+def _settled(spec: OrderSpec) -> str:
+    """What an open order becomes: a parked POS order an ordinary closed order, a booking a
+    paid booking, a pending web order paid or (every fourth or so) cancelled."""
+    return "booking_paid" if spec.kind == "booking" else spec.settles_to
 
 
 def _cents(product: Body) -> int:

@@ -89,7 +89,7 @@ def all_orders(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
 
 ORDER_FULL = (*ORDER_FIELDS, "creditorderid", "moneytotal_net", "moneytotal_vat",
               "moneydelivery_net", "moneydelivery_vat", "userid_staff", "externalid",
-              "personalid", "phone")  # fmt: skip
+              "personalid", "phone", "comment", "invoice_address")  # fmt: skip
 PER_SITE = ("stores", "warehouses", "productgroups", "manufacturers", "categories", "products",
             "users", "warehousetransactions")  # fmt: skip
 
@@ -536,6 +536,28 @@ def test_truth_helpers_agree_with_the_served_json(sim_ro: Simulator, api: httpx.
         for item in get(api, path, num=ALL)["items"]:
             value[(store_of_wh[wid], currency_of_wh[wid])] += Decimal(item["moneytotal"])
     assert {k: str(v) for k, v in value.items()} == sim_ro.rest.stock_value_by_store()
+
+
+def test_orders_carry_the_personal_fields_to_minimize(api: httpx.Client) -> None:
+    """Orders hold every kind of personal value issue 12 wants minimized: contact, national
+    id, addresses, comments, CRM ids, the staff member's name and a payer's phone."""
+    orders = all_orders(api)
+    web = [o for o in orders if o["registerid"] is None and o["email"]]
+    assert web
+    assert all(o["personalid"] and o["phone"] and o["invoice_address"] for o in web)
+    assert any(o["comment"] for o in web)
+    pos = [o for o in orders if o["registerid"]]
+    assert all(o["additionaldata"]["pos-staffsales-name"] for o in pos)
+    assert any("crm-customerid" in o["additionaldata"] for o in pos)
+    assert any("mobile" in p["additionaldata"] for o in pos for p in o["payments"])
+
+
+def test_building_the_rest_world_leaves_the_z_report_world_alone() -> None:
+    """The REST v2 world draws from its own generator: z-reports made after it are unchanged."""
+    plain, built = make_sim(), make_sim()
+    assert built.rest.orders
+    for a, b in zip(plain.world.add_new_reports(3), built.world.add_new_reports(3), strict=True):
+        assert a.body == b.body
 
 
 def test_rest_world_is_lazy_and_deterministic() -> None:

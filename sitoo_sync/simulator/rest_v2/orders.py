@@ -264,6 +264,12 @@ def _payments(spec: OrderSpec, gross_all: int) -> list[Body]:
     out = []
     for n, (name, amount) in enumerate(zip(names, amounts, strict=False)):
         card = name == "Card"
+        extra: dict[str, str] = {"adyen-pspreference": f"PSP{spec.orderid}{n}"} if card else {}
+        if name in ("Swish", "Vipps MobilePay"):  # the payer's phone: personal data
+            payer = (spec.customer or {}).get("mobile")
+            extra["mobile"] = payer or f"+46 70 555 {spec.orderid % 10000:04d}"
+            key = "swish-paymentid" if name == "Swish" else "mobilepay-paymentid"
+            extra[key] = f"M{spec.orderid}"
         out.append(
             {
                 "name": name,
@@ -273,7 +279,7 @@ def _payments(spec: OrderSpec, gross_all: int) -> list[Body]:
                 "refid": f"PSP{spec.orderid}{n}" if card else "",
                 "cardissuer": ("Visa", "Mastercard")[spec.orderid % 2] if card else "",
                 "reservedpaymentid": None,
-                "additionaldata": {"adyen-pspreference": f"PSP{spec.orderid}{n}"} if card else {},
+                "additionaldata": extra,
             }
         )
     return out

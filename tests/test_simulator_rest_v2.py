@@ -126,11 +126,12 @@ def test_num_is_silently_capped() -> None:
 
 
 def test_sites_and_site_scoping(api: httpx.Client) -> None:
-    """/sites.json lists both sites; per-site lists hold only that site's rows; bad ids 404."""
+    """/sites.json lists both sites; per-site lists and settings are the site's; bad ids 404."""
     sites = get(api, "/sites.json")
     assert [s["eshopid"] for s in sites["items"]] == [1, 2]
     assert {"siteid", "protocol", "server", "abspath", "siteurl"} <= set(sites["items"][0])
     assert [s["externalid"] for s in get(api, "/sites/2/stores.json")["items"]] == ["300"]
+    assert get(api, "/sites/2/settings.json") == {"timezone": "Europe/Oslo"}
     assert api.get("/sites/9/stores.json").json() == {"statuscode": 404,
                                                         "errortext": "Site not found"}  # fmt: skip
     assert api.get("/sites/2/warehouses/1/warehouseitems.json").status_code == 404

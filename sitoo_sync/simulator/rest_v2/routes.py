@@ -4,6 +4,7 @@
     /sites/{s}/stores|warehouses|productgroups|manufacturers|categories.json
                                                            envelope, start/num, fields
     /sites/{s}/pospaymenttypes.json                        bare array, fields, no paging
+    /sites/{s}/settings.json                               {"timezone": ...} only
     /sites/{s}/products.json       datelastmodified (strictly after), includeinactive, sku,
                                    productid, fields (default set has no title)
     /sites/{s}/users.json          email, customernumber, personalid, mobile, userid
@@ -22,9 +23,11 @@ Paging is start/num (defaults 0/10) with `totalcount`; `num` is silently capped 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sitoo_sync.simulator.rest_v2 import orders as order_list
+from sitoo_sync.simulator.rest_v2.catalog import POS_TIME_ZONE
 from sitoo_sync.simulator.rest_v2.query import (
     Body,
     Query,
@@ -86,16 +89,22 @@ def _per_site(rest: RestWorld, site: int, resource: str, query: Query) -> Any:
     }
     if resource in simple:
         return envelope(query, simple[resource], max_num=cap)
-    if resource == "pospaymenttypes":
-        return bare(query, cat.payment_types[site])
-    if resource == "products":
-        return envelope(query, _products(rest, site, query), max_num=cap,
-                        default_fields=PRODUCT_FIELDS)  # fmt: skip
-    if resource == "users":
-        return envelope(query, _users(rest, query), max_num=cap, default_fields=USER_FIELDS)
-    if resource == "warehousetransactions":
-        return _transactions(rest, site, integer(query, "warehouseid"), query)
-    return None
+    other: dict[str, Callable[[], Any]] = {
+        "pospaymenttypes": lambda: bare(query, cat.payment_types[site]),
+        # only `timezone` is documented ([dev]); the other settings are unknown
+        "settings": lambda: {"timezone": POS_TIME_ZONE[site]},
+        "products": lambda: envelope(
+            query, _products(rest, site, query), max_num=cap, default_fields=PRODUCT_FIELDS
+        ),
+        "users": lambda: envelope(
+            query, _users(rest, query), max_num=cap, default_fields=USER_FIELDS
+        ),
+        "warehousetransactions": lambda: _transactions(
+            rest, site, integer(query, "warehouseid"), query
+        ),
+    }
+    answer = other.get(resource)
+    return answer() if answer is not None else None
 
 
 def _per_warehouse(

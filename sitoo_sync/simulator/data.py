@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sitoo_sync.simulator.rest_v2.config import RestConfig
+
 STORES: tuple[tuple[str, str, str, str, int], ...] = (
     # store_id, name, city line, currency, eshopid (site)
     ("200", "Sitoo Concept Store", "111 57 Stockholm", "SEK", 1),
@@ -99,6 +101,7 @@ class SimConfig:
     silent_register_days: int = 0  # register 1 uploads no z-report for its last N days
     dark_register_days: int = 0  # register 2 sends nothing at all for its last N days
     now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
+    rest: RestConfig = field(default_factory=RestConfig)  # the REST v2 world (rest_v2/)
 
 
 @dataclass

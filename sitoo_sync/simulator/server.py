@@ -9,6 +9,8 @@ Routes (one server, both hosts' paths):
     /v2/accounts/{account}/store-z-reports/config              aggregation config (404 if off)
     /v2/accounts/{account}/store-z-reports/{uuid}              one store report
     /v3/journal-entries                                        {"items": [...], "next": ...}
+    /v2/accounts/{account}/sites.json, /orders.json, /sites/{site}/products.json, ...
+                                                               REST v2 (see rest_v2/routes.py)
 
 Every route wants HTTP Basic auth with the simulator's API ID and password. Errors answer
 with `{"statuscode": int, "errortext": str}`.
@@ -33,6 +35,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sitoo_sync.simulator.data import SimConfig, World
 from sitoo_sync.simulator.faults import FaultPlan
 from sitoo_sync.simulator.journal import journal_page
+from sitoo_sync.simulator.rest_v2.query import RestError
+from sitoo_sync.simulator.rest_v2.routes import serve as serve_rest_v2
+from sitoo_sync.simulator.rest_v2.world import RestWorld
 
 DEFAULT_API_ID = "1500-1"
 DEFAULT_PASSWORD = "simulator-secret"  # noqa: S105  # the fake API's own demo password
@@ -99,11 +104,20 @@ class Simulator:
     log: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
+    _rest: RestWorld | None = None
 
     @classmethod
     def create(cls, config: SimConfig | None = None, **kwargs: Any) -> Simulator:
         """A simulator over a freshly generated world."""
         return cls(world=World(config), **kwargs)
+
+    @property
+    def rest(self) -> RestWorld:
+        """The REST v2 world (orders, products, stock ...), generated on first use."""
+        with self.world.lock:
+            if self._rest is None:
+                self._rest = RestWorld(self.world)
+            return self._rest
 
     @property
     def account_id(self) -> str:
@@ -205,6 +219,12 @@ class Simulator:
             if report is None:
                 raise ApiProblem(404, "POS Z-report not found")
             return report.body
+        try:
+            answer = serve_rest_v2(self.rest, rest, query)
+        except RestError as problem:
+            raise ApiProblem(problem.status, problem.text) from None
+        if answer is not None:
+            return answer
         raise ApiProblem(404, "Resource not found")
 
     def _store_z_reports(self, rest: str, query: Mapping[str, list[str]]) -> Any:

@@ -1,0 +1,24 @@
+"""The knobs of the simulated REST v2 world (a sub-config of `SimConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RestConfig:
+    """Sizes and hostile behaviours of the REST v2 world; all deterministic from the seed."""
+
+    products_per_site: int = 24
+    deleted_products_per_site: int = 2  # sold in the history, then deleted
+    inactive_every: int = 8  # every Nth product is inactive (listed only with includeinactive)
+    customers: int = 12
+    pos_orders_per_register_day: int = 2
+    web_orders_per_day: int = 2  # site 1 only: no register, a warehouse without a store
+    offline_every: int = 15  # every Nth POS order arrives hours late (old orderdate, new id)
+    refund_every: int = 12  # every Nth closed POS sale is refunded a day or two later
+    discount_every: int = 3  # every Nth order line carries a discount
+    no_store_keys_every: int = 9  # every Nth POS order lacks the `store-*` additionaldata keys
+    settle_after: int = 2 * 86400  # seconds an open order stays open before it settles
+    orders_per_request: int = 0  # new orders that arrive before each `/orders.json` answer
+    max_num: int = 1000  # silent cap on `num` (the docs state none; sitoo_sync asks <= 1000)

@@ -1,0 +1,367 @@
+"""`RestWorld`: the REST v2 state of a simulated account, built from the seed on first use.
+
+History: every register sells a few orders a day (`RestConfig`), site 1 also sells on the
+web; orders get ids in the order the backend stores them, so an offline register's orders
+arrive hours late with an old `orderdate` and a new `orderid`. Some sales are refunded by
+separate orders later; recent parked, pending and booked orders are still open and settle
+(`advance`, `settle`) without a new id. Closed sales and refunds move stock through
+warehouse transactions; open web orders and bookings reserve stock without one. A few sold
+products are deleted at the end. Randomness comes from its own generator seeded from
+`SimConfig.seed`, so building it never disturbs the z-report world, and it is built on first
+use only (tests that never ask for REST v2 data pay nothing).
+
+Mutators for tests (all under the world's lock, all at the world's `now`): `add_orders`,
+`add_late_order`, `add_refund`, `settle`, `advance`, `delete_product`, `touch_product`,
+`reserve`. The truth helpers `net_sales_by_store_day`, `top_products` and
+`stock_value_by_store` compute totals independently of the served JSON (`totals.py`).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sitoo_sync.simulator.data import cents
+from sitoo_sync.simulator.rest_v2 import totals
+from sitoo_sync.simulator.rest_v2.catalog import (
+    CURRENCY,
+    GROUPS,
+    POS_TIME_ZONE,
+    Catalog,
+    build_catalog,
+)
+from sitoo_sync.simulator.rest_v2.orders import OPEN_KINDS, PAID_KINDS, Line, OrderSpec, render
+from sitoo_sync.simulator.rest_v2.query import Body
+from sitoo_sync.simulator.rest_v2.stock import MOVE_IN, REFUND, SALES, STOCKTAKING, Stock
+from sitoo_sync.simulator.rest_v2.users import build_users
+
+if TYPE_CHECKING:
+    from sitoo_sync.simulator.data import Register, World
+
+FIRST_ORDER_ID = 100001
+
+
+class RestWorld:
+    """Catalogue, stock, orders and users of the simulated account; thread-safe via the
+    world's lock."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.config = world.config.rest
+        self.lock = world.lock
+        self.rng = random.Random(f"rest-v2/{world.config.seed}")
+        now = world.config.now
+        first_day = datetime.fromtimestamp(now - 3600, UTC).date() - timedelta(
+            days=world.config.days
+        )
+        self.start = int(datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+                         .timestamp())  # fmt: skip
+        self.catalog: Catalog = build_catalog(self.rng, self.config, self.start)
+        self.users: list[Body] = build_users(
+            self.rng,
+            self.config.customers,
+            [w["warehouseid"] for w in self.catalog.warehouses],
+            self.start,
+        )
+        self.stock = Stock()
+        self.specs: dict[int, OrderSpec] = {}
+        self.orders: dict[int, Body] = {}  # rendered, by orderid
+        self.next_orderid = FIRST_ORDER_ID
+        self._receipts = 0
+        self._line_count = 0
+        self._stock_up()
+        self._build_history(now)
+        self._delete_sold_products(now - 7200)
+
+    # ---- construction -----------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """The world's clock."""
+        return self.world.config.now
+
+    def _stock_up(self) -> None:
+        cat = self.catalog
+        for w in cat.warehouses:
+            lines = []
+            for product in cat.site_products(w["eshopid"], include_inactive=True):
+                self.stock.add_item(w["warehouseid"], product["sku"], _cents(product))
+                units = self.rng.randint(0, 3) if not w["sellable"] else self.rng.randint(30, 80)
+                lines.append((product["sku"], units))
+            self.stock.transact(w["eshopid"], w["warehouseid"], MOVE_IN, lines, self.start - 86400)
+        for w in cat.warehouses:  # a stocktaking finds two units missing on day 0
+            if w["sellable"]:
+                skus = sorted(sku for (wid, sku) in self.stock.items if wid == w["warehouseid"])
+                lines = [(sku, -1) for sku in skus[:2]]
+                self.stock.transact(w["eshopid"], w["warehouseid"], STOCKTAKING, lines,
+                                    self.start - 3600)  # fmt: skip
+
+    def _build_history(self, now: int) -> None:
+        specs: list[OrderSpec] = []
+        days = self.world.config.days
+        registers = list(self.world.registers)
+        n = 0
+        for d in range(days + 1):
+            day_start = self.start + d * 86400
+            for reg in registers:
+                for _ in range(self.config.pos_orders_per_register_day):
+                    orderdate = day_start + 8 * 3600 + self.rng.randint(0, 10 * 3600)
+                    if orderdate > now - 120:
+                        continue
+                    n += 1
+                    offline = self.config.offline_every and n % self.config.offline_every == 0
+                    delay = self.rng.randint(3, 30) * 3600 if offline else self.rng.randint(2, 90)
+                    spec = self._pos_spec(reg, orderdate, min(orderdate + delay, now - 60), n)
+                    self._settle_if_due(spec, now)
+                    specs.append(spec)
+                    every = self.config.refund_every
+                    if spec.kind == "sale" and every and n % every == 0:
+                        when = orderdate + self.rng.randint(1, 2) * 86400
+                        if when < now - 60:
+                            specs.append(self._refund_spec(spec, when))
+            for _ in range(self.config.web_orders_per_day):
+                orderdate = day_start + self.rng.randint(0, 86399)
+                if orderdate > now - 120:
+                    continue
+                spec = self._web_spec(orderdate, orderdate + self.rng.randint(1, 5))
+                self._settle_if_due(spec, now)
+                specs.append(spec)
+        specs.sort(key=lambda s: (s.arrival, s.orderdate))
+        for spec in specs:
+            self._store(spec)
+
+    def _settle_if_due(self, spec: OrderSpec, now: int) -> None:
+        if spec.kind in OPEN_KINDS and spec.orderdate + self.config.settle_after <= now:
+            spec.kind = _settled(spec)
+
+    def _delete_sold_products(self, at: int) -> None:
+        sold = sorted({line.product["productid"] for s in self.specs.values() for line in s.lines})
+        for eshopid in self.catalog.site_ids():
+            mine = [p for p in sold if self.catalog.product_site[p] == eshopid]
+            for pid in mine[: self.config.deleted_products_per_site]:
+                self.delete_product(pid, at=at)
+
+    def _lines(self, eshopid: int, count: int, sign: int = 1) -> list[Line]:
+        products = self.catalog.site_products(eshopid, include_inactive=False)
+        lines = []
+        for product in self.rng.sample(products, min(count, len(products))):
+            self._line_count += 1
+            every = self.config.discount_every
+            pct = self.rng.choice((10, 20, 30)) if every and self._line_count % every == 0 else 0
+            group = next(g[0] for i, g in enumerate(GROUPS) if i + 2 == product["vatid"])
+            lines.append(Line(dict(product), sign * self.rng.randint(1, 3), pct, group))
+        return lines
+
+    def _pos_spec(self, reg: Register, orderdate: int, arrival: int, n: int) -> OrderSpec:
+        store = self.catalog.store_by_externalid(reg.store_id)
+        r = self.rng.random()
+        kind = "parked" if r < 0.08 else "cancelled" if r < 0.11 else "sale"
+        staff = [u for u in self.users if u["role"] is not None]
+        customers = [u for u in self.users if u["role"] is None]
+        every = self.config.no_store_keys_every
+        pay = self.rng.choice((["Card"], ["Card"], ["Cash"], ["Gift Card", "Card"]))
+        if self.rng.random() < 0.15:
+            pay = ["Swish"] if reg.eshopid == 1 else ["Vipps MobilePay"]
+        self._receipts += 1
+        return OrderSpec(
+            eshopid=reg.eshopid,
+            orderdate=orderdate,
+            arrival=arrival,
+            lines=self._lines(reg.eshopid, self.rng.randint(1, 4)),
+            kind=kind,
+            warehouse=self.catalog.sales_warehouse(reg.eshopid, reg.store_id),
+            currency=CURRENCY[reg.eshopid],
+            timezone=POS_TIME_ZONE[reg.eshopid],
+            payment_names=pay,
+            registerid=reg.registerid,
+            store=store,
+            store_keys=not (every and n % every == 0),
+            staff=self.rng.choice(staff),
+            customer=self.rng.choice(customers) if self.rng.random() < 0.25 else None,
+            receipt_seq=self._receipts,
+        )
+
+    def _web_spec(self, orderdate: int, arrival: int) -> OrderSpec:
+        r = self.rng.random()
+        kind = ("pending" if r < 0.25 else "booking" if r < 0.4 else "abandoned" if r < 0.45
+                else "sale")  # fmt: skip
+        return OrderSpec(
+            eshopid=1,
+            orderdate=orderdate,
+            arrival=arrival,
+            lines=self._lines(1, self.rng.randint(1, 3)),
+            kind=kind,
+            warehouse=self.catalog.sales_warehouse(1, None),
+            currency=CURRENCY[1],
+            timezone=POS_TIME_ZONE[1],
+            payment_names=[self.rng.choice(("Card", "Klarna"))],
+            settles_to="cancelled" if self.rng.random() < 0.25 else "sale",
+            customer=self.rng.choice([u for u in self.users if u["role"] is None]),
+        )
+
+    def _refund_spec(self, sale: OrderSpec, when: int) -> OrderSpec:
+        lines = [Line(ln.product, -ln.quantity, ln.discount_pct, ln.group) for ln in sale.lines]
+        self._receipts += 1
+        return OrderSpec(
+            eshopid=sale.eshopid,
+            orderdate=when,
+            arrival=when + 30,
+            lines=lines[:1] if len(lines) > 1 and when % 2 else lines,
+            kind="refund",
+            warehouse=sale.warehouse,
+            currency=sale.currency,
+            timezone=sale.timezone,
+            payment_names=sale.payment_names[-1:],
+            registerid=sale.registerid,
+            store=sale.store,
+            store_keys=sale.store_keys,
+            staff=sale.staff,
+            customer=sale.customer,
+            credit=sale,
+            receipt_seq=self._receipts,
+        )
+
+    def _store(self, spec: OrderSpec) -> Body:
+        """Give `spec` the next id, apply its stock effect and render it."""
+        spec.orderid = self.next_orderid
+        self.next_orderid += 1
+        self.specs[spec.orderid] = spec
+        self._stock_effect(spec, None, spec.kind, spec.arrival)
+        body = self.orders[spec.orderid] = render(spec)
+        return body
+
+    def _stock_effect(self, spec: OrderSpec, old: str | None, new: str, at: int) -> None:
+        wid = spec.warehouse["warehouseid"]
+        lines = [(ln.product["sku"], ln.quantity) for ln in spec.lines]
+        if old in ("pending", "booking"):  # the reservation ends either way
+            for sku, qty in lines:
+                self.stock.reserve(wid, sku, -qty)
+        if new in ("pending", "booking"):
+            for sku, qty in lines:
+                self.stock.reserve(wid, sku, qty)
+        elif new in PAID_KINDS:
+            kind = REFUND if new == "refund" else SALES
+            moved = [(sku, -qty) for sku, qty in lines]
+            self.stock.transact(spec.eshopid, wid, kind, moved, at,
+                                orderdeliveryid=500000 + spec.orderid)  # fmt: skip
+
+    # ---- changes between ticks --------------------------------------------------------
+
+    def add_orders(self, count: int, kind: str = "sale") -> list[Body]:
+        """`count` orders made and stored now: POS orders round the registers that have a
+        store (`sale`, `parked`, `cancelled`), web orders for `pending`/`booking`/`abandoned`."""
+        with self.lock:
+            registers = [r for r in self.world.registers if r.store_id is not None]
+            out = []
+            for i in range(count):
+                if kind in ("pending", "booking", "abandoned"):
+                    spec = self._web_spec(self.now, self.now)
+                else:
+                    reg = registers[(len(self.specs) + i) % len(registers)]
+                    spec = self._pos_spec(reg, self.now, self.now, len(self.specs))
+                spec.kind = kind
+                out.append(self._store(spec))
+            return out
+
+    def add_late_order(self, orderdate: int) -> Body:
+        """An offline register's sale made at `orderdate` that reaches the backend only now."""
+        with self.lock:
+            reg = next(r for r in self.world.registers if r.store_id is not None)
+            spec = self._pos_spec(reg, orderdate, self.now, 1)
+            spec.kind = "sale"
+            return self._store(spec)
+
+    def add_refund(self, orderid: int) -> Body:
+        """A refund of closed sale `orderid`, made now: a new order with negative amounts."""
+        with self.lock:
+            sale = self.specs[orderid]
+            if sale.kind not in PAID_KINDS or sale.credit is not None:
+                raise ValueError(f"order {orderid} is not a closed sale")
+            return self._store(self._refund_spec(sale, self.now))
+
+    def open_orders(self) -> list[int]:
+        """Ids of orders that can still change (open, parked, pending or reserved payment)."""
+        with self.lock:
+            return sorted(i for i, s in self.specs.items() if s.kind in OPEN_KINDS)
+
+    def settle(self, orderid: int, to: str | None = None) -> Body:
+        """An open order settles now (parked -> completed, pending -> paid or cancelled,
+        booking -> paid); same id, new states."""
+        with self.lock:
+            spec = self.specs[orderid]
+            if spec.kind not in OPEN_KINDS:
+                raise ValueError(f"order {orderid} is not open")
+            new = to or _settled(spec)
+            self._stock_effect(spec, spec.kind, new, self.now)
+            spec.kind = new
+            body = self.orders[orderid] = render(spec)
+            return body
+
+    def advance(self, seconds: int) -> list[int]:
+        """Move the clock; every open order now due settles. Returns the settled ids."""
+        with self.lock:
+            self.world.advance_clock(seconds)
+            due = [
+                i for i in self.open_orders()
+                if self.specs[i].orderdate + self.config.settle_after <= self.now
+            ]  # fmt: skip
+            for orderid in due:
+                self.settle(orderid)
+            return due
+
+    def delete_product(self, productid: int, *, at: int | None = None) -> None:
+        """The product is deleted: gone from listings; old orders still name it."""
+        with self.lock:
+            product = self.catalog.products.pop(productid)
+            product["datemodified"] = self.now if at is None else at
+            self.catalog.deleted[productid] = product
+
+    def touch_product(self, productid: int, **changes: object) -> Body:
+        """Edit a product now (e.g. a new `title`): `datemodified` moves to now."""
+        with self.lock:
+            product = self.catalog.products[productid]
+            product.update(changes)
+            product["datemodified"] = self.now
+            return product
+
+    def reserve(self, warehouseid: int, sku: str, quantity: int) -> None:
+        """Reserve units (an order placed elsewhere): no transaction, no `datelastmodified`."""
+        with self.lock:
+            self.stock.reserve(warehouseid, sku, quantity)
+
+    # ---- the world's own truth (see totals.py) -----------------------------------------
+
+    def net_sales_by_store_day(self) -> dict[tuple[str | None, str, str], str]:
+        """Net sales per (store externalid, local day, currency) from closed orders."""
+        return totals.net_sales_by_store_day(self)
+
+    def top_products(self, n: int = 10) -> list[tuple[int, str, str]]:
+        """(productid, sku, net sales) of the `n` best sellers."""
+        return totals.top_products(self, n)
+
+    def stock_value_by_store(self) -> dict[tuple[str | None, str], str]:
+        """Stock value per (store externalid, currency)."""
+        return totals.stock_value_by_store(self)
+
+    # ---- lookups ----------------------------------------------------------------------
+
+    def order(self, orderid: int) -> Body:
+        """One order as served."""
+        with self.lock:
+            return self.orders[orderid]
+
+    def store_of_order(self, order: Body) -> Body | None:
+        """The order's store by its warehouse's `storeid` (the truth the other links match)."""
+        warehouse = self.catalog.warehouse(int(order["warehouseid"]))
+        return self.catalog.store_by_id(warehouse["storeid"]) if warehouse else None
+
+
+def _settled(spec: OrderSpec) -> str:
+    """What an open order becomes: a parked POS order an ordinary closed order, a booking a
+    paid booking, a pending web order paid or (every fourth or so) cancelled."""
+    return "booking_paid" if spec.kind == "booking" else spec.settles_to
+
+
+def _cents(product: Body) -> int:
+    return cents(product["moneypricein"])

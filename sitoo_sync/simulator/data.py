@@ -234,7 +234,8 @@ class World:
                     "currencycode": store[3] if store else "SEK",
                     "receiptlanguagetag": "sv",
                     "storesettingid": 1,
-                    "warehouseid": 1,
+                    # a store's warehouse has the store's number in STORES (see rest_v2)
+                    "warehouseid": STORES.index(store) + 1 if store else 1,
                     "salestaxgroupid": None,
                 }
             )

@@ -31,6 +31,7 @@ from sitoo_sync.warehouse.base import (
     StreamState,
     iter_states,
 )
+from sitoo_sync.warehouse.comments import comment_duckdb
 
 log = get_logger(__name__)
 
@@ -146,6 +147,7 @@ class DuckDBWarehouse(ChildReplacement):
                         f"{DUCKDB_TYPES[col.kind]}"
                     )
                     log.info("column_added", table=table.name, column=col.name)
+        comment_duckdb(con, tables)
 
     # ---- loading ----------------------------------------------------------------------
 

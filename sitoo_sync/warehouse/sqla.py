@@ -42,6 +42,7 @@ from sitoo_sync.warehouse.base import (
     StreamState,
     iter_states,
 )
+from sitoo_sync.warehouse.comments import comment_sql
 from sitoo_sync.warehouse.sql_types import sa_table
 
 log = get_logger(__name__)
@@ -182,6 +183,7 @@ class SqlWarehouse(ChildReplacement):
                         sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
                     )
                     log.info("column_added", table=t.name, column=col.name)
+            comment_sql(self.conn, wanted, self.schema)
 
     @contextmanager
     def _ddl_lock(self) -> Iterator[None]:

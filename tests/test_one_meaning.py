@@ -102,4 +102,5 @@ def test_z_report_children_carry_their_reports_currency() -> None:
     text = (FIXTURES / "store_z_reports_vendor_example.json").read_text()
     stores = store_z_reports.normalize_window(json.loads(text, parse_float=Decimal))
     payments = stores.tables["store_z_report_payments"].to_pylist()
-    assert payments and {p["currency_code"] for p in payments} == {"SEK"}
+    assert payments
+    assert {p["currency_code"] for p in payments} == {"SEK"}

@@ -20,6 +20,7 @@ from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.verify.findings import VERIFY_FINDINGS
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
+from sitoo_sync.warehouse.views import VIEWS
 
 #: How each logical kind reads in the dictionary (the physical type varies per target).
 KIND_NAMES = {
@@ -61,6 +62,10 @@ def markdown(tables: Sequence[Table]) -> str:
     ]
     for t in tables:
         lines.append(f"| [`{t.name}`](#{t.name}) | {', '.join(t.key)} | {_cell(t.description)} |")
+    lines += ["", "Ready views (made and kept current by the tool on every target):", ""]
+    lines += ["| view | description |", "|---|---|"]
+    for v in VIEWS:
+        lines.append(f"| [`{v.name}`](#{v.name}) | {_cell(v.description)} |")
     for t in tables:
         lines += ["", f"## {t.name}", "", t.description, ""]
         if t.parent_key:
@@ -70,6 +75,10 @@ def markdown(tables: Sequence[Table]) -> str:
             key = "key" if c.name in t.key else ""
             kind = KIND_NAMES[c.kind] + ("" if c.nullable else ", not null")
             lines.append(f"| `{c.name}` | {kind} | {key} | {_cell(c.description)} |")
+    for v in VIEWS:
+        lines += ["", f"## {v.name}", "", v.description, ""]
+        lines += ["| column | description |", "|---|---|"]
+        lines += [f"| `{name}` | {_cell(text)} |" for name, text in v.columns]
     return "\n".join(lines) + "\n"
 
 

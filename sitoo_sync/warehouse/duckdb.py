@@ -32,6 +32,7 @@ from sitoo_sync.warehouse.base import (
     iter_states,
 )
 from sitoo_sync.warehouse.comments import comment_duckdb
+from sitoo_sync.warehouse.views import create_views_duckdb
 
 log = get_logger(__name__)
 
@@ -148,6 +149,7 @@ class DuckDBWarehouse(ChildReplacement):
                     )
                     log.info("column_added", table=table.name, column=col.name)
         comment_duckdb(con, tables)
+        create_views_duckdb(con)
 
     # ---- loading ----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from sitoo_sync.warehouse.base import (
 )
 from sitoo_sync.warehouse.comments import comment_sql
 from sitoo_sync.warehouse.sql_types import sa_table
+from sitoo_sync.warehouse.views import create_views_sql
 
 log = get_logger(__name__)
 
@@ -184,6 +185,7 @@ class SqlWarehouse(ChildReplacement):
                     )
                     log.info("column_added", table=t.name, column=col.name)
             comment_sql(self.conn, wanted, self.schema)
+            create_views_sql(self.conn, self.schema)
 
     @contextmanager
     def _ddl_lock(self) -> Iterator[None]:

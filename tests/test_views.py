@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -262,6 +263,21 @@ def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Lo
     }
     assert found == dict(expected)
     assert refunds  # the data had refunds to subtract
+
+
+def test_the_readme_queries_read_the_views_and_run(loaded: Loaded) -> None:
+    """Every query of the README's Querying section reads a view, and runs on DuckDB."""
+    target, _ = loaded
+    if target.name != "duckdb":
+        pytest.skip("the README's examples are written for the default target, DuckDB")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Querying") : readme.index("## Verify")]
+    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    queries = [q for q in block.split(";") if q.strip()]
+    assert len(queries) == 5
+    for sql in queries:
+        assert " FROM v_" in sql.replace("\n", " ")
+        assert rows(target, sql) is not None
 
 
 def test_views_are_described_in_the_dictionary() -> None:

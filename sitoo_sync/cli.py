@@ -247,6 +247,18 @@ def _parser() -> argparse.ArgumentParser:
         help="also write sitoo_verify_findings{check,severity} here, in Prometheus text "
         "format (for node_exporter's textfile collector)",
     )
+    docs = sub.add_parser(
+        "docs",
+        help="print the data dictionary: every table and column with its meaning",
+        description="Print the data dictionary rendered from the table declarations: "
+        "markdown (as docs/tables.md), or with --format dbt a dbt sources.yml with "
+        "descriptions and unique/not_null tests on the keys. Needs no configuration.",
+        formatter_class=fmt,
+    )
+    docs.add_argument("--format", choices=("markdown", "dbt"), default="markdown")
+    docs.add_argument(
+        "--output", "-o", type=Path, metavar="PATH", help="write here instead of stdout"
+    )
     return parser
 
 
@@ -545,6 +557,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if run.clean else EXIT_FAILED
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """`docs`: the data dictionary as markdown or a dbt sources.yml."""
+    from sitoo_sync.dictionary import render
+
+    text = render(args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot write {args.output}: {exc.strerror}") from None
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
@@ -553,6 +580,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "bench": cmd_bench,
     "verify": cmd_verify,
+    "docs": cmd_docs,
 }
 
 

@@ -154,7 +154,7 @@ def warehouse_truth(settings: Settings) -> tuple[Counter[str], dict[str, str], d
         store: f"{total:.2f}"
         for store, total in query(
             settings,
-            "SELECT store_id, sum(CASE WHEN isrefund THEN -moneytotal ELSE moneytotal END) "
+            "SELECT store_id, sum(moneytotal_signed) "
             "FROM journal_receipts WHERE NOT ispractice GROUP BY store_id",
         )
     }
@@ -171,7 +171,8 @@ def simulator_truth(sim: Simulator) -> tuple[Counter[str], dict[str, str], dict[
     journal = sim.world.journal
     return (
         journal.entries_per_type(),
-        journal.receipt_totals_per_store(),
+        # The vendor's receipts say "no store" as ''; the warehouse spells it NO_STORE.
+        {k or "NO_STORE": v for k, v in journal.receipt_totals_per_store().items()},
         journal.cash_moved_per_register(),
     )
 

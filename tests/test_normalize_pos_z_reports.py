@@ -76,7 +76,7 @@ def test_subpayments_hang_under_their_payment() -> None:
     ]
     window = normalize_window([record])
     subs = window.rows("pos_z_report_subpayments")
-    assert [(s[2], s[3], s[4], s[5], s[6]) for s in subs] == [
+    assert [(s[3], s[4], s[5], s[6], s[7]) for s in subs] == [
         ("sales", 1, 0, "Visa", Decimal("200.00")),
         ("sales", 1, 1, "Amex", Decimal("100.00")),
     ]
@@ -205,5 +205,5 @@ def test_currency_conversions_are_kept_whole() -> None:
     record["currencyconversions"] = [{"currencycode": "EUR", "moneycounted": "10.00"}]
     window = normalize_window([record])
     [row] = window.rows("pos_z_report_currency_conversions")
-    assert row[:3] == ("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2, 0)
-    assert json.loads(row[3]) == {"currencycode": "EUR", "moneycounted": "10.00"}
+    assert row[:4] == ("{3CCB9848-155A-49E1-7CA8-5F7F78FC3067}", 2, "USD", 0)
+    assert json.loads(row[4]) == {"currencycode": "EUR", "moneycounted": "10.00"}

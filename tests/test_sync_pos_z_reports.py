@@ -32,7 +32,8 @@ def sales_by_store(settings: Settings) -> dict[str | None, Decimal]:
 
 
 def expected_sales(sim: Simulator) -> dict[str | None, Decimal]:
-    return {k: Decimal(v) for k, v in sim.world.expected_sales_by_store().items()}
+    # The vendor's reports say "no store" as null; the warehouse spells it NO_STORE.
+    return {k or "NO_STORE": Decimal(v) for k, v in sim.world.expected_sales_by_store().items()}
 
 
 def count(settings: Settings, table: str) -> int:

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
@@ -44,8 +43,8 @@ from sitoo_sync.normalize.records import (
 )
 from sitoo_sync.normalize.tables import (
     Column,
-    Kind,
     Table,
+    boolean,
     day,
     decimal,
     integer,
@@ -54,6 +53,7 @@ from sitoo_sync.normalize.tables import (
     text,
     timestamp,
 )
+from sitoo_sync.normalize.values import NO_STORE, local_day
 
 STREAM = "journal_entries"
 
@@ -89,31 +89,59 @@ KNOWN_TYPES = frozenset(
 CASH_TYPES = frozenset({"cash-start", "cash-bank", "cash-bank-final", "cash-counted", "cash-petty"})
 STAFF_TYPES = frozenset({"login", "logout", "open-cash-drawer"})
 
-KEY = (text("registerid", nullable=False), integer("id", nullable=False))
+KEY = (
+    text("registerid", "The register that produced the entry (GUID in braces).", nullable=False),
+    integer("id", "The entry's ID, counting 1, 2, ... per register.", nullable=False),
+)
 KEY_NAMES = ("registerid", "id")
-POSITION = integer("position", nullable=False)
-EVENT = (text("type"), Column("ispractice", Kind.BOOL), timestamp("datecreated"))
+POSITION = integer("position", "0-based position in the receipt's list.", nullable=False)
+EVENT = (
+    text("type", "The journal entry type (see journal_entries.type)."),
+    boolean("ispractice", "True for an entry made in practice (training) mode."),
+    timestamp("datecreated", "When the register created the entry (UTC)."),
+)
+CURRENCY = text("currencycode", "Currency of the money columns (ISO 4217 alpha-3).")
+#: Copied from the receipt onto its items and payments, so every money row has its currency.
+RECEIPT_CURRENCY = text("currencycode", "Currency of the receipt (copied from the receipt).")
+EXTRA_DOC = "Fields the vendor sent that no column declares, as JSON (nothing is dropped)."
+ASSUMED = " Name ASSUMED: the vendor does not document it."
+SIGNED = "Signed: negative on a refund receipt, so a plain SUM nets refunds off sales. Ours."
 
 
 def _child(name: str, lead: tuple[Column, ...], body: tuple[Column, ...], desc: str) -> Table:
     names = tuple(c.name for c in lead)
     return Table(
-        name, (*lead, *body, json_column(EXTRA)), key=names, parent_key=KEY_NAMES, description=desc
+        name,
+        (*lead, *body, json_column(EXTRA, EXTRA_DOC)),
+        key=names,
+        parent_key=KEY_NAMES,
+        description=desc,
     )
 
 
 JOURNAL_ENTRIES = Table(
     name="journal_entries",
-    description="Every journal entry of every register: the envelope and the whole data object.",
+    description=(
+        "Every journal entry of every register (the POS event log): the envelope and the "
+        "whole data object as JSON. Typed views of known types are the journal_* tables."
+    ),
     columns=(
         *KEY,
-        text("type", nullable=False),
-        timestamp("datecreated"),
-        timestamp("dateadded", nullable=False),
-        Column("ispractice", Kind.BOOL),
-        text("registerkey"),
-        json_column("data"),
-        json_column(EXTRA),
+        text(
+            "type",
+            "Entry type, one of the vendor's 24 (receipt, login, cash-start, report-z ...).",
+            nullable=False,
+        ),
+        timestamp("datecreated", "When the register created the entry (UTC)."),
+        timestamp(
+            "dateadded",
+            "When the entry reached the vendor's journal backup (UTC); the sync's cursor.",
+            nullable=False,
+        ),
+        boolean("ispractice", "True for an entry made in practice (training) mode."),
+        text("registerkey", "Register key used by the tax authorities."),
+        json_column("data", "The entry's data object as sent; its shape depends on type."),
+        json_column(EXTRA, EXTRA_DOC),
     ),
     key=KEY_NAMES,
 )
@@ -128,10 +156,28 @@ RECEIPT_KEYS = {
     "staff_userid": "pos-staff-userid",
     "timezone": "pos-timezone",
 }
+RECEIPT_DOCS = {
+    "receipt_id": "The receipt's number on the POS (additionaldata pos-receiptid).",
+    "store_id": (
+        "The store's external ID (additionaldata store-externalid); 'NO_STORE' when the "
+        "register has none, as in the z-report tables."
+    ),
+    "store_name": "The store's name (additionaldata store-name).",
+    "store_group": "The store's external group ID (additionaldata store-externalgroupid).",
+    "staff_externalid": "The staff's external ID (additionaldata pos-staff-externalid).",
+    "staff_userid": "The staff's user ID (additionaldata pos-staff-userid).",
+    "timezone": "The register's IANA time zone (additionaldata pos-timezone).",
+}
 ITEM_KEYS = {
     "productid": "item-productid",
     "product_group": "product-group-name",
     "delivered": "item-delivered",
+}
+ITEM_DOCS = {
+    "productid": "The product's ID in Sitoo (additionaldata item-productid).",
+    "product_group": "The product group's name (additionaldata product-group-name).",
+    "delivered": "Whether the item was handed over, as the vendor's text 'true'/'false' "
+    "(additionaldata item-delivered); isdelivered holds it as a boolean.",
 }
 
 JOURNAL_RECEIPTS = _child(
@@ -139,13 +185,21 @@ JOURNAL_RECEIPTS = _child(
     KEY,
     (
         *EVENT,
-        day("business_date"),
-        text("currencycode"),
-        Column("isrefund", Kind.BOOL),
-        text("comment"),
-        *(text(c) for c in RECEIPT_KEYS),
-        money("moneytotal"),  # ASSUMED name: the receipt's total
-        json_column("additionaldata"),
+        day(
+            "business_date",
+            "The local day of the sale: datecreated in the register's time zone (timezone), "
+            "UTC when the receipt names none. Ours.",
+        ),
+        CURRENCY,
+        boolean("isrefund", "True for a refund (return) receipt, false for a sale."),
+        text("comment", "The receipt's comment."),
+        *(text(c, RECEIPT_DOCS[c]) for c in RECEIPT_KEYS),
+        money(
+            "moneytotal",
+            "The receipt's total incl. VAT, positive also on a refund (see isrefund)." + ASSUMED,
+        ),
+        json_column("additionaldata", "The receipt's additionaldata object as sent."),
+        money("moneytotal_signed", "moneytotal, negative on a refund. " + SIGNED),
     ),
     "One row per receipt entry (sales and refunds), with its store, receipt id and time zone.",
 )
@@ -153,38 +207,64 @@ JOURNAL_RECEIPT_ITEMS = _child(
     "journal_receipt_items",
     (*KEY, POSITION),
     (
-        *(text(c) for c in ITEM_KEYS),
-        text("sku"),  # ASSUMED
-        text("name"),  # ASSUMED
-        decimal("decimalunitquantity"),
-        decimal("vatvalue"),  # ASSUMED
-        money("moneyrowprice"),  # ASSUMED name: the row's total
-        json_column("additionaldata"),
+        *(text(c, ITEM_DOCS[c]) for c in ITEM_KEYS),
+        text("sku", "The item's SKU." + ASSUMED),
+        text("name", "The item's name." + ASSUMED),
+        decimal("decimalunitquantity", "Quantity (units), positive also on a refund."),
+        decimal("vatvalue", "VAT rate in percent (25 = 25 %)." + ASSUMED),
+        money(
+            "moneyrowprice",
+            "The row's total incl. VAT after its discounts, positive." + ASSUMED,
+        ),
+        json_column("additionaldata", "The item's additionaldata object as sent."),
+        boolean("isdelivered", "item-delivered as a boolean (NULL when not sent). Ours."),
+        RECEIPT_CURRENCY,
+        money("moneyrowprice_signed", "moneyrowprice, negative on a refund. " + SIGNED),
+        decimal("quantity_signed", "decimalunitquantity, negative on a refund. " + SIGNED),
     ),
-    "The items of each receipt.",
+    "The items (rows) of each receipt.",
 )
 JOURNAL_RECEIPT_ITEM_DISCOUNTS = _child(
     "journal_receipt_item_discounts",
-    (*KEY, integer("item_position", nullable=False), POSITION),
-    (text("discountname"), money("moneydiscount")),  # moneydiscount: ASSUMED
+    (
+        *KEY,
+        integer("item_position", "Position of the item in the receipt.", nullable=False),
+        POSITION,
+    ),
+    (
+        text("discountname", "The discount's name (e.g. '3 FOR 2')."),
+        money("moneydiscount", "The discount on the item incl. VAT, positive." + ASSUMED),
+        RECEIPT_CURRENCY,
+    ),
     "Discounts on each receipt item.",
 )
 JOURNAL_RECEIPT_PAYMENTS = _child(
     "journal_receipt_payments",
     (*KEY, POSITION),
-    (text("name"), money("moneyamount")),  # ASSUMED names: payments are not documented
+    (
+        text("name", "The payment's name (Cash, Card ...)." + ASSUMED),
+        money("moneyamount", "The amount paid, positive also on a refund." + ASSUMED),
+        RECEIPT_CURRENCY,
+        money("moneyamount_signed", "moneyamount, negative on a refund. " + SIGNED),
+    ),
     "Payments of each receipt.",
 )
 JOURNAL_CASH_EVENTS = _child(
     "journal_cash_events",
     KEY,
-    (*EVENT, text("currencycode"), money("moneycash"), text("staff"), text("staffuserid")),
+    (
+        *EVENT,
+        CURRENCY,
+        money("moneycash", "The cash amount of the event, as the register sent it."),
+        text("staff", "The staff's name."),
+        text("staffuserid", "The staff's user ID."),
+    ),
     "Cash movements: cash-start, cash-bank, cash-bank-final, cash-counted, cash-petty.",
 )
 JOURNAL_STAFF_EVENTS = _child(
     "journal_staff_events",
     KEY,
-    (*EVENT, text("staff"), text("staffuserid")),
+    (*EVENT, text("staff", "The staff's name."), text("staffuserid", "The staff's user ID.")),
     "Staff events: login, logout, open-cash-drawer.",
 )
 
@@ -223,15 +303,7 @@ def entry_key(record: Mapping[str, Any]) -> tuple[str, int]:
     return registerid, entry_id
 
 
-def business_date(created: Any, zone_name: Any) -> date | None:
-    """The local calendar day of `created` (Unix seconds) in `zone_name`, UTC if unknown."""
-    if type(created) is not int:
-        return None
-    try:
-        zone = ZoneInfo(zone_name) if isinstance(zone_name, str) and zone_name else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
-    return datetime.fromtimestamp(created, zone).date()
+business_date = local_day  # the receipt's local day; also used by tests
 
 
 class _Rows:
@@ -269,11 +341,34 @@ def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
     return value
 
 
+def negated(value: Any, refund: bool) -> Any:
+    """`value` with its sign flipped on a refund, exactly (a money string stays a string, so
+    it keeps the fast path); a value that is not a number is left for the converter to reject."""
+    if not refund or value is None:
+        return value
+    if type(value) is str:
+        return value[1:] if value.startswith("-") else "-" + value.removeprefix("+")
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return -value
+    return value
+
+
+def as_bool(value: Any) -> bool | None:
+    """The vendor's "true"/"false" text (or a JSON boolean) as a boolean; None otherwise."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    return None
+
+
 def _receipt_rows(
     index: int, entry: Mapping[str, Any], rows: dict[str, _Rows], key: tuple[str, int]
 ) -> None:
     data = require_object(entry.get("data") or {}, "data")
     extra_data = require_object(data.get("additionaldata") or {}, "data.additionaldata")
+    refund = data.get("isrefund") is True
+    currency = data.get("currencycode")
     receipt = {
         **data,
         **{column: extra_data.get(name) for column, name in RECEIPT_KEYS.items()},
@@ -281,7 +376,10 @@ def _receipt_rows(
         "ispractice": entry.get("ispractice"),
         "datecreated": entry.get("datecreated"),
         "business_date": business_date(entry.get("datecreated"), extra_data.get("pos-timezone")),
+        "moneytotal_signed": negated(data.get("moneytotal"), refund),
     }
+    if receipt["store_id"] is None or receipt["store_id"] == "":
+        receipt["store_id"] = NO_STORE
     items = _objects(data.get("items"), "data.items")
     payments = _objects(data.get("payments"), "data.payments")
     discounts = [
@@ -291,12 +389,22 @@ def _receipt_rows(
     rows["receipts"].add(index, receipt, *key)
     for pos, item in enumerate(items):
         item_extra = require_object(item.get("additionaldata") or {}, "item.additionaldata")
-        lifted = {**item, **{c: item_extra.get(n) for c, n in ITEM_KEYS.items()}}
+        lifted = {
+            **item,
+            **{c: item_extra.get(n) for c, n in ITEM_KEYS.items()},
+            "isdelivered": as_bool(item_extra.get("item-delivered")),
+            "currencycode": currency,
+            "moneyrowprice_signed": negated(item.get("moneyrowprice"), refund),
+            "quantity_signed": negated(item.get("decimalunitquantity"), refund),
+        }
         rows["items"].add(index, lifted, *key, pos)
         for d_pos, discount in enumerate(discounts[pos]):
-            rows["discounts"].add(index, discount, *key, pos, d_pos)
+            rows["discounts"].add(index, {**discount, "currencycode": currency}, *key, pos, d_pos)
     for pos, payment in enumerate(payments):
-        rows["payments"].add(index, payment, *key, pos)
+        signed = negated(payment.get("moneyamount"), refund)
+        rows["payments"].add(
+            index, {**payment, "currencycode": currency, "moneyamount_signed": signed}, *key, pos
+        )
 
 
 def normalize_window(

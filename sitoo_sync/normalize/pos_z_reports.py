@@ -11,46 +11,76 @@ from typing import Any
 
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.records import EXTRA
-from sitoo_sync.normalize.tables import Table, integer, json_column, money, text, timestamp
-from sitoo_sync.normalize.z_reports import TOTALS, ZReportNormalizer, child_tables
+from sitoo_sync.normalize.tables import Table, day, integer, json_column, money, text, timestamp
+from sitoo_sync.normalize.values import NO_STORE, local_day
+from sitoo_sync.normalize.z_reports import EXTRA_DOC, TOTALS, ZReportNormalizer, child_tables
 
 STREAM = "pos_z_reports"
 
-PARENT_KEY = (text("registerid", nullable=False), integer("zreportid", nullable=False))
+PARENT_KEY = (
+    text("registerid", "Unique ID of the cash register (GUID in braces).", nullable=False),
+    integer("zreportid", "The report's number, counting per register.", nullable=False),
+)
+CURRENCY = text("currencycode", "Currency of the report's money columns (ISO 4217 alpha-3).")
 
 POS_Z_REPORTS = Table(
     name="pos_z_reports",
-    description="One row per POS z-report (a register's closing report).",
+    description=(
+        "One row per POS z-report: a register's closing report, with its sales, refund and "
+        "cash totals since the register was opened. Money is in currencycode; sales and "
+        "refunds are both positive."
+    ),
     columns=(
         *PARENT_KEY,
-        text("manufacturerid"),
-        text("registerkey"),
-        integer("registernumber"),
-        timestamp("datecreated"),
-        timestamp("dateopened"),
-        timestamp("dateadded", nullable=False),
-        integer("eshopid"),
-        text("store_id"),
-        text("store_name"),
-        text("company"),
-        text("companyid"),
-        text("address"),
-        text("address2"),
-        text("address3"),
-        text("currencycode"),
-        text("staff"),
-        text("staffuserid"),
-        text("comment"),
+        text("manufacturerid", "Manufacturer ID of the register (tax-authority number)."),
+        text("registerkey", "Register key used by the tax authorities, printed on receipts."),
+        integer("registernumber", "Number of the register in its store (1, 2, 3 ...)."),
+        timestamp("datecreated", "When the report was created on the register (UTC)."),
+        timestamp("dateopened", "When the register was opened (UTC); NULL from legacy POS."),
+        timestamp(
+            "dateadded",
+            "When the register uploaded the report to Sitoo (UTC); the sync's cursor.",
+            nullable=False,
+        ),
+        integer("eshopid", "Eshop (site) ID of the report in Sitoo."),
+        text(
+            "store_id",
+            f"The store's external ID in Sitoo; '{NO_STORE}' when the register has none "
+            "(the vendor's spelling; the API sends null or '').",
+        ),
+        text("store_name", "The name of the store."),
+        text("company", "Company name."),
+        text("companyid", "Company ID (organisation number)."),
+        text("address", "Address line 1 (street)."),
+        text("address2", "Address line 2 (c/o or similar)."),
+        text("address3", "Address line 3 (zip, city and state)."),
+        CURRENCY,
+        text("staff", "Name of the staff who produced the report."),
+        text("staffuserid", "User ID of the staff who produced the report."),
+        text("comment", "The comment the staff entered for the report."),
         *TOTALS,
-        money("moneygrandtotalsales"),
-        money("moneygrandtotalrefund"),
-        money("moneygrandtotalnet"),
-        json_column(EXTRA),
+        money("moneygrandtotalsales", "Sales since the register was first started (running)."),
+        money("moneygrandtotalrefund", "Refunds since the register was first started, positive."),
+        money(
+            "moneygrandtotalnet",
+            "moneygrandtotalsales - moneygrandtotalrefund, since the register was first started.",
+        ),
+        day(
+            "business_date",
+            "The local day the report closed: datecreated in business_timezone. Ours.",
+        ),
+        text(
+            "business_timezone",
+            "The IANA time zone business_date is counted in: the register's zone where the "
+            "sync knows it (`timezone` in the load context), else UTC. The POS z-report itself "
+            "carries no zone. Ours.",
+        ),
+        json_column(EXTRA, EXTRA_DOC),
     ),
     key=("registerid", "zreportid"),
 )
 
-CHILDREN = child_tables("pos_z_report", PARENT_KEY)
+CHILDREN = child_tables("pos_z_report", PARENT_KEY, CURRENCY, "POS z-report")
 TABLES: tuple[Table, ...] = (POS_Z_REPORTS, *CHILDREN.values())
 
 
@@ -65,6 +95,23 @@ def record_key(record: Mapping[str, Any]) -> tuple[str, int]:
     return registerid, zreportid
 
 
+def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The report with "no store" spelled NO_STORE and its local business date added."""
+    zone = context.get("timezone") or "UTC"
+    store = record.get("store_id")
+    return {
+        **record,
+        "store_id": NO_STORE if store is None or store == "" else store,
+        "business_date": local_day(record.get("datecreated"), zone),
+        "business_timezone": zone,
+    }
+
+
 normalize_window = ZReportNormalizer(
-    stream=STREAM, parent=POS_Z_REPORTS, children=CHILDREN, key_of=record_key
+    stream=STREAM,
+    parent=POS_Z_REPORTS,
+    children=CHILDREN,
+    key_of=record_key,
+    currency="currencycode",
+    prepare=prepare,
 )

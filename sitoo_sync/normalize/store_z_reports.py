@@ -23,7 +23,9 @@ from sitoo_sync.normalize.tables import (
     text,
     timestamp,
 )
+from sitoo_sync.normalize.values import NO_STORE
 from sitoo_sync.normalize.z_reports import (
+    EXTRA_DOC,
     POSITION,
     TOTALS,
     ChildList,
@@ -33,20 +35,34 @@ from sitoo_sync.normalize.z_reports import (
 
 STREAM = "store_z_reports"
 
-PARENT_KEY = (text("store_zreport_id", nullable=False),)
+PARENT_KEY = (text("store_zreport_id", "UUID of the store z-report.", nullable=False),)
+CURRENCY = text("currency_code", "Currency of the report's money columns (ISO 4217 alpha-3).")
 
 STORE_Z_REPORTS = Table(
     name="store_z_reports",
-    description="One row per store and day: the store's aggregated z-report.",
+    description=(
+        "One row per store and day: the vendor's aggregate of the store's POS z-reports of "
+        "that local day (its StoreZReportData lifted beside the header). Money is in "
+        "currency_code; sales and refunds are both positive."
+    ),
     columns=(
         *PARENT_KEY,
-        text("store_id", nullable=False),
-        text("store_name"),
-        text("currency_code"),
-        day("day_created", nullable=False),
-        timestamp("date_created"),
+        text(
+            "store_id",
+            f"The store's external ID in Sitoo; '{NO_STORE}' aggregates the POS z-reports "
+            "without a store.",
+            nullable=False,
+        ),
+        text("store_name", "The name of the store."),
+        CURRENCY,
+        day(
+            "day_created",
+            "The local business day aggregated, in the time zone of the aggregation's config.",
+            nullable=False,
+        ),
+        timestamp("date_created", "When the aggregate was made (UTC)."),
         *TOTALS,
-        json_column(EXTRA),
+        json_column(EXTRA, EXTRA_DOC),
     ),
     key=("store_zreport_id",),
     # A re-aggregated day may come back under a new id: it replaces the old report.
@@ -59,22 +75,22 @@ STORE_Z_REPORT_REGISTERS = Table(
     columns=(
         *PARENT_KEY,
         POSITION,
-        text("registerid"),
-        integer("zreportid"),
-        json_column(EXTRA),
+        text("registerid", "The register of an aggregated POS z-report."),
+        integer("zreportid", "The aggregated POS z-report's number (pos_z_reports.zreportid)."),
+        json_column(EXTRA, EXTRA_DOC),
     ),
     key=("store_zreport_id", "position"),
     parent_key=("store_zreport_id",),
 )
 
 CHILDREN = {
-    **child_tables("store_z_report", PARENT_KEY),
+    **child_tables("store_z_report", PARENT_KEY, CURRENCY, "store z-report"),
     "registers": STORE_Z_REPORT_REGISTERS,
 }
 TABLES: tuple[Table, ...] = (STORE_Z_REPORTS, *CHILDREN.values())
 
 
-def lift_data(record: Mapping[str, Any]) -> Mapping[str, Any]:
+def lift_data(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The header fields and the `data` figures as one object (the header wins a clash)."""
     data = record.get("data")
     if data is None:
@@ -98,6 +114,7 @@ normalize_window = ZReportNormalizer(
     parent=STORE_Z_REPORTS,
     children=CHILDREN,
     key_of=record_key,
+    currency="currency_code",
     extra_lists=(ChildList("register_zreports", "registers", None),),
     prepare=lift_data,
 )

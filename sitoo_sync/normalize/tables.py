@@ -3,6 +3,11 @@
 A `Table` is what normalization produces rows for and what every warehouse backend creates.
 Column kinds are logical; each backend maps them to its own types (DuckDB native, SQLAlchemy
 per dialect). Adding a field the API starts sending is one `Column(...)` line here.
+
+Every table and column carries a `description`: the vendor's meaning where documented, ours
+where not, with units and sign conventions. It is the data dictionary: written into the
+database as comments (warehouse/comments.py) and rendered as docs/tables.md and a dbt
+sources.yml (dictionary.py), so it is declared here, beside the column, and nowhere else.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name (the API's field name where there is one), kind, nullability."""
+    """One column: its name (the API's field name where there is one), kind, nullability,
+    and what it means."""
 
     name: str
     kind: Kind
     nullable: bool = True
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,36 +83,41 @@ class Table:
         raise KeyError(f"{self.name}.{name}")
 
 
-def text(name: str, *, nullable: bool = True) -> Column:
+def text(name: str, description: str = "", *, nullable: bool = True) -> Column:
     """A TEXT column."""
-    return Column(name, Kind.TEXT, nullable)
+    return Column(name, Kind.TEXT, nullable, description)
 
 
-def integer(name: str, *, nullable: bool = True) -> Column:
+def integer(name: str, description: str = "", *, nullable: bool = True) -> Column:
     """A 64-bit INT column."""
-    return Column(name, Kind.INT, nullable)
+    return Column(name, Kind.INT, nullable, description)
 
 
-def money(name: str) -> Column:
+def boolean(name: str, description: str = "", *, nullable: bool = True) -> Column:
+    """A BOOLEAN column."""
+    return Column(name, Kind.BOOL, nullable, description)
+
+
+def money(name: str, description: str = "") -> Column:
     """A DECIMAL(18,2) money column."""
-    return Column(name, Kind.MONEY)
+    return Column(name, Kind.MONEY, True, description)
 
 
-def decimal(name: str) -> Column:
+def decimal(name: str, description: str = "") -> Column:
     """A DECIMAL(18,3) column for rates and quantities."""
-    return Column(name, Kind.DECIMAL)
+    return Column(name, Kind.DECIMAL, True, description)
 
 
-def timestamp(name: str, *, nullable: bool = True) -> Column:
+def timestamp(name: str, description: str = "", *, nullable: bool = True) -> Column:
     """A UTC timestamp column."""
-    return Column(name, Kind.TIMESTAMP, nullable)
+    return Column(name, Kind.TIMESTAMP, nullable, description)
 
 
-def day(name: str, *, nullable: bool = True) -> Column:
+def day(name: str, description: str = "", *, nullable: bool = True) -> Column:
     """A DATE column, from an ISO date string."""
-    return Column(name, Kind.DATE, nullable)
+    return Column(name, Kind.DATE, nullable, description)
 
 
-def json_column(name: str) -> Column:
+def json_column(name: str, description: str = "") -> Column:
     """A JSON column."""
-    return Column(name, Kind.JSON)
+    return Column(name, Kind.JSON, True, description)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.tables import Kind
@@ -24,6 +25,8 @@ MONEY_LIMIT = Decimal("1E16")  # DECIMAL(18,2): 16 digits before the point
 CENT = Decimal("0.01")
 DECIMAL_LIMIT = Decimal("1E15")  # DECIMAL(18,3): 15 digits before the point
 _EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
+#: The vendor's spelling of "no store" (its store z-report aggregation's): every table uses it.
+NO_STORE = "NO_STORE"
 
 Converter = Callable[[Any], Any]
 
@@ -124,6 +127,18 @@ def to_json(value: Any) -> str | None:
     if value is None:
         return None
     return dumps_json(value)
+
+
+def local_day(created: Any, zone_name: Any) -> date | None:
+    """The calendar day of `created` (Unix seconds) in the IANA zone `zone_name`, UTC if the
+    zone is missing or unknown; None when `created` is not a Unix timestamp."""
+    if type(created) is not int or not 0 <= created <= _EPOCH_MAX:
+        return None
+    try:
+        zone = ZoneInfo(zone_name) if isinstance(zone_name, str) and zone_name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return datetime.fromtimestamp(created, zone).date()
 
 
 CONVERTERS: Mapping[Kind, Converter] = {

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.columns import Errors, empty_table
 from sitoo_sync.normalize.records import (
+    EXTRA,
     NormalizedWindow,
     Reject,
     TableBuilder,
@@ -37,49 +38,72 @@ from sitoo_sync.normalize.values import dumps_json
 
 KeyOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
-#: Totals in every z-report (PosZReport and StoreZReportData), in the vendor's order.
+#: Totals in every z-report (PosZReport and StoreZReportData), in the vendor's order. Money is
+#: in the report's currency; sales and refund figures are both positive (a refund's amount is
+#: not negated): net takings are sales minus refunds.
 TOTALS: tuple[Column, ...] = (
-    money("moneysalestotal"),
-    money("moneysalestotalnet"),
-    integer("numsales"),
-    integer("numsalesitems"),
-    money("moneysalesnotdeliveredtotal"),
-    money("moneysalesnotdeliveredtotalnet"),
-    integer("numsalesnotdelivered"),
-    integer("numsalesnotdelivereditems"),
-    money("moneyrefundtotal"),
-    money("moneyrefundtotalnet"),
-    integer("numrefund"),
-    integer("numrefunditems"),
-    money("moneyroundoff"),
-    money("moneysalestaxinadvance"),
-    money("moneysummarysales"),
-    money("moneysummaryrefund"),
-    money("moneysummarysubtotal"),
-    money("moneysummarysalestax"),
-    money("moneysummaryroundoff"),
-    money("moneysummarytotal"),
-    money("moneycash_in"),
-    money("moneycash_salesrefunds"),
-    money("moneycash_petty"),
-    money("moneycash_bank"),
-    money("moneycash_expected"),
-    money("moneycash_counted"),
-    money("moneycash_diff"),
-    money("moneycash_bankfinal"),
-    money("moneycash_out"),
-    money("moneydiscount"),
-    integer("numsalestypeproduct"),
-    integer("numsalestypeservice"),
-    integer("numsalestypegiftcard"),
-    integer("numreceipts"),
-    integer("numopendrawer"),
-    integer("numpractice"),
-    money("moneypractice"),
+    money("moneysalestotal", "Total gross (incl. VAT) value of sales; report currency."),
+    money("moneysalestotalnet", "Total net (excl. VAT) value of sales; report currency."),
+    integer("numsales", "Number of sales (sales receipts)."),
+    integer("numsalesitems", "Number of items in sales."),
+    money(
+        "moneysalesnotdeliveredtotal",
+        "Gross value of sales not delivered at purchase (paid in advance); report currency.",
+    ),
+    money(
+        "moneysalesnotdeliveredtotalnet",
+        "Net value of sales not delivered at purchase; report currency.",
+    ),
+    integer("numsalesnotdelivered", "Number of sales where not all items were delivered."),
+    integer("numsalesnotdelivereditems", "Number of items in sales not delivered."),
+    money("moneyrefundtotal", "Total gross value of refunds, positive; report currency."),
+    money("moneyrefundtotalnet", "Total net value of refunds, positive; report currency."),
+    integer("numrefund", "Number of refunds (refund receipts)."),
+    integer("numrefunditems", "Number of items in refunds."),
+    money("moneyroundoff", "Total cash round-off; report currency."),
+    money(
+        "moneysalestaxinadvance",
+        "Sales tax collected for items not delivered (where sales tax applies).",
+    ),
+    money("moneysummarysales", "Summary: total money value of sales; report currency."),
+    money("moneysummaryrefund", "Summary: total money value of refunds, positive."),
+    money("moneysummarysubtotal", "Summary sub total: moneysummarysales - moneysummaryrefund."),
+    money("moneysummarysalestax", "Summary sub total of sales tax (US-style tax, not VAT)."),
+    money("moneysummaryroundoff", "Summary total of round-off."),
+    money(
+        "moneysummarytotal",
+        "The report's total: moneysummarysubtotal + moneysummarysalestax + "
+        "moneysummaryroundoff; report currency.",
+    ),
+    money("moneycash_in", "Cash entered in the drawer when the register was opened."),
+    money("moneycash_salesrefunds", "Cash from sales minus refunds since the register opened."),
+    money("moneycash_petty", "Petty cash change since the register opened (signed)."),
+    money("moneycash_bank", "Cash banked since the register opened (negative: taken out)."),
+    money("moneycash_expected", "Calculated cash in the drawer before counting."),
+    money("moneycash_counted", "Cash counted in the drawer at closing."),
+    money(
+        "moneycash_diff",
+        "Difference between expected and counted cash at closing (0.00: none).",
+    ),
+    money("moneycash_bankfinal", "Cash banked after counting, at closing."),
+    money("moneycash_out", "Cash left in the drawer after closing."),
+    money("moneydiscount", "Total discounts on sales, incl. VAT, positive; report currency."),
+    integer("numsalestypeproduct", 'Number of items of type "product".'),
+    integer("numsalestypeservice", 'Number of items of type "service".'),
+    integer("numsalestypegiftcard", 'Number of items of type "gift card".'),
+    integer("numreceipts", "Number of receipts (sales and refunds)."),
+    integer("numopendrawer", "Times the drawer was opened outside normal transactions."),
+    integer("numpractice", "Number of transactions made in practice (training) mode."),
+    money("moneypractice", "Money value of practice-mode transactions (not in the sales totals)."),
 )
 
-SECTION = text("section", nullable=False)
-POSITION = integer("position", nullable=False)
+SECTION = text(
+    "section",
+    "Which list of the report the row comes from: sales, refund or salesnotdelivered.",
+    nullable=False,
+)
+POSITION = integer("position", "0-based position in the report's list.", nullable=False)
+EXTRA_DOC = "Fields the vendor sent that no column declares, as JSON (nothing is dropped)."
 
 
 @dataclass(frozen=True)
@@ -110,96 +134,143 @@ CHILD_LISTS: tuple[ChildList, ...] = (
 )
 
 
-def child_tables(prefix: str, parent_key: tuple[Column, ...]) -> dict[str, Table]:
-    """The z-report child tables under `parent_key`, named `{prefix}_{kind}`."""
+def child_tables(
+    prefix: str, parent_key: tuple[Column, ...], currency: Column, parent: str
+) -> dict[str, Table]:
+    """The z-report child tables under `parent_key`, named `{prefix}_{kind}`.
+
+    Each money row carries its report's `currency` (copied from the parent), so a sum over a
+    child table can group by currency without a join.
+    """
     pk = tuple(c.name for c in parent_key)
+    of = f"of the {parent}"
 
     def child(
-        kind: str, body: tuple[Column, ...], *, sectioned: bool = True, extra: bool = True
+        kind: str,
+        body: tuple[Column, ...],
+        description: str,
+        *,
+        sectioned: bool = True,
+        extra: bool = True,
     ) -> Table:
-        lead = (*parent_key, SECTION, POSITION) if sectioned else (*parent_key, POSITION)
+        lead = (*parent_key, currency, SECTION, POSITION)
+        if not sectioned:
+            lead = (*parent_key, currency, POSITION)
         key = (*pk, "section", "position") if sectioned else (*pk, "position")
         return Table(
             name=f"{prefix}_{kind}",
-            columns=(*lead, *body, *((json_column("extra"),) if extra else ())),
+            columns=(*lead, *body, *((json_column(EXTRA, EXTRA_DOC),) if extra else ())),
             key=key,
             parent_key=pk,
+            description=f"{description} {of}; one row per list entry, parent key first.",
         )
 
+    captured = "Amount captured; moneytotal - moneycaptured is the reserved amount."
+    advance = "Amount captured for items not delivered at purchase (payment in advance)."
+    reserved = "The reserved (not yet captured) amount."
     payments = child(
         "payments",
         (
-            text("name"),
-            money("moneytotal"),
-            money("moneycaptured"),
-            money("moneyinadvance"),
-            money("moneyreserved"),
+            text("name", "The payment's name (e.g. Cash, Card, Gift Card)."),
+            money("moneytotal", "Total value of this payment type; positive also for refunds."),
+            money("moneycaptured", captured),
+            money("moneyinadvance", advance),
+            money("moneyreserved", reserved),
         ),
+        "Payments per payment type (sections sales and refund)",
     )
     subpayments = Table(
         name=f"{prefix}_subpayments",
         columns=(
             *parent_key,
+            currency,
             SECTION,
-            integer("payment_position", nullable=False),
+            integer(
+                "payment_position",
+                f"Position of the parent payment in {prefix}_payments.",
+                nullable=False,
+            ),
             POSITION,
-            text("name"),
-            money("moneysubtotal"),
-            money("moneycaptured"),
-            money("moneyinadvance"),
-            money("moneyreserved"),
-            json_column("extra"),
+            text("name", "The sub payment's name (e.g. a card brand)."),
+            money("moneysubtotal", "Money value of the sub payment; positive."),
+            money("moneycaptured", captured),
+            money("moneyinadvance", advance),
+            money("moneyreserved", reserved),
+            json_column(EXTRA, EXTRA_DOC),
         ),
         key=(*pk, "section", "payment_position", "position"),
         parent_key=pk,
+        description=f"Sub payments within a payment type {of} (e.g. per card brand).",
     )
+    gross, net, vat = (
+        "Gross value (incl. VAT); positive also in the refund section.",
+        "Net value (excl. VAT); positive.",
+        "VAT amount; positive.",
+    )
+    vatvalue = "VAT rate in percent (25 = 25 %)."
     tables = [
         child(
             "vat_groups",
             (
-                decimal("vatvalue"),
-                money("moneytotal"),
-                money("moneytotalnet"),
-                money("moneytotalvat"),
+                decimal("vatvalue", vatvalue),
+                money("moneytotal", gross),
+                money("moneytotalnet", net),
+                money("moneytotalvat", vat),
             ),
+            "Sales, refunds and sales not delivered grouped by VAT rate",
         ),
         child(
             "product_groups",
             (
-                text("name"),
-                decimal("vatvalue"),
-                integer("numtotal"),
-                money("moneytotal"),
-                money("moneytotalnet"),
-                money("moneytotalvat"),
+                text("name", "The product group's name."),
+                decimal("vatvalue", vatvalue),
+                integer("numtotal", "Number of items in the product group."),
+                money("moneytotal", gross),
+                money("moneytotalnet", net),
+                money("moneytotalvat", vat),
             ),
+            "Sales, refunds and sales not delivered grouped by product group",
         ),
         payments,
         subpayments,
         child(
             "discounts",
             (
-                text("vouchercode"),
-                money("moneytotal"),
-                money("moneytotalnet"),
-                money("moneytotalvat"),
+                text("vouchercode", "The voucher code ('' for a discount without one)."),
+                money("moneytotal", "Discount incl. VAT; positive."),
+                money("moneytotalnet", "Discount excl. VAT; positive."),
+                money("moneytotalvat", "VAT part of the discount; positive."),
             ),
+            "Discounts grouped by voucher code",
         ),
         child(
             "sales_taxes",
             (
-                text("name"),
-                text("code"),
-                text("externalid"),
-                text("groupregion"),
-                money("moneytotal"),
-                money("moneytax"),
-                decimal("decimaltaxvalue"),
+                text("name", "The sales tax's name."),
+                text("code", "An identifier of the sales tax."),
+                text("externalid", "A custom value for export to external systems."),
+                text("groupregion", "The region of the sales tax group."),
+                money("moneytotal", "The sales the tax is calculated on (excl. the tax)."),
+                money("moneytax", "The tax collected."),
+                decimal("decimaltaxvalue", "The tax rate in percent."),
             ),
+            "Collected sales taxes (US-style) grouped by name, code and rate",
         ),
         # The vendor documents what a currency conversion holds but not its field names:
         # the whole object is kept as JSON until the live API shows them.
-        child("currency_conversions", (json_column("data"),), sectioned=False, extra=False),
+        child(
+            "currency_conversions",
+            (
+                json_column(
+                    "data",
+                    "The conversion object as sent: foreign currency code, expected and counted "
+                    "cash in it and converted to the report currency, bank bag id.",
+                ),
+            ),
+            "Foreign currencies in the drawer and their conversion to the report currency",
+            sectioned=False,
+            extra=False,
+        ),
     ]
     return {t.name.removeprefix(f"{prefix}_"): t for t in tables}
 
@@ -229,13 +300,15 @@ class ZReportNormalizer:
         parent: Table,
         children: dict[str, Table],
         key_of: KeyOf,
+        currency: str,
         extra_lists: tuple[ChildList, ...] = (),
-        prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        prepare: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> None:
         self.stream = stream
         self.parent = parent
         self.children = children
         self.key_of = key_of
+        self.currency = currency  # the parent's currency column, copied onto money children
         self.child_lists = (*CHILD_LISTS, *extra_lists)
         self.prepare = prepare
         lists = (c.field for c in self.child_lists)
@@ -268,7 +341,7 @@ class ZReportNormalizer:
             try:
                 obj = require_object(record, "record")
                 if self.prepare is not None:
-                    obj = self.prepare(obj)
+                    obj = self.prepare(obj, context or {})
                 key = self.key_of(obj)
             except RecordRejected as exc:
                 rejects.append(reject_for(self.stream, record, exc.reason, self.shown_key(record)))
@@ -281,9 +354,12 @@ class ZReportNormalizer:
         flats = self._flatten(reports, errors)
         parent = self._parent.build(reports, [], errors)
         keys = [parent.column(k).combine_chunks() for k in self.parent.key]
+        currency = parent.column(self.currency).combine_chunks()
         tables = {self.parent.name: parent}
         for kind, table in self.children.items():
-            tables[table.name] = self._child_table(kind, table, flats[kind], keys, errors)
+            tables[table.name] = self._child_table(
+                kind, table, flats[kind], [*keys, currency], errors
+            )
         if errors:
             for index, reason in sorted(errors.items()):
                 record = originals[index]
@@ -364,6 +440,8 @@ class ZReportNormalizer:
         if not flat.objs:
             return empty_table(table)
         owners = pa.array(flat.owners, pa.int64())
+        if self.currency not in table.column_names:
+            keys = keys[:-1]  # the last is the currency, which a list of ids does not carry
         prefix = [pc.take(k, owners) for k in keys]
         if "section" in table.column_names:
             prefix.append(pa.array(flat.sections, pa.string()))

@@ -2,7 +2,8 @@
 
 Every closed z-report of a register yields that day's journal, generated deterministically
 from the report: login, cash-start, cart events, one receipt per product group sold (refunds
-too), payments, drawer openings, petty cash and banking, printouts, an X-report, sometimes a
+too) with several items of the group's catalogue (sku, name, quantity, some discounted) and
+up to three payments, drawer openings, petty cash and banking, printouts, an X-report, sometimes a
 control-unit error, cash-counted, the Z-report and logout: all 24 documented types. A day is
 uploaded together, so its entries share one `dateadded` second. Some days carry a receipt in
 practice mode, and some an entry of a type the docs do not list.
@@ -28,12 +29,13 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.data import cents, money
+from sitoo_sync.simulator.data import PRODUCT_GROUPS, cents, money
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import World
 
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
+PRODUCTS_PER_GROUP = 8  # the catalogue: this many products in each product group
 UNKNOWN_TYPE = "loyalty-stamp"
 TIME_ZONE = "Europe/Stockholm"
 
@@ -80,7 +82,6 @@ class Journal:
             rng = random.Random(f"{registerid}/burst/{at}")
             day = [
                 self._receipt(
-                    rng,
                     reg.registerkey,
                     reg.store_id,
                     created=at - hours_old * 3600 + i,
@@ -147,7 +148,6 @@ class Journal:
                 out.append((t + 21, "cart-payment-remove", pay, False))
                 out.append((t + 22, "cart-payment-success", pay, False))
             receipt = self._receipt(
-                rng,
                 z["registerkey"],
                 z["store_id"],
                 created=t + 30,
@@ -163,7 +163,6 @@ class Journal:
                 out.append((t + 40, "cart-clear", {}, False))
         if z["numpractice"]:  # a training receipt: ispractice, counted in moneypractice only
             practice = self._receipt(
-                rng,
                 z["registerkey"],
                 z["store_id"],
                 created=t + 100,
@@ -206,7 +205,6 @@ class Journal:
 
     @staticmethod
     def _receipt(
-        rng: random.Random,
         registerkey: str,
         store_id: str | None,
         *,
@@ -217,29 +215,56 @@ class Journal:
         practice: bool,
         currency: str,
     ) -> dict[str, Any]:
+        """One receipt of `group`'s items: (product group, VAT, item count, total in cents).
+
+        Realistic but exact: the group's items become rows of products from the group's
+        catalogue (a product bought twice is one row of quantity 2), the rows' prices add up
+        to the total, some rows carry a discount (the row price is after it), and a sale is
+        paid by up to three payments adding up to the total; a refund is paid back in cash.
+        The receipt's own random stream keeps the rest of the day's script unchanged.
+        """
+        own = random.Random(f"{registerkey}/{number}/{created}")
         name, vat, quantity, total = group
-        discount = total // 10 if rng.random() < 0.3 else 0
-        items = [
-            {
-                "additionaldata": {
-                    "item-delivered": "true",
-                    "item-productid": str(rng.randint(1, 500)),
-                    "product-group-name": name,
-                },
-                "decimalunitquantity": f"{quantity}.000",
-                "discounts": (
-                    [{"discountname": "3 FOR 2", "moneydiscount": money(discount)}]
-                    if discount
-                    else []
-                ),
-                "moneyrowprice": money(total),
-                "vatvalue": vat,
-            }
-        ]
-        cash_part = total * rng.randint(0, 1)
-        payments = [{"name": "Cash", "moneyamount": money(cash_part)}] if cash_part else []
-        if total - cash_part:
-            payments.append({"name": "Card", "moneyamount": money(total - cash_part)})
+        rows: list[int] = []
+        left = max(quantity, 1)
+        while left:
+            take = min(left, own.choice((1, 1, 1, 2, 3)))
+            rows.append(take)
+            left -= take
+        prices = _split(own, total, len(rows))
+        items = []
+        for qty, price in zip(rows, prices, strict=True):
+            product = own.randint(1, PRODUCTS_PER_GROUP)
+            productid, sku, title = product_of(name, product)
+            discount = price // 5 if own.random() < 0.25 and price > 100 else 0
+            items.append(
+                {
+                    "additionaldata": {
+                        "item-delivered": "true" if own.random() < 0.97 else "false",
+                        "item-productid": productid,
+                        "product-group-name": name,
+                    },
+                    "decimalunitquantity": f"{qty}.000",
+                    "discounts": (
+                        [{"discountname": "3 FOR 2", "moneydiscount": money(discount)}]
+                        if discount
+                        else []
+                    ),
+                    "moneyrowprice": money(price),
+                    "name": title,
+                    "sku": sku,
+                    "vatvalue": vat,
+                }
+            )
+        if refund:
+            payments = [{"name": "Cash", "moneyamount": money(total)}]
+        else:
+            kinds = own.choice((("Card",), ("Cash",), ("Cash", "Card"), ("Gift Card", "Card")))
+            parts = _split(own, total, len(kinds)) if total >= 100 * len(kinds) else [total]
+            payments = [
+                {"name": kind, "moneyamount": money(part)}
+                for kind, part in zip(kinds, parts, strict=False)
+            ]
         return {
             "datecreated": created,
             "ispractice": practice,
@@ -290,6 +315,24 @@ class Journal:
             if e["type"].startswith("cash-"):
                 totals[e["registerid"]] += cents(e["data"]["moneycash"])
         return {k: money(v) for k, v in totals.items()}
+
+
+def product_of(group: str, n: int) -> tuple[str, str, str]:
+    """(productid, sku, name) of product `n` of a product group: a fixed catalogue."""
+    index = [g for g, _ in PRODUCT_GROUPS].index(group) if group in dict(PRODUCT_GROUPS) else 9
+    productid = str(index * 100 + n)
+    return productid, f"SKU-{productid}", f"{group} item {n}"
+
+
+def _split(rng: random.Random, total: int, parts: int) -> list[int]:
+    """`total` cents in `parts` amounts that add up to it exactly, each at least 1 cent when
+    the total allows (the last takes the remainder)."""
+    if parts <= 1 or abs(total) < parts:
+        return [total] + [0] * (parts - 1)
+    weights = [rng.randint(1, 10) for _ in range(parts)]
+    whole = sum(weights)
+    amounts = [max(1, total * w // whole) for w in weights[:-1]]
+    return [*amounts, total - sum(amounts)]
 
 
 def _token(offset: int) -> str:

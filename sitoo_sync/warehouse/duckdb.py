@@ -34,6 +34,8 @@ from sitoo_sync.warehouse.base import (
     iter_states,
     outcome_values,
 )
+from sitoo_sync.warehouse.comments import comment_duckdb
+from sitoo_sync.warehouse.views import create_views_duckdb
 
 log = get_logger(__name__)
 
@@ -149,6 +151,8 @@ class DuckDBWarehouse(ChildReplacement):
                         f"{DUCKDB_TYPES[col.kind]}"
                     )
                     log.info("column_added", table=table.name, column=col.name)
+        comment_duckdb(con, tables)
+        create_views_duckdb(con)
 
     # ---- loading ----------------------------------------------------------------------
 

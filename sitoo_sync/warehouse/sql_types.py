@@ -115,6 +115,7 @@ def sa_table(table: Table, metadata: sa.MetaData) -> sa.Table:
             c.name,
             column_type(c.kind, key=c.name in keyed),
             nullable=c.nullable and c.name not in table.key,
+            comment=c.description or None,
         )
         for c in table.columns
     ]

@@ -47,7 +47,9 @@ from sitoo_sync.warehouse.base import (
     outcome_values,
     tick_threads,
 )
+from sitoo_sync.warehouse.comments import comment_sql
 from sitoo_sync.warehouse.sql_types import sa_table
+from sitoo_sync.warehouse.views import create_views_sql
 
 log = get_logger(__name__)
 
@@ -199,6 +201,8 @@ class SqlWarehouse(ChildReplacement):
                         sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
                     )
                     log.info("column_added", table=t.name, column=col.name)
+            comment_sql(self.conn, wanted, self.schema)
+            create_views_sql(self.conn, self.schema)
 
     @contextmanager
     def _ddl_lock(self) -> Iterator[None]:

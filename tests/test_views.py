@@ -1,0 +1,325 @@
+"""The ready views (v_*) equal totals the simulator computes from its own data, on every target."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sitoo_sync.api.client import make_client
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams import select_streams
+from sitoo_sync.sync import run_once
+from sitoo_sync.warehouse import open_warehouse
+from tests.support import settings_for
+from tests.targets import ALL_TARGETS, Target, target_for
+
+NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+START = (NOW - timedelta(days=20)).date()
+Loaded = tuple[Target, Simulator]
+
+
+@pytest.fixture(scope="module", params=ALL_TARGETS)
+def loaded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Loaded]:
+    """A simulator with two currencies, refunds and stores, synced once into each target."""
+    sim = Simulator.create(
+        SimConfig(seed=21, days=12, malformed_every=0, now=int(NOW.timestamp()))
+    ).start()
+    tmp = tmp_path_factory.mktemp(request.param)
+    try:
+        with target_for(request.param, tmp) as target:
+            settings = settings_for(
+                sim, tmp / "unused.duckdb", store_z_reports_start_day=START, **target.settings()
+            )
+            with make_client(settings, sleep=lambda _s: None) as client:
+                report = run_once(
+                    settings,
+                    open_warehouse(settings.target_url, schema=settings.target_schema),
+                    client,
+                    select_streams(None),
+                    clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
+                )
+            assert report.ok, report.results
+            yield target, sim
+    finally:
+        sim.stop()
+
+
+def rows(target: Target, sql: str) -> list[tuple[Any, ...]]:
+    if target.schema:  # the views live in the target's schema, beside the tables
+        sql = sql.replace(" FROM v_", f" FROM {target.schema}.v_")
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        return warehouse.query(sql)  # type: ignore[attr-defined, no-any-return]  # both backends have it
+    finally:
+        warehouse.close()
+
+
+def dec(value: Any) -> Decimal:
+    """A figure as Decimal (SQLite returns money as exact text, quantities as numbers)."""
+    return Decimal(str(value))
+
+
+def day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def utc(value: Any) -> datetime:
+    """A timestamp as aware UTC (MySQL and SQLite views return naive UTC or text)."""
+    at: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def store(value: str | None) -> str:
+    return value or "NO_STORE"
+
+
+def cents(value: str | None) -> Decimal:
+    return Decimal(value or "0.00")
+
+
+def pos_bodies(sim: Simulator) -> list[dict[str, Any]]:
+    return [r.body for r in sim.world.all_reports() if r.valid]
+
+
+def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
+    loaded: Loaded,
+) -> None:
+    """Per store, local day and currency: gross, net, VAT, refunds, takings and receipts are the
+    sums of the POS z-reports the simulator aggregated into that store and day."""
+    target, sim = loaded
+    expected: dict[tuple[Any, ...], tuple[Decimal, ...]] = {}
+    for report in sim.world.store_z_reports(None, None, limit=None):
+        if date.fromisoformat(report["day_created"]) < START:
+            continue
+        bodies = [
+            sim.world.pos_z_report(z["registerid"], z["zreportid"])
+            for z in report["register_zreports"]
+        ]
+        total: defaultdict[str, Decimal] = defaultdict(Decimal)
+        for b in (x.body for x in bodies if x is not None):
+            for field in ("moneysalestotal", "moneysalestotalnet"):
+                total[field] += cents(b[field])
+            for field in ("moneyrefundtotal", "moneyrefundtotalnet", "numreceipts"):
+                total[field] += Decimal(b[field])
+        gross, net = total["moneysalestotal"], total["moneysalestotalnet"]
+        refund, refund_net = total["moneyrefundtotal"], total["moneyrefundtotalnet"]
+        key = (
+            report["store_id"],
+            date.fromisoformat(report["day_created"]),
+            report["currency_code"],
+        )
+        expected[key] = (
+            gross,
+            net,
+            gross - net,
+            refund,
+            refund_net,
+            gross - refund,
+            net - refund_net,
+            total["numreceipts"],
+        )
+    found = {
+        (r[0], day(r[1]), r[2]): tuple(dec(v) for v in r[3:])
+        for r in rows(
+            target,
+            "SELECT store_id, business_date, currencycode, gross_sales, net_sales, vat_sales, "
+            "gross_refunds, net_refunds, gross_takings, net_takings, receipts "
+            "FROM v_daily_store_sales",
+        )
+    }
+    assert found == expected
+    assert {c for _, _, c in found} == {"SEK", "NOK"}
+    assert any(v[3] for v in found.values())  # refunds were subtracted somewhere
+
+
+def test_payment_mix_equals_the_aggregated_payments(loaded: Loaded) -> None:
+    """Per store, day, currency and payment type: sales and refund payments, and their net."""
+    target, sim = loaded
+    expected: dict[tuple[Any, ...], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+    for report in sim.world.store_z_reports(None, None, limit=None):
+        if date.fromisoformat(report["day_created"]) < START:
+            continue
+        for z in report["register_zreports"]:
+            found_report = sim.world.pos_z_report(z["registerid"], z["zreportid"])
+            assert found_report is not None
+            body = found_report.body
+            for section, sign in (("paymentssales", 1), ("paymentsrefund", -1)):
+                for p in body[section]:
+                    key = (
+                        report["store_id"],
+                        date.fromisoformat(report["day_created"]),
+                        report["currency_code"],
+                        p["name"],
+                    )
+                    expected[key][0 if sign > 0 else 1] += cents(p["moneytotal"])
+                    expected[key][2] += sign * cents(p["moneytotal"])
+    found = {
+        (r[0], day(r[1]), r[2], r[3]): [dec(v) for v in r[4:]]
+        for r in rows(
+            target,
+            "SELECT store_id, business_date, currencycode, payment, sales_amount, "
+            "refund_amount, net_amount FROM v_payment_mix",
+        )
+    }
+    assert found == dict(expected)
+
+
+def test_cash_differences_list_every_closing_with_a_difference(loaded: Loaded) -> None:
+    """Exactly the closings whose moneycash_diff is not zero, with their difference."""
+    target, sim = loaded
+    expected = {
+        (b["registerid"], b["zreportid"]): (
+            store(b["store_id"]),
+            b["currencycode"],
+            cents(b["moneycash_diff"]),
+        )
+        for b in pos_bodies(sim)
+        if cents(b["moneycash_diff"]) != 0
+    }
+    found = {
+        (r[0], r[1]): (r[2], r[3], dec(r[4]))
+        for r in rows(
+            target,
+            "SELECT registerid, zreportid, store_id, currencycode, cash_difference "
+            "FROM v_cash_differences",
+        )
+    }
+    assert expected
+    assert found == expected
+
+
+def test_register_activity_shows_each_registers_last_signs_of_life(loaded: Loaded) -> None:
+    """Per register: last z-report number and time, last journal entry, and whole days silent."""
+    target, sim = loaded
+    last_z: dict[str, tuple[int, datetime]] = {}
+    for b in pos_bodies(sim):
+        at = datetime.fromtimestamp(b["datecreated"], UTC)
+        old = last_z.get(b["registerid"])
+        last_z[b["registerid"]] = (
+            max(b["zreportid"], old[0]) if old else b["zreportid"],
+            max(at, old[1]) if old else at,
+        )
+    last_j: dict[str, datetime] = {}
+    for e in sim.world.journal.all_entries():
+        at = datetime.fromtimestamp(e["datecreated"], UTC)
+        last_j[e["registerid"]] = max(at, last_j.get(e["registerid"], at))
+    before = datetime.now(UTC)
+    found = {
+        r[0]: r[1:]
+        for r in rows(
+            target,
+            "SELECT registerid, last_zreportid, last_z_report_at, last_journal_at, days_silent "
+            "FROM v_register_activity",
+        )
+    }
+    after = datetime.now(UTC)
+    assert set(last_z) <= set(found)
+    for registerid, (zreportid, z_at) in last_z.items():
+        got = found[registerid]
+        assert (got[0], utc(got[1]), utc(got[2])) == (zreportid, z_at, last_j[registerid])
+        latest = max(z_at, last_j[registerid])
+        assert (before - latest).days <= int(got[3]) <= (after - latest).days
+
+
+def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Loaded) -> None:
+    """Units and amounts per product, store, local day and currency equal the simulator's
+    receipts: refunds subtracted, practice receipts left out."""
+    target, sim = loaded
+    expected: dict[tuple[Any, ...], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 2)
+    refunds = 0
+    for e in sim.world.journal.all_entries():
+        if e["type"] != "receipt" or e["ispractice"]:
+            continue
+        data = e["data"]
+        refunds += data["isrefund"]
+        extra = data["additionaldata"]
+        local = datetime.fromtimestamp(e["datecreated"], ZoneInfo(extra["pos-timezone"])).date()
+        sign = -1 if data["isrefund"] else 1
+        for item in data["items"]:
+            key = (
+                item["additionaldata"]["item-productid"],
+                store(extra["store-externalid"]),
+                local,
+                data["currencycode"],
+            )
+            expected[key][0] += sign * Decimal(item["decimalunitquantity"])
+            expected[key][1] += sign * cents(item["moneyrowprice"])
+    found = {
+        (r[0], r[1], day(r[2]), r[3]): [dec(r[4]), dec(r[5])]
+        for r in rows(
+            target,
+            "SELECT productid, store_id, business_date, currencycode, quantity, "
+            "amount_incl_vat FROM v_product_sales",
+        )
+    }
+    assert found == dict(expected)
+    assert refunds  # the data had refunds to subtract
+
+
+def test_the_readme_queries_read_the_views_and_run(loaded: Loaded) -> None:
+    """Every query of the README's Querying section reads a view, and runs on DuckDB."""
+    target, _ = loaded
+    if target.name != "duckdb":
+        pytest.skip("the README's examples are written for the default target, DuckDB")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Querying") : readme.index("## Verify")]
+    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    queries = [q for q in block.split(";") if q.strip()]
+    assert len(queries) == 5
+    for sql in queries:
+        assert " FROM v_" in sql.replace("\n", " ")
+        assert rows(target, sql) is not None
+
+
+def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> None:
+    """On DuckDB and PostgreSQL each view and view column has its description as comment."""
+    target, _ = loaded
+    if target.name not in ("duckdb", "postgres"):
+        pytest.skip(f"{target.name} keeps no comments on views")
+    from sitoo_sync.warehouse.views import VIEWS
+
+    for view in VIEWS:
+        if target.name == "duckdb":
+            [(comment,)] = rows(
+                target, f"SELECT comment FROM duckdb_views() WHERE view_name = '{view.name}'"
+            )
+            found = dict(
+                rows(
+                    target,
+                    "SELECT column_name, comment FROM duckdb_columns() "
+                    f"WHERE table_name = '{view.name}'",
+                )
+            )
+        else:
+            oid = f"'{target.schema}.{view.name}'::regclass"
+            [(comment,)] = rows(target, f"SELECT obj_description({oid}, 'pg_class')")
+            found = dict(
+                rows(
+                    target,
+                    f"SELECT attname, col_description({oid}, attnum) FROM pg_attribute "
+                    f"WHERE attrelid = {oid} AND attnum > 0",
+                )
+            )
+        assert comment == view.description
+        assert found == dict(view.columns)
+
+
+def test_views_are_described_in_the_dictionary() -> None:
+    """Every view the tool creates is documented in docs/tables.md with its columns."""
+    from sitoo_sync.dictionary import all_tables, markdown
+    from sitoo_sync.warehouse.views import VIEWS
+
+    text = markdown(all_tables())
+    for view in VIEWS:
+        assert f"## {view.name}" in text
+        for name, _ in view.columns:
+            assert f"| `{name}` |" in text

@@ -25,30 +25,25 @@ from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 
 NEXT_SQL = """\
--- Sales per store and day (UTC):
-SELECT store_name, CAST(datecreated AS DATE) AS day, sum(moneysalestotal) AS sales
-FROM pos_z_reports GROUP BY ALL ORDER BY day DESC, store_name LIMIT 10;
+-- Takings per store and local day, in each store's currency (refunds subtracted):
+SELECT business_date, store_name, currencycode, gross_takings, net_takings, receipts
+FROM v_daily_store_sales ORDER BY business_date DESC, store_id LIMIT 10;
 
--- Payment mix:
-SELECT name, sum(moneytotal) AS total FROM pos_z_report_payments
-WHERE section = 'sales' GROUP BY name ORDER BY total DESC;
+-- Payment mix, per currency:
+SELECT currencycode, payment, sum(net_amount) AS paid
+FROM v_payment_mix GROUP BY currencycode, payment ORDER BY currencycode, paid DESC;
 
--- Cash differences at closing:
-SELECT store_name, registernumber, datecreated, moneycash_diff
-FROM pos_z_reports WHERE moneycash_diff <> 0 ORDER BY abs(moneycash_diff) DESC LIMIT 10;
+-- The largest cash differences at closing:
+SELECT store_id, registerid, closed_at, currencycode, cash_difference
+FROM v_cash_differences ORDER BY abs(cash_difference) DESC LIMIT 10;
 
--- Receipts per store and business day (the register's local day), practice excluded:
-SELECT store_id, business_date, count(*) AS receipts, sum(moneytotal) AS total
-FROM journal_receipts WHERE NOT ispractice GROUP BY ALL ORDER BY business_date DESC LIMIT 10;
+-- Best sellers, refunds netted off:
+SELECT currencycode, sku, name, sum(quantity) AS units, sum(amount_incl_vat) AS amount
+FROM v_product_sales GROUP BY currencycode, sku, name ORDER BY amount DESC LIMIT 10;
 
--- Cash counted vs. started per register and day:
-SELECT registerid, CAST(datecreated AS DATE) AS day, type, sum(moneycash) AS cash
-FROM journal_cash_events GROUP BY ALL ORDER BY day DESC, registerid LIMIT 10;
-
--- Store z-reports (one per store and day) with the POS z-reports they aggregate:
-SELECT s.store_name, s.day_created, s.moneysalestotal, count(r.zreportid) AS registers
-FROM store_z_reports s JOIN store_z_report_registers r USING (store_zreport_id)
-GROUP BY ALL ORDER BY s.day_created DESC LIMIT 10;
+-- What every table and column means (also docs/tables.md, or `sitoo-sync docs`):
+SELECT table_name, column_name, comment FROM duckdb_columns()
+WHERE table_name = 'journal_receipts';
 
 -- What was rejected, and why:
 SELECT stream, record_key, reason FROM rejects;"""

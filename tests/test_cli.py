@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from sitoo_sync.cli import main
+from sitoo_sync.demo import NEXT_SQL
 from sitoo_sync.partition import PartitionResult
 from sitoo_sync.progress import Progress
 from sitoo_sync.simulator import Simulator
@@ -322,6 +323,11 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
     assert "  pos_z_reports (account " in out
     assert " 1 windows" not in out
     assert f'  {sys.executable} -c "import duckdb;' in out  # a Python that has duckdb
+    # Every query the demo suggests runs on the file it wrote; those on views return rows.
+    with duckdb.connect(str(db), read_only=True) as con:
+        for sql in (q for q in NEXT_SQL.split(";") if q.strip()):
+            rows = con.sql(sql).fetchall()
+            assert rows or " v_" not in sql, sql
 
 
 class _Terminal(io.StringIO):

@@ -436,7 +436,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if check_local_target(settings.target_url) is not None:  # refuse a missing file first
         with _existing_warehouse(settings, hint="nothing to reset (check SITOO_TARGET_URL)"):
             pass
-    lock = try_lock(settings, stream.name)
+    lock = try_lock(settings, stream.name, exclusive=True)
     if lock is None:
         print(f"{stream.name}: a tick is loading it right now; run reset again when it is done")
         return EXIT_FAILED

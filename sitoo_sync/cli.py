@@ -219,6 +219,13 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: journal backfill and no-op tick over 201 registers at 100 ms latency, "
         "at concurrency 4, 16 and 32, against the latency limit",
     )
+    bench.add_argument(
+        "--replicas",
+        type=int,
+        metavar="N",
+        help="instead: a journal backfill over 201 registers at 100 ms latency by one "
+        "`run --once`, then by N at once, on the --target server they share",
+    )
     bench.add_argument("--phase", choices=("floor", "sync"), help=argparse.SUPPRESS)
 
     verify = sub.add_parser(
@@ -508,6 +515,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from sitoo_sync.verify.bench import run_verify_benchmark
 
         return run_verify_benchmark()
+    if args.replicas:
+        return bench.run_replicas_benchmark(
+            registers_per_store=40,
+            latency=0.1,
+            replicas=args.replicas,
+            targets=args.target,
+            rounds=args.rounds,
+        )
     if args.journal_latency:
         return bench.run_latency_benchmark(
             registers_per_store=40,

@@ -89,8 +89,9 @@ class _Turns:
     Every use of a connection (a statement, or a whole transaction) counts as one user. A
     commit after the file was held HOLD_SECONDS starts a drain: new users wait (at most
     `wait_seconds`, so nothing can deadlock on it), and the last user to leave closes every
-    connection, sleeps GAP_SECONDS and lets them in again; the next use reopens the file.
-    Only a moment with no transaction open on any thread closes it, so no commit is lost.
+    connection and sleeps GAP_SECONDS, everyone waiting meanwhile, then lets them in again;
+    the next use reopens the file. Only a moment with no transaction open on any thread
+    closes it, so no commit is lost.
     """
 
     def __init__(self, release: Callable[[], None], *, wait_seconds: float = 5.0) -> None:
@@ -99,6 +100,7 @@ class _Turns:
         self._cond = threading.Condition()
         self._users = 0
         self._draining = False
+        self._releasing = False
         self._local = threading.local()
         self.opened_at: float | None = None  # set by the connect of the first connection
 
@@ -115,7 +117,13 @@ class _Turns:
             return
         with self._cond:
             deadline = time.monotonic() + self._wait
-            while self._draining and (left := deadline - time.monotonic()) > 0:
+            while True:
+                if self._releasing:  # bounded: closing plus GAP_SECONDS
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if not self._draining or left <= 0:
+                    break
                 self._cond.wait(left)
             self._users += 1
         self._local.depth = 1
@@ -137,7 +145,7 @@ class _Turns:
             self._users -= 1
             if not self._draining or self._users:
                 return
-            self._users += 1  # keeps everyone out while the file is let go
+            self._releasing = True  # everyone waits until the file is let go (bounded)
         try:
             held = time.monotonic() - (self.opened_at or 0.0)
             self._release()
@@ -146,8 +154,7 @@ class _Turns:
             time.sleep(GAP_SECONDS)
         finally:
             with self._cond:
-                self._users -= 1
-                self._draining = False
+                self._releasing = self._draining = False
                 self._cond.notify_all()
 
 

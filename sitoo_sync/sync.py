@@ -4,7 +4,8 @@ A partition (the account, a site, a register) is synced by `partition.sync_parti
 Register partitions run concurrently on one pool per tick, with at most SITOO_CONCURRENCY
 requests in flight; their batches commit in groups through one `GroupWriter`, each with its
 own cursor. The rest run one after another. A failing partition fails alone and is
-reported; a failing warehouse ends the tick.
+reported; a failing warehouse ends the tick. On a server target, processes syncing the same
+stream split its partitions, each synced under a lock of its own (`_Claims`).
 """
 
 from __future__ import annotations

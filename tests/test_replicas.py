@@ -160,3 +160,19 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
         assert sync(settings_for(sim, tmp_path / "x.duckdb", **clean.settings())).ok
         for table in TABLES:
             assert target.bag(table) == clean.bag(table), table.name
+
+
+def test_the_summary_counts_partitions_left_to_other_processes() -> None:
+    """Skipped partitions are added up per reason, also for a stream this process synced
+    none of."""
+    from sitoo_sync.partition import PartitionResult
+
+    report = RunReport(results=[PartitionResult("journal_entries", "r1", rows=3)])
+    report.skipped["journal_entries", "held by another process"] += 2
+    report.skipped["journal_entries", "synced by another process"] += 1
+    report.skipped["cash_registers", "held by another process"] += 5
+    journal, registers = report.summary()
+    assert journal.endswith(
+        "; 2 skipped (held by another process), 1 skipped (synced by another process)"
+    )
+    assert registers == "cash_registers: 5 skipped (held by another process)"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sitoo_sync.api.client import make_client
+from sitoo_sync.errors import ConfigError
 from sitoo_sync.settings import load_settings
 from sitoo_sync.streams import select_streams
 from sitoo_sync.streams.base import items_of
@@ -331,4 +332,78 @@ def run_latency_benchmark(
                     f"{limit:>6.2f}s  {f['seconds'] / limit:>5.2f}x  <= {goal}x"
                     f"  ({f['rows']:,} rows)"
                 )
+    return 0
+
+
+REPLICAS_GOAL = 0.45
+
+
+def _run_replicas(count: int, env: dict[str, str]) -> tuple[float, list[float]]:
+    """Start `count` `run --once` at once; seconds until the last exits, and each one's
+    peak RSS in MB."""
+    cmd = [sys.executable, "-m", "sitoo_sync", "run", "--once"]
+    quiet = subprocess.DEVNULL
+    started = time.perf_counter()
+    procs = [subprocess.Popen(cmd, env=env, stdout=quiet, stderr=quiet) for _ in range(count)]  # noqa: S603  # our own CLI
+    peaks: list[float] = []
+    for proc in procs:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"a replica exited {proc.returncode}")
+        peaks.append(usage.ru_maxrss / 1024.0)
+    return time.perf_counter() - started, peaks
+
+
+def run_replicas_benchmark(
+    *, registers_per_store: int, latency: float, replicas: int, targets: list[str], rounds: int
+) -> int:
+    """A journal backfill by one `run --once`, then by `replicas` of them at once, on a server.
+
+    Each run starts from a fresh schema; the time is from starting the processes until the
+    last one exits (start-up included, as a replica pays it). The best of `rounds` is kept.
+    """
+    servers = [t for t in targets if not t.startswith(("duckdb:", "sqlite:"))]
+    if not servers:
+        raise ConfigError(
+            "bench --replicas: give the server the replicas share, e.g. "
+            "--target postgresql://postgres@127.0.0.1:5432/test"
+        )
+    registers = 5 * registers_per_store + 1
+    print(
+        f"Simulator with {registers} registers and {latency * 1000:.0f} ms latency per request ...",
+        flush=True,
+    )
+    args = ["--registers-per-store", str(registers_per_store), "--days", "2"]
+    sim, sim_env = _start_simulator_args([*args, "--latency", str(latency)])
+    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
+    env["SITOO_STREAMS"] = "journal_entries"
+    env.pop("SITOO_TARGET_SCHEMA", None)
+    best: dict[tuple[str, int], tuple[float, list[float]]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
+            for i in range(max(1, rounds)):
+                for t, name in enumerate(servers):
+                    line = f"  round {i + 1}: {_label(name)}"
+                    for n in (1, replicas):
+                        with _fresh_target(name, Path(tmp), f"replicas-{i}-{t}-{n}") as target:
+                            seconds, peaks = _run_replicas(n, {**env, **target})
+                        kept = best.get((name, n))
+                        if kept is None or seconds < kept[0]:
+                            best[name, n] = (seconds, peaks)
+                        line += f" x{n} {seconds:.2f}s"
+                    print(line, flush=True)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    concurrency = env.get("SITOO_CONCURRENCY", "4")
+    for name in servers:
+        (one, one_peaks), (many, many_peaks) = best[name, 1], best[name, replicas]
+        print(f"\n{_label(name)} (SITOO_CONCURRENCY={concurrency} per replica)")
+        print(f"  1 replica             {one:.2f}s  (peak RSS {max(one_peaks):.0f} MB)")
+        print(
+            f"  {replicas} replicas            {many:.2f}s  "
+            f"(peak RSS {max(many_peaks):.0f} MB, the largest replica)"
+        )
+        print(f"  ratio                 {many / one:.2f}x  (goal <= {REPLICAS_GOAL}x)")
     return 0

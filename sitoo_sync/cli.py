@@ -219,6 +219,13 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: journal backfill and no-op tick over 201 registers at 100 ms latency, "
         "at concurrency 4, 16 and 32, against the latency limit",
     )
+    bench.add_argument(
+        "--replicas",
+        type=int,
+        metavar="N",
+        help="instead: a journal backfill over 201 registers at 100 ms latency by one "
+        "`run --once`, then by N at once, on the --target server they share",
+    )
     bench.add_argument("--phase", choices=("floor", "sync"), help=argparse.SUPPRESS)
 
     verify = sub.add_parser(
@@ -448,7 +455,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if check_local_target(settings.target_url) is not None:  # refuse a missing file first
         with _existing_warehouse(settings, hint="nothing to reset (check SITOO_TARGET_URL)"):
             pass
-    lock = try_lock(settings, stream.name)
+    lock = try_lock(settings, stream.name, exclusive=True)
     if lock is None:
         print(f"{stream.name}: a tick is loading it right now; run reset again when it is done")
         return EXIT_FAILED
@@ -520,6 +527,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from sitoo_sync.verify.bench import run_verify_benchmark
 
         return run_verify_benchmark()
+    if args.replicas:
+        return bench.run_replicas_benchmark(
+            registers_per_store=40,
+            latency=0.1,
+            replicas=args.replicas,
+            targets=args.target,
+            rounds=args.rounds,
+        )
     if args.journal_latency:
         return bench.run_latency_benchmark(
             registers_per_store=40,

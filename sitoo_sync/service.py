@@ -1,12 +1,15 @@
 """`sitoo-sync run`: the long-lived service. One APScheduler job per stream.
 
 Each job runs on its stream's schedule (SITOO_SCHEDULES, else the stream's default) with
-`max_instances=1`, `coalesce=True` and jitter; every job runs once at start. Jobs run one at a
-time (a single worker), so a DuckDB file has one writer per process, and every tick takes the
-stream's lock (see locks.py) so a cron tick or another host never loads the same stream at
-the same time: a held lock skips the tick.
+`max_instances=1`, `coalesce=True` and jitter; every job runs once at start. Streams tick
+independently, each on a worker of its own, so an hours-long journal backfill does not hold
+back a z-report tick. Two ticks never write the same rows (their `sync_state` rows and
+rejects are their stream's own), and on DuckDB they share the process's one database
+instance, each on connections of its own. Every tick takes the stream's lock (see locks.py)
+so a cron tick or another host never loads the same stream at the same time, or on a shared
+server splits its partitions with them: a held lock skips the tick.
 
-SIGTERM or SIGINT: no new ticks start; the tick in flight stops after its current window
+SIGTERM or SIGINT: no new ticks start; the ticks in flight stop after their current window
 commits; the process exits 0 within SITOO_STOP_TIMEOUT_SECONDS. A second signal exits at
 once; the last committed window is intact either way.
 """
@@ -128,11 +131,13 @@ class Service:
         self.schedules = stream_schedules(settings, self.streams)
         self.metrics = Metrics({n: s.interval_seconds for n, s in self.schedules.items()})
         self.stop = threading.Event()
-        self.idle = threading.Event()
-        self.idle.set()
+        self.running = 0  # ticks in flight; SIGTERM waits until none is
+        self._running_changed = threading.Condition()
         self.client: SitooClient = make_client(settings, sleep=self._sleep)
         self.scheduler = BlockingScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # A worker per stream: with max_instances=1 each stream has at most one tick in
+            # flight, and none waits for another stream's.
+            executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.streams)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -145,20 +150,25 @@ class Service:
 
     def tick(self, stream: Stream) -> None:
         """One tick of one stream, under its lock; never raises into the scheduler."""
-        self.idle.clear()
-        if self.stop.is_set():
-            self.idle.set()
-            return
+        with self._running_changed:
+            self.running += 1
+        try:
+            if not self.stop.is_set():
+                self._tick(stream)
+        finally:
+            with self._running_changed:
+                self.running -= 1
+                self._running_changed.notify_all()
+
+    def _tick(self, stream: Stream) -> None:
         try:
             lock = try_lock(self.settings, stream.name)
         except SitooSyncError as exc:  # e.g. the database server is down: the next tick retries
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))
-            self.idle.set()
             return
         if lock is None:
             log.info("stream_locked", stream=stream.name, action="skipped")
-            self.idle.set()
             return
         requests = self.client.requests[stream.name]
         retries = self.client.retries[stream.name]
@@ -184,7 +194,6 @@ class Service:
             log.error("tick_failed", stream=stream.name, error=str(exc))
         finally:
             lock.release()
-            self.idle.set()
 
     def _on_tick_skipped(self, event: JobSubmissionEvent) -> None:
         """A tick came due while the stream's previous one was still running or queued."""
@@ -228,10 +237,13 @@ class Service:
         log.info("service_started", streams=[s.name for s in self.streams])
         self.scheduler.start()  # returns after shutdown
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
-        while not self.idle.wait(0.1):
-            if time.monotonic() > deadline:
-                log.error("stop_timeout", seconds=self.settings.stop_timeout_seconds)
-                os._exit(1)
+        with self._running_changed:
+            while self.running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error("stop_timeout", seconds=self.settings.stop_timeout_seconds)
+                    os._exit(1)
+                self._running_changed.wait(min(left, 0.5))
         self.client.close()
         log.info("service_stopped")
         return 0

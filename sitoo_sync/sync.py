@@ -4,12 +4,15 @@ A partition (the account, a site, a register) is synced by `partition.sync_parti
 Register partitions run concurrently on one pool per tick, with at most SITOO_CONCURRENCY
 requests in flight; their batches commit in groups through one `GroupWriter`, each with its
 own cursor. The rest run one after another. A failing partition fails alone and is
-reported; a failing warehouse ends the tick.
+reported; a failing warehouse ends the tick. On a server target, processes syncing the same
+stream split its partitions, each synced under a lock of its own (`_Claims`).
 """
 
 from __future__ import annotations
 
+import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -19,6 +22,7 @@ from typing import Any
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import SitooSyncError, WarehouseError
+from sitoo_sync.locks import PartitionLocks, partition_locks
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS as CASH_REGISTERS_TABLE
 from sitoo_sync.partition import (
@@ -47,6 +51,8 @@ class RunReport:
     """The outcome of `run_once`: one result per partition."""
 
     results: list[PartitionResult] = field(default_factory=list)
+    #: Partitions left to other processes, by (stream, reason): see `HELD` and `DONE`.
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -66,7 +72,17 @@ class RunReport:
         streams: dict[str, list[Any]] = {}
         for r in self.results:
             streams.setdefault(r.stream, []).append(r)
+        for stream, _reason in self.skipped:
+            streams.setdefault(stream, [])
         for stream, parts in streams.items():
+            skipped = ", ".join(
+                f"{count} skipped ({reason})"
+                for (name, reason), count in sorted(self.skipped.items())
+                if name == stream
+            )
+            if not parts:
+                lines.append(f"{stream}: {skipped}")
+                continue
             notes: dict[str, int] = {}
             for r in parts:
                 for note, count in r.notes.items():
@@ -84,12 +100,20 @@ class RunReport:
             )
             if notes:
                 line += "; " + ", ".join(f"{count} {note}" for note, count in sorted(notes.items()))
+            if skipped:
+                line += f"; {skipped}"
             if len(parts) == 1 and parts[0].error:
                 line += f" -- {parts[0].error}"
             lines.append(line)
             if len(parts) > 1:
                 lines += [f"  {r.partition}: {r.status} -- {r.error}" for r in parts if r.error]
         return lines
+
+
+#: Why a partition was left to another process: it held the partition's lock, or it
+#: moved the partition's cursor since this tick read it (it synced the partition meanwhile).
+HELD = "held by another process"
+DONE = "synced by another process"
 
 
 def _plural(count: int, word: str) -> str:
@@ -138,6 +162,7 @@ def _partitions(
     pool: Executor | None = None,
     synced: Iterable[str] = (),
     slots: AbstractContextManager[Any] = ANY_TIME,
+    order: Callable[[Iterable[str]], list[str]] = sorted,
 ) -> list[str]:
     """The partitions of a stream for this tick.
 
@@ -154,7 +179,7 @@ def _partitions(
     known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid")) | set(synced)
     begin = start or (lambda _partition: None)
     if registers_listed:
-        for partition in sorted(known):
+        for partition in order(known):
             begin(partition)
         return sorted(known)
     if pool is not None:
@@ -164,7 +189,7 @@ def _partitions(
                 return list_registers(client, [site], stream=stream.name)
 
         sites = [pool.submit(list_site, site) for site in settings.site_ids]
-        for partition in sorted(known):
+        for partition in order(known):
             begin(partition)
         listing = [register for site in sites for register in site.result()]
     else:
@@ -175,9 +200,64 @@ def _partitions(
     new = listed - known
     if new and known:
         log.info("registers_appeared", stream=stream.name, registers=sorted(new))
-    for partition in sorted(new):
+    for partition in order(new):
         begin(partition)
     return sorted(known | listed)
+
+
+@dataclass
+class _Claims:
+    """The partitions of a stream this process syncs, when processes split them."""
+
+    locks: PartitionLocks
+    stream: str
+    #: The cursors as this tick read them first: one that moved since was synced elsewhere.
+    cursors: Mapping[str, str | None]
+    report: RunReport
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        stream: str,
+        cursors: Mapping[str, str | None],
+        report: RunReport,
+    ) -> _Claims | None:
+        """Claims on `stream`'s partitions, or None when this process syncs them all."""
+        locks = partition_locks(settings, stream)
+        return None if locks is None else cls(locks, stream, cursors, report)
+
+    def run(
+        self,
+        warehouse: Warehouse,
+        partition: str,
+        sync: Callable[[str, str | None], PartitionResult],
+    ) -> PartitionResult | None:
+        """`sync(partition, stored cursor)` under the partition's lock, or None (skipped)."""
+        if not self.locks.try_acquire(partition):
+            self._skip(partition, HELD)
+            return None
+        try:
+            stored = warehouse.get_cursor(self.stream, partition)
+            if stored != self.cursors.get(partition):
+                self._skip(partition, DONE)
+                return None
+            return sync(partition, stored)
+        finally:
+            self.locks.release(partition)
+
+    def _skip(self, partition: str, reason: str) -> None:
+        log.info("partition_skipped", stream=self.stream, partition=partition, reason=reason)
+        with self._lock:
+            self.report.skipped[self.stream, reason] += 1
+
+
+def _shuffled(partitions: Iterable[str]) -> list[str]:
+    """`partitions` in a random order (each replica its own)."""
+    order = sorted(partitions)
+    random.shuffle(order)
+    return order
 
 
 def _cursor_at(cursor: str | None) -> str | None:
@@ -281,6 +361,12 @@ def _run_stream(
     must not be written from two threads at all is serialized whole. The cursors are read in
     one query first, and the partitions that load nothing have their outcomes written
     together at the end (`Outcomes`).
+
+    When processes split the stream's partitions (`locks.partition_locks`), each takes them
+    in an order of its own (so replicas rarely reach for the same one) and syncs each under
+    its lock. A partition another process holds is skipped, and so is one whose cursor moved
+    since this tick read the cursors (another process synced it meanwhile; what it left
+    undone, if it died, the next tick loads).
     """
     shared = warehouse
     turn: AbstractContextManager[Any] = ANY_TIME
@@ -293,9 +379,16 @@ def _run_stream(
     if pool is not None:
         writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows)
 
+    claims = _Claims.open(settings, stream.name, cursors, report)
+
     def one(partition: str) -> PartitionResult | None:
         if stop is not None and stop.is_set():
             return None
+        if claims is None:
+            return sync(partition, cursors.get(partition))
+        return claims.run(shared, partition, sync)
+
+    def sync(partition: str, stored: str | None) -> PartitionResult:
         return sync_partition(
             settings,
             shared,
@@ -306,7 +399,7 @@ def _run_stream(
             clock=clock,
             stop=stop,
             turn=turn,
-            stored=cursors.get(partition),
+            stored=stored,
             outcomes=outcomes,
             writer=writer,
             slots=slots if pool is not None else ANY_TIME,
@@ -331,6 +424,7 @@ def _run_stream(
             pool=pool,
             slots=slots,
             synced=[p for p, cursor in cursors.items() if cursor is not None],
+            order=sorted if claims is None else _shuffled,
         )
     except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
         failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
@@ -339,8 +433,12 @@ def _run_stream(
         # `status` shows it as partition *, even before any partition was ever known.
         shared.record_outcome(stream.name, "*", "failed", str(exc))
         partitions = []  # registers started before the listing failed still finish
-    results = [started[p].result() for p in sorted(started)]
-    results += [one(p) for p in partitions if p not in started]
+    try:
+        results = [started[p].result() for p in sorted(started)]
+        results += [one(p) for p in partitions if p not in started]
+    finally:
+        if claims is not None:
+            claims.locks.close()
     outcomes.flush(shared)
     for result in results:
         if result is not None:

@@ -140,3 +140,42 @@ def test_dockerfile_runs_as_non_root_and_installs_what_it_copies(tmp_path: Path)
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     for extra in install.group(1)[2:-1].split(","):
         assert f"Provides-Extra: {extra}" in text
+
+
+def test_kubernetes_deployment_runs_replicas_of_the_service_with_its_secret_and_probes() -> None:
+    """The Deployment parses: several replicas of `run` as non-root, the password file from
+    the Secret's volume, readiness on /healthz at the metrics port, memory bounded, and a
+    grace period longer than the service's own stop timeout."""
+    deployment = yaml.safe_load((DEPLOY / "kubernetes-deployment.yaml").read_text())
+    assert deployment["kind"] == "Deployment"
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] > 60  # SITOO_STOP_TIMEOUT_SECONDS
+    [container] = pod["containers"]
+    assert container["args"] == ["run"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SITOO_TARGET_URL"]["valueFrom"]["secretKeyRef"]["name"] == "sitoo-sync"
+    port = int(env["SITOO_METRICS_PORT"]["value"])
+    assert env["SITOO_METRICS_HOST"]["value"] == "0.0.0.0"
+    [named] = [p for p in container["ports"] if p["containerPort"] == port]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": named["name"]}
+    assert container["livenessProbe"]["httpGet"]["port"] == named["name"]
+    # The password file is the Secret's key, mounted where SITOO_API_PASSWORD_FILE points.
+    password = Path(env["SITOO_API_PASSWORD_FILE"]["value"])
+    [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == password.parent]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "sitoo-sync"
+    assert [i["path"] for i in volume["secret"]["items"]] == [password.name]
+    resources = container["resources"]
+    request = _mebibytes(resources["requests"]["memory"])
+    limit = _mebibytes(resources["limits"]["memory"])
+    assert 207 <= request <= limit  # 207 MiB: the service's peak RSS during a backfill
+
+
+def _mebibytes(quantity: str) -> int:
+    match = re.fullmatch(r"(\d+)(Mi|Gi)", quantity)
+    assert match is not None, quantity
+    return int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)

@@ -1,17 +1,20 @@
 """DuckDB, the embedded default: native bulk loads through Arrow, one file on disk.
 
 The file is opened when a tick starts and closed when it ends, so a BI tool can open it
-between ticks. A window goes in as Arrow columns (`INSERT ... SELECT FROM arrow`), never
-row by row.
+between ticks; a long tick (a backfill) lets go of it after a commit once it has held it for
+HOLD_SECONDS, stays out GAP_SECONDS, and opens it again on its next use (see `_Turns`). A
+window goes in as Arrow columns (`INSERT ... SELECT FROM arrow`), never row by row.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -51,6 +54,19 @@ DUCKDB_TYPES: dict[Kind, str] = {
 }
 
 
+#: A tick that has held the file this long lets go of it after its next commit ...
+HOLD_SECONDS = 20.0
+#: ... and stays out this long, so a reader that retries every second gets in: within about
+#: HOLD_SECONDS + GAP_SECONDS + one commit of asking. The pause costs a backfill at most
+#: GAP_SECONDS / HOLD_SECONDS of its time (fetching goes on meanwhile).
+GAP_SECONDS = 1.0
+#: Two ticks of one process (two streams) create tables in one database: one at a time.
+_SCHEMA_LOCK = threading.Lock()
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 def q(identifier: str) -> str:
     """A quoted SQL identifier."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -69,6 +85,94 @@ def duckdb_path(url: str) -> str:
     return path
 
 
+class _Turns:
+    """When the threads of a tick may use the file, and when it is let go.
+
+    Every use of a connection (a statement, or a whole transaction) counts as one user. A
+    commit after the file was held HOLD_SECONDS starts a drain: new users wait (at most
+    `wait_seconds`, so nothing can deadlock on it), and the last user to leave closes every
+    connection and sleeps GAP_SECONDS, everyone waiting meanwhile, then lets them in again;
+    the next use reopens the file. Only a moment with no transaction open on any thread
+    closes it, so no commit is lost.
+    """
+
+    def __init__(self, release: Callable[[], None], *, wait_seconds: float = 5.0) -> None:
+        self._release = release
+        self._wait = wait_seconds
+        self._cond = threading.Condition()
+        self._users = 0
+        self._draining = False
+        self._releasing = False
+        self._local = threading.local()
+        self.opened_at: float | None = None  # set by the connect of the first connection
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        """Hold the file for a statement or a transaction (nested uses join the outer)."""
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        with self._cond:
+            deadline = time.monotonic() + self._wait
+            while True:
+                if self._releasing:  # bounded: closing plus GAP_SECONDS
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if not self._draining or left <= 0:
+                    break
+                self._cond.wait(left)
+            self._users += 1
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            self._leave()
+
+    def committed(self) -> None:
+        """A transaction committed: time to let readers in when the file was held too long."""
+        opened = self.opened_at
+        if opened is not None and time.monotonic() - opened >= HOLD_SECONDS:
+            with self._cond:
+                self._draining = True
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if not self._draining or self._users:
+                return
+            self._releasing = True  # everyone waits until the file is let go (bounded)
+        try:
+            held = time.monotonic() - (self.opened_at or 0.0)
+            self._release()
+            self.opened_at = None
+            log.info("warehouse_released", held_seconds=round(held, 1), gap_seconds=GAP_SECONDS)
+            time.sleep(GAP_SECONDS)
+        finally:
+            with self._cond:
+                self._releasing = self._draining = False
+                self._cond.notify_all()
+
+
+def _turn(
+    method: Callable[Concatenate[DuckDBWarehouse, P], R],
+) -> Callable[Concatenate[DuckDBWarehouse, P], R]:
+    """Run `method` as one use of the file (see `_Turns`)."""
+
+    def inner(self: DuckDBWarehouse, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._turns.use():
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(inner, method)
+    return inner
+
+
 class DuckDBWarehouse(ChildReplacement):
     """The native DuckDB target; `open_connection()` ... `close()` brackets one tick."""
 
@@ -84,6 +188,7 @@ class DuckDBWarehouse(ChildReplacement):
         check_local_target(url)  # a missing directory is a typo, not a place to create
         self._open_timeout = open_timeout_seconds
         self._nesting = Nesting()
+        self._turns = _Turns(self.close)
         self._cons: PerThread[duckdb.DuckDBPyConnection] = PerThread(
             self._connect, lambda main: main.cursor(), lambda c: c.close()
         )
@@ -105,7 +210,9 @@ class DuckDBWarehouse(ChildReplacement):
         wait = 0.1
         while True:
             try:
-                return duckdb.connect(self.path, read_only=self._read_only, config=self._config)
+                con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
+                self._turns.opened_at = time.monotonic()
+                return con
             except duckdb.IOException as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
@@ -121,8 +228,13 @@ class DuckDBWarehouse(ChildReplacement):
 
     # ---- schema -----------------------------------------------------------------------
 
+    @_turn
     def ensure_schema(self, tables: Sequence[Table]) -> None:
         """Create missing tables; add columns a declaration gained since (never drop)."""
+        with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
+            self._ensure_schema(tables)
+
+    def _ensure_schema(self, tables: Sequence[Table]) -> None:
         con = self.con
         existing: dict[str, set[str]] = {}
         for table_name, column_name in con.execute(
@@ -156,9 +268,11 @@ class DuckDBWarehouse(ChildReplacement):
 
     # ---- loading ----------------------------------------------------------------------
 
-    def transaction(self) -> AbstractContextManager[None]:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
         """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
-        return self._nesting.enter(self._begin)
+        with self._turns.use(), self._nesting.enter(self._begin):
+            yield
 
     @contextmanager
     def _begin(self) -> Iterator[None]:
@@ -170,6 +284,7 @@ class DuckDBWarehouse(ChildReplacement):
             con.rollback()
             raise
         con.commit()
+        self._turns.committed()
 
     def _execute(
         self, sql: str, batch: pa.Table, params: Mapping[str, Any] | None = None
@@ -192,6 +307,7 @@ class DuckDBWarehouse(ChildReplacement):
         names = ", ".join(q(c) for c in table.column_names)
         return f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {batch}"
 
+    @_turn
     def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
         """The subset of `keys` (columns of `table.key`) already present in `table`."""
         if keys.num_rows == 0:
@@ -204,12 +320,14 @@ class DuckDBWarehouse(ChildReplacement):
             keys,
         )
 
+    @_turn
     def insert(self, table: Table, data: pa.Table) -> None:
         """Plain bulk INSERT of rows known to be new."""
         if data.num_rows == 0:
             return
         self._execute(self._insert_sql(table), data)
 
+    @_turn
     def upsert(self, table: Table, data: pa.Table) -> None:
         """INSERT ... ON CONFLICT (key) DO UPDATE, from one Arrow batch."""
         if data.num_rows == 0:
@@ -223,6 +341,7 @@ class DuckDBWarehouse(ChildReplacement):
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         self._execute(f"{self._insert_sql(table)} ON CONFLICT ({conflict}) {action}", data)
 
+    @_turn
     def superseded_keys(self, table: Table, data: pa.Table) -> pa.Table:
         """Keys of stored rows that share a `replace_group` with `data` but not its keys."""
         group = " AND ".join(f"t.{q(c)} = b.{q(c)}" for c in table.replace_group)
@@ -235,6 +354,7 @@ class DuckDBWarehouse(ChildReplacement):
             wanted,
         )
 
+    @_turn
     def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
         """Delete the rows of `table` whose `by` columns match a row of `keys`."""
         if keys.num_rows == 0:
@@ -244,6 +364,7 @@ class DuckDBWarehouse(ChildReplacement):
             f"DELETE FROM {q(table.name)} USING {{batch}} p WHERE {match}", keys.select(list(by))
         )
 
+    @_turn
     def mark_missing(
         self,
         table: Table,
@@ -267,6 +388,7 @@ class DuckDBWarehouse(ChildReplacement):
         ).fetchall()
         return len(row)
 
+    @_turn
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """DISTINCT values of a column, [] before the table exists."""
         if not self._has_table(table.name):
@@ -274,6 +396,7 @@ class DuckDBWarehouse(ChildReplacement):
         rows = self.con.execute(f"SELECT DISTINCT {q(column)} FROM {q(table.name)}").fetchall()
         return [r[0] for r in rows]
 
+    @_turn
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at."""
         if not rejects:
@@ -292,6 +415,7 @@ class DuckDBWarehouse(ChildReplacement):
 
     # ---- state ------------------------------------------------------------------------
 
+    @_turn
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The cursor of (stream, partition), or None."""
         row = self.con.execute(
@@ -300,6 +424,7 @@ class DuckDBWarehouse(ChildReplacement):
         ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    @_turn
     def get_cursors(self, stream: str) -> dict[str, str | None]:
         """Every stored cursor of `stream`, by partition, in one query."""
         rows = self.con.execute(
@@ -307,6 +432,7 @@ class DuckDBWarehouse(ChildReplacement):
         ).fetchall()
         return {str(p): None if c is None else str(c) for p, c in rows}
 
+    @_turn
     def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
         """Which of one partition's `keys` `table` holds, looked up by each key's range.
 
@@ -324,6 +450,7 @@ class DuckDBWarehouse(ChildReplacement):
         asked = set(zip(*(keys.column(c).to_pylist() for c in table.key), strict=True))
         return {tuple(k) for k in found} & asked
 
+    @_turn
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1
     ) -> None:
@@ -335,12 +462,14 @@ class DuckDBWarehouse(ChildReplacement):
             added={"rows_loaded": rows, "windows_loaded": windows},
         )
 
+    @_turn
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
         """Stamp how the tick ended; success and failure times are kept apart."""
         self._write_state(stream, partition, outcome_values(status, detail, datetime.now(UTC)))
 
+    @_turn
     def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
         """Many partitions' outcomes in two statements: an UPDATE and an INSERT of new rows.
 
@@ -415,6 +544,7 @@ class DuckDBWarehouse(ChildReplacement):
             [stream, partition, *params],
         )
 
+    @_turn
     def states(self) -> list[StreamState]:
         """Every sync_state row, ordered by stream and partition."""
         if not self._has_table(SYNC_STATE.name):
@@ -425,6 +555,7 @@ class DuckDBWarehouse(ChildReplacement):
         ).fetchall()
         return list(iter_states(rows))
 
+    @_turn
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
         """Row counts of the tables that exist."""
         counts: dict[str, int] = {}
@@ -442,6 +573,7 @@ class DuckDBWarehouse(ChildReplacement):
         ).fetchone()
         return bool(row and row[0])
 
+    @_turn
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (for the demo, status and tests)."""
         return self.con.execute(sql, list(params)).fetchall()

@@ -1,0 +1,178 @@
+"""Replicas on one server target split a stream's partitions, and losing one loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.locks import PartitionLocks, try_lock
+from sitoo_sync.normalize.journal_entries import TABLES
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.sync import RunReport
+from tests.conftest import SyncFn
+from tests.support import PipeLines, settings_for
+from tests.targets import Target, target_for
+from tests.test_service import env_for, wait_for
+
+ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
+SERVERS = ["postgres", "mysql"]
+RUN_ONCE = [sys.executable, "-m", "sitoo_sync", "run", "--once"]
+
+
+@pytest.mark.parametrize("target_name", SERVERS)
+def test_replicas_share_a_partitioned_stream_and_reset_waits_for_them(
+    target_name: str, tmp_path: Path
+) -> None:
+    """Two syncs hold a register stream's lock together, `reset` (exclusive) is refused
+    meanwhile and gets it after; an account stream's lock stays exclusive."""
+    with target_for(target_name, tmp_path) as target:
+        settings = Settings(**target.settings())
+        first = try_lock(settings, "journal_entries")
+        second = try_lock(settings, "journal_entries")
+        assert first is not None
+        assert second is not None
+        assert try_lock(settings, "journal_entries", exclusive=True) is None
+        first.release()
+        second.release()
+        reset = try_lock(settings, "journal_entries", exclusive=True)
+        assert reset is not None
+        assert try_lock(settings, "journal_entries") is None
+        reset.release()
+        account = try_lock(settings, "pos_z_reports")
+        assert account is not None
+        assert try_lock(settings, "pos_z_reports") is None
+        account.release()
+
+
+@pytest.mark.parametrize("target_name", SERVERS)
+def test_a_partition_lock_excludes_other_sessions_until_released(
+    target_name: str, tmp_path: Path
+) -> None:
+    """One holder's register is refused to another; other registers are not, and a
+    released (or closed) holder's register is free again."""
+    with target_for(target_name, tmp_path) as target:
+        settings = Settings(**target.settings())
+        mine, theirs = (PartitionLocks(settings, "journal_entries") for _ in range(2))
+        try:
+            assert mine.try_acquire("r1")
+            assert mine.try_acquire("r2")
+            assert not theirs.try_acquire("r1")
+            assert theirs.try_acquire("r3")
+            mine.release("r1")
+            assert theirs.try_acquire("r1")
+            mine.close()
+            assert theirs.try_acquire("r2")
+        finally:
+            theirs.close()
+
+
+def _replica(sim: Simulator, target: Target) -> subprocess.Popen[str]:
+    env = env_for(sim, target, SITOO_STREAMS="journal_entries", SITOO_CONCURRENCY="2")
+    return subprocess.Popen(
+        RUN_ONCE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _clean_run(sim: Simulator, tmp_path: Path, sync: SyncFn) -> RunReport:
+    """The same backfill by one process into a fresh DuckDB file."""
+    settings = settings_for(sim, tmp_path / "clean.duckdb", streams=["journal_entries"])
+    report = sync(settings)
+    assert report.ok
+    return report
+
+
+def _loaded(log: PipeLines) -> dict[str, int]:
+    """Rows each partition this replica synced loaded."""
+    return {e["partition"]: e["rows"] for e in log.events("partition_synced")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("target_name", SERVERS)
+def test_two_replicas_split_the_registers_with_no_double_load(
+    target_name: str, tmp_path: Path, sync: SyncFn
+) -> None:
+    """Two `run --once` at once: each loads some registers, none loads one the other
+    loaded, and together they load what one process loads alone, each entry once."""
+    with (
+        Simulator.create(SimConfig(seed=61, days=3, registers_per_store=4)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
+        # Slow journal pages: one replica alone would need a minute, so however late a
+        # loaded machine starts the second, both are backfilling together; fast again after.
+        sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=3.0)
+        procs = [_replica(sim, target) for _ in range(2)]
+        logs = [PipeLines(p.stderr) for p in procs]
+        wait_for(lambda: all(_loaded(log) for log in logs), 300, "each replica to load a register")
+        sim.faults.clear()
+        assert [p.wait(timeout=300) for p in procs] == [0, 0], [log.lines for log in logs]
+        for log in logs:
+            log.finish()
+        loaded = [{p: n for p, n in _loaded(log).items() if n} for log in logs]
+        assert all(loaded)
+        assert not set(loaded[0]) & set(loaded[1])
+        registers = {r.registerid for r in sim.world.registers}
+        assert set(loaded[0]) | set(loaded[1]) == registers
+        clean = _clean_run(sim, tmp_path, sync)
+        assert sum(loaded[0].values()) + sum(loaded[1].values()) == clean.rows
+        _assert_each_entry_once(sim, target)
+        skipped = [e["reason"] for log in logs for e in log.events("partition_skipped")]
+        assert set(skipped) <= {"held by another process", "synced by another process"}
+
+
+def _assert_each_entry_once(sim: Simulator, target: Target) -> None:
+    keys = Counter(r[:2] for r in target.rows(ENTRIES))
+    assert set(keys) == {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+    assert set(keys.values()) == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("target_name", SERVERS)
+def test_a_replica_killed_mid_backfill_loses_nothing(
+    target_name: str, tmp_path: Path, sync: SyncFn
+) -> None:
+    """kill -9 one of two replicas mid-backfill: the other finishes, and a rerun leaves the
+    target equal to a clean run's, every entry once."""
+    with (
+        Simulator.create(SimConfig(seed=62, days=3, registers_per_store=4)) as sim,
+        target_for(target_name, tmp_path) as target,
+        target_for(target_name, tmp_path) as clean,
+    ):
+        sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=2.0)
+        victim, survivor = _replica(sim, target), _replica(sim, target)
+        logs = [PipeLines(victim.stderr), PipeLines(survivor.stderr)]
+        wait_for(lambda: bool(_loaded(logs[0])), 300, "the victim to load a register")
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+        sim.faults.clear()
+        assert survivor.wait(timeout=300) == 0, logs[1].lines
+        rerun = _replica(sim, target)
+        rerun_log = PipeLines(rerun.stderr)
+        assert rerun.wait(timeout=300) == 0, rerun_log.lines
+        _assert_each_entry_once(sim, target)
+        assert sync(settings_for(sim, tmp_path / "x.duckdb", **clean.settings())).ok
+        for table in TABLES:
+            assert target.bag(table) == clean.bag(table), table.name
+
+
+def test_the_summary_counts_partitions_left_to_other_processes() -> None:
+    """Skipped partitions are added up per reason, also for a stream this process synced
+    none of."""
+    from sitoo_sync.partition import PartitionResult
+
+    report = RunReport(results=[PartitionResult("journal_entries", "r1", rows=3)])
+    report.skipped["journal_entries", "held by another process"] += 2
+    report.skipped["journal_entries", "synced by another process"] += 1
+    report.skipped["cash_registers", "held by another process"] += 5
+    journal, registers = report.summary()
+    assert journal.endswith(
+        "; 2 skipped (held by another process), 1 skipped (synced by another process)"
+    )
+    assert registers == "cash_registers: 5 skipped (held by another process)"

@@ -114,6 +114,24 @@ def _start_simulator_args(args: list[str]) -> tuple[subprocess.Popen[str], dict[
     raise RuntimeError("the simulator did not start")
 
 
+def _start_journal_simulator(
+    registers_per_store: int, latency: float
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """A simulator of two days of journals with `latency` per request, and the environment
+    that points a `run --once` of the journal stream alone at it."""
+    registers = 5 * registers_per_store + 1
+    print(
+        f"Simulator with {registers} registers and {latency * 1000:.0f} ms latency per request ...",
+        flush=True,
+    )
+    args = ["--registers-per-store", str(registers_per_store), "--days", "2"]
+    sim, sim_env = _start_simulator_args([*args, "--latency", str(latency)])
+    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
+    env["SITOO_STREAMS"] = "journal_entries"
+    env.pop("SITOO_TARGET_SCHEMA", None)
+    return sim, env
+
+
 @contextmanager
 def _fresh_target(target: str | None, tmp: Path, label: str) -> Iterator[dict[str, str]]:
     """Environment for a sync into an empty target: a new DuckDB/SQLite file or schema."""
@@ -285,16 +303,7 @@ def run_latency_benchmark(
     time those requests can take. Every (target, concurrency) starts from a fresh target;
     the best of `rounds` is kept.
     """
-    registers = 5 * registers_per_store + 1
-    print(
-        f"Simulator with {registers} registers and {latency * 1000:.0f} ms latency per request ...",
-        flush=True,
-    )
-    args = ["--registers-per-store", str(registers_per_store), "--days", "2"]
-    sim, sim_env = _start_simulator_args([*args, "--latency", str(latency)])
-    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
-    env["SITOO_STREAMS"] = "journal_entries"
-    env.pop("SITOO_TARGET_SCHEMA", None)
+    sim, env = _start_journal_simulator(registers_per_store, latency)
     names: list[str | None] = [None, *targets]
     best: dict[tuple[str | None, int, str], dict[str, Any]] = {}
     try:
@@ -369,16 +378,7 @@ def run_replicas_benchmark(
             "bench --replicas: give the server the replicas share, e.g. "
             "--target postgresql://postgres@127.0.0.1:5432/test"
         )
-    registers = 5 * registers_per_store + 1
-    print(
-        f"Simulator with {registers} registers and {latency * 1000:.0f} ms latency per request ...",
-        flush=True,
-    )
-    args = ["--registers-per-store", str(registers_per_store), "--days", "2"]
-    sim, sim_env = _start_simulator_args([*args, "--latency", str(latency)])
-    env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
-    env["SITOO_STREAMS"] = "journal_entries"
-    env.pop("SITOO_TARGET_SCHEMA", None)
+    sim, env = _start_journal_simulator(registers_per_store, latency)
     best: dict[tuple[str, int], tuple[float, list[float]]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:

@@ -147,7 +147,9 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
         target_for(target_name, tmp_path) as target,
         target_for(target_name, tmp_path) as clean,
     ):
-        sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=2.0)
+        # 10 s a page, as above: the survivor alone cannot finish before a victim that a
+        # loaded machine started late has loaded a register.
+        sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=10.0)
         victim, survivor = _replica(sim, target), _replica(sim, target)
         logs = [PipeLines(victim.stderr), PipeLines(survivor.stderr)]
         wait_for(lambda: bool(_loaded(logs[0])), 300, "the victim to load a register")

@@ -88,8 +88,14 @@ def _clean_run(sim: Simulator, tmp_path: Path, sync: SyncFn) -> RunReport:
 
 
 def _loaded(log: PipeLines) -> dict[str, int]:
-    """Rows each partition this replica synced loaded."""
+    """Rows each partition this replica synced loaded (logged when its tick ends)."""
     return {e["partition"]: e["rows"] for e in log.events("partition_synced")}
+
+
+def _committed(log: PipeLines) -> bool:
+    """Whether this replica has committed rows of a register yet (logged per batch, while
+    its tick goes on)."""
+    return any(e["rows"] for e in log.events("batch_loaded"))
 
 
 @pytest.mark.slow
@@ -111,7 +117,9 @@ def test_two_replicas_split_the_registers_with_no_double_load(
         sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=10.0)
         procs = [_replica(sim, target) for _ in range(2)]
         logs = [PipeLines(p.stderr) for p in procs]
-        wait_for(lambda: all(_loaded(log) for log in logs), 300, "each replica to load a register")
+        wait_for(
+            lambda: all(_committed(log) for log in logs), 300, "each replica to load a register"
+        )
         sim.faults.clear()
         assert [p.wait(timeout=300) for p in procs] == [0, 0], [log.lines for log in logs]
         for log in logs:
@@ -152,7 +160,7 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
         sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=10.0)
         victim, survivor = _replica(sim, target), _replica(sim, target)
         logs = [PipeLines(victim.stderr), PipeLines(survivor.stderr)]
-        wait_for(lambda: bool(_loaded(logs[0])), 300, "the victim to load a register")
+        wait_for(lambda: _committed(logs[0]), 300, "the victim to load a register")
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=60) == -signal.SIGKILL
         sim.faults.clear()

@@ -45,6 +45,18 @@ def env_for(sim: Simulator, target: Target, **extra: str) -> dict[str, str]:
     }
 
 
+def start_service(env: dict[str, str]) -> tuple[subprocess.Popen[str], PipeLines]:
+    """`sitoo-sync run` in a subprocess with `env`, and its stderr read as JSON events."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sitoo_sync", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, PipeLines(proc.stderr)
+
+
 def wait_for(
     condition: Callable[[], bool], seconds: float, what: str, *, every: float = 0.05
 ) -> None:
@@ -323,14 +335,7 @@ def test_a_tick_still_running_when_the_next_is_due_is_one_skipped_event_and_coun
             SITOO_SCHEDULE_JITTER_SECONDS="0",
             SITOO_METRICS_PORT=str(port),
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sitoo_sync", "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        log = PipeLines(proc.stderr)
+        proc, log = start_service(env)
         try:
 
             def skipped() -> float:

@@ -21,7 +21,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from tests.support import PipeLines
 from tests.targets import target_for
-from tests.test_service import env_for, free_port, metric, scrape, wait_for
+from tests.test_service import env_for, free_port, metric, scrape, start_service, wait_for
 
 ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
 
@@ -59,14 +59,7 @@ def test_z_report_ticks_complete_while_a_journal_backfill_is_in_flight(tmp_path:
             SITOO_CONCURRENCY="1",
             SITOO_METRICS_PORT=str(port),
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sitoo_sync", "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        log = PipeLines(proc.stderr)
+        proc, log = start_service(env)
         try:
             wait_for(lambda: _ticks(port, "pos_z_reports") >= 2, 300, "two pos_z_reports ticks")
             assert _ticks(port, "journal_entries") == 0  # its first tick is still running

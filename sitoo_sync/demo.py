@@ -57,9 +57,9 @@ def stream_lines(report: RunReport, streams: list[Stream], counts: dict[str, int
         parts = [r for r in report.results if r.stream == stream.name]
         if not parts:
             continue
-        parent = next(t for t in stream.tables if not t.is_child)
+        parent = stream.parent
         children = sum(counts.get(t.name, 0) for t in stream.tables if t.is_child)
-        kind = stream.partitions
+        kind = stream.partitions.kind
         where = f"{kind} {parts[0].partition}" if len(parts) == 1 else plural(len(parts), kind)
         statuses = ", ".join(sorted({r.status for r in parts}))
         line = (

@@ -119,7 +119,7 @@ def shares_partitions(settings: Settings, stream: str) -> bool:
 
     known = STREAMS.get(stream)
     shared_target = _scheme(settings.target_url) in _SERVERS
-    return shared_target and known is not None and known.partitions != "account"
+    return shared_target and known is not None and not known.partitions.single
 
 
 def _connect(url: str) -> tuple[sa.Engine, sa.Connection]:

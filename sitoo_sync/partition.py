@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
@@ -33,11 +33,11 @@ from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import DisabledStream, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
+from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
-from sitoo_sync.streams.cash_registers import list_registers
 from sitoo_sync.streams.cursors import Window, WindowContext
 from sitoo_sync.warehouse.base import Outcome, Warehouse
 from sitoo_sync.warehouse.load import Batch, PartitionLoad, load_group
@@ -99,6 +99,12 @@ class Outcomes:
                 warehouse.record_outcomes(self.stream, pending)
 
 
+def personal_data(settings: Settings) -> PersonalData:
+    """What normalizing does with personal columns (SITOO_PERSONAL_DATA and its key)."""
+    key = settings.personal_data_key
+    return PersonalData(settings.personal_data, key.get_secret_value().encode() if key else b"")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -150,20 +156,18 @@ def prefetch(source: Iterator[T], *, depth: int = 1) -> Iterator[T]:
 def _split_values_from(
     client: SitooClient, settings: Settings, stream: Stream
 ) -> Callable[[str, list[Any]], Iterable[str]]:
-    """Values to split a crowded second by: those on the page, and for `registerid` every
-    register the cash-register listing of the configured sites knows."""
+    """Values to split a crowded window by: those on the page, and every partition the
+    stream's `split_by` lists (e.g. every register of the configured sites)."""
 
     def values(field_name: str, page: list[Any]) -> Iterable[str]:
         seen = {r[field_name] for r in page if isinstance(r, Mapping) and r.get(field_name)}
         listed: set[str] = set()
-        if field_name == "registerid":
-            listed = {
-                r["registerid"]
-                for r in list_registers(
+        if stream.split_by is not None:
+            listed = set(
+                stream.split_by.list_all(
                     client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
                 )
-                if isinstance(r.get("registerid"), str)
-            }
+            )
         log.info(
             "window_split",
             stream=stream.name,
@@ -240,7 +244,6 @@ def _window_context(
         with slots:
             return client.get_json(stream.api, path, stream=stream.name, partition=partition)
 
-    start = settings.journal_start
     return WindowContext(
         fetch=fetch,
         fetch_raw=fetch_raw,
@@ -249,12 +252,6 @@ def _window_context(
         key=stream.key,
         overlap=settings.overlap_seconds,
         split_values=_split_values_from(client, settings, stream),
-        start_day=settings.store_z_reports_start_day,
-        start_time=int(datetime.combine(start, datetime.min.time(), UTC).timestamp())
-        if start
-        else 0,
-        lookback_days=settings.store_z_reports_lookback_days,
-        grace=timedelta(minutes=settings.store_z_reports_grace_minutes),
         now=now,
     )
 
@@ -263,7 +260,7 @@ def _mark_missing(
     warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
 ) -> None:
     """After a full listing: rows of this partition it did not show get `missing_since`."""
-    parent = next(t for t in stream.tables if not t.is_child)
+    parent = stream.parent
     column = stream.partition_column
     assert column is not None
     value = parent.column(column)
@@ -387,7 +384,9 @@ class _Loader:
     #: The cursor the warehouse holds, or will hold once the pending batch commits.
     cursor: str | None
     writer: GroupWriter | None = None
+    #: Parent keys a full listing or a sweep showed in this tick (for the missing marks).
     seen: set[tuple[Any, ...]] = field(default_factory=set)
+    swept: bool = False  # a sweep window was taken
 
     def take(self, window: Window, records: list[Any]) -> None:
         """Normalize `records` (the window's, less skipped re-reads) into the batch.
@@ -397,9 +396,14 @@ class _Loader:
         """
         self.result.windows += 1
         cursor = str(window.cursor)
+        stream, batch = self.stream, self.batch
+        if window.sweep:  # keys only: collected for the missing marks, nothing loaded
+            with self.turn:
+                self.seen |= stream.normalize(records, self.context).keys()
+            self.swept = True
+            records = []
         if not records and not self.batch.windows and cursor == self.cursor:
             return
-        stream, batch = self.stream, self.batch
         with self.turn:
             normalized = stream.normalize(records, self.context)
         keys = normalized.keys()
@@ -502,11 +506,11 @@ def sync_partition(
         _window_context(settings, client, stream, partition, now=now, slots=slots), stored
     )
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
-    context = {"partition": partition, "now": now}
+    context = {"partition": partition, "now": now, "personal_data": personal_data(settings)}
     loader = _Loader(
         warehouse, stream, partition, batch, result, on_window, turn, context, stored, writer
     )
-    parent = next(t for t in stream.tables if not t.is_child)
+    parent = stream.parent
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
     # brings something new, the rest load as they come (upserts make re-reads harmless).
     rereads = stream.immutable and stored is not None
@@ -521,7 +525,8 @@ def sync_partition(
                 log.info("stop_honoured", stream=stream.name, partition=partition)
                 break
         stopped = stop is not None and stop.is_set()
-        mark = bool(stream.full_refresh and stream.partition_column and not stopped)
+        listed = stream.full_refresh or loader.swept
+        mark = bool(listed and stream.partition_column and not stopped)
         loader.finish(outcomes, mark=mark, now=now)
     except DisabledStream as exc:
         result.status = "disabled"

@@ -27,9 +27,9 @@ def reset_stream(
     """Set the cursor of every (or one) partition of `stream`; the partitions reset.
 
     Without `since` the cursor is cleared, and the next tick starts as a first one does
-    (SITOO_JOURNAL_START, SITOO_STORE_Z_REPORTS_START_DAY, or the beginning). A stream
-    whose partitions follow from the settings (the account, the sites) can be given a
-    starting day before its first tick; register partitions must have been seen once.
+    (where the stream's own `start` setting says, or the beginning). A stream whose
+    partitions follow from the settings (the account, the sites) can be given a starting
+    day before its first tick; listed partitions (registers) must have been seen once.
     """
     if stream.full_refresh:
         raise ConfigError(
@@ -38,10 +38,8 @@ def reset_stream(
     warehouse.ensure_schema(SYSTEM_TABLES)
     stored = {s.partition: s.cursor for s in warehouse.states() if s.stream == stream.name}
     known = sorted(stored)
-    if not known and stream.partitions == "account":
-        known = [settings.resolved_account_id]
-    elif not known and stream.partitions == "site":
-        known = [str(site) for site in settings.site_ids]
+    if not known:
+        known = stream.partitions.values_from_settings(settings) or []
     if partition is not None:
         if partition not in known:
             raise ConfigError(

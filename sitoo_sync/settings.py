@@ -12,7 +12,6 @@ import json
 import os
 import re
 import tomllib
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -73,6 +72,26 @@ def parse_schedules(value: object) -> object:
     return pairs
 
 
+def stream_sections(data: Any) -> Any:
+    """Config values with the file's `[streams.<name>]` tables moved to `stream_options`: a
+    `streams` list (or `[streams] enabled = [...]`) is the set of streams to sync."""
+    if not isinstance(data, dict) or not isinstance(data.get("streams"), dict):
+        return data
+    data = dict(data)
+    sections = dict(data.pop("streams"))
+    enabled = sections.pop("enabled", None)
+    if enabled is not None:
+        data["streams"] = enabled
+    bad = [k for k, v in sections.items() if not isinstance(v, dict)]
+    if bad:
+        raise ConfigError(
+            f"[streams]: {', '.join(bad)} must be a table such as [streams.{bad[0]}] "
+            "(or list the streams to sync as `enabled = [...]`)"
+        )
+    data["stream_options"] = {**sections, **data.get("stream_options", {})}
+    return data
+
+
 class Settings(BaseSettings):
     """Everything a sync needs to know, built once by the CLI and passed down as an object."""
 
@@ -92,13 +111,14 @@ class Settings(BaseSettings):
     target_schema: str | None = Field(None, description="schema (database on MySQL) to load into")
     streams: Annotated[list[str] | None, NoDecode] = None
     overlap_seconds: int = Field(600, ge=0, le=30 * 86400)
-    store_z_reports_start_day: date | None = Field(
-        None, description="first day of store z-reports to load; default: 90 days back"
+    #: Each stream's own settings (`[streams.<name>]` in the config file), validated
+    #: against the stream's declared options when the streams are selected.
+    stream_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    personal_data: Literal["drop", "hash", "keep"] = Field(
+        "drop", description="customer contact fields: drop (store nothing), hash or keep"
     )
-    store_z_reports_lookback_days: int = Field(3, ge=0, le=366)
-    store_z_reports_grace_minutes: int = Field(60, ge=0, le=24 * 60)
-    journal_start: date | None = Field(
-        None, description="first day of journal entries for a new register; default: all"
+    personal_data_key: SecretStr | None = Field(
+        None, description="the HMAC key of SITOO_PERSONAL_DATA=hash (a secret)"
     )
     verify_silent_days: int = Field(
         3,
@@ -124,6 +144,11 @@ class Settings(BaseSettings):
     http_max_attempts: int = Field(6, ge=1, le=20)
     http_backoff_base_seconds: float = Field(0.5, ge=0)
     http_backoff_max_seconds: float = Field(60.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_sections(cls, data: Any) -> Any:
+        return stream_sections(data)
 
     @field_validator("site_ids", "streams", mode="before")
     @classmethod
@@ -160,6 +185,17 @@ class Settings(BaseSettings):
                     f"{exc.strerror or exc}"
                 ) from None
             object.__setattr__(self, "api_password", SecretStr(secret))
+        return self
+
+    @model_validator(mode="after")
+    def _hash_needs_a_key(self) -> Settings:
+        if self.personal_data == "hash" and not (
+            self.personal_data_key and self.personal_data_key.get_secret_value()
+        ):
+            raise ValueError(
+                f"{env_name('personal_data')}=hash needs {env_name('personal_data_key')}: "
+                "the secret the hashes are keyed with"
+            )
         return self
 
     @classmethod
@@ -219,9 +255,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line."""
-        if self.api_password is None:
-            return []
-        return [self.api_password.get_secret_value()]
+        return [
+            secret.get_secret_value()
+            for secret in (self.api_password, self.personal_data_key)
+            if secret is not None and secret.get_secret_value()
+        ]
 
 
 def requested_log_format() -> str:
@@ -261,6 +299,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    file_values = stream_sections(file_values)
     try:
         settings = Settings(**file_values)
         if overrides:

@@ -1,11 +1,12 @@
 """One tick: every enabled stream, each of its partitions brought up to date.
 
-A partition (the account, a site, a register) is synced by `partition.sync_partition`.
-Register partitions run concurrently on one pool per tick, with at most SITOO_CONCURRENCY
-requests in flight; their batches commit in groups through one `GroupWriter`, each with its
-own cursor. The rest run one after another. A failing partition fails alone and is
-reported; a failing warehouse ends the tick. On a server target, processes syncing the same
-stream split its partitions, each synced under a lock of its own (`_Claims`).
+A partition (the account, a site, a register ...) is synced by `partition.sync_partition`.
+The partitions of a stream declared `concurrent` (registers, warehouses) run on one pool per
+tick, with at most SITOO_CONCURRENCY requests in flight; their batches commit in groups
+through one `GroupWriter`, each with its own cursor. The rest run one after another. A
+failing partition fails alone and is reported; a failing warehouse ends the tick. On a
+server target, processes syncing the same stream split its partitions, each synced under a
+lock of its own (`_Claims`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from sitoo_sync.api.client import SitooClient
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.locks import PartitionLocks, partition_locks
 from sitoo_sync.log import get_logger
-from sitoo_sync.normalize.cash_registers import CASH_REGISTERS as CASH_REGISTERS_TABLE
 from sitoo_sync.partition import (
     ANY_TIME,
     GroupWriter,
@@ -35,7 +35,6 @@ from sitoo_sync.partition import (
 )
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cash_registers import list_registers
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
     SerializedWarehouse,
@@ -88,7 +87,7 @@ class RunReport:
                 for note, count in r.notes.items():
                     notes[note] = notes.get(note, 0) + count
             known = STREAMS.get(stream)
-            kind = known.partitions if known else "partition"
+            kind = known.partitions.kind if known else "partition"
             where = f"{kind} {parts[0].partition}" if len(parts) == 1 else f"{len(parts)} {kind}s"
             statuses = sorted({r.status for r in parts})
             line = (
@@ -157,49 +156,51 @@ def _partitions(
     client: SitooClient,
     stream: Stream,
     *,
-    registers_listed: bool = False,
+    listed_this_tick: bool = False,
     start: Callable[[str], object] | None = None,
     pool: Executor | None = None,
     synced: Iterable[str] = (),
     slots: AbstractContextManager[Any] = ANY_TIME,
     order: Callable[[Iterable[str]], list[str]] = sorted,
 ) -> list[str]:
-    """The partitions of a stream for this tick.
+    """The partitions of a stream for this tick (streams/partitions.py declares them).
 
-    Registers come from the `cash_registers` table, the stream's own state (`synced`: the
-    registers it has a cursor for) and the latest listing; when the `cash_registers` stream
-    refreshed every site in this tick, the table is that listing. With a `pool`, each site
-    is listed as a task of its own and the known registers are `start`ed meanwhile, so the
-    listing's requests overlap theirs; new ones start once listed.
+    Partitions that follow from the settings are those. Listed ones are what the listing's
+    table holds (`stored`), what the stream has a cursor for (`synced`) and what the
+    listing shows now; when the stream that writes the table listed every site in this tick
+    (`listed_this_tick`), the table is that listing. With a `pool`, each site is listed as
+    a task of its own and the known partitions are `start`ed meanwhile, so the listing's
+    requests overlap theirs; new ones start once listed.
     """
-    if stream.partitions == "account":
-        return [settings.resolved_account_id]
-    if stream.partitions == "site":
-        return [str(site) for site in settings.site_ids]
-    known = set(warehouse.distinct_values(CASH_REGISTERS_TABLE, "registerid")) | set(synced)
+    kind = stream.partitions
+    configured = kind.values_from_settings(settings)
+    if configured is not None:
+        return configured
+    known = kind.known(warehouse.distinct_values) | set(synced)
     begin = start or (lambda _partition: None)
-    if registers_listed:
+    if listed_this_tick:
         for partition in order(known):
             begin(partition)
         return sorted(known)
     if pool is not None:
 
-        def list_site(site: int) -> list[Mapping[str, Any]]:
-            with slots:  # one request at a time, as a register's
-                return list_registers(client, [site], stream=stream.name)
+        def list_site(site: int) -> list[str]:
+            with slots:  # one request at a time, as a partition's
+                return kind.list_site(client, site, stream=stream.name)
 
         sites = [pool.submit(list_site, site) for site in settings.site_ids]
         for partition in order(known):
             begin(partition)
-        listing = [register for site in sites for register in site.result()]
+        listed = {value for site in sites for value in site.result()}
     else:
-        listing = list_registers(
-            client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
+        listed = set(
+            kind.list_all(
+                client, settings.site_ids, stream=stream.name, concurrency=settings.concurrency
+            )
         )
-    listed = {r["registerid"] for r in listing if isinstance(r.get("registerid"), str)}
     new = listed - known
     if new and known:
-        log.info("registers_appeared", stream=stream.name, registers=sorted(new))
+        log.info("partitions_appeared", stream=stream.name, kind=kind.kind, partitions=sorted(new))
     for partition in order(new):
         begin(partition)
     return sorted(known | listed)
@@ -321,7 +322,8 @@ def _run_streams(
         for stream in streams:
             if stop is not None and stop.is_set():
                 break
-            if pool is None and stream.partitions == "register" and settings.concurrency > 1:
+            concurrent = stream.partitions.concurrent
+            if pool is None and concurrent and settings.concurrency > 1:
                 threads = tick_threads(settings.concurrency)
                 pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
             _run_stream(
@@ -333,7 +335,7 @@ def _run_streams(
                 on_window=on_window,
                 clock=clock,
                 stop=stop,
-                pool=pool if stream.partitions == "register" else None,
+                pool=pool if concurrent else None,
                 slots=slots,
             )
     finally:
@@ -368,6 +370,7 @@ def _run_stream(
     since this tick read the cursors (another process synced it meanwhile; what it left
     undone, if it died, the next tick loads).
     """
+    stream = stream.configured(settings.stream_options)
     shared = warehouse
     turn: AbstractContextManager[Any] = ANY_TIME
     if pool is not None:
@@ -412,14 +415,15 @@ def _run_stream(
             started[partition] = pool.submit(one, partition)
 
     try:
-        listed = [r for r in report.results if r.stream == CASH_REGISTERS_TABLE.name]
+        lister = stream.partitions.listed_by
+        listing = [r for r in report.results if lister is not None and r.stream == lister]
         partitions = _partitions(
             settings,
             warehouse,
             client,
             stream,
-            registers_listed=len(listed) == len(settings.site_ids)
-            and all(r.status == "ok" for r in listed),
+            listed_this_tick=len(listing) == len(settings.site_ids)
+            and all(r.status == "ok" for r in listing),
             start=start,
             pool=pool,
             slots=slots,

@@ -20,7 +20,7 @@ from sitoo_sync.api.client import make_client
 from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.streams.cash_registers import list_registers
+from sitoo_sync.streams.partitions import REGISTERS
 from sitoo_sync.warehouse.load import load_group
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
@@ -361,15 +361,16 @@ def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
 
 
 def test_sites_are_listed_concurrently_in_their_configured_order(tmp_path: Path) -> None:
-    """list_registers asks every site at once and returns what one-by-one listing returns."""
+    """The register listing asks every site at once and returns what one-by-one listing
+    returns."""
     with Simulator.create(SimConfig(seed=32, days=1, registers_per_store=2)) as sim:
         sim.faults.latency = SLOW_ENOUGH_TO_OVERLAP
         settings = settings_for(sim, tmp_path / "w.duckdb")
         assert len(settings.site_ids) > 1
         with make_client(settings) as client:
-            one_by_one = list_registers(client, settings.site_ids, stream="t", concurrency=1)
+            one_by_one = REGISTERS.list_all(client, settings.site_ids, stream="t", concurrency=1)
             sim.max_in_flight = 0
-            together = list_registers(client, settings.site_ids, stream="t", concurrency=4)
+            together = REGISTERS.list_all(client, settings.site_ids, stream="t", concurrency=4)
         assert sim.max_in_flight == len(settings.site_ids)
         assert together == one_by_one
-        assert {r["registerid"] for r in together} == {r.registerid for r in sim.world.registers}
+        assert set(together) == {r.registerid for r in sim.world.registers}

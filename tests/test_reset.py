@@ -134,7 +134,6 @@ def test_the_first_read_after_a_reset_starts_at_the_day_less_overlap_or_lookback
         fetch_raw=lambda params: {"items": fetch(params)},
         get=lambda _path: {"aggregation_active": True, "hour_of_day": 3, "time_zone": "UTC"},
         overlap=600,
-        lookback_days=3,
         now=start + timedelta(days=5),
     )
     strategy = STREAMS[name].cursor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -109,9 +110,6 @@ def context(
     config: Mapping[str, Any] | Exception,
     *,
     now: datetime = NOW,
-    grace: timedelta = timedelta(hours=1),
-    start: date | None = None,
-    lookback: int = 3,
     asked: list[str] | None = None,
 ) -> WindowContext:
     def get(path: str) -> Any:
@@ -124,8 +122,18 @@ def context(
             asked.append(str(params["day"]))
         return [{"day": params["day"]}]
 
-    return WindowContext(
-        fetch=fetch, get=get, now=now, grace=grace, start_day=start, lookback_days=lookback
+    return WindowContext(fetch=fetch, get=get, now=now)
+
+
+def strategy(
+    grace: timedelta = timedelta(hours=1), start: date | None = None, lookback: int = 3
+) -> DayWindows:
+    """The stream's strategy with its own settings (what `[streams.store_z_reports]` sets)."""
+    return replace(
+        STRATEGY,
+        grace_minutes=int(grace.total_seconds() // 60),
+        start_day=start,
+        lookback_days=lookback,
     )
 
 
@@ -155,7 +163,7 @@ def last_final_day(now: datetime, hour: int, grace: timedelta) -> date:
 )
 def test_a_day_is_final_after_the_next_days_run_plus_grace(now: datetime, grace: timedelta) -> None:
     """The last final day follows the aggregation hour in the configured zone."""
-    today, final = STRATEGY.schedule(context(CONFIG, now=now, grace=grace))
+    today, final = strategy(grace=grace).schedule(context(CONFIG, now=now))
     assert today == now.astimezone(STOCKHOLM).date()
     assert final == last_final_day(now, 22, grace)
 
@@ -185,7 +193,7 @@ def test_first_run_reads_from_the_start_day_and_stops_the_cursor_at_the_last_fin
     """Days after the last final day are read but the cursor does not pass them."""
     asked: list[str] = []
     start = date(2026, 11, 10)
-    windows = list(STRATEGY.windows(context(CONFIG, start=start, asked=asked), None))
+    windows = list(strategy(start=start).windows(context(CONFIG, asked=asked), None))
     assert asked[0] == "2026-11-10"
     assert asked[-1] == "2026-11-21"  # today, local
     assert windows[-1].cursor == "2026-11-19"
@@ -195,7 +203,7 @@ def test_first_run_reads_from_the_start_day_and_stops_the_cursor_at_the_last_fin
 def test_later_runs_reread_the_lookback_then_continue() -> None:
     """With a cursor, a tick re-reads `lookback` final days and everything after them."""
     asked: list[str] = []
-    windows = list(STRATEGY.windows(context(CONFIG, lookback=3, asked=asked), "2026-11-18"))
+    windows = list(strategy(lookback=3).windows(context(CONFIG, asked=asked), "2026-11-18"))
     assert asked == [f"2026-11-{d}" for d in range(16, 22)]
     assert windows[-1].cursor == "2026-11-19"
     assert all(w.cursor >= "2026-11-18" for w in windows)
@@ -219,7 +227,9 @@ def clock_of(sim: Simulator) -> Callable[[], datetime]:
 def store_settings(sim: Simulator, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "streams": ["store_z_reports"],
-        "store_z_reports_start_day": NOW.astimezone(STOCKHOLM).date() - timedelta(days=60),
+        "stream_options": {
+            "store_z_reports": {"start_day": NOW.astimezone(STOCKHOLM).date() - timedelta(days=60)}
+        },
     }
     values.update(overrides)
     return settings_for(sim, tmp_path / "w.duckdb", **values)

@@ -60,7 +60,7 @@ def sync_into(target: Target, sim: Simulator, sync: SyncFn, tmp_path: Path) -> N
     settings = settings_for(
         sim,
         tmp_path / "unused.duckdb",
-        store_z_reports_start_day=(NOW - timedelta(days=20)).date(),
+        stream_options={"store_z_reports": {"start_day": (NOW - timedelta(days=20)).date()}},
         **target.settings(),
     )
     report = sync(settings, clock=clock(sim))

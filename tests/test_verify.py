@@ -64,7 +64,7 @@ def synced(target: Target, tmp: Path, **knobs: Any) -> World:
         settings = settings_for(
             sim,
             tmp / "unused.duckdb",
-            store_z_reports_start_day=(NOW - timedelta(days=20)).date(),
+            stream_options={"store_z_reports": {"start_day": (NOW - timedelta(days=20)).date()}},
             **target.settings(),
         )
         warehouse = open_warehouse(target.url, schema=target.schema)

@@ -37,7 +37,10 @@ def loaded(
     try:
         with target_for(request.param, tmp) as target:
             settings = settings_for(
-                sim, tmp / "unused.duckdb", store_z_reports_start_day=START, **target.settings()
+                sim,
+                tmp / "unused.duckdb",
+                stream_options={"store_z_reports": {"start_day": START}},
+                **target.settings(),
             )
             with make_client(settings, sleep=lambda _s: None) as client:
                 report = run_once(

@@ -8,18 +8,11 @@ showed the register; `missing_since` is set by the sync when a listing no longer
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from sitoo_sync.errors import RecordRejected
-from sitoo_sync.normalize.records import (
-    EXTRA,
-    NormalizedWindow,
-    Reject,
-    TableBuilder,
-    reject_for,
-    require_object,
-)
+from sitoo_sync.normalize.entity import EntityNormalizer
+from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, integer, json_column, text, timestamp
 
 STREAM = "cash_registers"
@@ -61,53 +54,20 @@ CASH_REGISTERS = Table(
 )
 TABLES: tuple[Table, ...] = (CASH_REGISTERS,)
 
-_builder = TableBuilder(CASH_REGISTERS, prefix=())
 
-
-def normalize_window(
-    records: Iterable[Any], context: Mapping[str, Any] | None = None
-) -> NormalizedWindow:
-    """One page of a site's listing; `context` gives `partition` (the site) and `now`."""
-    context = context or {}
-    site = int(context["partition"]) if context.get("partition") else None
+def listed(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The register with what the listing implies: its site (the partition), and that it was
+    seen now and so is not missing."""
+    site = context.get("partition")
     now = context.get("now")
     seen = int(now.timestamp()) if now is not None else None
-    rejects: list[Reject] = []
-    latest: dict[str, Mapping[str, Any]] = {}
-    for record in records:
-        try:
-            obj = require_object(record, "record")
-            registerid = obj.get("registerid")
-            if not isinstance(registerid, str) or not registerid:
-                raise RecordRejected("missing or empty key field", field="registerid")
-        except RecordRejected as exc:
-            rejects.append(reject_for(STREAM, record, exc.reason, None))
-            continue
-        latest[registerid] = {
-            **obj,
-            "site_id": site,
-            "first_seen_at": seen,
-            "last_seen_at": seen,
-            "missing_since": None,
-        }
-    rows = list(latest.values())
-    errors: dict[int, str] = {}
-    table = _builder.build(rows, [], errors)
-    if errors:
-        for index, reason in sorted(errors.items()):
-            rejects.append(reject_for(STREAM, records_of(rows, index), reason, None))
-        keep = [i not in errors for i in range(len(rows))]
-        import pyarrow as pa
-
-        table = table.filter(pa.array(keep, pa.bool_()))
-    return NormalizedWindow(
-        tables={CASH_REGISTERS.name: table},
-        parent_keys=table.select(["registerid"]),
-        rejects=rejects,
-    )
+    return {
+        **record,
+        "site_id": int(site) if site else None,
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+        "missing_since": None,
+    }
 
 
-def records_of(rows: list[Mapping[str, Any]], index: int) -> Mapping[str, Any]:
-    """The listed object behind row `index`, without the fields added here."""
-    added = {"site_id", "first_seen_at", "last_seen_at", "missing_since"}
-    return {k: v for k, v in rows[index].items() if k not in added}
+normalize_window = EntityNormalizer(stream=STREAM, parent=CASH_REGISTERS, prepare=listed)

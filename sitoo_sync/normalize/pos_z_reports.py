@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, day, integer, json_column, money, text, timestamp
 from sitoo_sync.normalize.values import NO_STORE, local_day
-from sitoo_sync.normalize.z_reports import EXTRA_DOC, TOTALS, ZReportNormalizer, child_tables
+from sitoo_sync.normalize.z_reports import EXTRA_DOC, TOTALS, child_tables, z_report_normalizer
 
 STREAM = "pos_z_reports"
 
@@ -84,17 +83,6 @@ CHILDREN = child_tables("pos_z_report", PARENT_KEY, CURRENCY, "POS z-report")
 TABLES: tuple[Table, ...] = (POS_Z_REPORTS, *CHILDREN.values())
 
 
-def record_key(record: Mapping[str, Any]) -> tuple[str, int]:
-    """The natural key (registerid, zreportid), or a rejection saying which part is missing."""
-    registerid = record.get("registerid")
-    zreportid = record.get("zreportid")
-    if not isinstance(registerid, str) or not registerid:
-        raise RecordRejected("missing or empty key field", field="registerid")
-    if type(zreportid) is not int:
-        raise RecordRejected(f"missing or non-integer key field: {zreportid!r}", field="zreportid")
-    return registerid, zreportid
-
-
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The report with "no store" spelled NO_STORE and its local business date added."""
     zone = context.get("timezone") or "UTC"
@@ -107,11 +95,6 @@ def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[st
     }
 
 
-normalize_window = ZReportNormalizer(
-    stream=STREAM,
-    parent=POS_Z_REPORTS,
-    children=CHILDREN,
-    key_of=record_key,
-    currency="currencycode",
-    prepare=prepare,
+normalize_window = z_report_normalizer(
+    stream=STREAM, parent=POS_Z_REPORTS, children=CHILDREN, prepare=prepare
 )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sitoo_sync.errors import RecordRejected
+from sitoo_sync.normalize.entity import ChildList
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import (
     Table,
@@ -28,9 +29,8 @@ from sitoo_sync.normalize.z_reports import (
     EXTRA_DOC,
     POSITION,
     TOTALS,
-    ChildList,
-    ZReportNormalizer,
     child_tables,
+    z_report_normalizer,
 )
 
 STREAM = "store_z_reports"
@@ -101,20 +101,10 @@ def lift_data(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[
     return {**data, **header}
 
 
-def record_key(record: Mapping[str, Any]) -> tuple[str]:
-    """The natural key (store_zreport_id,)."""
-    report_id = record.get("store_zreport_id")
-    if not isinstance(report_id, str) or not report_id:
-        raise RecordRejected("missing or empty key field", field="store_zreport_id")
-    return (report_id,)
-
-
-normalize_window = ZReportNormalizer(
+normalize_window = z_report_normalizer(
     stream=STREAM,
     parent=STORE_Z_REPORTS,
     children=CHILDREN,
-    key_of=record_key,
-    currency="currency_code",
-    extra_lists=(ChildList("register_zreports", "registers", None),),
+    extra_lists=(ChildList("register_zreports", STORE_Z_REPORT_REGISTERS),),
     prepare=lift_data,
 )

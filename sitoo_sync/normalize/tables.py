@@ -38,6 +38,9 @@ class Column:
     kind: Kind
     nullable: bool = True
     description: str = ""
+    #: Personal data (a customer's contact, an address, a national id, free text): stored
+    #: only as SITOO_PERSONAL_DATA says (normalize/personal.py).
+    personal: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,11 @@ class Table:
         raise KeyError(f"{self.name}.{name}")
 
 
-def text(name: str, description: str = "", *, nullable: bool = True) -> Column:
-    """A TEXT column."""
-    return Column(name, Kind.TEXT, nullable, description)
+def text(
+    name: str, description: str = "", *, nullable: bool = True, personal: bool = False
+) -> Column:
+    """A TEXT column (`personal`: minimized, see normalize/personal.py)."""
+    return Column(name, Kind.TEXT, nullable, description, personal)
 
 
 def integer(name: str, description: str = "", *, nullable: bool = True) -> Column:
@@ -118,6 +123,6 @@ def day(name: str, description: str = "", *, nullable: bool = True) -> Column:
     return Column(name, Kind.DATE, nullable, description)
 
 
-def json_column(name: str, description: str = "") -> Column:
-    """A JSON column."""
-    return Column(name, Kind.JSON, True, description)
+def json_column(name: str, description: str = "", *, personal: bool = False) -> Column:
+    """A JSON column (`personal`: minimized, see normalize/personal.py)."""
+    return Column(name, Kind.JSON, True, description, personal)

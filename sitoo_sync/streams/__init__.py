@@ -1,8 +1,13 @@
-"""streams/: one declaration per Sitoo endpoint; `STREAMS` is the registry by name."""
+"""streams/: one declaration per Sitoo endpoint; `STREAMS` is the registry by name.
+
+Everything the CLI's help, the example config and the README say about streams is read
+from (or checked against) this registry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.streams.base import Stream
@@ -11,20 +16,33 @@ from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.streams.store_z_reports import STORE_Z_REPORTS
 
-#: In the order a tick runs them: registers first, so journals see new registers at once.
+#: In the order a tick runs them: a stream that lists partitions (registers) before the
+#: streams partitioned by them, so those see a new register at once.
 STREAMS: dict[str, Stream] = {
     s.name: s for s in (CASH_REGISTERS, JOURNAL_ENTRIES, POS_Z_REPORTS, STORE_Z_REPORTS)
 }
 
 
-def select_streams(names: Sequence[str] | None) -> list[Stream]:
-    """The streams named in SITOO_STREAMS (all when unset), or a ConfigError naming the bad one."""
-    if not names:
-        return list(STREAMS.values())
-    unknown = [n for n in names if n not in STREAMS]
+def select_streams(
+    names: Sequence[str] | None, stream_options: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Stream]:
+    """The streams named in SITOO_STREAMS (when unset: every stream enabled by default),
+    with their own settings applied; a ConfigError names a bad name or setting."""
+    if names:
+        unknown = [n for n in names if n not in STREAMS]
+        if unknown:
+            raise ConfigError(
+                f"SITOO_STREAMS: unknown stream {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(STREAMS)}"
+            )
+        chosen = [stream for name, stream in STREAMS.items() if name in names]
+    else:
+        chosen = [stream for stream in STREAMS.values() if stream.enabled_by_default]
+    if stream_options is None:
+        return chosen
+    unknown = [n for n in stream_options if n not in STREAMS]
     if unknown:
-        raise ConfigError(
-            f"SITOO_STREAMS: unknown stream {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(STREAMS)}"
-        )
-    return [stream for name, stream in STREAMS.items() if name in names]
+        raise ConfigError(f"[streams.{unknown[0]}]: no such stream; known: {', '.join(STREAMS)}")
+    for stream in STREAMS.values():  # a bad setting is an error even for a stream left off
+        stream.configured(stream_options)
+    return [stream.configured(stream_options) for stream in chosen]

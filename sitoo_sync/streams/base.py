@@ -1,48 +1,84 @@
-"""What a stream is: a declaration of one endpoint, its key, tables and cursor strategy."""
+"""What a stream is: one declaration of an endpoint, everything the engine needs to sync it.
+
+The engine (partition.py, sync.py, reset.py, service.py, cli.py) reads these fields and
+nothing else; it knows no stream by name. A new endpoint is one module in streams/ with one
+`Stream(...)`, its tables and rules in normalize/, and one line in the registry.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.streams.cursors import CursorStrategy
+from sitoo_sync.streams.options import Option, option_values
+from sitoo_sync.streams.partitions import ACCOUNT, Partitioning
+
+Normalize = Callable[[Iterable[Any], Mapping[str, Any]], NormalizedWindow]
 
 
 @dataclass(frozen=True)
 class Stream:
-    """One endpoint as data: the sync engine reads these fields and nothing else.
+    """One endpoint as data.
 
-    `items` unwraps a response: the tolerant reader accepts a bare array or an
-    `{"items": [...]}` envelope.
+    The first of `tables` is the parent: its declared key is the stream's key (declared
+    once, on the table). `items` unwraps a response: the tolerant reader accepts a bare
+    array or an `{"items": [...]}` envelope.
     """
 
     name: str
     api: Api
-    path: str
-    key: tuple[str, ...]
+    path: str  # `{siteid}`-style placeholders are filled from the partition
     cursor: CursorStrategy
     tables: tuple[Table, ...]
-    normalize: Callable[[Iterable[Any], Mapping[str, Any]], NormalizedWindow]
+    normalize: Normalize
     description: str
     default_schedule: str = "15m"  # how often the service syncs it (SITOO_SCHEDULES overrides)
-    #: What one cursor covers: the whole account, one site (`{siteid}` in the path) or one
-    #: register (its id passed as the strategy's partition parameter).
-    partitions: Literal["account", "site", "register"] = "account"
+    #: What one cursor covers: see streams/partitions.py.
+    partitions: Partitioning = ACCOUNT
+    #: The stream's own settings: fields of `cursor` (streams/options.py).
+    options: tuple[Option, ...] = ()
+    #: Synced when SITOO_STREAMS is unset; an opt-in stream is off unless named there.
+    enabled_by_default: bool = True
     #: Every tick lists everything: rows of the partition not seen get `missing_since`.
     full_refresh: bool = False
-    #: The column that holds the partition in the stream's table (for full refreshes).
+    #: The column that holds the partition in the parent table (for full refreshes).
     partition_column: str | None = None
     #: A record never changes once served (an event log): one re-read in the cursor's
     #: overlap whose key is stored already is skipped instead of loaded again.
     immutable: bool = False
+    #: Where values come from to split a crowded window (e.g. every register), if any.
+    split_by: Partitioning | None = None
+
+    @property
+    def parent(self) -> Table:
+        """The table whose rows are the stream's records (the others are their children)."""
+        return self.tables[0]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The natural key of a record: the parent table's."""
+        return self.parent.key
 
     def path_for(self, partition: str) -> str:
         """The request path for one partition."""
-        return self.path.replace("{siteid}", partition)
+        path = self.path
+        for name, value in self.partitions.path_params(partition).items():
+            path = path.replace("{" + name + "}", value)
+        return path
+
+    def configured(self, stream_options: Mapping[str, Any]) -> Stream:
+        """This stream with its own settings (`[streams.<name>]` and the environment)
+        applied to its cursor strategy; a bad value is a ConfigError."""
+        values = option_values(self, stream_options.get(self.name, {}))
+        if not values:
+            return self
+        return dataclasses.replace(self, cursor=dataclasses.replace(self.cursor, **values))  # type: ignore[type-var]  # every strategy is a dataclass
 
 
 def items_of(payload: Any) -> list[Any]:

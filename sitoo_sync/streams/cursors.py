@@ -44,22 +44,24 @@ def _no_fetch(params: Mapping[str, str | int]) -> Any:
     raise NotImplementedError("this strategy was given no way to fetch whole responses")
 
 
+def _no_records(params: Mapping[str, str | int]) -> list[Any]:
+    raise NotImplementedError("this strategy was given no way to fetch records")
+
+
 @dataclass(frozen=True)
 class WindowContext:
-    """What a strategy may use: I/O functions and the tick's settings, all given."""
+    """What a strategy may use during one tick of one partition: I/O functions and the
+    engine's settings that every strategy shares. A strategy's own settings are fields of
+    the strategy itself (a stream's `options` set them)."""
 
-    fetch: Fetch  # GET the stream's own path with these params → its records
+    fetch: Fetch = _no_records  # GET the stream's own path with these params → its records
     get: Callable[[str], Any] = _no_get  # GET another path of the same API → JSON
     fetch_raw: Callable[[Mapping[str, str | int]], Any] = _no_fetch  # the whole response body
     partition: str = ""
     key: tuple[str, ...] = ()
-    overlap: int = 0
+    overlap: int = 0  # SITOO_OVERLAP_SECONDS: how far back every tick starts again
     split_values: SplitValues = _no_split
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    start_day: date | None = None
-    start_time: int = 0  # Unix seconds: where a partition with no cursor starts
-    lookback_days: int = 3
-    grace: timedelta = timedelta(hours=1)
 
 
 class CursorStrategy(Protocol):
@@ -80,11 +82,17 @@ class CursorStrategy(Protocol):
 
 @dataclass(frozen=True)
 class Window:
-    """One request's records and the cursor to store when they are loaded."""
+    """One request's records and the cursor to store when they are loaded.
+
+    A `sweep` window lists which records exist (e.g. only their ids) and loads nothing:
+    once a tick's sweep has run to its end, the partition's stored rows it did not show
+    get `missing_since` (a deleted product).
+    """
 
     records: list[Any]
     cursor: str
     params: Mapping[str, str | int]
+    sweep: bool = False
 
 
 def _times(records: list[Any], field: str) -> list[int]:
@@ -220,6 +228,12 @@ class DayWindows:
     hour_field: str = "hour_of_day"
     zone_field: str = "time_zone"
     default_start_days: int = 90
+    #: The first day a first tick reads (None: `default_start_days` back).
+    start_day: date | None = None
+    #: Final days before the cursor read again every tick (a day can be re-aggregated).
+    lookback_days: int = 3
+    #: After the daily run, how long before the day it made counts as final.
+    grace_minutes: int = 60
 
     def schedule(self, ctx: WindowContext) -> tuple[date, date]:
         """(today, last final day) in the aggregation's zone; DisabledStream if it is off."""
@@ -247,7 +261,7 @@ class DayWindows:
         except (ZoneInfoNotFoundError, ValueError):
             raise StuckWindowError(f"{self.config_path}: unknown time zone {zone_name!r}") from None
         local = ctx.now.astimezone(zone)
-        ran = local - ctx.grace
+        ran = local - timedelta(minutes=self.grace_minutes)
         # The run at `hour` on day X makes day X-1 final.
         last_final = ran.date() - timedelta(days=1 if ran.hour >= hour else 2)
         return local.date(), last_final
@@ -269,10 +283,10 @@ class DayWindows:
         if stored:
             cursor: date | None = date.fromisoformat(stored)
             assert cursor is not None
-            first = cursor - timedelta(days=ctx.lookback_days - 1)
+            first = cursor - timedelta(days=self.lookback_days - 1)
         else:
             cursor = None
-            first = ctx.start_day or today - timedelta(days=self.default_start_days)
+            first = self.start_day or today - timedelta(days=self.default_start_days)
         day = first
         while day <= today:
             params: dict[str, str | int] = {self.param: day.isoformat()}
@@ -299,6 +313,8 @@ class CursorPages:
     next_param: str
     next_field: str
     fixed: tuple[tuple[str, str | int], ...]
+    #: The first day (UTC) a partition with no cursor reads from (None: its beginning).
+    start: date | None = None
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest entry loaded and `now`."""
@@ -308,10 +324,14 @@ class CursorPages:
         """The start of `day`: the next tick reads from there, minus the overlap."""
         return epoch_of(day)
 
+    def _first_time(self) -> int:
+        """Unix seconds where a partition with no cursor starts."""
+        return int(epoch_of(self.start)) if self.start else 0
+
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Pages from `cursor - overlap` (or the start) to the end of the query."""
         cursor = int(stored) if stored else None
-        lo = max(0, cursor - ctx.overlap) if cursor is not None else ctx.start_time
+        lo = max(0, cursor - ctx.overlap) if cursor is not None else self._first_time()
         params: dict[str, str | int] = {
             self.partition_param: ctx.partition,
             **dict(self.fixed),

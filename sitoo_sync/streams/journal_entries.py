@@ -10,16 +10,19 @@ register; registers are fetched concurrently (SITOO_CONCURRENCY).
 
 from __future__ import annotations
 
+from datetime import date
+
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import journal_entries as normalize
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import CursorPages
+from sitoo_sync.streams.options import Option
+from sitoo_sync.streams.partitions import REGISTERS
 
 JOURNAL_ENTRIES = Stream(
     name="journal_entries",
     api=Api.JOURNALS,
     path="/journal-entries",
-    key=("registerid", "id"),
     cursor=CursorPages(
         partition_param="register_id",
         time_field="dateadded",
@@ -33,6 +36,14 @@ JOURNAL_ENTRIES = Stream(
     description="Journal entries of every register, with typed receipts, items, payments, "
     "cash and staff events",
     default_schedule="5m",
-    partitions="register",
+    partitions=REGISTERS,
+    options=(
+        Option(
+            "start",
+            date | None,
+            "first day of journal entries for a newly seen register; default: all of its history",
+            aliases=("SITOO_JOURNAL_START",),
+        ),
+    ),
     immutable=True,  # an event log: an entry, once added, is never edited
 )

@@ -11,12 +11,12 @@ from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import pos_z_reports as normalize
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import TimeWindows
+from sitoo_sync.streams.partitions import REGISTERS
 
 POS_Z_REPORTS = Stream(
     name="pos_z_reports",
     api=Api.ZREPORTS,
     path="/pos-z-reports",
-    key=("registerid", "zreportid"),
     cursor=TimeWindows(
         field="dateadded",
         lo_param="dateaddedfrom",
@@ -28,4 +28,5 @@ POS_Z_REPORTS = Stream(
     normalize=normalize.normalize_window,
     description="POS z-reports (register closings) with VAT, product group, payment, "
     "discount, sales tax and currency children",
+    split_by=REGISTERS,  # a second too crowded for one page is read register by register
 )

@@ -1,0 +1,172 @@
+"""How a stream splits into partitions, each with a cursor of its own: an open family.
+
+A `Partitioning` is a declaration a stream names: what one partition is (the account, a
+site, a register, a warehouse ...), where its values come from, and how a partition fills
+the stream's path. Values come from the settings (the account, the configured sites) or
+from a `Listing`: a paged REST v2 collection read per site. Listed partitions are also
+remembered: in the table of the stream that lists them in full every tick (`stored`,
+`listed_by`) and in the stream's own cursors, so a tick can start the partitions it knows
+while the listing is still being read, and a listing that fails does not forget any.
+
+A new kind is one more declaration here; the engine asks these fields and knows no kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sitoo_sync.api.client import Api, SitooClient
+from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
+from sitoo_sync.normalize.tables import Table
+from sitoo_sync.settings import Settings
+from sitoo_sync.streams.cursors import OffsetPages, WindowContext
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A paged REST v2 collection per site whose items are partitions (`{siteid}` in
+    `path`); `value` turns a listed item (and its site) into a partition value, or None
+    for an item without a usable id."""
+
+    path: str
+    value: Callable[[int, Mapping[str, Any]], str | None]
+    pages: OffsetPages = field(default_factory=OffsetPages)
+
+    def items(self, client: SitooClient, site: int, *, stream: str) -> list[Mapping[str, Any]]:
+        """Every item the collection lists for `site`."""
+        path = self.path.format(siteid=site)
+
+        def fetch_raw(params: Mapping[str, str | int]) -> Any:
+            return client.get_json(Api.V2, path, params, stream=stream, partition=f"site-{site}")
+
+        context = WindowContext(fetch_raw=fetch_raw)
+        return [
+            item
+            for window in self.pages.windows(context, None)
+            for item in window.records
+            if isinstance(item, Mapping)
+        ]
+
+    def values(self, client: SitooClient, site: int, *, stream: str) -> list[str]:
+        """The partition values listed for `site`."""
+        found = (self.value(site, item) for item in self.items(client, site, stream=stream))
+        return [v for v in found if v is not None]
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """What one partition of a stream is, and where the tick finds them."""
+
+    #: Singular noun for summaries and `status` ("register", "site").
+    kind: str
+    #: Partitions that follow from the settings alone (None: they are listed).
+    configured: Callable[[Settings], list[str]] | None = None
+    listing: Listing | None = None
+    #: A table that holds the partitions a full listing showed, and its column.
+    stored: tuple[Table, str] | None = None
+    #: The stream that writes `stored` by listing every site in full on each tick: when it
+    #: did so in this tick, the table is the listing and need not be read again.
+    listed_by: str | None = None
+    #: Many partitions, synced concurrently on the tick's pool (SITOO_CONCURRENCY).
+    concurrent: bool = False
+    #: Always exactly one partition: processes cannot split it between them.
+    single: bool = False
+    #: The placeholders a partition fills in the stream's path (e.g. `{siteid}`).
+    path_params: Callable[[str], Mapping[str, str]] = lambda _partition: {}
+
+    def values_from_settings(self, settings: Settings) -> list[str] | None:
+        """The partitions the settings name, or None when they must be listed."""
+        return None if self.configured is None else self.configured(settings)
+
+    def known(self, stored_values: Callable[[Table, str], list[Any]]) -> set[str]:
+        """The partitions `stored` holds (`stored_values(table, column)` reads them)."""
+        if self.stored is None:
+            return set()
+        table, column = self.stored
+        return {str(v) for v in stored_values(table, column) if v not in (None, "")}
+
+    def list_site(self, client: SitooClient, site: int, *, stream: str) -> list[str]:
+        """The partitions one site lists ([] for a kind that is not listed)."""
+        if self.listing is None:
+            return []
+        return self.listing.values(client, site, stream=stream)
+
+    def list_all(
+        self, client: SitooClient, sites: Sequence[int], *, stream: str, concurrency: int = 1
+    ) -> list[str]:
+        """The partitions every site lists, up to `concurrency` sites at once, in site order;
+        any site's failure is raised."""
+        workers = min(concurrency, len(sites))
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="sitoo-sites") as pool:
+                per_site = list(pool.map(lambda s: self.list_site(client, s, stream=stream), sites))
+        else:
+            per_site = [self.list_site(client, site, stream=stream) for site in sites]
+        return [value for values in per_site for value in values]
+
+
+def _text_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None]:
+    """A listed item's `name` as the partition, when it is non-empty text."""
+
+    def value(_site: int, item: Mapping[str, Any]) -> str | None:
+        found = item.get(name)
+        return found if isinstance(found, str) and found else None
+
+    return value
+
+
+def _site_and_int_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None]:
+    """`{site}/{id}` for a listed item whose integer id is only unique with its site path."""
+
+    def value(site: int, item: Mapping[str, Any]) -> str | None:
+        found = item.get(name)
+        return f"{site}/{found}" if type(found) is int else None
+
+    return value
+
+
+def _site_path(partition: str) -> Mapping[str, str]:
+    return {"siteid": partition}
+
+
+def _site_and_warehouse_path(partition: str) -> Mapping[str, str]:
+    site, _, warehouse = partition.partition("/")
+    return {"siteid": site, "warehouseid": warehouse}
+
+
+#: The whole account: one partition, named by the account number.
+ACCOUNT = Partitioning("account", configured=lambda s: [s.resolved_account_id], single=True)
+
+#: One partition per configured site (SITOO_SITE_IDS); fills `{siteid}`.
+SITES = Partitioning(
+    "site", configured=lambda s: [str(site) for site in s.site_ids], path_params=_site_path
+)
+
+#: The `posregister` listing of every site, registered or not.
+REGISTER_LISTING = Listing(
+    "/sites/{siteid}/cashregisters.json",
+    _text_id("registerid"),
+    OffsetPages(fixed=(("includenotregistered", "true"),)),
+)
+
+#: One partition per cash register of the configured sites (its GUID). The
+#: `cash_registers` stream lists them in full; its table remembers them.
+REGISTERS = Partitioning(
+    "register",
+    listing=REGISTER_LISTING,
+    stored=(CASH_REGISTERS, "registerid"),
+    listed_by="cash_registers",
+    concurrent=True,
+)
+
+#: One partition per warehouse of the configured sites, as `{siteid}/{warehouseid}`;
+#: fills `{siteid}` and `{warehouseid}`. Listed live every tick (one request per site).
+WAREHOUSES = Partitioning(
+    "warehouse",
+    listing=Listing("/sites/{siteid}/warehouses.json", _site_and_int_id("warehouseid")),
+    concurrent=True,
+    path_params=_site_and_warehouse_path,
+)

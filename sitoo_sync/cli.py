@@ -24,8 +24,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = get_logger(__name__)
 
 DESCRIPTION = """\
-Keep a data warehouse in step with Sitoo POS: z-reports, journals and cash registers,
-loaded incrementally into DuckDB (default) with exactly-once guarantees.
+Keep a data warehouse in step with Sitoo: every stream below, loaded incrementally into
+DuckDB (default) or any SQLAlchemy database with exactly-once guarantees.
 
 Configuration comes from SITOO_* environment variables, or a TOML file given with
 --config / SITOO_CONFIG (environment wins). See config/sitoo-sync.example.toml.
@@ -39,7 +39,7 @@ examples:
   sitoo-sync run                       the service: every stream on its schedule
   sitoo-sync run --once                one sync tick of every enabled stream (cron)
   sitoo-sync status                    cursors and health per stream
-  sitoo-sync reset pos_z_reports --since 2026-11-01
+  sitoo-sync reset {reset_example} --since 2026-11-01
                                        read again from a day on (rows are kept)
   sitoo-sync simulator --port 8080     the fake Sitoo API alone, to poke with curl
   sitoo-sync bench                     backfill benchmark against the simulator
@@ -53,6 +53,32 @@ def _default_schedules() -> str:
     return ", ".join(f"{s.name} {s.default_schedule}" for s in STREAMS.values())
 
 
+def _stream_help() -> str:
+    """The streams section of `--help`, read from the registry: what each loads, how often
+    by default, what one cursor covers, and its own settings with their variables."""
+    from sitoo_sync.streams import STREAMS
+
+    lines = ["streams (SITOO_STREAMS; default: every stream not marked opt-in):"]
+    width = max(len(name) for name in STREAMS) + 2
+    for stream in STREAMS.values():
+        opt_in = ", opt-in" if not stream.enabled_by_default else ""
+        lines.append(
+            f"  {stream.name:<{width}}every {stream.default_schedule}, one cursor per "
+            f"{stream.partitions.kind}{opt_in}"
+        )
+        lines.append(f"  {'':<{width}}{stream.description}")
+        for option in stream.options:
+            lines.append(f"  {'':<{width}}{option.env_names(stream.name)[0]}: {option.description}")
+    return "\n".join(lines)
+
+
+def _resettable() -> list[str]:
+    """The streams whose cursors `reset` can move (full listings have none)."""
+    from sitoo_sync.streams import STREAMS
+
+    return [s.name for s in STREAMS.values() if not s.full_refresh]
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (where, what, and where help is), exit 2."""
 
@@ -62,7 +88,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="sitoo-sync", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    epilog = EPILOG.format(reset_example=_resettable()[0]) + "\n" + _stream_help() + "\n"
+    parser = _Parser(prog="sitoo-sync", description=DESCRIPTION, epilog=epilog, formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"sitoo-sync {__version__}")
     parser.add_argument(
         "--config",
@@ -78,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Sync every enabled stream (SITOO_STREAMS) from Sitoo into "
         "SITOO_TARGET_URL.\n\n"
         "Without --once: a long-lived service. Each stream runs on its schedule "
-        '(SITOO_SCHEDULES, e.g. {"pos_z_reports": "15m"} or pos_z_reports=15m; defaults: '
+        f"(SITOO_SCHEDULES, e.g. {_resettable()[0]}=15m; defaults: "
         f"{_default_schedules()}), first at start. SIGTERM/SIGINT stop it gracefully; "
         "SITOO_METRICS_PORT serves /metrics (Prometheus) and /healthz.\n\n"
         "With --once: one tick, then exit (cron, systemd timer, Kubernetes CronJob); exit "
@@ -136,16 +163,14 @@ def _parser() -> argparse.ArgumentParser:
         help="move a stream's cursor back so the next tick reads again (no rows are deleted)",
         description="Move the cursor of every partition of STREAM (or of one, --partition) back "
         "to a day (--since), or clear it so the next tick starts as a first one does "
-        "(SITOO_JOURNAL_START, SITOO_STORE_Z_REPORTS_START_DAY, or the beginning). Nothing is "
+        "(where the stream's own start setting says, or the beginning). Nothing is "
         "deleted: what is read again is upserted on its key and its children replaced as a "
         "set, so a reset only adds what was missing and corrects what changed. Use it to "
         "re-load a period, or to backfill from an earlier day. It waits for no tick: if one "
         "is loading STREAM it says so and exits 1; run it again afterwards.",
         formatter_class=fmt,
     )
-    reset.add_argument(
-        "stream", metavar="STREAM", help="pos_z_reports, store_z_reports or journal_entries"
-    )
+    reset.add_argument("stream", metavar="STREAM", help=", ".join(_resettable()))
     reset.add_argument(
         "--partition",
         metavar="KEY",

@@ -79,6 +79,10 @@ class CursorStrategy(Protocol):
         """The cursor under which the next tick reads again from `day` (UTC) on."""
         ...
 
+    def summary(self) -> str:
+        """How it reads, in a few words, for the README and `--help`."""
+        ...
+
 
 @dataclass(frozen=True)
 class Window:
@@ -137,6 +141,13 @@ class TimeWindows:
     def resume_from(self, day: date) -> str:
         """The start of `day`: the next tick reads from there, minus the overlap."""
         return epoch_of(day)
+
+    def summary(self) -> str:
+        """How it reads."""
+        return (
+            f"`{self.field}`, inclusive windows of at most {self.cap}, a crowded second "
+            f"split by `{self.split_param}`"
+        )
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or the beginning) to the newest item."""
@@ -277,6 +288,13 @@ class DayWindows:
         """The day before: the next tick reads from there, minus the lookback days."""
         return (day - timedelta(days=1)).isoformat()
 
+    def summary(self) -> str:
+        """How it reads."""
+        return (
+            f"day by day (`{self.param}`) up to the last final day, re-reading "
+            f"{self.lookback_days} final days for re-aggregations"
+        )
+
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """One window per day from the lookback (or the start day) to today."""
         today, last_final = self.schedule(ctx)
@@ -323,6 +341,10 @@ class CursorPages:
     def resume_from(self, day: date) -> str:
         """The start of `day`: the next tick reads from there, minus the overlap."""
         return epoch_of(day)
+
+    def summary(self) -> str:
+        """How it reads."""
+        return f"`{self.time_field}` from the cursor, following `{self.next_field}`"
 
     def _first_time(self) -> int:
         """Unix seconds where a partition with no cursor starts."""
@@ -374,6 +396,10 @@ class OffsetPages:
     def resume_from(self, day: date) -> str:
         """Never used: every tick reads the whole listing, whatever the cursor says."""
         raise ValueError("a full listing has no cursor to move back")
+
+    def summary(self) -> str:
+        """How it reads."""
+        return f"the whole listing every tick, paged by `{self.start_param}`/`{self.num_param}`"
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """One window per page of the listing."""

@@ -1,0 +1,140 @@
+"""A stream is one declaration: the engine names none, and docs and settings follow the registry."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.errors import ConfigError
+from sitoo_sync.settings import load_settings
+from sitoo_sync.streams import STREAMS, select_streams
+from sitoo_sync.streams.cursors import CursorPages, DayWindows
+from sitoo_sync.streams.reference import BLOCKS, rendered
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sitoo_sync"
+#: The generic engine: it syncs whatever the registry declares and names no stream.
+ENGINE = [
+    PACKAGE / "partition.py",
+    PACKAGE / "sync.py",
+    PACKAGE / "reset.py",
+    PACKAGE / "service.py",
+    PACKAGE / "cli.py",
+    PACKAGE / "locks.py",
+    PACKAGE / "progress.py",
+    PACKAGE / "metrics.py",
+    PACKAGE / "status.py",
+    *sorted((PACKAGE / "warehouse").glob("*.py")),
+]
+
+
+def test_no_engine_module_names_a_stream() -> None:
+    """No stream name (nor a stream's table name) appears in an engine module, so adding a
+    stream never touches the engine."""
+    names = set(STREAMS) | {t.name for s in STREAMS.values() for t in s.tables}
+    pattern = re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{n}: {m.group(1)}"
+        for path in ENGINE
+        if path.exists()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if (m := pattern.search(line))
+    ]
+    assert not found, "stream names in engine modules:\n" + "\n".join(found)
+
+
+def test_generated_stream_docs_are_current() -> None:
+    """The README's stream tables and the example config's stream sections are what the
+    registry renders (run `python -m sitoo_sync.streams.reference` when this fails)."""
+    for path in dict.fromkeys(file for file, _name, _render in BLOCKS):
+        text = path.read_text()
+        assert rendered(path, text) == text, f"{path.name} is stale"
+    readme = BLOCKS[0][0].read_text()
+    for name in STREAMS:
+        assert f"| `{name}` |" in readme
+
+
+def test_help_lists_every_stream_with_its_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """`sitoo-sync --help` names every stream, its schedule and its own settings' variables."""
+    from sitoo_sync.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for stream in STREAMS.values():
+        assert stream.name in out
+        for option in stream.options:
+            assert option.env_names(stream.name)[0] in out
+
+
+def test_a_stream_section_in_the_config_file_sets_the_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[streams.store_z_reports] lookback_days = 5` reaches the stream's cursor strategy, and
+    `[streams] enabled` chooses the streams."""
+    for option in (o for s in STREAMS.values() for o in s.options):
+        for name in option.env_names("store_z_reports") + option.env_names("journal_entries"):
+            monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[streams]\nenabled = ["store_z_reports"]\n'
+        "[streams.store_z_reports]\nlookback_days = 5\nstart_day = 2026-01-02\n"
+    )
+    settings = load_settings(config)
+    [stream] = select_streams(settings.streams, settings.stream_options)
+    assert isinstance(stream.cursor, DayWindows)
+    assert (stream.cursor.lookback_days, stream.cursor.start_day) == (5, date(2026, 1, 2))
+    declared = STREAMS["store_z_reports"].cursor
+    assert isinstance(declared, DayWindows)
+    assert declared.lookback_days == 3  # the declaration itself is untouched
+
+
+def test_environment_names_and_old_aliases_win_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SITOO_STORE_Z_REPORTS_LOOKBACK_DAYS and the old SITOO_JOURNAL_START still work and
+    override the config file."""
+    config = tmp_path / "c.toml"
+    config.write_text("[streams.store_z_reports]\nlookback_days = 5\n")
+    monkeypatch.setenv("SITOO_STORE_Z_REPORTS_LOOKBACK_DAYS", "7")
+    monkeypatch.setenv("SITOO_JOURNAL_START", "2026-03-01")
+    settings = load_settings(config)
+    streams = {s.name: s for s in select_streams(None, settings.stream_options)}
+    store, journals = streams["store_z_reports"].cursor, streams["journal_entries"].cursor
+    assert isinstance(store, DayWindows)
+    assert isinstance(journals, CursorPages)
+    assert store.lookback_days == 7
+    assert journals.start == date(2026, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("[streams.store_z_reports]\nlookback = 5\n", "unknown setting 'lookback'"),
+        ("[streams.store_z_reports]\nlookback_days = -1\n", "lookback_days: Input should be"),
+        ("[streams.no_such]\nx = 1\n", "[streams.no_such]: no such stream"),
+    ],
+)
+def test_a_bad_stream_setting_is_one_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str, message: str
+) -> None:
+    """An unknown or out-of-range stream setting is a ConfigError naming it."""
+    monkeypatch.delenv("SITOO_STORE_Z_REPORTS_LOOKBACK_DAYS", raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text(section)
+    settings = load_settings(config)
+    with pytest.raises(ConfigError) as raised:
+        select_streams(None, settings.stream_options)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_every_stream_declares_its_key_once_on_its_parent_table() -> None:
+    """A stream's key is its parent table's key, and every child table hangs under it."""
+    for stream in STREAMS.values():
+        assert stream.key == stream.tables[0].key
+        assert not stream.tables[0].is_child
+        for child in stream.tables[1:]:
+            assert child.is_child, f"{child.name} of {stream.name} has no parent key"

@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     api_password_file: Path | None = Field(None, description="file holding the API password")
     account_id: str | None = Field(None, description="account number; default: API ID prefix")
     site_ids: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [1], description="eshop ids (sites) whose registers to list"
+        default_factory=list,
+        description="eshop ids (sites) to sync; default: every site /sites.json lists",
     )
     api_base_url: str = DEFAULT_API_BASE_URL
     journals_base_url: str = DEFAULT_JOURNALS_BASE_URL

@@ -35,6 +35,7 @@ from sitoo_sync.partition import (
 )
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.partitions import with_every_site
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
     SerializedWarehouse,
@@ -313,6 +314,16 @@ def _run_streams(
     stop: threading.Event | None,
 ) -> None:
     warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+    try:
+        settings = with_every_site(settings, client)
+    except SitooSyncError as exc:  # no site known: every stream fails this tick, visibly
+        log.error("sites_unlisted", error=str(exc))
+        for stream in streams:
+            report.results.append(
+                PartitionResult(stream.name, "*", status="failed", error=f"listing sites: {exc}")
+            )
+            warehouse.record_outcome(stream.name, "*", "failed", f"listing sites: {exc}")
+        return
     # One pool for the tick: its threads, and the warehouse connection each holds, serve
     # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
     # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads.

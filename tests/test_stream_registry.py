@@ -138,3 +138,29 @@ def test_every_stream_declares_its_key_once_on_its_parent_table() -> None:
         assert not stream.tables[0].is_child
         for child in stream.tables[1:]:
             assert child.is_child, f"{child.name} of {stream.name} has no parent key"
+
+
+def test_without_site_ids_a_tick_syncs_every_site_the_account_lists(tmp_path: Path) -> None:
+    """Unset SITOO_SITE_IDS means every site of `/sites.json`: the register listing covers
+    them all."""
+    from sitoo_sync.api.client import make_client
+    from sitoo_sync.simulator import SimConfig, Simulator
+    from sitoo_sync.sync import run_once
+    from sitoo_sync.warehouse import open_warehouse
+    from tests.support import query, settings_for
+
+    with Simulator.create(SimConfig(seed=5, days=1, registers_per_store=1)) as sim:
+        settings = settings_for(sim, tmp_path / "w.duckdb", site_ids=[])
+        assert len(sim.rest.catalog.site_ids()) > 1
+        with make_client(settings, sleep=lambda _s: None) as client:
+            report = run_once(
+                settings, open_warehouse(settings.target_url), client, [STREAMS["cash_registers"]]
+            )
+        assert report.ok
+        assert {r.partition for r in report.results} == {
+            str(s) for s in sim.rest.catalog.site_ids()
+        }
+        listed = {
+            site for (site,) in query(settings, "SELECT DISTINCT site_id FROM cash_registers")
+        }
+        assert listed == set(sim.world.site_ids())

@@ -108,6 +108,27 @@ class Partitioning:
         return [value for values in per_site for value in values]
 
 
+def with_every_site(settings: Settings, client: SitooClient) -> Settings:
+    """`settings` with SITOO_SITE_IDS filled in: as given, or, when empty, every site the
+    account's `/sites.json` lists (its `eshopid`s), read once per tick."""
+    if settings.site_ids:
+        return settings
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        return client.get_json(Api.V2, SITE_LIST, params, stream="*", partition=None)
+
+    pages = OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None)
+    sites = sorted(
+        {
+            item["eshopid"]
+            for window in pages
+            for item in window.records
+            if isinstance(item, Mapping) and type(item.get("eshopid")) is int
+        }
+    )
+    return settings.model_copy(update={"site_ids": sites})
+
+
 def _text_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None]:
     """A listed item's `name` as the partition, when it is non-empty text."""
 
@@ -136,6 +157,9 @@ def _site_and_warehouse_path(partition: str) -> Mapping[str, str]:
     site, _, warehouse = partition.partition("/")
     return {"siteid": site, "warehouseid": warehouse}
 
+
+#: Every site of the account (the default of SITOO_SITE_IDS).
+SITE_LIST = "/sites.json"
 
 #: The whole account: one partition, named by the account number.
 ACCOUNT = Partitioning("account", configured=lambda s: [s.resolved_account_id], single=True)

@@ -93,10 +93,34 @@ class Run:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-def _write(warehouse: Warehouse, row: Mapping[str, Any]) -> None:
-    values = [row.get(name) for name in SYNC_RUNS.column_names]
-    with warehouse.transaction():
-        warehouse.upsert(SYNC_RUNS, rows_to_arrow(SYNC_RUNS, [values]))
+#: Attempts at writing a run's row before giving up on it (the tick goes on regardless).
+WRITE_ATTEMPTS = 3
+
+
+def _write(warehouse: Warehouse, row: Mapping[str, Any], *, new: bool = False) -> None:
+    """Insert a new run's row, or replace one (delete and insert by run_id, one transaction).
+
+    Not an upsert: on MySQL/MariaDB, concurrent upserts of new keys (replicas starting the
+    same stream together) can deadlock on InnoDB's gap locks; plain inserts of distinct keys
+    and a delete of an existing key do not. A write that still fails is retried, then given
+    up with a log line: the record of a tick must never fail the tick itself.
+    """
+    data = rows_to_arrow(SYNC_RUNS, [[row.get(name) for name in SYNC_RUNS.column_names]])
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            with warehouse.transaction():
+                if not new:
+                    warehouse.delete_rows(SYNC_RUNS, data.select(["run_id"]), ("run_id",))
+                warehouse.insert(SYNC_RUNS, data)
+            return
+        except warehouse.errors as exc:
+            log.warning(
+                "run_not_recorded",
+                run_id=row["run_id"],
+                stream=row["stream"],
+                attempt=attempt,
+                error=str(exc),
+            )
 
 
 def _stream_requests(client: SitooClient, stream: str) -> int:
@@ -216,6 +240,7 @@ def record_run(
             "host": HOST,
             "pid": os.getpid(),
         },
+        new=True,
     )
     first = len(results)
     skipped_before = sum(n for (name, _), n in skipped.items() if name == stream.name)
@@ -245,9 +270,6 @@ def record_run(
         run.context = {RUN_ID_KEY: run.run_id, **_tick_context(warehouse, client, stream, now)}
         yield run
     except BaseException as exc:
-        try:
-            finish(str(exc) or type(exc).__name__)
-        except Exception as again:  # the warehouse itself failed: the row stays "running"
-            log.error("run_not_recorded", stream=stream.name, run_id=run.run_id, error=str(again))
+        finish(str(exc) or type(exc).__name__)  # if the warehouse is gone, it stays "running"
         raise
     finish(None)

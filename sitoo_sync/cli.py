@@ -144,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         "tick ended (ok, failed, disabled; or reset by `reset`) and why, the cursor and how "
         "far it is behind now, when it last succeeded, the rows loaded so far and the last "
         "error. A failure before any partition was known (the register listing) shows as "
-        "partition *. It only reads: a missing DuckDB file is reported, never created.",
+        "partition *. Then each stream's last run (sync_runs): when it started, how it "
+        "ended (ok, failed, partial, disabled, running, or interrupted when its process is "
+        "gone), rows, requests and how long it took. It only reads: a missing DuckDB file is "
+        "reported, never created.",
         formatter_class=fmt,
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -419,18 +422,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         "the demo writes duckdb:///sitoo-demo.duckdb)",
     ) as warehouse:
         states = status.current_states(warehouse.states())
+        runs = status.last_runs(warehouse.last_runs())
     now = datetime.now(UTC)
     problems = status.stream_problems(settings, states, now) if args.check else []
     if args.json:
-        print(json.dumps(status.as_records(states, now), indent=2))
+        print(json.dumps(status.as_records(states, now, runs), indent=2))
         for problem in problems:
             print(f"check: {problem}", file=sys.stderr)
     elif not states:
         print(f"nothing synced yet into {masked_url(settings.target_url)}")
     else:
-        for line in status.as_table(states, now):
+        for line in status.as_text(states, runs, now):
             print(line)
     if args.check and not args.json:
+        if runs:
+            print()
         for problem in problems:
             print(f"check: {problem}")
         if not problems:

@@ -36,6 +36,7 @@ from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.runs import RUN_ID_KEY
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cursors import Window, WindowContext
@@ -435,7 +436,14 @@ class _Loader:
         if not batch.windows:
             return
         normalized = NormalizedWindow.concat(batch.windows)
-        load = PartitionLoad(self.partition, normalized, batch.cursor, len(batch.windows), outcome)
+        load = PartitionLoad(
+            self.partition,
+            normalized,
+            batch.cursor,
+            len(batch.windows),
+            outcome,
+            run_id=self.context.get(RUN_ID_KEY),
+        )
         if self.writer is not None:
             self.writer.commit(load, set(batch.keys))
         else:
@@ -485,6 +493,7 @@ def sync_partition(
     outcomes: Outcomes | None = None,
     writer: GroupWriter | None = None,
     slots: AbstractContextManager[Any] = ANY_TIME,
+    tick: Mapping[str, Any] | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
@@ -493,7 +502,9 @@ def sync_partition(
     `stored` is the partition's cursor when the caller read it already (None: never
     loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there; with
     `writer`, its batches commit in groups with other partitions'. Each request holds one
-    of the `slots` (SITOO_CONCURRENCY of them, shared by the tick's partitions).
+    of the `slots` (SITOO_CONCURRENCY of them, shared by the tick's partitions). `tick` is
+    the stream tick's context (its run id, the stream's `tick_context`), given to the
+    normalizer with the partition's own.
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -506,7 +517,12 @@ def sync_partition(
         _window_context(settings, client, stream, partition, now=now, slots=slots), stored
     )
     batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
-    context = {"partition": partition, "now": now, "personal_data": personal_data(settings)}
+    context = {
+        **(tick or {}),
+        "partition": partition,
+        "now": now,
+        "personal_data": personal_data(settings),
+    }
     loader = _Loader(
         warehouse, stream, partition, batch, result, on_window, turn, context, stored, writer
     )

@@ -1,21 +1,24 @@
-"""What `sitoo-sync status` shows: `sync_state` read back, made current, judged, rendered.
+"""What `sitoo-sync status` shows: `sync_state` read back, made current, judged, rendered,
+and each stream's last run from `sync_runs`.
 
-Pure functions over `StreamState` rows: the CLI opens the target, reads the rows and prints
-what these return. "Late" is the rule `/healthz` uses (`metrics.is_late`), so the two agree.
+Pure functions over `StreamState` and `RunRow` rows: the CLI opens the target, reads the rows
+and prints what these return (a run whose process is gone shows as interrupted, see runs.py).
+"Late" is the rule `/healthz` uses (`metrics.is_late`), so the two agree.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sitoo_sync.metrics import HEALTHY_WITHIN_INTERVALS, is_late
+from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS, select_streams
-from sitoo_sync.warehouse.base import StreamState
+from sitoo_sync.warehouse.base import RunRow, StreamState
 
 
 def when_text(value: datetime | None) -> str:
@@ -95,12 +98,76 @@ def _lag(state: StreamState, now: datetime) -> float | None:
     return stream.cursor.lag_seconds(state.cursor, now) if stream else None
 
 
-def as_records(states: Sequence[StreamState], now: datetime) -> list[dict[str, Any]]:
-    """`status --json`: every field of every row, times in ISO 8601, details whole."""
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def _seconds(run: RunRow) -> float | None:
+    if run.finished_at is None:
+        return None
+    return (run.finished_at - run.started_at).total_seconds()
+
+
+def last_runs(runs: Sequence[RunRow]) -> dict[str, RunRow]:
+    """Each stream's last run as a reader should see it (a dead "running" one interrupted)."""
+    return {r.stream: shown(r) for r in runs}
+
+
+def run_record(run: RunRow) -> dict[str, Any]:
+    """One run for `status --json`: when, status, counts, duration, cursors, error."""
+    return {
+        "run_id": run.run_id,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "status": run.status,
+        "seconds": _seconds(run),
+        "partitions": run.partitions,
+        "rows_loaded": run.rows_loaded,
+        "requests": run.requests,
+        "rejects": run.rejects,
+        "cursor_before": run.cursor_before,
+        "cursor_after": run.cursor_after,
+        "error": run.error,
+    }
+
+
+def runs_table(runs: Mapping[str, RunRow]) -> list[str]:
+    """`status`: one aligned line per stream's last run, under a header."""
+    header = ("stream", "last run", "run status", "rows", "requests", "took", "run id", "error")
+    rows = [
+        (
+            r.stream,
+            when_text(r.started_at),
+            r.status,
+            "-" if r.rows_loaded is None else str(r.rows_loaded),
+            "-" if r.requests is None else str(r.requests),
+            lag_text(_seconds(r)),
+            r.run_id,
+            detail_text(r.error, 60),
+        )
+        for r in runs.values()
+    ]
+    return _aligned(header, rows)
+
+
+def _aligned(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+
+
+def as_records(
+    states: Sequence[StreamState], now: datetime, runs: Mapping[str, RunRow] | None = None
+) -> list[dict[str, Any]]:
+    """`status --json`: every field of every row, times in ISO 8601, details whole; with
+    `runs`, each row also carries its stream's last run (`last_run`, null before any)."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    last = runs or {}
     return [
         {
             "stream": s.stream,
@@ -116,6 +183,7 @@ def as_records(states: Sequence[StreamState], now: datetime) -> list[dict[str, A
             "last_status": s.last_status,
             "last_status_detail": s.last_status_detail,
             "lag_seconds": _lag(s, now),
+            "last_run": run_record(last[s.stream]) if s.stream in last else None,
         }
         for s in states
     ]
@@ -137,8 +205,12 @@ def as_table(states: Sequence[StreamState], now: datetime) -> list[str]:
         )
         for s in states
     ]
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
+    return _aligned(header, rows)
+
+
+def as_text(states: Sequence[StreamState], runs: Mapping[str, RunRow], now: datetime) -> list[str]:
+    """`status`: the partitions' table, then (after a blank line) each stream's last run."""
+    lines = as_table(states, now)
+    if runs:
+        lines += ["", *runs_table(runs)]
+    return lines

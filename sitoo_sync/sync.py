@@ -33,6 +33,7 @@ from sitoo_sync.partition import (
     sync_partition,
     utcnow,
 )
+from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.partitions import with_every_site
@@ -337,18 +338,22 @@ def _run_streams(
             if pool is None and concurrent and settings.concurrency > 1:
                 threads = tick_threads(settings.concurrency)
                 pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
-            _run_stream(
-                settings,
-                warehouse,
-                client,
-                stream,
-                report=report,
-                on_window=on_window,
-                clock=clock,
-                stop=stop,
-                pool=pool if concurrent else None,
-                slots=slots,
-            )
+            with record_run(
+                warehouse, client, stream, report.results, report.skipped, stop=stop
+            ) as run:
+                _run_stream(
+                    settings,
+                    warehouse,
+                    client,
+                    stream,
+                    report=report,
+                    on_window=on_window,
+                    clock=clock,
+                    stop=stop,
+                    pool=pool if concurrent else None,
+                    slots=slots,
+                    tick=run.context,
+                )
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -366,6 +371,7 @@ def _run_stream(
     stop: threading.Event | None,
     pool: ThreadPoolExecutor | None,
     slots: threading.BoundedSemaphore,
+    tick: Mapping[str, Any] | None = None,
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
@@ -417,6 +423,7 @@ def _run_stream(
             outcomes=outcomes,
             writer=writer,
             slots=slots if pool is not None else ANY_TIME,
+            tick=tick,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}

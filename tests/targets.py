@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.tables import LOAD_METADATA, Kind, Table
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
 from sitoo_sync.warehouse.sqla import SqlWarehouse, make_engine
+
+LOAD_METADATA_NAMES = frozenset(c.name for c in LOAD_METADATA)
 
 SERVERS = {"postgres": "SITOO_TEST_POSTGRES_URL", "mysql": "SITOO_TEST_MYSQL_URL"}
 ALL_TARGETS = ["duckdb", "sqlite", "postgres", "mysql"]
@@ -49,20 +51,22 @@ class Target:
         return env
 
     def rows(self, table: Table) -> list[tuple[Any, ...]]:
-        """Every row of `table`, each value in a form comparable across targets."""
+        """Every row of `table`, each value in a form comparable across targets (the load
+        metadata, which differs per load by design, left out)."""
+        columns = [c for c in table.column_names if c not in LOAD_METADATA_NAMES]
         warehouse = open_warehouse(self.url, schema=self.schema)
         try:
             if isinstance(warehouse, DuckDBWarehouse):
-                names = ", ".join(q(c) for c in table.column_names)
+                names = ", ".join(q(c) for c in columns)
                 raw = warehouse.query(f"SELECT {names} FROM {q(table.name)}")
-                dicts = [dict(zip(table.column_names, r, strict=True)) for r in raw]
+                dicts = [dict(zip(columns, r, strict=True)) for r in raw]
             else:
                 assert isinstance(warehouse, SqlWarehouse)
                 dicts = warehouse.read_table(table)
         finally:
             warehouse.close()
         kinds = {c.name: c.kind for c in table.columns}
-        return [tuple(canonical(kinds[c], row[c]) for c in table.column_names) for row in dicts]
+        return [tuple(canonical(kinds[c], row[c]) for c in columns) for row in dicts]
 
     def bag(self, table: Table) -> Counter[tuple[Any, ...]]:
         """The rows of `table` as a multiset."""

@@ -18,10 +18,12 @@ from tests.support import use_simulator
 
 
 def _table(capsys: pytest.CaptureFixture[str]) -> list[list[str]]:
-    """The status table's rows split on runs of two spaces."""
+    """The status table's rows and check lines split on runs of two spaces (the last runs'
+    table, after a blank line, left out)."""
     import re
 
-    lines = capsys.readouterr().out.splitlines()
+    blocks = capsys.readouterr().out.split("\n\n")
+    lines = [line for b in blocks if "last run" not in b.split("\n")[0] for line in b.splitlines()]
     return [re.split(r"\s{2,}", line.strip()) for line in lines]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sitoo_sync.normalize.columns import rows_to_arrow
-from sitoo_sync.normalize.pos_z_reports import CHILDREN, TABLES, normalize_window
+from sitoo_sync.normalize.pos_z_reports import CHILDREN, normalize_window
 from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
@@ -208,7 +208,7 @@ def test_windows_fetched_before_a_failure_are_kept(tmp_path: Path, sync: SyncFn)
 def test_reloading_a_parent_replaces_its_children_as_a_set(tmp_path: Path) -> None:
     """A parent loaded again with fewer children leaves only the new children behind."""
     warehouse = DuckDBWarehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
-    warehouse.ensure_schema([*SYSTEM_TABLES, *TABLES])
+    warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
     record = vendor_example()
     load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record]), "1")
     record["paymentssales"] = record["paymentssales"][:1]
@@ -231,7 +231,7 @@ def test_a_failed_load_rolls_back_rows_and_cursor_together(tmp_path: Path) -> No
             raise RuntimeError("disk full")
 
     warehouse = Boom(f"duckdb:///{tmp_path / 'w.duckdb'}")
-    warehouse.ensure_schema([*SYSTEM_TABLES, *TABLES])
+    warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
     with pytest.raises(RuntimeError, match="disk full"):
         load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([vendor_example()]), "1")
     assert warehouse.query("SELECT count(*) FROM pos_z_reports") == [(0,)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, day, integer, json_column, money, text, timestamp
@@ -70,9 +71,11 @@ POS_Z_REPORTS = Table(
         ),
         text(
             "business_timezone",
-            "The IANA time zone business_date is counted in: the register's zone where the "
-            "sync knows it (`timezone` in the load context), else UTC. The POS z-report itself "
-            "carries no zone. Ours.",
+            "The IANA time zone business_date is counted in (the POS z-report itself carries "
+            "none). First source that has one wins: the register's own zone, as its latest "
+            "journal receipt names it (journal_receipts.timezone, the POS's pos-timezone); "
+            "else the account's store z-report zone (/store-z-reports/config time_zone); "
+            "else UTC. Fixed when the report is loaded. Ours.",
         ),
         json_column(EXTRA, EXTRA_DOC),
     ),
@@ -83,9 +86,33 @@ CHILDREN = child_tables("pos_z_report", PARENT_KEY, CURRENCY, "POS z-report")
 TABLES: tuple[Table, ...] = (POS_Z_REPORTS, *CHILDREN.values())
 
 
+#: Normalizer context keys: each register's own zone (registerid -> IANA name), and the
+#: account-wide zone for registers without one. See `business_timezone` for the order.
+REGISTER_ZONES = "timezones"
+ACCOUNT_ZONE = "timezone"
+
+
+def known_zone(name: Any) -> str | None:
+    """`name` when it is an IANA time zone this system knows, else None."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
+
+
+def zone_of(registerid: Any, context: Mapping[str, Any]) -> str:
+    """The zone a register's business day is counted in: its own, the account's, or UTC."""
+    zones: Mapping[Any, Any] = context.get(REGISTER_ZONES) or {}
+    return known_zone(zones.get(registerid)) or known_zone(context.get(ACCOUNT_ZONE)) or "UTC"
+
+
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The report with "no store" spelled NO_STORE and its local business date added."""
-    zone = context.get("timezone") or "UTC"
+    """The report with "no store" spelled NO_STORE and its local business date added, in
+    the zone of its register (`zone_of`)."""
+    zone = zone_of(record.get("registerid"), context)
     store = record.get("store_id")
     return {
         **record,

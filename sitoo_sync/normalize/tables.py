@@ -12,7 +12,7 @@ sources.yml (dictionary.py), so it is declared here, beside the column, and nowh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -126,3 +126,33 @@ def day(name: str, description: str = "", *, nullable: bool = True) -> Column:
 def json_column(name: str, description: str = "", *, personal: bool = False) -> Column:
     """A JSON column (`personal`: minimized, see normalize/personal.py)."""
     return Column(name, Kind.JSON, True, description, personal)
+
+
+#: Load metadata: every stream table stores these after its declared columns. Normalizers
+#: never produce them; the commit that writes a row stamps them (warehouse/load.py), and an
+#: upsert overwrites them, so they always say which commit and which run last wrote the row.
+LOADED_AT = "_loaded_at"
+RUN_ID = "_run_id"
+LOAD_METADATA: tuple[Column, ...] = (
+    Column(
+        LOADED_AT,
+        Kind.TIMESTAMP,
+        True,
+        "When the commit that last wrote this row ran (UTC): a row read again is stamped "
+        "again. NULL only on rows loaded before the column existed. Ours.",
+    ),
+    Column(
+        RUN_ID,
+        Kind.TEXT,
+        True,
+        "The run (one tick of one stream in one process) that last wrote this row: "
+        "sync_runs.run_id. NULL only on rows loaded before the column existed. Ours.",
+    ),
+)
+
+
+def with_load_metadata(table: Table) -> Table:
+    """`table` as stored: its declared columns followed by LOAD_METADATA (once)."""
+    if any(c.name == LOADED_AT for c in table.columns):
+        return table
+    return replace(table, columns=(*table.columns, *LOAD_METADATA))

@@ -10,16 +10,31 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize.records import NormalizedWindow
-from sitoo_sync.normalize.tables import Table
+from sitoo_sync.normalize.tables import Table, with_load_metadata
 from sitoo_sync.streams.cursors import CursorStrategy
 from sitoo_sync.streams.options import Option, option_values
 from sitoo_sync.streams.partitions import ACCOUNT, Partitioning
 
 Normalize = Callable[[Iterable[Any], Mapping[str, Any]], NormalizedWindow]
+
+
+@dataclass(frozen=True)
+class TickSources:
+    """What a stream's `tick_context` hook may read, once at the start of its tick.
+
+    `latest(table, by, value, order)`: per distinct `by` value, the non-null `value` of the
+    row with the greatest `order` ({} before the table exists), in one query of the warehouse.
+    `get(api, path)`: one GET of the Sitoo API (decoded JSON; SitooSyncError when it fails).
+    """
+
+    latest: Callable[[Table, str, str, str], Mapping[Any, Any]]
+    get: Callable[[Api, str], Any]
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -52,8 +67,18 @@ class Stream:
     #: A record never changes once served (an event log): one re-read in the cursor's
     #: overlap whose key is stored already is skipped instead of loaded again.
     immutable: bool = False
+    #: Called once per tick of the stream, before any partition syncs: what the normalizer
+    #: context gains for this tick (e.g. each register's time zone). Errors it lets out fail
+    #: the stream's tick; it should fall back by itself where the data is optional.
+    tick_context: Callable[[TickSources], Mapping[str, Any]] | None = None
+
     #: Where values come from to split a crowded window (e.g. every register), if any.
     split_by: Partitioning | None = None
+
+    def __post_init__(self) -> None:
+        # The tables as stored: every one ends with the load metadata (_loaded_at, _run_id),
+        # stamped by the commit, so no normalizer produces them.
+        object.__setattr__(self, "tables", tuple(with_load_metadata(t) for t in self.tables))
 
     @property
     def parent(self) -> Table:

@@ -74,7 +74,80 @@ REJECTS = Table(
     key=("reject_id",),
 )
 
-SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS)
+SYNC_RUNS = Table(
+    name="sync_runs",
+    description=(
+        "One row per run: one tick of one stream in one process. Written as 'running' when "
+        "the tick starts and completed when it ends; every row a run loads carries its "
+        "run_id in _run_id."
+    ),
+    columns=(
+        text("run_id", "The run's ID; rows it loaded carry it in _run_id.", nullable=False),
+        text("stream", "The stream the run synced.", nullable=False),
+        timestamp("started_at", "When the run started (UTC).", nullable=False),
+        timestamp("finished_at", "When the run ended (UTC); NULL while running or if it died."),
+        text(
+            "status",
+            "ok (every partition synced), failed (every partition, or the partition listing, "
+            "failed, or the warehouse did), partial (some failed, or the run was stopped "
+            "before all its partitions synced), disabled (the account does not offer the "
+            "stream), running (under way), interrupted (its process ended during the run: "
+            "a crash or a kill; set by a later run on the same host, see README).",
+            nullable=False,
+        ),
+        integer("partitions", "Partitions (account, sites or registers) the run synced."),
+        integer("partitions_moved", "Of those, partitions whose cursor moved."),
+        integer(
+            "partitions_skipped",
+            "Partitions left to another process (replicas split a stream's partitions).",
+        ),
+        integer("rows_loaded", "Rows the run loaded, child rows included."),
+        integer("requests", "Requests the run sent to Sitoo, retries included."),
+        integer("rejects", "Records the run rejected (see the rejects table)."),
+        text(
+            "cursor_before",
+            "The cursor before the run. With several partitions: the lowest (furthest "
+            "behind) of the synced partitions' cursors; NULL when none had one.",
+        ),
+        text(
+            "cursor_after",
+            "The cursor after the run; with several partitions the lowest, as cursor_before.",
+        ),
+        text("error", "Why the run failed: the first failing partition's error, or the crash."),
+        text("host", "The host name of the process that ran it."),
+        integer("pid", "The process ID that ran it (with host: whose liveness tells a crash)."),
+    ),
+    key=("run_id",),
+)
+
+SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of `sync_runs`."""
+
+    run_id: str
+    stream: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    partitions: int | None = None
+    partitions_moved: int | None = None
+    partitions_skipped: int | None = None
+    rows_loaded: int | None = None
+    requests: int | None = None
+    rejects: int | None = None
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    error: str | None = None
+    host: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> RunRow:
+        """A RunRow from a `sync_runs` row, columns in declaration order."""
+        return cls(*row)
 
 
 def tick_threads(concurrency: int) -> int:
@@ -192,6 +265,16 @@ class Warehouse(Protocol):
 
     def states(self) -> list[StreamState]:
         """Every row of `sync_state`."""
+
+    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+        """Per distinct `by`, the non-null `value` of the row with the greatest `order`,
+        in one query ({} before the table exists)."""
+
+    def last_runs(self) -> list[RunRow]:
+        """Each stream's latest run (by started_at) from `sync_runs` ([] before it exists)."""
+
+    def running_runs(self, stream: str) -> list[RunRow]:
+        """The `sync_runs` rows of `stream` still marked running."""
 
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
         """Row count per existing table."""

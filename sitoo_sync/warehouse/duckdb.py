@@ -28,11 +28,13 @@ from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.warehouse import check_local_target
 from sitoo_sync.warehouse.base import (
     REJECTS,
+    SYNC_RUNS,
     SYNC_STATE,
     ChildReplacement,
     Nesting,
     Outcome,
     PerThread,
+    RunRow,
     StreamState,
     iter_states,
     outcome_values,
@@ -554,6 +556,40 @@ class DuckDBWarehouse(ChildReplacement):
             f"SELECT {names} FROM sync_state ORDER BY stream, partition_key"
         ).fetchall()
         return list(iter_states(rows))
+
+    @_turn
+    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+        """Per `by`, the non-null `value` of its latest row by `order` (one aggregate)."""
+        if not self._has_table(table.name):
+            return {}
+        rows = self.con.execute(
+            f"SELECT {q(by)}, arg_max({q(value)}, {q(order)}) FROM {q(table.name)} "
+            f"WHERE {q(value)} IS NOT NULL AND {q(order)} IS NOT NULL GROUP BY {q(by)}"
+        ).fetchall()
+        return {k: v for k, v in rows}
+
+    def _runs(self, where: str, params: Sequence[Any]) -> list[RunRow]:
+        if not self._has_table(SYNC_RUNS.name):
+            return []
+        names = ", ".join(q(c) for c in SYNC_RUNS.column_names)
+        rows = self.con.execute(
+            f"SELECT {names} FROM sync_runs r WHERE {where} ORDER BY stream, started_at",
+            list(params),
+        ).fetchall()
+        return [RunRow.of(r) for r in rows]
+
+    @_turn
+    def last_runs(self) -> list[RunRow]:
+        """Each stream's latest run."""
+        return self._runs(
+            "started_at = (SELECT max(started_at) FROM sync_runs l WHERE l.stream = r.stream)",
+            (),
+        )
+
+    @_turn
+    def running_runs(self, stream: str) -> list[RunRow]:
+        """The stream's runs still marked running."""
+        return self._runs("stream = ? AND status = 'running'", (stream,))
 
     @_turn
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:

@@ -4,6 +4,10 @@ This is where the exactly-once rule lives: parents upsert on their natural key (
 inserted when new), a parent's children are replaced as a set, a row superseded by a new key
 of its replace group goes with its children, rejects are kept, and the cursor moves, all in
 the same transaction of the target.
+
+It is also where every row gets its load metadata: `_loaded_at` (when this commit ran) and
+`_run_id` (the run that wrote it, `PartitionLoad.run_id`), stamped on the Arrow tables just
+before they are written, so normalizers never see them and an upsert overwrites them.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
+from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.normalize.tables import LOADED_AT, RUN_ID, Kind, Table
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -28,10 +35,11 @@ def load_window(
     cursor: str,
     *,
     windows: int = 1,
+    run_id: str | None = None,
 ) -> None:
     """Rows, rejects and the cursor of one window (or batch of windows), in one transaction."""
     with warehouse.transaction():
-        _load_rows(warehouse, stream, normalized)
+        _load_rows(warehouse, stream, stamped(stream, normalized, datetime.now(UTC), run_id))
         warehouse.set_cursor(
             stream.name, partition, cursor, rows=normalized.row_count(), windows=windows
         )
@@ -47,6 +55,8 @@ class PartitionLoad:
     cursor: str
     windows: int
     outcome: str | None = None
+    #: The run (sync_runs.run_id) that loads it: stamped on every row as `_run_id`.
+    run_id: str | None = None
 
 
 def load_group(warehouse: Warehouse, stream: Stream, loads: Sequence[PartitionLoad]) -> None:
@@ -57,12 +67,43 @@ def load_group(warehouse: Warehouse, stream: Stream, loads: Sequence[PartitionLo
     registers commit as fast as their pages arrive (a DuckDB commit alone takes ~10 ms).
     """
     with warehouse.transaction():
-        _load_rows(warehouse, stream, NormalizedWindow.concat([p.normalized for p in loads]))
+        at = datetime.now(UTC)
+        if len({p.run_id for p in loads}) == 1:
+            normalized = NormalizedWindow.concat([p.normalized for p in loads])
+            normalized = stamped(stream, normalized, at, loads[0].run_id)
+        else:
+            normalized = NormalizedWindow.concat(
+                [stamped(stream, p.normalized, at, p.run_id) for p in loads]
+            )
+        _load_rows(warehouse, stream, normalized)
         for p in loads:
             rows = p.normalized.row_count()
             warehouse.set_cursor(stream.name, p.partition, p.cursor, rows=rows, windows=p.windows)
             if p.outcome is not None:
                 warehouse.record_outcome(stream.name, p.partition, p.outcome)
+
+
+def stamped(
+    stream: Stream, normalized: NormalizedWindow, at: datetime, run_id: str | None
+) -> NormalizedWindow:
+    """`normalized` with `_loaded_at` = `at` and `_run_id` = `run_id` on every row of every
+    table the stream stores them in (a table that has them already is left as it is)."""
+    tables = dict(normalized.tables)
+    for table in stream.tables:
+        data = tables.get(table.name)
+        if data is not None:
+            tables[table.name] = _stamp(table, data, at, run_id)
+    return NormalizedWindow(tables, normalized.parent_keys, normalized.rejects, normalized.notes)
+
+
+def _stamp(table: Table, data: pa.Table, at: datetime, run_id: str | None) -> pa.Table:
+    if LOADED_AT not in table.column_names or LOADED_AT in data.column_names:
+        return data
+    rows = data.num_rows
+    data = data.append_column(
+        LOADED_AT, pa.repeat(pa.scalar(at, ARROW_TYPES[Kind.TIMESTAMP]), rows)
+    )
+    return data.append_column(RUN_ID, pa.repeat(pa.scalar(run_id, ARROW_TYPES[Kind.TEXT]), rows))
 
 
 def _load_rows(warehouse: Warehouse, stream: Stream, normalized: NormalizedWindow) -> None:

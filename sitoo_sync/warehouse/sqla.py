@@ -37,11 +37,13 @@ from sitoo_sync.normalize.tables import Table
 from sitoo_sync.settings import MAX_CONCURRENCY
 from sitoo_sync.warehouse.base import (
     REJECTS,
+    SYNC_RUNS,
     SYNC_STATE,
     ChildReplacement,
     Nesting,
     Outcome,
     PerThread,
+    RunRow,
     StreamState,
     iter_states,
     outcome_values,
@@ -150,14 +152,18 @@ class SqlWarehouse(ChildReplacement):
         self.in_process = self.dialect == "sqlite"
         self._nesting = Nesting()
         self._seq = 0
-        for system in (SYNC_STATE, REJECTS):
+        for system in (SYNC_STATE, REJECTS, SYNC_RUNS):
             self.t(system)
 
     # ---- plumbing -----------------------------------------------------------------------
 
     def t(self, table: Table) -> sa.Table:
-        """The SQLAlchemy table of a declaration (made once)."""
-        if table.name not in self._tables:
+        """The SQLAlchemy table of a declaration (made once; again for a wider declaration,
+        e.g. a stream's stored table, with load metadata, after its normalizer's)."""
+        known = self._tables.get(table.name)
+        if known is None or not set(table.column_names) <= set(known.c.keys()):
+            if known is not None:
+                self.metadata.remove(known)
             self._tables[table.name] = sa_table(table, self.metadata)
         return self._tables[table.name]
 
@@ -599,6 +605,56 @@ class SqlWarehouse(ChildReplacement):
                 )
             ).all()
         return list(iter_states([tuple(r) for r in rows]))
+
+    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+        """Per `by`, the non-null `value` of its latest row by `order`: one query joining
+        the table to its per-`by` maximum of `order` (ties: the greatest value)."""
+        t = self.t(table)
+        with self._tx():
+            if not sa.inspect(self.conn).has_table(t.name, schema=self.schema):
+                return {}
+            present = t.c[value].is_not(None)
+            latest = (
+                sa.select(t.c[by].label("k"), sa.func.max(t.c[order]).label("m"))
+                .where(present)
+                .group_by(t.c[by])
+                .subquery()
+            )
+            rows = self.conn.execute(
+                sa.select(t.c[by], t.c[value])
+                .join(latest, sa.and_(t.c[by] == latest.c.k, t.c[order] == latest.c.m))
+                .where(present)
+                .order_by(t.c[by], t.c[value])
+            ).all()
+        return {k: v for k, v in rows}
+
+    def _runs(self, *where: Any) -> list[RunRow]:
+        t = self.t(SYNC_RUNS)
+        with self._tx():
+            if not sa.inspect(self.conn).has_table(t.name, schema=self.schema):
+                return []
+            rows = self.conn.execute(
+                sa.select(*(t.c[c] for c in SYNC_RUNS.column_names))
+                .where(*where)
+                .order_by(t.c.stream, t.c.started_at)
+            ).all()
+        return [RunRow.of(tuple(r)) for r in rows]
+
+    def last_runs(self) -> list[RunRow]:
+        """Each stream's latest run."""
+        t = self.t(SYNC_RUNS)
+        latest = t.alias("l")
+        newest = (
+            sa.select(sa.func.max(latest.c.started_at))
+            .where(latest.c.stream == t.c.stream)
+            .scalar_subquery()
+        )
+        return self._runs(t.c.started_at == newest)
+
+    def running_runs(self, stream: str) -> list[RunRow]:
+        """The stream's runs still marked running."""
+        t = self.t(SYNC_RUNS)
+        return self._runs(t.c.stream == stream, t.c.status == "running")
 
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
         """Row counts of the tables that exist."""

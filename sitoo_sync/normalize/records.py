@@ -84,6 +84,8 @@ class TableBuilder:
         arrays = list(prefix)
         for col, (array, column_errors) in zip(self._fields, self._columns(objs), strict=True):
             for i, message in column_errors.items():
+                if col.personal:  # the converter's message quotes the value: not for a log
+                    message = f"not a valid {col.kind} value (personal data, not shown)"
                 errors.setdefault(i, f"{self.table.name}.{col.name}: {message}")
             arrays.append(array)
         if self.has_extra:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +25,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.data import money as money_text
 from tests.conftest import SyncFn
-from tests.support import FIXTURES, query, settings_for
+from tests.support import FIXTURES, PipeLines, query, settings_for
 from tests.targets import SERVERS, Target, target_for
 
 NOW = 1_790_000_000  # a fixed clock: every run builds the same world
@@ -444,3 +448,56 @@ def test_a_reset_to_a_day_reads_again_from_that_days_first_order(
         expected |= {i for i in mine if i >= first}
     assert loaded == expected
     assert any(served(rsim)[i]["orderdate"] < since for i in loaded)  # late ones included
+
+
+def run_cli(sim: Simulator, target: Target) -> subprocess.Popen[str]:
+    """`sitoo-sync run --once` for the orders stream, small pages, one commit per window."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
+        **sim.settings_env(),
+        **target.env(),
+        "SITOO_STREAMS": "orders",
+        "SITOO_ORDERS_PAGE_SIZE": "8",
+        "SITOO_LOG_FORMAT": "json",
+        "SITOO_LOAD_BATCH_SECONDS": "0",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run(sync: SyncFn, tmp_path: Path) -> None:
+    """Kill -9 while order pages are loading; the rerun's tables equal a clean run's."""
+    sim = Simulator.create(SimConfig(seed=5, days=30, now=NOW)).start()
+    try:
+        with target_for("duckdb", tmp_path) as clean, target_for("duckdb", tmp_path) as crashed:
+            clean_settings = settings_for(
+                sim, tmp_path / "x.duckdb", streams=STREAMS, **clean.settings()
+            )
+            tick(sync, clean_settings, sim)
+            sim.faults.latency = 0.2
+            proc = run_cli(sim, crashed)
+            log = PipeLines(proc.stderr)
+            deadline = time.monotonic() + 180
+            while len(log.events("batch_loaded")) < 2:
+                assert proc.poll() is None, "the sync finished before it could be killed"
+                assert time.monotonic() < deadline, "no window was committed"
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+            log.finish()
+            partial = len(crashed.rows(TABLES[0]))
+            assert 0 < partial < len(served(sim)), "the kill was not mid-run"
+            sim.faults.latency = 0.0
+            rerun = run_cli(sim, crashed)
+            PipeLines(rerun.stderr)
+            assert rerun.wait(timeout=240) == 0
+            for table in TABLES:
+                assert crashed.bag(table) == clean.bag(table), table.name
+    finally:
+        sim.stop()

@@ -17,7 +17,9 @@ class Endpoint:
     """Records by id with `state`, answering orderidfrom/sort/num/start and orderid=."""
 
     def __init__(self, ids: list[int], *, cap: int = 1000, ascending: bool = True) -> None:
-        self.records = {i: {"orderid": i, "orderdate": 1000 + i, "state": "done"} for i in ids}
+        self.records: dict[int, dict[str, Any]] = {
+            i: {"orderid": i, "orderdate": 1000 + i, "state": "done"} for i in ids
+        }
         self.cap = cap
         self.ascending = ascending
         self.asked: list[Mapping[str, Any]] = []

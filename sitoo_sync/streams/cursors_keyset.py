@@ -129,6 +129,13 @@ class Keyset:
         """A cursor under which the next tick walks from the first id of `day` (UTC) on."""
         return KeysetState(start_time=int(epoch_of(day))).text()
 
+    def summary(self) -> str:
+        """How it reads."""
+        again = f"re-reading the {self.trailing_ids} ids below the cursor"
+        if self.ids_param is not None:
+            again += " and, by id, every record that can still change"
+        return f"keyset on `{self.id_field}` (`{self.from_param}`, `sort={self.sort}`), {again}"
+
     def _base(self, ctx: WindowContext) -> dict[str, str | int]:
         params: dict[str, str | int] = dict(self.fixed)
         if self.partition_param is not None:

@@ -43,20 +43,24 @@ ORDERS = Stream(
     "taxes, payments and reserved payments; open orders are read again until final",
     partitions=SITES,
     options=(
-        Option("page_size", int, "Orders per request (`num`).", ge=1, le=1000),
+        Option("page_size", int, "orders per request (`num`)", ge=1, le=1000),
         Option(
             "trailing_ids",
             int,
-            "Order ids below the cursor read again every tick (late commits, quick changes).",
+            "order ids below the cursor read again every tick (late commits, quick changes)",
             ge=0,
         ),
         Option(
             "max_changeable",
             int,
-            "The most open orders remembered and read again each tick; past it the oldest "
-            "are no longer followed.",
+            "most open orders remembered and read again each tick; past it the oldest are "
+            "no longer followed",
             ge=0,
         ),
-        Option("start", date | None, "The first day (UTC) a first tick reads orders from."),
+        Option(
+            "start",
+            date | None,
+            "first day (UTC) of orders on the first run; default: the first order",
+        ),
     ),
 )

@@ -38,8 +38,12 @@ WAREHOUSE_TRANSACTIONS = Stream(
     partitions=SITES,
     immutable=True,
     options=(
-        Option("page_size", int, "Transactions per request (`num`).", ge=1, le=1000),
-        Option("trailing_ids", int, "Ids below the cursor read again every tick.", ge=0),
-        Option("start", date | None, "The first day (UTC) a first tick reads from."),
+        Option("page_size", int, "transactions per request (`num`)", ge=1, le=1000),
+        Option("trailing_ids", int, "transaction ids below the cursor read again every tick", ge=0),
+        Option(
+            "start",
+            date | None,
+            "first day (UTC) of transactions on the first run; default: the first one",
+        ),
     ),
 )

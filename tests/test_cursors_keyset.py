@@ -16,12 +16,15 @@ from sitoo_sync.streams.cursors_keyset import Keyset
 class Endpoint:
     """Records by id with `state`, answering orderidfrom/sort/num/start and orderid=."""
 
-    def __init__(self, ids: list[int], *, cap: int = 1000, ascending: bool = True) -> None:
+    def __init__(
+        self, ids: list[int], *, cap: int = 1000, ascending: bool = True, bounded: bool = True
+    ) -> None:
         self.records: dict[int, dict[str, Any]] = {
             i: {"orderid": i, "orderdate": 1000 + i, "state": "done"} for i in ids
         }
         self.cap = cap
         self.ascending = ascending
+        self.bounded = bounded
         self.asked: list[Mapping[str, Any]] = []
 
     def __call__(self, params: Mapping[str, str | int]) -> Any:
@@ -30,7 +33,7 @@ class Endpoint:
         if "orderid" in params:
             wanted = {int(i) for i in str(params["orderid"]).split(",")}
             rows = [r for r in rows if r["orderid"] in wanted]
-        if "orderidfrom" in params:
+        if "orderidfrom" in params and self.bounded:
             rows = [r for r in rows if r["orderid"] >= int(params["orderidfrom"])]
         if not self.ascending:
             rows.reverse()
@@ -108,5 +111,12 @@ def test_the_trailing_window_reads_ids_below_the_cursor_again() -> None:
 def test_an_endpoint_that_ignores_sort_stops_the_walk() -> None:
     """Descending ids would make the keyset skip records: the walk refuses them."""
     endpoint = Endpoint(list(range(1, 8)), ascending=False)
+    with pytest.raises(StuckWindowError):
+        run(strategy(), endpoint, None)
+
+
+def test_an_endpoint_that_ignores_the_lower_bound_stops_the_walk() -> None:
+    """A page that starts below `orderidfrom` would be asked for forever: the walk refuses."""
+    endpoint = Endpoint(list(range(1, 8)), bounded=False)
     with pytest.raises(StuckWindowError):
         run(strategy(), endpoint, None)

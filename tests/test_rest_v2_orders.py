@@ -124,6 +124,24 @@ def test_fixture_normalizes_into_typed_rows_with_keyed_children() -> None:
     assert again.tables["order_items"].equals(window.tables["order_items"])
 
 
+def test_sales_taxes_nest_under_their_line_with_the_currency() -> None:
+    """A line's salestaxes become rows keyed by (orderid, item_position, position) that
+    carry the order's currency and Decimal amounts."""
+    order = fixture_orders()[0]
+    tax = {"name": "State", "code": "ST", "externalid": None, "groupregion": "CA",
+           "moneytotal": "100.00", "moneytax": "7.25", "decimaltaxvalue": "7.250"}  # fmt: skip
+    order["orderitems"][1]["salestaxes"] = [tax, {**tax, "name": "City", "moneytax": "1.00"}]
+    window = normalize_window([order], {"partition": "1"})
+    assert window.rejects == []
+    rows = window.tables["order_item_sales_taxes"].to_pylist()
+    assert [(r["orderid"], r["item_position"], r["position"], r["currencycode"]) for r in rows] == [
+        (100004, 1, 0, "SEK"),
+        (100004, 1, 1, "SEK"),
+    ]
+    assert [r["moneytax"] for r in rows] == [Decimal("7.25"), Decimal("1.00")]
+    assert rows[0]["decimaltaxvalue"] == Decimal("7.250")
+
+
 def test_an_undocumented_state_keeps_its_number_and_no_name() -> None:
     """A code the docs do not name is stored as its number with a NULL companion name."""
     order = {**fixture_orders()[0], "orderstateid": 77}

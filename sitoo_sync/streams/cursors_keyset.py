@@ -23,8 +23,9 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   longer re-read, and only a trailing window that still covers them would see them change.
   Each drop is logged with its count (never an id list).
 * A page ends the walk when it holds the whole remaining match (`totalcount`) or nothing.
-  A page whose ids do not ascend means the endpoint ignored `sort`: the walk stops with
-  StuckWindowError instead of skipping records.
+  A page whose ids do not ascend (the endpoint ignored `sort`) or start below the bound
+  (it ignored `<from_param>`) stops the walk with StuckWindowError instead of skipping
+  records or looping.
 * `resume_from(day)` (and the `start` option for a first tick) stores `{"from": <epoch>}`:
   the next tick asks for the lowest id whose time field is on or after that instant
   (`time_from_param`, `sort`, `num=1`) and walks from there. The set of open ids is not
@@ -197,6 +198,11 @@ class Keyset:
                 raise StuckWindowError(
                     f"{self.id_field} does not ascend with sort={self.sort}: keyset paging "
                     "would skip records"
+                )
+            if ids and ids[0] < lo:
+                raise StuckWindowError(
+                    f"{self.from_param}={lo} answered {self.id_field} {ids[0]}: the endpoint "
+                    "ignores the lower bound, keyset paging would never end"
                 )
             self._update(state, items, forget=set(ids))
             if ids:

@@ -117,3 +117,24 @@ def test_new_transactions_land_next_tick(rsim: Simulator, sync: SyncFn, tmp_path
         f"({sale['orderid']}, {refund['orderid']}) GROUP BY ALL",
     )
     assert sorted(kinds) == [("Refund", 1), ("Sales", -1)]
+
+
+def test_injected_faults_lose_and_duplicate_nothing(
+    rsim: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """Server errors, a rate limit and a dropped connection mid-walk are retried: every
+    transaction and line is loaded exactly once."""
+    rsim.faults.queue("500", times=2, path=PATH)
+    rsim.faults.queue("429", path=PATH, retry_after=0, after=1)
+    rsim.faults.queue("drop", path=PATH, after=2)
+    settings = transaction_settings(rsim, tmp_path, page_size=30)
+    tick(sync, settings, rsim)
+    expected = served(rsim)
+    assert counts(settings) == (len(expected), sum(len(t["items"]) for t in expected))
+    distinct = query(
+        settings,
+        "SELECT count(DISTINCT (warehousetransactionid, position)) "
+        "FROM warehouse_transaction_items",
+    )
+    assert distinct == [(sum(len(t["items"]) for t in expected),)]
+    assert not rsim.faults._queue  # every fault was served

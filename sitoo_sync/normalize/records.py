@@ -83,8 +83,11 @@ class TableBuilder:
         """The typed table; a failing value records `errors[i]` for its object index `i`."""
         arrays = list(prefix)
         for col, (array, column_errors) in zip(self._fields, self._columns(objs), strict=True):
+            hidden = f"not a valid {col.kind} value (personal data, not shown)"
             for i, message in column_errors.items():
-                errors.setdefault(i, f"{self.table.name}.{col.name}: {message}")
+                # A converter's message quotes the value: not for a personal column's log line.
+                shown = hidden if col.personal else message
+                errors.setdefault(i, f"{self.table.name}.{col.name}: {shown}")
             arrays.append(array)
         if self.has_extra:
             known = self._known

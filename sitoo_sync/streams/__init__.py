@@ -13,13 +13,24 @@ from sitoo_sync.errors import ConfigError
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import CASH_REGISTERS
 from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
+from sitoo_sync.streams.orders import ORDERS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.streams.store_z_reports import STORE_Z_REPORTS
+from sitoo_sync.streams.warehouse_transactions import WAREHOUSE_TRANSACTIONS
 
 #: In the order a tick runs them: a stream that lists partitions (registers) before the
 #: streams partitioned by them, so those see a new register at once.
 STREAMS: dict[str, Stream] = {
-    s.name: s for s in (CASH_REGISTERS, JOURNAL_ENTRIES, POS_Z_REPORTS, STORE_Z_REPORTS)
+    s.name: s
+    for s in (
+        CASH_REGISTERS,
+        JOURNAL_ENTRIES,
+        POS_Z_REPORTS,
+        STORE_Z_REPORTS,
+        # REST v2 sales and stock movements (issue 12b)
+        ORDERS,
+        WAREHOUSE_TRANSACTIONS,
+    )
 }
 
 

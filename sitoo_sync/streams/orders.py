@@ -1,0 +1,66 @@
+"""Orders (`GET {v2}/orders.json?eshopid=<site>`): keyset on `orderid`, per configured site.
+
+The account-wide endpoint, filtered by the partition's site (`eshopid`; the site-level
+`/sites/{siteid}/orders.json` is deprecated, fact sheet 2.1). There is no modified-date
+filter (2.2), so every rule about what to read again lives in this declaration (**assumed**
+where the fact sheet infers, 2.9): a walk by `orderid` (a late offline order keeps its old
+`orderdate` but gets a new id), re-reads of the orders that can still change
+(normalize/orders.py `changeable`), and a trailing span of ids read again every tick.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sitoo_sync.api.client import Api
+from sitoo_sync.normalize import orders as normalize
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.cursors_keyset import Keyset
+from sitoo_sync.streams.options import Option
+from sitoo_sync.streams.partitions import SITES
+
+ORDERS = Stream(
+    name="orders",
+    api=Api.V2,
+    path="/orders.json",
+    cursor=Keyset(
+        id_field="orderid",
+        from_param="orderidfrom",
+        sort="orderid",
+        time_field="orderdate",
+        time_from_param="orderdatefrom",
+        partition_param="eshopid",
+        ids_param="orderid",
+        fixed=(("fields", ",".join(normalize.FIELDS)),),
+        changeable=normalize.changeable,
+        page_size=100,
+        trailing_ids=200,
+        max_changeable=2000,
+    ),
+    tables=normalize.TABLES,
+    normalize=normalize.normalize_window,
+    description="Orders (sales, refunds, web orders, bookings, parked) with items, sales "
+    "taxes, payments and reserved payments; open orders are read again until final",
+    partitions=SITES,
+    options=(
+        Option("page_size", int, "orders per request (`num`)", ge=1, le=1000),
+        Option(
+            "trailing_ids",
+            int,
+            "order ids below the cursor read again every tick (late commits, quick changes)",
+            ge=0,
+        ),
+        Option(
+            "max_changeable",
+            int,
+            "most open orders remembered and read again each tick; past it the oldest are "
+            "no longer followed",
+            ge=0,
+        ),
+        Option(
+            "start",
+            date | None,
+            "first day (UTC) of orders on the first run; default: the first order",
+        ),
+    ),
+)

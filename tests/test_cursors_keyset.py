@@ -1,0 +1,122 @@
+"""The keyset strategy's rules, against an in-memory endpoint: no HTTP, no warehouse."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.streams.cursors_keyset import Keyset
+
+
+class Endpoint:
+    """Records by id with `state`, answering orderidfrom/sort/num/start and orderid=."""
+
+    def __init__(
+        self, ids: list[int], *, cap: int = 1000, ascending: bool = True, bounded: bool = True
+    ) -> None:
+        self.records: dict[int, dict[str, Any]] = {
+            i: {"orderid": i, "orderdate": 1000 + i, "state": "done"} for i in ids
+        }
+        self.cap = cap
+        self.ascending = ascending
+        self.bounded = bounded
+        self.asked: list[Mapping[str, Any]] = []
+
+    def __call__(self, params: Mapping[str, str | int]) -> Any:
+        self.asked.append(dict(params))
+        rows = sorted(self.records.values(), key=lambda r: r["orderid"])
+        if "orderid" in params:
+            wanted = {int(i) for i in str(params["orderid"]).split(",")}
+            rows = [r for r in rows if r["orderid"] in wanted]
+        if "orderidfrom" in params and self.bounded:
+            rows = [r for r in rows if r["orderid"] >= int(params["orderidfrom"])]
+        if not self.ascending:
+            rows.reverse()
+        start = int(params.get("start", 0))
+        num = min(int(params.get("num", 10)), self.cap)
+        return {"totalcount": len(rows), "items": [dict(r) for r in rows[start : start + num]]}
+
+
+def strategy(**changes: Any) -> Keyset:
+    values: dict[str, Any] = {
+        "id_field": "orderid",
+        "from_param": "orderidfrom",
+        "sort": "orderid",
+        "time_field": "orderdate",
+        "time_from_param": "orderdatefrom",
+        "ids_param": "orderid",
+        "changeable": lambda r: r.get("state") == "open",
+        "page_size": 3,
+    }
+    values.update(changes)
+    return Keyset(**values)
+
+
+def run(keyset: Keyset, endpoint: Endpoint, stored: str | None) -> list[tuple[list[int], str]]:
+    ctx = WindowContext(fetch_raw=endpoint)
+    return [([r["orderid"] for r in w.records], w.cursor) for w in keyset.windows(ctx, stored)]
+
+
+def test_pages_walk_by_id_and_each_cursor_covers_only_what_was_loaded() -> None:
+    """Pages ask from the last id + 1 at start 0, and each window's cursor names its own
+    highest id, so a crash after any window resumes exactly there."""
+    endpoint = Endpoint(list(range(1, 8)))
+    windows = run(strategy(), endpoint, None)
+    assert [ids for ids, _ in windows] == [[1, 2, 3], [4, 5, 6], [7]]
+    assert [json.loads(c)["after"] for _, c in windows] == [3, 6, 7]
+    assert [p["orderidfrom"] for p in endpoint.asked] == [0, 4, 7]
+    assert {p["start"] for p in endpoint.asked} == {0}
+
+
+def test_open_records_are_read_again_until_final_and_the_set_is_bounded() -> None:
+    """Open records are remembered, read again by id next tick and forgotten once final;
+    past `max_changeable` only the newest ids are kept."""
+    endpoint = Endpoint(list(range(1, 11)))
+    for i in (2, 4, 6, 8):
+        endpoint.records[i]["state"] = "open"
+    windows = run(strategy(max_changeable=3), endpoint, None)
+    cursor = windows[-1][1]
+    assert json.loads(cursor)["open"] == [4, 6, 8]  # 2 was dropped: the oldest
+    endpoint.records[4]["state"] = "done"
+    endpoint.asked.clear()
+    again = run(strategy(max_changeable=3), endpoint, cursor)
+    assert again[0][0] == [4, 6, 8]  # re-read by id first
+    assert endpoint.asked[0]["orderid"] == "4,6,8"
+    assert json.loads(again[-1][1])["open"] == [6, 8]
+
+
+def test_a_reread_pages_when_the_server_caps_num() -> None:
+    """A server that serves fewer records than asked for an id list is paged to the end."""
+    endpoint = Endpoint(list(range(1, 11)), cap=2)
+    for i in (1, 2, 3, 5, 7):
+        endpoint.records[i]["state"] = "open"
+    stored = json.dumps({"after": 10, "newest": 1010, "open": [1, 2, 3, 5, 7]})
+    windows = run(strategy(), endpoint, stored)
+    assert windows[0][0] == [1, 2, 3, 5, 7]
+
+
+def test_the_trailing_window_reads_ids_below_the_cursor_again() -> None:
+    """`trailing_ids` moves every tick's first page that many ids below the cursor."""
+    endpoint = Endpoint(list(range(1, 11)))
+    stored = json.dumps({"after": 10, "newest": 1010, "open": []})
+    windows = run(strategy(trailing_ids=4), endpoint, stored)
+    assert [ids for ids, _ in windows] == [[7, 8, 9], [10]]
+
+
+def test_an_endpoint_that_ignores_sort_stops_the_walk() -> None:
+    """Descending ids would make the keyset skip records: the walk refuses them."""
+    endpoint = Endpoint(list(range(1, 8)), ascending=False)
+    with pytest.raises(StuckWindowError):
+        run(strategy(), endpoint, None)
+
+
+def test_an_endpoint_that_ignores_the_lower_bound_stops_the_walk() -> None:
+    """A page that starts below `orderidfrom` would be asked for forever: the walk refuses."""
+    endpoint = Endpoint(list(range(1, 8)), bounded=False)
+    with pytest.raises(StuckWindowError):
+        run(strategy(), endpoint, None)

@@ -100,6 +100,14 @@ class Outcomes:
                 warehouse.record_outcomes(self.stream, pending)
 
 
+def shown_cursor(cursor: str | None, limit: int = 120) -> str | None:
+    """A cursor as a log line shows it: a long one (a keyset's set of open ids) is cut, so a
+    line stays a line."""
+    if cursor is None or len(cursor) <= limit:
+        return cursor
+    return f"{cursor[:limit]}... ({len(cursor)} chars)"
+
+
 def personal_data(settings: Settings) -> PersonalData:
     """What normalizing does with personal columns (SITOO_PERSONAL_DATA and its key)."""
     key = settings.personal_data_key
@@ -191,7 +199,7 @@ def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: Normali
         records=batch.records,
         rows=normalized.row_count(),
         rejects=len(normalized.rejects),
-        cursor=batch.cursor,
+        cursor=shown_cursor(batch.cursor),
     )
     for reject in normalized.rejects:
         log.warning(
@@ -421,7 +429,7 @@ class _Loader:
             params=dict(window.params),
             records=len(window.records),
             new=len(records),
-            cursor=window.cursor,
+            cursor=shown_cursor(window.cursor),
         )
         if batch.full():
             self.commit()

@@ -30,6 +30,7 @@ from sitoo_sync.partition import (
     GroupWriter,
     Outcomes,
     PartitionResult,
+    shown_cursor,
     sync_partition,
     utcnow,
 )
@@ -280,7 +281,7 @@ def _log_result(result: PartitionResult) -> None:
         rows=result.rows,
         rejects=result.rejects,
         requests=result.requests,
-        cursor=result.cursor,
+        cursor=shown_cursor(result.cursor),
         cursor_at=_cursor_at(result.cursor),
         seconds=round(result.seconds, 3),
     )

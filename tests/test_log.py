@@ -138,3 +138,17 @@ def test_the_cli_own_lines_are_json_events_with_json_logs(
     assert event["event"] == "command_failed"
     assert event["message"].startswith("sitoo-sync: configuration error: SITOO_API_ID is not set")
     assert (event["level"], event["exit_code"]) == ("error", 2)
+
+
+def test_a_long_cursor_is_cut_in_log_lines() -> None:
+    """A keyset cursor holding thousands of open ids reaches a log line cut to a readable
+    length that says how long it was; a short one is shown whole."""
+    from sitoo_sync.partition import shown_cursor
+
+    long = '{"after": 5, "open": [' + ", ".join(str(i) for i in range(2000)) + "]}"
+    shown = shown_cursor(long)
+    assert shown is not None
+    assert len(shown) < 160
+    assert shown.endswith(f"({len(long)} chars)")
+    assert shown_cursor("1763700000") == "1763700000"
+    assert shown_cursor(None) is None

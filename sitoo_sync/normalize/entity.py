@@ -33,6 +33,7 @@ from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.columns import Errors, empty_table
 from sitoo_sync.normalize.personal import PersonalData, personal_columns
 from sitoo_sync.normalize.records import (
+    EXTRA,
     NormalizedWindow,
     Reject,
     TableBuilder,
@@ -181,6 +182,7 @@ class EntityNormalizer:
         errors: Errors = {}
         flats = self._flatten(parents, errors)
         built = self._builders[self.parent.name].build(parents, [], errors)
+        built = self._minimized_extra(self.parent, built, personal)
         tables = {self.parent.name: built}
         owners = {self.parent.name: list(range(len(parents)))}
         for table in self.children:
@@ -198,6 +200,20 @@ class EntityNormalizer:
             }
         parent_keys = tables[self.parent.name].select(list(self.parent.key))
         return NormalizedWindow(tables=tables, parent_keys=parent_keys, rejects=rejects)
+
+    def _minimized_extra(
+        self, table: Table, built: pa.Table, personal: PersonalData | None
+    ) -> pa.Table:
+        """A table that holds personal columns keeps its undeclared fields (`extra`) only
+        under `keep`: a personal field the vendor adds tomorrow must not slip in there (a
+        hash of the whole object would be of no use, so `hash` drops it too)."""
+        mode = personal or PersonalData()
+        if mode.mode == "keep" or not self._personal[table.name]:
+            return built
+        if EXTRA not in table.column_names:
+            return built
+        index = table.column_names.index(EXTRA)
+        return built.set_column(index, EXTRA, pa.nulls(built.num_rows, pa.string()))
 
     def _minimized(
         self, table: Table, objs: list[Mapping[str, Any]], personal: PersonalData | None
@@ -289,6 +305,7 @@ class EntityNormalizer:
         child_errors: Errors = {}
         objs = self._minimized(table, flat.objs, personal)
         built = self._builders[table.name].build(objs, prefix, child_errors)
+        built = self._minimized_extra(table, built, personal)
         for i, reason in child_errors.items():
             errors.setdefault(flat.owners[i], reason)
         return built

@@ -8,7 +8,9 @@
   and loads, but not read back; the same value always gives the same hash under one key;
 * `keep`: the value as the vendor sent it.
 
-Only text and JSON columns may be personal (a hash is text). Values never reach a log line,
+Only text and JSON columns may be personal (a hash is text). A table that has personal
+columns also keeps its `extra` (fields no column declares) only under `keep`: a personal
+field the vendor starts sending tomorrow has no declaration yet. Values never reach a log line,
 and a rejected record is minimized the same way before `rejects` keeps it raw.
 """
 

@@ -36,6 +36,7 @@ from sitoo_sync.partition import (
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import list_registers
+from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
     SerializedWarehouse,
@@ -311,7 +312,7 @@ def _run_streams(
     clock: Callable[[], datetime],
     stop: threading.Event | None,
 ) -> None:
-    warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+    warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)
     # One pool for the tick: its threads, and the warehouse connection each holds, serve
     # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
     # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads.

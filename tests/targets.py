@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
-from sitoo_sync.warehouse.sqla import SqlWarehouse, make_engine
+from sitoo_sync.warehouse import drop_schema, open_warehouse
 
 SERVERS = {"postgres": "SITOO_TEST_POSTGRES_URL", "mysql": "SITOO_TEST_MYSQL_URL"}
 ALL_TARGETS = ["duckdb", "sqlite", "postgres", "mysql"]
@@ -52,13 +49,7 @@ class Target:
         """Every row of `table`, each value in a form comparable across targets."""
         warehouse = open_warehouse(self.url, schema=self.schema)
         try:
-            if isinstance(warehouse, DuckDBWarehouse):
-                names = ", ".join(q(c) for c in table.column_names)
-                raw = warehouse.query(f"SELECT {names} FROM {q(table.name)}")
-                dicts = [dict(zip(table.column_names, r, strict=True)) for r in raw]
-            else:
-                assert isinstance(warehouse, SqlWarehouse)
-                dicts = warehouse.read_table(table)
+            dicts = warehouse.read_table(table)
         finally:
             warehouse.close()
         kinds = {c.name: c.kind for c in table.columns}
@@ -81,18 +72,10 @@ def canonical(kind: Kind, value: Any) -> Any:
 def server_schema(name: str, url: str) -> Iterator[Target]:
     """A fresh schema on a server, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(url)
-    drop = (
-        f"DROP SCHEMA IF EXISTS {schema} CASCADE"
-        if engine.dialect.name == "postgresql"
-        else f"DROP DATABASE IF EXISTS {schema}"
-    )
     try:
         yield Target(name, url, schema)
     finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(drop))
-        engine.dispose()
+        drop_schema(url, schema)
 
 
 @contextmanager

@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-#: Dialects whose comments this module keeps current on existing tables.
-COMMENT_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
-
 Comments = dict[tuple[str, str], str]  # (table, column or "") -> comment
 
 
@@ -132,9 +129,10 @@ def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None
 
     `tables` are the SQLAlchemy tables of the declarations (sql_types.sa_table), which carry
     the descriptions as `comment`, and, for MySQL, the exact column definition to restate.
+    The caller asks only for dialects whose strategy keeps comments (dialects.py).
     """
     dialect = conn.dialect
-    if dialect.name not in COMMENT_DIALECTS or not dialect.supports_comments:
+    if not dialect.supports_comments:
         return 0
     by_name = {t.name: t for t in tables}
     want: Comments = {}

@@ -203,7 +203,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                         sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
                     )
                     log.info("column_added", table=t.name, column=col.name)
-            comment_sql(self.conn, wanted, self.schema)
+            if self.capabilities.comments:
+                comment_sql(self.conn, wanted, self.schema)
             if views:
                 create_views_sql(self.conn, self.schema, views, comments=self.sql.view_comments)
 

@@ -133,6 +133,10 @@ class SqlDialect:
         """(try SQL returning 1 when taken, release SQL, key) of the named lock `name`."""
         raise NotImplementedError(f"{self.name} has no session locks")
 
+    def release_all_sql(self) -> str:
+        """The statement that frees every session lock of the connection at once."""
+        raise NotImplementedError(f"{self.name} has no session locks")
+
 
 class Postgres(SqlDialect):
     """PostgreSQL: COPY paths, MVCC (concurrent loads), advisory locks, comments."""
@@ -174,6 +178,9 @@ class Postgres(SqlDialect):
             pg_key(name),
         )
 
+    def release_all_sql(self) -> str:
+        return "SELECT pg_advisory_unlock_all()"
+
 
 class MySQL(SqlDialect):
     """MySQL/MariaDB: ON DUPLICATE KEY UPDATE, named locks (GET_LOCK), comments.
@@ -214,6 +221,9 @@ class MySQL(SqlDialect):
 
     def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
         return ("SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", mysql_lock_name(name))
+
+    def release_all_sql(self) -> str:
+        return "SELECT RELEASE_ALL_LOCKS()"
 
 
 class SQLite(SqlDialect):

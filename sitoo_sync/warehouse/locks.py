@@ -180,7 +180,18 @@ class SessionPartitionLocks:
         self._run(partition, take=False)
 
     def close(self) -> None:
-        """End the connection: the server frees whatever it still holds."""
+        """Free every partition still held, then end the connection.
+
+        Ending the connection alone frees them too, but only once the server has noticed
+        (asynchronously): freeing them first makes them free when `close` returns.
+        """
+        import sqlalchemy as sa
+
         with self._lock:
-            self._conn.close()
-            self._engine.dispose()
+            try:
+                self._conn.execute(sa.text(self._dialect.release_all_sql()))
+            except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
+                log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+            finally:
+                self._conn.close()
+                self._engine.dispose()

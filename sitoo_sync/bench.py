@@ -36,7 +36,7 @@ from sitoo_sync.streams.base import items_of
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.sync import run_once
-from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse import drop_schema, open_warehouse
 
 RATIO_GOAL = 1.3
 RSS_GOAL_MB = 250.0
@@ -140,23 +140,11 @@ def _fresh_target(target: str | None, tmp: Path, label: str) -> Iterator[dict[st
         scheme = "sqlite" if suffix == "sqlite" else "duckdb"
         yield {"SITOO_TARGET_URL": f"{scheme}:///{tmp / f'bench-{label}.{suffix}'}"}
         return
-    import sqlalchemy as sa
-
-    from sitoo_sync.warehouse.sqla import make_engine
-
     schema = f"sitoo_bench_{uuid.uuid4().hex[:8]}"
-    engine = make_engine(target)
     try:
         yield {"SITOO_TARGET_URL": target, "SITOO_TARGET_SCHEMA": schema}
     finally:
-        drop = (
-            f"DROP SCHEMA IF EXISTS {schema} CASCADE"
-            if engine.dialect.name == "postgresql"
-            else f"DROP DATABASE IF EXISTS {schema}"
-        )
-        with engine.begin() as conn:
-            conn.execute(sa.text(drop))
-        engine.dispose()
+        drop_schema(target, schema)
 
 
 def _print_target(name: str, sync: dict[str, Any], floor: dict[str, Any], peak: float) -> None:

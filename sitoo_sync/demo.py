@@ -21,8 +21,8 @@ from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.sync import RunReport, run_once
+from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 
 NEXT_SQL = """\
 -- Takings per store and local day, in each store's currency (refunds subtracted):
@@ -98,7 +98,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         print(f"Simulated Sitoo API on {sim.base_url}: {len(sim.world.all_reports())} z-reports")
         print(f"Syncing into {db} ...")
         started = time.monotonic()
-        warehouse = DuckDBWarehouse(demo_settings.target_url)
+        warehouse = open_warehouse(demo_settings.target_url)
         streams = select_streams(None)
         with make_client(demo_settings) as client:
             progress = Progress(sys.stderr)
@@ -111,7 +111,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
             k or "NO_STORE": Decimal(v) for k, v in sim.world.expected_sales_by_store().items()
         }
 
-    warehouse = DuckDBWarehouse(f"duckdb:///{db}")
+    warehouse = open_warehouse(f"duckdb:///{db}")
     try:
         counts = warehouse.table_counts([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
         print("Streams:")
@@ -161,7 +161,7 @@ def print_verify_summary(settings: Settings, db: Path) -> None:
     from sitoo_sync.verify import Scope, run_verify
     from sitoo_sync.verify.report import summary_lines
 
-    warehouse = DuckDBWarehouse(f"duckdb:///{db}")
+    warehouse = open_warehouse(f"duckdb:///{db}")
     try:
         run = run_verify(warehouse, Scope(silent_days=settings.verify_silent_days))
     finally:

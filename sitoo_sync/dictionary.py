@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.verify.findings import VERIFY_FINDINGS
+from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
-from sitoo_sync.warehouse.views import VIEWS
 
 #: How each logical kind reads in the dictionary (the physical type varies per target).
 KIND_NAMES = {

@@ -38,6 +38,7 @@ from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.partitions import with_every_site
+from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
     SerializedWarehouse,
@@ -315,7 +316,7 @@ def _run_streams(
     clock: Callable[[], datetime],
     stop: threading.Event | None,
 ) -> None:
-    warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+    warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)
     try:
         settings = with_every_site(settings, client)
     except SitooSyncError as exc:  # no site known: every stream fails this tick, visibly

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from sitoo_sync.normalize.tables import LOAD_METADATA, Kind, Table
-from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
-from sitoo_sync.warehouse.sqla import SqlWarehouse, make_engine
+from sitoo_sync.warehouse import drop_schema, open_warehouse
 
 LOAD_METADATA_NAMES = frozenset(c.name for c in LOAD_METADATA)
 
@@ -56,13 +53,7 @@ class Target:
         columns = [c for c in table.column_names if c not in LOAD_METADATA_NAMES]
         warehouse = open_warehouse(self.url, schema=self.schema)
         try:
-            if isinstance(warehouse, DuckDBWarehouse):
-                names = ", ".join(q(c) for c in columns)
-                raw = warehouse.query(f"SELECT {names} FROM {q(table.name)}")
-                dicts = [dict(zip(columns, r, strict=True)) for r in raw]
-            else:
-                assert isinstance(warehouse, SqlWarehouse)
-                dicts = warehouse.read_table(table)
+            dicts = warehouse.read_table(table)
         finally:
             warehouse.close()
         kinds = {c.name: c.kind for c in table.columns}
@@ -85,18 +76,10 @@ def canonical(kind: Kind, value: Any) -> Any:
 def server_schema(name: str, url: str) -> Iterator[Target]:
     """A fresh schema on a server, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(url)
-    drop = (
-        f"DROP SCHEMA IF EXISTS {schema} CASCADE"
-        if engine.dialect.name == "postgresql"
-        else f"DROP DATABASE IF EXISTS {schema}"
-    )
     try:
         yield Target(name, url, schema)
     finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(drop))
-        engine.dispose()
+        drop_schema(url, schema)
 
 
 @contextmanager

@@ -9,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from sitoo_sync.dictionary import all_tables, dbt_sources, markdown
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
-from sitoo_sync.warehouse.sqla import SqlWarehouse
 from tests.targets import ALL_TARGETS, Target, target_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tables.md"
@@ -34,23 +31,7 @@ def catalog_comments(target: Target, names: list[str]) -> dict[tuple[str, str], 
     """(table, column or "") -> the comment the target's catalog holds."""
     warehouse = open_warehouse(target.url, schema=target.schema)
     try:
-        if isinstance(warehouse, DuckDBWarehouse):
-            found: dict[tuple[str, str], Any] = {
-                (t, ""): c
-                for t, c in warehouse.query("SELECT table_name, comment FROM duckdb_tables()")
-            }
-            for t, col, c in warehouse.query(
-                "SELECT table_name, column_name, comment FROM duckdb_columns()"
-            ):
-                found[(t, col)] = c
-            return found
-        assert isinstance(warehouse, SqlWarehouse)
-        inspector = sa.inspect(warehouse.engine)
-        found = {}
-        for name in names:
-            found[(name, "")] = inspector.get_table_comment(name, schema=target.schema)["text"]
-            for col in inspector.get_columns(name, schema=target.schema):
-                found[(name, col["name"])] = col.get("comment")
+        found: dict[tuple[str, str], Any] = dict(warehouse.catalog_comments(names))
         return found
     finally:
         warehouse.close()

@@ -18,7 +18,8 @@ import pytest
 from sitoo_sync.normalize.journal_entries import TABLES
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Warehouse
 from tests.support import PipeLines
 from tests.targets import target_for
 from tests.test_service import env_for, free_port, metric, scrape, start_service, wait_for
@@ -124,7 +125,7 @@ def test_a_reader_gets_into_the_duckdb_file_within_30_s_of_a_long_backfill(
                 proc.kill()
         log.finish()
         assert log.events("warehouse_released")
-        warehouse = DuckDBWarehouse(target.url)
+        warehouse = open_warehouse(target.url)
         try:
             keys = Counter(warehouse.query("SELECT registerid, id FROM journal_entries"))
         finally:
@@ -144,11 +145,11 @@ def test_two_warehouses_of_one_process_load_side_by_side_and_release_the_file(
     monkeypatch.setattr(duckdb_module, "HOLD_SECONDS", 0.0)
     monkeypatch.setattr(duckdb_module, "GAP_SECONDS", 0.0)
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
-    warehouses = [DuckDBWarehouse(url) for _ in range(2)]
+    warehouses = [open_warehouse(url) for _ in range(2)]
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
-    def create(warehouse: DuckDBWarehouse, tables: list[Table]) -> None:
+    def create(warehouse: Warehouse, tables: list[Table]) -> None:
         try:
             barrier.wait(timeout=30)
             warehouse.ensure_schema([*SYSTEM_TABLES, *tables])

@@ -61,7 +61,7 @@ def rows(target: Target, sql: str) -> list[tuple[Any, ...]]:
         sql = sql.replace(" FROM v_", f" FROM {target.schema}.v_")
     warehouse = open_warehouse(target.url, schema=target.schema)
     try:
-        return warehouse.query(sql)  # type: ignore[attr-defined, no-any-return]  # both backends have it
+        return warehouse.query(sql)
     finally:
         warehouse.close()
 
@@ -288,7 +288,7 @@ def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> Non
     target, _ = loaded
     if target.name not in ("duckdb", "postgres"):
         pytest.skip(f"{target.name} keeps no comments on views")
-    from sitoo_sync.warehouse.views import VIEWS
+    from sitoo_sync.views import VIEWS
 
     for view in VIEWS:
         if target.name == "duckdb":
@@ -319,7 +319,7 @@ def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> Non
 def test_views_are_described_in_the_dictionary() -> None:
     """Every view the tool creates is documented in docs/tables.md with its columns."""
     from sitoo_sync.dictionary import all_tables, markdown
-    from sitoo_sync.warehouse.views import VIEWS
+    from sitoo_sync.views import VIEWS
 
     text = markdown(all_tables())
     for view in VIEWS:

@@ -21,7 +21,8 @@ from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
 from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES
 from sitoo_sync.normalize.store_z_reports import TABLES as STORE_TABLES
 from sitoo_sync.verify.run import Scope, run_verify
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Warehouse
 
 
 def m(cents: str) -> str:
@@ -134,7 +135,7 @@ def _sql(registers: int, days: int, receipts: int) -> list[str]:
     ]
 
 
-def _last_days(warehouse: DuckDBWarehouse, days: int) -> Scope:
+def _last_days(warehouse: Warehouse, days: int) -> Scope:
     """The scope of the last `days` days of z-reports in the warehouse."""
     last = warehouse.query("SELECT max(datecreated) FROM pos_z_reports")[0][0]
     return Scope(since=last.date() - timedelta(days=days - 1))
@@ -144,13 +145,13 @@ def run_verify_benchmark(registers: int = 300, days: int = 365, receipts: int = 
     """Build the year in a temporary DuckDB file, time `verify` over it, print the figures."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "year.duckdb"
-        warehouse = DuckDBWarehouse(f"duckdb:///{path}")
+        warehouse = open_warehouse(f"duckdb:///{path}")
         try:
             started = time.perf_counter()
             warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES])
             with warehouse.transaction():
                 for statement in _sql(registers, days, receipts):
-                    warehouse.con.execute(statement)
+                    warehouse.execute(statement)
             built = time.perf_counter() - started
             counts = {
                 name: int(warehouse.query(f"SELECT count(*) FROM {name}")[0][0])
@@ -166,7 +167,7 @@ def run_verify_benchmark(registers: int = 300, days: int = 365, receipts: int = 
         )
         runs = [("whole year", Scope()), ("last 30 days", None)]
         for label, wanted in runs:
-            warehouse = DuckDBWarehouse(f"duckdb:///{path}")
+            warehouse = open_warehouse(f"duckdb:///{path}")
             try:
                 scope = wanted or _last_days(warehouse, 30)
                 started = time.perf_counter()

@@ -17,15 +17,10 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from sitoo_sync.verify.findings import NO_STORE
 from sitoo_sync.warehouse.base import Warehouse
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
-from sitoo_sync.warehouse.sql_types import UtcDateTime
-from sitoo_sync.warehouse.sqla import SqlWarehouse
+from sitoo_sync.warehouse.views import Sql
 
-BATCH = 10_000
 _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 _CENTS = re.compile(r"\{cents\(([a-z_.]+)\)\}")
 
@@ -101,24 +96,9 @@ class Source:
 
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
-        if isinstance(warehouse, DuckDBWarehouse):
-            self.dialect = "duckdb"
-        elif isinstance(warehouse, SqlWarehouse):
-            self.dialect = warehouse.dialect
-        else:
-            raise TypeError(f"verify cannot read {type(warehouse).__name__}")
-        self._tables = self._existing()
-
-    def _existing(self) -> set[str]:
-        wh = self.warehouse
-        if isinstance(wh, DuckDBWarehouse):
-            rows = wh.query(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema()"
-            )
-            return {str(r[0]) for r in rows}
-        assert isinstance(wh, SqlWarehouse)
-        return set(sa.inspect(wh.conn).get_table_names(schema=wh.schema))
+        self.dialect = warehouse.capabilities.dialect
+        self._tables = warehouse.table_names()
+        self._sql = Sql(self.dialect, warehouse.qualified)
 
     def has(self, *tables: str) -> bool:
         """True when every one of `tables` exists in the warehouse."""
@@ -137,21 +117,11 @@ class Source:
 
     def table(self, name: str) -> str:
         """The quoted, schema-qualified name of a table."""
-        wh = self.warehouse
-        if isinstance(wh, DuckDBWarehouse):
-            return q(name)
-        assert isinstance(wh, SqlWarehouse)
-        prep = wh.engine.dialect.identifier_preparer
-        quoted = prep.quote(name)
-        return f"{prep.quote_schema(wh.schema)}.{quoted}" if wh.schema else quoted
+        return self.warehouse.qualified(name)
 
     def cents(self, column: str) -> str:
         """An exact integer count of cents of a money column, on this target."""
-        if self.dialect == "sqlite":
-            return f"CAST(REPLACE({column}, '.', '') AS INTEGER)"
-        if self.dialect in ("mysql", "mariadb"):
-            return f"CAST({column} * 100 AS SIGNED)"
-        return f"CAST({column} * 100 AS BIGINT)"
+        return self._sql.integer_cents(column)
 
     def sql(self, template: str) -> str:
         """`template` with `{cents(col)}` and `{table}` filled in for this target."""
@@ -165,29 +135,7 @@ class Source:
         sql = self.sql(template)
         named = set(_PARAM.findall(sql))
         values = {k: v for k, v in (params or {}).items() if k in named}
-        wh = self.warehouse
-        if isinstance(wh, DuckDBWarehouse):
-            cursor = wh.con.execute(_PARAM.sub(r"$\1", sql), values)
-            while batch := cursor.fetchmany(BATCH):
-                yield from batch
-            return
-        assert isinstance(wh, SqlWarehouse)
-        statement = sa.text(sql).bindparams(
-            *(sa.bindparam(k, v, type_=_bind_type(v)) for k, v in values.items())
-        )
-        result = wh.conn.execute(statement, execution_options={"yield_per": BATCH})
-        for row in result:
-            yield tuple(row)
-
-
-def _bind_type(value: Any) -> sa.types.TypeEngine[Any] | None:
-    if isinstance(value, datetime):
-        return UtcDateTime()
-    if isinstance(value, date):
-        return sa.Date()
-    if isinstance(value, bool):
-        return sa.Boolean()
-    return None
+        return self.warehouse.stream(sql, values)
 
 
 class _Tables(dict[str, str]):

@@ -1,7 +1,11 @@
 """warehouse/: the one seam between rows and a database.
 
 `open_warehouse(url)` picks the backend (duckdb.py native, sqla.py for SQLAlchemy URLs);
-`load.py` is the one-transaction load that every backend serves; `base.py` the interface.
+`load.py` is the one-transaction load that every backend serves; `base.py` the interface:
+`Rows`, `StateStore`, `Locks` and `Capabilities` (as data), together `Warehouse`. What differs
+between SQL dialects is in dialects.py (PostgreSQL's COPY path in pg_copy.py), how locks are
+taken in locks.py, how views and comments reach a catalog in views.py and comments.py. No
+module outside this package knows a backend's type or a dialect.
 """
 
 from __future__ import annotations
@@ -50,6 +54,28 @@ def unreachable(url: str, exc: BaseException) -> WarehouseError:
     if path is not None:
         return WarehouseError(f"cannot open the warehouse file {path}: {first}")
     return WarehouseError(f"cannot reach the warehouse at {masked_url(url)}: {first}")
+
+
+def shares_locks(url: str) -> bool:
+    """True when the target at `url` keeps its locks on a database server (PostgreSQL,
+    MySQL/MariaDB), so processes on any host can share a stream and split its partitions."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme == "duckdb" or "://" not in url:
+        return False
+    from sitoo_sync.warehouse.dialects import has_session_locks
+
+    return has_session_locks("postgresql" if scheme == "postgres" else scheme)
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a server target's schema and everything in it (a benchmark's or test's own)."""
+    from sitoo_sync.warehouse.sqla import SqlWarehouse
+
+    warehouse = SqlWarehouse(url, schema=schema)
+    try:
+        warehouse.drop_schema()
+    finally:
+        warehouse.close()
 
 
 def open_warehouse(url: str, *, schema: str | None = None, read_only: bool = False) -> Warehouse:

@@ -20,14 +20,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table, integer, json_column, text, timestamp
+
+if TYPE_CHECKING:
+    from sitoo_sync.warehouse.views import View
 
 C = TypeVar("C")
 
@@ -35,10 +38,10 @@ SYNC_STATE = Table(
     name="sync_state",
     description="Cursor and health per stream and partition; written with the rows it covers.",
     columns=(
-        text("stream", "The stream (pos_z_reports, journal_entries ...).", nullable=False),
+        text("stream", "The stream, by its registered name.", nullable=False),
         text(
             "partition_key",
-            "The partition within the stream: a register, a site, or '' for none.",
+            "The partition within the stream (a register, a site ...), or '' for none.",
             nullable=False,
         ),
         text("cursor", "Where the next tick resumes (opaque to readers)."),
@@ -189,20 +192,32 @@ class StreamState:
     last_status_detail: str | None = None
 
 
-class Warehouse(Protocol):
-    """A target the sync loads into. Implementations: DuckDBWarehouse (native)."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target can do, as data: the engine decides by these, never by its type."""
 
-    url: str
-    #: The driver's exception types: run_once turns them into one WarehouseError.
-    errors: tuple[type[BaseException], ...]
-    #: True when several threads may load at once, each on a connection of its own.
+    #: The dialect's name: duckdb, postgresql, mysql, mariadb, sqlite, mssql, ...
+    dialect: str
+    #: Several threads may load at once, each on a connection of its own.
     concurrent_loads: bool
-    #: True when the engine runs inside this process (DuckDB, SQLite): its work competes
-    #: with normalizing for the same CPU, so concurrent partitions load in turn.
+    #: The engine runs inside this process (DuckDB, SQLite): its work competes with
+    #: normalizing for the same CPU, so concurrent partitions load in turn.
     in_process: bool
+    #: Tables and columns carry their descriptions as comments in the catalog.
+    comments: bool
+    #: Locks live on the database server (PostgreSQL, MySQL): processes on several hosts can
+    #: share a stream and split its partitions (`Locks.partition_locks`).
+    shared_locks: bool
+    #: SITOO_TARGET_SCHEMA means something here.
+    schemas: bool
 
-    def ensure_schema(self, tables: Sequence[Table]) -> None:
-        """Create missing tables and add missing columns (additive only)."""
+
+class Rows(Protocol):
+    """Rows in and out: the tables, their loads in one transaction, and reads."""
+
+    def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
+        """Create missing tables and add missing columns (additive only); then drop and create
+        `views` (those whose tables and columns all exist)."""
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or rolls back together; nested ones join."""
@@ -243,6 +258,42 @@ class Warehouse(Protocol):
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """Keep rejected records; one seen again bumps `times_seen`."""
 
+    def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
+        """Row count per existing table."""
+
+    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+        """Per distinct `by`, the non-null `value` of the row with the greatest `order`,
+        in one query ({} before the table exists)."""
+
+    def table_names(self) -> set[str]:
+        """The tables (not views) that exist in the target's schema."""
+
+    def qualified(self, name: str) -> str:
+        """A table's name quoted and schema-qualified, fit for SQL text."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read query, whole; `params` in the driver's positional style."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement of SQL text (a write, DDL), in the caller's transaction if any."""
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of a read query with `:name` parameters, fetched in batches (memory follows
+        the batch, not the result); read them all before starting another query."""
+
+    def read_table(self, table: Table) -> list[dict[str, Any]]:
+        """Every row of `table` as a dict of Python values typed by its declaration: Decimal
+        money, aware UTC timestamps, dates; equal across targets for equal data."""
+
+    def catalog_comments(self, names: Sequence[str]) -> dict[tuple[str, str], str | None]:
+        """(table, column or "") -> the comment the catalog holds, for the tables `names`."""
+
+
+class StateStore(Protocol):
+    """Where each stream's partitions stand: cursors and how their ticks ended."""
+
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None before the first load."""
 
@@ -266,21 +317,80 @@ class Warehouse(Protocol):
     def states(self) -> list[StreamState]:
         """Every row of `sync_state`."""
 
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
-        """Per distinct `by`, the non-null `value` of the row with the greatest `order`,
-        in one query ({} before the table exists)."""
-
     def last_runs(self) -> list[RunRow]:
         """Each stream's latest run (by started_at) from `sync_runs` ([] before it exists)."""
 
     def running_runs(self, stream: str) -> list[RunRow]:
         """The `sync_runs` rows of `stream` still marked running."""
 
-    def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
-        """Row count per existing table."""
+
+class Lock(Protocol):
+    """A held lock."""
+
+    def release(self) -> None:
+        """Let the next writer in."""
+
+
+class PartitionLocks(Protocol):
+    """Locks on single partitions of one stream, held on one connection of the process."""
+
+    def try_acquire(self, partition: str) -> bool:
+        """True when this process now holds `partition`; False when another one does."""
+
+    def release(self, partition: str) -> None:
+        """Let another process have `partition`."""
+
+    def close(self) -> None:
+        """End the connection: the server frees whatever it still holds."""
+
+
+class Locks(Protocol):
+    """Who may write what, whoever starts it. A lock lives on a connection (or file handle) of
+    its own: it outlasts the load transactions and dies with the process."""
+
+    def lock(self, name: str, *, shared: bool = False) -> Lock | None:
+        """The lock `name` (scoped to this target and schema), or None when another process
+        holds it. `shared` holders exclude only exclusive ones (where `shared_locks`)."""
+
+    def partition_locks(self, name: str) -> PartitionLocks | None:
+        """Per-partition locks under `name`, or None when the target has no shared locks."""
+
+
+class Warehouse(Rows, StateStore, Locks, Protocol):
+    """A target the sync loads into: DuckDBWarehouse (native) or SqlWarehouse (SQLAlchemy)."""
+
+    url: str
+    #: The driver's exception types: run_once turns them into one WarehouseError.
+    errors: tuple[type[BaseException], ...]
+    #: What the target can do.
+    capabilities: Capabilities
+
+    @property
+    def concurrent_loads(self) -> bool:
+        """`capabilities.concurrent_loads` (the older spelling)."""
+
+    @property
+    def in_process(self) -> bool:
+        """`capabilities.in_process` (the older spelling)."""
 
     def close(self) -> None:
         """Release the connection (and any file lock)."""
+
+
+class CapabilityFlags:
+    """The older spellings of two capabilities, for code written before `capabilities`."""
+
+    capabilities: Capabilities
+
+    @property
+    def concurrent_loads(self) -> bool:
+        """`capabilities.concurrent_loads`."""
+        return self.capabilities.concurrent_loads
+
+    @property
+    def in_process(self) -> bool:
+        """`capabilities.in_process`."""
+        return self.capabilities.in_process
 
 
 class PerThread(Generic[C]):
@@ -369,6 +479,7 @@ class SerializedWarehouse:
         self._lock = threading.RLock()
         self.url = inner.url
         self.errors = inner.errors
+        self.capabilities = replace(inner.capabilities, concurrent_loads=False)
         self.concurrent_loads = False
         self.in_process = inner.in_process
 

@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-#: Dialects whose comments this module keeps current on existing tables.
-COMMENT_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
-
 Comments = dict[tuple[str, str], str]  # (table, column or "") -> comment
 
 
@@ -81,16 +78,7 @@ def _stale(want: Comments, have: Mapping[tuple[str, str], str | None]) -> Commen
 
 def comment_duckdb(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> int:
     """Bring DuckDB's table and column comments in line with `tables`; how many were written."""
-    have: dict[tuple[str, str], str | None] = {}
-    where = "WHERE database_name = current_database() AND schema_name = current_schema()"
-    query = f"SELECT table_name, comment FROM duckdb_tables() {where}"
-    for name, comment in con.execute(query).fetchall():
-        have[(name, "")] = comment
-    for name, column, comment in con.execute(
-        f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}"
-    ).fetchall():
-        have[(name, column)] = comment
-    stale = _stale(wanted(tables), have)
+    stale = _stale(wanted(tables), catalog_duckdb(con))
     with duckdb_batch(con):
         for (table, column), text in stale.items():
             target = f'TABLE "{table}"' if not column else f'COLUMN "{table}"."{column}"'
@@ -100,7 +88,23 @@ def comment_duckdb(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> i
     return len(stale)
 
 
-def _catalog(conn: Connection, names: list[str], schema: str | None) -> dict[tuple[str, str], Any]:
+def catalog_duckdb(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str | None]:
+    """Current comments of every table ("" column) and column of DuckDB's current schema."""
+    have: dict[tuple[str, str], str | None] = {}
+    where = "WHERE database_name = current_database() AND schema_name = current_schema()"
+    query = f"SELECT table_name, comment FROM duckdb_tables() {where}"
+    for name, comment in con.execute(query).fetchall():
+        have[(name, "")] = comment
+    for name, column, comment in con.execute(
+        f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}"
+    ).fetchall():
+        have[(name, column)] = comment
+    return have
+
+
+def catalog_sql(
+    conn: Connection, names: list[str], schema: str | None
+) -> dict[tuple[str, str], Any]:
     """Current comments of the tables `names` that exist, from SQLAlchemy's inspector."""
     inspector = sa.inspect(conn)
     present = set(inspector.get_table_names(schema=schema)) & set(names)
@@ -125,9 +129,10 @@ def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None
 
     `tables` are the SQLAlchemy tables of the declarations (sql_types.sa_table), which carry
     the descriptions as `comment`, and, for MySQL, the exact column definition to restate.
+    The caller asks only for dialects whose strategy keeps comments (dialects.py).
     """
     dialect = conn.dialect
-    if dialect.name not in COMMENT_DIALECTS or not dialect.supports_comments:
+    if not dialect.supports_comments:
         return 0
     by_name = {t.name: t for t in tables}
     want: Comments = {}
@@ -135,7 +140,7 @@ def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None
         want[(t.name, "")] = t.comment or ""
         for col in t.columns:
             want[(t.name, col.name)] = col.comment or ""
-    stale = _stale(want, _catalog(conn, list(by_name), schema))
+    stale = _stale(want, catalog_sql(conn, list(by_name), schema))
     if not stale:
         return 0
     prep = dialect.identifier_preparer

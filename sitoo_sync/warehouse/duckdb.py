@@ -9,6 +9,7 @@ window goes in as Arrow columns (`INSERT ... SELECT FROM arrow`), never row by r
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,17 +31,22 @@ from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
     SYNC_STATE,
+    Capabilities,
+    CapabilityFlags,
     ChildReplacement,
+    Lock,
     Nesting,
     Outcome,
+    PartitionLocks,
     PerThread,
     RunRow,
     StreamState,
     iter_states,
     outcome_values,
 )
-from sitoo_sync.warehouse.comments import comment_duckdb
-from sitoo_sync.warehouse.views import create_views_duckdb
+from sitoo_sync.warehouse.comments import catalog_duckdb, comment_duckdb
+from sitoo_sync.warehouse.locks import file_lock
+from sitoo_sync.warehouse.views import View, create_views_duckdb
 
 log = get_logger(__name__)
 
@@ -64,6 +70,11 @@ HOLD_SECONDS = 20.0
 GAP_SECONDS = 1.0
 #: Two ticks of one process (two streams) create tables in one database: one at a time.
 _SCHEMA_LOCK = threading.Lock()
+
+#: Rows a streamed read fetches at a time.
+STREAM_BATCH = 10_000
+#: A `:name` parameter in SQL text (not a `::cast`).
+_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -175,12 +186,18 @@ def _turn(
     return inner
 
 
-class DuckDBWarehouse(ChildReplacement):
+class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     """The native DuckDB target; `open_connection()` ... `close()` brackets one tick."""
 
     errors: tuple[type[BaseException], ...] = (duckdb.Error,)
-    concurrent_loads = True  # MVCC: transactions on duplicate connections run side by side
-    in_process = True
+    capabilities = Capabilities(
+        dialect="duckdb",
+        concurrent_loads=True,  # MVCC: transactions on duplicate connections run side by side
+        in_process=True,
+        comments=True,
+        shared_locks=False,  # one file, one writing process: a lock file beside it
+        schemas=False,
+    )
 
     def __init__(
         self, url: str, *, open_timeout_seconds: float = 60.0, read_only: bool = False
@@ -231,12 +248,13 @@ class DuckDBWarehouse(ChildReplacement):
     # ---- schema -----------------------------------------------------------------------
 
     @_turn
-    def ensure_schema(self, tables: Sequence[Table]) -> None:
-        """Create missing tables; add columns a declaration gained since (never drop)."""
+    def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
+        """Create missing tables; add columns a declaration gained since (never drop); drop
+        and create `views`."""
         with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
-            self._ensure_schema(tables)
+            self._ensure_schema(tables, views)
 
-    def _ensure_schema(self, tables: Sequence[Table]) -> None:
+    def _ensure_schema(self, tables: Sequence[Table], views: Sequence[View]) -> None:
         con = self.con
         existing: dict[str, set[str]] = {}
         for table_name, column_name in con.execute(
@@ -266,7 +284,8 @@ class DuckDBWarehouse(ChildReplacement):
                     )
                     log.info("column_added", table=table.name, column=col.name)
         comment_duckdb(con, tables)
-        create_views_duckdb(con)
+        if views:
+            create_views_duckdb(con, views)
 
     # ---- loading ----------------------------------------------------------------------
 
@@ -613,3 +632,60 @@ class DuckDBWarehouse(ChildReplacement):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (for the demo, status and tests)."""
         return self.con.execute(sql, list(params)).fetchall()
+
+    @_turn
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement of SQL text, in this thread's transaction if it has one."""
+        self.con.execute(sql, list(params))
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of a read query with `:name` parameters, fetched STREAM_BATCH at a time
+        (on this thread's connection: inside the caller's transaction, which holds the file)."""
+        cursor = self.con.execute(_PARAM.sub(r"$\1", sql), dict(params or {}))
+        while batch := cursor.fetchmany(STREAM_BATCH):
+            yield from batch
+
+    @_turn
+    def read_table(self, table: Table) -> list[dict[str, Any]]:
+        """Every row of a table, typed by its declaration; timestamps as aware UTC."""
+        names = ", ".join(q(c) for c in table.column_names)
+        rows = self.con.execute(f"SELECT {names} FROM {q(table.name)}").fetchall()
+        return [
+            {
+                c: v.astimezone(UTC) if isinstance(v, datetime) and v.tzinfo else v
+                for c, v in zip(table.column_names, row, strict=True)
+            }
+            for row in rows
+        ]
+
+    @_turn
+    def table_names(self) -> set[str]:
+        """The tables of the current schema."""
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def qualified(self, name: str) -> str:
+        """A table's quoted name (DuckDB targets have no schema of their own)."""
+        return q(name)
+
+    @_turn
+    def catalog_comments(self, names: Sequence[str]) -> dict[tuple[str, str], str | None]:
+        """The comments the catalog holds on the tables `names` and their columns."""
+        wanted = set(names)
+        return {k: v for k, v in catalog_duckdb(self.con).items() if k[0] in wanted}
+
+    # ---- locks ------------------------------------------------------------------------
+
+    def lock(self, name: str, *, shared: bool = False) -> Lock | None:
+        """The lock `name` of this file: a `flock` on `<file>.<name>.lock` beside it (the
+        file has one writing process, so a shared lock is an exclusive one)."""
+        return file_lock(self.url, None, name)
+
+    def partition_locks(self, name: str) -> PartitionLocks | None:
+        """None: one process writes a file, under the stream's own lock."""
+        return None

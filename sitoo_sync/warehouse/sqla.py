@@ -3,31 +3,25 @@
 Same seam, same guarantees as the DuckDB backend: a window's rows, rejects and cursor commit
 in one transaction; parents upsert on their natural key; children are replaced as a set.
 
-Writes take the fastest path the dialect offers:
-
-* PostgreSQL (psycopg 3): `COPY` straight into the table for new rows; `COPY` into a temporary
-  table and one `INSERT ... ON CONFLICT DO UPDATE` for upserts; `COPY`'d keys for deletes.
-* SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany.
-* MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE`, executemany (multi-row VALUES).
-* SQL Server: `MERGE`, executemany.
-* Any other dialect: delete-then-insert, in the same transaction.
+Writes take the fastest path the dialect offers; what differs between dialects is asked of
+the dialect's strategy (dialects.py), PostgreSQL's COPY path included (pg_copy.py). This
+module holds only what every dialect does alike.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.log import get_logger
@@ -35,13 +29,18 @@ from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.settings import MAX_CONCURRENCY
+from sitoo_sync.warehouse import unreachable
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
     SYNC_STATE,
+    Capabilities,
+    CapabilityFlags,
     ChildReplacement,
+    Lock,
     Nesting,
     Outcome,
+    PartitionLocks,
     PerThread,
     RunRow,
     StreamState,
@@ -49,13 +48,21 @@ from sitoo_sync.warehouse.base import (
     outcome_values,
     tick_threads,
 )
-from sitoo_sync.warehouse.comments import comment_sql
-from sitoo_sync.warehouse.sql_types import sa_table
-from sitoo_sync.warehouse.views import create_views_sql
+from sitoo_sync.warehouse.comments import catalog_sql, comment_sql
+from sitoo_sync.warehouse.dialects import CHUNK, dialect_for, key_rows, merge_statement
+from sitoo_sync.warehouse.locks import (
+    SessionPartitionLocks,
+    file_lock,
+    scoped_name,
+    try_session,
+)
+from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
+from sitoo_sync.warehouse.views import View, create_views_sql
 
 log = get_logger(__name__)
 
-CHUNK = 500  # keys per IN (...) list
+#: Rows a streamed read fetches at a time.
+STREAM_BATCH = 10_000
 #: URL schemes whose SQLAlchemy default driver is not the one we ship as an extra.
 DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -103,32 +110,7 @@ def _in_memory_sqlite(base: str, rest: str) -> bool:
     return base == "sqlite" and rest.split("?", 1)[0] in ("", "/", "/:memory:")
 
 
-def merge_statement(t: sa.Table, table: Table, dialect: Dialect) -> sa.TextClause:
-    """SQL Server's upsert: MERGE one source row on the natural key (for executemany)."""
-    prep = dialect.identifier_preparer
-    target = prep.format_table(t)
-    names = list(table.column_names)
-    q = prep.quote
-    source = ", ".join(f":{n} AS {q(n)}" for n in names)
-    match = " AND ".join(f"target.{q(k)} = source.{q(k)}" for k in table.key)
-    kept = (*table.key, *table.keep_on_update)
-    updates = ", ".join(f"target.{q(n)} = source.{q(n)}" for n in names if n not in kept)
-    matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
-    cols = ", ".join(q(n) for n in names)
-    values = ", ".join(f"source.{q(n)}" for n in names)
-    sql = (
-        f"MERGE INTO {target} WITH (HOLDLOCK) AS target USING (SELECT {source}) AS source "
-        f"ON {match}{matched} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});"
-    )
-    return sa.text(sql).bindparams(*(sa.bindparam(n, type_=t.c[n].type) for n in names))
-
-
-def _rows(data: pa.Table) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = data.to_pylist()
-    return result
-
-
-class SqlWarehouse(ChildReplacement):
+class SqlWarehouse(CapabilityFlags, ChildReplacement):
     """A SQLAlchemy target; one connection per tick, opened on first use, closed by close()."""
 
     errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,)
@@ -137,8 +119,9 @@ class SqlWarehouse(ChildReplacement):
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
-        if schema and self.dialect == "sqlite":
-            raise ConfigError("SITOO_TARGET_SCHEMA: SQLite has no schemas; leave it unset")
+        self.sql = dialect_for(self.engine.dialect)
+        if schema and not self.sql.schemas:
+            raise ConfigError(f"SITOO_TARGET_SCHEMA: {self.dialect} has no schemas; leave it unset")
         self.schema = schema
         self.metadata = sa.MetaData(schema=schema)
         self._tables: dict[str, sa.Table] = {}
@@ -148,8 +131,14 @@ class SqlWarehouse(ChildReplacement):
         # Concurrent loads only where they are proven safe: PostgreSQL (MVCC, no gap locks).
         # InnoDB's gap locks deadlock concurrent upserts of new sync_state rows, SQLite has
         # one writer, SQL Server is untested here: those take their loads in turn.
-        self.concurrent_loads = self.dialect == "postgresql"
-        self.in_process = self.dialect == "sqlite"
+        self.capabilities = Capabilities(
+            dialect=self.dialect,
+            concurrent_loads=self.sql.concurrent_loads,
+            in_process=self.sql.in_process,
+            comments=self.sql.comments and self.engine.dialect.supports_comments,
+            shared_locks=self.sql.session_locks,
+            schemas=self.sql.schemas,
+        )
         self._nesting = Nesting()
         self._seq = 0
         for system in (SYNC_STATE, REJECTS, SYNC_RUNS):
@@ -183,17 +172,31 @@ class SqlWarehouse(ChildReplacement):
     def _qualified(self, t: sa.Table) -> str:
         return self.engine.dialect.identifier_preparer.format_table(t)
 
+    def qualified(self, name: str) -> str:
+        """A table's quoted name, qualified by the schema when there is one."""
+        prep = self.engine.dialect.identifier_preparer
+        quoted = prep.quote(name)
+        return f"{prep.quote_schema(self.schema)}.{quoted}" if self.schema else quoted
+
     def _q(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
 
     # ---- schema -------------------------------------------------------------------------
 
-    def ensure_schema(self, tables: Sequence[Table]) -> None:
-        """Create the schema and missing tables; add declared columns a table lacks."""
+    def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
+        """Create the schema and missing tables; add declared columns a table lacks; drop and
+        create `views`.
+
+        `IF NOT EXISTS` is not safe against a race: two processes that find a fresh schema at
+        the same moment (two cron ticks, replicas starting together) both try to create it and
+        one fails on the catalog's unique index (PostgreSQL) or "already exists" (MySQL). A
+        server-side lock named after the schema (the dialect's `ddl_lock`) makes them take
+        turns; the later one then finds everything in place.
+        """
         wanted = [self.t(table) for table in tables]
-        with self._tx(), self._ddl_lock():
+        with self._tx(), self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"):
             if self.schema:
-                self._create_schema(self.schema)
+                self.sql.create_schema(self.conn, self.schema)
             self.metadata.create_all(self.conn, tables=wanted, checkfirst=True)
             inspector = sa.inspect(self.conn)
             for t in wanted:
@@ -202,54 +205,15 @@ class SqlWarehouse(ChildReplacement):
                     if col.name in present:
                         continue
                     ddl = col.type.compile(dialect=self.engine.dialect)
-                    add = "ADD" if self.dialect == "mssql" else "ADD COLUMN"
+                    add = self.sql.add_column
                     self.conn.execute(
                         sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
                     )
                     log.info("column_added", table=t.name, column=col.name)
-            comment_sql(self.conn, wanted, self.schema)
-            create_views_sql(self.conn, self.schema)
-
-    @contextmanager
-    def _ddl_lock(self) -> Iterator[None]:
-        """Hold the target's schema lock while creating or altering tables.
-
-        `IF NOT EXISTS` is not safe against a race: two processes that find a fresh schema at
-        the same moment (two cron ticks, replicas starting together) both try to create it and
-        one fails on the catalog's unique index (PostgreSQL) or "already exists" (MySQL). A
-        server-side lock named after the schema makes them take turns; the later one then finds
-        everything in place. PostgreSQL's lock ends with the transaction; MySQL's DDL commits
-        implicitly, so its named lock is released explicitly (one not had within five minutes
-        lets the DDL try anyway, as it did before).
-        """
-        name = f"sitoo_sync:ddl:{self.schema or ''}"
-        if self.dialect == "postgresql":
-            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-            yield
-        elif self.dialect in ("mysql", "mariadb"):
-            self.conn.execute(sa.text("SELECT GET_LOCK(:k, :wait)"), {"k": name[:64], "wait": 300})
-            try:
-                yield
-            finally:
-                self.conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
-        else:
-            yield
-
-    def _create_schema(self, schema: str) -> None:
-        name = self._q(schema)
-        if self.dialect == "postgresql":
-            self.conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
-        elif self.dialect in ("mysql", "mariadb"):
-            self.conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {name}"))
-        elif self.dialect == "mssql":
-            self.conn.execute(
-                sa.text(
-                    "IF NOT EXISTS (SELECT 1 FROM sys.schemas WHERE name = :s) "
-                    f"EXEC('CREATE SCHEMA {name}')"
-                ),
-                {"s": schema},
-            )
+            if self.capabilities.comments:
+                comment_sql(self.conn, wanted, self.schema)
+            if views:
+                create_views_sql(self.conn, self.schema, views, comments=self.sql.view_comments)
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -257,122 +221,26 @@ class SqlWarehouse(ChildReplacement):
         """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
         return self._nesting.enter(self.conn.begin)
 
-    def _copy(self, target: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
-        """PostgreSQL COPY FROM STDIN on the connection's own transaction."""
-        raw: Any = self.conn.connection.driver_connection  # a psycopg.Connection
-        cols = ", ".join(self._q(c) for c in columns)
-        with raw.cursor() as cursor, cursor.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-    def _stage(self, t: sa.Table, data: pa.Table) -> str:
-        """A temporary copy of `data` with `t`'s column types (PostgreSQL), for set SQL."""
-        self._seq += 1
-        name = self._q(f"_sitoo_stage_{self._seq}")
-        cols = ", ".join(self._q(c) for c in data.column_names)
-        self.conn.execute(
-            sa.text(
-                f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
-                f"SELECT {cols} FROM {self._qualified(t)} WITH NO DATA"
-            )
-        )
-        self._copy(name, data.column_names, _tuples(data))
-        return name
-
     def insert(self, table: Table, data: pa.Table) -> None:
         """Bulk insert of rows known to be new."""
         if data.num_rows == 0:
             return
-        t = self.t(table)
-        if self.dialect == "postgresql":
-            self._copy(self._qualified(t), data.column_names, _tuples(data))
-        else:
-            self.conn.execute(t.insert(), _rows(data))
+        self.sql.insert(self.conn, self.t(table), data)
 
     def upsert(self, table: Table, data: pa.Table) -> None:
         """Insert or update on the natural key, by the dialect's own statement."""
         if data.num_rows == 0:
             return
-        t = self.t(table)
         updates = [
             c for c in table.column_names if c not in table.key and c not in table.keep_on_update
         ]
-        if self.dialect == "postgresql":
-            stage = self._stage(t, data)
-            cols = ", ".join(self._q(c) for c in table.column_names)
-            keys = ", ".join(self._q(k) for k in table.key)
-            sets = ", ".join(f"{self._q(c)} = excluded.{self._q(c)}" for c in updates)
-            action = f"DO UPDATE SET {sets}" if updates else "DO NOTHING"
-            self.conn.execute(
-                sa.text(
-                    f"INSERT INTO {self._qualified(t)} ({cols}) SELECT {cols} FROM {stage} "
-                    f"ON CONFLICT ({keys}) {action}"
-                )
-            )
-            return
-        if self.dialect == "sqlite":
-            stmt = sqlite.insert(t)
-            excluded = stmt.excluded
-            self.conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=list(table.key), set_={c: excluded[c] for c in updates}
-                )
-                if updates
-                else stmt.on_conflict_do_nothing(index_elements=list(table.key)),
-                _rows(data),
-            )
-        elif self.dialect in ("mysql", "mariadb"):
-            my = mysql.insert(t)
-            first = table.key[0]
-            assignments = {c: my.inserted[c] for c in updates} or {first: my.inserted[first]}
-            self.conn.execute(my.on_duplicate_key_update(assignments), _rows(data))
-        elif self.dialect == "mssql":
-            self.conn.execute(merge_statement(t, table, self.engine.dialect), _rows(data))
-        else:
-            self.delete_rows(table, data.select(list(table.key)), table.key)
-            self.conn.execute(t.insert(), _rows(data))
-
-    def _key_rows(self, keys: pa.Table, by: Sequence[str]) -> list[tuple[Any, ...]]:
-        columns = [keys.column(c).to_pylist() for c in by]
-        return list(dict.fromkeys(zip(*columns, strict=True)))
-
-    def _match(self, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Any:
-        if len(by) == 1:
-            return t.c[by[0]].in_([r[0] for r in rows])
-        if self.dialect == "mssql":  # no row-value IN
-            return sa.or_(
-                *(sa.and_(*(t.c[c] == v for c, v in zip(by, r, strict=True))) for r in rows)
-            )
-        return sa.tuple_(*(t.c[c] for c in by)).in_(rows)
+        self.sql.upsert(self.conn, self.t(table), table, data, updates)
 
     def delete_rows(self, table: Table, keys: pa.Table, by: tuple[str, ...]) -> None:
         """Delete the rows whose `by` columns match a row of `keys`."""
         if keys.num_rows == 0:
             return
-        t = self.t(table)
-        if self.dialect == "postgresql":
-            stage = self._stage_keys(t, keys, by)
-            match = " AND ".join(f"t.{self._q(c)} = k.{self._q(c)}" for c in by)
-            self.conn.execute(
-                sa.text(f"DELETE FROM {self._qualified(t)} t USING {stage} k WHERE {match}")
-            )
-            return
-        rows = self._key_rows(keys, by)
-        for i in range(0, len(rows), CHUNK):
-            self.conn.execute(t.delete().where(self._match(t, by, rows[i : i + CHUNK])))
-
-    def _stage_keys(self, t: sa.Table, keys: pa.Table, by: Sequence[str]) -> str:
-        self._seq += 1
-        name = self._q(f"_sitoo_keys_{self._seq}")
-        cols = ", ".join(self._q(c) for c in by)
-        self.conn.execute(
-            sa.text(
-                f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
-                f"SELECT {cols} FROM {self._qualified(t)} WITH NO DATA"
-            )
-        )
-        self._copy(name, by, iter(self._key_rows(keys, by)))
-        return name
+        self.sql.delete_rows(self.conn, self.t(table), keys, by)
 
     def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
         """The subset of `keys` already stored in `table`."""
@@ -380,12 +248,12 @@ class SqlWarehouse(ChildReplacement):
             return keys
         t = self.t(table)
         by = list(table.key)
-        rows = self._key_rows(keys, by)
+        rows = key_rows(keys, by)
         found: list[tuple[Any, ...]] = []
         with self._tx():
             for i in range(0, len(rows), CHUNK):
                 select = sa.select(*(t.c[c] for c in by)).where(
-                    self._match(t, by, rows[i : i + CHUNK])
+                    self.sql.match(t, by, rows[i : i + CHUNK])
                 )
                 found.extend(tuple(r) for r in self.conn.execute(select))
         return _keys_table(keys.schema, by, found)
@@ -394,12 +262,12 @@ class SqlWarehouse(ChildReplacement):
         """Stored keys in the same replace group as `data`'s rows but not among them."""
         t = self.t(table)
         by = list(table.key)
-        groups = self._key_rows(data, table.replace_group)
-        incoming = set(self._key_rows(data, by))
+        groups = key_rows(data, table.replace_group)
+        incoming = set(key_rows(data, by))
         found: list[tuple[Any, ...]] = []
         for i in range(0, len(groups), CHUNK):
             select = sa.select(*(t.c[c] for c in by)).where(
-                self._match(t, table.replace_group, groups[i : i + CHUNK])
+                self.sql.match(t, table.replace_group, groups[i : i + CHUNK])
             )
             found.extend(tuple(r) for r in self.conn.execute(select) if tuple(r) not in incoming)
         return _keys_table(data.select(by).schema, by, found)
@@ -415,7 +283,7 @@ class SqlWarehouse(ChildReplacement):
         t = self.t(table)
         where = [t.c.missing_since.is_(None), *(t.c[c] == v for c, v in scope.items())]
         if present:
-            where.append(sa.not_(self._match(t, table.key, list(present))))
+            where.append(sa.not_(self.sql.match(t, table.key, list(present))))
         done = self.conn.execute(t.update().where(*where).values(missing_since=at))
         return int(done.rowcount or 0)
 
@@ -669,16 +537,83 @@ class SqlWarehouse(ChildReplacement):
                     )
         return counts
 
+    def table_names(self) -> set[str]:
+        """The tables of the target's schema."""
+        with self._tx():
+            return set(sa.inspect(self.conn).get_table_names(schema=self.schema))
+
+    def catalog_comments(self, names: Sequence[str]) -> dict[tuple[str, str], str | None]:
+        """The comments the catalog holds on the tables `names` that exist and their columns."""
+        with self._tx():
+            return catalog_sql(self.conn, list(names), self.schema)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (demo, status, tests)."""
         with self._tx():
             return [tuple(r) for r in self.conn.exec_driver_sql(sql, tuple(params)).all()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement of SQL text, in this thread's transaction (or one of its own)."""
+        with self._tx():
+            self.conn.exec_driver_sql(sql, tuple(params))
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of a read query with `:name` parameters, fetched STREAM_BATCH at a time.
+
+        Runs on this thread's connection, in the caller's transaction when it has one.
+        """
+        statement = sa.text(sql).bindparams(
+            *(sa.bindparam(k, v, type_=_bind_type(v)) for k, v in (params or {}).items())
+        )
+        result = self.conn.execute(statement, execution_options={"yield_per": STREAM_BATCH})
+        for row in result:
+            yield tuple(row)
 
     def read_table(self, table: Table) -> list[dict[str, Any]]:
         """Every row of a table, typed by its declaration (tests and comparisons)."""
         t = self.t(table)
         with self._tx():
             return [dict(r._mapping) for r in self.conn.execute(sa.select(t))]
+
+    def drop_schema(self) -> None:
+        """Drop the target's schema and everything in it (a benchmark's or a test's own)."""
+        sql = self.sql.drop_schema_sql(self.schema) if self.schema else None
+        if sql is None:
+            raise ConfigError(f"cannot drop a schema on {self.dialect} ({self.schema!r})")
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(sql))
+
+    # ---- locks --------------------------------------------------------------------------
+
+    def _lock_connection(self) -> tuple[Engine, Connection]:
+        """An engine of its own (no pool) and one autocommit connection for locks: they must
+        outlast the loads' transactions and hold no snapshot."""
+        engine = sa.create_engine(self.engine.url, poolclass=NullPool)
+        try:
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise unreachable(self.url, exc) from exc
+        return engine, conn
+
+    def lock(self, name: str, *, shared: bool = False) -> Lock | None:
+        """The lock `name` of this target and schema: a server's session lock, a lock file
+        beside a SQLite file, or (any other dialect) a lock file that protects one host."""
+        if self.sql.session_locks:
+            return try_session(
+                self._lock_connection, self.sql, scoped_name(self.schema, name), shared=shared
+            )
+        return file_lock(self.url, self.schema, name)
+
+    def partition_locks(self, name: str) -> PartitionLocks | None:
+        """Per-partition session locks under `name`; None without server locks."""
+        if not self.sql.session_locks:
+            return None
+        return SessionPartitionLocks(
+            self._lock_connection, self.sql, scoped_name(self.schema, name)
+        )
 
 
 def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -689,8 +624,14 @@ def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
-def _tuples(data: pa.Table) -> Iterator[tuple[Any, ...]]:
-    return zip(*(c.to_pylist() for c in data.columns), strict=True)
+def _bind_type(value: Any) -> sa.types.TypeEngine[Any] | None:
+    if isinstance(value, datetime):
+        return UtcDateTime()
+    if isinstance(value, date):
+        return sa.Date()
+    if isinstance(value, bool):
+        return sa.Boolean()
+    return None
 
 
 def _keys_table(schema: pa.Schema, by: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table:

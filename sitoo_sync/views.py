@@ -1,0 +1,261 @@
+"""The BI views: the questions a finance user asks first, declared over the streams' tables.
+
+Each view is one portable SELECT written with the dialect helper `Sql` (warehouse/views.py),
+which renders the parts that differ per target; the warehouse creates them at the end of
+every `ensure_schema` that is given them. Views are named `v_*`, apart from the raw tables.
+
+Conventions every view keeps: money is summed per currency (never across currencies);
+refunds are subtracted (z-reports and receipts store them positive, with a refund flag or
+section); "no store" is NO_STORE; practice-mode receipts are left out. Rows loaded before a
+column was added (a currency copied onto child rows, a signed amount) are read through the
+columns that were always there, so the views are right for old rows too.
+
+Not yet: sales from orders and `stock_levels` need the REST v2 streams, which do not exist.
+"""
+
+from __future__ import annotations
+
+from sitoo_sync.warehouse.views import Sql, View
+
+
+def _store(column: str) -> str:
+    """The store, with rows loaded before NO_STORE was the one spelling read as it."""
+    return f"COALESCE(NULLIF({column}, ''), 'NO_STORE')"
+
+
+def _daily_store_sales(d: Sql) -> str:
+    gross, net = d.cents("s.moneysalestotal"), d.cents("s.moneysalestotalnet")
+    refund, refund_net = d.cents("s.moneyrefundtotal"), d.cents("s.moneyrefundtotalnet")
+    return (
+        f"SELECT {_store('s.store_id')} AS store_id, s.store_name, "
+        f"s.day_created AS business_date, s.currency_code AS currencycode, "
+        f"{d.money(gross)} AS gross_sales, {d.money(net)} AS net_sales, "
+        f"{d.money(f'{gross} - {net}')} AS vat_sales, "
+        f"{d.money(refund)} AS gross_refunds, {d.money(refund_net)} AS net_refunds, "
+        f"{d.money(f'{gross} - {refund}')} AS gross_takings, "
+        f"{d.money(f'{net} - {refund_net}')} AS net_takings, "
+        f"s.numreceipts AS receipts, s.numsales AS sales_receipts, "
+        f"s.numrefund AS refund_receipts "
+        f"FROM {d.t('store_z_reports')} s"
+    )
+
+
+def _payment_mix(d: Sql) -> str:
+    amount = d.cents("p.moneytotal")
+    sales = d.money(f"SUM(CASE WHEN p.section = 'sales' THEN {amount} ELSE 0 END)")
+    refund = d.money(f"SUM(CASE WHEN p.section = 'refund' THEN {amount} ELSE 0 END)")
+    net = d.money(f"SUM(CASE WHEN p.section = 'refund' THEN -{amount} ELSE {amount} END)")
+    currency = "COALESCE(p.currency_code, s.currency_code)"
+    return (
+        f"SELECT {_store('s.store_id')} AS store_id, s.day_created AS business_date, "
+        f"{currency} AS currencycode, p.name AS payment, "
+        f"{sales} AS sales_amount, {refund} AS refund_amount, {net} AS net_amount "
+        f"FROM {d.t('store_z_report_payments')} p "
+        f"JOIN {d.t('store_z_reports')} s ON s.store_zreport_id = p.store_zreport_id "
+        f"GROUP BY {_store('s.store_id')}, s.day_created, {currency}, p.name"
+    )
+
+
+def _cash_differences(d: Sql) -> str:
+    c = d.cents
+    return (
+        f"SELECT z.registerid, z.zreportid, {_store('z.store_id')} AS store_id, "
+        f"z.business_date, z.datecreated AS closed_at, z.currencycode, "
+        f"{d.money(c('z.moneycash_expected'))} AS expected_cash, "
+        f"{d.money(c('z.moneycash_counted'))} AS counted_cash, "
+        f"{d.money(c('z.moneycash_diff'))} AS cash_difference, z.staff "
+        f"FROM {d.t('pos_z_reports')} z WHERE {c('z.moneycash_diff')} <> 0"
+    )
+
+
+def _register_activity(d: Sql) -> str:
+    last = (
+        "(CASE WHEN z.last_z_report_at IS NULL THEN j.last_journal_at "
+        "WHEN j.last_journal_at IS NULL THEN z.last_z_report_at "
+        "WHEN z.last_z_report_at >= j.last_journal_at THEN z.last_z_report_at "
+        "ELSE j.last_journal_at END)"
+    )
+    return (
+        f"SELECT r.registerid, c.site_id, z.store_id, z.last_zreportid, z.last_z_report_at, "
+        f"j.last_journal_at, {last} AS last_activity_at, "
+        f"{d.days_since(last)} AS days_silent, c.missing_since "
+        f"FROM (SELECT registerid FROM {d.t('cash_registers')} "
+        f"UNION SELECT registerid FROM {d.t('pos_z_reports')} "
+        f"UNION SELECT registerid FROM {d.t('journal_entries')}) r "
+        f"LEFT JOIN {d.t('cash_registers')} c ON c.registerid = r.registerid "
+        f"LEFT JOIN (SELECT registerid, MAX(zreportid) AS last_zreportid, "
+        f"MAX(datecreated) AS last_z_report_at, MAX({_store('store_id')}) AS store_id "
+        f"FROM {d.t('pos_z_reports')} GROUP BY registerid) z ON z.registerid = r.registerid "
+        f"LEFT JOIN (SELECT registerid, MAX(datecreated) AS last_journal_at "
+        f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid"
+    )
+
+
+def _product_sales(d: Sql) -> str:
+    price = d.cents("i.moneyrowprice")
+    qty = d.quantity("i.decimalunitquantity")
+    store = _store("r.store_id")
+    currency = "COALESCE(i.currencycode, r.currencycode)"
+    amount = d.money(f"SUM(CASE WHEN r.isrefund = TRUE THEN -{price} ELSE {price} END)")
+    return (
+        f"SELECT i.productid, MAX(i.sku) AS sku, MAX(i.name) AS name, "
+        f"MAX(i.product_group) AS product_group, {store} AS store_id, r.business_date, "
+        f"{currency} AS currencycode, "
+        f"SUM(CASE WHEN r.isrefund = TRUE THEN -{qty} ELSE {qty} END) AS quantity, "
+        f"{amount} AS amount_incl_vat "
+        f"FROM {d.t('journal_receipt_items')} i "
+        f"JOIN {d.t('journal_receipts')} r ON r.registerid = i.registerid AND r.id = i.id "
+        f"WHERE r.ispractice IS NULL OR r.ispractice = FALSE "
+        f"GROUP BY i.productid, {store}, r.business_date, {currency}"
+    )
+
+
+_Z = (
+    "moneysalestotal",
+    "moneysalestotalnet",
+    "moneyrefundtotal",
+    "moneyrefundtotalnet",
+    "numreceipts",
+    "numsales",
+    "numrefund",
+)
+VIEWS: tuple[View, ...] = (
+    View(
+        "v_daily_store_sales",
+        "Sales per store, local business day and currency, from the store z-reports (the "
+        "vendor's own daily aggregate). Refunds are subtracted in the *_takings columns.",
+        (
+            ("store_id", "The store's external ID; NO_STORE for registers without one."),
+            ("store_name", "The store's name."),
+            ("business_date", "The local day (the aggregation's time zone)."),
+            ("currencycode", "Currency of every amount on the row; never sum across it."),
+            ("gross_sales", "Sales incl. VAT (refunds not subtracted)."),
+            ("net_sales", "Sales excl. VAT."),
+            ("vat_sales", "VAT on sales: gross_sales - net_sales."),
+            ("gross_refunds", "Refunds incl. VAT, positive."),
+            ("net_refunds", "Refunds excl. VAT, positive."),
+            ("gross_takings", "gross_sales - gross_refunds."),
+            ("net_takings", "net_sales - net_refunds."),
+            ("receipts", "Receipts (sales and refunds)."),
+            ("sales_receipts", "Sales receipts."),
+            ("refund_receipts", "Refund receipts."),
+        ),
+        {"store_z_reports": ("store_id", "store_name", "day_created", "currency_code", *_Z)},
+        _daily_store_sales,
+    ),
+    View(
+        "v_payment_mix",
+        "Payments per store, local day, currency and payment type, from the store z-reports.",
+        (
+            ("store_id", "The store's external ID; NO_STORE for registers without one."),
+            ("business_date", "The local day (the aggregation's time zone)."),
+            ("currencycode", "Currency of the amounts."),
+            ("payment", "The payment type's name (Cash, Card, Gift Card ...)."),
+            ("sales_amount", "Paid on sales."),
+            ("refund_amount", "Paid back on refunds, positive."),
+            ("net_amount", "sales_amount - refund_amount."),
+        ),
+        {
+            "store_z_report_payments": (
+                "store_zreport_id",
+                "section",
+                "name",
+                "moneytotal",
+                "currency_code",
+            ),
+            "store_z_reports": ("store_zreport_id", "store_id", "day_created", "currency_code"),
+        },
+        _payment_mix,
+    ),
+    View(
+        "v_cash_differences",
+        "Every POS closing whose counted cash differs from the expected cash.",
+        (
+            ("registerid", "The register."),
+            ("zreportid", "The z-report of the closing."),
+            ("store_id", "The store; NO_STORE for registers without one."),
+            ("business_date", "The closing's local day (pos_z_reports.business_date)."),
+            ("closed_at", "When the register was closed (UTC)."),
+            ("currencycode", "Currency of the amounts."),
+            ("expected_cash", "Cash the register expected in the drawer."),
+            ("counted_cash", "Cash counted."),
+            ("cash_difference", "The vendor's moneycash_diff (counted against expected)."),
+            ("staff", "Who closed the register."),
+        ),
+        {
+            "pos_z_reports": (
+                "registerid",
+                "zreportid",
+                "store_id",
+                "business_date",
+                "datecreated",
+                "currencycode",
+                "moneycash_expected",
+                "moneycash_counted",
+                "moneycash_diff",
+                "staff",
+            )
+        },
+        _cash_differences,
+    ),
+    View(
+        "v_register_activity",
+        "Per register: its last z-report and journal entry, and how many days it is silent.",
+        (
+            ("registerid", "The register."),
+            ("site_id", "The site that lists it (NULL if not listed)."),
+            ("store_id", "The store of its z-reports; NO_STORE for none."),
+            ("last_zreportid", "Its highest z-report number loaded."),
+            ("last_z_report_at", "When its last z-report was created (UTC)."),
+            ("last_journal_at", "When its last journal entry was created (UTC)."),
+            ("last_activity_at", "The later of the two (UTC)."),
+            ("days_silent", "Whole days since last_activity_at, at query time."),
+            ("missing_since", "Since when the register listing no longer shows it (UTC)."),
+        ),
+        {
+            "cash_registers": ("registerid", "site_id", "missing_since"),
+            "pos_z_reports": ("registerid", "zreportid", "datecreated", "store_id"),
+            "journal_entries": ("registerid", "datecreated"),
+        },
+        _register_activity,
+    ),
+    View(
+        "v_product_sales",
+        "Sales per product, store, local day and currency from the journal's receipt items; "
+        "refunds subtracted, practice receipts left out.",
+        (
+            ("productid", "The product's ID in Sitoo."),
+            ("sku", "The product's SKU."),
+            ("name", "The product's name."),
+            ("product_group", "The product group."),
+            ("store_id", "The store; NO_STORE for registers without one."),
+            ("business_date", "The local day of the receipts (the register's time zone)."),
+            ("currencycode", "Currency of the amount."),
+            ("quantity", "Units sold minus units refunded."),
+            ("amount_incl_vat", "Row totals incl. VAT after discounts, refunds subtracted."),
+        ),
+        {
+            "journal_receipt_items": (
+                "registerid",
+                "id",
+                "productid",
+                "sku",
+                "name",
+                "product_group",
+                "currencycode",
+                "decimalunitquantity",
+                "moneyrowprice",
+            ),
+            "journal_receipts": (
+                "registerid",
+                "id",
+                "store_id",
+                "business_date",
+                "currencycode",
+                "isrefund",
+                "ispractice",
+            ),
+        },
+        _product_sales,
+    ),
+)

@@ -1,0 +1,308 @@
+"""What differs between SQLAlchemy dialects, one object per dialect; `sqla.py` asks it.
+
+Each `SqlDialect` says what its database can do (concurrent loads, schemas, comments,
+session locks) and writes the statements that differ: the fastest upsert it offers, how a
+schema is made and dropped, the lock that keeps two processes' DDL apart, the named locks
+that keep two writers of a stream apart. The base class is any other dialect: portable
+SQL only (delete-then-insert as its upsert, no schema lock, host-local locks).
+
+* PostgreSQL (psycopg 3): `COPY` paths (pg_copy.py), `ON CONFLICT`, advisory locks.
+* SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany; no schemas; one writer.
+* MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE`, executemany; `GET_LOCK` named locks.
+* SQL Server: `MERGE`, executemany; no row-value `IN`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Connection, Dialect
+
+from sitoo_sync.normalize.tables import Table
+from sitoo_sync.warehouse import pg_copy
+
+CHUNK = 500  # keys per IN (...) list
+
+
+def py_rows(data: pa.Table) -> list[dict[str, Any]]:
+    """Arrow rows as dicts, for executemany."""
+    result: list[dict[str, Any]] = data.to_pylist()
+    return result
+
+
+def tuples(data: pa.Table) -> Iterator[tuple[Any, ...]]:
+    """Arrow rows as tuples, in column order."""
+    return zip(*(c.to_pylist() for c in data.columns), strict=True)
+
+
+def key_rows(keys: pa.Table, by: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The distinct `by` tuples of `keys`, in order."""
+    columns = [keys.column(c).to_pylist() for c in by]
+    return list(dict.fromkeys(zip(*columns, strict=True)))
+
+
+def pg_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (64 bits) for a lock name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def mysql_lock_name(name: str) -> str:
+    """A MySQL lock name (at most 64 characters) for a lock name of any length."""
+    return f"sitoo_sync:{hashlib.sha256(name.encode()).hexdigest()[:48]}"
+
+
+class SqlDialect:
+    """Any SQLAlchemy dialect without a strategy of its own: portable SQL only."""
+
+    #: Several threads may load at once, each on a connection of its own (proven safe only
+    #: where it is set: PostgreSQL's MVCC has no gap locks).
+    concurrent_loads: ClassVar[bool] = False
+    #: The engine runs inside this process (its work competes with normalizing for the CPU).
+    in_process: ClassVar[bool] = False
+    #: SITOO_TARGET_SCHEMA means something here.
+    schemas: ClassVar[bool] = True
+    #: Table and column comments are kept current on existing tables (comments.py).
+    comments: ClassVar[bool] = False
+    #: Views and their columns carry comments.
+    view_comments: ClassVar[bool] = False
+    #: Named session locks on the server that die with their connection.
+    session_locks: ClassVar[bool] = False
+    #: How many exclusive named locks make one shared lock (0: the server has shared locks).
+    lock_slots: ClassVar[int] = 0
+    #: How ALTER TABLE adds a column.
+    add_column: ClassVar[str] = "ADD COLUMN"
+    #: `(a, b) IN ((1, 2), ...)` works.
+    row_value_in: ClassVar[bool] = True
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.name = dialect.name
+
+    # ---- schema -------------------------------------------------------------------------
+
+    def create_schema(self, conn: Connection, schema: str) -> None:
+        """Create `schema` when it does not exist (nothing where schemas are not made so)."""
+
+    def drop_schema_sql(self, schema: str) -> str | None:
+        """The statement that drops `schema` and everything in it (None: not supported)."""
+        return None
+
+    @contextmanager
+    def ddl_lock(self, conn: Connection, name: str) -> Iterator[None]:
+        """Hold the target's schema lock `name` while creating or altering tables."""
+        yield
+
+    # ---- rows ---------------------------------------------------------------------------
+
+    def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
+        """Bulk insert of rows known to be new."""
+        conn.execute(t.insert(), py_rows(data))
+
+    def upsert(
+        self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
+    ) -> None:
+        """Insert or update on the natural key: delete-then-insert, in the caller's transaction."""
+        self.delete_rows(conn, t, data.select(list(table.key)), table.key)
+        conn.execute(t.insert(), py_rows(data))
+
+    def delete_rows(self, conn: Connection, t: sa.Table, keys: pa.Table, by: Sequence[str]) -> None:
+        """Delete the rows whose `by` columns match a row of `keys`, in chunks."""
+        rows = key_rows(keys, by)
+        for i in range(0, len(rows), CHUNK):
+            conn.execute(t.delete().where(self.match(t, by, rows[i : i + CHUNK])))
+
+    def match(self, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Any:
+        """A condition: `t`'s `by` columns equal one of `rows`."""
+        if len(by) == 1:
+            return t.c[by[0]].in_([r[0] for r in rows])
+        if not self.row_value_in:
+            return sa.or_(
+                *(sa.and_(*(t.c[c] == v for c, v in zip(by, r, strict=True))) for r in rows)
+            )
+        return sa.tuple_(*(t.c[c] for c in by)).in_(rows)
+
+    # ---- locks --------------------------------------------------------------------------
+
+    def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
+        """(try SQL returning 1 when taken, release SQL, key) of the named lock `name`."""
+        raise NotImplementedError(f"{self.name} has no session locks")
+
+    def release_all_sql(self) -> str:
+        """The statement that frees every session lock of the connection at once."""
+        raise NotImplementedError(f"{self.name} has no session locks")
+
+
+class Postgres(SqlDialect):
+    """PostgreSQL: COPY paths, MVCC (concurrent loads), advisory locks, comments."""
+
+    concurrent_loads = True
+    comments = True
+    view_comments = True
+    session_locks = True
+
+    def create_schema(self, conn: Connection, schema: str) -> None:
+        quoted = self.dialect.identifier_preparer.quote(schema)
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+
+    def drop_schema_sql(self, schema: str) -> str | None:
+        return f"DROP SCHEMA IF EXISTS {self.dialect.identifier_preparer.quote(schema)} CASCADE"
+
+    @contextmanager
+    def ddl_lock(self, conn: Connection, name: str) -> Iterator[None]:
+        """A transaction-scoped advisory lock: it ends with the DDL's transaction."""
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": pg_key(name)})
+        yield
+
+    def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
+        pg_copy.insert(conn, t, data.column_names, tuples(data))
+
+    def upsert(
+        self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
+    ) -> None:
+        pg_copy.upsert(conn, t, table, data.column_names, tuples(data), updates=updates)
+
+    def delete_rows(self, conn: Connection, t: sa.Table, keys: pa.Table, by: Sequence[str]) -> None:
+        pg_copy.delete_rows(conn, t, by, key_rows(keys, by))
+
+    def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
+        mode = "_shared" if shared else ""
+        return (
+            f"SELECT pg_try_advisory_lock{mode}(:k)::int",
+            f"SELECT pg_advisory_unlock{mode}(:k)::int",
+            pg_key(name),
+        )
+
+    def release_all_sql(self) -> str:
+        return "SELECT pg_advisory_unlock_all()"
+
+
+class MySQL(SqlDialect):
+    """MySQL/MariaDB: ON DUPLICATE KEY UPDATE, named locks (GET_LOCK), comments.
+
+    InnoDB's gap locks deadlock concurrent upserts of new sync_state rows: loads take turns.
+    MySQL has no shared named lock: a shared holder takes one of `lock_slots` locks, an
+    exclusive holder every one of them.
+    """
+
+    comments = True
+    session_locks = True
+    lock_slots = 8
+
+    def create_schema(self, conn: Connection, schema: str) -> None:
+        quoted = self.dialect.identifier_preparer.quote(schema)
+        conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {quoted}"))
+
+    def drop_schema_sql(self, schema: str) -> str | None:
+        return f"DROP DATABASE IF EXISTS {self.dialect.identifier_preparer.quote(schema)}"
+
+    @contextmanager
+    def ddl_lock(self, conn: Connection, name: str) -> Iterator[None]:
+        """A named lock, released explicitly (DDL commits implicitly); one not had within five
+        minutes lets the DDL try anyway."""
+        conn.execute(sa.text("SELECT GET_LOCK(:k, :wait)"), {"k": name[:64], "wait": 300})
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
+
+    def upsert(
+        self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
+    ) -> None:
+        my = mysql.insert(t)
+        first = table.key[0]
+        assignments = {c: my.inserted[c] for c in updates} or {first: my.inserted[first]}
+        conn.execute(my.on_duplicate_key_update(assignments), py_rows(data))
+
+    def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
+        return ("SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", mysql_lock_name(name))
+
+    def release_all_sql(self) -> str:
+        return "SELECT RELEASE_ALL_LOCKS()"
+
+
+class SQLite(SqlDialect):
+    """SQLite: ON CONFLICT DO UPDATE; one writer, in this process; no schemas."""
+
+    in_process = True
+    schemas = False
+
+    def upsert(
+        self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
+    ) -> None:
+        stmt = sqlite.insert(t)
+        excluded = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(table.key), set_={c: excluded[c] for c in updates}
+            )
+            if updates
+            else stmt.on_conflict_do_nothing(index_elements=list(table.key)),
+            py_rows(data),
+        )
+
+
+class SqlServer(SqlDialect):
+    """SQL Server: MERGE per row (executemany); `ADD` without COLUMN; no row-value IN."""
+
+    add_column = "ADD"
+    row_value_in = False
+
+    def create_schema(self, conn: Connection, schema: str) -> None:
+        quoted = self.dialect.identifier_preparer.quote(schema)
+        conn.execute(
+            sa.text(
+                "IF NOT EXISTS (SELECT 1 FROM sys.schemas WHERE name = :s) "
+                f"EXEC('CREATE SCHEMA {quoted}')"
+            ),
+            {"s": schema},
+        )
+
+    def upsert(
+        self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
+    ) -> None:
+        conn.execute(merge_statement(t, table, self.dialect), py_rows(data))
+
+
+def merge_statement(t: sa.Table, table: Table, dialect: Dialect) -> sa.TextClause:
+    """SQL Server's upsert: MERGE one source row on the natural key (for executemany)."""
+    prep = dialect.identifier_preparer
+    target = prep.format_table(t)
+    names = list(table.column_names)
+    q = prep.quote
+    source = ", ".join(f":{n} AS {q(n)}" for n in names)
+    match = " AND ".join(f"target.{q(k)} = source.{q(k)}" for k in table.key)
+    kept = (*table.key, *table.keep_on_update)
+    updates = ", ".join(f"target.{q(n)} = source.{q(n)}" for n in names if n not in kept)
+    matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
+    cols = ", ".join(q(n) for n in names)
+    values = ", ".join(f"source.{q(n)}" for n in names)
+    sql = (
+        f"MERGE INTO {target} WITH (HOLDLOCK) AS target USING (SELECT {source}) AS source "
+        f"ON {match}{matched} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});"
+    )
+    return sa.text(sql).bindparams(*(sa.bindparam(n, type_=t.c[n].type) for n in names))
+
+
+_BY_NAME: dict[str, type[SqlDialect]] = {
+    "postgresql": Postgres,
+    "mysql": MySQL,
+    "mariadb": MySQL,
+    "sqlite": SQLite,
+    "mssql": SqlServer,
+}
+
+
+def dialect_for(dialect: Dialect) -> SqlDialect:
+    """The strategy of a SQLAlchemy dialect (the portable one for dialects not listed)."""
+    return _BY_NAME.get(dialect.name, SqlDialect)(dialect)
+
+
+def has_session_locks(name: str) -> bool:
+    """True when the dialect called `name` has named session locks (shared by processes)."""
+    return _BY_NAME.get(name, SqlDialect).session_locks

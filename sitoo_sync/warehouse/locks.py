@@ -1,0 +1,197 @@
+"""Locks behind the warehouse seam: who may write what on a target, whoever starts it.
+
+* PostgreSQL: session advisory locks (`pg_try_advisory_lock`) on a connection of their own.
+* MySQL/MariaDB: named locks (`GET_LOCK(name, 0)`), likewise bound to their connection.
+* DuckDB and SQLite files: `flock` on a lock file beside the database file.
+* Anything else: `flock` on a file in the temp directory (protects one host only).
+
+A server lock lives on a connection of its own (autocommit, outside any pool of the loads):
+it outlasts every load transaction, and the server frees it when its holder dies, as the
+operating system frees a `flock`. So a lock left by a killed process is recovered without
+anyone deleting anything. Which SQL takes and frees a lock is the dialect's (dialects.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from sitoo_sync.log import get_logger
+from sitoo_sync.warehouse import check_local_target
+from sitoo_sync.warehouse.base import Lock
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only for server targets (it costs ~25 MB)
+    import sqlalchemy as sa
+
+    from sitoo_sync.warehouse.dialects import SqlDialect
+
+log = get_logger(__name__)
+
+LOCK_PREFIX = "sitoo_sync"
+
+
+def scoped_name(schema: str | None, name: str) -> str:
+    """A lock's name on a server: tool, schema and the caller's name (a stream's)."""
+    return f"{LOCK_PREFIX}:{schema or ''}:{name}"
+
+
+class FileLock:
+    """An exclusive `flock` on a file; the operating system frees it with the process."""
+
+    def __init__(self, path: Path, handle: IO[str]) -> None:
+        self.path = path
+        self._handle = handle
+
+    def release(self) -> None:
+        """Unlock and close the file."""
+        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        self._handle.close()
+
+
+def try_file(path: Path) -> Lock | None:
+    """The lock on `path` (created when missing, holding our pid), or None when held."""
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return FileLock(path, handle)
+
+
+def file_lock(url: str, schema: str | None, name: str) -> Lock | None:
+    """A `flock` beside a local database file, else one in the temp directory (one host)."""
+    path = check_local_target(url)  # beside the file: never make its directory
+    if path is not None:
+        return try_file(Path(f"{path}.{name}.lock"))
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    digest = hashlib.sha256(f"{url}|{scoped_name(schema, name)}".encode()).hexdigest()[:16]
+    log.warning("lock_is_host_local", stream=name, reason=f"no shared lock for {scheme}")
+    return try_file(Path(tempfile.gettempdir()) / f"sitoo-sync-{digest}.lock")
+
+
+#: Opens the connection a lock lives on: (engine to dispose, autocommit connection).
+Connect = Callable[[], "tuple[sa.Engine, sa.Connection]"]
+
+
+class SessionLock:
+    """Named locks held on one connection; released (and the connection ended) together."""
+
+    def __init__(
+        self, engine: sa.Engine, conn: sa.Connection, releases: list[tuple[str, object]]
+    ) -> None:
+        self._engine = engine
+        self._conn = conn
+        self._releases = releases
+
+    def release(self) -> None:
+        """Free every lock, then end the connection."""
+        import sqlalchemy as sa
+
+        try:
+            for sql, key in self._releases:
+                self._conn.execute(sa.text(sql), {"k": key})
+        finally:
+            self._conn.close()
+            self._engine.dispose()
+
+
+def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: bool) -> Lock | None:
+    """The server lock `name`, shared or exclusive, on a connection of its own; None when
+    another process holds it.
+
+    Where the server has no shared named lock (`dialect.lock_slots`), a shared holder takes
+    one of the slots and an exclusive holder every one: a holder beyond the slots skips.
+    """
+    import sqlalchemy as sa
+
+    engine, conn = connect()
+
+    def run(sql: str, key: object) -> bool:
+        return bool(conn.execute(sa.text(sql), {"k": key}).scalar() == 1)
+
+    releases: list[tuple[str, object]] = []
+    if not dialect.lock_slots:
+        take, free, key = dialect.session_lock(name, shared=shared)
+        if run(take, key):
+            releases.append((free, key))
+    else:
+        slots = [
+            dialect.session_lock(f"{name}:{i}", shared=False) for i in range(dialect.lock_slots)
+        ]
+        for take, free, key in slots:
+            if run(take, key):
+                releases.append((free, key))
+                if shared:
+                    break
+            elif not shared:  # one slot is held: so is the stream
+                break
+        if not shared and len(releases) < len(slots):
+            SessionLock(engine, conn, releases).release()
+            return None
+    if releases:
+        return SessionLock(engine, conn, releases)
+    conn.close()
+    engine.dispose()
+    return None
+
+
+class SessionPartitionLocks:
+    """Locks on single partitions of one stream, all held on one connection of the process.
+
+    A session lock belongs to the connection that took it and one connection can hold many,
+    so a tick over hundreds of registers costs one connection, not one per register. A
+    partition is locked from before its cursor is read until its last commit; the server
+    frees every lock of a process that dies, and its cursor moved only with its rows.
+    """
+
+    def __init__(self, connect: Connect, dialect: SqlDialect, prefix: str) -> None:
+        self._engine, self._conn = connect()
+        self._dialect = dialect
+        self._prefix = prefix
+        self._lock = threading.Lock()  # one connection: one statement at a time
+
+    def _run(self, partition: str, *, take: bool) -> bool:
+        import sqlalchemy as sa
+
+        take_sql, free_sql, key = self._dialect.session_lock(
+            f"{self._prefix}:{partition}", shared=False
+        )
+        with self._lock:
+            value = self._conn.execute(sa.text(take_sql if take else free_sql), {"k": key}).scalar()
+        return bool(value == 1)
+
+    def try_acquire(self, partition: str) -> bool:
+        """True when this process now holds `partition`; False when another one does."""
+        return self._run(partition, take=True)
+
+    def release(self, partition: str) -> None:
+        """Let another process have `partition`."""
+        self._run(partition, take=False)
+
+    def close(self) -> None:
+        """Free every partition still held, then end the connection.
+
+        Ending the connection alone frees them too, but only once the server has noticed
+        (asynchronously): freeing them first makes them free when `close` returns.
+        """
+        import sqlalchemy as sa
+
+        with self._lock:
+            try:
+                self._conn.execute(sa.text(self._dialect.release_all_sql()))
+            except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
+                log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+            finally:
+                self._conn.close()
+                self._engine.dispose()

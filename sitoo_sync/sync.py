@@ -393,7 +393,8 @@ def _run_stream(
     shared = warehouse
     turn: AbstractContextManager[Any] = ANY_TIME
     if pool is not None:
-        shared = warehouse if warehouse.concurrent_loads else SerializedWarehouse(warehouse)
+        concurrent = warehouse.capabilities.concurrent_loads
+        shared = warehouse if concurrent else SerializedWarehouse(warehouse)
         turn = _load_turn(warehouse)
     cursors = warehouse.get_cursors(stream.name)
     outcomes = Outcomes(stream.name)

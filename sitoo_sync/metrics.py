@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from sitoo_sync.log import get_logger
-from sitoo_sync.partition import PartitionResult
+from sitoo_sync.results import PartitionResult
 
 log = get_logger(__name__)
 

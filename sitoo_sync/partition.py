@@ -19,93 +19,36 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from sitoo_sync.api.client import SitooClient
+from sitoo_sync.commit import Batch, GroupWriter, Outcomes, PartitionWriter
 from sitoo_sync.errors import DisabledStream, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.personal import PersonalData
-from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.runs import RUN_ID_KEY
+from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cursors import Window, WindowContext
-from sitoo_sync.warehouse.base import Outcome, Warehouse
-from sitoo_sync.warehouse.load import Batch, PartitionLoad, load_group
+from sitoo_sync.warehouse.base import Warehouse
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
-
-Status = Literal["ok", "failed", "disabled"]
-
-
-@dataclass
-class PartitionResult:
-    """What one tick of one (stream, partition) did."""
-
-    stream: str
-    partition: str
-    status: Status = "ok"
-    windows: int = 0
-    rows: int = 0
-    rejects: int = 0
-    requests: int = 0
-    cursor: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-    notes: Counter[str] = field(default_factory=Counter)
-
 
 _DONE = object()
 ANY_TIME = nullcontext()  # a partition running alone needs no turn
 _READ = object()  # sync_partition reads the stored cursor itself
 #: Key kinds whose raw JSON value is the stored value, and the Python type it has.
 _KEY_TYPES: Mapping[Kind, type] = {Kind.TEXT: str, Kind.INT: int}
-
-
-class Outcomes:
-    """The outcomes of partitions that loaded nothing, written together in one transaction.
-
-    Such a partition has no rows whose commit its outcome must share, so nothing is lost if
-    a crash comes before `flush`: only the stamp of a tick that changed nothing.
-    """
-
-    def __init__(self, stream: str) -> None:
-        self.stream = stream
-        self._pending: list[Outcome] = []
-        self._lock = threading.Lock()
-
-    def add(self, partition: str, status: str, detail: str | None = None) -> None:
-        """Keep an outcome for the next `flush`."""
-        with self._lock:
-            self._pending.append((partition, status, detail))
-
-    def flush(self, warehouse: Warehouse) -> None:
-        """Write every kept outcome in one transaction."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        if pending:
-            with warehouse.transaction():
-                warehouse.record_outcomes(self.stream, pending)
-
-
-def shown_cursor(cursor: str | None, limit: int = 120) -> str | None:
-    """A cursor as a log line shows it: a long one (a keyset's set of open ids) is cut, so a
-    line stays a line."""
-    if cursor is None or len(cursor) <= limit:
-        return cursor
-    return f"{cursor[:limit]}... ({len(cursor)} chars)"
 
 
 def personal_data(settings: Settings) -> PersonalData:
@@ -190,27 +133,6 @@ def _split_values_from(
     return values
 
 
-def _log_batch(stream: Stream, partition: str, batch: Batch, normalized: NormalizedWindow) -> None:
-    log.info(
-        "batch_loaded",
-        stream=stream.name,
-        partition=partition,
-        windows=len(batch.windows),
-        records=batch.records,
-        rows=normalized.row_count(),
-        rejects=len(normalized.rejects),
-        cursor=shown_cursor(batch.cursor),
-    )
-    for reject in normalized.rejects:
-        log.warning(
-            "record_rejected",
-            stream=stream.name,
-            partition=partition,
-            record_key=reject.record_key,
-            reason=reject.reason,
-        )
-
-
 def _fetchers(
     client: SitooClient, stream: Stream, partition: str, slots: AbstractContextManager[Any]
 ) -> tuple[
@@ -265,21 +187,6 @@ def _window_context(
     )
 
 
-def _mark_missing(
-    warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
-) -> None:
-    """After a full listing: rows of this partition it did not show get `missing_since`."""
-    parent = stream.parent
-    column = stream.partition_column
-    assert column is not None
-    value = parent.column(column)
-    scope = int(partition) if value.kind is Kind.INT else partition
-    with warehouse.transaction():
-        gone = warehouse.mark_missing(parent, {column: scope}, sorted(seen), now)
-    if gone:
-        log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
-
-
 def _key_of(record: Any, names: tuple[str, ...], types: tuple[type, ...]) -> tuple[Any, ...] | None:
     """A raw record's key as stored, or None when it is malformed (normalizing rejects it)."""
     if not isinstance(record, Mapping):
@@ -312,178 +219,6 @@ def _unstored(warehouse: Warehouse, parent: Table, records: list[Any]) -> list[A
     if not stored:
         return records
     return [r for r, k in zip(records, keys, strict=True) if k is None or k not in stored]
-
-
-class GroupWriter:
-    """Commits the batches of concurrent partitions of one stream, several per transaction.
-
-    A partition hands its batch (rows, cursor, and its outcome when it is the last) to
-    `commit` and waits until it is committed. Whoever finds no commit under way becomes the
-    writer and takes everything handed over meanwhile, up to `max_rows`: the partitions
-    that waited during one commit share the next. Every batch still commits with its own
-    cursor; a failed commit fails each partition in it.
-    """
-
-    def __init__(self, warehouse: Warehouse, stream: Stream, *, max_rows: int) -> None:
-        self.warehouse = warehouse
-        self.stream = stream
-        self.max_rows = max_rows
-        self._cond = threading.Condition()
-        self._pending: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
-        self._done: dict[int, BaseException | None] = {}
-        self._writing = False
-
-    def commit(self, load: PartitionLoad, keys: set[tuple[Any, ...]]) -> None:
-        """Commit `load`, whose parent keys are `keys`, in a group; raise what that raised."""
-        ticket = id(load)
-        with self._cond:
-            self._pending.append((load, keys))
-        while True:
-            with self._cond:
-                while ticket not in self._done and self._writing:
-                    self._cond.wait()
-                if ticket in self._done:
-                    error = self._done.pop(ticket)
-                    if error is not None:
-                        raise error
-                    return
-                self._writing = True
-                group = self._take()
-            failed: BaseException | None = None
-            try:
-                load_group(self.warehouse, self.stream, [g for g, _keys in group])
-            except BaseException as exc:  # each partition in the group raises it
-                failed = exc
-            with self._cond:
-                self._writing = False
-                for g, _keys in group:
-                    self._done[id(g)] = failed
-                self._cond.notify_all()
-
-    def _take(self) -> list[tuple[PartitionLoad, set[tuple[Any, ...]]]]:
-        """The oldest batches whose keys do not meet, up to `max_rows` (at least one)."""
-        group: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
-        left: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
-        keys: set[tuple[Any, ...]] = set()
-        rows = 0
-        for load, load_keys in self._pending:
-            size = load.normalized.row_count()
-            if group and (rows + size > self.max_rows or load_keys & keys):
-                left.append((load, load_keys))
-                continue
-            group.append((load, load_keys))
-            keys |= load_keys
-            rows += size
-        self._pending = left
-        return group
-
-
-@dataclass
-class _Loader:
-    """One partition's pending batch, and what taking a window and committing do to it."""
-
-    warehouse: Warehouse
-    stream: Stream
-    partition: str
-    batch: Batch
-    result: PartitionResult
-    on_window: Callable[[PartitionResult], None] | None
-    turn: AbstractContextManager[Any]
-    context: Mapping[str, Any]
-    #: The cursor the warehouse holds, or will hold once the pending batch commits.
-    cursor: str | None
-    writer: GroupWriter | None = None
-    #: Parent keys a full listing or a sweep showed in this tick (for the missing marks).
-    seen: set[tuple[Any, ...]] = field(default_factory=set)
-    swept: bool = False  # a sweep window was taken
-
-    def take(self, window: Window, records: list[Any]) -> None:
-        """Normalize `records` (the window's, less skipped re-reads) into the batch.
-
-        A window that leaves nothing to load and does not move the cursor is only counted:
-        it takes no turn and writes nothing.
-        """
-        self.result.windows += 1
-        cursor = str(window.cursor)
-        stream, batch = self.stream, self.batch
-        if window.sweep:  # keys only: collected for the missing marks, nothing loaded
-            with self.turn:
-                self.seen |= stream.normalize(records, self.context).keys()
-            self.swept = True
-            records = []
-        if not records and not self.batch.windows and cursor == self.cursor:
-            return
-        with self.turn:
-            normalized = stream.normalize(records, self.context)
-        keys = normalized.keys()
-        if stream.full_refresh:
-            self.seen |= keys
-        if not batch.accepts(keys):
-            self.commit()
-        batch.add(normalized, keys, len(records), cursor)
-        self.cursor = cursor
-        log.debug(
-            "window_fetched",
-            stream=stream.name,
-            partition=self.partition,
-            params=dict(window.params),
-            records=len(window.records),
-            new=len(records),
-            cursor=shown_cursor(window.cursor),
-        )
-        if batch.full():
-            self.commit()
-
-    def commit(self, outcome: str | None = None) -> None:
-        """Load the pending batch with its cursor (and `outcome`), in one transaction.
-
-        Through the `writer` when there is one (in a group with other partitions'), else
-        on this partition's own turn.
-        """
-        batch, result = self.batch, self.result
-        if not batch.windows:
-            return
-        normalized = NormalizedWindow.concat(batch.windows)
-        load = PartitionLoad(
-            self.partition,
-            normalized,
-            batch.cursor,
-            len(batch.windows),
-            outcome,
-            run_id=self.context.get(RUN_ID_KEY),
-        )
-        if self.writer is not None:
-            self.writer.commit(load, set(batch.keys))
-        else:
-            with self.turn:
-                load_group(self.warehouse, self.stream, [load])
-        result.rows += normalized.row_count()
-        result.rejects += len(normalized.rejects)
-        result.notes.update(normalized.notes)
-        result.cursor = batch.cursor
-        _log_batch(self.stream, self.partition, batch, normalized)
-        batch.clear()
-        if self.on_window is not None:
-            self.on_window(result)
-
-    def finish(self, outcomes: Outcomes | None, *, mark: bool, now: datetime) -> None:
-        """The last batch, the missing marks and the "ok", committed together.
-
-        One commit less per partition, and the outcome can never disagree with the rows. A
-        partition with nothing left to commit hands its "ok" to `outcomes` instead.
-        """
-        stream, partition = self.stream, self.partition
-        if outcomes is not None and not self.batch.windows and not mark:
-            outcomes.add(partition, "ok")
-            return
-        if not mark and self.batch.windows:
-            self.commit(outcome="ok")
-            return
-        with self.warehouse.transaction():
-            self.commit()  # takes the turn itself
-            if mark:
-                _mark_missing(self.warehouse, stream, partition, self.seen, now)
-            self.warehouse.record_outcome(stream.name, partition, "ok")
 
 
 def sync_partition(
@@ -531,7 +266,7 @@ def sync_partition(
         "now": now,
         "personal_data": personal_data(settings),
     }
-    loader = _Loader(
+    loader = PartitionWriter(
         warehouse, stream, partition, batch, result, on_window, turn, context, stored, writer
     )
     parent = stream.parent
@@ -556,8 +291,7 @@ def sync_partition(
         result.status = "disabled"
         result.error = exc.message
         log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
-        with turn:
-            warehouse.record_outcome(stream.name, partition, "disabled", exc.message)
+        loader.stopped("disabled", exc.message)
     except SitooSyncError as exc:
         result.status = "failed"
         result.error = str(exc)
@@ -566,10 +300,7 @@ def sync_partition(
             error=exc.message,
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
-        # Windows already fetched are whole and their cursor is right: keep that progress.
-        loader.commit()
-        with turn:
-            warehouse.record_outcome(stream.name, partition, "failed", str(exc))
+        loader.stopped("failed", str(exc))
     for note, count in result.notes.items():
         log.warning(
             "entries_noted", stream=stream.name, partition=partition, note=note, count=count

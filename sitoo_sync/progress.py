@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from sitoo_sync.log import get_logger, show_status_line
-from sitoo_sync.partition import PartitionResult
+from sitoo_sync.results import PartitionResult
 
 log = get_logger(__name__)
 

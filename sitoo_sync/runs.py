@@ -37,7 +37,7 @@ from sitoo_sync.streams.base import Stream, TickSources
 from sitoo_sync.warehouse.base import SYNC_RUNS, RunRow, Warehouse
 
 if TYPE_CHECKING:
-    from sitoo_sync.partition import PartitionResult
+    from sitoo_sync.results import PartitionResult
 
 log = get_logger(__name__)
 

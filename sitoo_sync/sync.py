@@ -22,18 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sitoo_sync.api.client import SitooClient
+from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.locks import PartitionLocks, partition_locks
 from sitoo_sync.log import get_logger
-from sitoo_sync.partition import (
-    ANY_TIME,
-    GroupWriter,
-    Outcomes,
-    PartitionResult,
-    shown_cursor,
-    sync_partition,
-    utcnow,
-)
+from sitoo_sync.partition import ANY_TIME, sync_partition, utcnow
+from sitoo_sync.results import PartitionResult
 from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream

@@ -14,8 +14,8 @@ import pytest
 
 from sitoo_sync.cli import main
 from sitoo_sync.demo import NEXT_SQL
-from sitoo_sync.partition import PartitionResult
 from sitoo_sync.progress import Progress
+from sitoo_sync.results import PartitionResult
 from sitoo_sync.simulator import Simulator
 from tests.support import use_simulator
 

@@ -17,12 +17,12 @@ import pytest
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.cli import main
+from sitoo_sync.commit import load_group
 from sitoo_sync.errors import WarehouseError
 from sitoo_sync.normalize.journal_entries import TABLES
 from sitoo_sync.settings import MAX_CONCURRENCY
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
-from sitoo_sync.warehouse.load import load_group
 from tests.conftest import SyncFn
 from tests.support import settings_for
 from tests.targets import ALL_TARGETS, target_for
@@ -90,7 +90,7 @@ def test_a_tick_with_nothing_new_loads_nothing_and_writes_its_outcomes_together(
         single: list[str] = []
         batches: list[list[str]] = []
         monkeypatch.setattr(
-            "sitoo_sync.partition.load_group",
+            "sitoo_sync.commit.load_group",
             lambda _w, _s, group: loads.extend(p.partition for p in group),
         )
         real_outcome = DuckDBWarehouse.record_outcome
@@ -213,7 +213,7 @@ def test_concurrent_registers_commit_in_groups_each_with_its_cursor(
         time.sleep(0.02)  # a slow commit: the registers arriving meanwhile form a group
         real_group(warehouse, stream, loads)
 
-    monkeypatch.setattr("sitoo_sync.partition.load_group", counted)
+    monkeypatch.setattr("sitoo_sync.commit.load_group", counted)
     with Simulator.create(SimConfig(seed=45, days=2, registers_per_store=4)) as sim:
         settings = idle_tick_settings(sim, tmp_path, concurrency=8)
         assert sync(settings).ok
@@ -239,7 +239,7 @@ def test_a_failed_group_commit_fails_every_register_in_it(
     def broken(warehouse: Any, stream: Any, loads: Any) -> None:
         raise duckdb.IOException("disk full")
 
-    monkeypatch.setattr("sitoo_sync.partition.load_group", broken)
+    monkeypatch.setattr("sitoo_sync.commit.load_group", broken)
     with Simulator.create(SimConfig(seed=46, days=1, registers_per_store=2)) as sim:
         settings = idle_tick_settings(sim, tmp_path, concurrency=4)
         with pytest.raises(WarehouseError, match="disk full"):

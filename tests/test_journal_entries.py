@@ -17,11 +17,11 @@ import pytest
 
 import sitoo_sync.sync
 from sitoo_sync.api.client import make_client
+from sitoo_sync.commit import load_group
 from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.partitions import REGISTERS
-from sitoo_sync.warehouse.load import load_group
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
@@ -337,7 +337,7 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
             with guard:
                 inside -= 1
 
-    monkeypatch.setattr("sitoo_sync.partition.load_group", counted)
+    monkeypatch.setattr("sitoo_sync.commit.load_group", counted)
     with Simulator.create(SimConfig(seed=31, days=2, registers_per_store=3)) as sim:
         sim.faults.latency = SLOW_ENOUGH_TO_OVERLAP
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])

@@ -143,7 +143,7 @@ def test_the_cli_own_lines_are_json_events_with_json_logs(
 def test_a_long_cursor_is_cut_in_log_lines() -> None:
     """A keyset cursor holding thousands of open ids reaches a log line cut to a readable
     length that says how long it was; a short one is shown whole."""
-    from sitoo_sync.partition import shown_cursor
+    from sitoo_sync.commit import shown_cursor
 
     long = '{"after": 5, "open": [' + ", ".join(str(i) for i in range(2000)) + "]}"
     shown = shown_cursor(long)

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 
 from sitoo_sync.log import configure_logging, get_logger
-from sitoo_sync.partition import PartitionResult
 from sitoo_sync.progress import Progress
+from sitoo_sync.results import PartitionResult
 
 
 def test_off_a_terminal_progress_is_a_log_event_every_few_seconds() -> None:

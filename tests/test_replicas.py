@@ -178,7 +178,7 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
 def test_the_summary_counts_partitions_left_to_other_processes() -> None:
     """Skipped partitions are added up per reason, also for a stream this process synced
     none of."""
-    from sitoo_sync.partition import PartitionResult
+    from sitoo_sync.results import PartitionResult
 
     report = RunReport(results=[PartitionResult("journal_entries", "r1", rows=3)])
     report.skipped["journal_entries", "held by another process"] += 2

@@ -394,7 +394,7 @@ def test_a_failed_metrics_request_is_one_json_event_not_a_traceback(
 def test_healthz_is_not_ready_before_every_stream_has_ticked() -> None:
     """Readiness needs a recent success of every stream, not just of one."""
     from sitoo_sync.metrics import Metrics
-    from sitoo_sync.partition import PartitionResult
+    from sitoo_sync.results import PartitionResult
 
     metrics = Metrics({"a": 60.0, "b": 60.0})
     assert metrics.health()[0] is False

@@ -18,6 +18,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sitoo_sync"
 #: The generic engine: it syncs whatever the registry declares and names no stream.
 ENGINE = [
     PACKAGE / "partition.py",
+    PACKAGE / "commit.py",
+    PACKAGE / "results.py",
+    PACKAGE / "runs.py",
     PACKAGE / "sync.py",
     PACKAGE / "reset.py",
     PACKAGE / "service.py",

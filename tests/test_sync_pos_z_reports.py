@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sitoo_sync.commit import load_window
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.pos_z_reports import CHILDREN, normalize_window
 from sitoo_sync.normalize.tables import Table, integer, text
@@ -15,7 +16,6 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
-from sitoo_sync.warehouse.load import load_window
 from tests.conftest import SyncFn
 from tests.support import query, settings_for, vendor_example
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.cli import main
+from sitoo_sync.commit import load_window
 from sitoo_sync.normalize.pos_z_reports import TABLES as POS_Z_REPORTS_NORMALIZED
 from sitoo_sync.normalize.pos_z_reports import normalize_window
 from sitoo_sync.normalize.tables import LOAD_METADATA, Table
@@ -29,7 +30,6 @@ from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYNC_RUNS, SYSTEM_TABLES, RunRow
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
-from sitoo_sync.warehouse.load import load_window
 from sitoo_sync.warehouse.sqla import SqlWarehouse
 from tests.conftest import SyncFn
 from tests.support import PipeLines, settings_for, use_simulator, vendor_example

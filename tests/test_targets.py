@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
+from sitoo_sync.commit import load_window
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
@@ -24,7 +25,6 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES
-from sitoo_sync.warehouse.load import load_window
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn

@@ -1,0 +1,445 @@
+"""Every write of a tick, in one file: from a normalized window to its commit.
+
+The exactly-once rule lives here. A partition's windows gather in a `Batch`; its
+`PartitionWriter` commits the batch with its cursor (and, when the partition is done, its
+outcome and missing marks) in one transaction, alone or, through the stream's
+`GroupWriter`, in one transaction with other partitions' batches, each still with its own
+cursor. `load_group` is that transaction: parents upsert on their natural key (or are
+inserted when new), a parent's children are replaced as a set, a row superseded by a new key
+of its replace group goes with its children, rejects are kept, every row gets its load
+metadata (`_loaded_at`: when this commit ran; `_run_id`: the run that wrote it), and the
+cursors move. Partitions that loaded nothing leave their "ok" with `Outcomes`, written for
+all of them in one transaction at the end of the stream's tick.
+
+A crash at any instant loses nothing and doubles nothing: what was not committed is fetched
+again from the stored cursor, and what is loaded twice is upserted over itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.columns import ARROW_TYPES
+from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.normalize.tables import LOADED_AT, RUN_ID, Kind, Table
+from sitoo_sync.results import PartitionResult
+from sitoo_sync.runs import RUN_ID_KEY
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.cursors import Window
+from sitoo_sync.warehouse.base import Outcome, Warehouse
+
+log = get_logger(__name__)
+
+
+class Loaded(Protocol):
+    """What a commit needs to know of a stream: its name and its tables, parent first."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tables(self) -> tuple[Table, ...]: ...
+
+
+def shown_cursor(cursor: str | None, limit: int = 120) -> str | None:
+    """A cursor as a log line shows it: a long one (a keyset's set of open ids) is cut, so a
+    line stays a line."""
+    if cursor is None or len(cursor) <= limit:
+        return cursor
+    return f"{cursor[:limit]}... ({len(cursor)} chars)"
+
+
+def load_window(
+    warehouse: Warehouse,
+    stream: Loaded,
+    partition: str,
+    normalized: NormalizedWindow,
+    cursor: str,
+    *,
+    windows: int = 1,
+    run_id: str | None = None,
+) -> None:
+    """Rows, rejects and the cursor of one window (or batch of windows), in one transaction."""
+    with warehouse.transaction():
+        _load_rows(warehouse, stream, stamped(stream, normalized, datetime.now(UTC), run_id))
+        warehouse.set_cursor(
+            stream.name, partition, cursor, rows=normalized.row_count(), windows=windows
+        )
+
+
+@dataclass(frozen=True)
+class PartitionLoad:
+    """One partition's part of a group load: its rows, the cursor past them, and how its
+    tick ended when this is its last load (None: it goes on)."""
+
+    partition: str
+    normalized: NormalizedWindow
+    cursor: str
+    windows: int
+    outcome: str | None = None
+    #: The run (sync_runs.run_id) that loads it: stamped on every row as `_run_id`.
+    run_id: str | None = None
+
+
+def load_group(warehouse: Warehouse, stream: Loaded, loads: Sequence[PartitionLoad]) -> None:
+    """Several partitions' batches (disjoint keys), each with its cursor, in one transaction.
+
+    What is exactly-once for one window holds for each: its rows and its cursor commit
+    together. One transaction instead of one per partition is what lets a tick over many
+    registers commit as fast as their pages arrive (a DuckDB commit alone takes ~10 ms).
+    """
+    with warehouse.transaction():
+        at = datetime.now(UTC)
+        if len({p.run_id for p in loads}) == 1:
+            normalized = NormalizedWindow.concat([p.normalized for p in loads])
+            normalized = stamped(stream, normalized, at, loads[0].run_id)
+        else:
+            normalized = NormalizedWindow.concat(
+                [stamped(stream, p.normalized, at, p.run_id) for p in loads]
+            )
+        _load_rows(warehouse, stream, normalized)
+        for p in loads:
+            rows = p.normalized.row_count()
+            warehouse.set_cursor(stream.name, p.partition, p.cursor, rows=rows, windows=p.windows)
+            if p.outcome is not None:
+                warehouse.record_outcome(stream.name, p.partition, p.outcome)
+
+
+def stamped(
+    stream: Loaded, normalized: NormalizedWindow, at: datetime, run_id: str | None
+) -> NormalizedWindow:
+    """`normalized` with `_loaded_at` = `at` and `_run_id` = `run_id` on every row of every
+    table the stream stores them in (a table that has them already is left as it is)."""
+    tables = dict(normalized.tables)
+    for table in stream.tables:
+        data = tables.get(table.name)
+        if data is not None:
+            tables[table.name] = _stamp(table, data, at, run_id)
+    return NormalizedWindow(tables, normalized.parent_keys, normalized.rejects, normalized.notes)
+
+
+def _stamp(table: Table, data: pa.Table, at: datetime, run_id: str | None) -> pa.Table:
+    if LOADED_AT not in table.column_names or LOADED_AT in data.column_names:
+        return data
+    rows = data.num_rows
+    data = data.append_column(
+        LOADED_AT, pa.repeat(pa.scalar(at, ARROW_TYPES[Kind.TIMESTAMP]), rows)
+    )
+    return data.append_column(RUN_ID, pa.repeat(pa.scalar(run_id, ARROW_TYPES[Kind.TEXT]), rows))
+
+
+def _load_rows(warehouse: Warehouse, stream: Loaded, normalized: NormalizedWindow) -> None:
+    """Parents upserted (or inserted when new), children replaced as sets, rejects kept."""
+    parent = next(t for t in stream.tables if not t.is_child)
+    existing = warehouse.existing_keys(parent, normalized.parent_keys)
+    if parent.replace_group and normalized.parent_keys.num_rows:
+        # e.g. a store and day re-aggregated under a new id: the old report goes.
+        superseded = warehouse.superseded_keys(parent, normalized.tables[parent.name])
+        if superseded.num_rows:
+            warehouse.delete_rows(parent, superseded, parent.key)
+            existing = pa.concat_tables([existing, superseded.cast(existing.schema)])
+    for table in stream.tables:
+        data = normalized.tables[table.name]
+        if table.is_child:
+            warehouse.replace_children(table, existing, data)
+        elif existing.num_rows:
+            warehouse.upsert(table, data)
+        else:
+            warehouse.insert(table, data)
+    warehouse.add_rejects(normalized.rejects)
+
+
+@dataclass
+class Batch:
+    """Consecutive normalized windows that will commit together, with the last cursor.
+
+    Loading several windows in one transaction costs far fewer statements than one each;
+    the bounds keep memory and the work a crash can undo small. A window whose parent keys
+    are already in the batch starts a new one, so a batch never holds a key twice.
+    """
+
+    max_rows: int
+    max_seconds: float
+    windows: list[NormalizedWindow] = field(default_factory=list)
+    keys: set[tuple[Any, ...]] = field(default_factory=set)
+    records: int = 0
+    cursor: str = ""
+    started: float = 0.0
+
+    def accepts(self, keys: set[tuple[Any, ...]]) -> bool:
+        """False when a window with these parent keys must go into a new batch."""
+        return not self.windows or not (keys & self.keys)
+
+    def add(
+        self, window: NormalizedWindow, keys: set[tuple[Any, ...]], records: int, cursor: str
+    ) -> None:
+        """Append a window and move the batch's cursor to it."""
+        if not self.windows:
+            self.started = time.monotonic()
+        self.windows.append(window)
+        self.keys |= keys
+        self.records += records
+        self.cursor = cursor
+
+    def full(self) -> bool:
+        """True once the batch should be committed."""
+        rows = sum(w.row_count() for w in self.windows)
+        return rows >= self.max_rows or time.monotonic() - self.started >= self.max_seconds
+
+    def clear(self) -> None:
+        """Forget everything (after a commit)."""
+        self.windows.clear()
+        self.keys.clear()
+        self.records = 0
+
+
+class Outcomes:
+    """The outcomes of partitions that loaded nothing, written together in one transaction.
+
+    Such a partition has no rows whose commit its outcome must share, so nothing is lost if
+    a crash comes before `flush`: only the stamp of a tick that changed nothing.
+    """
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self._pending: list[Outcome] = []
+        self._lock = threading.Lock()
+
+    def add(self, partition: str, status: str, detail: str | None = None) -> None:
+        """Keep an outcome for the next `flush`."""
+        with self._lock:
+            self._pending.append((partition, status, detail))
+
+    def flush(self, warehouse: Warehouse) -> None:
+        """Write every kept outcome in one transaction."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            with warehouse.transaction():
+                warehouse.record_outcomes(self.stream, pending)
+
+
+def log_batch(stream: Loaded, partition: str, batch: Batch, normalized: NormalizedWindow) -> None:
+    log.info(
+        "batch_loaded",
+        stream=stream.name,
+        partition=partition,
+        windows=len(batch.windows),
+        records=batch.records,
+        rows=normalized.row_count(),
+        rejects=len(normalized.rejects),
+        cursor=shown_cursor(batch.cursor),
+    )
+    for reject in normalized.rejects:
+        log.warning(
+            "record_rejected",
+            stream=stream.name,
+            partition=partition,
+            record_key=reject.record_key,
+            reason=reject.reason,
+        )
+
+
+def mark_missing(
+    warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
+) -> None:
+    """After a full listing: rows of this partition it did not show get `missing_since`."""
+    parent = stream.parent
+    column = stream.partition_column
+    assert column is not None
+    value = parent.column(column)
+    scope = int(partition) if value.kind is Kind.INT else partition
+    with warehouse.transaction():
+        gone = warehouse.mark_missing(parent, {column: scope}, sorted(seen), now)
+    if gone:
+        log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
+
+
+class GroupWriter:
+    """Commits the batches of concurrent partitions of one stream, several per transaction.
+
+    A partition hands its batch (rows, cursor, and its outcome when it is the last) to
+    `commit` and waits until it is committed. Whoever finds no commit under way becomes the
+    writer and takes everything handed over meanwhile, up to `max_rows`: the partitions
+    that waited during one commit share the next. Every batch still commits with its own
+    cursor; a failed commit fails each partition in it.
+    """
+
+    def __init__(self, warehouse: Warehouse, stream: Loaded, *, max_rows: int) -> None:
+        self.warehouse = warehouse
+        self.stream = stream
+        self.max_rows = max_rows
+        self._cond = threading.Condition()
+        self._pending: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
+        self._done: dict[int, BaseException | None] = {}
+        self._writing = False
+
+    def commit(self, load: PartitionLoad, keys: set[tuple[Any, ...]]) -> None:
+        """Commit `load`, whose parent keys are `keys`, in a group; raise what that raised."""
+        ticket = id(load)
+        with self._cond:
+            self._pending.append((load, keys))
+        while True:
+            with self._cond:
+                while ticket not in self._done and self._writing:
+                    self._cond.wait()
+                if ticket in self._done:
+                    error = self._done.pop(ticket)
+                    if error is not None:
+                        raise error
+                    return
+                self._writing = True
+                group = self._take()
+            failed: BaseException | None = None
+            try:
+                load_group(self.warehouse, self.stream, [g for g, _keys in group])
+            except BaseException as exc:  # each partition in the group raises it
+                failed = exc
+            with self._cond:
+                self._writing = False
+                for g, _keys in group:
+                    self._done[id(g)] = failed
+                self._cond.notify_all()
+
+    def _take(self) -> list[tuple[PartitionLoad, set[tuple[Any, ...]]]]:
+        """The oldest batches whose keys do not meet, up to `max_rows` (at least one)."""
+        group: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
+        left: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
+        keys: set[tuple[Any, ...]] = set()
+        rows = 0
+        for load, load_keys in self._pending:
+            size = load.normalized.row_count()
+            if group and (rows + size > self.max_rows or load_keys & keys):
+                left.append((load, load_keys))
+                continue
+            group.append((load, load_keys))
+            keys |= load_keys
+            rows += size
+        self._pending = left
+        return group
+
+
+@dataclass
+class PartitionWriter:
+    """One partition's pending batch, and what taking a window, committing and finishing do
+    to it: the only place a partition's rows, cursor and outcome are written."""
+
+    warehouse: Warehouse
+    stream: Stream
+    partition: str
+    batch: Batch
+    result: PartitionResult
+    on_window: Callable[[PartitionResult], None] | None
+    turn: AbstractContextManager[Any]
+    context: Mapping[str, Any]
+    #: The cursor the warehouse holds, or will hold once the pending batch commits.
+    cursor: str | None
+    writer: GroupWriter | None = None
+    #: Parent keys a full listing or a sweep showed in this tick (for the missing marks).
+    seen: set[tuple[Any, ...]] = field(default_factory=set)
+    swept: bool = False  # a sweep window was taken
+
+    def take(self, window: Window, records: list[Any]) -> None:
+        """Normalize `records` (the window's, less skipped re-reads) into the batch.
+
+        A window that leaves nothing to load and does not move the cursor is only counted:
+        it takes no turn and writes nothing.
+        """
+        self.result.windows += 1
+        cursor = str(window.cursor)
+        stream, batch = self.stream, self.batch
+        if window.sweep:  # keys only: collected for the missing marks, nothing loaded
+            with self.turn:
+                self.seen |= stream.normalize(records, self.context).keys()
+            self.swept = True
+            records = []
+        if not records and not self.batch.windows and cursor == self.cursor:
+            return
+        with self.turn:
+            normalized = stream.normalize(records, self.context)
+        keys = normalized.keys()
+        if stream.full_refresh:
+            self.seen |= keys
+        if not batch.accepts(keys):
+            self.commit()
+        batch.add(normalized, keys, len(records), cursor)
+        self.cursor = cursor
+        log.debug(
+            "window_fetched",
+            stream=stream.name,
+            partition=self.partition,
+            params=dict(window.params),
+            records=len(window.records),
+            new=len(records),
+            cursor=shown_cursor(window.cursor),
+        )
+        if batch.full():
+            self.commit()
+
+    def commit(self, outcome: str | None = None) -> None:
+        """Load the pending batch with its cursor (and `outcome`), in one transaction.
+
+        Through the `writer` when there is one (in a group with other partitions'), else
+        on this partition's own turn.
+        """
+        batch, result = self.batch, self.result
+        if not batch.windows:
+            return
+        normalized = NormalizedWindow.concat(batch.windows)
+        load = PartitionLoad(
+            self.partition,
+            normalized,
+            batch.cursor,
+            len(batch.windows),
+            outcome,
+            run_id=self.context.get(RUN_ID_KEY),
+        )
+        if self.writer is not None:
+            self.writer.commit(load, set(batch.keys))
+        else:
+            with self.turn:
+                load_group(self.warehouse, self.stream, [load])
+        result.rows += normalized.row_count()
+        result.rejects += len(normalized.rejects)
+        result.notes.update(normalized.notes)
+        result.cursor = batch.cursor
+        log_batch(self.stream, self.partition, batch, normalized)
+        batch.clear()
+        if self.on_window is not None:
+            self.on_window(result)
+
+    def finish(self, outcomes: Outcomes | None, *, mark: bool, now: datetime) -> None:
+        """The last batch, the missing marks and the "ok", committed together.
+
+        One commit less per partition, and the outcome can never disagree with the rows. A
+        partition with nothing left to commit hands its "ok" to `outcomes` instead.
+        """
+        stream, partition = self.stream, self.partition
+        if outcomes is not None and not self.batch.windows and not mark:
+            outcomes.add(partition, "ok")
+            return
+        if not mark and self.batch.windows:
+            self.commit(outcome="ok")
+            return
+        with self.warehouse.transaction():
+            self.commit()  # takes the turn itself
+            if mark:
+                mark_missing(self.warehouse, stream, partition, self.seen, now)
+            self.warehouse.record_outcome(stream.name, partition, "ok")
+
+    def stopped(self, status: str, detail: str) -> None:
+        """The partition could not go on (failed, or its stream is disabled): what it
+        fetched before is whole and its cursor right, so that progress is committed; then
+        the outcome, with why."""
+        self.commit()
+        with self.turn:
+            self.warehouse.record_outcome(self.stream.name, self.partition, status, detail)

@@ -103,6 +103,7 @@ class Source:
         self.warehouse = warehouse
         if isinstance(warehouse, DuckDBWarehouse):
             self.dialect = "duckdb"
+            warehouse.allow_big_reads()  # a year's time lines fit in memory, not the sync's cap
         elif isinstance(warehouse, SqlWarehouse):
             self.dialect = warehouse.dialect
         else:

@@ -130,7 +130,8 @@ def test_malformed_entries_come_every_nth() -> None:
 
 
 def test_backfill_of_a_lazy_journal_equals_the_simulator(tmp_path: Path, sync: SyncFn) -> None:
-    """A sync loads every entry once, with the receipts' totals and cash to the cent."""
+    """A sync loads every well-formed entry once and rejects the malformed; a tick after adds
+    nothing."""
     config = SimConfig(seed=6, days=1, journal_entries=6_000, journal_malformed_every=101)
     with Simulator.create(config) as sim:
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
@@ -146,3 +147,5 @@ def test_backfill_of_a_lazy_journal_equals_the_simulator(tmp_path: Path, sync: S
         per_type = dict(query(settings, "SELECT type, count(*) FROM journal_entries GROUP BY 1"))
         assert sum(per_type.values()) == len(keys)
         assert per_type["receipt"] > 0
+        assert sync(settings).ok  # the next tick re-reads its overlap and adds nothing
+        assert len(query(settings, "SELECT registerid, id FROM journal_entries")) == len(keys)

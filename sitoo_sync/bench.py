@@ -24,13 +24,16 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from sitoo_sync.api.client import make_client
 from sitoo_sync.errors import ConfigError
-from sitoo_sync.settings import load_settings
+from sitoo_sync.settings import Settings, load_settings
 from sitoo_sync.streams import select_streams
 from sitoo_sync.streams.base import items_of
 from sitoo_sync.streams.cursors import WindowContext
@@ -50,6 +53,17 @@ def run_phase(phase: str) -> int:
     """One phase in this (child) process; prints one JSON line of figures."""
     settings = load_settings()
     figures: dict[str, Any] = {"phase": phase}
+    if phase == "journal-floor":
+        started = time.perf_counter()
+        entries, requests = journal_floor(settings)
+        figures.update(
+            seconds=time.perf_counter() - started,
+            records=entries,
+            requests=requests,
+            peak_rss_mb=_peak_rss_mb(),
+        )
+        print(json.dumps(figures))
+        return 0
     with make_client(settings) as client:
         started = time.perf_counter()
         if phase == "floor":
@@ -81,6 +95,59 @@ def run_phase(phase: str) -> int:
     figures["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(figures))
     return 0
+
+
+def journal_floor(settings: Settings) -> tuple[int, int]:
+    """The journal floor: a plain httpx client lists the registers, then pages every
+    register's journal (`date_type=added`, `num=1000`, following `next`), `concurrency`
+    registers at once, decoding each page with `response.json()` and storing nothing.
+    Returns (entries, requests)."""
+    api_id, password = settings.require_credentials()
+    limits = httpx.Limits(max_connections=max(16, settings.concurrency))
+    with (
+        httpx.Client(auth=httpx.BasicAuth(api_id, password), limits=limits, timeout=60) as http,
+        ThreadPoolExecutor(settings.concurrency) as pool,
+    ):
+
+        def site(site_id: int) -> tuple[list[str], int]:
+            url = f"{settings.v2_base_url}/sites/{site_id}/cashregisters.json"
+            found: list[str] = []
+            start, requests = 0, 0
+            while True:
+                params: dict[str, str | int] = {
+                    "includenotregistered": "true",
+                    "start": start,
+                    "num": 100,
+                }
+                page = http.get(url, params=params).raise_for_status().json()
+                requests += 1
+                found += [r["registerid"] for r in page["items"]]
+                start += len(page["items"])
+                if not page["items"] or start >= page["totalcount"]:
+                    return found, requests
+
+        def journal(register: str) -> tuple[int, int]:
+            url = f"{settings.journals_base_url}/journal-entries"
+            params: dict[str, str | int] = {
+                "register_id": register,
+                "date_type": "added",
+                "sort_order": "asc",
+                "num": 1000,
+                "date_from": 0,
+            }
+            entries, requests = 0, 0
+            while True:
+                page = http.get(url, params=params).raise_for_status().json()
+                requests += 1
+                entries += len(page["items"])
+                if not page.get("next"):
+                    return entries, requests
+                params["next"] = page["next"]
+
+        sites = list(pool.map(site, settings.site_ids))
+        registers = [r for found, _ in sites for r in found]
+        pages = list(pool.map(journal, registers))
+    return sum(e for e, _ in pages), sum(n for _, n in sites) + sum(n for _, n in pages)
 
 
 def _child(phase: str, env: dict[str, str]) -> dict[str, Any]:
@@ -394,4 +461,80 @@ def run_replicas_benchmark(
             f"(peak RSS {max(many_peaks):.0f} MB, the largest replica)"
         )
         print(f"  ratio                 {many / one:.2f}x  (goal <= {REPLICAS_GOAL}x)")
+    return 0
+
+
+SCALE_RATIO_GOAL = 1.5
+
+
+def _duckdb_count(target_env: dict[str, str], table: str) -> int:
+    import duckdb
+
+    path = target_env["SITOO_TARGET_URL"].removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as con:
+        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+SCALE_RSS_SPREAD = 0.15
+
+
+def run_scale_benchmark(
+    *, entries: tuple[int, ...], concurrencies: tuple[int, ...], registers_per_store: int
+) -> int:
+    """A journal backfill into a fresh DuckDB file per (entries, concurrency), beside the
+    journal floor measured with the same simulator and concurrency just before it.
+
+    The simulator (in its own process) makes each page's entries when asked
+    (`--journal-entries`), so it holds none of them; the floor and the sync run in child
+    processes, and each one's peak RSS is its own.
+    """
+    registers = 5 * registers_per_store + 1
+    rows: list[tuple[int, int, dict[str, Any], dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
+        for count in entries:
+            print(
+                f"Simulator: {count:,} journal entries over {registers} registers ...", flush=True
+            )
+            args = ["--registers-per-store", str(registers_per_store), "--days", "1"]
+            sim, sim_env = _start_simulator_args([*args, "--journal-entries", str(count)])
+            env = {**os.environ, **sim_env, "SITOO_LOG_LEVEL": "WARNING"}
+            env["SITOO_STREAMS"] = "journal_entries"
+            env.pop("SITOO_TARGET_SCHEMA", None)
+            try:
+                for n in concurrencies:
+                    run_env = {**env, "SITOO_CONCURRENCY": str(n)}
+                    floor = _child("journal-floor", run_env)
+                    with _fresh_target(None, Path(tmp), f"scale-{count}-{n}") as target_env:
+                        sync = _child("sync", {**run_env, **target_env})
+                        sync["entries"] = _duckdb_count(target_env, "journal_entries")
+                    rows.append((count, n, floor, sync))
+                    print(
+                        f"  {count:,} entries, concurrency {n}: floor {floor['seconds']:.1f}s, "
+                        f"sync {sync['seconds']:.1f}s, peak RSS {sync['peak_rss_mb']:.0f} MB",
+                        flush=True,
+                    )
+            finally:
+                sim.terminate()
+                sim.wait(timeout=10)
+    print(
+        f"\njournal backfill into DuckDB, {registers} registers (entries/s: entries loaded; "
+        "rejects are the simulator's none); floor: plain httpx, "
+        "response.json() (stdlib json), same concurrency"
+    )
+    print("     entries  conc  seconds   entries/s  floor s  floor/s   ratio  peak RSS  floor RSS")
+    for _count, n, floor, sync in rows:
+        rate = sync["entries"] / sync["seconds"]
+        print(
+            f"  {floor['records']:>10,}  {n:>4}  {sync['seconds']:>7.1f}  {rate:>10,.0f}"
+            f"  {floor['seconds']:>7.1f}  {floor['records'] / floor['seconds']:>7,.0f}"
+            f"  {sync['seconds'] / floor['seconds']:>5.2f}x  {sync['peak_rss_mb']:>5.0f} MB"
+            f"  {floor['peak_rss_mb']:>6.0f} MB"
+        )
+    peaks = [sync["peak_rss_mb"] for *_, sync in rows]
+    spread = max(peaks) / min(peaks) - 1
+    print(
+        f"\ngoals: ratio <= {SCALE_RATIO_GOAL}x at >= 1M entries; peak RSS <= {RSS_GOAL_MB:.0f} MB "
+        f"and within {SCALE_RSS_SPREAD:.0%} across runs (spread here {spread:.0%})"
+    )
     return 0

@@ -86,7 +86,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration per option
     fmt = argparse.RawDescriptionHelpFormatter
     epilog = EPILOG.format(reset_example=_resettable()[0]) + "\n" + _stream_help() + "\n"
     parser = _Parser(prog="sitoo-sync", description=DESCRIPTION, epilog=epilog, formatter_class=fmt)
@@ -211,6 +211,13 @@ def _parser() -> argparse.ArgumentParser:
         "--error-rate", type=float, default=0.0, help="share of requests that fail (0..1)"
     )
     simulator.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    simulator.add_argument(
+        "--journal-entries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="journals of N entries over the registers, made per page (0 = from the z-reports)",
+    )
 
     bench = sub.add_parser(
         "bench",
@@ -254,7 +261,29 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: a journal backfill over 201 registers at 100 ms latency by one "
         "`run --once`, then by N at once, on the --target server they share",
     )
-    bench.add_argument("--phase", choices=("floor", "sync"), help=argparse.SUPPRESS)
+    bench.add_argument(
+        "--journal-scale",
+        type=_counts,
+        metavar="N,N,...",
+        help="instead: journal backfills of N entries (e.g. 100000,1000000,5000000) into DuckDB "
+        "beside the journal fetch floor, with peak RSS, at each --concurrencies",
+    )
+    bench.add_argument(
+        "--concurrencies",
+        type=_counts,
+        default=(4, 32),
+        metavar="C,C,...",
+        help="with --journal-scale: the SITOO_CONCURRENCY values",
+    )
+    bench.add_argument(
+        "--registers-per-store",
+        type=int,
+        default=12,
+        help="with --journal-scale: registers in each of the 5 stores (12 = 61 registers)",
+    )
+    bench.add_argument(
+        "--phase", choices=("floor", "sync", "journal-floor"), help=argparse.SUPPRESS
+    )
 
     verify = sub.add_parser(
         "verify",
@@ -463,6 +492,17 @@ def _existing_warehouse(
         warehouse.close()
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers, e.g. `100000,1000000`."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 4,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -518,6 +558,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         registers_per_store=args.registers_per_store,
         malformed_every=args.malformed_every,
         max_reports=args.reports,
+        journal_entries=args.journal_entries,
     )
     faults = FaultPlan(error_rate=args.error_rate, latency=args.latency)
     sim = Simulator.create(config, faults=faults, host=args.host, port=args.port).start()
@@ -547,7 +588,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(settings, db=args.db, days=args.days, seed=args.seed, chaos=args.chaos)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return per benchmark
     """`bench`: floor vs. full backfill timing."""
     from sitoo_sync import bench
 
@@ -573,6 +614,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             concurrencies=(4, 16, 32),
             targets=args.target,
             rounds=args.rounds,
+        )
+    if args.journal_scale:
+        return bench.run_scale_benchmark(
+            entries=args.journal_scale,
+            concurrencies=args.concurrencies,
+            registers_per_store=args.registers_per_store,
         )
     if args.journals:
         return bench.run_journal_benchmark(

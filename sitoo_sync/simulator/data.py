@@ -100,6 +100,11 @@ class SimConfig:
     inject_missing_receipt: bool = False  # register 0's journal lacks report 4's first receipt
     silent_register_days: int = 0  # register 1 uploads no z-report for its last N days
     dark_register_days: int = 0  # register 2 sends nothing at all for its last N days
+    # Journals at scale (lazy_journal.py): N entries over the registers, made per page, in
+    # place of the days of their z-reports; 0 = the journals follow the z-reports.
+    journal_entries: int = 0
+    journal_day_entries: int = 200  # entries in a register's day, on average (lazy journals)
+    journal_malformed_every: int = 0  # every Nth entry of a register is malformed (lazy journals)
     now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
     rest: RestConfig = field(default_factory=RestConfig)  # the REST v2 world (rest_v2/)
 
@@ -136,9 +141,12 @@ class World:
         self.aggregation_hour = 22
         self.store_versions: dict[tuple[str, str], int] = {}
         from sitoo_sync.simulator.journal import Journal
+        from sitoo_sync.simulator.lazy_journal import LazyJournal
 
-        self.journal = Journal(self)
+        self.journal: Journal = Journal(self)
         self._build_registers()
+        if self.config.journal_entries:
+            self.journal = LazyJournal(self)
         self._build_history()
 
     # ---- construction -----------------------------------------------------------------

@@ -351,7 +351,7 @@ def _offset(token: str) -> int:
     return value
 
 
-def journal_page(world: World, query: Mapping[str, list[str]]) -> dict[str, Any]:
+def journal_page(world: World, query: Mapping[str, list[str]]) -> dict[str, Any] | bytes:
     """One page of `/journal-entries` for the query."""
     from sitoo_sync.simulator.server import ApiProblem, _int, _one
 
@@ -368,6 +368,19 @@ def journal_page(world: World, query: Mapping[str, list[str]]) -> dict[str, Any]
     lo, hi = _int(query, "date_from"), _int(query, "date_to")
     kind = _one(query, "type")
     field = "date" + date_type
+    from sitoo_sync.simulator.lazy_journal import LazyJournal
+
+    if isinstance(world.journal, LazyJournal):  # journals at scale, made per page
+        return world.journal.page(
+            register,
+            field=field,
+            descending=order == "desc",
+            num=num,
+            lo=lo,
+            hi=hi,
+            kind=kind,
+            token=_one(query, "next"),
+        )
     entries = world.journal.entries(register)
     selected = [
         e

@@ -99,6 +99,7 @@ class Source:
         self.dialect = warehouse.capabilities.dialect
         self._tables = warehouse.table_names()
         self._sql = Sql(self.dialect, warehouse.qualified)
+        warehouse.allow_big_reads()  # a year's time lines fit in memory, not the sync's cap
 
     def has(self, *tables: str) -> bool:
         """True when every one of `tables` exists in the warehouse."""

@@ -261,6 +261,10 @@ class Rows(Protocol):
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
         """Row count per existing table."""
 
+    def allow_big_reads(self) -> None:
+        """Let this process's reads use more memory than a sync's writes need (an in-process
+        engine caps its memory for the sync; a server target has nothing to do)."""
+
     def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
         """Per distinct `by`, the non-null `value` of the row with the greatest `order`,
         in one query ({} before the table exists)."""

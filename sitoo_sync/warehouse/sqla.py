@@ -164,6 +164,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def _tx(self) -> AbstractContextManager[Any]:
         return nullcontext() if self.conn.in_transaction() else self.conn.begin()
 
+    def allow_big_reads(self) -> None:
+        """Nothing to do: the server manages its own memory."""
+
     def close(self) -> None:
         """Return the connection and drop the pool, so nothing is held between ticks."""
         self._conns.close_all()

@@ -468,12 +468,14 @@ SCALE_RATIO_GOAL = 1.5
 
 
 def _duckdb_count(target_env: dict[str, str], table: str) -> int:
-    import duckdb
+    from sitoo_sync.warehouse import open_warehouse
 
-    path = target_env["SITOO_TARGET_URL"].removeprefix("duckdb:///")
-    with duckdb.connect(path, read_only=True) as con:
-        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
+    warehouse = open_warehouse(target_env["SITOO_TARGET_URL"], read_only=True)
+    try:
+        [(count,)] = warehouse.query(f"SELECT count(*) FROM {warehouse.qualified(table)}")
+    finally:
+        warehouse.close()
+    return int(count)
 
 
 SCALE_RSS_SPREAD = 0.15

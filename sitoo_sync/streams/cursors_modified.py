@@ -1,0 +1,200 @@
+"""`ModifiedSince`: a REST v2 collection filtered by a last-modified time, with no sort.
+
+For `products` (`datelastmodified`, strictly after) and `warehouse_items`
+(`datelastmodifiedfrom`, inclusive). The fact sheet (rest-v2-catalogue.md 3.3, 5.2) gives
+no sort and no documented inclusivity, so the rules are:
+
+* The stored cursor is JSON: `after` (the newest modification time loaded), `snapshot_at`
+  and `swept_at` (when the last full listing and the last id sweep finished, Unix seconds),
+  and `page` while a listing is under way (where it resumes after a crash).
+* A tick asks for records modified since `after - overlap` (one second earlier still when
+  the bound is exclusive, so either reading of the docs loses nothing), and pages with
+  start/num until `totalcount`. The listing is unsorted, so `after` only moves when the
+  listing is complete: the last page's cursor carries `max(after, newest time seen)`.
+* Every `snapshot_hours` (and on the first tick) the listing has no time filter at all: it
+  catches what a modified feed cannot show (stock reservations move `decimalreserved`
+  without touching `datelastmodified`) and anything an unsorted listing's pages shifted
+  past while it was read.
+* Every `sweep_hours`, after the records, the ids alone are listed (`fields=<key>`) in
+  `sweep` windows; when the sweep ran to its end, the engine marks the partition's rows it
+  did not show with `missing_since` (a deleted product never shows up in a modified feed).
+  The sweep runs last, so a record created during the tick is listed by it.
+
+**Assumed** (the docs say none of it): a record's time field moves on every change the
+endpoint shows, except where the fact sheet says otherwise (reservations); offset pages of
+an unchanged filter are stable enough within a tick; the server's clock and the records'
+times agree within the overlap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the stored cursor holds."""
+
+    after: int | None = None
+    snapshot_at: int | None = None
+    swept_at: int | None = None
+    page: Mapping[str, Any] | None = None  # {"lo", "start", "newest", "snapshot", "began"}
+
+    def text(self) -> str:
+        body: dict[str, Any] = {
+            "after": self.after,
+            "snapshot_at": self.snapshot_at,
+            "swept_at": self.swept_at,
+        }
+        if self.page is not None:
+            body["page"] = dict(self.page)
+        return json.dumps(body, sort_keys=True)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def parse_state(stored: str | None) -> _State:
+    """The stored cursor (a bare number is taken as `after`); empty before any load."""
+    if not stored:
+        return _State()
+    try:
+        raw = json.loads(stored)
+    except ValueError:
+        raise StuckWindowError(f"unreadable cursor {stored!r}") from None
+    if type(raw) is int:
+        return _State(after=raw)
+    if not isinstance(raw, Mapping):
+        raise StuckWindowError(f"unreadable cursor {stored!r}")
+    page = raw.get("page")
+    return _State(
+        after=_int_or_none(raw.get("after")),
+        snapshot_at=_int_or_none(raw.get("snapshot_at")),
+        swept_at=_int_or_none(raw.get("swept_at")),
+        page=page if isinstance(page, Mapping) else None,
+    )
+
+
+def _due(last: int | None, hours: int, now: int) -> bool:
+    return hours > 0 and (last is None or now - last >= hours * 3600)
+
+
+@dataclass(frozen=True)
+class ModifiedSince:
+    """Modified-since pages with an overlap, periodic full snapshots and id sweeps."""
+
+    #: The query parameter of the lower bound (`datelastmodified`, `datelastmodifiedfrom`).
+    lo_param: str
+    #: The record's modification time (`datemodified`, `datelastmodified`).
+    time_field: str
+    #: Whether the server includes records exactly at the bound (**assumed** per endpoint).
+    inclusive: bool
+    #: The field an id sweep asks for (`productid`); None: no sweeps.
+    sweep_field: str | None = None
+    #: Explicit `fields` for the record pages (empty: the endpoint's default set).
+    fields: tuple[str, ...] = ()
+    fixed: tuple[tuple[str, str | int], ...] = ()
+    page_size: int = 100  # **assumed** maximum `num` for REST v2 (API_CONTRACT.md)
+    #: Seconds every tick reads back before the cursor (None: SITOO_OVERLAP_SECONDS).
+    overlap_seconds: int | None = None
+    #: Hours between full listings without a time filter (0: only the first tick's).
+    snapshot_hours: int = 24
+    #: Hours between id sweeps that mark deleted records missing (0: never).
+    sweep_hours: int = 6
+
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """Seconds between the newest modification loaded and `now`."""
+        after = parse_state(stored).after if stored else None
+        return None if after is None else max(0.0, now.timestamp() - after)
+
+    def resume_from(self, day: date) -> str:
+        """A cursor that reads modifications from `day` (UTC) on; a snapshot and a sweep
+        come first, as on a first tick."""
+        return _State(after=int(epoch_of(day))).text()
+
+    def _overlap(self, ctx: WindowContext) -> int:
+        return ctx.overlap if self.overlap_seconds is None else self.overlap_seconds
+
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """The record pages (modified since the cursor, or all), then a sweep when due."""
+        state = parse_state(stored)
+        now = int(ctx.now.timestamp())
+        page = state.page
+        if page is not None and type(page.get("start")) is int:
+            snapshot = page.get("snapshot") is True
+            lo = _int_or_none(page.get("lo"))
+            start = int(page["start"])
+            newest = _int_or_none(page.get("newest"))
+            began = _int_or_none(page.get("began")) or now
+        else:
+            snapshot = state.after is None or _due(state.snapshot_at, self.snapshot_hours, now)
+            lo = None
+            if not snapshot:
+                assert state.after is not None
+                lo = max(0, state.after - self._overlap(ctx) - (0 if self.inclusive else 1))
+            start, newest, began = 0, None, now
+        base: dict[str, str | int] = dict(self.fixed)
+        if self.fields:
+            base["fields"] = ",".join(self.fields)
+        if lo is not None:
+            base[self.lo_param] = lo
+        while True:
+            params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
+            items, total = _page(ctx.fetch_raw(params))
+            times = [
+                t
+                for r in items
+                if isinstance(r, Mapping) and type(t := r.get(self.time_field)) is int
+            ]
+            newest = max([*times, *([newest] if newest is not None else [])], default=None)
+            start += len(items)
+            if items and start < total:  # more to come: resume here after a crash
+                progress = {"lo": lo, "start": start, "newest": newest}
+                progress |= {"snapshot": snapshot, "began": began}
+                yield Window(items, _State(state.after, state.snapshot_at, state.swept_at,
+                                           progress).text(), params)  # fmt: skip
+                continue
+            after = max([v for v in (state.after, newest) if v is not None], default=None)
+            if after is None and snapshot:
+                after = began  # an empty listing: later ticks ask from when it was read
+            state = _State(after, began if snapshot else state.snapshot_at, state.swept_at)
+            yield Window(items, state.text(), params)
+            break
+        if self.sweep_field is not None and _due(state.swept_at, self.sweep_hours, now):
+            yield from self._sweep(ctx, state, now)
+
+    def _sweep(self, ctx: WindowContext, state: _State, now: int) -> Iterator[Window]:
+        """Every id, in sweep windows; the last one's cursor records the sweep."""
+        assert self.sweep_field is not None
+        base: dict[str, str | int] = {**dict(self.fixed), "fields": self.sweep_field}
+        start = 0
+        while True:
+            params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
+            items, total = _page(ctx.fetch_raw(params))
+            start += len(items)
+            last = not items or start >= total
+            done = _State(state.after, state.snapshot_at, now if last else state.swept_at)
+            yield Window(items, done.text(), params, sweep=True)
+            if last:
+                return
+
+
+def _page(payload: Any) -> tuple[list[Any], int]:
+    """(items, totalcount) of one envelope."""
+    if not isinstance(payload, Mapping):
+        raise StuckWindowError(f"expected an envelope, got {type(payload).__name__}")
+    items = payload.get("items")
+    total = payload.get("totalcount")
+    if not isinstance(items, list):
+        raise StuckWindowError("the envelope has no items list")
+    if type(total) is not int:
+        raise StuckWindowError("the envelope has no integer totalcount")
+    return items, total

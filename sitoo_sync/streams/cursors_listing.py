@@ -37,6 +37,10 @@ class WholeListing:
         """Never used: every tick reads the whole listing."""
         raise ValueError("a full listing has no cursor to move back")
 
+    def summary(self) -> str:
+        """How it reads."""
+        return "the whole listing every tick, in one request"
+
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """The one window of the listing."""
         params: dict[str, str | int] = dict(self.fixed)
@@ -57,6 +61,10 @@ class StaffOnly(OffsetPages):
 
     role_field: str = "role"
     include_customers: bool = False
+
+    def summary(self) -> str:
+        """How it reads."""
+        return super().summary() + f", users with no `{self.role_field}` only if asked"
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """The pages, customers left out unless asked for."""

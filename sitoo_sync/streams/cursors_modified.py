@@ -103,8 +103,9 @@ class ModifiedSince:
     fields: tuple[str, ...] = ()
     fixed: tuple[tuple[str, str | int], ...] = ()
     page_size: int = 100  # **assumed** maximum `num` for REST v2 (API_CONTRACT.md)
-    #: Seconds every tick reads back before the cursor (None: SITOO_OVERLAP_SECONDS).
-    overlap_seconds: int | None = None
+    #: Seconds every tick reads back before the cursor (the stream's own setting: a
+    #: modified feed needs more than an event log, and SITOO_OVERLAP_SECONDS stays theirs).
+    overlap_seconds: int = 600
     #: Hours between full listings without a time filter (0: only the first tick's).
     snapshot_hours: int = 24
     #: Hours between id sweeps that mark deleted records missing (0: never).
@@ -120,8 +121,18 @@ class ModifiedSince:
         come first, as on a first tick."""
         return _State(after=int(epoch_of(day))).text()
 
-    def _overlap(self, ctx: WindowContext) -> int:
-        return ctx.overlap if self.overlap_seconds is None else self.overlap_seconds
+    def summary(self) -> str:
+        """How it reads."""
+        sweep = (
+            f", every {self.sweep_hours} h an id sweep (`{self.sweep_field}`) marks deleted "
+            "rows `missing_since`"
+            if self.sweep_field and self.sweep_hours
+            else ""
+        )
+        snapshot = f", every {self.snapshot_hours} h all of it" if self.snapshot_hours else ""
+        return f"`{self.lo_param}` from the newest `{self.time_field}` less the overlap" + (
+            snapshot + sweep
+        )
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """The record pages (modified since the cursor, or all), then a sweep when due."""
@@ -139,7 +150,7 @@ class ModifiedSince:
             lo = None
             if not snapshot:
                 assert state.after is not None
-                lo = max(0, state.after - self._overlap(ctx) - (0 if self.inclusive else 1))
+                lo = max(0, state.after - self.overlap_seconds - (0 if self.inclusive else 1))
             start, newest, began = 0, None, now
         base: dict[str, str | int] = dict(self.fixed)
         if self.fields:

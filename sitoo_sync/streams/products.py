@@ -44,20 +44,20 @@ PRODUCTS = Stream(
         Option(
             "overlap_seconds",
             int,
-            "Seconds each tick reads back before the newest modification loaded "
-            "(default: SITOO_OVERLAP_SECONDS).",
+            "seconds each tick reads back before the newest modification loaded "
+            "(this stream's own; SITOO_OVERLAP_SECONDS does not apply)",
             ge=0,
         ),
         Option(
             "sweep_hours",
             int,
-            "Hours between id sweeps that mark deleted products missing (0: never).",
+            "hours between id sweeps that mark deleted products missing (0: never)",
             ge=0,
         ),
         Option(
             "snapshot_hours",
             int,
-            "Hours between full reads of the catalogue without a time filter (0: never).",
+            "hours between full reads of the catalogue without a time filter (0: never)",
             ge=0,
         ),
     ),

@@ -12,12 +12,12 @@ from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import sites as normalize
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors_listing import WholeListing
-from sitoo_sync.streams.partitions import ACCOUNT
+from sitoo_sync.streams.partitions import ACCOUNT, SITE_LIST
 
 SITES = Stream(
     name="sites",
     api=Api.V2,
-    path="/sites.json",
+    path=SITE_LIST,
     cursor=WholeListing(),
     tables=normalize.TABLES,
     normalize=normalize.normalize_window,

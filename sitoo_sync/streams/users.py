@@ -35,7 +35,7 @@ USERS = Stream(
         Option(
             "include_customers",
             bool,
-            "Also load customers (users with no role on the site), not only staff.",
+            "also load customers (users with no role on the site), not only staff",
         ),
     ),
 )

@@ -37,15 +37,15 @@ WAREHOUSE_ITEMS = Stream(
         Option(
             "overlap_seconds",
             int,
-            "Seconds each tick reads back before the newest change loaded "
-            "(default: SITOO_OVERLAP_SECONDS).",
+            "seconds each tick reads back before the newest change loaded "
+            "(this stream's own; SITOO_OVERLAP_SECONDS does not apply)",
             ge=0,
         ),
         Option(
             "snapshot_hours",
             int,
-            "Hours between full reads of a warehouse's stock, which catch reservations "
-            "(they do not move datelastmodified); 0: never.",
+            "hours between full reads of a warehouse's stock, which catch reservations "
+            "(they do not move datelastmodified); 0: never",
             ge=0,
         ),
     ),

@@ -4,9 +4,10 @@ For `products` (`datelastmodified`, strictly after) and `warehouse_items`
 (`datelastmodifiedfrom`, inclusive). The fact sheet (rest-v2-catalogue.md 3.3, 5.2) gives
 no sort and no documented inclusivity, so the rules are:
 
-* The stored cursor is JSON: `after` (the newest modification time loaded), `snapshot_at`
-  and `swept_at` (when the last full listing and the last id sweep finished, Unix seconds),
-  and `page` while a listing is under way (where it resumes after a crash).
+* The stored cursor is JSON: `after` (the newest modification time loaded), `snapshot_at`,
+  `swept_at` and `listed_at` (when the last full listing, the last id sweep and the last
+  complete listing of either kind began, Unix seconds), and `page` while a listing is under
+  way (where it resumes after a crash).
 * A tick asks for records modified since `after - overlap` (one second earlier still when
   the bound is exclusive, so either reading of the docs loses nothing), and pages with
   start/num until `totalcount`. The listing is unsorted, so `after` only moves when the
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -45,6 +46,7 @@ class _State:
     after: int | None = None
     snapshot_at: int | None = None
     swept_at: int | None = None
+    listed_at: int | None = None  # when the last complete listing began
     page: Mapping[str, Any] | None = None  # {"lo", "start", "newest", "snapshot", "began"}
 
     def text(self) -> str:
@@ -52,6 +54,7 @@ class _State:
             "after": self.after,
             "snapshot_at": self.snapshot_at,
             "swept_at": self.swept_at,
+            "listed_at": self.listed_at,
         }
         if self.page is not None:
             body["page"] = dict(self.page)
@@ -79,6 +82,7 @@ def parse_state(stored: str | None) -> _State:
         after=_int_or_none(raw.get("after")),
         snapshot_at=_int_or_none(raw.get("snapshot_at")),
         swept_at=_int_or_none(raw.get("swept_at")),
+        listed_at=_int_or_none(raw.get("listed_at")),
         page=page if isinstance(page, Mapping) else None,
     )
 
@@ -112,9 +116,12 @@ class ModifiedSince:
     sweep_hours: int = 6
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
-        """Seconds between the newest modification loaded and `now`."""
-        after = parse_state(stored).after if stored else None
-        return None if after is None else max(0.0, now.timestamp() - after)
+        """Seconds since the last complete listing began: everything modified before it is
+        loaded (a catalogue that rarely changes is not behind). A cursor that only names a
+        modification time (`resume_from`) is as far behind as that time."""
+        state = parse_state(stored) if stored else _State()
+        since = state.listed_at if state.listed_at is not None else state.after
+        return None if since is None else max(0.0, now.timestamp() - since)
 
     def resume_from(self, day: date) -> str:
         """A cursor that reads modifications from `day` (UTC) on; a snapshot and a sweep
@@ -170,13 +177,12 @@ class ModifiedSince:
             if items and start < total:  # more to come: resume here after a crash
                 progress = {"lo": lo, "start": start, "newest": newest}
                 progress |= {"snapshot": snapshot, "began": began}
-                yield Window(items, _State(state.after, state.snapshot_at, state.swept_at,
-                                           progress).text(), params)  # fmt: skip
+                yield Window(items, replace(state, page=progress).text(), params)
                 continue
             after = max([v for v in (state.after, newest) if v is not None], default=None)
             if after is None and snapshot:
                 after = began  # an empty listing: later ticks ask from when it was read
-            state = _State(after, began if snapshot else state.snapshot_at, state.swept_at)
+            state = _State(after, began if snapshot else state.snapshot_at, state.swept_at, began)
             yield Window(items, state.text(), params)
             break
         if self.sweep_field is not None and _due(state.swept_at, self.sweep_hours, now):
@@ -192,7 +198,8 @@ class ModifiedSince:
             items, total = _page(ctx.fetch_raw(params))
             start += len(items)
             last = not items or start >= total
-            done = _State(state.after, state.snapshot_at, now if last else state.swept_at)
+            swept = now if last else state.swept_at
+            done = _State(state.after, state.snapshot_at, swept, state.listed_at)
             yield Window(items, done.text(), params, sweep=True)
             if last:
                 return

@@ -42,6 +42,8 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.streams import STREAMS, select_streams
+from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.streams.cursors_modified import ModifiedSince, parse_state
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import FIXTURES, PipeLines, query, settings_for
@@ -237,6 +239,38 @@ def test_every_user_contact_field_is_declared_personal() -> None:
 
 
 # ---- cursors against the simulator ---------------------------------------------------------
+
+
+def _listing(pages: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], Any]:
+    """A fake fetch that serves `pages` in turn with their totalcount, and its request log."""
+    asked: list[dict[str, Any]] = []
+    total = sum(map(len, pages))
+
+    def fetch_raw(params: Any) -> Any:
+        asked.append(dict(params))
+        return {
+            "totalcount": total,
+            "items": pages[len(asked) - 1] if len(asked) <= len(pages) else [],
+        }
+
+    return asked, fetch_raw
+
+
+def test_modified_since_bounds_cursor_and_resume_point() -> None:
+    """An exclusive bound is asked one second before cursor - overlap, an inclusive one at
+    it; a page cursor names where a crashed listing resumes, and only a complete listing
+    moves `after` and `listed_at`."""
+    stored = json.dumps({"after": 1000, "snapshot_at": 0, "swept_at": 0, "listed_at": 900})
+    at = datetime.fromtimestamp(5000, UTC)
+    for inclusive, lo in ((False, 939), (True, 940)):
+        strategy = ModifiedSince("from", "t", inclusive, overlap_seconds=60, snapshot_hours=0)
+        asked, fetch = _listing([[{"t": 1200}], [{"t": 1100}]])
+        windows = list(strategy.windows(WindowContext(fetch_raw=fetch, now=at), stored))
+        assert [a["from"] for a in asked] == [lo, lo]
+        first, last = (parse_state(w.cursor) for w in windows)
+        assert (first.after, first.listed_at, dict(first.page or {})["start"]) == (1000, 900, 1)
+        assert (last.after, last.listed_at, last.page) == (1200, 5000, None)
+    assert strategy.lag_seconds(windows[-1].cursor, at) == 0.0
 
 
 def test_a_product_modified_in_the_cursors_second_lands(sim: Simulator, tmp_path: Path) -> None:
@@ -534,13 +568,14 @@ def test_users_personal_fields_keep_as_sent_and_never_reach_the_log(
 
 
 def _all_tables() -> list[Table]:
-    return [t for name in [*CATALOGUE, *STOCK] for t in STREAMS[name].tables]
+    return [t for name in [*CATALOGUE, *STOCK, "users"] for t in STREAMS[name].tables]
 
 
 @pytest.mark.parametrize("target_name", ["sqlite", "postgres", "mysql"])
 def test_same_rows_on_every_target(sim: Simulator, tmp_path: Path, target_name: str) -> None:
-    """The catalogue, products and stock load the same rows on DuckDB and on `target_name`."""
-    streams = list(dict.fromkeys([*CATALOGUE, *STOCK]))
+    """The catalogue, products, stock and users load the same rows on DuckDB and on
+    `target_name`."""
+    streams = list(dict.fromkeys([*CATALOGUE, *STOCK, "users"]))
     with target_for("duckdb", tmp_path) as duck, target_for(target_name, tmp_path) as other:
         for target in (duck, other):
             run(settings_for(sim, tmp_path / "x.duckdb", streams=streams, **target.settings()), NOW)

@@ -256,6 +256,28 @@ def _listing(pages: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], A
     return asked, fetch_raw
 
 
+def test_a_sweep_whose_count_changes_lists_the_ids_again() -> None:
+    """When totalcount moves during a sweep (pages may have shifted), the ids are listed
+    again and only the pass that saw a steady count records the sweep."""
+    stored = json.dumps({"after": 1000, "snapshot_at": 90000, "swept_at": 0, "listed_at": 900})
+    strategy = ModifiedSince("from", "t", True, sweep_field="id", page_size=2)
+    answers = iter(
+        [
+            {"totalcount": 0, "items": []},  # nothing modified
+            {"totalcount": 3, "items": [{"id": 1}, {"id": 2}]},
+            {"totalcount": 2, "items": [{"id": 4}]},  # one deleted meanwhile: shifted
+            {"totalcount": 2, "items": [{"id": 2}, {"id": 4}]},
+            {"totalcount": 2, "items": []},
+        ]
+    )
+    at = datetime.fromtimestamp(100000, UTC)
+    ctx = WindowContext(fetch_raw=lambda _p: next(answers), now=at)
+    windows = list(strategy.windows(ctx, stored))
+    sweeps = [w for w in windows if w.sweep]
+    assert [[r["id"] for r in w.records] for w in sweeps] == [[1, 2], [4], [2, 4]]
+    assert [parse_state(w.cursor).swept_at for w in sweeps] == [0, 0, 100000]
+
+
 def test_modified_since_bounds_cursor_and_resume_point() -> None:
     """An exclusive bound is asked one second before cursor - overlap, an inclusive one at
     it; a page cursor names where a crashed listing resumes, and only a complete listing

@@ -114,6 +114,8 @@ class ModifiedSince:
     snapshot_hours: int = 24
     #: Hours between id sweeps that mark deleted records missing (0: never).
     sweep_hours: int = 6
+    #: Listings of the ids at most, while their count keeps changing during one.
+    sweep_passes: int = 3
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds since the last complete listing began: everything modified before it is
@@ -189,20 +191,31 @@ class ModifiedSince:
             yield from self._sweep(ctx, state, now)
 
     def _sweep(self, ctx: WindowContext, state: _State, now: int) -> Iterator[Window]:
-        """Every id, in sweep windows; the last one's cursor records the sweep."""
+        """Every id, in sweep windows; the last one's cursor records the sweep.
+
+        The listing is unsorted and paged by offset, so a record deleted or created while
+        it is read can shift a live id past the pages: when `totalcount` changed during a
+        pass, the ids are listed again (the engine marks only ids no pass showed), at most
+        `sweep_passes` times.
+        """
         assert self.sweep_field is not None
         base: dict[str, str | int] = {**dict(self.fixed), "fields": self.sweep_field}
-        start = 0
-        while True:
-            params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
-            items, total = _page(ctx.fetch_raw(params))
-            start += len(items)
-            last = not items or start >= total
-            swept = now if last else state.swept_at
-            done = _State(state.after, state.snapshot_at, swept, state.listed_at)
-            yield Window(items, done.text(), params, sweep=True)
-            if last:
-                return
+        for attempt in range(1, self.sweep_passes + 1):
+            start, totals = 0, set()
+            while True:
+                params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
+                items, total = _page(ctx.fetch_raw(params))
+                totals.add(total)
+                start += len(items)
+                last = not items or start >= total
+                done = last and (len(totals) == 1 or attempt == self.sweep_passes)
+                swept = now if done else state.swept_at
+                cursor = _State(state.after, state.snapshot_at, swept, state.listed_at)
+                yield Window(items, cursor.text(), params, sweep=True)
+                if done:
+                    return
+                if last:
+                    break
 
 
 def _page(payload: Any) -> tuple[list[Any], int]:

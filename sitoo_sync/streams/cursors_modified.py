@@ -19,7 +19,10 @@ no sort and no documented inclusivity, so the rules are:
 * Every `sweep_hours`, after the records, the ids alone are listed (`fields=<key>`) in
   `sweep` windows; when the sweep ran to its end, the engine marks the partition's rows it
   did not show with `missing_since` (a deleted product never shows up in a modified feed).
-  The sweep runs last, so a record created during the tick is listed by it.
+  The sweep runs last, so a record created during the tick is listed by it; when the
+  `totalcount` moves during a pass (pages may have shifted) the ids are listed again.
+* A crash mid-listing resumes at the page after the last one committed (`page`), with the
+  same filter; the next snapshot repairs anything a shift in between skipped.
 
 **Assumed** (the docs say none of it): a record's time field moves on every change the
 endpoint shows, except where the fact sheet says otherwise (reservations); offset pages of

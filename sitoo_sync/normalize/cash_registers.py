@@ -4,6 +4,9 @@ The listing carries no site or time, so both come from the context: the site (th
 partition) and when it was listed. `first_seen_at` is kept from the first listing that
 showed the register; `missing_since` is set by the sync when a listing no longer shows it
 (the register is kept, never deleted) and cleared when it shows up again.
+
+The listing gives no store, only `warehouseid` (cash-registers-v2.txt): the register's store
+is that warehouse's `storeid` (the `warehouses` stream), a join rather than a column here.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ CASH_REGISTERS = Table(
         text("currencycode", "The register's currency (ISO 4217 alpha-3)."),
         text("receiptlanguagetag", "Language of the receipts (BCP 47)."),
         integer("storesettingid", "The store settings the register uses."),
-        integer("warehouseid", "The warehouse the register sells from."),
+        integer(
+            "warehouseid",
+            "The warehouse the register sells from; its store is the register's store: join "
+            "warehouses on (site_id, warehouseid), then stores on (site_id, storeid).",
+        ),
         integer("salestaxgroupid", "The sales tax group (NULL where VAT applies)."),
         timestamp("first_seen_at", "When a listing first showed the register (UTC). Ours."),
         timestamp("last_seen_at", "When a listing last showed the register (UTC). Ours."),

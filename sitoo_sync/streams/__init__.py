@@ -12,11 +12,21 @@ from typing import Any
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cash_registers import CASH_REGISTERS
+from sitoo_sync.streams.categories import CATEGORIES
 from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
+from sitoo_sync.streams.manufacturers import MANUFACTURERS
 from sitoo_sync.streams.orders import ORDERS
+from sitoo_sync.streams.pos_payment_types import POS_PAYMENT_TYPES
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
+from sitoo_sync.streams.product_groups import PRODUCT_GROUPS
+from sitoo_sync.streams.products import PRODUCTS
+from sitoo_sync.streams.sites import SITES
 from sitoo_sync.streams.store_z_reports import STORE_Z_REPORTS
+from sitoo_sync.streams.stores import STORES
+from sitoo_sync.streams.users import USERS
+from sitoo_sync.streams.warehouse_items import WAREHOUSE_ITEMS
 from sitoo_sync.streams.warehouse_transactions import WAREHOUSE_TRANSACTIONS
+from sitoo_sync.streams.warehouses import WAREHOUSES
 
 #: In the order a tick runs them: a stream that lists partitions (registers) before the
 #: streams partitioned by them, so those see a new register at once.
@@ -30,6 +40,17 @@ STREAMS: dict[str, Stream] = {
         # REST v2 sales and stock movements (issue 12b)
         ORDERS,
         WAREHOUSE_TRANSACTIONS,
+        # REST v2 catalogue, stock and users (issue 12a)
+        SITES,
+        STORES,
+        WAREHOUSES,
+        POS_PAYMENT_TYPES,
+        PRODUCT_GROUPS,
+        MANUFACTURERS,
+        CATEGORIES,
+        PRODUCTS,
+        WAREHOUSE_ITEMS,
+        USERS,
     )
 }
 

@@ -1,0 +1,100 @@
+"""Users (`GET /sites/{siteid}/users.json`, fact sheet 8): staff, and customers if asked.
+
+Users are shared by every site of the account, but their `role` is set per site, so a row
+is a user as one site lists them (key site_id, userid). Staff have a role; customers have
+none (an INFERENCE of the fact sheet; the role enum is undocumented, so `role` stays a
+number and `is_staff` says which). Every contact, address, name, national id and free-text
+field is `personal`: stored only as SITOO_PERSONAL_DATA says (drop by default, a keyed
+HMAC with hash, as sent with keep). `pin` is write-only and never asked for. The table has
+no `extra` column: a field the vendor adds could be personal, so undeclared fields are not
+stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sitoo_sync.normalize.entity import EntityNormalizer
+from sitoo_sync.normalize.site_listing import seen_columns, site_column, site_listed
+from sitoo_sync.normalize.tables import (
+    Table,
+    boolean,
+    integer,
+    json_column,
+    text,
+    timestamp,
+)
+
+STREAM = "users"
+
+
+def _personal(name: str, description: str) -> Any:
+    return text(name, f"{description} Personal: see SITOO_PERSONAL_DATA.", personal=True)
+
+
+USERS = Table(
+    name="users",
+    description=(
+        "Users as each configured site lists them: staff, and customers only when the "
+        "stream's include_customers is set. Names, contacts, addresses, national ids and "
+        "notes are personal data: NULL by default (SITOO_PERSONAL_DATA=drop), a keyed HMAC "
+        "with hash (joinable, not readable), as sent with keep. A user no longer listed is "
+        "kept, with missing_since set."
+    ),
+    columns=(
+        site_column("user"),
+        text("userid", "The user's ID (GUID in braces); orders' userid_staff.", nullable=False),
+        integer(
+            "role", "The user's access role on this site; NULL: not staff. Undocumented codes."
+        ),
+        boolean("is_staff", "Whether the user has a role on this site (staff). Ours."),
+        _personal("email", "E-mail address (unique)."),
+        _personal("namefirst", "First name."),
+        _personal("namelast", "Last name."),
+        _personal("personalid", "National identity number."),
+        _personal("phone", "Phone number."),
+        _personal("mobile", "Mobile number."),
+        _personal("address", "Address line 1."),
+        _personal("address2", "Address line 2."),
+        _personal("zip", "Postal code."),
+        _personal("city", "City."),
+        _personal("state", "State."),
+        _personal("notes", "Internal free-text notes."),
+        json_column(
+            "voucherpasswords",
+            "Campaign passwords (a JSON list). Personal: see SITOO_PERSONAL_DATA.",
+            personal=True,
+        ),
+        text("countryid", "Country (ISO 3166-1 alpha-2)."),
+        text("externalid", "External key."),
+        text("customernumber", "Customer number."),
+        text("company", "Company (employer)."),
+        text("department", "Department."),
+        text("companyid", "Company ID (organisation number)."),
+        json_column("warehouses", "The warehouses a staff member works in (a JSON list of IDs)."),
+        boolean("posrefundcard", "Whether the user may refund card payments in the POS."),
+        integer("pricelistid", "The user's price list."),
+        timestamp("datecreated", "When the user was created (UTC)."),
+        timestamp("datemodified", "When the user was last modified (UTC)."),
+        *seen_columns("user"),
+    ),
+    key=("site_id", "userid"),
+    keep_on_update=("first_seen_at",),
+)
+TABLES: tuple[Table, ...] = (USERS,)
+
+#: The vendor's fields the stream asks for (the default set lacks `role`).
+FIELDS: tuple[str, ...] = tuple(
+    c
+    for c in USERS.column_names
+    if c not in ("site_id", "is_staff", "first_seen_at", "last_seen_at", "missing_since")
+)
+
+
+def listed(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The user with its site, seen now, and whether it is staff."""
+    return {**site_listed(record, context), "is_staff": record.get("role") is not None}
+
+
+normalize_window = EntityNormalizer(stream=STREAM, parent=USERS, prepare=listed)

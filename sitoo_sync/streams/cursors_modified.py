@@ -1,0 +1,234 @@
+"""`ModifiedSince`: a REST v2 collection filtered by a last-modified time, with no sort.
+
+For `products` (`datelastmodified`, strictly after) and `warehouse_items`
+(`datelastmodifiedfrom`, inclusive). The fact sheet (rest-v2-catalogue.md 3.3, 5.2) gives
+no sort and no documented inclusivity, so the rules are:
+
+* The stored cursor is JSON: `after` (the newest modification time loaded), `snapshot_at`,
+  `swept_at` and `listed_at` (when the last full listing, the last id sweep and the last
+  complete listing of either kind began, Unix seconds), and `page` while a listing is under
+  way (where it resumes after a crash).
+* A tick asks for records modified since `after - overlap` (one second earlier still when
+  the bound is exclusive, so either reading of the docs loses nothing), and pages with
+  start/num until `totalcount`. The listing is unsorted, so `after` only moves when the
+  listing is complete: the last page's cursor carries `max(after, newest time seen)`.
+* Every `snapshot_hours` (and on the first tick) the listing has no time filter at all: it
+  catches what a modified feed cannot show (stock reservations move `decimalreserved`
+  without touching `datelastmodified`) and anything an unsorted listing's pages shifted
+  past while it was read.
+* Every `sweep_hours`, after the records, the ids alone are listed (`fields=<key>`) in
+  `sweep` windows; when the sweep ran to its end, the engine marks the partition's rows it
+  did not show with `missing_since` (a deleted product never shows up in a modified feed).
+  The sweep runs last, so a record created during the tick is listed by it; when the
+  `totalcount` moves during a pass (pages may have shifted) the ids are listed again.
+* A crash mid-listing resumes at the page after the last one committed (`page`), with the
+  same filter; the next snapshot repairs anything a shift in between skipped.
+
+**Assumed** (the docs say none of it): a record's time field moves on every change the
+endpoint shows, except where the fact sheet says otherwise (reservations); offset pages of
+an unchanged filter are stable enough within a tick; the server's clock and the records'
+times agree within the overlap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any
+
+from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the stored cursor holds."""
+
+    after: int | None = None
+    snapshot_at: int | None = None
+    swept_at: int | None = None
+    listed_at: int | None = None  # when the last complete listing began
+    page: Mapping[str, Any] | None = None  # {"lo", "start", "newest", "snapshot", "began"}
+
+    def text(self) -> str:
+        body: dict[str, Any] = {
+            "after": self.after,
+            "snapshot_at": self.snapshot_at,
+            "swept_at": self.swept_at,
+            "listed_at": self.listed_at,
+        }
+        if self.page is not None:
+            body["page"] = dict(self.page)
+        return json.dumps(body, sort_keys=True)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def parse_state(stored: str | None) -> _State:
+    """The stored cursor (a bare number is taken as `after`); empty before any load."""
+    if not stored:
+        return _State()
+    try:
+        raw = json.loads(stored)
+    except ValueError:
+        raise StuckWindowError(f"unreadable cursor {stored!r}") from None
+    if type(raw) is int:
+        return _State(after=raw)
+    if not isinstance(raw, Mapping):
+        raise StuckWindowError(f"unreadable cursor {stored!r}")
+    page = raw.get("page")
+    return _State(
+        after=_int_or_none(raw.get("after")),
+        snapshot_at=_int_or_none(raw.get("snapshot_at")),
+        swept_at=_int_or_none(raw.get("swept_at")),
+        listed_at=_int_or_none(raw.get("listed_at")),
+        page=page if isinstance(page, Mapping) else None,
+    )
+
+
+def _due(last: int | None, hours: int, now: int) -> bool:
+    return hours > 0 and (last is None or now - last >= hours * 3600)
+
+
+@dataclass(frozen=True)
+class ModifiedSince:
+    """Modified-since pages with an overlap, periodic full snapshots and id sweeps."""
+
+    #: The query parameter of the lower bound (`datelastmodified`, `datelastmodifiedfrom`).
+    lo_param: str
+    #: The record's modification time (`datemodified`, `datelastmodified`).
+    time_field: str
+    #: Whether the server includes records exactly at the bound (**assumed** per endpoint).
+    inclusive: bool
+    #: The field an id sweep asks for (`productid`); None: no sweeps.
+    sweep_field: str | None = None
+    #: Explicit `fields` for the record pages (empty: the endpoint's default set).
+    fields: tuple[str, ...] = ()
+    fixed: tuple[tuple[str, str | int], ...] = ()
+    page_size: int = 100  # **assumed** maximum `num` for REST v2 (API_CONTRACT.md)
+    #: Seconds every tick reads back before the cursor (the stream's own setting: a
+    #: modified feed needs more than an event log, and SITOO_OVERLAP_SECONDS stays theirs).
+    overlap_seconds: int = 600
+    #: Hours between full listings without a time filter (0: only the first tick's).
+    snapshot_hours: int = 24
+    #: Hours between id sweeps that mark deleted records missing (0: never).
+    sweep_hours: int = 6
+    #: Listings of the ids at most, while their count keeps changing during one.
+    sweep_passes: int = 3
+
+    def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
+        """Seconds since the last complete listing began: everything modified before it is
+        loaded (a catalogue that rarely changes is not behind). A cursor that only names a
+        modification time (`resume_from`) is as far behind as that time."""
+        state = parse_state(stored) if stored else _State()
+        since = state.listed_at if state.listed_at is not None else state.after
+        return None if since is None else max(0.0, now.timestamp() - since)
+
+    def resume_from(self, day: date) -> str:
+        """A cursor that reads modifications from `day` (UTC) on; a snapshot and a sweep
+        come first, as on a first tick."""
+        return _State(after=int(epoch_of(day))).text()
+
+    def summary(self) -> str:
+        """How it reads."""
+        sweep = (
+            f", every {self.sweep_hours} h an id sweep (`{self.sweep_field}`) marks deleted "
+            "rows `missing_since`"
+            if self.sweep_field and self.sweep_hours
+            else ""
+        )
+        snapshot = f", every {self.snapshot_hours} h all of it" if self.snapshot_hours else ""
+        return f"`{self.lo_param}` from the newest `{self.time_field}` less the overlap" + (
+            snapshot + sweep
+        )
+
+    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
+        """The record pages (modified since the cursor, or all), then a sweep when due."""
+        state = parse_state(stored)
+        now = int(ctx.now.timestamp())
+        page = state.page
+        if page is not None and type(page.get("start")) is int:
+            snapshot = page.get("snapshot") is True
+            lo = _int_or_none(page.get("lo"))
+            start = int(page["start"])
+            newest = _int_or_none(page.get("newest"))
+            began = _int_or_none(page.get("began")) or now
+        else:
+            snapshot = state.after is None or _due(state.snapshot_at, self.snapshot_hours, now)
+            lo = None
+            if not snapshot:
+                assert state.after is not None
+                lo = max(0, state.after - self.overlap_seconds - (0 if self.inclusive else 1))
+            start, newest, began = 0, None, now
+        base: dict[str, str | int] = dict(self.fixed)
+        if self.fields:
+            base["fields"] = ",".join(self.fields)
+        if lo is not None:
+            base[self.lo_param] = lo
+        while True:
+            params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
+            items, total = _page(ctx.fetch_raw(params))
+            times = [
+                t
+                for r in items
+                if isinstance(r, Mapping) and type(t := r.get(self.time_field)) is int
+            ]
+            newest = max([*times, *([newest] if newest is not None else [])], default=None)
+            start += len(items)
+            if items and start < total:  # more to come: resume here after a crash
+                progress = {"lo": lo, "start": start, "newest": newest}
+                progress |= {"snapshot": snapshot, "began": began}
+                yield Window(items, replace(state, page=progress).text(), params)
+                continue
+            after = max([v for v in (state.after, newest) if v is not None], default=None)
+            if after is None and snapshot:
+                after = began  # an empty listing: later ticks ask from when it was read
+            state = _State(after, began if snapshot else state.snapshot_at, state.swept_at, began)
+            yield Window(items, state.text(), params)
+            break
+        if self.sweep_field is not None and _due(state.swept_at, self.sweep_hours, now):
+            yield from self._sweep(ctx, state, now)
+
+    def _sweep(self, ctx: WindowContext, state: _State, now: int) -> Iterator[Window]:
+        """Every id, in sweep windows; the last one's cursor records the sweep.
+
+        The listing is unsorted and paged by offset, so a record deleted or created while
+        it is read can shift a live id past the pages: when `totalcount` changed during a
+        pass, the ids are listed again (the engine marks only ids no pass showed), at most
+        `sweep_passes` times.
+        """
+        assert self.sweep_field is not None
+        base: dict[str, str | int] = {**dict(self.fixed), "fields": self.sweep_field}
+        for attempt in range(1, self.sweep_passes + 1):
+            start, totals = 0, set()
+            while True:
+                params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
+                items, total = _page(ctx.fetch_raw(params))
+                totals.add(total)
+                start += len(items)
+                last = not items or start >= total
+                done = last and (len(totals) == 1 or attempt == self.sweep_passes)
+                swept = now if done else state.swept_at
+                cursor = _State(state.after, state.snapshot_at, swept, state.listed_at)
+                yield Window(items, cursor.text(), params, sweep=True)
+                if done:
+                    return
+                if last:
+                    break
+
+
+def _page(payload: Any) -> tuple[list[Any], int]:
+    """(items, totalcount) of one envelope."""
+    if not isinstance(payload, Mapping):
+        raise StuckWindowError(f"expected an envelope, got {type(payload).__name__}")
+    items = payload.get("items")
+    total = payload.get("totalcount")
+    if not isinstance(items, list):
+        raise StuckWindowError("the envelope has no items list")
+    if type(total) is not int:
+        raise StuckWindowError("the envelope has no integer totalcount")
+    return items, total

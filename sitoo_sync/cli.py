@@ -213,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     simulator.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     simulator.add_argument(
         "--journal-entries",
+        dest="lazy_journal_size",
         type=int,
         default=0,
         metavar="N",
@@ -558,7 +559,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         registers_per_store=args.registers_per_store,
         malformed_every=args.malformed_every,
         max_reports=args.reports,
-        journal_entries=args.journal_entries,
+        lazy_journal_size=args.lazy_journal_size,
     )
     faults = FaultPlan(error_rate=args.error_rate, latency=args.latency)
     sim = Simulator.create(config, faults=faults, host=args.host, port=args.port).start()

@@ -139,3 +139,19 @@ def test_random_worlds_are_read_completely() -> None:
         keys, _ = collect(endpoint)
         assert keys == {(r["reg"], r["id"]) for r in records}
         assert len(endpoint.calls) <= 10 + 6 * 9
+
+
+def test_a_bare_array_listing_is_read_once() -> None:
+    """A listing answered as a bare array (no totalcount, no paging) is one window, not an
+    endless walk over the same page."""
+    from sitoo_sync.streams.cursors import OffsetPages
+
+    asked: list[Mapping[str, str | int]] = []
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        asked.append(dict(params))
+        return [{"id": 1}, {"id": 2}]
+
+    windows = list(OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None))
+    assert [len(w.records) for w in windows] == [2]
+    assert len(asked) == 1

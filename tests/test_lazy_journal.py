@@ -19,7 +19,7 @@ NOW = 1_750_000_000
 
 def lazy_world(entries: int = 5_000, **config: Any) -> World:
     """A world of 11 registers whose journals hold `entries` entries between them."""
-    return World(SimConfig(seed=5, days=1, now=NOW, journal_entries=entries, **config))
+    return World(SimConfig(seed=5, days=1, now=NOW, lazy_journal_size=entries, **config))
 
 
 def page(world: World, register: str, **params: Any) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def test_malformed_entries_come_every_nth() -> None:
 def test_backfill_of_a_lazy_journal_equals_the_simulator(tmp_path: Path, sync: SyncFn) -> None:
     """A sync loads every well-formed entry once and rejects the malformed; a tick after adds
     nothing."""
-    config = SimConfig(seed=6, days=1, journal_entries=6_000, journal_malformed_every=101)
+    config = SimConfig(seed=6, days=1, lazy_journal_size=6_000, journal_malformed_every=101)
     with Simulator.create(config) as sim:
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
         report = sync(settings)

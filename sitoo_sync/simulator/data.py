@@ -102,7 +102,7 @@ class SimConfig:
     dark_register_days: int = 0  # register 2 sends nothing at all for its last N days
     # Journals at scale (lazy_journal.py): N entries over the registers, made per page, in
     # place of the days of their z-reports; 0 = the journals follow the z-reports.
-    journal_entries: int = 0
+    lazy_journal_size: int = 0
     journal_day_entries: int = 200  # entries in a register's day, on average (lazy journals)
     journal_malformed_every: int = 0  # every Nth entry of a register is malformed (lazy journals)
     now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
@@ -145,7 +145,7 @@ class World:
 
         self.journal: Journal = Journal(self)
         self._build_registers()
-        if self.config.journal_entries:
+        if self.config.lazy_journal_size:
             self.journal = LazyJournal(self)
         self._build_history()
 

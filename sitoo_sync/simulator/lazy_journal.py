@@ -1,6 +1,6 @@
 """Journals at a chain's scale: millions of entries made per page, never held in memory.
 
-With `SimConfig.journal_entries = N`, the registers' journals hold N entries between them
+With `SimConfig.lazy_journal_size = N`, the registers' journals hold N entries between them
 (spread evenly), not the days of their z-reports. An entry is a pure function of the seed,
 its register and its position: a register's history is a run of days, each day's length
 drawn from the register's own random stream (the only thing kept: one integer per day, where
@@ -76,7 +76,7 @@ class Day:
 
 
 class LazyJournal(Journal):
-    """Per-register journals of `config.journal_entries` entries, generated per page.
+    """Per-register journals of `config.lazy_journal_size` entries, generated per page.
 
     The day journal's truths for tests (entries per type, receipt totals, cash moved) come
     from `all_entries`, so they hold here too, for journals small enough to decode whole."""
@@ -88,7 +88,7 @@ class LazyJournal(Journal):
         self.mean_day = max(MIN_DAY * 2, config.journal_day_entries)
         self.malformed_every = config.journal_malformed_every
         self.end = config.now - 3600
-        total, registers = config.journal_entries, world.registers
+        total, registers = config.lazy_journal_size, world.registers
         self._starts: dict[str, array[int]] = {}
         self._first_day: dict[str, datetime] = {}
         for n, reg in enumerate(registers):

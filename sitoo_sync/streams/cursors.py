@@ -418,5 +418,9 @@ class OffsetPages:
             total = payload.get(self.total_field) if isinstance(payload, Mapping) else None
             yield Window(items, listed_at, params)
             start += len(items)
-            if not items or (isinstance(total, int) and start >= total):
+            # A bare array is the whole listing (asking an endpoint that ignores `start` for
+            # a next page would never end); an envelope without a total pages until empty.
+            if not items or not isinstance(payload, Mapping):
+                return
+            if isinstance(total, int) and start >= total:
                 return

@@ -66,7 +66,12 @@ def toml_stream_sections() -> str:
         lines.append(f"# [streams.{s.name}]")
         for option in s.options:
             default = _default(s, option.name)
-            value = "2026-01-01" if default is None else _toml(default)
+            if default is not None:
+                value = _toml(default)
+            elif "date" in str(option.type):
+                value = "2026-01-01"  # an example: unset, the stream's own rule applies
+            else:
+                value = ""  # unset: the description says what applies
             lines.append(f"# {option.name} = {value}".ljust(34) + f"# {option.description}")
     return "\n".join(lines)
 

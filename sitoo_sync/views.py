@@ -10,7 +10,9 @@ section); "no store" is NO_STORE; practice-mode receipts are left out. Rows load
 column was added (a currency copied onto child rows, a signed amount) are read through the
 columns that were always there, so the views are right for old rows too.
 
-Not yet: sales from orders and `stock_levels` need the REST v2 streams, which do not exist.
+Sales from orders (`v_daily_order_sales`) count closed orders (orderstateid 10), refunds
+included: a refund is its own order with negative amounts, so a plain sum nets it off. The
+store of an order is its additionaldata `store-externalid`, else its warehouse's store.
 """
 
 from __future__ import annotations
@@ -107,6 +109,44 @@ def _product_sales(d: Sql) -> str:
         f"JOIN {d.t('journal_receipts')} r ON r.registerid = i.registerid AND r.id = i.id "
         f"WHERE r.ispractice IS NULL OR r.ispractice = FALSE "
         f"GROUP BY i.productid, {store}, r.business_date, {currency}"
+    )
+
+
+def _daily_order_sales(d: Sql) -> str:
+    net, vat = d.cents("i.moneyitemtotal_net"), d.cents("i.moneyitemtotal_vat")
+    store = "COALESCE(o.store_externalid, st.externalid, 'NO_STORE')"
+    refund = "(CASE WHEN o.creditorderid IS NOT NULL THEN 1 ELSE 0 END)"
+    return (
+        f"SELECT {store} AS store_id, o.business_date, o.currencycode, "
+        f"{d.money(f'SUM({net} + {vat})')} AS gross_sales, {d.money(f'SUM({net})')} AS net_sales, "
+        f"{d.money(f'SUM({vat})')} AS vat_sales, "
+        f"{d.money(f'SUM(CASE WHEN {net} < 0 THEN -{net} ELSE 0 END)')} AS net_refunds, "
+        f"COUNT(DISTINCT o.orderid) AS orders, "
+        f"COUNT(DISTINCT CASE WHEN {refund} = 1 THEN o.orderid END) AS refund_orders "
+        f"FROM {d.t('orders')} o "
+        f"JOIN {d.t('order_items')} i ON i.orderid = o.orderid "
+        f"LEFT JOIN {d.t('warehouses')} w "
+        f"ON w.site_id = o.site_id AND w.warehouseid = o.warehouseid "
+        f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
+        f"WHERE o.orderstateid = 10 "
+        f"GROUP BY {store}, o.business_date, o.currencycode"
+    )
+
+
+def _stock_levels(d: Sql) -> str:
+    value = d.cents("i.moneytotal")
+    return (
+        f"SELECT i.site_id, i.warehouseid, w.name AS warehouse_name, "
+        f"COALESCE(st.externalid, 'NO_STORE') AS store_id, i.sku, p.productid, p.title, "
+        f"{d.quantity('i.decimaltotal')} AS on_hand, "
+        f"{d.quantity('i.decimalreserved')} AS reserved, "
+        f"{d.quantity('i.decimalavailable')} AS available, "
+        f"w.currencycode, {d.money(value)} AS stock_value, "
+        f"i.datelastmodified AS changed_at "
+        f"FROM {d.t('warehouse_items')} i "
+        f"JOIN {d.t('warehouses')} w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid "
+        f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
+        f"LEFT JOIN {d.t('products')} p ON p.site_id = i.site_id AND p.sku = i.sku"
     )
 
 
@@ -257,5 +297,77 @@ VIEWS: tuple[View, ...] = (
             ),
         },
         _product_sales,
+    ),
+    View(
+        "v_daily_order_sales",
+        "Sales per store, local day and currency from closed orders (POS and web), refunds "
+        "netted off (a refund is an order of its own with negative amounts).",
+        (
+            (
+                "store_id",
+                "additionaldata store-externalid, else the order's warehouse's store "
+                "(stores.externalid, as z-reports' store_id); NO_STORE for neither.",
+            ),
+            ("business_date", "The order's local day (orders.business_date)."),
+            ("currencycode", "Currency of every amount on the row; never sum across it."),
+            ("gross_sales", "Line totals incl. VAT, refunds subtracted."),
+            ("net_sales", "Line totals excl. VAT, refunds subtracted."),
+            ("vat_sales", "VAT of the lines, refunds subtracted."),
+            ("net_refunds", "Refunded line totals excl. VAT, positive."),
+            ("orders", "Closed orders, refunds included."),
+            ("refund_orders", "Refund orders (creditorderid set)."),
+        ),
+        {
+            "orders": (
+                "orderid",
+                "site_id",
+                "warehouseid",
+                "store_externalid",
+                "business_date",
+                "currencycode",
+                "creditorderid",
+                "orderstateid",
+            ),
+            "order_items": ("orderid", "moneyitemtotal_net", "moneyitemtotal_vat"),
+            "warehouses": ("site_id", "warehouseid", "storeid"),
+            "stores": ("site_id", "storeid", "externalid"),
+        },
+        _daily_order_sales,
+    ),
+    View(
+        "v_stock_levels",
+        "Stock per warehouse and SKU with its product and store: on hand, reserved, "
+        "available and the stock value.",
+        (
+            ("site_id", "The site the warehouse is listed under."),
+            ("warehouseid", "The warehouse."),
+            ("warehouse_name", "The warehouse's name."),
+            ("store_id", "The warehouse's store (stores.externalid); NO_STORE for none."),
+            ("sku", "The product's SKU."),
+            ("productid", "The product (NULL when it is not, or no longer, listed)."),
+            ("title", "The product's title."),
+            ("on_hand", "Units on hand."),
+            ("reserved", "Units reserved by open orders."),
+            ("available", "Units available: on hand less reserved."),
+            ("currencycode", "Currency of stock_value (the warehouse's)."),
+            ("stock_value", "Value of the units on hand."),
+            ("changed_at", "When the stock row last changed (UTC)."),
+        ),
+        {
+            "warehouse_items": (
+                "site_id",
+                "warehouseid",
+                "sku",
+                "decimaltotal",
+                "decimalreserved",
+                "decimalavailable",
+                "moneytotal",
+                "datelastmodified",
+            ),
+            "warehouses": ("site_id", "warehouseid", "name", "storeid", "currencycode"),
+            "stores": ("site_id", "storeid", "externalid"),
+            "products": ("site_id", "sku", "productid", "title"),
+        },
+        _stock_levels,
     ),
 )

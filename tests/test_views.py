@@ -268,6 +268,42 @@ def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Lo
     assert refunds  # the data had refunds to subtract
 
 
+def test_daily_order_sales_equal_the_simulators_net_sales(loaded: Loaded) -> None:
+    """Net sales per store, local day and currency from the orders view equal the
+    simulator's own totals of its closed orders, refunds netted off, on every target."""
+    target, sim = loaded
+    got: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    for store, when, currency, net in rows(
+        target, "SELECT store_id, business_date, currencycode, net_sales FROM v_daily_order_sales"
+    ):
+        got[(store, day(when).isoformat(), currency)] += dec(net)
+    truth = {
+        (store or "NO_STORE", when, currency): Decimal(net)
+        for (store, when, currency), net in sim.rest.net_sales_by_store_day().items()
+    }
+    assert dict(got) == truth
+
+
+def test_stock_levels_value_each_store_as_the_simulator_does(loaded: Loaded) -> None:
+    """The stock value per store and currency summed from v_stock_levels equals the
+    simulator's, and every row of a listed product names it."""
+    target, sim = loaded
+    got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    listed = 0
+    for store, currency, value, productid in rows(
+        target, "SELECT store_id, currencycode, stock_value, productid FROM v_stock_levels"
+    ):
+        got[(store, currency)] += dec(value)
+        listed += productid is not None
+    truth = {
+        (store or "NO_STORE", currency): Decimal(value)
+        for (store, currency), value in sim.rest.stock_value_by_store().items()
+    }
+    assert dict(got) == truth
+    live = {p["sku"] for p in sim.rest.catalog.products.values()}
+    assert listed == sum(1 for (_w, sku) in sim.rest.stock.items if sku in live)
+
+
 def test_the_readme_queries_read_the_views_and_run(loaded: Loaded) -> None:
     """Every query of the README's Querying section reads a view, and runs on DuckDB."""
     target, _ = loaded

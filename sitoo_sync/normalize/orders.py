@@ -150,8 +150,9 @@ ORDERS = Table(
         ),
         day(
             "business_date",
-            "orderdate's local day in pos_timezone; NULL without one (web orders: use the "
-            "site's time zone). Ours.",
+            "orderdate's local day: in pos_timezone (the register's, on POS orders), else in "
+            "the site's time zone (settings.json `timezone`, web orders); NULL when neither "
+            "is known. Ours.",
         ),
         integer("orderstateid", "Order state: 0 Open, 10 Closed, 20 Cancelled, -1 Abandoned."),
         text("orderstateid_name", "orderstateid's documented name; NULL for other codes. Ours."),
@@ -415,6 +416,10 @@ def _lifted_list(value: Any, keys: Mapping[str, str]) -> Any:
     return [_lift(v, keys) if isinstance(v, Mapping) else v for v in value]
 
 
+#: Normalizer context key: each site's time zone by eshopid (text), read once per tick.
+SITE_ZONES = "site_zones"
+
+
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The order with its site, enum names, lifted additionaldata keys and local day."""
     out = _lift(record, {**ORDER_KEYS, **PERSONAL_KEYS})
@@ -423,11 +428,10 @@ def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[st
     for field, names in ENUMS.items():
         code = record.get(field)
         out[f"{field}_name"] = names.get(code) if type(code) is int else None
-    out["business_date"] = (
-        local_day(record.get("orderdate"), out.get("pos_timezone"))
-        if out.get("pos_timezone")
-        else None
+    zone = out.get("pos_timezone") or (context.get(SITE_ZONES) or {}).get(
+        str(record.get("eshopid") or site)
     )
+    out["business_date"] = local_day(record.get("orderdate"), zone) if zone else None
     out["orderitems"] = _lifted_list(record.get("orderitems"), ITEM_KEYS)
     out["payments"] = _lifted_list(record.get("payments"), PAYMENT_KEYS)
     return out

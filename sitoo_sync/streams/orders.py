@@ -10,14 +10,46 @@ where the fact sheet infers, 2.9): a walk by `orderid` (a late offline order kee
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from sitoo_sync.api.client import Api
+from sitoo_sync.errors import SitooSyncError
+from sitoo_sync.log import get_logger
 from sitoo_sync.normalize import orders as normalize
-from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.base import Stream, TickSources, items_of
 from sitoo_sync.streams.cursors_keyset import Keyset
 from sitoo_sync.streams.options import Option
 from sitoo_sync.streams.partitions import SITES
+
+log = get_logger(__name__)
+
+
+def site_zones(sources: TickSources) -> Mapping[str, Any]:
+    """Once per tick: every site's time zone (`/sites/{id}/settings.json` `timezone`), the
+    local day of an order that carries no `pos-timezone` (a web order). A site whose
+    settings cannot be read is left out; its web orders then have no business_date."""
+    zones: dict[str, str] = {}
+    try:
+        sites = items_of(sources.get(Api.V2, "/sites.json"))
+    except (SitooSyncError, ValueError) as exc:
+        log.info("site_zones_unavailable", stream="orders", error=str(exc))
+        return {normalize.SITE_ZONES: zones}
+    for site in sites:
+        eshopid = site.get("eshopid") if isinstance(site, Mapping) else None
+        if type(eshopid) is not int:
+            continue
+        try:
+            settings = sources.get(Api.V2, f"/sites/{eshopid}/settings.json")
+        except SitooSyncError as exc:
+            log.info("site_zone_unavailable", stream="orders", site=eshopid, error=exc.message)
+            continue
+        zone = settings.get("timezone") if isinstance(settings, Mapping) else None
+        if isinstance(zone, str) and zone:
+            zones[str(eshopid)] = zone
+    return {normalize.SITE_ZONES: zones}
+
 
 ORDERS = Stream(
     name="orders",
@@ -42,6 +74,7 @@ ORDERS = Stream(
     description="Orders (sales, refunds, web orders, bookings, parked) with items, sales "
     "taxes, payments and reserved payments; open orders are read again until final",
     partitions=SITES,
+    tick_context=site_zones,
     options=(
         Option("page_size", int, "orders per request (`num`)", ge=1, le=1000),
         Option(

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
+from sitoo_sync.demo_retail import RetailTruth, retail_lines
 from sitoo_sync.progress import Progress, plural
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
@@ -40,6 +41,12 @@ FROM v_cash_differences ORDER BY abs(cash_difference) DESC LIMIT 10;
 -- Best sellers, refunds netted off:
 SELECT currencycode, sku, name, sum(quantity) AS units, sum(amount_incl_vat) AS amount
 FROM v_product_sales GROUP BY currencycode, sku, name ORDER BY amount DESC LIMIT 10;
+
+-- Sales from orders (POS and web) per store and day, and what is left in stock:
+SELECT business_date, store_id, currencycode, net_sales, orders
+FROM v_daily_order_sales ORDER BY business_date DESC, store_id LIMIT 10;
+SELECT store_id, currencycode, sum(stock_value) AS value, sum(available) AS units
+FROM v_stock_levels GROUP BY store_id, currencycode ORDER BY store_id;
 
 -- What every table and column means (also docs/tables.md, or `sitoo-sync docs`):
 SELECT table_name, column_name, comment FROM duckdb_columns()
@@ -110,6 +117,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         truth = {
             k or "NO_STORE": Decimal(v) for k, v in sim.world.expected_sales_by_store().items()
         }
+        retail_truth = RetailTruth.of(sim.rest)
 
     warehouse = open_warehouse(f"duckdb:///{db}")
     try:
@@ -131,6 +139,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
             "FROM store_z_reports"
         )[0]
         final = warehouse.query("SELECT cursor FROM sync_state WHERE stream = 'store_z_reports'")
+        retail, retail_matched = retail_lines(warehouse, retail_truth)
     finally:
         warehouse.close()
     print("\nSales per store (sum of moneysalestotal):")
@@ -145,6 +154,10 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         f"\nStore z-reports: {reports} (one per store and day) over {days} days, "
         f"{first} to {last}; final through {final[0][0] if final else '-'}"
     )
+    print()
+    for line in retail:
+        print(line)
+    matched &= retail_matched
     print("\nTry next, with the duckdb CLI (duckdb.org) or the Python that runs sitoo-sync:")
     print(f"  duckdb {db} 'SHOW TABLES'")
     print(

@@ -162,6 +162,7 @@ CHECKS: tuple[Check, ...] = (
         "Orders per register and day against its z-report.",
         ("orders",),
         None,
-        unavailable="orders are not synced yet",
+        unavailable="not built yet: orders are loaded, but not yet compared per register "
+        "and day with the z-reports",
     ),
 )

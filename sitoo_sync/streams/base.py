@@ -100,7 +100,7 @@ class Stream:
     def configured(self, stream_options: Mapping[str, Any]) -> Stream:
         """This stream with its own settings (`[streams.<name>]` and the environment)
         applied to its cursor strategy; a bad value is a ConfigError."""
-        values = option_values(self, stream_options.get(self.name, {}))
+        values = option_values(self.name, self.options, stream_options.get(self.name, {}))
         if not values:
             return self
         return dataclasses.replace(self, cursor=dataclasses.replace(self.cursor, **values))  # type: ignore[type-var]  # every strategy is a dataclass

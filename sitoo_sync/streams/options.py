@@ -16,17 +16,14 @@ A bad value is a one-line ConfigError naming where it came from.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.settings import ENV_PREFIX
-
-if TYPE_CHECKING:
-    from sitoo_sync.streams.base import Stream
 
 #: Settings every stream has besides its own options (handled by the service).
 COMMON = ("schedule",)
@@ -62,28 +59,29 @@ class Option:
 
 
 def option_values(
-    stream: Stream,
+    stream: str,
+    options: Sequence[Option],
     given: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The stream's options that are set (environment over `given`, the stream's TOML
+    """The options of `stream` that are set (environment over `given`, the stream's TOML
     section), validated; options left unset keep the strategy's default."""
     env = os.environ if environ is None else environ
-    known = {o.name for o in stream.options}
+    known = {o.name for o in options}
     unknown = sorted(set(given) - known - set(COMMON))
     if unknown:
         offered = ", ".join([*sorted(known), *COMMON])
         raise ConfigError(
-            f"[streams.{stream.name}]: unknown setting {', '.join(map(repr, unknown))} "
+            f"[streams.{stream}]: unknown setting {', '.join(map(repr, unknown))} "
             f"(known: {offered})"
         )
     values: dict[str, Any] = {}
-    for option in stream.options:
-        found = next(((n, env[n]) for n in option.env_names(stream.name) if n in env), None)
+    for option in options:
+        found = next(((n, env[n]) for n in option.env_names(stream) if n in env), None)
         if found is not None:
             name, raw = found
             values[option.name] = option.validate(raw.strip() or None, name)
         elif option.name in given:
-            source = f"[streams.{stream.name}] {option.name}"
+            source = f"[streams.{stream}] {option.name}"
             values[option.name] = option.validate(given[option.name], source)
     return values

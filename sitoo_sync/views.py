@@ -150,6 +150,18 @@ def _stock_levels(d: Sql) -> str:
     )
 
 
+def _registers(d: Sql) -> str:
+    return (
+        f"SELECT c.registerid, c.site_id, c.warehouseid, "
+        f"COALESCE(st.externalid, 'NO_STORE') AS store_id, st.name AS store_name, "
+        f"c.currencycode, c.first_seen_at, c.last_seen_at, c.missing_since "
+        f"FROM {d.t('cash_registers')} c "
+        f"LEFT JOIN {d.t('warehouses')} w "
+        f"ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
+        f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid"
+    )
+
+
 _Z = (
     "moneysalestotal",
     "moneysalestotalnet",
@@ -369,5 +381,35 @@ VIEWS: tuple[View, ...] = (
             "products": ("site_id", "sku", "productid", "title"),
         },
         _stock_levels,
+    ),
+    View(
+        "v_registers",
+        "Every cash register with its store: the register's warehouse names the store "
+        "(cash_registers.warehouseid -> warehouses.storeid -> stores).",
+        (
+            ("registerid", "The register."),
+            ("site_id", "The site that lists it."),
+            ("warehouseid", "The warehouse it sells from."),
+            ("store_id", "Its store's external ID (as z-reports' store_id); NO_STORE for none."),
+            ("store_name", "Its store's name."),
+            ("currencycode", "The register's currency."),
+            ("first_seen_at", "When a listing first showed it (UTC)."),
+            ("last_seen_at", "When a listing last showed it (UTC)."),
+            ("missing_since", "Since when listings no longer show it (UTC); NULL: listed."),
+        ),
+        {
+            "cash_registers": (
+                "registerid",
+                "site_id",
+                "warehouseid",
+                "currencycode",
+                "first_seen_at",
+                "last_seen_at",
+                "missing_since",
+            ),
+            "warehouses": ("site_id", "warehouseid", "storeid"),
+            "stores": ("site_id", "storeid", "externalid", "name"),
+        },
+        _registers,
     ),
 )

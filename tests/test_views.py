@@ -304,6 +304,17 @@ def test_stock_levels_value_each_store_as_the_simulator_does(loaded: Loaded) -> 
     assert listed == sum(1 for (_w, sku) in sim.rest.stock.items if sku in live)
 
 
+def test_registers_view_gives_each_register_its_store(loaded: Loaded) -> None:
+    """v_registers names, for every register with a store, the store the simulator gave it
+    (its external ID, as z-reports' store_id), on every target."""
+    target, sim = loaded
+    got = dict(rows(target, "SELECT registerid, store_id FROM v_registers"))
+    registers = {r.registerid: r.store_id for r in sim.world.registers}
+    assert set(got) == set(registers)
+    with_store = {k: v for k, v in registers.items() if v is not None}
+    assert {k: got[k] for k in with_store} == with_store
+
+
 def test_the_readme_queries_read_the_views_and_run(loaded: Loaded) -> None:
     """Every query of the README's Querying section reads a view, and runs on DuckDB."""
     target, _ = loaded

@@ -24,8 +24,6 @@ token holds the position to resume at.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import random
 from array import array
@@ -36,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sitoo_sync.simulator.data import PRODUCT_GROUPS, STAFF, money
-from sitoo_sync.simulator.journal import UNKNOWN_TYPE, Journal
+from sitoo_sync.simulator.journal import UNKNOWN_TYPE, Journal, _offset, _token
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import Register, World
@@ -323,7 +321,7 @@ class LazyJournal(Journal):
         token: str | None,
     ) -> bytes:
         """One page of `/journal-entries`, encoded; `next` resumes at a position."""
-        resume = _position(token) if token else None
+        resume = _offset(token) if token else None
         items: list[bytes] = []
         more = False
         for position, (added, created, entry_type, raw) in self._walk(
@@ -413,19 +411,3 @@ def _malformed(raw: bytes, n: int) -> bytes:
     else:
         entry["datecreated"] = "yesterday"
     return json.dumps(entry).encode()
-
-
-def _token(position: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"p": position}).encode()).decode()
-
-
-def _position(token: str) -> int:
-    from sitoo_sync.simulator.server import ApiProblem
-
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))["p"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise ApiProblem(400, "Invalid next cursor") from None
-    if not isinstance(value, int) or value < 0:
-        raise ApiProblem(400, "Invalid next cursor")
-    return value

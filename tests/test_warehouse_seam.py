@@ -1,12 +1,10 @@
-"""The warehouse seam holds: backends and dialects stay inside warehouse/, streams outside it."""
+"""The warehouse seam holds: backends and dialects stay inside warehouse/ (that warehouse/ names
+no stream is test_stream_registry.py's engine check)."""
 
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
-
-from sitoo_sync.streams import STREAMS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sitoo_sync"
 WAREHOUSE = PACKAGE / "warehouse"
@@ -67,21 +65,3 @@ def test_the_check_sees_a_backend_import(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert sorted({line for line, module in _imports(sample) if _internal(module)}) == [1, 2, 3]
-
-
-def test_warehouse_names_no_stream_or_stream_table() -> None:
-    """warehouse/ is generic: no stream's name and no table a stream declares appears in its
-    code, docstrings or comments (such knowledge belongs with the declarations)."""
-    names = set(STREAMS) | {t.name for stream in STREAMS.values() for t in stream.tables}
-    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b")
-    offenders = [
-        f"{path.relative_to(PACKAGE.parent)}:{number}: {match.group(1)}"
-        for path in sorted(WAREHOUSE.rglob("*.py"))
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if (match := pattern.search(line))
-    ]
-    assert names, "the stream registry is empty"
-    assert offenders == [], (
-        "sitoo_sync/warehouse/ must not know streams by name; move this to the stream's "
-        "declaration (or sitoo_sync/views.py for views):\n" + "\n".join(offenders)
-    )

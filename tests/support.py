@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +36,28 @@ def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def run_once_process(
+    sim: Simulator, target_env: Mapping[str, str], **extra: str
+) -> subprocess.Popen[str]:
+    """`sitoo-sync run --once` in a subprocess against `sim` and the target `target_env`
+    names, logging JSON to a stderr pipe; `extra` adds or overrides SITOO_* settings. The
+    caller's own SITOO_* variables are left out, so only what the test says applies."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
+        **sim.settings_env(),
+        **target_env,
+        "SITOO_LOG_FORMAT": "json",
+        **extra,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> None:

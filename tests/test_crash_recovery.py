@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,25 +14,16 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS
 from tests.conftest import SyncFn
-from tests.support import PipeLines, settings_for
+from tests.support import PipeLines, run_once_process, settings_for
 from tests.targets import Target, target_for
 
 
 def run_cli(sim: Simulator, target: Target, batch_seconds: str) -> subprocess.Popen[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
-        **sim.settings_env(),
-        **target.env(),
-        "SITOO_STREAMS": "pos_z_reports",
-        "SITOO_LOG_FORMAT": "json",
-        "SITOO_LOAD_BATCH_SECONDS": batch_seconds,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    return run_once_process(
+        sim,
+        target.env(),
+        SITOO_STREAMS="pos_z_reports",
+        SITOO_LOAD_BATCH_SECONDS=batch_seconds,
     )
 
 

@@ -7,10 +7,8 @@ import hashlib
 import hmac
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -46,7 +44,7 @@ from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.cursors_modified import ModifiedSince, parse_state
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
-from tests.support import FIXTURES, PipeLines, query, settings_for
+from tests.support import FIXTURES, PipeLines, query, run_once_process, settings_for
 from tests.targets import Target, target_for
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -623,20 +621,8 @@ def test_injected_faults_lose_nothing(sim: Simulator, tmp_path: Path) -> None:
 
 
 def _run_cli(sim: Simulator, target: Target) -> subprocess.Popen[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
-        **sim.settings_env(),
-        **target.env(),
-        "SITOO_STREAMS": "products",
-        "SITOO_LOG_FORMAT": "json",
-        "SITOO_LOAD_BATCH_SECONDS": "0",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    return run_once_process(
+        sim, target.env(), SITOO_STREAMS="products", SITOO_LOAD_BATCH_SECONDS="0"
     )
 
 

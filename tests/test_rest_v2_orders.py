@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.data import money as money_text
 from tests.conftest import SyncFn
-from tests.support import FIXTURES, PipeLines, query, settings_for
+from tests.support import FIXTURES, PipeLines, query, run_once_process, settings_for
 from tests.targets import SERVERS, Target, target_for
 
 NOW = 1_790_000_000  # a fixed clock: every run builds the same world
@@ -472,21 +471,12 @@ def test_a_reset_to_a_day_reads_again_from_that_days_first_order(
 
 def run_cli(sim: Simulator, target: Target) -> subprocess.Popen[str]:
     """`sitoo-sync run --once` for the orders stream, small pages, one commit per window."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
-        **sim.settings_env(),
-        **target.env(),
-        "SITOO_STREAMS": "orders",
-        "SITOO_ORDERS_PAGE_SIZE": "8",
-        "SITOO_LOG_FORMAT": "json",
-        "SITOO_LOAD_BATCH_SECONDS": "0",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    return run_once_process(
+        sim,
+        target.env(),
+        SITOO_STREAMS="orders",
+        SITOO_ORDERS_PAGE_SIZE="8",
+        SITOO_LOAD_BATCH_SECONDS="0",
     )
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from sitoo_sync.warehouse.base import SYNC_RUNS, SYSTEM_TABLES, RunRow
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
 from sitoo_sync.warehouse.sqla import SqlWarehouse
 from tests.conftest import SyncFn
-from tests.support import PipeLines, settings_for, use_simulator, vendor_example
+from tests.support import PipeLines, run_once_process, settings_for, use_simulator, vendor_example
 from tests.targets import ALL_TARGETS, Target, target_for
 
 
@@ -249,20 +248,11 @@ def test_status_shows_each_streams_last_run(
 
 
 def run_cli(sim: Simulator, db: Path) -> subprocess.Popen[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SITOO_")},
-        **sim.settings_env(),
-        "SITOO_TARGET_URL": f"duckdb:///{db}",
-        "SITOO_STREAMS": "pos_z_reports",
-        "SITOO_LOG_FORMAT": "json",
-        "SITOO_LOAD_BATCH_SECONDS": "0",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    return run_once_process(
+        sim,
+        {"SITOO_TARGET_URL": f"duckdb:///{db}"},
+        SITOO_STREAMS="pos_z_reports",
+        SITOO_LOAD_BATCH_SECONDS="0",
     )
 
 

@@ -24,7 +24,6 @@ from typing import Any
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
 from sitoo_sync.errors import SitooSyncError, WarehouseError
-from sitoo_sync.locks import PartitionLocks, partition_locks
 from sitoo_sync.log import get_logger
 from sitoo_sync.partition import ANY_TIME, sync_partition, utcnow
 from sitoo_sync.results import PartitionResult
@@ -35,6 +34,7 @@ from sitoo_sync.streams.partitions import with_every_site
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
+    PartitionLocks,
     SerializedWarehouse,
     Warehouse,
     tick_threads,
@@ -218,14 +218,17 @@ class _Claims:
     @classmethod
     def open(
         cls,
-        settings: Settings,
-        stream: str,
+        warehouse: Warehouse,
+        stream: Stream,
         cursors: Mapping[str, str | None],
         report: RunReport,
     ) -> _Claims | None:
-        """Claims on `stream`'s partitions, or None when this process syncs them all."""
-        locks = partition_locks(settings, stream)
-        return None if locks is None else cls(locks, stream, cursors, report)
+        """Claims on `stream`'s partitions, or None when this process syncs them all: the
+        target keeps no shared locks, or the stream is one partition, which cannot be split."""
+        if stream.partitions.single:
+            return None
+        locks = warehouse.partition_locks(stream.name)
+        return None if locks is None else cls(locks, stream.name, cursors, report)
 
     def run(
         self,
@@ -377,7 +380,7 @@ def _run_stream(
     one query first, and the partitions that load nothing have their outcomes written
     together at the end (`Outcomes`).
 
-    When processes split the stream's partitions (`locks.partition_locks`), each takes them
+    When processes split the stream's partitions (`Warehouse.partition_locks`), each takes them
     in an order of its own (so replicas rarely reach for the same one) and syncs each under
     its lock. A partition another process holds is skipped, and so is one whose cursor moved
     since this tick read the cursors (another process synced it meanwhile; what it left
@@ -396,7 +399,7 @@ def _run_stream(
     if pool is not None:
         writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows)
 
-    claims = _Claims.open(settings, stream.name, cursors, report)
+    claims = _Claims.open(warehouse, stream, cursors, report)
 
     def one(partition: str) -> PartitionResult | None:
         if stop is not None and stop.is_set():

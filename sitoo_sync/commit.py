@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from sitoo_sync.inflight import ByteBudget
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import NormalizedWindow
@@ -164,11 +165,15 @@ class Batch:
 
     Loading several windows in one transaction costs far fewer statements than one each;
     the bounds keep memory and the work a crash can undo small. A window whose parent keys
-    are already in the batch starts a new one, so a batch never holds a key twice.
+    are already in the batch starts a new one, so a batch never holds a key twice. With a
+    `budget` (the tick's rows in flight, shared by its partitions), the batch holds its
+    Arrow bytes there and counts as full while all batches together hold more than it.
     """
 
     max_rows: int
     max_seconds: float
+    budget: ByteBudget | None = None
+    nbytes: int = 0
     windows: list[NormalizedWindow] = field(default_factory=list)
     keys: set[tuple[Any, ...]] = field(default_factory=set)
     records: int = 0
@@ -185,6 +190,10 @@ class Batch:
         """Append a window and move the batch's cursor to it."""
         if not self.windows:
             self.started = time.monotonic()
+        if self.budget is not None:
+            size = window.nbytes()
+            self.budget.add(size)
+            self.nbytes += size
         self.windows.append(window)
         self.keys |= keys
         self.records += records
@@ -193,13 +202,20 @@ class Batch:
     def full(self) -> bool:
         """True once the batch should be committed."""
         rows = sum(w.row_count() for w in self.windows)
-        return rows >= self.max_rows or time.monotonic() - self.started >= self.max_seconds
+        return (
+            rows >= self.max_rows
+            or time.monotonic() - self.started >= self.max_seconds
+            or (self.budget is not None and self.budget.over())
+        )
 
     def clear(self) -> None:
         """Forget everything (after a commit)."""
         self.windows.clear()
         self.keys.clear()
         self.records = 0
+        if self.budget is not None:
+            self.budget.release(self.nbytes)
+        self.nbytes = 0
 
 
 class Outcomes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ import pyarrow as pa
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.commit import Batch, GroupWriter, Outcomes, PartitionWriter
 from sitoo_sync.errors import DisabledStream, SitooSyncError
+from sitoo_sync.inflight import Buffer, ByteBudget
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.personal import PersonalData
@@ -68,8 +69,18 @@ def utcnow() -> datetime:
 _PRODUCERS = ThreadPoolExecutor(2 * MAX_CONCURRENCY, thread_name_prefix="sitoo-prefetch")
 
 
-def prefetch(source: Iterator[T], *, depth: int = 1) -> Iterator[T]:
-    """Iterate `source` on a helper thread, at most `depth` items ahead of the consumer."""
+def prefetch(
+    source: Iterator[T],
+    *,
+    depth: int = 1,
+    budget: ByteBudget | None = None,
+    size: Callable[[T], int] = lambda _item: 0,
+) -> Generator[T, None, None]:
+    """Iterate `source` on a helper thread, at most `depth` items ahead of the consumer.
+
+    With a `budget`, each item holds `size(item)` bytes of it (held by the producer before it
+    made the item) until the consumer asks for the next one, or leaves.
+    """
     box: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -86,24 +97,38 @@ def prefetch(source: Iterator[T], *, depth: int = 1) -> Iterator[T]:
     def produce() -> None:
         try:
             for item in source:
-                if not offer(item):
+                cost = size(item) if budget is not None else 0
+                if not offer((item, cost)):
+                    if budget is not None:
+                        budget.release(cost)
                     return
             offer(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
             offer(exc)
 
     worker = _PRODUCERS.submit(produce)
+    held = 0
     try:
         while True:
-            item = box.get()
-            if item is _DONE:
+            got = box.get()
+            if got is _DONE:
                 return
-            if isinstance(item, BaseException):
-                raise item
+            if isinstance(got, BaseException):
+                raise got
+            item, held = got
             yield item
+            if budget is not None:
+                budget.release(held)
+            held = 0
     finally:
         stop.set()
         wait([worker], timeout=5)
+        if budget is not None:
+            while not box.empty():  # handed over, never taken
+                left = box.get_nowait()
+                if isinstance(left, tuple):
+                    held += left[1]
+            budget.release(held)
 
 
 def _split_values_from(
@@ -134,20 +159,71 @@ def _split_values_from(
     return values
 
 
+class PageHolds:
+    """One partition's pages held in the tick's `Buffer`: from before each request (the
+    buffer's estimate, waiting until it fits) to the real size once the page is in, and
+    claimed by the window they make, which gives them back once it is normalized."""
+
+    def __init__(self, buffer: Buffer | None, stop: threading.Event | None) -> None:
+        self.buffer = buffer
+        self.stop = stop
+        self.unclaimed = 0
+
+    def fetch(self, request: Callable[[], tuple[Any, int]]) -> Any:
+        """Run `request` (→ the decoded body and its wire bytes) under a hold."""
+        if self.buffer is None:
+            return request()[0]
+        budget = self.buffer.pages
+        estimate = self.buffer.page_estimate()
+        if not budget.acquire(estimate, self.stop):
+            budget.add(estimate)  # stopping: the last request goes without waiting
+        try:
+            body, wire = request()
+        except BaseException:
+            budget.release(estimate)
+            raise
+        size = Buffer.page_cost(wire)
+        budget.settle(estimate, size)
+        self.unclaimed += size
+        return body
+
+    def claim(self, _window: Any) -> int:
+        """The bytes held by the pages fetched since the last window: this window's."""
+        held, self.unclaimed = self.unclaimed, 0
+        return held
+
+    def drop(self) -> None:
+        """Give back pages no window claimed (the partition ended mid-window)."""
+        if self.buffer is not None and self.unclaimed:
+            self.buffer.pages.release(self.unclaimed)
+        self.unclaimed = 0
+
+
 def _fetchers(
-    client: SitooClient, stream: Stream, partition: str, slots: AbstractContextManager[Any]
+    client: SitooClient,
+    stream: Stream,
+    partition: str,
+    slots: AbstractContextManager[Any],
+    holds: PageHolds,
 ) -> tuple[
     Callable[[Mapping[str, str | int]], list[Any]], Callable[[Mapping[str, str | int]], Any]
 ]:
-    """GET the stream's path for this partition, each request holding one of the `slots`:
-    (records only, whole response)."""
+    """GET the stream's path for this partition, each request holding one of the `slots`
+    and its page held in the buffer: (records only, whole response)."""
     path = stream.path_for(partition)
+    received = client.received_bytes
+    counted = (stream.name, partition)
 
-    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+    def request(params: Mapping[str, str | int]) -> tuple[Any, int]:
         with slots:
-            return client.get_json(
+            before = received[counted]
+            body = client.get_json(
                 stream.api, path, params, stream=stream.name, partition=partition
             )
+            return body, received[counted] - before
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        return holds.fetch(lambda: request(params))
 
     def fetch(params: Mapping[str, str | int]) -> list[Any]:
         try:
@@ -168,9 +244,11 @@ def _window_context(
     *,
     now: datetime,
     slots: AbstractContextManager[Any] = ANY_TIME,
+    holds: PageHolds | None = None,
 ) -> WindowContext:
     """What the stream's cursor strategy may use during this tick."""
-    fetch, fetch_raw = _fetchers(client, stream, partition, slots)
+    holds = holds or PageHolds(None, None)
+    fetch, fetch_raw = _fetchers(client, stream, partition, slots, holds)
 
     def get(path: str) -> Any:
         with slots:
@@ -238,6 +316,7 @@ def sync_partition(
     writer: GroupWriter | None = None,
     slots: AbstractContextManager[Any] = ANY_TIME,
     tick: Mapping[str, Any] | None = None,
+    buffer: Buffer | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
@@ -248,7 +327,8 @@ def sync_partition(
     `writer`, its batches commit in groups with other partitions'. Each request holds one
     of the `slots` (SITOO_CONCURRENCY of them, shared by the tick's partitions). `tick` is
     the stream tick's context (its run id, the stream's `tick_context`), given to the
-    normalizer with the partition's own.
+    normalizer with the partition's own. `buffer` bounds the bytes in flight: the pages
+    fetched ahead and the rows batched, shared with the tick's other partitions.
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -257,10 +337,16 @@ def sync_partition(
         stored = warehouse.get_cursor(stream.name, partition)
     result.cursor = stored
     now = clock()
+    holds = PageHolds(buffer, stop)
     windows: Iterator[Window] = stream.cursor.windows(
-        _window_context(settings, client, stream, partition, now=now, slots=slots), stored
+        _window_context(settings, client, stream, partition, now=now, slots=slots, holds=holds),
+        stored,
     )
-    batch = Batch(max_rows=settings.load_batch_rows, max_seconds=settings.load_batch_seconds)
+    batch = Batch(
+        max_rows=settings.load_batch_rows,
+        max_seconds=settings.load_batch_seconds,
+        budget=buffer.rows if buffer is not None else None,
+    )
     context = {
         **(tick or {}),
         "partition": partition,
@@ -275,7 +361,11 @@ def sync_partition(
     # brings something new, the rest load as they come (upserts make re-reads harmless).
     rereads = stream.immutable and stored is not None
     try:
-        for window in prefetch(windows):
+        for window in prefetch(
+            windows,
+            budget=buffer.pages if buffer is not None else None,
+            size=holds.claim,
+        ):
             records = window.records
             if rereads:
                 records = _unstored(warehouse, parent, records)
@@ -302,6 +392,9 @@ def sync_partition(
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
         loader.stopped("failed", str(exc))
+    finally:
+        batch.clear()  # what a failed partition never committed gives its bytes back
+        holds.drop()
     for note, count in result.notes.items():
         log.warning(
             "entries_noted", stream=stream.name, partition=partition, note=note, count=count

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     )
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
+    buffer_mb: float = Field(
+        64,
+        ge=4,
+        le=65536,
+        description="memory for data in flight: pages fetched ahead and rows awaiting commit",
+    )
     schedules: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description='per stream: "15m", "1h", "30s" or a cron expression'
     )

@@ -24,6 +24,7 @@ from typing import Any
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
 from sitoo_sync.errors import SitooSyncError, WarehouseError
+from sitoo_sync.inflight import Buffer
 from sitoo_sync.log import get_logger
 from sitoo_sync.partition import ANY_TIME, sync_partition, utcnow
 from sitoo_sync.results import PartitionResult
@@ -329,6 +330,7 @@ def _run_streams(
     # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads.
     pool: ThreadPoolExecutor | None = None
     slots = threading.BoundedSemaphore(settings.concurrency)
+    buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
     try:
         for stream in streams:
             if stop is not None and stop.is_set():
@@ -352,10 +354,12 @@ def _run_streams(
                     pool=pool if concurrent else None,
                     slots=slots,
                     tick=run.context,
+                    buffer=buffer,
                 )
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        log.info("buffer_peak", **buffer.summary())
 
 
 def _run_stream(
@@ -371,6 +375,7 @@ def _run_stream(
     pool: ThreadPoolExecutor | None,
     slots: threading.BoundedSemaphore,
     tick: Mapping[str, Any] | None = None,
+    buffer: Buffer | None = None,
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
@@ -424,6 +429,7 @@ def _run_stream(
             writer=writer,
             slots=slots if pool is not None else ANY_TIME,
             tick=tick,
+            buffer=buffer,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}

@@ -27,6 +27,7 @@ ENGINE = [
     PACKAGE / "cli.py",
     PACKAGE / "locks.py",
     PACKAGE / "progress.py",
+    PACKAGE / "inflight.py",
     PACKAGE / "metrics.py",
     PACKAGE / "status.py",
     *sorted((PACKAGE / "warehouse").glob("*.py")),

@@ -155,6 +155,11 @@ class NormalizedWindow:
         """Rows across all tables."""
         return sum(t.num_rows for t in self.tables.values())
 
+    def nbytes(self) -> int:
+        """What the window's typed rows take in memory."""
+        size: int = self.parent_keys.nbytes + sum(t.nbytes for t in self.tables.values())
+        return size
+
     def keys(self) -> set[tuple[Any, ...]]:
         """The parent keys as a set of tuples."""
         columns = [c.to_pylist() for c in self.parent_keys.columns]

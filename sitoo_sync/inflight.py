@@ -1,0 +1,120 @@
+"""What a tick holds between the network and the warehouse, bounded in bytes.
+
+Memory is bounded by bytes in flight, never by history, rows or partitions: a tick's
+partitions share one `Buffer` (SITOO_BUFFER_MB), half of it for pages fetched and not yet
+normalized, half for normalized rows waiting in batches for their commit.
+
+- A page is held from before its request until its window has been normalized, at its
+  wire size times `PARSED_FACTOR` (what the parsed JSON costs as Python objects). Before a
+  request the fetcher holds the largest page seen so far and waits until that fits (or
+  nothing is held: a page larger than the whole half goes alone); once the page is in, the
+  hold becomes its real size. So the pages held pass their half only by what a page larger
+  than every page before it brings, never by how many partitions run.
+- Rows are counted at their Arrow size. A batch is committed early when the rows of all
+  batches together pass their half; it never waits, so no fetcher or commit can deadlock
+  on the other. Only one window is normalized at a time, so the rows held pass their half
+  by one window at most.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sitoo_sync.log import get_logger
+
+log = get_logger(__name__)
+
+#: A parsed journal page of 1,000 entries: 0.43 MB on the wire, 1.5 MB as Python objects.
+PARSED_FACTOR = 3.5
+_MB = 1024 * 1024
+#: What a first page is expected to hold before any page was seen (a full journal page).
+FIRST_PAGE = int(0.5 * _MB * PARSED_FACTOR)
+
+
+class ByteBudget:
+    """Bytes held against a limit, shared by threads; records the most ever held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self.largest = 0  # the largest single hold ever settled (see `settle`)
+        self.waits = 0  # acquisitions that had to wait for bytes to be given back
+        self._cond = threading.Condition()
+
+    def acquire(
+        self, size: int, cancelled: threading.Event | None = None, *, patience: float = 60.0
+    ) -> bool:
+        """Wait until `size` more bytes fit (or nothing is held) and hold them; False when
+        `cancelled` is set first (nothing is held then).
+
+        After `patience` seconds it holds them anyway and says so: a safety valve against a
+        hold nobody gives back, which would otherwise stop the tick.
+        """
+        deadline = time.monotonic() + patience
+        with self._cond:
+            if self.used and self.used + size > self.limit:
+                self.waits += 1
+            while self.used and self.used + size > self.limit:
+                if cancelled is not None and cancelled.is_set():
+                    return False
+                if time.monotonic() >= deadline:
+                    log.warning("buffer_wait_exceeded", held=self.used, limit=self.limit)
+                    break
+                self._cond.wait(0.1)
+            self._hold(size)
+            return True
+
+    def add(self, size: int) -> None:
+        """Hold `size` more bytes now, whatever is held (see `over`)."""
+        with self._cond:
+            self._hold(size)
+
+    def settle(self, held: int, size: int) -> None:
+        """Turn a hold of `held` bytes into one of `size` (the real size, once known)."""
+        with self._cond:
+            self.largest = max(self.largest, size)
+            self._hold(size - held)
+            if size < held:
+                self._cond.notify_all()
+
+    def release(self, size: int) -> None:
+        """Give back `size` bytes held."""
+        with self._cond:
+            self.used -= size
+            self._cond.notify_all()
+
+    def over(self) -> bool:
+        """True while more than the limit is held."""
+        return self.used > self.limit
+
+    def _hold(self, size: int) -> None:
+        self.used += size
+        self.peak = max(self.peak, self.used)
+
+
+class Buffer:
+    """A tick's bytes in flight: `pages` fetched and not yet normalized, `rows` batched."""
+
+    def __init__(self, megabytes: float) -> None:
+        half = int(megabytes * _MB / 2)
+        self.pages = ByteBudget(half)
+        self.rows = ByteBudget(half)
+
+    @staticmethod
+    def page_cost(wire_bytes: int) -> int:
+        """What a page of `wire_bytes` holds once parsed."""
+        return int(wire_bytes * PARSED_FACTOR)
+
+    def page_estimate(self) -> int:
+        """What to hold before a request: the largest page seen, or a full journal page."""
+        return self.pages.largest or FIRST_PAGE
+
+    def summary(self) -> dict[str, float]:
+        """The most held of each half, and each half's limit, in MB (for the tick's log)."""
+        return {
+            "pages_peak_mb": round(self.pages.peak / _MB, 1),
+            "rows_peak_mb": round(self.rows.peak / _MB, 1),
+            "half_mb": round(self.pages.limit / _MB, 1),
+        }

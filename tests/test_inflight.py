@@ -1,0 +1,131 @@
+"""Memory is bounded by bytes in flight: the tick's buffer of pages and rows, by design."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitoo_sync import sync as sync_module
+from sitoo_sync.inflight import FIRST_PAGE, Buffer, ByteBudget
+from sitoo_sync.normalize.journal_entries import JOURNAL_ENTRIES
+from sitoo_sync.partition import prefetch
+from sitoo_sync.simulator import SimConfig, Simulator
+from tests.conftest import SyncFn
+from tests.support import settings_for
+from tests.targets import target_for
+
+
+def test_a_hold_that_does_not_fit_waits_until_bytes_are_given_back() -> None:
+    """acquire blocks while the bytes held plus the new ones pass the limit, and goes on
+    as soon as enough are released; the most ever held stays within the limit."""
+    budget = ByteBudget(100)
+    assert budget.acquire(60)
+    got = threading.Event()
+
+    def second() -> None:
+        budget.acquire(60)
+        got.set()
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    assert not got.wait(0.3)  # 60 + 60 > 100: it waits
+    budget.release(60)
+    assert got.wait(2)
+    waiter.join()
+    assert budget.used == 60
+    assert budget.peak == 60
+    assert budget.waits == 1
+
+
+def test_a_page_larger_than_the_budget_goes_alone_and_a_cancelled_wait_holds_nothing() -> None:
+    """With nothing held, even an oversize hold is granted (no deadlock on a huge page); a
+    waiter whose tick is stopping gives up without holding anything."""
+    budget = ByteBudget(100)
+    assert budget.acquire(250)
+    stopping = threading.Event()
+    stopping.set()
+    assert budget.acquire(10, stopping) is False
+    assert budget.used == 250
+    budget.release(250)
+    assert budget.used == 0
+
+
+def test_settle_turns_an_estimate_into_the_real_size() -> None:
+    """A hold taken before a request at the estimate becomes the page's real size, and the
+    largest size seen is the next estimate."""
+    buffer = Buffer(1)
+    first = buffer.page_estimate()
+    buffer.pages.acquire(first)
+    buffer.pages.settle(first, 1000)
+    assert buffer.pages.used == 1000
+    assert buffer.page_estimate() == 1000
+
+
+def test_prefetch_gives_back_what_each_item_held_when_the_consumer_moves_on() -> None:
+    """Each item's bytes are released once the consumer asks for the next one, and what
+    was handed over but never taken is released when the consumer leaves."""
+    budget = ByteBudget(10_000)
+    sizes = iter([100, 200, 300, 400])
+
+    def source() -> Any:
+        for n in range(4):
+            budget.acquire(100 * (n + 1))  # as a fetch does, before the request
+            yield n
+
+    items = prefetch(source(), budget=budget, size=lambda _item: next(sizes))
+    assert next(items) == 0
+    time.sleep(0.2)  # the producer has fetched item 1 and waits to hand over item 2
+    assert next(items) == 1
+    items.close()
+    time.sleep(0.2)
+    assert budget.used == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
+def test_the_pages_in_flight_never_exceed_the_byte_budget(
+    target_name: str, tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal backfill at concurrency 16 with a buffer of a few pages: the budget
+    binds (fetchers wait), the pages held never pass it by more than one page, everything
+    held is given back, and every entry is loaded exactly once."""
+    buffers: list[Buffer] = []
+
+    def small_buffer(_megabytes: float) -> Buffer:
+        buffer = Buffer(2)  # 1 MiB for pages: a few of this simulator's pages
+        buffers.append(buffer)
+        return buffer
+
+    monkeypatch.setattr(sync_module, "Buffer", small_buffer)
+    with (
+        Simulator.create(SimConfig(seed=41, days=3, registers_per_store=4)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
+        sim.faults.latency = 0.01
+        settings = settings_for(
+            sim,
+            tmp_path / "unused.duckdb",
+            streams=["journal_entries"],
+            concurrency=16,
+            **target.settings(),
+        )
+        report = sync(settings)
+        assert report.ok, [r.error for r in report.results if r.error]
+        keys = Counter(r[:2] for r in target.rows(JOURNAL_ENTRIES))
+        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+        assert set(keys) == expected
+        assert set(keys.values()) == {1}
+    [buffer] = buffers
+    pages = buffer.pages
+    assert pages.waits > 0, "the budget never bound: the test would prove nothing"
+    assert 0 < pages.largest < pages.limit
+    # Past the limit only by a page bigger than all before it, or by the first request's
+    # estimate held alone (a full journal page, before any page was seen).
+    assert pages.peak <= max(pages.limit + pages.largest, FIRST_PAGE)
+    assert pages.used == 0
+    assert buffer.rows.used == 0

@@ -317,8 +317,8 @@ class _Rows:
     def add(self, owner: int, obj: Mapping[str, Any], *prefix: Any) -> None:
         self.objs.append(obj)
         self.owners.append(owner)
-        for column, value in zip(self.prefix, prefix, strict=True):
-            column.append(value)
+        for i, value in enumerate(prefix):
+            self.prefix[i].append(value)
 
     def build(self, builder: TableBuilder, types: list[Any], errors: Errors) -> pa.Table:
         if not self.objs:
@@ -337,7 +337,8 @@ def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         raise RecordRejected(f"expected a list, got {type(value).__name__}", field=what)
     for i, item in enumerate(value):
-        require_object(item, f"{what}[{i}]")
+        if type(item) is not dict:
+            require_object(item, f"{what}[{i}]")
     return value
 
 
@@ -369,41 +370,48 @@ def _receipt_rows(
     extra_data = require_object(data.get("additionaldata") or {}, "data.additionaldata")
     refund = data.get("isrefund") is True
     currency = data.get("currencycode")
-    receipt = {
-        **data,
-        **{column: extra_data.get(name) for column, name in RECEIPT_KEYS.items()},
-        "type": entry.get("type"),
-        "ispractice": entry.get("ispractice"),
-        "datecreated": entry.get("datecreated"),
-        "business_date": business_date(entry.get("datecreated"), extra_data.get("pos-timezone")),
-        "moneytotal_signed": negated(data.get("moneytotal"), refund),
-    }
-    if receipt["store_id"] is None or receipt["store_id"] == "":
-        receipt["store_id"] = NO_STORE
     items = _objects(data.get("items"), "data.items")
     payments = _objects(data.get("payments"), "data.payments")
     discounts = [
         _objects(item.get("discounts"), f"data.items[{i}].discounts")
         for i, item in enumerate(items)
     ]
-    rows["receipts"].add(index, receipt, *key)
+    receipt = dict(data)
+    for column, name in RECEIPT_KEYS.items():
+        receipt[column] = extra_data.get(name)
+    created = entry.get("datecreated")
+    receipt["type"] = entry.get("type")
+    receipt["ispractice"] = entry.get("ispractice")
+    receipt["datecreated"] = created
+    receipt["business_date"] = business_date(created, extra_data.get("pos-timezone"))
+    receipt["moneytotal_signed"] = negated(data.get("moneytotal"), refund)
+    if receipt["store_id"] is None or receipt["store_id"] == "":
+        receipt["store_id"] = NO_STORE
+    registerid, entry_id = key
+    rows["receipts"].add(index, receipt, registerid, entry_id)
+    item_rows, discount_rows = rows["items"], rows["discounts"]
     for pos, item in enumerate(items):
         item_extra = require_object(item.get("additionaldata") or {}, "item.additionaldata")
-        lifted = {
-            **item,
-            **{c: item_extra.get(n) for c, n in ITEM_KEYS.items()},
-            "isdelivered": as_bool(item_extra.get("item-delivered")),
-            "currencycode": currency,
-            "moneyrowprice_signed": negated(item.get("moneyrowprice"), refund),
-            "quantity_signed": negated(item.get("decimalunitquantity"), refund),
-        }
-        rows["items"].add(index, lifted, *key, pos)
+        lifted = dict(item)
+        for column, name in ITEM_KEYS.items():
+            lifted[column] = item_extra.get(name)
+        lifted["isdelivered"] = as_bool(item_extra.get("item-delivered"))
+        lifted["currencycode"] = currency
+        lifted["moneyrowprice_signed"] = negated(item.get("moneyrowprice"), refund)
+        lifted["quantity_signed"] = negated(item.get("decimalunitquantity"), refund)
+        item_rows.add(index, lifted, registerid, entry_id, pos)
         for d_pos, discount in enumerate(discounts[pos]):
-            rows["discounts"].add(index, {**discount, "currencycode": currency}, *key, pos, d_pos)
+            discount_rows.add(
+                index, {**discount, "currencycode": currency}, registerid, entry_id, pos, d_pos
+            )
     for pos, payment in enumerate(payments):
         signed = negated(payment.get("moneyamount"), refund)
         rows["payments"].add(
-            index, {**payment, "currencycode": currency, "moneyamount_signed": signed}, *key, pos
+            index,
+            {**payment, "currencycode": currency, "moneyamount_signed": signed},
+            registerid,
+            entry_id,
+            pos,
         )
 
 

@@ -42,17 +42,24 @@ _FAST_TYPES: Mapping[Kind, frozenset[type]] = {
     Kind.DECIMAL: frozenset({int, Decimal}),
     Kind.BOOL: frozenset({bool}),
 }
-#: How Arrow first reads a kind's raw JSON values. Integers go through decimal128(20, 0),
-#: which refuses a fraction, because a plain int64 conversion would truncate 2.5 to 2.
+#: How Arrow first reads a kind's raw JSON values when all of a table's columns are read
+#: in one pass. Integers go through decimal128(20, 0), which refuses a fraction, because a
+#: plain int64 conversion would truncate 2.5 to 2. A decimal column is read on its own
+#: (`convert_column`): the vendor sends quantities as strings ("1.000") and rates as
+#: numbers (25), so no one raw type serves every decimal column.
 RAW_TYPES: Mapping[Kind, Any] = {
     Kind.TEXT: pa.string(),
     Kind.INT: pa.decimal128(20, 0),
     Kind.MONEY: pa.string(),
     Kind.TIMESTAMP: pa.decimal128(20, 0),
-    Kind.DECIMAL: pa.decimal128(18, 3),
     Kind.BOOL: pa.bool_(),
 }
+#: A decimal column's raw type when all its values are JSON numbers, or all strings.
+_DECIMAL_NUMBERS = pa.decimal128(18, 3)
 _MONEY_REGEX = "^" + MONEY_PATTERN.pattern + "$"
+#: The decimal strings whose value Arrow's cast gives exactly as `to_decimal` would; any
+#: other string (an exponent, a fourth decimal, a sign +) takes the per-value path.
+_DECIMAL_TEXT_REGEX = r"^-?[0-9]{1,15}(\.[0-9]{1,3})?$"
 # Typed nulls: passing a bare None makes pyarrow guess its type, which costs a failed
 # import (dateutil) on every call.
 _NULL_INT = pa.scalar(None, pa.int64())
@@ -74,7 +81,12 @@ def finish_column(column: Column, raw: pa.Array, value_at: ValueAt) -> tuple[pa.
     """
     errors: Errors = {}
     kind = column.kind
-    if kind is Kind.MONEY:
+    if kind is Kind.DECIMAL and raw.type == pa.string():
+        ok = pc.match_substring_regex(raw, _DECIMAL_TEXT_REGEX)
+        if ok.false_count:
+            raise pa.ArrowInvalid("decimal text not in plain form")
+        array = pc.cast(raw, ARROW_TYPES[kind])
+    elif kind is Kind.MONEY:
         ok = pc.match_substring_regex(raw, _MONEY_REGEX)
         if ok.false_count:  # not the contract's form: `to_money` decides, value by value
             raise pa.ArrowInvalid("money not in the contract's form")
@@ -133,9 +145,13 @@ def convert_column(column: Column, values: Sequence[Any]) -> tuple[pa.Array, Err
     if column.kind is Kind.JSON:
         return _json_column(column, values)
     fast = _FAST_TYPES.get(column.kind)
-    if fast is not None and set(map(type, values)) - {_NONE} <= fast:
+    types = set(map(type, values)) - {_NONE}
+    raw_type = RAW_TYPES.get(column.kind, _DECIMAL_NUMBERS)
+    if column.kind is Kind.DECIMAL and types == {str}:
+        fast, raw_type = frozenset(types), pa.string()
+    if fast is not None and types <= fast:
         try:
-            raw = pa.array(values, RAW_TYPES[column.kind])
+            raw = pa.array(values, raw_type)
             return finish_column(column, raw, values.__getitem__)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             pass  # out of range for the fast path: let the converters decide and say why

@@ -1,0 +1,48 @@
+"""The columnar fast paths agree with the per-value converters that define the meaning."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sitoo_sync.normalize.columns import convert_column
+from sitoo_sync.normalize.tables import decimal, json_column
+from sitoo_sync.normalize.values import dumps_json, to_decimal
+
+QUANTITY = decimal("quantity", "A quantity.")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["1.000", "-0.5", "12", None, "123456789012345.123"],  # the vendor's strings: fast
+        [1, Decimal("2.5"), None],  # JSON numbers: fast
+        ["1.5000", "1e3", " 2.5"],  # forms only the per-value path reads
+        ["1.000", 25],  # strings and numbers mixed
+    ],
+)
+def test_decimal_columns_load_exactly_what_to_decimal_reads(values: list[Any]) -> None:
+    """Whichever path a decimal column takes, every value loads as `to_decimal` reads it."""
+    array, errors = convert_column(QUANTITY, values)
+    assert errors == {}
+    assert array.to_pylist() == [to_decimal(v) for v in values]
+
+
+def test_a_bad_decimal_string_is_named_and_the_rest_still_load() -> None:
+    """A string that is no decimal, or has a fourth decimal that counts, is rejected with
+    its reason; the other values of the column still load."""
+    array, errors = convert_column(QUANTITY, ["1.000", "abc", "0.0001"])
+    assert array.to_pylist() == [Decimal("1.000"), None, None]
+    assert errors == {1: "not a decimal: 'abc'", 2: "more than 3 decimal places: '0.0001'"}
+
+
+def test_a_json_column_is_compact_text_with_exact_numbers() -> None:
+    """JSON columns hold compact text, Decimals written as the exact numbers they were."""
+    column = json_column("data", "Some JSON.")
+    values = [{"a": Decimal("1.10"), "b": [1, "x", None, True]}, None, "å"]
+    array, errors = convert_column(column, values)
+    assert errors == {}
+    assert array.to_pylist() == ['{"a":1.10,"b":[1,"x",null,true]}', None, '"å"']
+    assert array.to_pylist()[0] == dumps_json(values[0])

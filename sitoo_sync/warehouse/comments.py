@@ -19,14 +19,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.tables import Table
 
 if TYPE_CHECKING:
     import duckdb
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
 
 log = get_logger(__name__)
 
@@ -68,6 +67,8 @@ def duckdb_batch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _execute(conn: Connection, sql: str) -> None:
     """Run DDL holding literal text: a colon in a comment must not read as a bind parameter."""
+    import sqlalchemy as sa  # SQL targets only: a DuckDB process never loads SQLAlchemy
+
     conn.execute(sa.text(sql.replace(":", "\\:")))
 
 
@@ -106,6 +107,8 @@ def catalog_sql(
     conn: Connection, names: list[str], schema: str | None
 ) -> dict[tuple[str, str], Any]:
     """Current comments of the tables `names` that exist, from SQLAlchemy's inspector."""
+    import sqlalchemy as sa
+
     inspector = sa.inspect(conn)
     present = set(inspector.get_table_names(schema=schema)) & set(names)
     if not present:
@@ -131,6 +134,8 @@ def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None
     the descriptions as `comment`, and, for MySQL, the exact column definition to restate.
     The caller asks only for dialects whose strategy keeps comments (dialects.py).
     """
+    import sqlalchemy as sa
+
     dialect = conn.dialect
     if not dialect.supports_comments:
         return 0

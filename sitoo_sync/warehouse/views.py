@@ -15,14 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from sitoo_sync.log import get_logger
 from sitoo_sync.warehouse.comments import duckdb_batch
 
 if TYPE_CHECKING:
     import duckdb
+    from sqlalchemy.engine import Connection
 
 log = get_logger(__name__)
 
@@ -136,6 +134,8 @@ def create_views_sql(
 ) -> None:
     """Drop and create every view whose tables exist on a SQLAlchemy target (described in
     comments where the dialect keeps them on views: `comments`)."""
+    import sqlalchemy as sa  # here, so a DuckDB process never loads SQLAlchemy (26 MB)
+
     dialect = conn.dialect
     prep = dialect.identifier_preparer
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -539,4 +539,54 @@ def run_scale_benchmark(
         f"\ngoals: ratio <= {SCALE_RATIO_GOAL}x at >= 1M entries; peak RSS <= {RSS_GOAL_MB:.0f} MB "
         f"and within {SCALE_RSS_SPREAD:.0%} across runs (spread here {spread:.0%})"
     )
+    return 0
+
+
+def run_chain_benchmark(*, targets: list[str], rounds: int) -> int:
+    """Every figure of a retail chain's scale, one after another in one run, each printed
+    with its floor or limit and its goal: the POS z-report backfill against its floor; the
+    journal backfill at 100k, 1M and 5M entries and concurrency 4 and 32 against the journal
+    floor, with peak RSS; latency hidden at concurrency 4, 16 and 32; and, given a server
+    `--target`, three replicas against one. Takes about half an hour on two cores."""
+    sections: list[tuple[str, Callable[[], int]]] = [
+        (
+            "POS z-report backfill vs. its floor",
+            lambda: run_benchmark(reports=20000, targets=targets, rounds=rounds),
+        ),
+        (
+            "Journal backfill at scale vs. the journal floor, and peak RSS",
+            lambda: run_scale_benchmark(
+                entries=(100_000, 1_000_000, 5_000_000),
+                concurrencies=(4, 32),
+                registers_per_store=12,
+            ),
+        ),
+        (
+            "Latency hidden: 201 registers at 100 ms",
+            lambda: run_latency_benchmark(
+                registers_per_store=40,
+                latency=0.1,
+                concurrencies=(4, 16, 32),
+                targets=targets,
+                rounds=rounds,
+            ),
+        ),
+    ]
+    if any(not t.startswith(("duckdb:", "sqlite:")) for t in targets):
+        sections.append(
+            (
+                "Replicas: 3 against 1 on the shared server",
+                lambda: run_replicas_benchmark(
+                    registers_per_store=40,
+                    latency=0.1,
+                    replicas=3,
+                    targets=targets,
+                    rounds=rounds,
+                ),
+            )
+        )
+    for number, (title, run) in enumerate(sections, 1):
+        print(f"\n=== {number}/{len(sections)} {title} ===", flush=True)
+        if run() != 0:
+            return 1
     return 0

@@ -270,6 +270,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "beside the journal fetch floor, with peak RSS, at each --concurrencies",
     )
     bench.add_argument(
+        "--chain",
+        action="store_true",
+        help="instead: every scale figure in one run (z-report floor, journals at 100k/1M/5M "
+        "entries and concurrency 4/32 with peak RSS, latency at 4/16/32, and replicas when a "
+        "server --target is given), each beside its floor or limit and goal; ~30 min",
+    )
+    bench.add_argument(
         "--concurrencies",
         type=_counts,
         default=(4, 32),
@@ -596,6 +603,8 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return p
     configure_logging(fmt="console", level="WARNING")
     if args.phase:
         return bench.run_phase(args.phase)
+    if args.chain:
+        return bench.run_chain_benchmark(targets=args.target, rounds=args.rounds)
     if args.verify:
         from sitoo_sync.verify.bench import run_verify_benchmark
 

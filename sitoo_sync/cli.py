@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 
 from sitoo_sync import __version__
 from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
 from sitoo_sync.log import configure_logging, get_logger, logs_are_json
-from sitoo_sync.metrics import HEALTHY_WITHIN_INTERVALS
 from sitoo_sync.settings import Settings, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
 

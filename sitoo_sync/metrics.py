@@ -19,19 +19,11 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
+from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.log import get_logger
 from sitoo_sync.results import PartitionResult
 
 log = get_logger(__name__)
-
-HEALTHY_WITHIN_INTERVALS = 3
-
-
-def is_late(last_success: float | None, interval: float, now: float) -> bool:
-    """True when a stream's last success (Unix time; None: never) is older than
-    HEALTHY_WITHIN_INTERVALS of its schedule's intervals: the rule of /healthz and
-    `status --check`."""
-    return last_success is None or now - last_success > HEALTHY_WITHIN_INTERVALS * interval
 
 
 @dataclass

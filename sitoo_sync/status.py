@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sitoo_sync.metrics import HEALTHY_WITHIN_INTERVALS, is_late
+from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings

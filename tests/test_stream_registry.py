@@ -28,6 +28,7 @@ ENGINE = [
     PACKAGE / "locks.py",
     PACKAGE / "progress.py",
     PACKAGE / "inflight.py",
+    PACKAGE / "health.py",
     PACKAGE / "metrics.py",
     PACKAGE / "status.py",
     *sorted((PACKAGE / "warehouse").glob("*.py")),

@@ -6,14 +6,15 @@ normalized, half for normalized rows waiting in batches for their commit.
 
 - A page is held from before its request until its window has been normalized, at its
   wire size times `PARSED_FACTOR` (what the parsed JSON costs as Python objects). Before a
-  request the fetcher holds the largest page seen so far and waits until that fits (or
-  nothing is held: a page larger than the whole half goes alone); once the page is in, the
-  hold becomes its real size. So the pages held pass their half only by what a page larger
-  than every page before it brings, never by how many partitions run.
+  request the fetcher holds the largest page seen so far (at least `FIRST_PAGE`) and waits
+  until that fits, or until nothing is held (a page larger than the whole half goes
+  alone); once the page is in, the hold becomes its real size. So the pages held stay
+  within their half, passing it only by what a page larger than every page before it
+  brings, never by how many partitions run.
 - Rows are counted at their Arrow size. A batch is committed early when the rows of all
   batches together pass their half; it never waits, so no fetcher or commit can deadlock
-  on the other. Only one window is normalized at a time, so the rows held pass their half
-  by one window at most.
+  on the other. The rows held pass their half by at most the windows being normalized at
+  that moment: one on an in-process target, where partitions normalize in turn.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ log = get_logger(__name__)
 #: A parsed journal page of 1,000 entries: 0.43 MB on the wire, 1.5 MB as Python objects.
 PARSED_FACTOR = 3.5
 _MB = 1024 * 1024
-#: What a first page is expected to hold before any page was seen (a full journal page).
-FIRST_PAGE = int(0.5 * _MB * PARSED_FACTOR)
+#: The least a request holds, and all it holds before any page was seen: small, so that
+#: the first requests of a tick at high concurrency do not wait on each other (at 100 ms
+#: per request that wait would show in every tick); it grows to the largest page seen.
+FIRST_PAGE = 256 * 1024
 
 
 class ByteBudget:
@@ -108,8 +111,8 @@ class Buffer:
         return int(wire_bytes * PARSED_FACTOR)
 
     def page_estimate(self) -> int:
-        """What to hold before a request: the largest page seen, or a full journal page."""
-        return self.pages.largest or FIRST_PAGE
+        """What to hold before a request: the largest page seen, at least `FIRST_PAGE`."""
+        return max(self.pages.largest, FIRST_PAGE)
 
     def summary(self) -> dict[str, float]:
         """The most held of each half, and each half's limit, in MB (for the tick's log)."""

@@ -4,9 +4,10 @@ The next window is fetched on a helper thread while the current one is normalize
 loaded (a queue of one). Fetching never depends on what was loaded, only on the last page,
 so this changes speed and nothing else. Every write is the `PartitionWriter`'s (commit.py):
 consecutive windows are committed together, rows, rejects and the last window's cursor in
-one transaction, up to SITOO_LOAD_BATCH_ROWS / _SECONDS; memory holds two raw windows and
-one batch of typed (Arrow) rows. A crash at any
-instant loses nothing: what was not committed is fetched again from the stored cursor.
+one transaction, up to SITOO_LOAD_BATCH_ROWS / _SECONDS. What the partition holds meanwhile,
+its pages fetched ahead and its batch of typed (Arrow) rows, is held in the tick's
+`Buffer` (inflight.py), whose byte budget all partitions share. A crash at any instant
+loses nothing: what was not committed is fetched again from the stored cursor.
 
 A partition with nothing new costs one request and no write of its own: the records an
 immutable stream re-reads in its overlap and has stored already are skipped, a window that

@@ -121,9 +121,11 @@ def test_two_replicas_split_the_registers_with_no_double_load(
             lambda: all(_committed(log) for log in logs), 300, "each replica to load a register"
         )
         sim.faults.clear()
-        assert [p.wait(timeout=300) for p in procs] == [0, 0], [log.lines for log in logs]
+        codes = [p.wait(timeout=300) for p in procs]
         for log in logs:
             log.finish()
+        if codes != [0, 0]:
+            pytest.fail(_why_failed(codes, logs), pytrace=False)
         loaded = [{p: n for p, n in _loaded(log).items() if n} for log in logs]
         assert all(loaded)
         assert not set(loaded[0]) & set(loaded[1])
@@ -134,6 +136,19 @@ def test_two_replicas_split_the_registers_with_no_double_load(
         _assert_each_entry_once(sim, target)
         skipped = [e["reason"] for log in logs for e in log.events("partition_skipped")]
         assert set(skipped) <= {"held by another process", "synced by another process"}
+
+
+def _why_failed(codes: list[int], logs: list[PipeLines], tail: int = 15) -> str:
+    """What each replica that did not exit 0 said: its error events, then its last lines
+    (pytest.fail: an assert's message is cut to a few lines)."""
+    parts = []
+    for i, (code, log) in enumerate(zip(codes, logs, strict=True)):
+        if code == 0:
+            continue
+        errors = [line for line in log.lines if '"level": "error"' in line]
+        parts.append(f"replica {i} exited {code}; its errors:\n{''.join(errors)}")
+        parts.append(f"replica {i}'s last {tail} lines:\n{''.join(log.lines[-tail:])}")
+    return "\n".join(parts)
 
 
 def _assert_each_entry_once(sim: Simulator, target: Target) -> None:
@@ -165,10 +180,15 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
         assert victim.wait(timeout=60) == -signal.SIGKILL
         sim.faults.clear()
         code = survivor.wait(timeout=300)
-        assert code == 0, [line for line in logs[1].lines if '"level": "error"' in line]
+        logs[1].finish()
+        if code != 0:
+            pytest.fail(_why_failed([code], logs[1:]), pytrace=False)
         rerun = _replica(sim, target)
         rerun_log = PipeLines(rerun.stderr)
-        assert rerun.wait(timeout=300) == 0, rerun_log.lines
+        code = rerun.wait(timeout=300)
+        rerun_log.finish()
+        if code != 0:
+            pytest.fail(_why_failed([code], [rerun_log]), pytrace=False)
         _assert_each_entry_once(sim, target)
         assert sync(settings_for(sim, tmp_path / "x.duckdb", **clean.settings())).ok
         for table in TABLES:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from sitoo_sync.normalize.journal_entries import TABLES
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.sync import RunReport
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 from tests.conftest import SyncFn
 from tests.support import PipeLines, settings_for
 from tests.targets import Target, target_for
@@ -70,6 +73,34 @@ def test_a_partition_lock_excludes_other_sessions_until_released(
             assert theirs.try_acquire("r2")
         finally:
             theirs.close()
+
+
+@pytest.mark.parametrize("target_name", SERVERS)
+def test_replicas_adding_new_registers_cursors_never_wait_for_each_other(
+    target_name: str, tmp_path: Path
+) -> None:
+    """Two replicas' first commits of new registers: one adds a cursor row and keeps its
+    transaction open, the other adds one in the same gap of the key and commits at once,
+    then the first adds another and commits. (On MariaDB an UPDATE that matched no row
+    locked the gap before its INSERT, so the second waited for the first's gap lock, and
+    two such writers deadlocked: one replica exited 1 in the test below.)"""
+    with target_for(target_name, tmp_path) as target:
+        first, second = (open_warehouse(target.url, schema=target.schema) for _ in range(2))
+        try:
+            first.ensure_schema(SYSTEM_TABLES)
+
+            def add(warehouse: Warehouse, register: str) -> None:
+                with warehouse.transaction():
+                    warehouse.set_cursor("journal_entries", register, "1", rows=1)
+
+            with first.transaction(), ThreadPoolExecutor(1) as pool:
+                add(first, "r1")
+                pool.submit(add, second, "r2").result(timeout=15)  # a gap lock held it 50 s
+                add(first, "r3")
+            assert {s.partition for s in first.states()} == {"r1", "r2", "r3"}
+        finally:
+            first.close()
+            second.close()
 
 
 def _replica(sim: Simulator, target: Target) -> subprocess.Popen[str]:

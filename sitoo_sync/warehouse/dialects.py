@@ -15,13 +15,13 @@ SQL only (delete-then-insert as its upsert, no schema lock, host-local locks).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from sitoo_sync.normalize.tables import Table
@@ -127,6 +127,21 @@ class SqlDialect:
             )
         return sa.tuple_(*(t.c[c] for c in by)).in_(rows)
 
+    def upsert_row(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Mapping[str, Any],
+        update: Mapping[str, Any],
+        insert: Mapping[str, Any],
+    ) -> None:
+        """One row by its key: `update` (values or expressions of the stored row) when it
+        is stored, else inserted with `key` and `insert`. Portable: UPDATE, then INSERT when
+        it matched nothing."""
+        where = sa.and_(*(t.c[c] == v for c, v in key.items()))
+        if conn.execute(t.update().where(where).values(**update)).rowcount == 0:
+            conn.execute(t.insert().values(**key, **insert))
+
     # ---- locks --------------------------------------------------------------------------
 
     def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
@@ -181,11 +196,27 @@ class Postgres(SqlDialect):
     def release_all_sql(self) -> str:
         return "SELECT pg_advisory_unlock_all()"
 
+    def upsert_row(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Mapping[str, Any],
+        update: Mapping[str, Any],
+        insert: Mapping[str, Any],
+    ) -> None:
+        """INSERT ... ON CONFLICT DO UPDATE: one statement, atomic even when two writers
+        insert the same new key at once (UPDATE-then-INSERT fails one of them)."""
+        stmt = postgresql.insert(t).values(**key, **insert)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=dict(update)))
+
 
 class MySQL(SqlDialect):
     """MySQL/MariaDB: ON DUPLICATE KEY UPDATE, named locks (GET_LOCK), comments.
 
-    InnoDB's gap locks deadlock concurrent upserts of new sync_state rows: loads take turns.
+    InnoDB's gap locks deadlocked concurrent loads (of new sync_state rows, before
+    `upsert_row`); concurrent loads of one process are not proven safe since: they take turns.
+    Replicas still load at once on one server: `upsert_row` keeps their new sync_state rows
+    from deadlocking.
     MySQL has no shared named lock: a shared holder takes one of `lock_slots` locks, an
     exclusive holder every one of them.
     """
@@ -224,6 +255,25 @@ class MySQL(SqlDialect):
 
     def release_all_sql(self) -> str:
         return "SELECT RELEASE_ALL_LOCKS()"
+
+    def upsert_row(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Mapping[str, Any],
+        update: Mapping[str, Any],
+        insert: Mapping[str, Any],
+    ) -> None:
+        """INSERT ... ON DUPLICATE KEY UPDATE: no locking read of a key not stored yet.
+
+        UPDATE-then-INSERT deadlocks two writers that add rows in one gap of the key: the
+        UPDATE that matches nothing locks the gap (REPEATABLE READ), so each one's INSERT
+        waits for the other's gap lock (seen between two replicas adding new registers'
+        `sync_state` rows). An insert takes no lock a distinct key's insert waits for, and a
+        stored row's primary key is locked alone, gap excluded.
+        """
+        stmt = mysql.insert(t).values(**key, **insert)
+        conn.execute(stmt.on_duplicate_key_update(dict(update)))
 
 
 class SQLite(SqlDialect):

@@ -129,8 +129,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             self.engine.connect, lambda _first: self.engine.connect(), lambda c: c.close()
         )
         # Concurrent loads only where they are proven safe: PostgreSQL (MVCC, no gap locks).
-        # InnoDB's gap locks deadlock concurrent upserts of new sync_state rows, SQLite has
-        # one writer, SQL Server is untested here: those take their loads in turn.
+        # InnoDB's gap locks deadlocked concurrent loads (new sync_state rows, before
+        # `upsert_row`; concurrent loads in one process are not proven safe since), SQLite
+        # has one writer, SQL Server is untested here: those take their loads in turn.
         self.capabilities = Capabilities(
             dialect=self.dialect,
             concurrent_loads=self.sql.concurrent_loads,
@@ -353,16 +354,11 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def _upsert_state(
         self, stream: str, partition: str, update: dict[str, Any], insert: dict[str, Any]
     ) -> None:
-        """UPDATE the partition's row, or INSERT it the first time (portable upsert)."""
-        t = self.t(SYNC_STATE)
+        """Update the partition's row, or insert it the first time: by the dialect's upsert,
+        which on MySQL must not read the key first (dialects.MySQL.upsert_row)."""
+        key = {"stream": stream, "partition_key": partition}
         with self._tx():
-            done = self.conn.execute(
-                t.update().where(self._state_where(stream, partition)).values(**update)
-            )
-            if done.rowcount == 0:
-                self.conn.execute(
-                    t.insert().values(stream=stream, partition_key=partition, **insert)
-                )
+            self.sql.upsert_row(self.conn, self.t(SYNC_STATE), key, update, insert)
 
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None."""

@@ -56,6 +56,7 @@ from sitoo_sync.warehouse.locks import (
     scoped_name,
     try_session,
 )
+from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
 from sitoo_sync.warehouse.views import View, create_views_sql
 
@@ -113,7 +114,7 @@ def _in_memory_sqlite(base: str, rest: str) -> bool:
 class SqlWarehouse(CapabilityFlags, ChildReplacement):
     """A SQLAlchemy target; one connection per tick, opened on first use, closed by close()."""
 
-    errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,)
+    errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, TransactionConflict)
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = url
@@ -224,6 +225,15 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def transaction(self) -> AbstractContextManager[None]:
         """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
         return self._nesting.enter(self.conn.begin)
+
+    def in_transaction(self) -> bool:
+        """True inside `transaction()` on this thread."""
+        return self._nesting.active()
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """The dialect's word on `exc`: a deadlock, lock wait timeout or serialization
+        failure that a re-run can get past, or None."""
+        return self.sql.conflict(exc)
 
     def insert(self, table: Table, data: pa.Table) -> None:
         """Bulk insert of rows known to be new."""

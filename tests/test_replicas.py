@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sitoo_sync.locks import PartitionLocks, try_lock
+from sitoo_sync.locks import shares_partitions
 from sitoo_sync.normalize.journal_entries import TABLES
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
@@ -19,7 +19,7 @@ from sitoo_sync.sync import RunReport
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 from tests.conftest import SyncFn
-from tests.support import PipeLines, settings_for
+from tests.support import PipeLines, partition_locks, settings_for, take_lock
 from tests.targets import Target, target_for
 from tests.test_service import env_for, wait_for
 
@@ -36,20 +36,22 @@ def test_replicas_share_a_partitioned_stream_and_reset_waits_for_them(
     meanwhile and gets it after; an account stream's lock stays exclusive."""
     with target_for(target_name, tmp_path) as target:
         settings = Settings(**target.settings())
-        first = try_lock(settings, "journal_entries")
-        second = try_lock(settings, "journal_entries")
+        assert shares_partitions(settings, "journal_entries")
+        assert not shares_partitions(settings, "pos_z_reports")
+        first = take_lock(settings, "journal_entries", shared=True)
+        second = take_lock(settings, "journal_entries", shared=True)
         assert first is not None
         assert second is not None
-        assert try_lock(settings, "journal_entries", exclusive=True) is None
+        assert take_lock(settings, "journal_entries") is None
         first.release()
         second.release()
-        reset = try_lock(settings, "journal_entries", exclusive=True)
+        reset = take_lock(settings, "journal_entries")
         assert reset is not None
-        assert try_lock(settings, "journal_entries") is None
+        assert take_lock(settings, "journal_entries", shared=True) is None
         reset.release()
-        account = try_lock(settings, "pos_z_reports")
+        account = take_lock(settings, "pos_z_reports")
         assert account is not None
-        assert try_lock(settings, "pos_z_reports") is None
+        assert take_lock(settings, "pos_z_reports") is None
         account.release()
 
 
@@ -61,7 +63,7 @@ def test_a_partition_lock_excludes_other_sessions_until_released(
     released (or closed) holder's register is free again."""
     with target_for(target_name, tmp_path) as target:
         settings = Settings(**target.settings())
-        mine, theirs = (PartitionLocks(settings, "journal_entries") for _ in range(2))
+        mine, theirs = (partition_locks(settings, "journal_entries") for _ in range(2))
         try:
             assert mine.try_acquire("r1")
             assert mine.try_acquire("r2")

@@ -383,13 +383,15 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
     import threading
 
     from sitoo_sync.api.client import make_client
-    from sitoo_sync.locks import try_lock
+    from sitoo_sync.locks import shares_partitions
     from sitoo_sync.progress import Progress
     from sitoo_sync.sync import run_once
     from sitoo_sync.warehouse import open_warehouse
 
     warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-    locks = {s.name: try_lock(settings, s.name) for s in streams}
+    locks = {
+        s.name: warehouse.lock(s.name, shared=shares_partitions(settings, s.name)) for s in streams
+    }
     stop = threading.Event()
     stopped_by: list[str] = []
 
@@ -521,7 +523,6 @@ def _day(text: str) -> date:
 def cmd_reset(args: argparse.Namespace) -> int:
     """`reset`: move a stream's cursors back, under the stream's lock. Needs no credentials:
     it reads no API; it refuses a target that does not exist rather than create it."""
-    from sitoo_sync.locks import try_lock
     from sitoo_sync.reset import reset_stream
     from sitoo_sync.streams import STREAMS
     from sitoo_sync.warehouse import check_local_target
@@ -534,17 +535,22 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if check_local_target(settings.target_url) is not None:  # refuse a missing file first
         with _existing_warehouse(settings, hint="nothing to reset (check SITOO_TARGET_URL)"):
             pass
-    lock = try_lock(settings, stream.name, exclusive=True)
-    if lock is None:
-        print(f"{stream.name}: a tick is loading it right now; run reset again when it is done")
-        return EXIT_FAILED
+    lock = None
     try:
         with _existing_warehouse(settings) as warehouse:
+            lock = warehouse.lock(stream.name)  # exclusive: no tick loads it meanwhile
+            if lock is None:
+                print(
+                    f"{stream.name}: a tick is loading it right now; run reset again when it "
+                    "is done"
+                )
+                return EXIT_FAILED
             reset = reset_stream(
                 settings, warehouse, stream, partition=args.partition, since=args.since
             )
     finally:
-        lock.release()
+        if lock is not None:  # after the warehouse is closed: a tick let in finds it free
+            lock.release()
     if not reset:
         print(f"{stream.name}: nothing to reset, it has loaded nothing into this target yet")
         return EXIT_OK

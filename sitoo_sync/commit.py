@@ -37,6 +37,7 @@ from sitoo_sync.runs import RUN_ID_KEY
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import Window
 from sitoo_sync.warehouse.base import Outcome, Warehouse
+from sitoo_sync.warehouse.retry import retried
 
 log = get_logger(__name__)
 
@@ -69,12 +70,16 @@ def load_window(
     windows: int = 1,
     run_id: str | None = None,
 ) -> None:
-    """Rows, rejects and the cursor of one window (or batch of windows), in one transaction."""
-    with warehouse.transaction():
+    """Rows, rejects and the cursor of one window (or batch of windows), in one transaction
+    (run again after a conflict with another writer)."""
+
+    def load() -> None:
         _load_rows(warehouse, stream, stamped(stream, normalized, datetime.now(UTC), run_id))
         warehouse.set_cursor(
             stream.name, partition, cursor, rows=normalized.row_count(), windows=windows
         )
+
+    retried(warehouse, load, what="load", stream=stream.name, partitions=1)
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,13 @@ def load_group(warehouse: Warehouse, stream: Loaded, loads: Sequence[PartitionLo
     What is exactly-once for one window holds for each: its rows and its cursor commit
     together. One transaction instead of one per partition is what lets a tick over many
     registers commit as fast as their pages arrive (a DuckDB commit alone takes ~10 ms).
+
+    A conflict with another writer (a replica's transaction) runs it again, whole
+    (warehouse/retry.py): it reads what it needs inside, and its callers forget a batch
+    only once it has returned.
     """
-    with warehouse.transaction():
+
+    def load() -> None:
         at = datetime.now(UTC)
         if len({p.run_id for p in loads}) == 1:
             normalized = NormalizedWindow.concat([p.normalized for p in loads])
@@ -113,6 +123,8 @@ def load_group(warehouse: Warehouse, stream: Loaded, loads: Sequence[PartitionLo
             warehouse.set_cursor(stream.name, p.partition, p.cursor, rows=rows, windows=p.windows)
             if p.outcome is not None:
                 warehouse.record_outcome(stream.name, p.partition, p.outcome)
+
+    retried(warehouse, load, what="load", stream=stream.name, partitions=len(loads))
 
 
 def stamped(
@@ -236,12 +248,19 @@ class Outcomes:
             self._pending.append((partition, status, detail))
 
     def flush(self, warehouse: Warehouse) -> None:
-        """Write every kept outcome in one transaction."""
+        """Write every kept outcome in one transaction; they are forgotten once it commits."""
         with self._lock:
-            pending, self._pending = self._pending, []
+            pending = list(self._pending)
         if pending:
-            with warehouse.transaction():
-                warehouse.record_outcomes(self.stream, pending)
+            retried(
+                warehouse,
+                lambda: warehouse.record_outcomes(self.stream, pending),
+                what="outcomes",
+                stream=self.stream,
+                partitions=len(pending),
+            )
+            with self._lock:
+                del self._pending[: len(pending)]  # those added meanwhile stay
 
 
 def log_batch(stream: Loaded, partition: str, batch: Batch, normalized: NormalizedWindow) -> None:
@@ -274,8 +293,13 @@ def mark_missing(
     assert column is not None
     value = parent.column(column)
     scope = int(partition) if value.kind is Kind.INT else partition
-    with warehouse.transaction():
-        gone = warehouse.mark_missing(parent, {column: scope}, sorted(seen), now)
+    gone = retried(
+        warehouse,
+        lambda: warehouse.mark_missing(parent, {column: scope}, sorted(seen), now),
+        what="missing marks",
+        stream=stream.name,
+        partition=partition,
+    )
     if gone:
         log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
 
@@ -407,23 +431,33 @@ class PartitionWriter:
         Through the `writer` when there is one (in a group with other partitions'), else
         on this partition's own turn.
         """
-        batch, result = self.batch, self.result
-        if not batch.windows:
+        load = self._pending_load(outcome)
+        if load is None:
             return
-        normalized = NormalizedWindow.concat(batch.windows)
-        load = PartitionLoad(
+        if self.writer is not None:
+            self.writer.commit(load, set(self.batch.keys))
+        else:
+            with self.turn:
+                load_group(self.warehouse, self.stream, [load])
+        self._committed(load)
+
+    def _pending_load(self, outcome: str | None = None) -> PartitionLoad | None:
+        """The pending batch as one load with its cursor (and `outcome`); None when empty."""
+        batch = self.batch
+        if not batch.windows:
+            return None
+        return PartitionLoad(
             self.partition,
-            normalized,
+            NormalizedWindow.concat(batch.windows),
             batch.cursor,
             len(batch.windows),
             outcome,
             run_id=self.context.get(RUN_ID_KEY),
         )
-        if self.writer is not None:
-            self.writer.commit(load, set(batch.keys))
-        else:
-            with self.turn:
-                load_group(self.warehouse, self.stream, [load])
+
+    def _committed(self, load: PartitionLoad) -> None:
+        """`load`, the pending batch, has committed: count it, log it, empty the batch."""
+        batch, result, normalized = self.batch, self.result, load.normalized
         result.rows += normalized.row_count()
         result.rejects += len(normalized.rejects)
         result.notes.update(normalized.notes)
@@ -437,7 +471,10 @@ class PartitionWriter:
         """The last batch, the missing marks and the "ok", committed together.
 
         One commit less per partition, and the outcome can never disagree with the rows. A
-        partition with nothing left to commit hands its "ok" to `outcomes` instead.
+        partition with nothing left to commit hands its "ok" to `outcomes` instead. With the
+        marks, the last batch commits on this partition's turn, not in a group: the
+        transaction run again after a conflict is this one, whole, and the batch is
+        forgotten only once it has committed.
         """
         stream, partition = self.stream, self.partition
         if outcomes is not None and not self.batch.windows and not mark:
@@ -446,16 +483,31 @@ class PartitionWriter:
         if not mark and self.batch.windows:
             self.commit(outcome="ok")
             return
-        with self.warehouse.transaction():
-            self.commit()  # takes the turn itself
+        load = self._pending_load()
+
+        def last() -> None:
+            if load is not None:
+                load_group(self.warehouse, stream, [load])  # joins this transaction
             if mark:
                 mark_missing(self.warehouse, stream, partition, self.seen, now)
             self.warehouse.record_outcome(stream.name, partition, "ok")
+
+        with self.turn:
+            retried(self.warehouse, last, what="last load", stream=stream.name, partition=partition)
+        if load is not None:
+            self._committed(load)
 
     def stopped(self, status: str, detail: str) -> None:
         """The partition could not go on (failed, or its stream is disabled): what it
         fetched before is whole and its cursor right, so that progress is committed; then
         the outcome, with why."""
         self.commit()
+        stream, partition = self.stream.name, self.partition
         with self.turn:
-            self.warehouse.record_outcome(self.stream.name, self.partition, status, detail)
+            retried(
+                self.warehouse,
+                lambda: self.warehouse.record_outcome(stream, partition, status, detail),
+                what="outcome",
+                stream=stream,
+                partition=partition,
+            )

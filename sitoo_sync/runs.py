@@ -35,6 +35,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.streams.base import Stream, TickSources
 from sitoo_sync.warehouse.base import SYNC_RUNS, RunRow, Warehouse
+from sitoo_sync.warehouse.retry import retried
 
 if TYPE_CHECKING:
     from sitoo_sync.results import PartitionResult
@@ -93,34 +94,31 @@ class Run:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-#: Attempts at writing a run's row before giving up on it (the tick goes on regardless).
-WRITE_ATTEMPTS = 3
-
-
 def _write(warehouse: Warehouse, row: Mapping[str, Any], *, new: bool = False) -> None:
     """Insert a new run's row, or replace one (delete and insert by run_id, one transaction).
 
     Not an upsert: on MySQL/MariaDB, concurrent upserts of new keys (replicas starting the
     same stream together) can deadlock on InnoDB's gap locks; plain inserts of distinct keys
-    and a delete of an existing key do not. A write that still fails is retried, then given
-    up with a log line: the record of a tick must never fail the tick itself.
+    and a delete of an existing key do not. A write that loses a conflict with another
+    writer anyway is run again (warehouse/retry.py); one that still fails is given up with a
+    log line: the record of a tick must never fail the tick itself.
     """
     data = rows_to_arrow(SYNC_RUNS, [[row.get(name) for name in SYNC_RUNS.column_names]])
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            with warehouse.transaction():
-                if not new:
-                    warehouse.delete_rows(SYNC_RUNS, data.select(["run_id"]), ("run_id",))
-                warehouse.insert(SYNC_RUNS, data)
-            return
-        except warehouse.errors as exc:
-            log.warning(
-                "run_not_recorded",
-                run_id=row["run_id"],
-                stream=row["stream"],
-                attempt=attempt,
-                error=str(exc),
-            )
+
+    def write() -> None:
+        if not new:
+            warehouse.delete_rows(SYNC_RUNS, data.select(["run_id"]), ("run_id",))
+        warehouse.insert(SYNC_RUNS, data)
+
+    try:
+        retried(warehouse, write, what="run record", stream=row["stream"], run_id=row["run_id"])
+    except warehouse.errors as exc:
+        log.warning(
+            "run_not_recorded",
+            run_id=row["run_id"],
+            stream=row["stream"],
+            error=str(exc).splitlines()[0],
+        )
 
 
 def _stream_requests(client: SitooClient, stream: str) -> int:

@@ -36,7 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.errors import ConfigError, SitooSyncError
-from sitoo_sync.locks import try_lock
+from sitoo_sync.locks import shares_partitions
 from sitoo_sync.log import get_logger
 from sitoo_sync.metrics import Metrics, serve
 from sitoo_sync.settings import Settings
@@ -161,20 +161,22 @@ class Service:
                 self._running_changed.notify_all()
 
     def _tick(self, stream: Stream) -> None:
+        settings = self.settings
         try:
-            lock = try_lock(self.settings, stream.name)
+            warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+            lock = warehouse.lock(stream.name, shared=shares_partitions(settings, stream.name))
         except SitooSyncError as exc:  # e.g. the database server is down: the next tick retries
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))
             return
         if lock is None:
+            warehouse.close()
             log.info("stream_locked", stream=stream.name, action="skipped")
             return
         requests = self.client.requests[stream.name]
         retries = self.client.retries[stream.name]
         started = time.monotonic()
         try:
-            warehouse = open_warehouse(self.settings.target_url, schema=self.settings.target_schema)
             report = run_once(self.settings, warehouse, self.client, [stream], stop=self.stop)
             now = datetime.now(UTC)
             self.metrics.record_tick(

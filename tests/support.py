@@ -17,6 +17,8 @@ from pydantic import SecretStr
 
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import Simulator
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Lock, PartitionLocks
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -36,6 +38,29 @@ def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def take_lock(settings: Settings, name: str, *, shared: bool = False) -> Lock | None:
+    """The lock `name` on the settings' target through the seam (`Warehouse.lock`), as a
+    tick (or `reset`) takes it; None when another holder has it. The lock outlives the
+    warehouse it was taken from, which is closed."""
+    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+    try:
+        return warehouse.lock(name, shared=shared)
+    finally:
+        warehouse.close()
+
+
+def partition_locks(settings: Settings, stream: str) -> PartitionLocks:
+    """Per-partition locks of `stream` on the settings' server target, as a tick takes them
+    (`Warehouse.partition_locks`), on a connection of their own."""
+    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+    try:
+        locks = warehouse.partition_locks(stream)
+    finally:
+        warehouse.close()
+    assert locks is not None, "the target has no shared locks"
+    return locks
 
 
 def run_once_process(

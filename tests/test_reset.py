@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from sitoo_sync.cli import main
-from sitoo_sync.locks import try_lock
 from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
 from sitoo_sync.reset import reset_stream
 from sitoo_sync.settings import Settings
@@ -20,7 +19,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
-from tests.support import query, settings_for, use_simulator
+from tests.support import query, settings_for, take_lock, use_simulator
 from tests.targets import ALL_TARGETS, target_for
 
 
@@ -192,7 +191,7 @@ def test_reset_waits_for_no_tick_that_holds_the_stream(
     """While a tick holds the stream's lock, reset changes nothing and exits 1."""
     settings = loaded
     cursor = query(settings, "SELECT cursor FROM sync_state")
-    lock = try_lock(settings, "pos_z_reports")
+    lock = take_lock(settings, "pos_z_reports")
     assert lock is not None
     try:
         assert main(["reset", "pos_z_reports"]) == 1

@@ -18,13 +18,13 @@ import duckdb
 import pytest
 
 from sitoo_sync.errors import ConfigError
-from sitoo_sync.locks import shares_partitions, try_lock
+from sitoo_sync.locks import shares_partitions
 from sitoo_sync.service import parse_schedule
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from tests.conftest import SyncFn
-from tests.support import PipeLines, query, settings_for
+from tests.support import PipeLines, query, settings_for, take_lock
 from tests.targets import Target, target_for
 
 
@@ -115,9 +115,8 @@ def test_unreadable_schedules_are_configuration_errors(text: str) -> None:
 
 HOLD = """
 import sys, time
-from sitoo_sync.settings import Settings
-from sitoo_sync.locks import try_lock
-lock = try_lock(Settings(target_url=sys.argv[1], target_schema=sys.argv[2] or None), "s")
+from sitoo_sync.warehouse import open_warehouse
+lock = open_warehouse(sys.argv[1], schema=sys.argv[2] or None).lock("s")
 print("held" if lock else "busy", flush=True)
 time.sleep(60)
 """
@@ -138,8 +137,8 @@ def test_a_lock_is_exclusive_and_recovered_from_a_killed_holder(
         try:
             assert holder.stdout is not None
             assert holder.stdout.readline().strip() == "held"
-            assert try_lock(settings, "s") is None
-            other = try_lock(settings, "another-stream")
+            assert take_lock(settings, "s") is None
+            other = take_lock(settings, "another-stream")
             assert other is not None
             other.release()
         finally:
@@ -149,7 +148,7 @@ def test_a_lock_is_exclusive_and_recovered_from_a_killed_holder(
 
 
 def _lock_free(settings: Settings) -> bool:
-    lock = try_lock(settings, "s")
+    lock = take_lock(settings, "s")
     if lock is None:
         return False
     lock.release()

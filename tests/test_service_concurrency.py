@@ -41,13 +41,17 @@ def _ticks(port: int, stream: str) -> float:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # its waits are generous, for a loaded machine
-def test_z_report_ticks_complete_while_a_journal_backfill_is_in_flight(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target_name", ["duckdb", "postgres", "mysql"])
+def test_z_report_ticks_complete_while_a_journal_backfill_is_in_flight(
+    target_name: str, tmp_path: Path
+) -> None:
     """With every journal page slow, two pos_z_reports ticks finish before the journal's
-    first tick does; SIGTERM then waits for the journal tick and exits 0."""
+    first tick does (on a server, each tick loads on connections of its own, at the same
+    time); SIGTERM then waits for the journal tick and exits 0."""
     port = free_port()
     with (
         Simulator.create(SimConfig(seed=63, days=3, registers_per_store=4)) as sim,
-        target_for("duckdb", tmp_path) as target,
+        target_for(target_name, tmp_path) as target,
     ):
         # 21 registers one after another at 3 s a page: the journal tick takes a minute.
         sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=3.0)

@@ -222,6 +222,14 @@ class Rows(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or rolls back together; nested ones join."""
 
+    def in_transaction(self) -> bool:
+        """True inside `transaction()` on this thread (a new one would join it)."""
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """What transient conflict with another writer `exc` is (a deadlock, a lock wait
+        timed out, a serialization failure: re-running the transaction can succeed), or
+        None when it is none (`retry.retried` raises it at once)."""
+
     def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
         """The subset of `keys` that `table` already holds."""
 
@@ -455,6 +463,10 @@ class Nesting:
 
     def __init__(self) -> None:
         self._local = threading.local()
+
+    def active(self) -> bool:
+        """True inside a transaction on this thread."""
+        return bool(getattr(self._local, "depth", 0))
 
     @contextmanager
     def enter(self, begin: Callable[[], AbstractContextManager[Any]]) -> Iterator[None]:

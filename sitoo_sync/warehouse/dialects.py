@@ -3,8 +3,10 @@
 Each `SqlDialect` says what its database can do (concurrent loads, schemas, comments,
 session locks) and writes the statements that differ: the fastest upsert it offers, how a
 schema is made and dropped, the lock that keeps two processes' DDL apart, the named locks
-that keep two writers of a stream apart. The base class is any other dialect: portable
-SQL only (delete-then-insert as its upsert, no schema lock, host-local locks).
+that keep two writers of a stream apart; and it tells which of its driver's errors are
+conflicts with another writer that running the transaction again can get past
+(`conflict`, for warehouse/retry.py). The base class is any other dialect: portable SQL
+only (delete-then-insert as its upsert, no schema lock, host-local locks, no conflicts).
 
 * PostgreSQL (psycopg 3): `COPY` paths (pg_copy.py), `ON CONFLICT`, advisory locks.
 * SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany; no schemas; one writer.
@@ -15,13 +17,13 @@ SQL only (delete-then-insert as its upsert, no schema lock, host-local locks).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from sitoo_sync.normalize.tables import Table
@@ -127,6 +129,28 @@ class SqlDialect:
             )
         return sa.tuple_(*(t.c[c] for c in by)).in_(rows)
 
+    def upsert_row(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Mapping[str, Any],
+        update: Mapping[str, Any],
+        insert: Mapping[str, Any],
+    ) -> None:
+        """One row by its key: `update` (values or expressions of the stored row) when it
+        is stored, else inserted with `key` and `insert`. Portable: UPDATE, then INSERT when
+        it matched nothing."""
+        where = sa.and_(*(t.c[c] == v for c, v in key.items()))
+        if conn.execute(t.update().where(where).values(**update)).rowcount == 0:
+            conn.execute(t.insert().values(**key, **insert))
+
+    # ---- conflicts ----------------------------------------------------------------------
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """What transient conflict with another writer `exc` is, e.g. "deadlock (MySQL
+        1213)", or None when it is none (or this dialect does not tell)."""
+        return None
+
     # ---- locks --------------------------------------------------------------------------
 
     def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
@@ -181,11 +205,33 @@ class Postgres(SqlDialect):
     def release_all_sql(self) -> str:
         return "SELECT pg_advisory_unlock_all()"
 
+    def upsert_row(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Mapping[str, Any],
+        update: Mapping[str, Any],
+        insert: Mapping[str, Any],
+    ) -> None:
+        """INSERT ... ON CONFLICT DO UPDATE: one statement, atomic even when two writers
+        insert the same new key at once (UPDATE-then-INSERT fails one of them)."""
+        stmt = postgresql.insert(t).values(**key, **insert)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=dict(update)))
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """Serialization failure (SQLSTATE 40001) or deadlock (40P01)."""
+        orig = _driver_error(exc)
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return _PG_CONFLICTS.get(str(state)) if state else None
+
 
 class MySQL(SqlDialect):
     """MySQL/MariaDB: ON DUPLICATE KEY UPDATE, named locks (GET_LOCK), comments.
 
-    InnoDB's gap locks deadlock concurrent upserts of new sync_state rows: loads take turns.
+    InnoDB's gap locks deadlocked concurrent loads (of new sync_state rows, before
+    `upsert_row`); concurrent loads of one process are not proven safe since: they take turns.
+    Replicas still load at once on one server: `upsert_row` keeps their new sync_state rows
+    from deadlocking.
     MySQL has no shared named lock: a shared holder takes one of `lock_slots` locks, an
     exclusive holder every one of them.
     """
@@ -224,6 +270,33 @@ class MySQL(SqlDialect):
 
     def release_all_sql(self) -> str:
         return "SELECT RELEASE_ALL_LOCKS()"
+
+    def upsert_row(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Mapping[str, Any],
+        update: Mapping[str, Any],
+        insert: Mapping[str, Any],
+    ) -> None:
+        """INSERT ... ON DUPLICATE KEY UPDATE: no locking read of a key not stored yet.
+
+        UPDATE-then-INSERT deadlocks two writers that add rows in one gap of the key: the
+        UPDATE that matches nothing locks the gap (REPEATABLE READ), so each one's INSERT
+        waits for the other's gap lock (seen between two replicas adding new registers'
+        `sync_state` rows). An insert takes no lock a distinct key's insert waits for, and a
+        stored row's primary key is locked alone, gap excluded.
+        """
+        stmt = mysql.insert(t).values(**key, **insert)
+        conn.execute(stmt.on_duplicate_key_update(dict(update)))
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """Deadlock (1213) or lock wait timeout (1205)."""
+        orig = _driver_error(exc)
+        code = getattr(orig, "errno", None)
+        if code is None and orig.args and isinstance(orig.args[0], int):
+            code = orig.args[0]  # PyMySQL, mysqlclient: (code, message)
+        return _MYSQL_CONFLICTS.get(code) if isinstance(code, int) else None
 
 
 class SQLite(SqlDialect):
@@ -287,6 +360,22 @@ def merge_statement(t: sa.Table, table: Table, dialect: Dialect) -> sa.TextClaus
         f"ON {match}{matched} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});"
     )
     return sa.text(sql).bindparams(*(sa.bindparam(n, type_=t.c[n].type) for n in names))
+
+
+_PG_CONFLICTS = {
+    "40001": "serialization failure (SQLSTATE 40001)",
+    "40P01": "deadlock (SQLSTATE 40P01)",
+}
+_MYSQL_CONFLICTS = {
+    1213: "deadlock (MySQL error 1213)",
+    1205: "lock wait timeout (MySQL error 1205)",
+}
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The DB-API driver's own exception inside SQLAlchemy's wrapper (or `exc` itself)."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else None
+    return orig if isinstance(orig, BaseException) else exc
 
 
 _BY_NAME: dict[str, type[SqlDialect]] = {

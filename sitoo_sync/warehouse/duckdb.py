@@ -313,6 +313,15 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         with self._turns.use(), self._nesting.enter(self._begin):
             yield
 
+    def in_transaction(self) -> bool:
+        """True inside `transaction()` on this thread."""
+        return self._nesting.active()
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """None: one process writes a DuckDB file (its lock sees to that), so two writers
+        never meet in it."""
+        return None
+
     @contextmanager
     def _begin(self) -> Iterator[None]:
         con = self.con

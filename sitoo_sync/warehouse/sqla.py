@@ -56,6 +56,7 @@ from sitoo_sync.warehouse.locks import (
     scoped_name,
     try_session,
 )
+from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
 from sitoo_sync.warehouse.views import View, create_views_sql
 
@@ -113,7 +114,7 @@ def _in_memory_sqlite(base: str, rest: str) -> bool:
 class SqlWarehouse(CapabilityFlags, ChildReplacement):
     """A SQLAlchemy target; one connection per tick, opened on first use, closed by close()."""
 
-    errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,)
+    errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, TransactionConflict)
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = url
@@ -129,8 +130,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             self.engine.connect, lambda _first: self.engine.connect(), lambda c: c.close()
         )
         # Concurrent loads only where they are proven safe: PostgreSQL (MVCC, no gap locks).
-        # InnoDB's gap locks deadlock concurrent upserts of new sync_state rows, SQLite has
-        # one writer, SQL Server is untested here: those take their loads in turn.
+        # InnoDB's gap locks deadlocked concurrent loads (new sync_state rows, before
+        # `upsert_row`; concurrent loads in one process are not proven safe since), SQLite
+        # has one writer, SQL Server is untested here: those take their loads in turn.
         self.capabilities = Capabilities(
             dialect=self.dialect,
             concurrent_loads=self.sql.concurrent_loads,
@@ -223,6 +225,15 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def transaction(self) -> AbstractContextManager[None]:
         """BEGIN ... COMMIT, or ROLLBACK on any exception; an inner one joins the outer."""
         return self._nesting.enter(self.conn.begin)
+
+    def in_transaction(self) -> bool:
+        """True inside `transaction()` on this thread."""
+        return self._nesting.active()
+
+    def conflict(self, exc: BaseException) -> str | None:
+        """The dialect's word on `exc`: a deadlock, lock wait timeout or serialization
+        failure that a re-run can get past, or None."""
+        return self.sql.conflict(exc)
 
     def insert(self, table: Table, data: pa.Table) -> None:
         """Bulk insert of rows known to be new."""
@@ -353,16 +364,11 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def _upsert_state(
         self, stream: str, partition: str, update: dict[str, Any], insert: dict[str, Any]
     ) -> None:
-        """UPDATE the partition's row, or INSERT it the first time (portable upsert)."""
-        t = self.t(SYNC_STATE)
+        """Update the partition's row, or insert it the first time: by the dialect's upsert,
+        which on MySQL must not read the key first (dialects.MySQL.upsert_row)."""
+        key = {"stream": stream, "partition_key": partition}
         with self._tx():
-            done = self.conn.execute(
-                t.update().where(self._state_where(stream, partition)).values(**update)
-            )
-            if done.rowcount == 0:
-                self.conn.execute(
-                    t.insert().values(stream=stream, partition_key=partition, **insert)
-                )
+            self.sql.upsert_row(self.conn, self.t(SYNC_STATE), key, update, insert)
 
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None."""

@@ -115,6 +115,10 @@ def sa_table(table: Table, metadata: sa.MetaData) -> sa.Table:
             c.name,
             column_type(c.kind, key=c.name in keyed),
             nullable=c.nullable and c.name not in table.key,
+            # A key is the vendor's id, never one the database makes up: left to its
+            # default, SQLAlchemy makes a lone integer key AUTO_INCREMENT on MySQL, where an
+            # id of 0 is then stored as the next number instead.
+            autoincrement=False,
             comment=c.description or None,
         )
         for c in table.columns

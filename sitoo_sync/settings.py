@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     load_batch_rows: int = Field(50_000, ge=1, description="rows per load transaction, at most")
     load_batch_seconds: float = Field(2.0, ge=0, description="oldest uncommitted window, at most")
     buffer_mb: float = Field(
-        64,
+        32,
         ge=4,
         le=65536,
         description="memory for data in flight: pages fetched ahead and rows awaiting commit",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from sitoo_sync.results import PartitionResult
 from sitoo_sync.runs import RUN_ID_KEY
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import Window
+from sitoo_sync.turns import INLINE, Inline, Turns
 from sitoo_sync.warehouse.base import Outcome, Warehouse
 from sitoo_sync.warehouse.retry import retried
 
@@ -314,10 +314,13 @@ class GroupWriter:
     cursor; a failed commit fails each partition in it.
     """
 
-    def __init__(self, warehouse: Warehouse, stream: Loaded, *, max_rows: int) -> None:
+    def __init__(
+        self, warehouse: Warehouse, stream: Loaded, *, max_rows: int, write: Inline = INLINE
+    ) -> None:
         self.warehouse = warehouse
         self.stream = stream
         self.max_rows = max_rows
+        self.write = write  # where a group's transaction runs (see sync._load_turn)
         self._cond = threading.Condition()
         self._pending: list[tuple[PartitionLoad, set[tuple[Any, ...]]]] = []
         self._done: dict[int, BaseException | None] = {}
@@ -341,7 +344,7 @@ class GroupWriter:
                 group = self._take()
             failed: BaseException | None = None
             try:
-                load_group(self.warehouse, self.stream, [g for g, _keys in group])
+                self.write.run(load_group, self.warehouse, self.stream, [g for g, _keys in group])
             except BaseException as exc:  # each partition in the group raises it
                 failed = exc
             with self._cond:
@@ -379,7 +382,7 @@ class PartitionWriter:
     batch: Batch
     result: PartitionResult
     on_window: Callable[[PartitionResult], None] | None
-    turn: AbstractContextManager[Any]
+    turns: Turns
     context: Mapping[str, Any]
     #: The cursor the warehouse holds, or will hold once the pending batch commits.
     cursor: str | None
@@ -398,14 +401,12 @@ class PartitionWriter:
         cursor = str(window.cursor)
         stream, batch = self.stream, self.batch
         if window.sweep:  # keys only: collected for the missing marks, nothing loaded
-            with self.turn:
-                self.seen |= stream.normalize(records, self.context).keys()
+            self.seen |= self.turns.normalize.run(stream.normalize, records, self.context).keys()
             self.swept = True
             records = []
         if not records and not self.batch.windows and cursor == self.cursor:
             return
-        with self.turn:
-            normalized = stream.normalize(records, self.context)
+        normalized = self.turns.normalize.run(stream.normalize, records, self.context)
         keys = normalized.keys()
         if stream.full_refresh:
             self.seen |= keys
@@ -437,8 +438,7 @@ class PartitionWriter:
         if self.writer is not None:
             self.writer.commit(load, set(self.batch.keys))
         else:
-            with self.turn:
-                load_group(self.warehouse, self.stream, [load])
+            self.turns.write.run(load_group, self.warehouse, self.stream, [load])
         self._committed(load)
 
     def _pending_load(self, outcome: str | None = None) -> PartitionLoad | None:
@@ -492,8 +492,9 @@ class PartitionWriter:
                 mark_missing(self.warehouse, stream, partition, self.seen, now)
             self.warehouse.record_outcome(stream.name, partition, "ok")
 
-        with self.turn:
-            retried(self.warehouse, last, what="last load", stream=stream.name, partition=partition)
+        self.turns.write.run(
+            retried, self.warehouse, last, what="last load", stream=stream.name, partition=partition
+        )
         if load is not None:
             self._committed(load)
 
@@ -503,11 +504,11 @@ class PartitionWriter:
         the outcome, with why."""
         self.commit()
         stream, partition = self.stream.name, self.partition
-        with self.turn:
-            retried(
-                self.warehouse,
-                lambda: self.warehouse.record_outcome(stream, partition, status, detail),
-                what="outcome",
-                stream=stream,
-                partition=partition,
-            )
+        self.turns.write.run(
+            retried,
+            self.warehouse,
+            lambda: self.warehouse.record_outcome(stream, partition, status, detail),
+            what="outcome",
+            stream=stream,
+            partition=partition,
+        )

@@ -41,6 +41,7 @@ from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
 from sitoo_sync.streams.cursors import Window, WindowContext
+from sitoo_sync.turns import ANY_THREAD, Turns
 from sitoo_sync.warehouse.base import Warehouse
 
 log = get_logger(__name__)
@@ -48,7 +49,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 _DONE = object()
-ANY_TIME = nullcontext()  # a partition running alone needs no turn
+ANY_TIME = nullcontext()  # a partition running alone needs no request slot
 _READ = object()  # sync_partition reads the stored cursor itself
 #: Key kinds whose raw JSON value is the stored value, and the Python type it has.
 _KEY_TYPES: Mapping[Kind, type] = {Kind.TEXT: str, Kind.INT: int}
@@ -311,7 +312,7 @@ def sync_partition(
     on_window: Callable[[PartitionResult], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
     stop: threading.Event | None = None,
-    turn: AbstractContextManager[Any] = ANY_TIME,
+    turns: Turns = ANY_THREAD,
     stored: Any = _READ,
     outcomes: Outcomes | None = None,
     writer: GroupWriter | None = None,
@@ -321,8 +322,9 @@ def sync_partition(
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
-    Fetching runs freely; what comes after a page arrives (normalizing, loading, the
-    outcome) runs inside `turn`, which concurrent partitions share: see `sync._load_turn`.
+    Fetching runs freely; what comes after a page arrives (the re-read check,
+    normalizing, loading, the outcome) runs on `turns`, which concurrent partitions share:
+    see `sync._load_turn`.
     `stored` is the partition's cursor when the caller read it already (None: never
     loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there; with
     `writer`, its batches commit in groups with other partitions'. Each request holds one
@@ -355,7 +357,7 @@ def sync_partition(
         "personal_data": personal_data(settings),
     }
     loader = PartitionWriter(
-        warehouse, stream, partition, batch, result, on_window, turn, context, stored, writer
+        warehouse, stream, partition, batch, result, on_window, turns, context, stored, writer
     )
     parent = stream.parent
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window

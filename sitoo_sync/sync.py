@@ -32,6 +32,7 @@ from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.partitions import with_every_site
+from sitoo_sync.turns import ANY_THREAD, Turns
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
@@ -286,21 +287,23 @@ def _log_result(result: PartitionResult) -> None:
     )
 
 
-def _load_turn(warehouse: Warehouse) -> AbstractContextManager[Any]:
-    """What concurrent partitions hold while they normalize a page they fetched.
+def _load_turn(warehouse: Warehouse) -> Turns:
+    """Where concurrent partitions normalize a page they fetched and load their batches.
 
     Pages of partitions started together arrive together. If all of them then shared the
     CPU (one GIL, here two cores, an in-process engine), all would finish late and
     together, and fetch their next pages together again: a convoy that leaves the network
     idle while the CPU works, and the CPU idle while the network waits. Taking turns makes
     the first page processed the first next request sent, so the requests of the pool
-    spread out and CPU work overlaps waiting. A server that works in its own processes
-    (PostgreSQL) gets no turn to take. Loads themselves go through the stream's
-    `GroupWriter`, one group at a time.
+    spread out and CPU work overlaps waiting. The turns are two threads, one normalizing and
+    one running transactions, that do that work for every partition (turns.py). A server
+    that works in its own processes (PostgreSQL) gets no turn to take: each partition works
+    on its own thread, and its loads go through the stream's `GroupWriter`, one group at a
+    time.
     """
     if warehouse.concurrent_loads and not warehouse.in_process:
-        return ANY_TIME
-    return threading.RLock()  # a commit inside a turn may take it again
+        return ANY_THREAD
+    return Turns.workers()
 
 
 def _run_streams(
@@ -393,16 +396,16 @@ def _run_stream(
     """
     stream = stream.configured(settings.stream_options)
     shared = warehouse
-    turn: AbstractContextManager[Any] = ANY_TIME
+    turns = ANY_THREAD
     if pool is not None:
         concurrent = warehouse.capabilities.concurrent_loads
         shared = warehouse if concurrent else SerializedWarehouse(warehouse)
-        turn = _load_turn(warehouse)
+        turns = _load_turn(warehouse)
     cursors = warehouse.get_cursors(stream.name)
     outcomes = Outcomes(stream.name)
     writer = None
     if pool is not None:
-        writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows)
+        writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows, write=turns.write)
 
     claims = _Claims.open(warehouse, stream, cursors, report)
 
@@ -423,7 +426,7 @@ def _run_stream(
             on_window=on_window,
             clock=clock,
             stop=stop,
-            turn=turn,
+            turns=turns,
             stored=stored,
             outcomes=outcomes,
             writer=writer,
@@ -465,6 +468,7 @@ def _run_stream(
         results = [started[p].result() for p in sorted(started)]
         results += [one(p) for p in partitions if p not in started]
     finally:
+        turns.close()
         if claims is not None:
             claims.locks.close()
     outcomes.flush(shared)

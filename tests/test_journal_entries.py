@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections import Counter
-from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +21,7 @@ from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.partitions import REGISTERS
+from sitoo_sync.turns import ANY_THREAD, Turns, Worker
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
@@ -351,13 +351,16 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
 def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
     """PostgreSQL loads side by side; in-process and single-writer targets take turns."""
 
-    def turn(concurrent_loads: bool, in_process: bool) -> object:
+    def turn(concurrent_loads: bool, in_process: bool) -> Turns:
         target = SimpleNamespace(concurrent_loads=concurrent_loads, in_process=in_process)
         return sitoo_sync.sync._load_turn(target)
 
-    assert isinstance(turn(True, False), nullcontext)  # PostgreSQL
+    assert turn(True, False) is ANY_THREAD  # PostgreSQL
     for shape in ((True, True), (False, True), (False, False)):  # DuckDB, SQLite, MySQL
-        assert not isinstance(turn(*shape), nullcontext)
+        turns = turn(*shape)
+        assert isinstance(turns.normalize, Worker)
+        assert isinstance(turns.write, Worker)
+        turns.close()
 
 
 def test_sites_are_listed_concurrently_in_their_configured_order(tmp_path: Path) -> None:

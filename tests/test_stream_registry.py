@@ -29,6 +29,7 @@ ENGINE = [
     PACKAGE / "progress.py",
     PACKAGE / "inflight.py",
     PACKAGE / "health.py",
+    PACKAGE / "turns.py",
     PACKAGE / "metrics.py",
     PACKAGE / "status.py",
     *sorted((PACKAGE / "warehouse").glob("*.py")),

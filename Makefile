@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sitoo-sync demo
 
+# The tests mostly wait (on the simulator's latency, subprocesses, database servers), not
+# compute: pytest-xdist runs them in this many processes, however few the cores (0: one).
+PYTEST_WORKERS ?= 4
+
 ## test: everything CI checks: format, lint, types, the whole test suite
 test: $(STAMP)
 	$(BIN)/ruff format --check sitoo_sync tests
 	$(BIN)/ruff check sitoo_sync tests
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 check: test
 

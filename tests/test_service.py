@@ -162,6 +162,7 @@ def _lock_free(settings: Settings) -> bool:
 # ---- overlapping cron ticks ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
 def test_two_run_once_at_the_same_moment_load_each_stream_once(
     target_name: str, tmp_path: Path, sync: SyncFn

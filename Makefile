@@ -18,12 +18,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sitoo-sync demo
 
+# The tests mostly wait (on the simulator's latency, subprocesses, database servers), not
+# compute: pytest-xdist runs them in this many processes, however few the cores (0: one).
+# Tests marked `alone` (one takes most of a server's connections) run after, by themselves.
+PYTEST_WORKERS ?= 4
+
 ## test: everything CI checks: format, lint, types, the whole test suite
 test: $(STAMP)
 	$(BIN)/ruff format --check sitoo_sync tests
 	$(BIN)/ruff check sitoo_sync tests
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m 'not alone'
+	$(BIN)/pytest -m alone
 
 check: test
 

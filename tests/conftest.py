@@ -18,6 +18,16 @@ from sitoo_sync.warehouse import open_warehouse
 from tests.support import settings_for
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests and xdist groups (a costly module fixture's tests) first: with tests in
+    parallel (`make test`), none of the long ones then starts last and runs on alone."""
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") or _grouped(item)))
+
+
+def _grouped(item: pytest.Item) -> bool:
+    return item.get_closest_marker("xdist_group") is not None
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No SITOO_* variable of the developer's shell leaks into a test."""

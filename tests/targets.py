@@ -28,6 +28,13 @@ SERVERS = {"postgres": "SITOO_TEST_POSTGRES_URL", "mysql": "SITOO_TEST_MYSQL_URL
 ALL_TARGETS = ["duckdb", "sqlite", "postgres", "mysql"]
 
 
+def grouped_targets(module: str) -> list[Any]:
+    """ALL_TARGETS as params of a module-scoped fixture that builds something costly per
+    target: under pytest-xdist's `--dist loadgroup` (`make test`) one target's tests go to one
+    worker, so each target's fixture is built once, not once per worker given one of them."""
+    return [pytest.param(t, marks=pytest.mark.xdist_group(f"{module}-{t}")) for t in ALL_TARGETS]
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a test loads: a URL and, for servers, a schema of its own."""

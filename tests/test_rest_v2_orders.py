@@ -409,6 +409,7 @@ def test_injected_faults_lose_and_duplicate_nothing(sync: SyncFn, tmp_path: Path
         sim.stop()
 
 
+@pytest.mark.slow
 def test_every_target_holds_the_same_order_rows(sync: SyncFn, tmp_path: Path) -> None:
     """DuckDB, SQLite, PostgreSQL and MariaDB hold the same orders and children, money exact."""
     sim = make_sim()

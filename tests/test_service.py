@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -28,10 +28,13 @@ from tests.support import PipeLines, query, settings_for, take_lock
 from tests.targets import Target, target_for
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def listening_port(events: Callable[[], list[dict[str, Any]]], proc: subprocess.Popen[Any]) -> int:
+    """The port a service started with SITOO_METRICS_PORT=0 took for /metrics, from its
+    `metrics_listening` event: no port is picked before the service binds it, so tests in
+    parallel never race for one."""
+    wait_for(lambda: bool(events()) or proc.poll() is not None, 180, "the metrics server to listen")
+    assert events(), f"the service exited ({proc.returncode}) before it listened"
+    return int(events()[0]["port"])
 
 
 def env_for(sim: Simulator, target: Target, **extra: str) -> dict[str, str]:
@@ -158,6 +161,7 @@ def _lock_free(settings: Settings) -> bool:
 # ---- overlapping cron ticks ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
 def test_two_run_once_at_the_same_moment_load_each_stream_once(
     target_name: str, tmp_path: Path, sync: SyncFn
@@ -226,7 +230,6 @@ def test_service_ticks_serves_metrics_lets_readers_in_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
     """Two ticks of each stream load new data; /metrics and /healthz answer; SIGTERM exits 0."""
-    port = free_port()
     with (
         Simulator.create(SimConfig(seed=22, days=10)) as sim,
         target_for("duckdb", tmp_path) as target,
@@ -236,14 +239,22 @@ def test_service_ticks_serves_metrics_lets_readers_in_and_stops_on_sigterm(
             target,
             SITOO_SCHEDULES=json.dumps({"pos_z_reports": "2s", "store_z_reports": "2s"}),
             SITOO_SCHEDULE_JITTER_SECONDS="0",
-            SITOO_METRICS_PORT=str(port),
+            SITOO_METRICS_PORT="0",
             SITOO_STORE_Z_REPORTS_START_DAY="2026-11-01",
         )
-        log_file = (tmp_path / "service.log").open("w")
+        log_path = tmp_path / "service.log"
+        log_file = log_path.open("w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "sitoo_sync", "run"], env=env, stderr=log_file
         )
         try:
+
+            def listening() -> list[dict[str, Any]]:
+                written = log_path.read_text().split("\n")[:-1]  # whole lines only
+                events = (json.loads(line) for line in written)
+                return [e for e in events if e["event"] == "metrics_listening"]
+
+            port = listening_port(listening, proc)
 
             def ticks(stream: str) -> float:
                 try:
@@ -320,7 +331,6 @@ def test_a_tick_still_running_when_the_next_is_due_is_one_skipped_event_and_coun
 ) -> None:
     """A tick outlasting its interval makes the next one `tick_skipped` (a JSON event with
     the stream and how late it is) and counts it; APScheduler's own warning is not logged."""
-    port = free_port()
     with (
         Simulator.create(SimConfig(seed=23, days=2)) as sim,
         target_for("duckdb", tmp_path) as target,
@@ -332,10 +342,11 @@ def test_a_tick_still_running_when_the_next_is_due_is_one_skipped_event_and_coun
             SITOO_STREAMS="pos_z_reports",
             SITOO_SCHEDULES=json.dumps({"pos_z_reports": "1s"}),
             SITOO_SCHEDULE_JITTER_SECONDS="0",
-            SITOO_METRICS_PORT=str(port),
+            SITOO_METRICS_PORT="0",
         )
         proc, log = start_service(env)
         try:
+            port = listening_port(lambda: log.events("metrics_listening"), proc)
 
             def skipped() -> float:
                 try:

@@ -22,7 +22,14 @@ from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import Warehouse
 from tests.support import PipeLines
 from tests.targets import target_for
-from tests.test_service import env_for, free_port, metric, scrape, start_service, wait_for
+from tests.test_service import (
+    env_for,
+    listening_port,
+    metric,
+    scrape,
+    start_service,
+    wait_for,
+)
 
 ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
 
@@ -48,7 +55,6 @@ def test_z_report_ticks_complete_while_a_journal_backfill_is_in_flight(
     """With every journal page slow, two pos_z_reports ticks finish before the journal's
     first tick does (on a server, each tick loads on connections of its own, at the same
     time); SIGTERM then waits for the journal tick and exits 0."""
-    port = free_port()
     with (
         Simulator.create(SimConfig(seed=63, days=3, registers_per_store=4)) as sim,
         target_for(target_name, tmp_path) as target,
@@ -62,10 +68,11 @@ def test_z_report_ticks_complete_while_a_journal_backfill_is_in_flight(
             SITOO_SCHEDULES=json.dumps({"pos_z_reports": "2s", "journal_entries": "1h"}),
             SITOO_SCHEDULE_JITTER_SECONDS="0",
             SITOO_CONCURRENCY="1",
-            SITOO_METRICS_PORT=str(port),
+            SITOO_METRICS_PORT="0",
         )
         proc, log = start_service(env)
         try:
+            port = listening_port(lambda: log.events("metrics_listening"), proc)
             wait_for(lambda: _ticks(port, "pos_z_reports") >= 2, 300, "two pos_z_reports ticks")
             assert _ticks(port, "journal_entries") == 0  # its first tick is still running
             assert log.events("partition_synced")  # ... and it has been loading meanwhile

@@ -77,6 +77,7 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+@pytest.mark.slow
 def test_every_row_carries_the_load_time_and_run_of_its_commit(
     target: Target, sim: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:

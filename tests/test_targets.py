@@ -76,6 +76,7 @@ def money_sums(rows: list[tuple[Any, ...]], table: Table) -> dict[str, Decimal]:
     }
 
 
+@pytest.mark.slow
 def test_every_target_holds_the_same_rows_as_duckdb(
     world: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:
@@ -107,6 +108,7 @@ def test_every_target_holds_the_same_rows_as_duckdb(
         assert len(reference.rows(POS_TABLE)) > 100
 
 
+@pytest.mark.slow
 def test_a_second_tick_changes_nothing(
     target: Target, world: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:
@@ -117,6 +119,7 @@ def test_a_second_tick_changes_nothing(
     assert {t.name: target.bag(t) for t in TABLES} == before
 
 
+@pytest.mark.slow
 def test_a_reaggregated_day_replaces_the_old_report(
     target: Target, world: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
 from tests.support import settings_for
-from tests.targets import ALL_TARGETS, Target, target_for
+from tests.targets import Target, grouped_targets, target_for
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 CLEAN = {"seed": 12, "days": 20, "cash_differences": False}
@@ -80,7 +80,7 @@ def synced(target: Target, tmp: Path, **knobs: Any) -> World:
         return World(target, [r.registerid for r in sim.world.registers], sim)
 
 
-@pytest.fixture(scope="module", params=ALL_TARGETS)
+@pytest.fixture(scope="module", params=grouped_targets("verify"))
 def target(request: pytest.FixtureRequest) -> str:
     """Each target in turn: every world of this module is synced into one of its kind."""
     return str(request.param)

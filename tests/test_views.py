@@ -18,14 +18,14 @@ from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import settings_for
-from tests.targets import ALL_TARGETS, Target, target_for
+from tests.targets import Target, grouped_targets, target_for
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 START = (NOW - timedelta(days=20)).date()
 Loaded = tuple[Target, Simulator]
 
 
-@pytest.fixture(scope="module", params=ALL_TARGETS)
+@pytest.fixture(scope="module", params=grouped_targets("views"))
 def loaded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Loaded]:

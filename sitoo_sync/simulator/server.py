@@ -154,8 +154,13 @@ class Simulator:
         handler = _make_handler(self)
         self._server = _Server((self.host, self.port), handler)
         self.port = int(self._server.server_address[1])
+        # Polled every 50 ms, not the default 0.5 s: `stop` waits for a poll, and the tests
+        # start and stop a simulator hundreds of times.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sitoo-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sitoo-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -158,8 +158,12 @@ class NormalizedWindow:
         return sum(t.num_rows for t in self.tables.values())
 
     def nbytes(self) -> int:
-        """What the window's typed rows take in memory."""
-        size: int = self.parent_keys.nbytes + sum(t.nbytes for t in self.tables.values())
+        """What the window's typed rows hold in memory: the whole buffers they use (a
+        filtered table may share a larger one). Only the buffers' sizes are read; counting
+        the bytes the rows use (`Table.nbytes`) showed as 7 % of the GIL-holding samples
+        of a concurrency-32 backfill."""
+        tables = (self.parent_keys, *self.tables.values())
+        size: int = sum(t.get_total_buffer_size() for t in tables)
         return size
 
     def keys(self) -> set[tuple[Any, ...]]:

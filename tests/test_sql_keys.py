@@ -33,3 +33,39 @@ def test_a_lone_integer_key_of_zero_is_stored_as_zero(target_name: str, tmp_path
         finally:
             warehouse.close()
     assert rows == [(0, "zero"), (7, "seven")]
+
+
+def test_a_key_an_earlier_version_made_auto_increment_is_restated_without_it(
+    tmp_path: Path,
+) -> None:
+    """A MySQL table created with an AUTO_INCREMENT key (before keys were never so) loses
+    the attribute at the next schema check, keeping its rows, and then stores id 0 as 0."""
+    import sqlalchemy as sa
+
+    with target_for("mysql", tmp_path) as target:
+        assert target.schema is not None
+        engine = sa.create_engine(
+            sa.make_url(target.url).set(drivername="mysql+pymysql", database=None)
+        )
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{target.schema}`"))
+            conn.execute(
+                sa.text(
+                    # As the earlier version made it, its comments included: only the
+                    # AUTO_INCREMENT differs from what the declaration wants now.
+                    f"CREATE TABLE `{target.schema}`.things (thingid BIGINT NOT NULL "
+                    "AUTO_INCREMENT COMMENT 'The vendor''s id.', name TEXT COMMENT 'A name.', "
+                    "PRIMARY KEY (thingid)) COMMENT = 'Things with a lone integer key.'"
+                )
+            )
+            conn.execute(sa.text(f"INSERT INTO `{target.schema}`.things VALUES (7, 'seven')"))
+        engine.dispose()
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        try:
+            warehouse.ensure_schema([THINGS])
+            with warehouse.transaction():
+                warehouse.insert(THINGS, pa.table({"thingid": [0], "name": ["zero"]}))
+            rows = sorted((r["thingid"], r["name"]) for r in warehouse.read_table(THINGS))
+        finally:
+            warehouse.close()
+    assert rows == [(0, "zero"), (7, "seven")]

@@ -103,6 +103,11 @@ def catalog_duckdb(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str 
     return have
 
 
+#: Dialects whose comments are written by restating the column (MODIFY COLUMN).
+_RESTATED = frozenset({"mysql", "mariadb"})
+_AUTO_INCREMENT = object()  # equals no wanted comment
+
+
 def catalog_sql(
     conn: Connection, names: list[str], schema: str | None
 ) -> dict[tuple[str, str], Any]:
@@ -123,7 +128,10 @@ def catalog_sql(
         schema=schema, filter_names=only
     ).items():
         for col in columns:
-            have[(table, col["name"])] = col.get("comment")
+            # A key column made AUTO_INCREMENT by an earlier version (MySQL stores an id of
+            # 0 as the next number there) counts as stale: restating it drops the attribute.
+            stale = col.get("autoincrement") is True and conn.dialect.name in _RESTATED
+            have[(table, col["name"])] = _AUTO_INCREMENT if stale else col.get("comment")
     return have
 
 

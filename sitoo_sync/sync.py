@@ -382,11 +382,12 @@ def _run_stream(
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
-    Each pool thread fetches on its own and loads on a connection of its own, every window
-    one transaction. Loads take turns (see _load_turn) except on PostgreSQL; a target that
-    must not be written from two threads at all is serialized whole. The cursors are read in
-    one query first, and the partitions that load nothing have their outcomes written
-    together at the end (`Outcomes`).
+    Each pool thread fetches on its own. On PostgreSQL it also normalizes and loads on a
+    connection of its own; elsewhere it hands that work to the tick's two turn threads
+    (see _load_turn), and a target that must not be written from two threads at all is
+    serialized whole. Batches commit in groups through the stream's `GroupWriter`. The
+    cursors are read in one query first, and the partitions that load nothing have their
+    outcomes written together at the end (`Outcomes`).
 
     When processes split the stream's partitions (`Warehouse.partition_locks`), each takes them
     in an order of its own (so replicas rarely reach for the same one) and syncs each under

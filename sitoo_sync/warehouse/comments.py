@@ -103,22 +103,25 @@ def catalog_duckdb(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str 
     return have
 
 
-#: Dialects whose comments are written by restating the column (MODIFY COLUMN).
-_RESTATED = frozenset({"mysql", "mariadb"})
-_AUTO_INCREMENT = object()  # equals no wanted comment
-
-
 def catalog_sql(
     conn: Connection, names: list[str], schema: str | None
 ) -> dict[tuple[str, str], Any]:
     """Current comments of the tables `names` that exist, from SQLAlchemy's inspector."""
+    return _catalog(conn, names, schema)[0]
+
+
+def _catalog(
+    conn: Connection, names: list[str], schema: str | None
+) -> tuple[dict[tuple[str, str], Any], set[tuple[str, str]]]:
+    """The comments of the tables `names` that exist, and their AUTO_INCREMENT columns."""
     import sqlalchemy as sa
 
     inspector = sa.inspect(conn)
     present = set(inspector.get_table_names(schema=schema)) & set(names)
     if not present:
-        return {}
+        return {}, set()
     have: dict[tuple[str, str], Any] = {}
+    auto_increment: set[tuple[str, str]] = set()
     only = sorted(present)
     for (_, table), info in inspector.get_multi_table_comment(
         schema=schema, filter_names=only
@@ -128,11 +131,10 @@ def catalog_sql(
         schema=schema, filter_names=only
     ).items():
         for col in columns:
-            # A key column made AUTO_INCREMENT by an earlier version (MySQL stores an id of
-            # 0 as the next number there) counts as stale: restating it drops the attribute.
-            stale = col.get("autoincrement") is True and conn.dialect.name in _RESTATED
-            have[(table, col["name"])] = _AUTO_INCREMENT if stale else col.get("comment")
-    return have
+            have[(table, col["name"])] = col.get("comment")
+            if col.get("autoincrement") is True:
+                auto_increment.add((table, col["name"]))
+    return have, auto_increment
 
 
 def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None) -> int:
@@ -153,12 +155,18 @@ def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None
         want[(t.name, "")] = t.comment or ""
         for col in t.columns:
             want[(t.name, col.name)] = col.comment or ""
-    stale = _stale(want, catalog_sql(conn, list(by_name), schema))
+    restates = dialect.name != "postgresql"  # MySQL writes a comment by restating the column
+    have, auto_increment = _catalog(conn, list(by_name), schema)
+    stale = _stale(want, have)
+    if restates:
+        # A key column an earlier version made AUTO_INCREMENT (MySQL stores an id of 0 as
+        # the next number there) is restated too: its declaration has no such attribute.
+        stale |= {k: want[k] for k in auto_increment if want.get(k)}
     if not stale:
         return 0
     prep = dialect.identifier_preparer
     stale_tables = sorted({table for table, _ in stale})
-    if dialect.name == "postgresql":
+    if not restates:
         for (table, column), text in stale.items():
             target = prep.format_table(by_name[table])
             what = f"TABLE {target}" if not column else f"COLUMN {target}.{prep.quote(column)}"

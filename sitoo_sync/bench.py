@@ -94,14 +94,19 @@ def run_phase(phase: str) -> int:
     return 0
 
 
+def _plain_client(settings: Settings, **options: Any) -> httpx.Client:
+    """The floors' client: plain httpx with the API's credentials, no retries, no counting."""
+    api_id, password = settings.require_credentials()
+    return httpx.Client(auth=httpx.BasicAuth(api_id, password), timeout=60, **options)
+
+
 def zreport_floor(settings: Settings, base: str) -> tuple[int, int]:
     """The POS z-report floor: a plain httpx client pages through the same windows the
     stream asks for, decoding each page with `response.json()` (the standard library's
     parser; the product's msgspec is faster, so the floor stays the plain client) and
     storing nothing. Returns (records, requests)."""
-    api_id, password = settings.require_credentials()
     records, requests = 0, 0
-    with httpx.Client(auth=httpx.BasicAuth(api_id, password), timeout=60) as http:
+    with _plain_client(settings) as http:
 
         def fetch(params: Any) -> list[Any]:
             nonlocal requests
@@ -130,10 +135,9 @@ def journal_floor(settings: Settings) -> tuple[int, int]:
     register's journal (`date_type=added`, `num=1000`, following `next`), `concurrency`
     registers at once, decoding each page with `response.json()` and storing nothing.
     Returns (entries, requests)."""
-    api_id, password = settings.require_credentials()
     limits = httpx.Limits(max_connections=max(16, settings.concurrency))
     with (
-        httpx.Client(auth=httpx.BasicAuth(api_id, password), limits=limits, timeout=60) as http,
+        _plain_client(settings, limits=limits) as http,
         ThreadPoolExecutor(settings.concurrency) as pool,
     ):
 

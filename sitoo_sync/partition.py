@@ -245,11 +245,10 @@ def _window_context(
     partition: str,
     *,
     now: datetime,
-    slots: AbstractContextManager[Any] = ANY_TIME,
-    holds: PageHolds | None = None,
+    slots: AbstractContextManager[Any],
+    holds: PageHolds,
 ) -> WindowContext:
     """What the stream's cursor strategy may use during this tick."""
-    holds = holds or PageHolds(None, None)
     fetch, fetch_raw = _fetchers(client, stream, partition, slots, holds)
 
     def get(path: str) -> Any:

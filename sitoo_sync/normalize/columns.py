@@ -146,7 +146,7 @@ def convert_column(column: Column, values: Sequence[Any]) -> tuple[pa.Array, Err
         return _json_column(column, values)
     fast = _FAST_TYPES.get(column.kind)
     types = set(map(type, values)) - {_NONE}
-    raw_type = RAW_TYPES.get(column.kind, _DECIMAL_NUMBERS)
+    raw_type = _DECIMAL_NUMBERS if column.kind is Kind.DECIMAL else RAW_TYPES.get(column.kind)
     if column.kind is Kind.DECIMAL and types == {str}:
         fast, raw_type = frozenset(types), pa.string()
     if fast is not None and types <= fast:

@@ -8,9 +8,11 @@ normalized, half for normalized rows waiting in batches for their commit.
   wire size times `PARSED_FACTOR` (what the parsed JSON costs as Python objects). Before a
   request the fetcher holds the largest page seen so far (at least `FIRST_PAGE`) and waits
   until that fits, or until nothing is held (a page larger than the whole half goes
-  alone); once the page is in, the hold becomes its real size. So the pages held stay
-  within their half, passing it only by what a page larger than every page before it
-  brings, never by how many partitions run.
+  alone). Once the page is in, and before it is parsed, the hold grows to the page's real
+  cost, waiting again until that fits; if every byte held belongs to fetchers waiting to
+  grow, one of them goes on. So the pages held pass their half by at most one page, never
+  by how many partitions run, also when the first pages of a tick are larger than the
+  least a request holds.
 - Rows are counted at their Arrow size. A batch is committed early when the rows of all
   batches together pass their half; it never waits, so no fetcher or commit can deadlock
   on the other. The rows held pass their half by at most the windows being normalized at
@@ -44,6 +46,8 @@ class ByteBudget:
         self.peak = 0
         self.largest = 0  # the largest single hold ever settled (see `settle`)
         self.waits = 0  # acquisitions that had to wait for bytes to be given back
+        self._growing = 0  # bytes held by threads waiting in `grow`
+        self._growers = 0  # how many wait there
         self._cond = threading.Condition()
 
     def acquire(
@@ -57,9 +61,9 @@ class ByteBudget:
         """
         deadline = time.monotonic() + patience
         with self._cond:
-            if self.used and self.used + size > self.limit:
+            if self._must_wait(size):
                 self.waits += 1
-            while self.used and self.used + size > self.limit:
+            while self._must_wait(size):
                 if cancelled is not None and cancelled.is_set():
                     return False
                 if time.monotonic() >= deadline:
@@ -69,18 +73,54 @@ class ByteBudget:
             self._hold(size)
             return True
 
+    def _must_wait(self, size: int) -> bool:
+        # Pages already fetched and waiting to grow go first: a new request would only add
+        # one more page that cannot be parsed.
+        return bool(self.used) and (self.used + size > self.limit or self._growers > 0)
+
+    def grow(
+        self,
+        held: int,
+        size: int,
+        cancelled: threading.Event | None = None,
+        *,
+        patience: float = 60.0,
+    ) -> None:
+        """Turn a hold of `held` bytes into one of `size` (the real size, once known),
+        waiting while a larger one does not fit.
+
+        Waiting stops when it fits, when every byte held belongs to threads waiting here
+        (none of them would give any back, so one goes on: the limit is passed by at most
+        that one's growth), when `cancelled` is set, or after `patience` seconds.
+        """
+        extra = size - held
+        deadline = time.monotonic() + patience
+        with self._cond:
+            self.largest = max(self.largest, size)
+            if extra > 0 and self.used + extra > self.limit:
+                self.waits += 1
+                self._growing += held
+                self._growers += 1
+                self._cond.notify_all()  # those waiting here re-check who holds what
+                try:
+                    while self.used + extra > self.limit and self.used > self._growing:
+                        if cancelled is not None and cancelled.is_set():
+                            break
+                        if time.monotonic() >= deadline:
+                            log.warning("buffer_wait_exceeded", held=self.used, limit=self.limit)
+                            break
+                        self._cond.wait(0.1)
+                finally:
+                    self._growing -= held
+                    self._growers -= 1
+            self._hold(extra)
+            if extra < 0 or self._growers:
+                self._cond.notify_all()
+
     def add(self, size: int) -> None:
         """Hold `size` more bytes now, whatever is held (see `over`)."""
         with self._cond:
             self._hold(size)
-
-    def settle(self, held: int, size: int) -> None:
-        """Turn a hold of `held` bytes into one of `size` (the real size, once known)."""
-        with self._cond:
-            self.largest = max(self.largest, size)
-            self._hold(size - held)
-            if size < held:
-                self._cond.notify_all()
 
     def release(self, size: int) -> None:
         """Give back `size` bytes held."""

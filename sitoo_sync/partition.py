@@ -163,30 +163,37 @@ def _split_values_from(
 
 class PageHolds:
     """One partition's pages held in the tick's `Buffer`: from before each request (the
-    buffer's estimate, waiting until it fits) to the real size once the page is in, and
-    claimed by the window they make, which gives them back once it is normalized."""
+    buffer's estimate, waiting until it fits), grown to the page's real cost before it is
+    parsed (waiting again), and claimed by the window they make, which gives them back
+    once it is normalized."""
 
     def __init__(self, buffer: Buffer | None, stop: threading.Event | None) -> None:
         self.buffer = buffer
         self.stop = stop
         self.unclaimed = 0
 
-    def fetch(self, request: Callable[[], tuple[Any, int]]) -> Any:
-        """Run `request` (→ the decoded body and its wire bytes) under a hold."""
+    def fetch(self, request: Callable[[Callable[[int], None] | None], Any]) -> Any:
+        """Run `request(on_body)` (→ the decoded body) under a hold; the client calls
+        `on_body(wire_bytes)` once the page is in, before parsing it."""
         if self.buffer is None:
-            return request()[0]
+            return request(None)
         budget = self.buffer.pages
-        estimate = self.buffer.page_estimate()
-        if not budget.acquire(estimate, self.stop):
-            budget.add(estimate)  # stopping: the last request goes without waiting
+        held = self.buffer.page_estimate()
+        if not budget.acquire(held, self.stop):
+            budget.add(held)  # stopping: the last request goes without waiting
+
+        def arrived(wire: int) -> None:
+            nonlocal held
+            cost = Buffer.page_cost(wire)
+            budget.grow(held, cost, self.stop)
+            held = cost
+
         try:
-            body, wire = request()
+            body = request(arrived)
         except BaseException:
-            budget.release(estimate)
+            budget.release(held)
             raise
-        size = Buffer.page_cost(wire)
-        budget.settle(estimate, size)
-        self.unclaimed += size
+        self.unclaimed += held
         return body
 
     def claim(self, _window: Any) -> int:
@@ -213,19 +220,17 @@ def _fetchers(
     """GET the stream's path for this partition, each request holding one of the `slots`
     and its page held in the buffer: (records only, whole response)."""
     path = stream.path_for(partition)
-    received = client.received_bytes
-    counted = (stream.name, partition)
-
-    def request(params: Mapping[str, str | int]) -> tuple[Any, int]:
-        with slots:
-            before = received[counted]
-            body = client.get_json(
-                stream.api, path, params, stream=stream.name, partition=partition
-            )
-            return body, received[counted] - before
 
     def fetch_raw(params: Mapping[str, str | int]) -> Any:
-        return holds.fetch(lambda: request(params))
+        def request(on_body: Callable[[int], None] | None) -> Any:
+            return client.get_json(
+                stream.api, path, params, stream=stream.name, partition=partition, on_body=on_body
+            )
+
+        # The slot first: a fetcher waiting for one holds no bytes, so bytes are only ever
+        # waited for by those that can use them (see inflight.ByteBudget.grow).
+        with slots:
+            return holds.fetch(request)
 
     def fetch(params: Mapping[str, str | int]) -> list[Any]:
         try:

@@ -55,18 +55,78 @@ def test_a_page_larger_than_the_budget_goes_alone_and_a_cancelled_wait_holds_not
     assert budget.used == 0
 
 
-def test_settle_turns_an_estimate_into_the_real_size() -> None:
+def test_grow_turns_an_estimate_into_the_real_size() -> None:
     """A hold taken before a request at the estimate becomes the page's real size, and the
     largest size seen is the next estimate."""
     buffer = Buffer(1)
     first = buffer.page_estimate()
     buffer.pages.acquire(first)
-    buffer.pages.settle(first, 1000)
+    buffer.pages.grow(first, 1000)
     assert buffer.pages.used == 1000
     assert buffer.page_estimate() == FIRST_PAGE  # at least that
+    buffer.pages.release(1000)  # its window was normalized
     buffer.pages.acquire(first)
-    buffer.pages.settle(first, FIRST_PAGE * 2)
+    buffer.pages.grow(first, FIRST_PAGE * 2)
     assert buffer.page_estimate() == FIRST_PAGE * 2
+
+
+def test_a_page_that_grows_past_the_limit_waits_and_new_requests_wait_behind_it() -> None:
+    """A page larger than its hold waits to be parsed until its real size fits; meanwhile a
+    new request waits too (it would only add a page that cannot be parsed), and both go on
+    once bytes are given back."""
+    budget = ByteBudget(100)
+    budget.acquire(50)  # a parsed page, waiting for its window's normalizing
+    budget.acquire(20)  # a request in flight
+    grown, started = threading.Event(), threading.Event()
+
+    def arrive() -> None:
+        budget.grow(20, 80)  # its page is 80: 50 + 80 > 100
+        grown.set()
+
+    def request() -> None:
+        budget.acquire(10)  # would fit (90), but a page waits to grow
+        started.set()
+
+    grower = threading.Thread(target=arrive)
+    grower.start()
+    time.sleep(0.2)
+    requester = threading.Thread(target=request)
+    requester.start()
+    assert not grown.wait(0.3)
+    assert not started.is_set()
+    budget.release(50)
+    assert grown.wait(2)
+    assert started.wait(2)
+    grower.join()
+    requester.join()
+    assert budget.used == 90
+    assert budget.peak == 90
+
+
+def test_when_every_byte_held_waits_to_grow_one_page_goes_on() -> None:
+    """Fetchers that all wait to grow hold every byte, so none would be given back: one of
+    them goes on (passing the limit by its growth alone) and the other waits for it."""
+    budget = ByteBudget(100)
+    budget.acquire(40)
+    budget.acquire(40)
+    done: list[str] = []
+
+    def arrive(name: str) -> None:
+        budget.grow(40, 70)
+        done.append(name)
+
+    threads = [threading.Thread(target=arrive, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    time.sleep(0.4)
+    assert len(done) == 1  # exactly one went on
+    assert budget.used == 110  # 40 + 70: past the limit by that one growth
+    budget.release(70)  # its window was normalized
+    for t in threads:
+        t.join(2)
+    assert len(done) == 2
+    assert budget.used == 70
+    assert budget.peak == 110
 
 
 def test_prefetch_gives_back_what_each_item_held_when_the_consumer_moves_on() -> None:
@@ -132,3 +192,42 @@ def test_the_pages_in_flight_never_exceed_the_byte_budget(
     assert pages.peak <= pages.limit
     assert pages.used == 0
     assert buffer.rows.used == 0
+
+
+@pytest.mark.slow
+def test_pages_larger_than_a_first_hold_never_pass_the_budget_by_more_than_one_page(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill of 1,000-entry pages (each parsed far larger than what a request holds
+    before any page was seen) at concurrency 16: the first requests' pages wait to be
+    parsed until they fit, so the pages held pass their half by at most one page, and
+    every entry is loaded once."""
+    buffers: list[Buffer] = []
+
+    def small_buffer(_megabytes: float) -> Buffer:
+        buffer = Buffer(8)  # 4 MiB for pages: about three parsed pages here
+        buffers.append(buffer)
+        return buffer
+
+    monkeypatch.setattr(sync_module, "Buffer", small_buffer)
+    config = SimConfig(seed=43, days=1, registers_per_store=4, lazy_journal_size=40_000)
+    with Simulator.create(config) as sim, target_for("duckdb", tmp_path) as target:
+        settings = settings_for(
+            sim,
+            tmp_path / "unused.duckdb",
+            streams=["journal_entries"],
+            concurrency=16,
+            **target.settings(),
+        )
+        report = sync(settings)
+        assert report.ok, [r.error for r in report.results if r.error]
+        keys = Counter(r[:2] for r in target.rows(JOURNAL_ENTRIES))
+        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+    [buffer] = buffers
+    pages = buffer.pages
+    assert pages.largest > 4 * FIRST_PAGE, "pages this small would prove nothing"
+    assert pages.waits > 0
+    assert pages.peak <= pages.limit + pages.largest
+    assert pages.used == 0
+    assert set(keys) == expected
+    assert set(keys.values()) == {1}

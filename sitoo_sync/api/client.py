@@ -110,8 +110,6 @@ class SitooClient:
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.partition_requests: Counter[tuple[str, str | None]] = Counter()
-        #: Response bytes per (stream, partition): what the in-flight buffer counts.
-        self.received_bytes: Counter[tuple[str, str | None]] = Counter()
 
     def url(self, api: Api, path: str) -> str:
         """The absolute URL of `path` on `api`."""
@@ -125,14 +123,21 @@ class SitooClient:
         *,
         stream: str,
         partition: str | None = None,
+        on_body: Callable[[int], None] | None = None,
     ) -> Any:
-        """GET and decode JSON, retrying 429/5xx/transport errors within the policy."""
+        """GET and decode JSON, retrying 429/5xx/transport errors within the policy.
+
+        `on_body(wire_bytes)` is called with each good response's size before it is
+        decoded: the in-flight buffer waits there until the parsed page fits.
+        """
         url = self.url(api, path)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._attempt(url, params, stream=stream, partition=partition)
+                return self._attempt(
+                    url, params, stream=stream, partition=partition, on_body=on_body
+                )
             except RetriableError as exc:
                 if attempt >= self.policy.max_attempts:
                     raise RetryBudgetExhausted(
@@ -163,6 +168,7 @@ class SitooClient:
         *,
         stream: str,
         partition: str | None,
+        on_body: Callable[[int], None] | None = None,
     ) -> Any:
         self.requests[stream] += 1
         self.partition_requests[(stream, partition)] += 1
@@ -192,7 +198,8 @@ class SitooClient:
             )
         if status >= 400:
             raise FatalApiError(_error_text(response), url=shown, status=status, **ctx)
-        self.received_bytes[(stream, partition)] += len(response.content)
+        if on_body is not None:
+            on_body(len(response.content))
         try:
             return _JSON.decode(response.content)
         except ValueError as exc:

@@ -36,7 +36,7 @@ from sitoo_sync.runs import RUN_ID_KEY
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import Window
 from sitoo_sync.turns import INLINE, Inline, Turns
-from sitoo_sync.warehouse.base import Outcome, Warehouse
+from sitoo_sync.warehouse.base import CursorMove, Outcome, Warehouse
 from sitoo_sync.warehouse.retry import retried
 
 log = get_logger(__name__)
@@ -118,11 +118,13 @@ def load_group(warehouse: Warehouse, stream: Loaded, loads: Sequence[PartitionLo
                 [stamped(stream, p.normalized, at, p.run_id) for p in loads]
             )
         _load_rows(warehouse, stream, normalized)
-        for p in loads:
-            rows = p.normalized.row_count()
-            warehouse.set_cursor(stream.name, p.partition, p.cursor, rows=rows, windows=p.windows)
-            if p.outcome is not None:
-                warehouse.record_outcome(stream.name, p.partition, p.outcome)
+        warehouse.set_cursors(
+            stream.name,
+            [CursorMove(p.partition, p.cursor, p.normalized.row_count(), p.windows) for p in loads],
+        )
+        warehouse.record_outcomes(
+            stream.name, [(p.partition, p.outcome, None) for p in loads if p.outcome is not None]
+        )
 
     retried(warehouse, load, what="load", stream=stream.name, partitions=len(loads))
 

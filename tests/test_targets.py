@@ -25,7 +25,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES
+from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES, CursorMove
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn
@@ -156,6 +156,30 @@ def test_children_are_replaced_as_a_set(target: Target) -> None:
         counts = warehouse.table_counts([POS_TABLE, CHILDREN["payments"]])
         assert counts == {"pos_z_reports": 1, "pos_z_report_payments": 1}
         assert warehouse.get_cursor("pos_z_reports", "p") == "3"
+    finally:
+        warehouse.close()
+
+
+def test_cursors_of_a_group_move_and_count_on_every_target(target: Target) -> None:
+    """set_cursors moves the cursors of stored and new partitions in one go, adds rows and
+    windows to what each had, and a partition named twice counts both moves."""
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES])
+        warehouse.set_cursor("s", "old", "1", rows=5, windows=1)
+        with warehouse.transaction():
+            warehouse.set_cursors("s", [CursorMove("old", "2", 3, 2), CursorMove("new", "9", 4, 1)])
+        warehouse.set_cursors("s", [CursorMove("twice", "a", 1, 1), CursorMove("twice", "b", 2, 1)])
+        warehouse.set_cursors("other", [CursorMove("old", None, 0, 0)])
+        states = {(s.stream, s.partition): s for s in warehouse.states()}
+        got = {k: (s.cursor, s.rows_loaded, s.windows_loaded) for k, s in states.items()}
+        assert got == {
+            ("s", "old"): ("2", 8, 3),
+            ("s", "new"): ("9", 4, 1),
+            ("s", "twice"): ("b", 3, 2),
+            ("other", "old"): (None, 0, 0),
+        }
+        assert all(s.updated_at is not None for s in states.values())
     finally:
         warehouse.close()
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -162,6 +162,15 @@ def tick_threads(concurrency: int) -> int:
 
 #: How one partition's tick ended: (partition, status, detail).
 Outcome = tuple[str, str, str | None]
+
+
+class CursorMove(NamedTuple):
+    """One partition's cursor moved past `rows` rows in `windows` windows (`set_cursors`)."""
+
+    partition: str
+    cursor: str | None
+    rows: int
+    windows: int
 
 
 def outcome_values(status: str, detail: str | None, at: datetime) -> dict[str, Any]:
@@ -317,6 +326,9 @@ class StateStore(Protocol):
     ) -> None:
         """Move the cursor (None: back to before the first load) and count the rows and windows
         it covers, in the load's transaction."""
+
+    def set_cursors(self, stream: str, moves: Sequence[CursorMove]) -> None:
+        """`set_cursor` for several partitions (each once) in one transaction."""
 
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None

@@ -34,6 +34,7 @@ from sitoo_sync.warehouse.base import (
     Capabilities,
     CapabilityFlags,
     ChildReplacement,
+    CursorMove,
     Lock,
     Nesting,
     Outcome,
@@ -511,6 +512,46 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         )
 
     @_turn
+    def set_cursors(self, stream: str, moves: Sequence[CursorMove]) -> None:
+        """Many partitions' cursors in two statements: an UPDATE and an INSERT of new rows.
+
+        A group commit of 10-20 registers' first windows wrote their cursors one by one, an
+        UPDATE and an INSERT each, in the one thread that commits: a third of a 201-register
+        backfill's wall time at concurrency 32 (`sitoo-sync bench --journal-latency`).
+        """
+        if len({m.partition for m in moves}) < len(moves) or len(moves) < 2:
+            for m in moves:  # (one partition twice: the UPDATE ... FROM would pick one)
+                self.set_cursor(stream, m.partition, m.cursor, rows=m.rows, windows=m.windows)
+            return
+        batch = pa.table(
+            {
+                "partition_key": pa.array([m.partition for m in moves], pa.string()),
+                "cursor": pa.array([m.cursor for m in moves], pa.string()),
+                "rows_loaded": pa.array([m.rows for m in moves], pa.int64()),
+                "windows_loaded": pa.array([m.windows for m in moves], pa.int64()),
+            }
+        )
+        params = {"stream": stream, "now": datetime.now(UTC)}
+        self._execute(
+            "UPDATE sync_state SET cursor = b.cursor, updated_at = $now, "
+            "rows_loaded = coalesce(sync_state.rows_loaded, 0) + b.rows_loaded, "
+            "windows_loaded = coalesce(sync_state.windows_loaded, 0) + b.windows_loaded "
+            "FROM {batch} b "
+            "WHERE sync_state.stream = $stream AND sync_state.partition_key = b.partition_key",
+            batch,
+            params,
+        )
+        self._execute(
+            "INSERT INTO sync_state "
+            "(stream, partition_key, cursor, updated_at, rows_loaded, windows_loaded) "
+            "SELECT $stream, partition_key, cursor, $now, rows_loaded, windows_loaded "
+            "FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM sync_state s "
+            "WHERE s.stream = $stream AND s.partition_key = b.partition_key)",
+            batch,
+            params,
+        )
+
+    @_turn
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
@@ -524,7 +565,9 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         A tick in which most registers have nothing new ends with one of these instead of an
         UPDATE per register (about 0.5 ms each, taken in turn with the loads).
         """
-        if not outcomes:
+        if len(outcomes) <= 1:  # one UPDATE (by key) does it
+            for partition, status, detail in outcomes:
+                self.record_outcome(stream, partition, status, detail)
             return
         now = datetime.now(UTC)
         rows = [{"partition_key": p, **outcome_values(s, d, now)} for p, s, d in outcomes]

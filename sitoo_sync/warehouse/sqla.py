@@ -37,6 +37,7 @@ from sitoo_sync.warehouse.base import (
     Capabilities,
     CapabilityFlags,
     ChildReplacement,
+    CursorMove,
     Lock,
     Nesting,
     Outcome,
@@ -432,6 +433,13 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                 "updated_at": now,
             },
         )
+
+    def set_cursors(self, stream: str, moves: Sequence[CursorMove]) -> None:
+        """Each partition's cursor by the dialect's one-row upsert, in one transaction: the
+        same statement a replica's transaction on the same row waits for or retries."""
+        with self._tx():
+            for m in moves:
+                self.set_cursor(stream, m.partition, m.cursor, rows=m.rows, windows=m.windows)
 
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None

@@ -9,8 +9,9 @@ import textwrap
 
 import pytest
 
-# A child process: after `tune()` (or not), eight threads allocate and free big and small
-# blocks; glibc's malloc_info then says how many arenas ("heaps") exist.
+# A child process: after `tune()` (or not), eight threads, all alive at once (glibc gives a
+# new thread the arena of one that has ended), allocate and free big and small blocks;
+# glibc's malloc_info then says how many arenas ("heaps") exist.
 _CHILD = textwrap.dedent(
     """
     import ctypes, re, sys, tempfile, threading
@@ -20,11 +21,14 @@ _CHILD = textwrap.dedent(
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
+    alive = threading.Barrier(8)
     def work():
+        alive.wait()
         for _ in range(50):
             blocks = [libc.malloc(size) for size in (64, 4096, 300_000)]
             for b in blocks:
                 libc.free(b)
+        alive.wait()  # none ends before every one has allocated
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads: t.start()
     for t in threads: t.join()

@@ -44,7 +44,7 @@ class ByteBudget:
         self.limit = limit
         self.used = 0
         self.peak = 0
-        self.largest = 0  # the largest single hold ever settled (see `settle`)
+        self.largest = 0  # the largest single hold ever grown to (see `grow`)
         self.waits = 0  # acquisitions that had to wait for bytes to be given back
         self._growing = 0  # bytes held by threads waiting in `grow`
         self._growers = 0  # how many wait there

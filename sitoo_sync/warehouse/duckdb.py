@@ -516,8 +516,9 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         """Many partitions' cursors in two statements: an UPDATE and an INSERT of new rows.
 
         A group commit of 10-20 registers' first windows wrote their cursors one by one, an
-        UPDATE and an INSERT each, in the one thread that commits: a third of a 201-register
-        backfill's wall time at concurrency 32 (`sitoo-sync bench --journal-latency`).
+        UPDATE and an INSERT each, in the one thread that commits: in a 201-register backfill
+        at concurrency 32, 603 of its 951 statements and 1.3 of the 2.5 s that thread spent
+        in DuckDB (the tick's wall time moved less: its Python work bounds it).
         """
         if len({m.partition for m in moves}) < len(moves) or len(moves) < 2:
             for m in moves:  # (one partition twice: the UPDATE ... FROM would pick one)

@@ -450,7 +450,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
     def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
         """Many partitions' outcomes: one UPDATE per status (executemany), INSERTs for new."""
-        if not outcomes:
+        if len(outcomes) <= 1:  # one upsert does it, without reading every partition first
+            for partition, status, detail in outcomes:
+                self.record_outcome(stream, partition, status, detail)
             return
         t = self.t(SYNC_STATE)
         now = datetime.now(UTC)

@@ -149,27 +149,28 @@ def test_prefetch_gives_back_what_each_item_held_when_the_consumer_moves_on() ->
     assert budget.used == 0
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
-def test_the_pages_in_flight_never_exceed_the_byte_budget(
-    target_name: str, tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A journal backfill at concurrency 16 with a buffer of a few pages: the budget
-    binds (fetchers wait), the pages held never pass it, everything held is given back, and
-    every entry is loaded exactly once."""
+def _backfill_with_buffer(
+    megabytes: float,
+    config: SimConfig,
+    target_name: str,
+    tmp_path: Path,
+    sync: SyncFn,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    latency: float = 0.0,
+) -> tuple[Buffer, Counter[tuple[Any, ...]], set[tuple[Any, Any]]]:
+    """A journal backfill at concurrency 16 whose tick gets a `megabytes` buffer: the
+    buffer, how often each entry key was stored, and the keys the simulator has."""
     buffers: list[Buffer] = []
 
     def small_buffer(_megabytes: float) -> Buffer:
-        buffer = Buffer(2)  # 1 MiB for pages: a few of this simulator's pages
+        buffer = Buffer(megabytes)
         buffers.append(buffer)
         return buffer
 
     monkeypatch.setattr(sync_module, "Buffer", small_buffer)
-    with (
-        Simulator.create(SimConfig(seed=41, days=3, registers_per_store=4)) as sim,
-        target_for(target_name, tmp_path) as target,
-    ):
-        sim.faults.latency = 0.01
+    with Simulator.create(config) as sim, target_for(target_name, tmp_path) as target:
+        sim.faults.latency = latency
         settings = settings_for(
             sim,
             tmp_path / "unused.duckdb",
@@ -181,9 +182,25 @@ def test_the_pages_in_flight_never_exceed_the_byte_budget(
         assert report.ok, [r.error for r in report.results if r.error]
         keys = Counter(r[:2] for r in target.rows(JOURNAL_ENTRIES))
         expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
-        assert set(keys) == expected
-        assert set(keys.values()) == {1}
     [buffer] = buffers
+    return buffer, keys, expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_name", ["duckdb", "postgres"])
+def test_the_pages_in_flight_never_exceed_the_byte_budget(
+    target_name: str, tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal backfill at concurrency 16 with a buffer of a few pages: the budget
+    binds (fetchers wait), the pages held never pass it, everything held is given back, and
+    every entry is loaded exactly once."""
+    config = SimConfig(seed=41, days=3, registers_per_store=4)
+    # 1 MiB for pages: a few of this simulator's pages.
+    buffer, keys, expected = _backfill_with_buffer(
+        2, config, target_name, tmp_path, sync, monkeypatch, latency=0.01
+    )
+    assert set(keys) == expected
+    assert set(keys.values()) == {1}
     pages = buffer.pages
     assert pages.waits > 0, "the budget never bound: the test would prove nothing"
     assert pages.largest > 0
@@ -202,28 +219,9 @@ def test_pages_larger_than_a_first_hold_never_pass_the_budget_by_more_than_one_p
     before any page was seen) at concurrency 16: the first requests' pages wait to be
     parsed until they fit, so the pages held pass their half by at most one page, and
     every entry is loaded once."""
-    buffers: list[Buffer] = []
-
-    def small_buffer(_megabytes: float) -> Buffer:
-        buffer = Buffer(8)  # 4 MiB for pages: about three parsed pages here
-        buffers.append(buffer)
-        return buffer
-
-    monkeypatch.setattr(sync_module, "Buffer", small_buffer)
     config = SimConfig(seed=43, days=1, registers_per_store=4, lazy_journal_size=40_000)
-    with Simulator.create(config) as sim, target_for("duckdb", tmp_path) as target:
-        settings = settings_for(
-            sim,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=16,
-            **target.settings(),
-        )
-        report = sync(settings)
-        assert report.ok, [r.error for r in report.results if r.error]
-        keys = Counter(r[:2] for r in target.rows(JOURNAL_ENTRIES))
-        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
-    [buffer] = buffers
+    # 4 MiB for pages: about three parsed pages here.
+    buffer, keys, expected = _backfill_with_buffer(8, config, "duckdb", tmp_path, sync, monkeypatch)
     pages = buffer.pages
     assert pages.largest > 4 * FIRST_PAGE, "pages this small would prove nothing"
     assert pages.waits > 0

@@ -144,6 +144,19 @@ class SqlDialect:
         if conn.execute(t.update().where(where).values(**update)).rowcount == 0:
             conn.execute(t.insert().values(**key, **insert))
 
+    def upsert_adding(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+        added: Sequence[str],
+    ) -> bool:
+        """Many rows, distinct by `key`, in one statement: a stored row takes each row's
+        values, with the `added` columns added to what it holds. False when this dialect
+        has no such statement (the caller then writes row by row)."""
+        return False
+
     # ---- conflicts ----------------------------------------------------------------------
 
     def conflict(self, exc: BaseException) -> str | None:
@@ -217,6 +230,22 @@ class Postgres(SqlDialect):
         insert the same new key at once (UPDATE-then-INSERT fails one of them)."""
         stmt = postgresql.insert(t).values(**key, **insert)
         conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=dict(update)))
+
+    def upsert_adding(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        key: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+        added: Sequence[str],
+    ) -> bool:
+        """One INSERT ... VALUES (...), (...) ON CONFLICT DO UPDATE for all of them."""
+        stmt = postgresql.insert(t).values(list(rows))
+        new = stmt.excluded
+        sets: dict[str, Any] = {c: new[c] for c in rows[0] if c not in key and c not in added}
+        sets.update({c: sa.func.coalesce(t.c[c], 0) + new[c] for c in added})
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=sets))
+        return True
 
     def conflict(self, exc: BaseException) -> str | None:
         """Serialization failure (SQLSTATE 40001) or deadlock (40P01)."""

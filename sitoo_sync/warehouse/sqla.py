@@ -435,9 +435,29 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         )
 
     def set_cursors(self, stream: str, moves: Sequence[CursorMove]) -> None:
-        """Each partition's cursor by the dialect's one-row upsert, in one transaction: the
-        same statement a replica's transaction on the same row waits for or retries."""
+        """Many partitions' cursors in one statement where the dialect has a many-row
+        upsert (PostgreSQL), else each by the one-row upsert; in one transaction.
+
+        A 201-register backfill at concurrency 32 on PostgreSQL made 201 round trips for
+        them, in the group commits that run one at a time.
+        """
         with self._tx():
+            if len(moves) > 1 and len({m.partition for m in moves}) == len(moves):
+                now = datetime.now(UTC)
+                rows = [
+                    {
+                        "stream": stream,
+                        "partition_key": m.partition,
+                        "cursor": m.cursor,
+                        "updated_at": now,
+                        "rows_loaded": m.rows,
+                        "windows_loaded": m.windows,
+                    }
+                    for m in sorted(moves)  # in key order: two group loads lock alike
+                ]
+                key, added = ("stream", "partition_key"), ("rows_loaded", "windows_loaded")
+                if self.sql.upsert_adding(self.conn, self.t(SYNC_STATE), key, rows, added):
+                    return
             for m in moves:
                 self.set_cursor(stream, m.partition, m.cursor, rows=m.rows, windows=m.windows)
 

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -91,6 +92,14 @@ def use_simulator(monkeypatch: pytest.MonkeyPatch, sim: Simulator, db: Path) -> 
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
     monkeypatch.setenv("SITOO_HTTP_BACKOFF_BASE_SECONDS", "0.01")
+
+
+def assert_each_entry_once(sim: Simulator, rows: Iterable[Sequence[Any]]) -> None:
+    """Every journal entry the simulator has is among `rows` ((registerid, id, ...) of the
+    stored journal_entries), each exactly once, and nothing else is."""
+    keys = Counter((r[0], r[1]) for r in rows)
+    assert set(keys) == {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
+    assert set(keys.values()) == {1}
 
 
 def query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:

@@ -24,7 +24,7 @@ from sitoo_sync.settings import MAX_CONCURRENCY
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import SyncFn
-from tests.support import settings_for
+from tests.support import assert_each_entry_once, settings_for
 from tests.targets import ALL_TARGETS, SERVERS, target_for
 
 ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
@@ -58,10 +58,7 @@ def test_concurrency_64_loads_every_entry_exactly_once(
         for _tick in range(2):
             report = sync(settings)
             assert report.ok, [r.error for r in report.results if r.error]
-            keys = Counter(r[:2] for r in target.rows(ENTRIES))
-            expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
-            assert set(keys) == expected
-            assert set(keys.values()) == {1}
+            assert_each_entry_once(sim, target.rows(ENTRIES))
         assert sim.max_in_flight <= MAX_CONCURRENCY
 
 
@@ -149,10 +146,7 @@ def test_new_entries_beside_stored_re_reads_load_exactly_once(tmp_path: Path, sy
         )
         sim.world.journal.offline_burst(register, 30, newest, hours_old=2)
         assert sync(settings).ok
-        keys = Counter(r[:2] for r in _rows(settings))
-        expected = {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
-        assert set(keys) == expected
-        assert set(keys.values()) == {1}
+        assert_each_entry_once(sim, _rows(settings))
 
 
 def _rows(settings: Any) -> list[tuple[Any, ...]]:
@@ -230,9 +224,7 @@ def test_concurrent_registers_commit_in_groups_each_with_its_cursor(
         newest[e["registerid"]] = max(newest.get(e["registerid"], 0), e["dateadded"])
     cursors = {p: int(c or 0) for p, (c, _r, _s) in _states(settings).items()}
     assert cursors == newest
-    keys = Counter(r[:2] for r in _rows(settings))
-    assert set(keys) == {(e["registerid"], e["id"]) for e in entries}
-    assert set(keys.values()) == {1}
+    assert_each_entry_once(sim, _rows(settings))
 
 
 def test_a_failed_group_commit_fails_every_register_in_it(
@@ -289,6 +281,4 @@ def test_sigkill_during_a_concurrent_journal_backfill_loses_and_duplicates_nothi
         sim.faults.latency = 0.0
         rerun = subprocess.Popen(cmd, env=env, stdout=quiet, stderr=quiet)
         assert rerun.wait(timeout=120) == 0
-        keys = Counter(r[:2] for r in target.rows(ENTRIES))
-        assert set(keys) == expected
-        assert set(keys.values()) == {1}
+        assert_each_entry_once(sim, target.rows(ENTRIES))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +18,13 @@ from sitoo_sync.sync import RunReport
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 from tests.conftest import SyncFn
-from tests.support import PipeLines, partition_locks, settings_for, take_lock
+from tests.support import (
+    PipeLines,
+    assert_each_entry_once,
+    partition_locks,
+    settings_for,
+    take_lock,
+)
 from tests.targets import Target, target_for
 from tests.test_service import env_for, wait_for
 
@@ -166,7 +171,7 @@ def test_two_replicas_split_the_registers_with_no_double_load(
         assert set(loaded[0]) | set(loaded[1]) == registers
         clean = _clean_run(sim, tmp_path, sync)
         assert sum(loaded[0].values()) + sum(loaded[1].values()) == clean.rows
-        _assert_each_entry_once(sim, target)
+        assert_each_entry_once(sim, target.rows(ENTRIES))
         skipped = [e["reason"] for log in logs for e in log.events("partition_skipped")]
         assert set(skipped) <= {"held by another process", "synced by another process"}
 
@@ -182,12 +187,6 @@ def _why_failed(codes: list[int], logs: list[PipeLines], tail: int = 15) -> str:
         parts.append(f"replica {i} exited {code}; its errors:\n{''.join(errors)}")
         parts.append(f"replica {i}'s last {tail} lines:\n{''.join(log.lines[-tail:])}")
     return "\n".join(parts)
-
-
-def _assert_each_entry_once(sim: Simulator, target: Target) -> None:
-    keys = Counter(r[:2] for r in target.rows(ENTRIES))
-    assert set(keys) == {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
-    assert set(keys.values()) == {1}
 
 
 @pytest.mark.slow
@@ -222,7 +221,7 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
         rerun_log.finish()
         if code != 0:
             pytest.fail(_why_failed([code], [rerun_log]), pytrace=False)
-        _assert_each_entry_once(sim, target)
+        assert_each_entry_once(sim, target.rows(ENTRIES))
         assert sync(settings_for(sim, tmp_path / "x.duckdb", **clean.settings())).ok
         for table in TABLES:
             assert target.bag(table) == clean.bag(table), table.name

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -20,7 +19,7 @@ from sitoo_sync.normalize.tables import Table
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import Warehouse
-from tests.support import PipeLines
+from tests.support import PipeLines, assert_each_entry_once
 from tests.targets import target_for
 from tests.test_service import (
     env_for,
@@ -138,11 +137,10 @@ def test_a_reader_gets_into_the_duckdb_file_within_30_s_of_a_long_backfill(
         assert log.events("warehouse_released")
         warehouse = open_warehouse(target.url)
         try:
-            keys = Counter(warehouse.query("SELECT registerid, id FROM journal_entries"))
+            rows = warehouse.query("SELECT registerid, id FROM journal_entries")
         finally:
             warehouse.close()
-    assert set(keys) == {(e["registerid"], e["id"]) for e in sim.world.journal.all_entries()}
-    assert set(keys.values()) == {1}
+    assert_each_entry_once(sim, rows)
 
 
 def test_two_warehouses_of_one_process_load_side_by_side_and_release_the_file(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def test_grow_turns_an_estimate_into_the_real_size() -> None:
     assert buffer.page_estimate() == FIRST_PAGE * 2
 
 
+def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for `condition` (another thread's progress), however loaded the host."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the other thread never got there"
+        time.sleep(0.01)
+
+
 def test_a_page_that_grows_past_the_limit_waits_and_new_requests_wait_behind_it() -> None:
     """A page larger than its hold waits to be parsed until its real size fits; meanwhile a
     new request waits too (it would only add a page that cannot be parsed), and both go on
@@ -88,14 +97,15 @@ def test_a_page_that_grows_past_the_limit_waits_and_new_requests_wait_behind_it(
 
     grower = threading.Thread(target=arrive)
     grower.start()
-    time.sleep(0.2)
+    _until(lambda: budget.waits == 1)  # the page waits to grow
     requester = threading.Thread(target=request)
     requester.start()
-    assert not grown.wait(0.3)
+    _until(lambda: budget.waits == 2)  # and the request behind it
+    assert not grown.is_set()
     assert not started.is_set()
     budget.release(50)
-    assert grown.wait(2)
-    assert started.wait(2)
+    assert grown.wait(10)
+    assert started.wait(10)
     grower.join()
     requester.join()
     assert budget.used == 90
@@ -117,12 +127,13 @@ def test_when_every_byte_held_waits_to_grow_one_page_goes_on() -> None:
     threads = [threading.Thread(target=arrive, args=(n,)) for n in ("a", "b")]
     for t in threads:
         t.start()
-    time.sleep(0.4)
+    _until(lambda: len(done) == 1)
+    time.sleep(0.2)  # time enough for the other to go on too, were it let
     assert len(done) == 1  # exactly one went on
     assert budget.used == 110  # 40 + 70: past the limit by that one growth
     budget.release(70)  # its window was normalized
     for t in threads:
-        t.join(2)
+        t.join(10)
     assert len(done) == 2
     assert budget.used == 70
     assert budget.peak == 110

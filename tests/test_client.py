@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from sitoo_sync.api.client import Api, RetryPolicy, SitooClient, make_client
+from sitoo_sync.api.client import Api, RetryPolicy, ShardedTransport, SitooClient, make_client
 from sitoo_sync.errors import AuthError, FatalApiError, RetryBudgetExhausted
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import items_of
@@ -180,3 +181,54 @@ def test_unexpected_response_shape_is_an_error() -> None:
         items_of("oops")
     with pytest.raises(ValueError, match="unexpected response shape"):
         items_of({"error": "x"})
+
+
+class _Pool(httpx.MockTransport):
+    """A stand-in pool: answers 200 and remembers which threads sent on it."""
+
+    def __init__(self) -> None:
+        super().__init__(self._answer)
+        self.threads: set[int] = set()
+        self.closed = False
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.threads.add(threading.get_ident())
+        return httpx.Response(200, json=[])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_each_thread_sends_on_one_pool_and_the_threads_spread_over_all_pools() -> None:
+    """Eight threads over four pools: each thread always uses the same pool, two per pool."""
+    pools = [_Pool() for _ in range(4)]
+    start = threading.Barrier(8)
+
+    def fetch(http: httpx.Client) -> None:
+        start.wait(timeout=10)  # eight distinct threads, not one reused
+        for _ in range(5):
+            http.get("https://api.mysitoo.com/v2/accounts/1500/sites.json").raise_for_status()
+
+    with httpx.Client(transport=ShardedTransport(pools)) as http:
+        threads = [threading.Thread(target=fetch, args=(http,)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+    assert [len(p.threads) for p in pools] == [2, 2, 2, 2]
+    assert len(set().union(*(p.threads for p in pools))) == 8
+    assert all(p.closed for p in pools)
+
+
+def test_a_client_for_many_registers_at_once_shards_its_connections() -> None:
+    """SITOO_CONCURRENCY=16 gets four pools sharing one TLS context; 4 keeps one pool."""
+    settings = {"api_id": "1500-7", "api_password": SecretStr("s3cret-pw")}
+    with make_client(Settings(**settings, concurrency=16)) as client:  # type: ignore[arg-type]
+        transport = client._http._transport  # what make_client chose
+        assert isinstance(transport, ShardedTransport)
+        pools = transport._pools
+        assert len(pools) == 4
+        contexts = {id(p._pool._ssl_context) for p in pools}  # type: ignore[attr-defined]
+        assert len(contexts) == 1
+    with make_client(Settings(**settings, concurrency=4)) as client:  # type: ignore[arg-type]
+        assert not isinstance(client._http._transport, ShardedTransport)

@@ -9,10 +9,12 @@ a journal page, which was a quarter of a backfill's CPU).
 
 from __future__ import annotations
 
+import itertools
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -37,6 +39,8 @@ log = get_logger(__name__)
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 #: JSON with exact numbers: a fraction or exponent becomes a Decimal, an integer an int.
 _JSON = msgspec.json.Decoder(float_hook=Decimal)
+#: Fetching threads per connection pool (see ShardedTransport).
+SHARD_THREADS = 4
 
 
 class Api(StrEnum):
@@ -88,6 +92,43 @@ def _error_text(response: httpx.Response) -> str:
 def _public_url(url: httpx.URL) -> str:
     """The URL as it may be shown: without any user:password part."""
     return str(url.copy_with(username=None, password=None))
+
+
+class ShardedTransport(httpx.BaseTransport):
+    """Several connection pools, each thread sending on one of them, all with one TLS context.
+
+    httpcore's pool takes one lock around handing out and taking back every connection, and
+    under it looks at each of its connections (a poll() on every idle one). With one pool
+    for SITOO_CONCURRENCY=32, a no-op journal tick over 201 registers found its fetching
+    threads queued on that lock, and a request cost 1.9-2.4 ms of CPU against 1.3-1.7 ms
+    with a pool per thread. A thread keeps its pool, so its connections stay warm.
+    """
+
+    def __init__(self, pools: Sequence[httpx.BaseTransport]) -> None:
+        self._pools = list(pools)
+        self._next = itertools.count()
+        self._local = threading.local()
+
+    @classmethod
+    def over(cls, shards: int, connections: int) -> ShardedTransport:
+        """`shards` HTTPS pools. Each may open up to `connections` at once (the tick's slots
+        bound the requests in flight of all of them) and keeps its share of them when idle."""
+        tls = httpx.create_ssl_context()  # loading the CA bundle once: ~30 ms of CPU each
+        idle = -(-connections // shards) + 1
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=idle)
+        return cls([httpx.HTTPTransport(verify=tls, limits=limits) for _ in range(shards)])
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` on this thread's pool."""
+        shard: int | None = getattr(self._local, "shard", None)
+        if shard is None:
+            shard = self._local.shard = next(self._next) % len(self._pools)
+        return self._pools[shard].handle_request(request)
+
+    def close(self) -> None:
+        """Close every pool's connections."""
+        for pool in self._pools:
+            pool.close()
 
 
 class SitooClient:
@@ -178,8 +219,20 @@ class SitooClient:
         except httpx.TransportError as exc:
             shown = _public_url(httpx.URL(url, params=params))
             raise RetriableError(f"{type(exc).__name__}: {exc}", url=shown, **ctx) from exc
-        shown = _public_url(response.request.url)
         status = response.status_code
+        if status < 400:
+            if on_body is not None:
+                on_body(len(response.content))
+            try:
+                return _JSON.decode(response.content)
+            except ValueError as exc:
+                # A proxy's HTML error page or a truncated body: worth another try.
+                shown = _public_url(response.request.url)
+                raise RetriableError(
+                    f"invalid JSON: {exc}", url=shown, status=status, **ctx
+                ) from exc
+        # Only an error shows the URL: building it costs ~0.5 ms a request.
+        shown = _public_url(response.request.url)
         if status in (401, 403):
             raise AuthError(
                 "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD "
@@ -196,15 +249,7 @@ class SitooClient:
                 status=status,
                 **ctx,
             )
-        if status >= 400:
-            raise FatalApiError(_error_text(response), url=shown, status=status, **ctx)
-        if on_body is not None:
-            on_body(len(response.content))
-        try:
-            return _JSON.decode(response.content)
-        except ValueError as exc:
-            # A proxy's HTML error page or a truncated body: worth another try.
-            raise RetriableError(f"invalid JSON: {exc}", url=shown, status=status, **ctx) from exc
+        raise FatalApiError(_error_text(response), url=shown, status=status, **ctx)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -226,14 +271,16 @@ def make_client(
 ) -> SitooClient:
     """A SitooClient for `settings`; pass `transport` to stub the network in tests."""
     api_id, password = settings.require_credentials()
+    # One connection per register fetched at once (SITOO_CONCURRENCY), at least 16, in a
+    # pool per four fetching threads (see ShardedTransport).
+    connections = max(16, settings.concurrency)
+    timeout = httpx.Timeout(settings.http_timeout_seconds, connect=10.0)
+    if transport is None and settings.concurrency > SHARD_THREADS:
+        transport = ShardedTransport.over(settings.concurrency // SHARD_THREADS, connections)
     http = httpx.Client(
         auth=httpx.BasicAuth(api_id, password),
-        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
-        # One connection per register fetched at once (SITOO_CONCURRENCY), at least 16.
-        limits=httpx.Limits(
-            max_connections=max(16, settings.concurrency),
-            max_keepalive_connections=max(16, settings.concurrency),
-        ),
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"User-Agent": f"sitoo-sync/{__version__}", "Accept": "application/json"},
         transport=transport,
         follow_redirects=False,

@@ -37,10 +37,11 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
-from sitoo_sync.streams.cursors import Window, WindowContext
+from sitoo_sync.streams.cursors import Window, WindowContext, record_times
 from sitoo_sync.turns import ANY_THREAD, Turns
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -283,8 +284,15 @@ def _key_of(record: Any, names: tuple[str, ...], types: tuple[type, ...]) -> tup
     return key
 
 
-def _unstored(warehouse: Warehouse, parent: Table, records: list[Any]) -> list[Any]:
-    """`records` without those whose key `parent` holds already (one read, no turn)."""
+def _unstored(
+    warehouse: Warehouse,
+    parent: Table,
+    records: list[Any],
+    known: OverlapKeys | None = None,
+    time_field: str | None = None,
+) -> list[Any]:
+    """`records` without those whose key `parent` holds already: looked up in the tick's
+    `known` keys when they cover the records' times, else one read (no turn)."""
     kinds = [parent.column(c).kind for c in parent.key]
     if not records or any(k not in _KEY_TYPES for k in kinds):
         return records
@@ -293,6 +301,11 @@ def _unstored(warehouse: Warehouse, parent: Table, records: list[Any]) -> list[A
     valid = sorted({k for k in keys if k is not None})
     if not valid:
         return records
+    stored = None
+    if known is not None and time_field is not None:
+        stored = known.stored(record_times(records, time_field))
+    if stored is not None:
+        return [r for r, k in zip(records, keys, strict=True) if k is None or k not in stored]
     columns = list(zip(*valid, strict=True))
     asked = pa.table(
         {
@@ -300,10 +313,10 @@ def _unstored(warehouse: Warehouse, parent: Table, records: list[Any]) -> list[A
             for c, v, k in zip(parent.key, columns, kinds, strict=True)
         }
     )
-    stored = warehouse.stored_keys(parent, asked)
-    if not stored:
+    found = warehouse.stored_keys(parent, asked)
+    if not found:
         return records
-    return [r for r, k in zip(records, keys, strict=True) if k is None or k not in stored]
+    return [r for r, k in zip(records, keys, strict=True) if k is None or k not in found]
 
 
 def sync_partition(
@@ -323,6 +336,7 @@ def sync_partition(
     slots: AbstractContextManager[Any] = ANY_TIME,
     tick: Mapping[str, Any] | None = None,
     buffer: Buffer | None = None,
+    known: OverlapKeys | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
@@ -335,7 +349,8 @@ def sync_partition(
     of the `slots` (SITOO_CONCURRENCY of them, shared by the tick's partitions). `tick` is
     the stream tick's context (its run id, the stream's `tick_context`), given to the
     normalizer with the partition's own. `buffer` bounds the bytes in flight: the pages
-    fetched ahead and the rows batched, shared with the tick's other partitions.
+    fetched ahead and the rows batched, shared with the tick's other partitions. `known`
+    holds the keys the tick's re-reads will meet, read once for all partitions (overlap.py).
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -367,6 +382,7 @@ def sync_partition(
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
     # brings something new, the rest load as they come (upserts make re-reads harmless).
     rereads = stream.immutable and stored is not None
+    time_field = getattr(stream.cursor, "time_field", None)
     try:
         for window in prefetch(
             windows,
@@ -375,7 +391,7 @@ def sync_partition(
         ):
             records = window.records
             if rereads:
-                records = _unstored(warehouse, parent, records)
+                records = _unstored(warehouse, parent, records, known, time_field)
                 rereads = not records
             loader.take(window, records)
             if stop is not None and stop.is_set():

@@ -26,11 +26,13 @@ from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.inflight import Buffer
 from sitoo_sync.log import get_logger
+from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.partition import ANY_TIME, sync_partition, utcnow
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.cursors import CursorPages
 from sitoo_sync.streams.partitions import with_every_site
 from sitoo_sync.turns import ANY_THREAD, Turns
 from sitoo_sync.views import VIEWS
@@ -365,6 +367,19 @@ def _run_streams(
         log.info("buffer_peak", **buffer.summary())
 
 
+def _overlap_keys(
+    warehouse: Warehouse, stream: Stream, cursors: Mapping[str, str | None], overlap: int
+) -> OverlapKeys | None:
+    """The keys an immutable stream paged by time re-reads this tick, read once for all of
+    its partitions (overlap.py); None for any other stream."""
+    cursor = stream.cursor
+    if not stream.immutable or not isinstance(cursor, CursorPages):
+        return None
+    if cursor.time_field not in stream.parent.column_names:
+        return None
+    return OverlapKeys.for_tick(warehouse, stream.parent, cursor.time_field, cursors, overlap)
+
+
 def _run_stream(
     settings: Settings,
     warehouse: Warehouse,
@@ -403,6 +418,7 @@ def _run_stream(
         shared = warehouse if concurrent else SerializedWarehouse(warehouse)
         turns = _load_turn(warehouse)
     cursors = warehouse.get_cursors(stream.name)
+    known = _overlap_keys(shared, stream, cursors, settings.overlap_seconds)
     outcomes = Outcomes(stream.name)
     writer = None
     if pool is not None:
@@ -434,6 +450,7 @@ def _run_stream(
             slots=slots if pool is not None else ANY_TIME,
             tick=tick,
             buffer=buffer,
+            known=known,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}

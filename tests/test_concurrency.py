@@ -149,6 +149,52 @@ def test_new_entries_beside_stored_re_reads_load_exactly_once(tmp_path: Path, sy
         assert_each_entry_once(sim, _rows(settings))
 
 
+def test_a_tick_reads_the_keys_its_re_reads_meet_once_for_every_register(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On DuckDB a tick with nothing new reads the stored keys of the overlap in one query
+    for all registers instead of one per register, and still loads nothing."""
+    with Simulator.create(SimConfig(seed=43, days=2, registers_per_store=3)) as sim:
+        settings = idle_tick_settings(sim, tmp_path)
+        assert sync(settings).ok
+        calls: Counter[str] = Counter()
+        for name in ("keys_since", "stored_keys"):
+            real = getattr(DuckDBWarehouse, name)
+
+            def counted(self: DuckDBWarehouse, *a: Any, _real: Any = real, _n: str = name) -> Any:
+                calls[_n] += 1
+                return _real(self, *a)
+
+            monkeypatch.setattr(DuckDBWarehouse, name, counted)
+        loads: list[str] = []
+        monkeypatch.setattr(
+            "sitoo_sync.commit.load_group",
+            lambda _w, _s, group: loads.extend(p.partition for p in group),
+        )
+        assert sync(settings).ok
+        assert calls == {"keys_since": 1}
+        assert loads == []
+
+
+def test_the_keys_read_since_a_time_are_the_stored_ones_up_to_a_limit(
+    tmp_path: Path, sync: SyncFn
+) -> None:
+    """keys_since returns exactly the keys stored at or after the time, and None (ask per
+    register) when there are more than the limit."""
+    with Simulator.create(SimConfig(seed=44, days=1, registers_per_store=2)) as sim:
+        settings = idle_tick_settings(sim, tmp_path)
+        assert sync(settings).ok
+        warehouse = DuckDBWarehouse(settings.target_url)
+        try:
+            rows = warehouse.query("SELECT registerid, id, dateadded FROM journal_entries")
+            middle = sorted(r[2] for r in rows)[len(rows) // 2]
+            expected = {(r[0], r[1]) for r in rows if r[2] >= middle}
+            assert warehouse.keys_since(ENTRIES, "dateadded", middle, len(rows)) == expected
+            assert warehouse.keys_since(ENTRIES, "dateadded", middle, len(expected) - 1) is None
+        finally:
+            warehouse.close()
+
+
 def _rows(settings: Any) -> list[tuple[Any, ...]]:
     warehouse = DuckDBWarehouse(settings.target_url)
     try:

@@ -99,7 +99,7 @@ class Window:
     sweep: bool = False
 
 
-def _times(records: list[Any], field: str) -> list[int]:
+def record_times(records: list[Any], field: str) -> list[int]:
     """The cursor field of each record that has a usable one (bad records are rejected later)."""
     return [
         t
@@ -164,7 +164,7 @@ class TimeWindows:
         while True:
             params: dict[str, str | int] = {self.lo_param: lo}
             page = fetch(params)
-            times = _times(page, self.field)
+            times = record_times(page, self.field)
             fresh = [r for r in page if not seen or seen.get(_key(r, key)) != r] if key else page
             newest = max(times, default=lo)
             if len(page) < self.cap:
@@ -367,7 +367,7 @@ class CursorPages:
             records = payload.get("items") or []
             if not isinstance(records, list):
                 raise StuckWindowError("the envelope's items is not a list")
-            resume = max(resume, *_times(records, self.time_field), resume)
+            resume = max(resume, *record_times(records, self.time_field), resume)
             yield Window(records, str(resume), dict(params))
             token = payload.get(self.next_field)
             if not token:

@@ -269,6 +269,13 @@ class Rows(Protocol):
     def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
         """Which of `keys` (one partition's, columns of `table.key`) `table` holds."""
 
+    def keys_since(
+        self, table: Table, column: str, since: datetime, limit: int
+    ) -> set[tuple[Any, ...]] | None:
+        """The keys of rows whose `column` is at or after `since`, for every partition at
+        once; None when there are more than `limit` or the target answers `stored_keys`
+        per partition more cheaply (overlap.py)."""
+
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """The distinct values of a column ([] when the table does not exist yet)."""
 

@@ -389,6 +389,13 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             ).all()
         return {str(p): None if c is None else str(c) for p, c in rows}
 
+    def keys_since(
+        self, table: Table, column: str, since: datetime, limit: int
+    ) -> set[tuple[Any, ...]] | None:
+        """None: a server answers each partition's `stored_keys` from its key index, while a
+        read by `column` would have no index to use."""
+        return None
+
     def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
         """Which of one partition's `keys` `table` holds: one range scan of its key index.
 

@@ -31,8 +31,9 @@ log = get_logger(__name__)
 #: Cursors further behind the newest than this ask the warehouse themselves, so one stale
 #: register does not make the shared read reach back through history.
 STALE_SECONDS = 86_400
-#: The most keys the shared read may hold (a few MB); past it every partition asks.
-LIMIT = 200_000
+#: The most keys the shared read may hold (~250 bytes each as Python tuples: ~12 MB); past
+#: it every partition asks. 201 registers at a 10-minute overlap read ~15,000.
+LIMIT = 50_000
 
 
 class OverlapKeys:

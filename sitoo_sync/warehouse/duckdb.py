@@ -506,7 +506,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         """The keys of rows whose `column` is at or after `since` (None past `limit`).
 
         Rows are appended about in `column`'s order, so zone maps skip all but the newest
-        row groups: 14,500 keys of 201 registers in one query instead of 201 queries.
+        row groups: one query of 8-13 ms for a 201-register tick instead of 201 queries.
         """
         found = self.con.execute(
             f"SELECT {', '.join(q(c) for c in table.key)} FROM {q(table.name)} "

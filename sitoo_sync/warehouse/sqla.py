@@ -392,7 +392,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def keys_since(
         self, table: Table, column: str, since: datetime, limit: int
     ) -> set[tuple[Any, ...]] | None:
-        """None: a server answers each partition's `stored_keys` from its key index, while a
+        """None: each partition's `stored_keys` is one range scan of the key index, while a
         read by `column` would have no index to use."""
         return None
 

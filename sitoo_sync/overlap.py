@@ -24,6 +24,7 @@ from typing import Any
 
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.tables import Table
+from sitoo_sync.streams.cursors import record_times
 from sitoo_sync.warehouse.base import Warehouse
 
 log = get_logger(__name__)
@@ -38,7 +39,8 @@ LIMIT = 50_000
 
 class OverlapKeys:
     """The keys of `table` whose `column` is at or after `since` (Unix seconds), read on first
-    use by whichever partition needs them first."""
+    use by whichever partition needs them first. `column` is also the records' time field
+    (the stream's cursor reads it)."""
 
     def __init__(
         self, warehouse: Warehouse, table: Table, column: str, since: int, limit: int = LIMIT
@@ -70,9 +72,10 @@ class OverlapKeys:
         recent = [t for t in times if t >= newest - STALE_SECONDS]
         return cls(warehouse, table, column, min(recent) - overlap)
 
-    def stored(self, times: list[int]) -> set[tuple[Any, ...]] | None:
-        """The stored keys, when records with these times all fall in the read (else None:
-        ask the warehouse)."""
+    def stored(self, records: list[Any]) -> set[tuple[Any, ...]] | None:
+        """The stored keys, when `records` (raw, their time in `column`) all fall in the read
+        (else None: ask the warehouse)."""
+        times = record_times(records, self.column)
         if times and min(times) < self.since:
             return None
         with self._lock:

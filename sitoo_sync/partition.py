@@ -41,7 +41,7 @@ from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
-from sitoo_sync.streams.cursors import Window, WindowContext, record_times
+from sitoo_sync.streams.cursors import Window, WindowContext
 from sitoo_sync.turns import ANY_THREAD, Turns
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -285,11 +285,7 @@ def _key_of(record: Any, names: tuple[str, ...], types: tuple[type, ...]) -> tup
 
 
 def _unstored(
-    warehouse: Warehouse,
-    parent: Table,
-    records: list[Any],
-    known: OverlapKeys | None = None,
-    time_field: str | None = None,
+    warehouse: Warehouse, parent: Table, records: list[Any], known: OverlapKeys | None = None
 ) -> list[Any]:
     """`records` without those whose key `parent` holds already: looked up in the tick's
     `known` keys when they cover the records' times, else one read (no turn)."""
@@ -298,14 +294,21 @@ def _unstored(
         return records
     types = tuple(_KEY_TYPES[k] for k in kinds)
     keys = [_key_of(r, parent.key, types) for r in records]
-    valid = sorted({k for k in keys if k is not None})
-    if not valid:
+    if all(k is None for k in keys):
         return records
-    stored = None
-    if known is not None and time_field is not None:
-        stored = known.stored(record_times(records, time_field))
-    if stored is not None:
-        return [r for r, k in zip(records, keys, strict=True) if k is None or k not in stored]
+    found = known.stored(records) if known is not None else None
+    if found is None:
+        found = _stored_keys(warehouse, parent, kinds, keys)
+    if not found:
+        return records
+    return [r for r, k in zip(records, keys, strict=True) if k is None or k not in found]
+
+
+def _stored_keys(
+    warehouse: Warehouse, parent: Table, kinds: list[Kind], keys: list[tuple[Any, ...] | None]
+) -> set[tuple[Any, ...]]:
+    """Which of one partition's `keys` (None: malformed) `parent` holds, asked of the warehouse."""
+    valid = sorted({k for k in keys if k is not None})
     columns = list(zip(*valid, strict=True))
     asked = pa.table(
         {
@@ -313,10 +316,7 @@ def _unstored(
             for c, v, k in zip(parent.key, columns, kinds, strict=True)
         }
     )
-    found = warehouse.stored_keys(parent, asked)
-    if not found:
-        return records
-    return [r for r, k in zip(records, keys, strict=True) if k is None or k not in found]
+    return warehouse.stored_keys(parent, asked)
 
 
 def sync_partition(
@@ -382,7 +382,6 @@ def sync_partition(
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
     # brings something new, the rest load as they come (upserts make re-reads harmless).
     rereads = stream.immutable and stored is not None
-    time_field = getattr(stream.cursor, "time_field", None)
     try:
         for window in prefetch(
             windows,
@@ -391,7 +390,7 @@ def sync_partition(
         ):
             records = window.records
             if rereads:
-                records = _unstored(warehouse, parent, records, known, time_field)
+                records = _unstored(warehouse, parent, records, known)
                 rereads = not records
             loader.take(window, records)
             if stop is not None and stop.is_set():

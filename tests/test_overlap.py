@@ -27,6 +27,10 @@ class _Keys:
         return self.keys
 
 
+def _entries(*times: int) -> list[dict[str, Any]]:
+    return [{"registerid": "{R1}", "id": i, "dateadded": t} for i, t in enumerate(times)]
+
+
 def _known(warehouse: _Keys, cursors: dict[str, str | None]) -> OverlapKeys:
     known = OverlapKeys.for_tick(
         cast(Warehouse, warehouse), JOURNAL_ENTRIES, "dateadded", cursors, overlap=600
@@ -50,10 +54,10 @@ def test_records_older_than_the_read_are_left_to_the_warehouse() -> None:
     it gets the keys, read once however many partitions ask."""
     warehouse = _Keys({("{R1}", 1)})
     known = _known(warehouse, {"a": str(NOW), "b": str(NOW - 300)})
-    assert known.stored([known.since - 1, NOW]) is None
+    assert known.stored(_entries(known.since - 1, NOW)) is None
     assert warehouse.asked == []
-    assert known.stored([known.since, NOW]) == {("{R1}", 1)}
-    assert known.stored([NOW]) == {("{R1}", 1)}
+    assert known.stored(_entries(known.since, NOW)) == {("{R1}", 1)}
+    assert known.stored(_entries(NOW)) == {("{R1}", 1)}
     assert warehouse.asked == [datetime.fromtimestamp(known.since, UTC)]
 
 
@@ -62,8 +66,8 @@ def test_a_target_without_the_read_leaves_every_partition_to_ask() -> None:
     and the warehouse is not asked again."""
     warehouse = _Keys(None)
     known = _known(warehouse, {"a": str(NOW)})
-    assert known.stored([NOW]) is None
-    assert known.stored([NOW]) is None
+    assert known.stored(_entries(NOW)) is None
+    assert known.stored(_entries(NOW)) is None
     assert len(warehouse.asked) == 1
 
 

@@ -225,7 +225,13 @@ def _fetchers(
     def fetch_raw(params: Mapping[str, str | int]) -> Any:
         def request(on_body: Callable[[int], None] | None) -> Any:
             return client.get_json(
-                stream.api, path, params, stream=stream.name, partition=partition, on_body=on_body
+                stream.api,
+                path,
+                params,
+                stream=stream.name,
+                partition=partition,
+                on_body=on_body,
+                decode=stream.decode,
             )
 
         # The slot first: a fetcher waiting for one holds no bytes, so bytes are only ever

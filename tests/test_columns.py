@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.normalize.columns import convert_column
-from sitoo_sync.normalize.tables import decimal, json_column
+from sitoo_sync.normalize.tables import decimal, integer, json_column, timestamp
 from sitoo_sync.normalize.values import dumps_json, to_decimal
 
 QUANTITY = decimal("quantity", "A quantity.")
@@ -46,3 +46,30 @@ def test_a_json_column_is_compact_text_with_exact_numbers() -> None:
     assert errors == {}
     assert array.to_pylist() == ['{"a":1.10,"b":[1,"x",null,true]}', None, '"å"']
     assert array.to_pylist()[0] == dumps_json(values[0])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda name: integer(name, ""), id="int"),
+        pytest.param(lambda name: timestamp(name, ""), id="timestamp"),
+    ],
+)
+def test_an_integer_past_bigint_is_a_reason_not_a_crash(make: Any) -> None:
+    """A whole number past BIGINT (which int64 cannot hold) is refused with a reason, and
+    the column's other values still load: a bad record never stops the run."""
+    array, errors = convert_column(make("n"), [2**63, 1_700_000_000, None])
+    assert list(errors) == [0]
+    assert array.to_pylist()[0] is None
+    assert array.to_pylist()[1] is not None
+
+
+def test_a_column_of_python_ints_reads_exactly_what_the_converters_read() -> None:
+    """The int64 fast path for a column of ints gives what `to_int`/`to_decimal` give."""
+    values: list[Any] = [0, -(2**63), 2**63 - 1, None, 25]
+    array, errors = convert_column(integer("n", ""), values)
+    assert errors == {}
+    assert array.to_pylist() == values
+    rates, errors = convert_column(decimal("rate", ""), [25, 6, None])
+    assert errors == {}
+    assert rates.to_pylist() == [Decimal("25.000"), Decimal("6.000"), None]

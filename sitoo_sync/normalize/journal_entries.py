@@ -53,7 +53,7 @@ from sitoo_sync.normalize.tables import (
     text,
     timestamp,
 )
-from sitoo_sync.normalize.values import NO_STORE, local_day
+from sitoo_sync.normalize.values import INT64_MAX, INT64_MIN, NO_STORE, local_day
 
 STREAM = "journal_entries"
 
@@ -298,6 +298,8 @@ def entry_key(record: Mapping[str, Any]) -> tuple[str, int]:
         raise RecordRejected("missing or empty key field", field="registerid")
     if type(entry_id) is not int:
         raise RecordRejected(f"missing or non-integer key field: {entry_id!r}", field="id")
+    if not INT64_MIN <= entry_id <= INT64_MAX:
+        raise RecordRejected(f"key field out of range for BIGINT: {entry_id!r}", field="id")
     if not isinstance(record.get("type"), str):
         raise RecordRejected("missing entry type", field="type")
     return registerid, entry_id

@@ -152,6 +152,9 @@ class NormalizedWindow:
     parent_keys: pa.Table
     rejects: list[Reject] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)  # e.g. unknown entry types seen
+    #: The parent keys as a set, when the normalizer had them at hand (else read from
+    #: `parent_keys` on demand).
+    key_set: set[tuple[Any, ...]] | None = None
 
     def row_count(self) -> int:
         """Rows across all tables."""
@@ -168,6 +171,8 @@ class NormalizedWindow:
 
     def keys(self) -> set[tuple[Any, ...]]:
         """The parent keys as a set of tuples."""
+        if self.key_set is not None:
+            return self.key_set
         columns = [c.to_pylist() for c in self.parent_keys.columns]
         return set(zip(*columns, strict=True))
 

@@ -26,6 +26,7 @@ MONEY_LIMIT = Decimal("1E16")  # DECIMAL(18,2): 16 digits before the point
 CENT = Decimal("0.01")
 DECIMAL_LIMIT = Decimal("1E15")  # DECIMAL(18,3): 15 digits before the point
 _EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # BIGINT
 #: The vendor's spelling of "no store" (its store z-report aggregation's): every table uses it.
 NO_STORE = "NO_STORE"
 
@@ -72,16 +73,17 @@ def to_decimal(value: Any) -> Decimal | None:
 
 
 def to_int(value: Any) -> int | None:
-    """A JSON integer (2 or 2.0); a bool or a fraction is rejected."""
+    """A JSON integer (2 or 2.0) that BIGINT holds; a bool or a fraction is rejected."""
     if value is None:
         return None
-    if type(value) is int:
-        return value
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    raise RecordRejected(f"not an integer: {value!r}")
+    whole = isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value()
+    digits = isinstance(value, str) and value.lstrip("-").isdigit()
+    if not (type(value) is int or whole or digits):
+        raise RecordRejected(f"not an integer: {value!r}")
+    number = int(value)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise RecordRejected(f"out of range for BIGINT: {value!r}")
+    return number
 
 
 def to_text(value: Any) -> str | None:

@@ -74,6 +74,10 @@ class Stream:
 
     #: Where values come from to split a crowded window (e.g. every register), if any.
     split_by: Partitioning | None = None
+    #: How a page's bytes become its JSON value (None: plain decoding into dicts). A stream
+    #: may decode into typed records that read like dicts, for a faster normalizer; it must
+    #: raise ValueError for bytes that are not JSON.
+    decode: Callable[[bytes], Any] | None = None
 
     def __post_init__(self) -> None:
         # The tables as stored: every one ends with the load metadata (_loaded_at, _run_id),

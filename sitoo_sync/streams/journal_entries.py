@@ -14,6 +14,7 @@ from datetime import date
 
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import journal_entries as normalize
+from sitoo_sync.normalize import journal_pages
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import CursorPages
 from sitoo_sync.streams.options import Option
@@ -32,7 +33,8 @@ JOURNAL_ENTRIES = Stream(
         fixed=(("date_type", "added"), ("sort_order", "asc"), ("num", 1000)),
     ),
     tables=normalize.TABLES,
-    normalize=normalize.normalize_window,
+    normalize=journal_pages.normalize_window,
+    decode=journal_pages.decode_page,
     description="Journal entries of every register, with typed receipts, items, payments, "
     "cash and staff events",
     default_schedule="5m",

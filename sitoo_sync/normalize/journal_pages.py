@@ -1,0 +1,495 @@
+"""Journal pages decoded into typed records, and the columnar normalizer for clean ones.
+
+Normalizing was the journal backfill's bottleneck: a page decoded into dicts, then every
+receipt, item and payment copied into another dict on its way to Arrow, and every entry's
+`data` encoded back to JSON text. Here a page decodes straight into `JournalEntry` structs
+(msgspec, in C; not tracked by the garbage collector), whose `data` stays the raw JSON text
+the vendor sent (`msgspec.Raw`): it is the `data` column as it is. Only receipts and cash
+and staff events decode their `data` once more, into typed structs, and each table's
+columns are gathered from the structs and converted by the same column converters the
+reference normalizer uses (`columns.convert_column`), so a value means the same either way.
+
+The fast path takes only what it can prove is plain: every field of every object declared
+(no `extra`), every key well-formed and unique in the window, every value converting without
+a complaint. Anything else, a field nobody declared, a bad amount, a key seen twice, goes,
+whole window, through the reference normalizer (`journal_entries.normalize_window`), which
+words the rejects and fills `extra`: `normalize_entries` returns None and
+`as_dicts` turns the structs back into the dicts that normalizer reads.
+
+A `JournalEntry` reads like the dict it replaces (`entry["dateadded"]`, `entry.get("id")`,
+`isinstance(entry, Mapping)`), so cursors, re-read checks and splits need not know.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, TypeAlias
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+from msgspec import UNSET, Raw, UnsetType
+
+from sitoo_sync.normalize.columns import convert_column
+from sitoo_sync.normalize.journal_entries import (
+    CASH_TYPES,
+    JOURNAL_CASH_EVENTS,
+    JOURNAL_ENTRIES,
+    JOURNAL_RECEIPT_ITEM_DISCOUNTS,
+    JOURNAL_RECEIPT_ITEMS,
+    JOURNAL_RECEIPT_PAYMENTS,
+    JOURNAL_RECEIPTS,
+    JOURNAL_STAFF_EVENTS,
+    KEY_NAMES,
+    KNOWN_TYPES,
+    STAFF_TYPES,
+    as_bool,
+    business_date,
+)
+from sitoo_sync.normalize.journal_entries import normalize_window as reference_normalize
+from sitoo_sync.normalize.records import EXTRA, NormalizedWindow
+from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.values import NO_STORE
+
+
+class _Record(msgspec.Struct, gc=False):
+    """A decoded JSON object that reads like a dict of its JSON names (`_names`: JSON name
+    to attribute); an unset field is an absent key."""
+
+    _names: ClassVar[dict[str, str]] = {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field's value, or `default` when the object did not have it."""
+        attribute = self._names.get(name)
+        value = UNSET if attribute is None else getattr(self, attribute)
+        return default if value is UNSET else value
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.get(name, UNSET)
+        if value is UNSET:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name, UNSET) is not UNSET
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, a in self._names.items() if getattr(self, a) is not UNSET)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def keys(self) -> list[str]:
+        """The fields the object had."""
+        return list(self)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(field, value) of the fields the object had."""
+        return [(n, self[n]) for n in self]
+
+    def values(self) -> list[Any]:
+        """The values of the fields the object had."""
+        return [self[n] for n in self]
+
+
+def _reads_like_a_dict(cls: type[_Record]) -> None:
+    cls._names = dict(zip(cls.__struct_encode_fields__, cls.__struct_fields__, strict=True))
+    Mapping.register(cls)
+
+
+class JournalEntry(_Record, forbid_unknown_fields=True, gc=False):
+    """One journal entry as sent: the envelope typed loosely (the converters judge the
+    values), `data` kept as its raw JSON text."""
+
+    data: Raw | UnsetType = UNSET
+    dateadded: Any = UNSET
+    datecreated: Any = UNSET
+    id: Any = UNSET
+    ispractice: Any = UNSET
+    registerid: Any = UNSET
+    registerkey: Any = UNSET
+    type: Any = UNSET
+
+
+class JournalPage(_Record, gc=False):
+    """A page of `/journal-entries`: its entries and the token that continues it. Other
+    fields of the envelope are not read by anyone, so they are not kept."""
+
+    entries: list[JournalEntry] | UnsetType | None = msgspec.field(default=UNSET, name="items")
+    next: Any = UNSET
+
+
+_reads_like_a_dict(JournalEntry)
+_reads_like_a_dict(JournalPage)
+
+_OPTIONAL: Any = None  # a plain field: absent and null read the same, as `dict.get` does
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An object whose every field is declared: anything more sends it the slow way."""
+
+
+class Discount(_Strict):
+    discountname: Any = _OPTIONAL
+    moneydiscount: Any = _OPTIONAL
+
+
+class Item(_Strict):
+    additionaldata: Raw | UnsetType = UNSET
+    decimalunitquantity: Any = _OPTIONAL
+    discounts: list[Discount] | None = None
+    moneyrowprice: Any = _OPTIONAL
+    name: Any = _OPTIONAL
+    sku: Any = _OPTIONAL
+    vatvalue: Any = _OPTIONAL
+
+
+class Payment(_Strict):
+    moneyamount: Any = _OPTIONAL
+    name: Any = _OPTIONAL
+
+
+class ReceiptData(_Strict):
+    additionaldata: Raw | UnsetType = UNSET
+    comment: Any = _OPTIONAL
+    currencycode: Any = _OPTIONAL
+    isrefund: Any = _OPTIONAL
+    items: list[Item] | None = None
+    moneytotal: Any = _OPTIONAL
+    payments: list[Payment] | None = None
+
+
+class CashData(_Strict):
+    currencycode: Any = _OPTIONAL
+    moneycash: Any = _OPTIONAL
+    staff: Any = _OPTIONAL
+    staffuserid: Any = _OPTIONAL
+
+
+class StaffData(_Strict):
+    staff: Any = _OPTIONAL
+    staffuserid: Any = _OPTIONAL
+
+
+class ReceiptLifted(msgspec.Struct, gc=False):
+    """The receipt's additionaldata keys that become columns (others stay in its JSON)."""
+
+    receipt_id: Any = msgspec.field(default=None, name="pos-receiptid")
+    store_id: Any = msgspec.field(default=None, name="store-externalid")
+    store_name: Any = msgspec.field(default=None, name="store-name")
+    store_group: Any = msgspec.field(default=None, name="store-externalgroupid")
+    staff_externalid: Any = msgspec.field(default=None, name="pos-staff-externalid")
+    staff_userid: Any = msgspec.field(default=None, name="pos-staff-userid")
+    timezone: Any = msgspec.field(default=None, name="pos-timezone")
+
+
+class ItemLifted(msgspec.Struct, gc=False):
+    """The item's additionaldata keys that become columns."""
+
+    productid: Any = msgspec.field(default=None, name="item-productid")
+    product_group: Any = msgspec.field(default=None, name="product-group-name")
+    delivered: Any = msgspec.field(default=None, name="item-delivered")
+
+
+_PAGE = msgspec.json.Decoder(JournalPage, float_hook=Decimal)
+_DICTS = msgspec.json.Decoder(float_hook=Decimal)
+_RECEIPT = msgspec.json.Decoder(ReceiptData, float_hook=Decimal)
+_CASH = msgspec.json.Decoder(CashData, float_hook=Decimal)
+_STAFF = msgspec.json.Decoder(StaffData, float_hook=Decimal)
+_RECEIPT_LIFTED = msgspec.json.Decoder(ReceiptLifted, float_hook=Decimal)
+_ITEM_LIFTED = msgspec.json.Decoder(ItemLifted, float_hook=Decimal)
+_NULL = b"null"
+
+
+def decode_page(content: bytes) -> Any:
+    """A journal page: typed entries when every entry has only the declared fields, else
+    the plain decoded JSON (dicts), as any other endpoint's. Invalid JSON raises ValueError."""
+    try:
+        return _PAGE.decode(content)
+    except msgspec.ValidationError:
+        return _DICTS.decode(content)
+
+
+def _text(raw: Raw | UnsetType | None) -> str | None:
+    """A raw JSON value as the text of a JSON column (None for an absent or null one)."""
+    if raw is None or raw is UNSET:
+        return None
+    data = bytes(raw)
+    return None if data == _NULL else data.decode()
+
+
+def as_dicts(entries: Sequence[Any]) -> list[Any]:
+    """Entries as the reference normalizer reads them: typed ones back into plain dicts
+    (their `data` decoded as any JSON would be); others as they are."""
+    out: list[Any] = []
+    for entry in entries:
+        if type(entry) is not JournalEntry:
+            out.append(entry)
+            continue
+        record = dict(entry.items())
+        if "data" in record:
+            record["data"] = _DICTS.decode(record["data"])
+        out.append(record)
+    return out
+
+
+class _Unclean(Exception):
+    """Something in the window the columnar path does not take (see the module doc)."""
+
+
+#: A column's values: raw JSON values to convert, or an array typed already.
+Values: TypeAlias = list[Any] | pa.Array
+
+
+def _typed(table: Table, columns: Mapping[str, Values]) -> pa.Table:
+    """`table` from its columns: raw values are converted by the reference normalizer's
+    converters (JSON columns arrive as text); `extra` is empty, every field was declared.
+    Raises _Unclean when a value does not convert cleanly (that normalizer words why)."""
+    arrays: list[pa.Array] = []
+    rows = len(next(iter(columns.values())))
+    for column in table.columns:
+        if column.name == EXTRA:
+            arrays.append(pa.nulls(rows, pa.string()))
+            continue
+        values = columns[column.name]
+        if isinstance(values, pa.Array):
+            array = values
+        elif column.kind is Kind.JSON:
+            array = pa.array(values, pa.string())
+            if not column.nullable and array.null_count:
+                raise _Unclean(column.name)
+        else:
+            array, errors = convert_column(column, values)
+            if errors:
+                raise _Unclean(column.name)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=list(table.column_names))
+
+
+def _lifted(raw: Raw | UnsetType, decoder: msgspec.json.Decoder[Any], empty: Any) -> Any:
+    """The additionaldata keys that become columns: `empty` for an absent or null object."""
+    if raw is UNSET or bytes(raw) == _NULL:
+        return empty
+    return decoder.decode(raw)
+
+
+def _body(raw: Raw | UnsetType) -> Raw | bytes:
+    """An entry's data to decode into a struct: an absent or null one reads as `{}`."""
+    if raw is UNSET or bytes(raw) == _NULL:
+        return b"{}"
+    return raw
+
+
+def _unset_as_none(values: list[Any]) -> list[Any]:
+    return [None if v is UNSET else v for v in values] if UNSET in values else values
+
+
+def _signed(amounts: pa.Array, refund: pa.Array) -> pa.Array:
+    """Money negated where its receipt is a refund: what converting `negated(text)` gives."""
+    return pc.if_else(refund, pc.negate(amounts), amounts)
+
+
+_EMPTY_RECEIPT_LIFTED = ReceiptLifted()
+_EMPTY_ITEM_LIFTED = ItemLifted()
+
+
+def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | None:
+    """The window's typed tables, exactly as `journal_entries.normalize_window` makes them,
+    or None when something in it needs the reference normalizer (see the module doc)."""
+    try:
+        tables, notes = _tables(entries)
+    except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
+        return None
+    keys = {(e.registerid, e.id) for e in entries}
+    parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
+    return NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
+
+
+def _tables(entries: Sequence[JournalEntry]) -> tuple[dict[str, pa.Table], Counter[str]]:
+    registerids = [e.registerid for e in entries]
+    ids = [e.id for e in entries]
+    kinds = [e.type for e in entries]
+    if (
+        not all(type(r) is str and r for r in registerids)
+        or not all(type(i) is int for i in ids)
+        or not all(type(k) is str for k in kinds)
+        or len(set(zip(registerids, ids, strict=True))) != len(entries)
+    ):
+        raise _Unclean("key")  # a reject, or a key twice: the reference normalizer's
+    created = _unset_as_none([e.datecreated for e in entries])
+    envelope = _typed(
+        JOURNAL_ENTRIES,
+        {
+            "registerid": pa.array(registerids, pa.string()),
+            "id": pa.array(ids, pa.int64()),
+            "type": pa.array(kinds, pa.string()),
+            "datecreated": created,
+            "dateadded": _unset_as_none([e.dateadded for e in entries]),
+            "ispractice": _unset_as_none([e.ispractice for e in entries]),
+            "registerkey": _unset_as_none([e.registerkey for e in entries]),
+            "data": [_text(e.data) for e in entries],
+        },
+    )
+    notes: Counter[str] = Counter(f"unknown entry type {k}" for k in kinds if k not in KNOWN_TYPES)
+    at: dict[str, list[int]] = {"receipt": [], "cash": [], "staff": []}
+    for index, kind in enumerate(kinds):
+        if kind == "receipt":
+            at["receipt"].append(index)
+        elif kind in CASH_TYPES:
+            at["cash"].append(index)
+        elif kind in STAFF_TYPES:
+            at["staff"].append(index)
+    receipts = _receipt_tables(entries, at["receipt"], envelope, created)
+    tables = {JOURNAL_ENTRIES.name: envelope, **receipts}
+    for table, rows, decoder in (
+        (JOURNAL_CASH_EVENTS, at["cash"], _CASH),
+        (JOURNAL_STAFF_EVENTS, at["staff"], _STAFF),
+    ):
+        events = [decoder.decode(_body(entries[i].data)) for i in rows]
+        columns: dict[str, Values] = _event_columns(envelope, rows)
+        for name in decoder.type.__struct_fields__:
+            columns[name] = [getattr(e, name) for e in events]
+        tables[table.name] = _typed(table, columns)
+    return tables, notes
+
+
+def _event_columns(envelope: pa.Table, rows: list[int]) -> dict[str, Values]:
+    """The key and event columns of the entries at `rows`, taken from the typed envelope."""
+    taken = envelope.take(pa.array(rows, pa.int64()))
+    return {
+        name: taken.column(name).combine_chunks()
+        for name in ("registerid", "id", "type", "ispractice", "datecreated")
+    }
+
+
+def _receipt_tables(
+    entries: Sequence[JournalEntry], at: list[int], envelope: pa.Table, created: list[Any]
+) -> dict[str, pa.Table]:
+    """The receipt tables, from the receipt entries at `at`."""
+    data = [_RECEIPT.decode(_body(entries[i].data)) for i in at]
+    lifted = [_lifted(d.additionaldata, _RECEIPT_LIFTED, _EMPTY_RECEIPT_LIFTED) for d in data]
+    head = _event_columns(envelope, at)
+    stamps = [created[i] for i in at]
+    receipts = _typed(
+        JOURNAL_RECEIPTS,
+        {
+            **head,
+            "business_date": [
+                business_date(c, x.timezone) for c, x in zip(stamps, lifted, strict=True)
+            ],
+            "currencycode": [d.currencycode for d in data],
+            "isrefund": [d.isrefund for d in data],
+            "comment": [d.comment for d in data],
+            **{
+                name: [getattr(x, name) for x in lifted] for name in ReceiptLifted.__struct_fields__
+            },
+            "store_id": [
+                NO_STORE if x.store_id is None or x.store_id == "" else x.store_id for x in lifted
+            ],
+            "moneytotal": [d.moneytotal for d in data],
+            "additionaldata": [_text(d.additionaldata) for d in data],
+            "moneytotal_signed": pa.nulls(len(at), pa.decimal128(18, 2)),
+        },
+    )
+    refund = pc.equal(receipts.column("isrefund").combine_chunks(), True)
+    refund = pc.fill_null(refund, False)
+    receipts = receipts.set_column(
+        receipts.schema.get_field_index("moneytotal_signed"),
+        "moneytotal_signed",
+        _signed(receipts.column("moneytotal").combine_chunks(), refund),
+    )
+    # One row per item (and per discount, per payment): which receipt, where in its list.
+    items = [(r, p, item) for r, d in enumerate(data) for p, item in enumerate(d.items or ())]
+    item_lifted = [
+        _lifted(item.additionaldata, _ITEM_LIFTED, _EMPTY_ITEM_LIFTED) for *_, item in items
+    ]
+    discounts = [(r, p, q, d) for r, p, item in items for q, d in enumerate(item.discounts or ())]
+    payments = [(r, p, pay) for r, d in enumerate(data) for p, pay in enumerate(d.payments or ())]
+    keys = receipts.select(["registerid", "id", "currencycode"])
+
+    def of_receipt(rows: list[int]) -> tuple[dict[str, Values], pa.Array]:
+        """registerid, id and currencycode of each row's receipt, and its refund flag."""
+        index = pa.array(rows, pa.int64())
+        taken = keys.take(index)
+        columns: dict[str, Values] = {
+            n: taken.column(n).combine_chunks() for n in ("registerid", "id", "currencycode")
+        }
+        return columns, refund.take(index)
+
+    item_keys, item_refund = of_receipt([r for r, _, _ in items])
+    item_table = _typed(
+        JOURNAL_RECEIPT_ITEMS,
+        {
+            **item_keys,
+            "position": [p for _, p, _ in items],
+            **{
+                name: [getattr(x, name) for x in item_lifted]
+                for name in ItemLifted.__struct_fields__
+            },
+            "sku": [i.sku for *_, i in items],
+            "name": [i.name for *_, i in items],
+            "decimalunitquantity": [i.decimalunitquantity for *_, i in items],
+            "vatvalue": [i.vatvalue for *_, i in items],
+            "moneyrowprice": [i.moneyrowprice for *_, i in items],
+            "additionaldata": [_text(i.additionaldata) for *_, i in items],
+            "isdelivered": [as_bool(x.delivered) for x in item_lifted],
+            "moneyrowprice_signed": pa.nulls(len(items), pa.decimal128(18, 2)),
+            "quantity_signed": pa.nulls(len(items), pa.decimal128(18, 3)),
+        },
+    )
+    for name, unsigned in (
+        ("moneyrowprice_signed", "moneyrowprice"),
+        ("quantity_signed", "decimalunitquantity"),
+    ):
+        item_table = item_table.set_column(
+            item_table.schema.get_field_index(name),
+            name,
+            _signed(item_table.column(unsigned).combine_chunks(), item_refund),
+        )
+    discount_keys, _ = of_receipt([r for r, *_ in discounts])
+    payment_keys, payment_refund = of_receipt([r for r, _, _ in payments])
+    payment_table = _typed(
+        JOURNAL_RECEIPT_PAYMENTS,
+        {
+            **payment_keys,
+            "position": [p for _, p, _ in payments],
+            "name": [pay.name for *_, pay in payments],
+            "moneyamount": [pay.moneyamount for *_, pay in payments],
+            "moneyamount_signed": pa.nulls(len(payments), pa.decimal128(18, 2)),
+        },
+    )
+    payment_table = payment_table.set_column(
+        payment_table.schema.get_field_index("moneyamount_signed"),
+        "moneyamount_signed",
+        _signed(payment_table.column("moneyamount").combine_chunks(), payment_refund),
+    )
+    return {
+        JOURNAL_RECEIPTS.name: receipts,
+        JOURNAL_RECEIPT_ITEMS.name: item_table,
+        JOURNAL_RECEIPT_ITEM_DISCOUNTS.name: _typed(
+            JOURNAL_RECEIPT_ITEM_DISCOUNTS,
+            {
+                **discount_keys,
+                "item_position": [p for _, p, _, _ in discounts],
+                "position": [q for _, _, q, _ in discounts],
+                "discountname": [d.discountname for *_, d in discounts],
+                "moneydiscount": [d.moneydiscount for *_, d in discounts],
+            },
+        ),
+        JOURNAL_RECEIPT_PAYMENTS.name: payment_table,
+    }
+
+
+def normalize_window(
+    records: Iterable[Any], context: Mapping[str, Any] | None = None
+) -> NormalizedWindow:
+    """Normalize one window of journal entries: the columnar path when every record is a
+    typed entry and the window is clean, else the reference normalizer (same tables)."""
+    records = records if isinstance(records, list) else list(records)
+    if records and set(map(type, records)) == {JournalEntry}:
+        fast = normalize_entries(records)
+        if fast is not None:
+            return fast
+    return reference_normalize(as_dicts(records), context)

@@ -1,0 +1,226 @@
+"""Journal pages decoded into typed entries, and the columnar normalizer for clean windows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from sitoo_sync.normalize import journal_pages
+from sitoo_sync.normalize.journal_entries import normalize_window as reference
+from sitoo_sync.normalize.journal_pages import (
+    JournalEntry,
+    as_dicts,
+    decode_page,
+    normalize_entries,
+    normalize_window,
+)
+from sitoo_sync.normalize.records import NormalizedWindow
+from sitoo_sync.simulator import SimConfig, World
+from sitoo_sync.simulator.journal import journal_page
+from tests.support import FIXTURES
+
+NOW = 1_750_000_000
+_DICTS = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def simulator_pages(**config: Any) -> list[bytes]:
+    """The first page (up to 1,000 entries) of every register's journal, as the simulator
+    sends it."""
+    world = World(SimConfig(seed=11, days=2, now=NOW, **config))
+    pages: list[bytes] = []
+    for register in world.registers:
+        query = {
+            "register_id": [register.registerid],
+            "date_type": ["added"],
+            "num": ["1000"],
+            "date_from": ["0"],
+        }
+        answer = journal_page(world, query)
+        pages.append(answer if isinstance(answer, bytes) else msgspec.json.encode(answer))
+    return [p for p in pages if b'"items":[]' not in p]
+
+
+def vendor_page() -> bytes:
+    """The vendor's example page (FACTS 1.3 and 1.6): login, cash-start and a receipt."""
+    return (FIXTURES / "journal_entries_vendor_example.json").read_bytes()
+
+
+def assert_same_window(got: NormalizedWindow, want: NormalizedWindow) -> None:
+    """The same tables row for row (JSON columns as the values they hold), rejects, notes."""
+    assert got.tables.keys() == want.tables.keys()
+    for name, table in want.tables.items():
+        mine = got.tables[name]
+        assert mine.schema == table.schema, name
+        for column in table.column_names:
+            a, b = mine[column].to_pylist(), table[column].to_pylist()
+            if pa.types.is_string(table.schema.field(column).type) and column in (
+                "data",
+                "additionaldata",
+                "extra",
+            ):
+                a = [None if v is None else json.loads(v) for v in a]
+                b = [None if v is None else json.loads(v) for v in b]
+            assert a == b, (name, column)
+    assert got.parent_keys.equals(want.parent_keys)
+    assert [(r.record_key, r.reason) for r in got.rejects] == [
+        (r.record_key, r.reason) for r in want.rejects
+    ]
+    assert got.notes == want.notes
+
+
+def test_a_clean_page_decodes_into_typed_entries_that_read_like_dicts() -> None:
+    """Every entry of a simulator page is a JournalEntry that answers [], get, `in`,
+    iteration and isinstance(Mapping) as the dict it replaces; an absent field is absent."""
+    page = decode_page(simulator_pages()[0])
+    entries = page["items"]
+    assert entries
+    assert all(type(e) is JournalEntry for e in entries)
+    plain = _DICTS.decode(simulator_pages()[0])["items"]
+    for entry, want in zip(entries, plain, strict=True):
+        assert isinstance(entry, Mapping)
+        assert entry["dateadded"] == want["dateadded"]
+        assert entry.get("registerid") == want["registerid"]
+        assert set(entry) == set(want)
+        assert len(entry) == len(want)
+    bare = decode_page(b'{"items":[{"registerid":"R","id":1,"type":"login"}]}')["items"][0]
+    assert "data" not in bare
+    assert bare.get("data", "absent") == "absent"
+    assert "keys" not in bare  # a method is not a field
+    assert bare.get("keys") is None
+    with pytest.raises(KeyError):
+        bare["datecreated"]
+
+
+def test_an_entry_with_an_undeclared_field_leaves_the_page_as_plain_dicts() -> None:
+    """A field the envelope does not declare sends the whole page the plain way, so the
+    reference normalizer keeps that field in `extra`."""
+    body = b'{"items":[{"registerid":"R","id":1,"type":"login","dateadded":5,"shiny":true}]}'
+    page = decode_page(body)
+    [entry] = page["items"]
+    assert type(entry) is dict
+    window = normalize_window(page["items"])
+    assert json.loads(window.tables["journal_entries"]["extra"][0].as_py()) == {"shiny": True}
+
+
+def test_bytes_that_are_not_json_raise_value_error() -> None:
+    """The client retries a page that is not JSON: the decoder says so with ValueError."""
+    with pytest.raises(ValueError, match="JSON"):
+        decode_page(b"<html>502 Bad Gateway</html>")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param({}, id="full-simulator"),
+        pytest.param({"lazy_journal_size": 20_000}, id="lazy-journal"),
+    ],
+)
+def test_the_columnar_path_makes_exactly_the_reference_tables(config: dict[str, Any]) -> None:
+    """For every register's page of the simulator, the columnar normalizer takes the page
+    (it does not fall back) and its tables equal the reference normalizer's of the same
+    page decoded into dicts."""
+    pages = simulator_pages(**config)
+    assert len(pages) >= 5
+    receipts = 0
+    for body in pages:
+        entries = decode_page(body)["items"]
+        fast = normalize_entries(entries)
+        assert fast is not None, "a clean simulator page must take the columnar path"
+        want = reference(_DICTS.decode(body)["items"])
+        assert_same_window(fast, want)
+        receipts += fast.tables["journal_receipts"].num_rows
+    assert receipts > 0
+
+
+def test_the_vendor_example_takes_the_columnar_path_with_the_same_tables() -> None:
+    """The vendor's own example page normalizes the same both ways."""
+    entries = decode_page(vendor_page())["items"]
+    fast = normalize_entries(entries)
+    assert fast is not None
+    assert_same_window(fast, reference(_DICTS.decode(vendor_page())["items"]))
+
+
+def _page(*entries: dict[str, Any]) -> bytes:
+    return msgspec.json.encode({"items": list(entries)})
+
+
+def _vendor_entries() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = _DICTS.decode(vendor_page())["items"]
+    return items
+
+
+def _mutated(mutate: Any) -> list[dict[str, Any]]:
+    entries = _vendor_entries()
+    mutate(entries)
+    return entries
+
+
+@pytest.mark.parametrize(
+    ("mutate", "columnar"),
+    [
+        pytest.param(lambda e: e[2]["data"].update(receiptnumber="A-1"), False, id="undeclared"),
+        pytest.param(lambda e: e[2]["data"].update(moneytotal="1,00"), False, id="bad-money"),
+        pytest.param(lambda e: e[1].update(id="2"), False, id="string-id"),
+        pytest.param(lambda e: e[0].update(registerid=""), False, id="empty-register"),
+        pytest.param(lambda e: e.append({**e[0], "type": "logout"}), False, id="key-twice"),
+        pytest.param(lambda e: e[1].update(datecreated=-5), False, id="time-before-1970"),
+        pytest.param(lambda e: e[2]["data"].update(items="x"), False, id="items-not-a-list"),
+        pytest.param(lambda e: e[1].update(data=[]), False, id="data-not-an-object"),
+        pytest.param(lambda e: e[0].update(id=2**63), False, id="id-past-bigint"),
+        pytest.param(lambda e: e[2]["data"].update(moneytotal="12.5"), True, id="money-one-place"),
+        pytest.param(
+            lambda e: e[2]["data"]["additionaldata"].update({"pos-timezone": 5}),
+            True,
+            id="timezone-a-number",
+        ),
+        pytest.param(lambda e: e[1].update(data=None), True, id="data-null"),
+        pytest.param(lambda e: e[2]["data"].update(isrefund=True), True, id="refund"),
+    ],
+)
+def test_a_window_normalizes_the_same_whichever_path_takes_it(mutate: Any, columnar: bool) -> None:
+    """Whatever a window holds, `normalize_window` gives exactly what the reference
+    normalizer gives: the same rows, the same rejects with the same reasons, an undeclared
+    field in `extra`. What the columnar path cannot prove (an undeclared field, a value a
+    converter refuses, a key twice, a shape the structs do not declare) it leaves to the
+    reference normalizer; a value the converters take as they are, it keeps."""
+    entries = _mutated(mutate)
+    body = _page(*entries)
+    decoded = decode_page(body)["items"]
+    typed = all(type(e) is JournalEntry for e in decoded)
+    assert (typed and normalize_entries(decoded) is not None) is columnar
+    assert_same_window(normalize_window(decoded), reference(_DICTS.decode(body)["items"]))
+
+
+def test_typed_entries_turn_back_into_the_dicts_plain_decoding_gives() -> None:
+    """`as_dicts` of typed entries equals the page decoded plainly: the reference
+    normalizer and the rejects table see the entries as sent (no field added)."""
+    body = simulator_pages()[0]
+    assert as_dicts(decode_page(body)["items"]) == _DICTS.decode(body)["items"]
+
+
+def test_a_malformed_entry_of_the_simulator_is_rejected_the_same_way() -> None:
+    """The simulator's malformed entries (a non-integer id, a time that is not one) reach
+    the rejects table with the reference normalizer's reasons; their pages' other entries
+    load."""
+    pages = simulator_pages(lazy_journal_size=20_000, journal_malformed_every=50)
+    rejected = 0
+    for body in pages:
+        got = normalize_window(decode_page(body)["items"])
+        assert_same_window(got, reference(_DICTS.decode(body)["items"]))
+        rejected += len(got.rejects)
+        assert got.tables["journal_entries"].num_rows > 0
+    assert rejected > 0
+
+
+def test_the_journal_stream_decodes_and_normalizes_through_this_module() -> None:
+    """The stream's declaration names this module's decoder and normalizer."""
+    from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
+
+    assert JOURNAL_ENTRIES.decode is journal_pages.decode_page
+    assert JOURNAL_ENTRIES.normalize is journal_pages.normalize_window

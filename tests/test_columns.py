@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.normalize.columns import convert_column
-from sitoo_sync.normalize.tables import decimal, integer, json_column, timestamp
+from sitoo_sync.normalize.tables import day, decimal, integer, json_column, timestamp
 from sitoo_sync.normalize.values import dumps_json, to_decimal
 
 QUANTITY = decimal("quantity", "A quantity.")
@@ -73,3 +73,17 @@ def test_a_column_of_python_ints_reads_exactly_what_the_converters_read() -> Non
     rates, errors = convert_column(decimal("rate", ""), [25, 6, None])
     assert errors == {}
     assert rates.to_pylist() == [Decimal("25.000"), Decimal("6.000"), None]
+
+
+def test_a_column_of_dates_a_normalizer_made_loads_as_they_are() -> None:
+    """`date` objects (a business day a normalizer computed) load as they are; a datetime
+    among them is refused with to_date's reason, as before."""
+    from datetime import UTC, date, datetime
+
+    array, errors = convert_column(day("d", ""), [date(2026, 7, 1), None])
+    assert errors == {}
+    assert array.to_pylist() == [date(2026, 7, 1), None]
+    _, errors = convert_column(
+        day("d", ""), [datetime(2026, 7, 1, 12, tzinfo=UTC), date(2026, 7, 1)]
+    )
+    assert list(errors) == [0]

@@ -11,6 +11,7 @@ a money string is checked against the contract's pattern and cast straight to de
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,7 @@ _FAST_TYPES: Mapping[Kind, frozenset[type]] = {
     Kind.TIMESTAMP: frozenset({int}),
     Kind.DECIMAL: frozenset({int, Decimal}),
     Kind.BOOL: frozenset({bool}),
+    Kind.DATE: frozenset({date}),  # `datetime` is another type: to_date refuses it
 }
 #: How Arrow first reads a kind's raw JSON values when all of a table's columns are read
 #: in one pass. Integers go through decimal128(20, 0), which refuses a fraction, because a
@@ -88,6 +90,9 @@ def finish_column(column: Column, raw: pa.Array, value_at: ValueAt) -> tuple[pa.
         if ok.false_count:
             raise pa.ArrowInvalid("decimal text not in plain form")
         array = pc.cast(raw, ARROW_TYPES[kind])
+    elif kind is Kind.DECIMAL and raw.type == pa.int64():
+        # Via the 19 digits any int64 has: a value DECIMAL(18,3) cannot hold raises.
+        array = pc.cast(pc.cast(raw, pa.decimal128(19, 0)), ARROW_TYPES[kind])
     elif kind is Kind.MONEY:
         ok = pc.match_substring_regex(raw, _MONEY_REGEX)
         if ok.false_count:  # not the contract's form: `to_money` decides, value by value
@@ -155,6 +160,8 @@ def convert_column(column: Column, values: Sequence[Any]) -> tuple[pa.Array, Err
         # Only Python ints: int64 reads them 6x faster than decimal128 (no fraction to
         # refuse); one past int64 raises OverflowError and the converters decide.
         raw_type = pa.int64()
+    elif column.kind is Kind.DATE:
+        raw_type = pa.date32()  # only `date` objects (a normalizer's), never JSON text
     if fast is not None and types <= fast:
         try:
             raw = pa.array(values, raw_type)

@@ -274,3 +274,39 @@ def test_processes_creating_one_schema_at_once_all_succeed(name: str, tmp_path: 
             thread.join()
         assert failures == []
         assert target.rows(POS_TABLE) == []
+
+
+def test_existing_keys_are_exactly_the_stored_ones_on_every_target(target: Target) -> None:
+    """existing_keys answers, of a batch's keys, exactly those a table holds (a register's
+    other ids, another register's same id and duplicate asks excluded), in one query on
+    PostgreSQL (typed arrays joined with `unnest`), in IN lists elsewhere."""
+    import pyarrow as pa
+
+    from sitoo_sync.normalize.journal_entries import JOURNAL_ENTRIES
+
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([JOURNAL_ENTRIES])
+        stored = rows_to_arrow(
+            JOURNAL_ENTRIES,
+            [("{A}", i, "login", None, NOW, None, None, None, None) for i in (1, 2, 3, 2**40)],
+        )
+        with warehouse.transaction():
+            warehouse.insert(JOURNAL_ENTRIES, stored)
+        asked = pa.table(
+            {
+                "registerid": pa.array(["{A}", "{A}", "{B}", "{A}", "{A}"], pa.string()),
+                "id": pa.array([2, 4, 1, 2**40, 1], pa.int64()),
+            }
+        )
+        got = warehouse.existing_keys(JOURNAL_ENTRIES, asked)
+        assert sorted(zip(*(c.to_pylist() for c in got.columns), strict=True)) == [
+            ("{A}", 1),
+            ("{A}", 2),
+            ("{A}", 2**40),
+        ]
+        assert got.schema == asked.schema
+        none = warehouse.existing_keys(JOURNAL_ENTRIES, asked.slice(0, 0))
+        assert none.num_rows == 0
+    finally:
+        warehouse.close()

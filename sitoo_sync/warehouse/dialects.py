@@ -119,6 +119,16 @@ class SqlDialect:
         for i in range(0, len(rows), CHUNK):
             conn.execute(t.delete().where(self.match(t, by, rows[i : i + CHUNK])))
 
+    def present(
+        self, conn: Connection, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """Which of `rows` (values of `t`'s `by` columns) `t` holds: `IN` lists of CHUNK."""
+        found: list[tuple[Any, ...]] = []
+        for i in range(0, len(rows), CHUNK):
+            select = sa.select(*(t.c[c] for c in by)).where(self.match(t, by, rows[i : i + CHUNK]))
+            found.extend(tuple(r) for r in conn.execute(select))
+        return found
+
     def match(self, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Any:
         """A condition: `t`'s `by` columns equal one of `rows`."""
         if len(by) == 1:
@@ -198,6 +208,22 @@ class Postgres(SqlDialect):
 
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
         pg_copy.insert(conn, t, data.column_names, tuples(data))
+
+    def present(
+        self, conn: Connection, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """One join against the keys sent as one typed array per column (`unnest`): 10-14 ms
+        for 5,700 keys where `IN` lists of 500 took 170 ms, most of it compiling them."""
+        if not rows:
+            return []
+        arrays = [
+            sa.bindparam(f"k{i}", [r[i] for r in rows], type_=postgresql.ARRAY(t.c[c].type))
+            for i, c in enumerate(by)
+        ]
+        keys = sa.func.unnest(*arrays).table_valued(*by).render_derived().alias("k")
+        on = sa.and_(*(t.c[c] == keys.c[c] for c in by))
+        select = sa.select(*(t.c[c] for c in by)).join_from(t, keys, on)
+        return [tuple(r) for r in conn.execute(select)]
 
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]

@@ -263,14 +263,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             return keys
         t = self.t(table)
         by = list(table.key)
-        rows = key_rows(keys, by)
-        found: list[tuple[Any, ...]] = []
         with self._tx():
-            for i in range(0, len(rows), CHUNK):
-                select = sa.select(*(t.c[c] for c in by)).where(
-                    self.sql.match(t, by, rows[i : i + CHUNK])
-                )
-                found.extend(tuple(r) for r in self.conn.execute(select))
+            found = self.sql.present(self.conn, t, by, key_rows(keys, by))
         return _keys_table(keys.schema, by, found)
 
     def superseded_keys(self, table: Table, data: pa.Table) -> pa.Table:

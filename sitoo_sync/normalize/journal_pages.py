@@ -35,6 +35,7 @@ from msgspec import UNSET, Raw, UnsetType
 from sitoo_sync.normalize.columns import convert_column
 from sitoo_sync.normalize.journal_entries import (
     CASH_TYPES,
+    ITEM_KEYS,
     JOURNAL_CASH_EVENTS,
     JOURNAL_ENTRIES,
     JOURNAL_RECEIPT_ITEM_DISCOUNTS,
@@ -44,6 +45,7 @@ from sitoo_sync.normalize.journal_entries import (
     JOURNAL_STAFF_EVENTS,
     KEY_NAMES,
     KNOWN_TYPES,
+    RECEIPT_KEYS,
     STAFF_TYPES,
     as_bool,
     business_date,
@@ -173,24 +175,15 @@ class StaffData(_Strict):
     staffuserid: Any = _OPTIONAL
 
 
-class ReceiptLifted(msgspec.Struct, gc=False):
-    """The receipt's additionaldata keys that become columns (others stay in its JSON)."""
-
-    receipt_id: Any = msgspec.field(default=None, name="pos-receiptid")
-    store_id: Any = msgspec.field(default=None, name="store-externalid")
-    store_name: Any = msgspec.field(default=None, name="store-name")
-    store_group: Any = msgspec.field(default=None, name="store-externalgroupid")
-    staff_externalid: Any = msgspec.field(default=None, name="pos-staff-externalid")
-    staff_userid: Any = msgspec.field(default=None, name="pos-staff-userid")
-    timezone: Any = msgspec.field(default=None, name="pos-timezone")
+def _lifted_struct(name: str, keys: Mapping[str, str]) -> type[msgspec.Struct]:
+    """A struct of the additionaldata keys that become columns (column: vendor's key), as
+    journal_entries.py declares them; the object's other keys stay in its JSON column."""
+    fields = [(column, Any, msgspec.field(default=None, name=key)) for column, key in keys.items()]
+    return msgspec.defstruct(name, fields, gc=False)
 
 
-class ItemLifted(msgspec.Struct, gc=False):
-    """The item's additionaldata keys that become columns."""
-
-    productid: Any = msgspec.field(default=None, name="item-productid")
-    product_group: Any = msgspec.field(default=None, name="product-group-name")
-    delivered: Any = msgspec.field(default=None, name="item-delivered")
+ReceiptLifted = _lifted_struct("ReceiptLifted", RECEIPT_KEYS)
+ItemLifted = _lifted_struct("ItemLifted", ITEM_KEYS)
 
 
 _PAGE = msgspec.json.Decoder(JournalPage, float_hook=Decimal)
@@ -308,6 +301,7 @@ def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | Non
 
 
 def _tables(entries: Sequence[JournalEntry]) -> tuple[dict[str, pa.Table], Counter[str]]:
+    """Every journal table of the window, and its notes; raises when it is not clean."""
     registerids = [e.registerid for e in entries]
     ids = [e.id for e in entries]
     kinds = [e.type for e in entries]

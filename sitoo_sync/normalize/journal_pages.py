@@ -9,12 +9,14 @@ and staff events decode their `data` once more, into typed structs, and each tab
 columns are gathered from the structs and converted by the same column converters the
 reference normalizer uses (`columns.convert_column`), so a value means the same either way.
 
-The fast path takes only what it can prove is plain: every field of every object declared
-(no `extra`), every key well-formed and unique in the window, every value converting without
-a complaint. Anything else, a field nobody declared, a bad amount, a key seen twice, goes,
-whole window, through the reference normalizer (`journal_entries.normalize_window`), which
-words the rejects and fills `extra`: `normalize_entries` returns None and
-`as_dicts` turns the structs back into the dicts that normalizer reads.
+The fast path takes only what it can prove is plain: every key well-formed and unique in
+the window, every value converting without a complaint, every field of every object
+declared. A bad value or a key seen twice sends the whole window through the reference
+normalizer (`journal_entries.normalize_window`), which words the rejects:
+`normalize_entries` returns None and `as_dicts` turns the structs back into the dicts that
+normalizer reads. An entry whose `data` holds a field nobody declared (the live API may
+send more than the documents name) goes that way alone, and the normalizer keeps the field
+in `extra`; the window's other entries stay on the fast path.
 
 A `JournalEntry` reads like the dict it replaces (`entry["dateadded"]`, `entry.get("id")`,
 `isinstance(entry, Mapping)`), so cursors, re-read checks and splits need not know.
@@ -194,6 +196,12 @@ _STAFF = msgspec.json.Decoder(StaffData, float_hook=Decimal)
 _RECEIPT_LIFTED = msgspec.json.Decoder(ReceiptLifted, float_hook=Decimal)
 _ITEM_LIFTED = msgspec.json.Decoder(ItemLifted, float_hook=Decimal)
 _NULL = b"null"
+#: The entry types whose `data` becomes typed rows, and the struct it decodes into.
+_DATA: dict[str, msgspec.json.Decoder[Any]] = {
+    "receipt": _RECEIPT,
+    **dict.fromkeys(CASH_TYPES, _CASH),
+    **dict.fromkeys(STAFF_TYPES, _STAFF),
+}
 
 
 def decode_page(content: bytes) -> Any:
@@ -290,28 +298,69 @@ _EMPTY_ITEM_LIFTED = ItemLifted()
 
 def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | None:
     """The window's typed tables, exactly as `journal_entries.normalize_window` makes them,
-    or None when something in it needs the reference normalizer (see the module doc)."""
+    or None when something in it needs the reference normalizer whole (see the module doc).
+
+    An entry whose `data` has a field no struct declares (the vendor sends more than we
+    know) is normalized by the reference normalizer alone, which keeps that field in
+    `extra`; the window's other entries stay on the columnar path.
+    """
     try:
-        tables, notes = _tables(entries)
+        _check_keys(entries)
+        bodies, odd = _bodies(entries)
+        clean = [e for i, e in enumerate(entries) if i not in odd] if odd else entries
+        kept = [b for i, b in enumerate(bodies) if i not in odd] if odd else bodies
+        tables, notes = _tables(clean, kept)
     except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
         return None
-    keys = {(e.registerid, e.id) for e in entries}
+    keys = {(e.registerid, e.id) for e in clean}
     parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
-    return NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
+    fast = NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
+    if not odd:
+        return fast
+    rest = reference_normalize(as_dicts([entries[i] for i in sorted(odd)]))
+    return NormalizedWindow.concat([fast, rest])
 
 
-def _tables(entries: Sequence[JournalEntry]) -> tuple[dict[str, pa.Table], Counter[str]]:
+def _check_keys(entries: Sequence[JournalEntry]) -> None:
+    """Every key well-formed and unique in the window, every type a string; else a reject
+    or a key twice, which the reference normalizer handles."""
+    registerids = [e.registerid for e in entries]
+    ids = [e.id for e in entries]
+    if (
+        not all(type(r) is str and r for r in registerids)
+        or not all(type(i) is int for i in ids)
+        or not all(type(e.type) is str for e in entries)
+        or len(set(zip(registerids, ids, strict=True))) != len(entries)
+    ):
+        raise _Unclean("key")
+
+
+def _bodies(entries: Sequence[JournalEntry]) -> tuple[list[Any], set[int]]:
+    """Each receipt's, cash and staff event's `data` as its struct (None for other entries),
+    and the positions of those whose `data` has a field no struct declares."""
+    bodies: list[Any] = []
+    odd: set[int] = set()
+    for index, entry in enumerate(entries):
+        decoder = _DATA.get(entry.type)
+        body = None
+        if decoder is not None:
+            try:
+                body = decoder.decode(_body(entry.data))
+            except msgspec.ValidationError as exc:
+                if "unknown field" not in str(exc):
+                    raise  # a shape the structs cannot hold: the whole window goes the slow way
+                odd.add(index)
+        bodies.append(body)
+    return bodies, odd
+
+
+def _tables(
+    entries: Sequence[JournalEntry], bodies: Sequence[Any]
+) -> tuple[dict[str, pa.Table], Counter[str]]:
     """Every journal table of the window, and its notes; raises when it is not clean."""
     registerids = [e.registerid for e in entries]
     ids = [e.id for e in entries]
     kinds = [e.type for e in entries]
-    if (
-        not all(type(r) is str and r for r in registerids)
-        or not all(type(i) is int for i in ids)
-        or not all(type(k) is str for k in kinds)
-        or len(set(zip(registerids, ids, strict=True))) != len(entries)
-    ):
-        raise _Unclean("key")  # a reject, or a key twice: the reference normalizer's
     created = _unset_as_none([e.datecreated for e in entries])
     envelope = _typed(
         JOURNAL_ENTRIES,
@@ -335,13 +384,13 @@ def _tables(entries: Sequence[JournalEntry]) -> tuple[dict[str, pa.Table], Count
             at["cash"].append(index)
         elif kind in STAFF_TYPES:
             at["staff"].append(index)
-    receipts = _receipt_tables(entries, at["receipt"], envelope, created)
+    receipts = _receipt_tables([bodies[i] for i in at["receipt"]], at["receipt"], envelope, created)
     tables = {JOURNAL_ENTRIES.name: envelope, **receipts}
     for table, rows, decoder in (
         (JOURNAL_CASH_EVENTS, at["cash"], _CASH),
         (JOURNAL_STAFF_EVENTS, at["staff"], _STAFF),
     ):
-        events = [decoder.decode(_body(entries[i].data)) for i in rows]
+        events = [bodies[i] for i in rows]
         columns: dict[str, Values] = _event_columns(envelope, rows)
         for name in decoder.type.__struct_fields__:
             columns[name] = [getattr(e, name) for e in events]
@@ -359,10 +408,9 @@ def _event_columns(envelope: pa.Table, rows: list[int]) -> dict[str, Values]:
 
 
 def _receipt_tables(
-    entries: Sequence[JournalEntry], at: list[int], envelope: pa.Table, created: list[Any]
+    data: list[ReceiptData], at: list[int], envelope: pa.Table, created: list[Any]
 ) -> dict[str, pa.Table]:
-    """The receipt tables, from the receipt entries at `at`."""
-    data = [_RECEIPT.decode(_body(entries[i].data)) for i in at]
+    """The receipt tables, from the receipts' `data` (the entries at `at`)."""
     lifted = [_lifted(d.additionaldata, _RECEIPT_LIFTED, _EMPTY_RECEIPT_LIFTED) for d in data]
     head = _event_columns(envelope, at)
     stamps = [created[i] for i in at]

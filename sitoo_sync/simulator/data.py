@@ -105,6 +105,9 @@ class SimConfig:
     lazy_journal_size: int = 0
     journal_day_entries: int = 200  # entries in a register's day, on average (lazy journals)
     journal_malformed_every: int = 0  # every Nth entry of a register is malformed (lazy journals)
+    # every Nth entry of a register, when a receipt, carries a field the docs do not name in
+    # its data, as the live API's receipts may (lazy journals)
+    journal_unknown_field_every: int = 0
     now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
     rest: RestConfig = field(default_factory=RestConfig)  # the REST v2 world (rest_v2/)
 

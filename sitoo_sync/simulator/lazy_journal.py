@@ -14,7 +14,9 @@ docs do not list), then cash-counted, the Z-report and logout. It is uploaded at
 entries share one `dateadded` second; one day in twenty is uploaded six hours late (a
 register that was offline). With `journal_malformed_every = k`, every k-th entry of a
 register is malformed (a non-integer id or a datecreated that is not a time), the way a bad
-record arrives. `offline_burst` appends entries after the history, as the other journal does.
+record arrives; with `journal_unknown_field_every = k`, every k-th entry that is a receipt
+carries a field in its data the docs do not name. `offline_burst` appends entries after the
+history, as the other journal does.
 
 Positions, dates and ids are monotone together (an entry's `id` is its position + 1, and both
 dates never go down along a register's history), so a date filter is a binary search over
@@ -85,6 +87,7 @@ class LazyJournal(Journal):
         self.seed = config.seed
         self.mean_day = max(MIN_DAY * 2, config.journal_day_entries)
         self.malformed_every = config.journal_malformed_every
+        self.unknown_field_every = config.journal_unknown_field_every
         self.end = config.now - 3600
         total, registers = config.lazy_journal_size, world.registers
         self._starts: dict[str, array[int]] = {}
@@ -172,6 +175,9 @@ class LazyJournal(Journal):
             raw = (fmt % (day.added, created, position + 1)).encode()
             if self.malformed_every and (position + 1) % self.malformed_every == 0:
                 raw = _malformed(raw, (position + 1) // self.malformed_every)
+            every = self.unknown_field_every
+            if every and kind == "receipt" and (position + 1) % every == 0:
+                raw = _undocumented(raw, position + 1)
             made.append((day.added, created, kind, raw))
         return made
 
@@ -401,6 +407,13 @@ def _template(reg: Register, kind: str, data: dict[str, Any], practice: bool) ->
         f'{{"data": {fields}, "dateadded": %d, "datecreated": %d, "id": %d, '
         f'{rest[1:-1].replace("%", "%%")}, "type": {json.dumps(kind)}}}'
     )
+
+
+def _undocumented(raw: bytes, n: int) -> bytes:
+    """The receipt with a field in its data that the docs do not name."""
+    entry = json.loads(raw)
+    entry["data"]["receiptnumber"] = f"R-{n}"
+    return json.dumps(entry).encode()
 
 
 def _malformed(raw: bytes, n: int) -> bytes:

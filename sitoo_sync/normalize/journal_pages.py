@@ -136,11 +136,15 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class Discount(_Strict):
+    """A receipt item's discount."""
+
     discountname: Any = _OPTIONAL
     moneydiscount: Any = _OPTIONAL
 
 
 class Item(_Strict):
+    """A receipt's item (row)."""
+
     additionaldata: Raw | UnsetType = UNSET
     decimalunitquantity: Any = _OPTIONAL
     discounts: list[Discount] | None = None
@@ -151,11 +155,15 @@ class Item(_Strict):
 
 
 class Payment(_Strict):
+    """A receipt's payment."""
+
     moneyamount: Any = _OPTIONAL
     name: Any = _OPTIONAL
 
 
 class ReceiptData(_Strict):
+    """A `receipt` entry's data: the fields journal_receipts and its child tables read."""
+
     additionaldata: Raw | UnsetType = UNSET
     comment: Any = _OPTIONAL
     currencycode: Any = _OPTIONAL
@@ -166,6 +174,8 @@ class ReceiptData(_Strict):
 
 
 class CashData(_Strict):
+    """A cash event's data (cash-start, -bank, -bank-final, -counted, -petty)."""
+
     currencycode: Any = _OPTIONAL
     moneycash: Any = _OPTIONAL
     staff: Any = _OPTIONAL
@@ -173,6 +183,8 @@ class CashData(_Strict):
 
 
 class StaffData(_Strict):
+    """A staff event's data (login, logout, open-cash-drawer)."""
+
     staff: Any = _OPTIONAL
     staffuserid: Any = _OPTIONAL
 

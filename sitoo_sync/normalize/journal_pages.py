@@ -205,8 +205,8 @@ _DICTS = msgspec.json.Decoder(float_hook=Decimal)
 _RECEIPT = msgspec.json.Decoder(ReceiptData, float_hook=Decimal)
 _CASH = msgspec.json.Decoder(CashData, float_hook=Decimal)
 _STAFF = msgspec.json.Decoder(StaffData, float_hook=Decimal)
-_RECEIPT_LIFTED = msgspec.json.Decoder(ReceiptLifted, float_hook=Decimal)
-_ITEM_LIFTED = msgspec.json.Decoder(ItemLifted, float_hook=Decimal)
+_RECEIPT_LIFTED: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ReceiptLifted, float_hook=Decimal)
+_ITEM_LIFTED: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ItemLifted, float_hook=Decimal)
 _NULL = b"null"
 #: The entry types whose `data` becomes typed rows, and the struct it decodes into.
 _DATA: dict[str, msgspec.json.Decoder[Any]] = {
@@ -281,15 +281,9 @@ def _typed(table: Table, columns: Mapping[str, Values]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(table.column_names))
 
 
-def _lifted(raw: Raw | UnsetType, decoder: msgspec.json.Decoder[Any], empty: Any) -> Any:
-    """The additionaldata keys that become columns: `empty` for an absent or null object."""
-    if raw is UNSET or bytes(raw) == _NULL:
-        return empty
-    return decoder.decode(raw)
-
-
 def _body(raw: Raw | UnsetType) -> Raw | bytes:
-    """An entry's data to decode into a struct: an absent or null one reads as `{}`."""
+    """An object to decode into a struct (an entry's data, an additionaldata): an absent or
+    null one reads as `{}`, every field unset."""
     if raw is UNSET or bytes(raw) == _NULL:
         return b"{}"
     return raw
@@ -299,13 +293,14 @@ def _unset_as_none(values: list[Any]) -> list[Any]:
     return [None if v is UNSET else v for v in values] if UNSET in values else values
 
 
-def _signed(amounts: pa.Array, refund: pa.Array) -> pa.Array:
-    """Money negated where its receipt is a refund: what converting `negated(text)` gives."""
-    return pc.if_else(refund, pc.negate(amounts), amounts)
-
-
-_EMPTY_RECEIPT_LIFTED = ReceiptLifted()
-_EMPTY_ITEM_LIFTED = ItemLifted()
+def _signed(table: pa.Table, refund: pa.Array, **unsigned: str) -> pa.Table:
+    """`table` with each signed column (keyword) made from its unsigned one (value), negated
+    where the row's receipt is a refund: what converting `negated(text)` gives."""
+    for name, source in unsigned.items():
+        amounts = table.column(source).combine_chunks()
+        signed = pc.if_else(refund, pc.negate(amounts), amounts)
+        table = table.set_column(table.schema.get_field_index(name), name, signed)
+    return table
 
 
 def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | None:
@@ -321,10 +316,9 @@ def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | Non
         bodies, odd = _bodies(entries)
         clean = [e for i, e in enumerate(entries) if i not in odd] if odd else entries
         kept = [b for i, b in enumerate(bodies) if i not in odd] if odd else bodies
-        tables, notes = _tables(clean, kept)
+        tables, notes, keys = _tables(clean, kept)
     except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
         return None
-    keys = {(e.registerid, e.id) for e in clean}
     parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
     fast = NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
     if not odd:
@@ -368,8 +362,9 @@ def _bodies(entries: Sequence[JournalEntry]) -> tuple[list[Any], set[int]]:
 
 def _tables(
     entries: Sequence[JournalEntry], bodies: Sequence[Any]
-) -> tuple[dict[str, pa.Table], Counter[str]]:
-    """Every journal table of the window, and its notes; raises when it is not clean."""
+) -> tuple[dict[str, pa.Table], Counter[str], set[tuple[str, int]]]:
+    """Every journal table of the window, its notes and its keys; raises when it is not
+    clean."""
     registerids = [e.registerid for e in entries]
     ids = [e.id for e in entries]
     kinds = [e.type for e in entries]
@@ -407,7 +402,7 @@ def _tables(
         for name in decoder.type.__struct_fields__:
             columns[name] = [getattr(e, name) for e in events]
         tables[table.name] = _typed(table, columns)
-    return tables, notes
+    return tables, notes, set(zip(registerids, ids, strict=True))
 
 
 def _event_columns(envelope: pa.Table, rows: list[int]) -> dict[str, Values]:
@@ -423,7 +418,7 @@ def _receipt_tables(
     data: list[ReceiptData], at: list[int], envelope: pa.Table, created: list[Any]
 ) -> dict[str, pa.Table]:
     """The receipt tables, from the receipts' `data` (the entries at `at`)."""
-    lifted = [_lifted(d.additionaldata, _RECEIPT_LIFTED, _EMPTY_RECEIPT_LIFTED) for d in data]
+    lifted = [_RECEIPT_LIFTED.decode(_body(d.additionaldata)) for d in data]
     head = _event_columns(envelope, at)
     stamps = [created[i] for i in at]
     receipts = _typed(
@@ -447,18 +442,11 @@ def _receipt_tables(
             "moneytotal_signed": pa.nulls(len(at), pa.decimal128(18, 2)),
         },
     )
-    refund = pc.equal(receipts.column("isrefund").combine_chunks(), True)
-    refund = pc.fill_null(refund, False)
-    receipts = receipts.set_column(
-        receipts.schema.get_field_index("moneytotal_signed"),
-        "moneytotal_signed",
-        _signed(receipts.column("moneytotal").combine_chunks(), refund),
-    )
+    refund = pc.fill_null(pc.equal(receipts.column("isrefund").combine_chunks(), True), False)
+    receipts = _signed(receipts, refund, moneytotal_signed="moneytotal")
     # One row per item (and per discount, per payment): which receipt, where in its list.
     items = [(r, p, item) for r, d in enumerate(data) for p, item in enumerate(d.items or ())]
-    item_lifted = [
-        _lifted(item.additionaldata, _ITEM_LIFTED, _EMPTY_ITEM_LIFTED) for *_, item in items
-    ]
+    item_lifted = [_ITEM_LIFTED.decode(_body(item.additionaldata)) for *_, item in items]
     discounts = [(r, p, q, d) for r, p, item in items for q, d in enumerate(item.discounts or ())]
     payments = [(r, p, pay) for r, d in enumerate(data) for p, pay in enumerate(d.payments or ())]
     keys = receipts.select(["registerid", "id", "currencycode"])
@@ -493,15 +481,12 @@ def _receipt_tables(
             "quantity_signed": pa.nulls(len(items), pa.decimal128(18, 3)),
         },
     )
-    for name, unsigned in (
-        ("moneyrowprice_signed", "moneyrowprice"),
-        ("quantity_signed", "decimalunitquantity"),
-    ):
-        item_table = item_table.set_column(
-            item_table.schema.get_field_index(name),
-            name,
-            _signed(item_table.column(unsigned).combine_chunks(), item_refund),
-        )
+    item_table = _signed(
+        item_table,
+        item_refund,
+        moneyrowprice_signed="moneyrowprice",
+        quantity_signed="decimalunitquantity",
+    )
     discount_keys, _ = of_receipt([r for r, *_ in discounts])
     payment_keys, payment_refund = of_receipt([r for r, _, _ in payments])
     payment_table = _typed(
@@ -514,11 +499,7 @@ def _receipt_tables(
             "moneyamount_signed": pa.nulls(len(payments), pa.decimal128(18, 2)),
         },
     )
-    payment_table = payment_table.set_column(
-        payment_table.schema.get_field_index("moneyamount_signed"),
-        "moneyamount_signed",
-        _signed(payment_table.column("moneyamount").combine_chunks(), payment_refund),
-    )
+    payment_table = _signed(payment_table, payment_refund, moneyamount_signed="moneyamount")
     return {
         JOURNAL_RECEIPTS.name: receipts,
         JOURNAL_RECEIPT_ITEMS.name: item_table,

@@ -38,11 +38,6 @@ def py_rows(data: pa.Table) -> list[dict[str, Any]]:
     return result
 
 
-def tuples(data: pa.Table) -> Iterator[tuple[Any, ...]]:
-    """Arrow rows as tuples, in column order."""
-    return zip(*(c.to_pylist() for c in data.columns), strict=True)
-
-
 def key_rows(keys: pa.Table, by: Sequence[str]) -> list[tuple[Any, ...]]:
     """The distinct `by` tuples of `keys`, in order."""
     columns = [keys.column(c).to_pylist() for c in by]
@@ -207,7 +202,7 @@ class Postgres(SqlDialect):
         yield
 
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
-        pg_copy.insert(conn, t, data.column_names, tuples(data))
+        pg_copy.insert(conn, t, data)
 
     def present(
         self, conn: Connection, t: sa.Table, by: Sequence[str], rows: Sequence[tuple[Any, ...]]
@@ -228,10 +223,10 @@ class Postgres(SqlDialect):
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
     ) -> None:
-        pg_copy.upsert(conn, t, table, data.column_names, tuples(data), updates=updates)
+        pg_copy.upsert(conn, t, table, data, updates=updates)
 
     def delete_rows(self, conn: Connection, t: sa.Table, keys: pa.Table, by: Sequence[str]) -> None:
-        pg_copy.delete_rows(conn, t, by, key_rows(keys, by))
+        pg_copy.delete_rows(conn, t, keys, by)
 
     def session_lock(self, name: str, *, shared: bool) -> tuple[str, str, object]:
         mode = "_shared" if shared else ""

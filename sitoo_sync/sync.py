@@ -235,21 +235,18 @@ class _Claims:
         return None if locks is None else cls(locks, stream.name, cursors, report)
 
     def run(
-        self,
-        warehouse: Warehouse,
-        partition: str,
-        sync: Callable[[str, str | None], PartitionResult],
+        self, partition: str, sync: Callable[[str, str | None], PartitionResult]
     ) -> PartitionResult | None:
         """`sync(partition, stored cursor)` under the partition's lock, or None (skipped)."""
-        if not self.locks.try_acquire(partition):
+        claim = self.locks.try_acquire(partition)
+        if claim is None:
             self._skip(partition, HELD)
             return None
         try:
-            stored = warehouse.get_cursor(self.stream, partition)
-            if stored != self.cursors.get(partition):
+            if claim.cursor != self.cursors.get(partition):
                 self._skip(partition, DONE)
                 return None
-            return sync(partition, stored)
+            return sync(partition, claim.cursor)
         finally:
             self.locks.release(partition)
 
@@ -431,7 +428,7 @@ def _run_stream(
             return None
         if claims is None:
             return sync(partition, cursors.get(partition))
-        return claims.run(shared, partition, sync)
+        return claims.run(partition, sync)
 
     def sync(partition: str, stored: str | None) -> PartitionResult:
         return sync_partition(

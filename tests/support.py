@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import Simulator
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import Lock, PartitionLocks
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Lock, PartitionLocks
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,6 +57,7 @@ def partition_locks(settings: Settings, stream: str) -> PartitionLocks:
     (`Warehouse.partition_locks`), on a connection of their own."""
     warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
     try:
+        warehouse.ensure_schema(SYSTEM_TABLES)  # a tick's claims read cursors there
         locks = warehouse.partition_locks(stream)
     finally:
         warehouse.close()

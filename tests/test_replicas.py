@@ -16,7 +16,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.sync import RunReport
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Claim, Warehouse
 from tests.conftest import SyncFn
 from tests.support import (
     PipeLines,
@@ -65,21 +65,55 @@ def test_a_partition_lock_excludes_other_sessions_until_released(
     target_name: str, tmp_path: Path
 ) -> None:
     """One holder's register is refused to another; other registers are not, and a
-    released (or closed) holder's register is free again."""
+    released (or closed) holder's register is free again, its claim carrying the cursor the
+    holder committed before letting it go."""
     with target_for(target_name, tmp_path) as target:
         settings = Settings(**target.settings())
         mine, theirs = (partition_locks(settings, "journal_entries") for _ in range(2))
+        warehouse = open_warehouse(target.url, schema=target.schema)
         try:
-            assert mine.try_acquire("r1")
-            assert mine.try_acquire("r2")
-            assert not theirs.try_acquire("r1")
-            assert theirs.try_acquire("r3")
+            assert mine.try_acquire("r1") == Claim(None)
+            assert mine.try_acquire("r2") == Claim(None)
+            assert theirs.try_acquire("r1") is None
+            assert theirs.try_acquire("r3") == Claim(None)
+            warehouse.set_cursor("journal_entries", "r1", "1700000000", rows=1)
             mine.release("r1")
-            assert theirs.try_acquire("r1")
+            assert theirs.try_acquire("r1") == Claim("1700000000")
             mine.close()
-            assert theirs.try_acquire("r2")
+            assert theirs.try_acquire("r2") == Claim(None)
         finally:
             theirs.close()
+            warehouse.close()
+
+
+@pytest.mark.parametrize("target_name", SERVERS)
+def test_partitions_taken_at_once_by_many_threads_are_each_claimed_once(
+    target_name: str, tmp_path: Path
+) -> None:
+    """Forty threads taking and freeing registers at once through one process's locks (their
+    takes and frees go in shared rounds) each get exactly their own claims with the right
+    cursors, and another process gets none of them until they are freed."""
+    with target_for(target_name, tmp_path) as target:
+        settings = Settings(**target.settings())
+        mine, theirs = (partition_locks(settings, "journal_entries") for _ in range(2))
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        registers = [f"r{i}" for i in range(200)]
+        try:
+            for r in registers[::2]:
+                warehouse.set_cursor("journal_entries", r, f"c-{r}", rows=1)
+            assert theirs.try_acquire("r7") == Claim(None)  # so r7 is refused to mine
+            with ThreadPoolExecutor(40) as pool:
+                claims = dict(zip(registers, pool.map(mine.try_acquire, registers), strict=True))
+            assert claims.pop("r7") is None
+            assert claims == {r: Claim(f"c-{r}" if int(r[1:]) % 2 == 0 else None) for r in claims}
+            assert all(theirs.try_acquire(r) is None for r in registers[:20] if r != "r7")
+            with ThreadPoolExecutor(40) as pool:
+                list(pool.map(mine.release, claims))
+            mine.close()  # frees whatever a round still had to send
+            assert all(theirs.try_acquire(r) is not None for r in registers[:20])
+        finally:
+            theirs.close()
+            warehouse.close()
 
 
 @pytest.mark.parametrize("target_name", SERVERS)

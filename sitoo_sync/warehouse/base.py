@@ -362,11 +362,18 @@ class Lock(Protocol):
         """Let the next writer in."""
 
 
+class Claim(NamedTuple):
+    """A partition this process now holds, with its cursor as stored once it was held (what
+    another process committed before letting it go included)."""
+
+    cursor: str | None
+
+
 class PartitionLocks(Protocol):
     """Locks on single partitions of one stream, held on one connection of the process."""
 
-    def try_acquire(self, partition: str) -> bool:
-        """True when this process now holds `partition`; False when another one does."""
+    def try_acquire(self, partition: str) -> Claim | None:
+        """The claim on `partition` when this process now holds it; None when another does."""
 
     def release(self, partition: str) -> None:
         """Let another process have `partition`."""

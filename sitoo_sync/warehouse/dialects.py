@@ -179,6 +179,24 @@ class SqlDialect:
         """The statement that frees every session lock of the connection at once."""
         raise NotImplementedError(f"{self.name} has no session locks")
 
+    def take_locks(self, conn: Connection, names: Sequence[str]) -> list[bool]:
+        """Try the exclusive session locks `names` on `conn`: which were taken, in order
+        (here one statement each; a dialect that can does it in one)."""
+        taken = []
+        for name in names:
+            take, _free, key = self.session_lock(name, shared=False)
+            taken.append(conn.execute(sa.text(take), {"k": key}).scalar() == 1)
+        return taken
+
+    def free_locks(self, conn: Connection, names: Sequence[str]) -> None:
+        """Free the exclusive session locks `names` held on `conn`."""
+        for name in names:
+            _take, free, key = self.session_lock(name, shared=False)
+            conn.execute(sa.text(free), {"k": key})
+
+
+_BIGINTS = postgresql.ARRAY(sa.BigInteger())
+
 
 class Postgres(SqlDialect):
     """PostgreSQL: COPY paths, MVCC (concurrent loads), advisory locks, comments."""
@@ -238,6 +256,23 @@ class Postgres(SqlDialect):
 
     def release_all_sql(self) -> str:
         return "SELECT pg_advisory_unlock_all()"
+
+    def take_locks(self, conn: Connection, names: Sequence[str]) -> list[bool]:
+        """One statement for all of them: the keys as an array, each tried in order."""
+        keys = sa.bindparam("keys", [pg_key(n) for n in names], type_=_BIGINTS)
+        rows = conn.execute(
+            sa.text(
+                "SELECT pg_try_advisory_lock(k) FROM unnest(:keys) WITH ORDINALITY AS u(k, n) "
+                "ORDER BY n"
+            ).bindparams(keys)
+        )
+        return [bool(r[0]) for r in rows]
+
+    def free_locks(self, conn: Connection, names: Sequence[str]) -> None:
+        keys = sa.bindparam("keys", [pg_key(n) for n in names], type_=_BIGINTS)
+        conn.execute(
+            sa.text("SELECT pg_advisory_unlock(k) FROM unnest(:keys) AS u(k)").bindparams(keys)
+        ).all()
 
     def upsert_row(
         self,

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from sitoo_sync.log import get_logger
 from sitoo_sync.warehouse import check_local_target
-from sitoo_sync.warehouse.base import Lock
+from sitoo_sync.warehouse.base import Claim, Lock
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only for server targets (it costs ~25 MB)
     import sqlalchemy as sa
@@ -82,6 +83,8 @@ def file_lock(url: str, schema: str | None, name: str) -> Lock | None:
 
 #: Opens the connection a lock lives on: (engine to dispose, autocommit connection).
 Connect = Callable[[], "tuple[sa.Engine, sa.Connection]"]
+#: Reads the stored cursors of some partitions of the stream, on the lock's connection.
+ReadCursors = Callable[["sa.Connection", Sequence[str]], Mapping[str, str | None]]
 
 
 class SessionLock:
@@ -153,31 +156,96 @@ class SessionPartitionLocks:
     so a tick over hundreds of registers costs one connection, not one per register. A
     partition is locked from before its cursor is read until its last commit; the server
     frees every lock of a process that dies, and its cursor moved only with its rows.
+
+    The connection runs one statement at a time, so the partitions of a tick hand their
+    takes and frees over, and whoever finds no statement under way runs everything handed
+    over meanwhile in one round (one statement each way where the dialect can). A round also
+    reads the cursors of the partitions it took, which each partition read on its own
+    before. A take and a free per register, each waiting its turn on the connection, cost
+    a no-op tick over 201 registers at concurrency 32 41 ms of each register's ~165 (its
+    request 106). A free is only handed over (it is sent with the next round, or now when
+    none is under way): the partition does not wait for it.
     """
 
-    def __init__(self, connect: Connect, dialect: SqlDialect, prefix: str) -> None:
+    def __init__(
+        self, connect: Connect, dialect: SqlDialect, prefix: str, cursors: ReadCursors
+    ) -> None:
         self._engine, self._conn = connect()
         self._dialect = dialect
         self._prefix = prefix
-        self._lock = threading.Lock()  # one connection: one statement at a time
+        self._cursors = cursors
+        self._cond = threading.Condition()
+        self._takes: dict[int, str] = {}  # partitions handed over, by ticket
+        self._frees: list[str] = []
+        self._answers: dict[int, Claim | BaseException | None] = {}
+        self._tickets = itertools.count()
+        self._busy = False  # a round is under way
 
-    def _run(self, partition: str, *, take: bool) -> bool:
-        import sqlalchemy as sa
+    def _name(self, partition: str) -> str:
+        return f"{self._prefix}:{partition}"
 
-        take_sql, free_sql, key = self._dialect.session_lock(
-            f"{self._prefix}:{partition}", shared=False
-        )
-        with self._lock:
-            value = self._conn.execute(sa.text(take_sql if take else free_sql), {"k": key}).scalar()
-        return bool(value == 1)
-
-    def try_acquire(self, partition: str) -> bool:
-        """True when this process now holds `partition`; False when another one does."""
-        return self._run(partition, take=True)
+    def try_acquire(self, partition: str) -> Claim | None:
+        """The claim on `partition` when this process now holds it (its cursor read after);
+        None when another process does."""
+        with self._cond:
+            ticket = next(self._tickets)
+            self._takes[ticket] = partition
+            run = not self._busy
+            self._busy = True
+        if run:
+            self._rounds()
+        with self._cond:
+            while ticket not in self._answers:
+                self._cond.wait()
+            answer = self._answers.pop(ticket)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     def release(self, partition: str) -> None:
-        """Let another process have `partition`."""
-        self._run(partition, take=False)
+        """Let another process have `partition` (with the next round)."""
+        with self._cond:
+            self._frees.append(self._name(partition))
+            run = not self._busy
+            self._busy = True
+        if run:
+            self._rounds()
+
+    def _rounds(self) -> None:
+        """Run rounds until nothing is handed over; this thread is the one running them."""
+        while True:
+            with self._cond:
+                takes, frees = self._takes, self._frees
+                if not takes and not frees:
+                    self._busy = False
+                    self._cond.notify_all()
+                    return
+                self._takes, self._frees = {}, []
+            answers: dict[int, Claim | BaseException | None] = {}
+            try:
+                if frees:
+                    self._dialect.free_locks(self._conn, frees)
+                if takes:
+                    answers.update(self._take(takes))
+            except BaseException as exc:  # each take of the round raises it
+                answers = dict.fromkeys(takes, exc)
+                if not takes:  # frees alone: the server frees them with the session
+                    log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+            with self._cond:
+                self._answers.update(answers)
+                self._cond.notify_all()
+
+    def _take(self, takes: Mapping[int, str]) -> dict[int, Claim | None]:
+        """Take the partitions `takes`, then read the cursors of those taken: the read comes
+        after the take, so it sees every commit of a process that held one before."""
+        names = [self._name(p) for p in takes.values()]
+        taken = self._dialect.take_locks(self._conn, names)
+        held = [p for p, got in zip(takes.values(), taken, strict=True) if got]
+        cursors = self._cursors(self._conn, held) if held else {}
+        return {
+            ticket: Claim(cursors.get(p)) if got else None
+            for (ticket, p), got in zip(takes.items(), taken, strict=True)
+        }
 
     def close(self) -> None:
         """Free every partition still held, then end the connection.
@@ -187,11 +255,15 @@ class SessionPartitionLocks:
         """
         import sqlalchemy as sa
 
-        with self._lock:
-            try:
-                self._conn.execute(sa.text(self._dialect.release_all_sql()))
-            except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
-                log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
-            finally:
-                self._conn.close()
-                self._engine.dispose()
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            self._busy = True  # for good: nothing runs on the connection after this
+            self._frees.clear()
+        try:
+            self._conn.execute(sa.text(self._dialect.release_all_sql()))
+        except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
+            log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+        finally:
+            self._conn.close()
+            self._engine.dispose()

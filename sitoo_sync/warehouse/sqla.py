@@ -648,11 +648,22 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         return file_lock(self.url, self.schema, name)
 
     def partition_locks(self, name: str) -> PartitionLocks | None:
-        """Per-partition session locks under `name`; None without server locks."""
+        """Per-partition session locks of the stream `name`, each claim with the partition's
+        cursor; None without server locks."""
         if not self.sql.session_locks:
             return None
+        t = self.t(SYNC_STATE)
+
+        def cursors(conn: Connection, partitions: Sequence[str]) -> dict[str, str | None]:
+            rows = conn.execute(
+                sa.select(t.c.partition_key, t.c.cursor).where(
+                    t.c.stream == name, t.c.partition_key.in_(partitions)
+                )
+            ).all()
+            return {str(p): None if c is None else str(c) for p, c in rows}
+
         return SessionPartitionLocks(
-            self._lock_connection, self.sql, scoped_name(self.schema, name)
+            self._lock_connection, self.sql, scoped_name(self.schema, name), cursors
         )
 
 

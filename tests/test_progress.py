@@ -62,3 +62,22 @@ def test_a_log_line_on_a_terminal_clears_the_progress_line_and_draws_it_again_be
     assert re.search(f"{clear}{shown}{clear}[^\n]*something_happened[^\n]*\n{shown}\n", err)
     assert clear not in re.escape(err.rsplit("\n", 2)[-2])  # the line with `afterwards`
     assert "afterwards" in err.rsplit("\n", 2)[-2]
+
+
+def test_on_a_terminal_the_line_is_drawn_at_most_every_draw_seconds_and_last_at_done() -> None:
+    """Batches committed within DRAW_SECONDS of the last drawing are not drawn (describing
+    walks every partition); `done()` draws the line once more when it left one out."""
+    ticks = iter([0.0, 0.05, 0.1, 0.3, 0.35, 0.4])
+    screen = io.StringIO()
+    progress = Progress(screen, live=True, clock=lambda: next(ticks))
+    try:
+        for n in range(1, 6):
+            progress(PartitionResult("journal_entries", "r1", windows=n, rows=10 * n))
+        drawn = screen.getvalue().split("\r\033[K")[1:]
+        assert drawn == [
+            "  journal_entries: 1 window, 10 rows",
+            "  journal_entries: 4 windows, 40 rows",
+        ]
+    finally:
+        progress.done()
+    assert screen.getvalue().split("\r\033[K")[-1] == "  journal_entries: 5 windows, 50 rows\n"

@@ -126,8 +126,12 @@ def _import_what_a_tick_uses(settings: Settings) -> None:
     streams, the warehouse backend, its driver): a long-lived service pays that once per
     process, not per tick, and the floor pays none of it inside its timing either."""
     select_streams(settings.streams)
-    backend = "duckdb" if settings.target_url.startswith("duckdb:") else "sqla"
-    importlib.import_module(f"sitoo_sync.warehouse.{backend}")
+    if settings.target_url.startswith("duckdb:"):
+        importlib.import_module("sitoo_sync.warehouse.duckdb")
+    else:  # the driver is imported when the first engine is made (psycopg: 80 ms)
+        from sitoo_sync.warehouse.sqla import make_engine
+
+        make_engine(settings.target_url).dispose()
     importlib.import_module("sitoo_sync.sync")
 
 

@@ -434,3 +434,42 @@ def test_postgres_csv_pieces_make_the_whole_table_once() -> None:
     assert b"".join(pieces) == whole.getvalue()
     assert b"".join(csv_chunks(data)) == whole.getvalue()
     assert list(csv_chunks(data.slice(0, 0))) == []
+
+
+def test_stored_keys_asked_at_once_by_many_partitions_are_each_exactly_theirs(
+    target: Target,
+) -> None:
+    """Sixteen registers asking at once which of their keys are stored (on a server their
+    asks share one statement) each get exactly their stored keys: not an id in their range
+    that is not stored, not another register's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    from sitoo_sync.normalize.journal_entries import JOURNAL_ENTRIES
+
+    registers = [f"{{R{i:02d}}}" for i in range(16)]
+    stored = [(r, i) for n, r in enumerate(registers) for i in range(1, 30) if i % (n % 3 + 2)]
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([JOURNAL_ENTRIES])
+        rows = [(r, i, "login", None, NOW, None, None, None, None) for r, i in stored]
+        with warehouse.transaction():
+            warehouse.insert(JOURNAL_ENTRIES, rows_to_arrow(JOURNAL_ENTRIES, rows))
+
+        def ask(register: str) -> set[tuple[Any, ...]]:
+            ids = list(range(5, 40))  # past the stored ones, and some never stored
+            keys = pa.table(
+                {
+                    "registerid": pa.array([register] * len(ids), pa.string()),
+                    "id": pa.array(ids, pa.int64()),
+                }
+            )
+            return warehouse.stored_keys(JOURNAL_ENTRIES, keys)
+
+        with ThreadPoolExecutor(16) as pool:
+            got = dict(zip(registers, pool.map(ask, registers), strict=True))
+        for register in registers:
+            assert got[register] == {(r, i) for r, i in stored if r == register and i >= 5}
+    finally:
+        warehouse.close()

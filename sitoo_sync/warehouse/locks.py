@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import itertools
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -26,6 +24,7 @@ from typing import IO, TYPE_CHECKING
 from sitoo_sync.log import get_logger
 from sitoo_sync.warehouse import check_local_target
 from sitoo_sync.warehouse.base import Claim, Lock
+from sitoo_sync.warehouse.rounds import Rounds
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only for server targets (it costs ~25 MB)
     import sqlalchemy as sa
@@ -174,12 +173,7 @@ class SessionPartitionLocks:
         self._dialect = dialect
         self._prefix = prefix
         self._cursors = cursors
-        self._cond = threading.Condition()
-        self._takes: dict[int, str] = {}  # partitions handed over, by ticket
-        self._frees: list[str] = []
-        self._answers: dict[int, Claim | BaseException | None] = {}
-        self._tickets = itertools.count()
-        self._busy = False  # a round is under way
+        self._rounds: Rounds[tuple[bool, str], Claim | None] = Rounds(self._round)
 
     def _name(self, partition: str) -> str:
         return f"{self._prefix}:{partition}"
@@ -187,65 +181,36 @@ class SessionPartitionLocks:
     def try_acquire(self, partition: str) -> Claim | None:
         """The claim on `partition` when this process now holds it (its cursor read after);
         None when another process does."""
-        with self._cond:
-            ticket = next(self._tickets)
-            self._takes[ticket] = partition
-            run = not self._busy
-            self._busy = True
-        if run:
-            self._rounds()
-        with self._cond:
-            while ticket not in self._answers:
-                self._cond.wait()
-            answer = self._answers.pop(ticket)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
+        return self._rounds.ask((True, partition))
 
     def release(self, partition: str) -> None:
         """Let another process have `partition` (with the next round)."""
-        with self._cond:
-            self._frees.append(self._name(partition))
-            run = not self._busy
-            self._busy = True
-        if run:
-            self._rounds()
+        self._rounds.tell((False, partition))
 
-    def _rounds(self) -> None:
-        """Run rounds until nothing is handed over; this thread is the one running them."""
-        while True:
-            with self._cond:
-                takes, frees = self._takes, self._frees
-                if not takes and not frees:
-                    self._busy = False
-                    self._cond.notify_all()
-                    return
-                self._takes, self._frees = {}, []
-            answers: dict[int, Claim | BaseException | None] = {}
+    def _round(self, items: Sequence[tuple[bool, str]]) -> list[Claim | None]:
+        """Free the round's partitions to free, then take those to take (see `_take`)."""
+        import sqlalchemy as sa
+
+        frees = [self._name(p) for take, p in items if not take]
+        if frees:
             try:
-                if frees:
-                    self._dialect.free_locks(self._conn, frees)
-                if takes:
-                    answers.update(self._take(takes))
-            except BaseException as exc:  # each take of the round raises it
-                answers = dict.fromkeys(takes, exc)
-                if not takes:  # frees alone: the server frees them with the session
-                    log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
-            with self._cond:
-                self._answers.update(answers)
-                self._cond.notify_all()
+                self._dialect.free_locks(self._conn, frees)
+            except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
+                log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+        claims = iter(self._take([p for take, p in items if take]))
+        return [next(claims) if take else None for take, _p in items]
 
-    def _take(self, takes: Mapping[int, str]) -> dict[int, Claim | None]:
-        """Take the partitions `takes`, then read the cursors of those taken: the read comes
-        after the take, so it sees every commit of a process that held one before."""
-        names = [self._name(p) for p in takes.values()]
-        taken = self._dialect.take_locks(self._conn, names)
-        held = [p for p, got in zip(takes.values(), taken, strict=True) if got]
+    def _take(self, partitions: Sequence[str]) -> list[Claim | None]:
+        """Take `partitions`, then read the cursors of those taken: the read comes after the
+        take, so it sees every commit of a process that held one before."""
+        if not partitions:
+            return []
+        taken = self._dialect.take_locks(self._conn, [self._name(p) for p in partitions])
+        held = [p for p, got in zip(partitions, taken, strict=True) if got]
         cursors = self._cursors(self._conn, held) if held else {}
-        return {
-            ticket: Claim(cursors.get(p)) if got else None
-            for (ticket, p), got in zip(takes.items(), taken, strict=True)
-        }
+        return [
+            Claim(cursors.get(p)) if got else None for p, got in zip(partitions, taken, strict=True)
+        ]
 
     def close(self) -> None:
         """Free every partition still held, then end the connection.
@@ -255,11 +220,7 @@ class SessionPartitionLocks:
         """
         import sqlalchemy as sa
 
-        with self._cond:
-            while self._busy:
-                self._cond.wait()
-            self._busy = True  # for good: nothing runs on the connection after this
-            self._frees.clear()
+        self._rounds.close()
         try:
             self._conn.execute(sa.text(self._dialect.release_all_sql()))
         except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session

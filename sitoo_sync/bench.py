@@ -126,12 +126,9 @@ def _import_what_a_tick_uses(settings: Settings) -> None:
     streams, the warehouse backend, its driver): a long-lived service pays that once per
     process, not per tick, and the floor pays none of it inside its timing either."""
     select_streams(settings.streams)
-    if settings.target_url.startswith("duckdb:"):
-        importlib.import_module("sitoo_sync.warehouse.duckdb")
-    else:  # the driver is imported when the first engine is made (psycopg: 80 ms)
-        from sitoo_sync.warehouse.sqla import make_engine
-
-        make_engine(settings.target_url).dispose()
+    # A warehouse object connects on first use; making one imports its backend and driver
+    # (psycopg: 80 ms, when SQLAlchemy makes the first engine).
+    open_warehouse(settings.target_url, schema=settings.target_schema).close()
     importlib.import_module("sitoo_sync.sync")
 
 

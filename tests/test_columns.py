@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.normalize.columns import convert_column
-from sitoo_sync.normalize.tables import day, decimal, integer, json_column, timestamp
+from sitoo_sync.normalize.tables import day, decimal, integer, json_column, money, timestamp
 from sitoo_sync.normalize.values import dumps_json, to_decimal
 
 QUANTITY = decimal("quantity", "A quantity.")
@@ -87,3 +87,36 @@ def test_a_column_of_dates_a_normalizer_made_loads_as_they_are() -> None:
         day("d", ""), [datetime(2026, 7, 1, 12, tzinfo=UTC), date(2026, 7, 1)]
     )
     assert list(errors) == [0]
+
+
+@pytest.mark.parametrize(
+    ("make", "values"),
+    [
+        (
+            money,
+            [
+                "12.50",
+                "+1.00",
+                "-0.00",
+                "1.00\n",
+                "\uff11.00",
+                "1e2",
+                "12.5",
+                None,
+                "9" * 16 + ".99",
+            ],
+        ),
+        (decimal, ["1.000", "-2.5", "1.0000", "+1", "1e2", " 1", None, "9" * 15 + ".999"]),
+        (timestamp, [1_700_000_000, 0, -1, None, 253_402_300_800, 253_402_300_799]),
+    ],
+)
+def test_a_short_column_reads_as_a_long_one_does(make: Any, values: list[Any]) -> None:
+    """A short column (checked in Python) and a long one (checked by Arrow) give the same
+    values and the same reasons, each form of value taken alone and all together."""
+    column = make("x")
+    for short in [[v] for v in values] + [values]:
+        long = short * (70 // len(short) + 1)
+        got, errors = convert_column(column, short)
+        got_long, errors_long = convert_column(column, long)
+        assert got.to_pylist() == got_long.to_pylist()[: len(short)]
+        assert errors == {i: r for i, r in errors_long.items() if i < len(short)}

@@ -208,9 +208,14 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             if self.schema:
                 self.sql.create_schema(self.conn, self.schema)
             self.metadata.create_all(self.conn, tables=wanted, checkfirst=True)
-            inspector = sa.inspect(self.conn)
+            # One reflection query for every table (one per table cost ~1.3 ms each on
+            # PostgreSQL, paid by every tick's first statement).
+            reflected = sa.inspect(self.conn).get_multi_columns(
+                schema=self.schema, filter_names=[t.name for t in wanted]
+            )
+            columns = {name: {c["name"] for c in cols} for (_, name), cols in reflected.items()}
             for t in wanted:
-                present = {c["name"] for c in inspector.get_columns(t.name, schema=self.schema)}
+                present = columns.get(t.name, set())
                 for col in t.columns:
                     if col.name in present:
                         continue

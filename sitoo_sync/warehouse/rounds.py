@@ -48,12 +48,14 @@ class Rounds(Generic[A, R]):
         return answer
 
     def tell(self, item: A) -> None:
-        """Hand `item` over without waiting for its answer."""
+        """Hand `item` over without waiting for its answer (after `close`, nothing)."""
         self._hand_over(item, wait=False)
 
     def _hand_over(self, item: A, *, wait: bool) -> int:
         with self._cond:
             if self._closed:
+                if not wait:  # e.g. a lock freed after all of them were: nothing to do
+                    return -1
                 raise RuntimeError("rounds are closed")
             ticket = next(self._tickets)
             self._items[ticket] = item
@@ -89,7 +91,8 @@ class Rounds(Generic[A, R]):
                 self._cond.notify_all()
 
     def close(self) -> None:
-        """Wait for the rounds under way (they run everything handed over); none after."""
+        """Wait for the rounds under way (they run everything handed over); none after: an
+        item told then is dropped, an item asked then raises RuntimeError."""
         with self._cond:
             while self._busy:
                 self._cond.wait()

@@ -195,6 +195,34 @@ def test_cursors_of_a_group_move_and_count_on_every_target(target: Target) -> No
         warehouse.close()
 
 
+def test_outcomes_of_many_partitions_land_on_stored_and_new_rows_on_every_target(
+    target: Target,
+) -> None:
+    """record_outcomes stamps stored partitions and adds rows for new ones, keeping their
+    cursors and counts; when every partition is stored (the INSERT of new rows skipped) the
+    outcomes still land and no row is added."""
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES])
+        warehouse.set_cursor("s", "old", "1", rows=5, windows=1)
+        with warehouse.transaction():
+            warehouse.record_outcomes("s", [("old", "ok", None), ("new", "failed", "boom")])
+
+        def got() -> dict[str, tuple[Any, ...]]:
+            return {
+                s.partition: (s.cursor, s.rows_loaded, s.last_status, s.last_error)
+                for s in warehouse.states()
+            }
+
+        assert got() == {"old": ("1", 5, "ok", None), "new": (None, 0, "failed", "boom")}
+        with warehouse.transaction():
+            warehouse.record_outcomes("s", [("old", "failed", "late"), ("new", "ok", None)])
+            warehouse.set_cursors("s", [CursorMove("old", "2", 1, 1), CursorMove("new", "9", 4, 1)])
+        assert got() == {"old": ("2", 6, "failed", "late"), "new": ("9", 4, "ok", "boom")}
+    finally:
+        warehouse.close()
+
+
 def test_a_declared_column_is_added_to_an_existing_table(target: Target) -> None:
     """Additive schema evolution: a new declared column appears; existing rows keep theirs."""
     v1 = Table("evolving", (text("k", nullable=False),), key=("k",))

@@ -91,6 +91,13 @@ def q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _all_updated(updated: tuple[Any, ...] | None, batch: pa.Table) -> bool:
+    """An UPDATE ... FROM `batch` (one row per partition) found every partition's row, so
+    the INSERT of new ones would insert nothing: skipped (~1.5 ms a statement, paid by two
+    writes of each group commit)."""
+    return updated is not None and updated[0] == batch.num_rows
+
+
 def duckdb_path(url: str) -> str:
     """The database path in a `duckdb:///path` URL (`:memory:` allowed)."""
     prefix = "duckdb:///"
@@ -551,7 +558,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             }
         )
         params = {"stream": stream, "now": datetime.now(UTC)}
-        self._execute(
+        updated = self._execute(
             "UPDATE sync_state SET cursor = b.cursor, updated_at = $now, "
             "rows_loaded = coalesce(sync_state.rows_loaded, 0) + b.rows_loaded, "
             "windows_loaded = coalesce(sync_state.windows_loaded, 0) + b.windows_loaded "
@@ -559,7 +566,9 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             "WHERE sync_state.stream = $stream AND sync_state.partition_key = b.partition_key",
             batch,
             params,
-        )
+        ).fetchone()
+        if _all_updated(updated, batch):
+            return
         self._execute(
             "INSERT INTO sync_state "
             "(stream, partition_key, cursor, updated_at, rows_loaded, windows_loaded) "
@@ -611,12 +620,14 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             + [f"{c} = coalesce(b.{c}, sync_state.{c})" for c in kept]
         )
         names = ", ".join(batch.column_names)
-        self._execute(
+        updated = self._execute(
             f"UPDATE sync_state SET {sets} FROM {{batch}} b "
             "WHERE sync_state.stream = $stream AND sync_state.partition_key = b.partition_key",
             batch,
             {"stream": stream},
-        )
+        ).fetchone()
+        if _all_updated(updated, batch):
+            return
         self._execute(
             f"INSERT INTO sync_state (stream, {names}) SELECT $stream, {names} FROM {{batch}} b "
             "WHERE NOT EXISTS (SELECT 1 FROM sync_state s "

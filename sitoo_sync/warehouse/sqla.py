@@ -385,11 +385,18 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
     def get_cursors(self, stream: str) -> dict[str, str | None]:
         """Every stored cursor of `stream`, by partition, in one query."""
-        t = self.t(SYNC_STATE)
         with self._tx():
-            rows = self.conn.execute(
-                sa.select(t.c.partition_key, t.c.cursor).where(t.c.stream == stream)
-            ).all()
+            return self._cursors(self.conn, stream)
+
+    def _cursors(
+        self, conn: Connection, stream: str, partitions: Sequence[str] | None = None
+    ) -> dict[str, str | None]:
+        """The stored cursors of `stream` (of `partitions` only, when given), on `conn`."""
+        t = self.t(SYNC_STATE)
+        select = sa.select(t.c.partition_key, t.c.cursor).where(t.c.stream == stream)
+        if partitions is not None:
+            select = select.where(t.c.partition_key.in_(partitions))
+        rows = conn.execute(select).all()
         return {str(p): None if c is None else str(c) for p, c in rows}
 
     def keys_since(
@@ -675,15 +682,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         cursor; None without server locks."""
         if not self.sql.session_locks:
             return None
-        t = self.t(SYNC_STATE)
 
         def cursors(conn: Connection, partitions: Sequence[str]) -> dict[str, str | None]:
-            rows = conn.execute(
-                sa.select(t.c.partition_key, t.c.cursor).where(
-                    t.c.stream == name, t.c.partition_key.in_(partitions)
-                )
-            ).all()
-            return {str(p): None if c is None else str(c) for p, c in rows}
+            return self._cursors(conn, name, partitions)
 
         return SessionPartitionLocks(
             self._lock_connection, self.sql, scoped_name(self.schema, name), cursors

@@ -315,33 +315,36 @@ def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | Non
     `extra`; the window's other entries stay on the columnar path.
     """
     try:
-        _check_keys(entries)
+        keys = _check_keys(entries)
         bodies, odd = _bodies(entries)
         clean = [e for i, e in enumerate(entries) if i not in odd] if odd else entries
         kept = [b for i, b in enumerate(bodies) if i not in odd] if odd else bodies
-        tables, notes, keys = _tables(clean, kept)
+        tables, notes = _tables(clean, kept)
     except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
         return None
     parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
-    fast = NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
-    if not odd:
-        return fast
+    if not odd:  # the window's keys are the ones checked
+        return NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
+    fast = NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes)
     rest = reference_normalize(as_dicts([entries[i] for i in sorted(odd)]))
-    return NormalizedWindow.concat([fast, rest])
+    return NormalizedWindow.concat([fast, rest])  # (its keys are read from parent_keys)
 
 
-def _check_keys(entries: Sequence[JournalEntry]) -> None:
-    """Every key well-formed and unique in the window, every type a string; else a reject
-    or a key twice, which the reference normalizer handles."""
+def _check_keys(entries: Sequence[JournalEntry]) -> set[tuple[str, int]]:
+    """The window's keys, when every one is well-formed and unique in it and every type a
+    string; else a reject or a key twice, which the reference normalizer handles."""
     registerids = [e.registerid for e in entries]
     ids = [e.id for e in entries]
     if (
         not all(type(r) is str and r for r in registerids)
         or not all(type(i) is int for i in ids)
         or not all(type(e.type) is str for e in entries)
-        or len(set(zip(registerids, ids, strict=True))) != len(entries)
     ):
         raise _Unclean("key")
+    keys = set(zip(registerids, ids, strict=True))  # (only now hashable for sure)
+    if len(keys) != len(entries):
+        raise _Unclean("key twice")
+    return keys
 
 
 def _bodies(entries: Sequence[JournalEntry]) -> tuple[list[Any], set[int]]:
@@ -365,9 +368,8 @@ def _bodies(entries: Sequence[JournalEntry]) -> tuple[list[Any], set[int]]:
 
 def _tables(
     entries: Sequence[JournalEntry], bodies: Sequence[Any]
-) -> tuple[dict[str, pa.Table], Counter[str], set[tuple[str, int]]]:
-    """Every journal table of the window, its notes and its keys; raises when it is not
-    clean."""
+) -> tuple[dict[str, pa.Table], Counter[str]]:
+    """Every journal table of the window and its notes; raises when it is not clean."""
     registerids = [e.registerid for e in entries]
     ids = [e.id for e in entries]
     kinds = [e.type for e in entries]
@@ -405,7 +407,7 @@ def _tables(
         for name in decoder.type.__struct_fields__:
             columns[name] = [getattr(e, name) for e in events]
         tables[table.name] = _typed(table, columns)
-    return tables, notes, set(zip(registerids, ids, strict=True))
+    return tables, notes
 
 
 def _event_columns(envelope: pa.Table, rows: list[int]) -> dict[str, Values]:

@@ -501,3 +501,27 @@ def test_stored_keys_asked_at_once_by_many_partitions_are_each_exactly_theirs(
             assert got[register] == {(r, i) for r, i in stored if r == register and i >= 5}
     finally:
         warehouse.close()
+
+
+def test_duckdb_commits_of_a_backfill_leave_checkpoints_to_a_large_wal(tmp_path: Path) -> None:
+    """Commits that add up to more than DuckDB's default 16 MB of WAL do not checkpoint
+    (each checkpoint would compress the last row groups again); closing the file does."""
+    path = tmp_path / "wal.duckdb"
+    warehouse = open_warehouse(f"duckdb:///{path}")
+    table = Table("wal_rows", (integer("id", "Row id."), text("body", "Filler.")), key=("id",))
+    warehouse.ensure_schema([table])
+    body = "x" * 1000
+    wal = Path(f"{path}.wal")
+    sizes = []
+    for group in range(8):  # ~24 MB of rows, 3 MB a commit
+        ids = range(group * 3000, (group + 1) * 3000)
+        with warehouse.transaction():
+            warehouse.insert(table, rows_to_arrow(table, [(i, body) for i in ids]))
+        sizes.append(wal.stat().st_size)
+    assert sizes == sorted(sizes), "a commit checkpointed"
+    assert sizes[-1] > 20 * 1024 * 1024
+    warehouse.close()
+    assert not wal.exists() or wal.stat().st_size == 0
+    reopened = open_warehouse(f"duckdb:///{path}")
+    assert reopened.distinct_values(table, "body") == [body]
+    reopened.close()

@@ -75,6 +75,12 @@ MEMORY_LIMIT = "64MB"
 #: ... and for a big read that asks for it (verify's time lines over a year of a chain:
 #: 7.2 s with this, 13.3 s spilling at MEMORY_LIMIT).
 BIG_READ_MEMORY_LIMIT = "2GB"
+#: WAL size at which a commit checkpoints (DuckDB's default is 16MB). Each checkpoint
+#: compresses again the last, partly filled row group of every table it appends to (up to
+#: 122,880 rows), so small checkpoints during a backfill redo that work many times: replaying
+#: a 1M-entry journal backfill's 113 group commits took 16.7 s at 16MB (28 checkpoints, 11.4 s
+#: of them) and 10.9-12.3 s at 128MB. The last WAL is checkpointed when the file is let go.
+CHECKPOINT_THRESHOLD = "128MB"
 _SCHEMA_LOCK = threading.Lock()
 
 #: Rows a streamed read fetches at a time.
@@ -229,6 +235,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         self._config: dict[str, str | bool | int | float | list[str]] = {
             "threads": 1,
             "memory_limit": MEMORY_LIMIT,
+            "checkpoint_threshold": CHECKPOINT_THRESHOLD,
         }
         self._read_only = read_only  # `status`: reads, and never creates the file
 

@@ -23,6 +23,7 @@ from sitoo_sync.normalize.journal_pages import (
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.simulator import SimConfig, World
 from sitoo_sync.simulator.journal import journal_page
+from sitoo_sync.streams.cursors import record_times
 from tests.support import FIXTURES
 
 NOW = 1_750_000_000
@@ -98,6 +99,29 @@ def test_a_clean_page_decodes_into_typed_entries_that_read_like_dicts() -> None:
     assert bare.get("keys") is None
     with pytest.raises(KeyError):
         bare["datecreated"]
+
+
+def test_cursor_times_of_typed_entries_are_those_of_their_dicts() -> None:
+    """`record_times` reads typed entries' times in one pass with what it reads from the
+    same entries as dicts: absent, null and non-integer times left out, in order, also in a
+    page that mixes typed entries with dicts."""
+    body = (
+        b'{"items":[{"registerid":"R","id":1,"type":"login","dateadded":7},'
+        b'{"registerid":"R","id":2,"type":"login"},'
+        b'{"registerid":"R","id":3,"type":"login","dateadded":null},'
+        b'{"registerid":"R","id":4,"type":"login","dateadded":"8"},'
+        b'{"registerid":"R","id":5,"type":"login","dateadded":5}]}'
+    )
+    entries = decode_page(body)["items"]
+    assert all(type(e) is JournalEntry for e in entries)
+    plain = _DICTS.decode(body)["items"]
+    assert record_times(entries, "dateadded") == record_times(plain, "dateadded") == [7, 5]
+    mixed = [*entries[:2], plain[4], "not a record"]
+    assert record_times(mixed, "dateadded") == [7, 5]
+    assert JournalEntry.values_of(mixed, "dateadded") is None
+    assert record_times(entries, "no such field") == []
+    page = decode_page(simulator_pages()[0])["items"]
+    assert record_times(page, "dateadded") == record_times(as_dicts(page), "dateadded")
 
 
 def test_an_entry_with_an_undeclared_field_leaves_the_page_as_plain_dicts() -> None:

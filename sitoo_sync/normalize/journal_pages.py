@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, ClassVar, TypeAlias
 
 import msgspec
@@ -96,6 +97,16 @@ class _Record(msgspec.Struct, gc=False):
     def values(self) -> list[Any]:
         """The values of the fields the object had."""
         return [self[n] for n in self]
+
+    @classmethod
+    def values_of(cls, records: Sequence[Any], name: str) -> list[Any] | None:
+        """The field `name` of every record (UNSET where absent) when all are of this type,
+        else None: one pass in C instead of a `get` per record (a page's cursor times cost
+        ~1 ms that way, in the thread that holds the GIL for everyone)."""
+        attribute = cls._names.get(name)
+        if attribute is None or set(map(type, records)) != {cls}:
+            return None
+        return list(map(attrgetter(attribute), records))
 
 
 def _reads_like_a_dict(cls: type[_Record]) -> None:

@@ -100,7 +100,14 @@ class Window:
 
 
 def record_times(records: list[Any], field: str) -> list[int]:
-    """The cursor field of each record that has a usable one (bad records are rejected later)."""
+    """The cursor field of each record that has a usable one (bad records are rejected later).
+
+    Records of a type that reads one field of many at once (`values_of`, e.g. the typed
+    journal entries) are read that way."""
+    values_of = getattr(type(records[0]), "values_of", None) if records else None
+    values = values_of(records, field) if values_of is not None else None
+    if values is not None:
+        return [t for t in values if type(t) is int]
     return [
         t
         for r in records

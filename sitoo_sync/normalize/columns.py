@@ -82,7 +82,9 @@ def _flag(errors: Errors, bad: pa.Array, value_at: ValueAt, message: str) -> Non
         errors.setdefault(i, f"{message}: {value_at(i)!r}")
 
 
-def _all_match(pattern: re.Pattern[str], regex: str, raw: pa.Array, texts: Any) -> bool:
+def _all_match(
+    pattern: re.Pattern[str], regex: str, raw: pa.Array, texts: Sequence[Any] | None
+) -> bool:
     """Every non-null string of `raw` is wholly `pattern` (`regex` is its anchored form for
     Arrow); `texts`, when given, are the same values as Python strings (and None)."""
     if texts is not None and len(texts) <= _SHORT:

@@ -55,10 +55,11 @@ def run_phase(phase: str) -> int:
     settings = load_settings()
     figures: dict[str, Any] = {"phase": phase}
     if phase == "journal-floor":
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         entries, requests = journal_floor(settings)
         figures.update(
             seconds=time.perf_counter() - started,
+            cpu_seconds=time.process_time() - cpu_started,
             records=entries,
             requests=requests,
             peak_rss_mb=_peak_rss_mb(),
@@ -184,13 +185,32 @@ def journal_floor(settings: Settings) -> tuple[int, int]:
     return sum(e for e, _ in pages), sum(n for _, n in sites) + sum(n for _, n in pages)
 
 
-def _child(phase: str, env: dict[str, str]) -> dict[str, Any]:
+def _child(
+    phase: str, env: dict[str, str], server: subprocess.Popen[str] | None = None
+) -> dict[str, Any]:
+    """Run one phase in a fresh process and return its figures; with `server` (the
+    simulator), also the CPU seconds the server spent meanwhile (`server_cpu_seconds`)."""
     cmd = [sys.executable, "-m", "sitoo_sync", "bench", "--phase", phase]
+    before = _cpu_seconds_of(server.pid) if server is not None else None
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603  # our own CLI
     if out.returncode != 0:
         raise RuntimeError(f"bench phase {phase} failed:\n{out.stdout}\n{out.stderr}")
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    after = _cpu_seconds_of(server.pid) if server is not None else None
+    if before is not None and after is not None:
+        figures["server_cpu_seconds"] = after - before
     return figures
+
+
+def _cpu_seconds_of(pid: int) -> float | None:
+    """User + system CPU seconds process `pid` has used so far (Linux's /proc), or None
+    where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _start_simulator(reports: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -540,9 +560,9 @@ def run_scale_benchmark(
             try:
                 for n in concurrencies:
                     run_env = {**env, "SITOO_CONCURRENCY": str(n)}
-                    floor = _child("journal-floor", run_env)
+                    floor = _child("journal-floor", run_env, sim)
                     with _fresh_target(None, Path(tmp), f"scale-{count}-{n}") as target_env:
-                        sync = _child("sync", {**run_env, **target_env})
+                        sync = _child("sync", {**run_env, **target_env}, sim)
                         sync["entries"] = _duckdb_count(target_env, "journal_entries")
                     rows.append((count, n, floor, sync))
                     print(
@@ -573,7 +593,30 @@ def run_scale_benchmark(
         f"\ngoals: ratio <= {SCALE_RATIO_GOAL}x at >= 1M entries; peak RSS <= {RSS_GOAL_MB:.0f} MB "
         f"and within {SCALE_RSS_SPREAD:.0%} across runs (spread here {spread:.0%})"
     )
+    _print_cpu(rows)
     return 0
+
+
+def _print_cpu(rows: list[tuple[int, int, dict[str, Any], dict[str, Any]]]) -> None:
+    """The CPU each run used, its own and the simulator's meanwhile, and the least time
+    that CPU allows on this host's cores: a ratio the host cannot reach shows as such."""
+    cores = os.cpu_count() or 1
+    print(
+        f"\nCPU seconds (this host has {cores} cores; the simulator runs on them too; "
+        "bound: (sync + simulator CPU) / cores, the least time the sync's CPU allows)"
+    )
+    print("     entries  conc  sync CPU  sim CPU  bound s  floor CPU  sim CPU  bound/floor")
+    for _count, n, floor, sync in rows:
+        sim_sync = sync.get("server_cpu_seconds")
+        sim_floor = floor.get("server_cpu_seconds")
+        if sim_sync is None or sim_floor is None or "cpu_seconds" not in floor:
+            continue
+        bound = (sync["cpu_seconds"] + sim_sync) / cores
+        print(
+            f"  {floor['records']:>10,}  {n:>4}  {sync['cpu_seconds']:>8.1f}  {sim_sync:>7.1f}"
+            f"  {bound:>7.1f}  {floor['cpu_seconds']:>9.1f}  {sim_floor:>7.1f}"
+            f"  {bound / floor['seconds']:>10.2f}x"
+        )
 
 
 def run_chain_benchmark(*, targets: list[str], rounds: int) -> int:

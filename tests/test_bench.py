@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -55,3 +58,35 @@ def test_the_chain_stops_at_a_failed_figure_and_skips_replicas_without_a_server(
     monkeypatch.setattr(bench, "run_replicas_benchmark", _record(calls, "replicas"))
     assert main(["bench", "--chain"]) == 1
     assert [name for name, _ in calls] == ["zreports", "scale"]
+
+
+def test_cpu_seconds_of_a_process_grow_with_its_work_and_are_none_for_no_process() -> None:
+    """The simulator's CPU is read from /proc: a process that works shows more CPU seconds
+    afterwards, and a pid that does not exist reads as None, not as an error."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc, which only Linux has")
+    before = bench._cpu_seconds_of(os.getpid())
+    assert before is not None
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    after = bench._cpu_seconds_of(os.getpid())
+    assert after is not None
+    assert after - before >= 0.1
+    assert bench._cpu_seconds_of(2**22 + 7) is None
+
+
+def test_the_cpu_bound_is_the_runs_cpu_over_the_hosts_cores(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scale table's CPU line divides the sync's and the simulator's CPU by the cores
+    and sets that beside the floor's time; a run without the simulator's CPU is left out."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    floor = {"records": 1_000_000, "seconds": 10.0, "cpu_seconds": 6.0, "server_cpu_seconds": 4.0}
+    sync = {"cpu_seconds": 25.0, "server_cpu_seconds": 5.0}
+    unknown = {"cpu_seconds": 25.0}
+    bench._print_cpu([(1_000_000, 4, floor, sync), (1_000_000, 32, floor, unknown)])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("1,000,000")]
+    assert rows == [["1,000,000", "4", "25.0", "5.0", "15.0", "6.0", "4.0", "1.50x"]]
+    assert "2 cores" in out

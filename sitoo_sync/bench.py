@@ -597,12 +597,19 @@ def run_scale_benchmark(
     return 0
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity, which a container's cpuset narrows),
+    else the host's."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def _print_cpu(rows: list[tuple[int, int, dict[str, Any], dict[str, Any]]]) -> None:
     """The CPU each run used, its own and the simulator's meanwhile, and the least time
     that CPU allows on this host's cores: a ratio the host cannot reach shows as such."""
-    cores = os.cpu_count() or 1
+    cores = _cores()
     print(
-        f"\nCPU seconds (this host has {cores} cores; the simulator runs on them too; "
+        f"\nCPU seconds ({cores} cores to run on; the simulator runs on them too; "
         "bound: (sync + simulator CPU) / cores, the least time the sync's CPU allows)"
     )
     print("     entries  conc  sync CPU  sim CPU  bound s  floor CPU  sim CPU  bound/floor")

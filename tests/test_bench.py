@@ -81,7 +81,7 @@ def test_the_cpu_bound_is_the_runs_cpu_over_the_hosts_cores(
 ) -> None:
     """The scale table's CPU line divides the sync's and the simulator's CPU by the cores
     and sets that beside the floor's time; a run without the simulator's CPU is left out."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(bench, "_cores", lambda: 2)
     floor = {"records": 1_000_000, "seconds": 10.0, "cpu_seconds": 6.0, "server_cpu_seconds": 4.0}
     sync = {"cpu_seconds": 25.0, "server_cpu_seconds": 5.0}
     unknown = {"cpu_seconds": 25.0}
@@ -89,4 +89,10 @@ def test_the_cpu_bound_is_the_runs_cpu_over_the_hosts_cores(
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("1,000,000")]
     assert rows == [["1,000,000", "4", "25.0", "5.0", "15.0", "6.0", "4.0", "1.50x"]]
-    assert "2 cores" in out
+    assert "2 cores to run on" in out
+
+
+def test_the_cores_counted_are_those_this_process_may_run_on() -> None:
+    """The bound divides by the cores the process may use: at least one, never more than
+    the host has."""
+    assert 1 <= bench._cores() <= (os.cpu_count() or 1)

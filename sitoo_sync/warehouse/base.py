@@ -123,7 +123,33 @@ SYNC_RUNS = Table(
     key=("run_id",),
 )
 
-SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS)
+SYNC_VIEWS = Table(
+    name="sync_views",
+    description=(
+        "The ready views (v_*) this tool created, each with a fingerprint of the statements "
+        "that created it: a tick drops and creates a view again only when they changed."
+    ),
+    columns=(
+        text("view_name", "The view's name.", nullable=False),
+        text(
+            "fingerprint",
+            "SHA-256 (first 16 hex digits) of the statements that created the view.",
+            nullable=False,
+        ),
+        timestamp("created_at", "When the view was last created (UTC)."),
+    ),
+    key=("view_name",),
+)
+
+SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS, SYNC_VIEWS)
+
+
+def schema_tables(tables: Sequence[Table], views: Sequence[View]) -> list[Table]:
+    """The tables an `ensure_schema(tables, views)` creates: with views, `sync_views` too,
+    where they are recorded."""
+    if views and SYNC_VIEWS not in tables:
+        return [*tables, SYNC_VIEWS]
+    return list(tables)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from sitoo_sync.warehouse.base import (
     StreamState,
     iter_states,
     outcome_values,
+    schema_tables,
 )
 from sitoo_sync.warehouse.comments import catalog_duckdb, comment_duckdb
 from sitoo_sync.warehouse.locks import file_lock
@@ -275,10 +276,10 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
 
     @_turn
     def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
-        """Create missing tables; add columns a declaration gained since (never drop); drop
-        and create `views`."""
+        """Create missing tables; add columns a declaration gained since (never drop); keep
+        `views` current (created again only when their definition changed)."""
         with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
-            self._ensure_schema(tables, views)
+            self._ensure_schema(schema_tables(tables, views), views)
 
     def _ensure_schema(self, tables: Sequence[Table], views: Sequence[View]) -> None:
         con = self.con

@@ -34,6 +34,7 @@ from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
     SYNC_STATE,
+    SYNC_VIEWS,
     Capabilities,
     CapabilityFlags,
     ChildReplacement,
@@ -47,6 +48,7 @@ from sitoo_sync.warehouse.base import (
     StreamState,
     iter_states,
     outcome_values,
+    schema_tables,
     tick_threads,
 )
 from sitoo_sync.warehouse.comments import catalog_sql, comment_sql
@@ -194,8 +196,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     # ---- schema -------------------------------------------------------------------------
 
     def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
-        """Create the schema and missing tables; add declared columns a table lacks; drop and
-        create `views`.
+        """Create the schema and missing tables; add declared columns a table lacks; keep
+        `views` current (created again only when their definition changed).
 
         `IF NOT EXISTS` is not safe against a race: two processes that find a fresh schema at
         the same moment (two cron ticks, replicas starting together) both try to create it and
@@ -203,7 +205,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         server-side lock named after the schema (the dialect's `ddl_lock`) makes them take
         turns; the later one then finds everything in place.
         """
-        wanted = [self.t(table) for table in tables]
+        wanted = [self.t(table) for table in schema_tables(tables, views)]
         with self._tx(), self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"):
             if self.schema:
                 self.sql.create_schema(self.conn, self.schema)
@@ -228,7 +230,13 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             if self.capabilities.comments:
                 comment_sql(self.conn, wanted, self.schema)
             if views:
-                create_views_sql(self.conn, self.schema, views, comments=self.sql.view_comments)
+                create_views_sql(
+                    self.conn,
+                    self.schema,
+                    views,
+                    comments=self.sql.view_comments,
+                    records=self.t(SYNC_VIEWS),
+                )
 
     # ---- loading ------------------------------------------------------------------------
 

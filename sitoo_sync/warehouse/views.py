@@ -2,17 +2,24 @@
 
 What a view says (its SELECT, its columns and their meaning) is declared with the streams'
 tables (sitoo_sync/views.py); here is how it reaches a database. `Sql` writes the parts
-that differ per dialect (SQLite has no decimal type, date arithmetic differs), and
-`create_views_duckdb` / `create_views_sql` drop every view given and create again those
-whose tables and columns all exist (a target that syncs only some streams gets the views of
-those streams), at the end of every `ensure_schema`, so a new version of the tool brings its
-new definitions. Where the target keeps comments, a view and its columns are described.
+that differ per dialect (SQLite has no decimal type, date arithmetic differs).
+
+Every `ensure_schema` given the views keeps them current (`plan_views`): a view whose tables
+and columns all exist is created (a target that syncs only some streams gets the views of
+those streams), described in comments where the target keeps them, and recorded in
+`sync_views` with a fingerprint of the statements that made it. The next tick leaves a view
+alone while it is there and its statements are the same, so a new version of the tool
+brings its new definitions and nothing else happens. Dropping and creating every view on
+every tick, as this did before, took an exclusive lock on each: on PostgreSQL a tick waited
+behind any BI query reading a view, and every query after it queued behind the tick.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sitoo_sync.log import get_logger
@@ -20,6 +27,7 @@ from sitoo_sync.warehouse.comments import duckdb_batch
 
 if TYPE_CHECKING:
     import duckdb
+    import sqlalchemy as sa
     from sqlalchemy.engine import Connection
 
 log = get_logger(__name__)
@@ -86,43 +94,105 @@ def _ready(view: View, columns: Mapping[str, set[str]]) -> bool:
     return all(set(cols) <= columns.get(table, set()) for table, cols in view.reads.items())
 
 
-def _statements(
+@dataclass
+class ViewPlan:
+    """What keeping the views current takes: the DDL to run, in order, and how `sync_views`
+    changes (a view created with its fingerprint, or a view gone)."""
+
+    statements: list[str] = field(default_factory=list)
+    created: dict[str, str] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+
+    def changed(self) -> list[str]:
+        """The views whose `sync_views` row is replaced or deleted."""
+        return [*self.created, *self.gone]
+
+
+def fingerprint(statements: Sequence[str]) -> str:
+    """Of the statements that create a view: equal only when they are the same."""
+    return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+
+
+def plan_views(
     views: Sequence[View],
     sql: Sql,
     columns: Mapping[str, set[str]],
     name: Callable[[str], str],
     *,
     comments: bool,
-) -> list[str]:
-    """Drop every view; create those whose tables are there, with comments if supported."""
-    out = []
+    present: set[str],
+    recorded: Mapping[str, str],
+) -> ViewPlan:
+    """Create each view whose tables are there unless it is `present` as `recorded` (same
+    fingerprint); drop a present view whose tables are not (all columns: `columns`)."""
+    plan = ViewPlan()
     for view in views:
-        out.append(f"DROP VIEW IF EXISTS {name(view.name)}")
-        if not _ready(view, columns):
+        body: list[str] = []
+        if _ready(view, columns):
+            body.append(f"CREATE VIEW {name(view.name)} AS {view.select(sql)}")
+            if comments:
+                body.append(f"COMMENT ON VIEW {name(view.name)} IS '{_quoted(view.description)}'")
+                body += [
+                    f"COMMENT ON COLUMN {name(view.name)}.{column} IS '{_quoted(text)}'"
+                    for column, text in view.columns
+                ]
+        there = view.name in present
+        if body and there and recorded.get(view.name) == fingerprint(body):
+            continue  # as it was made: its readers are left alone
+        if not body and not there:
+            if view.name in recorded:
+                plan.gone.append(view.name)
             continue
-        out.append(f"CREATE VIEW {name(view.name)} AS {view.select(sql)}")
-        if comments:
-            out.append(f"COMMENT ON VIEW {name(view.name)} IS '{_quoted(view.description)}'")
-            out += [
-                f"COMMENT ON COLUMN {name(view.name)}.{column} IS '{_quoted(text)}'"
-                for column, text in view.columns
-            ]
-    return out
+        plan.statements.append(f"DROP VIEW IF EXISTS {name(view.name)}")
+        plan.statements += body
+        if body:
+            plan.created[view.name] = fingerprint(body)
+        else:
+            plan.gone.append(view.name)
+    return plan
 
 
 def create_views_duckdb(con: duckdb.DuckDBPyConnection, views: Sequence[View]) -> None:
-    """Drop and create every view whose tables exist, described in comments."""
+    """Keep every view current (see the module doc); `sync_views` must exist."""
     columns: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
         "WHERE table_schema = current_schema() AND table_name NOT LIKE 'v\\_%' ESCAPE '\\'"
     ).fetchall():
         columns.setdefault(table, set()).add(column)
+    present = {
+        str(row[0])
+        for row in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+            "AND database_name = current_database() AND schema_name = current_schema()"
+        ).fetchall()
+    }
+    recorded = {
+        str(v): str(f)
+        for v, f in con.execute("SELECT view_name, fingerprint FROM sync_views").fetchall()
+    }
     quote = lambda name: f'"{name}"'  # noqa: E731  # one expression, used twice
-    statements = _statements(views, Sql("duckdb", quote), columns, quote, comments=True)
+    plan = plan_views(
+        views,
+        Sql("duckdb", quote),
+        columns,
+        quote,
+        comments=True,
+        present=present,
+        recorded=recorded,
+    )
+    if not plan.changed():
+        return
+    now = datetime.now(UTC)
     with duckdb_batch(con):  # readers never see a view missing between its drop and create
-        for statement in statements:
+        for statement in plan.statements:
             con.execute(statement)
+        con.execute(
+            "DELETE FROM sync_views WHERE view_name IN (SELECT unnest(?))", [plan.changed()]
+        )
+        for view, mark in plan.created.items():
+            con.execute("INSERT INTO sync_views VALUES (?, ?, ?)", [view, mark, now])
+    log.info("views_created", created=len(plan.created), dropped=len(plan.gone))
 
 
 def _quoted(text: str) -> str:
@@ -130,10 +200,15 @@ def _quoted(text: str) -> str:
 
 
 def create_views_sql(
-    conn: Connection, schema: str | None, views: Sequence[View], *, comments: bool
+    conn: Connection,
+    schema: str | None,
+    views: Sequence[View],
+    *,
+    comments: bool,
+    records: sa.Table,
 ) -> None:
-    """Drop and create every view whose tables exist on a SQLAlchemy target (described in
-    comments where the dialect keeps them on views: `comments`)."""
+    """Keep every view current on a SQLAlchemy target (see the module doc); `records` is its
+    `sync_views`; `comments`: the dialect keeps comments on views."""
     import sqlalchemy as sa  # here, so a DuckDB process never loads SQLAlchemy (26 MB)
 
     dialect = conn.dialect
@@ -143,16 +218,38 @@ def create_views_sql(
         return f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
 
     inspector = sa.inspect(conn)
-    present = [t for t in inspector.get_table_names(schema=schema) if not t.startswith("v_")]
+    present_tables = [t for t in inspector.get_table_names(schema=schema) if not t.startswith("v_")]
     columns = {
         table: {c["name"] for c in cols}
         for (_, table), cols in inspector.get_multi_columns(
-            schema=schema, filter_names=present
+            schema=schema, filter_names=present_tables
         ).items()
     }
-    statements = _statements(
-        views, Sql(dialect.name, qualified), columns, qualified, comments=comments
+    recorded = {
+        str(v): str(f)
+        for v, f in conn.execute(sa.select(records.c.view_name, records.c.fingerprint))
+    }
+    plan = plan_views(
+        views,
+        Sql(dialect.name, qualified),
+        columns,
+        qualified,
+        comments=comments,
+        present=set(inspector.get_view_names(schema=schema)),
+        recorded=recorded,
     )
-    for statement in statements:  # a colon in SQL text is not a bind parameter here
+    if not plan.changed():
+        return
+    for statement in plan.statements:  # a colon in SQL text is not a bind parameter here
         conn.execute(sa.text(statement.replace(":", "\\:")))
-    log.debug("views_created", count=sum(_ready(v, columns) for v in views))
+    conn.execute(records.delete().where(records.c.view_name.in_(plan.changed())))
+    now = datetime.now(UTC)
+    if plan.created:
+        conn.execute(
+            records.insert(),
+            [
+                {"view_name": v, "fingerprint": f, "created_at": now}
+                for v, f in plan.created.items()
+            ],
+        )
+    log.info("views_created", created=len(plan.created), dropped=len(plan.gone))

@@ -137,16 +137,17 @@ def plan_views(
                     for column, text in view.columns
                 ]
         there = view.name in present
-        if body and there and recorded.get(view.name) == fingerprint(body):
+        mark = fingerprint(body) if body else None
+        if mark is not None and there and recorded.get(view.name) == mark:
             continue  # as it was made: its readers are left alone
-        if not body and not there:
+        if mark is None and not there:
             if view.name in recorded:
                 plan.gone.append(view.name)
             continue
         plan.statements.append(f"DROP VIEW IF EXISTS {name(view.name)}")
         plan.statements += body
-        if body:
-            plan.created[view.name] = fingerprint(body)
+        if mark is not None:
+            plan.created[view.name] = mark
         else:
             plan.gone.append(view.name)
     return plan

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sitoo_sync import __version__, allocator
+from sitoo_sync import __version__, allocator, teardown
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
 from sitoo_sync.log import configure_logging, get_logger, logs_are_json
@@ -696,6 +696,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sitoo-sync` console script."""
     allocator.tune()  # before any thread starts
+    teardown.freeze_at_exit()
     parser = _parser()
     args = parser.parse_args(argv)  # --help, --version and usage errors exit from here
     if args.command is None:

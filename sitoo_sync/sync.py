@@ -172,7 +172,7 @@ def _partitions(
     listing shows now; when the stream that writes the table listed every site in this tick
     (`listed_this_tick`), the table is that listing. With a `pool`, each site is listed as
     a task of its own and the known partitions are `start`ed meanwhile, so the listing's
-    requests overlap theirs; new ones start once listed.
+    requests overlap theirs; new ones start as the page that lists them arrives.
     """
     kind = stream.partitions
     configured = kind.values_from_settings(settings)
@@ -185,10 +185,22 @@ def _partitions(
             begin(partition)
         return sorted(known)
     if pool is not None:
+        begun = set(known)
+        begun_lock = threading.Lock()
 
         def list_site(site: int) -> list[str]:
+            listed: list[str] = []
             with slots:  # one request at a time, as a partition's
-                return kind.list_site(client, site, stream=stream.name)
+                # A page's new partitions start as it arrives, not when the listing ends:
+                # a first tick's registers wait one round trip, not one per page.
+                for page in kind.list_site_pages(client, site, stream=stream.name):
+                    listed += page
+                    with begun_lock:
+                        new = [p for p in dict.fromkeys(page) if p not in begun]
+                        begun.update(new)
+                    for partition in order(new):
+                        begin(partition)
+            return listed
 
         sites = [pool.submit(list_site, site) for site in settings.site_ids]
         for partition in order(known):

@@ -363,6 +363,51 @@ def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
         turns.close()
 
 
+class _TimedLog(list[Any]):
+    """The simulator's request log, with when each request arrived (`times`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, request: Any) -> None:
+        self.times.append(time.monotonic())
+        super().append(request)
+
+
+def test_a_listed_page_of_registers_starts_before_the_listing_ends(
+    tmp_path: Path, sync: SyncFn
+) -> None:
+    """A first tick starts the registers of the listing's first page while its second page
+    is still on its way, and still loads every register once."""
+    stall = 3.0
+    with Simulator.create(SimConfig(seed=33, days=1, registers_per_store=30)) as sim:
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
+        site = settings.site_ids[0]
+        listing = f"/sites/{site}/cashregisters.json"
+        assert sum(1 for r in sim.world.registers if r.eshopid == site) > 100  # two pages
+        sim.faults.queue("slow", path=listing, after=1, seconds=stall)
+        sim.log = log = _TimedLog()
+        assert sync(settings).ok
+        second_page = next(
+            at
+            for at, (path, q) in zip(log.times, log, strict=True)
+            if path.endswith(listing) and q.get("start") == "100"
+        )
+        first_entries = next(
+            at
+            for at, (path, _q) in zip(log.times, log, strict=True)
+            if path == "/v3/journal-entries"
+        )
+        assert first_entries < second_page + stall / 2
+        loaded = query(settings, "SELECT count(DISTINCT registerid) FROM journal_entries")
+        assert loaded == [(len(sim.world.registers),)]
+        doubled = query(
+            settings, "SELECT count(*) - count(DISTINCT (registerid, id)) FROM journal_entries"
+        )
+        assert doubled == [(0,)]
+
+
 def test_sites_are_listed_concurrently_in_their_configured_order(tmp_path: Path) -> None:
     """The register listing asks every site at once and returns what one-by-one listing
     returns."""

@@ -13,7 +13,7 @@ A new kind is one more declaration here; the engine asks these fields and knows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,25 +35,32 @@ class Listing:
     value: Callable[[int, Mapping[str, Any]], str | None]
     pages: OffsetPages = field(default_factory=OffsetPages)
 
-    def items(self, client: SitooClient, site: int, *, stream: str) -> list[Mapping[str, Any]]:
-        """Every item the collection lists for `site`."""
+    def item_pages(
+        self, client: SitooClient, site: int, *, stream: str
+    ) -> Iterator[list[Mapping[str, Any]]]:
+        """The items the collection lists for `site`, a page at a time, as they arrive."""
         path = self.path.format(siteid=site)
 
         def fetch_raw(params: Mapping[str, str | int]) -> Any:
             return client.get_json(Api.V2, path, params, stream=stream, partition=f"site-{site}")
 
         context = WindowContext(fetch_raw=fetch_raw)
-        return [
-            item
-            for window in self.pages.windows(context, None)
-            for item in window.records
-            if isinstance(item, Mapping)
-        ]
+        for window in self.pages.windows(context, None):
+            yield [item for item in window.records if isinstance(item, Mapping)]
+
+    def items(self, client: SitooClient, site: int, *, stream: str) -> list[Mapping[str, Any]]:
+        """Every item the collection lists for `site`."""
+        return [item for page in self.item_pages(client, site, stream=stream) for item in page]
+
+    def value_pages(self, client: SitooClient, site: int, *, stream: str) -> Iterator[list[str]]:
+        """The partition values listed for `site`, a page at a time, as they arrive."""
+        for page in self.item_pages(client, site, stream=stream):
+            found = (self.value(site, item) for item in page)
+            yield [v for v in found if v is not None]
 
     def values(self, client: SitooClient, site: int, *, stream: str) -> list[str]:
         """The partition values listed for `site`."""
-        found = (self.value(site, item) for item in self.items(client, site, stream=stream))
-        return [v for v in found if v is not None]
+        return [v for page in self.value_pages(client, site, stream=stream) for v in page]
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,14 @@ class Partitioning:
         if self.listing is None:
             return []
         return self.listing.values(client, site, stream=stream)
+
+    def list_site_pages(
+        self, client: SitooClient, site: int, *, stream: str
+    ) -> Iterator[list[str]]:
+        """The partitions one site lists, a page of the listing at a time (none for a kind
+        that is not listed)."""
+        if self.listing is not None:
+            yield from self.listing.value_pages(client, site, stream=stream)
 
     def list_all(
         self, client: SitooClient, sites: Sequence[int], *, stream: str, concurrency: int = 1

@@ -341,7 +341,10 @@ def _run_streams(
         return
     # One pool for the tick: its threads, and the warehouse connection each holds, serve
     # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
-    # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads.
+    # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads. At
+    # SITOO_CONCURRENCY=1 too: one request in flight, while a register's page is normalized
+    # and committed the next register's request is on its way (201 one-page registers at
+    # 100 ms: 22 s instead of 26 s, against a 20.4 s limit).
     pool: ThreadPoolExecutor | None = None
     slots = threading.BoundedSemaphore(settings.concurrency)
     buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
@@ -350,7 +353,7 @@ def _run_streams(
             if stop is not None and stop.is_set():
                 break
             concurrent = stream.partitions.concurrent
-            if pool is None and concurrent and settings.concurrency > 1:
+            if pool is None and concurrent:
                 threads = tick_threads(settings.concurrency)
                 pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
             with record_run(

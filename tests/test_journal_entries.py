@@ -348,6 +348,33 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
         assert warehouse_truth(settings) == simulator_truth(sim)
 
 
+def test_at_concurrency_one_the_next_request_goes_while_a_register_loads(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SITOO_CONCURRENCY=1 keeps one request in flight, and a load does not hold it back:
+    the next register's page is requested while the last one's commit runs."""
+    during: list[int] = []
+    real_load = load_group
+    sim = Simulator.create(SimConfig(seed=34, days=2, registers_per_store=2))
+
+    def slow(*args: Any, **kwargs: Any) -> None:
+        before = sim.requests_to("/v3/journal-entries")
+        time.sleep(0.3)  # a slow commit: a request now and then would be sent meanwhile
+        real_load(*args, **kwargs)
+        during.append(sim.requests_to("/v3/journal-entries") - before)
+
+    monkeypatch.setattr("sitoo_sync.commit.load_group", slow)
+    with sim:
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=1
+        )
+        sim.max_in_flight = 0
+        assert sync(settings).ok
+        assert sim.max_in_flight == 1
+        assert sum(during) > 0
+        assert warehouse_truth(settings) == simulator_truth(sim)
+
+
 def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
     """PostgreSQL loads side by side; in-process and single-writer targets take turns."""
 

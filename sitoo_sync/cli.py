@@ -260,7 +260,8 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         type=int,
         metavar="N",
         help="instead: a journal backfill over 201 registers at 100 ms latency by one "
-        "`run --once`, then by N at once, on the --target server they share",
+        "`run --once`, then by N at once, on the --target server they share, at each "
+        "--concurrencies per replica",
     )
     bench.add_argument(
         "--journal-scale",
@@ -279,9 +280,9 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     bench.add_argument(
         "--concurrencies",
         type=_counts,
-        default=(4, 32),
         metavar="C,C,...",
-        help="with --journal-scale: the SITOO_CONCURRENCY values",
+        help="the SITOO_CONCURRENCY values: with --journal-scale (default 4,32), and per "
+        "replica with --replicas (default 1,4)",
     )
     bench.add_argument(
         "--registers-per-store",
@@ -622,6 +623,7 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return p
             replicas=args.replicas,
             targets=args.target,
             rounds=args.rounds,
+            concurrencies=args.concurrencies or bench.REPLICA_CONCURRENCIES,
         )
     if args.journal_latency:
         return bench.run_latency_benchmark(
@@ -634,7 +636,7 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return p
     if args.journal_scale:
         return bench.run_scale_benchmark(
             entries=args.journal_scale,
-            concurrencies=args.concurrencies,
+            concurrencies=args.concurrencies or (4, 32),
             registers_per_store=args.registers_per_store,
         )
     if args.journals:

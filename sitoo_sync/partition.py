@@ -343,6 +343,7 @@ def sync_partition(
     tick: Mapping[str, Any] | None = None,
     buffer: Buffer | None = None,
     known: OverlapKeys | None = None,
+    finishing: Callable[[], None] | None = None,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
@@ -357,6 +358,8 @@ def sync_partition(
     normalizer with the partition's own. `buffer` bounds the bytes in flight: the pages
     fetched ahead and the rows batched, shared with the tick's other partitions. `known`
     holds the keys the tick's re-reads will meet, read once for all partitions (overlap.py).
+    `finishing` is called when everything is fetched and normalized and only the last
+    commit is left, which may wait for a group: the tick starts another partition meanwhile.
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -405,6 +408,8 @@ def sync_partition(
         stopped = stop is not None and stop.is_set()
         listed = stream.full_refresh or loader.swept
         mark = bool(listed and stream.partition_column and not stopped)
+        if finishing is not None:
+            finishing()
         loader.finish(outcomes, mark=mark, now=now)
     except DisabledStream as exc:
         result.status = "disabled"

@@ -41,6 +41,7 @@ from sitoo_sync.warehouse.base import (
     PartitionLocks,
     SerializedWarehouse,
     Warehouse,
+    at_work,
     tick_threads,
 )
 
@@ -268,6 +269,31 @@ class _Claims:
             self.report.skipped[self.stream, reason] += 1
 
 
+class _Permit:
+    """One of a semaphore's permits, held from `with` until `give_back` or the block's end,
+    whichever comes first."""
+
+    def __init__(self, semaphore: threading.BoundedSemaphore) -> None:
+        self._semaphore = semaphore
+        self._held = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Permit:
+        self._semaphore.acquire()
+        self._held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.give_back()
+
+    def give_back(self) -> None:
+        """Release the permit now (once; later calls do nothing)."""
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._semaphore.release()
+
+
 def _shuffled(partitions: Iterable[str]) -> list[str]:
     """`partitions` in a random order (each replica its own)."""
     order = sorted(partitions)
@@ -339,7 +365,7 @@ def _run_streams(
             )
             warehouse.record_outcome(stream.name, "*", "failed", f"listing sites: {exc}")
         return
-    # One pool for the tick: its threads, and the warehouse connection each holds, serve
+    # One pool for the tick: its threads, and the warehouse connection each may hold, serve
     # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
     # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads. At
     # SITOO_CONCURRENCY=1 too: one request in flight, while a register's page is normalized
@@ -354,7 +380,7 @@ def _run_streams(
                 break
             concurrent = stream.partitions.concurrent
             if pool is None and concurrent:
-                threads = tick_threads(settings.concurrency)
+                threads = tick_threads(settings.concurrency, in_process=warehouse.in_process)
                 pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
             with record_run(
                 warehouse, client, stream, report.results, report.skipped, stop=stop
@@ -437,15 +463,31 @@ def _run_stream(
         writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows, write=turns.write)
 
     claims = _Claims.open(warehouse, stream, cursors, report)
+    # Partitions at work at once; the pool's further threads (an in-process target's) take
+    # the next partition while one only waits for its last commit (`tick_threads`).
+    working = threading.BoundedSemaphore(at_work(settings.concurrency))
 
     def one(partition: str) -> PartitionResult | None:
         if stop is not None and stop.is_set():
             return None
-        if claims is None:
-            return sync(partition, cursors.get(partition))
-        return claims.run(partition, sync)
+        if pool is None:
+            return claimed(partition)
+        with _Permit(working) as permit:
+            return claimed(partition, finishing=permit.give_back)
 
-    def sync(partition: str, stored: str | None) -> PartitionResult:
+    def claimed(
+        partition: str, finishing: Callable[[], None] | None = None
+    ) -> PartitionResult | None:
+        def synced(partition: str, stored: str | None) -> PartitionResult:
+            return sync(partition, stored, finishing)
+
+        if claims is None:
+            return synced(partition, cursors.get(partition))
+        return claims.run(partition, synced)
+
+    def sync(
+        partition: str, stored: str | None, finishing: Callable[[], None] | None = None
+    ) -> PartitionResult:
         return sync_partition(
             settings,
             shared,
@@ -463,6 +505,7 @@ def _run_stream(
             tick=tick,
             buffer=buffer,
             known=known,
+            finishing=finishing,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}

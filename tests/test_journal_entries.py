@@ -22,6 +22,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.partitions import REGISTERS
 from sitoo_sync.turns import ANY_THREAD, Turns, Worker
+from sitoo_sync.warehouse.base import at_work
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for
 
@@ -372,6 +373,35 @@ def test_at_concurrency_one_the_next_request_goes_while_a_register_loads(
         assert sync(settings).ok
         assert sim.max_in_flight == 1
         assert sum(during) > 0
+        assert warehouse_truth(settings) == simulator_truth(sim)
+
+
+def test_partitions_waiting_for_their_last_commit_do_not_hold_back_requests(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On DuckDB, registers whose only page is in and waiting for a slow group commit leave
+    their threads' work to others: more registers are fetched during that commit than the
+    tick has partitions at work (those threads would all wait), and every register is
+    still loaded once."""
+    during: list[int] = []
+    real_load = load_group
+    sim = Simulator.create(SimConfig(seed=35, days=2, registers_per_store=6))
+
+    def slow(*args: Any, **kwargs: Any) -> None:
+        before = sim.requests_to("/v3/journal-entries")
+        time.sleep(0.6)  # twelve requests' latency
+        real_load(*args, **kwargs)
+        during.append(sim.requests_to("/v3/journal-entries") - before)
+
+    monkeypatch.setattr("sitoo_sync.commit.load_group", slow)
+    with sim:
+        sim.faults.latency = 0.05
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=2
+        )
+        assert sync(settings).ok
+        assert sim.max_in_flight <= 2
+        assert max(during) >= at_work(2), during
         assert warehouse_truth(settings) == simulator_truth(sim)
 
 

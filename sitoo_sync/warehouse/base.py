@@ -179,11 +179,33 @@ class RunRow:
         return cls(*row)
 
 
-def tick_threads(concurrency: int) -> int:
-    """Threads a tick syncs partitions on: `concurrency` have a request in flight (a
-    semaphore sees to that) while a quarter more normalize and load what arrived, so the
-    requests never wait for that work. Each may hold a warehouse connection."""
+def at_work(concurrency: int) -> int:
+    """Partitions a tick has at work at once: `concurrency` with a request in flight (a
+    semaphore sees to that) and a quarter more normalizing and loading what arrived, so the
+    requests never wait for that work."""
     return concurrency + max(1, concurrency // 4)
+
+
+#: Threads per request slot on an in-process target (see `tick_threads`).
+IN_PROCESS_THREADS_PER_SLOT = 3
+
+
+def tick_threads(concurrency: int, *, in_process: bool = False) -> int:
+    """Threads a tick syncs partitions on: those `at_work`, and on an in-process target as
+    many again and more for partitions that only wait for their last commit.
+
+    On a server target each thread normalizes and loads its own pages and may hold a
+    connection of the server's (whose count is limited): one thread a partition at work.
+    On an in-process target (DuckDB, SQLite) the tick's two turn threads normalize and load
+    for every partition, and a partition whose pages are all in waits for its last group
+    commit holding no server connection. That wait lasts about as long as a request, and
+    while it held a thread of `at_work`'s, a third of the request slots sat idle (201
+    one-page registers at 100 ms and concurrency 16 kept 9-10 requests in flight on
+    average, not 16).
+    """
+    if in_process:
+        return IN_PROCESS_THREADS_PER_SLOT * concurrency
+    return at_work(concurrency)
 
 
 #: How one partition's tick ended: (partition, status, detail).

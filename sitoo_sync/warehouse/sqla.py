@@ -77,10 +77,12 @@ DEFAULT_DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
-#: The most connections a sync opens at once: one per thread of the tick (`tick_threads`)
-#: and the tick's own. The sync bounds its threads; the pool must not bound them again
-#: (QueuePool's default, 5 + 10 overflow, failed a tick at concurrency 16).
-MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY) + 1
+#: The most connections a sync opens at once: one per thread of the tick (`tick_threads`,
+#: the most of which an in-process SQLite tick has) and the tick's own. The sync bounds its
+#: threads; the pool must not bound them again (QueuePool's default, 5 + 10 overflow,
+#: failed a tick at concurrency 16). A server target's tick has fewer threads, so it never
+#: opens this many.
+MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY, in_process=True) + 1
 KEPT_CONNECTIONS = 5  # pooled between uses; the rest are closed when returned
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
 JSON_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "mssql"}

@@ -191,8 +191,9 @@ IN_PROCESS_THREADS_PER_SLOT = 3
 
 
 def tick_threads(concurrency: int, *, in_process: bool = False) -> int:
-    """Threads a tick syncs partitions on: those `at_work`, and on an in-process target as
-    many again and more for partitions that only wait for their last commit.
+    """Threads a tick syncs partitions on: one for each partition `at_work` on a server
+    target; three a request slot on an in-process target, the rest of them for partitions
+    that only wait for their last commit.
 
     On a server target each thread normalizes and loads its own pages and may hold a
     connection of the server's (whose count is limited): one thread a partition at work.

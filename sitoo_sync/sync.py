@@ -545,7 +545,22 @@ def _run_stream(
         if claims is not None:
             claims.locks.close()
     outcomes.flush(shared)
+    _report(report, stream.name, [r for r in results if r is not None])
+
+
+def _report(report: RunReport, stream: str, results: Sequence[PartitionResult]) -> None:
+    """The stream's partitions' results into the tick's report and the log, and one warning
+    per note of the tick (e.g. an entry type nobody documented) with how many entries and
+    partitions it concerns: a 300-register backfill says it once, not 300 times (each
+    partition's count is logged at info)."""
+    entries: Counter[str] = Counter()
+    partitions: Counter[str] = Counter()
     for result in results:
-        if result is not None:
-            report.results.append(result)
-            _log_result(result)
+        report.results.append(result)
+        _log_result(result)
+        entries.update(result.notes)
+        partitions.update(result.notes.keys())
+    for note, count in sorted(entries.items()):
+        log.warning(
+            "entries_noted", stream=stream, note=note, count=count, partitions=partitions[note]
+        )

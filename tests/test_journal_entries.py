@@ -16,6 +16,7 @@ import pytest
 
 import sitoo_sync.sync
 from sitoo_sync.api.client import make_client
+from sitoo_sync.cli import main
 from sitoo_sync.commit import load_group
 from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
@@ -24,7 +25,7 @@ from sitoo_sync.streams.partitions import REGISTERS
 from sitoo_sync.turns import ANY_THREAD, Turns, Worker
 from sitoo_sync.warehouse.base import at_work
 from tests.conftest import SyncFn
-from tests.support import FIXTURES, query, settings_for
+from tests.support import FIXTURES, query, settings_for, use_simulator
 
 REGISTER = "{2AA484B4-2B5F-55AB-128A-7DB46E573357}"
 # Simulated latency for the tests that count requests in flight at once: long enough that
@@ -479,3 +480,27 @@ def test_sites_are_listed_concurrently_in_their_configured_order(tmp_path: Path)
         assert sim.max_in_flight == len(settings.site_ids)
         assert together == one_by_one
         assert set(together) == {r.registerid for r in sim.world.registers}
+
+
+def test_a_note_of_the_tick_is_one_warning_with_its_entries_and_registers(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Entries of an undocumented type in many registers make one `entries_noted` warning
+    for the stream, counting them all and the registers they came from; each register's
+    count is an info event."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "journal_entries")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    assert main(["run", "--once"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    noted = [e for e in events if e["event"] == "entries_noted"]
+    per_register = [e for e in noted if e["level"] == "info"]
+    [warning] = [e for e in noted if e["level"] == "warning"]
+    assert len(per_register) > 1
+    assert warning["note"] == "unknown entry type loyalty-stamp"
+    assert warning["partitions"] == len(per_register)
+    assert warning["count"] == sum(e["count"] for e in per_register)
+    assert warning["count"] == sim.world.journal.entries_per_type()["loyalty-stamp"]

@@ -11,6 +11,7 @@ lock of its own (`_Claims`).
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections import Counter
@@ -216,8 +217,6 @@ def _partitions(
     new = listed - known
     if new and known:
         log.info("partitions_appeared", stream=stream.name, kind=kind.kind, partitions=sorted(new))
-    for partition in order(new):
-        begin(partition)
     return sorted(known | listed)
 
 
@@ -471,16 +470,12 @@ def _run_stream(
         if stop is not None and stop.is_set():
             return None
         if pool is None:
-            return claimed(partition)
+            return claimed(partition, None)
         with _Permit(working) as permit:
-            return claimed(partition, finishing=permit.give_back)
+            return claimed(partition, permit.give_back)
 
-    def claimed(
-        partition: str, finishing: Callable[[], None] | None = None
-    ) -> PartitionResult | None:
-        def synced(partition: str, stored: str | None) -> PartitionResult:
-            return sync(partition, stored, finishing)
-
+    def claimed(partition: str, finishing: Callable[[], None] | None) -> PartitionResult | None:
+        synced = functools.partial(sync, finishing=finishing)
         if claims is None:
             return synced(partition, cursors.get(partition))
         return claims.run(partition, synced)

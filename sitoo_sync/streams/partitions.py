@@ -48,19 +48,11 @@ class Listing:
         for window in self.pages.windows(context, None):
             yield [item for item in window.records if isinstance(item, Mapping)]
 
-    def items(self, client: SitooClient, site: int, *, stream: str) -> list[Mapping[str, Any]]:
-        """Every item the collection lists for `site`."""
-        return [item for page in self.item_pages(client, site, stream=stream) for item in page]
-
     def value_pages(self, client: SitooClient, site: int, *, stream: str) -> Iterator[list[str]]:
         """The partition values listed for `site`, a page at a time, as they arrive."""
         for page in self.item_pages(client, site, stream=stream):
             found = (self.value(site, item) for item in page)
             yield [v for v in found if v is not None]
-
-    def values(self, client: SitooClient, site: int, *, stream: str) -> list[str]:
-        """The partition values listed for `site`."""
-        return [v for page in self.value_pages(client, site, stream=stream) for v in page]
 
 
 @dataclass(frozen=True)
@@ -97,9 +89,7 @@ class Partitioning:
 
     def list_site(self, client: SitooClient, site: int, *, stream: str) -> list[str]:
         """The partitions one site lists ([] for a kind that is not listed)."""
-        if self.listing is None:
-            return []
-        return self.listing.values(client, site, stream=stream)
+        return [v for page in self.list_site_pages(client, site, stream=stream) for v in page]
 
     def list_site_pages(
         self, client: SitooClient, site: int, *, stream: str

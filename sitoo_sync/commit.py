@@ -408,7 +408,9 @@ class PartitionWriter:
             records = []
         if not records and not self.batch.windows and cursor == self.cursor:
             return
-        normalized = self.turns.normalize.run(stream.normalize, records, self.context)
+        normalized = self.turns.normalize.normalize(
+            stream.normalize, stream.normalize_many, records, self.context
+        )
         keys = normalized.keys()
         if stream.full_refresh:
             self.seen |= keys

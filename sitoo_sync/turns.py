@@ -13,12 +13,21 @@ its own: at SITOO_CONCURRENCY=32 a 300k-entry journal backfill into DuckDB peake
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
 
 T = TypeVar("T")
+
+
+#: A stream's normalizer of one window: (records, context) -> its tables.
+One: TypeAlias = Callable[[list[Any], Mapping[str, Any]], Any]
+#: A stream's normalizer of several partitions' windows at once, one result each.
+Many: TypeAlias = Callable[[Sequence[tuple[list[Any], Mapping[str, Any]]]], list[Any]]
 
 
 class Inline:
@@ -27,6 +36,13 @@ class Inline:
     def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `work` here."""
         return work(*args, **kwargs)
+
+    def normalize(
+        self, one: One, many: Many | None, records: list[Any], context: Mapping[str, Any]
+    ) -> Any:
+        """A window normalized by `one` (a turn that serves many partitions may join it
+        with other partitions' windows waiting at the same time, through `many`)."""
+        return self.run(one, records, context)
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -55,6 +71,96 @@ class Worker(Inline):
         self._pool.shutdown(wait=True)
 
 
+class Joining(Inline):
+    """One thread that normalizes every partition's windows, in the order they come; the
+    windows waiting when it is free are normalized in one call where the stream can (`many`).
+
+    Partitions that fetch side by side hand their windows over faster than one thread
+    normalizes them one at a time when windows are small (a tick of 200 registers with a
+    few dozen new entries each): each window then paid a normalizer call's fixed cost, and
+    the thread was the tick's bottleneck. Joined, the call's cost is shared (journals: 2.2
+    ms a 70-entry window alone, 0.6 ms eight at a time).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: deque[_Job] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="sitoo-normalize", daemon=True)
+        self._thread.start()
+
+    def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run `work` on the thread and wait for it (inline when called from the thread);
+        what it raises is raised here."""
+        if threading.get_ident() == self._thread.ident:
+            return work(*args, **kwargs)
+        return self._wait(_Job(functools.partial(work, *args, **kwargs)))  # type: ignore[no-any-return]
+
+    def normalize(
+        self, one: One, many: Many | None, records: list[Any], context: Mapping[str, Any]
+    ) -> Any:
+        """`records` normalized on the thread, joined with the windows of other partitions
+        waiting with it when the stream has `many`."""
+        if many is None or threading.get_ident() == self._thread.ident:
+            return self.run(one, records, context)
+        return self._wait(_Job(functools.partial(one, records, context), many, (records, context)))
+
+    def _wait(self, job: _Job) -> Any:
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the normalizing thread is closed")
+            self._jobs.append(job)
+            self._ready.notify()
+        return job.done.result()
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs and not self._closed:
+                    self._ready.wait()
+                if not self._jobs:
+                    return
+                jobs = [self._jobs.popleft()]
+                many = jobs[0].many
+                while many is not None and self._jobs and self._jobs[0].many is many:
+                    jobs.append(self._jobs.popleft())
+            if many is None or len(jobs) == 1:
+                jobs[0].call()
+                continue
+            try:
+                results = many([job.window for job in jobs if job.window is not None])
+            except Exception:  # one window's fault: each is normalized alone, errors its own
+                for job in jobs:
+                    job.call()
+                continue
+            for job, result in zip(jobs, results, strict=True):
+                job.done.set_result(result)
+
+    def close(self) -> None:
+        """Stop the thread once the work handed to it is done."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()
+
+
+@dataclass
+class _Job:
+    """A piece of work handed to a `Joining` thread, and its outcome once done."""
+
+    work: Callable[[], Any]
+    many: Many | None = None
+    window: tuple[list[Any], Mapping[str, Any]] | None = None
+    done: Future[Any] = field(default_factory=Future)
+
+    def call(self) -> None:
+        """Run `work`, keeping what it returns or raises."""
+        try:
+            self.done.set_result(self.work())
+        except BaseException as exc:  # raised in the partition's thread, which waits
+            self.done.set_exception(exc)
+
+
 INLINE = Inline()
 
 
@@ -68,7 +174,7 @@ class Turns:
     @classmethod
     def workers(cls) -> Turns:
         """One thread for each."""
-        return cls(Worker(), Worker())
+        return cls(Joining(), Worker())
 
     def close(self) -> None:
         """Stop the threads once their work is done."""

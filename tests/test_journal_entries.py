@@ -22,7 +22,7 @@ from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.partitions import REGISTERS
-from sitoo_sync.turns import ANY_THREAD, Turns, Worker
+from sitoo_sync.turns import ANY_THREAD, Joining, Turns, Worker
 from sitoo_sync.warehouse.base import at_work
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for, use_simulator
@@ -416,7 +416,7 @@ def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
     assert turn(True, False) is ANY_THREAD  # PostgreSQL
     for shape in ((True, True), (False, True), (False, False)):  # DuckDB, SQLite, MySQL
         turns = turn(*shape)
-        assert isinstance(turns.normalize, Worker)
+        assert isinstance(turns.normalize, Joining)
         assert isinstance(turns.write, Worker)
         turns.close()
 

@@ -273,3 +273,76 @@ def test_receipts_with_undeclared_fields_go_the_reference_way_alone() -> None:
         assert all(json.loads(e).keys() == {"receiptnumber"} for e in extras)
         odd += len(extras)
     assert odd > 0
+
+
+def _alone_and_joined(windows: list[list[Any]]) -> list[tuple[NormalizedWindow, NormalizedWindow]]:
+    joined = journal_pages.normalize_windows([(w, {}) for w in windows])
+    assert len(joined) == len(windows)
+    return [(normalize_window(w, {}), j) for w, j in zip(windows, joined, strict=True)]
+
+
+def test_windows_normalized_together_are_each_what_it_is_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several registers' windows normalized in one call (what the tick's normalizing thread
+    does with windows waiting together) give each window exactly the tables, row order, keys
+    and notes it has alone, in fewer calls of the columnar path than windows; the bytes each
+    is charged add up to what the call's buffers hold."""
+    calls: list[int] = []
+    tables = journal_pages._tables
+
+    def counted(entries: Any, bodies: Any) -> Any:
+        calls.append(len(entries))
+        return tables(entries, bodies)
+
+    windows = [decode_page(body)["items"] for body in simulator_pages()]
+    monkeypatch.setattr(journal_pages, "MAX_JOINED_ENTRIES", 3 * max(map(len, windows)))
+    pairs = _alone_and_joined(windows)
+    monkeypatch.setattr(journal_pages, "_tables", counted)
+    journal_pages.normalize_windows([(w, {}) for w in windows])
+    assert 1 < len(calls) < len(windows) / 2
+    assert max(calls) <= journal_pages.MAX_JOINED_ENTRIES
+    noted = 0
+    for alone, joined in pairs:
+        for name, table in alone.tables.items():
+            assert joined.tables[name].equals(table), name
+        assert joined.parent_keys.equals(alone.parent_keys)
+        assert joined.keys() == alone.keys()
+        assert joined.notes == alone.notes
+        assert not joined.rejects
+        noted += sum(joined.notes.values())
+        assert 0 < joined.nbytes() <= alone.nbytes() * 2
+    assert noted > 0, "the simulator's undocumented entry types must be noted per window"
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        pytest.param(lambda p: [p[0], p[0][:3]], id="one-register-twice"),
+        pytest.param(lambda p: [p[0] + p[1], p[2]], id="a-window-of-two-registers"),
+        pytest.param(lambda p: [p[0], [], p[1]], id="an-empty-window"),
+    ],
+)
+def test_windows_that_cannot_be_told_apart_are_normalized_one_by_one(windows: Any) -> None:
+    """Windows that joined could not be cut back apart by register (one register twice, a
+    window holding two) are normalized each on its own, with the same result."""
+    pages = [decode_page(body)["items"] for body in simulator_pages()]
+    for alone, joined in _alone_and_joined(windows(pages)):
+        assert_same_window(joined, alone)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda e: e[2]["data"].update(receiptnumber="A-1"), id="undeclared"),
+        pytest.param(lambda e: e[2]["data"].update(moneytotal="1,00"), id="bad-money"),
+        pytest.param(lambda e: e[1].update(id="2"), id="string-id"),
+    ],
+)
+def test_a_window_the_columnar_path_refuses_leaves_the_others_right(mutate: Any) -> None:
+    """A window with a reject or an undeclared field among clean windows of other registers:
+    every window, that one included, normalizes exactly as alone (rejects, `extra`)."""
+    pages = [decode_page(body)["items"] for body in simulator_pages()[:3]]
+    odd = decode_page(_page(*_mutated(mutate)))["items"]
+    for alone, joined in _alone_and_joined([pages[0], odd, pages[1], pages[2]]):
+        assert_same_window(joined, alone)

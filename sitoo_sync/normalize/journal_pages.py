@@ -533,6 +533,104 @@ def _receipt_tables(
     }
 
 
+#: Entries normalized in one call at most when several partitions' windows wait together:
+#: a call's fixed cost (~1.8 ms, some 60 Arrow calls) is spread well before this, and the
+#: windows' slices share the call's buffers until the last of them commits.
+MAX_JOINED_ENTRIES = 2_000
+
+
+def normalize_windows(
+    windows: Sequence[tuple[list[Any], Mapping[str, Any] | None]],
+) -> list[NormalizedWindow]:
+    """Several partitions' windows (records, context) normalized together, one result each,
+    the same as `normalize_window` gives each alone.
+
+    A window of ~70 entries costs 2.2 ms alone and 0.6 ms in a call with seven others: most
+    of a small window's cost is the call's (converting each column, each take and cast),
+    paid once per call. Windows are joined up to `MAX_JOINED_ENTRIES` entries a call.
+    """
+    out: list[NormalizedWindow] = []
+    chunk: list[tuple[list[Any], Mapping[str, Any] | None]] = []
+    entries = 0
+    for window in windows:
+        if chunk and entries + len(window[0]) > MAX_JOINED_ENTRIES:
+            out += _normalize_joined(chunk)
+            chunk, entries = [], 0
+        chunk.append(window)
+        entries += len(window[0])
+    return out + _normalize_joined(chunk) if chunk else out
+
+
+def _normalize_joined(
+    windows: Sequence[tuple[list[Any], Mapping[str, Any] | None]],
+) -> list[NormalizedWindow]:
+    """The windows normalized in one call when each is clean typed entries of one register
+    and no two share a register: each table's rows then come out window by window, and each
+    result is its window's slice of them. Anything else is normalized window by window."""
+    registers = [r for records, _ in windows if (r := _register_of(records)) is not None]
+    if len(windows) < 2 or len(set(registers)) < len(windows):
+        return [normalize_window(records, context) for records, context in windows]
+    joined = [entry for records, _ in windows for entry in records]
+    try:
+        _check_keys(joined)
+        bodies, odd = _bodies(joined)
+        if odd:  # an entry with an undeclared field is normalized apart, out of order
+            raise _Unclean("undeclared field")
+        tables, _ = _tables(joined, bodies)
+    except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
+        return [normalize_window(records, context) for records, context in windows]
+    return _split(tables, [records for records, _ in windows], registers)
+
+
+def _register_of(records: Sequence[Any]) -> str | None:
+    """The one register of a window of typed entries, else None (not joinable)."""
+    if not records or any(type(e) is not JournalEntry for e in records):
+        return None
+    register = records[0].registerid
+    if type(register) is not str or any(e.registerid != register for e in records):
+        return None
+    return register
+
+
+def _split(
+    tables: dict[str, pa.Table],
+    windows: Sequence[Sequence[JournalEntry]],
+    registers: Sequence[str],
+) -> list[NormalizedWindow]:
+    """The joined tables cut back into their windows (each a run of one register's rows).
+
+    The slices share the joined buffers, so each window is charged its rows' share of them
+    (`NormalizedWindow.size`), and the shares add up to what the buffers hold.
+    """
+    total = sum(t.get_total_buffer_size() for t in tables.values())
+    rows = sum(t.num_rows for t in tables.values())
+    starts = dict.fromkeys(tables, 0)
+    counts: dict[str, dict[str, int]] = {}
+    for name, table in tables.items():
+        values, numbers = pc.value_counts(table.column("registerid")).flatten()
+        counts[name] = dict(zip(values.to_pylist(), numbers.to_pylist(), strict=True))
+    out: list[NormalizedWindow] = []
+    for entries, register in zip(windows, registers, strict=True):
+        mine: dict[str, pa.Table] = {}
+        for name, table in tables.items():
+            count = counts[name].get(register, 0)
+            mine[name] = table.slice(starts[name], count)
+            starts[name] += count
+        window_rows = sum(t.num_rows for t in mine.values())
+        out.append(
+            NormalizedWindow(
+                tables=mine,
+                parent_keys=mine[JOURNAL_ENTRIES.name].select(list(KEY_NAMES)),
+                notes=Counter(
+                    f"unknown entry type {e.type}" for e in entries if e.type not in KNOWN_TYPES
+                ),
+                key_set={(register, e.id) for e in entries},
+                size=total * window_rows // max(rows, 1),
+            )
+        )
+    return out
+
+
 def normalize_window(
     records: Iterable[Any], context: Mapping[str, Any] | None = None
 ) -> NormalizedWindow:

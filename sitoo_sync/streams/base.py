@@ -8,7 +8,7 @@ nothing else; it knows no stream by name. A new endpoint is one module in stream
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +78,13 @@ class Stream:
     #: may decode into typed records that read like dicts, for a faster normalizer; it must
     #: raise ValueError for bytes that are not JSON.
     decode: Callable[[bytes], Any] | None = None
+    #: Normalizes several partitions' windows in one call, one result each as `normalize`
+    #: gives it (None: one call per window). The tick's normalizing thread joins the
+    #: windows waiting together (turns.Joining), which saves a call's fixed cost per window.
+    normalize_many: (
+        Callable[[Sequence[tuple[list[Any], Mapping[str, Any]]]], list[NormalizedWindow]]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         # The tables as stored: every one ends with the load metadata (_loaded_at, _run_id),

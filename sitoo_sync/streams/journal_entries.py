@@ -35,6 +35,7 @@ JOURNAL_ENTRIES = Stream(
     tables=normalize.TABLES,
     normalize=journal_pages.normalize_window,
     decode=journal_pages.decode_page,
+    normalize_many=journal_pages.normalize_windows,
     description="Journal entries of every register, with typed receipts, items, payments, "
     "cash and staff events",
     default_schedule="5m",

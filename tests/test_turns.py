@@ -1,0 +1,140 @@
+"""The tick's normalizing thread: windows waiting together are normalized in one call."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitoo_sync.normalize import journal_pages
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
+from sitoo_sync.turns import Joining
+from tests.conftest import SyncFn
+from tests.support import settings_for
+from tests.test_journal_entries import simulator_truth, warehouse_truth
+
+Window = tuple[list[Any], Mapping[str, Any]]
+
+
+def _one(records: list[Any], context: Mapping[str, Any]) -> list[Any]:
+    if "boom" in records:
+        raise ValueError(f"cannot normalize {context['partition']}")
+    return ["one", *records]
+
+
+def _waiting_behind_a_busy_thread(
+    joining: Joining, windows: Sequence[list[Any]], many: Any
+) -> list[Any]:
+    """`windows` handed over by as many partition threads while the joining thread is busy
+    with other work; what each partition gets back (or what it raises)."""
+    busy, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        busy.set()
+        release.wait(10)
+
+    def partition(index: int) -> Any:
+        time.sleep(0.05 * index)  # handed over in this order
+        try:
+            return joining.normalize(_one, many, windows[index], {"partition": str(index)})
+        except ValueError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(windows) + 1) as pool:
+        blocker = pool.submit(joining.run, block)
+        assert busy.wait(10)
+        results = [pool.submit(partition, i) for i in range(len(windows))]
+        time.sleep(0.05 * len(windows) + 0.1)
+        release.set()
+        blocker.result()
+        return [r.result() for r in results]
+
+
+def test_windows_waiting_together_are_normalized_in_one_call_in_their_order() -> None:
+    """Three partitions' windows handed over while the thread is busy go to the stream's
+    `many` in one call, in the order they came, and each partition gets its own result."""
+    calls: list[list[Window]] = []
+
+    def many(windows: Sequence[Window]) -> list[Any]:
+        calls.append(list(windows))
+        return [["many", *records] for records, _ in windows]
+
+    joining = Joining()
+    try:
+        got = _waiting_behind_a_busy_thread(joining, [["a"], ["b"], ["c"]], many)
+    finally:
+        joining.close()
+    assert got == [["many", "a"], ["many", "b"], ["many", "c"]]
+    assert [[records for records, _ in call] for call in calls] == [[["a"], ["b"], ["c"]]]
+    assert [context["partition"] for _, context in calls[0]] == ["0", "1", "2"]
+
+
+def test_a_stream_without_many_and_a_failing_many_normalize_window_by_window() -> None:
+    """Without `many` each window is normalized alone; when `many` fails, each window of the
+    call is normalized alone too, and only the partition whose window fails sees its error."""
+
+    def many(windows: Sequence[Window]) -> list[Any]:
+        raise RuntimeError("one bad window")
+
+    for joined in (None, many):
+        joining = Joining()
+        try:
+            got = _waiting_behind_a_busy_thread(joining, [["a"], ["boom"], ["c"]], joined)
+        finally:
+            joining.close()
+        assert got[0] == ["one", "a"]
+        assert got[2] == ["one", "c"]
+        assert isinstance(got[1], ValueError)
+        assert "cannot normalize 1" in str(got[1])
+
+
+def test_work_handed_over_from_the_thread_itself_runs_in_place_and_close_waits() -> None:
+    """Work the thread hands itself runs at once (no deadlock); `close` lets the work
+    already handed over finish, and later work is refused."""
+    joining = Joining()
+    assert joining.run(lambda: joining.run(lambda: 7)) == 7
+    assert joining.run(lambda: joining.normalize(_one, None, ["x"], {})) == ["one", "x"]
+    finished = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.2)
+        finished.set()
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(joining.run, slow)
+        time.sleep(0.05)
+        joining.close()
+        assert finished.is_set()
+        pending.result()
+    with pytest.raises(RuntimeError, match="closed"):
+        joining.run(lambda: 1)
+
+
+def test_a_concurrent_journal_tick_joins_windows_and_loads_what_the_api_holds(
+    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal backfill of many registers at concurrency 8 into DuckDB normalizes windows
+    of several registers in one call, and loads exactly what the simulator holds."""
+    sizes: list[int] = []
+    joined = journal_pages._normalize_joined
+
+    def counted(windows: Sequence[Window]) -> list[Any]:
+        sizes.append(len(windows))
+        return joined(windows)
+
+    assert JOURNAL_ENTRIES.normalize_many is journal_pages.normalize_windows
+    monkeypatch.setattr(journal_pages, "_normalize_joined", counted)
+    with Simulator.create(SimConfig(seed=5, days=1, registers_per_store=8)) as sim:
+        sim.faults.latency = 0.02
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=8
+        )
+        assert sync(settings).ok
+        assert warehouse_truth(settings) == simulator_truth(sim)
+    assert max(sizes, default=0) > 1, sizes

@@ -82,8 +82,7 @@ class Stream:
     #: gives it (None: one call per window). The tick's normalizing thread joins the
     #: windows waiting together (turns.Joining), which saves a call's fixed cost per window.
     normalize_many: (
-        Callable[[Sequence[tuple[list[Any], Mapping[str, Any]]]], list[NormalizedWindow]]
-        | None
+        Callable[[Sequence[tuple[list[Any], Mapping[str, Any]]]], list[NormalizedWindow]] | None
     ) = None
 
     def __post_init__(self) -> None:

@@ -382,7 +382,9 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         """Plain bulk INSERT of rows known to be new."""
         if data.num_rows == 0:
             return
-        self._execute(self._insert_sql(table), data)
+        # One chunk: a group commit's table is the chunks of its windows, and DuckDB's scan
+        # of 25 chunks cost a group of seven inserts 38 ms against 25 ms for one chunk each.
+        self._execute(self._insert_sql(table), data.combine_chunks())
 
     @_turn
     def upsert(self, table: Table, data: pa.Table) -> None:

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sitoo_sync.normalize import journal_pages
+from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
 from sitoo_sync.turns import Joining
 from tests.conftest import SyncFn
-from tests.support import settings_for
-from tests.test_journal_entries import simulator_truth, warehouse_truth
+from tests.support import assert_each_entry_once, settings_for
+from tests.targets import ALL_TARGETS, LOAD_METADATA_NAMES, Target, target_for
+from tests.test_journal_entries import simulator_truth
 
 Window = tuple[list[Any], Mapping[str, Any]]
+TABLES = {t.name: t for t in JOURNAL_TABLES}
 
 
 def _one(records: list[Any], context: Mapping[str, Any]) -> list[Any]:
@@ -116,11 +121,12 @@ def test_work_handed_over_from_the_thread_itself_runs_in_place_and_close_waits()
         joining.run(lambda: 1)
 
 
+@pytest.mark.parametrize("target_name", ALL_TARGETS)
 def test_a_concurrent_journal_tick_joins_windows_and_loads_what_the_api_holds(
-    tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+    target_name: str, tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A journal backfill of many registers at concurrency 8 into DuckDB normalizes windows
-    of several registers in one call, and loads exactly what the simulator holds."""
+    """A journal backfill of many registers at concurrency 8 normalizes windows of several
+    registers in one call, on every target, and loads exactly what the simulator holds."""
     sizes: list[int] = []
     joined = journal_pages._normalize_joined
 
@@ -130,11 +136,41 @@ def test_a_concurrent_journal_tick_joins_windows_and_loads_what_the_api_holds(
 
     assert JOURNAL_ENTRIES.normalize_many is journal_pages.normalize_windows
     monkeypatch.setattr(journal_pages, "_normalize_joined", counted)
-    with Simulator.create(SimConfig(seed=5, days=1, registers_per_store=8)) as sim:
+    with (
+        Simulator.create(SimConfig(seed=5, days=1, registers_per_store=8)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
         sim.faults.latency = 0.02
         settings = settings_for(
-            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=8
+            sim,
+            tmp_path / "unused.duckdb",
+            streams=["journal_entries"],
+            concurrency=8,
+            **target.settings(),
         )
         assert sync(settings).ok
-        assert warehouse_truth(settings) == simulator_truth(sim)
+        assert _truth(target) == simulator_truth(sim)
+        assert_each_entry_once(sim, target.rows(TABLES["journal_entries"]))
     assert max(sizes, default=0) > 1, sizes
+
+
+def _truth(target: Target) -> tuple[Counter[str], dict[str, str], dict[str, str]]:
+    """What `test_journal_entries.warehouse_truth` reads, from any target: entries per type,
+    receipt totals per store, cash moved per register."""
+
+    def rows(table: str) -> list[dict[str, Any]]:
+        names = [c for c in TABLES[table].column_names if c not in LOAD_METADATA_NAMES]
+        return [dict(zip(names, row, strict=True)) for row in target.rows(TABLES[table])]
+
+    receipts: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows("journal_receipts"):
+        if not r["ispractice"]:
+            receipts[r["store_id"]] += r["moneytotal_signed"]
+    cash: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows("journal_cash_events"):
+        cash[r["registerid"]] += r["moneycash"] or 0
+    return (
+        Counter(r["type"] for r in rows("journal_entries")),
+        {k: f"{v:.2f}" for k, v in receipts.items()},
+        {k: f"{v:.2f}" for k, v in cash.items()},
+    )

@@ -22,7 +22,7 @@ from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.partitions import REGISTERS
-from sitoo_sync.turns import INLINE, Joining, Turns, Worker
+from sitoo_sync.turns import INLINE, Gathered, Joining, Turns, Worker
 from sitoo_sync.warehouse.base import at_work
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for, use_simulator
@@ -415,7 +415,7 @@ def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
         return sitoo_sync.sync._load_turn(target)
 
     postgres = turn(True, False)
-    assert isinstance(postgres.normalize, Joining)
+    assert isinstance(postgres.normalize, Gathered)
     assert postgres.write is INLINE
     postgres.close()
     for shape in ((True, True), (False, True), (False, False)):  # DuckDB, SQLite, MySQL

@@ -17,7 +17,7 @@ from sitoo_sync.normalize import journal_pages
 from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
-from sitoo_sync.turns import Joining
+from sitoo_sync.turns import Gathered, Joining
 from tests.conftest import SyncFn
 from tests.support import assert_each_entry_once, settings_for
 from tests.targets import ALL_TARGETS, LOAD_METADATA_NAMES, Target, target_for
@@ -97,6 +97,57 @@ def test_a_stream_without_many_and_a_failing_many_normalize_window_by_window() -
         assert got[2] == ["one", "c"]
         assert isinstance(got[1], ValueError)
         assert "cannot normalize 1" in str(got[1])
+
+
+def test_windows_handed_over_during_a_round_are_gathered_into_the_next() -> None:
+    """Without a thread of its own: a lone window is normalized by `one` on its partition's
+    thread; the windows handed over while it runs go to `many` together in the next round,
+    in their order, each partition getting its own result; a failing `many` falls back to
+    `one` per window, and only the failing window's partition sees its error."""
+    first_running, release = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def one(records: list[Any], context: Mapping[str, Any]) -> list[Any]:
+        threads.append(threading.current_thread().name)
+        if records == ["first"]:
+            first_running.set()
+            release.wait(10)
+        return _one(records, context)
+
+    calls: list[list[list[Any]]] = []
+    for failing in (False, True):
+        calls.clear()
+
+        def many(windows: Sequence[Window], failing: bool = failing) -> list[Any]:
+            calls.append([records for records, _ in windows])
+            if failing:
+                raise RuntimeError("one bad window")
+            return [["many", *records] for records, _ in windows]
+
+        gathered = Gathered()
+        first_running.clear()
+        release.clear()
+        windows = [["a"], ["boom"] if failing else ["b"], ["c"]]
+        with ThreadPoolExecutor(4, thread_name_prefix="partition") as pool:
+            first = pool.submit(gathered.normalize, one, many, ["first"], {"partition": "f"})
+            assert first_running.wait(10)
+            later = []
+            for i, records in enumerate(windows):
+                later.append(
+                    pool.submit(gathered.normalize, one, many, records, {"partition": str(i)})
+                )
+                time.sleep(0.05)
+            release.set()
+            assert first.result() == ["one", "first"]
+            got = [f.exception() or f.result() for f in later]
+        assert calls == [windows]
+        if failing:
+            assert got[0] == ["one", "a"]
+            assert got[2] == ["one", "c"]
+            assert isinstance(got[1], ValueError)
+        else:
+            assert got == [["many", "a"], ["many", "b"], ["many", "c"]]
+    assert all(name.startswith("partition") for name in threads)
 
 
 def test_work_handed_over_from_the_thread_itself_runs_in_place_and_close_waits() -> None:

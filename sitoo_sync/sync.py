@@ -436,12 +436,13 @@ def _run_stream(
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
-    Each pool thread fetches on its own and hands its windows to the tick's normalizing
-    thread. On PostgreSQL it loads on a connection of its own; elsewhere it hands that work
-    to the tick's writing thread too (see _load_turn), and a target that must not be
-    written from two threads at all is serialized whole. Batches commit in groups through
-    the stream's `GroupWriter`. The cursors are read in one query first, and the partitions
-    that load nothing have their outcomes written together at the end (`Outcomes`).
+    Each pool thread fetches on its own; the windows of partitions that arrive together are
+    normalized together (see _load_turn). On PostgreSQL each thread loads on a connection of
+    its own; elsewhere it hands that work to the tick's writing thread, and a target that
+    must not be written from two threads at all is serialized whole. Batches commit in
+    groups through the stream's `GroupWriter`. The cursors are read in one query first, and
+    the partitions that load nothing have their outcomes written together at the end
+    (`Outcomes`).
 
     When processes split the stream's partitions (`Warehouse.partition_locks`), each takes them
     in an order of its own (so replicas rarely reach for the same one) and syncs each under

@@ -112,7 +112,9 @@ class Joining(Inline):
         waiting with it when the stream has `many`."""
         if many is None or threading.get_ident() == self._thread.ident:
             return self.run(one, records, context)
-        return self._wait(_Job(functools.partial(one, records, context), many, (records, context)))
+        return self._wait(
+            _Job(functools.partial(one, records, context), (one, many), (records, context))
+        )
 
     def _wait(self, job: _Job) -> Any:
         with self._ready:
@@ -130,20 +132,18 @@ class Joining(Inline):
                 if not self._jobs:
                     return
                 jobs = [self._jobs.popleft()]
-                many = jobs[0].many
-                while many is not None and self._jobs and self._jobs[0].many is many:
+                joins = jobs[0].joins
+                while joins is not None and self._jobs and self._jobs[0].joins == joins:
                     jobs.append(self._jobs.popleft())
-            if many is None or len(jobs) == 1:
+            if joins is None or len(jobs) == 1:
                 jobs[0].call()
                 continue
-            try:
-                results = many([job.window for job in jobs if job.window is not None])
-            except Exception:  # one window's fault: each is normalized alone, errors its own
-                for job in jobs:
-                    job.call()
-                continue
-            for job, result in zip(jobs, results, strict=True):
-                job.done.set_result(result)
+            answers = _together(*joins, [job.window for job in jobs if job.window is not None])
+            for job, answer in zip(jobs, answers, strict=True):
+                if isinstance(answer, Exception):
+                    job.done.set_exception(answer)
+                else:
+                    job.done.set_result(answer)
 
     def close(self) -> None:
         """Stop the thread once the work handed to it is done."""
@@ -183,8 +183,8 @@ class Gathered(Inline):
 
 def _together(one: One, many: Many, windows: Sequence[Window]) -> list[Any]:
     """Each window normalized: by `many` in one call, or by `one` alone (a lone window, or
-    any when `many` fails); what a window's `one` raises is its answer (Rounds raises it
-    to that window's partition alone)."""
+    every window when `many` fails); what a window's `one` raises is its answer, raised to
+    that window's partition alone."""
     if len(windows) > 1:
         with contextlib.suppress(Exception):  # one window's fault: each goes alone below
             return many(windows)
@@ -202,7 +202,8 @@ class _Job:
     """A piece of work handed to a `Joining` thread, and its outcome once done."""
 
     work: Callable[[], Any]
-    many: Many | None = None
+    #: A window's normalizers (one, many) when it may be joined with others, and the window.
+    joins: tuple[One, Many] | None = None
     window: Window | None = None
     done: Future[Any] = field(default_factory=Future)
 

@@ -79,8 +79,8 @@ class Stream:
     #: raise ValueError for bytes that are not JSON.
     decode: Callable[[bytes], Any] | None = None
     #: Normalizes several partitions' windows in one call, one result each as `normalize`
-    #: gives it (None: one call per window). The tick's normalizing thread joins the
-    #: windows waiting together (turns.Joining), which saves a call's fixed cost per window.
+    #: gives it (None: one call per window). A tick joins the windows of partitions that
+    #: wait to be normalized together (turns.py), which saves a call's fixed cost a window.
     normalize_many: (
         Callable[[Sequence[tuple[list[Any], Mapping[str, Any]]]], list[NormalizedWindow]] | None
     ) = None

@@ -35,7 +35,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import CursorPages
 from sitoo_sync.streams.partitions import with_every_site
-from sitoo_sync.turns import ANY_THREAD, INLINE, Gathered, Turns
+from sitoo_sync.turns import ANY_THREAD, Gathered, Turns, Worker
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
@@ -333,14 +333,15 @@ def _load_turn(warehouse: Warehouse) -> Turns:
     the first page processed the first next request sent, so the requests of the pool
     spread out and CPU work overlaps waiting. The turns are two threads, one normalizing and
     one running transactions, that do that work for every partition (turns.py). A server
-    that works in its own processes (PostgreSQL) takes no turn: each partition normalizes
-    and loads on its own thread (loads through the stream's `GroupWriter`, one group at a
-    time), and the windows handed over while one is normalized go together in the next
-    call (turns.Gathered: a 201-register backfill at concurrency 32 took 2.4-3.2 s instead
-    of 4.5-5.3 s with a call per window).
+    that works in its own processes (PostgreSQL) takes turns only to write: each partition
+    normalizes on its own thread, and the windows handed over while one is normalized go
+    together in the next call (turns.Gathered: a 201-register backfill at concurrency 32
+    took 2.4-3.2 s instead of 4.5-5.3 s with a call per window). Its writing thread keeps
+    the partitions' threads free of connections, so they can be more than the server's
+    connections allow (`tick_threads`).
     """
     if warehouse.concurrent_loads and not warehouse.in_process:
-        return Turns(Gathered(), INLINE)
+        return Turns(Gathered(), Worker())
     return Turns.workers()
 
 
@@ -366,9 +367,9 @@ def _run_streams(
             )
             warehouse.record_outcome(stream.name, "*", "failed", f"listing sites: {exc}")
         return
-    # One pool for the tick: its threads, and the warehouse connection each may hold, serve
-    # every stream, so a tick never opens more than tick_threads() + 1 connections. Its
-    # requests in flight are bounded by SITOO_CONCURRENCY slots, not by its threads. At
+    # One pool for the tick: its threads serve every stream, and hold no connection of the
+    # target's (tick_threads). Its requests in flight are bounded by SITOO_CONCURRENCY
+    # slots, not by its threads. At
     # SITOO_CONCURRENCY=1 too: one request in flight, while a register's page is normalized
     # and committed the next register's request is on its way (201 one-page registers at
     # 100 ms: 22 s instead of 26 s, against a 20.4 s limit).
@@ -381,7 +382,7 @@ def _run_streams(
                 break
             concurrent = stream.partitions.concurrent
             if pool is None and concurrent:
-                threads = tick_threads(settings.concurrency, in_process=warehouse.in_process)
+                threads = tick_threads(settings.concurrency)
                 pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
             with record_run(
                 warehouse, client, stream, report.results, report.skipped, stop=stop
@@ -437,9 +438,9 @@ def _run_stream(
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
     Each pool thread fetches on its own; the windows of partitions that arrive together are
-    normalized together (see _load_turn). On PostgreSQL each thread loads on a connection of
-    its own; elsewhere it hands that work to the tick's writing thread, and a target that
-    must not be written from two threads at all is serialized whole. Batches commit in
+    normalized together, and every transaction runs on the tick's writing thread (see
+    _load_turn); a target that must not be written from two threads at all is serialized
+    whole. Batches commit in
     groups through the stream's `GroupWriter`. The cursors are read in one query first, and
     the partitions that load nothing have their outcomes written together at the end
     (`Outcomes`).

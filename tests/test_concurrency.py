@@ -22,6 +22,7 @@ from sitoo_sync.errors import WarehouseError
 from sitoo_sync.normalize.journal_entries import TABLES
 from sitoo_sync.settings import MAX_CONCURRENCY
 from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.warehouse.base import PerThread
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import SyncFn
 from tests.support import assert_each_entry_once, settings_for
@@ -60,6 +61,43 @@ def test_concurrency_64_loads_every_entry_exactly_once(
             assert report.ok, [r.error for r in report.results if r.error]
             assert_each_entry_once(sim, target.rows(ENTRIES))
         assert sim.max_in_flight <= MAX_CONCURRENCY
+
+
+@pytest.mark.parametrize("target_name", sorted(SERVERS))
+def test_no_partition_thread_opens_a_connection_of_the_server(
+    target_name: str, tmp_path: Path, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill and a tick of re-reads over more registers than request slots open the
+    server's connections only on the tick's own thread and its writing thread (the rounds of
+    re-read checks and the partition locks have one each): the tick's three threads a
+    request slot (`tick_threads`) never ask the server for one connection each."""
+    opened: list[str] = []
+    get = PerThread.get
+
+    def counted(self: PerThread[Any]) -> Any:
+        mine = getattr(self._local, "conn", None)
+        if mine is None or mine[0] != self._generation:
+            opened.append(threading.current_thread().name)
+        return get(self)
+
+    monkeypatch.setattr(PerThread, "get", counted)
+    with (
+        Simulator.create(SimConfig(seed=42, days=2, registers_per_store=4)) as sim,
+        target_for(target_name, tmp_path) as target,
+    ):
+        sim.faults.latency = 0.01
+        settings = settings_for(
+            sim,
+            tmp_path / "unused.duckdb",
+            streams=["journal_entries"],
+            concurrency=4,
+            **target.settings(),
+        )
+        for _tick in range(2):  # the second re-reads each register's overlap
+            assert sync(settings).ok
+        assert_each_entry_once(sim, target.rows(ENTRIES))
+    assert opened
+    assert {name.split("_")[0] for name in opened} <= {"MainThread", "sitoo-turn"}, opened
 
 
 def test_a_concurrency_outside_its_range_is_a_one_line_config_error(

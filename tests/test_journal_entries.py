@@ -22,7 +22,7 @@ from sitoo_sync.normalize.journal_entries import business_date, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.partitions import REGISTERS
-from sitoo_sync.turns import INLINE, Gathered, Joining, Turns, Worker
+from sitoo_sync.turns import Gathered, Joining, Turns, Worker
 from sitoo_sync.warehouse.base import at_work
 from tests.conftest import SyncFn
 from tests.support import FIXTURES, query, settings_for, use_simulator
@@ -407,8 +407,9 @@ def test_partitions_waiting_for_their_last_commit_do_not_hold_back_requests(
 
 
 def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
-    """PostgreSQL loads side by side (its windows still normalize on the joining thread);
-    in-process and single-writer targets take turns for both."""
+    """PostgreSQL's partitions normalize on their own threads (gathering the windows that
+    arrive together) and write on the tick's writing thread; in-process and single-writer
+    targets take turns for both."""
 
     def turn(concurrent_loads: bool, in_process: bool) -> Turns:
         target = SimpleNamespace(concurrent_loads=concurrent_loads, in_process=in_process)
@@ -416,7 +417,7 @@ def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
 
     postgres = turn(True, False)
     assert isinstance(postgres.normalize, Gathered)
-    assert postgres.write is INLINE
+    assert isinstance(postgres.write, Worker)
     postgres.close()
     for shape in ((True, True), (False, True), (False, False)):  # DuckDB, SQLite, MySQL
         turns = turn(*shape)

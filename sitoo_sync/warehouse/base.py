@@ -186,27 +186,23 @@ def at_work(concurrency: int) -> int:
     return concurrency + max(1, concurrency // 4)
 
 
-#: Threads per request slot on an in-process target (see `tick_threads`).
-IN_PROCESS_THREADS_PER_SLOT = 3
+#: Threads per request slot (see `tick_threads`).
+THREADS_PER_SLOT = 3
 
 
-def tick_threads(concurrency: int, *, in_process: bool = False) -> int:
-    """Threads a tick syncs partitions on: one for each partition `at_work` on a server
-    target; three a request slot on an in-process target, the rest of them for partitions
-    that only wait for their last commit.
+def tick_threads(concurrency: int) -> int:
+    """Threads a tick syncs partitions on: three a request slot, the rest of them for
+    partitions that only wait for their last commit.
 
-    On a server target each thread normalizes and loads its own pages and may hold a
-    connection of the server's (whose count is limited): one thread a partition at work.
-    On an in-process target (DuckDB, SQLite) the tick's two turn threads normalize and load
-    for every partition, and a partition whose pages are all in waits for its last group
-    commit holding no server connection. That wait lasts about as long as a request, and
-    while it held a thread of `at_work`'s, a third of the request slots sat idle (201
-    one-page registers at 100 ms and concurrency 16 kept 9-10 requests in flight on
-    average, not 16).
+    No partition's thread holds a connection of the target's: the tick's writing thread
+    runs every transaction (turns.py), the reads partitions ask together go in rounds on a
+    connection of their own (warehouse/rounds.py), the partition locks on another. A
+    partition whose pages are all in waits for its last group commit, about as long as a
+    request; while it held one of `at_work`'s threads, a third of the request slots sat
+    idle (201 one-page registers at 100 ms and concurrency 16 kept 9-10 requests in flight
+    on average on DuckDB, ~8 on PostgreSQL, not 16).
     """
-    if in_process:
-        return IN_PROCESS_THREADS_PER_SLOT * concurrency
-    return at_work(concurrency)
+    return THREADS_PER_SLOT * concurrency
 
 
 #: How one partition's tick ended: (partition, status, detail).

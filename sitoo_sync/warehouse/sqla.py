@@ -11,6 +11,7 @@ module holds only what every dialect does alike.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime
@@ -77,12 +78,11 @@ DEFAULT_DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
-#: The most connections a sync opens at once: one per thread of the tick (`tick_threads`,
-#: the most of which an in-process SQLite tick has) and the tick's own. The sync bounds its
-#: threads; the pool must not bound them again (QueuePool's default, 5 + 10 overflow,
-#: failed a tick at concurrency 16). A server target's tick has fewer threads, so it never
-#: opens this many.
-MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY, in_process=True) + 1
+#: The most connections the pool opens: one per thread of the tick (`tick_threads`) and the
+#: tick's own. A tick opens far fewer (its own thread's, the writing thread's, the rounds'),
+#: but the pool must not bound its threads (QueuePool's default, 5 + 10 overflow, failed a
+#: tick at concurrency 16 when each partition's thread had a connection).
+MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY) + 1
 KEPT_CONNECTIONS = 5  # pooled between uses; the rest are closed when returned
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
 JSON_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "mssql"}
@@ -152,6 +152,11 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         self._nesting = Nesting()
         self._seq = 0
         self._stored_rounds: Rounds[_RangeAsk, set[tuple[Any, ...]]] = Rounds(self._stored_round)
+        # The rounds' reads run on a connection of their own (one round at a time): a
+        # partition's thread that leads a round then opens none, so a tick's threads are not
+        # bounded by the server's connections (base.tick_threads).
+        self._round_conn: Connection | None = None
+        self._round_lock = threading.Lock()
         for system in (SYNC_STATE, REJECTS, SYNC_RUNS):
             self.t(system)
 
@@ -179,9 +184,20 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         """Nothing to do: the server manages its own memory."""
 
     def close(self) -> None:
-        """Return the connection and drop the pool, so nothing is held between ticks."""
+        """Return the connections and drop the pool, so nothing is held between ticks."""
+        with self._round_lock:
+            if self._round_conn is not None:
+                self._round_conn.close()
+                self._round_conn = None
         self._conns.close_all()
         self.engine.dispose()
+
+    def _rounds_connection(self) -> Connection:
+        """The connection the rounds of reads run on, opened on first use."""
+        with self._round_lock:
+            if self._round_conn is None:
+                self._round_conn = self.engine.connect()
+            return self._round_conn
 
     def _qualified(self, t: sa.Table) -> str:
         return self.engine.dialect.identifier_preparer.format_table(t)
@@ -447,8 +463,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     for b in ranges
                 )
             )
-            with self._tx():
-                rows = self.conn.execute(sa.select(*(t.c[c] for c in table.key)).where(where))
+            conn = self._rounds_connection()
+            with conn.begin():
+                rows = conn.execute(sa.select(*(t.c[c] for c in table.key)).where(where))
                 found[table.name] = {tuple(r) for r in rows}
         return [found[table.name] for table, _bounds in asks]
 

@@ -369,10 +369,9 @@ def _run_streams(
         return
     # One pool for the tick: its threads serve every stream, and hold no connection of the
     # target's (tick_threads). Its requests in flight are bounded by SITOO_CONCURRENCY
-    # slots, not by its threads. At
-    # SITOO_CONCURRENCY=1 too: one request in flight, while a register's page is normalized
-    # and committed the next register's request is on its way (201 one-page registers at
-    # 100 ms: 22 s instead of 26 s, against a 20.4 s limit).
+    # slots, not by its threads. At SITOO_CONCURRENCY=1 too: one request in flight, while
+    # a register's page is normalized and committed the next register's request is on its
+    # way (201 one-page registers at 100 ms: 22 s instead of 26 s, against a 20.4 s limit).
     pool: ThreadPoolExecutor | None = None
     slots = threading.BoundedSemaphore(settings.concurrency)
     buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
@@ -440,10 +439,9 @@ def _run_stream(
     Each pool thread fetches on its own; the windows of partitions that arrive together are
     normalized together, and every transaction runs on the tick's writing thread (see
     _load_turn); a target that must not be written from two threads at all is serialized
-    whole. Batches commit in
-    groups through the stream's `GroupWriter`. The cursors are read in one query first, and
-    the partitions that load nothing have their outcomes written together at the end
-    (`Outcomes`).
+    whole. Batches commit in groups through the stream's `GroupWriter`. The cursors are
+    read in one query first, and the partitions that load nothing have their outcomes
+    written together at the end (`Outcomes`).
 
     When processes split the stream's partitions (`Warehouse.partition_locks`), each takes them
     in an order of its own (so replicas rarely reach for the same one) and syncs each under

@@ -406,7 +406,7 @@ def test_partitions_waiting_for_their_last_commit_do_not_hold_back_requests(
         assert warehouse_truth(settings) == simulator_truth(sim)
 
 
-def test_only_a_server_that_loads_concurrently_skips_the_turn() -> None:
+def test_a_server_that_loads_concurrently_takes_turns_only_to_write() -> None:
     """PostgreSQL's partitions normalize on their own threads (gathering the windows that
     arrive together) and write on the tick's writing thread; in-process and single-writer
     targets take turns for both."""

@@ -1,4 +1,5 @@
-"""The tick's normalizing thread: windows waiting together are normalized in one call."""
+"""Where a tick normalizes: windows that arrive together are normalized in one call (the
+`Joining` thread of in-process and single-writer targets, PostgreSQL's `Gathered` rounds)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,6 @@ def _waiting_behind_a_busy_thread(
         release.wait(10)
 
     def partition(index: int) -> Any:
-        time.sleep(0.05 * index)  # handed over in this order
         try:
             return joining.normalize(_one, many, windows[index], {"partition": str(index)})
         except ValueError as exc:
@@ -54,11 +54,21 @@ def _waiting_behind_a_busy_thread(
     with ThreadPoolExecutor(len(windows) + 1) as pool:
         blocker = pool.submit(joining.run, block)
         assert busy.wait(10)
-        results = [pool.submit(partition, i) for i in range(len(windows))]
-        time.sleep(0.05 * len(windows) + 0.1)
+        results = []
+        for i in range(len(windows)):  # handed over in this order
+            results.append(pool.submit(partition, i))
+            _until(lambda i=i: len(joining._jobs) == i + 1)
         release.set()
         blocker.result()
         return [r.result() for r in results]
+
+
+def _until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait until `condition()` holds (a thread has handed its work over)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the work was not handed over in time"
+        time.sleep(0.001)
 
 
 def test_windows_waiting_together_are_normalized_in_one_call_in_their_order() -> None:
@@ -136,7 +146,8 @@ def test_windows_handed_over_during_a_round_are_gathered_into_the_next() -> None
                 later.append(
                     pool.submit(gathered.normalize, one, many, records, {"partition": str(i)})
                 )
-                time.sleep(0.05)
+                rounds = gathered._rounds[one, many]
+                _until(lambda i=i, r=rounds: len(r._items) == i + 1)
             release.set()
             assert first.result() == ["one", "first"]
             got = [f.exception() or f.result() for f in later]

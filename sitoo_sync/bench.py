@@ -559,6 +559,10 @@ def _duckdb_count(target_env: dict[str, str], table: str) -> int:
 SCALE_RSS_SPREAD = 0.15
 
 
+#: SITOO_CONCURRENCY values of the scale benchmark: the default, and the goal's high one.
+SCALE_CONCURRENCIES = (4, 32)
+
+
 def run_scale_benchmark(
     *, entries: tuple[int, ...], concurrencies: tuple[int, ...], registers_per_store: int
 ) -> int:
@@ -665,7 +669,7 @@ def run_chain_benchmark(*, targets: list[str], rounds: int) -> int:
             "Journal backfill at scale vs. the journal floor, and peak RSS",
             lambda: run_scale_benchmark(
                 entries=(100_000, 1_000_000, 5_000_000),
-                concurrencies=(4, 32),
+                concurrencies=SCALE_CONCURRENCIES,
                 registers_per_store=12,
             ),
         ),

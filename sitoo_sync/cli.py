@@ -636,7 +636,7 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return p
     if args.journal_scale:
         return bench.run_scale_benchmark(
             entries=args.journal_scale,
-            concurrencies=args.concurrencies or (4, 32),
+            concurrencies=args.concurrencies or bench.SCALE_CONCURRENCIES,
             registers_per_store=args.registers_per_store,
         )
     if args.journals:

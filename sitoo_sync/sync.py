@@ -464,8 +464,8 @@ def _run_stream(
         writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows, write=turns.write)
 
     claims = _Claims.open(warehouse, stream, cursors, report)
-    # Partitions at work at once; the pool's further threads (an in-process target's) take
-    # the next partition while one only waits for its last commit (`tick_threads`).
+    # Partitions at work at once; the pool's further threads take the next partition while
+    # one only waits for its last commit (`tick_threads`).
     working = threading.BoundedSemaphore(at_work(settings.concurrency))
 
     def one(partition: str) -> PartitionResult | None:

@@ -385,7 +385,17 @@ def sync_partition(
         "personal_data": personal_data(settings),
     }
     loader = PartitionWriter(
-        warehouse, stream, partition, batch, result, on_window, turns, context, stored, writer
+        warehouse,
+        stream,
+        partition,
+        batch,
+        result,
+        on_window,
+        turns,
+        context,
+        stored,
+        writer,
+        new=stream.immutable,
     )
     parent = stream.parent
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window

@@ -461,7 +461,13 @@ def _run_stream(
     outcomes = Outcomes(stream.name)
     writer = None
     if pool is not None:
-        writer = GroupWriter(shared, stream, max_rows=settings.load_batch_rows, write=turns.write)
+        writer = GroupWriter(
+            shared,
+            stream,
+            max_rows=settings.load_batch_rows,
+            write=turns.write,
+            new=stream.immutable,
+        )
 
     claims = _Claims.open(warehouse, stream, cursors, report)
     # Partitions at work at once; the pool's further threads take the next partition while

@@ -133,7 +133,7 @@ def test_a_tick_with_nothing_new_loads_nothing_and_writes_its_outcomes_together(
         batches: list[list[str]] = []
         monkeypatch.setattr(
             "sitoo_sync.commit.load_group",
-            lambda _w, _s, group: loads.extend(p.partition for p in group),
+            lambda _w, _s, group, **_kw: loads.extend(p.partition for p in group),
         )
         real_outcome = DuckDBWarehouse.record_outcome
         real_outcomes = DuckDBWarehouse.record_outcomes
@@ -209,7 +209,7 @@ def test_a_tick_reads_the_keys_its_re_reads_meet_once_for_every_register(
         loads: list[str] = []
         monkeypatch.setattr(
             "sitoo_sync.commit.load_group",
-            lambda _w, _s, group: loads.extend(p.partition for p in group),
+            lambda _w, _s, group, **_kw: loads.extend(p.partition for p in group),
         )
         assert sync(settings).ok
         assert calls == {"keys_since": 1}
@@ -293,10 +293,10 @@ def test_concurrent_registers_commit_in_groups_each_with_its_cursor(
     sizes: list[int] = []
     real_group = load_group
 
-    def counted(warehouse: Any, stream: Any, loads: Any) -> None:
+    def counted(warehouse: Any, stream: Any, loads: Any, **kwargs: Any) -> bool:
         sizes.append(len(loads))
         time.sleep(0.02)  # a slow commit: the registers arriving meanwhile form a group
-        real_group(warehouse, stream, loads)
+        return real_group(warehouse, stream, loads, **kwargs)
 
     monkeypatch.setattr("sitoo_sync.commit.load_group", counted)
     with Simulator.create(SimConfig(seed=45, days=2, registers_per_store=4)) as sim:
@@ -319,7 +319,7 @@ def test_a_failed_group_commit_fails_every_register_in_it(
     """When a group's transaction fails, no register of it keeps rows or a cursor, and the
     tick ends with the warehouse error."""
 
-    def broken(warehouse: Any, stream: Any, loads: Any) -> None:
+    def broken(warehouse: Any, stream: Any, loads: Any, **kwargs: Any) -> None:
         raise duckdb.IOException("disk full")
 
     monkeypatch.setattr("sitoo_sync.commit.load_group", broken)

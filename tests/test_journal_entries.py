@@ -327,14 +327,14 @@ def test_concurrent_registers_take_turns_to_load_while_their_requests_overlap(
     guard = threading.Lock()
     real_load = load_group
 
-    def counted(*args: Any, **kwargs: Any) -> None:
+    def counted(*args: Any, **kwargs: Any) -> bool:
         nonlocal inside, most
         with guard:
             inside += 1
             most = max(most, inside)
         try:
             time.sleep(0.005)  # long enough for an unguarded second load to walk in
-            real_load(*args, **kwargs)
+            return real_load(*args, **kwargs)
         finally:
             with guard:
                 inside -= 1
@@ -359,11 +359,12 @@ def test_at_concurrency_one_the_next_request_goes_while_a_register_loads(
     real_load = load_group
     sim = Simulator.create(SimConfig(seed=34, days=2, registers_per_store=2))
 
-    def slow(*args: Any, **kwargs: Any) -> None:
+    def slow(*args: Any, **kwargs: Any) -> bool:
         before = sim.requests_to("/v3/journal-entries")
         time.sleep(0.3)  # a slow commit: a request now and then would be sent meanwhile
-        real_load(*args, **kwargs)
+        new = real_load(*args, **kwargs)
         during.append(sim.requests_to("/v3/journal-entries") - before)
+        return new
 
     monkeypatch.setattr("sitoo_sync.commit.load_group", slow)
     with sim:
@@ -388,11 +389,12 @@ def test_partitions_waiting_for_their_last_commit_do_not_hold_back_requests(
     real_load = load_group
     sim = Simulator.create(SimConfig(seed=35, days=2, registers_per_store=6))
 
-    def slow(*args: Any, **kwargs: Any) -> None:
+    def slow(*args: Any, **kwargs: Any) -> bool:
         before = sim.requests_to("/v3/journal-entries")
         time.sleep(0.6)  # twelve requests' latency
-        real_load(*args, **kwargs)
+        new = real_load(*args, **kwargs)
         during.append(sim.requests_to("/v3/journal-entries") - before)
+        return new
 
     monkeypatch.setattr("sitoo_sync.commit.load_group", slow)
     with sim:

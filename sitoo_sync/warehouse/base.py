@@ -284,6 +284,10 @@ class Rows(Protocol):
         timed out, a serialization failure: re-running the transaction can succeed), or
         None when it is none (`retry.retried` raises it at once)."""
 
+    def duplicate_key(self, exc: BaseException) -> bool:
+        """`exc` is a constraint the rows broke, such as a key stored already: a load that
+        took its keys as new runs again, reading them first (`commit.load_group`)."""
+
     def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
         """The subset of `keys` that `table` already holds."""
 

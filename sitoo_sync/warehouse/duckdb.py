@@ -331,6 +331,11 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         never meet in it."""
         return None
 
+    def duplicate_key(self, exc: BaseException) -> bool:
+        """A constraint error: a key stored already (or a NOT NULL broken, which the load
+        run again with its stored keys read meets again and raises)."""
+        return isinstance(exc, duckdb.ConstraintException)
+
     @contextmanager
     def _begin(self) -> Iterator[None]:
         con = self.con

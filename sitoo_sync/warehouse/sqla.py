@@ -129,6 +129,12 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sql = dialect_for(self.engine.dialect)
+        # The COPY paths (pg_copy.py) speak to the driver directly: its errors arrive there
+        # unwrapped, and are this target's errors as much as SQLAlchemy's wrappers of them.
+        self._driver: Any = self.engine.dialect.dbapi
+        driver_error = getattr(self._driver, "Error", None)
+        if isinstance(driver_error, type) and issubclass(driver_error, Exception):
+            self.errors = (*SqlWarehouse.errors, driver_error)
         if schema and not self.sql.schemas:
             raise ConfigError(f"SITOO_TARGET_SCHEMA: {self.dialect} has no schemas; leave it unset")
         self.schema = schema
@@ -270,6 +276,14 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         """The dialect's word on `exc`: a deadlock, lock wait timeout or serialization
         failure that a re-run can get past, or None."""
         return self.sql.conflict(exc)
+
+    def duplicate_key(self, exc: BaseException) -> bool:
+        """An integrity error: a key stored already (or another constraint broken, which
+        the load run again with its stored keys read meets again and raises)."""
+        integrity = getattr(self._driver, "IntegrityError", None)
+        return isinstance(exc, sa.exc.IntegrityError) or (
+            isinstance(integrity, type) and isinstance(exc, integrity)
+        )
 
     def insert(self, table: Table, data: pa.Table) -> None:
         """Bulk insert of rows known to be new."""

@@ -117,10 +117,11 @@ def load_group(
     join over the parent table's key columns, pruned only by the batch's key bounds (a
     backfill's batch spans most ids): 23 ms of the writer's CPU a group at 1M entries, more
     as history grows; the key's own check is an index lookup. Inside a transaction the
-    caller has (which a failed statement would abort) the keys are read. Returns whether
-    later loads may still take their keys as new: `new`, unless a key was met.
+    caller has (which a failed statement would abort), and on a warehouse whose keys are
+    only declared (`Capabilities.enforced_keys`), the keys are read. Returns whether later
+    loads may still take their keys as new: `new`, unless a key was met.
     """
-    if not new or warehouse.in_transaction():
+    if not new or not warehouse.capabilities.enforced_keys or warehouse.in_transaction():
         _load_group(warehouse, stream, loads, read_stored=True)
         return new
     try:

@@ -4,6 +4,7 @@ read of the stored keys, and a key stored after all runs the load again with tha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+from sitoo_sync.warehouse.dialects import _BY_NAME, SqlDialect
 from tests.conftest import SyncFn
 from tests.support import settings_for
 from tests.targets import ALL_TARGETS, Target, target_for
@@ -133,3 +135,29 @@ def test_a_journal_tick_after_its_cursors_were_cleared_changes_no_row(
         assert met
         assert stored(target) == before
         assert set(before["journal_entries"].values()) == {1}
+
+
+def test_a_warehouse_whose_keys_are_only_declared_reads_its_stored_keys(
+    world: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the primary key would not refuse a duplicate (Snowflake, any dialect without a
+    strategy here), even an immutable stream's load reads the keys stored first."""
+    register, entries = one_register(world)
+    warehouse = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *TABLES])
+        declared = replace(warehouse.capabilities, enforced_keys=False)
+        monkeypatch.setattr(warehouse, "capabilities", declared)
+        reads = Reads(warehouse, monkeypatch)
+        load = PartitionLoad(register, normalize_window(entries), "100", 1)
+        assert load_group(warehouse, JOURNALS, [load], new=True) is True
+        assert reads.count == 1
+    finally:
+        warehouse.close()
+
+
+def test_only_dialects_with_a_strategy_of_their_own_say_their_keys_are_enforced() -> None:
+    """The portable dialect (Snowflake, BigQuery, ... through SQLAlchemy) makes no such claim."""
+    enforced = {name: cls.enforced_keys for name, cls in _BY_NAME.items()}
+    assert enforced == dict.fromkeys(enforced, True)
+    assert SqlDialect.enforced_keys is False

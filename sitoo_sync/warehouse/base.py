@@ -264,6 +264,10 @@ class Capabilities:
     shared_locks: bool
     #: SITOO_TARGET_SCHEMA means something here.
     schemas: bool
+    #: The primary key refuses a key stored twice, so a load may take its keys as new and
+    #: let the key prove it (`commit.load_group`). Warehouses that only declare their keys
+    #: (Snowflake, BigQuery, Redshift: any dialect without a strategy here) do not.
+    enforced_keys: bool = False
 
 
 class Rows(Protocol):

@@ -76,6 +76,8 @@ class SqlDialect:
     add_column: ClassVar[str] = "ADD COLUMN"
     #: `(a, b) IN ((1, 2), ...)` works.
     row_value_in: ClassVar[bool] = True
+    #: The primary key refuses a duplicate (a warehouse such as Snowflake only declares it).
+    enforced_keys: ClassVar[bool] = False
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
@@ -202,6 +204,7 @@ class Postgres(SqlDialect):
     """PostgreSQL: COPY paths, MVCC (concurrent loads), advisory locks, comments."""
 
     concurrent_loads = True
+    enforced_keys = True
     comments = True
     view_comments = True
     session_locks = True
@@ -322,6 +325,7 @@ class MySQL(SqlDialect):
     """
 
     comments = True
+    enforced_keys = True
     session_locks = True
     lock_slots = 8
 
@@ -389,6 +393,7 @@ class SQLite(SqlDialect):
 
     in_process = True
     schemas = False
+    enforced_keys = True
 
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]
@@ -410,6 +415,7 @@ class SqlServer(SqlDialect):
 
     add_column = "ADD"
     row_value_in = False
+    enforced_keys = True
 
     def create_schema(self, conn: Connection, schema: str) -> None:
         quoted = self.dialect.identifier_preparer.quote(schema)

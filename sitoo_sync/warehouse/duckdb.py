@@ -210,6 +210,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         comments=True,
         shared_locks=False,  # one file, one writing process: a lock file beside it
         schemas=False,
+        enforced_keys=True,
     )
 
     def __init__(

@@ -154,6 +154,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             comments=self.sql.comments and self.engine.dialect.supports_comments,
             shared_locks=self.sql.session_locks,
             schemas=self.sql.schemas,
+            enforced_keys=self.sql.enforced_keys,
         )
         self._nesting = Nesting()
         self._seq = 0

@@ -182,6 +182,11 @@ def _vendor_entries() -> list[dict[str, Any]]:
     return items
 
 
+def _delivered(entries: list[dict[str, Any]], value: Any) -> None:
+    """The receipt's first item says it was delivered as `value` (the vendor sends text)."""
+    entries[2]["data"]["items"][0]["additionaldata"]["item-delivered"] = value
+
+
 def _mutated(mutate: Any) -> list[dict[str, Any]]:
     entries = _vendor_entries()
     mutate(entries)
@@ -211,6 +216,13 @@ def _mutated(mutate: Any) -> list[dict[str, Any]]:
         ),
         pytest.param(lambda e: e[1].update(data=None), True, id="data-null"),
         pytest.param(lambda e: e[2]["data"].update(isrefund=True), True, id="refund"),
+        pytest.param(lambda e: _delivered(e, " TRUE "), True, id="delivered-spaced"),
+        pytest.param(lambda e: _delivered(e, True), False, id="delivered-a-boolean"),
+        pytest.param(lambda e: _delivered(e, "yes"), True, id="delivered-neither"),
+        pytest.param(lambda e: _delivered(e, {"at": 1}), False, id="delivered-an-object"),
+        pytest.param(lambda e: _delivered(e, None), True, id="delivered-null"),
+        pytest.param(lambda e: e[2]["data"].update(additionaldata=None), True, id="extra-null"),
+        pytest.param(lambda e: e[2]["data"]["items"][0].pop("additionaldata"), True, id="no-extra"),
     ],
 )
 def test_a_window_normalizes_the_same_whichever_path_takes_it(mutate: Any, columnar: bool) -> None:

@@ -219,6 +219,8 @@ _STAFF = msgspec.json.Decoder(StaffData, float_hook=Decimal)
 _RECEIPT_LIFTED: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ReceiptLifted, float_hook=Decimal)
 _ITEM_LIFTED: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ItemLifted, float_hook=Decimal)
 _NULL = b"null"
+_NULL_TEXT = pa.scalar(None, pa.string())
+_BOOL_TEXTS = frozenset({"true", "false", None})
 #: A typed scalar: a bare Python bool makes pyarrow infer its type, which tries an import
 #: (46 µs a call against 4 µs).
 _FALSE = pa.scalar(False)
@@ -239,12 +241,28 @@ def decode_page(content: bytes) -> Any:
         return _DICTS.decode(content)
 
 
-def _text(raw: Raw | UnsetType | None) -> str | None:
-    """A raw JSON value as the text of a JSON column (None for an absent or null one)."""
-    if raw is None or raw is UNSET:
-        return None
-    data = bytes(raw)
-    return None if data == _NULL else data.decode()
+def _texts(raws: list[Raw | UnsetType | None]) -> pa.Array:
+    """Raw JSON values as the texts of a JSON column, None for an absent or null one: their
+    bytes cast to text in Arrow, which checks the UTF-8 (1,000 texts in 0.15 ms against
+    0.36 ms decoded one by one in Python)."""
+    present: list[Any] = raws
+    if UNSET in raws or None in raws:
+        present = [_NULL if r is None or r is UNSET else r for r in raws]
+    array = pa.array(list(map(bytes, present)), pa.binary()).cast(pa.string())
+    null = pc.equal(array, "null")
+    return pc.if_else(null, _NULL_TEXT, array) if null.true_count else array
+
+
+def _bools(values: list[Any]) -> Values:
+    """`as_bool` of each value: in Arrow when every one is "true", "false" or None (what
+    the vendor sends), value by value otherwise."""
+    try:
+        plain = set(values) <= _BOOL_TEXTS
+    except TypeError:  # an object or a list: not hashable, and not a boolean either
+        plain = False
+    if plain:
+        return pc.equal(pa.array(values, pa.string()), "true")
+    return [as_bool(v) for v in values]
 
 
 def as_dicts(entries: Sequence[Any]) -> list[Any]:
@@ -283,6 +301,8 @@ def _typed(table: Table, columns: Mapping[str, Values]) -> pa.Table:
         values = columns[column.name]
         if isinstance(values, pa.Array):
             array = values
+            if column.kind is Kind.JSON and not column.nullable and array.null_count:
+                raise _Unclean(column.name)
         elif column.kind is Kind.JSON:
             array = pa.array(values, pa.string())
             if not column.nullable and array.null_count:
@@ -298,7 +318,7 @@ def _typed(table: Table, columns: Mapping[str, Values]) -> pa.Table:
 def _body(raw: Raw | UnsetType) -> Raw | bytes:
     """An object to decode into a struct (an entry's data, an additionaldata): an absent or
     null one reads as `{}`, every field unset."""
-    if raw is UNSET or bytes(raw) == _NULL:
+    if raw is UNSET or (len(raw) == len(_NULL) and bytes(raw) == _NULL):
         return b"{}"
     return raw
 
@@ -395,7 +415,7 @@ def _tables(
             "dateadded": _unset_as_none([e.dateadded for e in entries]),
             "ispractice": _unset_as_none([e.ispractice for e in entries]),
             "registerkey": _unset_as_none([e.registerkey for e in entries]),
-            "data": [_text(e.data) for e in entries],
+            "data": _texts([e.data for e in entries]),
         },
     )
     notes: Counter[str] = Counter(f"unknown entry type {k}" for k in kinds if k not in KNOWN_TYPES)
@@ -452,7 +472,7 @@ def _receipt_tables(
                 NO_STORE if x.store_id is None or x.store_id == "" else x.store_id for x in lifted
             ],
             "moneytotal": [d.moneytotal for d in data],
-            "additionaldata": [_text(d.additionaldata) for d in data],
+            "additionaldata": _texts([d.additionaldata for d in data]),
             "moneytotal_signed": pa.nulls(len(at), pa.decimal128(18, 2)),
         },
     )
@@ -491,8 +511,8 @@ def _receipt_tables(
             "decimalunitquantity": [i.decimalunitquantity for _, _, i in items],
             "vatvalue": [i.vatvalue for _, _, i in items],
             "moneyrowprice": [i.moneyrowprice for _, _, i in items],
-            "additionaldata": [_text(i.additionaldata) for _, _, i in items],
-            "isdelivered": [as_bool(x.delivered) for x in item_lifted],
+            "additionaldata": _texts([i.additionaldata for _, _, i in items]),
+            "isdelivered": _bools([x.delivered for x in item_lifted]),
             "moneyrowprice_signed": pa.nulls(len(items), pa.decimal128(18, 2)),
             "quantity_signed": pa.nulls(len(items), pa.decimal128(18, 3)),
         },

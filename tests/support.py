@@ -21,6 +21,7 @@ from sitoo_sync.simulator import Simulator
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Lock, PartitionLocks
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from tests.targets import Target
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,6 +40,11 @@ def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def target_settings(sim: Simulator, target: Target, **overrides: Any) -> Settings:
+    """Settings that point at `sim` and load into `target` (any of tests/targets.py)."""
+    return settings_for(sim, Path("unused.duckdb"), **target.settings(), **overrides)
 
 
 def take_lock(settings: Settings, name: str, *, shared: bool = False) -> Lock | None:

@@ -25,7 +25,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse.base import PerThread
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import SyncFn
-from tests.support import PipeLines, assert_each_entry_once, settings_for
+from tests.support import PipeLines, assert_each_entry_once, settings_for, target_settings
 from tests.targets import ALL_TARGETS, SERVERS, target_for
 
 ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
@@ -49,12 +49,8 @@ def test_concurrency_64_loads_every_entry_exactly_once(
     ):
         sim.faults.latency = 0.02
         assert len(sim.world.registers) > MAX_CONCURRENCY
-        settings = settings_for(
-            sim,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=MAX_CONCURRENCY,
-            **target.settings(),
+        settings = target_settings(
+            sim, target, streams=["journal_entries"], concurrency=MAX_CONCURRENCY
         )
         for _tick in range(2):
             report = sync(settings)
@@ -86,13 +82,7 @@ def test_no_partition_thread_opens_a_connection_of_the_server(
         target_for(target_name, tmp_path) as target,
     ):
         sim.faults.latency = 0.01
-        settings = settings_for(
-            sim,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=4,
-            **target.settings(),
-        )
+        settings = target_settings(sim, target, streams=["journal_entries"], concurrency=4)
         for _tick in range(2):  # the second re-reads each register's overlap
             assert sync(settings).ok
         assert_each_entry_once(sim, target.rows(ENTRIES))

@@ -16,7 +16,7 @@ from sitoo_sync.normalize.journal_entries import JOURNAL_ENTRIES
 from sitoo_sync.partition import prefetch
 from sitoo_sync.simulator import SimConfig, Simulator
 from tests.conftest import SyncFn
-from tests.support import assert_each_entry_once, settings_for
+from tests.support import assert_each_entry_once, target_settings
 from tests.targets import target_for
 
 
@@ -181,13 +181,7 @@ def _backfill_with_buffer(
     monkeypatch.setattr(sync_module, "Buffer", small_buffer)
     with Simulator.create(config) as sim, target_for(target_name, tmp_path) as target:
         sim.faults.latency = latency
-        settings = settings_for(
-            sim,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=16,
-            **target.settings(),
-        )
+        settings = target_settings(sim, target, streams=["journal_entries"], concurrency=16)
         report = sync(settings)
         assert report.ok, [r.error for r in report.results if r.error]
         assert_each_entry_once(sim, target.rows(JOURNAL_ENTRIES))

@@ -19,7 +19,7 @@ from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 from sitoo_sync.warehouse.dialects import _BY_NAME, SqlDialect
 from tests.conftest import SyncFn
-from tests.support import settings_for
+from tests.support import target_settings
 from tests.targets import ALL_TARGETS, Target, target_for
 
 JOURNALS = STREAMS["journal_entries"]
@@ -114,13 +114,7 @@ def test_a_journal_tick_after_its_cursors_were_cleared_changes_no_row(
         lambda event, **fields: met.append(fields) if event == "stored_keys_met" else None,
     )
     with target_for(name, tmp_path) as target:
-        settings = settings_for(
-            world,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=4,
-            **target.settings(),
-        )
+        settings = target_settings(world, target, streams=["journal_entries"], concurrency=4)
         assert sync(settings).ok
         assert not met
         before = stored(target)

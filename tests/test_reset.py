@@ -19,7 +19,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
-from tests.support import query, settings_for, take_lock, use_simulator
+from tests.support import query, settings_for, take_lock, target_settings, use_simulator
 from tests.targets import ALL_TARGETS, target_for
 
 
@@ -209,9 +209,7 @@ def test_reset_then_a_tick_leaves_every_target_as_it_was(
 ) -> None:
     """Clearing a cursor on any target re-reads everything and changes no row."""
     with target_for(name, tmp_path) as target:
-        settings = settings_for(
-            world, tmp_path / "unused.duckdb", streams=["pos_z_reports"], **target.settings()
-        )
+        settings = target_settings(world, target, streams=["pos_z_reports"])
         assert sync(settings).ok
         before = target.bag(POS_TABLE)
         warehouse = open_warehouse(target.url, schema=target.schema)

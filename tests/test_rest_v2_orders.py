@@ -26,7 +26,14 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.data import money as money_text
 from tests.conftest import SyncFn
-from tests.support import FIXTURES, PipeLines, query, run_once_process, settings_for
+from tests.support import (
+    FIXTURES,
+    PipeLines,
+    query,
+    run_once_process,
+    settings_for,
+    target_settings,
+)
 from tests.targets import SERVERS, Target, target_for
 
 NOW = 1_790_000_000  # a fixed clock: every run builds the same world
@@ -415,7 +422,7 @@ def test_every_target_holds_the_same_order_rows(sync: SyncFn, tmp_path: Path) ->
     sim = make_sim()
     try:
         with target_for("duckdb", tmp_path) as reference:
-            load_into(reference, sim, sync, tmp_path)
+            load_into(reference, sim, sync)
             compared = []
             for name in ("sqlite", "postgres", "mysql"):
                 try:
@@ -424,7 +431,7 @@ def test_every_target_holds_the_same_order_rows(sync: SyncFn, tmp_path: Path) ->
                 except pytest.skip.Exception:
                     continue
                 try:
-                    load_into(other, sim, sync, tmp_path)
+                    load_into(other, sim, sync)
                     for table in TABLES:
                         assert other.bag(table) == reference.bag(table), (name, table.name)
                     compared.append(name)
@@ -437,11 +444,8 @@ def test_every_target_holds_the_same_order_rows(sync: SyncFn, tmp_path: Path) ->
         sim.stop()
 
 
-def load_into(target: Target, sim: Simulator, sync: SyncFn, tmp_path: Path) -> None:
-    settings = settings_for(
-        sim, tmp_path / "unused.duckdb", streams=STREAMS, personal_data="keep",
-        **target.settings(),
-    )  # fmt: skip
+def load_into(target: Target, sim: Simulator, sync: SyncFn) -> None:
+    settings = target_settings(sim, target, streams=STREAMS, personal_data="keep")
     tick(sync, settings, sim)
 
 

@@ -31,7 +31,14 @@ from sitoo_sync.warehouse.base import SYNC_RUNS, SYSTEM_TABLES, RunRow
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, q
 from sitoo_sync.warehouse.sqla import SqlWarehouse
 from tests.conftest import SyncFn
-from tests.support import PipeLines, run_once_process, settings_for, use_simulator, vendor_example
+from tests.support import (
+    PipeLines,
+    run_once_process,
+    settings_for,
+    target_settings,
+    use_simulator,
+    vendor_example,
+)
 from tests.targets import ALL_TARGETS, Target, target_for
 
 
@@ -83,7 +90,7 @@ def test_every_row_carries_the_load_time_and_run_of_its_commit(
 ) -> None:
     """After a tick every row of every stream table has `_loaded_at` within its run's start and
     end and a `_run_id` naming that stream's run in sync_runs, on every target."""
-    settings = settings_for(sim, tmp_path / "unused.duckdb", **target.settings())
+    settings = target_settings(sim, target)
     assert sync(settings).ok
     by_stream = {r.stream: r for r in runs(target)}
     defaults = [s for s in STREAMS.values() if s.enabled_by_default]  # opt-in ones did not run

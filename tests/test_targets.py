@@ -40,7 +40,7 @@ from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES, CursorMove
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn
-from tests.support import settings_for, vendor_example
+from tests.support import target_settings, vendor_example
 from tests.targets import ALL_TARGETS, Target, canonical, target_for
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
@@ -69,12 +69,11 @@ def clock(sim: Simulator) -> Any:
     return lambda: datetime.fromtimestamp(sim.world.config.now, UTC)
 
 
-def sync_into(target: Target, sim: Simulator, sync: SyncFn, tmp_path: Path) -> None:
-    settings = settings_for(
+def sync_into(target: Target, sim: Simulator, sync: SyncFn) -> None:
+    settings = target_settings(
         sim,
-        tmp_path / "unused.duckdb",
+        target,
         stream_options={"store_z_reports": {"start_day": (NOW - timedelta(days=20)).date()}},
-        **target.settings(),
     )
     report = sync(settings, clock=clock(sim))
     assert report.ok, report.results
@@ -93,7 +92,7 @@ def test_every_target_holds_the_same_rows_as_duckdb(
 ) -> None:
     """Row counts, money sums to the cent, and the rows themselves agree on every target."""
     with target_for("duckdb", tmp_path) as reference:
-        sync_into(reference, world, sync, tmp_path)
+        sync_into(reference, world, sync)
         expected = {table.name: reference.rows(table) for table in TABLES}  # read once
         compared = []
         for name in ("sqlite", "postgres", "mysql"):
@@ -103,7 +102,7 @@ def test_every_target_holds_the_same_rows_as_duckdb(
             except pytest.skip.Exception:
                 continue
             try:
-                sync_into(other, world, sync, tmp_path)
+                sync_into(other, world, sync)
                 for table in TABLES:
                     got, want = other.rows(table), expected[table.name]
                     assert len(got) == len(want), table.name
@@ -120,26 +119,24 @@ def test_every_target_holds_the_same_rows_as_duckdb(
 
 
 @pytest.mark.slow
-def test_a_second_tick_changes_nothing(
-    target: Target, world: Simulator, sync: SyncFn, tmp_path: Path
-) -> None:
+def test_a_second_tick_changes_nothing(target: Target, world: Simulator, sync: SyncFn) -> None:
     """Re-reading the overlap and the lookback upserts in place: every table is unchanged."""
-    sync_into(target, world, sync, tmp_path)
+    sync_into(target, world, sync)
     before = {t.name: target.bag(t) for t in TABLES}
-    sync_into(target, world, sync, tmp_path)
+    sync_into(target, world, sync)
     assert {t.name: target.bag(t) for t in TABLES} == before
 
 
 @pytest.mark.slow
 def test_a_reaggregated_day_replaces_the_old_report(
-    target: Target, world: Simulator, sync: SyncFn, tmp_path: Path
+    target: Target, world: Simulator, sync: SyncFn
 ) -> None:
     """A store and day that comes back under a new id leaves exactly one report, the new one."""
     from sitoo_sync.normalize.store_z_reports import STORE_Z_REPORT_REGISTERS, STORE_Z_REPORTS
 
-    sync_into(target, world, sync, tmp_path)
+    sync_into(target, world, sync)
     world.world.reaggregate("200", "2026-11-18")
-    sync_into(target, world, sync, tmp_path)
+    sync_into(target, world, sync)
     rows = [r for r in target.rows(STORE_Z_REPORTS) if r[1] == "200" and str(r[4]) == "2026-11-18"]
     [report] = rows
     expected = next(

@@ -29,7 +29,7 @@ from sitoo_sync.warehouse.dialects import dialect_for
 from sitoo_sync.warehouse.retry import ATTEMPTS, TransactionConflict, retried
 from sitoo_sync.warehouse.sqla import SqlWarehouse
 from tests.conftest import SyncFn
-from tests.support import assert_each_entry_once, settings_for
+from tests.support import assert_each_entry_once, target_settings
 from tests.targets import Target, target_for
 
 #: PyMySQL ships no type information: its errors are reached untyped.
@@ -334,13 +334,7 @@ def test_a_tick_whose_group_commits_meet_conflicts_loads_every_entry_once(
         Simulator.create(SimConfig(seed=71, days=2, registers_per_store=3)) as sim,
         target_for(target_name, tmp_path) as target,
     ):
-        settings = settings_for(
-            sim,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=4,
-            **target.settings(),
-        )
+        settings = target_settings(sim, target, streams=["journal_entries"], concurrency=4)
         report = sync(settings)
         assert report.ok, [r.error for r in report.results if r.error]
         assert_each_entry_once(sim, target.rows(ENTRIES))

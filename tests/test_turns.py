@@ -20,7 +20,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
 from sitoo_sync.turns import Gathered, Joining
 from tests.conftest import SyncFn
-from tests.support import assert_each_entry_once, settings_for
+from tests.support import assert_each_entry_once, target_settings
 from tests.targets import ALL_TARGETS, LOAD_METADATA_NAMES, Target, target_for
 from tests.test_journal_entries import simulator_truth
 
@@ -203,13 +203,7 @@ def test_a_concurrent_journal_tick_joins_windows_and_loads_what_the_api_holds(
         target_for(target_name, tmp_path) as target,
     ):
         sim.faults.latency = 0.02
-        settings = settings_for(
-            sim,
-            tmp_path / "unused.duckdb",
-            streams=["journal_entries"],
-            concurrency=8,
-            **target.settings(),
-        )
+        settings = target_settings(sim, target, streams=["journal_entries"], concurrency=8)
         assert sync(settings).ok
         assert _truth(target) == simulator_truth(sim)
         assert_each_entry_once(sim, target.rows(TABLES["journal_entries"]))

@@ -66,6 +66,11 @@ def run_phase(phase: str) -> int:
         )
         print(json.dumps(figures))
         return 0
+    if phase == "tick-floor":
+        seconds, requests, entries = tick_floor(settings)
+        figures.update(seconds=seconds, requests=requests, records=entries)
+        print(json.dumps(figures))
+        return 0
     if phase == "sync":
         _import_what_a_tick_uses(settings)
     with make_client(settings) as client:
@@ -138,51 +143,77 @@ def journal_floor(settings: Settings) -> tuple[int, int]:
     register's journal (`date_type=added`, `num=1000`, following `next`), `concurrency`
     registers at once, decoding each page with `response.json()` and storing nothing.
     Returns (entries, requests)."""
-    limits = httpx.Limits(max_connections=max(16, settings.concurrency))
-    with (
-        _plain_client(settings, limits=limits) as http,
-        ThreadPoolExecutor(settings.concurrency) as pool,
-    ):
-
-        def site(site_id: int) -> tuple[list[str], int]:
-            url = f"{settings.v2_base_url}/sites/{site_id}/cashregisters.json"
-            found: list[str] = []
-            start, requests = 0, 0
-            while True:
-                params: dict[str, str | int] = {
-                    "includenotregistered": "true",
-                    "start": start,
-                    "num": 100,
-                }
-                page = http.get(url, params=params).raise_for_status().json()
-                requests += 1
-                found += [r["registerid"] for r in page["items"]]
-                start += len(page["items"])
-                if not page["items"] or start >= page["totalcount"]:
-                    return found, requests
-
-        def journal(register: str) -> tuple[int, int]:
-            url = f"{settings.journals_base_url}/journal-entries"
-            params: dict[str, str | int] = {
-                "register_id": register,
-                "date_type": "added",
-                "sort_order": "asc",
-                "num": 1000,
-                "date_from": 0,
-            }
-            entries, requests = 0, 0
-            while True:
-                page = http.get(url, params=params).raise_for_status().json()
-                requests += 1
-                entries += len(page["items"])
-                if not page.get("next"):
-                    return entries, requests
-                params["next"] = page["next"]
-
-        sites = list(pool.map(site, settings.site_ids))
+    with _floor_client(settings) as http, ThreadPoolExecutor(settings.concurrency) as pool:
+        sites = list(pool.map(lambda site: _list_site(http, settings, site), settings.site_ids))
         registers = [r for found, _ in sites for r in found]
-        pages = list(pool.map(journal, registers))
+        pages = list(pool.map(lambda register: _journal(http, settings, register, 0), registers))
     return sum(e for e, _ in pages), sum(n for _, n in sites) + sum(n for _, n in pages)
+
+
+def tick_floor(settings: Settings) -> tuple[float, int, int]:
+    """The floor of a journal tick with nothing new: the requests such a tick makes, by a
+    plain httpx client, `concurrency` at once, each decoded with `response.json()`.
+
+    A steady tick knows its registers (its warehouse has their cursors) and asks each for
+    what was added since, while the register listing runs beside them; so here the
+    registers are listed first, untimed, and then the listing's pages and one journal page
+    per register, asking for entries added from the next second on (none), are timed
+    together. Returns (seconds, requests, entries); entries is 0 unless the API had some.
+    """
+    with _floor_client(settings) as http, ThreadPoolExecutor(settings.concurrency) as pool:
+        listed = list(pool.map(lambda site: _list_site(http, settings, site), settings.site_ids))
+        registers = [r for found, _ in listed for r in found]
+        after = int(time.time()) + 1
+        started = time.perf_counter()
+        sites = [pool.submit(_list_site, http, settings, site) for site in settings.site_ids]
+        pages = list(pool.map(lambda r: _journal(http, settings, r, after), registers))
+        requests = sum(s.result()[1] for s in sites) + sum(n for _, n in pages)
+        seconds = time.perf_counter() - started
+    return seconds, requests, sum(e for e, _ in pages)
+
+
+def _floor_client(settings: Settings) -> httpx.Client:
+    """The journal floors' client: a connection for each request in flight."""
+    return _plain_client(
+        settings, limits=httpx.Limits(max_connections=max(16, settings.concurrency))
+    )
+
+
+def _list_site(http: httpx.Client, settings: Settings, site_id: int) -> tuple[list[str], int]:
+    """Every register of a site, as the register listing pages them; (ids, requests)."""
+    url = f"{settings.v2_base_url}/sites/{site_id}/cashregisters.json"
+    found: list[str] = []
+    start, requests = 0, 0
+    while True:
+        params: dict[str, str | int] = {"includenotregistered": "true", "start": start, "num": 100}
+        page = http.get(url, params=params).raise_for_status().json()
+        requests += 1
+        found += [r["registerid"] for r in page["items"]]
+        start += len(page["items"])
+        if not page["items"] or start >= page["totalcount"]:
+            return found, requests
+
+
+def _journal(
+    http: httpx.Client, settings: Settings, register: str, date_from: int
+) -> tuple[int, int]:
+    """Page one register's journal from `date_from` to its end; (entries, requests)."""
+    url = f"{settings.journals_base_url}/journal-entries"
+    params: dict[str, str | int] = {
+        "register_id": register,
+        "date_type": "added",
+        "sort_order": "asc",
+        "num": 1000,
+        "date_from": date_from,
+    }
+    entries, requests = 0, 0
+    while True:
+        page = http.get(url, params=params).raise_for_status().json()
+        requests += 1
+        entries += len(page["items"])
+        if not page.get("next"):
+            return entries, requests
+        params["next"] = page["next"]
 
 
 def _child(
@@ -409,15 +440,34 @@ def run_latency_benchmark(
 
     Each is compared with its latency limit: the requests it made (counted by the client,
     retries included) times the latency, divided by the concurrency, which is the least
-    time those requests can take. Every (target, concurrency) starts from a fresh target;
-    the best of `rounds` is kept.
+    time those requests can take. Beside it, what a plain client takes for the same
+    requests at the same concurrency, measured in the same round: the journal floor for the
+    backfill (the listing, then every register's pages), `tick_floor` for the tick. Every
+    (target, concurrency) starts from a fresh target; the best of `rounds` is kept.
     """
     sim, env = _start_journal_simulator(registers_per_store, latency)
     names: list[str | None] = [None, *targets]
     best: dict[tuple[str | None, int, str], dict[str, Any]] = {}
+    floors: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def keep(kept: dict[Any, dict[str, Any]], key: Any, figures: dict[str, Any]) -> None:
+        if key not in kept or figures["seconds"] < kept[key]["seconds"]:
+            kept[key] = figures
+
     try:
         with tempfile.TemporaryDirectory(prefix="sitoo-bench-") as tmp:
             for i in range(max(1, rounds)):
+                line = f"  round {i + 1}: plain client"
+                for n in concurrencies:
+                    floor_env = {**env, "SITOO_CONCURRENCY": str(n)}
+                    for phase, child in (
+                        ("backfill", "journal-floor"),
+                        ("no-op tick", "tick-floor"),
+                    ):
+                        figures = _child(child, floor_env)
+                        keep(floors, (n, phase), figures)
+                        line += f" x{n} {phase} {figures['seconds']:.2f}s"
+                print(line, flush=True)
                 for t, name in enumerate(names):
                     line = f"  round {i + 1}: {_label(name)}"
                     for n in concurrencies:
@@ -426,18 +476,20 @@ def run_latency_benchmark(
                             run_env = {**env, **target_env, "SITOO_CONCURRENCY": str(n)}
                             for phase in ("backfill", "no-op tick"):
                                 figures = _child("sync", run_env)
-                                kept = best.get((name, n, phase))
-                                if kept is None or figures["seconds"] < kept["seconds"]:
-                                    best[name, n, phase] = figures
+                                keep(best, (name, n, phase), figures)
                                 line += f" x{n} {phase} {figures['seconds']:.2f}s"
                     print(line, flush=True)
     finally:
         sim.terminate()
         sim.wait(timeout=10)
     print(f"\nlimit = requests x {latency * 1000:.0f} ms / concurrency")
+    print("plain = a plain httpx client making the same requests at the same concurrency")
     for name in names:
         print(f"\n{_label(name)}")
-        print("  concurrency  phase        seconds  requests    limit   ratio  goal")
+        print(
+            "  concurrency  phase        seconds  requests    limit   ratio  goal"
+            "     plain (ratio)  vs plain"
+        )
         for n in concurrencies:
             for phase, goal in (
                 ("backfill", LATENCY_BACKFILL_GOAL),
@@ -445,9 +497,13 @@ def run_latency_benchmark(
             ):
                 f = best[name, n, phase]
                 limit = f["requests"] * latency / n
+                floor = floors[n, phase]
+                plain = floor["seconds"]
+                plain_limit = floor["requests"] * latency / n  # its own requests' limit
                 print(
                     f"  {n:>11}  {phase:<11} {f['seconds']:>7.2f}s  {f['requests']:>8}  "
                     f"{limit:>6.2f}s  {f['seconds'] / limit:>5.2f}x  <= {goal}x"
+                    f"  {plain:>6.2f}s ({plain / plain_limit:.2f}x)  {f['seconds'] / plain:>6.2f}x"
                     f"  ({f['rows']:,} rows)"
                 )
     return 0

@@ -291,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         help="with --journal-scale: registers in each of the 5 stores (12 = 61 registers)",
     )
     bench.add_argument(
-        "--phase", choices=("floor", "sync", "journal-floor"), help=argparse.SUPPRESS
+        "--phase", choices=("floor", "sync", "journal-floor", "tick-floor"), help=argparse.SUPPRESS
     )
 
     verify = sub.add_parser(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sitoo_sync import bench
 from sitoo_sync.cli import main
+from sitoo_sync.simulator import Simulator
+from tests.support import settings_for
 
 
 def _record(calls: list[tuple[str, dict[str, Any]]], name: str, rc: int = 0) -> Any:
@@ -96,3 +99,26 @@ def test_the_cores_counted_are_those_this_process_may_run_on() -> None:
     """The bound divides by the cores the process may use: at least one, never more than
     the host has."""
     assert 1 <= bench._cores() <= (os.cpu_count() or 1)
+
+
+def test_the_tick_floor_asks_each_register_once_for_nothing_new_beside_the_listing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The no-op tick's plain-client floor makes a steady tick's requests: the register
+    listing (timed once, after an untimed one that stands for the registers a warehouse
+    knows) and one journal page per register asking from now on, which holds nothing."""
+    settings = settings_for(sim, tmp_path / "unused.duckdb", concurrency=4)
+    entries, _ = bench.journal_floor(settings)
+    journals, listings = sim.requests_to("/journal-entries"), sim.requests_to("cashregisters")
+
+    seconds, requests, found = bench.tick_floor(settings)
+
+    journal = sim.requests_to("/journal-entries") - journals
+    listing = sim.requests_to("cashregisters") - listings
+    assert entries > 0  # the registers have journals; the floor's pages are empty by asking
+    assert found == 0
+    assert journal == len(sim.world.registers)
+    assert listing > 0
+    assert listing % 2 == 0
+    assert requests == journal + listing // 2
+    assert seconds > 0

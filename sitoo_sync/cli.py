@@ -253,7 +253,8 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "--journal-latency",
         action="store_true",
         help="instead: journal backfill and no-op tick over 201 registers at 100 ms latency, "
-        "at concurrency 4, 16 and 32, against the latency limit",
+        "at concurrency 4, 16 and 32, against the latency limit and a plain client making the "
+        "same requests",
     )
     bench.add_argument(
         "--replicas",

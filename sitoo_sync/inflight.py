@@ -4,8 +4,10 @@ Memory is bounded by bytes in flight, never by history, rows or partitions: a ti
 partitions share one `Buffer` (SITOO_BUFFER_MB), half of it for pages fetched and not yet
 normalized, half for normalized rows waiting in batches for their commit.
 
-- A page is held from before its request until its window has been normalized, at its
-  wire size times `PARSED_FACTOR` (what the parsed JSON costs as Python objects). Before a
+- A page is held from before its request until its partition has taken its window
+  (normalized it, and committed the batch when that window filled it: the parsed records
+  live until then), at its wire size times `PARSED_FACTOR` (what the parsed JSON costs as
+  Python objects; msgspec's structs cost ~2x, so this errs on the safe side). Before a
   request the fetcher holds the largest page seen so far (at least `FIRST_PAGE`) and waits
   until that fits, or until nothing is held (a page larger than the whole half goes
   alone). Once the page is in, and before it is parsed, the hold grows to the page's real

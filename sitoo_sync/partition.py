@@ -166,7 +166,8 @@ class PageHolds:
     """One partition's pages held in the tick's `Buffer`: from before each request (the
     buffer's estimate, waiting until it fits), grown to the page's real cost before it is
     parsed (waiting again), and claimed by the window they make, which gives them back
-    once it is normalized."""
+    once the partition has taken it (`PartitionWriter.take`: normalized, and committed
+    when it filled the batch)."""
 
     def __init__(self, buffer: Buffer | None, stop: threading.Event | None) -> None:
         self.buffer = buffer

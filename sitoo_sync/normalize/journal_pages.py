@@ -309,16 +309,14 @@ def _typed(table: Table, columns: Mapping[str, Values]) -> pa.Table:
         values = columns[column.name]
         if isinstance(values, pa.Array):
             array = values
-            if column.kind is Kind.JSON and not column.nullable and array.null_count:
-                raise _Unclean(column.name)
         elif column.kind is Kind.JSON:
             array = pa.array(values, pa.string())
-            if not column.nullable and array.null_count:
-                raise _Unclean(column.name)
         else:
             array, errors = convert_column(column, values)
             if errors:
                 raise _Unclean(column.name)
+        if column.kind is Kind.JSON and not column.nullable and array.null_count:
+            raise _Unclean(column.name)  # a required JSON value missing: the reference rejects
         arrays.append(array)
     return pa.Table.from_arrays(arrays, names=list(table.column_names))
 

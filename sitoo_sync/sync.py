@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sitoo_sync.api.client import SitooClient
+from sitoo_sync.collector import frozen_before
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.inflight import Buffer
@@ -133,19 +134,22 @@ def run_once(
     clock: Callable[[], datetime] = utcnow,
     stop: threading.Event | None = None,
 ) -> RunReport:
-    """One tick of every stream given; the warehouse is closed at the end either way."""
+    """One tick of every stream given; the warehouse is closed at the end either way.
+
+    What was alive before the tick is not searched for cycles during it (collector.py)."""
     report = RunReport()
     try:
-        _run_streams(
-            settings,
-            warehouse,
-            client,
-            streams,
-            report=report,
-            on_window=on_window,
-            clock=clock,
-            stop=stop,
-        )
+        with frozen_before():
+            _run_streams(
+                settings,
+                warehouse,
+                client,
+                streams,
+                report=report,
+                on_window=on_window,
+                clock=clock,
+                stop=stop,
+            )
     except warehouse.errors as exc:
         log.error("warehouse_failed", target=type(warehouse).__name__, error=str(exc))
         raise WarehouseError(f"the warehouse failed: {exc}") from exc

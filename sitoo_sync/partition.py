@@ -101,7 +101,9 @@ def prefetch(
         try:
             for item in source:
                 cost = size(item) if budget is not None else 0
-                if not offer((item, cost)):
+                handed = offer((item, cost))
+                del item  # the consumer's now: not kept alive here while the next is made
+                if not handed:
                     if budget is not None:
                         budget.release(cost)
                     return
@@ -119,7 +121,11 @@ def prefetch(
             if isinstance(got, BaseException):
                 raise got
             item, held = got
+            del got
             yield item
+            # Taken: the item's bytes go back to the budget, and no reference here keeps
+            # them alive while the next item is awaited (the budget would not see them).
+            del item
             if budget is not None:
                 budget.release(held)
             held = 0
@@ -413,6 +419,10 @@ def sync_partition(
                 records = _unstored(warehouse, parent, records, known)
                 rereads = not records
             loader.take(window, records)
+            # Taken, its holds given back: the page must not outlive them in this frame
+            # while the next one is fetched (each partition at work would keep one more
+            # page than the buffer counts).
+            del window, records
             if stop is not None and stop.is_set():
                 log.info("stop_honoured", stream=stream.name, partition=partition)
                 break

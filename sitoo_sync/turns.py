@@ -125,25 +125,33 @@ class Joining(Inline):
         return job.done.result()
 
     def _serve(self) -> None:
-        while True:
-            with self._ready:
-                while not self._jobs and not self._closed:
-                    self._ready.wait()
-                if not self._jobs:
-                    return
-                jobs = [self._jobs.popleft()]
-                joins = jobs[0].joins
-                while joins is not None and self._jobs and self._jobs[0].joins == joins:
-                    jobs.append(self._jobs.popleft())
-            if joins is None or len(jobs) == 1:
-                jobs[0].call()
-                continue
-            answers = _together(*joins, [job.window for job in jobs if job.window is not None])
-            for job, answer in zip(jobs, answers, strict=True):
-                if isinstance(answer, Exception):
-                    job.done.set_exception(answer)
-                else:
-                    job.done.set_result(answer)
+        while self._serve_next():
+            pass
+
+    def _serve_next(self) -> bool:
+        """Run the next job, or the jobs waiting that join it; False once closed and done.
+
+        A call of its own, so the windows it normalized are not kept alive by this thread
+        while it waits for the next (their pages are no longer in the tick's buffer)."""
+        with self._ready:
+            while not self._jobs and not self._closed:
+                self._ready.wait()
+            if not self._jobs:
+                return False
+            jobs = [self._jobs.popleft()]
+            joins = jobs[0].joins
+            while joins is not None and self._jobs and self._jobs[0].joins == joins:
+                jobs.append(self._jobs.popleft())
+        if joins is None or len(jobs) == 1:
+            jobs[0].call()
+            return True
+        answers = _together(*joins, [job.window for job in jobs if job.window is not None])
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, Exception):
+                job.done.set_exception(answer)
+            else:
+                job.done.set_result(answer)
+        return True
 
     def close(self) -> None:
         """Stop the thread once the work handed to it is done."""

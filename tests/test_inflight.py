@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ from sitoo_sync.inflight import FIRST_PAGE, Buffer, ByteBudget
 from sitoo_sync.normalize.journal_entries import JOURNAL_ENTRIES
 from sitoo_sync.partition import prefetch
 from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES as JOURNAL_STREAM
+from sitoo_sync.turns import Joining
 from tests.conftest import SyncFn
 from tests.support import assert_each_entry_once, target_settings
 from tests.targets import target_for
@@ -157,6 +162,96 @@ def test_prefetch_gives_back_what_each_item_held_when_the_consumer_moves_on() ->
     items.close()
     time.sleep(0.2)
     assert budget.used == 0
+
+
+class _Page(list[Any]):
+    """A page of records that a weak reference can follow (a list cannot)."""
+
+
+def test_a_page_taken_is_not_kept_alive_while_the_next_is_fetched() -> None:
+    """Once the consumer has taken a page and asks for the next, neither the producer thread
+    nor the generator keeps the page: the budget has it back, so nothing may hold it."""
+    alive_while_fetching: list[bool] = []
+    previous: list[weakref.ref[_Page]] = []
+
+    def source() -> Iterator[_Page]:
+        for n in range(4):
+            gc.collect()  # only references keep a page: no cycle waits for the collector
+            # The page before the last may be with the consumer still (fetched one ahead);
+            # every page before that was taken and must be gone.
+            alive_while_fetching.extend(ref() is not None for ref in previous[:-1])
+            page = _Page([n])
+            previous.append(weakref.ref(page))
+            yield page
+            del page
+
+    for page in prefetch(source(), budget=ByteBudget(10_000), size=lambda _page: 100):
+        assert page[0] in range(4)
+        del page  # the consumer is done with it
+        time.sleep(0.05)  # the producer is fetching ahead meanwhile
+    assert alive_while_fetching == [False] * 3  # fetches 2 and 3 looked at 1 and 2 pages
+
+
+def test_a_journal_page_lives_in_its_window_alone_while_the_next_page_is_fetched() -> None:
+    """The cursor that pages the journals keeps neither the last response nor its records
+    once their window is handed on: the next request finds them gone."""
+
+    def responses() -> Iterator[dict[str, Any]]:
+        yield {"items": _Page([{"dateadded": 10}]), "next": "t"}
+        yield {"items": _Page()}
+
+    pages = responses()
+    refs: list[weakref.ref[_Page]] = []
+    seen_alive: list[bool] = []
+
+    def fetch_raw(_params: Any) -> Any:
+        gc.collect()
+        seen_alive.extend(ref() is not None for ref in refs)
+        payload = next(pages)
+        refs.append(weakref.ref(payload["items"]))
+        return payload
+
+    ctx = WindowContext(fetch_raw=fetch_raw, partition="1")
+    windows = JOURNAL_STREAM.cursor.windows(ctx, None)
+    first = next(windows)
+    assert first.cursor == "10"
+    del first
+    assert [w.records for w in windows] == [[]]
+    assert seen_alive == [False]
+
+
+def test_the_normalizing_thread_keeps_no_window_it_normalized_together() -> None:
+    """Windows normalized in one call on the tick's normalizing thread are not held by that
+    thread while it waits for the next ones."""
+    refs: list[weakref.ref[_Page]] = []
+    release = threading.Event()
+
+    def one(records: list[Any], _context: Any) -> int:
+        release.wait(5)
+        return len(records)
+
+    def many(windows: Any) -> list[int]:
+        return [len(records) for records, _context in windows]
+
+    turns = Joining()
+    results: list[int] = []
+
+    def hand_over(n: int) -> None:
+        page = _Page(range(n))
+        refs.append(weakref.ref(page))
+        results.append(turns.normalize(one, many, page, {}))
+
+    threads = [threading.Thread(target=hand_over, args=(n,)) for n in (1, 2, 3)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)  # the first blocks the thread in `one`; the others wait, to join
+    release.set()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [1, 2, 3]
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
+    turns.close()
 
 
 def _backfill_with_buffer(

@@ -375,8 +375,10 @@ class CursorPages:
             if not isinstance(records, list):
                 raise StuckWindowError("the envelope's items is not a list")
             resume = max(resume, *record_times(records, self.time_field), resume)
-            yield Window(records, str(resume), dict(params))
             token = payload.get(self.next_field)
+            del payload  # the page lives in its window alone, not here during the next fetch
+            yield Window(records, str(resume), dict(params))
+            del records
             if not token:
                 return
             params = {**params, self.next_param: str(token)}

@@ -7,8 +7,9 @@ service's state), and a no-op journal tick over 201 registers on PostgreSQL made
 objects of its own for one such collection: 65-72 ms with the interpreter lock held, in
 the middle of its requests (`gc.callbacks`). `gc.freeze()` when a tick starts moves what is
 alive into a generation the collector leaves alone (in constant time); the tick's own
-objects are collected as before. That tick went from 1.55 to 1.49 s (eight alternating
-pairs, docs/benchmarks.md).
+objects are collected as before, and that tick has no full collection left. Its wall time
+moved by about as much as the host's noise (1.55 -> 1.49 s over eight alternating pairs in
+one hour, 1.473 -> 1.465 s over twelve in the next: docs/benchmarks.md).
 
 When the last tick under way ends, `gc.unfreeze()` hands everything back, so cycles that
 died during a tick among the frozen objects are still found, later: a long-lived service

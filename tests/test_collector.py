@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 from datetime import UTC, datetime
 
+import pytest
+
+from sitoo_sync import collector
 from sitoo_sync.api.client import make_client
-from sitoo_sync.collector import frozen_before
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import select_streams
@@ -14,38 +15,59 @@ from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
 
 
-def test_ticks_side_by_side_freeze_once_and_unfreeze_when_the_last_ends() -> None:
+class _Collector:
+    """Stands in for the `gc` module: counts freezes and unfreezes (other tests' ticks,
+    still running in this process, may freeze the real one meanwhile)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def freeze(self) -> None:
+        self.calls.append("freeze")
+
+    def unfreeze(self) -> None:
+        self.calls.append("unfreeze")
+
+
+@pytest.fixture
+def fake_gc(monkeypatch: pytest.MonkeyPatch) -> _Collector:
+    """No tick under way, and a collector that only records what it is told."""
+    fake = _Collector()
+    monkeypatch.setattr(collector, "gc", fake)
+    monkeypatch.setattr(collector, "_ticks", 0)
+    return fake
+
+
+def test_ticks_side_by_side_freeze_once_and_unfreeze_when_the_last_ends(
+    fake_gc: _Collector,
+) -> None:
     """The first tick under way freezes what is alive, a second one leaves it so, and only
     when both have ended does the collector search those objects again."""
-    assert gc.get_freeze_count() == 0
-    with frozen_before():
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
-        second = frozen_before()
+    with collector.frozen_before():
+        assert fake_gc.calls == ["freeze"]
+        second = collector.frozen_before()
         second.__enter__()
-        assert gc.get_freeze_count() >= frozen
-    assert gc.get_freeze_count() > 0  # the second tick is still under way
+    assert fake_gc.calls == ["freeze"]  # the second tick is still under way
     second.__exit__(None, None, None)
-    assert gc.get_freeze_count() == 0
+    assert fake_gc.calls == ["freeze", "unfreeze"]
 
 
-def test_a_failing_tick_gives_its_objects_back_too() -> None:
+def test_a_failing_tick_gives_its_objects_back_too(fake_gc: _Collector) -> None:
     """A tick that raises still unfreezes: nothing stays out of the collector's reach."""
-    try:
-        with frozen_before():
-            raise RuntimeError("the tick failed")
-    except RuntimeError:
-        pass
-    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), collector.frozen_before():
+        raise RuntimeError("the tick failed")
+    assert fake_gc.calls == ["freeze", "unfreeze"]
 
 
-def test_a_sync_tick_runs_frozen_and_unfreezes_at_its_end(settings: Settings) -> None:
-    """`run_once` loads its windows with the objects alive before it frozen, and leaves none
-    frozen once it returns."""
-    counts: list[int] = []
+def test_a_sync_tick_runs_frozen_and_unfreezes_at_its_end(
+    settings: Settings, fake_gc: _Collector
+) -> None:
+    """`run_once` loads every window with what was alive before it frozen, and gives it
+    back to the collector when it returns."""
+    seen: list[list[str]] = []
 
     def on_window(_result: PartitionResult) -> None:
-        counts.append(gc.get_freeze_count())
+        seen.append(list(fake_gc.calls))
 
     with make_client(settings, sleep=lambda _s: None) as client:
         report = run_once(
@@ -57,6 +79,6 @@ def test_a_sync_tick_runs_frozen_and_unfreezes_at_its_end(settings: Settings) ->
             clock=lambda: datetime.now(UTC),
         )
     assert report.ok
-    assert counts
-    assert min(counts) > 0
-    assert gc.get_freeze_count() == 0
+    assert seen
+    assert all(calls == ["freeze"] for calls in seen)
+    assert fake_gc.calls == ["freeze", "unfreeze"]

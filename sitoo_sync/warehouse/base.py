@@ -141,37 +141,15 @@ SYNC_VIEWS = Table(
     key=("view_name",),
 )
 
-SYNC_SCHEMA = Table(
-    name="sync_schema",
-    description=(
-        "The schema this tool last found complete: a fingerprint of every table, column, "
-        "comment and view it declared then. A tick that declares the same and finds every "
-        "table, column and recorded view in the catalog checks nothing further."
-    ),
-    columns=(
-        text(
-            "fingerprint",
-            "SHA-256 (first 16 hex digits) of the version, the tables, their columns and "
-            "comments, and the views' statements.",
-            nullable=False,
-        ),
-        timestamp("checked_at", "When the schema was last checked and completed (UTC)."),
-    ),
-    key=("fingerprint",),
-)
-
-SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS, SYNC_VIEWS, SYNC_SCHEMA)
+SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS, SYNC_VIEWS)
 
 
 def schema_tables(tables: Sequence[Table], views: Sequence[View]) -> list[Table]:
-    """The tables an `ensure_schema(tables, views)` creates: `sync_schema`, where the check
-    is recorded, and with views `sync_views`, where they are."""
-    wanted = list(tables)
-    if views and SYNC_VIEWS not in wanted:
-        wanted.append(SYNC_VIEWS)
-    if SYNC_SCHEMA not in wanted:
-        wanted.append(SYNC_SCHEMA)
-    return wanted
+    """The tables an `ensure_schema(tables, views)` creates: with views, `sync_views` too,
+    where they are recorded."""
+    if views and SYNC_VIEWS not in tables:
+        return [*tables, SYNC_VIEWS]
+    return list(tables)
 
 
 @dataclass(frozen=True)

@@ -97,27 +97,6 @@ class SqlDialect:
         """Hold the target's schema lock `name` while creating or altering tables."""
         yield
 
-    def catalog_columns(self, conn: Connection, schema: str | None) -> dict[str, set[str]]:
-        """Every table's and view's column names in `schema` (None: the connection's own),
-        in one read of the standard `information_schema` (schema_check.py)."""
-        dialect = conn.dialect
-        normalize = dialect.requires_name_normalize  # Snowflake, Oracle: stored upper case
-        where = schema or dialect.default_schema_name
-        if normalize and where is not None:
-            where = dialect.denormalize_name(where)
-        rows = conn.execute(
-            sa.text(
-                "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE table_schema = :schema"
-            ),
-            {"schema": where},
-        )
-        catalog: dict[str, set[str]] = {}
-        name = dialect.normalize_name if normalize else str
-        for table, column in rows:
-            catalog.setdefault(str(name(table)), set()).add(str(name(column)))
-        return catalog
-
     # ---- rows ---------------------------------------------------------------------------
 
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
@@ -415,19 +394,6 @@ class SQLite(SqlDialect):
     in_process = True
     schemas = False
     enforced_keys = True
-
-    def catalog_columns(self, conn: Connection, schema: str | None) -> dict[str, set[str]]:
-        """SQLite has no `information_schema`: its tables and views, each with its columns."""
-        rows = conn.execute(
-            sa.text(
-                "SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
-                "WHERE m.type IN ('table', 'view')"
-            )
-        )
-        catalog: dict[str, set[str]] = {}
-        for table, column in rows:
-            catalog.setdefault(str(table), set()).add(str(column))
-        return catalog
 
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]

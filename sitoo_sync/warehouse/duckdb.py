@@ -48,8 +48,7 @@ from sitoo_sync.warehouse.base import (
 )
 from sitoo_sync.warehouse.comments import catalog_duckdb, comment_duckdb
 from sitoo_sync.warehouse.locks import file_lock
-from sitoo_sync.warehouse.schema_check import fingerprint, in_place, tables_there
-from sitoo_sync.warehouse.views import Sql, View, create_views_duckdb
+from sitoo_sync.warehouse.views import View, create_views_duckdb
 
 log = get_logger(__name__)
 
@@ -279,41 +278,18 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     @_turn
     def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
         """Create missing tables; add columns a declaration gained since (never drop); keep
-        `views` current (created again only when their definition changed). A schema found
-        as the last whole check left it is not checked again (schema_check.py)."""
-        declared = schema_tables(tables, views)
-        mark = fingerprint(declared, views, Sql("duckdb", lambda name: f'"{name}"'))
-        existing = self._catalog()
-        if tables_there(declared, existing) and in_place(
-            declared,
-            existing,
-            mark=mark,
-            recorded_marks=self._column("SELECT fingerprint FROM sync_schema"),
-            recorded_views=self._column("SELECT view_name FROM sync_views") if views else (),
-        ):
-            return
+        `views` current (created again only when their definition changed)."""
         with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
-            self._ensure_schema(declared, views, self._catalog())
-            self.con.execute("DELETE FROM sync_schema")  # the last whole check's, only
-            self.con.execute("INSERT INTO sync_schema VALUES (?, ?)", [mark, datetime.now(UTC)])
+            self._ensure_schema(schema_tables(tables, views), views)
 
-    def _catalog(self) -> dict[str, set[str]]:
-        """Every table's and view's column names."""
+    def _ensure_schema(self, tables: Sequence[Table], views: Sequence[View]) -> None:
+        con = self.con
         existing: dict[str, set[str]] = {}
-        for table_name, column_name in self.con.execute(
+        for table_name, column_name in con.execute(
             "SELECT table_name, column_name FROM information_schema.columns "
             "WHERE table_schema = current_schema()"
         ).fetchall():
             existing.setdefault(table_name, set()).add(column_name)
-        return existing
-
-    def _column(self, sql: str) -> list[str]:
-        return [str(row[0]) for row in self.con.execute(sql).fetchall()]
-
-    def _ensure_schema(
-        self, tables: Sequence[Table], views: Sequence[View], existing: Mapping[str, set[str]]
-    ) -> None:
-        con = self.con
         for table in tables:
             if table.name not in existing:
                 cols = [

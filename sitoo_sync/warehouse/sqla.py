@@ -34,7 +34,6 @@ from sitoo_sync.warehouse import unreachable
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
-    SYNC_SCHEMA,
     SYNC_STATE,
     SYNC_VIEWS,
     Capabilities,
@@ -63,9 +62,8 @@ from sitoo_sync.warehouse.locks import (
 )
 from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.rounds import Rounds
-from sitoo_sync.warehouse.schema_check import fingerprint, in_place, tables_there
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
-from sitoo_sync.warehouse.views import Sql, View, create_views_sql
+from sitoo_sync.warehouse.views import View, create_views_sql
 
 log = get_logger(__name__)
 
@@ -231,15 +229,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         one fails on the catalog's unique index (PostgreSQL) or "already exists" (MySQL). A
         server-side lock named after the schema (the dialect's `ddl_lock`) makes them take
         turns; the later one then finds everything in place.
-
-        A schema found as the last whole check left it is not checked again
-        (schema_check.py): that takes one read of the catalog and one of `sync_schema`.
         """
-        declared = schema_tables(tables, views)
-        mark = fingerprint(declared, views, Sql(self.dialect, self.qualified))
-        if self._schema_in_place(declared, views, mark):
-            return
-        wanted = [self.t(table) for table in declared]
+        wanted = [self.t(table) for table in schema_tables(tables, views)]
         with self._tx(), self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"):
             if self.schema:
                 self.sql.create_schema(self.conn, self.schema)
@@ -271,27 +262,6 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     comments=self.sql.view_comments,
                     records=self.t(SYNC_VIEWS),
                 )
-            checked = self.t(SYNC_SCHEMA)  # the last whole check's, only
-            self.conn.execute(checked.delete())
-            self.conn.execute(
-                checked.insert(), {"fingerprint": mark, "checked_at": datetime.now(UTC)}
-            )
-
-    def _schema_in_place(self, tables: Sequence[Table], views: Sequence[View], mark: str) -> bool:
-        """The quick check of schema_check.py: True when a whole check has nothing to do."""
-        with self._tx():
-            catalog = self.sql.catalog_columns(self.conn, self.schema)
-            if not tables_there(tables, catalog):  # `sync_schema` and `sync_views` included
-                return False
-            marks = self.conn.execute(sa.select(self.t(SYNC_SCHEMA).c.fingerprint)).scalars()
-            recorded = self.t(SYNC_VIEWS).c.view_name
-            return in_place(
-                tables,
-                catalog,
-                mark=mark,
-                recorded_marks=list(marks),
-                recorded_views=self.conn.execute(sa.select(recorded)).scalars() if views else (),
-            )
 
     # ---- loading ------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from sitoo_sync import collector
 from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.locks import shares_partitions
@@ -159,6 +160,9 @@ class Service:
             with self._running_changed:
                 self.running -= 1
                 self._running_changed.notify_all()
+            # What the tick left, frozen from the collector during it, is found now, while
+            # no tick waits for it (collector.py).
+            collector.collect_if_idle()
 
     def _tick(self, stream: Stream) -> None:
         settings = self.settings

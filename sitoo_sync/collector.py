@@ -7,8 +7,9 @@ service's state), and a no-op journal tick over 201 registers on PostgreSQL made
 objects of its own for one such collection: 65-72 ms with the interpreter lock held, in
 the middle of its requests (`gc.callbacks`). `gc.freeze()` when a tick starts moves what is
 alive into a generation the collector leaves alone (in constant time); the tick's own
-objects are collected as before, and that tick has no full collection left (its wall time:
-1.55 -> 1.49 s over eight alternating pairs, about the host's noise; docs/benchmarks.md).
+objects are collected as before, and that tick has no full collection left. Its wall time,
+over eight alternating pairs: no change at concurrency 16, 1.13 -> 1.02 s at 32 (the
+medians 1.07 -> 1.00 s; docs/benchmarks.md).
 
 When the last tick under way ends, `gc.unfreeze()` hands everything back. That alone would
 not free the cycles that died meanwhile among the frozen objects (a service's warehouse,

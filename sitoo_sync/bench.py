@@ -144,10 +144,9 @@ def journal_floor(settings: Settings) -> tuple[int, int]:
     registers at once, decoding each page with `response.json()` and storing nothing.
     Returns (entries, requests)."""
     with _floor_client(settings) as http, ThreadPoolExecutor(settings.concurrency) as pool:
-        sites = list(pool.map(lambda site: _list_site(http, settings, site), settings.site_ids))
-        registers = [r for found, _ in sites for r in found]
+        registers, listing = _list_registers(http, settings, pool)
         pages = list(pool.map(lambda register: _journal(http, settings, register, 0), registers))
-    return sum(e for e, _ in pages), sum(n for _, n in sites) + sum(n for _, n in pages)
+    return sum(e for e, _ in pages), listing + sum(n for _, n in pages)
 
 
 def tick_floor(settings: Settings) -> tuple[float, int, int]:
@@ -161,8 +160,7 @@ def tick_floor(settings: Settings) -> tuple[float, int, int]:
     together. Returns (seconds, requests, entries); entries is 0 unless the API had some.
     """
     with _floor_client(settings) as http, ThreadPoolExecutor(settings.concurrency) as pool:
-        listed = list(pool.map(lambda site: _list_site(http, settings, site), settings.site_ids))
-        registers = [r for found, _ in listed for r in found]
+        registers, _ = _list_registers(http, settings, pool)
         after = int(time.time()) + 1
         started = time.perf_counter()
         sites = [pool.submit(_list_site, http, settings, site) for site in settings.site_ids]
@@ -177,6 +175,15 @@ def _floor_client(settings: Settings) -> httpx.Client:
     return _plain_client(
         settings, limits=httpx.Limits(max_connections=max(16, settings.concurrency))
     )
+
+
+def _list_registers(
+    http: httpx.Client, settings: Settings, pool: ThreadPoolExecutor
+) -> tuple[list[str], int]:
+    """Every register of the configured sites, the sites listed side by side on `pool`;
+    (ids, requests)."""
+    sites = list(pool.map(lambda site: _list_site(http, settings, site), settings.site_ids))
+    return [r for found, _ in sites for r in found], sum(n for _, n in sites)
 
 
 def _list_site(http: httpx.Client, settings: Settings, site_id: int) -> tuple[list[str], int]:

@@ -285,8 +285,9 @@ class Rows(Protocol):
 
     def conflict(self, exc: BaseException) -> str | None:
         """What transient conflict with another writer `exc` is (a deadlock, a lock wait
-        timed out, a serialization failure: re-running the transaction can succeed), or
-        None when it is none (`retry.retried` raises it at once)."""
+        timed out, a serialization failure; DuckDB's memory limit, raised since: re-running
+        the transaction can succeed), or None when it is none (`retry.retried` raises it at
+        once)."""
 
     def duplicate_key(self, exc: BaseException) -> bool:
         """`exc` is a constraint the rows broke, such as a key stored already: a load that

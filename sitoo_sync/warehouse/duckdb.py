@@ -70,18 +70,24 @@ HOLD_SECONDS = 20.0
 #: HOLD_SECONDS + GAP_SECONDS + one commit of asking. The pause costs a backfill at most
 #: GAP_SECONDS / HOLD_SECONDS of its time (fetching goes on meanwhile).
 GAP_SECONDS = 1.0
-#: Two ticks of one process (two streams) create tables in one database: one at a time.
-#: DuckDB's own memory (buffer pool, caches) in this process, at most; see __init__.
-MEMORY_LIMIT = "64MB"
-#: ... and for a big read that asks for it (verify's time lines over a year of a chain:
-#: 7.2 s with this, 13.3 s spilling at MEMORY_LIMIT).
-BIG_READ_MEMORY_LIMIT = "2GB"
+#: DuckDB's own memory (buffer pool, caches) in this process, at first; see __init__. Work
+#: that runs out of it raises the limit and runs again (`OutOfMemory`), up to ...
+MEMORY_LIMIT_MB = 64
+#: ... this: a need beyond it is not a passing one.
+MEMORY_LIMIT_CEILING_MB = 1024
+#: The limit for a big read that asks for it (verify's time lines over a year of a chain:
+#: 7.2 s with this, 13.3 s spilling at 64 MB).
+BIG_READ_MEMORY_LIMIT_MB = 2048
+#: The limit a file's work was last raised to in this process, by path: the service's next
+#: tick on it starts there instead of running short again.
+_RAISED_MB: dict[str, int] = {}
 #: WAL size at which a commit checkpoints (DuckDB's default is 16MB). Each checkpoint
 #: compresses again the last, partly filled row group of every table it appends to (up to
 #: 122,880 rows), so small checkpoints during a backfill redo that work many times: replaying
 #: a 1M-entry journal backfill's 113 group commits took 16.7 s at 16MB (28 checkpoints, 11.4 s
 #: of them) and 10.9-12.3 s at 128MB. The last WAL is checkpointed when the file is let go.
 CHECKPOINT_THRESHOLD = "128MB"
+#: Two ticks of one process (two streams) create tables in one database: one at a time.
 _SCHEMA_LOCK = threading.Lock()
 
 #: Rows a streamed read fetches at a time.
@@ -91,6 +97,27 @@ _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class OutOfMemory(duckdb.OutOfMemoryException):
+    """DuckDB ran out of its memory limit, and the limit has been raised since: the work
+    (a whole transaction) can run again (`conflict` says so to `retry.retried`)."""
+
+
+#: How DuckDB words running out of its limit, also when a failed commit wraps it.
+_OUT_OF_MEMORY = (
+    "Out of Memory Error",
+    "could not allocate block",
+    "failed to pin block",
+    "failed to allocate data",
+)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """`exc` is DuckDB running out of its memory limit."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    return isinstance(exc, duckdb.Error) and any(s in str(exc) for s in _OUT_OF_MEMORY)
 
 
 def q(identifier: str) -> str:
@@ -189,11 +216,24 @@ class _Turns:
 def _turn(
     method: Callable[Concatenate[DuckDBWarehouse, P], R],
 ) -> Callable[Concatenate[DuckDBWarehouse, P], R]:
-    """Run `method` as one use of the file (see `_Turns`)."""
+    """Run `method` as one use of the file (see `_Turns`); outside a transaction, run it
+    again when it ran out of DuckDB's memory and the limit was raised. Every such method
+    can: it is one statement, statements that leave the same state when run twice, or a
+    transaction of its own (a statement that fails has changed nothing)."""
 
     def inner(self: DuckDBWarehouse, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        with self._turns.use():
-            return method(self, *args, **kwargs)
+        while True:
+            seen = self._memory_mb
+            try:
+                with self._turns.use():
+                    return method(self, *args, **kwargs)
+            except duckdb.Error as exc:
+                # A statement of its own (no transaction) ran whole or not at all: once the
+                # limit is raised, it runs again. In a transaction, the transaction does.
+                if self.in_transaction() or not out_of_memory(exc):
+                    raise
+                if not self._raise_memory_limit(seen, exc):
+                    raise
 
     functools.update_wrapper(inner, method)
     return inner
@@ -233,10 +273,16 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         # wrote cached in it, so the process grew with the history loaded (a 1M-entry journal
         # backfill peaked at 455-505 MB, 100k entries at 301 MB). A small limit keeps it flat;
         # what does not fit spills to the file's temp directory. Loading was not slower
-        # with it (bench --journal-scale), nor is `verify` over a year of a chain.
+        # with it (bench --journal-scale), nor is `verify` over a year of a chain. What DuckDB
+        # cannot spill (a commit's blocks, a big transaction's index) can need more: running
+        # out raises the limit and runs the work again (`_raise_memory_limit`) instead of
+        # failing the tick. (32 MB took ~30 MB off a 1M-entry backfill's peak but cost it
+        # 8-18 % more time: DuckDB compresses what it spills to its temp file with zstd.)
+        self._memory_mb = max(MEMORY_LIMIT_MB, _RAISED_MB.get(self.path, 0))
+        self._memory_lock = threading.Lock()
         self._config: dict[str, str | bool | int | float | list[str]] = {
             "threads": 1,
-            "memory_limit": MEMORY_LIMIT,
+            "memory_limit": f"{self._memory_mb}MB",
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
         }
         self._read_only = read_only  # `status`: reads, and never creates the file
@@ -266,8 +312,48 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                 wait = min(wait * 2, 5.0)
 
     def allow_big_reads(self) -> None:
-        """Raise DuckDB's memory limit to BIG_READ_MEMORY_LIMIT, for this process's reads."""
-        self.con.execute(f"SET memory_limit = '{BIG_READ_MEMORY_LIMIT}'")
+        """Raise DuckDB's memory limit to BIG_READ_MEMORY_LIMIT_MB, for this process's reads."""
+        with self._memory_lock:
+            self._set_memory_limit(max(self._memory_mb, BIG_READ_MEMORY_LIMIT_MB))
+
+    def _raise_memory_limit(self, seen_mb: int, exc: BaseException) -> bool:
+        """After work failed for want of memory under a limit of `seen_mb`: double the
+        limit (once for every thread that failed under that one). False when it is at
+        MEMORY_LIMIT_CEILING_MB already: running again would fail again."""
+        with self._memory_lock:
+            if self._memory_mb > seen_mb:
+                return True  # another thread's failure raised it meanwhile
+            if seen_mb >= MEMORY_LIMIT_CEILING_MB:
+                return False
+            raised = min(seen_mb * 2, MEMORY_LIMIT_CEILING_MB)
+            _RAISED_MB[self.path] = max(raised, _RAISED_MB.get(self.path, 0))
+            try:
+                self._set_memory_limit(raised)
+            except duckdb.FatalException:
+                # DuckDB gave up on the database: a commit failed midway. Whether it landed
+                # is known only to the next opening of the file (the tick's cursors are read
+                # again then), so nothing runs again here; that opening starts higher.
+                log.error(
+                    "duckdb_invalidated",
+                    memory_limit_mb=seen_mb,
+                    next_memory_limit_mb=raised,
+                    error=str(exc).splitlines()[0],
+                )
+                return False
+        log.warning(
+            "duckdb_memory_limit_raised",
+            from_mb=seen_mb,
+            to_mb=raised,
+            error=str(exc).splitlines()[0],
+        )
+        return True
+
+    def _set_memory_limit(self, mb: int) -> None:
+        """The database's limit now, and the one a connection opened later starts with."""
+        with self._turns.use():
+            self.con.execute(f"SET memory_limit = '{mb}MB'")
+        self._config["memory_limit"] = f"{mb}MB"
+        self._memory_mb = mb
 
     def close(self) -> None:
         """Close the file so other processes can open it."""
@@ -328,9 +414,11 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return self._nesting.active()
 
     def conflict(self, exc: BaseException) -> str | None:
-        """None: one process writes a DuckDB file (its lock sees to that), so two writers
+        """The conflict "out of memory" when a transaction ran out of DuckDB's memory limit
+        and the limit was raised since (`OutOfMemory`: running it again can succeed);
+        otherwise None: one process writes a DuckDB file (its lock sees to that), so two writers
         never meet in it."""
-        return None
+        return "out of memory" if isinstance(exc, OutOfMemory) else None
 
     def duplicate_key(self, exc: BaseException) -> bool:
         """A constraint error: a key stored already (or a NOT NULL broken, which the load
@@ -340,14 +428,26 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     @contextmanager
     def _begin(self) -> Iterator[None]:
         con = self.con
+        seen = self._memory_mb
         con.begin()
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             con.rollback()
+            self._out_of_memory(exc, seen)
             raise
-        con.commit()
+        try:
+            con.commit()  # a commit that fails has rolled back
+        except duckdb.Error as exc:
+            self._out_of_memory(exc, seen)
+            raise
         self._turns.committed()
+
+    def _out_of_memory(self, exc: BaseException, seen_mb: int) -> None:
+        """A transaction that ran out of memory (under a limit of `seen_mb`), rolled back:
+        raises OutOfMemory once the limit is raised, for the transaction to run again."""
+        if out_of_memory(exc) and self._raise_memory_limit(seen_mb, exc):
+            raise OutOfMemory(str(exc)) from exc
 
     def _execute(
         self, sql: str, batch: pa.Table, params: Mapping[str, Any] | None = None
@@ -625,22 +725,25 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         """`sets` on the sync_state rows of `batch`'s partitions (one row each) of the stream
         `$stream`, in one UPDATE ... FROM it; then the partitions it did not find inserted
         (`values` into `columns`, besides the stream). When the UPDATE found every partition
-        the INSERT is skipped: ~1.5 ms a statement, in two writes of each group commit."""
-        updated = self._execute(
-            f"UPDATE sync_state SET {sets} FROM {{batch}} b "
-            "WHERE sync_state.stream = $stream AND sync_state.partition_key = b.partition_key",
-            batch,
-            params,
-        ).fetchone()
-        if updated is not None and updated[0] == batch.num_rows:
-            return
-        self._execute(
-            f"INSERT INTO sync_state (stream, {columns}) SELECT $stream, {values} "
-            "FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM sync_state s "
-            "WHERE s.stream = $stream AND s.partition_key = b.partition_key)",
-            batch,
-            params,
-        )
+        the INSERT is skipped: ~1.5 ms a statement, in two writes of each group commit. Both
+        in one transaction (the caller's, when it has one): `sets` may add to counts, so the
+        pair runs whole or not at all, and can run again (see `_turn`)."""
+        with self.transaction():
+            updated = self._execute(
+                f"UPDATE sync_state SET {sets} FROM {{batch}} b "
+                "WHERE sync_state.stream = $stream AND sync_state.partition_key = b.partition_key",
+                batch,
+                params,
+            ).fetchone()
+            if updated is not None and updated[0] == batch.num_rows:
+                return
+            self._execute(
+                f"INSERT INTO sync_state (stream, {columns}) SELECT $stream, {values} "
+                "FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM sync_state s "
+                "WHERE s.stream = $stream AND s.partition_key = b.partition_key)",
+                batch,
+                params,
+            )
 
     def _write_state(
         self,

@@ -4,8 +4,10 @@ Two writers on one server (replicas splitting a stream, the service's ticks) can
 lock: a deadlock (MySQL/MariaDB 1213, PostgreSQL 40P01), a lock wait that timed out (1205)
 or a serialization failure (40001). The server has then rolled back one side's work (or
 one statement of it), and the cure is the one the server names: roll the transaction back
-and run it again. What is a conflict is the target's to say (`Warehouse.conflict`, the
-dialect's for SQLAlchemy targets); anything else is raised at once.
+and run it again. DuckDB has one more such failure of its own: running out of its memory
+limit, which it raises before the re-run. What is a conflict is the target's to say
+(`Warehouse.conflict`, the dialect's for SQLAlchemy targets); anything else is raised at
+once.
 
 A body run here must be safe to run twice: everything it reads, it reads again inside the
 transaction, and whatever it changes in memory it changes only after `retried` returns.
@@ -79,8 +81,8 @@ def retried(
                     **context,
                 )
                 raise TransactionConflict(
-                    f"{what}: given up after {attempts} attempts, each ended by a conflict "
-                    f"with another writer ({conflict}); the last: {str(exc).splitlines()[0]}"
+                    f"{what}: given up after {attempts} attempts, each ended by a passing "
+                    f"failure ({conflict}); the last: {str(exc).splitlines()[0]}"
                 ) from exc
             pause = pause_before(attempt)
             log.warning(

@@ -313,6 +313,30 @@ def test_threads_that_ran_out_under_one_limit_raise_it_once(
         warehouse.close()
 
 
+def test_a_raised_limit_lets_other_warehouses_open_the_file_beside_it(
+    tmp_path: Path, logged: Recorder
+) -> None:
+    """Once one warehouse raised the limit, another of the process (another stream's
+    tick) opens the same file while the first holds it, starting at the raised limit, and
+    the first opens it again after letting go while the other holds it (DuckDB refuses a
+    second connection whose config differs: the limit is set after connecting)."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    first = opened(tmp_path)
+    failure = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+    second: DuckDBWarehouse | None = None
+    try:
+        assert first._raise_memory_limit(FIRST_MB, failure)
+        second = DuckDBWarehouse(url)
+        assert limit_mb(second) == pytest.approx(2 * FIRST_MB * 1000**2 / 1024**2, rel=0.01)
+        first.close()
+        assert stored_ids(first) == []  # opened again beside `second`
+        assert limit_mb(first) == pytest.approx(2 * FIRST_MB * 1000**2 / 1024**2, rel=0.01)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
 def test_out_of_memory_is_told_from_other_errors() -> None:
     """DuckDB's own out-of-memory error and a commit that failed for want of memory are
     recognised; a constraint or a syntax error is not."""

@@ -282,7 +282,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         self._memory_lock = threading.Lock()
         self._config: dict[str, str | bool | int | float | list[str]] = {
             "threads": 1,
-            "memory_limit": f"{self._memory_mb}MB",
+            "memory_limit": f"{MEMORY_LIMIT_MB}MB",
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
         }
         self._read_only = read_only  # `status`: reads, and never creates the file
@@ -300,6 +300,8 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
+                if self._memory_mb > MEMORY_LIMIT_MB:  # raised (see _set_memory_limit)
+                    con.execute(f"SET memory_limit = '{self._memory_mb}MB'")
                 self._turns.opened_at = time.monotonic()
                 return con
             except duckdb.IOException as exc:
@@ -349,10 +351,11 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return True
 
     def _set_memory_limit(self, mb: int) -> None:
-        """The database's limit now, and the one a connection opened later starts with."""
+        """The database's limit now, and once the file is opened again (`_connect`). Not
+        in the connection's config: DuckDB refuses a second connection to an open file
+        with another config (another warehouse of this process, another stream's tick)."""
         with self._turns.use():
             self.con.execute(f"SET memory_limit = '{mb}MB'")
-        self._config["memory_limit"] = f"{mb}MB"
         self._memory_mb = mb
 
     def close(self) -> None:

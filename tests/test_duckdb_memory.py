@@ -1,6 +1,7 @@
-"""DuckDB starts a tick with a small memory limit; work that runs out of it raises the limit
-(doubling, once for all threads that met it, up to a ceiling) and runs again, whole, so a
-tick never fails for it and nothing is loaded twice."""
+"""DuckDB's memory limit is raised when work runs out of it: the work runs again, whole,
+under a doubled limit (once for every thread and warehouse that met the same limit, up to
+a ceiling, never lowered), so a tick does not fail for it and nothing is loaded or counted
+twice; after a commit that left the database invalidated, nothing runs again."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ import pytest
 
 from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.simulator import Simulator
+from sitoo_sync.streams import select_streams
 from sitoo_sync.warehouse import duckdb as duckdb_target
-from sitoo_sync.warehouse.duckdb import DuckDBWarehouse, OutOfMemory, out_of_memory
-from sitoo_sync.warehouse.retry import retried
+from sitoo_sync.warehouse import duckdb_memory
+from sitoo_sync.warehouse.base import SYNC_STATE, CursorMove
+from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+from sitoo_sync.warehouse.duckdb_memory import LIMITS, MemoryLimitRaised, ran_out_of_memory
+from sitoo_sync.warehouse.retry import TransactionConflict, retried
 from tests.conftest import SyncFn
 from tests.support import assert_each_entry_once, query, settings_for
 
@@ -29,6 +34,13 @@ ITEMS = Table(
 ROWS = 50_000
 #: The first memory limit of the tests that make DuckDB run short of memory themselves.
 FIRST_MB = 64
+STATEMENT_OUT_OF_MEMORY = (
+    "Out of Memory Error: failed to allocate data of size 3.0 MiB (12.2/15.2 MiB used)"
+)
+COMMIT_OUT_OF_MEMORY = (
+    "TransactionContext Error: Failed to commit: could not allocate block of size 256.0 KiB"
+    " (30.3 MiB/30.5 MiB used)"
+)
 
 
 class Recorder:
@@ -52,13 +64,13 @@ class Recorder:
 @pytest.fixture
 def logged(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """The DuckDB target's and the retry module's events, with a first limit of FIRST_MB
-    (room for the tests' rows: what runs short of it is made to) and no limit learned by
+    (room for the tests' rows: what runs short of it is made to) and no limit raised by
     an earlier test."""
     recorder = Recorder()
     monkeypatch.setattr(duckdb_target, "log", recorder)
     monkeypatch.setattr("sitoo_sync.warehouse.retry.log", recorder)
-    monkeypatch.setattr(duckdb_target, "MEMORY_LIMIT_MB", FIRST_MB)
-    monkeypatch.setattr(duckdb_target, "_RAISED_MB", {})
+    monkeypatch.setattr(duckdb_memory, "MEMORY_LIMIT_MB", FIRST_MB)
+    monkeypatch.setattr(LIMITS, "_mb", {})
     return recorder
 
 
@@ -72,35 +84,45 @@ def items(first: int, count: int = ROWS) -> pa.Table:
     )
 
 
-def limit_mb(warehouse: DuckDBWarehouse) -> float:
-    """DuckDB's memory limit as the database reports it, in MiB."""
+def limit_mb(warehouse: DuckDBWarehouse) -> int:
+    """DuckDB's memory limit as the database reports it, in (decimal) MB as it was set."""
     (value,) = warehouse.query("SELECT current_setting('memory_limit')")[0]
     number, unit = str(value).split()
-    return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+    mib = float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+    return round(mib * 1024**2 / 1000**2)
 
 
 def stored_ids(warehouse: DuckDBWarehouse) -> list[int]:
     return [r[0] for r in warehouse.query("SELECT item_id FROM memory_items ORDER BY 1")]
 
 
+def raises(recorder: Recorder) -> list[tuple[int, int]]:
+    return [(e["from_mb"], e["to_mb"]) for e in recorder.named("duckdb_memory_limit_raised")]
+
+
 def test_a_tick_that_outgrows_the_first_limit_raises_it_and_loads_each_entry_once(
     sim: Simulator, tmp_path: Path, sync: SyncFn, logged: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A whole tick starting at 1 MB (DuckDB itself runs short, in statements and commits)
-    succeeds, each journal entry stored once, the limit doubled step by step; the next
-    warehouse on the file starts at the raised limit."""
-    monkeypatch.setattr(duckdb_target, "MEMORY_LIMIT_MB", 1)
+    """A whole tick starting at 1 MB (DuckDB itself runs short, in its statements)
+    succeeds, each journal entry stored once and counted once in sync_state, the limit
+    doubled step by step; the next warehouse on the file starts at the raised limit."""
+    monkeypatch.setattr(duckdb_memory, "MEMORY_LIMIT_MB", 1)
     settings = settings_for(sim, tmp_path / "w.duckdb")
     report = sync(settings)
     assert report.ok, [r.error for r in report.results]
     assert_each_entry_once(sim, query(settings, "SELECT registerid, id FROM journal_entries"))
-    raised = logged.named("duckdb_memory_limit_raised")
-    assert raised, "a tick needs more than 1 MB: the limit must have been raised"
-    assert [(e["from_mb"], e["to_mb"]) for e in raised][:2] == [(1, 2), (2, 4)]
-    assert all(e["to_mb"] == 2 * e["from_mb"] for e in raised)
+    journal = select_streams(["journal_entries"])[0]
+    stored = sum(query(settings, f'SELECT count(*) FROM "{t.name}"')[0][0] for t in journal.tables)
+    counted = query(
+        settings, "SELECT sum(rows_loaded) FROM sync_state WHERE stream = 'journal_entries'"
+    )[0][0]
+    assert counted == stored
+    steps = raises(logged)
+    assert steps[:2] == [(1, 2), (2, 4)], "a tick needs more than 1 MB"
+    assert all(to == 2 * was for was, to in steps)
     again = DuckDBWarehouse(settings.target_url)
     try:
-        assert limit_mb(again) == pytest.approx(raised[-1]["to_mb"] * 1000**2 / 1024**2, rel=0.01)
+        assert limit_mb(again) == steps[-1][1]
     finally:
         again.close()
 
@@ -137,12 +159,6 @@ class Flaky:
         return getattr(self._real, name)
 
 
-COMMIT_OUT_OF_MEMORY = (
-    "TransactionContext Error: Failed to commit: could not allocate block of size 256.0 KiB"
-    " (30.3 MiB/30.5 MiB used)"
-)
-
-
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch) -> list[Flaky]:
     """The main connection of every DuckDB warehouse opened in the test, as a Flaky."""
@@ -157,18 +173,16 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> list[Flaky]:
     return opened
 
 
-def loader(warehouse: DuckDBWarehouse, first_runs_fail: int = 0) -> tuple[list[int], Any]:
-    """A load of ITEMS to run in `retried`, and the count of its runs; its first
-    `first_runs_fail` runs insert the rows and then run out of memory, as a statement can."""
-    runs = [0]
+def loader(warehouse: DuckDBWarehouse, fails_below_mb: int = 0) -> tuple[list[int], Any]:
+    """A load of ITEMS to run in `retried`, and the limits it ran under; a run under less
+    than `fails_below_mb` inserts the rows and then runs out of memory, as a statement can."""
+    runs: list[int] = []
 
     def load() -> None:
-        runs[0] += 1
+        runs.append(limit_mb(warehouse))
         warehouse.insert(ITEMS, items(1))
-        if runs[0] <= first_runs_fail:
-            raise duckdb.OutOfMemoryException(
-                "Out of Memory Error: failed to allocate data of size 3.0 MiB (12.2/15.2 MiB used)"
-            )
+        if runs[-1] < fails_below_mb:
+            raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
 
     return runs, load
 
@@ -179,25 +193,43 @@ def opened(tmp_path: Path) -> DuckDBWarehouse:
     return warehouse
 
 
+def no_pause(_seconds: float) -> None:
+    """A retry's pause, skipped."""
+
+
 def test_a_transaction_whose_statement_ran_out_of_memory_runs_again_whole(
     tmp_path: Path, logged: Recorder
 ) -> None:
     """A load whose statement runs out of memory is rolled back and run again under a
-    doubled limit: every row once, the re-run logged as a transaction retried for memory."""
+    doubled limit: every row once, the re-runs logged as transactions retried for memory."""
     warehouse = opened(tmp_path)
     try:
-        runs, load = loader(warehouse, first_runs_fail=2)
-        retried(warehouse, load, what="load", sleep=lambda _s: None)
-        assert runs == [3]
+        runs, load = loader(warehouse, fails_below_mb=4 * FIRST_MB)
+        retried(warehouse, load, what="load", sleep=no_pause)
+        assert runs == [FIRST_MB, 2 * FIRST_MB, 4 * FIRST_MB]
         assert stored_ids(warehouse) == list(range(1, ROWS + 1))
         retries = logged.named("transaction_retried")
         assert [(r["attempt"], r["conflict"]) for r in retries] == [
             (1, "out of memory"),
             (2, "out of memory"),
         ]
-        raised = logged.named("duckdb_memory_limit_raised")
-        assert [(e["from_mb"], e["to_mb"]) for e in raised] == [(64, 128), (128, 256)]
-        assert limit_mb(warehouse) == pytest.approx(256 * 1000**2 / 1024**2, rel=0.01)
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB), (2 * FIRST_MB, 4 * FIRST_MB)]
+    finally:
+        warehouse.close()
+
+
+def test_running_short_up_to_the_ceiling_is_not_given_up_as_a_conflict(
+    tmp_path: Path, logged: Recorder
+) -> None:
+    """Runs that ran out of memory do not count against the attempts a conflict gets: a
+    load that needs the ceiling's limit runs five times (64 to 1024 MB) and succeeds."""
+    warehouse = opened(tmp_path)
+    try:
+        runs, load = loader(warehouse, fails_below_mb=duckdb_memory.MEMORY_LIMIT_CEILING_MB)
+        retried(warehouse, load, what="load", sleep=no_pause)
+        assert runs == [64, 128, 256, 512, 1024]
+        assert stored_ids(warehouse) == list(range(1, ROWS + 1))
+        assert not logged.named("transaction_given_up")
     finally:
         warehouse.close()
 
@@ -211,11 +243,10 @@ def test_a_commit_that_ran_out_of_memory_runs_again_whole(
     try:
         flaky[0].failing_commits = 1
         runs, load = loader(warehouse)
-        retried(warehouse, load, what="load", sleep=lambda _s: None)
-        assert runs == [2]
+        retried(warehouse, load, what="load", sleep=no_pause)
+        assert runs == [FIRST_MB, 2 * FIRST_MB]
         assert stored_ids(warehouse) == list(range(1, ROWS + 1))
         assert [r["conflict"] for r in logged.named("transaction_retried")] == ["out of memory"]
-        assert limit_mb(warehouse) == pytest.approx(128 * 1000**2 / 1024**2, rel=0.01)
     finally:
         warehouse.close()
 
@@ -231,20 +262,35 @@ def test_a_database_invalidated_by_a_failed_commit_is_not_written_again(
     flaky[0].invalidates = True
     runs, load = loader(warehouse)
     with pytest.raises(duckdb.TransactionException, match="Failed to commit"):
-        retried(warehouse, load, what="load", sleep=lambda _s: None)
+        retried(warehouse, load, what="load", sleep=no_pause)
     warehouse.close()
-    assert runs == [1]
+    assert runs == [FIRST_MB]
     assert not logged.named("transaction_retried")
-    assert [
-        (e["memory_limit_mb"], e["next_memory_limit_mb"])
-        for e in logged.named("duckdb_invalidated")
-    ] == [(64, 128)]
+    invalidated = logged.named("duckdb_invalidated")
+    assert [(e["memory_limit_mb"], e["next_memory_limit_mb"]) for e in invalidated] == [
+        (FIRST_MB, 2 * FIRST_MB)
+    ]
     again = DuckDBWarehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
     try:
         assert stored_ids(again) == []
-        assert limit_mb(again) == pytest.approx(128 * 1000**2 / 1024**2, rel=0.01)
+        assert limit_mb(again) == 2 * FIRST_MB
     finally:
         again.close()
+
+
+def short_once(monkeypatch: pytest.MonkeyPatch, failure: Exception, statement: str) -> list[Any]:
+    """DuckDBWarehouse._execute raising `failure` once, at the first statement that starts
+    with `statement`; the list is empty once it has."""
+    execute = DuckDBWarehouse._execute
+    failures: list[Any] = [failure]
+
+    def short(self: DuckDBWarehouse, sql: str, *args: Any) -> Any:
+        if failures and sql.startswith(statement):
+            raise failures.pop()
+        return execute(self, sql, *args)
+
+    monkeypatch.setattr(DuckDBWarehouse, "_execute", short)
+    return failures
 
 
 def test_a_statement_of_its_own_that_ran_out_of_memory_runs_again(
@@ -253,22 +299,89 @@ def test_a_statement_of_its_own_that_ran_out_of_memory_runs_again(
     """An insert outside any transaction (autocommitted: it ran whole or not at all) that
     runs out of memory runs again once the limit is raised, and stores its rows once."""
     warehouse = opened(tmp_path)
-    execute = DuckDBWarehouse._execute
-    failures = [duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")]
-
-    def short_of_memory(self: DuckDBWarehouse, sql: str, *args: Any) -> Any:
-        if failures and sql.startswith("INSERT"):
-            raise failures.pop()
-        return execute(self, sql, *args)
-
-    monkeypatch.setattr(DuckDBWarehouse, "_execute", short_of_memory)
+    failures = short_once(
+        monkeypatch, duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY), "INSERT"
+    )
     try:
         warehouse.insert(ITEMS, items(1))
         assert not failures
-        assert [(e["from_mb"], e["to_mb"]) for e in logged.named("duckdb_memory_limit_raised")] == [
-            (64, 128)
-        ]
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB)]
         assert stored_ids(warehouse) == list(range(1, ROWS + 1))
+    finally:
+        warehouse.close()
+
+
+def test_a_statement_whose_own_commit_failed_is_not_run_again(
+    tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An autocommitted statement whose commit failed for want of memory (which may have
+    invalidated the database) is raised, not run again."""
+    warehouse = opened(tmp_path)
+    short_once(monkeypatch, duckdb.TransactionException(COMMIT_OUT_OF_MEMORY), "INSERT")
+    try:
+        with pytest.raises(duckdb.TransactionException, match="Failed to commit"):
+            warehouse.insert(ITEMS, items(1))
+        assert not raises(logged)
+        assert stored_ids(warehouse) == []
+    finally:
+        warehouse.close()
+
+
+def test_a_statement_in_a_transaction_is_not_run_again_alone(
+    tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement that runs out of memory inside a transaction ends the transaction, which
+    is rolled back and raises MemoryLimitRaised for its runner to run it again whole; the
+    statement is not run again inside it."""
+    warehouse = opened(tmp_path)
+    short_once(monkeypatch, duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY), "INSERT")
+    try:
+        with pytest.raises(MemoryLimitRaised), warehouse.transaction():  # noqa: PT012
+            warehouse.insert(ITEMS, items(1, 10))
+            warehouse.insert(ITEMS, items(11, 10))
+        assert stored_ids(warehouse) == []
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB)]
+    finally:
+        warehouse.close()
+
+
+def test_cursor_moves_of_their_own_run_again_without_counting_twice(
+    tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cursor moves outside a transaction whose second statement runs out of memory run
+    again whole: the rows and windows they add are counted once (a move already written
+    would otherwise be added again)."""
+    warehouse = opened(tmp_path)
+    warehouse.ensure_schema([SYNC_STATE])
+    try:
+        warehouse.set_cursors("s", [CursorMove("p1", "1", 5, 1), CursorMove("p2", "1", 5, 1)])
+        short_once(monkeypatch, duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY), "INSERT")
+        moves = [CursorMove("p1", "2", 10, 1), CursorMove("p3", "2", 7, 1)]
+        warehouse.set_cursors("s", moves)  # an UPDATE (p1), then an INSERT (p3)
+        counts = warehouse.query(
+            "SELECT partition_key, cursor, rows_loaded, windows_loaded FROM sync_state "
+            "WHERE stream = 's' ORDER BY 1"
+        )
+        assert counts == [("p1", "2", 15, 2), ("p2", "1", 5, 1), ("p3", "2", 7, 1)]
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB)]
+        # One partition twice: the moves go one by one, and the second runs out.
+        write = DuckDBWarehouse._write_state
+        calls: list[str] = []
+
+        def second_short(
+            self: DuckDBWarehouse, stream: str, partition: str, *a: Any, **k: Any
+        ) -> None:
+            calls.append(partition)
+            if len(calls) == 2:
+                raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+            write(self, stream, partition, *a, **k)
+
+        monkeypatch.setattr(DuckDBWarehouse, "_write_state", second_short)
+        warehouse.set_cursors("s", [CursorMove("p2", "3", 4, 1), CursorMove("p2", "4", 6, 1)])
+        assert calls == ["p2"] * 4  # both moves, run again whole
+        assert warehouse.query(
+            "SELECT cursor, rows_loaded, windows_loaded FROM sync_state WHERE partition_key = 'p2'"
+        ) == [("4", 15, 3)]
     finally:
         warehouse.close()
 
@@ -278,75 +391,86 @@ def test_at_the_ceiling_running_out_of_memory_fails_at_once(
 ) -> None:
     """With the limit at its ceiling, running out of memory is raised as DuckDB raised it,
     after one run: nothing is tried again that could only fail again."""
-    monkeypatch.setattr(duckdb_target, "MEMORY_LIMIT_CEILING_MB", FIRST_MB)
+    monkeypatch.setattr(duckdb_memory, "MEMORY_LIMIT_CEILING_MB", FIRST_MB)
     warehouse = opened(tmp_path)
     try:
-        runs, load = loader(warehouse, first_runs_fail=1)
-        with pytest.raises(duckdb.Error) as raised:
-            retried(warehouse, load, what="load", sleep=lambda _s: None)
-        assert out_of_memory(raised.value)
-        assert not isinstance(raised.value, OutOfMemory)
-        assert runs == [1]
+        runs, load = loader(warehouse, fails_below_mb=2 * FIRST_MB)
+        with pytest.raises(duckdb.OutOfMemoryException) as raised:
+            retried(warehouse, load, what="load", sleep=no_pause)
+        assert not isinstance(raised.value, (MemoryLimitRaised, TransactionConflict))
+        assert runs == [FIRST_MB]
         assert not logged.named("transaction_retried")
         assert stored_ids(warehouse) == []
     finally:
         warehouse.close()
 
 
-def test_threads_that_ran_out_under_one_limit_raise_it_once(
+def test_failures_under_one_limit_raise_it_once_and_never_lower_it(
     tmp_path: Path, logged: Recorder
 ) -> None:
-    """Two failures seen under the same limit double it once; a failure under the raised
-    limit doubles it again."""
-    warehouse = DuckDBWarehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
-    failure = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+    """Two failures seen under the same limit double it once; a warehouse that ran short
+    under a limit another one has raised since runs again under that one, not lowering
+    it; a big read's limit is kept by a warehouse opened later."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    failure = duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+    first = DuckDBWarehouse(url)
+    second = DuckDBWarehouse(url)
     try:
-        assert warehouse._raise_memory_limit(64, failure)
-        assert warehouse._raise_memory_limit(64, failure)  # the other thread: raised already
-        assert limit_mb(warehouse) == pytest.approx(128 * 1000**2 / 1024**2, rel=0.01)
-        assert warehouse._raise_memory_limit(128, failure)
-        assert [(e["from_mb"], e["to_mb"]) for e in logged.named("duckdb_memory_limit_raised")] == [
-            (64, 128),
-            (128, 256),
-        ]
+        assert first._raise_memory_limit(FIRST_MB, failure) == 2 * FIRST_MB
+        assert first._raise_memory_limit(FIRST_MB, failure) == 2 * FIRST_MB  # raised already
+        assert first._raise_memory_limit(2 * FIRST_MB, failure) == 4 * FIRST_MB
+        assert second._raise_memory_limit(FIRST_MB, failure) == 4 * FIRST_MB
+        assert limit_mb(first) == limit_mb(second) == 4 * FIRST_MB
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB), (2 * FIRST_MB, 4 * FIRST_MB)]
+        first.allow_big_reads()
+        third = DuckDBWarehouse(url)
+        try:
+            assert limit_mb(third) == limit_mb(first) > 1900  # 2048 MB, shown as 1.9 GiB
+        finally:
+            third.close()
     finally:
-        warehouse.close()
+        first.close()
+        second.close()
 
 
 def test_a_raised_limit_lets_other_warehouses_open_the_file_beside_it(
     tmp_path: Path, logged: Recorder
 ) -> None:
     """Once one warehouse raised the limit, another of the process (another stream's
-    tick) opens the same file while the first holds it, starting at the raised limit, and
-    the first opens it again after letting go while the other holds it (DuckDB refuses a
-    second connection whose config differs: the limit is set after connecting)."""
+    tick) opens the same file while the first holds it, and the first opens it again
+    after letting go while the other holds it (DuckDB refuses a second connection whose
+    config differs: the limit is set after connecting); once the file was let go by all,
+    the next opening starts at the raised limit."""
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     first = opened(tmp_path)
-    failure = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
     second: DuckDBWarehouse | None = None
     try:
-        assert first._raise_memory_limit(FIRST_MB, failure)
+        first._raise_memory_limit(FIRST_MB, duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY))
         second = DuckDBWarehouse(url)
-        assert limit_mb(second) == pytest.approx(2 * FIRST_MB * 1000**2 / 1024**2, rel=0.01)
+        assert limit_mb(second) == 2 * FIRST_MB
         first.close()
         assert stored_ids(first) == []  # opened again beside `second`
-        assert limit_mb(first) == pytest.approx(2 * FIRST_MB * 1000**2 / 1024**2, rel=0.01)
+        first.close()
+        second.close()
+        assert limit_mb(first) == 2 * FIRST_MB  # a new instance of the file
     finally:
         first.close()
         if second is not None:
             second.close()
 
 
-def test_out_of_memory_is_told_from_other_errors() -> None:
+def test_running_out_of_memory_is_told_from_other_errors() -> None:
     """DuckDB's own out-of-memory error and a commit that failed for want of memory are
-    recognised; a constraint or a syntax error is not."""
-    assert out_of_memory(duckdb.OutOfMemoryException("Out of Memory Error: failed to pin"))
-    assert out_of_memory(
-        duckdb.TransactionException(
-            "TransactionContext Error: Failed to commit: could not allocate block of size"
-            " 256.0 KiB (15.0 MiB/15.2 MiB used)"
-        )
+    recognised; a constraint, a syntax error, an invalidated database or another error
+    quoting the words are not."""
+    assert ran_out_of_memory(duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY))
+    assert ran_out_of_memory(duckdb.TransactionException(COMMIT_OUT_OF_MEMORY))
+    assert not ran_out_of_memory(duckdb.ConstraintException("Duplicate key"))
+    assert not ran_out_of_memory(duckdb.ParserException("syntax error at or near"))
+    assert not ran_out_of_memory(
+        duckdb.FatalException(f"FATAL Error: database has been invalidated: {COMMIT_OUT_OF_MEMORY}")
     )
-    assert not out_of_memory(duckdb.ConstraintException("Duplicate key"))
-    assert not out_of_memory(duckdb.ParserException("syntax error at or near"))
-    assert not out_of_memory(ValueError("could not allocate block"))
+    assert not ran_out_of_memory(
+        duckdb.ConstraintException("Duplicate key 'could not allocate block' violates")
+    )
+    assert not ran_out_of_memory(ValueError(COMMIT_OUT_OF_MEMORY))

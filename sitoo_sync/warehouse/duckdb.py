@@ -27,6 +27,7 @@ from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.warehouse import check_local_target
+from sitoo_sync.warehouse import duckdb_memory as memory
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
@@ -47,6 +48,12 @@ from sitoo_sync.warehouse.base import (
     schema_tables,
 )
 from sitoo_sync.warehouse.comments import catalog_duckdb, comment_duckdb
+from sitoo_sync.warehouse.duckdb_memory import (
+    LIMITS,
+    MemoryLimitRaised,
+    file_key,
+    ran_out_of_memory,
+)
 from sitoo_sync.warehouse.locks import file_lock
 from sitoo_sync.warehouse.views import View, create_views_duckdb
 
@@ -70,17 +77,6 @@ HOLD_SECONDS = 20.0
 #: HOLD_SECONDS + GAP_SECONDS + one commit of asking. The pause costs a backfill at most
 #: GAP_SECONDS / HOLD_SECONDS of its time (fetching goes on meanwhile).
 GAP_SECONDS = 1.0
-#: DuckDB's own memory (buffer pool, caches) in this process, at first; see __init__. Work
-#: that runs out of it raises the limit and runs again (`OutOfMemory`), up to ...
-MEMORY_LIMIT_MB = 64
-#: ... this: a need beyond it is not a passing one.
-MEMORY_LIMIT_CEILING_MB = 1024
-#: The limit for a big read that asks for it (verify's time lines over a year of a chain:
-#: 7.2 s with this, 13.3 s spilling at 64 MB).
-BIG_READ_MEMORY_LIMIT_MB = 2048
-#: The limit a file's work was last raised to in this process, by path: the service's next
-#: tick on it starts there instead of running short again.
-_RAISED_MB: dict[str, int] = {}
 #: WAL size at which a commit checkpoints (DuckDB's default is 16MB). Each checkpoint
 #: compresses again the last, partly filled row group of every table it appends to (up to
 #: 122,880 rows), so small checkpoints during a backfill redo that work many times: replaying
@@ -97,27 +93,6 @@ _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class OutOfMemory(duckdb.OutOfMemoryException):
-    """DuckDB ran out of its memory limit, and the limit has been raised since: the work
-    (a whole transaction) can run again (`conflict` says so to `retry.retried`)."""
-
-
-#: How DuckDB words running out of its limit, also when a failed commit wraps it.
-_OUT_OF_MEMORY = (
-    "Out of Memory Error",
-    "could not allocate block",
-    "failed to pin block",
-    "failed to allocate data",
-)
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """`exc` is DuckDB running out of its memory limit."""
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return True
-    return isinstance(exc, duckdb.Error) and any(s in str(exc) for s in _OUT_OF_MEMORY)
 
 
 def q(identifier: str) -> str:
@@ -188,6 +163,10 @@ class _Turns:
             self._local.depth = 0
             self._leave()
 
+    def held(self) -> bool:
+        """This thread uses the file already (a transaction, or an outer call)."""
+        return bool(getattr(self._local, "depth", 0))
+
     def committed(self) -> None:
         """A transaction committed: time to let readers in when the file was held too long."""
         opened = self.opened_at
@@ -216,23 +195,23 @@ class _Turns:
 def _turn(
     method: Callable[Concatenate[DuckDBWarehouse, P], R],
 ) -> Callable[Concatenate[DuckDBWarehouse, P], R]:
-    """Run `method` as one use of the file (see `_Turns`); outside a transaction, run it
-    again when it ran out of DuckDB's memory and the limit was raised. Every such method
-    can: it is one statement, statements that leave the same state when run twice, or a
-    transaction of its own (a statement that fails has changed nothing)."""
+    """Run `method` as one use of the file (see `_Turns`). When it is the thread's only
+    use (no transaction, no outer call) and a statement runs out of DuckDB's memory, run it
+    again under the raised limit: each such method is one statement, statements that
+    leave the same state when run twice, or a transaction of its own (a statement that
+    ran out has changed nothing). Not after a commit of its own failed (duckdb_memory.py)."""
 
     def inner(self: DuckDBWarehouse, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._turns.held():  # an outer call or transaction runs again, if anything does
+            with self._turns.use():
+                return method(self, *args, **kwargs)
         while True:
-            seen = self._memory_mb
+            seen = LIMITS.of(self._key)
             try:
                 with self._turns.use():
                     return method(self, *args, **kwargs)
-            except duckdb.Error as exc:
-                # A statement of its own (no transaction) ran whole or not at all: once the
-                # limit is raised, it runs again. In a transaction, the transaction does.
-                if self.in_transaction() or not out_of_memory(exc):
-                    raise
-                if not self._raise_memory_limit(seen, exc):
+            except duckdb.OutOfMemoryException as exc:
+                if self._raise_memory_limit(seen, exc) is None:
                     raise
 
     functools.update_wrapper(inner, method)
@@ -273,16 +252,14 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         # wrote cached in it, so the process grew with the history loaded (a 1M-entry journal
         # backfill peaked at 455-505 MB, 100k entries at 301 MB). A small limit keeps it flat;
         # what does not fit spills to the file's temp directory. Loading was not slower
-        # with it (bench --journal-scale), nor is `verify` over a year of a chain. What DuckDB
-        # cannot spill (a commit's blocks, a big transaction's index) can need more: running
-        # out raises the limit and runs the work again (`_raise_memory_limit`) instead of
-        # failing the tick. (32 MB took ~30 MB off a 1M-entry backfill's peak but cost it
-        # 8-18 % more time: DuckDB compresses what it spills to its temp file with zstd.)
-        self._memory_mb = max(MEMORY_LIMIT_MB, _RAISED_MB.get(self.path, 0))
-        self._memory_lock = threading.Lock()
+        # with it (bench --journal-scale), nor is `verify` over a year of a chain. Work that
+        # needs more raises it (duckdb_memory.py). (32 MB took ~30 MB off a 1M-entry
+        # backfill's peak but cost it 8-18 % more time: DuckDB compresses what it spills to
+        # its temp file with zstd.)
+        self._key = file_key(self.path)
         self._config: dict[str, str | bool | int | float | list[str]] = {
             "threads": 1,
-            "memory_limit": f"{MEMORY_LIMIT_MB}MB",
+            "memory_limit": f"{memory.MEMORY_LIMIT_MB}MB",
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
         }
         self._read_only = read_only  # `status`: reads, and never creates the file
@@ -300,10 +277,8 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
-                if self._memory_mb > MEMORY_LIMIT_MB:  # raised (see _set_memory_limit)
-                    con.execute(f"SET memory_limit = '{self._memory_mb}MB'")
                 self._turns.opened_at = time.monotonic()
-                return con
+                return self._with_raised_limit(con)
             except duckdb.IOException as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
@@ -313,50 +288,54 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                 time.sleep(wait)
                 wait = min(wait * 2, 5.0)
 
+    def _with_raised_limit(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """`con`, under the file's limit when it was raised. Set after connecting: every
+        connection's config is the same, as DuckDB demands of connections to an open file
+        (another warehouse of this process on it, another stream's tick)."""
+        mb = LIMITS.of(self._key)
+        if mb != memory.MEMORY_LIMIT_MB:
+            try:
+                con.execute(f"SET memory_limit = '{mb}MB'")
+            except BaseException:
+                con.close()
+                raise
+        return con
+
+    def _set_memory_limit(self, mb: int) -> None:
+        """DuckDB's limit for the file, for every connection to it in this process."""
+        self.con.execute(f"SET memory_limit = '{mb}MB'")
+
     def allow_big_reads(self) -> None:
         """Raise DuckDB's memory limit to BIG_READ_MEMORY_LIMIT_MB, for this process's reads."""
-        with self._memory_lock:
-            self._set_memory_limit(max(self._memory_mb, BIG_READ_MEMORY_LIMIT_MB))
+        with self._turns.use():
+            LIMITS.lift(self._key, memory.BIG_READ_MEMORY_LIMIT_MB, self._set_memory_limit)
 
-    def _raise_memory_limit(self, seen_mb: int, exc: BaseException) -> bool:
-        """After work failed for want of memory under a limit of `seen_mb`: double the
-        limit (once for every thread that failed under that one). False when it is at
-        MEMORY_LIMIT_CEILING_MB already: running again would fail again."""
-        with self._memory_lock:
-            if self._memory_mb > seen_mb:
-                return True  # another thread's failure raised it meanwhile
-            if seen_mb >= MEMORY_LIMIT_CEILING_MB:
-                return False
-            raised = min(seen_mb * 2, MEMORY_LIMIT_CEILING_MB)
-            _RAISED_MB[self.path] = max(raised, _RAISED_MB.get(self.path, 0))
+    def _raise_memory_limit(self, seen_mb: int, exc: BaseException) -> int | None:
+        """After work ran out of memory under a limit of `seen_mb` (`exc`): the limit to
+        run it again under (doubled, or raised by another thread meanwhile), or None: at
+        the ceiling, or the database was invalidated (a commit failed midway)."""
+        with self._turns.use():  # before the limits' lock: a drain never waits on it
             try:
-                self._set_memory_limit(raised)
+                raised = LIMITS.raise_after(self._key, seen_mb, self._set_memory_limit)
             except duckdb.FatalException:
-                # DuckDB gave up on the database: a commit failed midway. Whether it landed
-                # is known only to the next opening of the file (the tick's cursors are read
-                # again then), so nothing runs again here; that opening starts higher.
                 log.error(
                     "duckdb_invalidated",
                     memory_limit_mb=seen_mb,
-                    next_memory_limit_mb=raised,
+                    next_memory_limit_mb=LIMITS.of(self._key),
                     error=str(exc).splitlines()[0],
                 )
-                return False
-        log.warning(
-            "duckdb_memory_limit_raised",
-            from_mb=seen_mb,
-            to_mb=raised,
-            error=str(exc).splitlines()[0],
-        )
-        return True
-
-    def _set_memory_limit(self, mb: int) -> None:
-        """The database's limit now, and once the file is opened again (`_connect`). Not
-        in the connection's config: DuckDB refuses a second connection to an open file
-        with another config (another warehouse of this process, another stream's tick)."""
-        with self._turns.use():
-            self.con.execute(f"SET memory_limit = '{mb}MB'")
-        self._memory_mb = mb
+                return None
+        if raised is None:
+            return None
+        mb, here = raised
+        if here:
+            log.warning(
+                "duckdb_memory_limit_raised",
+                from_mb=seen_mb,
+                to_mb=mb,
+                error=str(exc).splitlines()[0],
+            )
+        return mb
 
     def close(self) -> None:
         """Close the file so other processes can open it."""
@@ -418,10 +397,10 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
 
     def conflict(self, exc: BaseException) -> str | None:
         """The conflict "out of memory" when a transaction ran out of DuckDB's memory limit
-        and the limit was raised since (`OutOfMemory`: running it again can succeed);
-        otherwise None: one process writes a DuckDB file (its lock sees to that), so two writers
-        never meet in it."""
-        return "out of memory" if isinstance(exc, OutOfMemory) else None
+        and the limit was raised since (`MemoryLimitRaised`: running it again can succeed);
+        otherwise None: one process writes a DuckDB file (its lock sees to that), so two
+        writers never meet in it."""
+        return "out of memory" if isinstance(exc, MemoryLimitRaised) else None
 
     def duplicate_key(self, exc: BaseException) -> bool:
         """A constraint error: a key stored already (or a NOT NULL broken, which the load
@@ -431,26 +410,28 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     @contextmanager
     def _begin(self) -> Iterator[None]:
         con = self.con
-        seen = self._memory_mb
+        seen = LIMITS.of(self._key)
         con.begin()
         try:
             yield
         except BaseException as exc:
             con.rollback()
-            self._out_of_memory(exc, seen)
+            self._again_after(exc, seen)
             raise
         try:
-            con.commit()  # a commit that fails has rolled back
+            con.commit()  # one that fails has rolled back, or invalidated the database
         except duckdb.Error as exc:
-            self._out_of_memory(exc, seen)
+            self._again_after(exc, seen)
             raise
         self._turns.committed()
 
-    def _out_of_memory(self, exc: BaseException, seen_mb: int) -> None:
-        """A transaction that ran out of memory (under a limit of `seen_mb`), rolled back:
-        raises OutOfMemory once the limit is raised, for the transaction to run again."""
-        if out_of_memory(exc) and self._raise_memory_limit(seen_mb, exc):
-            raise OutOfMemory(str(exc)) from exc
+    def _again_after(self, exc: BaseException, seen_mb: int) -> None:
+        """A transaction begun under a limit of `seen_mb` failed with `exc` and is over:
+        raises MemoryLimitRaised when it ran out of memory and can run again."""
+        if ran_out_of_memory(exc):
+            mb = self._raise_memory_limit(seen_mb, exc)
+            if mb is not None:
+                raise MemoryLimitRaised(f"{exc} (memory limit {seen_mb} -> {mb} MB)") from exc
 
     def _execute(
         self, sql: str, batch: pa.Table, params: Mapping[str, Any] | None = None
@@ -658,8 +639,11 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         in DuckDB (the tick's wall time moved less: its Python work bounds it).
         """
         if len({m.partition for m in moves}) < len(moves) or len(moves) < 2:
-            for m in moves:  # (one partition twice: the UPDATE ... FROM would pick one)
-                self.set_cursor(stream, m.partition, m.cursor, rows=m.rows, windows=m.windows)
+            # (One partition twice: the UPDATE ... FROM would pick one.) In one transaction:
+            # the counts are added to, so the moves run whole or not at all (see `_turn`).
+            with self.transaction():
+                for m in moves:
+                    self.set_cursor(stream, m.partition, m.cursor, rows=m.rows, windows=m.windows)
             return
         batch = pa.table(
             {

@@ -39,6 +39,13 @@ class TransactionConflict(Exception):
     """A transaction kept losing conflicts with other writers and was given up."""
 
 
+class Recovered(Exception):
+    """Mixed into the error a warehouse raises for a transaction that failed for a cause
+    it has removed since (DuckDB: its memory limit, raised): `retried` runs it again at
+    once, without counting the run against `attempts`; the warehouse bounds how often it
+    can recover (DuckDB's limit stops at a ceiling)."""
+
+
 def pause_before(attempt: int, *, first: float = FIRST_PAUSE) -> float:
     """Seconds to wait before re-running after failed attempt `attempt` (1-based): short,
     growing, and jittered so two writers that met once do not meet again in step."""
@@ -59,12 +66,15 @@ def retried(
     Each re-run logs one `transaction_retried` warning (`what` and `context` say which
     transaction; no row data). After `attempts` runs that all lost a conflict, raises
     TransactionConflict (one of `warehouse.errors`, so a tick ends as on any warehouse
-    failure); any other error is raised as it is, at once.
+    failure); a run the warehouse `Recovered` from is not counted; any other error is
+    raised as it is, at once.
     """
     if warehouse.in_transaction():  # joined: the outer transaction is re-run, not this part
         with warehouse.transaction():
             return body()
-    for attempt in range(1, attempts + 1):
+    run = counted = 0
+    while True:
+        run += 1
         try:
             with warehouse.transaction():
                 return body()
@@ -72,7 +82,9 @@ def retried(
             conflict = warehouse.conflict(exc)
             if conflict is None:
                 raise
-            if attempt == attempts:
+            recovered = isinstance(exc, Recovered)
+            counted += not recovered
+            if counted == attempts:
                 log.error(
                     "transaction_given_up",
                     what=what,
@@ -84,15 +96,14 @@ def retried(
                     f"{what}: given up after {attempts} attempts, each ended by a passing "
                     f"failure ({conflict}); the last: {str(exc).splitlines()[0]}"
                 ) from exc
-            pause = pause_before(attempt)
+            pause = 0.0 if recovered else pause_before(counted)
             log.warning(
                 "transaction_retried",
                 what=what,
                 conflict=conflict,
-                attempt=attempt,
+                attempt=run,
                 attempts=attempts,
                 pause_seconds=round(pause, 3),
                 **context,
             )
             sleep(pause)
-    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -5,6 +5,7 @@ twice; after a commit that left the database invalidated, nothing runs again."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def test_a_transaction_whose_statement_ran_out_of_memory_runs_again_whole(
         assert runs == [FIRST_MB, 2 * FIRST_MB, 4 * FIRST_MB]
         assert stored_ids(warehouse) == list(range(1, ROWS + 1))
         retries = logged.named("transaction_retried")
-        assert [(r["attempt"], r["conflict"]) for r in retries] == [
+        assert [(r["run"], r["conflict"]) for r in retries] == [
             (1, "out of memory"),
             (2, "out of memory"),
         ]
@@ -278,19 +279,118 @@ def test_a_database_invalidated_by_a_failed_commit_is_not_written_again(
         again.close()
 
 
-def short_once(monkeypatch: pytest.MonkeyPatch, failure: Exception, statement: str) -> list[Any]:
+def short_once(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception, statement: str, *, ran: bool = False
+) -> list[Any]:
     """DuckDBWarehouse._execute raising `failure` once, at the first statement that starts
-    with `statement`; the list is empty once it has."""
+    with `statement` (after running it, with `ran`); the list is empty once it has."""
     execute = DuckDBWarehouse._execute
     failures: list[Any] = [failure]
 
     def short(self: DuckDBWarehouse, sql: str, *args: Any) -> Any:
         if failures and sql.startswith(statement):
+            if ran:
+                execute(self, sql, *args)
             raise failures.pop()
         return execute(self, sql, *args)
 
     monkeypatch.setattr(DuckDBWarehouse, "_execute", short)
     return failures
+
+
+class LandedFlaky(Flaky):
+    """A Flaky whose failing commit lands first, then invalidates the database (the case
+    only the next opening of the file can tell from one rolled back)."""
+
+    def commit(self) -> None:
+        if self.failing_commits:
+            self.failing_commits -= 1
+            self._real.commit()
+            self.dead = True
+            raise duckdb.TransactionException(COMMIT_OUT_OF_MEMORY)
+        self._real.commit()
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["rolled back", "landed"])
+def test_an_invalidated_database_is_found_when_another_thread_raised_the_limit_first(
+    tmp_path: Path,
+    logged: Recorder,
+    flaky: list[Flaky],
+    monkeypatch: pytest.MonkeyPatch,
+    landed: bool,
+) -> None:
+    """A commit that invalidated the database is not run again when another thread had
+    raised the limit meanwhile and a drain lets the file go right after (the reopened file
+    would be valid): the raise still asks DuckDB, which tells, and a window landed before
+    the failure is not counted twice."""
+    monkeypatch.setattr(duckdb_target, "GAP_SECONDS", 0.0)
+    warehouse = opened(tmp_path)
+    warehouse.ensure_schema([SYNC_STATE])
+    if landed:
+        flaky[0].__class__ = LandedFlaky
+    flaky[0].failing_commits = 1
+    flaky[0].invalidates = True
+    runs: list[int] = []
+    failure = duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+
+    def load() -> None:
+        runs.append(len(runs))
+        warehouse.upsert(ITEMS, items(1, 10))
+        warehouse.set_cursor("s", "p", str(len(runs)), rows=10)
+        if len(runs) == 1:
+            # Meanwhile another thread runs short under the first limit and raises it ...
+            other = threading.Thread(target=warehouse._raise_memory_limit, args=(FIRST_MB, failure))
+            other.start()
+            other.join()
+            warehouse._turns._draining = True  # ... and another's commit starts a drain
+
+    with pytest.raises(duckdb.TransactionException, match="Failed to commit"):
+        retried(warehouse, load, what="load", sleep=no_pause)
+    warehouse.close()
+    assert runs == [0]
+    assert len(logged.named("duckdb_invalidated")) == 1
+    again = DuckDBWarehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    try:
+        state = again.query("SELECT cursor, rows_loaded, windows_loaded FROM sync_state")
+        assert state == ([("1", 10, 1)] if landed else [])
+    finally:
+        again.close()
+
+
+def test_a_connection_opened_during_a_raise_does_not_lower_the_limit(
+    tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warehouse connecting to the file while another thread raises its limit (the raise
+    recorded and set between the connection reading the limit and setting it) ends with
+    DuckDB at the raised limit, not the one it read."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    first = opened(tmp_path)
+    failure = duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+    first._raise_memory_limit(FIRST_MB, failure)
+    reads: list[int] = []
+    of = LIMITS.of
+
+    def racing_of(key: str) -> int:
+        mb = of(key)
+        if sys._getframe(1).f_code.co_name != "_with_raised_limit":
+            return mb
+        reads.append(mb)
+        if len(reads) == 1:  # right after the new connection read it, another thread raises
+            other = threading.Thread(target=first._raise_memory_limit, args=(2 * FIRST_MB, failure))
+            other.start()
+            other.join()
+        return mb
+
+    second = DuckDBWarehouse(url)
+    try:
+        monkeypatch.setattr(LIMITS, "of", racing_of)
+        second.query("SELECT 1")  # connects beside `first`
+        monkeypatch.setattr(LIMITS, "of", of)
+        assert reads[0] == 2 * FIRST_MB
+        assert limit_mb(first) == limit_mb(second) == LIMITS.of(first._key) == 4 * FIRST_MB
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_statement_of_its_own_that_ran_out_of_memory_runs_again(
@@ -314,15 +414,17 @@ def test_a_statement_of_its_own_that_ran_out_of_memory_runs_again(
 def test_a_statement_whose_own_commit_failed_is_not_run_again(
     tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An autocommitted statement whose commit failed for want of memory (which may have
-    invalidated the database) is raised, not run again."""
+    """An autocommitted statement whose commit failed for want of memory is raised, not
+    run again: here it had landed, and its rows are stored once. The limit is raised for
+    the next call."""
     warehouse = opened(tmp_path)
-    short_once(monkeypatch, duckdb.TransactionException(COMMIT_OUT_OF_MEMORY), "INSERT")
+    short_once(monkeypatch, duckdb.TransactionException(COMMIT_OUT_OF_MEMORY), "INSERT", ran=True)
     try:
         with pytest.raises(duckdb.TransactionException, match="Failed to commit"):
             warehouse.insert(ITEMS, items(1))
-        assert not raises(logged)
-        assert stored_ids(warehouse) == []
+        assert stored_ids(warehouse) == list(range(1, ROWS + 1))
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB)]
+        assert limit_mb(warehouse) == 2 * FIRST_MB
     finally:
         warehouse.close()
 
@@ -457,6 +559,19 @@ def test_a_raised_limit_lets_other_warehouses_open_the_file_beside_it(
         first.close()
         if second is not None:
             second.close()
+
+
+def test_a_file_has_one_limit_however_its_path_is_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path, a path through `..` and the absolute path of one file share its
+    limit; an in-memory database keeps its name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    absolute = duckdb_memory.file_key(str(tmp_path / "w.duckdb"))
+    assert duckdb_memory.file_key("w.duckdb") == absolute
+    assert duckdb_memory.file_key("sub/../w.duckdb") == absolute
+    assert duckdb_memory.file_key(":memory:") == ":memory:"
 
 
 def test_running_out_of_memory_is_told_from_other_errors() -> None:

@@ -340,8 +340,9 @@ class Rows(Protocol):
         """Row count per existing table."""
 
     def allow_big_reads(self) -> None:
-        """Let this process's reads use more memory than a sync's writes need (an in-process
-        engine caps its memory for the sync; a server target has nothing to do)."""
+        """Let this process use more memory on the target than a sync's writes need, from
+        now on (an in-process engine caps its memory for the sync; a server target has
+        nothing to do): for a command that reads much, such as `verify`."""
 
     def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
         """Per distinct `by`, the non-null `value` of the row with the greatest `order`,

@@ -95,6 +95,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _set_limit(con: duckdb.DuckDBPyConnection, mb: int) -> None:
+    """DuckDB's memory limit for the file, for every connection to it in this process."""
+    con.execute(f"SET memory_limit = '{mb}MB'")
+
+
 def q(identifier: str) -> str:
     """A quoted SQL identifier."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -196,10 +201,11 @@ def _turn(
     method: Callable[Concatenate[DuckDBWarehouse, P], R],
 ) -> Callable[Concatenate[DuckDBWarehouse, P], R]:
     """Run `method` as one use of the file (see `_Turns`). When it is the thread's only
-    use (no transaction, no outer call) and a statement runs out of DuckDB's memory, run it
-    again under the raised limit: each such method is one statement, statements that
-    leave the same state when run twice, or a transaction of its own (a statement that
-    ran out has changed nothing). Not after a commit of its own failed (duckdb_memory.py)."""
+    use (no transaction, no outer call) and it ran out of DuckDB's memory, raise the limit
+    and run it again: each such method is one statement, statements that leave the same
+    state when run twice, or a transaction of its own (a statement or a transaction that
+    ran out has changed nothing). An autocommitted statement whose commit failed is not run
+    again (it may have landed: duckdb_memory.py); the next call has the raised limit."""
 
     def inner(self: DuckDBWarehouse, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if self._turns.held():  # an outer call or transaction runs again, if anything does
@@ -210,8 +216,11 @@ def _turn(
             try:
                 with self._turns.use():
                     return method(self, *args, **kwargs)
-            except duckdb.OutOfMemoryException as exc:
-                if self._raise_memory_limit(seen, exc) is None:
+            except duckdb.Error as exc:
+                if not ran_out_of_memory(exc):
+                    raise
+                raised = self._raise_memory_limit(seen, exc)
+                if raised is None or not isinstance(exc, duckdb.OutOfMemoryException):
                     raise
 
     functools.update_wrapper(inner, method)
@@ -291,32 +300,34 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     def _with_raised_limit(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """`con`, under the file's limit when it was raised. Set after connecting: every
         connection's config is the same, as DuckDB demands of connections to an open file
-        (another warehouse of this process on it, another stream's tick)."""
-        mb = LIMITS.of(self._key)
-        if mb != memory.MEMORY_LIMIT_MB:
-            try:
-                con.execute(f"SET memory_limit = '{mb}MB'")
-            except BaseException:
-                con.close()
-                raise
+        (another warehouse of this process on it, another stream's tick). Set again until
+        it holds: a raise recorded meanwhile by another thread may have been set before
+        this connection's SET, which would have lowered it."""
+        applied = memory.MEMORY_LIMIT_MB
+        try:
+            while (mb := LIMITS.of(self._key)) != applied:
+                _set_limit(con, mb)
+                applied = mb
+        except BaseException:
+            con.close()
+            raise
         return con
 
-    def _set_memory_limit(self, mb: int) -> None:
-        """DuckDB's limit for the file, for every connection to it in this process."""
-        self.con.execute(f"SET memory_limit = '{mb}MB'")
-
     def allow_big_reads(self) -> None:
-        """Raise DuckDB's memory limit to BIG_READ_MEMORY_LIMIT_MB, for this process's reads."""
+        """Raise DuckDB's memory limit for this file to BIG_READ_MEMORY_LIMIT_MB, for the
+        rest of this process (verify's reads over a year of a chain)."""
         with self._turns.use():
-            LIMITS.lift(self._key, memory.BIG_READ_MEMORY_LIMIT_MB, self._set_memory_limit)
+            con = self.con  # (opened, if it must be, before the limits' lock)
+            LIMITS.lift(self._key, memory.BIG_READ_MEMORY_LIMIT_MB, lambda mb: _set_limit(con, mb))
 
     def _raise_memory_limit(self, seen_mb: int, exc: BaseException) -> int | None:
         """After work ran out of memory under a limit of `seen_mb` (`exc`): the limit to
         run it again under (doubled, or raised by another thread meanwhile), or None: at
         the ceiling, or the database was invalidated (a commit failed midway)."""
         with self._turns.use():  # before the limits' lock: a drain never waits on it
+            con = self.con  # (opened, if it must be, before the limits' lock)
             try:
-                raised = LIMITS.raise_after(self._key, seen_mb, self._set_memory_limit)
+                raised = LIMITS.raise_after(self._key, seen_mb, lambda mb: _set_limit(con, mb))
             except duckdb.FatalException:
                 log.error(
                     "duckdb_invalidated",

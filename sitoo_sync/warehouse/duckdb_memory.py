@@ -61,7 +61,8 @@ def ran_out_of_memory(exc: BaseException) -> bool:
 
 
 def file_key(path: str) -> str:
-    """One key per database file however its path is spelled (`:memory:` as it is)."""
+    """One key per database file however its path is spelled (`:memory:` as it is: the
+    in-memory databases of a process share a limit, which only ever lets them have more)."""
     return path if path.startswith(":") else os.path.realpath(path)
 
 
@@ -80,8 +81,8 @@ class Limits:
         """At least `mb` from now on (a big read's); `apply(mb)` sets it in DuckDB."""
         with self._lock:
             if mb > self.of(key):
-                apply(mb)
                 self._mb[key] = mb
+                apply(mb)
 
     def raise_after(
         self, key: str, seen_mb: int, apply: Callable[[int], None]
@@ -90,13 +91,16 @@ class Limits:
         again under, whether this call raised it), or None at MEMORY_LIMIT_CEILING_MB.
 
         A limit above `seen_mb` is the one to use (another thread or warehouse raised it
-        meanwhile); else `seen_mb` doubled, set by `apply(mb)` under the lock, so two
-        raises never race and none lowers what another made. The raised limit is kept
-        even when `apply` raises (an invalidated database): the next opening starts there.
+        meanwhile); else `seen_mb` doubled. Either is set by `apply(mb)` under the lock, so
+        two raises never race and none lowers what another made, and `apply` is always
+        run: it is what finds a database invalidated (it raises FatalException), which no
+        work may run again on. The raised limit is kept even then: the next opening starts
+        there.
         """
         with self._lock:
             current = self.of(key)
             if current > seen_mb:
+                apply(current)
                 return current, False
             if seen_mb >= MEMORY_LIMIT_CEILING_MB:
                 return None

@@ -97,12 +97,13 @@ def retried(
                     f"failure ({conflict}); the last: {str(exc).splitlines()[0]}"
                 ) from exc
             pause = 0.0 if recovered else pause_before(counted)
+            # A conflict's attempt is counted against `attempts`; a recovered run is not.
+            count = {"run": run} if recovered else {"attempt": counted, "attempts": attempts}
             log.warning(
                 "transaction_retried",
                 what=what,
                 conflict=conflict,
-                attempt=run,
-                attempts=attempts,
+                **count,
                 pause_seconds=round(pause, 3),
                 **context,
             )

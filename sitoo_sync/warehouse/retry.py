@@ -93,8 +93,8 @@ def retried(
                     **context,
                 )
                 raise TransactionConflict(
-                    f"{what}: given up after {attempts} attempts, each ended by a passing "
-                    f"failure ({conflict}); the last: {str(exc).splitlines()[0]}"
+                    f"{what}: given up after {attempts} attempts, each ended by a conflict "
+                    f"with another writer ({conflict}); the last: {str(exc).splitlines()[0]}"
                 ) from exc
             pause = 0.0 if recovered else pause_before(counted)
             # A conflict's attempt is counted against `attempts`; a recovered run is not.

@@ -414,8 +414,8 @@ def test_a_statement_of_its_own_that_ran_out_of_memory_runs_again(
 def test_a_statement_whose_own_commit_failed_is_not_run_again(
     tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An autocommitted statement whose commit failed for want of memory is raised, not
-    run again: here it had landed, and its rows are stored once. The limit is raised for
+    """An autocommitted statement whose commit failed for want of memory (here after it
+    landed) is raised, not run again: its rows are stored once, and the limit is raised for
     the next call."""
     warehouse = opened(tmp_path)
     short_once(monkeypatch, duckdb.TransactionException(COMMIT_OUT_OF_MEMORY), "INSERT", ran=True)

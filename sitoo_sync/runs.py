@@ -121,7 +121,8 @@ def _write(warehouse: Warehouse, row: Mapping[str, Any], *, new: bool = False) -
         )
 
 
-def _stream_requests(client: SitooClient, stream: str) -> int:
+def stream_requests(client: SitooClient, stream: str) -> int:
+    """The requests `client` has made for `stream` so far."""
     counts = list(client.partition_requests.items())  # other streams' threads add to it
     return sum(n for (name, _partition), n in counts if name == stream)
 
@@ -213,11 +214,14 @@ def record_run(
     skipped: Counter[tuple[str, str]],
     *,
     stop: threading.Event | None = None,
+    requests_before: int | None = None,
 ) -> Iterator[Run]:
     """Record the tick of `stream` run inside as one `sync_runs` row (see the module doc).
 
     `results` and `skipped` are the tick's report, to which the stream's tick appends its
-    partitions' results and skips; what it added is this run's.
+    partitions' results and skips; what it added is this run's. `requests_before`: the
+    stream's request count when its first request went out, when that was before this
+    (its listing read ahead); by default, the count now.
     """
     now = datetime.now(UTC)
     _mark_interrupted(warehouse, stream.name)
@@ -226,7 +230,9 @@ def record_run(
         stream=stream,
         started_at=now,
         cursors=warehouse.get_cursors(stream.name),
-        requests_before=_stream_requests(client, stream.name),
+        requests_before=stream_requests(client, stream.name)
+        if requests_before is None
+        else requests_before,
     )
     _write(
         warehouse,
@@ -250,7 +256,7 @@ def record_run(
             mine,
             skipped=sum(n for (name, _), n in skipped.items() if name == stream.name)
             - skipped_before,
-            requests=_stream_requests(client, stream.name) - run.requests_before,
+            requests=stream_requests(client, stream.name) - run.requests_before,
             stopped=stop is not None and stop.is_set(),
             error=error,
         )

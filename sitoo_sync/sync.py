@@ -27,6 +27,7 @@ from sitoo_sync.collector import frozen_before
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
 from sitoo_sync.errors import SitooSyncError, WarehouseError
 from sitoo_sync.inflight import Buffer
+from sitoo_sync.listing_ahead import ListingAhead
 from sitoo_sync.log import get_logger
 from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.partition import ANY_TIME, sync_partition, utcnow
@@ -35,7 +36,6 @@ from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import CursorPages
-from sitoo_sync.streams.partitions import with_every_site
 from sitoo_sync.turns import ANY_THREAD, Gathered, Turns, Worker
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
@@ -170,6 +170,7 @@ def _partitions(
     synced: Iterable[str] = (),
     slots: AbstractContextManager[Any] = ANY_TIME,
     order: Callable[[Iterable[str]], list[str]] = sorted,
+    ahead: ListingAhead | None = None,
 ) -> list[str]:
     """The partitions of a stream for this tick (streams/partitions.py declares them).
 
@@ -196,10 +197,13 @@ def _partitions(
 
         def list_site(site: int) -> list[str]:
             listed: list[str] = []
-            with slots:  # one request at a time, as a partition's
+            read_ahead = None if ahead is None else ahead.pages(stream.name, site)
+            pages = read_ahead or kind.list_site_pages(client, site, stream=stream.name)
+            # One request at a time, as a partition's (a listing read ahead holds its slot).
+            with slots if read_ahead is None else ANY_TIME:
                 # A page's new partitions start as it arrives, not when the listing ends:
                 # a first tick's registers wait one round trip, not one per page.
-                for page in kind.list_site_pages(client, site, stream=stream.name):
+                for page in pages:
                     listed += page
                     with begun_lock:
                         new = [p for p in dict.fromkeys(page) if p not in begun]
@@ -360,26 +364,33 @@ def _run_streams(
     clock: Callable[[], datetime],
     stop: threading.Event | None,
 ) -> None:
-    warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)
-    try:
-        settings = with_every_site(settings, client)
-    except SitooSyncError as exc:  # no site known: every stream fails this tick, visibly
-        log.error("sites_unlisted", error=str(exc))
-        for stream in streams:
-            report.results.append(
-                PartitionResult(stream.name, "*", status="failed", error=f"listing sites: {exc}")
-            )
-            warehouse.record_outcome(stream.name, "*", "failed", f"listing sites: {exc}")
-        return
     # One pool for the tick: its threads serve every stream, and hold no connection of the
     # target's (tick_threads). Its requests in flight are bounded by SITOO_CONCURRENCY
     # slots, not by its threads. At SITOO_CONCURRENCY=1 too: one request in flight, while
     # a register's page is normalized and committed the next register's request is on its
     # way (201 one-page registers at 100 ms: 22 s instead of 26 s, against a 20.4 s limit).
+    # When the first stream is synced on it, it is made now: the sites and that stream's
+    # listing are read on it while the warehouse gets ready (listing_ahead.py).
     pool: ThreadPoolExecutor | None = None
     slots = threading.BoundedSemaphore(settings.concurrency)
+    if streams and streams[0].partitions.concurrent and not (stop is not None and stop.is_set()):
+        pool = ThreadPoolExecutor(tick_threads(settings.concurrency), thread_name_prefix="sitoo")
+    ahead = ListingAhead.start(settings, client, streams, pool=pool, slots=slots)
     buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
     try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)
+        try:
+            settings = ahead.settings(client)
+        except SitooSyncError as exc:  # no site known: every stream fails this tick, visibly
+            log.error("sites_unlisted", error=str(exc))
+            for stream in streams:
+                report.results.append(
+                    PartitionResult(
+                        stream.name, "*", status="failed", error=f"listing sites: {exc}"
+                    )
+                )
+                warehouse.record_outcome(stream.name, "*", "failed", f"listing sites: {exc}")
+            return
         for stream in streams:
             if stop is not None and stop.is_set():
                 break
@@ -388,7 +399,13 @@ def _run_streams(
                 threads = tick_threads(settings.concurrency)
                 pool = ThreadPoolExecutor(threads, thread_name_prefix="sitoo")
             with record_run(
-                warehouse, client, stream, report.results, report.skipped, stop=stop
+                warehouse,
+                client,
+                stream,
+                report.results,
+                report.skipped,
+                stop=stop,
+                requests_before=ahead.requests_before(stream.name),
             ) as run:
                 _run_stream(
                     settings,
@@ -403,8 +420,10 @@ def _run_streams(
                     slots=slots,
                     tick=run.context,
                     buffer=buffer,
+                    ahead=ahead,
                 )
     finally:
+        ahead.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         log.info("buffer_peak", **buffer.summary())
@@ -437,6 +456,7 @@ def _run_stream(
     slots: threading.BoundedSemaphore,
     tick: Mapping[str, Any] | None = None,
     buffer: Buffer | None = None,
+    ahead: ListingAhead | None = None,
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
@@ -536,6 +556,7 @@ def _run_stream(
             slots=slots,
             synced=[p for p, cursor in cursors.items() if cursor is not None],
             order=sorted if claims is None else _shuffled,
+            ahead=ahead,
         )
     except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
         failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))

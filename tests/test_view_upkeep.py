@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine.reflection import Inspector
 
 from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.warehouse import open_warehouse
@@ -104,6 +105,28 @@ def test_a_changed_definition_or_a_dropped_view_is_created_again(target: Target)
     drop_view(target)
     tick(target, THINGS_V2, things_view("k, n, m", ("k", "n", "m")))
     assert recorded(target)["v_things"][0] == new
+    assert query(target, "SELECT COUNT(*) FROM v_things") == [(0,)]
+
+
+def test_an_up_to_date_schema_reads_the_tables_columns_once_a_tick(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick's upkeep of an up-to-date SQL schema (its tables, their comments, the views)
+    reads the tables' columns from the catalog once, not once for each."""
+    if target.name == "duckdb":
+        pytest.skip("DuckDB's upkeep reads its own catalog functions, not SQLAlchemy's")
+    tick(target, THINGS, things_view())
+    reads: list[Any] = []
+    real = Inspector.get_multi_columns
+
+    def counted(self: Inspector, *args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs.get("filter_names"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "get_multi_columns", counted)
+    tick(target, THINGS, things_view())
+    assert len(reads) == 1
+    assert "things" in reads[0]
     assert query(target, "SELECT COUNT(*) FROM v_things") == [(0,)]
 
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.engine import Connection
 
+    from sitoo_sync.warehouse.catalog import Catalog
+
 log = get_logger(__name__)
 
 Comments = dict[tuple[str, str], str]  # (table, column or "") -> comment
@@ -103,33 +105,25 @@ def catalog_duckdb(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str 
     return have
 
 
-def catalog_sql(
-    conn: Connection, names: list[str], schema: str | None
-) -> dict[tuple[str, str], Any]:
+def catalog_sql(catalog: Catalog, names: list[str]) -> dict[tuple[str, str], Any]:
     """Current comments of the tables `names` that exist, from SQLAlchemy's inspector."""
-    return _catalog(conn, names, schema)[0]
+    return _catalog(catalog, names)[0]
 
 
 def _catalog(
-    conn: Connection, names: list[str], schema: str | None
+    catalog: Catalog, names: list[str]
 ) -> tuple[dict[tuple[str, str], Any], set[tuple[str, str]]]:
     """The comments of the tables `names` that exist, and their AUTO_INCREMENT columns."""
-    import sqlalchemy as sa
-
-    inspector = sa.inspect(conn)
-    present = set(inspector.get_table_names(schema=schema)) & set(names)
+    present = set(catalog.table_names()) & set(names)
     if not present:
         return {}, set()
     have: dict[tuple[str, str], Any] = {}
     auto_increment: set[tuple[str, str]] = set()
-    only = sorted(present)
-    for (_, table), info in inspector.get_multi_table_comment(
-        schema=schema, filter_names=only
-    ).items():
-        have[(table, "")] = info.get("text")
-    for (_, table), columns in inspector.get_multi_columns(
-        schema=schema, filter_names=only
-    ).items():
+    for table, text in catalog.table_comments(sorted(present)).items():
+        have[(table, "")] = text
+    for table, columns in catalog.columns().items():
+        if table not in present:
+            continue
         for col in columns:
             have[(table, col["name"])] = col.get("comment")
             if col.get("autoincrement") is True:
@@ -137,7 +131,7 @@ def _catalog(
     return have, auto_increment
 
 
-def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None) -> int:
+def comment_sql(conn: Connection, tables: Sequence[sa.Table], catalog: Catalog) -> int:
     """Bring a SQLAlchemy target's comments in line with `tables`; how many were written.
 
     `tables` are the SQLAlchemy tables of the declarations (sql_types.sa_table), which carry
@@ -156,7 +150,7 @@ def comment_sql(conn: Connection, tables: Sequence[sa.Table], schema: str | None
         for col in t.columns:
             want[(t.name, col.name)] = col.comment or ""
     restates = dialect.name != "postgresql"  # MySQL writes a comment by restating the column
-    have, auto_increment = _catalog(conn, list(by_name), schema)
+    have, auto_increment = _catalog(catalog, list(by_name))
     stale = _stale(want, have)
     if restates:
         # A key column an earlier version made AUTO_INCREMENT (MySQL stores an id of 0 as

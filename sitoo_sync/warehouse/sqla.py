@@ -52,6 +52,7 @@ from sitoo_sync.warehouse.base import (
     schema_tables,
     tick_threads,
 )
+from sitoo_sync.warehouse.catalog import Catalog
 from sitoo_sync.warehouse.comments import catalog_sql, comment_sql
 from sitoo_sync.warehouse.dialects import CHUNK, dialect_for, key_rows, merge_statement
 from sitoo_sync.warehouse.locks import (
@@ -234,30 +235,32 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         with self._tx(), self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"):
             if self.schema:
                 self.sql.create_schema(self.conn, self.schema)
-            self.metadata.create_all(self.conn, tables=wanted, checkfirst=True)
-            # One reflection query for every table (one per table cost ~1.3 ms each on
-            # PostgreSQL, paid by every tick's first statement).
-            reflected = sa.inspect(self.conn).get_multi_columns(
-                schema=self.schema, filter_names=[t.name for t in wanted]
-            )
-            columns = {name: {c["name"] for c in cols} for (_, name), cols in reflected.items()}
+            # One look at the catalog for the tables, their comments and the views (catalog.py).
+            catalog = Catalog(self.conn, self.schema)
+            present = set(catalog.table_names())
+            missing = [t for t in wanted if t.name not in present]
+            if missing:  # under the DDL lock: no other process creates them meanwhile
+                self.metadata.create_all(self.conn, tables=missing, checkfirst=False)
+                catalog.changed()
+            columns = {name: {c["name"] for c in cols} for name, cols in catalog.columns().items()}
             for t in wanted:
-                present = columns.get(t.name, set())
+                have = columns.get(t.name, set())
                 for col in t.columns:
-                    if col.name in present:
+                    if col.name in have:
                         continue
                     ddl = col.type.compile(dialect=self.engine.dialect)
                     add = self.sql.add_column
                     self.conn.execute(
                         sa.text(f"ALTER TABLE {self._qualified(t)} {add} {self._q(col.name)} {ddl}")
                     )
+                    catalog.changed()
                     log.info("column_added", table=t.name, column=col.name)
-            if self.capabilities.comments:
-                comment_sql(self.conn, wanted, self.schema)
+            if self.capabilities.comments and comment_sql(self.conn, wanted, catalog):
+                catalog.changed()  # MySQL writes a comment by restating its column
             if views:
                 create_views_sql(
                     self.conn,
-                    self.schema,
+                    catalog,
                     views,
                     comments=self.sql.view_comments,
                     records=self.t(SYNC_VIEWS),
@@ -657,7 +660,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def catalog_comments(self, names: Sequence[str]) -> dict[tuple[str, str], str | None]:
         """The comments the catalog holds on the tables `names` that exist and their columns."""
         with self._tx():
-            return catalog_sql(self.conn, list(names), self.schema)
+            return catalog_sql(Catalog(self.conn, self.schema), list(names))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (demo, status, tests)."""

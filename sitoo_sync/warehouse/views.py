@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.engine import Connection
 
+    from sitoo_sync.warehouse.catalog import Catalog
+
 log = get_logger(__name__)
 
 
@@ -202,7 +204,7 @@ def _quoted(text: str) -> str:
 
 def create_views_sql(
     conn: Connection,
-    schema: str | None,
+    catalog: Catalog,
     views: Sequence[View],
     *,
     comments: bool,
@@ -214,18 +216,12 @@ def create_views_sql(
 
     dialect = conn.dialect
     prep = dialect.identifier_preparer
+    schema = catalog.schema
 
     def qualified(name: str) -> str:
         return f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
 
-    inspector = sa.inspect(conn)
-    present_tables = [t for t in inspector.get_table_names(schema=schema) if not t.startswith("v_")]
-    columns = {
-        table: {c["name"] for c in cols}
-        for (_, table), cols in inspector.get_multi_columns(
-            schema=schema, filter_names=present_tables
-        ).items()
-    }
+    columns = {table: {c["name"] for c in cols} for table, cols in catalog.columns().items()}
     recorded = {
         str(v): str(f)
         for v, f in conn.execute(sa.select(records.c.view_name, records.c.fingerprint))
@@ -236,7 +232,7 @@ def create_views_sql(
         columns,
         qualified,
         comments=comments,
-        present=set(inspector.get_view_names(schema=schema)),
+        present=catalog.view_names(),
         recorded=recorded,
     )
     if not plan.changed():

@@ -14,6 +14,7 @@ from sitoo_sync.errors import ConfigError
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+from sitoo_sync.warehouse.retry import retried
 
 
 def reset_stream(
@@ -50,9 +51,14 @@ def reset_stream(
     cursor = None if since is None else _cursor_back_to(stream, since, stored, known)
     detail = f"reset to read again from {since or 'the start'} by sitoo-sync reset"
     for key in known:
-        with warehouse.transaction():
+
+        def move(key: str = key) -> None:
             warehouse.set_cursor(stream.name, key, cursor, rows=0, windows=0)
             warehouse.record_outcome(stream.name, key, "reset", detail)
+
+        # Run again whole after a conflict, or after DuckDB ran short of memory and raised
+        # its limit (retry.py): a cursor moved and its outcome are one transaction.
+        retried(warehouse, move, what="cursor reset", stream=stream.name, partition=key)
     return known
 
 

@@ -15,8 +15,12 @@ import pyarrow as pa
 import pytest
 
 from sitoo_sync.normalize.tables import Table, integer, text
+from sitoo_sync.reset import reset_stream
 from sitoo_sync.simulator import Simulator
-from sitoo_sync.streams import select_streams
+from sitoo_sync.streams import STREAMS, select_streams
+from sitoo_sync.verify import run as verify_run
+from sitoo_sync.verify.checks import CHECKS
+from sitoo_sync.verify.source import Scope
 from sitoo_sync.warehouse import duckdb as duckdb_target
 from sitoo_sync.warehouse import duckdb_memory
 from sitoo_sync.warehouse.base import SYNC_STATE, CursorMove
@@ -589,3 +593,67 @@ def test_running_out_of_memory_is_told_from_other_errors() -> None:
         duckdb.ConstraintException("Duplicate key 'could not allocate block' violates")
     )
     assert not ran_out_of_memory(ValueError(COMMIT_OUT_OF_MEMORY))
+
+
+def test_a_cursor_reset_that_ran_out_of_memory_runs_again_whole(
+    sim: Simulator, tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sitoo-sync reset` whose outcome write runs out of memory after the cursor moved runs
+    that partition's move again whole under a raised limit: every cursor is cleared and
+    every outcome says so, instead of the reset failing half done."""
+    settings = settings_for(sim, tmp_path / "w.duckdb")
+    warehouse = opened(tmp_path)
+    warehouse.ensure_schema([SYNC_STATE])
+    try:
+        warehouse.set_cursors(
+            "journal_entries", [CursorMove("r1", "5", 5, 1), CursorMove("r2", "7", 3, 1)]
+        )
+        write = DuckDBWarehouse._write_state
+        calls: list[str] = []
+
+        def second_short(
+            self: DuckDBWarehouse, stream: str, partition: str, *a: Any, **k: Any
+        ) -> None:
+            calls.append(partition)
+            if len(calls) == 2:  # r1's outcome, after its cursor was written
+                raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+            write(self, stream, partition, *a, **k)
+
+        monkeypatch.setattr(DuckDBWarehouse, "_write_state", second_short)
+        assert reset_stream(settings, warehouse, STREAMS["journal_entries"]) == ["r1", "r2"]
+        assert calls == ["r1", "r1", "r1", "r1", "r2", "r2"]
+        assert warehouse.query(
+            "SELECT partition_key, cursor, last_status, rows_loaded FROM sync_state "
+            "WHERE stream = 'journal_entries' ORDER BY 1"
+        ) == [("r1", None, "reset", 5), ("r2", None, "reset", 3)]
+        assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB)]
+    finally:
+        warehouse.close()
+
+
+def test_verify_whose_checks_ran_out_of_memory_reads_them_again_whole(
+    tmp_path: Path, logged: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sitoo-sync verify` whose snapshot runs out of memory midway reads every check again
+    (under the limit it lifts for big reads): each check is reported once, not the failure."""
+    skip_reason = verify_run._skip_reason
+    calls: list[str] = []
+
+    def short_once(check: Any, source: Any) -> str:
+        calls.append(check.name)
+        if len(calls) == 2:
+            raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+        return skip_reason(check, source)
+
+    monkeypatch.setattr(verify_run, "_skip_reason", short_once)
+    warehouse = opened(tmp_path)
+    try:
+        run = verify_run.run_verify(warehouse, Scope())
+    finally:
+        warehouse.close()
+    assert [r.check.name for r in run.results] == [c.name for c in CHECKS]
+    assert len(calls) == len(CHECKS) + 2
+    retried_runs = logged.named("transaction_retried")
+    assert [(e["what"], e["conflict"]) for e in retried_runs] == [
+        ("verify checks", "out of memory")
+    ]

@@ -14,6 +14,7 @@ from sitoo_sync.verify.checks import CHECKS, Check
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, finding_rows
 from sitoo_sync.verify.source import Scope, Source
 from sitoo_sync.warehouse.base import Warehouse
+from sitoo_sync.warehouse.retry import retried
 
 log = get_logger(__name__)
 
@@ -65,19 +66,22 @@ def run_verify(
     """Run every check over `warehouse` (reads only) and, with `write`, store the findings."""
     started = time.perf_counter()
     run = VerifyRun(uuid.uuid4().hex, now or datetime.now(UTC), scope)
-    with warehouse.transaction():  # one snapshot for every check
+
+    def check_all() -> tuple[list[CheckResult], list[Finding]]:
+        results: list[CheckResult] = []
+        findings: list[Finding] = []
         source = Source(warehouse)
         if scope.store and not source.knows_store(scope.store):
             raise ConfigError(f"--store {scope.store}: no z-report of that store in the warehouse")
         for check in CHECKS:
             reason = _skip_reason(check, source)
             if reason or check.find is None:
-                run.results.append(CheckResult(check, "skipped", reason=reason))
+                results.append(CheckResult(check, "skipped", reason=reason))
                 continue
             began = time.perf_counter()
             found = list(check.find(source, scope))
-            run.findings.extend(found)
-            run.results.append(
+            findings.extend(found)
+            results.append(
                 CheckResult(
                     check,
                     "failed" if found else "passed",
@@ -85,12 +89,21 @@ def run_verify(
                     seconds=time.perf_counter() - began,
                 )
             )
+        return results, findings
+
+    # One snapshot for every check, read again whole if DuckDB ran short of memory (and
+    # raised its limit) or the read lost a conflict (retry.py).
+    run.results, run.findings = retried(warehouse, check_all, what="verify checks")
     run.findings.sort(key=Finding.rank)
     if write:
         warehouse.ensure_schema([VERIFY_FINDINGS])
-        rows = finding_rows(run.run_id, run.run_at, run.findings)
-        with warehouse.transaction():
-            warehouse.insert(VERIFY_FINDINGS, rows_to_arrow(VERIFY_FINDINGS, rows))
+        data = rows_to_arrow(VERIFY_FINDINGS, finding_rows(run.run_id, run.run_at, run.findings))
+        retried(
+            warehouse,
+            lambda: warehouse.insert(VERIFY_FINDINGS, data),
+            what="verify findings",
+            run_id=run.run_id,
+        )
     run.seconds = time.perf_counter() - started
     log.info(
         "verify_finished",

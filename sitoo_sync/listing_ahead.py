@@ -8,21 +8,27 @@ added to the tick whole: a 201-register backfill at 100 ms a request and concurr
 sent its first journal request 220-260 ms after the tick began, the listing's round trip
 after the warehouse's.
 
-Here the listing begins with the tick, on the tick's pool and under its request slots (one
-request at a time a site, as when the stream lists its sites itself), and each page waits
-in its site's queue until the stream reads it (`pages`), which it does as it would read the
-listing's answers: a page's new partitions start as the page is read, a failure is raised
-there, and nothing else about the tick changes. Only the first stream's listing is read
-ahead, and only when its partitions are listed and synced on the pool: later streams start
-after the warehouse is ready anyway. With SITOO_SITE_IDS empty, the account's sites are
-listed the same way first (`settings`).
+Here the listing begins with the tick, each site on a thread of its own under the tick's
+request slots (one request at a time a site, as when the stream lists its sites itself),
+and each page waits in its site's queue until the stream reads it (`pages`), which it does
+where it read the listing's answers before: a page's new partitions start as the page is
+read, and a failed listing is raised there. Only the first stream's listing is read ahead,
+and only when its partitions are listed and synced concurrently: later streams start after
+the warehouse is ready anyway. With SITOO_SITE_IDS empty, the account's sites are listed
+the same way first (`settings`).
+
+What the read ahead changes besides: its requests go out before the run's row is written
+(the row still counts them, `requests_before`); and when the tick ends without reading the
+listing (the warehouse failed, or a stop came), no listing sends a request after that, but
+a request already on its way is not waited for: the threads are daemons, so a listing being
+throttled (Retry-After) never holds back the warehouse's error or the process's exit.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from queue import SimpleQueue
@@ -47,8 +53,9 @@ class _Failed:
 class ListingAhead:
     """The tick's sites and its first stream's listing, read ahead of the warehouse."""
 
-    def __init__(self, stream: Stream | None) -> None:
+    def __init__(self, stream: Stream | None, stop: threading.Event | None) -> None:
         self._stream = stream
+        self._stop = stop
         self._queues: dict[int, SimpleQueue[Any]] = {}
         self._closed = threading.Event()
         self._sites: Future[Settings] | None = None
@@ -62,21 +69,22 @@ class ListingAhead:
         client: SitooClient,
         streams: Sequence[Stream],
         *,
-        pool: Executor | None,
         slots: AbstractContextManager[Any],
+        stop: threading.Event | None = None,
     ) -> ListingAhead:
-        """Start reading on `pool`; without one, nothing is read ahead and `settings` lists
-        the sites when asked."""
-        if pool is None:
-            ahead = cls(None)
+        """Start reading when the first stream's partitions are listed and synced
+        concurrently; otherwise nothing is read ahead and `settings` lists the sites when
+        asked, as before."""
+        first = streams[0] if streams else None
+        if first is None or not _listed_concurrently(first) or _set(stop):
+            ahead = cls(None, stop)
             ahead._settings = settings
             return ahead
-        first = streams[0] if streams else None
-        listed = first is not None and _listed_on_the_pool(first)
-        ahead = cls(first if listed else None)
-        if first is not None and listed:
-            ahead._requests_before = stream_requests(client, first.name)
-        ahead._sites = pool.submit(ahead._read, settings, client, pool, slots)
+        ahead = cls(first, stop)
+        ahead._requests_before = stream_requests(client, first.name)
+        sites: Future[Settings] = Future()
+        ahead._sites = sites
+        _daemon(ahead._read, settings, client, slots, sites)
         return ahead
 
     def settings(self, client: SitooClient) -> Settings:
@@ -103,25 +111,32 @@ class ListingAhead:
         return self._requests_before
 
     def close(self) -> None:
-        """Stop reading: a listing the tick did not read ends after its current page."""
+        """Stop reading: no listing the tick did not read sends another request."""
         self._closed.set()
+
+    def _ended(self) -> bool:
+        return self._closed.is_set() or _set(self._stop)
 
     def _read(
         self,
         settings: Settings,
         client: SitooClient,
-        pool: Executor,
         slots: AbstractContextManager[Any],
-    ) -> Settings:
-        settings = with_every_site(settings, client)
-        if self._stream is not None and not self._closed.is_set():
-            # Every queue exists before the settings are returned: the stream asks for a
-            # site's pages only after it has the settings.
-            queues = {site: SimpleQueue[Any]() for site in settings.site_ids}
-            self._queues.update(queues)
-            for site, queue in queues.items():
-                pool.submit(self._list, client, self._stream, site, slots, queue)
-        return settings
+        sites: Future[Settings],
+    ) -> None:
+        try:
+            settings = with_every_site(settings, client)
+        except BaseException as exc:  # raised where the tick asks for the settings
+            sites.set_exception(exc)
+            return
+        assert self._stream is not None
+        # Every queue exists before the settings are handed over: the stream asks for a
+        # site's pages only after it has them.
+        queues = {site: SimpleQueue[Any]() for site in settings.site_ids}
+        self._queues.update(queues)
+        for site, queue in queues.items():
+            _daemon(self._list, client, self._stream, site, slots, queue)
+        sites.set_result(settings)
 
     def _list(
         self,
@@ -133,17 +148,25 @@ class ListingAhead:
     ) -> None:
         try:
             with slots:
-                for page in stream.partitions.list_site_pages(client, site, stream=stream.name):
+                pages = stream.partitions.list_site_pages(client, site, stream=stream.name)
+                while not self._ended() and (page := next(pages, None)) is not None:
                     queue.put(page)
-                    if self._closed.is_set():
-                        break
         except BaseException as exc:  # raised where the stream reads the listing
             queue.put(_Failed(exc))
         else:
             queue.put(_END)
 
 
-def _listed_on_the_pool(stream: Stream) -> bool:
+def _daemon(target: Callable[..., None], *args: Any) -> None:
+    """Run `target(*args)` on a daemon thread: nobody waits for it at the tick's end."""
+    threading.Thread(target=target, args=args, name="sitoo-listing", daemon=True).start()
+
+
+def _set(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _listed_concurrently(stream: Stream) -> bool:
     kind = stream.partitions
     return kind.concurrent and kind.configured is None and kind.listing is not None
 

@@ -220,8 +220,8 @@ def record_run(
 
     `results` and `skipped` are the tick's report, to which the stream's tick appends its
     partitions' results and skips; what it added is this run's. `requests_before`: the
-    stream's request count when its first request went out, when that was before this
-    (its listing read ahead); by default, the count now.
+    stream's request count before its listing was read ahead (listing_ahead.py), whose
+    requests go out before this; by default, the count now.
     """
     now = datetime.now(UTC)
     _mark_interrupted(warehouse, stream.name)

@@ -369,13 +369,10 @@ def _run_streams(
     # slots, not by its threads. At SITOO_CONCURRENCY=1 too: one request in flight, while
     # a register's page is normalized and committed the next register's request is on its
     # way (201 one-page registers at 100 ms: 22 s instead of 26 s, against a 20.4 s limit).
-    # When the first stream is synced on it, it is made now: the sites and that stream's
-    # listing are read on it while the warehouse gets ready (listing_ahead.py).
     pool: ThreadPoolExecutor | None = None
     slots = threading.BoundedSemaphore(settings.concurrency)
-    if streams and streams[0].partitions.concurrent and not (stop is not None and stop.is_set()):
-        pool = ThreadPoolExecutor(tick_threads(settings.concurrency), thread_name_prefix="sitoo")
-    ahead = ListingAhead.start(settings, client, streams, pool=pool, slots=slots)
+    # The sites and the first stream's listing are read while the warehouse gets ready.
+    ahead = ListingAhead.start(settings, client, streams, slots=slots, stop=stop)
     buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
     try:
         warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.errors import WarehouseError
+from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
@@ -119,34 +121,98 @@ def test_a_listing_that_fails_ahead_fails_the_stream_where_it_is_read(
     assert outcome == [("*", "failed")]
 
 
+def _listings_ended() -> bool:
+    """Whether every listing thread has ended (within `PATIENCE` seconds)."""
+    deadline = time.monotonic() + PATIENCE
+    while any(t.name == "sitoo-listing" for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _tick(settings: Settings, stop: threading.Event | None = None, **client: Any) -> Any:
+    with make_client(settings, **client) as api:
+        return run_once(
+            settings,
+            open_warehouse(settings.target_url),
+            api,
+            select_streams(settings.streams),
+            stop=stop,
+        )
+
+
 def test_a_warehouse_that_fails_to_get_ready_stops_the_listing_read_ahead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the warehouse fails before the stream reads its listing, the tick ends with the
-    warehouse's error and each site's listing asks for no page after the one on its way."""
+    warehouse's error, and no site's listing sends a request after that: not the next page
+    of the one under way, nor the first of one waiting for the request slot."""
     seen = _ListingSeen(monkeypatch)
 
     def failing(self: DuckDBWarehouse, *args: Any, **kwargs: Any) -> None:
-        seen.wait(len(settings.site_ids))  # every site's first page is on its way
+        seen.wait()  # one site's first page is on its way, the other waits for the slot
         raise duckdb.IOException("disk gone")
 
     monkeypatch.setattr(DuckDBWarehouse, "ensure_schema", failing)
-    with Simulator.create(SimConfig(seed=64, days=1, registers_per_store=30)) as sim:
-        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
-        pages_per_site = {
+    with Simulator.create(SimConfig(seed=64, days=1, registers_per_store=110)) as sim:
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=1
+        )
+        pages = {
             site: -(-sum(1 for r in sim.world.registers if r.eshopid == site) // 100)
             for site in settings.site_ids
         }
-        assert max(pages_per_site.values()) > 1  # a listing with more pages than it reads
+        assert len(pages) > 1  # more pages than it reads, at every site
+        assert min(pages.values()) > 1
         sim.faults.latency = 0.2
-        with (
-            make_client(settings, sleep=lambda _s: None) as client,
-            pytest.raises(WarehouseError, match="disk gone"),
-        ):
-            run_once(
-                settings,
-                open_warehouse(settings.target_url),
-                client,
-                select_streams(settings.streams),
-            )
-    assert seen.requests == len(settings.site_ids) < sum(pages_per_site.values())
+        with pytest.raises(WarehouseError, match="disk gone"):
+            _tick(settings, sleep=lambda _s: None)
+        assert _listings_ended()
+    assert seen.requests == 1
+
+
+def test_a_stop_while_the_warehouse_gets_ready_sends_no_further_listing_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop (SIGINT, SIGTERM) while the warehouse gets ready ends the tick before its
+    stream, and the listing read ahead sends nothing after the request already on its way."""
+    seen = _ListingSeen(monkeypatch)
+    stop = threading.Event()
+    real_schema = DuckDBWarehouse.ensure_schema
+
+    def stopped(self: DuckDBWarehouse, *args: Any, **kwargs: Any) -> None:
+        seen.wait()
+        stop.set()
+        real_schema(self, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDBWarehouse, "ensure_schema", stopped)
+    with Simulator.create(SimConfig(seed=65, days=1, registers_per_store=30)) as sim:
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=1
+        )
+        sim.faults.latency = 0.2
+        report = _tick(settings, stop, sleep=lambda _s: None)
+        assert _listings_ended()
+    assert report.results == []
+    assert seen.requests == 1
+
+
+def test_a_warehouse_failure_does_not_wait_for_a_throttled_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warehouse's error ends the tick at once while the listing read ahead is being
+    throttled (429 with Retry-After): its retries are nobody's to wait for."""
+
+    def failing(self: DuckDBWarehouse, *args: Any, **kwargs: Any) -> None:
+        raise duckdb.IOException("disk gone")
+
+    monkeypatch.setattr(DuckDBWarehouse, "ensure_schema", failing)
+    with Simulator.create(SimConfig(seed=66, days=1, registers_per_store=2)) as sim:
+        sim.faults.queue("429", times=4, path="/cashregisters", retry_after=1.0)
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
+        began = time.monotonic()
+        with pytest.raises(WarehouseError, match="disk gone"):
+            _tick(settings, sleep=time.sleep)
+        took = time.monotonic() - began
+    assert took < 0.9, f"the warehouse's error came after {took:.2f} s"

@@ -130,6 +130,32 @@ def test_an_up_to_date_schema_reads_the_tables_columns_once_a_tick(
     assert query(target, "SELECT COUNT(*) FROM v_things") == [(0,)]
 
 
+def test_an_upkeep_without_views_reads_only_its_own_tables_columns(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema upkeep that keeps no views (`reset`, `verify`) reads the columns of the tables
+    it keeps, not of every table a shared schema holds."""
+    if target.name == "duckdb":
+        pytest.skip("DuckDB's upkeep reads its own catalog functions, not SQLAlchemy's")
+    tick(target, THINGS, things_view())
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        other = f"{target.schema}.someone_elses" if target.schema else "someone_elses"
+        warehouse.execute(f"CREATE TABLE {other} (x INTEGER)")
+        reads: list[Any] = []
+        real = Inspector.get_multi_columns
+
+        def counted(self: Inspector, *args: Any, **kwargs: Any) -> Any:
+            reads.append(kwargs.get("filter_names"))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Inspector, "get_multi_columns", counted)
+        warehouse.ensure_schema([THINGS])
+    finally:
+        warehouse.close()
+    assert reads == [["things"]]
+
+
 def test_a_view_waits_for_its_columns_and_goes_when_they_do() -> None:
     """A view whose columns are missing is not created; once they are it is; a view whose
     columns went is dropped and its record with it."""

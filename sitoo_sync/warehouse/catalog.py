@@ -5,13 +5,15 @@ tables' and columns' comments, and the views the columns of every table and the 
 exist. Each used to ask the catalog itself: three reflections of the same columns, and ~45 ms
 of every tick's start on an up-to-date PostgreSQL schema before its first request. Here they
 share one reading: each answer is remembered (SQLAlchemy's inspector remembers the answers
-about one table, not those about many at once), and the columns are always read the same way,
-for every table of the schema but the views' `v_` names. After DDL the answers are stale:
-`changed` forgets them.
+about one table, not those about many at once), and the columns are read once, of the tables
+the upkeep names (`tables`), or, when it keeps views, which may read any table, of every
+table of the schema but the views' `v_` names. After DDL the answers are stale: `changed`
+forgets them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,11 +27,15 @@ VIEW_PREFIX = "v_"
 class Catalog:
     """The catalog of one schema of a SQLAlchemy target, as one round of upkeep reads it."""
 
-    def __init__(self, conn: Connection, schema: str | None) -> None:
+    def __init__(
+        self, conn: Connection, schema: str | None, *, tables: Collection[str] | None = None
+    ) -> None:
+        """`tables`: those whose columns are read (None: every table of the schema)."""
         self._conn = conn
         self.schema = schema
+        self._tables = None if tables is None else frozenset(tables)
         self._inspector: Inspector | None = None
-        self._answers: dict[str, Any] = {}
+        self._answers: dict[Any, Any] = {}
 
     @property
     def inspector(self) -> Inspector:
@@ -59,12 +65,13 @@ class Catalog:
 
     def columns(self) -> dict[str, list[Any]]:
         """Each table's reflected columns (SQLAlchemy's column dicts: name, comment,
-        autoincrement ...), for every table of the schema but those named like views."""
+        autoincrement ...), of the tables asked for that exist (see `tables`)."""
         if "columns" not in self._answers:
-            tables = sorted(t for t in self.table_names() if not t.startswith(VIEW_PREFIX))
+            present = (t for t in self.table_names() if not t.startswith(VIEW_PREFIX))
+            names = sorted(t for t in present if self._tables is None or t in self._tables)
             reflected = (
-                self.inspector.get_multi_columns(schema=self.schema, filter_names=tables)
-                if tables
+                self.inspector.get_multi_columns(schema=self.schema, filter_names=names)
+                if names
                 else {}
             )
             self._answers["columns"] = {name: list(cols) for (_s, name), cols in reflected.items()}
@@ -72,5 +79,10 @@ class Catalog:
 
     def table_comments(self, names: list[str]) -> dict[str, str | None]:
         """The comment of each of the tables `names` (which exist)."""
-        reflected = self.inspector.get_multi_table_comment(schema=self.schema, filter_names=names)
-        return {name: info.get("text") for (_schema, name), info in reflected.items()}
+        key = ("table comments", *sorted(names))
+        if key not in self._answers:
+            reflected = self.inspector.get_multi_table_comment(
+                schema=self.schema, filter_names=sorted(names)
+            )
+            self._answers[key] = {n: info.get("text") for (_s, n), info in reflected.items()}
+        return dict(self._answers[key])

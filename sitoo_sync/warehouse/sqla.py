@@ -235,8 +235,10 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         with self._tx(), self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"):
             if self.schema:
                 self.sql.create_schema(self.conn, self.schema)
-            # One look at the catalog for the tables, their comments and the views (catalog.py).
-            catalog = Catalog(self.conn, self.schema)
+            # One look at the catalog for the tables, their comments and the views (catalog.py);
+            # the views may read any table of the schema.
+            names = None if views else [t.name for t in wanted]
+            catalog = Catalog(self.conn, self.schema, tables=names)
             present = set(catalog.table_names())
             missing = [t for t in wanted if t.name not in present]
             if missing:  # under the DDL lock: no other process creates them meanwhile
@@ -256,7 +258,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     catalog.changed()
                     log.info("column_added", table=t.name, column=col.name)
             if self.capabilities.comments and comment_sql(self.conn, wanted, catalog):
-                catalog.changed()  # MySQL writes a comment by restating its column
+                catalog.changed()  # comments written (on MySQL by restating their columns)
             if views:
                 create_views_sql(
                     self.conn,
@@ -660,7 +662,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def catalog_comments(self, names: Sequence[str]) -> dict[tuple[str, str], str | None]:
         """The comments the catalog holds on the tables `names` that exist and their columns."""
         with self._tx():
-            return catalog_sql(Catalog(self.conn, self.schema), list(names))
+            catalog = Catalog(self.conn, self.schema, tables=names)
+            return catalog_sql(catalog, list(names))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (demo, status, tests)."""

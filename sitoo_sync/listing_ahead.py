@@ -18,7 +18,7 @@ the warehouse is ready anyway. With SITOO_SITE_IDS empty, the account's sites ar
 the same way first (`settings`).
 
 What the read ahead changes besides: its requests go out before the run's row is written
-(the row still counts them, `requests_before`); and when the tick ends without reading the
+(the row starts when they did and counts them, `began`); and when the tick ends without reading the
 listing (the warehouse failed, or a stop came), no listing sends a request after that, but
 a request already on its way is not waited for: the threads are daemons, so a listing being
 throttled (Retry-After) never holds back the warehouse's error or the process's exit.
@@ -31,11 +31,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from queue import SimpleQueue
 from typing import Any
 
 from sitoo_sync.api.client import SitooClient
-from sitoo_sync.runs import stream_requests
+from sitoo_sync.runs import Began, stream_requests
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.partitions import with_every_site
@@ -60,7 +61,7 @@ class ListingAhead:
         self._closed = threading.Event()
         self._sites: Future[Settings] | None = None
         self._settings: Settings | None = None
-        self._requests_before = 0
+        self._began: Began | None = None
 
     @classmethod
     def start(
@@ -81,7 +82,7 @@ class ListingAhead:
             ahead._settings = settings
             return ahead
         ahead = cls(first, stop)
-        ahead._requests_before = stream_requests(client, first.name)
+        ahead._began = Began(datetime.now(UTC), stream_requests(client, first.name))
         sites: Future[Settings] = Future()
         ahead._sites = sites
         _daemon(ahead._read, settings, client, slots, sites)
@@ -103,12 +104,12 @@ class ListingAhead:
         queue = self._queues.pop(site, None)
         return None if queue is None else _drained(queue)
 
-    def requests_before(self, stream: str) -> int | None:
-        """`stream`'s request count before its listing was read ahead (its run counts those
-        requests too), or None when it was not."""
+    def began(self, stream: str) -> Began | None:
+        """When `stream`'s run began, its listing read ahead (its run's row starts then and
+        counts the listing's requests), or None when it was not read ahead."""
         if self._stream is None or stream != self._stream.name:
             return None
-        return self._requests_before
+        return self._began
 
     def close(self) -> None:
         """Stop reading: no listing the tick did not read sends another request."""

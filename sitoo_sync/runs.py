@@ -81,6 +81,15 @@ def shown(run: RunRow) -> RunRow:
     return run
 
 
+@dataclass(frozen=True)
+class Began:
+    """When a stream's run began and the stream's request count then, when that was before
+    `record_run`: its partition listing read ahead of the warehouse (listing_ahead.py)."""
+
+    at: datetime
+    requests: int
+
+
 @dataclass
 class Run:
     """A run under way: what its row needs at the end, and the context for its partitions."""
@@ -214,25 +223,22 @@ def record_run(
     skipped: Counter[tuple[str, str]],
     *,
     stop: threading.Event | None = None,
-    requests_before: int | None = None,
+    began: Began | None = None,
 ) -> Iterator[Run]:
     """Record the tick of `stream` run inside as one `sync_runs` row (see the module doc).
 
     `results` and `skipped` are the tick's report, to which the stream's tick appends its
-    partitions' results and skips; what it added is this run's. `requests_before`: the
-    stream's request count before its listing was read ahead (listing_ahead.py), whose
-    requests go out before this; by default, the count now.
+    partitions' results and skips; what it added is this run's. `began`: when the run
+    began before this (its listing read ahead); by default, now.
     """
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) if began is None else began.at
     _mark_interrupted(warehouse, stream.name)
     run = Run(
         run_id=new_run_id(now),
         stream=stream,
         started_at=now,
         cursors=warehouse.get_cursors(stream.name),
-        requests_before=stream_requests(client, stream.name)
-        if requests_before is None
-        else requests_before,
+        requests_before=stream_requests(client, stream.name) if began is None else began.requests,
     )
     _write(
         warehouse,

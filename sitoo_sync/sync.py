@@ -402,7 +402,7 @@ def _run_streams(
                 report.results,
                 report.skipped,
                 stop=stop,
-                requests_before=ahead.requests_before(stream.name),
+                began=ahead.began(stream.name),
             ) as run:
                 _run_stream(
                     settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,14 @@ class _ListingSeen:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.requests = 0
+        self.first_sent = datetime.max.replace(tzinfo=UTC)
         self._sent = threading.Condition()
         real_get = SitooClient.get_json
 
         def watched(client: SitooClient, api: Any, path: str, *args: Any, **kwargs: Any) -> Any:
             if path.endswith("cashregisters.json"):
                 with self._sent:
+                    self.first_sent = min(self.first_sent, datetime.now(UTC))
                     self.requests += 1
                     self._sent.notify_all()
             return real_get(client, api, path, *args, **kwargs)
@@ -76,8 +79,11 @@ def test_a_first_tick_lists_the_registers_while_the_warehouse_gets_ready(
         registers = {r.registerid for r in sim.world.registers}
         requests = len(sim.log)
     assert saw == [True]
-    # The run's row counts the listing's requests, made before the run began.
+    # The run's row starts when the listing did, and counts its requests.
     assert query(settings, "SELECT requests FROM sync_runs") == [(requests,)]
+    [(started,)] = query(settings, "SELECT started_at FROM sync_runs")
+    started = started.replace(tzinfo=UTC) if started.tzinfo is None else started.astimezone(UTC)
+    assert started <= seen.first_sent
     assert {r.partition for r in report.results} == registers
     assert query(
         settings, "SELECT count(*), count(DISTINCT (registerid, id)) FROM journal_entries"

@@ -18,10 +18,11 @@ the warehouse is ready anyway. With SITOO_SITE_IDS empty, the account's sites ar
 the same way first (`settings`).
 
 What the read ahead changes besides: its requests go out before the run's row is written
-(the row starts when they did and counts them, `began`); and when the tick ends without reading the
-listing (the warehouse failed, or a stop came), no listing sends a request after that, but
-a request already on its way is not waited for: the threads are daemons, so a listing being
-throttled (Retry-After) never holds back the warehouse's error or the process's exit.
+(the row starts when they did and counts them, `began`); and when the tick ends without
+reading the listing (the warehouse failed, or a stop came), no listing sends a request
+after that, but a request already on its way is not waited for: the threads are daemons,
+so a listing being throttled (Retry-After) never holds back the warehouse's error or the
+process's exit.
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             catalog = Catalog(self.conn, self.schema, tables=names)
             present = set(catalog.table_names())
             missing = [t for t in wanted if t.name not in present]
-            if missing:  # under the DDL lock: no other process creates them meanwhile
+            if missing:  # (a server's DDL lock keeps other processes from it meanwhile)
                 self.metadata.create_all(self.conn, tables=missing, checkfirst=False)
                 catalog.changed()
             columns = {name: {c["name"] for c in cols} for name, cols in catalog.columns().items()}

@@ -127,10 +127,15 @@ def test_a_listing_that_fails_ahead_fails_the_stream_where_it_is_read(
     assert outcome == [("*", "failed")]
 
 
-def _listings_ended() -> bool:
-    """Whether every listing thread has ended (within `PATIENCE` seconds)."""
+def _listing_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "sitoo-listing"}
+
+
+def _listings_ended(before: set[threading.Thread]) -> bool:
+    """Whether every listing thread started since `before` was taken has ended (within
+    `PATIENCE` seconds); other tests' may still run in this process."""
     deadline = time.monotonic() + PATIENCE
-    while any(t.name == "sitoo-listing" for t in threading.enumerate()):
+    while _listing_threads() - before:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
@@ -172,9 +177,10 @@ def test_a_warehouse_that_fails_to_get_ready_stops_the_listing_read_ahead(
         assert len(pages) > 1  # more pages than it reads, at every site
         assert min(pages.values()) > 1
         sim.faults.latency = 0.2
+        before = _listing_threads()
         with pytest.raises(WarehouseError, match="disk gone"):
             _tick(settings, sleep=lambda _s: None)
-        assert _listings_ended()
+        assert _listings_ended(before)
     assert seen.requests == 1
 
 
@@ -198,8 +204,9 @@ def test_a_stop_while_the_warehouse_gets_ready_sends_no_further_listing_request(
             sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=1
         )
         sim.faults.latency = 0.2
+        before = _listing_threads()
         report = _tick(settings, stop, sleep=lambda _s: None)
-        assert _listings_ended()
+        assert _listings_ended(before)
     assert report.results == []
     assert seen.requests == 1
 

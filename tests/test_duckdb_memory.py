@@ -302,6 +302,22 @@ def short_once(
     return failures
 
 
+def second_state_write_short(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """DuckDBWarehouse._write_state running out of memory at its second call; the list
+    holds the partition of every call."""
+    write = DuckDBWarehouse._write_state
+    calls: list[str] = []
+
+    def second_short(self: DuckDBWarehouse, stream: str, partition: str, *a: Any, **k: Any) -> None:
+        calls.append(partition)
+        if len(calls) == 2:
+            raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
+        write(self, stream, partition, *a, **k)
+
+    monkeypatch.setattr(DuckDBWarehouse, "_write_state", second_short)
+    return calls
+
+
 class LandedFlaky(Flaky):
     """A Flaky whose failing commit lands first, then invalidates the database (the case
     only the next opening of the file can tell from one rolled back)."""
@@ -471,18 +487,7 @@ def test_cursor_moves_of_their_own_run_again_without_counting_twice(
         assert counts == [("p1", "2", 15, 2), ("p2", "1", 5, 1), ("p3", "2", 7, 1)]
         assert raises(logged) == [(FIRST_MB, 2 * FIRST_MB)]
         # One partition twice: the moves go one by one, and the second runs out.
-        write = DuckDBWarehouse._write_state
-        calls: list[str] = []
-
-        def second_short(
-            self: DuckDBWarehouse, stream: str, partition: str, *a: Any, **k: Any
-        ) -> None:
-            calls.append(partition)
-            if len(calls) == 2:
-                raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
-            write(self, stream, partition, *a, **k)
-
-        monkeypatch.setattr(DuckDBWarehouse, "_write_state", second_short)
+        calls = second_state_write_short(monkeypatch)
         warehouse.set_cursors("s", [CursorMove("p2", "3", 4, 1), CursorMove("p2", "4", 6, 1)])
         assert calls == ["p2"] * 4  # both moves, run again whole
         assert warehouse.query(
@@ -608,18 +613,7 @@ def test_a_cursor_reset_that_ran_out_of_memory_runs_again_whole(
         warehouse.set_cursors(
             "journal_entries", [CursorMove("r1", "5", 5, 1), CursorMove("r2", "7", 3, 1)]
         )
-        write = DuckDBWarehouse._write_state
-        calls: list[str] = []
-
-        def second_short(
-            self: DuckDBWarehouse, stream: str, partition: str, *a: Any, **k: Any
-        ) -> None:
-            calls.append(partition)
-            if len(calls) == 2:  # r1's outcome, after its cursor was written
-                raise duckdb.OutOfMemoryException(STATEMENT_OUT_OF_MEMORY)
-            write(self, stream, partition, *a, **k)
-
-        monkeypatch.setattr(DuckDBWarehouse, "_write_state", second_short)
+        calls = second_state_write_short(monkeypatch)  # r1's outcome runs short
         assert reset_stream(settings, warehouse, STREAMS["journal_entries"]) == ["r1", "r2"]
         assert calls == ["r1", "r1", "r1", "r1", "r2", "r2"]
         assert warehouse.query(

@@ -222,10 +222,10 @@ def test_a_warehouse_failure_does_not_wait_for_a_throttled_listing(
 
     monkeypatch.setattr(DuckDBWarehouse, "ensure_schema", failing)
     with Simulator.create(SimConfig(seed=66, days=1, registers_per_store=2)) as sim:
-        sim.faults.queue("429", times=4, path="/cashregisters", retry_after=1.0)
+        sim.faults.queue("429", times=4, path="/cashregisters", retry_after=5.0)
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["journal_entries"])
         began = time.monotonic()
         with pytest.raises(WarehouseError, match="disk gone"):
             _tick(settings, sleep=time.sleep)
         took = time.monotonic() - began
-    assert took < 0.9, f"the warehouse's error came after {took:.2f} s"
+    assert took < 4.0, f"the warehouse's error came after {took:.2f} s"

@@ -286,7 +286,7 @@ def test_sqlite_keeps_money_exact() -> None:
     assert "moneysalestotal VARCHAR(40)" in ddl
 
 
-@pytest.mark.parametrize("name", ["postgres", "mysql"])
+@pytest.mark.parametrize("name", ["postgres", "mysql", "sqlite"])
 def test_processes_creating_one_schema_at_once_all_succeed(name: str, tmp_path: Path) -> None:
     """Several writers that find a fresh schema at the same moment all create it without error."""
     with target_for(name, tmp_path) as target:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -27,7 +28,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.warehouse import pg_copy
+from sitoo_sync.warehouse import local_path, pg_copy
+from sitoo_sync.warehouse.locks import holding_file
 
 CHUNK = 500  # keys per IN (...) list
 
@@ -96,6 +98,11 @@ class SqlDialect:
     def ddl_lock(self, conn: Connection, name: str) -> Iterator[None]:
         """Hold the target's schema lock `name` while creating or altering tables."""
         yield
+
+    def ddl_guard(self, url: str) -> AbstractContextManager[None]:
+        """A lock the schema upkeep of `url` takes before its transaction begins and frees
+        after it ends, for a target without a server lock (`ddl_lock`) to take inside it."""
+        return nullcontext()
 
     # ---- rows ---------------------------------------------------------------------------
 
@@ -394,6 +401,13 @@ class SQLite(SqlDialect):
     in_process = True
     schemas = False
     enforced_keys = True
+
+    def ddl_guard(self, url: str) -> AbstractContextManager[None]:
+        """A `flock` beside the file, held until the upkeep has committed: SQLite has no
+        named lock, and commits its DDL statement by statement, so two processes finding a
+        fresh file at the same moment would both create its tables ("already exists")."""
+        path = local_path(url)
+        return nullcontext() if path is None else holding_file(Path(f"{path}.ddl.lock"))
 
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]

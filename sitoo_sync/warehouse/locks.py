@@ -17,7 +17,8 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -67,6 +68,17 @@ def try_file(path: Path) -> Lock | None:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return FileLock(path, handle)
+
+
+@contextmanager
+def holding_file(path: Path) -> Iterator[None]:
+    """The lock on `path` (created when missing), waited for and held for the block."""
+    with path.open("a+", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def file_lock(url: str, schema: str | None, name: str) -> Lock | None:

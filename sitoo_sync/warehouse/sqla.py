@@ -227,12 +227,17 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
         `IF NOT EXISTS` is not safe against a race: two processes that find a fresh schema at
         the same moment (two cron ticks, replicas starting together) both try to create it and
-        one fails on the catalog's unique index (PostgreSQL) or "already exists" (MySQL). A
-        server-side lock named after the schema (the dialect's `ddl_lock`) makes them take
-        turns; the later one then finds everything in place.
+        one fails on the catalog's unique index (PostgreSQL) or "already exists" (MySQL,
+        SQLite). A server-side lock named after the schema (the dialect's `ddl_lock`), or on
+        SQLite a lock file beside the database (`ddl_guard`), makes them take turns; the later
+        one then finds everything in place.
         """
         wanted = [self.t(table) for table in schema_tables(tables, views)]
-        with self._tx(), self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"):
+        with (
+            self.sql.ddl_guard(self.url),
+            self._tx(),
+            self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"),
+        ):
             if self.schema:
                 self.sql.create_schema(self.conn, self.schema)
             # One look at the catalog for the tables, their comments and the views (catalog.py);

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import io
+import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +21,7 @@ from sqlalchemy.schema import CreateTable
 
 from sitoo_sync.commit import load_window
 from sitoo_sync.errors import ConfigError
+from sitoo_sync.log import configure_logging
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
 from sitoo_sync.normalize.pos_z_reports import normalize_window
@@ -37,6 +42,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES, CursorMove
+from sitoo_sync.warehouse.locks import holding_file
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn
@@ -310,6 +316,36 @@ def test_processes_creating_one_schema_at_once_all_succeed(name: str, tmp_path: 
             thread.join()
         assert failures == []
         assert target.rows(POS_TABLE) == []
+
+
+def test_a_sqlite_ddl_lock_is_waited_for_and_not_past_its_bound(tmp_path: Path) -> None:
+    """The upkeep's lock file beside a SQLite file is waited for while another holds it,
+    taken once it is freed, and after its bound the upkeep runs without it, logged."""
+    path = tmp_path / "w.sqlite.ddl.lock"
+    out = io.StringIO()
+    configure_logging(fmt="json", level="INFO", secrets=[], stream=out)
+    with path.open("a+") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        entered = threading.Event()
+
+        def wait_for_it() -> None:
+            with holding_file(path, wait=30):
+                entered.set()
+
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        assert not entered.wait(0.3)  # held by the other: still waiting
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+        assert entered.wait(5)
+        waiter.join()
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        started = time.monotonic()
+        with holding_file(path, wait=0.2):
+            assert 0.2 <= time.monotonic() - started < 5
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["lock_wait", "lock_wait", "lock_not_had"]
+    assert events[-1]["lock"] == path.name
+    assert events[-1]["level"] == "warning"
 
 
 def test_existing_keys_are_exactly_the_stored_ones_on_every_target(target: Target) -> None:

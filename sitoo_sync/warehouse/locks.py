@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,15 +71,40 @@ def try_file(path: Path) -> Lock | None:
     return FileLock(path, handle)
 
 
+#: How long `holding_file` waits for a lock before the block runs without it (a holder
+#: that hangs must not stall every later tick; MySQL's DDL lock gives up after as long).
+FILE_WAIT_SECONDS = 300.0
+
+
 @contextmanager
-def holding_file(path: Path) -> Iterator[None]:
-    """The lock on `path` (created when missing), waited for and held for the block."""
+def holding_file(path: Path, *, wait: float = FILE_WAIT_SECONDS) -> Iterator[None]:
+    """The lock on `path` (created when missing), held for the block: waited for (logged)
+    up to `wait` seconds, after which the block runs without it, with a warning."""
     with path.open("a+", encoding="utf-8") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        held = _flock_within(handle, path, wait)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _flock_within(handle: IO[str], path: Path, wait: float) -> bool:
+    """Take the exclusive lock on `handle` within `wait` seconds: True when taken."""
+    deadline = time.monotonic() + wait
+    logged = False
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                log.warning("lock_not_had", lock=path.name, waited_seconds=wait)
+                return False
+            if not logged:
+                log.info("lock_wait", lock=path.name)
+                logged = True
+            time.sleep(0.05)
 
 
 def file_lock(url: str, schema: str | None, name: str) -> Lock | None:

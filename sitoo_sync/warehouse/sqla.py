@@ -233,8 +233,11 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         one then finds everything in place.
         """
         wanted = [self.t(table) for table in schema_tables(tables, views)]
+        # The guard must be held until the upkeep has committed: it is taken only around a
+        # transaction of the upkeep's own, not inside a caller's it could not outlast.
+        opens = not self.conn.in_transaction()
         with (
-            self.sql.ddl_guard(self.url),
+            self.sql.ddl_guard(self.url) if opens else nullcontext(),
             self._tx(),
             self.sql.ddl_lock(self.conn, f"sitoo_sync:ddl:{self.schema or ''}"),
         ):

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
 from sitoo_sync.commit import load_window
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, WarehouseError
 from sitoo_sync.log import configure_logging
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
@@ -42,7 +42,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES, CursorMove
-from sitoo_sync.warehouse.locks import holding_file
+from sitoo_sync.warehouse.locks import holding_file, try_file
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn
@@ -346,6 +346,18 @@ def test_a_sqlite_ddl_lock_is_waited_for_and_not_past_its_bound(tmp_path: Path) 
     assert [e["event"] for e in events] == ["lock_wait", "lock_wait", "lock_not_had"]
     assert events[-1]["lock"] == path.name
     assert events[-1]["level"] == "warning"
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_warehouse_error_naming_it(tmp_path: Path) -> None:
+    """A lock file beside the database that cannot be made (here its directory is a file;
+    on a host, a read-only file system) is a WarehouseError naming it, which the CLI says
+    in one line, for the stream locks and the schema upkeep's lock alike."""
+    (tmp_path / "plain").write_text("")
+    path = tmp_path / "plain" / "w.sqlite.ddl.lock"
+    with pytest.raises(WarehouseError, match=r"cannot open the lock file .*w\.sqlite\.ddl\.lock"):
+        try_file(path)
+    with pytest.raises(WarehouseError, match="directory must be writable"), holding_file(path):
+        pass
 
 
 def test_existing_keys_are_exactly_the_stored_ones_on_every_target(target: Target) -> None:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from sitoo_sync.errors import WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.warehouse import check_local_target
 from sitoo_sync.warehouse.base import Claim, Lock
@@ -56,9 +57,21 @@ class FileLock:
         self._handle.close()
 
 
+def _lock_file(path: Path) -> IO[str]:
+    """`path` opened for locking (created when missing); a file that cannot be (a read-only
+    file system, a directory not ours) is a WarehouseError naming it, not a traceback."""
+    try:
+        return path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise WarehouseError(
+            f"cannot open the lock file {path} ({exc.strerror or exc}): sitoo-sync keeps its "
+            "locks beside the database file, so its directory must be writable"
+        ) from exc
+
+
 def try_file(path: Path) -> Lock | None:
     """The lock on `path` (created when missing, holding our pid), or None when held."""
-    handle = path.open("a+", encoding="utf-8")
+    handle = _lock_file(path)
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -80,7 +93,7 @@ FILE_WAIT_SECONDS = 300.0
 def holding_file(path: Path, *, wait: float = FILE_WAIT_SECONDS) -> Iterator[None]:
     """The lock on `path` (created when missing), held for the block: waited for (logged)
     up to `wait` seconds, after which the block runs without it, with a warning."""
-    with path.open("a+", encoding="utf-8") as handle:
+    with _lock_file(path) as handle:
         held = _flock_within(handle, path, wait)
         try:
             yield

@@ -20,6 +20,19 @@ import structlog
 REDACTED = "***"
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api_key|credential", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+#: A URL's query parameter whose name says it holds a secret (`?password=...`, `&sslkey...`
+#: is not one; `&api_token=...` is), up to the next parameter.
+_SECRET_PARAM = re.compile(
+    r"(?P<key>[?&;][^=&;#\s]*(?:pass(?:word)?|secret|token|api_key|credential)[^=&;#\s]*=)"
+    r"[^&;#\s]*",
+    re.I,
+)
+
+
+def mask_secret_params(text: str) -> str:
+    """`text` with the value of every secret-named URL query parameter replaced by `***`
+    (a password given as `?password=` in a target URL, say)."""
+    return _SECRET_PARAM.sub(rf"\g<key>{REDACTED}", text)
 
 
 class RedactSecrets:
@@ -32,7 +45,7 @@ class RedactSecrets:
         if isinstance(value, str):
             for secret in self._secrets:
                 value = value.replace(secret, REDACTED)
-            return _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", value)
+            return mask_secret_params(_URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", value))
         if isinstance(value, dict):
             return {k: self._clean_item(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -13,6 +13,7 @@ import pytest
 
 from sitoo_sync.cli import main
 from sitoo_sync.log import REDACTED, RedactSecrets, configure_logging, get_logger
+from sitoo_sync.warehouse import masked_url
 
 
 def test_secret_values_keys_and_url_credentials_are_masked() -> None:
@@ -33,6 +34,18 @@ def test_secret_values_keys_and_url_credentials_are_masked() -> None:
     assert event["api_password"] == REDACTED
     assert event["url"] == f"https://{REDACTED}@api.mysitoo.com/v2"
     assert event["nested"] == {"Authorization": REDACTED, "list": [REDACTED]}
+
+
+def test_a_password_given_as_a_url_parameter_is_masked_in_logs_and_messages() -> None:
+    """A secret-named query parameter of a URL (`?password=`, `&api_token=`) is masked in a
+    log value and in the URL an error message shows; other parameters are kept."""
+    url = "postgresql://postgres@db:5432/test?sslmode=require&password=hunter2&api_token=t0k"
+    event = RedactSecrets()(None, "error", {"event": "x", "error": f"cannot reach {url} now"})
+    assert "hunter2" not in event["error"]
+    assert "t0k" not in event["error"]
+    assert f"?sslmode=require&password={REDACTED}&api_token={REDACTED} now" in event["error"]
+    shown = masked_url("mysql://root:pw@db/test?passwd=zz&charset=utf8mb4")
+    assert shown == f"mysql://root:{REDACTED}@db/test?passwd={REDACTED}&charset=utf8mb4"
 
 
 def test_json_events_are_one_object_per_line_with_context() -> None:

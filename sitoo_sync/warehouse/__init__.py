@@ -14,12 +14,14 @@ import re
 from pathlib import Path
 
 from sitoo_sync.errors import ConfigError, WarehouseError
+from sitoo_sync.log import mask_secret_params
 from sitoo_sync.warehouse.base import Warehouse
 
 
 def masked_url(url: str) -> str:
-    """The URL with its password (if any) replaced by `***`, fit for a message."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The URL with its password (if any, also as a `?password=` parameter) replaced by
+    `***`, fit for a message."""
+    return mask_secret_params(re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url))
 
 
 def local_path(url: str) -> Path | None:

@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     demo.add_argument(
         "--db", type=Path, default=Path("sitoo-demo.duckdb"), help="DuckDB file to write"
     )
-    demo.add_argument("--days", type=int, default=30, help="days of POS history to simulate")
+    demo.add_argument("--days", type=_days, default=30, help="days of POS history to simulate")
     demo.add_argument("--seed", type=int, default=1, help="seed of the simulated data")
     demo.add_argument(
         "--chaos",
@@ -194,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "SITOO_* variables that point sitoo-sync at it.",
         formatter_class=fmt,
     )
-    simulator.add_argument("--port", type=int, default=8765, help="TCP port (0 = any free port)")
+    simulator.add_argument("--port", type=_port, default=8765, help="TCP port (0 = any free port)")
     simulator.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     simulator.add_argument("--days", type=int, default=30, help="days of history")
     simulator.add_argument(
@@ -515,6 +515,28 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
+    return value
+
+
+def _days(text: str) -> int:
+    """A number of days of history, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 day, got {value}")
+    return value
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -577,7 +599,14 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         lazy_journal_size=args.lazy_journal_size,
     )
     faults = FaultPlan(error_rate=args.error_rate, latency=args.latency)
-    sim = Simulator.create(config, faults=faults, host=args.host, port=args.port).start()
+    sim = Simulator.create(config, faults=faults, host=args.host, port=args.port)
+    try:
+        sim.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+            "another process may use it: choose another --port, or 0 for any free one"
+        ) from None
     print(f"Sitoo simulator listening on {sim.base_url}", flush=True)
     print(f"  {len(sim.world.all_reports())} POS z-reports, {len(sim.world.registers)} registers")
     print("  point sitoo-sync at it with:")
@@ -654,18 +683,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
+    if args.metrics_file and not args.metrics_file.parent.is_dir():  # before the checks run
+        raise ConfigError(
+            f"--metrics-file: the directory {args.metrics_file.parent} does not exist"
+        )
     scope = Scope(since=args.since, store=args.store, silent_days=settings.verify_silent_days)
     with _existing_warehouse(
         settings, hint="nothing to verify (check SITOO_TARGET_URL)"
     ) as warehouse:
         run = run_verify(warehouse, scope)
-    if args.metrics_file:
-        write_metrics(run, args.metrics_file)
     if args.json:
         print(as_json(run))
     else:
         for line in print_text(run, limit=100):
             print(line)
+    if args.metrics_file:  # after the findings are shown: a file that fails loses none
+        try:
+            write_metrics(run, args.metrics_file)
+        except OSError as exc:
+            raise ConfigError(
+                f"--metrics-file: cannot write {args.metrics_file}: {exc.strerror or exc}"
+            ) from None
     return EXIT_OK if run.clean else EXIT_FAILED
 
 

@@ -224,7 +224,14 @@ class Service:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
         if self.settings.metrics_port is not None:
-            server = serve(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
+            host, port = self.settings.metrics_host, self.settings.metrics_port
+            try:
+                server = serve(self.metrics, host, port)
+            except OSError as exc:
+                raise ConfigError(
+                    f"SITOO_METRICS_PORT: cannot listen on {host}:{port} "
+                    f"({exc.strerror or exc}); another process may use it"
+                ) from None
             log.info("metrics_listening", host=server.server_address[0], port=server.server_port)
         start = datetime.now(UTC)
         for stream in self.streams:

@@ -4,6 +4,7 @@ traceback, nothing created."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,13 @@ def test_an_unset_account_is_named_as_unset(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     """A bad argument on any command is one line naming it and where help is, exit 2."""
-    for argv in (["reset", "pos_z_reports", "--since", "bad"], ["frob"], ["status", "--x"]):
+    for argv in (
+        ["reset", "pos_z_reports", "--since", "bad"],
+        ["frob"],
+        ["status", "--x"],
+        ["simulator", "--port", "99999"],
+        ["demo", "--days", "0"],
+    ):
         with pytest.raises(SystemExit) as usage:
             main(argv)
         assert usage.value.code == 2
@@ -153,3 +160,39 @@ def test_a_configuration_error_is_json_when_json_logs_are_asked_for(
     assert event["exit_code"] == 2
     assert "SITOO_SCHEDULES" in event["message"]
     assert captured.out == ""
+
+
+def test_a_port_taken_or_a_missing_directory_is_one_line_exit_2(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The simulator's --port or the service's SITOO_METRICS_PORT already in use, and verify's
+    --metrics-file in a directory that does not exist, are one line naming the setting, exit
+    2, no traceback (each was an OSError traceback)."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    try:
+        assert main(["simulator", "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"sitoo-sync: configuration error: --port: cannot listen on 127.0.0.1:{port}"
+        )
+        assert err.count("\n") == 1, err
+        monkeypatch.setenv("SITOO_METRICS_PORT", str(port))
+        assert main(["run"]) == 2
+        err = capsys.readouterr().err
+        assert f"SITOO_METRICS_PORT: cannot listen on 127.0.0.1:{port}" in err
+        assert "Traceback" not in err
+    finally:
+        taken.close()
+    assert main(["verify", "--metrics-file", str(tmp_path / "no" / "f.prom")]) == 2
+    err = capsys.readouterr().err
+    missing = tmp_path / "no"
+    assert err == f"sitoo-sync: configuration error: --metrics-file: the directory {missing} " + (
+        "does not exist\n"
+    )

@@ -734,8 +734,51 @@ COMMANDS = {
 }
 
 
+class _ReaderMayLeave:
+    """`sys.stdout` while a command runs: when its reader leaves early (`sitoo-sync status
+    --check | head -1`), the rest of the output goes to /dev/null and the command ends
+    with its own exit code (a failed check still exits 1), where Python's stdout would
+    raise BrokenPipeError in the middle of it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            written: int = self._inner.write(text)
+        except BrokenPipeError:
+            self._reader_left()
+            return len(text)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            self._reader_left()
+
+    def _reader_left(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._inner.fileno())
+        os.close(devnull)
+        self._inner.flush()  # what was buffered drains there
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sitoo-sync` console script."""
+    stdout = sys.stdout
+    sys.stdout = _ReaderMayLeave(stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()  # while a reader that left is still handled
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
     allocator.tune()  # before any thread starts
     teardown.freeze_at_exit()
     parser = _parser()

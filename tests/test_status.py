@@ -4,6 +4,9 @@ cursors as dates, and `--check` turns a failing or late stream into exit 1."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,6 +58,38 @@ def test_a_failed_register_listing_shows_as_a_failing_partition_until_it_recover
     rows = _table(capsys)
     assert not [r for r in rows if r[1:2] == ["*"]]
     assert rows[-1] == ["check: every enabled stream is ok"]
+
+
+def test_a_check_that_fails_exits_1_also_when_its_reader_leaves_early(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`status --check | head -1` must not turn a failing check into success: with its
+    stdout's reader gone before it writes, the command still exits 1, without a traceback."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "journal_entries")
+    monkeypatch.setenv("SITOO_HTTP_MAX_ATTEMPTS", "2")
+    sim.faults.queue("503", times=50, path="cashregisters", after=1)
+    assert main(["run", "--once"]) == 1
+    capsys.readouterr()
+    read, write = os.pipe()
+    os.close(read)  # the reader has left
+    try:
+        done = subprocess.run(  # our own CLI
+            [sys.executable, "-m", "sitoo_sync", "status", "--check"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipe" not in done.stderr
 
 
 def test_status_prints_cursors_as_dates_and_reads_another_target(

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        unknown = sorted(set(re.findall(r"\{[^{}]*\}", value or "")) - {"{account_id}"})
+        if unknown:  # a typo such as {acount_id} would reach the API as it is (404 on all)
+            raise ValueError(f"the only placeholder is {{account_id}}, got {', '.join(unknown)}")
         return value.rstrip("/") if value else value
 
     @field_validator("target_url")

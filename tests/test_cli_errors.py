@@ -32,6 +32,11 @@ CREDENTIALS = {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x"}
             "sitoo-sync: configuration error: SITOO_SCHEDULES: not valid JSON; expected JSON",
         ),
         (
+            {"SITOO_API_BASE_URL": "https://api.mysitoo.com/v2/accounts/{acount_id}"},
+            "sitoo-sync: configuration error: SITOO_API_BASE_URL: the only placeholder is "
+            "{account_id}, got {acount_id} (got 'https://api.mysitoo.com/v2/accounts/{acount_id}')\n",
+        ),
+        (
             {"SITOO_TARGET_URL": "sitoo.duckdb"},
             "sitoo-sync: configuration error: SITOO_TARGET_URL: must be a URL such as "
             "duckdb:///sitoo.duckdb (got 'sitoo.duckdb')\n",

@@ -337,7 +337,12 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+    from sitoo_sync.streams import unknown_environment
+
+    settings = load_settings(args.config)
+    for name, close in unknown_environment(os.environ).items():
+        log.warning("unknown_setting", variable=name, did_you_mean=close, action="ignored")
+    return settings
 
 
 def _configure_logs(settings: Settings, *, level: str | None = None) -> None:

@@ -201,3 +201,34 @@ def test_a_port_taken_or_a_missing_directory_is_one_line_exit_2(
     assert err == f"sitoo-sync: configuration error: --metrics-file: the directory {missing} " + (
         "does not exist\n"
     )
+
+
+def test_a_misspelt_environment_variable_is_warned_about_with_the_name_it_looks_like(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SITOO_* variable no setting or stream option reads (SITOO_CONCURENCY) is named in
+    a warning with the known name it looks like; known ones, stream options and their
+    aliases, SITOO_CONFIG and the test suite's SITOO_TEST_* raise none; the command goes on."""
+    from sitoo_sync.streams import unknown_environment
+
+    environ = {
+        "SITOO_CONCURENCY": "8",
+        "SITOO_CONCURRENCY": "8",
+        "SITOO_JOURNAL_START": "2026-01-01",
+        "SITOO_STORE_Z_REPORTS_LOOKBACK_DAYS": "3",
+        "SITOO_CONFIG": "x.toml",
+        "SITOO_TEST_POSTGRES_URL": "postgresql://x",
+        "SITOO_WHATEVER": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_environment(environ) == {
+        "SITOO_CONCURENCY": "SITOO_CONCURRENCY",
+        "SITOO_WHATEVER": None,
+    }
+    monkeypatch.setenv("SITOO_CONCURENCY", "8")
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'none.duckdb'}")
+    assert main(["status"]) == 1  # no warehouse yet: the command ran
+    err = capsys.readouterr().err
+    [warning] = [line for line in err.splitlines() if "unknown_setting" in line]
+    assert "variable=SITOO_CONCURENCY" in warning
+    assert "did_you_mean=SITOO_CONCURRENCY" in warning

@@ -78,3 +78,26 @@ def select_streams(
     for stream in STREAMS.values():  # a bad setting is an error even for a stream left off
         stream.configured(stream_options)
     return [stream.configured(stream_options) for stream in chosen]
+
+
+#: SITOO_* variables that are not settings: the config file's path, and the test suite's
+#: server URLs (`SITOO_TEST_*`, set by .ci/run).
+_NOT_SETTINGS = ("SITOO_CONFIG", "SITOO_TEST_")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The SITOO_* variables of `environ` that no setting and no stream option reads, each
+    with the known name it looks most like (or None): a misspelt one is otherwise ignored
+    without a word, where the same key in the config file is refused."""
+    from difflib import get_close_matches
+
+    from sitoo_sync.settings import ENV_PREFIX, Settings, env_name
+
+    known = {env_name(field) for field in Settings.model_fields}
+    known |= {n for s in STREAMS.values() for o in s.options for n in o.env_names(s.name)}
+    unknown: dict[str, str | None] = {}
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(_NOT_SETTINGS):
+            close = get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            unknown[name] = close[0] if close else None
+    return unknown

@@ -377,7 +377,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # before the API is asked anything.
     open_warehouse(settings.target_url, schema=settings.target_schema).close()
     with make_client(settings) as client:
-        check_credentials(settings, client)  # one request, before the warehouse is touched
+        # One request, before the warehouse is touched; an API out of reach ends one tick
+        # here, while the service goes on to its schedule (the API may come back).
+        check_credentials(settings, client, unreachable_is_fatal=args.once)
     if not args.once:
         from sitoo_sync.service import Service
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +273,31 @@ def test_wrong_password_is_one_clear_failure_exit_2(
     assert "table_created" not in captured.out + captured.err
     assert "wrong-password-123" not in captured.out + captured.err
     assert sum(sim.requests.values()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_api_ends_one_tick_at_its_first_request(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With the API out of reach (no attempt gets an HTTP answer), `run --once` says so in
+    one line after the credentials check's attempts, exit 1, and makes no table, lock or
+    file, instead of every stream spending its own attempts on it."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SITOO_API_BASE_URL", f"http://127.0.0.1:{port}/v2/accounts/{{account_id}}")
+    monkeypatch.setenv("SITOO_JOURNALS_BASE_URL", f"http://127.0.0.1:{port}/v3")
+    monkeypatch.setenv("SITOO_HTTP_MAX_ATTEMPTS", "2")
+    assert main(["run", "--once"]) == 1
+    err = capsys.readouterr().err
+    [line] = [x for x in err.splitlines() if x.startswith("sitoo-sync:")]
+    assert line.startswith("sitoo-sync: cannot reach the Sitoo API, nothing was synced: gave up")
+    assert "SITOO_API_BASE_URL" in line
+    assert err.count("request_retry") == 1  # the check's one retry, and no stream's
     assert list(tmp_path.iterdir()) == []
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from sitoo_sync.api.client import Api, SitooClient
-from sitoo_sync.errors import ApiError, AuthError, ConfigError
+from sitoo_sync.errors import ApiError, AuthError, ConfigError, RetryBudgetExhausted
 from sitoo_sync.log import get_logger
 from sitoo_sync.settings import Settings, env_name
 
 log = get_logger(__name__)
 
 
-def check_credentials(settings: Settings, client: SitooClient) -> None:
+def check_credentials(
+    settings: Settings, client: SitooClient, *, unreachable_is_fatal: bool = False
+) -> None:
     """One request that needs the credentials: a refusal is a configuration error (exit 2),
     said once, before any table, lock or file is made. Other failures are left to the tick,
-    where each stream reports its own."""
+    where each stream reports its own; but with `unreachable_is_fatal` (one tick, `run
+    --once`), an API that no attempt reached at all (no HTTP status) ends the command here,
+    in one line: every stream would otherwise spend its own attempts on it (a new user's
+    tick against a stopped simulator took 4 minutes and ~1,000 log lines to say so)."""
     site = settings.site_ids[0] if settings.site_ids else 1
     try:
         client.get_json(
@@ -25,5 +30,13 @@ def check_credentials(settings: Settings, client: SitooClient) -> None:
             f"it and {env_name('api_password')} (or {env_name('api_password_file')}); "
             f"HTTP {exc.status} from {exc.url}"
         ) from None
+    except RetryBudgetExhausted as exc:
+        if unreachable_is_fatal and exc.status is None:
+            raise ApiError(
+                f"cannot reach the Sitoo API, nothing was synced: {exc.message} "
+                f"(check {env_name('api_base_url')} and the network)",
+                url=exc.url,
+            ) from None
+        log.warning("credentials_unchecked", error=str(exc))
     except ApiError as exc:
         log.warning("credentials_unchecked", error=str(exc))

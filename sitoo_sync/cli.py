@@ -631,12 +631,13 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`demo`: simulator → DuckDB file → a short report."""
-    from sitoo_sync.demo import run_demo
+    from sitoo_sync.demo import fresh_demo_file, run_demo
 
     settings = _settings(args)
     # The demo's data is faulty on purpose (malformed records, unknown entry types, with
     # --chaos failing requests): its summary counts those, so their warnings would be noise.
     configure_logging(fmt="console", level="ERROR", secrets=settings.secrets())
+    fresh_demo_file(args.db, seed=args.seed, days=args.days)  # a previous demo's is replaced
     return run_demo(settings, db=args.db, days=args.days, seed=args.seed, chaos=args.chaos)
 
 

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.demo_retail import RetailTruth, retail_lines
+from sitoo_sync.errors import ConfigError
 from sitoo_sync.progress import Progress, plural
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
@@ -83,8 +84,49 @@ def stream_lines(report: RunReport, streams: list[Stream], counts: dict[str, int
     return lines
 
 
+#: The table that marks a DuckDB file as a demo's: the next demo may replace that file.
+DEMO_MARK = "sitoo_demo"
+
+
+def fresh_demo_file(db: Path, *, seed: int, days: int) -> None:
+    """Make `db` a new, empty demo file, replacing a previous demo's.
+
+    The simulated world is made relative to the moment it starts, so a previous demo's rows
+    (another day, seed or --days) would not add up with this one's: sales per store would
+    not match and `verify` would find gaps. A file the demo did not make (no `sitoo_demo`
+    table: a real warehouse, say) is refused, never touched.
+    """
+    import duckdb
+
+    if not db.parent.is_dir():
+        raise ConfigError(f"--db: the directory {db.parent} does not exist (create it first)")
+    if db.exists():
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                found = con.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                    [DEMO_MARK],
+                ).fetchone()
+        except duckdb.Error as exc:
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"--db: cannot read {db} ({reason}); the demo writes a fresh file: pass another"
+                " --db"
+            ) from None
+        if not found or not found[0]:
+            raise ConfigError(
+                f"--db: {db} is not a file an earlier demo wrote; the demo writes a fresh "
+                "file each time and never replaces one it did not make: pass another --db"
+            )
+        for old in (db, db.with_name(f"{db.name}.wal"), *db.parent.glob(f"{db.name}.*.lock")):
+            old.unlink(missing_ok=True)
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"CREATE TABLE {DEMO_MARK} (seed INTEGER, days INTEGER, made_at TIMESTAMPTZ)")
+        con.execute(f"INSERT INTO {DEMO_MARK} VALUES (?, ?, now())", [seed, days])
+
+
 def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool) -> int:
-    """Run the demo; returns the exit code."""
+    """Run the demo into `db`, made fresh by `fresh_demo_file` first; returns the exit code."""
     faults = FaultPlan(error_rate=0.05 if chaos else 0.0)
     config = SimConfig(seed=seed, days=days, malformed_every=97)
     with Simulator.create(config, faults=faults) as sim:

@@ -356,6 +356,34 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
             assert rows or " v_" not in sql, sql
 
 
+def test_a_demo_replaces_an_earlier_demo_file_and_refuses_any_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second demo with another seed replaces the first one's file, so its sales still
+    match its own simulator (mixed with the first world's rows they did not); a DuckDB file
+    the demo did not write, or --db in a missing directory, is refused in one line, exit 2,
+    and left as it was."""
+    db = tmp_path / "demo.duckdb"
+    assert main(["demo", "--db", str(db), "--days", "3"]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--db", str(db), "--days", "4", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("matches the simulator") == 6
+    assert "simulator says" not in out
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.sql("SELECT seed, days FROM sitoo_demo").fetchall() == [(7, 4)]
+    other = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE pos_z_reports (id INTEGER)")
+    assert main(["demo", "--db", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sitoo-sync: configuration error: --db: {other} is not a file an")
+    with duckdb.connect(str(other), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM pos_z_reports").fetchall() == [(0,)]
+    assert main(["demo", "--db", str(tmp_path / "no" / "x.duckdb")]) == 2
+    assert "--db: the directory" in capsys.readouterr().err
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

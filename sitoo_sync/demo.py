@@ -72,7 +72,7 @@ def stream_lines(report: RunReport, streams: list[Stream], counts: dict[str, int
         statuses = ", ".join(sorted({r.status for r in parts}))
         line = (
             f"{stream.name} ({where}): {statuses}, "
-            f"{plural(sum(r.requests for r in parts), 'request')}; the file holds "
+            f"{plural(report.stream_requests(stream.name), 'request')}; the file holds "
             f"{plural(counts.get(parent.name, 0), 'record')} in {parent.name}"
         )
         if children:

@@ -224,12 +224,14 @@ def record_run(
     *,
     stop: threading.Event | None = None,
     began: Began | None = None,
+    requests: Counter[str] | None = None,
 ) -> Iterator[Run]:
     """Record the tick of `stream` run inside as one `sync_runs` row (see the module doc).
 
     `results` and `skipped` are the tick's report, to which the stream's tick appends its
     partitions' results and skips; what it added is this run's. `began`: when the run
-    began before this (its listing read ahead); by default, now.
+    began before this (its listing read ahead); by default, now. `requests`: where the
+    run's request count (its row's, partitions' and listings' alike) is also kept, by stream.
     """
     now = datetime.now(UTC) if began is None else began.at
     _mark_interrupted(warehouse, stream.name)
@@ -267,6 +269,8 @@ def record_run(
             error=error,
         )
         _write(warehouse, row)
+        if requests is not None:
+            requests[stream.name] = row["requests"]
         log.info(
             "run_finished",
             stream=stream.name,

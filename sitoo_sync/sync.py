@@ -57,6 +57,15 @@ class RunReport:
     results: list[PartitionResult] = field(default_factory=list)
     #: Partitions left to other processes, by (stream, reason): see `HELD` and `DONE`.
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Requests per stream, as its `sync_runs` row counts them (listings included, which
+    #: no partition's result counts).
+    requests: Counter[str] = field(default_factory=Counter)
+
+    def stream_requests(self, stream: str) -> int:
+        """The stream's requests: its run's count, else its partitions' (no run recorded)."""
+        if stream in self.requests:
+            return self.requests[stream]
+        return sum(r.requests for r in self.results if r.stream == stream)
 
     @property
     def ok(self) -> bool:
@@ -100,7 +109,7 @@ class RunReport:
                 f"{_plural(sum(r.windows for r in parts), 'window')}, "
                 f"{_plural(sum(r.rows for r in parts), 'row')} loaded (child rows included), "
                 f"{_plural(sum(r.rejects for r in parts), 'reject')}, "
-                f"{_plural(sum(r.requests for r in parts), 'request')}"
+                f"{_plural(self.stream_requests(stream), 'request')}"
             )
             if notes:
                 line += "; " + ", ".join(f"{count} {note}" for note, count in sorted(notes.items()))
@@ -403,6 +412,7 @@ def _run_streams(
                 report.skipped,
                 stop=stop,
                 began=ahead.began(stream.name),
+                requests=report.requests,
             ) as run:
                 _run_stream(
                     settings,

@@ -157,6 +157,24 @@ def test_an_ok_tick_is_one_finished_run_with_its_counts_and_cursors(
     assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
 
 
+def test_the_summary_counts_a_streams_requests_as_its_run_does(
+    sim: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """The tick's summary line of a stream partitioned by sites counts the same requests as
+    its `sync_runs` row, the listings no partition's result counts included (it said 9
+    where the run said 12 for orders)."""
+    target = Target("duckdb", f"duckdb:///{tmp_path / 'w.duckdb'}")
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["orders", "warehouse_items"])
+    report = sync(settings)
+    by_run = {run.stream: run.requests for run in runs(target)}
+    assert by_run["orders"] > sum(r.requests for r in report.results if r.stream == "orders")
+    for line in report.summary():
+        stream = line.split(" ", 1)[0]
+        if stream in by_run:
+            assert line.split(", ")[-1].startswith(f"{by_run[stream]} requests"), line
+    assert {s: report.stream_requests(s) for s in by_run} == by_run
+
+
 def test_a_failed_tick_is_a_failed_run_and_the_next_is_ok(
     sim: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,14 +17,14 @@ from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.demo_retail import RetailTruth, retail_lines
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, WarehouseError
 from sitoo_sync.progress import Progress, plural
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.sync import RunReport, run_once
-from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse import duckdb_file_has_table, new_duckdb_file, open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
 
 NEXT_SQL = """\
@@ -96,33 +97,23 @@ def fresh_demo_file(db: Path, *, seed: int, days: int) -> None:
     not match and `verify` would find gaps. A file the demo did not make (no `sitoo_demo`
     table: a real warehouse, say) is refused, never touched.
     """
-    import duckdb
-
     if not db.parent.is_dir():
         raise ConfigError(f"--db: the directory {db.parent} does not exist (create it first)")
     if db.exists():
         try:
-            with duckdb.connect(str(db), read_only=True) as con:
-                found = con.execute(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                    [DEMO_MARK],
-                ).fetchone()
-        except duckdb.Error as exc:
-            reason = str(exc).splitlines()[0]
+            marked = duckdb_file_has_table(db, DEMO_MARK)
+        except WarehouseError as exc:
             raise ConfigError(
-                f"--db: cannot read {db} ({reason}); the demo writes a fresh file: pass another"
-                " --db"
+                f"--db: {exc}; the demo writes a fresh file: pass another --db"
             ) from None
-        if not found or not found[0]:
+        if not marked:
             raise ConfigError(
                 f"--db: {db} is not a file an earlier demo wrote; the demo writes a fresh "
                 "file each time and never replaces one it did not make: pass another --db"
             )
         for old in (db, db.with_name(f"{db.name}.wal"), *db.parent.glob(f"{db.name}.*.lock")):
             old.unlink(missing_ok=True)
-    with duckdb.connect(str(db)) as con:
-        con.execute(f"CREATE TABLE {DEMO_MARK} (seed INTEGER, days INTEGER, made_at TIMESTAMPTZ)")
-        con.execute(f"INSERT INTO {DEMO_MARK} VALUES (?, ?, now())", [seed, days])
+    new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
 
 
 def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool) -> int:

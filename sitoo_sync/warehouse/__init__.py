@@ -112,3 +112,27 @@ def open_existing_warehouse(
     if path is not None and not path.exists():
         raise WarehouseError(f"no warehouse at {path} yet{': ' + hint if hint else ''}")
     return open_warehouse(url, schema=schema, read_only=read_only)
+
+
+def duckdb_file_has_table(path: Path, table: str) -> bool:
+    """Whether the DuckDB file at `path` has a table `table`, read without writing to it; a
+    file DuckDB cannot open (not a DuckDB file, or held by a writer) is a WarehouseError."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()
+    except duckdb.Error as exc:
+        raise WarehouseError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    return bool(found and found[0])
+
+
+def new_duckdb_file(path: Path, table: str, row: dict[str, object]) -> None:
+    """A new DuckDB file at `path` holding `table` with the one row `row` (a file's mark)."""
+    import duckdb
+
+    columns = ", ".join(f'? AS "{name}"' for name in row)
+    with duckdb.connect(str(path)) as con:
+        con.execute(f'CREATE TABLE "{table}" AS SELECT {columns}', list(row.values()))

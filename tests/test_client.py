@@ -232,3 +232,35 @@ def test_a_client_for_many_registers_at_once_shards_its_connections() -> None:
         assert len(contexts) == 1
     with make_client(Settings(**settings, concurrency=4)) as client:  # type: ignore[arg-type]
         assert not isinstance(client._http._transport, ShardedTransport)
+
+
+@pytest.mark.parametrize(
+    ("answers", "journals", "fatal"),
+    [
+        ([httpx.ConnectError("refused")], None, True),
+        ([httpx.Response(503), httpx.Response(503), httpx.ConnectTimeout("t")], None, False),
+        ([httpx.ReadTimeout("slow")], None, False),
+        ([httpx.ConnectError("refused")], "https://journals.elsewhere.example/v3", False),
+    ],
+    ids=["never-connected", "answered-then-lost", "slow", "journals-on-another-host"],
+)
+def test_an_api_out_of_reach_ends_one_tick_only_when_no_attempt_connected_on_its_one_host(
+    answers: list[httpx.Response | Exception], journals: str | None, fatal: bool
+) -> None:
+    """`run --once`'s credentials check stops the tick only when none of its attempts could
+    connect and every API is on the check's host; an API that answered (503) or is slow,
+    or journals elsewhere, are left to the tick's streams (a warning)."""
+    from sitoo_sync.api.credentials import check_credentials
+    from sitoo_sync.errors import ApiError
+
+    handler, _ = scripted(*answers)
+    bases = {"api_base_url": "https://api.example/v2/accounts/{account_id}"}
+    bases["journals_base_url"] = journals or "https://api.example/v3"
+    client = client_with(handler, [], **bases)
+    settings = Settings(api_id="1500-7", api_password=SecretStr("pw"), **bases)  # type: ignore[arg-type]
+    if fatal:
+        with pytest.raises(ApiError, match=r"^cannot reach the Sitoo API, nothing was synced"):
+            check_credentials(settings, client, unreachable_is_fatal=True)
+    else:
+        check_credentials(settings, client, unreachable_is_fatal=True)  # goes on
+    check_credentials(settings, client, unreachable_is_fatal=False)  # the service: goes on

@@ -151,6 +151,8 @@ class SitooClient:
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.partition_requests: Counter[tuple[str, str | None]] = Counter()
+        #: Attempts that found no server to talk to (the connection itself failed).
+        self.unconnected: Counter[str] = Counter()
 
     def url(self, api: Api, path: str) -> str:
         """The absolute URL of `path` on `api`."""
@@ -220,6 +222,8 @@ class SitooClient:
         try:
             response = self._http.get(url, params=params)
         except httpx.TransportError as exc:
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                self.unconnected[stream] += 1
             shown = _public_url(httpx.URL(url, params=params))
             raise RetriableError(f"{type(exc).__name__}: {exc}", url=shown, **ctx) from exc
         status = response.status_code

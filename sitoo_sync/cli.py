@@ -721,7 +721,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     text = render(args.format)
     if args.output is None:
-        sys.stdout.write(text)
+        print(text, end="")  # (print drops it when there is no stdout at all)
         return EXIT_OK
     try:
         args.output.write_text(text, encoding="utf-8")
@@ -778,12 +778,16 @@ class _ReaderMayLeave:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sitoo-sync` console script."""
     stdout = sys.stdout
+    if stdout is None:  # started with stdout closed (`>&-`): print() drops the output
+        return _main(argv)
     sys.stdout = _ReaderMayLeave(stdout)
     try:
         return _main(argv)
     finally:
-        sys.stdout.flush()  # while a reader that left is still handled
-        sys.stdout = stdout
+        try:
+            sys.stdout.flush()  # while a reader that left is still handled
+        finally:
+            sys.stdout = stdout
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -818,6 +822,3 @@ def _dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("command_failed", "sitoo-sync: interrupted", error=True, exit_code=130)
         return 130
-    except BrokenPipeError:  # `sitoo-sync status | head`: the reader left, nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK

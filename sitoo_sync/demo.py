@@ -21,7 +21,7 @@ from sitoo_sync.errors import ConfigError, WarehouseError
 from sitoo_sync.progress import Progress, plural
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import FaultPlan, SimConfig, Simulator
-from sitoo_sync.streams import select_streams
+from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import duckdb_file_has_table, new_duckdb_file, open_warehouse
@@ -111,7 +111,8 @@ def fresh_demo_file(db: Path, *, seed: int, days: int) -> None:
                 f"--db: {db} is not a file an earlier demo wrote; the demo writes a fresh "
                 "file each time and never replaces one it did not make: pass another --db"
             )
-        for old in (db, db.with_name(f"{db.name}.wal"), *db.parent.glob(f"{db.name}.*.lock")):
+        locks = [db.with_name(f"{db.name}.{name}.lock") for name in STREAMS]  # its own only
+        for old in (db, db.with_name(f"{db.name}.wal"), *locks):
             old.unlink(missing_ok=True)
     new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
 

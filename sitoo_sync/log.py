@@ -20,11 +20,15 @@ import structlog
 REDACTED = "***"
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api_key|credential", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
-#: A URL's query parameter whose name says it holds a secret (`?password=...`, `&sslkey...`
-#: is not one; `&api_token=...` is), up to the next parameter.
+#: A URL's query parameter (or a `;`-separated connection-string field inside one, also
+#: %-encoded, as SQL Server's `odbc_connect` has) whose name says it holds a secret:
+#: `password`, `db_password`, `passwd`, `PWD`, `api_key`, `access_token`, `client_secret`
+#: ... as whole words (`passthrough`, `tokenizer` are not), up to the next field.
 _SECRET_PARAM = re.compile(
-    r"(?P<key>[?&;][^=&;#\s]*(?:pass(?:word)?|secret|token|api_key|credential)[^=&;#\s]*=)"
-    r"[^&;#\s]*",
+    r"(?P<key>(?:[?&;]|%3B|%26)(?:[a-z0-9]*[_-])*"
+    r"(?:pass(?:word)?|passwd|pwd|secret|token|api[_-]?key|apikey|credentials?|sig)"
+    r"(?:[_-][a-z0-9]*)*(?:=|%3D))"
+    r"(?:(?!%3B|%26)[^&;#\s])*",
     re.I,
 )
 

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import socket
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -366,7 +367,10 @@ def test_a_demo_replaces_an_earlier_demo_file_and_refuses_any_other(
     db = tmp_path / "demo.duckdb"
     assert main(["demo", "--db", str(db), "--days", "3"]) == 0
     capsys.readouterr()
+    neighbour = tmp_path / "demo.duckdb.bak.pos_z_reports.lock"  # another file's lock
+    neighbour.write_text("1\n")
     assert main(["demo", "--db", str(db), "--days", "4", "--seed", "7"]) == 0
+    assert neighbour.exists()
     out = capsys.readouterr().out
     assert out.count("matches the simulator") == 6
     assert "simulator says" not in out
@@ -382,6 +386,27 @@ def test_a_demo_replaces_an_earlier_demo_file_and_refuses_any_other(
         assert con.sql("SELECT count(*) FROM pos_z_reports").fetchall() == [(0,)]
     assert main(["demo", "--db", str(tmp_path / "no" / "x.duckdb")]) == 2
     assert "--db: the directory" in capsys.readouterr().err
+
+
+def test_a_command_started_with_stdout_closed_runs_without_a_traceback() -> None:
+    """`sitoo-sync docs >&-` (no stdout at all) drops its output and exits 0, as print()
+    does without one, instead of failing on the missing stream."""
+    done = subprocess.run(  # our own CLI
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.close(1); sys.stdout = None; "
+            "from sitoo_sync.cli import main; sys.exit(main(['docs']))",
+        ],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr
 
 
 class _Terminal(io.StringIO):

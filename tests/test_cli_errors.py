@@ -219,10 +219,14 @@ def test_a_misspelt_environment_variable_is_warned_about_with_the_name_it_looks_
         "SITOO_CONFIG": "x.toml",
         "SITOO_TEST_POSTGRES_URL": "postgresql://x",
         "SITOO_WHATEVER": "1",
+        "SITOO_Concurrency": "7",  # read: names are matched whatever their case
+        "SITOO_CONFIG_FILE": "x.toml",
+        "SITOO_SYNC_SERVICE_HOST": "10.0.0.1",  # Kubernetes' link to a Service sitoo-sync
         "PATH": "/bin",
     }
     assert unknown_environment(environ) == {
         "SITOO_CONCURENCY": "SITOO_CONCURRENCY",
+        "SITOO_CONFIG_FILE": "SITOO_CONFIG",
         "SITOO_WHATEVER": None,
     }
     monkeypatch.setenv("SITOO_CONCURENCY", "8")

@@ -46,6 +46,13 @@ def test_a_password_given_as_a_url_parameter_is_masked_in_logs_and_messages() ->
     assert f"?sslmode=require&password={REDACTED}&api_token={REDACTED} now" in event["error"]
     shown = masked_url("mysql://root:pw@db/test?passwd=zz&charset=utf8mb4")
     assert shown == f"mysql://root:{REDACTED}@db/test?passwd={REDACTED}&charset=utf8mb4"
+    odbc = "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7Bx%7D%3BUID%3Du%3BPWD%3Ds3cret%3BX%3D1"
+    assert masked_url(odbc).endswith(f"%3BUID%3Du%3BPWD%3D{REDACTED}%3BX%3D1")
+    assert masked_url("mssql:///?odbc_connect=UID=u;PWD=s3cret;X=1").endswith(
+        f";PWD={REDACTED};X=1"
+    )
+    plain = "https://h/x?passthrough=1&tokenizer=2&bypass=3&token"
+    assert masked_url(plain) == plain  # names that only contain a secret's word are kept
 
 
 def test_json_events_are_one_object_per_line_with_context() -> None:

@@ -80,9 +80,11 @@ def select_streams(
     return [stream.configured(stream_options) for stream in chosen]
 
 
-#: SITOO_* variables that are not settings: the config file's path, and the test suite's
-#: server URLs (`SITOO_TEST_*`, set by .ci/run).
-_NOT_SETTINGS = ("SITOO_CONFIG", "SITOO_TEST_")
+#: SITOO_* variables that are not settings: the config file's path; by prefix, the test
+#: suite's server URLs (`SITOO_TEST_*`, set by .ci/run) and the service links Kubernetes
+#: adds to every pod for a Service named sitoo-sync (`SITOO_SYNC_SERVICE_HOST`, ...).
+_NOT_SETTINGS = {"SITOO_CONFIG"}
+_NOT_SETTINGS_PREFIXES = ("SITOO_TEST_", "SITOO_SYNC_")
 
 
 def unknown_environment(environ: Mapping[str, str]) -> dict[str, str | None]:
@@ -96,8 +98,14 @@ def unknown_environment(environ: Mapping[str, str]) -> dict[str, str | None]:
     known = {env_name(field) for field in Settings.model_fields}
     known |= {n for s in STREAMS.values() for o in s.options for n in o.env_names(s.name)}
     unknown: dict[str, str | None] = {}
+    known |= _NOT_SETTINGS
     for name in sorted(environ):
-        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(_NOT_SETTINGS):
-            close = get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        upper = name.upper()  # settings are read whatever the case of their names
+        if (
+            upper.startswith(ENV_PREFIX)
+            and upper not in known
+            and not upper.startswith(_NOT_SETTINGS_PREFIXES)
+        ):
+            close = get_close_matches(upper, sorted(known), n=1, cutoff=0.8)
             unknown[name] = close[0] if close else None
     return unknown

@@ -356,7 +356,7 @@ def test_a_lock_file_that_cannot_be_opened_is_a_warehouse_error_naming_it(tmp_pa
     path = tmp_path / "plain" / "w.sqlite.ddl.lock"
     with pytest.raises(WarehouseError, match=r"cannot open the lock file .*w\.sqlite\.ddl\.lock"):
         try_file(path)
-    with pytest.raises(WarehouseError, match="directory must be writable"), holding_file(path):
+    with pytest.raises(WarehouseError, match="that directory must be writable"), holding_file(path):
         pass
 
 

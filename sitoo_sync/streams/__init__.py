@@ -97,8 +97,8 @@ def unknown_environment(environ: Mapping[str, str]) -> dict[str, str | None]:
 
     known = {env_name(field) for field in Settings.model_fields}
     known |= {n for s in STREAMS.values() for o in s.options for n in o.env_names(s.name)}
-    unknown: dict[str, str | None] = {}
     known |= _NOT_SETTINGS
+    unknown: dict[str, str | None] = {}
     for name in sorted(environ):
         upper = name.upper()  # settings are read whatever the case of their names
         if (

@@ -65,7 +65,7 @@ def _lock_file(path: Path) -> IO[str]:
     except OSError as exc:
         raise WarehouseError(
             f"cannot open the lock file {path} ({exc.strerror or exc}): sitoo-sync keeps its "
-            "locks beside the database file, so its directory must be writable"
+            "lock files there, so that directory must be writable"
         ) from exc
 
 

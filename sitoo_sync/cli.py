@@ -370,7 +370,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logs(settings)
-    streams = select_streams(settings.streams)
+    # Every stream's own settings are checked now, not at its first tick: a misspelt key
+    # must stop the service at its start, not fail that stream's every tick.
+    streams = select_streams(settings.streams, settings.stream_options)
     stream_schedules(settings, streams)  # `run --once` refuses what `run` refuses
     settings.require_credentials()  # before the target is opened, locked or created
     # The target's URL, driver and directory are checked (nothing is connected or created)

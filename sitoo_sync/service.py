@@ -93,12 +93,11 @@ def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str,
             f"SITOO_SCHEDULES: unknown stream {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(STREAMS)}"
         )
-    disabled = [n for n in settings.schedules if n not in enabled]
-    if disabled:
-        raise ConfigError(
-            f"SITOO_SCHEDULES: stream {', '.join(map(repr, disabled))} is not enabled "
-            f"(SITOO_STREAMS: {', '.join(sorted(enabled))})"
-        )
+    # A schedule of a stream that is not enabled (the example config lists every stream's,
+    # opt-in ones too) waits for the stream to be enabled; it must be valid all the same.
+    for name in settings.schedules:
+        if name not in enabled:
+            parse_schedule(name, settings.schedules[name], settings.schedule_jitter_seconds)
     return {
         s.name: parse_schedule(
             s.name,

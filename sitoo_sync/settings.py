@@ -307,8 +307,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 file_values = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:  # a directory, a file we may not read
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     file_values = stream_sections(file_values)
     try:
         settings = Settings(**file_values)

@@ -82,9 +82,9 @@ def test_top_level_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixt
                 "SITOO_API_ID": "1500-1",
                 "SITOO_API_PASSWORD": "x",
                 "SITOO_STREAMS": "pos_z_reports",
-                "SITOO_SCHEDULES": "store_z_reports=1h",
+                "SITOO_SCHEDULES": "store_z_reports=sometimes",
             },
-            "SITOO_SCHEDULES: stream 'store_z_reports' is not enabled (SITOO_STREAMS: pos_z_",
+            "SITOO_SCHEDULES: store_z_reports: 'sometimes' is neither",
         ),
     ],
 )

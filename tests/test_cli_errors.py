@@ -236,3 +236,41 @@ def test_a_misspelt_environment_variable_is_warned_about_with_the_name_it_looks_
     [warning] = [line for line in err.splitlines() if "unknown_setting" in line]
     assert "variable=SITOO_CONCURENCY" in warning
     assert "did_you_mean=SITOO_CONCURRENCY" in warning
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read config file {path}: Is a directory"),
+        (b'log_level = "INFO"\n\xff\n', "config file {path} is not valid TOML: 'utf-8' codec"),
+        (
+            b"[streams.store_z_reports]\nlookbak_days = 3\n",
+            "[streams.store_z_reports]: unknown setting 'lookbak_days'",
+        ),
+        (b"[streams.bogus]\nx = 1\n", "[streams.bogus]: no such stream"),
+    ],
+    ids=["a-directory", "not-utf8", "misspelt-stream-key", "unknown-stream"],
+)
+def test_a_bad_config_file_stops_run_at_its_start_in_one_line(
+    content: bytes | None,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A config file that is a directory or not UTF-8, or whose stream table has a misspelt
+    key or names no stream, stops `run` (the service) at its start: one line, exit 2,
+    nothing created (a misspelt stream key used to fail that stream's every tick)."""
+    path = tmp_path / "c.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--config", str(path), "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sitoo-sync: configuration error: " + expected.format(path=path)), err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]

@@ -36,9 +36,10 @@ def test_uncommented_schedules_load_and_list_every_streams_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Uncommenting the example's [schedules] table, as its comments invite, loads; it lists
-    every stream with its default schedule, and `run` accepts it."""
+    every stream with its default schedule, and `run` accepts it with the streams enabled by
+    default (it names opt-in ones too: `users` made every command fail) and with all."""
     from sitoo_sync.service import stream_schedules
-    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.streams import STREAMS, select_streams
 
     secret = tmp_path / "pw"
     secret.write_text("x")
@@ -51,6 +52,9 @@ def test_uncommented_schedules_load_and_list_every_streams_default(
     assert settings.schedules == {s.name: s.default_schedule for s in STREAMS.values()}
     assert settings.log_format == "json"  # keys above the table stay outside it
     assert set(stream_schedules(settings, list(STREAMS.values()))) == set(STREAMS)
+    enabled = select_streams(None, settings.stream_options)
+    assert len(enabled) < len(STREAMS)  # an opt-in stream is named in the table
+    assert set(stream_schedules(settings, enabled)) == {s.name for s in enabled}
 
 
 def test_run_help_lists_every_streams_default_schedule(capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,6 +33,8 @@ class Metrics:
     intervals: Mapping[str, float]  # stream → seconds between ticks
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     last_ok: dict[str, float] = field(default_factory=dict)
+    #: When a tick last found the stream's lock held by another process (a replica).
+    last_held: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -99,6 +101,12 @@ class Metrics:
         with self._lock:
             self.last_ok[stream] = now
 
+    def record_held(self, stream: str) -> None:
+        """A tick found the stream held by another process, which syncs it (a replica of a
+        stream that is one partition, say): this one is not late with it."""
+        with self._lock:
+            self.last_held[stream] = time.time()
+
     def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """(ready, details per stream)."""
         now = time.time() if now is None else now
@@ -107,13 +115,16 @@ class Metrics:
         with self._lock:
             for stream, interval in self.intervals.items():
                 last = self.last_ok.get(stream)
-                ok = not is_late(last, interval, now)
+                held = self.last_held.get(stream)
+                ok = not is_late(last, interval, now) or not is_late(held, interval, now)
                 ready &= ok
                 details[stream] = {
                     "ok": ok,
                     "last_success_age_seconds": None if last is None else round(now - last, 1),
                     "limit_seconds": HEALTHY_WITHIN_INTERVALS * interval,
                 }
+                if held is not None:
+                    details[stream]["held_elsewhere_age_seconds"] = round(now - held, 1)
         return ready, details
 
 

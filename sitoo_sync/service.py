@@ -174,6 +174,7 @@ class Service:
             return
         if lock is None:
             warehouse.close()
+            self.metrics.record_held(stream.name)  # another replica syncs it: not late here
             log.info("stream_locked", stream=stream.name, action="skipped")
             return
         requests = self.client.requests[stream.name]

@@ -401,6 +401,25 @@ def test_a_failed_metrics_request_is_one_json_event_not_a_traceback(
     assert captured.out == ""
 
 
+def test_a_stream_another_replica_holds_keeps_this_one_ready() -> None:
+    """A replica whose ticks of a stream find it held by another process (one-partition
+    streams go to one replica) is ready for that stream, while the holds are recent; it
+    used to stay unready for good, stalling a rollout of several replicas."""
+    from sitoo_sync.metrics import Metrics
+    from sitoo_sync.results import PartitionResult
+
+    metrics = Metrics({"a": 60.0, "b": 60.0})
+    metrics.record_tick("a", [PartitionResult("a", "1")], requests=1, retries=0, seconds=1, lags={})
+    assert metrics.health()[0] is False
+    metrics.record_held("b")
+    ready, details = metrics.health()
+    assert ready is True
+    assert details["b"]["ok"] is True
+    assert details["b"]["last_success_age_seconds"] is None
+    assert details["b"]["held_elsewhere_age_seconds"] >= 0
+    assert metrics.health(now=time.time() + 181)[0] is False  # the holds grew old too
+
+
 def test_healthz_is_not_ready_before_every_stream_has_ticked() -> None:
     """Readiness needs a recent success of every stream, not just of one."""
     from sitoo_sync.metrics import Metrics

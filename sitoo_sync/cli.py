@@ -688,8 +688,10 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return p
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """`verify`: the controller's checks over the warehouse; exit 1 with findings."""
+    from sitoo_sync.errors import WarehouseError
     from sitoo_sync.verify import Scope, run_verify
     from sitoo_sync.verify.report import as_json, print_text, write_metrics
+    from sitoo_sync.warehouse.base import SYNC_STATE
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
@@ -701,6 +703,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with _existing_warehouse(
         settings, hint="nothing to verify (check SITOO_TARGET_URL)"
     ) as warehouse:
+        if SYNC_STATE.name not in warehouse.table_names():  # a server's empty or wrong schema
+            where = f"schema {settings.target_schema} of " if settings.target_schema else ""
+            raise WarehouseError(
+                f"nothing to verify: no sitoo-sync tables in {where}"
+                f"{masked_url(settings.target_url)} (check SITOO_TARGET_URL and "
+                "SITOO_TARGET_SCHEMA)"
+            )
         run = run_verify(warehouse, scope)
     if args.json:
         print(as_json(run))

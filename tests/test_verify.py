@@ -362,3 +362,28 @@ def test_cli_exit_codes_and_json(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "nowhere" in err
+
+
+def test_verify_of_an_empty_or_wrong_server_schema_fails_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`verify` pointed at a server schema with no sitoo-sync tables (a typo in
+    SITOO_TARGET_SCHEMA) says there is nothing to verify, exit 1, and creates neither the
+    schema nor its findings table; it used to pass with no findings, keeping an alert green."""
+    import sqlalchemy as sa
+
+    with target_for("postgres", tmp_path) as target:
+        wrong = f"{target.schema}_typo"
+        monkeypatch.setenv("SITOO_TARGET_URL", target.url)
+        monkeypatch.setenv("SITOO_TARGET_SCHEMA", wrong)
+        assert main(["verify"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"sitoo-sync: nothing to verify: no sitoo-sync tables in schema {wrong}"
+        )
+        engine = sa.create_engine(target.url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            with engine.connect() as conn:
+                assert wrong not in sa.inspect(conn).get_schema_names()
+        finally:
+            engine.dispose()

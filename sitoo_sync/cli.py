@@ -524,12 +524,17 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def _whole(text: str, what: str) -> int:
+    """`text` as an integer, or a usage error saying it is not `what`."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
 def _port(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    value = _whole(text, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
     return value
@@ -537,10 +542,7 @@ def _port(text: str) -> int:
 
 def _days(text: str) -> int:
     """A number of days of history, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    value = _whole(text, "a number of days")
     if value < 1:
         raise argparse.ArgumentTypeError(f"at least 1 day, got {value}")
     return value

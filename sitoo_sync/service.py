@@ -86,24 +86,18 @@ def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str,
     """
     from sitoo_sync.streams import STREAMS
 
-    enabled = {s.name for s in streams}
     unknown = [n for n in settings.schedules if n not in STREAMS]
     if unknown:
         raise ConfigError(
             f"SITOO_SCHEDULES: unknown stream {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(STREAMS)}"
         )
-    # A schedule of a stream that is not enabled (the example config lists every stream's,
-    # opt-in ones too) waits for the stream to be enabled; it must be valid all the same.
-    for name in settings.schedules:
-        if name not in enabled:
-            parse_schedule(name, settings.schedules[name], settings.schedule_jitter_seconds)
+    jitter = settings.schedule_jitter_seconds
+    # Every schedule given is checked, also one of a stream not enabled (the example config
+    # lists every stream's, opt-in ones too), which waits for the stream to be enabled.
+    given = {name: parse_schedule(name, text, jitter) for name, text in settings.schedules.items()}
     return {
-        s.name: parse_schedule(
-            s.name,
-            settings.schedules.get(s.name, s.default_schedule),
-            settings.schedule_jitter_seconds,
-        )
+        s.name: given.get(s.name) or parse_schedule(s.name, s.default_schedule, jitter)
         for s in streams
     }
 

@@ -42,15 +42,17 @@ def check_credentials(
             f"it and {env_name('api_password')} (or {env_name('api_password_file')}); "
             f"HTTP {exc.status} from {exc.url}"
         ) from None
-    except RetryBudgetExhausted as exc:
-        attempts = client.requests[CHECK]
-        never_connected = client.unconnected[CHECK] == attempts
-        if unreachable_is_fatal and never_connected and _one_host(settings):
+    except ApiError as exc:
+        never_connected = client.unconnected[CHECK] == client.requests[CHECK]
+        if (
+            unreachable_is_fatal
+            and isinstance(exc, RetryBudgetExhausted)
+            and never_connected
+            and _one_host(settings)
+        ):
             raise ApiError(
                 f"cannot reach the Sitoo API, nothing was synced: {exc.message} "
                 f"(check {env_name('api_base_url')} and the network)",
                 url=exc.url,
             ) from None
-        log.warning("credentials_unchecked", error=str(exc))
-    except ApiError as exc:
         log.warning("credentials_unchecked", error=str(exc))

@@ -16,8 +16,10 @@ from sitoo_sync import __version__, allocator, teardown
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
 from sitoo_sync.log import configure_logging, get_logger, logs_are_json
-from sitoo_sync.settings import Settings, load_settings, requested_log_format
+from sitoo_sync.settings import Settings, env_name, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
+
+_TARGET_URL = env_name("target_url")  # what --target replaces
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -470,6 +472,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         read_only=True,
         hint="run `sitoo-sync run --once` first (or point --target / SITOO_TARGET_URL at it; "
         "the demo writes duckdb:///sitoo-demo.duckdb)",
+        url_from="--target" if args.target else _TARGET_URL,
     ) as warehouse:
         states = status.current_states(warehouse.states())
         runs = status.last_runs(warehouse.last_runs())
@@ -496,15 +499,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _existing_warehouse(
-    settings: Settings, *, read_only: bool = False, hint: str = ""
+    settings: Settings, *, read_only: bool = False, hint: str = "", url_from: str = _TARGET_URL
 ) -> Iterator[Any]:
     """The target, which must exist already; its driver's errors become one line naming it
-    (password masked), and it is closed afterwards."""
+    (password masked), and it is closed afterwards. A URL that cannot be used is refused
+    naming `url_from`, where the user gave it (`--target` rather than SITOO_TARGET_URL)."""
     from sitoo_sync.warehouse import open_existing_warehouse, unreachable
 
-    warehouse = open_existing_warehouse(
-        settings.target_url, schema=settings.target_schema, read_only=read_only, hint=hint
-    )
+    try:
+        warehouse = open_existing_warehouse(
+            settings.target_url, schema=settings.target_schema, read_only=read_only, hint=hint
+        )
+    except ConfigError as exc:
+        reason = str(exc).removeprefix(f"{_TARGET_URL}: ")
+        if url_from == _TARGET_URL or reason == str(exc):  # e.g. SITOO_TARGET_SCHEMA: as it is
+            raise
+        raise ConfigError(f"{url_from}: {reason}") from None
     try:
         yield warehouse
     except warehouse.errors as exc:

@@ -167,6 +167,34 @@ def test_a_configuration_error_is_json_when_json_logs_are_asked_for(
     assert captured.out == ""
 
 
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("foo://bar", "no driver for foo://"),
+        ("duckdb://", "not a DuckDB URL: 'duckdb://'"),
+        ("duckdb:///{tmp}/no/dir/x.duckdb", "the directory {tmp}/no/dir does not exist"),
+    ],
+)
+def test_an_unusable_target_option_is_named_as_the_option(
+    target: str,
+    reason: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`status --target URL` with a URL it cannot use names `--target`, not the
+    SITOO_TARGET_URL it replaces, in one line, exit 2."""
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'w.duckdb'}")
+    assert main(["status", "--target", target.replace("{tmp}", str(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    expected = f"sitoo-sync: configuration error: --target: {reason}".replace(
+        "{tmp}", str(tmp_path)
+    )
+    assert err.startswith(expected), err
+    assert err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_port_taken_or_a_missing_directory_is_one_line_exit_2(
     sim: Simulator,
     tmp_path: Path,

@@ -198,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     )
     simulator.add_argument("--port", type=_port, default=8765, help="TCP port (0 = any free port)")
     simulator.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
-    simulator.add_argument("--days", type=int, default=30, help="days of history")
+    simulator.add_argument("--days", type=_days, default=30, help="days of history")
     simulator.add_argument(
         "--reports", type=int, help="generate this many z-reports (more days as needed)"
     )

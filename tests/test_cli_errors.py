@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sitoo_sync.cli import main
+from sitoo_sync.cli import _parser, main
 from sitoo_sync.simulator import Simulator
 from tests.support import use_simulator
 
@@ -148,6 +148,23 @@ def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) ->
         assert err.count("\n") == 1, err
         assert "--help)" in err
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("days", ["0", "-3"])
+def test_simulator_refuses_fewer_than_one_day_as_demo_does(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`simulator --days` below 1 is a one-line usage error, exit 2, the same as `demo`'s,
+    where it used to serve a world of one day or none."""
+    for command in ("demo", "simulator"):
+        with pytest.raises(SystemExit) as usage:
+            _parser().parse_args([command, "--days", days])  # parsed only: nothing served
+        assert usage.value.code == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"sitoo-sync {command}: argument --days: at least 1 day, got {days} "
+            f"(see sitoo-sync {command} --help)\n"
+        )
 
 
 def test_a_configuration_error_is_json_when_json_logs_are_asked_for(

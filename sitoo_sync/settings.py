@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -279,6 +280,26 @@ def requested_log_format() -> str:
     return "json" if os.environ.get(env_name("log_format"), "").strip() == "json" else "console"
 
 
+#: Names a message lists before it says how many more there are.
+NAMED_AT_MOST = 5
+
+
+def named_few(names: Sequence[str], at_most: int = NAMED_AT_MOST) -> str:
+    """The first `at_most` of `names`, quoted, and how many more: a message naming every
+    one of sixty keys would not be read (nor fit a log line)."""
+    shown = ", ".join(map(repr, names[:at_most]))
+    more = len(names) - at_most
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _unknown_keys(errors: Sequence[dict[str, Any]]) -> str | None:
+    """The config file's keys no setting reads, named in one clause (None: there are none)."""
+    keys = [str(e["loc"][0]) for e in errors if e.get("type") == "extra_forbidden" and e["loc"]]
+    if not keys:
+        return None
+    return f"unknown setting{'s' if len(keys) > 1 else ''} {named_few(keys)} in the config file"
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
     field = loc[0] if loc else ""
@@ -287,8 +308,6 @@ def _describe(error: dict[str, Any]) -> str:
     if not field:  # a check across fields: its message names the settings itself
         return msg
     name = env_name(field)
-    if error.get("type") == "extra_forbidden":
-        return f"unknown setting {field!r} in the config file"
     if given is not None and not isinstance(given, dict):
         return f"{name}: {msg} (got {given!r})"
     return f"{name}: {msg}"
@@ -317,7 +336,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         if overrides:
             settings = settings.model_copy(update=overrides)
     except ValidationError as exc:
-        lines = [_describe(dict(err)) for err in exc.errors()]
+        errors = [dict(err) for err in exc.errors()]
+        lines = [_describe(e) for e in errors if e.get("type") != "extra_forbidden"]
+        if unknown := _unknown_keys(errors):
+            lines.append(unknown)
         raise ConfigError("; ".join(lines)) from None
     except SettingsError as exc:  # an environment value that must be JSON and is not
         field = m.group(1) if (m := re.search(r'field "(\w+)"', str(exc))) else ""

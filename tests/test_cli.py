@@ -155,6 +155,29 @@ def test_unknown_key_in_the_config_file_is_named(
     assert "unknown setting 'api_idd'" in capsys.readouterr().err
 
 
+def test_sixty_unknown_keys_are_named_a_few_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sixty unknown keys, at the top of the config file or in a stream's section, are one
+    short line naming the first five and how many more, not all sixty."""
+    keys = "".join(f"key_{i:02} = 1\n" for i in range(60))
+    config = tmp_path / "sitoo.toml"
+    for text, named in (
+        (keys, "unknown settings 'key_00', 'key_01', 'key_02', 'key_03', 'key_04' and 55 more"),
+        (
+            f"[streams.pos_z_reports]\n{keys}",
+            "[streams.pos_z_reports]: unknown setting 'key_00', 'key_01', 'key_02', 'key_03', "
+            "'key_04' and 55 more (known: ",
+        ),
+    ):
+        config.write_text(text)
+        assert main(["--config", str(config), "run", "--once"]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert named in line
+        assert "key_05" not in line
+        assert len(line) < 200, line
+
+
 def test_run_once_then_status(
     sim: Simulator,
     tmp_path: Path,

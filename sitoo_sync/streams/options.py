@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from sitoo_sync.errors import ConfigError
-from sitoo_sync.settings import ENV_PREFIX
+from sitoo_sync.settings import ENV_PREFIX, named_few
 
 #: Settings every stream has besides its own options (handled by the service).
 COMMON = ("schedule",)
@@ -72,8 +72,7 @@ def option_values(
     if unknown:
         offered = ", ".join([*sorted(known), *COMMON])
         raise ConfigError(
-            f"[streams.{stream}]: unknown setting {', '.join(map(repr, unknown))} "
-            f"(known: {offered})"
+            f"[streams.{stream}]: unknown setting {named_few(unknown)} (known: {offered})"
         )
     values: dict[str, Any] = {}
     for option in options:

@@ -317,14 +317,25 @@ def _shuffled(partitions: Iterable[str]) -> list[str]:
     return order
 
 
-def _cursor_at(cursor: str | None) -> str | None:
-    """An epoch cursor as ISO time for a log reader (a day cursor is readable already)."""
-    if cursor is None or not cursor.isdigit():
-        return cursor
-    return datetime.fromtimestamp(int(cursor), UTC).isoformat()
+def _cursor_at(stream: Stream, cursor: str | None, now: datetime) -> str | None:
+    """The cursor as a time a log reader can read: an epoch cursor as ISO time, a day
+    cursor as it is, and a JSON cursor (a keyset's, a modified feed's) as the time its
+    strategy says it stands for, the one `status` reckons the lag from. Only the log
+    field: the stored cursor is what it was."""
+    if cursor is not None and cursor.isdigit():
+        return datetime.fromtimestamp(int(cursor), UTC).isoformat()
+    if cursor is None or not cursor.startswith("{"):
+        return cursor  # a day
+    try:
+        lag = stream.cursor.lag_seconds(cursor, now)
+    except (SitooSyncError, ValueError):  # a log field never fails a tick
+        return None
+    if lag is None:
+        return None
+    return datetime.fromtimestamp(round(now.timestamp() - lag), UTC).isoformat()
 
 
-def _log_result(result: PartitionResult) -> None:
+def _log_result(stream: Stream, result: PartitionResult) -> None:
     log.info(
         "partition_synced",
         stream=result.stream,
@@ -335,7 +346,7 @@ def _log_result(result: PartitionResult) -> None:
         rejects=result.rejects,
         requests=result.requests,
         cursor=shown_cursor(result.cursor),
-        cursor_at=_cursor_at(result.cursor),
+        cursor_at=_cursor_at(stream, result.cursor, datetime.now(UTC)),
         seconds=round(result.seconds, 3),
     )
 
@@ -580,10 +591,10 @@ def _run_stream(
         if claims is not None:
             claims.locks.close()
     outcomes.flush(shared)
-    _report(report, stream.name, [r for r in results if r is not None])
+    _report(report, stream, [r for r in results if r is not None])
 
 
-def _report(report: RunReport, stream: str, results: Sequence[PartitionResult]) -> None:
+def _report(report: RunReport, stream: Stream, results: Sequence[PartitionResult]) -> None:
     """The stream's partitions' results into the tick's report and the log, and one warning
     per note of the tick (e.g. an entry type nobody documented) with how many entries and
     partitions it concerns: a 300-register backfill says it once, not 300 times (each
@@ -592,10 +603,10 @@ def _report(report: RunReport, stream: str, results: Sequence[PartitionResult]) 
     partitions: Counter[str] = Counter()
     for result in results:
         report.results.append(result)
-        _log_result(result)
+        _log_result(stream, result)
         entries.update(result.notes)
         partitions.update(result.notes.keys())
     for note, count in sorted(entries.items()):
         log.warning(
-            "entries_noted", stream=stream, note=note, count=count, partitions=partitions[note]
+            "entries_noted", stream=stream.name, note=note, count=count, partitions=partitions[note]
         )

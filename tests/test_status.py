@@ -173,3 +173,34 @@ def test_log_lines_give_an_epoch_cursor_as_a_readable_time(
     [synced] = [e for e in events if e["event"] == "partition_synced"]
     cursor_at = datetime.fromtimestamp(int(synced["cursor"]), UTC).isoformat()
     assert synced["cursor_at"] == cursor_at
+
+
+def test_log_lines_give_a_json_cursor_as_the_time_it_stands_for(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """For the JSON cursors of products, warehouse_items and orders, `cursor_at` is the
+    time the cursor stands for (the last complete listing's start, the newest order), while
+    sync_state keeps the JSON cursor itself."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "products,warehouse_items,orders")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    assert main(["run", "--once"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    logged = {
+        (e["stream"], e["partition"]): e["cursor_at"]
+        for e in events
+        if e["event"] == "partition_synced"
+    }
+    assert main(["status", "--json"]) == 0
+    stored = {
+        (s["stream"], s["partition"]): s["cursor"] for s in json.loads(capsys.readouterr().out)
+    }
+    assert {stream for stream, _ in logged} == {"products", "warehouse_items", "orders"}
+    assert logged.keys() == stored.keys()
+    for (stream, partition), cursor_at in logged.items():
+        cursor = json.loads(stored[stream, partition])  # stored as JSON, as before
+        at = cursor["newest"] if stream == "orders" else cursor["listed_at"]
+        assert cursor_at == datetime.fromtimestamp(at, UTC).isoformat(), (stream, partition)

@@ -1,6 +1,7 @@
 """`sitoo-sync run`: the long-lived service. One APScheduler job per stream.
 
-Each job runs on its stream's schedule (SITOO_SCHEDULES, else the stream's default) with
+Each job runs on its stream's schedule (SITOO_SCHEDULES or the `[schedules]` table, else
+`schedule` in the stream's `[streams.<name>]` table, else the stream's default) with
 `max_instances=1`, `coalesce=True` and jitter; every job runs once at start. Streams tick
 independently, each on a worker of its own, so an hours-long journal backfill does not hold
 back a z-report tick. Two ticks never write the same rows (their `sync_state` rows and
@@ -58,19 +59,22 @@ class Schedule:
     interval_seconds: float
 
 
-def parse_schedule(stream: str, text: str, jitter: int) -> Schedule:
-    """ "15m", "1h", "90s", "1d" or a five-field cron expression (UTC)."""
+def parse_schedule(stream: str, text: str, jitter: int, *, source: str = "") -> Schedule:
+    """ "15m", "1h", "90s", "1d" or a five-field cron expression (UTC); an error names
+    `source`, where it was given (default: SITOO_SCHEDULES and the stream)."""
+    where = source or f"SITOO_SCHEDULES: {stream}"
+    if not isinstance(text, str):  # a TOML number or table
+        raise ConfigError(f'{where}: expected a string such as "15m" (got {text!r})')
     if m := re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text):
         seconds = int(m.group(1)) * _UNITS[m.group(2)]
         if seconds <= 0:
-            raise ConfigError(f"SITOO_SCHEDULES: {stream}: the interval must be positive")
+            raise ConfigError(f"{where}: the interval must be positive")
         return Schedule(IntervalTrigger(seconds=seconds, jitter=jitter or None), seconds)
     try:
         trigger = CronTrigger.from_crontab(text, timezone=UTC)
     except ValueError as exc:
         raise ConfigError(
-            f"SITOO_SCHEDULES: {stream}: {text!r} is neither an interval such as 15m nor a "
-            f"cron expression ({exc})"
+            f"{where}: {text!r} is neither an interval such as 15m nor a cron expression ({exc})"
         ) from None
     now = datetime.now(UTC)
     first = trigger.get_next_fire_time(None, now)
@@ -80,7 +84,8 @@ def parse_schedule(stream: str, text: str, jitter: int) -> Schedule:
 
 
 def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str, Schedule]:
-    """Each enabled stream's schedule (SITOO_SCHEDULES, else its default), or a ConfigError.
+    """Each enabled stream's schedule (SITOO_SCHEDULES or [schedules], else `schedule` in
+    its [streams.<name>] table, else its default), or a ConfigError.
 
     `run` and `run --once` both call this, so a schedule one refuses the other refuses too.
     """
@@ -96,6 +101,10 @@ def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str,
     # Every schedule given is checked, also one of a stream not enabled (the example config
     # lists every stream's, opt-in ones too), which waits for the stream to be enabled.
     given = {name: parse_schedule(name, text, jitter) for name, text in settings.schedules.items()}
+    for name, section in settings.stream_options.items():
+        if "schedule" in section and name not in given:
+            source = f"[streams.{name}] schedule"
+            given[name] = parse_schedule(name, section["schedule"], jitter, source=source)
     return {
         s.name: given.get(s.name) or parse_schedule(s.name, s.default_schedule, jitter)
         for s in streams

@@ -19,8 +19,8 @@ import pytest
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.locks import shares_partitions
-from sitoo_sync.service import parse_schedule
-from sitoo_sync.settings import Settings
+from sitoo_sync.service import parse_schedule, stream_schedules
+from sitoo_sync.settings import Settings, load_settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from tests.conftest import SyncFn
@@ -111,6 +111,30 @@ def test_unreadable_schedules_are_configuration_errors(text: str) -> None:
     """A schedule that cannot be read names the setting and the stream."""
     with pytest.raises(ConfigError, match="SITOO_SCHEDULES: pos: "):
         parse_schedule("pos", text, jitter=0)
+
+
+def test_a_streams_table_schedule_is_its_schedule_unless_schedules_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`schedule` in a `[streams.<name>]` table sets that stream's schedule; the `[schedules]`
+    table and SITOO_SCHEDULES win over it, and a bad one is an error naming the table."""
+    monkeypatch.delenv("SITOO_SCHEDULES", raising=False)
+    config = tmp_path / "c.toml"
+
+    def seconds(text: str) -> dict[str, float]:
+        config.write_text(text)
+        settings = load_settings(config)
+        streams = select_streams(["pos_z_reports", "orders"], settings.stream_options)
+        return {n: s.interval_seconds for n, s in stream_schedules(settings, streams).items()}
+
+    section = '[streams.pos_z_reports]\nschedule = "2m"\n'
+    assert seconds(section) == {"pos_z_reports": 120, "orders": 900}
+    assert seconds(f'{section}[schedules]\npos_z_reports = "1h"\n')["pos_z_reports"] == 3600
+    monkeypatch.setenv("SITOO_SCHEDULES", "pos_z_reports=30s")
+    assert seconds(section)["pos_z_reports"] == 30
+    monkeypatch.delenv("SITOO_SCHEDULES")
+    with pytest.raises(ConfigError, match=r"^\[streams.orders\] schedule: 'often' is neither"):
+        seconds('[streams.orders]\nschedule = "often"\n')
 
 
 # ---- locks -----------------------------------------------------------------------------

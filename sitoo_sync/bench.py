@@ -101,6 +101,19 @@ def run_phase(phase: str) -> int:
     return 0
 
 
+def check_targets(targets: Sequence[str]) -> None:
+    """Refuse, before any data is generated, a `--target` that cannot be used: no URL, a
+    driver not installed, a file whose directory is missing. A ConfigError names --target."""
+    for target in targets:
+        try:
+            open_warehouse(target, schema=f"sitoo_bench_{uuid.uuid4().hex[:8]}").close()
+        except ConfigError as exc:
+            if "SITOO_TARGET_SCHEMA" in str(exc):  # a target without schemas: SQLite, say
+                continue
+            reason = re.sub(r"^SITOO_TARGET_URL: ", "", str(exc))
+            raise ConfigError(f"--target: {reason}") from None
+
+
 def _plain_client(settings: Settings, **options: Any) -> httpx.Client:
     """The floors' client: plain httpx with the API's credentials, no retries, no counting."""
     api_id, password = settings.require_credentials()

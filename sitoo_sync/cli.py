@@ -662,6 +662,7 @@ def cmd_bench(args: argparse.Namespace) -> int:  # noqa: PLR0911  # one return p
     configure_logging(fmt="console", level="WARNING")
     if args.phase:
         return bench.run_phase(args.phase)
+    bench.check_targets(args.target)
     if args.chain:
         return bench.run_chain_benchmark(targets=args.target, rounds=args.rounds)
     if args.verify:

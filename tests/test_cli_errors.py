@@ -319,3 +319,27 @@ def test_a_bad_config_file_stops_run_at_its_start_in_one_line(
     assert err.startswith("sitoo-sync: configuration error: " + expected.format(path=path)), err
     assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("foo://bar", "no driver for foo://"),
+        ("bar", "not a URL: 'bar'"),
+        ("duckdb:///{tmp}/no/dir/x.duckdb", "the directory {tmp}/no/dir does not exist"),
+    ],
+)
+def test_bench_refuses_an_unusable_target_before_generating_anything(
+    target: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bench --target URL` with a URL it cannot use stops at once (no simulator started,
+    nothing written) with one line naming --target, exit 2."""
+    assert main(["bench", "--target", target.replace("{tmp}", str(tmp_path))]) == 2
+    captured = capsys.readouterr()
+    expected = f"sitoo-sync: configuration error: --target: {reason}".replace(
+        "{tmp}", str(tmp_path)
+    )
+    assert captured.err.startswith(expected), captured.err
+    assert captured.err.count("\n") == 1, captured.err
+    assert "Generating" not in captured.out
+    assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -200,23 +200,33 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     simulator.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     simulator.add_argument("--days", type=_days, default=30, help="days of history")
     simulator.add_argument(
-        "--reports", type=int, help="generate this many z-reports (more days as needed)"
+        "--reports",
+        type=_at_least(1, "z-reports"),
+        help="generate this many z-reports (more days as needed)",
     )
     simulator.add_argument("--seed", type=int, default=1, help="seed of the data")
     simulator.add_argument(
-        "--registers-per-store", type=int, default=2, help="registers in each store"
+        "--registers-per-store",
+        type=_at_least(1, "registers"),
+        default=2,
+        help="registers in each store",
     )
     simulator.add_argument(
-        "--malformed-every", type=int, default=0, help="corrupt every Nth z-report (0 = none)"
+        "--malformed-every",
+        type=_at_least(0, "z-reports"),
+        default=0,
+        help="corrupt every Nth z-report (0 = none)",
     )
     simulator.add_argument(
-        "--error-rate", type=float, default=0.0, help="share of requests that fail (0..1)"
+        "--error-rate", type=_share, default=0.0, help="share of requests that fail (0..1)"
     )
-    simulator.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    simulator.add_argument(
+        "--latency", type=_seconds, default=0.0, help="seconds added per request"
+    )
     simulator.add_argument(
         "--journal-entries",
         dest="lazy_journal_size",
-        type=int,
+        type=_at_least(0, "entries"),
         default=0,
         metavar="N",
         help="journals of N entries over the registers, made per page (0 = from the z-reports)",
@@ -239,8 +249,12 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         help="also load into this target (repeatable; e.g. postgresql://postgres@127.0.0.1/test); "
         "each round uses a fresh schema there, dropped afterwards",
     )
-    bench.add_argument("--reports", type=int, default=20000, help="z-reports to backfill")
-    bench.add_argument("--rounds", type=int, default=2, help="rounds; the best of each is kept")
+    bench.add_argument(
+        "--reports", type=_at_least(1, "z-reports"), default=20000, help="z-reports to backfill"
+    )
+    bench.add_argument(
+        "--rounds", type=_at_least(1, "rounds"), default=2, help="rounds; the best of each is kept"
+    )
     bench.add_argument(
         "--journals",
         action="store_true",
@@ -260,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     )
     bench.add_argument(
         "--replicas",
-        type=int,
+        type=_at_least(2, "replicas"),
         metavar="N",
         help="instead: a journal backfill over 201 registers at 100 ms latency by one "
         "`run --once`, then by N at once, on the --target server they share, at each "
@@ -289,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     )
     bench.add_argument(
         "--registers-per-store",
-        type=int,
+        type=_at_least(1, "registers"),
         default=12,
         help="with --journal-scale: registers in each of the 5 stores (12 = 61 registers)",
     )
@@ -540,6 +554,40 @@ def _whole(text: str, what: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
+def _at_least(least: int, what: str) -> Callable[[str], int]:
+    """An argument type: a whole number of `what`, at least `least`."""
+
+    def parse(text: str) -> int:
+        value = _whole(text, f"a number of {what}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+def _share(text: str) -> float:
+    """A share of requests, 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share is 0 to 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # (also NaN)
+        raise argparse.ArgumentTypeError(f"0 seconds or more, got {value}")
+    return value
 
 
 def _port(text: str) -> int:

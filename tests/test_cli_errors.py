@@ -167,6 +167,37 @@ def test_simulator_refuses_fewer_than_one_day_as_demo_does(
         )
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulator", "--registers-per-store", "0"], "at least 1, got 0"),
+        (["simulator", "--reports", "-5"], "at least 1, got -5"),
+        (["simulator", "--malformed-every", "-1"], "at least 0, got -1"),
+        (["simulator", "--journal-entries", "-1"], "at least 0, got -1"),
+        (["simulator", "--error-rate", "2"], "a share is 0 to 1, got 2.0"),
+        (["simulator", "--latency", "-0.1"], "0 seconds or more, got -0.1"),
+        (["simulator", "--latency", "nan"], "0 seconds or more, got nan"),
+        (["bench", "--rounds", "0"], "at least 1, got 0"),
+        (["bench", "--replicas", "1"], "at least 2, got 1"),
+        (["bench", "--registers-per-store", "x"], "not a number of registers: 'x'"),
+    ],
+)
+def test_simulator_and_bench_counts_out_of_range_are_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A simulator or bench count out of its range is a one-line usage error, exit 2, where
+    it used to serve an empty world, fail every request, or run a round anyway."""
+    with pytest.raises(SystemExit) as usage:
+        _parser().parse_args(args)  # parsed only: nothing served
+    assert usage.value.code == 2
+    err = capsys.readouterr().err
+    command, option = args[0], args[1]
+    assert (
+        err
+        == f"sitoo-sync {command}: argument {option}: {message} (see sitoo-sync {command} --help)\n"
+    )
+
+
 def test_a_configuration_error_is_json_when_json_logs_are_asked_for(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,7 @@ from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS, select_streams
+from sitoo_sync.streams.cursors import json_cursor_time
 from sitoo_sync.warehouse.base import RunRow, StreamState
 
 
@@ -36,13 +37,20 @@ def lag_text(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def cursor_text(cursor: str | None) -> str:
-    """A cursor as a reader wants it: an epoch cursor as its UTC time, a day as itself."""
+def cursor_text(state: StreamState, now: datetime) -> str:
+    """A cursor as a reader wants it: an epoch cursor as its UTC time, a day as itself, a
+    JSON cursor (a keyset's, a modified feed's: long, up to thousands of open ids) as the
+    time it stands for (`status --json` has the cursor itself)."""
+    cursor = state.cursor
     if cursor is None:
         return "-"
     if cursor.isdigit():
         return f"{datetime.fromtimestamp(int(cursor), UTC):%Y-%m-%d %H:%M:%SZ}"
-    return cursor
+    if not cursor.startswith("{"):
+        return cursor
+    stream = STREAMS.get(state.stream)
+    at = None if stream is None else json_cursor_time(stream.cursor, cursor, now)
+    return "-" if at is None else f"{at:%Y-%m-%d %H:%M:%SZ}"
 
 
 def detail_text(detail: str | None, width: int = 80) -> str:
@@ -173,7 +181,7 @@ def as_records(
             "stream": s.stream,
             "partition": s.partition,
             "cursor": s.cursor,
-            "cursor_text": None if s.cursor is None else cursor_text(s.cursor),
+            "cursor_text": None if s.cursor is None else cursor_text(s, now),
             "rows_loaded": s.rows_loaded,
             "windows_loaded": s.windows_loaded,
             "updated_at": iso(s.updated_at),
@@ -197,7 +205,7 @@ def as_table(states: Sequence[StreamState], now: datetime) -> list[str]:
             s.stream,
             s.partition,
             s.last_status or "-",
-            cursor_text(s.cursor),
+            cursor_text(s, now),
             lag_text(_lag(s, now)),
             when_text(s.last_success_at),
             str(s.rows_loaded),

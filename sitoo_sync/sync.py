@@ -35,7 +35,7 @@ from sitoo_sync.results import PartitionResult
 from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cursors import CursorPages
+from sitoo_sync.streams.cursors import CursorPages, json_cursor_time
 from sitoo_sync.turns import ANY_THREAD, Gathered, Turns, Worker
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
@@ -320,19 +320,14 @@ def _shuffled(partitions: Iterable[str]) -> list[str]:
 def _cursor_at(stream: Stream, cursor: str | None, now: datetime) -> str | None:
     """The cursor as a time a log reader can read: an epoch cursor as ISO time, a day
     cursor as it is, and a JSON cursor (a keyset's, a modified feed's) as the time its
-    strategy says it stands for, the one `status` reckons the lag from. Only the log
-    field: the stored cursor is what it was."""
+    strategy says it stands for, the one `status` shows and reckons the lag from. Only the
+    log field: the stored cursor is what it was."""
     if cursor is not None and cursor.isdigit():
         return datetime.fromtimestamp(int(cursor), UTC).isoformat()
     if cursor is None or not cursor.startswith("{"):
         return cursor  # a day
-    try:
-        lag = stream.cursor.lag_seconds(cursor, now)
-    except (SitooSyncError, ValueError):  # a log field never fails a tick
-        return None
-    if lag is None:
-        return None
-    return datetime.fromtimestamp(round(now.timestamp() - lag), UTC).isoformat()
+    at = json_cursor_time(stream.cursor, cursor, now)
+    return None if at is None else at.isoformat()
 
 
 def _log_result(stream: Stream, result: PartitionResult) -> None:

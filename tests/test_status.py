@@ -181,9 +181,10 @@ def test_log_lines_give_a_json_cursor_as_the_time_it_stands_for(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """For the JSON cursors of products, warehouse_items and orders, `cursor_at` is the
-    time the cursor stands for (the last complete listing's start, the newest order), while
-    sync_state keeps the JSON cursor itself."""
+    """For the JSON cursors of products, warehouse_items and orders, `cursor_at` in the log
+    and the cursor in `status` (table and `cursor_text`) are the time the cursor stands for
+    (the last complete listing's start, the newest order), while sync_state keeps the JSON
+    cursor itself."""
     use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
     monkeypatch.setenv("SITOO_STREAMS", "products,warehouse_items,orders")
     monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
@@ -195,12 +196,18 @@ def test_log_lines_give_a_json_cursor_as_the_time_it_stands_for(
         if e["event"] == "partition_synced"
     }
     assert main(["status", "--json"]) == 0
-    stored = {
-        (s["stream"], s["partition"]): s["cursor"] for s in json.loads(capsys.readouterr().out)
-    }
+    records = json.loads(capsys.readouterr().out)
+    stored = {(s["stream"], s["partition"]): s["cursor"] for s in records}
+    texts = {(s["stream"], s["partition"]): s["cursor_text"] for s in records}
+    assert main(["status"]) == 0
+    [header, *rows] = _table(capsys)
+    shown = {(r[0], r[1]): r[header.index("cursor")] for r in rows}
     assert {stream for stream, _ in logged} == {"products", "warehouse_items", "orders"}
     assert logged.keys() == stored.keys()
     for (stream, partition), cursor_at in logged.items():
         cursor = json.loads(stored[stream, partition])  # stored as JSON, as before
         at = cursor["newest"] if stream == "orders" else cursor["listed_at"]
         assert cursor_at == datetime.fromtimestamp(at, UTC).isoformat(), (stream, partition)
+        readable = f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S}Z"
+        assert texts[stream, partition] == readable, (stream, partition)
+        assert shown[stream, partition] == readable, (stream, partition)

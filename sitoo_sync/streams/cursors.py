@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sitoo_sync.errors import DisabledStream, FatalApiError, StuckWindowError
+from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StuckWindowError
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
 SplitValues = Callable[[str, list[Any]], Iterable[str]]  # (param, full page) → values
@@ -118,6 +118,17 @@ def record_times(records: list[Any], field: str) -> list[int]:
 def epoch_lag(stored: str | None, now: datetime) -> float | None:
     """Seconds from a cursor stored as Unix seconds to `now` (None before any load)."""
     return None if not stored else max(0.0, now.timestamp() - int(stored))
+
+
+def json_cursor_time(strategy: CursorStrategy, stored: str, now: datetime) -> datetime | None:
+    """The time a JSON cursor (a keyset's, a modified feed's) stands for, as `lag_seconds`
+    reckons it: what a reader is shown instead of the JSON. None when it cannot be told;
+    showing a cursor never fails."""
+    try:
+        lag = strategy.lag_seconds(stored, now)
+    except (SitooSyncError, ValueError, TypeError):  # an unreadable cursor
+        return None
+    return None if lag is None else datetime.fromtimestamp(round(now.timestamp() - lag), UTC)
 
 
 def epoch_of(day: date) -> str:

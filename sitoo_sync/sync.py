@@ -50,6 +50,10 @@ from sitoo_sync.warehouse.base import (
 log = get_logger(__name__)
 
 
+#: The most new partitions one `partitions_appeared` event names (`count` says how many).
+PARTITIONS_NAMED = 20
+
+
 @dataclass
 class RunReport:
     """The outcome of `run_once`: one result per partition."""
@@ -232,8 +236,14 @@ def _partitions(
             )
         )
     new = listed - known
-    if new and known:
-        log.info("partitions_appeared", stream=stream.name, kind=kind.kind, partitions=sorted(new))
+    if new and known:  # named a few at a time: a chain may open hundreds of registers at once
+        log.info(
+            "partitions_appeared",
+            stream=stream.name,
+            kind=kind.kind,
+            count=len(new),
+            partitions=sorted(new)[:PARTITIONS_NAMED],
+        )
     return sorted(known | listed)
 
 

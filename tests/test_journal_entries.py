@@ -240,6 +240,28 @@ def test_a_new_register_is_backfilled_while_the_others_continue(
     assert listed == [(1, True)]
 
 
+def test_registers_that_appear_together_are_counted_and_a_few_named(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Many registers appearing between ticks make one `partitions_appeared` event that
+    counts them all and names at most PARTITIONS_NAMED, so the line stays readable."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "journal_entries")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    monkeypatch.setattr(sitoo_sync.sync, "PARTITIONS_NAMED", 3)
+    assert main(["run", "--once"]) == 0
+    added = [sim.world.add_register("220").registerid for _ in range(5)]
+    capsys.readouterr()
+    assert main(["run", "--once"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    [appeared] = [e for e in events if e["event"] == "partitions_appeared"]
+    assert appeared["count"] == 5
+    assert appeared["partitions"] == sorted(added)[:3]
+
+
 def test_an_offline_burst_over_a_page_in_one_second_loads_completely(
     sim: Simulator, tmp_path: Path, sync: SyncFn
 ) -> None:

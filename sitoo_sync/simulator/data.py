@@ -224,6 +224,8 @@ class World:
 
     def register_bodies(self, site: int, include_unregistered: bool) -> list[dict[str, Any]]:
         """`posregister` objects of one site, as `/cashregisters` lists them."""
+        from sitoo_sync.simulator.rest_v2.catalog import register_warehouseid
+
         out = []
         for reg in self.registers:
             if reg.eshopid != site or (not reg.registerkey and not include_unregistered):
@@ -245,8 +247,9 @@ class World:
                     "currencycode": store[3] if store else "SEK",
                     "receiptlanguagetag": "sv",
                     "storesettingid": 1,
-                    # a store's warehouse has the store's number in STORES (see rest_v2)
-                    "warehouseid": STORES.index(store) + 1 if store else 1,
+                    # the warehouse its orders are registered to: its store's, or for a
+                    # register without a store the site's storeless one (see rest_v2)
+                    "warehouseid": register_warehouseid(reg.eshopid, reg.store_id),
                     "salestaxgroupid": None,
                 }
             )

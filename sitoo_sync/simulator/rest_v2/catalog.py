@@ -12,6 +12,7 @@ to exclude it (assumption: the docs say only that `moneypriceorg`/`moneypricein`
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 
@@ -271,6 +272,7 @@ def pick_sales_warehouse(
     return next(w for w in warehouses if w["eshopid"] == eshopid and w["sellable"])
 
 
+@functools.cache
 def register_warehouseid(eshopid: int, store_externalid: str | None) -> int:
     """The `warehouseid` a register of this store (or of none) is listed with."""
     return int(pick_sales_warehouse(warehouse_plan(), eshopid, store_externalid)["warehouseid"])

@@ -40,7 +40,15 @@ PRODUCT_GROUPS: tuple[tuple[str, int], ...] = (
     ("Food & Drink", 12),
 )
 STAFF = ("Anna Berg", "Erik Lind", "Sara Holm", "Omar Haddad", "Li Wei", "POS Staff")
-TIME_ZONE = "Europe/Stockholm"
+TIME_ZONE = "Europe/Stockholm"  # the store z-report aggregation's zone (its config)
+#: Each site's time zone, and so its registers': their journal receipts' and POS orders'
+#: `pos-timezone` and the site's settings all name it.
+SITE_TIME_ZONE: dict[int, str] = {1: "Europe/Stockholm", 2: "Europe/Oslo"}
+
+
+def time_zone_of(eshopid: int) -> str:
+    """The time zone of a site's registers."""
+    return SITE_TIME_ZONE.get(eshopid, TIME_ZONE)
 
 
 def money(amount: int) -> str:

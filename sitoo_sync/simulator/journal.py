@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.data import PRODUCT_GROUPS, cents, money
+from sitoo_sync.simulator.data import PRODUCT_GROUPS, cents, money, time_zone_of
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import World
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
 PRODUCTS_PER_GROUP = 8  # the catalogue: this many products in each product group
 UNKNOWN_TYPE = "loyalty-stamp"
-TIME_ZONE = "Europe/Stockholm"
 
 
 class Journal:
@@ -90,6 +89,7 @@ class Journal:
                     refund=False,
                     practice=False,
                     currency="SEK",
+                    timezone=time_zone_of(reg.eshopid),
                 )
                 for i in range(count)
             ]
@@ -105,6 +105,7 @@ class Journal:
         opened = int(z["dateopened"] or closed - 8 * 3600)
         staff = {"staff": z["staff"], "staffuserid": z["staffuserid"]}
         cur = z["currencycode"]
+        zone = time_zone_of(int(z["eshopid"]))
 
         def cash(amount: str) -> dict[str, Any]:
             return {"currencycode": cur, "moneycash": amount, **staff}
@@ -156,6 +157,7 @@ class Journal:
                 refund=section == "refund",
                 practice=False,
                 currency=cur,
+                timezone=zone,
             )
             if not (drop_receipt and n == 0):  # else it never reached the journal backup
                 out.append((t + 30, "receipt", receipt["data"], False))
@@ -171,6 +173,7 @@ class Journal:
                 refund=False,
                 practice=True,
                 currency=cur,
+                timezone=zone,
             )
             out.append((t + 100, "receipt", practice["data"], True))
         for k in range(int(z["numopendrawer"])):
@@ -214,6 +217,7 @@ class Journal:
         refund: bool,
         practice: bool,
         currency: str,
+        timezone: str,
     ) -> dict[str, Any]:
         """One receipt of `group`'s items: (product group, VAT, item count, total in cents).
 
@@ -273,7 +277,7 @@ class Journal:
                 "additionaldata": {
                     "pos-receiptid": f"{registerkey}{number:06d}",
                     "pos-staff-externalid": "PS",
-                    "pos-timezone": TIME_ZONE,
+                    "pos-timezone": timezone,
                     "store-externalid": store_id or "",
                     "store-name": "",
                 },

@@ -16,13 +16,13 @@ import functools
 import random
 from dataclasses import dataclass, field
 
-from sitoo_sync.simulator.data import STORES, guid, money, net_of
+from sitoo_sync.simulator.data import SITE_TIME_ZONE, STORES, guid, money, net_of
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.simulator.rest_v2.query import Body
 
 COUNTRY = {1: "SE", 2: "NO"}
 CURRENCY = {1: "SEK", 2: "NOK"}
-POS_TIME_ZONE = {1: "Europe/Stockholm", 2: "Europe/Oslo"}
+POS_TIME_ZONE = SITE_TIME_ZONE  # a register's zone is its site's
 # (group name, VAT % in Sweden, VAT % in Norway)
 GROUPS = (
     ("Clothing", 25, 25),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import httpx
 
+from sitoo_sync.normalize.values import local_day
 from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.simulator.data import World, cents
+from sitoo_sync.simulator.store_reports import NO_STORE
 
 
 def site_settings(sim: Simulator, site: int) -> Any:
@@ -57,3 +61,54 @@ def test_each_register_carries_one_time_zone_in_journals_orders_and_site_setting
             zones[order["registerid"]].add(order["additionaldata"]["pos-timezone"])
     for reg in sim.world.registers:
         assert zones[reg.registerid] == {site_zone[reg.eshopid]}, reg.store_id
+
+
+def _journal_payments(world: World) -> Counter[tuple[str, str, str]]:
+    """Non-practice receipts' payments per (store, local day, payment), refunds negative."""
+    out: Counter[tuple[str, str, str]] = Counter()
+    for entry in world.journal.all_entries():
+        if entry["type"] != "receipt" or entry["ispractice"]:
+            continue
+        data = entry["data"]
+        extra = data["additionaldata"]
+        store = extra["store-externalid"] or NO_STORE
+        day = str(local_day(entry["datecreated"], extra["pos-timezone"]))
+        sign = -1 if data["isrefund"] else 1
+        for payment in data["payments"]:
+            out[(store, day, payment["name"])] += sign * cents(payment["moneyamount"])
+    return out
+
+
+def _store_report_payments(world: World) -> Counter[tuple[str, str, str]]:
+    """Store z-reports' payments per (store, day, payment): sales minus refunds."""
+    out: Counter[tuple[str, str, str]] = Counter()
+    for report in world.store_z_reports(None, None, limit=None):
+        key = (report["store_id"], report["day_created"])
+        for section, sign in (("paymentssales", 1), ("paymentsrefund", -1)):
+            for payment in report["data"][section]:
+                out[(*key, payment["name"])] += sign * cents(payment["moneytotal"])
+    return out
+
+
+def _differences(world: World) -> dict[tuple[str, str, str], int]:
+    journal, reports = _journal_payments(world), _store_report_payments(world)
+    days = {(s, d) for s, d, _ in reports}  # the days aggregated so far
+    keys = {k for k in journal.keys() | reports.keys() if k[:2] in days}
+    return {k: reports[k] - journal[k] for k in keys if reports[k] != journal[k]}
+
+
+def test_z_report_payments_by_type_are_the_journal_receipts_payments() -> None:
+    """Per store, day and payment type, the store z-reports' payments (sales minus refunds)
+    equal the journal receipts' payments; with a receipt withheld from the journal, that
+    receipt's store and day are the only difference."""
+    clean = Simulator.create(SimConfig(seed=8, days=20)).world
+    assert len(_store_report_payments(clean)) > 100
+    assert {name for _s, _d, name in _store_report_payments(clean)} >= {"Cash", "Card"}
+    assert _differences(clean) == {}
+    faulty = Simulator.create(SimConfig(seed=8, days=20, inject_missing_receipt=True)).world
+    first = faulty.registers[0]
+    dropped = faulty.pos_z_report(first.registerid, 4)
+    assert dropped is not None
+    differs = _differences(faulty)
+    assert differs
+    assert {k[:2] for k in differs} == {(str(first.store_id), faulty.store_day(dropped))}

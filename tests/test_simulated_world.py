@@ -112,3 +112,34 @@ def test_z_report_payments_by_type_are_the_journal_receipts_payments() -> None:
     differs = _differences(faulty)
     assert differs
     assert {k[:2] for k in differs} == {(str(first.store_id), faulty.store_day(dropped))}
+
+
+def test_store_z_reports_list_every_closing_including_the_rejected_ones() -> None:
+    """A store z-report lists and sums every POS z-report of its store and day, those served
+    malformed too (as the register made them), and the journals still agree with it."""
+    world = Simulator.create(SimConfig(seed=8, days=20, malformed_every=7)).world
+    store_reports = world.store_z_reports(None, None, limit=None)
+    listed = Counter(
+        (r["registerid"], r["zreportid"]) for s in store_reports for r in s["register_zreports"]
+    )
+    assert set(listed.values()) == {1}
+    aggregated = {(s["store_id"], s["day_created"]) for s in store_reports}
+    closings = [
+        r
+        for r in world.all_reports()
+        if (r.closing["store_id"] or NO_STORE, world.store_day(r)) in aggregated
+    ]
+    rejected = [r for r in closings if not r.valid]
+    assert any("registerid" not in r.body for r in rejected)  # both kinds of corruption
+    assert any("registerid" in r.body for r in rejected)
+    assert set(listed) == {(r.closing["registerid"], r.closing["zreportid"]) for r in closings}
+    sales: Counter[tuple[str, str]] = Counter()
+    for r in closings:
+        sales[(r.closing["store_id"] or NO_STORE, world.store_day(r))] += cents(
+            r.closing["moneysalestotal"]
+        )
+    assert {
+        (s["store_id"], s["day_created"]): cents(s["data"]["moneysalestotal"])
+        for s in store_reports
+    } == dict(sales)
+    assert _differences(world) == {}

@@ -151,11 +151,19 @@ class ZReport:
     #: Each receipt's payments, (name, cents), in the journal's receipt order (a receipt per
     #: product group sold, then per group refunded): what the payment sections add up.
     receipt_payments: list[list[tuple[str, int]]] = field(default_factory=list)
+    #: The report as the register made it, when its upload was corrupted (`valid` False):
+    #: what the backend's store aggregation and the register's journal still know.
+    made: dict[str, Any] | None = None
 
     @property
     def dateadded(self) -> int:
         """The upload time the endpoint filters and sorts on."""
         return int(self.body["dateadded"])
+
+    @property
+    def closing(self) -> dict[str, Any]:
+        """The closing as the register made it (the body, unless the upload corrupted it)."""
+        return self.body if self.made is None else self.made
 
 
 class World:
@@ -422,15 +430,15 @@ class World:
         every = self.config.unknown_field_every
         if every and self._count % every == 0:
             body["moneybagid"] = f"BAG-{rng.randint(1000, 9999)}"  # documented, name unknown
-        valid = True
+        valid, made = True, None
         bad = self.config.malformed_every
         if bad and self._count % bad == 0:
-            valid = False
+            valid, made = False, dict(body)  # only top-level fields are corrupted
             if self._count % 2:
                 body["moneysalestotal"] += "5"  # a third decimal: a fraction of a cent
             else:
                 del body["registerid"]
-        return ZReport(body=body, valid=valid, receipt_payments=paid)
+        return ZReport(body=body, valid=valid, receipt_payments=paid, made=made)
 
     def _groups(self, n_items: int) -> dict[str, tuple[int, int, int]]:
         """Gross cents, net cents and item count per product group for `n_items` items."""

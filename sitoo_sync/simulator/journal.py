@@ -63,17 +63,17 @@ class Journal:
             return self._entries[registerid]
 
     def _catch_up(self, registerid: str) -> None:
-        # A closing that was never uploaded still happened: its day is in the journal.
+        # A closing that was never uploaded, or whose upload was corrupted, still happened:
+        # its day is in the journal.
         new = [
             r
             for r in (*self.world.all_reports(), *self.world.withheld_reports())
-            if r.valid
-            and r.body.get("registerid") == registerid
-            and (registerid, r.body["zreportid"]) not in self._journaled
+            if r.closing.get("registerid") == registerid
+            and (registerid, r.closing["zreportid"]) not in self._journaled
         ]
-        for report in sorted(new, key=lambda r: (r.body["dateadded"], r.body["zreportid"])):
-            self._journaled.add((registerid, report.body["zreportid"]))
-            self._append(registerid, self._day(report.body, report.receipt_payments))
+        for report in sorted(new, key=lambda r: (r.dateadded, r.closing["zreportid"])):
+            self._journaled.add((registerid, report.closing["zreportid"]))
+            self._append(registerid, self._day(report.closing, report.receipt_payments))
 
     def _append(self, registerid: str, day: list[dict[str, Any]]) -> None:
         entries = self._entries[registerid]

@@ -25,7 +25,7 @@ from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import duckdb_file_has_table, new_duckdb_file, open_warehouse
-from sitoo_sync.warehouse.base import SYSTEM_TABLES
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 
 NEXT_SQL = """\
 -- Takings per store and local day, in each store's currency (refunds subtracted):
@@ -117,6 +117,42 @@ def fresh_demo_file(db: Path, *, seed: int, days: int) -> None:
     new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
 
 
+def store_report_lines(warehouse: Warehouse) -> list[str]:
+    """The store z-reports: how many, over which days, and what they list."""
+    reports, days, first, last = warehouse.query(
+        "SELECT count(*), count(DISTINCT day_created), min(day_created), max(day_created) "
+        "FROM store_z_reports"
+    )[0]
+    final = warehouse.query("SELECT cursor FROM sync_state WHERE stream = 'store_z_reports'")
+    return [
+        f"Store z-reports: {reports} (one per store and day) over {days} days, "
+        f"{first} to {last}; final through {final[0][0] if final else '-'}",
+        f"  {listed_line(warehouse)}",
+    ]
+
+
+def listed_line(warehouse: Warehouse) -> str:
+    """What the store z-reports list: how many POS z-reports, and how many of those the
+    file lacks (the store aggregation lists every closing, those the load rejected too)."""
+    q = warehouse.qualified
+    [(listed, missing)] = warehouse.query(
+        f"SELECT count(*), count(*) - count(p.registerid) FROM {q('store_z_report_registers')} r "
+        f"LEFT JOIN {q('pos_z_reports')} p "
+        f"ON p.registerid = r.registerid AND p.zreportid = r.zreportid"
+    )
+    line = f"They list {plural(int(listed), 'POS z-report')}"
+    if not missing:
+        return f"{line}, every one in pos_z_reports"
+    [(rejected,)] = warehouse.query(
+        f"SELECT count(*) FROM {q('rejects')} WHERE stream = 'pos_z_reports'"
+    )
+    return (
+        f"{line}; {missing:,} of them not in pos_z_reports (the load rejected "
+        f"{plural(int(rejected), 'POS z-report')}, see the rejects table; verify names each "
+        "under store_membership)"
+    )
+
+
 def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool) -> int:
     """Run the demo into `db`, made fresh by `fresh_demo_file` first; returns the exit code."""
     faults = FaultPlan(error_rate=0.05 if chaos else 0.0)
@@ -168,11 +204,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
             "currencycode, count(*), sum(moneysalestotal) FROM pos_z_reports "
             "GROUP BY ALL ORDER BY 1"
         )
-        store_days = warehouse.query(
-            "SELECT count(*), count(DISTINCT day_created), min(day_created), max(day_created) "
-            "FROM store_z_reports"
-        )[0]
-        final = warehouse.query("SELECT cursor FROM sync_state WHERE stream = 'store_z_reports'")
+        store_lines = store_report_lines(warehouse)
         retail, retail_matched = retail_lines(warehouse, retail_truth)
     finally:
         warehouse.close()
@@ -183,11 +215,7 @@ def run_demo(settings: Settings, *, db: Path, days: int, seed: int, chaos: bool)
         matched &= ok
         mark = "matches the simulator" if ok else f"simulator says {truth.get(store_id)}"
         print(f"  {store_id:<9} {name:<26} {n:>5} reports {total:>14,} {currency}  {mark}")
-    reports, days, first, last = store_days
-    print(
-        f"\nStore z-reports: {reports} (one per store and day) over {days} days, "
-        f"{first} to {last}; final through {final[0][0] if final else '-'}"
-    )
+    print("\n" + "\n".join(store_lines))
     print()
     for line in retail:
         print(line)

@@ -372,12 +372,26 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
     assert f"the file holds {entries:,} records in journal_entries and " in journal
     assert "  pos_z_reports (account " in out
     assert " 1 windows" not in out
+    assert "POS z-reports, every one in pos_z_reports\n" in out  # nothing rejected in 5 days
     assert f'  {sys.executable} -c "import duckdb;' in out  # a Python that has duckdb
     # Every query the demo suggests runs on the file it wrote; those on views return rows.
     with duckdb.connect(str(db), read_only=True) as con:
         for sql in (q for q in NEXT_SQL.split(";") if q.strip()):
             rows = con.sql(sql).fetchall()
             assert rows or " v_" not in sql, sql
+
+
+def test_demo_says_how_many_pos_z_reports_its_store_z_reports_list_are_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store z-reports list every closing, the one the demo's load rejects too, and the
+    demo says so rather than claim the file holds them all."""
+    assert main(["demo", "--db", str(tmp_path / "demo.duckdb"), "--days", "9"]) == 0
+    out = capsys.readouterr().out
+    [line] = [line for line in out.splitlines() if line.startswith("  They list ")]
+    assert "; 1 of them not in pos_z_reports (the load rejected 1 POS z-report, see" in line
+    assert out.count("matches the simulator") == 6
+    assert "store_membership           1" in out
 
 
 def test_a_demo_replaces_an_earlier_demo_file_and_refuses_any_other(

@@ -481,8 +481,8 @@ def test_stock_value_per_store_from_the_warehouse_equals_the_simulators(
 
 
 def test_registers_join_their_store_through_their_warehouse(sim: Simulator, tmp_path: Path) -> None:
-    """cash_registers -> warehouses -> stores gives each register with a store the store the
-    simulator gave it (its externalid is the z-reports' store_id)."""
+    """cash_registers -> warehouses -> stores gives each register the store the simulator
+    gave it (its externalid is the z-reports' store_id), and none to the storeless one."""
     settings = settings_for(sim, tmp_path / "w.duckdb", streams=STOCK)
     run(settings, NOW)
     got = dict(
@@ -495,10 +495,9 @@ def test_registers_join_their_store_through_their_warehouse(sim: Simulator, tmp_
     )
     registers = {r.registerid: r.store_id for r in sim.world.registers}
     assert set(got) == set(registers)  # every register's warehouse is listed
-    # A register its z-reports show without a store still names a warehouse (the simulator
-    # gives it warehouse 1); only registers with a store have one to compare.
-    with_store = {k: v for k, v in registers.items() if v is not None}
-    assert {k: got[k] for k in with_store} == with_store
+    # A register its z-reports show without a store names its site's storeless warehouse.
+    assert None in registers.values()
+    assert got == registers
 
 
 # ---- users and personal data -------------------------------------------------------------

@@ -40,7 +40,15 @@ PRODUCT_GROUPS: tuple[tuple[str, int], ...] = (
     ("Food & Drink", 12),
 )
 STAFF = ("Anna Berg", "Erik Lind", "Sara Holm", "Omar Haddad", "Li Wei", "POS Staff")
-TIME_ZONE = "Europe/Stockholm"
+TIME_ZONE = "Europe/Stockholm"  # the store z-report aggregation's zone (its config)
+#: Each site's time zone, and so its registers': their journal receipts' and POS orders'
+#: `pos-timezone` and the site's settings all name it.
+SITE_TIME_ZONE: dict[int, str] = {1: "Europe/Stockholm", 2: "Europe/Oslo"}
+
+
+def time_zone_of(eshopid: int) -> str:
+    """The time zone of a site's registers."""
+    return SITE_TIME_ZONE.get(eshopid, TIME_ZONE)
 
 
 def money(amount: int) -> str:
@@ -60,6 +68,27 @@ def cents(value: str) -> int:
 def net_of(gross: int, vat: int) -> int:
     """Net cents of a VAT-inclusive amount, rounded half up."""
     return (gross * 100 * 2 + (100 + vat)) // (2 * (100 + vat))
+
+
+def receipt_payments(rng: random.Random, total: int, *, refund: bool) -> list[tuple[str, int]]:
+    """How a receipt of `total` cents is paid, (name, cents) adding up to it: a sale by up to
+    two payments (card, cash, cash and card, gift card and card), a refund back in cash."""
+    if refund:
+        return [("Cash", total)]
+    kinds = rng.choice((("Card",), ("Cash",), ("Cash", "Card"), ("Gift Card", "Card")))
+    parts = split_cents(rng, total, len(kinds)) if total >= 100 * len(kinds) else [total]
+    return list(zip(kinds, parts, strict=False))
+
+
+def split_cents(rng: random.Random, total: int, parts: int) -> list[int]:
+    """`total` cents in `parts` amounts that add up to it exactly, each at least 1 cent when
+    the total allows (the last takes the remainder)."""
+    if parts <= 1 or abs(total) < parts:
+        return [total] + [0] * (parts - 1)
+    weights = [rng.randint(1, 10) for _ in range(parts)]
+    whole = sum(weights)
+    amounts = [max(1, total * w // whole) for w in weights[:-1]]
+    return [*amounts, total - sum(amounts)]
 
 
 def guid(rng: random.Random) -> str:
@@ -119,11 +148,22 @@ class ZReport:
     body: dict[str, Any]
     valid: bool
     encoded: bytes = b""
+    #: Each receipt's payments, (name, cents), in the journal's receipt order (a receipt per
+    #: product group sold, then per group refunded): what the payment sections add up.
+    receipt_payments: list[list[tuple[str, int]]] = field(default_factory=list)
+    #: The report as the register made it, when its upload was corrupted (`valid` False):
+    #: what the backend's store aggregation and the register's journal still know.
+    made: dict[str, Any] | None = None
 
     @property
     def dateadded(self) -> int:
         """The upload time the endpoint filters and sorts on."""
         return int(self.body["dateadded"])
+
+    @property
+    def closing(self) -> dict[str, Any]:
+        """The closing as the register made it (the body, unless the upload corrupted it)."""
+        return self.body if self.made is None else self.made
 
 
 class World:
@@ -224,6 +264,8 @@ class World:
 
     def register_bodies(self, site: int, include_unregistered: bool) -> list[dict[str, Any]]:
         """`posregister` objects of one site, as `/cashregisters` lists them."""
+        from sitoo_sync.simulator.rest_v2.catalog import register_warehouseid
+
         out = []
         for reg in self.registers:
             if reg.eshopid != site or (not reg.registerkey and not include_unregistered):
@@ -245,8 +287,9 @@ class World:
                     "currencycode": store[3] if store else "SEK",
                     "receiptlanguagetag": "sv",
                     "storesettingid": 1,
-                    # a store's warehouse has the store's number in STORES (see rest_v2)
-                    "warehouseid": STORES.index(store) + 1 if store else 1,
+                    # the warehouse its orders are registered to: its store's, or for a
+                    # register without a store the site's storeless one (see rest_v2)
+                    "warehouseid": register_warehouseid(reg.eshopid, reg.store_id),
                     "salestaxgroupid": None,
                 }
             )
@@ -265,14 +308,18 @@ class World:
         sales = sum(g[0] for g in sales_groups.values())
         refund = sum(g[0] for g in refund_groups.values())
         discount = sales * rng.randint(0, 8) // 100
-        roundoff = rng.choice((0, 0, 0, -1, 1))
-        # Cash rounding: what the customer hands over in cash is rounded, so the cash
-        # payment carries the roundoff and payments add up to moneysummarytotal.
-        cash_part = sales * rng.randint(10, 40) // 100 + roundoff
-        gift = sales * rng.randint(0, 10) // 100 if rng.random() < 0.3 else 0
-        card = sales + roundoff - cash_part - gift
+        # The payment sections add up the day's receipts' payments, as a POS's z-report does
+        # (the journal writes these receipts, see journal.py): a receipt per product group.
+        # Receipts carry no cash rounding, so neither does the report: roundoff is 0.
+        roundoff = 0
+        paid = [receipt_payments(rng, g[0], refund=False) for g in sales_groups.values()]
+        paid += [receipt_payments(rng, g[0], refund=True) for g in refund_groups.values()]
+        sales_paid = _by_name(paid[: len(sales_groups)])
+        refund_paid = _by_name(paid[len(sales_groups) :])
+        cash_part = sales_paid.get("Cash", 0)
+        card = sales_paid.get("Card", 0)
         visa = card * rng.randint(40, 80) // 100
-        cash_refund = refund
+        cash_refund = refund_paid.get("Cash", 0)
         practice = rng.random() < 0.15  # a training receipt in the journal (see journal.py)
         cash_in = 500000
         petty = -rng.randint(0, 20000) if rng.random() < 0.2 else 0
@@ -287,22 +334,7 @@ class World:
         reg.grand_sales += sales
         reg.grand_refund += refund
         reg.next_zreportid += 1
-        payments = [
-            {"name": "Cash", "moneytotal": money(cash_part), "subpayments": []},
-            {
-                "name": "Card",
-                "moneytotal": money(card),
-                "moneycaptured": money(card),
-                "moneyinadvance": None,
-                "moneyreserved": None,
-                "subpayments": [
-                    {"name": "Visa", "moneysubtotal": money(visa)},
-                    {"name": "Mastercard", "moneysubtotal": money(card - visa)},
-                ],
-            },
-        ]
-        if gift:
-            payments.append({"name": "Gift Card", "moneytotal": money(gift), "subpayments": []})
+        payments = [_payment(name, amount, visa) for name, amount in sales_paid.items()]
         body: dict[str, Any] = {
             "zreportid": reg.next_zreportid - 1,
             "registerid": reg.registerid,
@@ -354,9 +386,7 @@ class World:
             "moneysummaryroundoff": money(roundoff),
             "moneysummarytotal": money(sales - refund + roundoff),
             "paymentssales": payments,
-            "paymentsrefund": (
-                [{"name": "Cash", "moneytotal": money(refund), "subpayments": []}] if refund else []
-            ),
+            "paymentsrefund": [_payment(name, amount, 0) for name, amount in refund_paid.items()],
             "discountssales": (
                 [
                     {
@@ -400,15 +430,15 @@ class World:
         every = self.config.unknown_field_every
         if every and self._count % every == 0:
             body["moneybagid"] = f"BAG-{rng.randint(1000, 9999)}"  # documented, name unknown
-        valid = True
+        valid, made = True, None
         bad = self.config.malformed_every
         if bad and self._count % bad == 0:
-            valid = False
+            valid, made = False, dict(body)  # only top-level fields are corrupted
             if self._count % 2:
                 body["moneysalestotal"] += "5"  # a third decimal: a fraction of a cent
             else:
                 del body["registerid"]
-        return ZReport(body=body, valid=valid)
+        return ZReport(body=body, valid=valid, receipt_payments=paid, made=made)
 
     def _groups(self, n_items: int) -> dict[str, tuple[int, int, int]]:
         """Gross cents, net cents and item count per product group for `n_items` items."""
@@ -607,6 +637,37 @@ class World:
                 if wrong is not None:
                     mismatch(out, str(first.store_id or NO_STORE), self.store_day(wrong))
         return out if limit is None else out[:limit]
+
+
+#: The order a z-report lists its payment types in.
+PAYMENT_ORDER = ("Cash", "Card", "Gift Card")
+
+
+def _by_name(receipts: list[list[tuple[str, int]]]) -> dict[str, int]:
+    """Cents per payment name over `receipts`, in `PAYMENT_ORDER` (others after)."""
+    totals: dict[str, int] = defaultdict(int)
+    for payments in receipts:
+        for name, amount in payments:
+            totals[name] += amount
+    rank = {name: n for n, name in enumerate(PAYMENT_ORDER)}
+    return {k: totals[k] for k in sorted(totals, key=lambda k: (rank.get(k, len(rank)), k))}
+
+
+def _payment(name: str, amount: int, visa: int) -> dict[str, Any]:
+    """A ZReportPayment; a card payment split into its Visa and Mastercard sub-payments."""
+    if name != "Card":
+        return {"name": name, "moneytotal": money(amount), "subpayments": []}
+    return {
+        "name": name,
+        "moneytotal": money(amount),
+        "moneycaptured": money(amount),
+        "moneyinadvance": None,
+        "moneyreserved": None,
+        "subpayments": [
+            {"name": "Visa", "moneysubtotal": money(visa)},
+            {"name": "Mastercard", "moneysubtotal": money(amount - visa)},
+        ],
+    }
 
 
 def _matches(

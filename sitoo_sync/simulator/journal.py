@@ -3,10 +3,11 @@
 Every closed z-report of a register yields that day's journal, generated deterministically
 from the report: login, cash-start, cart events, one receipt per product group sold (refunds
 too) with several items of the group's catalogue (sku, name, quantity, some discounted) and
-up to three payments, drawer openings, petty cash and banking, printouts, an X-report, sometimes a
-control-unit error, cash-counted, the Z-report and logout: all 24 documented types. A day is
-uploaded together, so its entries share one `dateadded` second. Some days carry a receipt in
-practice mode, and some an entry of a type the docs do not list.
+the payments the z-report counted for it (`ZReport.receipt_payments`), drawer openings,
+petty cash and banking, printouts, an X-report, sometimes a control-unit error,
+cash-counted, the Z-report and logout: all 24 documented types. A day is uploaded together,
+so its entries share one `dateadded` second. Some days carry a receipt in practice mode, and
+some an entry of a type the docs do not list.
 
 Fields the vendor documents are used as documented (JournalStaff, JournalCash, the receipt's
 `additionaldata` keys, `decimalunitquantity`, `discounts[].discountname`). Receipt totals,
@@ -29,7 +30,14 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.data import PRODUCT_GROUPS, cents, money
+from sitoo_sync.simulator.data import (
+    PRODUCT_GROUPS,
+    cents,
+    money,
+    receipt_payments,
+    split_cents,
+    time_zone_of,
+)
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import World
@@ -37,7 +45,6 @@ if TYPE_CHECKING:
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
 PRODUCTS_PER_GROUP = 8  # the catalogue: this many products in each product group
 UNKNOWN_TYPE = "loyalty-stamp"
-TIME_ZONE = "Europe/Stockholm"
 
 
 class Journal:
@@ -56,17 +63,17 @@ class Journal:
             return self._entries[registerid]
 
     def _catch_up(self, registerid: str) -> None:
-        # A closing that was never uploaded still happened: its day is in the journal.
+        # A closing that was never uploaded, or whose upload was corrupted, still happened:
+        # its day is in the journal.
         new = [
-            r.body
+            r
             for r in (*self.world.all_reports(), *self.world.withheld_reports())
-            if r.valid
-            and r.body.get("registerid") == registerid
-            and (registerid, r.body["zreportid"]) not in self._journaled
+            if r.closing.get("registerid") == registerid
+            and (registerid, r.closing["zreportid"]) not in self._journaled
         ]
-        for body in sorted(new, key=lambda b: (b["dateadded"], b["zreportid"])):
-            self._journaled.add((registerid, body["zreportid"]))
-            self._append(registerid, self._day(body))
+        for report in sorted(new, key=lambda r: (r.dateadded, r.closing["zreportid"])):
+            self._journaled.add((registerid, report.closing["zreportid"]))
+            self._append(registerid, self._day(report.closing, report.receipt_payments))
 
     def _append(self, registerid: str, day: list[dict[str, Any]]) -> None:
         entries = self._entries[registerid]
@@ -90,6 +97,7 @@ class Journal:
                     refund=False,
                     practice=False,
                     currency="SEK",
+                    timezone=time_zone_of(reg.eshopid),
                 )
                 for i in range(count)
             ]
@@ -99,12 +107,17 @@ class Journal:
 
     # ---- one day ------------------------------------------------------------------------
 
-    def _day(self, z: Mapping[str, Any]) -> list[dict[str, Any]]:  # noqa: PLR0912, PLR0915  # a day's script reads best top to bottom
+    def _day(  # noqa: PLR0912, PLR0915  # a day's script reads best top to bottom
+        self, z: Mapping[str, Any], paid: list[list[tuple[str, int]]] | None = None
+    ) -> list[dict[str, Any]]:
+        """The day a z-report closes; `paid` holds each receipt's payments as the z-report
+        counted them (sales receipts, then refunds), so the two agree payment by payment."""
         rng = random.Random(f"{z['registerid']}/{z['zreportid']}")
         closed = int(z["datecreated"])
         opened = int(z["dateopened"] or closed - 8 * 3600)
         staff = {"staff": z["staff"], "staffuserid": z["staffuserid"]}
         cur = z["currencycode"]
+        zone = time_zone_of(int(z["eshopid"]))
 
         def cash(amount: str) -> dict[str, Any]:
             return {"currencycode": cur, "moneycash": amount, **staff}
@@ -156,6 +169,8 @@ class Journal:
                 refund=section == "refund",
                 practice=False,
                 currency=cur,
+                timezone=zone,
+                paid=paid[n] if paid and n < len(paid) else None,
             )
             if not (drop_receipt and n == 0):  # else it never reached the journal backup
                 out.append((t + 30, "receipt", receipt["data"], False))
@@ -171,6 +186,7 @@ class Journal:
                 refund=False,
                 practice=True,
                 currency=cur,
+                timezone=zone,
             )
             out.append((t + 100, "receipt", practice["data"], True))
         for k in range(int(z["numopendrawer"])):
@@ -214,14 +230,17 @@ class Journal:
         refund: bool,
         practice: bool,
         currency: str,
+        timezone: str,
+        paid: list[tuple[str, int]] | None = None,
     ) -> dict[str, Any]:
         """One receipt of `group`'s items: (product group, VAT, item count, total in cents).
 
         Realistic but exact: the group's items become rows of products from the group's
         catalogue (a product bought twice is one row of quantity 2), the rows' prices add up
-        to the total, some rows carry a discount (the row price is after it), and a sale is
-        paid by up to three payments adding up to the total; a refund is paid back in cash.
-        The receipt's own random stream keeps the rest of the day's script unchanged.
+        to the total, some rows carry a discount (the row price is after it), and it is paid
+        by `paid` ((name, cents) adding up to the total: the payments its z-report counted),
+        else by payments drawn as `receipt_payments` draws them. The receipt's own random
+        stream keeps the rest of the day's script unchanged.
         """
         own = random.Random(f"{registerkey}/{number}/{created}")
         name, vat, quantity, total = group
@@ -231,7 +250,7 @@ class Journal:
             take = min(left, own.choice((1, 1, 1, 2, 3)))
             rows.append(take)
             left -= take
-        prices = _split(own, total, len(rows))
+        prices = split_cents(own, total, len(rows))
         items = []
         for qty, price in zip(rows, prices, strict=True):
             product = own.randint(1, PRODUCTS_PER_GROUP)
@@ -256,15 +275,9 @@ class Journal:
                     "vatvalue": vat,
                 }
             )
-        if refund:
-            payments = [{"name": "Cash", "moneyamount": money(total)}]
-        else:
-            kinds = own.choice((("Card",), ("Cash",), ("Cash", "Card"), ("Gift Card", "Card")))
-            parts = _split(own, total, len(kinds)) if total >= 100 * len(kinds) else [total]
-            payments = [
-                {"name": kind, "moneyamount": money(part)}
-                for kind, part in zip(kinds, parts, strict=False)
-            ]
+        if paid is None:  # drawn last: the rest of the receipt is the same either way
+            paid = receipt_payments(own, total, refund=refund)
+        payments = [{"name": kind, "moneyamount": money(part)} for kind, part in paid]
         return {
             "datecreated": created,
             "ispractice": practice,
@@ -273,7 +286,7 @@ class Journal:
                 "additionaldata": {
                     "pos-receiptid": f"{registerkey}{number:06d}",
                     "pos-staff-externalid": "PS",
-                    "pos-timezone": TIME_ZONE,
+                    "pos-timezone": timezone,
                     "store-externalid": store_id or "",
                     "store-name": "",
                 },
@@ -322,17 +335,6 @@ def product_of(group: str, n: int) -> tuple[str, str, str]:
     index = [g for g, _ in PRODUCT_GROUPS].index(group) if group in dict(PRODUCT_GROUPS) else 9
     productid = str(index * 100 + n)
     return productid, f"SKU-{productid}", f"{group} item {n}"
-
-
-def _split(rng: random.Random, total: int, parts: int) -> list[int]:
-    """`total` cents in `parts` amounts that add up to it exactly, each at least 1 cent when
-    the total allows (the last takes the remainder)."""
-    if parts <= 1 or abs(total) < parts:
-        return [total] + [0] * (parts - 1)
-    weights = [rng.randint(1, 10) for _ in range(parts)]
-    whole = sum(weights)
-    amounts = [max(1, total * w // whole) for w in weights[:-1]]
-    return [*amounts, total - sum(amounts)]
 
 
 def _token(offset: int) -> str:

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.data import PRODUCT_GROUPS, STAFF, money
+from sitoo_sync.simulator.data import PRODUCT_GROUPS, STAFF, money, time_zone_of
 from sitoo_sync.simulator.journal import UNKNOWN_TYPE, Journal, _offset, _token
 
 if TYPE_CHECKING:
@@ -234,6 +234,7 @@ class LazyJournal(Journal):
             refund=refund,
             practice=practice,
             currency=currency,
+            timezone=time_zone_of(reg.eshopid),
         )
         out.append(("receipt", receipt["data"], practice))
         roll = rng.random()
@@ -308,6 +309,7 @@ class LazyJournal(Journal):
                     refund=False,
                     practice=False,
                     currency="SEK",
+                    timezone=time_zone_of(reg.eshopid),
                 )
                 receipt.update(
                     dateadded=at, registerid=registerid, registerkey=reg.registerkey, id=first + i

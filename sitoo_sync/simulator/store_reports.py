@@ -5,6 +5,10 @@ the vendor's docs most favourable to early data): a day's store reports exist fr
 A late POS z-report changes the aggregate the next time it is asked for; `reaggregate()` on
 the world gives a store and day a new `store_zreport_id`, as a re-run of the aggregation
 may. POS z-reports without a store aggregate to `NO_STORE`.
+
+Every closing is aggregated and listed in `register_zreports`, a POS z-report whose upload
+was corrupted (served malformed, so a consumer rejects it) too, as the register made it:
+the store report is made from the backend's data, not from what a client could parse.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def _list_kind(name: str) -> str | None:
 
 def aggregate(store: str, day: str, reports: list[ZReport], version: int) -> dict[str, Any]:
     """The StoreZReport of `store` on `day` from its POS z-reports."""
-    bodies = [r.body for r in reports]
+    bodies = [r.closing for r in reports]
     data: dict[str, Any] = {}
     for name, value in bodies[0].items():
         if name in _HEADER or name in _NOT_SUMMED:
@@ -125,12 +129,10 @@ def store_reports(
     """Every store report matching the filters, newest day first."""
     groups: dict[tuple[str, str], list[ZReport]] = defaultdict(list)
     for report in reports:
-        if not report.valid:
-            continue
         d = day_of(report)
         if (day is not None and d != day) or not aggregated(d):
             continue
-        store = report.body.get("store_id") or NO_STORE
+        store = report.closing.get("store_id") or NO_STORE
         if store_ids and store not in store_ids:
             continue
         groups[(store, d)].append(report)

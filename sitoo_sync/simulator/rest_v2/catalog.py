@@ -12,16 +12,17 @@ to exclude it (assumption: the docs say only that `moneypriceorg`/`moneypricein`
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 
-from sitoo_sync.simulator.data import STORES, guid, money, net_of
+from sitoo_sync.simulator.data import SITE_TIME_ZONE, STORES, guid, money, net_of
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.simulator.rest_v2.query import Body
 
 COUNTRY = {1: "SE", 2: "NO"}
 CURRENCY = {1: "SEK", 2: "NOK"}
-POS_TIME_ZONE = {1: "Europe/Stockholm", 2: "Europe/Oslo"}
+POS_TIME_ZONE = SITE_TIME_ZONE  # a register's zone is its site's
 # (group name, VAT % in Sweden, VAT % in Norway)
 GROUPS = (
     ("Clothing", 25, 25),
@@ -81,15 +82,7 @@ class Catalog:
 
     def sales_warehouse(self, eshopid: int, store_externalid: str | None) -> Body:
         """The sellable warehouse an order of this store (or of no store) is registered to."""
-        store = self.store_by_externalid(store_externalid)
-        for w in self.warehouses:
-            if w["eshopid"] == eshopid and w["sellable"]:
-                if store is not None and w["storeid"] == store["storeid"]:
-                    return w
-                if store is None and w["storeid"] is None:
-                    return w
-        # A site without a storeless warehouse: the first sellable one.
-        return next(w for w in self.warehouses if w["eshopid"] == eshopid and w["sellable"])
+        return pick_sales_warehouse(self.warehouses, eshopid, store_externalid)
 
     def site_products(self, eshopid: int, *, include_inactive: bool) -> list[Body]:
         """Live products of a site, by productid (the docs give no order; assumption)."""
@@ -120,7 +113,7 @@ def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog
                 "eshopid": eshopid,
             }
         )
-    for n, (externalid, name, city_line, currency, eshopid) in enumerate(STORES, start=1):
+    for n, (externalid, name, city_line, _currency, eshopid) in enumerate(STORES, start=1):
         zip_code, _, city = city_line.rpartition(" ")
         cat.stores.append(
             {
@@ -150,40 +143,7 @@ def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog
                 "tags": ["outlet"] if n == 3 else [],
             }
         )
-        cat.warehouses.append(
-            _warehouse(
-                n,
-                eshopid=eshopid,
-                storeid=n,
-                name=f"{name} Stock",
-                currency=currency,
-                usetype=10,
-                sellable=True,
-            )
-        )
-    first = cat.stores[0]
-    cat.warehouses.append(
-        _warehouse(
-            len(cat.warehouses) + 1,
-            eshopid=1,
-            storeid=first["storeid"],
-            name="Reclaims",
-            currency="SEK",
-            usetype=40,
-            sellable=False,
-        )
-    )
-    cat.warehouses.append(
-        _warehouse(
-            len(cat.warehouses) + 1,
-            eshopid=1,
-            storeid=None,
-            name="Web",
-            currency="SEK",
-            usetype=10,
-            sellable=True,
-        )
-    )
+    cat.warehouses = warehouse_plan()
     for store in cat.stores:  # nearby: the other stores of the same site (ints, as examples)
         store["nearby_stores"] = [
             s["storeid"] for s in cat.stores if s["eshopid"] == store["eshopid"] and s is not store
@@ -256,6 +216,66 @@ def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog
             )
             cat.product_site[productid] = eshopid
     return cat
+
+
+def warehouse_plan() -> list[Body]:
+    """Every warehouse, in id order: store n of `STORES` has warehouse n, then the first store's
+    "Reclaims" and site 1's "Web" (no store). A pure function of `STORES` (no randomness), so
+    the cash-register listing (data.py) names the same warehouses the catalogue serves."""
+    warehouses = [
+        _warehouse(
+            n,
+            eshopid=eshopid,
+            storeid=n,
+            name=f"{name} Stock",
+            currency=currency,
+            usetype=10,
+            sellable=True,
+        )
+        for n, (_externalid, name, _city, currency, eshopid) in enumerate(STORES, start=1)
+    ]
+    warehouses.append(
+        _warehouse(
+            len(warehouses) + 1,
+            eshopid=1,
+            storeid=1,
+            name="Reclaims",
+            currency="SEK",
+            usetype=40,
+            sellable=False,
+        )
+    )
+    warehouses.append(
+        _warehouse(
+            len(warehouses) + 1,
+            eshopid=1,
+            storeid=None,
+            name="Web",
+            currency="SEK",
+            usetype=10,
+            sellable=True,
+        )
+    )
+    return warehouses
+
+
+def pick_sales_warehouse(
+    warehouses: list[Body], eshopid: int, store_externalid: str | None
+) -> Body:
+    """The sellable warehouse of a store (by externalid) or, for no store, the site's storeless
+    one: where its orders are registered and what its registers are listed with."""
+    storeid = next((n for n, s in enumerate(STORES, start=1) if s[0] == store_externalid), None)
+    for w in warehouses:
+        if w["eshopid"] == eshopid and w["sellable"] and w["storeid"] == storeid:
+            return w
+    # A site without a storeless warehouse: the first sellable one.
+    return next(w for w in warehouses if w["eshopid"] == eshopid and w["sellable"])
+
+
+@functools.cache
+def register_warehouseid(eshopid: int, store_externalid: str | None) -> int:
+    """The `warehouseid` a register of this store (or of none) is listed with."""
+    return int(pick_sales_warehouse(warehouse_plan(), eshopid, store_externalid)["warehouseid"])
 
 
 def _warehouse(

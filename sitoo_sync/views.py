@@ -134,6 +134,9 @@ def _daily_order_sales(d: Sql) -> str:
 
 
 def _stock_levels(d: Sql) -> str:
+    # One product per stock row: a deleted product keeps its row (missing_since set) and
+    # its SKU may be reused, and the catalogue does not make a SKU unique among live
+    # products; of several live ones the lowest productid, which a new one never displaces.
     value = d.cents("i.moneytotal")
     return (
         f"SELECT i.site_id, i.warehouseid, w.name AS warehouse_name, "
@@ -146,7 +149,11 @@ def _stock_levels(d: Sql) -> str:
         f"FROM {d.t('warehouse_items')} i "
         f"JOIN {d.t('warehouses')} w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid "
         f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
-        f"LEFT JOIN {d.t('products')} p ON p.site_id = i.site_id AND p.sku = i.sku"
+        f"LEFT JOIN (SELECT site_id, sku, MIN(productid) AS productid FROM {d.t('products')} "
+        f"WHERE missing_since IS NULL GROUP BY site_id, sku) live "
+        f"ON live.site_id = i.site_id AND live.sku = i.sku "
+        f"LEFT JOIN {d.t('products')} p ON p.site_id = live.site_id "
+        f"AND p.productid = live.productid"
     )
 
 
@@ -356,8 +363,13 @@ VIEWS: tuple[View, ...] = (
             ("warehouse_name", "The warehouse's name."),
             ("store_id", "The warehouse's store (stores.externalid); NO_STORE for none."),
             ("sku", "The product's SKU."),
-            ("productid", "The product (NULL when it is not, or no longer, listed)."),
-            ("title", "The product's title."),
+            (
+                "productid",
+                "The live product of the SKU on the site (NULL when none is listed: a deleted "
+                "product is not named); of several live products with the SKU, the lowest "
+                "productid. Each stock row appears once.",
+            ),
+            ("title", "That product's title."),
             ("on_hand", "Units on hand."),
             ("reserved", "Units reserved by open orders."),
             ("available", "Units available: on hand less reserved."),
@@ -378,7 +390,7 @@ VIEWS: tuple[View, ...] = (
             ),
             "warehouses": ("site_id", "warehouseid", "name", "storeid", "currencycode"),
             "stores": ("site_id", "storeid", "externalid"),
-            "products": ("site_id", "sku", "productid", "title"),
+            "products": ("site_id", "sku", "productid", "title", "missing_since"),
         },
         _stock_levels,
     ),

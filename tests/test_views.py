@@ -373,3 +373,115 @@ def test_views_are_described_in_the_dictionary() -> None:
         assert f"## {view.name}" in text
         for name, _ in view.columns:
             assert f"| `{name}` |" in text
+
+
+# ---- views over rows made by hand: the cases the simulator does not make ---------------------
+
+NOW_REAL = datetime.now(UTC)  # days_silent is measured to the database's clock, not NOW
+DELETED_AT = NOW_REAL - timedelta(days=30)
+LISTED_AT = NOW_REAL - timedelta(days=5, hours=1)
+MADE: dict[str, list[dict[str, Any]]] = {
+    "stores": [{"site_id": 1, "storeid": 1, "externalid": "S1", "name": "Store One"}],
+    "warehouses": [
+        {"site_id": 1, "warehouseid": 1, "name": "WH1", "storeid": 1, "currencycode": "SEK"}
+    ],
+    "products": [
+        # SKU A: deleted, then created again under a new productid (the old row is kept)
+        {"site_id": 1, "productid": 10, "sku": "A", "title": "Old A", "missing_since": DELETED_AT},
+        {"site_id": 1, "productid": 11, "sku": "A", "title": "New A"},
+        # SKU B: deleted, nothing in its place
+        {"site_id": 1, "productid": 20, "sku": "B", "title": "Gone B", "missing_since": DELETED_AT},
+        # SKU C: two live products (the catalogue does not say a SKU is unique)
+        {"site_id": 1, "productid": 31, "sku": "C", "title": "C too"},
+        {"site_id": 1, "productid": 30, "sku": "C", "title": "C first"},
+    ],
+    "warehouse_items": [
+        {
+            "site_id": 1,
+            "warehouseid": 1,
+            "sku": sku,
+            "decimaltotal": Decimal(n),
+            "moneytotal": Decimal(value),
+        }
+        for sku, n, value in (
+            ("A", 5, "50.00"),
+            ("B", 2, "20.00"),
+            ("C", 1, "10.00"),
+            ("D", 1, "1.00"),
+        )
+    ],
+    "journal_receipts": [
+        {
+            "registerid": "{R1}",
+            "id": 1,
+            "store_id": "S1",
+            "business_date": date(2026, 1, 2),
+            "currencycode": "SEK",
+            "isrefund": False,
+            "ispractice": False,
+        }
+    ],
+    "journal_receipt_items": [
+        {
+            "registerid": "{R1}",
+            "id": 1,
+            "position": p,
+            "productid": productid,
+            "sku": sku,
+            "decimalunitquantity": Decimal(1),
+            "moneyrowprice": Decimal("10.00"),
+        }
+        for p, productid, sku in ((0, "11", "A"), (1, "X-7", "X"), (2, "99999999999999999999", "Y"))
+    ],
+    "cash_registers": [
+        # listed five days ago, in store S1's warehouse, and never heard from since
+        {
+            "registerid": "{QUIET}",
+            "site_id": 1,
+            "warehouseid": 1,
+            "first_seen_at": LISTED_AT,
+            "last_seen_at": NOW_REAL,
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module", params=grouped_targets("views-made"))
+def made(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    """Every stream's tables and the views on each target, holding the rows of MADE."""
+    from sitoo_sync.normalize.columns import rows_to_arrow
+    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.views import VIEWS
+    from sitoo_sync.warehouse.base import SYSTEM_TABLES
+
+    tables = {t.name: t for s in STREAMS.values() for t in s.tables}
+    with target_for(request.param, tmp_path_factory.mktemp(request.param)) as target:
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        try:
+            warehouse.ensure_schema([*SYSTEM_TABLES, *tables.values()], VIEWS)
+            with warehouse.transaction():
+                for name, dicts in MADE.items():
+                    table = tables[name]
+                    data = [tuple(d.get(c) for c in table.column_names) for d in dicts]
+                    warehouse.insert(table, rows_to_arrow(table, data))
+        finally:
+            warehouse.close()
+        yield target
+
+
+def test_stock_levels_show_each_stock_row_once_with_its_live_product(made: Target) -> None:
+    """A deleted product's row (kept, missing_since set) never names or doubles a stock row:
+    each stock row appears once, with the live product of its SKU, the lowest productid of
+    several, or NULL."""
+    found = rows(
+        made,
+        "SELECT sku, productid, title, stock_value FROM v_stock_levels ORDER BY sku",
+    )
+    assert [(r[0], r[1], r[2], dec(r[3])) for r in found] == [
+        ("A", 11, "New A", Decimal("50.00")),
+        ("B", None, None, Decimal("20.00")),
+        ("C", 30, "C first", Decimal("10.00")),
+        ("D", None, None, Decimal("1.00")),
+    ]

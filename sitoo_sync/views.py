@@ -100,7 +100,8 @@ def _product_sales(d: Sql) -> str:
     currency = "COALESCE(i.currencycode, r.currencycode)"
     amount = d.money(f"SUM(CASE WHEN r.isrefund = TRUE THEN -{price} ELSE {price} END)")
     return (
-        f"SELECT i.productid, MAX(i.sku) AS sku, MAX(i.name) AS name, "
+        f"SELECT {d.whole_number('i.productid')} AS productid, "
+        f"MAX(i.sku) AS sku, MAX(i.name) AS name, "
         f"MAX(i.product_group) AS product_group, {store} AS store_id, r.business_date, "
         f"{currency} AS currencycode, "
         f"SUM(CASE WHEN r.isrefund = TRUE THEN -{qty} ELSE {qty} END) AS quantity, "
@@ -283,7 +284,12 @@ VIEWS: tuple[View, ...] = (
         "Sales per product, store, local day and currency from the journal's receipt items; "
         "refunds subtracted, practice receipts left out.",
         (
-            ("productid", "The product's ID in Sitoo."),
+            (
+                "productid",
+                "The product's ID in Sitoo, an integer as products.productid and "
+                "order_items.productid (join on it); NULL where the receipt's item-productid "
+                "is no whole number.",
+            ),
             ("sku", "The product's SKU."),
             ("name", "The product's name."),
             ("product_group", "The product group."),

@@ -249,7 +249,7 @@ def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Lo
         sign = -1 if data["isrefund"] else 1
         for item in data["items"]:
             key = (
-                item["additionaldata"]["item-productid"],
+                int(item["additionaldata"]["item-productid"]),
                 store(extra["store-externalid"]),
                 local,
                 data["currencycode"],
@@ -485,3 +485,17 @@ def test_stock_levels_show_each_stock_row_once_with_its_live_product(made: Targe
         ("C", 30, "C first", Decimal("10.00")),
         ("D", None, None, Decimal("1.00")),
     ]
+
+
+def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
+    """v_product_sales.productid has the catalogue's integer type, so it joins products on
+    every target; a productid that is no integer is NULL, never an error."""
+    products = f"{made.schema}.products" if made.schema else "products"
+    joined = rows(
+        made,
+        "SELECT s.productid, p.title FROM v_product_sales s "
+        f"JOIN {products} p ON p.productid = s.productid",
+    )
+    assert joined == [(11, "New A")]
+    found = dict(rows(made, "SELECT sku, productid FROM v_product_sales"))
+    assert found == {"A": 11, "X": None, "Y": None}

@@ -70,6 +70,26 @@ class Sql:
         """A DECIMAL(18,3) quantity as a number that sums (SQLite keeps it as text)."""
         return f"CAST({column} AS NUMERIC)" if self.dialect == "sqlite" else column
 
+    def whole_number(self, column: str) -> str:
+        """A text column as a BIGINT (INTEGER on SQLite) where it is the digits of a whole
+        number up to 18 digits without sign or leading zero, else NULL: never an error, and
+        two different texts never give the same number."""
+        digits = "0|[1-9][0-9]{0,17}"
+        if self.dialect == "sqlite":  # no regular expressions: GLOB and the length
+            fits = (
+                f"{column} = '0' OR ({column} GLOB '[1-9]*' "
+                f"AND {column} NOT GLOB '*[^0-9]*' AND length({column}) <= 18)"
+            )
+            return f"(CASE WHEN {fits} THEN CAST({column} AS INTEGER) END)"
+        if self.dialect in ("mysql", "mariadb"):
+            return f"(CASE WHEN {column} REGEXP '^({digits})$' THEN CAST({column} AS SIGNED) END)"
+        if self.dialect == "duckdb":
+            return (
+                f"(CASE WHEN regexp_full_match({column}, '{digits}') "
+                f"THEN TRY_CAST({column} AS BIGINT) END)"
+            )
+        return f"(CASE WHEN {column} ~ '^({digits})$' THEN CAST({column} AS BIGINT) END)"
+
     def days_since(self, at: str) -> str:
         """Whole days from the UTC instant `at` to now."""
         if self.dialect == "sqlite":

@@ -77,10 +77,22 @@ def _register_activity(d: Sql) -> str:
         "WHEN z.last_z_report_at >= j.last_journal_at THEN z.last_z_report_at "
         "ELSE j.last_journal_at END)"
     )
+    silent = f"COALESCE({last}, c.first_seen_at)"  # never reported: silent since listed
+    store, joins = "z.store_id", ""
+    if d.has("warehouses", "stores"):  # a register without z-reports: its listed store
+        store = (
+            "COALESCE(z.store_id, CASE WHEN c.registerid IS NOT NULL "
+            "THEN COALESCE(st.externalid, 'NO_STORE') END)"
+        )
+        joins = (
+            f"LEFT JOIN {d.t('warehouses')} w "
+            f"ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
+            f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
+        )
     return (
-        f"SELECT r.registerid, c.site_id, z.store_id, z.last_zreportid, z.last_z_report_at, "
-        f"j.last_journal_at, {last} AS last_activity_at, "
-        f"{d.days_since(last)} AS days_silent, c.missing_since "
+        f"SELECT r.registerid, c.site_id, {store} AS store_id, z.last_zreportid, "
+        f"z.last_z_report_at, j.last_journal_at, {last} AS last_activity_at, "
+        f"{silent} AS silent_since, {d.days_since(silent)} AS days_silent, c.missing_since "
         f"FROM (SELECT registerid FROM {d.t('cash_registers')} "
         f"UNION SELECT registerid FROM {d.t('pos_z_reports')} "
         f"UNION SELECT registerid FROM {d.t('journal_entries')}) r "
@@ -89,8 +101,9 @@ def _register_activity(d: Sql) -> str:
         f"MAX(datecreated) AS last_z_report_at, MAX({_store('store_id')}) AS store_id "
         f"FROM {d.t('pos_z_reports')} GROUP BY registerid) z ON z.registerid = r.registerid "
         f"LEFT JOIN (SELECT registerid, MAX(datecreated) AS last_journal_at "
-        f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid"
-    )
+        f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid "
+        f"{joins}"
+    ).rstrip()
 
 
 def _product_sales(d: Sql) -> str:
@@ -260,24 +273,45 @@ VIEWS: tuple[View, ...] = (
     ),
     View(
         "v_register_activity",
-        "Per register: its last z-report and journal entry, and how many days it is silent.",
+        "Per register: its last z-report and journal entry, and how many days it is silent "
+        "(a listed register that never reported: since it was first listed).",
         (
             ("registerid", "The register."),
             ("site_id", "The site that lists it (NULL if not listed)."),
-            ("store_id", "The store of its z-reports; NO_STORE for none."),
+            (
+                "store_id",
+                "The store of its z-reports (NO_STORE: theirs have none); without z-reports, "
+                "its store as v_registers gives it (NO_STORE for none) once the warehouses and "
+                "stores streams are synced; NULL when neither is known.",
+            ),
             ("last_zreportid", "Its highest z-report number loaded."),
             ("last_z_report_at", "When its last z-report was created (UTC)."),
             ("last_journal_at", "When its last journal entry was created (UTC)."),
-            ("last_activity_at", "The later of the two (UTC)."),
-            ("days_silent", "Whole days since last_activity_at, at query time."),
+            ("last_activity_at", "The later of the two (UTC); NULL: it never reported."),
+            (
+                "silent_since",
+                "last_activity_at; for a register that never reported, when a listing first "
+                "showed it (cash_registers.first_seen_at, UTC).",
+            ),
+            ("days_silent", "Whole days since silent_since, at query time."),
             ("missing_since", "Since when the register listing no longer shows it (UTC)."),
         ),
         {
-            "cash_registers": ("registerid", "site_id", "missing_since"),
+            "cash_registers": (
+                "registerid",
+                "site_id",
+                "warehouseid",
+                "first_seen_at",
+                "missing_since",
+            ),
             "pos_z_reports": ("registerid", "zreportid", "datecreated", "store_id"),
             "journal_entries": ("registerid", "datecreated"),
         },
         _register_activity,
+        joins={
+            "warehouses": ("site_id", "warehouseid", "storeid"),
+            "stores": ("site_id", "storeid", "externalid"),
+        },
     ),
     View(
         "v_product_sales",

@@ -446,28 +446,38 @@ MADE: dict[str, list[dict[str, Any]]] = {
 }
 
 
-@pytest.fixture(scope="module", params=grouped_targets("views-made"))
-def made(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Target]:
-    """Every stream's tables and the views on each target, holding the rows of MADE."""
+def load_made(target: Target, streams: list[str], fill: list[str] | None = None) -> None:
+    """The tables of `streams` and the views made on `target`; the tables of `fill` (all
+    of them when None) given their rows of MADE."""
     from sitoo_sync.normalize.columns import rows_to_arrow
     from sitoo_sync.streams import STREAMS
     from sitoo_sync.views import VIEWS
     from sitoo_sync.warehouse.base import SYSTEM_TABLES
 
-    tables = {t.name: t for s in STREAMS.values() for t in s.tables}
-    with target_for(request.param, tmp_path_factory.mktemp(request.param)) as target:
-        warehouse = open_warehouse(target.url, schema=target.schema)
-        try:
-            warehouse.ensure_schema([*SYSTEM_TABLES, *tables.values()], VIEWS)
-            with warehouse.transaction():
-                for name, dicts in MADE.items():
-                    table = tables[name]
-                    data = [tuple(d.get(c) for c in table.column_names) for d in dicts]
+    tables = {t.name: t for s in streams for t in STREAMS[s].tables}
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *tables.values()], VIEWS)
+        with warehouse.transaction():
+            for table in (t for s in fill or streams for t in STREAMS[s].tables):
+                data = [
+                    tuple(d.get(c) for c in table.column_names) for d in MADE.get(table.name, [])
+                ]
+                if data:
                     warehouse.insert(table, rows_to_arrow(table, data))
-        finally:
-            warehouse.close()
+    finally:
+        warehouse.close()
+
+
+@pytest.fixture(scope="module", params=grouped_targets("views-made"))
+def made(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    """Every stream's tables and the views on each target, holding the rows of MADE."""
+    from sitoo_sync.streams import STREAMS
+
+    with target_for(request.param, tmp_path_factory.mktemp(request.param)) as target:
+        load_made(target, list(STREAMS))
         yield target
 
 
@@ -499,3 +509,30 @@ def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
     assert joined == [(11, "New A")]
     found = dict(rows(made, "SELECT sku, productid FROM v_product_sales"))
     assert found == {"A": 11, "X": None, "Y": None}
+
+
+def test_register_activity_shows_a_register_that_never_reported(made: Target) -> None:
+    """A listed register that never sent a z-report or journal entry has its store (as
+    v_registers gives it) and is silent since it was first listed, so a silent-registers
+    query finds it."""
+    found = rows(
+        made,
+        "SELECT registerid, store_id, last_activity_at, days_silent FROM v_register_activity "
+        "WHERE days_silent > 2",
+    )
+    assert [(r[0], r[1], r[2], int(r[3])) for r in found] == [("{QUIET}", "S1", None, 5)]
+
+
+def test_register_activity_is_made_without_the_store_tables_and_joins_them_later(
+    tmp_path: Path,
+) -> None:
+    """A target without the warehouses and stores streams still gets v_register_activity
+    (the store of a register that never reported unknown); once they are synced too, the
+    view is made again and names that register's store."""
+    with target_for("duckdb", tmp_path) as target:
+        pos = ["cash_registers", "pos_z_reports", "journal_entries"]
+        load_made(target, pos)
+        query = "SELECT registerid, store_id, days_silent FROM v_register_activity"
+        assert rows(target, query) == [("{QUIET}", None, 5)]
+        load_made(target, [*pos, "stores", "warehouses"], fill=["stores", "warehouses"])
+        assert rows(target, query) == [("{QUIET}", "S1", 5)]

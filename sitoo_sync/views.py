@@ -34,8 +34,11 @@ def _daily_store_sales(d: Sql) -> str:
         f"{d.money(gross)} AS gross_sales, {d.money(net)} AS net_sales, "
         f"{d.money(f'{gross} - {net}')} AS vat_sales, "
         f"{d.money(refund)} AS gross_refunds, {d.money(refund_net)} AS net_refunds, "
+        f"{d.money(f'{refund} - {refund_net}')} AS vat_refunds, "
         f"{d.money(f'{gross} - {refund}')} AS gross_takings, "
         f"{d.money(f'{net} - {refund_net}')} AS net_takings, "
+        f"{d.money(f'({gross} - {net}) - ({refund} - {refund_net})')} AS vat_takings, "
+        f"{d.money(d.cents('s.moneyroundoff'))} AS roundoff, "
         f"s.numreceipts AS receipts, s.numsales AS sales_receipts, "
         f"s.numrefund AS refund_receipts "
         f"FROM {d.t('store_z_reports')} s"
@@ -188,6 +191,7 @@ _Z = (
     "moneysalestotalnet",
     "moneyrefundtotal",
     "moneyrefundtotalnet",
+    "moneyroundoff",
     "numreceipts",
     "numsales",
     "numrefund",
@@ -196,7 +200,8 @@ VIEWS: tuple[View, ...] = (
     View(
         "v_daily_store_sales",
         "Sales per store, local business day and currency, from the store z-reports (the "
-        "vendor's own daily aggregate). Refunds are subtracted in the *_takings columns.",
+        "vendor's own daily aggregate). Refunds are subtracted in the *_takings columns; "
+        "payments differ from gross_takings by roundoff.",
         (
             ("store_id", "The store's external ID; NO_STORE for registers without one."),
             ("store_name", "The store's name."),
@@ -207,8 +212,16 @@ VIEWS: tuple[View, ...] = (
             ("vat_sales", "VAT on sales: gross_sales - net_sales."),
             ("gross_refunds", "Refunds incl. VAT, positive."),
             ("net_refunds", "Refunds excl. VAT, positive."),
+            ("vat_refunds", "VAT on refunds, positive: gross_refunds - net_refunds."),
             ("gross_takings", "gross_sales - gross_refunds."),
             ("net_takings", "net_sales - net_refunds."),
+            ("vat_takings", "VAT of the takings: vat_sales - vat_refunds."),
+            (
+                "roundoff",
+                "Cash round-off (moneyroundoff), signed; not in the takings. The day's payments "
+                "(v_payment_mix net_amount over the payment types) add up to gross_takings + "
+                "roundoff (+ US-style sales tax, moneysummarysalestax, where it applies).",
+            ),
             ("receipts", "Receipts (sales and refunds)."),
             ("sales_receipts", "Sales receipts."),
             ("refund_receipts", "Refund receipts."),

@@ -96,8 +96,9 @@ def pos_bodies(sim: Simulator) -> list[dict[str, Any]]:
 def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
     loaded: Loaded,
 ) -> None:
-    """Per store, local day and currency: gross, net, VAT, refunds, takings and receipts are the
-    sums of the POS z-reports the simulator aggregated into that store and day."""
+    """Per store, local day and currency: gross, net and VAT of sales, refunds and takings,
+    round-off and receipts are the sums of the POS z-reports the simulator aggregated into
+    that store and day."""
     target, sim = loaded
     expected: dict[tuple[Any, ...], tuple[Decimal, ...]] = {}
     for report in sim.world.store_z_reports(None, None, limit=None):
@@ -111,7 +112,9 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
         for b in (x.body for x in bodies if x is not None):
             for field in ("moneysalestotal", "moneysalestotalnet"):
                 total[field] += cents(b[field])
-            for field in ("moneyrefundtotal", "moneyrefundtotalnet", "numreceipts"):
+            for field in ("moneyrefundtotal", "moneyrefundtotalnet", "moneyroundoff"):
+                total[field] += cents(b[field])
+            for field in ("numreceipts",):
                 total[field] += Decimal(b[field])
         gross, net = total["moneysalestotal"], total["moneysalestotalnet"]
         refund, refund_net = total["moneyrefundtotal"], total["moneyrefundtotalnet"]
@@ -126,8 +129,11 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
             gross - net,
             refund,
             refund_net,
+            refund - refund_net,
             gross - refund,
             net - refund_net,
+            (gross - net) - (refund - refund_net),
+            total["moneyroundoff"],
             total["numreceipts"],
         )
     found = {
@@ -135,13 +141,36 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
         for r in rows(
             target,
             "SELECT store_id, business_date, currencycode, gross_sales, net_sales, vat_sales, "
-            "gross_refunds, net_refunds, gross_takings, net_takings, receipts "
+            "gross_refunds, net_refunds, vat_refunds, gross_takings, net_takings, "
+            "vat_takings, roundoff, receipts "
             "FROM v_daily_store_sales",
         )
     }
     assert found == expected
     assert {c for _, _, c in found} == {"SEK", "NOK"}
     assert any(v[3] for v in found.values())  # refunds were subtracted somewhere
+    assert any(v[9] for v in found.values())  # and cash was rounded
+
+
+def test_daily_store_sales_explain_the_payments_by_the_roundoff(loaded: Loaded) -> None:
+    """Per store, day and currency the payments of v_payment_mix add up to gross_takings +
+    roundoff of v_daily_store_sales, and the round-off is not zero on some days."""
+    target, _ = loaded
+    paid: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for store_id, when, currency, amount in rows(
+        target, "SELECT store_id, business_date, currencycode, net_amount FROM v_payment_mix"
+    ):
+        paid[(store_id, day(when), currency)] += dec(amount)
+    takings = {
+        (r[0], day(r[1]), r[2]): (dec(r[3]), dec(r[4]))
+        for r in rows(
+            target,
+            "SELECT store_id, business_date, currencycode, gross_takings, roundoff "
+            "FROM v_daily_store_sales",
+        )
+    }
+    assert {k: gross + roundoff for k, (gross, roundoff) in takings.items()} == dict(paid)
+    assert any(gross != paid[k] for k, (gross, _) in takings.items())
 
 
 def test_payment_mix_equals_the_aggregated_payments(loaded: Loaded) -> None:

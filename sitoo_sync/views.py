@@ -34,8 +34,11 @@ def _daily_store_sales(d: Sql) -> str:
         f"{d.money(gross)} AS gross_sales, {d.money(net)} AS net_sales, "
         f"{d.money(f'{gross} - {net}')} AS vat_sales, "
         f"{d.money(refund)} AS gross_refunds, {d.money(refund_net)} AS net_refunds, "
+        f"{d.money(f'{refund} - {refund_net}')} AS vat_refunds, "
         f"{d.money(f'{gross} - {refund}')} AS gross_takings, "
         f"{d.money(f'{net} - {refund_net}')} AS net_takings, "
+        f"{d.money(f'({gross} - {net}) - ({refund} - {refund_net})')} AS vat_takings, "
+        f"{d.money(d.cents('s.moneyroundoff'))} AS roundoff, "
         f"s.numreceipts AS receipts, s.numsales AS sales_receipts, "
         f"s.numrefund AS refund_receipts "
         f"FROM {d.t('store_z_reports')} s"
@@ -77,10 +80,22 @@ def _register_activity(d: Sql) -> str:
         "WHEN z.last_z_report_at >= j.last_journal_at THEN z.last_z_report_at "
         "ELSE j.last_journal_at END)"
     )
+    silent = f"COALESCE({last}, c.first_seen_at)"  # never reported: silent since listed
+    store, joins = "z.store_id", ""
+    if d.has("warehouses", "stores"):  # a register without z-reports: its listed store
+        store = (
+            "COALESCE(z.store_id, CASE WHEN c.registerid IS NOT NULL "
+            "THEN COALESCE(st.externalid, 'NO_STORE') END)"
+        )
+        joins = (
+            f"LEFT JOIN {d.t('warehouses')} w "
+            f"ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
+            f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
+        )
     return (
-        f"SELECT r.registerid, c.site_id, z.store_id, z.last_zreportid, z.last_z_report_at, "
-        f"j.last_journal_at, {last} AS last_activity_at, "
-        f"{d.days_since(last)} AS days_silent, c.missing_since "
+        f"SELECT r.registerid, c.site_id, {store} AS store_id, z.last_zreportid, "
+        f"z.last_z_report_at, j.last_journal_at, {last} AS last_activity_at, "
+        f"{silent} AS silent_since, {d.days_since(silent)} AS days_silent, c.missing_since "
         f"FROM (SELECT registerid FROM {d.t('cash_registers')} "
         f"UNION SELECT registerid FROM {d.t('pos_z_reports')} "
         f"UNION SELECT registerid FROM {d.t('journal_entries')}) r "
@@ -89,8 +104,9 @@ def _register_activity(d: Sql) -> str:
         f"MAX(datecreated) AS last_z_report_at, MAX({_store('store_id')}) AS store_id "
         f"FROM {d.t('pos_z_reports')} GROUP BY registerid) z ON z.registerid = r.registerid "
         f"LEFT JOIN (SELECT registerid, MAX(datecreated) AS last_journal_at "
-        f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid"
-    )
+        f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid "
+        f"{joins}"
+    ).rstrip()
 
 
 def _product_sales(d: Sql) -> str:
@@ -100,7 +116,8 @@ def _product_sales(d: Sql) -> str:
     currency = "COALESCE(i.currencycode, r.currencycode)"
     amount = d.money(f"SUM(CASE WHEN r.isrefund = TRUE THEN -{price} ELSE {price} END)")
     return (
-        f"SELECT i.productid, MAX(i.sku) AS sku, MAX(i.name) AS name, "
+        f"SELECT {d.whole_number('i.productid')} AS productid, "
+        f"MAX(i.sku) AS sku, MAX(i.name) AS name, "
         f"MAX(i.product_group) AS product_group, {store} AS store_id, r.business_date, "
         f"{currency} AS currencycode, "
         f"SUM(CASE WHEN r.isrefund = TRUE THEN -{qty} ELSE {qty} END) AS quantity, "
@@ -134,6 +151,9 @@ def _daily_order_sales(d: Sql) -> str:
 
 
 def _stock_levels(d: Sql) -> str:
+    # One product per stock row: a deleted product keeps its row (missing_since set) and
+    # its SKU may be reused, and the catalogue does not make a SKU unique among live
+    # products; of several live ones the lowest productid, which a new one never displaces.
     value = d.cents("i.moneytotal")
     return (
         f"SELECT i.site_id, i.warehouseid, w.name AS warehouse_name, "
@@ -146,7 +166,11 @@ def _stock_levels(d: Sql) -> str:
         f"FROM {d.t('warehouse_items')} i "
         f"JOIN {d.t('warehouses')} w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid "
         f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
-        f"LEFT JOIN {d.t('products')} p ON p.site_id = i.site_id AND p.sku = i.sku"
+        f"LEFT JOIN (SELECT site_id, sku, MIN(productid) AS productid FROM {d.t('products')} "
+        f"WHERE missing_since IS NULL GROUP BY site_id, sku) live "
+        f"ON live.site_id = i.site_id AND live.sku = i.sku "
+        f"LEFT JOIN {d.t('products')} p ON p.site_id = live.site_id "
+        f"AND p.productid = live.productid"
     )
 
 
@@ -167,6 +191,7 @@ _Z = (
     "moneysalestotalnet",
     "moneyrefundtotal",
     "moneyrefundtotalnet",
+    "moneyroundoff",
     "numreceipts",
     "numsales",
     "numrefund",
@@ -175,7 +200,8 @@ VIEWS: tuple[View, ...] = (
     View(
         "v_daily_store_sales",
         "Sales per store, local business day and currency, from the store z-reports (the "
-        "vendor's own daily aggregate). Refunds are subtracted in the *_takings columns.",
+        "vendor's own daily aggregate). Refunds are subtracted in the *_takings columns; "
+        "payments differ from gross_takings by roundoff.",
         (
             ("store_id", "The store's external ID; NO_STORE for registers without one."),
             ("store_name", "The store's name."),
@@ -186,8 +212,16 @@ VIEWS: tuple[View, ...] = (
             ("vat_sales", "VAT on sales: gross_sales - net_sales."),
             ("gross_refunds", "Refunds incl. VAT, positive."),
             ("net_refunds", "Refunds excl. VAT, positive."),
+            ("vat_refunds", "VAT on refunds, positive: gross_refunds - net_refunds."),
             ("gross_takings", "gross_sales - gross_refunds."),
             ("net_takings", "net_sales - net_refunds."),
+            ("vat_takings", "VAT of the takings: vat_sales - vat_refunds."),
+            (
+                "roundoff",
+                "Cash round-off (moneyroundoff), signed; not in the takings. The day's payments "
+                "(v_payment_mix net_amount over the payment types) add up to gross_takings + "
+                "roundoff (+ US-style sales tax, moneysummarysalestax, where it applies).",
+            ),
             ("receipts", "Receipts (sales and refunds)."),
             ("sales_receipts", "Sales receipts."),
             ("refund_receipts", "Refund receipts."),
@@ -252,31 +286,57 @@ VIEWS: tuple[View, ...] = (
     ),
     View(
         "v_register_activity",
-        "Per register: its last z-report and journal entry, and how many days it is silent.",
+        "Per register: its last z-report and journal entry, and how many days it is silent "
+        "(a listed register that never reported: since it was first listed).",
         (
             ("registerid", "The register."),
             ("site_id", "The site that lists it (NULL if not listed)."),
-            ("store_id", "The store of its z-reports; NO_STORE for none."),
+            (
+                "store_id",
+                "The store of its z-reports (NO_STORE: theirs have none); without z-reports, "
+                "its store as v_registers gives it (NO_STORE for none) once the warehouses and "
+                "stores streams are synced; NULL when neither is known.",
+            ),
             ("last_zreportid", "Its highest z-report number loaded."),
             ("last_z_report_at", "When its last z-report was created (UTC)."),
             ("last_journal_at", "When its last journal entry was created (UTC)."),
-            ("last_activity_at", "The later of the two (UTC)."),
-            ("days_silent", "Whole days since last_activity_at, at query time."),
+            ("last_activity_at", "The later of the two (UTC); NULL: it never reported."),
+            (
+                "silent_since",
+                "last_activity_at; for a register that never reported, when a listing first "
+                "showed it (cash_registers.first_seen_at, UTC).",
+            ),
+            ("days_silent", "Whole days since silent_since, at query time."),
             ("missing_since", "Since when the register listing no longer shows it (UTC)."),
         ),
         {
-            "cash_registers": ("registerid", "site_id", "missing_since"),
+            "cash_registers": (
+                "registerid",
+                "site_id",
+                "warehouseid",
+                "first_seen_at",
+                "missing_since",
+            ),
             "pos_z_reports": ("registerid", "zreportid", "datecreated", "store_id"),
             "journal_entries": ("registerid", "datecreated"),
         },
         _register_activity,
+        joins={
+            "warehouses": ("site_id", "warehouseid", "storeid"),
+            "stores": ("site_id", "storeid", "externalid"),
+        },
     ),
     View(
         "v_product_sales",
         "Sales per product, store, local day and currency from the journal's receipt items; "
         "refunds subtracted, practice receipts left out.",
         (
-            ("productid", "The product's ID in Sitoo."),
+            (
+                "productid",
+                "The product's ID in Sitoo, an integer as products.productid and "
+                "order_items.productid (join on it); NULL where the receipt's item-productid "
+                "is no whole number.",
+            ),
             ("sku", "The product's SKU."),
             ("name", "The product's name."),
             ("product_group", "The product group."),
@@ -356,8 +416,13 @@ VIEWS: tuple[View, ...] = (
             ("warehouse_name", "The warehouse's name."),
             ("store_id", "The warehouse's store (stores.externalid); NO_STORE for none."),
             ("sku", "The product's SKU."),
-            ("productid", "The product (NULL when it is not, or no longer, listed)."),
-            ("title", "The product's title."),
+            (
+                "productid",
+                "The live product of the SKU on the site (NULL when none is listed: a deleted "
+                "product is not named); of several live products with the SKU, the lowest "
+                "productid. Each stock row appears once.",
+            ),
+            ("title", "That product's title."),
             ("on_hand", "Units on hand."),
             ("reserved", "Units reserved by open orders."),
             ("available", "Units available: on hand less reserved."),
@@ -378,7 +443,7 @@ VIEWS: tuple[View, ...] = (
             ),
             "warehouses": ("site_id", "warehouseid", "name", "storeid", "currencycode"),
             "stores": ("site_id", "storeid", "externalid"),
-            "products": ("site_id", "sku", "productid", "title"),
+            "products": ("site_id", "sku", "productid", "title", "missing_since"),
         },
         _stock_levels,
     ),

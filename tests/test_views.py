@@ -96,8 +96,9 @@ def pos_bodies(sim: Simulator) -> list[dict[str, Any]]:
 def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
     loaded: Loaded,
 ) -> None:
-    """Per store, local day and currency: gross, net, VAT, refunds, takings and receipts are the
-    sums of the POS z-reports the simulator aggregated into that store and day."""
+    """Per store, local day and currency: gross, net and VAT of sales, refunds and takings,
+    round-off and receipts are the sums of the POS z-reports the simulator aggregated into
+    that store and day."""
     target, sim = loaded
     expected: dict[tuple[Any, ...], tuple[Decimal, ...]] = {}
     for report in sim.world.store_z_reports(None, None, limit=None):
@@ -111,7 +112,9 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
         for b in (x.body for x in bodies if x is not None):
             for field in ("moneysalestotal", "moneysalestotalnet"):
                 total[field] += cents(b[field])
-            for field in ("moneyrefundtotal", "moneyrefundtotalnet", "numreceipts"):
+            for field in ("moneyrefundtotal", "moneyrefundtotalnet", "moneyroundoff"):
+                total[field] += cents(b[field])
+            for field in ("numreceipts",):
                 total[field] += Decimal(b[field])
         gross, net = total["moneysalestotal"], total["moneysalestotalnet"]
         refund, refund_net = total["moneyrefundtotal"], total["moneyrefundtotalnet"]
@@ -126,8 +129,11 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
             gross - net,
             refund,
             refund_net,
+            refund - refund_net,
             gross - refund,
             net - refund_net,
+            (gross - net) - (refund - refund_net),
+            total["moneyroundoff"],
             total["numreceipts"],
         )
     found = {
@@ -135,13 +141,36 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
         for r in rows(
             target,
             "SELECT store_id, business_date, currencycode, gross_sales, net_sales, vat_sales, "
-            "gross_refunds, net_refunds, gross_takings, net_takings, receipts "
+            "gross_refunds, net_refunds, vat_refunds, gross_takings, net_takings, "
+            "vat_takings, roundoff, receipts "
             "FROM v_daily_store_sales",
         )
     }
     assert found == expected
     assert {c for _, _, c in found} == {"SEK", "NOK"}
     assert any(v[3] for v in found.values())  # refunds were subtracted somewhere
+    assert any(v[9] for v in found.values())  # and cash was rounded
+
+
+def test_daily_store_sales_explain_the_payments_by_the_roundoff(loaded: Loaded) -> None:
+    """Per store, day and currency the payments of v_payment_mix add up to gross_takings +
+    roundoff of v_daily_store_sales, and the round-off is not zero on some days."""
+    target, _ = loaded
+    paid: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for store_id, when, currency, amount in rows(
+        target, "SELECT store_id, business_date, currencycode, net_amount FROM v_payment_mix"
+    ):
+        paid[(store_id, day(when), currency)] += dec(amount)
+    takings = {
+        (r[0], day(r[1]), r[2]): (dec(r[3]), dec(r[4]))
+        for r in rows(
+            target,
+            "SELECT store_id, business_date, currencycode, gross_takings, roundoff "
+            "FROM v_daily_store_sales",
+        )
+    }
+    assert {k: gross + roundoff for k, (gross, roundoff) in takings.items()} == dict(paid)
+    assert any(gross != paid[k] for k, (gross, _) in takings.items())
 
 
 def test_payment_mix_equals_the_aggregated_payments(loaded: Loaded) -> None:
@@ -249,7 +278,7 @@ def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Lo
         sign = -1 if data["isrefund"] else 1
         for item in data["items"]:
             key = (
-                item["additionaldata"]["item-productid"],
+                int(item["additionaldata"]["item-productid"]),
                 store(extra["store-externalid"]),
                 local,
                 data["currencycode"],
@@ -373,3 +402,166 @@ def test_views_are_described_in_the_dictionary() -> None:
         assert f"## {view.name}" in text
         for name, _ in view.columns:
             assert f"| `{name}` |" in text
+
+
+# ---- views over rows made by hand: the cases the simulator does not make ---------------------
+
+NOW_REAL = datetime.now(UTC)  # days_silent is measured to the database's clock, not NOW
+DELETED_AT = NOW_REAL - timedelta(days=30)
+LISTED_AT = NOW_REAL - timedelta(days=5, hours=1)
+MADE: dict[str, list[dict[str, Any]]] = {
+    "stores": [{"site_id": 1, "storeid": 1, "externalid": "S1", "name": "Store One"}],
+    "warehouses": [
+        {"site_id": 1, "warehouseid": 1, "name": "WH1", "storeid": 1, "currencycode": "SEK"}
+    ],
+    "products": [
+        # SKU A: deleted, then created again under a new productid (the old row is kept)
+        {"site_id": 1, "productid": 10, "sku": "A", "title": "Old A", "missing_since": DELETED_AT},
+        {"site_id": 1, "productid": 11, "sku": "A", "title": "New A"},
+        # SKU B: deleted, nothing in its place
+        {"site_id": 1, "productid": 20, "sku": "B", "title": "Gone B", "missing_since": DELETED_AT},
+        # SKU C: two live products (the catalogue does not say a SKU is unique)
+        {"site_id": 1, "productid": 31, "sku": "C", "title": "C too"},
+        {"site_id": 1, "productid": 30, "sku": "C", "title": "C first"},
+    ],
+    "warehouse_items": [
+        {
+            "site_id": 1,
+            "warehouseid": 1,
+            "sku": sku,
+            "decimaltotal": Decimal(n),
+            "moneytotal": Decimal(value),
+        }
+        for sku, n, value in (
+            ("A", 5, "50.00"),
+            ("B", 2, "20.00"),
+            ("C", 1, "10.00"),
+            ("D", 1, "1.00"),
+        )
+    ],
+    "journal_receipts": [
+        {
+            "registerid": "{R1}",
+            "id": 1,
+            "store_id": "S1",
+            "business_date": date(2026, 1, 2),
+            "currencycode": "SEK",
+            "isrefund": False,
+            "ispractice": False,
+        }
+    ],
+    "journal_receipt_items": [
+        {
+            "registerid": "{R1}",
+            "id": 1,
+            "position": p,
+            "productid": productid,
+            "sku": sku,
+            "decimalunitquantity": Decimal(1),
+            "moneyrowprice": Decimal("10.00"),
+        }
+        for p, productid, sku in ((0, "11", "A"), (1, "X-7", "X"), (2, "99999999999999999999", "Y"))
+    ],
+    "cash_registers": [
+        # listed five days ago, in store S1's warehouse, and never heard from since
+        {
+            "registerid": "{QUIET}",
+            "site_id": 1,
+            "warehouseid": 1,
+            "first_seen_at": LISTED_AT,
+            "last_seen_at": NOW_REAL,
+        }
+    ],
+}
+
+
+def load_made(target: Target, streams: list[str], fill: list[str] | None = None) -> None:
+    """The tables of `streams` and the views made on `target`; the tables of `fill` (all
+    of them when None) given their rows of MADE."""
+    from sitoo_sync.normalize.columns import rows_to_arrow
+    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.views import VIEWS
+    from sitoo_sync.warehouse.base import SYSTEM_TABLES
+
+    tables = {t.name: t for s in streams for t in STREAMS[s].tables}
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *tables.values()], VIEWS)
+        with warehouse.transaction():
+            for table in (t for s in fill or streams for t in STREAMS[s].tables):
+                data = [
+                    tuple(d.get(c) for c in table.column_names) for d in MADE.get(table.name, [])
+                ]
+                if data:
+                    warehouse.insert(table, rows_to_arrow(table, data))
+    finally:
+        warehouse.close()
+
+
+@pytest.fixture(scope="module", params=grouped_targets("views-made"))
+def made(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    """Every stream's tables and the views on each target, holding the rows of MADE."""
+    from sitoo_sync.streams import STREAMS
+
+    with target_for(request.param, tmp_path_factory.mktemp(request.param)) as target:
+        load_made(target, list(STREAMS))
+        yield target
+
+
+def test_stock_levels_show_each_stock_row_once_with_its_live_product(made: Target) -> None:
+    """A deleted product's row (kept, missing_since set) never names or doubles a stock row:
+    each stock row appears once, with the live product of its SKU, the lowest productid of
+    several, or NULL."""
+    found = rows(
+        made,
+        "SELECT sku, productid, title, stock_value FROM v_stock_levels ORDER BY sku",
+    )
+    assert [(r[0], r[1], r[2], dec(r[3])) for r in found] == [
+        ("A", 11, "New A", Decimal("50.00")),
+        ("B", None, None, Decimal("20.00")),
+        ("C", 30, "C first", Decimal("10.00")),
+        ("D", None, None, Decimal("1.00")),
+    ]
+
+
+def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
+    """v_product_sales.productid has the catalogue's integer type, so it joins products on
+    every target; a productid that is no integer is NULL, never an error."""
+    products = f"{made.schema}.products" if made.schema else "products"
+    joined = rows(
+        made,
+        "SELECT s.productid, p.title FROM v_product_sales s "
+        f"JOIN {products} p ON p.productid = s.productid",
+    )
+    assert joined == [(11, "New A")]
+    found = dict(rows(made, "SELECT sku, productid FROM v_product_sales"))
+    assert found == {"A": 11, "X": None, "Y": None}
+
+
+def test_register_activity_shows_a_register_that_never_reported(made: Target) -> None:
+    """A listed register that never sent a z-report or journal entry has its store (as
+    v_registers gives it) and is silent since it was first listed, so a silent-registers
+    query finds it."""
+    found = rows(
+        made,
+        "SELECT registerid, store_id, last_activity_at, days_silent FROM v_register_activity "
+        "WHERE days_silent > 2",
+    )
+    assert [(r[0], r[1], r[2], int(r[3])) for r in found] == [("{QUIET}", "S1", None, 5)]
+
+
+def test_register_activity_is_made_without_the_store_tables_and_joins_them_later(
+    tmp_path: Path,
+) -> None:
+    """A target without the warehouses and stores streams still gets v_register_activity
+    (the store of a register that never reported unknown); once they are synced too, the
+    view is made again and names that register's store."""
+    with target_for("duckdb", tmp_path) as target:
+        pos = ["cash_registers", "pos_z_reports", "journal_entries"]
+        load_made(target, pos)
+        query = "SELECT registerid, store_id, days_silent FROM v_register_activity"
+        assert rows(target, query) == [("{QUIET}", None, 5)]
+        load_made(target, [*pos, "stores", "warehouses"], fill=["stores", "warehouses"])
+        assert rows(target, query) == [("{QUIET}", "S1", 5)]

@@ -6,12 +6,14 @@ that differ per dialect (SQLite has no decimal type, date arithmetic differs).
 
 Every `ensure_schema` given the views keeps them current (`plan_views`): a view whose tables
 and columns all exist is created (a target that syncs only some streams gets the views of
-those streams), described in comments where the target keeps them, and recorded in
-`sync_views` with a fingerprint of the statements that made it. The next tick leaves a view
-alone while it is there and its statements are the same, so a new version of the tool
-brings its new definitions and nothing else happens. Dropping and creating every view on
-every tick, as this did before, took an exclusive lock on each: on PostgreSQL a tick waited
-behind any BI query reading a view, and every query after it queued behind the tick.
+those streams; a view's optional joins are made where their tables exist), described in
+comments where the target keeps them, and recorded in `sync_views` with a fingerprint of
+the statements that made it. The next tick leaves a view alone while it is there and its
+statements are the same, so a new version of the tool brings its new definitions (and a
+stream newly synced, the joins it allows) and nothing else happens. Dropping and creating
+every view on every tick, as this did before, took an exclusive lock on each: on PostgreSQL
+a tick waited behind any BI query reading a view, and every query after it queued behind
+the tick.
 """
 
 from __future__ import annotations
@@ -38,9 +40,20 @@ log = get_logger(__name__)
 class Sql:
     """The dialect-dependent pieces of SQL text for one target (views, verify's queries)."""
 
-    def __init__(self, dialect: str, table: Callable[[str], str]) -> None:
+    def __init__(
+        self, dialect: str, table: Callable[[str], str], tables: frozenset[str] = frozenset()
+    ) -> None:
         self.dialect = dialect
         self.t = table
+        self.tables = tables
+
+    def has(self, *tables: str) -> bool:
+        """Whether the target has all of `tables` (a view's optional reads) to join."""
+        return set(tables) <= self.tables
+
+    def having(self, tables: frozenset[str]) -> Sql:
+        """This, for a target that has `tables`."""
+        return Sql(self.dialect, self.t, tables)
 
     def cents(self, column: str) -> str:
         """An exact integer count of cents of a money column."""
@@ -70,6 +83,26 @@ class Sql:
         """A DECIMAL(18,3) quantity as a number that sums (SQLite keeps it as text)."""
         return f"CAST({column} AS NUMERIC)" if self.dialect == "sqlite" else column
 
+    def whole_number(self, column: str) -> str:
+        """A text column as a BIGINT (INTEGER on SQLite) where it is the digits of a whole
+        number up to 18 digits without sign or leading zero, else NULL: never an error, and
+        two different texts never give the same number."""
+        digits = "0|[1-9][0-9]{0,17}"
+        if self.dialect == "sqlite":  # no regular expressions: GLOB and the length
+            fits = (
+                f"{column} = '0' OR ({column} GLOB '[1-9]*' "
+                f"AND {column} NOT GLOB '*[^0-9]*' AND length({column}) <= 18)"
+            )
+            return f"(CASE WHEN {fits} THEN CAST({column} AS INTEGER) END)"
+        if self.dialect in ("mysql", "mariadb"):
+            return f"(CASE WHEN {column} REGEXP '^({digits})$' THEN CAST({column} AS SIGNED) END)"
+        if self.dialect == "duckdb":
+            return (
+                f"(CASE WHEN regexp_full_match({column}, '{digits}') "
+                f"THEN TRY_CAST({column} AS BIGINT) END)"
+            )
+        return f"(CASE WHEN {column} ~ '^({digits})$' THEN CAST({column} AS BIGINT) END)"
+
     def days_since(self, at: str) -> str:
         """Whole days from the UTC instant `at` to now."""
         if self.dialect == "sqlite":
@@ -83,17 +116,26 @@ class Sql:
 
 @dataclass(frozen=True)
 class View:
-    """A view: its name, meaning, the columns it shows and the table columns it reads."""
+    """A view: its name, meaning, the columns it shows and the table columns it reads.
+
+    `joins` are table columns it reads when they are there (`Sql.has`): without them the
+    view is still made, and it is made again, with them, once their tables are synced too.
+    """
 
     name: str
     description: str
     columns: tuple[tuple[str, str], ...]  # (name, description)
     reads: Mapping[str, tuple[str, ...]]
     select: Callable[[Sql], str]
+    joins: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _there(reads: Mapping[str, tuple[str, ...]], columns: Mapping[str, set[str]]) -> set[str]:
+    return {table for table, cols in reads.items() if set(cols) <= columns.get(table, set())}
 
 
 def _ready(view: View, columns: Mapping[str, set[str]]) -> bool:
-    return all(set(cols) <= columns.get(table, set()) for table, cols in view.reads.items())
+    return len(_there(view.reads, columns)) == len(view.reads)
 
 
 @dataclass
@@ -131,7 +173,8 @@ def plan_views(
     for view in views:
         body: list[str] = []
         if _ready(view, columns):
-            body.append(f"CREATE VIEW {name(view.name)} AS {view.select(sql)}")
+            joined = sql.having(frozenset(_there(view.joins, columns)))
+            body.append(f"CREATE VIEW {name(view.name)} AS {view.select(joined)}")
             if comments:
                 body.append(f"COMMENT ON VIEW {name(view.name)} IS '{_quoted(view.description)}'")
                 body += [

@@ -310,12 +310,16 @@ class World:
         discount = sales * rng.randint(0, 8) // 100
         # The payment sections add up the day's receipts' payments, as a POS's z-report does
         # (the journal writes these receipts, see journal.py): a receipt per product group.
-        # Receipts carry no cash rounding, so neither does the report: roundoff is 0.
-        roundoff = 0
         paid = [receipt_payments(rng, g[0], refund=False) for g in sales_groups.values()]
         paid += [receipt_payments(rng, g[0], refund=True) for g in refund_groups.values()]
         sales_paid = _by_name(paid[: len(sales_groups)])
         refund_paid = _by_name(paid[len(sales_groups) :])
+        # Cash rounding: what customers hand over in cash is rounded, so the report's cash
+        # payment carries the day's roundoff (a cent either way, some days) beside the
+        # receipts' cash, and the payments add up to moneysummarytotal.
+        roundoff = rng.choice((0, 0, 0, -1, 1)) if "Cash" in sales_paid else 0
+        if roundoff:
+            sales_paid["Cash"] += roundoff
         cash_part = sales_paid.get("Cash", 0)
         card = sales_paid.get("Card", 0)
         visa = card * rng.randint(40, 80) // 100

@@ -257,7 +257,9 @@ def test_the_register_listing_overlaps_the_known_registers_requests(
     with Simulator.create(SimConfig(seed=43, days=1, registers_per_store=3)) as sim:
         settings = idle_tick_settings(sim, tmp_path, concurrency=8)
         assert sync(settings).ok  # the registers are known from now on
-        sim.faults.latency = 0.2
+        # The listing is slow (2 s a request), so a loaded host's start-up cannot hide
+        # whether the known registers wait for it: they must not.
+        sim.faults.queue("slow", times=100, path="/cashregisters", seconds=2.0)
         monkeypatch.setattr(SitooClient, "get_json", timed)
         assert sync(settings).ok
     listing_done = max(end for path, _s, end in spans if path.endswith("cashregisters.json"))

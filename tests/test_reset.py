@@ -175,14 +175,17 @@ def test_reset_never_moves_a_cursor_forward(
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"])
         assert sync(settings, clock=lambda: now).ok
     before = query(settings, "SELECT cursor, last_status FROM sync_state")
+    [(cursor, _)] = before
+    read_to = datetime.fromtimestamp(int(cursor), UTC).date()  # the day of the newest report
     use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
-    assert main(["reset", "pos_z_reports", "--since", "2026-11-11"]) == 2
+    past = (read_to + timedelta(days=1)).isoformat()
+    assert main(["reset", "pos_z_reports", "--since", past]) == 2
     assert "a reset only moves back" in capsys.readouterr().err
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     assert main(["reset", "pos_z_reports", "--since", tomorrow]) == 2
     assert "is in the future" in capsys.readouterr().err
     assert query(settings, "SELECT cursor, last_status FROM sync_state") == before
-    assert main(["reset", "pos_z_reports", "--since", "2026-11-10"]) == 0
+    assert main(["reset", "pos_z_reports", "--since", read_to.isoformat()]) == 0
 
 
 def test_reset_waits_for_no_tick_that_holds_the_stream(

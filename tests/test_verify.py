@@ -125,6 +125,9 @@ EXPECTED = {
     "missing report": ("numbering_gap", 0, 4),
     "broken grand total": ("grand_total", 0, 5),
     "store report that disagrees": ("store_figures", None, None),
+    # its moneysalestotal (+1.00) no longer matches its own sales lines either
+    "store report that disagrees with its VAT groups": ("vat_groups", None, None),
+    "store report that disagrees with its product groups": ("product_groups", None, None),
     "receipt missing from a journal": ("journal_receipts", 0, 4),
     "register without z-reports": ("silence", 1, None),
     "register gone dark": ("silence", 2, None),
@@ -142,14 +145,14 @@ def test_each_injected_anomaly_is_found(injected: World, anomaly: str) -> None:
         if f.registerid == register and f.zreportid == zreportid
     ]
     assert len(hits) == 1, hits
-    if check == "store_figures":
+    if check in ("store_figures", "vat_groups", "product_groups"):
         assert (hits[0].store_id, hits[0].difference) == ("200", Decimal("1.00"))
     if check == "grand_total":
         assert hits[0].difference == Decimal("100.00")
 
 
 def test_injected_world_has_nothing_else(injected: World) -> None:
-    """The six injected anomalies are all the findings: no check fires on their side effects."""
+    """The injected anomalies are all the findings: no check fires on their side effects."""
     run = injected.verify()
     assert len(run.findings) == len(EXPECTED)
     assert run.findings[0].check == "grand_total"  # critical first
@@ -199,6 +202,28 @@ def _report(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
 
 def _line(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
     return lambda w: {**_report(index, zreportid)(w), "section": "sales", "position": 0}
+
+
+def _store_line(store: str, nth: int) -> Callable[[World], dict[str, Any]]:
+    """The first sales line of store `store`'s `nth` store z-report (by day)."""
+
+    def key(w: World) -> dict[str, Any]:
+        warehouse = open_warehouse(w.target.url, schema=w.target.schema)
+        try:
+            with warehouse.transaction():
+                ids = [
+                    str(r[0])
+                    for r in Source(warehouse).rows(
+                        "SELECT store_zreport_id FROM {store_z_reports} WHERE store_id = :store "
+                        "ORDER BY day_created",
+                        {"store": store},
+                    )
+                ]
+        finally:
+            warehouse.close()
+        return {"store_zreport_id": ids[nth], "section": "sales", "position": 0}
+
+    return key
 
 
 def _cash_counted(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
@@ -268,8 +293,26 @@ TAMPERS: dict[str, tuple[Tamper, int, int]] = {
 }
 
 
-def _tamper(world: World, tamper: Tamper) -> None:
-    """Read the value, change it, write it back: the same SQL on every target."""
+# check -> the tamper that breaks its rule in a store z-report's lines, and the store
+STORE_TAMPERS: dict[str, tuple[Tamper, str]] = {
+    "vat_groups": (
+        Tamper("store_z_report_vat_groups", "moneytotal", _store_line("200", 5), lambda v: v + ONE),
+        "200",
+    ),
+    "product_groups": (
+        Tamper("store_z_report_product_groups", "numtotal", _store_line("200", 6), lambda v: v + 1),
+        "200",
+    ),
+    "payments": (
+        Tamper("store_z_report_payments", "moneytotal", _store_line("300", 7), lambda v: v + ONE),
+        "300",
+    ),
+}
+
+
+def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
+    """Read the value, change it, write it back: the same SQL on every target. Returns the
+    key of the row changed."""
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         key = tamper.key(world)
@@ -304,28 +347,56 @@ def _tamper(world: World, tamper: Tamper) -> None:
                 warehouse.conn.execute(sa.text(sql).bindparams(*binds))
     finally:
         warehouse.close()
+    return key
+
+
+@dataclass
+class Tampered:
+    """The verify run of a tampered world, and the key of each store z-report tampered."""
+
+    run: VerifyRun
+    store_reports: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifyRun]:
+def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tampered]:
     """A clean world with one value changed per rule the simulator cannot break, verified."""
     with world_in(target, tmp_path_factory) as world:
         for tamper, _, _ in TAMPERS.values():
             _tamper(world, tamper)
-        yield world.verify()
+        store_reports = {
+            check: str(_tamper(world, tamper)["store_zreport_id"])
+            for check, (tamper, _) in STORE_TAMPERS.items()
+        }
+        yield Tampered(world.verify(), store_reports)
 
 
 @pytest.mark.parametrize("check", list(TAMPERS))
 def test_each_rule_broken_in_the_warehouse_is_found(
-    tampered: VerifyRun, check: str, injected: World
+    tampered: Tampered, check: str, injected: World
 ) -> None:
     """A value changed in the warehouse is found by the check whose rule it breaks."""
     _, index, zreportid = TAMPERS[check]
     register = injected.registers[index]  # same seed: the same registers in every world
     hits = [
-        f for f in found(tampered, check) if f.registerid == register and f.zreportid == zreportid
+        f
+        for f in found(tampered.run, check)
+        if f.registerid == register and f.zreportid == zreportid
     ]
-    assert hits, [f for f in tampered.findings if f.check == check]
+    assert hits, [f for f in tampered.run.findings if f.check == check]
+
+
+@pytest.mark.parametrize("check", list(STORE_TAMPERS))
+def test_store_z_report_lines_are_checked_like_pos_ones(tampered: Tampered, check: str) -> None:
+    """A store z-report's VAT groups, product groups and payments are held to the same rules
+    as a POS z-report's, and a broken one is named by its store and store z-report."""
+    store, report = STORE_TAMPERS[check][1], tampered.store_reports[check]
+    hits = [
+        f
+        for f in found(tampered.run, check)
+        if f.store_id == store and f.registerid is None and report in f.details
+    ]
+    assert len(hits) == 1, [f for f in tampered.run.findings if f.check == check]
 
 
 def test_cli_exit_codes_and_json(

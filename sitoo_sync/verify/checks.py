@@ -73,7 +73,8 @@ CHECKS: tuple[Check, ...] = (
         "vat_groups",
         Severity.ERROR,
         "A report's VAT groups of a section (sales, refund, not delivered) sum to that "
-        "section's gross and net totals (moneysalestotal, moneysalestotalnet ...).",
+        "section's gross and net totals (moneysalestotal, moneysalestotalnet ...); POS and "
+        "store z-reports alike.",
         (POS, "pos_z_report_vat_groups"),
         lines.vat_groups,
     ),
@@ -81,7 +82,8 @@ CHECKS: tuple[Check, ...] = (
         "product_groups",
         Severity.ERROR,
         "A report's product groups of a section sum to that section's gross and net totals, "
-        "and their numtotal to its item count (numsalesitems ...).",
+        "and their numtotal to its item count (numsalesitems ...); POS and store z-reports "
+        "alike.",
         (POS, "pos_z_report_product_groups"),
         lines.product_groups,
     ),
@@ -89,7 +91,7 @@ CHECKS: tuple[Check, ...] = (
         "payments",
         Severity.ERROR,
         "Sales payments minus refund payments = moneysummarytotal; a payment's sub-payments "
-        "sum to the payment.",
+        "sum to the payment; POS and store z-reports alike.",
         (POS, "pos_z_report_payments", "pos_z_report_subpayments"),
         lines.payments,
     ),

@@ -22,12 +22,13 @@ from sitoo_sync.verify.source import Scope, Source, cents_to_money, to_day, to_d
 _FIGURES = list(TOTALS)
 
 
-def _store_where(scope: Scope) -> str:
+def store_where(scope: Scope, alias: str = "s") -> str:
+    """The scope's condition on store z-report rows `alias` (params: `scope.params()`)."""
     parts = ["1 = 1"]
     if scope.since:
-        parts.append("s.day_created >= :since_day")
+        parts.append(f"{alias}.day_created >= :since_day")
     if scope.store:
-        parts.append("s.store_id = :store")
+        parts.append(f"{alias}.store_id = :store")
     return " AND ".join(parts)
 
 
@@ -50,7 +51,7 @@ def store_figures(source: Source, scope: Scope) -> Iterator[Finding]:
     sql = (
         f"SELECT s.store_zreport_id, s.store_id, s.day_created, a.listed, a.found, "
         f"{summed_cols}, {own} FROM {{store_z_reports}} s LEFT JOIN ({lists}) a "
-        f"ON a.store_zreport_id = s.store_zreport_id WHERE {_store_where(scope)}"
+        f"ON a.store_zreport_id = s.store_zreport_id WHERE {store_where(scope)}"
     )
     differs = " OR ".join(
         (
@@ -102,7 +103,7 @@ def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
         f"FROM {{store_z_reports}} s JOIN {{store_z_report_registers}} r "
         f"ON r.store_zreport_id = s.store_zreport_id LEFT JOIN {{pos_z_reports}} p "
         f"ON p.registerid = r.registerid AND p.zreportid = r.zreportid "
-        f"WHERE p.registerid IS NULL AND {_store_where(scope)}"
+        f"WHERE p.registerid IS NULL AND {store_where(scope)}"
     )
     for row in source.rows(sql, scope.params()):
         yield Finding(

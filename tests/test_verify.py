@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding
-from sitoo_sync.verify.source import Source, to_utc
+from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
@@ -310,6 +310,20 @@ STORE_TAMPERS: dict[str, tuple[Tamper, str]] = {
 }
 
 
+# A closing at 23:30 UTC, 00:30 the next day in Stockholm: its business_date is the next
+# day. With its summary broken, it must be found on (and --since) that business day.
+MIDNIGHT = (
+    Tamper(
+        "pos_z_reports",
+        "datecreated",
+        _report(1, 5),
+        lambda v: v.replace(hour=23, minute=30, second=0, microsecond=0),
+    ),
+    Tamper("pos_z_reports", "business_date", _report(1, 5), lambda v: v + timedelta(days=1)),
+    Tamper("pos_z_reports", "moneysummarysubtotal", _report(1, 5), lambda v: v + ONE),
+)
+
+
 def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
     """Read the value, change it, write it back: the same SQL on every target. Returns the
     key of the row changed."""
@@ -328,8 +342,15 @@ def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
                     )
                 )
             )
-        if isinstance(old, str):  # SQLite keeps money and times as text
-            old = to_utc(old) if tamper.column == "datecreated" else Decimal(old)
+        if isinstance(old, str):  # SQLite keeps money, days and times as text
+            if tamper.column == "datecreated":
+                old = to_utc(old)
+            elif tamper.column == "business_date":
+                old = to_day(old)
+            else:
+                old = Decimal(old)
+        elif isinstance(old, datetime):
+            old = to_utc(old)
         new = tamper.change(old)
         sql = source.sql(f"UPDATE {{{tamper.table}}} SET {tamper.column} = :new WHERE {where}")
         params = {**key, "new": new}
@@ -340,6 +361,8 @@ def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
                 assert isinstance(warehouse, SqlWarehouse)
                 if warehouse.dialect == "sqlite" and isinstance(new, Decimal):
                     params["new"] = str(new)
+                if isinstance(new, date) and not isinstance(new, datetime):
+                    params["new"] = new.isoformat() if warehouse.dialect == "sqlite" else new
                 binds = [
                     sa.bindparam(k, v, type_=UtcDateTime() if isinstance(v, datetime) else None)
                     for k, v in params.items()
@@ -352,9 +375,10 @@ def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
 
 @dataclass
 class Tampered:
-    """The verify run of a tampered world, and the key of each store z-report tampered."""
+    """The verify run of a tampered world, the world, and each store z-report tampered."""
 
     run: VerifyRun
+    world: World
     store_reports: dict[str, str]
 
 
@@ -364,11 +388,13 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with world_in(target, tmp_path_factory) as world:
         for tamper, _, _ in TAMPERS.values():
             _tamper(world, tamper)
+        for tamper in MIDNIGHT:
+            _tamper(world, tamper)
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
         }
-        yield Tampered(world.verify(), store_reports)
+        yield Tampered(world.verify(), world, store_reports)
 
 
 @pytest.mark.parametrize("check", list(TAMPERS))
@@ -458,3 +484,34 @@ def test_verify_of_an_empty_or_wrong_server_schema_fails_and_creates_nothing(
                 assert wrong not in sa.inspect(conn).get_schema_names()
         finally:
             engine.dispose()
+
+
+def test_a_closing_after_utc_midnight_belongs_to_its_business_day(tampered: Tampered) -> None:
+    """A z-report closed at 00:30 local time (23:30 UTC the day before) is found on its
+    business_date, and --since that day still judges it."""
+    register = tampered.world.registers[1]
+
+    def midnight(run: VerifyRun) -> list[Finding]:
+        return [f for f in found(run, "summary") if (f.registerid, f.zreportid) == (register, 5)]
+
+    hits = midnight(tampered.run)  # its subtotal, and the total built on it
+    assert hits
+    assert len({f.day for f in hits}) == 1
+    hit = hits[0]
+    warehouse = open_warehouse(tampered.world.target.url, schema=tampered.world.target.schema)
+    try:
+        with warehouse.transaction():
+            ((created, business),) = list(
+                Source(warehouse).rows(
+                    "SELECT datecreated, business_date FROM {pos_z_reports} "
+                    "WHERE registerid = :r AND zreportid = 5",
+                    {"r": register},
+                )
+            )
+    finally:
+        warehouse.close()
+    closed = to_utc(created)
+    assert closed is not None
+    assert (closed.hour, closed.minute) == (23, 30)
+    assert to_day(business) == closed.date() + timedelta(days=1) == hit.day
+    assert len(midnight(tampered.world.verify(Scope(since=hit.day)))) == len(hits)

@@ -95,7 +95,11 @@ VERIFY_FINDINGS = Table(
         text("severity", "warning, error or critical.", nullable=False),
         text("registerid", "The register concerned, if any."),
         text("store_id", "The store concerned, if any ('NO_STORE' for registers without one)."),
-        day("day", "The business day concerned, if any."),
+        day(
+            "day",
+            "The business day concerned, if any: a POS z-report's business_date (its local "
+            "day), a store z-report's day_created; for silence, the local day of the data.",
+        ),
         integer("zreportid", "The POS z-report concerned, if any."),
         money("expected", "What the check expected (money in the report's currency, or a count)."),
         money("actual", "What the warehouse holds, in the same unit as expected."),

@@ -82,7 +82,7 @@ POS = Parent(
     "pos_z_reports",
     "pos_z_report",
     ("registerid", "zreportid"),
-    ("registerid", "zreportid", "datecreated", "store_id"),
+    ("registerid", "zreportid", "datecreated", "store_id", "business_date"),
 )
 STORE = _StoreParent(
     "store_z_reports",

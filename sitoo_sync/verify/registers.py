@@ -1,25 +1,26 @@
 """Checks of each register's own z-reports: numbering, grand totals, arithmetic, cash.
 
 Each function reads what it needs through `Source` and yields findings. A z-report's day is
-the UTC calendar day of its `datecreated`, as in the README's queries.
+its business day: `business_date`, the local day it closed (as in the README's queries).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, to_decimal, to_utc
+from sitoo_sync.verify.source import Scope, Source, business_day, to_decimal, to_utc
 
 #: A cash difference at least this large (in the report's currency) is an error.
 LARGE_CASH_DIFFERENCE = Decimal("100.00")
 
 _SEQUENCE_COLUMNS = (
-    "registerid, zreportid, datecreated, store_id, moneysummarysales, moneysummaryrefund, "
+    "registerid, zreportid, datecreated, store_id, business_date, moneysummarysales, "
+    "moneysummaryrefund, "
     "moneygrandtotalsales, moneygrandtotalrefund"
 )
 
@@ -30,6 +31,7 @@ class Report:
     zreportid: int
     created: datetime | None
     store: str
+    day: date | None  # the business day
     sales: Decimal | None
     refund: Decimal | None
     grand_sales: Decimal | None
@@ -42,13 +44,22 @@ class Report:
             int(row[1]),
             to_utc(row[2]),
             store_of(row[3]),
-            *(to_decimal(v) for v in row[4:8]),
+            business_day(row[4], row[2]),
+            *(to_decimal(v) for v in row[5:9]),
         )
 
     @classmethod
     def head(cls, row: tuple[Any, ...]) -> Report:
-        """Where a row is (registerid, zreportid, datecreated, store_id), without figures."""
-        return cls(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
+        """Where a row is (registerid, zreportid, datecreated, store_id, business_date),
+        without figures."""
+        return cls(
+            str(row[0]),
+            int(row[1]),
+            to_utc(row[2]),
+            store_of(row[3]),
+            business_day(row[4], row[2]),
+            *(None,) * 4,
+        )
 
     def finding(self, check: str, severity: Severity, details: str, **kw: Any) -> Finding:
         return Finding(
@@ -57,7 +68,7 @@ class Report:
             details,
             registerid=self.registerid,
             store_id=self.store,
-            day=self.created.date() if self.created else None,
+            day=self.day,
             zreportid=self.zreportid,
             **kw,
         )
@@ -84,16 +95,17 @@ def _sequence(source: Source, scope: Scope, suspect: str) -> Iterator[tuple[Repo
     for row in source.rows(sql, scope.params()):
         report = Report.of(row)
         prev = None
-        if row[8] is not None:
+        if row[9] is not None:
             prev = Report(
                 report.registerid,
-                int(row[8]),
-                to_utc(row[9]),
+                int(row[9]),
+                to_utc(row[10]),
                 report.store,
                 None,
                 None,
-                to_decimal(row[10]),
+                None,
                 to_decimal(row[11]),
+                to_decimal(row[12]),
             )
         yield prev, report
 
@@ -201,7 +213,7 @@ _ARITHMETIC = (
         ),
     ),
 )
-_HEAD = "registerid, zreportid, datecreated, store_id"
+_HEAD = "registerid, zreportid, datecreated, store_id, business_date"
 
 
 def _report_rows(
@@ -213,7 +225,7 @@ def _report_rows(
         scope.params(),
     ):
         report = Report.head(row)
-        yield report, {c: to_decimal(v) for c, v in zip(columns, row[4:], strict=True)}
+        yield report, {c: to_decimal(v) for c, v in zip(columns, row[5:], strict=True)}
 
 
 def arithmetic(
@@ -274,14 +286,14 @@ def cash_differences(source: Source, scope: Scope) -> Iterator[Finding]:
         scope.params(),
     ):
         report = Report.head(row)
-        diff, expected, counted = (to_decimal(v) for v in row[4:7])
+        diff, expected, counted = (to_decimal(v) for v in row[5:8])
         if diff is None or diff == 0:
             continue
         large = abs(diff) >= LARGE_CASH_DIFFERENCE
         yield report.finding(
             "cash_difference",
             Severity.ERROR if large else Severity.WARNING,
-            f"counted {counted} {row[7] or ''} against {expected} expected "
+            f"counted {counted} {row[8] or ''} against {expected} expected "
             f"({'over' if diff > 0 else 'short'} by {abs(diff)})",
             expected=expected,
             actual=counted,

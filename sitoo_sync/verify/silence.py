@@ -2,7 +2,9 @@
 
 Measured against the data itself, not the wall clock: a warehouse that has not been synced
 for a week is a sync problem (`sitoo-sync status` shows it), not a silent register. A
-register's store is the store of its z-reports, or else of its journal receipts.
+register's store is the store of its z-reports, or else of its journal receipts. A finding's
+day is a local day in the register's zone (its z-reports' business_timezone, else its
+receipts' timezone), as a z-report's business_date is.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, to_utc
+from sitoo_sync.verify.source import Scope, Source, local_day, to_utc
 
 
 @dataclass
 class _Register:
     store: str | None = None
+    zone: str | None = None
     last_report: datetime | None = None
     last_entry: datetime | None = None
 
@@ -32,11 +35,12 @@ class _Register:
 def _registers(source: Source) -> dict[str, _Register]:
     registers: dict[str, _Register] = defaultdict(_Register)
     for row in source.rows(
-        "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')) "
-        "FROM {pos_z_reports} GROUP BY registerid"
+        "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')), "
+        "MAX(business_timezone) FROM {pos_z_reports} GROUP BY registerid"
     ):
         reg = registers[str(row[0])]
         reg.last_report, reg.store = to_utc(row[1]), str(row[2])
+        reg.zone = None if row[3] is None else str(row[3])
     if source.has("journal_entries"):
         for row in source.rows(
             "SELECT registerid, MAX(datecreated) FROM {journal_entries} GROUP BY registerid"
@@ -44,11 +48,12 @@ def _registers(source: Source) -> dict[str, _Register]:
             registers[str(row[0])].last_entry = to_utc(row[1])
     if source.has("journal_receipts"):
         for row in source.rows(
-            "SELECT registerid, MAX(store_id) FROM {journal_receipts} "
-            "WHERE store_id IS NOT NULL AND store_id <> '' GROUP BY registerid"
+            "SELECT registerid, MAX(NULLIF(store_id, '')), MAX(timezone) FROM {journal_receipts} "
+            "GROUP BY registerid"
         ):
             reg = registers[str(row[0])]
-            reg.store = reg.store or str(row[1])
+            reg.store = reg.store or (None if row[1] is None else str(row[1]))
+            reg.zone = reg.zone or (None if row[2] is None else str(row[2]))
     return registers
 
 
@@ -77,7 +82,7 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
             since_report = reg.last_report
             gap = _days(reg.last_entry, since_report) if since_report else None
             if gap is None or gap >= limit:
-                day = reg.last_entry.date()
+                day = local_day(reg.last_entry, reg.zone)
                 if scope.since is None or day >= scope.since:
                     last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
                     yield Finding(
@@ -93,7 +98,8 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 continue
         newest = store_last[store]
         gap = _days(newest, seen)
-        if gap >= limit and (scope.since is None or newest.date() >= scope.since):
+        day = local_day(newest, reg.zone)
+        if gap >= limit and (scope.since is None or day >= scope.since):
             yield Finding(
                 "silence",
                 Severity.WARNING,
@@ -101,6 +107,6 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 f"{newest:%Y-%m-%d %H:%M}Z",
                 registerid=registerid,
                 store_id=store,
-                day=newest.date(),
+                day=day,
                 actual=Decimal(gap),
             )

@@ -17,7 +17,15 @@ from typing import Any
 from sitoo_sync.normalize.tables import Kind
 from sitoo_sync.normalize.z_reports import TOTALS
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, cents_to_money, to_day, to_decimal, to_utc
+from sitoo_sync.verify.source import (
+    Scope,
+    Source,
+    business_day,
+    cents_to_money,
+    to_day,
+    to_decimal,
+    to_utc,
+)
 
 _FIGURES = list(TOTALS)
 
@@ -129,7 +137,7 @@ def store_membership(source: Source, scope: Scope) -> Iterator[Finding]:
         if first and last:
             spans[str(row[0])] = (first, last)
     own = "COALESCE(NULLIF(p.store_id, ''), 'NO_STORE')"
-    head = "p.registerid, p.zreportid, p.datecreated, p.store_id"
+    head = "p.registerid, p.zreportid, p.datecreated, p.store_id, p.business_date"
     listing = (
         "{store_z_report_registers} r ON r.registerid = p.registerid AND r.zreportid = p.zreportid"
     )
@@ -146,34 +154,33 @@ def store_membership(source: Source, scope: Scope) -> Iterator[Finding]:
         f"GROUP BY {head} HAVING COUNT(*) > 1"
     )
     for row in source.rows(twice, params):
-        yield _found(row, f"listed by {row[4]} store z-reports", 1, int(row[4]))
+        yield _found(row, f"listed by {row[5]} store z-reports", 1, int(row[5]))
     wrong = (
         f"SELECT {head}, s.store_id, s.day_created, s.date_created FROM {{pos_z_reports}} p "
         f"JOIN {listing} JOIN {{store_z_reports}} s ON s.store_zreport_id = r.store_zreport_id "
         f"WHERE {where} AND (s.store_id <> {own} OR p.datecreated > s.date_created)"
     )
     for row in source.rows(wrong, params):
-        if str(row[4]) != store_of(row[3]):
-            yield _found(row, f"listed by store {row[4]}'s z-report of {to_day(row[5])}")
+        if str(row[5]) != store_of(row[3]):
+            yield _found(row, f"listed by store {row[5]}'s z-report of {to_day(row[6])}")
         else:
             yield _found(
                 row,
-                f"closed after the store z-report of {to_day(row[5])} that lists it was made "
-                f"({to_utc(row[6]):%Y-%m-%d %H:%M}Z)",
+                f"closed after the store z-report of {to_day(row[6])} that lists it was made "
+                f"({to_utc(row[7]):%Y-%m-%d %H:%M}Z)",
             )
 
 
 def _found(
     row: tuple[Any, ...], details: str, expected: int | None = None, actual: int | None = None
 ) -> Finding:
-    created = to_utc(row[2])
     return Finding(
         "store_membership",
         Severity.ERROR,
         details,
         registerid=str(row[0]),
         store_id=store_of(row[3]),
-        day=created.date() if created else None,
+        day=business_day(row[4], row[2]),
         zreportid=int(row[1]),
         expected=None if expected is None else Decimal(expected),
         actual=None if actual is None else Decimal(actual),

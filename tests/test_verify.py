@@ -323,6 +323,10 @@ MIDNIGHT = (
     Tamper("pos_z_reports", "moneysummarysubtotal", _report(1, 5), lambda v: v + ONE),
 )
 
+# One POS z-report's moneysalestotal 10.00 too high, for the sign of its findings.
+TEN = Decimal("10.00")
+TOO_HIGH = Tamper("pos_z_reports", "moneysalestotal", _report(2, 12), lambda v: v + TEN)
+
 
 def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
     """Read the value, change it, write it back: the same SQL on every target. Returns the
@@ -390,6 +394,7 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             _tamper(world, tamper)
         for tamper in MIDNIGHT:
             _tamper(world, tamper)
+        _tamper(world, TOO_HIGH)
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
@@ -515,3 +520,29 @@ def test_a_closing_after_utc_midnight_belongs_to_its_business_day(tampered: Tamp
     assert (closed.hour, closed.minute) == (23, 30)
     assert to_day(business) == closed.date() + timedelta(days=1) == hit.day
     assert len(midnight(tampered.world.verify(Scope(since=hit.day)))) == len(hits)
+
+
+def test_one_error_has_one_sign_in_every_check(tampered: Tampered) -> None:
+    """A POS z-report's moneysalestotal 10.00 too high is difference +10.00 in every check
+    that judges that report; store_figures, which judges the store z-report, shows that
+    report 10.00 short (-10.00); a VAT group or payment line too high is negative alike."""
+    register = tampered.world.registers[2]
+    of_report = {
+        f.check: f.difference
+        for f in tampered.run.findings
+        if (f.registerid, f.zreportid) == (register, 12)
+    }
+    assert of_report == {"journal_receipts": TEN, "vat_groups": TEN, "product_groups": TEN}
+    store = [
+        f
+        for f in found(tampered.run, "store_figures")
+        if f.difference == -TEN and "moneysalestotal is" in f.details
+    ]
+    assert len(store) == 1, found(tampered.run, "store_figures")
+    # a line 1.00 too high (the source side): -1.00, whichever lines they are
+    lines = {
+        check: {f.difference for f in found(tampered.run, check) if f.zreportid == zreportid}
+        for check, (_, _, zreportid) in TAMPERS.items()
+        if check in ("vat_groups", "payments")
+    }
+    assert lines == {"vat_groups": {-ONE}, "payments": {-ONE}}

@@ -1,7 +1,11 @@
 """What a check finds: one `Finding` per register (or store) and day, and their table.
 
-A finding says what was expected and what the warehouse holds; `difference` is actual minus
-expected. Money and counts are Decimal (a count is a whole Decimal), never float.
+A finding says what was expected and what the warehouse holds, by one rule for every check:
+`actual` is the figure the report under check states, `expected` what the check derives from
+the source it is checked against (its lines, its journal, its previous report, the POS
+z-reports a store z-report lists); `difference` is actual minus expected, so a report's figure
+10.00 too high is +10.00 in every check that judges that report. Money and counts are Decimal
+(a count is a whole Decimal), never float.
 """
 
 from __future__ import annotations
@@ -101,9 +105,21 @@ VERIFY_FINDINGS = Table(
             "day), a store z-report's day_created; for silence, the local day of the data.",
         ),
         integer("zreportid", "The POS z-report concerned, if any."),
-        money("expected", "What the check expected (money in the report's currency, or a count)."),
-        money("actual", "What the warehouse holds, in the same unit as expected."),
-        money("difference", "actual - expected."),
+        money(
+            "expected",
+            "What the check derives from the source the report is checked against (its lines, "
+            "its journal, its previous z-report, the POS z-reports a store z-report lists); "
+            "money in the report's currency, or a count.",
+        ),
+        money(
+            "actual",
+            "The figure the report under check states, in the same unit as expected (for "
+            "cash_difference the counted cash, for silence the days silent).",
+        ),
+        money(
+            "difference",
+            "actual - expected: positive when the report states more than its source gives.",
+        ),
         text("details", "The finding in words."),
     ),
     key=("run_id", "position"),

@@ -176,6 +176,6 @@ def _compare(
         store_id=store_of(row[3]),
         day=business_day(row[-1], row[2]),  # every query ends with z.business_date
         zreportid=int(row[1]),
-        expected=stated,
-        actual=journal,
+        expected=journal,
+        actual=stated,
     )

@@ -184,8 +184,8 @@ def _payments(source: Source, scope: Scope, parent: Parent) -> Iterator[Finding]
                 row,
                 "payments",
                 f"sales payments minus refund payments come to {net}, moneysummarytotal is {total}",
-                expected=total,
-                actual=net,
+                expected=net,
+                actual=total,
             )
 
 
@@ -210,6 +210,6 @@ def _subpayments(source: Source, scope: Scope, parent: Parent) -> Iterator[Findi
                 row,
                 "payments",
                 f"sub-payments of {row[at]} sum to {subtotal}, the payment is {payment}",
-                expected=payment,
-                actual=subtotal,
+                expected=subtotal,
+                actual=payment,
             )

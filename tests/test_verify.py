@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,11 +16,13 @@ import sqlalchemy as sa
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.cli import main
+from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
-from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding
+from sitoo_sync.verify.checks import Check
+from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
 from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
@@ -147,6 +149,7 @@ def test_each_injected_anomaly_is_found(injected: World, anomaly: str) -> None:
     assert len(hits) == 1, hits
     if check in ("store_figures", "vat_groups", "product_groups"):
         assert (hits[0].store_id, hits[0].difference) == ("200", Decimal("1.00"))
+        assert hits[0].store_zreport_id
     if check == "grand_total":
         assert hits[0].difference == Decimal("100.00")
 
@@ -156,6 +159,58 @@ def test_injected_world_has_nothing_else(injected: World) -> None:
     run = injected.verify()
     assert len(run.findings) == len(EXPECTED)
     assert run.findings[0].check == "grand_total"  # critical first
+
+
+def test_store_findings_name_their_store_z_report(injected: World) -> None:
+    """A finding on a store z-report names it in store_zreport_id, the report's own key."""
+    hits = found(injected.verify(), "store_figures")
+    assert len(hits) == 1
+    warehouse = open_warehouse(injected.target.url, schema=injected.target.schema)
+    try:
+        with warehouse.transaction():
+            rows = list(
+                Source(warehouse).rows(
+                    "SELECT store_id, day_created FROM {store_z_reports} "
+                    "WHERE store_zreport_id = :id",
+                    {"id": hits[0].store_zreport_id},
+                )
+            )
+    finally:
+        warehouse.close()
+    assert [(str(r[0]), to_day(r[1])) for r in rows] == [(hits[0].store_id, hits[0].day)]
+
+
+def test_an_older_findings_table_gains_the_store_z_report_column(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verify_findings made before store_zreport_id existed gets the column in place: its
+    rows stay, and a new run's store finding is written with its store z-report."""
+    older = replace(
+        VERIFY_FINDINGS,
+        columns=tuple(c for c in VERIFY_FINDINGS.columns if c.name != "store_zreport_id"),
+    )
+    old = Finding("store_figures", Severity.ERROR, "from before", store_id="200")
+    new = Finding("store_figures", Severity.ERROR, "now", store_id="200", store_zreport_id="s-1")
+    check = Check("store_figures", Severity.ERROR, "", (), lambda _s, _c: [new])
+    monkeypatch.setattr("sitoo_sync.verify.run.CHECKS", (check,))
+    with target_for(target, tmp_path) as fresh:
+        warehouse = open_warehouse(fresh.url, schema=fresh.schema)
+        try:
+            warehouse.ensure_schema([older])
+            at = VERIFY_FINDINGS.column_names.index("store_zreport_id")
+            rows = [r[:at] + r[at + 1 :] for r in finding_rows("old", NOW, [old])]
+            with warehouse.transaction():
+                warehouse.insert(older, rows_to_arrow(older, rows))
+            run = run_verify(warehouse, Scope())
+        finally:
+            warehouse.close()
+        got = {
+            r[0]: dict(zip(VERIFY_FINDINGS.column_names, r, strict=True))
+            for r in fresh.rows(VERIFY_FINDINGS)
+        }
+    assert set(got) == {"old", run.run_id}
+    assert (got["old"]["details"], got["old"]["store_zreport_id"]) == ("from before", None)
+    assert (got[run.run_id]["details"], got[run.run_id]["store_zreport_id"]) == ("now", "s-1")
 
 
 def test_findings_are_written_to_their_table(injected: World) -> None:
@@ -425,7 +480,7 @@ def test_store_z_report_lines_are_checked_like_pos_ones(tampered: Tampered, chec
     hits = [
         f
         for f in found(tampered.run, check)
-        if f.store_id == store and f.registerid is None and report in f.details
+        if f.store_id == store and f.registerid is None and f.store_zreport_id == report
     ]
     assert len(hits) == 1, [f for f in tampered.run.findings if f.check == check]
 

@@ -48,6 +48,7 @@ class Finding:
     zreportid: int | None = None
     expected: Decimal | None = None
     actual: Decimal | None = None
+    store_zreport_id: str | None = None  # the store z-report concerned, if any
 
     @property
     def difference(self) -> Decimal | None:
@@ -67,6 +68,7 @@ class Finding:
             self.store_id or "",
             self.registerid or "",
             self.zreportid or 0,
+            self.store_zreport_id or "",
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -79,6 +81,7 @@ class Finding:
             "store_id": self.store_id,
             "day": self.day.isoformat() if self.day else None,
             "zreportid": self.zreportid,
+            "store_zreport_id": self.store_zreport_id,
             "expected": None if self.expected is None else str(self.expected),
             "actual": None if self.actual is None else str(self.actual),
             "difference": None if diff is None else str(diff),
@@ -105,6 +108,12 @@ VERIFY_FINDINGS = Table(
             "day), a store z-report's day_created; for silence, the local day of the data.",
         ),
         integer("zreportid", "The POS z-report concerned, if any."),
+        text(
+            "store_zreport_id",
+            "The store z-report concerned, if any (store_z_reports.store_zreport_id): set by "
+            "store_figures, store_membership, and vat_groups, product_groups and payments when "
+            "they judge a store z-report. Added in place to an older verify_findings.",
+        ),
         money(
             "expected",
             "What the check derives from the source the report is checked against (its lines, "
@@ -140,6 +149,7 @@ def finding_rows(run_id: str, run_at: datetime, findings: list[Finding]) -> list
             f.store_id,
             f.day,
             f.zreportid,
+            f.store_zreport_id,
             _money(f.expected),
             _money(f.actual),
             _money(f.difference),

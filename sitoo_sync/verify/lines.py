@@ -71,9 +71,10 @@ class _StoreParent(Parent):
         return Finding(
             check,
             Severity.ERROR,
-            f"store z-report {row[0]}: {details}",
+            details,
             store_id=str(row[1]),
             day=to_day(row[2]),
+            store_zreport_id=str(row[0]),
             **kw,
         )
 

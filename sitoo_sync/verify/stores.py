@@ -89,10 +89,11 @@ def store_figures(source: Source, scope: Scope) -> Iterator[Finding]:
             yield Finding(
                 "store_figures",
                 Severity.ERROR,
-                f"store z-report {report_id}: {name} is {actual}, the {listed} POS z-reports "
-                f"it lists sum to {expected}{others}",
+                f"{name} is {actual}, the {listed} POS z-reports it lists sum to "
+                f"{expected}{others}",
                 store_id=store,
                 day=day,
+                store_zreport_id=report_id,
                 expected=expected,
                 actual=actual,
             )
@@ -123,6 +124,7 @@ def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
             store_id=str(row[1]),
             day=to_day(row[2]),
             zreportid=None if row[4] is None else int(row[4]),
+            store_zreport_id=str(row[0]),
         )
 
 
@@ -156,23 +158,34 @@ def store_membership(source: Source, scope: Scope) -> Iterator[Finding]:
     for row in source.rows(twice, params):
         yield _found(row, f"listed by {row[5]} store z-reports", 1, int(row[5]))
     wrong = (
-        f"SELECT {head}, s.store_id, s.day_created, s.date_created FROM {{pos_z_reports}} p "
+        f"SELECT {head}, s.store_id, s.day_created, s.date_created, s.store_zreport_id "
+        f"FROM {{pos_z_reports}} p "
         f"JOIN {listing} JOIN {{store_z_reports}} s ON s.store_zreport_id = r.store_zreport_id "
         f"WHERE {where} AND (s.store_id <> {own} OR p.datecreated > s.date_created)"
     )
     for row in source.rows(wrong, params):
         if str(row[5]) != store_of(row[3]):
-            yield _found(row, f"listed by store {row[5]}'s z-report of {to_day(row[6])}")
+            yield _found(
+                row,
+                f"listed by store {row[5]}'s z-report of {to_day(row[6])}",
+                store_zreport_id=str(row[8]),
+            )
         else:
             yield _found(
                 row,
                 f"closed after the store z-report of {to_day(row[6])} that lists it was made "
                 f"({to_utc(row[7]):%Y-%m-%d %H:%M}Z)",
+                store_zreport_id=str(row[8]),
             )
 
 
 def _found(
-    row: tuple[Any, ...], details: str, expected: int | None = None, actual: int | None = None
+    row: tuple[Any, ...],
+    details: str,
+    expected: int | None = None,
+    actual: int | None = None,
+    *,
+    store_zreport_id: str | None = None,
 ) -> Finding:
     return Finding(
         "store_membership",
@@ -184,6 +197,7 @@ def _found(
         zreportid=int(row[1]),
         expected=None if expected is None else Decimal(expected),
         actual=None if actual is None else Decimal(actual),
+        store_zreport_id=store_zreport_id,
     )
 
 

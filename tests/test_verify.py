@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.cli import main
+from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
@@ -25,6 +26,7 @@ from sitoo_sync.verify.checks import Check
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
 from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
@@ -412,24 +414,48 @@ def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
             old = to_utc(old)
         new = tamper.change(old)
         sql = source.sql(f"UPDATE {{{tamper.table}}} SET {tamper.column} = :new WHERE {where}")
-        params = {**key, "new": new}
-        with warehouse.transaction():
-            if isinstance(warehouse, DuckDBWarehouse):
-                warehouse.con.execute(sql.replace(":", "$"), params)
-            else:
-                assert isinstance(warehouse, SqlWarehouse)
-                if warehouse.dialect == "sqlite" and isinstance(new, Decimal):
-                    params["new"] = str(new)
-                if isinstance(new, date) and not isinstance(new, datetime):
-                    params["new"] = new.isoformat() if warehouse.dialect == "sqlite" else new
-                binds = [
-                    sa.bindparam(k, v, type_=UtcDateTime() if isinstance(v, datetime) else None)
-                    for k, v in params.items()
-                ]
-                warehouse.conn.execute(sa.text(sql).bindparams(*binds))
+        _execute(warehouse, sql, {**key, "new": new})
     finally:
         warehouse.close()
     return key
+
+
+def _execute(warehouse: Warehouse, sql: str, params: dict[str, Any]) -> None:
+    """Run one statement with `:name` parameters in a transaction of its own, any target."""
+    with warehouse.transaction():
+        if isinstance(warehouse, DuckDBWarehouse):
+            warehouse.con.execute(sql.replace(":", "$"), params)
+            return
+        assert isinstance(warehouse, SqlWarehouse)
+        params = dict(params)
+        for k, v in params.items():
+            if warehouse.dialect == "sqlite" and isinstance(v, Decimal):
+                params[k] = str(v)
+            if isinstance(v, date) and not isinstance(v, datetime):
+                params[k] = v.isoformat() if warehouse.dialect == "sqlite" else v
+        binds = [
+            sa.bindparam(k, v, type_=UtcDateTime() if isinstance(v, datetime) else None)
+            for k, v in params.items()
+        ]
+        warehouse.conn.execute(sa.text(sql).bindparams(*binds))
+
+
+#: A register the listing shows in register 0's store, that never sent anything.
+NEVER_REPORTED = "{00000000-0000-0000-0000-0000000000AA}"
+
+
+def _list_a_register_that_never_reported(world: World) -> None:
+    """Copy register 0's cash_registers row under NEVER_REPORTED (same warehouse, store)."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        names = CASH_REGISTERS.column_names
+        sql = Source(warehouse).sql(
+            f"INSERT INTO {{cash_registers}} ({', '.join(names)}) SELECT :new, "
+            f"{', '.join(names[1:])} FROM {{cash_registers}} WHERE registerid = :old"
+        )
+        _execute(warehouse, sql, {"new": NEVER_REPORTED, "old": world.registers[0]})
+    finally:
+        warehouse.close()
 
 
 @dataclass
@@ -450,6 +476,7 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for tamper in MIDNIGHT:
             _tamper(world, tamper)
         _tamper(world, TOO_HIGH)
+        _list_a_register_that_never_reported(world)
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
@@ -601,3 +628,13 @@ def test_one_error_has_one_sign_in_every_check(tampered: Tampered) -> None:
         if check in ("vat_groups", "payments")
     }
     assert lines == {"vat_groups": {-ONE}, "payments": {-ONE}}
+
+
+def test_a_listed_register_that_never_reported_is_silent(tampered: Tampered) -> None:
+    """A register in cash_registers with no z-report, receipt or entry at all is flagged as
+    silent, in the store its listing gives it, while that store's others have data."""
+    hits = [f for f in found(tampered.run, "silence") if f.registerid == NEVER_REPORTED]
+    assert len(hits) == 1, found(tampered.run, "silence")
+    assert hits[0].store_id == "200"
+    assert hits[0].actual is not None
+    assert hits[0].actual >= 3

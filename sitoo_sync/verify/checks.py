@@ -154,7 +154,8 @@ CHECKS: tuple[Check, ...] = (
         "silence",
         Severity.WARNING,
         "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days, "
-        "or with no data at all for that long while its store's other registers have data.",
+        "or with no data at all for that long while its store's other registers have data "
+        "(a listed register that never sent anything: since its store's first data).",
         (POS,),
         silence.silent_registers,
     ),

@@ -26,7 +26,7 @@ from sitoo_sync.verify.checks import Check
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
 from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import Warehouse
+from sitoo_sync.warehouse.base import REJECTS, Warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
@@ -440,6 +440,41 @@ def _execute(warehouse: Warehouse, sql: str, params: dict[str, Any]) -> None:
         warehouse.conn.execute(sa.text(sql).bindparams(*binds))
 
 
+def _reject_a_report_without_its_registerid(world: World) -> None:
+    """Register 4's z-report 6 as a reject that lost its registerid: gone from pos_z_reports,
+    in rejects under `registerid=<missing>/zreportid=6` with its other identifiers."""
+    register = world.registers[4]
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        source = Source(warehouse)
+        key = {"r": register}
+        with warehouse.transaction():
+            ((manufacturerid, registerkey),) = list(
+                source.rows(
+                    "SELECT manufacturerid, registerkey FROM {pos_z_reports} "
+                    "WHERE registerid = :r AND zreportid = 6",
+                    key,
+                )
+            )
+        delete = "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid = 6"
+        _execute(warehouse, source.sql(delete), key)
+        raw = {"zreportid": 6, "manufacturerid": manufacturerid, "registerkey": registerkey}
+        row = (
+            "reject-6",
+            "pos_z_reports",
+            "registerid=<missing>/zreportid=6",
+            "registerid: missing or empty key field",
+            json.dumps(raw),
+            NOW,
+            NOW,
+            1,
+        )
+        with warehouse.transaction():
+            warehouse.insert(REJECTS, rows_to_arrow(REJECTS, [row]))
+    finally:
+        warehouse.close()
+
+
 #: A register the listing shows in register 0's store, that never sent anything.
 NEVER_REPORTED = "{00000000-0000-0000-0000-0000000000AA}"
 
@@ -477,6 +512,7 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             _tamper(world, tamper)
         _tamper(world, TOO_HIGH)
         _list_a_register_that_never_reported(world)
+        _reject_a_report_without_its_registerid(world)
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
@@ -638,3 +674,17 @@ def test_a_listed_register_that_never_reported_is_silent(tampered: Tampered) -> 
     assert hits[0].store_id == "200"
     assert hits[0].actual is not None
     assert hits[0].actual >= 3
+
+
+def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> None:
+    """A missing z-report that rejects holds under `registerid=<missing>`, its register told
+    by the raw record's manufacturerid and registerkey, is named as rejected, not as lost."""
+    register = tampered.world.registers[4]
+    hits = [
+        f
+        for f in found(tampered.run, "numbering_gap")
+        if (f.registerid, f.zreportid) == (register, 7)
+    ]
+    assert len(hits) == 1, found(tampered.run, "numbering_gap")
+    assert "rejected at load" in hits[0].details
+    assert "not uploaded" not in hits[0].details

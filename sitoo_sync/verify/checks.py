@@ -37,7 +37,9 @@ CHECKS: tuple[Check, ...] = (
         "numbering_gap",
         Severity.ERROR,
         "zreportid runs 1, 2, 3 ... per register: a number skipped between two z-reports in "
-        "the warehouse is a missing closing (not uploaded, or lost; a rejected one is named).",
+        "the warehouse is a missing closing (not uploaded, or lost); a rejected one is named, "
+        "also when its reject lacks the registerid but names the register's manufacturerid or "
+        "registerkey.",
         (POS,),
         registers.numbering_gaps,
     ),

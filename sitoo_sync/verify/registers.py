@@ -6,6 +6,8 @@ its business day: `business_date`, the local day it closed (as in the README's q
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -110,13 +112,73 @@ def _sequence(source: Source, scope: Scope, suspect: str) -> Iterator[tuple[Repo
         yield prev, report
 
 
-def _rejected(source: Source) -> set[str]:
+def _json(raw: Any) -> dict[str, Any]:
+    """A reject's raw record as a dict (targets return JSON as text or as objects)."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _rejected(source: Source) -> set[tuple[str, int]]:
+    """(registerid, zreportid) of every rejected POS z-report whose register can be told.
+
+    A reject keyed `registerid/zreportid` names both. One without a registerid
+    (`registerid=<missing>/zreportid=18`) is matched by the register's other identifiers in
+    its raw record, `manufacturerid` and `registerkey`, against the z-reports the warehouse
+    holds; only when they point at one register.
+    """
     if not source.has("rejects"):
         return set()
-    rows = source.rows(
-        "SELECT record_key FROM {rejects} WHERE stream = :stream", {"stream": "pos_z_reports"}
-    )
-    return {str(r[0]) for r in rows}
+    out: set[tuple[str, int]] = set()
+    unnamed: list[tuple[dict[str, Any], int]] = []
+    for key, raw in list(
+        source.rows(
+            "SELECT record_key, raw FROM {rejects} WHERE stream = :stream",
+            {"stream": "pos_z_reports"},
+        )
+    ):
+        register, _, number = str(key or "").rpartition("/")
+        if number.isdigit() and register and "=" not in register:
+            out.add((register, int(number)))
+        record = _json(raw)
+        zreportid, registerid = record.get("zreportid"), record.get("registerid")
+        if not isinstance(zreportid, int) or isinstance(zreportid, bool):
+            continue
+        if isinstance(registerid, str) and registerid:
+            out.add((registerid, zreportid))
+        else:
+            unnamed.append((record, zreportid))
+    if unnamed:
+        out |= _by_identifiers(source, unnamed)
+    return out
+
+
+_IDENTIFIERS = ("manufacturerid", "registerkey")
+
+
+def _by_identifiers(
+    source: Source, unnamed: list[tuple[dict[str, Any], int]]
+) -> set[tuple[str, int]]:
+    """(registerid, zreportid) of rejects without a registerid, by their other identifiers."""
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in source.rows(
+        f"SELECT DISTINCT registerid, {', '.join(_IDENTIFIERS)} FROM {{pos_z_reports}}"
+    ):
+        for field, value in zip(_IDENTIFIERS, row[1:], strict=True):
+            if value:
+                owners[field, str(value)].add(str(row[0]))
+    out: set[tuple[str, int]] = set()
+    for record, zreportid in unnamed:
+        found: set[str] = set()
+        for field in _IDENTIFIERS:
+            if record.get(field):
+                found |= owners.get((field, str(record[field])), set())
+        if len(found) == 1:
+            out.add((found.pop(), zreportid))
+    return out
 
 
 def numbering_gaps(source: Source, scope: Scope) -> Iterator[Finding]:
@@ -126,13 +188,19 @@ def numbering_gaps(source: Source, scope: Scope) -> Iterator[Finding]:
         if prev is None or report.zreportid <= prev.zreportid + 1:
             continue
         missing = range(prev.zreportid + 1, report.zreportid)
-        lost = [z for z in missing if f"{report.registerid}/{z}" in rejected]
+        lost = [z for z in missing if (report.registerid, z) in rejected]
         names = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}..{missing[-1]}"
-        note = f"; rejected at load: {', '.join(map(str, lost))} (see rejects)" if lost else ""
+        if len(lost) == len(missing):
+            why = ": rejected at load (see rejects)"
+        elif lost:
+            listed = ", ".join(map(str, lost))
+            why = f" (not uploaded, or lost; rejected at load: {listed}, see rejects)"
+        else:
+            why = " (not uploaded, or lost)"
         yield report.finding(
             "numbering_gap",
             Severity.ERROR,
-            f"z-report {names} missing before {report.zreportid} (not uploaded, or lost){note}",
+            f"z-report {names} missing before {report.zreportid}{why}",
             expected=Decimal(prev.zreportid + 1),
             actual=Decimal(report.zreportid),
         )

@@ -326,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "--since",
         type=_day,
         metavar="YYYY-MM-DD",
-        help="only z-reports created on or after this day (UTC)",
+        help="only z-reports of this business day (their local day) or later",
     )
     verify.add_argument("--store", metavar="ID", help="only this store_id (or NO_STORE)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,17 @@ import sqlalchemy as sa
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.cli import main
+from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
+from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
-from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding
-from sitoo_sync.verify.source import Source, to_utc
+from sitoo_sync.verify.checks import Check
+from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
+from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import REJECTS, Warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
@@ -125,6 +129,9 @@ EXPECTED = {
     "missing report": ("numbering_gap", 0, 4),
     "broken grand total": ("grand_total", 0, 5),
     "store report that disagrees": ("store_figures", None, None),
+    # its moneysalestotal (+1.00) no longer matches its own sales lines either
+    "store report that disagrees with its VAT groups": ("vat_groups", None, None),
+    "store report that disagrees with its product groups": ("product_groups", None, None),
     "receipt missing from a journal": ("journal_receipts", 0, 4),
     "register without z-reports": ("silence", 1, None),
     "register gone dark": ("silence", 2, None),
@@ -142,17 +149,70 @@ def test_each_injected_anomaly_is_found(injected: World, anomaly: str) -> None:
         if f.registerid == register and f.zreportid == zreportid
     ]
     assert len(hits) == 1, hits
-    if check == "store_figures":
+    if check in ("store_figures", "vat_groups", "product_groups"):
         assert (hits[0].store_id, hits[0].difference) == ("200", Decimal("1.00"))
+        assert hits[0].store_zreport_id
     if check == "grand_total":
         assert hits[0].difference == Decimal("100.00")
 
 
 def test_injected_world_has_nothing_else(injected: World) -> None:
-    """The six injected anomalies are all the findings: no check fires on their side effects."""
+    """The injected anomalies are all the findings: no check fires on their side effects."""
     run = injected.verify()
     assert len(run.findings) == len(EXPECTED)
     assert run.findings[0].check == "grand_total"  # critical first
+
+
+def test_store_findings_name_their_store_z_report(injected: World) -> None:
+    """A finding on a store z-report names it in store_zreport_id, the report's own key."""
+    hits = found(injected.verify(), "store_figures")
+    assert len(hits) == 1
+    warehouse = open_warehouse(injected.target.url, schema=injected.target.schema)
+    try:
+        with warehouse.transaction():
+            rows = list(
+                Source(warehouse).rows(
+                    "SELECT store_id, day_created FROM {store_z_reports} "
+                    "WHERE store_zreport_id = :id",
+                    {"id": hits[0].store_zreport_id},
+                )
+            )
+    finally:
+        warehouse.close()
+    assert [(str(r[0]), to_day(r[1])) for r in rows] == [(hits[0].store_id, hits[0].day)]
+
+
+def test_an_older_findings_table_gains_the_store_z_report_column(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verify_findings made before store_zreport_id existed gets the column in place: its
+    rows stay, and a new run's store finding is written with its store z-report."""
+    older = replace(
+        VERIFY_FINDINGS,
+        columns=tuple(c for c in VERIFY_FINDINGS.columns if c.name != "store_zreport_id"),
+    )
+    old = Finding("store_figures", Severity.ERROR, "from before", store_id="200")
+    new = Finding("store_figures", Severity.ERROR, "now", store_id="200", store_zreport_id="s-1")
+    check = Check("store_figures", Severity.ERROR, "", (), lambda _s, _c: [new])
+    monkeypatch.setattr("sitoo_sync.verify.run.CHECKS", (check,))
+    with target_for(target, tmp_path) as fresh:
+        warehouse = open_warehouse(fresh.url, schema=fresh.schema)
+        try:
+            warehouse.ensure_schema([older])
+            at = VERIFY_FINDINGS.column_names.index("store_zreport_id")
+            rows = [r[:at] + r[at + 1 :] for r in finding_rows("old", NOW, [old])]
+            with warehouse.transaction():
+                warehouse.insert(older, rows_to_arrow(older, rows))
+            run = run_verify(warehouse, Scope())
+        finally:
+            warehouse.close()
+        got = {
+            r[0]: dict(zip(VERIFY_FINDINGS.column_names, r, strict=True))
+            for r in fresh.rows(VERIFY_FINDINGS)
+        }
+    assert set(got) == {"old", run.run_id}
+    assert (got["old"]["details"], got["old"]["store_zreport_id"]) == ("from before", None)
+    assert (got[run.run_id]["details"], got[run.run_id]["store_zreport_id"]) == ("now", "s-1")
 
 
 def test_findings_are_written_to_their_table(injected: World) -> None:
@@ -199,6 +259,28 @@ def _report(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
 
 def _line(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
     return lambda w: {**_report(index, zreportid)(w), "section": "sales", "position": 0}
+
+
+def _store_line(store: str, nth: int) -> Callable[[World], dict[str, Any]]:
+    """The first sales line of store `store`'s `nth` store z-report (by day)."""
+
+    def key(w: World) -> dict[str, Any]:
+        warehouse = open_warehouse(w.target.url, schema=w.target.schema)
+        try:
+            with warehouse.transaction():
+                ids = [
+                    str(r[0])
+                    for r in Source(warehouse).rows(
+                        "SELECT store_zreport_id FROM {store_z_reports} WHERE store_id = :store "
+                        "ORDER BY day_created",
+                        {"store": store},
+                    )
+                ]
+        finally:
+            warehouse.close()
+        return {"store_zreport_id": ids[nth], "section": "sales", "position": 0}
+
+    return key
 
 
 def _cash_counted(index: int, zreportid: int) -> Callable[[World], dict[str, Any]]:
@@ -268,8 +350,44 @@ TAMPERS: dict[str, tuple[Tamper, int, int]] = {
 }
 
 
-def _tamper(world: World, tamper: Tamper) -> None:
-    """Read the value, change it, write it back: the same SQL on every target."""
+# check -> the tamper that breaks its rule in a store z-report's lines, and the store
+STORE_TAMPERS: dict[str, tuple[Tamper, str]] = {
+    "vat_groups": (
+        Tamper("store_z_report_vat_groups", "moneytotal", _store_line("200", 5), lambda v: v + ONE),
+        "200",
+    ),
+    "product_groups": (
+        Tamper("store_z_report_product_groups", "numtotal", _store_line("200", 6), lambda v: v + 1),
+        "200",
+    ),
+    "payments": (
+        Tamper("store_z_report_payments", "moneytotal", _store_line("300", 7), lambda v: v + ONE),
+        "300",
+    ),
+}
+
+
+# A closing at 23:30 UTC, 00:30 the next day in Stockholm: its business_date is the next
+# day. With its summary broken, it must be found on (and --since) that business day.
+MIDNIGHT = (
+    Tamper(
+        "pos_z_reports",
+        "datecreated",
+        _report(1, 5),
+        lambda v: v.replace(hour=23, minute=30, second=0, microsecond=0),
+    ),
+    Tamper("pos_z_reports", "business_date", _report(1, 5), lambda v: v + timedelta(days=1)),
+    Tamper("pos_z_reports", "moneysummarysubtotal", _report(1, 5), lambda v: v + ONE),
+)
+
+# One POS z-report's moneysalestotal 10.00 too high, for the sign of its findings.
+TEN = Decimal("10.00")
+TOO_HIGH = Tamper("pos_z_reports", "moneysalestotal", _report(2, 12), lambda v: v + TEN)
+
+
+def _tamper(world: World, tamper: Tamper) -> dict[str, Any]:
+    """Read the value, change it, write it back: the same SQL on every target. Returns the
+    key of the row changed."""
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         key = tamper.key(world)
@@ -285,47 +403,149 @@ def _tamper(world: World, tamper: Tamper) -> None:
                     )
                 )
             )
-        if isinstance(old, str):  # SQLite keeps money and times as text
-            old = to_utc(old) if tamper.column == "datecreated" else Decimal(old)
+        if isinstance(old, str):  # SQLite keeps money, days and times as text
+            if tamper.column == "datecreated":
+                old = to_utc(old)
+            elif tamper.column == "business_date":
+                old = to_day(old)
+            else:
+                old = Decimal(old)
+        elif isinstance(old, datetime):
+            old = to_utc(old)
         new = tamper.change(old)
         sql = source.sql(f"UPDATE {{{tamper.table}}} SET {tamper.column} = :new WHERE {where}")
-        params = {**key, "new": new}
+        _execute(warehouse, sql, {**key, "new": new})
+    finally:
+        warehouse.close()
+    return key
+
+
+def _execute(warehouse: Warehouse, sql: str, params: dict[str, Any]) -> None:
+    """Run one statement with `:name` parameters in a transaction of its own, any target."""
+    with warehouse.transaction():
+        if isinstance(warehouse, DuckDBWarehouse):
+            warehouse.con.execute(sql.replace(":", "$"), params)
+            return
+        assert isinstance(warehouse, SqlWarehouse)
+        params = dict(params)
+        for k, v in params.items():
+            if warehouse.dialect == "sqlite" and isinstance(v, Decimal):
+                params[k] = str(v)
+            if isinstance(v, date) and not isinstance(v, datetime):
+                params[k] = v.isoformat() if warehouse.dialect == "sqlite" else v
+        binds = [
+            sa.bindparam(k, v, type_=UtcDateTime() if isinstance(v, datetime) else None)
+            for k, v in params.items()
+        ]
+        warehouse.conn.execute(sa.text(sql).bindparams(*binds))
+
+
+def _reject_a_report_without_its_registerid(world: World) -> None:
+    """Register 4's z-report 6 as a reject that lost its registerid: gone from pos_z_reports,
+    in rejects under `registerid=<missing>/zreportid=6` with its other identifiers."""
+    register = world.registers[4]
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        source = Source(warehouse)
+        key = {"r": register}
         with warehouse.transaction():
-            if isinstance(warehouse, DuckDBWarehouse):
-                warehouse.con.execute(sql.replace(":", "$"), params)
-            else:
-                assert isinstance(warehouse, SqlWarehouse)
-                if warehouse.dialect == "sqlite" and isinstance(new, Decimal):
-                    params["new"] = str(new)
-                binds = [
-                    sa.bindparam(k, v, type_=UtcDateTime() if isinstance(v, datetime) else None)
-                    for k, v in params.items()
-                ]
-                warehouse.conn.execute(sa.text(sql).bindparams(*binds))
+            ((manufacturerid, registerkey),) = list(
+                source.rows(
+                    "SELECT manufacturerid, registerkey FROM {pos_z_reports} "
+                    "WHERE registerid = :r AND zreportid = 6",
+                    key,
+                )
+            )
+        delete = "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid = 6"
+        _execute(warehouse, source.sql(delete), key)
+        raw = {"zreportid": 6, "manufacturerid": manufacturerid, "registerkey": registerkey}
+        row = (
+            "reject-6",
+            "pos_z_reports",
+            "registerid=<missing>/zreportid=6",
+            "registerid: missing or empty key field",
+            json.dumps(raw),
+            NOW,
+            NOW,
+            1,
+        )
+        with warehouse.transaction():
+            warehouse.insert(REJECTS, rows_to_arrow(REJECTS, [row]))
     finally:
         warehouse.close()
 
 
+#: A register the listing shows in register 0's store, that never sent anything.
+NEVER_REPORTED = "{00000000-0000-0000-0000-0000000000AA}"
+
+
+def _list_a_register_that_never_reported(world: World) -> None:
+    """Copy register 0's cash_registers row under NEVER_REPORTED (same warehouse, store)."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        names = CASH_REGISTERS.column_names
+        sql = Source(warehouse).sql(
+            f"INSERT INTO {{cash_registers}} ({', '.join(names)}) SELECT :new, "
+            f"{', '.join(names[1:])} FROM {{cash_registers}} WHERE registerid = :old"
+        )
+        _execute(warehouse, sql, {"new": NEVER_REPORTED, "old": world.registers[0]})
+    finally:
+        warehouse.close()
+
+
+@dataclass
+class Tampered:
+    """The verify run of a tampered world, the world, and each store z-report tampered."""
+
+    run: VerifyRun
+    world: World
+    store_reports: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifyRun]:
+def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tampered]:
     """A clean world with one value changed per rule the simulator cannot break, verified."""
     with world_in(target, tmp_path_factory) as world:
         for tamper, _, _ in TAMPERS.values():
             _tamper(world, tamper)
-        yield world.verify()
+        for tamper in MIDNIGHT:
+            _tamper(world, tamper)
+        _tamper(world, TOO_HIGH)
+        _list_a_register_that_never_reported(world)
+        _reject_a_report_without_its_registerid(world)
+        store_reports = {
+            check: str(_tamper(world, tamper)["store_zreport_id"])
+            for check, (tamper, _) in STORE_TAMPERS.items()
+        }
+        yield Tampered(world.verify(), world, store_reports)
 
 
 @pytest.mark.parametrize("check", list(TAMPERS))
 def test_each_rule_broken_in_the_warehouse_is_found(
-    tampered: VerifyRun, check: str, injected: World
+    tampered: Tampered, check: str, injected: World
 ) -> None:
     """A value changed in the warehouse is found by the check whose rule it breaks."""
     _, index, zreportid = TAMPERS[check]
     register = injected.registers[index]  # same seed: the same registers in every world
     hits = [
-        f for f in found(tampered, check) if f.registerid == register and f.zreportid == zreportid
+        f
+        for f in found(tampered.run, check)
+        if f.registerid == register and f.zreportid == zreportid
     ]
-    assert hits, [f for f in tampered.findings if f.check == check]
+    assert hits, [f for f in tampered.run.findings if f.check == check]
+
+
+@pytest.mark.parametrize("check", list(STORE_TAMPERS))
+def test_store_z_report_lines_are_checked_like_pos_ones(tampered: Tampered, check: str) -> None:
+    """A store z-report's VAT groups, product groups and payments are held to the same rules
+    as a POS z-report's, and a broken one is named by its store and store z-report."""
+    store, report = STORE_TAMPERS[check][1], tampered.store_reports[check]
+    hits = [
+        f
+        for f in found(tampered.run, check)
+        if f.store_id == store and f.registerid is None and f.store_zreport_id == report
+    ]
+    assert len(hits) == 1, [f for f in tampered.run.findings if f.check == check]
 
 
 def test_cli_exit_codes_and_json(
@@ -387,3 +607,84 @@ def test_verify_of_an_empty_or_wrong_server_schema_fails_and_creates_nothing(
                 assert wrong not in sa.inspect(conn).get_schema_names()
         finally:
             engine.dispose()
+
+
+def test_a_closing_after_utc_midnight_belongs_to_its_business_day(tampered: Tampered) -> None:
+    """A z-report closed at 00:30 local time (23:30 UTC the day before) is found on its
+    business_date, and --since that day still judges it."""
+    register = tampered.world.registers[1]
+
+    def midnight(run: VerifyRun) -> list[Finding]:
+        return [f for f in found(run, "summary") if (f.registerid, f.zreportid) == (register, 5)]
+
+    hits = midnight(tampered.run)  # its subtotal, and the total built on it
+    assert hits
+    assert len({f.day for f in hits}) == 1
+    hit = hits[0]
+    warehouse = open_warehouse(tampered.world.target.url, schema=tampered.world.target.schema)
+    try:
+        with warehouse.transaction():
+            ((created, business),) = list(
+                Source(warehouse).rows(
+                    "SELECT datecreated, business_date FROM {pos_z_reports} "
+                    "WHERE registerid = :r AND zreportid = 5",
+                    {"r": register},
+                )
+            )
+    finally:
+        warehouse.close()
+    closed = to_utc(created)
+    assert closed is not None
+    assert (closed.hour, closed.minute) == (23, 30)
+    assert to_day(business) == closed.date() + timedelta(days=1) == hit.day
+    assert len(midnight(tampered.world.verify(Scope(since=hit.day)))) == len(hits)
+
+
+def test_one_error_has_one_sign_in_every_check(tampered: Tampered) -> None:
+    """A POS z-report's moneysalestotal 10.00 too high is difference +10.00 in every check
+    that judges that report; store_figures, which judges the store z-report, shows that
+    report 10.00 short (-10.00); a VAT group or payment line too high is negative alike."""
+    register = tampered.world.registers[2]
+    of_report = {
+        f.check: f.difference
+        for f in tampered.run.findings
+        if (f.registerid, f.zreportid) == (register, 12)
+    }
+    assert of_report == {"journal_receipts": TEN, "vat_groups": TEN, "product_groups": TEN}
+    store = [
+        f
+        for f in found(tampered.run, "store_figures")
+        if f.difference == -TEN and "moneysalestotal is" in f.details
+    ]
+    assert len(store) == 1, found(tampered.run, "store_figures")
+    # a line 1.00 too high (the source side): -1.00, whichever lines they are
+    lines = {
+        check: {f.difference for f in found(tampered.run, check) if f.zreportid == zreportid}
+        for check, (_, _, zreportid) in TAMPERS.items()
+        if check in ("vat_groups", "payments")
+    }
+    assert lines == {"vat_groups": {-ONE}, "payments": {-ONE}}
+
+
+def test_a_listed_register_that_never_reported_is_silent(tampered: Tampered) -> None:
+    """A register in cash_registers with no z-report, receipt or entry at all is flagged as
+    silent, in the store its listing gives it, while that store's others have data."""
+    hits = [f for f in found(tampered.run, "silence") if f.registerid == NEVER_REPORTED]
+    assert len(hits) == 1, found(tampered.run, "silence")
+    assert hits[0].store_id == "200"
+    assert hits[0].actual is not None
+    assert hits[0].actual >= 3
+
+
+def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> None:
+    """A missing z-report that rejects holds under `registerid=<missing>`, its register told
+    by the raw record's manufacturerid and registerkey, is named as rejected, not as lost."""
+    register = tampered.world.registers[4]
+    hits = [
+        f
+        for f in found(tampered.run, "numbering_gap")
+        if (f.registerid, f.zreportid) == (register, 7)
+    ]
+    assert len(hits) == 1, found(tampered.run, "numbering_gap")
+    assert "rejected at load" in hits[0].details
+    assert "not uploaded" not in hits[0].details

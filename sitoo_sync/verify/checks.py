@@ -37,7 +37,9 @@ CHECKS: tuple[Check, ...] = (
         "numbering_gap",
         Severity.ERROR,
         "zreportid runs 1, 2, 3 ... per register: a number skipped between two z-reports in "
-        "the warehouse is a missing closing (not uploaded, or lost; a rejected one is named).",
+        "the warehouse is a missing closing (not uploaded, or lost); a rejected one is named, "
+        "also when its reject lacks the registerid but names the register's manufacturerid or "
+        "registerkey.",
         (POS,),
         registers.numbering_gaps,
     ),
@@ -73,7 +75,8 @@ CHECKS: tuple[Check, ...] = (
         "vat_groups",
         Severity.ERROR,
         "A report's VAT groups of a section (sales, refund, not delivered) sum to that "
-        "section's gross and net totals (moneysalestotal, moneysalestotalnet ...).",
+        "section's gross and net totals (moneysalestotal, moneysalestotalnet ...); POS and "
+        "store z-reports alike.",
         (POS, "pos_z_report_vat_groups"),
         lines.vat_groups,
     ),
@@ -81,7 +84,8 @@ CHECKS: tuple[Check, ...] = (
         "product_groups",
         Severity.ERROR,
         "A report's product groups of a section sum to that section's gross and net totals, "
-        "and their numtotal to its item count (numsalesitems ...).",
+        "and their numtotal to its item count (numsalesitems ...); POS and store z-reports "
+        "alike.",
         (POS, "pos_z_report_product_groups"),
         lines.product_groups,
     ),
@@ -89,7 +93,7 @@ CHECKS: tuple[Check, ...] = (
         "payments",
         Severity.ERROR,
         "Sales payments minus refund payments = moneysummarytotal; a payment's sub-payments "
-        "sum to the payment.",
+        "sum to the payment; POS and store z-reports alike.",
         (POS, "pos_z_report_payments", "pos_z_report_subpayments"),
         lines.payments,
     ),
@@ -152,7 +156,8 @@ CHECKS: tuple[Check, ...] = (
         "silence",
         Severity.WARNING,
         "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days, "
-        "or with no data at all for that long while its store's other registers have data.",
+        "or with no data at all for that long while its store's other registers have data "
+        "(a listed register that never sent anything: since its store's first data).",
         (POS,),
         silence.silent_registers,
     ),

@@ -1,7 +1,11 @@
 """What a check finds: one `Finding` per register (or store) and day, and their table.
 
-A finding says what was expected and what the warehouse holds; `difference` is actual minus
-expected. Money and counts are Decimal (a count is a whole Decimal), never float.
+A finding says what was expected and what the warehouse holds, by one rule for every check:
+`actual` is the figure the report under check states, `expected` what the check derives from
+the source it is checked against (its lines, its journal, its previous report, the POS
+z-reports a store z-report lists); `difference` is actual minus expected, so a report's figure
+10.00 too high is +10.00 in every check that judges that report. Money and counts are Decimal
+(a count is a whole Decimal), never float.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Finding:
     zreportid: int | None = None
     expected: Decimal | None = None
     actual: Decimal | None = None
+    store_zreport_id: str | None = None  # the store z-report concerned, if any
 
     @property
     def difference(self) -> Decimal | None:
@@ -63,6 +68,7 @@ class Finding:
             self.store_id or "",
             self.registerid or "",
             self.zreportid or 0,
+            self.store_zreport_id or "",
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -75,6 +81,7 @@ class Finding:
             "store_id": self.store_id,
             "day": self.day.isoformat() if self.day else None,
             "zreportid": self.zreportid,
+            "store_zreport_id": self.store_zreport_id,
             "expected": None if self.expected is None else str(self.expected),
             "actual": None if self.actual is None else str(self.actual),
             "difference": None if diff is None else str(diff),
@@ -95,11 +102,33 @@ VERIFY_FINDINGS = Table(
         text("severity", "warning, error or critical.", nullable=False),
         text("registerid", "The register concerned, if any."),
         text("store_id", "The store concerned, if any ('NO_STORE' for registers without one)."),
-        day("day", "The business day concerned, if any."),
+        day(
+            "day",
+            "The business day concerned, if any: a POS z-report's business_date (its local "
+            "day), a store z-report's day_created; for silence, the local day of the data.",
+        ),
         integer("zreportid", "The POS z-report concerned, if any."),
-        money("expected", "What the check expected (money in the report's currency, or a count)."),
-        money("actual", "What the warehouse holds, in the same unit as expected."),
-        money("difference", "actual - expected."),
+        text(
+            "store_zreport_id",
+            "The store z-report concerned, if any (store_z_reports.store_zreport_id): set by "
+            "store_figures, store_membership, and vat_groups, product_groups and payments when "
+            "they judge a store z-report. Added in place to an older verify_findings.",
+        ),
+        money(
+            "expected",
+            "What the check derives from the source the report is checked against (its lines, "
+            "its journal, its previous z-report, the POS z-reports a store z-report lists); "
+            "money in the report's currency, or a count.",
+        ),
+        money(
+            "actual",
+            "The figure the report under check states, in the same unit as expected (for "
+            "cash_difference the counted cash, for silence the days silent).",
+        ),
+        money(
+            "difference",
+            "actual - expected: positive when the report states more than its source gives.",
+        ),
         text("details", "The finding in words."),
     ),
     key=("run_id", "position"),
@@ -120,6 +149,7 @@ def finding_rows(run_id: str, run_at: datetime, findings: list[Finding]) -> list
             f.store_id,
             f.day,
             f.zreportid,
+            f.store_zreport_id,
             _money(f.expected),
             _money(f.actual),
             _money(f.difference),

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, cents_to_money, to_decimal, to_utc
+from sitoo_sync.verify.source import Scope, Source, business_day, cents_to_money, to_decimal
 
 
 def _attributed(table: str, names: tuple[str, ...], scope: Scope) -> tuple[str, str]:
@@ -92,7 +92,8 @@ def receipts(source: Source, scope: Scope) -> Iterator[Finding]:
         f"WITH {numbered} "
         f"SELECT z.registerid, z.zreportid, z.datecreated, z.store_id, z.moneysalestotal, "
         f"z.moneyrefundtotal, z.numreceipts, z.numpractice, z.moneypractice, a.n_sales, "
-        f"a.sales, a.n_refund, a.refund, a.n_practice, a.practice {_covered(scope, sums)} "
+        f"a.sales, a.n_refund, a.refund, a.n_practice, a.practice, z.business_date "
+        f"{_covered(scope, sums)} "
         f"AND (COALESCE(a.sales, 0) <> {{cents(z.moneysalestotal)}} "
         f"OR COALESCE(a.refund, 0) <> {{cents(z.moneyrefundtotal)}} "
         f"OR COALESCE(a.n_sales, 0) + COALESCE(a.n_refund, 0) <> z.numreceipts "
@@ -142,7 +143,8 @@ def cash_events(source: Source, scope: Scope) -> Iterator[Finding]:
     sums_cols = ", ".join(f"a.c_{i}" for i in range(len(_CASH)))
     sql = (
         f"WITH {numbered} "
-        f"SELECT z.registerid, z.zreportid, z.datecreated, z.store_id, {figures}, {sums_cols} "
+        f"SELECT z.registerid, z.zreportid, z.datecreated, z.store_id, {figures}, {sums_cols}, "
+        f"z.business_date "
         f"{_covered(scope, grouped)} AND ("
         + " OR ".join(
             f"COALESCE(a.c_{i}, 0) <> {{cents(z.{field})}}" for i, (_, field) in enumerate(_CASH)
@@ -164,7 +166,6 @@ def _compare(
     wrong = [(f, z, j, what) for f, z, j, what in figures if z is not None and z != j]
     if not wrong:
         return
-    created = to_utc(row[2])
     field, stated, journal, what = wrong[0]
     others = f"; also {', '.join(w[0] for w in wrong[1:])}" if wrong[1:] else ""
     yield Finding(
@@ -173,8 +174,8 @@ def _compare(
         f"the journal's {what} of this opening come to {journal}, {field} is {stated}{others}",
         registerid=str(row[0]),
         store_id=store_of(row[3]),
-        day=created.date() if created else None,
+        day=business_day(row[-1], row[2]),  # every query ends with z.business_date
         zreportid=int(row[1]),
-        expected=stated,
-        actual=journal,
+        expected=journal,
+        actual=stated,
     )

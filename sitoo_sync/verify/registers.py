@@ -1,25 +1,28 @@
 """Checks of each register's own z-reports: numbering, grand totals, arithmetic, cash.
 
 Each function reads what it needs through `Source` and yields findings. A z-report's day is
-the UTC calendar day of its `datecreated`, as in the README's queries.
+its business day: `business_date`, the local day it closed (as in the README's queries).
 """
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, to_decimal, to_utc
+from sitoo_sync.verify.source import Scope, Source, business_day, to_decimal, to_utc
 
 #: A cash difference at least this large (in the report's currency) is an error.
 LARGE_CASH_DIFFERENCE = Decimal("100.00")
 
 _SEQUENCE_COLUMNS = (
-    "registerid, zreportid, datecreated, store_id, moneysummarysales, moneysummaryrefund, "
+    "registerid, zreportid, datecreated, store_id, business_date, moneysummarysales, "
+    "moneysummaryrefund, "
     "moneygrandtotalsales, moneygrandtotalrefund"
 )
 
@@ -30,6 +33,7 @@ class Report:
     zreportid: int
     created: datetime | None
     store: str
+    day: date | None  # the business day
     sales: Decimal | None
     refund: Decimal | None
     grand_sales: Decimal | None
@@ -42,13 +46,22 @@ class Report:
             int(row[1]),
             to_utc(row[2]),
             store_of(row[3]),
-            *(to_decimal(v) for v in row[4:8]),
+            business_day(row[4], row[2]),
+            *(to_decimal(v) for v in row[5:9]),
         )
 
     @classmethod
     def head(cls, row: tuple[Any, ...]) -> Report:
-        """Where a row is (registerid, zreportid, datecreated, store_id), without figures."""
-        return cls(str(row[0]), int(row[1]), to_utc(row[2]), store_of(row[3]), *(None,) * 4)
+        """Where a row is (registerid, zreportid, datecreated, store_id, business_date),
+        without figures."""
+        return cls(
+            str(row[0]),
+            int(row[1]),
+            to_utc(row[2]),
+            store_of(row[3]),
+            business_day(row[4], row[2]),
+            *(None,) * 4,
+        )
 
     def finding(self, check: str, severity: Severity, details: str, **kw: Any) -> Finding:
         return Finding(
@@ -57,7 +70,7 @@ class Report:
             details,
             registerid=self.registerid,
             store_id=self.store,
-            day=self.created.date() if self.created else None,
+            day=self.day,
             zreportid=self.zreportid,
             **kw,
         )
@@ -84,27 +97,88 @@ def _sequence(source: Source, scope: Scope, suspect: str) -> Iterator[tuple[Repo
     for row in source.rows(sql, scope.params()):
         report = Report.of(row)
         prev = None
-        if row[8] is not None:
+        if row[9] is not None:
             prev = Report(
                 report.registerid,
-                int(row[8]),
-                to_utc(row[9]),
+                int(row[9]),
+                to_utc(row[10]),
                 report.store,
                 None,
                 None,
-                to_decimal(row[10]),
+                None,
                 to_decimal(row[11]),
+                to_decimal(row[12]),
             )
         yield prev, report
 
 
-def _rejected(source: Source) -> set[str]:
+def _json(raw: Any) -> dict[str, Any]:
+    """A reject's raw record as a dict (targets return JSON as text or as objects)."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _rejected(source: Source) -> set[tuple[str, int]]:
+    """(registerid, zreportid) of every rejected POS z-report whose register can be told.
+
+    A reject keyed `registerid/zreportid` names both. One without a registerid
+    (`registerid=<missing>/zreportid=18`) is matched by the register's other identifiers in
+    its raw record, `manufacturerid` and `registerkey`, against the z-reports the warehouse
+    holds; only when they point at one register.
+    """
     if not source.has("rejects"):
         return set()
-    rows = source.rows(
-        "SELECT record_key FROM {rejects} WHERE stream = :stream", {"stream": "pos_z_reports"}
-    )
-    return {str(r[0]) for r in rows}
+    out: set[tuple[str, int]] = set()
+    unnamed: list[tuple[dict[str, Any], int]] = []
+    for key, raw in list(
+        source.rows(
+            "SELECT record_key, raw FROM {rejects} WHERE stream = :stream",
+            {"stream": "pos_z_reports"},
+        )
+    ):
+        register, _, number = str(key or "").rpartition("/")
+        if number.isdigit() and register and "=" not in register:
+            out.add((register, int(number)))
+        record = _json(raw)
+        zreportid, registerid = record.get("zreportid"), record.get("registerid")
+        if not isinstance(zreportid, int) or isinstance(zreportid, bool):
+            continue
+        if isinstance(registerid, str) and registerid:
+            out.add((registerid, zreportid))
+        else:
+            unnamed.append((record, zreportid))
+    if unnamed:
+        out |= _by_identifiers(source, unnamed)
+    return out
+
+
+_IDENTIFIERS = ("manufacturerid", "registerkey")
+
+
+def _by_identifiers(
+    source: Source, unnamed: list[tuple[dict[str, Any], int]]
+) -> set[tuple[str, int]]:
+    """(registerid, zreportid) of rejects without a registerid, by their other identifiers."""
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in source.rows(
+        f"SELECT DISTINCT registerid, {', '.join(_IDENTIFIERS)} FROM {{pos_z_reports}}"
+    ):
+        for field, value in zip(_IDENTIFIERS, row[1:], strict=True):
+            if value:
+                owners[field, str(value)].add(str(row[0]))
+    out: set[tuple[str, int]] = set()
+    for record, zreportid in unnamed:
+        found: set[str] = set()
+        for field in _IDENTIFIERS:
+            if record.get(field):
+                found |= owners.get((field, str(record[field])), set())
+        if len(found) == 1:
+            out.add((found.pop(), zreportid))
+    return out
 
 
 def numbering_gaps(source: Source, scope: Scope) -> Iterator[Finding]:
@@ -114,13 +188,19 @@ def numbering_gaps(source: Source, scope: Scope) -> Iterator[Finding]:
         if prev is None or report.zreportid <= prev.zreportid + 1:
             continue
         missing = range(prev.zreportid + 1, report.zreportid)
-        lost = [z for z in missing if f"{report.registerid}/{z}" in rejected]
+        lost = [z for z in missing if (report.registerid, z) in rejected]
         names = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}..{missing[-1]}"
-        note = f"; rejected at load: {', '.join(map(str, lost))} (see rejects)" if lost else ""
+        if len(lost) == len(missing):
+            why = ": rejected at load (see rejects)"
+        elif lost:
+            listed = ", ".join(map(str, lost))
+            why = f" (not uploaded, or lost; rejected at load: {listed}, see rejects)"
+        else:
+            why = " (not uploaded, or lost)"
         yield report.finding(
             "numbering_gap",
             Severity.ERROR,
-            f"z-report {names} missing before {report.zreportid} (not uploaded, or lost){note}",
+            f"z-report {names} missing before {report.zreportid}{why}",
             expected=Decimal(prev.zreportid + 1),
             actual=Decimal(report.zreportid),
         )
@@ -201,7 +281,7 @@ _ARITHMETIC = (
         ),
     ),
 )
-_HEAD = "registerid, zreportid, datecreated, store_id"
+_HEAD = "registerid, zreportid, datecreated, store_id, business_date"
 
 
 def _report_rows(
@@ -213,7 +293,7 @@ def _report_rows(
         scope.params(),
     ):
         report = Report.head(row)
-        yield report, {c: to_decimal(v) for c, v in zip(columns, row[4:], strict=True)}
+        yield report, {c: to_decimal(v) for c, v in zip(columns, row[5:], strict=True)}
 
 
 def arithmetic(
@@ -274,14 +354,14 @@ def cash_differences(source: Source, scope: Scope) -> Iterator[Finding]:
         scope.params(),
     ):
         report = Report.head(row)
-        diff, expected, counted = (to_decimal(v) for v in row[4:7])
+        diff, expected, counted = (to_decimal(v) for v in row[5:8])
         if diff is None or diff == 0:
             continue
         large = abs(diff) >= LARGE_CASH_DIFFERENCE
         yield report.finding(
             "cash_difference",
             Severity.ERROR if large else Severity.WARNING,
-            f"counted {counted} {row[7] or ''} against {expected} expected "
+            f"counted {counted} {row[8] or ''} against {expected} expected "
             f"({'over' if diff > 0 else 'short'} by {abs(diff)})",
             expected=expected,
             actual=counted,

@@ -47,6 +47,7 @@ def finding_line(f: Finding) -> str:
             f"store {f.store_id}" if f.store_id else "",
             f"register {f.registerid}" if f.registerid else "",
             f"z-report {f.zreportid}" if f.zreportid is not None else "",
+            f"store z-report {f.store_zreport_id}" if f.store_zreport_id else "",
         )
         if part
     )

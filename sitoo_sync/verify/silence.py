@@ -2,7 +2,11 @@
 
 Measured against the data itself, not the wall clock: a warehouse that has not been synced
 for a week is a sync problem (`sitoo-sync status` shows it), not a silent register. A
-register's store is the store of its z-reports, or else of its journal receipts.
+register's store is the store of its z-reports, or else of its journal receipts, or else of
+its listing (cash_registers -> warehouses -> stores, as v_registers derives it): a register
+the listing shows that never sent anything is silent since its store's first data. A finding's
+day is a local day in the register's zone (its z-reports' business_timezone, else its
+receipts' timezone), as a z-report's business_date is.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from datetime import datetime
 from decimal import Decimal
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, to_utc
+from sitoo_sync.verify.source import Scope, Source, local_day, to_utc
 
 
 @dataclass
 class _Register:
     store: str | None = None
+    zone: str | None = None
+    listed_only: bool = False  # in cash_registers, but no z-report, receipt or entry at all
     last_report: datetime | None = None
     last_entry: datetime | None = None
+    first_seen: datetime | None = None
 
     @property
     def last_seen(self) -> datetime | None:
@@ -32,23 +39,40 @@ class _Register:
 def _registers(source: Source) -> dict[str, _Register]:
     registers: dict[str, _Register] = defaultdict(_Register)
     for row in source.rows(
-        "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')) "
-        "FROM {pos_z_reports} GROUP BY registerid"
+        "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')), "
+        "MAX(business_timezone), MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
     ):
         reg = registers[str(row[0])]
         reg.last_report, reg.store = to_utc(row[1]), str(row[2])
+        reg.zone = None if row[3] is None else str(row[3])
+        reg.first_seen = to_utc(row[4])
     if source.has("journal_entries"):
         for row in source.rows(
-            "SELECT registerid, MAX(datecreated) FROM {journal_entries} GROUP BY registerid"
-        ):
-            registers[str(row[0])].last_entry = to_utc(row[1])
-    if source.has("journal_receipts"):
-        for row in source.rows(
-            "SELECT registerid, MAX(store_id) FROM {journal_receipts} "
-            "WHERE store_id IS NOT NULL AND store_id <> '' GROUP BY registerid"
+            "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
+            "GROUP BY registerid"
         ):
             reg = registers[str(row[0])]
-            reg.store = reg.store or str(row[1])
+            reg.last_entry = to_utc(row[1])
+            first = to_utc(row[2])
+            if first is not None and (reg.first_seen is None or first < reg.first_seen):
+                reg.first_seen = first
+    if source.has("journal_receipts"):
+        for row in source.rows(
+            "SELECT registerid, MAX(NULLIF(store_id, '')), MAX(timezone) FROM {journal_receipts} "
+            "GROUP BY registerid"
+        ):
+            reg = registers[str(row[0])]
+            reg.store = reg.store or (None if row[1] is None else str(row[1]))
+            reg.zone = reg.zone or (None if row[2] is None else str(row[2]))
+    if source.has("cash_registers", "warehouses", "stores"):
+        for row in source.rows(
+            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE') FROM {cash_registers} c "
+            "LEFT JOIN {warehouses} w ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
+            "LEFT JOIN {stores} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
+            "WHERE c.missing_since IS NULL"
+        ):
+            if str(row[0]) not in registers:
+                registers[str(row[0])] = _Register(store=str(row[1]), listed_only=True)
     return registers
 
 
@@ -60,15 +84,31 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
     """Journal activity with no z-report, or no data at all, for `scope.silent_days` days."""
     registers = _registers(source)
     store_last: dict[str, datetime] = {}
+    store_first: dict[str, datetime] = {}
+    store_zone: dict[str, str] = {}
     for reg in registers.values():
-        seen = reg.last_seen
+        seen, first = reg.last_seen, reg.first_seen
         store = store_of(reg.store)
         if seen is not None and (store not in store_last or seen > store_last[store]):
             store_last[store] = seen
+        if first is not None and (store not in store_first or first < store_first[store]):
+            store_first[store] = first
+        if reg.zone:
+            store_zone.setdefault(store, reg.zone)
     limit = scope.silent_days
     for registerid, reg in sorted(registers.items()):
         store = store_of(reg.store)
         if scope.store and store != scope.store:
+            continue
+        if reg.listed_only:
+            yield from _never_reported(
+                registerid,
+                store,
+                scope,
+                first=store_first.get(store),
+                newest=store_last.get(store),
+                zone=store_zone.get(store),
+            )
             continue
         seen = reg.last_seen
         if seen is None:
@@ -77,7 +117,7 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
             since_report = reg.last_report
             gap = _days(reg.last_entry, since_report) if since_report else None
             if gap is None or gap >= limit:
-                day = reg.last_entry.date()
+                day = local_day(reg.last_entry, reg.zone)
                 if scope.since is None or day >= scope.since:
                     last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
                     yield Finding(
@@ -93,7 +133,8 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 continue
         newest = store_last[store]
         gap = _days(newest, seen)
-        if gap >= limit and (scope.since is None or newest.date() >= scope.since):
+        day = local_day(newest, reg.zone)
+        if gap >= limit and (scope.since is None or day >= scope.since):
             yield Finding(
                 "silence",
                 Severity.WARNING,
@@ -101,6 +142,34 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 f"{newest:%Y-%m-%d %H:%M}Z",
                 registerid=registerid,
                 store_id=store,
-                day=newest.date(),
+                day=day,
                 actual=Decimal(gap),
             )
+
+
+def _never_reported(
+    registerid: str,
+    store: str,
+    scope: Scope,
+    *,
+    first: datetime | None,
+    newest: datetime | None,
+    zone: str | None,
+) -> Iterator[Finding]:
+    """A listed register with no data at all, while its store's others have had data for
+    `scope.silent_days` days or more: silent since the store's first data."""
+    if first is None or newest is None:
+        return  # no other register of its store has data: nothing to measure against
+    gap = _days(newest, first)
+    day = local_day(newest, zone)
+    if gap >= scope.silent_days and (scope.since is None or day >= scope.since):
+        yield Finding(
+            "silence",
+            Severity.WARNING,
+            f"listed in cash_registers but never sent a z-report or journal entry, while "
+            f"store {store} has data from {first:%Y-%m-%d %H:%M}Z to {newest:%Y-%m-%d %H:%M}Z",
+            registerid=registerid,
+            store_id=store,
+            day=day,
+            actual=Decimal(gap),
+        )

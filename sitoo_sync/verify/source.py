@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.verify.findings import NO_STORE
 from sitoo_sync.warehouse.base import Warehouse
@@ -50,6 +51,24 @@ def to_utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def business_day(business_date: Any, created: Any) -> date | None:
+    """A z-report's business day: its business_date, else the UTC day of `created`."""
+    day = to_day(business_date)
+    if day is not None:
+        return day
+    at = to_utc(created)
+    return at.date() if at else None
+
+
+def local_day(at: datetime, zone: str | None) -> date:
+    """The calendar day of `at` in the IANA `zone` (UTC when missing or unknown)."""
+    try:
+        tz = ZoneInfo(zone) if zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    return at.astimezone(tz).date()
+
+
 def to_day(value: Any) -> date | None:
     """A DATE as read from any target."""
     if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
@@ -61,7 +80,12 @@ def to_day(value: Any) -> date | None:
 
 @dataclass(frozen=True)
 class Scope:
-    """What to verify: z-reports created on or after `since` (UTC), of one store or all."""
+    """What to verify: z-reports of business days on or after `since`, of one store or all.
+
+    A z-report's business day is its local day (`pos_z_reports.business_date`, a store
+    z-report's `day_created`); a POS z-report loaded before business_date existed falls
+    back to the UTC day of its `datecreated`.
+    """
 
     since: date | None = None
     store: str | None = None
@@ -71,11 +95,14 @@ class Scope:
         """`since` as the UTC instant it starts."""
         return datetime.combine(self.since, time(), UTC) if self.since else None
 
-    def where(self, alias: str, *, created: str = "datecreated") -> str:
+    def where(self, alias: str) -> str:
         """A SQL condition on POS z-report rows `alias` (params: `params()`)."""
         parts = ["1 = 1"]
         if self.since:
-            parts.append(f"{alias}.{created} >= :since")
+            parts.append(
+                f"({alias}.business_date >= :since_day OR ({alias}.business_date IS NULL "
+                f"AND {alias}.datecreated >= :since))"
+            )
         if self.store:
             parts.append(f"COALESCE(NULLIF({alias}.store_id, ''), '{NO_STORE}') = :store")
         return " AND ".join(parts)

@@ -17,17 +17,26 @@ from typing import Any
 from sitoo_sync.normalize.tables import Kind
 from sitoo_sync.normalize.z_reports import TOTALS
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, cents_to_money, to_day, to_decimal, to_utc
+from sitoo_sync.verify.source import (
+    Scope,
+    Source,
+    business_day,
+    cents_to_money,
+    to_day,
+    to_decimal,
+    to_utc,
+)
 
 _FIGURES = list(TOTALS)
 
 
-def _store_where(scope: Scope) -> str:
+def store_where(scope: Scope, alias: str = "s") -> str:
+    """The scope's condition on store z-report rows `alias` (params: `scope.params()`)."""
     parts = ["1 = 1"]
     if scope.since:
-        parts.append("s.day_created >= :since_day")
+        parts.append(f"{alias}.day_created >= :since_day")
     if scope.store:
-        parts.append("s.store_id = :store")
+        parts.append(f"{alias}.store_id = :store")
     return " AND ".join(parts)
 
 
@@ -50,7 +59,7 @@ def store_figures(source: Source, scope: Scope) -> Iterator[Finding]:
     sql = (
         f"SELECT s.store_zreport_id, s.store_id, s.day_created, a.listed, a.found, "
         f"{summed_cols}, {own} FROM {{store_z_reports}} s LEFT JOIN ({lists}) a "
-        f"ON a.store_zreport_id = s.store_zreport_id WHERE {_store_where(scope)}"
+        f"ON a.store_zreport_id = s.store_zreport_id WHERE {store_where(scope)}"
     )
     differs = " OR ".join(
         (
@@ -80,10 +89,11 @@ def store_figures(source: Source, scope: Scope) -> Iterator[Finding]:
             yield Finding(
                 "store_figures",
                 Severity.ERROR,
-                f"store z-report {report_id}: {name} is {actual}, the {listed} POS z-reports "
-                f"it lists sum to {expected}{others}",
+                f"{name} is {actual}, the {listed} POS z-reports it lists sum to "
+                f"{expected}{others}",
                 store_id=store,
                 day=day,
+                store_zreport_id=report_id,
                 expected=expected,
                 actual=actual,
             )
@@ -102,7 +112,7 @@ def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
         f"FROM {{store_z_reports}} s JOIN {{store_z_report_registers}} r "
         f"ON r.store_zreport_id = s.store_zreport_id LEFT JOIN {{pos_z_reports}} p "
         f"ON p.registerid = r.registerid AND p.zreportid = r.zreportid "
-        f"WHERE p.registerid IS NULL AND {_store_where(scope)}"
+        f"WHERE p.registerid IS NULL AND {store_where(scope)}"
     )
     for row in source.rows(sql, scope.params()):
         yield Finding(
@@ -114,6 +124,7 @@ def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
             store_id=str(row[1]),
             day=to_day(row[2]),
             zreportid=None if row[4] is None else int(row[4]),
+            store_zreport_id=str(row[0]),
         )
 
 
@@ -128,7 +139,7 @@ def store_membership(source: Source, scope: Scope) -> Iterator[Finding]:
         if first and last:
             spans[str(row[0])] = (first, last)
     own = "COALESCE(NULLIF(p.store_id, ''), 'NO_STORE')"
-    head = "p.registerid, p.zreportid, p.datecreated, p.store_id"
+    head = "p.registerid, p.zreportid, p.datecreated, p.store_id, p.business_date"
     listing = (
         "{store_z_report_registers} r ON r.registerid = p.registerid AND r.zreportid = p.zreportid"
     )
@@ -145,37 +156,48 @@ def store_membership(source: Source, scope: Scope) -> Iterator[Finding]:
         f"GROUP BY {head} HAVING COUNT(*) > 1"
     )
     for row in source.rows(twice, params):
-        yield _found(row, f"listed by {row[4]} store z-reports", 1, int(row[4]))
+        yield _found(row, f"listed by {row[5]} store z-reports", 1, int(row[5]))
     wrong = (
-        f"SELECT {head}, s.store_id, s.day_created, s.date_created FROM {{pos_z_reports}} p "
+        f"SELECT {head}, s.store_id, s.day_created, s.date_created, s.store_zreport_id "
+        f"FROM {{pos_z_reports}} p "
         f"JOIN {listing} JOIN {{store_z_reports}} s ON s.store_zreport_id = r.store_zreport_id "
         f"WHERE {where} AND (s.store_id <> {own} OR p.datecreated > s.date_created)"
     )
     for row in source.rows(wrong, params):
-        if str(row[4]) != store_of(row[3]):
-            yield _found(row, f"listed by store {row[4]}'s z-report of {to_day(row[5])}")
+        if str(row[5]) != store_of(row[3]):
+            yield _found(
+                row,
+                f"listed by store {row[5]}'s z-report of {to_day(row[6])}",
+                store_zreport_id=str(row[8]),
+            )
         else:
             yield _found(
                 row,
-                f"closed after the store z-report of {to_day(row[5])} that lists it was made "
-                f"({to_utc(row[6]):%Y-%m-%d %H:%M}Z)",
+                f"closed after the store z-report of {to_day(row[6])} that lists it was made "
+                f"({to_utc(row[7]):%Y-%m-%d %H:%M}Z)",
+                store_zreport_id=str(row[8]),
             )
 
 
 def _found(
-    row: tuple[Any, ...], details: str, expected: int | None = None, actual: int | None = None
+    row: tuple[Any, ...],
+    details: str,
+    expected: int | None = None,
+    actual: int | None = None,
+    *,
+    store_zreport_id: str | None = None,
 ) -> Finding:
-    created = to_utc(row[2])
     return Finding(
         "store_membership",
         Severity.ERROR,
         details,
         registerid=str(row[0]),
         store_id=store_of(row[3]),
-        day=created.date() if created else None,
+        day=business_day(row[4], row[2]),
         zreportid=int(row[1]),
         expected=None if expected is None else Decimal(expected),
         actual=None if actual is None else Decimal(actual),
+        store_zreport_id=store_zreport_id,
     )
 
 

@@ -176,7 +176,7 @@ def test_a_warehouse_that_fails_to_get_ready_stops_the_listing_read_ahead(
         }
         assert len(pages) > 1  # more pages than it reads, at every site
         assert min(pages.values()) > 1
-        sim.faults.latency = 0.2
+        sim.faults.latency = 1.0  # the margin a loaded host needs to stop the listing
         before = _listing_threads()
         with pytest.raises(WarehouseError, match="disk gone"):
             _tick(settings, sleep=lambda _s: None)
@@ -203,7 +203,7 @@ def test_a_stop_while_the_warehouse_gets_ready_sends_no_further_listing_request(
         settings = settings_for(
             sim, tmp_path / "w.duckdb", streams=["journal_entries"], concurrency=1
         )
-        sim.faults.latency = 0.2
+        sim.faults.latency = 1.0  # the margin a loaded host needs to stop the listing
         before = _listing_threads()
         report = _tick(settings, stop, sleep=lambda _s: None)
         assert _listings_ended(before)

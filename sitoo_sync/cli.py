@@ -568,12 +568,17 @@ def _at_least(least: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def _number(text: str, what: str) -> float:
+    """`text` as a number, or a usage error saying it is not `what`."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
 def _share(text: str) -> float:
     """A share of requests, 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text, "a number")
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"a share is 0 to 1, got {value}")
     return value
@@ -581,10 +586,7 @@ def _share(text: str) -> float:
 
 def _seconds(text: str) -> float:
     """A duration in seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    value = _number(text, "a number of seconds")
     if not value >= 0:  # (also NaN)
         raise argparse.ArgumentTypeError(f"0 seconds or more, got {value}")
     return value

@@ -54,14 +54,7 @@ class Report:
     def head(cls, row: tuple[Any, ...]) -> Report:
         """Where a row is (registerid, zreportid, datecreated, store_id, business_date),
         without figures."""
-        return cls(
-            str(row[0]),
-            int(row[1]),
-            to_utc(row[2]),
-            store_of(row[3]),
-            business_day(row[4], row[2]),
-            *(None,) * 4,
-        )
+        return cls.of((*row[:5], None, None, None, None))
 
     def finding(self, check: str, severity: Severity, details: str, **kw: Any) -> Finding:
         return Finding(

@@ -51,6 +51,11 @@ def time_zone_of(eshopid: int) -> str:
     return SITE_TIME_ZONE.get(eshopid, TIME_ZONE)
 
 
+def currency_of(store_id: str | None) -> str:
+    """The currency of a store's registers (by `STORES`); SEK for a register without one."""
+    return next((s[3] for s in STORES if s[0] == store_id), "SEK")
+
+
 def money(amount: int) -> str:
     """Integer cents as a money string, e.g. -1000050 → "-10000.50"."""
     sign = "-" if amount < 0 else ""

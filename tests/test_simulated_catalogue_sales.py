@@ -135,6 +135,35 @@ def test_receipts_of_a_z_report_day_add_up_to_its_product_groups() -> None:
         assert dict(found) == dict(expected), z["zreportid"]
 
 
+def test_z_reports_charge_their_sites_vat_as_the_receipt_items_do() -> None:
+    """A z-report's product groups carry its site's catalogue VAT (Norway's on the Oslo
+    store), its VAT groups add up the same, and its receipts' items carry that VAT."""
+    world = World(SimConfig(seed=8, days=5, now=NOW))
+    rest = RestWorld(world)
+    rates = {
+        site: {g["productgroupname"]: g["value"] for g in rest.catalog.product_groups[site]}
+        for site in rest.catalog.site_ids()
+    }
+    assert rates[1] != rates[2]
+    for report in world.all_reports():
+        z = report.closing
+        vats = rates[int(z["eshopid"])]
+        for sections in (("productgroupssales", "vatgroupssales"),
+                         ("productgroupsrefund", "vatgroupsrefund")):  # fmt: skip
+            groups, by_vat = z[sections[0]], z[sections[1]]
+            per_vat: dict[int, int] = defaultdict(int)
+            for g in groups:
+                assert g["vatvalue"] == vats[g["name"]], (z["eshopid"], g)
+                per_vat[g["vatvalue"]] += cents(g["moneytotal"])
+            assert {v["vatvalue"]: cents(v["moneytotal"]) for v in by_vat} == dict(per_vat)
+    for e in world.journal.all_entries():
+        if e["type"] == "receipt":
+            site = next(r.eshopid for r in world.registers if r.registerid == e["registerid"])
+            for item in e["data"]["items"]:
+                extra = item["additionaldata"]
+                assert item["vatvalue"] == rates[site][extra["product-group-name"]]
+
+
 def test_offline_burst_of_a_norwegian_register_is_in_its_currency() -> None:
     """A Norwegian register's offline receipts are in NOK, like its z-reports and the site's
     catalogue prices, in both journals."""

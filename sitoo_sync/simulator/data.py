@@ -32,6 +32,7 @@ STORES: tuple[tuple[str, str, str, str, int], ...] = (
     ("230", "Triangeln", "211 43 Malmö", "SEK", 1),
     ("300", "Karl Johan", "0159 Oslo", "NOK", 2),
 )
+# (name, VAT % in Sweden): the catalogue's product groups; `group_vats` gives a site's rates
 PRODUCT_GROUPS: tuple[tuple[str, int], ...] = (
     ("Clothing", 25),
     ("Shoes", 25),
@@ -46,9 +47,22 @@ TIME_ZONE = "Europe/Stockholm"  # the store z-report aggregation's zone (its con
 SITE_TIME_ZONE: dict[int, str] = {1: "Europe/Stockholm", 2: "Europe/Oslo"}
 
 
+def group_vats(eshopid: int) -> dict[str, int]:
+    """VAT % per product group on a site, as its catalogue's product groups charge it
+    (rest_v2/catalog.py: Swedish rates on site 1, Norwegian ones on the others)."""
+    from sitoo_sync.simulator.rest_v2.catalog import GROUPS  # it imports this module
+
+    return {name: se if eshopid == 1 else no for name, se, no in GROUPS}
+
+
 def time_zone_of(eshopid: int) -> str:
     """The time zone of a site's registers."""
     return SITE_TIME_ZONE.get(eshopid, TIME_ZONE)
+
+
+def currency_of(store_id: str | None) -> str:
+    """The currency of a store's registers (by `STORES`); SEK for a register without one."""
+    return next((s[3] for s in STORES if s[0] == store_id), "SEK")
 
 
 def money(amount: int) -> str:
@@ -303,8 +317,9 @@ class World:
         self._count += 1
         store = next((s for s in STORES if s[0] == reg.store_id), None)
         currency = store[3] if store else "SEK"
-        sales_groups = self._groups(rng.randint(3, 40))
-        refund_groups = self._groups(rng.randint(1, 3)) if rng.random() < 0.3 else {}
+        vats = group_vats(reg.eshopid)  # the site's rates: an Oslo store charges Norway's
+        sales_groups = self._groups(rng.randint(3, 40), vats)
+        refund_groups = self._groups(rng.randint(1, 3), vats) if rng.random() < 0.3 else {}
         sales = sum(g[0] for g in sales_groups.values())
         refund = sum(g[0] for g in refund_groups.values())
         discount = sales * rng.randint(0, 8) // 100
@@ -365,8 +380,8 @@ class World:
             # The journal writes one receipt per product group sold (and refunded).
             "numsales": len(sales_groups),
             "numsalesitems": sum(g[2] for g in sales_groups.values()),
-            "vatgroupssales": self._vat_groups(sales_groups),
-            "productgroupssales": self._product_groups(sales_groups),
+            "vatgroupssales": self._vat_groups(sales_groups, vats),
+            "productgroupssales": self._product_groups(sales_groups, vats),
             "moneysalesnotdeliveredtotal": "0.00",
             "moneysalesnotdeliveredtotalnet": "0.00",
             "numsalesnotdelivered": 0,
@@ -377,8 +392,8 @@ class World:
             "moneyrefundtotalnet": money(sum(g[1] for g in refund_groups.values())),
             "numrefund": len(refund_groups),
             "numrefunditems": sum(g[2] for g in refund_groups.values()),
-            "vatgroupsrefund": self._vat_groups(refund_groups),
-            "productgroupsrefund": self._product_groups(refund_groups),
+            "vatgroupsrefund": self._vat_groups(refund_groups, vats),
+            "productgroupsrefund": self._product_groups(refund_groups, vats),
             "moneyroundoff": money(roundoff),
             "salestaxessales": [],
             "salestaxesrefund": [],
@@ -444,11 +459,13 @@ class World:
                 del body["registerid"]
         return ZReport(body=body, valid=valid, receipt_payments=paid, made=made)
 
-    def _groups(self, n_items: int) -> dict[str, tuple[int, int, int]]:
-        """Gross cents, net cents and item count per product group for `n_items` items."""
+    def _groups(self, n_items: int, vats: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+        """Gross cents, net cents and item count per product group for `n_items` items, at
+        the site's VAT rates `vats`."""
         groups: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for _ in range(n_items):
-            name, vat = self.rng.choice(PRODUCT_GROUPS)
+            name, _se = self.rng.choice(PRODUCT_GROUPS)
+            vat = vats[name]
             gross = self.rng.randint(49, 2999) * 100 + self.rng.choice((0, 50, 90, 95))
             groups[name][0] += gross
             groups[name][1] += net_of(gross, vat)
@@ -456,9 +473,10 @@ class World:
         return {k: (v[0], v[1], v[2]) for k, v in groups.items()}
 
     @staticmethod
-    def _vat_groups(groups: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:
+    def _vat_groups(
+        groups: dict[str, tuple[int, int, int]], vats: dict[str, int]
+    ) -> list[dict[str, Any]]:
         by_vat: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        vats = dict(PRODUCT_GROUPS)
         for name, (gross, net, _count) in groups.items():
             by_vat[vats[name]][0] += gross
             by_vat[vats[name]][1] += net
@@ -473,8 +491,9 @@ class World:
         ]
 
     @staticmethod
-    def _product_groups(groups: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:
-        vats = dict(PRODUCT_GROUPS)
+    def _product_groups(
+        groups: dict[str, tuple[int, int, int]], vats: dict[str, int]
+    ) -> list[dict[str, Any]]:
         return [
             {
                 "name": name,

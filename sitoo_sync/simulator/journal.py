@@ -2,9 +2,11 @@
 
 Every closed z-report of a register yields that day's journal, generated deterministically
 from the report: login, cash-start, cart events, one receipt per product group sold (refunds
-too) with several items of the group's catalogue (sku, name, quantity, some discounted) and
-the payments the z-report counted for it (`ZReport.receipt_payments`), drawer openings,
-petty cash and banking, printouts, an X-report, sometimes a control-unit error,
+too) with several items of the group's products in the register's site's catalogue (their
+productid, sku and title, the group's name, quantity, some discounted; see
+`catalog.pos_assortments`) and the payments the z-report counted for it
+(`ZReport.receipt_payments`), drawer openings, petty cash and banking, printouts, an
+X-report, sometimes a control-unit error,
 cash-counted, the Z-report and logout: all 24 documented types. A day is uploaded together,
 so its entries share one `dateadded` second. Some days carry a receipt in practice mode, and
 some an entry of a type the docs do not list.
@@ -27,23 +29,23 @@ import json
 import random
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sitoo_sync.simulator.data import (
-    PRODUCT_GROUPS,
     cents,
+    currency_of,
     money,
     receipt_payments,
     split_cents,
     time_zone_of,
 )
+from sitoo_sync.simulator.rest_v2.catalog import Assortment, PosProduct, pos_assortments
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import World
 
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
-PRODUCTS_PER_GROUP = 8  # the catalogue: this many products in each product group
 UNKNOWN_TYPE = "loyalty-stamp"
 
 
@@ -75,6 +77,12 @@ class Journal:
             self._journaled.add((registerid, report.closing["zreportid"]))
             self._append(registerid, self._day(report.closing, report.receipt_payments))
 
+    def assortment(self, eshopid: int) -> Assortment:
+        """What the registers of site `eshopid` sell: the site's catalogue (a site the
+        catalogue does not know sells the first site's)."""
+        sites = pos_assortments(self.world.config.seed, self.world.config.rest)
+        return sites.get(eshopid) or sites[min(sites)]
+
     def _append(self, registerid: str, day: list[dict[str, Any]]) -> None:
         entries = self._entries[registerid]
         for entry in day:
@@ -87,16 +95,19 @@ class Journal:
             self._catch_up(registerid)
             reg = next(r for r in self.world.registers if r.registerid == registerid)
             rng = random.Random(f"{registerid}/burst/{at}")
+            products = self.assortment(reg.eshopid).products
             day = [
                 self._receipt(
                     reg.registerkey,
                     reg.store_id,
                     created=at - hours_old * 3600 + i,
                     number=i,
-                    group=("Offline sale", 25, 1, rng.randint(100, 99999)),
+                    products=products,
+                    quantity=1,
+                    total=rng.randint(100, 99999),
                     refund=False,
                     practice=False,
-                    currency="SEK",
+                    currency=currency_of(reg.store_id),
                     timezone=time_zone_of(reg.eshopid),
                 )
                 for i in range(count)
@@ -118,6 +129,7 @@ class Journal:
         staff = {"staff": z["staff"], "staffuserid": z["staffuserid"]}
         cur = z["currencycode"]
         zone = time_zone_of(int(z["eshopid"]))
+        assortment = self.assortment(int(z["eshopid"]))
 
         def cash(amount: str) -> dict[str, Any]:
             return {"currencycode": cur, "moneycash": amount, **staff}
@@ -139,7 +151,24 @@ class Journal:
         groups += [("refund", g) for g in z["productgroupsrefund"]]
         for n, (section, g) in enumerate(groups):
             t += 300
-            item = {"sku": f"SKU-{n}", "name": g["name"], "moneyrowprice": g["moneytotal"]}
+            # The receipt comes of its own random stream: made first, its first item is what
+            # the cart events show.
+            receipt = self._receipt(
+                z["registerkey"],
+                z["store_id"],
+                created=t + 30,
+                number=z["zreportid"] * 100 + n,
+                products=assortment.of_group(g["name"]),
+                quantity=g["numtotal"],
+                total=cents(g["moneytotal"]),
+                refund=section == "refund",
+                practice=False,
+                currency=cur,
+                timezone=zone,
+                paid=paid[n] if paid and n < len(paid) else None,
+            )
+            first = receipt["data"]["items"][0]
+            item = {"sku": first["sku"], "name": first["name"], "moneyrowprice": g["moneytotal"]}
             out.append((t, "cart-item-add", item, False))
             if rng.random() < 0.2:
                 out.append((t + 1, "cart-item-change", item, False))
@@ -160,18 +189,6 @@ class Journal:
             if rng.random() < 0.03:
                 out.append((t + 21, "cart-payment-remove", pay, False))
                 out.append((t + 22, "cart-payment-success", pay, False))
-            receipt = self._receipt(
-                z["registerkey"],
-                z["store_id"],
-                created=t + 30,
-                number=z["zreportid"] * 100 + n,
-                group=(g["name"], g["vatvalue"], g["numtotal"], cents(g["moneytotal"])),
-                refund=section == "refund",
-                practice=False,
-                currency=cur,
-                timezone=zone,
-                paid=paid[n] if paid and n < len(paid) else None,
-            )
             if not (drop_receipt and n == 0):  # else it never reached the journal backup
                 out.append((t + 30, "receipt", receipt["data"], False))
             if rng.random() < 0.1:
@@ -182,7 +199,9 @@ class Journal:
                 z["store_id"],
                 created=t + 100,
                 number=z["zreportid"] * 100 + 99,
-                group=("Training", 25, 1, cents(z["moneypractice"])),
+                products=assortment.products,
+                quantity=1,
+                total=cents(z["moneypractice"]),
                 refund=False,
                 practice=True,
                 currency=cur,
@@ -226,24 +245,27 @@ class Journal:
         *,
         created: int,
         number: int,
-        group: tuple[str, Any, int, int],
+        products: Sequence[PosProduct],
+        quantity: int,
+        total: int,
         refund: bool,
         practice: bool,
         currency: str,
         timezone: str,
         paid: list[tuple[str, int]] | None = None,
     ) -> dict[str, Any]:
-        """One receipt of `group`'s items: (product group, VAT, item count, total in cents).
+        """One receipt of `quantity` items of `products` (a site's, see `Assortment`) for
+        `total` cents.
 
-        Realistic but exact: the group's items become rows of products from the group's
-        catalogue (a product bought twice is one row of quantity 2), the rows' prices add up
-        to the total, some rows carry a discount (the row price is after it), and it is paid
+        Realistic but exact: the items become rows of products drawn from `products`, each
+        row naming its product's productid, sku, title, product group and VAT (a product
+        bought twice is one row of quantity 2), the rows' prices add up to the total, some
+        rows carry a discount (the row price is after it), and it is paid
         by `paid` ((name, cents) adding up to the total: the payments its z-report counted),
         else by payments drawn as `receipt_payments` draws them. The receipt's own random
         stream keeps the rest of the day's script unchanged.
         """
         own = random.Random(f"{registerkey}/{number}/{created}")
-        name, vat, quantity, total = group
         rows: list[int] = []
         left = max(quantity, 1)
         while left:
@@ -253,15 +275,14 @@ class Journal:
         prices = split_cents(own, total, len(rows))
         items = []
         for qty, price in zip(rows, prices, strict=True):
-            product = own.randint(1, PRODUCTS_PER_GROUP)
-            productid, sku, title = product_of(name, product)
+            product = products[own.randrange(len(products))]
             discount = price // 5 if own.random() < 0.25 and price > 100 else 0
             items.append(
                 {
                     "additionaldata": {
                         "item-delivered": "true" if own.random() < 0.97 else "false",
-                        "item-productid": productid,
-                        "product-group-name": name,
+                        "item-productid": product.productid,
+                        "product-group-name": product.group,
                     },
                     "decimalunitquantity": f"{qty}.000",
                     "discounts": (
@@ -270,9 +291,9 @@ class Journal:
                         else []
                     ),
                     "moneyrowprice": money(price),
-                    "name": title,
-                    "sku": sku,
-                    "vatvalue": vat,
+                    "name": product.name,
+                    "sku": product.sku,
+                    "vatvalue": product.vatvalue,
                 }
             )
         if paid is None:  # drawn last: the rest of the receipt is the same either way
@@ -328,13 +349,6 @@ class Journal:
             if e["type"].startswith("cash-"):
                 totals[e["registerid"]] += cents(e["data"]["moneycash"])
         return {k: money(v) for k, v in totals.items()}
-
-
-def product_of(group: str, n: int) -> tuple[str, str, str]:
-    """(productid, sku, name) of product `n` of a product group: a fixed catalogue."""
-    index = [g for g, _ in PRODUCT_GROUPS].index(group) if group in dict(PRODUCT_GROUPS) else 9
-    productid = str(index * 100 + n)
-    return productid, f"SKU-{productid}", f"{group} item {n}"
 
 
 def _token(offset: int) -> str:

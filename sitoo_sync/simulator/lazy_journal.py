@@ -8,15 +8,16 @@ it starts), and a day's entries are generated from (register, day) when a page n
 A few recently generated days are kept, encoded, so the next page does not make them again.
 
 A day reads like a day at a till: login and cash-start, then customers (cart events, up to
-three payments, the receipt, some refunds, a practice receipt now and then, drawer openings,
-petty cash, printouts, an X-report, sometimes a control-unit error or an entry of a type the
-docs do not list), then cash-counted, the Z-report and logout. It is uploaded at once, so its
-entries share one `dateadded` second; one day in twenty is uploaded six hours late (a
-register that was offline). With `journal_malformed_every = k`, every k-th entry of a
-register is malformed (a non-integer id or a datecreated that is not a time), the way a bad
-record arrives; with `journal_unknown_field_every = k`, every k-th entry that is a receipt
-carries a field in its data the docs do not name. `offline_burst` appends entries after the
-history, as the other journal does.
+three payments, the receipt, of products of the register's site's catalogue, some refunds, a
+practice receipt now and then, drawer openings, petty cash, printouts, an X-report,
+sometimes a control-unit error or an entry of a type the docs do not list), then
+cash-counted, the Z-report and logout. It is uploaded at once, so its entries share one
+`dateadded` second; one day in twenty is uploaded six hours late (a register that was
+offline). With `journal_malformed_every = k`, every k-th entry of a register is malformed (a
+non-integer id or a datecreated that is not a time), the way a bad record arrives; with
+`journal_unknown_field_every = k`, every k-th entry that is a receipt carries a field in its
+data the docs do not name. `offline_burst` appends entries after the history, as the other
+journal does.
 
 Positions, dates and ids are monotone together (an entry's `id` is its position + 1, and both
 dates never go down along a register's history), so a date filter is a binary search over
@@ -35,11 +36,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.data import PRODUCT_GROUPS, STAFF, money, time_zone_of
+from sitoo_sync.simulator.data import PRODUCT_GROUPS, STAFF, currency_of, money, time_zone_of
 from sitoo_sync.simulator.journal import UNKNOWN_TYPE, Journal, _offset, _token
 
 if TYPE_CHECKING:
     from sitoo_sync.simulator.data import Register, World
+    from sitoo_sync.simulator.rest_v2.catalog import Assortment
 
 CACHED_DAYS = 512  # encoded days kept for the next pages (a few pages per register in flight)
 LATE_UPLOAD = 6 * 3600  # an offline register's day reaches the backup this much later
@@ -188,11 +190,12 @@ class LazyJournal(Journal):
             if pool is None:
                 rng = random.Random(f"{self.seed}/{reg.registerid}/customers")
                 staff = {"staff": STAFF[0], "staffuserid": "u1"}
+                assortment = self.assortment(reg.eshopid)
                 pool = [
                     [
                         _template(reg, kind, data, practice)
                         for kind, data, practice in self._customer(
-                            rng, reg, n, _currency(reg), staff
+                            rng, reg, n, _currency(reg), staff, assortment=assortment
                         )
                     ]
                     for n in range(CUSTOMERS)
@@ -207,14 +210,31 @@ class LazyJournal(Journal):
         customer: int,
         currency: str,
         staff: dict[str, Any],
+        *,
+        assortment: Assortment,
     ) -> list[tuple[str, dict[str, Any], bool]]:
-        """One customer at the till: the cart, the payments, the receipt, and what may follow."""
-        group, vat = PRODUCT_GROUPS[rng.randrange(len(PRODUCT_GROUPS))]
+        """One customer at the till: the cart, the payments, the receipt (of the products of
+        a product group of the site's catalogue), and what may follow."""
+        group, _vat = PRODUCT_GROUPS[rng.randrange(len(PRODUCT_GROUPS))]
         quantity = rng.randint(1, 4)
         total = rng.randint(2000, 200000)
         refund = rng.random() < 0.05
         practice = rng.random() < 0.01
-        item = {"sku": f"SKU-{customer}", "name": group, "moneyrowprice": money(total)}
+        receipt = Journal._receipt(  # the same receipt maker as the day journal
+            reg.registerkey,
+            reg.store_id,
+            created=customer,
+            number=customer,
+            products=assortment.of_group(group),
+            quantity=quantity,
+            total=total,
+            refund=refund,
+            practice=practice,
+            currency=currency,
+            timezone=time_zone_of(reg.eshopid),
+        )
+        first = receipt["data"]["items"][0]  # what the cart shows
+        item = {"sku": first["sku"], "name": first["name"], "moneyrowprice": money(total)}
         out: list[tuple[str, dict[str, Any], bool]] = [("cart-item-add", item, practice)]
         if rng.random() < 0.2:
             out.append(("cart-item-change", item, practice))
@@ -225,17 +245,6 @@ class LazyJournal(Journal):
         if rng.random() < 0.05:
             out.append(("cart-payment-retry", pay, practice))
         out.append(("cart-payment-success", pay, practice))
-        receipt = Journal._receipt(  # the same receipt maker as the day journal
-            reg.registerkey,
-            reg.store_id,
-            created=customer,
-            number=customer,
-            group=(group, vat, quantity, total),
-            refund=refund,
-            practice=practice,
-            currency=currency,
-            timezone=time_zone_of(reg.eshopid),
-        )
         out.append(("receipt", receipt["data"], practice))
         roll = rng.random()
         if roll < 0.05:
@@ -298,6 +307,7 @@ class LazyJournal(Journal):
                 raise ValueError("a burst lands after the register's newest upload")
             reg = self._register(registerid)
             rng = random.Random(f"{registerid}/burst/{at}")
+            products = self.assortment(reg.eshopid).products
             first = self.size(registerid) + len(extra) + 1
             for i in range(count):
                 receipt = Journal._receipt(  # the same receipt maker
@@ -305,10 +315,12 @@ class LazyJournal(Journal):
                     reg.store_id,
                     created=at - hours_old * 3600 + i,
                     number=i,
-                    group=("Offline sale", 25, 1, rng.randint(100, 99999)),
+                    products=products,
+                    quantity=1,
+                    total=rng.randint(100, 99999),
                     refund=False,
                     practice=False,
-                    currency="SEK",
+                    currency=_currency(reg),
                     timezone=time_zone_of(reg.eshopid),
                 )
                 receipt.update(
@@ -396,7 +408,7 @@ class LazyJournal(Journal):
 
 
 def _currency(reg: Register) -> str:
-    return "NOK" if reg.store_id == "300" else "SEK"  # store 300 is in Oslo (data.STORES)
+    return currency_of(reg.store_id)
 
 
 def _template(reg: Register, kind: str, data: dict[str, Any], practice: bool) -> Template:

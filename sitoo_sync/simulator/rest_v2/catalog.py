@@ -8,6 +8,11 @@ sellable) and site 1 has a web warehouse with no store. Codes the docs give only
 are used as the fact sheet infers them: storetype 10/20/30, warehousetype 10, usetype 10/40,
 productgrouptype 10. Product `moneyprice` is taken to include VAT and `moneypricein` (cost)
 to exclude it (assumption: the docs say only that `moneypriceorg`/`moneypricein` exclude VAT).
+
+The registers sell this catalogue: `pos_assortments` gives each site's products as the
+journals' receipt items name them (the live products active on the POS, less the few that
+are deleted at the end of the history), rebuilt from the seed alone so that a journal never
+needs the REST v2 world built.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sitoo_sync.simulator.data import SITE_TIME_ZONE, STORES, guid, money, net_of
 from sitoo_sync.simulator.rest_v2.config import RestConfig
@@ -95,6 +101,11 @@ class Catalog:
     def vat_of(self, eshopid: int, vatid: int) -> int:
         """The VAT % of a product group."""
         return int(next(g["value"] for g in self.product_groups[eshopid] if g["vatid"] == vatid))
+
+
+def rest_random(seed: int) -> random.Random:
+    """The REST v2 world's random stream; `build_catalog` is the first to draw from it."""
+    return random.Random(f"rest-v2/{seed}")
 
 
 def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog:
@@ -216,6 +227,82 @@ def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog
             )
             cat.product_site[productid] = eshopid
     return cat
+
+
+def discontinued(cat: Catalog, per_site: int) -> list[int]:
+    """The products deleted at the end of the history (once sold): the first `per_site`
+    products of each site that are active on the POS, by productid."""
+    out: list[int] = []
+    for eshopid in cat.site_ids():
+        active = cat.site_products(eshopid, include_inactive=False)
+        out += [p["productid"] for p in active[:per_site]]
+    return out
+
+
+class PosProduct(NamedTuple):
+    """A product as a register sells it: what a journal receipt item names."""
+
+    productid: str  # as the receipt's `item-productid` carries it: a string
+    sku: str
+    name: str  # the product's title
+    group: str  # its product group's name
+    vatvalue: int  # its product group's VAT %
+
+
+@dataclass(frozen=True)
+class Assortment:
+    """What a site's registers sell: its products, and those of each product group."""
+
+    products: tuple[PosProduct, ...]
+    by_group: dict[str, tuple[PosProduct, ...]]
+
+    def of_group(self, group: str) -> tuple[PosProduct, ...]:
+        """The group's products; every product, for a group the catalogue does not have (or
+        whose products are all withdrawn)."""
+        return self.by_group.get(group) or self.products
+
+
+def pos_assortments(seed: int, config: RestConfig) -> dict[int, Assortment]:
+    """Per site (eshopid), the products its registers sell: the catalogue's live products
+    that are active on the POS, less those deleted at the end of the history (`discontinued`):
+    a receipt item names a product the products listing serves, with its sku and title."""
+    return _assortments(
+        seed, config.products_per_site, config.inactive_every, config.deleted_products_per_site
+    )
+
+
+@functools.cache
+def _assortments(
+    seed: int, products_per_site: int, inactive_every: int, deleted_per_site: int
+) -> dict[int, Assortment]:
+    config = RestConfig(
+        products_per_site=products_per_site,
+        inactive_every=inactive_every,
+        deleted_products_per_site=deleted_per_site,
+    )
+    # The same stream and config give the products the REST v2 world serves (the start time
+    # only dates them).
+    cat = build_catalog(rest_random(seed), config, 0)
+    gone = set(discontinued(cat, deleted_per_site))
+    out: dict[int, Assortment] = {}
+    for eshopid in cat.site_ids():
+        groups = {g["vatid"]: g for g in cat.product_groups[eshopid]}
+        products = tuple(
+            PosProduct(
+                str(p["productid"]),
+                p["sku"],
+                p["title"],
+                groups[p["vatid"]]["productgroupname"],
+                int(p["vatvalue"]),
+            )
+            for p in cat.site_products(eshopid, include_inactive=False)
+            if p["productid"] not in gone
+        )
+        by_group: dict[str, tuple[PosProduct, ...]] = {}
+        for product in products:
+            by_group[product.group] = (*by_group.get(product.group, ()), product)
+        out[eshopid] = Assortment(products, by_group)
+    return out
 
 
 def warehouse_plan() -> list[Body]:

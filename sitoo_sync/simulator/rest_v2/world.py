@@ -6,9 +6,10 @@ arrive hours late with an old `orderdate` and a new `orderid`. Some sales are re
 separate orders later; recent parked, pending and booked orders are still open and settle
 (`advance`, `settle`) without a new id. Closed sales and refunds move stock through
 warehouse transactions; open web orders and bookings reserve stock without one. A few sold
-products are deleted at the end. Randomness comes from its own generator seeded from
-`SimConfig.seed`, so building it never disturbs the z-report world, and it is built on first
-use only (tests that never ask for REST v2 data pay nothing).
+products are deleted at the end (`catalog.discontinued`: the registers' journals never sell
+them). Randomness comes from its own generator seeded from `SimConfig.seed`, so building it
+never disturbs the z-report world, and it is built on first use only (tests that never ask
+for REST v2 data pay nothing).
 
 Mutators for tests (all under the world's lock, all at the world's `now`): `add_orders`,
 `add_late_order`, `add_refund`, `settle`, `advance`, `delete_product`, `touch_product`,
@@ -18,7 +19,6 @@ Mutators for tests (all under the world's lock, all at the world's `now`): `add_
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ from sitoo_sync.simulator.rest_v2.catalog import (
     POS_TIME_ZONE,
     Catalog,
     build_catalog,
+    discontinued,
+    rest_random,
 )
 from sitoo_sync.simulator.rest_v2.orders import OPEN_KINDS, PAID_KINDS, Line, OrderSpec, render
 from sitoo_sync.simulator.rest_v2.query import Body
@@ -50,7 +52,7 @@ class RestWorld:
         self.world = world
         self.config = world.config.rest
         self.lock = world.lock
-        self.rng = random.Random(f"rest-v2/{world.config.seed}")
+        self.rng = rest_random(world.config.seed)
         now = world.config.now
         first_day = datetime.fromtimestamp(now - 3600, UTC).date() - timedelta(
             days=world.config.days
@@ -136,10 +138,11 @@ class RestWorld:
             spec.kind = _settled(spec)
 
     def _delete_sold_products(self, at: int) -> None:
-        sold = sorted({line.product["productid"] for s in self.specs.values() for line in s.lines})
-        for eshopid in self.catalog.site_ids():
-            mine = [p for p in sold if self.catalog.product_site[p] == eshopid]
-            for pid in mine[: self.config.deleted_products_per_site]:
+        # The discontinued products, once sold: the registers' journals never sell them
+        # (catalog.pos_assortments), so no receipt names a product the listing lost.
+        sold = {line.product["productid"] for s in self.specs.values() for line in s.lines}
+        for pid in discontinued(self.catalog, self.config.deleted_products_per_site):
+            if pid in sold:
                 self.delete_product(pid, at=at)
 
     def _lines(self, eshopid: int, count: int, sign: int = 1) -> list[Line]:

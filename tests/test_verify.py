@@ -688,3 +688,51 @@ def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> N
     assert len(hits) == 1, found(tampered.run, "numbering_gap")
     assert "rejected at load" in hits[0].details
     assert "not uploaded" not in hits[0].details
+
+
+def _run_sql(world: World, sql: str, params: dict[str, Any]) -> None:
+    """One statement of `{table}` SQL with `:name` parameters, on the world's target."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        _execute(warehouse, Source(warehouse).sql(sql), params)
+    finally:
+        warehouse.close()
+
+
+def _journal_only(world: World, index: int) -> None:
+    """Register `index` keeps its journal entries, but has no z-report or receipt at all."""
+    key = {"r": world.registers[index]}
+    for table in ("pos_z_reports", "journal_receipts"):
+        _run_sql(world, f"DELETE FROM {{{table}}} WHERE registerid = :r", key)
+
+
+#: Register 6 (store 230): journal entries, no z-report, no receipt.
+JOURNAL_ONLY = 6
+
+
+@dataclass
+class Silent:
+    """A clean world with registers made silent in ways the simulator cannot, verified."""
+
+    run: VerifyRun
+    world: World
+
+
+@pytest.fixture(scope="module")
+def silent(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Silent]:
+    """A clean world with silent registers, verified."""
+    with world_in(target, tmp_path_factory) as world:
+        _journal_only(world, JOURNAL_ONLY)
+        yield Silent(world.verify(), world)
+
+
+def test_a_register_with_only_journal_entries_is_silent_in_its_listed_store(
+    silent: Silent,
+) -> None:
+    """A register with journal entries but no z-report or receipt is silent in the store its
+    listing gives it, and --store that store finds it."""
+    register = silent.world.registers[JOURNAL_ONLY]
+    hits = [f for f in found(silent.run, "silence") if f.registerid == register]
+    assert [f.store_id for f in hits] == ["230"], found(silent.run, "silence")
+    scoped = silent.world.verify(Scope(store="230"))
+    assert [f.registerid for f in found(scoped, "silence")] == [register]

@@ -66,13 +66,19 @@ def _registers(source: Source) -> dict[str, _Register]:
             reg.zone = reg.zone or (None if row[2] is None else str(row[2]))
     if source.has("cash_registers", "warehouses", "stores"):
         for row in source.rows(
-            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE') FROM {cash_registers} c "
+            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since "
+            "FROM {cash_registers} c "
             "LEFT JOIN {warehouses} w ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
-            "LEFT JOIN {stores} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
-            "WHERE c.missing_since IS NULL"
+            "LEFT JOIN {stores} st ON st.site_id = w.site_id AND st.storeid = w.storeid"
         ):
-            if str(row[0]) not in registers:
-                registers[str(row[0])] = _Register(store=str(row[1]), listed_only=True)
+            registerid, listed = str(row[0]), str(row[1])
+            known = registers.get(registerid)
+            if known is not None:
+                # sent something, but no z-report or receipt names its store (journal
+                # entries only): its listing's store, as v_registers derives it
+                known.store = known.store or listed
+            elif row[2] is None:  # still listed, never sent anything
+                registers[registerid] = _Register(store=listed, listed_only=True)
     return registers
 
 

@@ -708,6 +708,45 @@ def _journal_only(world: World, index: int) -> None:
 
 #: Register 6 (store 230): journal entries, no z-report, no receipt.
 JOURNAL_ONLY = 6
+#: Register 4 (store 220, Stockholm): no z-report after its 9th, and journal activity until
+#: 23:30 UTC, the next day in Stockholm; its z-report 1 was loaded with the 'UTC' fallback.
+FALLBACK_ZONE = 4
+
+
+def _silent_past_midnight_with_one_utc_report(world: World, index: int) -> datetime:
+    """Register `index` without z-reports from its 10th, its latest journal entry moved to
+    23:30 UTC of its day, and its z-report 1 loaded in 'UTC': returns that entry's time."""
+    key = {"r": world.registers[index]}
+    _run_sql(world, "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid >= 10", key)
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            ((entry, created),) = list(
+                Source(warehouse).rows(
+                    "SELECT id, datecreated FROM {journal_entries} WHERE registerid = :r "
+                    "AND datecreated = (SELECT MAX(datecreated) FROM {journal_entries} "
+                    "WHERE registerid = :r)",
+                    key,
+                )
+            )
+    finally:
+        warehouse.close()
+    latest = to_utc(created)
+    assert latest is not None
+    assert (latest.hour, latest.minute) < (23, 30)
+    moved = latest.replace(hour=23, minute=30, second=0, microsecond=0)
+    _run_sql(
+        world,
+        "UPDATE {journal_entries} SET datecreated = :at WHERE registerid = :r AND id = :id",
+        {**key, "id": entry, "at": moved},
+    )
+    _run_sql(
+        world,
+        "UPDATE {pos_z_reports} SET business_timezone = 'UTC' WHERE registerid = :r "
+        "AND zreportid = 1",
+        key,
+    )
+    return moved
 
 
 @dataclass
@@ -716,6 +755,7 @@ class Silent:
 
     run: VerifyRun
     world: World
+    last_entry: datetime  # FALLBACK_ZONE's
 
 
 @pytest.fixture(scope="module")
@@ -723,7 +763,8 @@ def silent(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
     """A clean world with silent registers, verified."""
     with world_in(target, tmp_path_factory) as world:
         _journal_only(world, JOURNAL_ONLY)
-        yield Silent(world.verify(), world)
+        moved = _silent_past_midnight_with_one_utc_report(world, FALLBACK_ZONE)
+        yield Silent(world.verify(), world, moved)
 
 
 def test_a_register_with_only_journal_entries_is_silent_in_its_listed_store(
@@ -736,3 +777,13 @@ def test_a_register_with_only_journal_entries_is_silent_in_its_listed_store(
     assert [f.store_id for f in hits] == ["230"], found(silent.run, "silence")
     scoped = silent.world.verify(Scope(store="230"))
     assert [f.registerid for f in found(scoped, "silence")] == [register]
+
+
+def test_silence_is_dated_in_the_zone_of_the_registers_reports_not_a_utc_fallback(
+    silent: Silent,
+) -> None:
+    """One z-report loaded with the 'UTC' fallback does not outvote the zone of the
+    register's other z-reports: activity at 23:30 UTC is found on the next (Stockholm) day."""
+    register = silent.world.registers[FALLBACK_ZONE]
+    hits = [f for f in found(silent.run, "silence") if f.registerid == register]
+    assert [f.day for f in hits] == [silent.last_entry.date() + timedelta(days=1)], hits

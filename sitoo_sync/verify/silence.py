@@ -5,8 +5,9 @@ for a week is a sync problem (`sitoo-sync status` shows it), not a silent regist
 register's store is the store of its z-reports, or else of its journal receipts, or else of
 its listing (cash_registers -> warehouses -> stores, as v_registers derives it): a register
 the listing shows that never sent anything is silent since its store's first data. A finding's
-day is a local day in the register's zone (its z-reports' business_timezone, else its
-receipts' timezone), as a z-report's business_date is.
+day is a local day in the register's zone, as a z-report's business_date is: the
+business_timezone of its latest z-report that has a zone other than the loader's 'UTC'
+fallback, else its latest receipt's timezone, else UTC.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ def _registers(source: Source) -> dict[str, _Register]:
     registers: dict[str, _Register] = defaultdict(_Register)
     for row in source.rows(
         "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')), "
-        "MAX(business_timezone), MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
+        "MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
     ):
         reg = registers[str(row[0])]
         reg.last_report, reg.store = to_utc(row[1]), str(row[2])
-        reg.zone = None if row[3] is None else str(row[3])
-        reg.first_seen = to_utc(row[4])
+        reg.first_seen = to_utc(row[3])
+    for registerid, zone in _latest_zones(source, "pos_z_reports", "business_timezone"):
+        registers[registerid].zone = zone
     if source.has("journal_entries"):
         for row in source.rows(
             "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
@@ -58,12 +60,14 @@ def _registers(source: Source) -> dict[str, _Register]:
                 reg.first_seen = first
     if source.has("journal_receipts"):
         for row in source.rows(
-            "SELECT registerid, MAX(NULLIF(store_id, '')), MAX(timezone) FROM {journal_receipts} "
+            "SELECT registerid, MAX(NULLIF(store_id, '')) FROM {journal_receipts} "
             "GROUP BY registerid"
         ):
             reg = registers[str(row[0])]
             reg.store = reg.store or (None if row[1] is None else str(row[1]))
-            reg.zone = reg.zone or (None if row[2] is None else str(row[2]))
+        for registerid, zone in _latest_zones(source, "journal_receipts", "timezone"):
+            reg = registers[registerid]
+            reg.zone = reg.zone or zone
     if source.has("cash_registers", "warehouses", "stores"):
         for row in source.rows(
             "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since "
@@ -80,6 +84,26 @@ def _registers(source: Source) -> dict[str, _Register]:
             elif row[2] is None:  # still listed, never sent anything
                 registers[registerid] = _Register(store=listed, listed_only=True)
     return registers
+
+
+def _latest_zones(source: Source, table: str, column: str) -> Iterator[tuple[str, str]]:
+    """(registerid, zone) of each register's latest row of `table` with a zone in `column`.
+
+    'UTC' does not count: it is what a z-report's business_timezone falls back to when no
+    zone was known at load, so one such report must not outvote the register's real zone.
+    """
+
+    def named(alias: str) -> str:
+        return f"{alias}.{column} IS NOT NULL AND {alias}.{column} NOT IN ('', 'UTC')"
+
+    sql = (
+        f"SELECT t.registerid, t.{column} FROM {{{table}}} t JOIN (SELECT u.registerid, "
+        f"MAX(u.datecreated) AS latest FROM {{{table}}} u WHERE {named('u')} "
+        f"GROUP BY u.registerid) l ON l.registerid = t.registerid AND l.latest = t.datecreated "
+        f"WHERE {named('t')}"
+    )
+    for row in source.rows(sql):
+        yield str(row[0]), str(row[1])
 
 
 def _days(later: datetime, earlier: datetime) -> int:

@@ -440,6 +440,15 @@ def _execute(warehouse: Warehouse, sql: str, params: dict[str, Any]) -> None:
         warehouse.conn.execute(sa.text(sql).bindparams(*binds))
 
 
+def _run_sql(world: World, sql: str, params: dict[str, Any]) -> None:
+    """One statement of `{table}` SQL with `:name` parameters, on the world's target."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        _execute(warehouse, Source(warehouse).sql(sql), params)
+    finally:
+        warehouse.close()
+
+
 def _reject_a_report_without_its_registerid(world: World) -> None:
     """Register 4's z-report 6 as a reject that lost its registerid: gone from pos_z_reports,
     in rejects under `registerid=<missing>/zreportid=6` with its other identifiers."""
@@ -493,6 +502,30 @@ def _list_a_register_that_never_reported(world: World) -> None:
         warehouse.close()
 
 
+#: POS z-report 3 of register 5, and store 210's 3rd store z-report: no payment lines at all.
+NO_PAYMENTS = (5, 3, "210", 2)
+
+
+def _drop_payment_lines(world: World) -> str:
+    """Delete every payment and sub-payment line of the NO_PAYMENTS reports; returns the
+    store z-report's id."""
+    index, zreportid, store, nth = NO_PAYMENTS
+    pos = {"r": world.registers[index], "z": zreportid}
+    report = _store_line(store, nth)(world)["store_zreport_id"]
+    for kind in ("payments", "subpayments"):
+        _run_sql(
+            world,
+            f"DELETE FROM {{pos_z_report_{kind}}} WHERE registerid = :r AND zreportid = :z",
+            pos,
+        )
+        _run_sql(
+            world,
+            f"DELETE FROM {{store_z_report_{kind}}} WHERE store_zreport_id = :s",
+            {"s": report},
+        )
+    return str(report)
+
+
 @dataclass
 class Tampered:
     """The verify run of a tampered world, the world, and each store z-report tampered."""
@@ -500,6 +533,7 @@ class Tampered:
     run: VerifyRun
     world: World
     store_reports: dict[str, str]
+    no_payments: str  # the store z-report without payment lines
 
 
 @pytest.fixture(scope="module")
@@ -517,7 +551,8 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
         }
-        yield Tampered(world.verify(), world, store_reports)
+        no_payments = _drop_payment_lines(world)
+        yield Tampered(world.verify(), world, store_reports, no_payments)
 
 
 @pytest.mark.parametrize("check", list(TAMPERS))
@@ -546,6 +581,20 @@ def test_store_z_report_lines_are_checked_like_pos_ones(tampered: Tampered, chec
         if f.store_id == store and f.registerid is None and f.store_zreport_id == report
     ]
     assert len(hits) == 1, [f for f in tampered.run.findings if f.check == check]
+
+
+def test_a_report_without_payment_lines_is_not_judged_by_payments(tampered: Tampered) -> None:
+    """A POS or store z-report with no payment lines at all is skipped by payments, as one
+    without VAT or product groups is by those checks, not flagged for its whole total."""
+    index, zreportid, _, _ = NO_PAYMENTS
+    register = tampered.world.registers[index]
+    hits = [
+        f
+        for f in found(tampered.run, "payments")
+        if (f.registerid, f.zreportid) == (register, zreportid)
+        or f.store_zreport_id == tampered.no_payments
+    ]
+    assert hits == []
 
 
 def test_cli_exit_codes_and_json(
@@ -688,15 +737,6 @@ def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> N
     assert len(hits) == 1, found(tampered.run, "numbering_gap")
     assert "rejected at load" in hits[0].details
     assert "not uploaded" not in hits[0].details
-
-
-def _run_sql(world: World, sql: str, params: dict[str, Any]) -> None:
-    """One statement of `{table}` SQL with `:name` parameters, on the world's target."""
-    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
-    try:
-        _execute(warehouse, Source(warehouse).sql(sql), params)
-    finally:
-        warehouse.close()
 
 
 def _journal_only(world: World, index: int) -> None:

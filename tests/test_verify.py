@@ -827,3 +827,28 @@ def test_silence_is_dated_in_the_zone_of_the_registers_reports_not_a_utc_fallbac
     register = silent.world.registers[FALLBACK_ZONE]
     hits = [f for f in found(silent.run, "silence") if f.registerid == register]
     assert [f.day for f in hits] == [silent.last_entry.date() + timedelta(days=1)], hits
+
+
+def test_the_verify_benchmarks_data_is_clean(tmp_path: Path) -> None:
+    """`bench --verify` builds consistent data, store z-report lines included: verify finds
+    nothing on it, and the store line checks have store lines to judge."""
+    from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
+    from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES
+    from sitoo_sync.normalize.store_z_reports import TABLES as STORE_TABLES
+    from sitoo_sync.verify.bench import _sql
+
+    warehouse = open_warehouse(f"duckdb:///{tmp_path / 'bench.duckdb'}")
+    try:
+        warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES])
+        with warehouse.transaction():
+            for statement in _sql(20, 10, 5):
+                warehouse.execute(statement)
+        lines = {
+            kind: int(warehouse.query(f"SELECT count(*) FROM store_z_report_{kind}")[0][0])
+            for kind in ("vat_groups", "product_groups", "payments", "subpayments")
+        }
+        run = run_verify(warehouse, Scope(), write=False)
+    finally:
+        warehouse.close()
+    assert run.findings == []
+    assert all(lines.values()), lines

@@ -484,20 +484,33 @@ def _reject_a_report_without_its_registerid(world: World) -> None:
         warehouse.close()
 
 
-#: A register the listing shows in register 0's store, that never sent anything.
+#: A register the listing shows in register 0's store since 10 days before NOW, that never
+#: sent anything.
 NEVER_REPORTED = "{00000000-0000-0000-0000-0000000000AA}"
+NEVER_REPORTED_LISTED = NOW - timedelta(days=10)
+#: One the listing shows there since the sync (first_seen_at NOW): installed today.
+NEWLY_LISTED = "{00000000-0000-0000-0000-0000000000BB}"
 
 
-def _list_a_register_that_never_reported(world: World) -> None:
-    """Copy register 0's cash_registers row under NEVER_REPORTED (same warehouse, store)."""
+def _list_a_register_that_never_reported(
+    world: World, registerid: str, listed: datetime | None = None
+) -> None:
+    """Copy register 0's cash_registers row under `registerid` (same warehouse, store),
+    first listed at `listed` (default: when the sync listed register 0)."""
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         names = CASH_REGISTERS.column_names
-        sql = Source(warehouse).sql(
+        source = Source(warehouse)
+        sql = source.sql(
             f"INSERT INTO {{cash_registers}} ({', '.join(names)}) SELECT :new, "
             f"{', '.join(names[1:])} FROM {{cash_registers}} WHERE registerid = :old"
         )
-        _execute(warehouse, sql, {"new": NEVER_REPORTED, "old": world.registers[0]})
+        _execute(warehouse, sql, {"new": registerid, "old": world.registers[0]})
+        if listed is not None:
+            sql = source.sql(
+                "UPDATE {cash_registers} SET first_seen_at = :at WHERE registerid = :r"
+            )
+            _execute(warehouse, sql, {"r": registerid, "at": listed})
     finally:
         warehouse.close()
 
@@ -545,7 +558,7 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for tamper in MIDNIGHT:
             _tamper(world, tamper)
         _tamper(world, TOO_HIGH)
-        _list_a_register_that_never_reported(world)
+        _list_a_register_that_never_reported(world, NEVER_REPORTED, NEVER_REPORTED_LISTED)
         _reject_a_report_without_its_registerid(world)
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
@@ -717,12 +730,29 @@ def test_one_error_has_one_sign_in_every_check(tampered: Tampered) -> None:
 
 def test_a_listed_register_that_never_reported_is_silent(tampered: Tampered) -> None:
     """A register in cash_registers with no z-report, receipt or entry at all is flagged as
-    silent, in the store its listing gives it, while that store's others have data."""
+    silent, in the store its listing gives it, for the days its store has data since it was
+    first listed (not the store's whole history)."""
     hits = [f for f in found(tampered.run, "silence") if f.registerid == NEVER_REPORTED]
     assert len(hits) == 1, found(tampered.run, "silence")
     assert hits[0].store_id == "200"
-    assert hits[0].actual is not None
-    assert hits[0].actual >= 3
+    world = tampered.world
+    keys = {"a": world.registers[0], "b": world.registers[1]}
+    latest = []
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            source = Source(warehouse)
+            for sql in (
+                "SELECT MAX(datecreated) FROM {pos_z_reports} WHERE store_id = '200'",
+                "SELECT MAX(datecreated) FROM {journal_entries} WHERE registerid IN (:a, :b)",
+            ):
+                ((at,),) = list(source.rows(sql, keys))
+                latest.append(to_utc(at))
+    finally:
+        warehouse.close()
+    newest = max(t for t in latest if t is not None)
+    days = (newest - NEVER_REPORTED_LISTED).total_seconds() // 86400
+    assert hits[0].actual == Decimal(int(days))
 
 
 def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> None:
@@ -804,6 +834,7 @@ def silent(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
     with world_in(target, tmp_path_factory) as world:
         _journal_only(world, JOURNAL_ONLY)
         moved = _silent_past_midnight_with_one_utc_report(world, FALLBACK_ZONE)
+        _list_a_register_that_never_reported(world, NEWLY_LISTED)
         yield Silent(world.verify(), world, moved)
 
 
@@ -852,3 +883,9 @@ def test_the_verify_benchmarks_data_is_clean(tmp_path: Path) -> None:
         warehouse.close()
     assert run.findings == []
     assert all(lines.values()), lines
+
+
+def test_a_register_listed_today_is_not_silent(silent: Silent) -> None:
+    """A register first listed by the latest sync that has not reported yet is not silent:
+    its silence is measured from its first listing, not from its store's first data."""
+    assert [f for f in found(silent.run, "silence") if f.registerid == NEWLY_LISTED] == []

@@ -4,7 +4,8 @@ Measured against the data itself, not the wall clock: a warehouse that has not b
 for a week is a sync problem (`sitoo-sync status` shows it), not a silent register. A
 register's store is the store of its z-reports, or else of its journal receipts, or else of
 its listing (cash_registers -> warehouses -> stores, as v_registers derives it): a register
-the listing shows that never sent anything is silent since its store's first data. A finding's
+the listing shows that never sent anything is silent since the later of its store's first
+data and its first listing (cash_registers.first_seen_at). A finding's
 day is a local day in the register's zone, as a z-report's business_date is: the
 business_timezone of its latest z-report that has a zone other than the loader's 'UTC'
 fallback, else its latest receipt's timezone, else UTC.
@@ -29,7 +30,8 @@ class _Register:
     listed_only: bool = False  # in cash_registers, but no z-report, receipt or entry at all
     last_report: datetime | None = None
     last_entry: datetime | None = None
-    first_seen: datetime | None = None
+    first_seen: datetime | None = None  # its first data
+    first_listed: datetime | None = None  # cash_registers.first_seen_at (listed_only ones)
 
     @property
     def last_seen(self) -> datetime | None:
@@ -70,8 +72,8 @@ def _registers(source: Source) -> dict[str, _Register]:
             reg.zone = reg.zone or zone
     if source.has("cash_registers", "warehouses", "stores"):
         for row in source.rows(
-            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since "
-            "FROM {cash_registers} c "
+            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since, "
+            "c.first_seen_at FROM {cash_registers} c "
             "LEFT JOIN {warehouses} w ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
             "LEFT JOIN {stores} st ON st.site_id = w.site_id AND st.storeid = w.storeid"
         ):
@@ -82,7 +84,9 @@ def _registers(source: Source) -> dict[str, _Register]:
                 # entries only): its listing's store, as v_registers derives it
                 known.store = known.store or listed
             elif row[2] is None:  # still listed, never sent anything
-                registers[registerid] = _Register(store=listed, listed_only=True)
+                registers[registerid] = _Register(
+                    store=listed, listed_only=True, first_listed=to_utc(row[3])
+                )
     return registers
 
 
@@ -136,6 +140,7 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 store,
                 scope,
                 first=store_first.get(store),
+                listed=reg.first_listed,
                 newest=store_last.get(store),
                 zone=store_zone.get(store),
             )
@@ -183,21 +188,26 @@ def _never_reported(
     scope: Scope,
     *,
     first: datetime | None,
+    listed: datetime | None,
     newest: datetime | None,
     zone: str | None,
 ) -> Iterator[Finding]:
     """A listed register with no data at all, while its store's others have had data for
-    `scope.silent_days` days or more: silent since the store's first data."""
+    `scope.silent_days` days or more since it was first listed: silent since the later of
+    its store's first data and its first listing (a register installed today is not silent;
+    in a first backfill it is first listed about when the newest data is)."""
     if first is None or newest is None:
         return  # no other register of its store has data: nothing to measure against
-    gap = _days(newest, first)
+    since = max(first, listed) if listed is not None else first
+    gap = _days(newest, since)
     day = local_day(newest, zone)
     if gap >= scope.silent_days and (scope.since is None or day >= scope.since):
         yield Finding(
             "silence",
             Severity.WARNING,
-            f"listed in cash_registers but never sent a z-report or journal entry, while "
-            f"store {store} has data from {first:%Y-%m-%d %H:%M}Z to {newest:%Y-%m-%d %H:%M}Z",
+            f"listed in cash_registers but never sent a z-report or journal entry since "
+            f"{since:%Y-%m-%d %H:%M}Z (listed, or store {store}'s first data if later), while "
+            f"the store has data until {newest:%Y-%m-%d %H:%M}Z",
             registerid=registerid,
             store_id=store,
             day=day,

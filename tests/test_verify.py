@@ -449,10 +449,11 @@ def _run_sql(world: World, sql: str, params: dict[str, Any]) -> None:
         warehouse.close()
 
 
-def _reject_a_report_without_its_registerid(world: World) -> None:
-    """Register 4's z-report 6 as a reject that lost its registerid: gone from pos_z_reports,
-    in rejects under `registerid=<missing>/zreportid=6` with its other identifiers."""
-    register = world.registers[4]
+def _reject_a_report_without_its_registerid(world: World, index: int = 4) -> None:
+    """Register `index`'s z-report 6 as a reject that lost its registerid: gone from
+    pos_z_reports, in rejects under `registerid=<missing>/zreportid=6` with its other
+    identifiers."""
+    register = world.registers[index]
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         source = Source(warehouse)
@@ -469,7 +470,7 @@ def _reject_a_report_without_its_registerid(world: World) -> None:
         _execute(warehouse, source.sql(delete), key)
         raw = {"zreportid": 6, "manufacturerid": manufacturerid, "registerkey": registerkey}
         row = (
-            "reject-6",
+            f"reject-{index}-6",
             "pos_z_reports",
             "registerid=<missing>/zreportid=6",
             "registerid: missing or empty key field",
@@ -482,6 +483,21 @@ def _reject_a_report_without_its_registerid(world: World) -> None:
             warehouse.insert(REJECTS, rows_to_arrow(REJECTS, [row]))
     finally:
         warehouse.close()
+
+
+#: Register 5's z-report 6 is rejected without its registerid, and register 3's z-report 1
+#: carries register 5's registerkey: only its manufacturerid tells register 5.
+SHARED_KEY = (5, 3)
+
+
+def _share_registerkey(world: World, index: int, owner: int) -> None:
+    """Give register `index`'s z-report 1 the registerkey of register `owner`'s z-reports."""
+    _run_sql(
+        world,
+        "UPDATE {pos_z_reports} SET registerkey = (SELECT MAX(registerkey) FROM "
+        "{pos_z_reports} WHERE registerid = :owner) WHERE registerid = :r AND zreportid = 1",
+        {"r": world.registers[index], "owner": world.registers[owner]},
+    )
 
 
 #: A register the listing shows in register 0's store since 10 days before NOW, that never
@@ -560,6 +576,8 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         _tamper(world, TOO_HIGH)
         _list_a_register_that_never_reported(world, NEVER_REPORTED, NEVER_REPORTED_LISTED)
         _reject_a_report_without_its_registerid(world)
+        _share_registerkey(world, SHARED_KEY[1], SHARED_KEY[0])
+        _reject_a_report_without_its_registerid(world, SHARED_KEY[0])
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
@@ -889,3 +907,16 @@ def test_a_register_listed_today_is_not_silent(silent: Silent) -> None:
     """A register first listed by the latest sync that has not reported yet is not silent:
     its silence is measured from its first listing, not from its store's first data."""
     assert [f for f in found(silent.run, "silence") if f.registerid == NEWLY_LISTED] == []
+
+
+def test_a_shared_identifier_does_not_block_a_unique_one(tampered: Tampered) -> None:
+    """A reject without its registerid whose registerkey two registers share is still named
+    as rejected when its manufacturerid belongs to one of them only."""
+    register = tampered.world.registers[SHARED_KEY[0]]
+    hits = [
+        f
+        for f in found(tampered.run, "numbering_gap")
+        if (f.registerid, f.zreportid) == (register, 7)
+    ]
+    assert len(hits) == 1, found(tampered.run, "numbering_gap")
+    assert "rejected at load" in hits[0].details

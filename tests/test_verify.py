@@ -920,3 +920,28 @@ def test_a_shared_identifier_does_not_block_a_unique_one(tampered: Tampered) -> 
     ]
     assert len(hits) == 1, found(tampered.run, "numbering_gap")
     assert "rejected at load" in hits[0].details
+
+
+def test_silence_of_a_register_that_never_closed_counts_its_days(silent: Silent) -> None:
+    """A register with journal activity but never a z-report has the days from its first to
+    its last journal entry as `actual`, as every silence finding has its days."""
+    world = silent.world
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            ((first, last),) = list(
+                Source(warehouse).rows(
+                    "SELECT MIN(datecreated), MAX(datecreated) FROM {journal_entries} "
+                    "WHERE registerid = :r",
+                    {"r": world.registers[JOURNAL_ONLY]},
+                )
+            )
+    finally:
+        warehouse.close()
+    start, end = to_utc(first), to_utc(last)
+    assert start is not None
+    assert end is not None
+    hits = [
+        f for f in found(silent.run, "silence") if f.registerid == world.registers[JOURNAL_ONLY]
+    ]
+    assert [f.actual for f in hits] == [Decimal(int((end - start).total_seconds() // 86400))]

@@ -115,7 +115,12 @@ def _days(later: datetime, earlier: datetime) -> int:
 
 
 def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
-    """Journal activity with no z-report, or no data at all, for `scope.silent_days` days."""
+    """Journal activity with no z-report, or no data at all, for `scope.silent_days` days.
+
+    `actual` is the days silent: since the last z-report (a register that never sent one:
+    since its first journal entry) until its last journal entry, or since its last data
+    until its store's newest.
+    """
     registers = _registers(source)
     store_last: dict[str, datetime] = {}
     store_first: dict[str, datetime] = {}
@@ -150,8 +155,10 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
             continue
         if reg.last_entry is not None:
             since_report = reg.last_report
-            gap = _days(reg.last_entry, since_report) if since_report else None
-            if gap is None or gap >= limit:
+            # never a z-report: without one since its first journal entry
+            start = since_report or reg.first_seen or reg.last_entry
+            gap = _days(reg.last_entry, start)
+            if gap >= limit:
                 day = local_day(reg.last_entry, reg.zone)
                 if scope.since is None or day >= scope.since:
                     last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
@@ -163,7 +170,7 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                         registerid=registerid,
                         store_id=store,
                         day=day,
-                        actual=Decimal(gap) if gap is not None else None,
+                        actual=Decimal(gap),
                     )
                 continue
         newest = store_last[store]

@@ -24,6 +24,7 @@ from sitoo_sync.sync import run_once
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.checks import Check
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
+from sitoo_sync.verify.report import finding_line
 from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, Warehouse
@@ -945,3 +946,15 @@ def test_silence_of_a_register_that_never_closed_counts_its_days(silent: Silent)
         f for f in found(silent.run, "silence") if f.registerid == world.registers[JOURNAL_ONLY]
     ]
     assert [f.actual for f in hits] == [Decimal(int((end - start).total_seconds() // 86400))]
+
+
+def test_a_listed_pos_z_report_that_is_missing_names_its_store_z_report_once(
+    tampered: Tampered,
+) -> None:
+    """The text line of a store z-report listing an unknown POS z-report names that store
+    z-report once, in its where part, not again in its details."""
+    hits = [f for f in found(tampered.run, "store_membership") if f.zreportid == 999]
+    assert len(hits) == 1, found(tampered.run, "store_membership")
+    report = hits[0].store_zreport_id
+    assert report
+    assert finding_line(hits[0]).count(report) == 1

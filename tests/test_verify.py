@@ -24,6 +24,7 @@ from sitoo_sync.sync import run_once
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.checks import Check
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
+from sitoo_sync.verify.report import finding_line
 from sitoo_sync.verify.source import Source, to_day, to_utc
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, Warehouse
@@ -440,10 +441,20 @@ def _execute(warehouse: Warehouse, sql: str, params: dict[str, Any]) -> None:
         warehouse.conn.execute(sa.text(sql).bindparams(*binds))
 
 
-def _reject_a_report_without_its_registerid(world: World) -> None:
-    """Register 4's z-report 6 as a reject that lost its registerid: gone from pos_z_reports,
-    in rejects under `registerid=<missing>/zreportid=6` with its other identifiers."""
-    register = world.registers[4]
+def _run_sql(world: World, sql: str, params: dict[str, Any]) -> None:
+    """One statement of `{table}` SQL with `:name` parameters, on the world's target."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        _execute(warehouse, Source(warehouse).sql(sql), params)
+    finally:
+        warehouse.close()
+
+
+def _reject_a_report_without_its_registerid(world: World, index: int = 4) -> None:
+    """Register `index`'s z-report 6 as a reject that lost its registerid: gone from
+    pos_z_reports, in rejects under `registerid=<missing>/zreportid=6` with its other
+    identifiers."""
+    register = world.registers[index]
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         source = Source(warehouse)
@@ -460,7 +471,7 @@ def _reject_a_report_without_its_registerid(world: World) -> None:
         _execute(warehouse, source.sql(delete), key)
         raw = {"zreportid": 6, "manufacturerid": manufacturerid, "registerkey": registerkey}
         row = (
-            "reject-6",
+            f"reject-{index}-6",
             "pos_z_reports",
             "registerid=<missing>/zreportid=6",
             "registerid: missing or empty key field",
@@ -475,22 +486,74 @@ def _reject_a_report_without_its_registerid(world: World) -> None:
         warehouse.close()
 
 
-#: A register the listing shows in register 0's store, that never sent anything.
+#: Register 5's z-report 6 is rejected without its registerid, and register 3's z-report 1
+#: carries register 5's registerkey: only its manufacturerid tells register 5.
+SHARED_KEY = (5, 3)
+
+
+def _share_registerkey(world: World, index: int, owner: int) -> None:
+    """Give register `index`'s z-report 1 the registerkey of register `owner`'s z-reports."""
+    _run_sql(
+        world,
+        "UPDATE {pos_z_reports} SET registerkey = (SELECT MAX(registerkey) FROM "
+        "{pos_z_reports} WHERE registerid = :owner) WHERE registerid = :r AND zreportid = 1",
+        {"r": world.registers[index], "owner": world.registers[owner]},
+    )
+
+
+#: A register the listing shows in register 0's store since 10 days before NOW, that never
+#: sent anything.
 NEVER_REPORTED = "{00000000-0000-0000-0000-0000000000AA}"
+NEVER_REPORTED_LISTED = NOW - timedelta(days=10)
+#: One the listing shows there since the sync (first_seen_at NOW): installed today.
+NEWLY_LISTED = "{00000000-0000-0000-0000-0000000000BB}"
 
 
-def _list_a_register_that_never_reported(world: World) -> None:
-    """Copy register 0's cash_registers row under NEVER_REPORTED (same warehouse, store)."""
+def _list_a_register_that_never_reported(
+    world: World, registerid: str, listed: datetime | None = None
+) -> None:
+    """Copy register 0's cash_registers row under `registerid` (same warehouse, store),
+    first listed at `listed` (default: when the sync listed register 0)."""
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         names = CASH_REGISTERS.column_names
-        sql = Source(warehouse).sql(
+        source = Source(warehouse)
+        sql = source.sql(
             f"INSERT INTO {{cash_registers}} ({', '.join(names)}) SELECT :new, "
             f"{', '.join(names[1:])} FROM {{cash_registers}} WHERE registerid = :old"
         )
-        _execute(warehouse, sql, {"new": NEVER_REPORTED, "old": world.registers[0]})
+        _execute(warehouse, sql, {"new": registerid, "old": world.registers[0]})
+        if listed is not None:
+            sql = source.sql(
+                "UPDATE {cash_registers} SET first_seen_at = :at WHERE registerid = :r"
+            )
+            _execute(warehouse, sql, {"r": registerid, "at": listed})
     finally:
         warehouse.close()
+
+
+#: POS z-report 3 of register 5, and store 210's 3rd store z-report: no payment lines at all.
+NO_PAYMENTS = (5, 3, "210", 2)
+
+
+def _drop_payment_lines(world: World) -> str:
+    """Delete every payment and sub-payment line of the NO_PAYMENTS reports; returns the
+    store z-report's id."""
+    index, zreportid, store, nth = NO_PAYMENTS
+    pos = {"r": world.registers[index], "z": zreportid}
+    report = _store_line(store, nth)(world)["store_zreport_id"]
+    for kind in ("payments", "subpayments"):
+        _run_sql(
+            world,
+            f"DELETE FROM {{pos_z_report_{kind}}} WHERE registerid = :r AND zreportid = :z",
+            pos,
+        )
+        _run_sql(
+            world,
+            f"DELETE FROM {{store_z_report_{kind}}} WHERE store_zreport_id = :s",
+            {"s": report},
+        )
+    return str(report)
 
 
 @dataclass
@@ -500,6 +563,7 @@ class Tampered:
     run: VerifyRun
     world: World
     store_reports: dict[str, str]
+    no_payments: str  # the store z-report without payment lines
 
 
 @pytest.fixture(scope="module")
@@ -511,13 +575,16 @@ def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for tamper in MIDNIGHT:
             _tamper(world, tamper)
         _tamper(world, TOO_HIGH)
-        _list_a_register_that_never_reported(world)
+        _list_a_register_that_never_reported(world, NEVER_REPORTED, NEVER_REPORTED_LISTED)
         _reject_a_report_without_its_registerid(world)
+        _share_registerkey(world, SHARED_KEY[1], SHARED_KEY[0])
+        _reject_a_report_without_its_registerid(world, SHARED_KEY[0])
         store_reports = {
             check: str(_tamper(world, tamper)["store_zreport_id"])
             for check, (tamper, _) in STORE_TAMPERS.items()
         }
-        yield Tampered(world.verify(), world, store_reports)
+        no_payments = _drop_payment_lines(world)
+        yield Tampered(world.verify(), world, store_reports, no_payments)
 
 
 @pytest.mark.parametrize("check", list(TAMPERS))
@@ -546,6 +613,20 @@ def test_store_z_report_lines_are_checked_like_pos_ones(tampered: Tampered, chec
         if f.store_id == store and f.registerid is None and f.store_zreport_id == report
     ]
     assert len(hits) == 1, [f for f in tampered.run.findings if f.check == check]
+
+
+def test_a_report_without_payment_lines_is_not_judged_by_payments(tampered: Tampered) -> None:
+    """A POS or store z-report with no payment lines at all is skipped by payments, as one
+    without VAT or product groups is by those checks, not flagged for its whole total."""
+    index, zreportid, _, _ = NO_PAYMENTS
+    register = tampered.world.registers[index]
+    hits = [
+        f
+        for f in found(tampered.run, "payments")
+        if (f.registerid, f.zreportid) == (register, zreportid)
+        or f.store_zreport_id == tampered.no_payments
+    ]
+    assert hits == []
 
 
 def test_cli_exit_codes_and_json(
@@ -668,12 +749,29 @@ def test_one_error_has_one_sign_in_every_check(tampered: Tampered) -> None:
 
 def test_a_listed_register_that_never_reported_is_silent(tampered: Tampered) -> None:
     """A register in cash_registers with no z-report, receipt or entry at all is flagged as
-    silent, in the store its listing gives it, while that store's others have data."""
+    silent, in the store its listing gives it, for the days its store has data since it was
+    first listed (not the store's whole history)."""
     hits = [f for f in found(tampered.run, "silence") if f.registerid == NEVER_REPORTED]
     assert len(hits) == 1, found(tampered.run, "silence")
     assert hits[0].store_id == "200"
-    assert hits[0].actual is not None
-    assert hits[0].actual >= 3
+    world = tampered.world
+    keys = {"a": world.registers[0], "b": world.registers[1]}
+    latest = []
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            source = Source(warehouse)
+            for sql in (
+                "SELECT MAX(datecreated) FROM {pos_z_reports} WHERE store_id = '200'",
+                "SELECT MAX(datecreated) FROM {journal_entries} WHERE registerid IN (:a, :b)",
+            ):
+                ((at,),) = list(source.rows(sql, keys))
+                latest.append(to_utc(at))
+    finally:
+        warehouse.close()
+    newest = max(t for t in latest if t is not None)
+    days = (newest - NEVER_REPORTED_LISTED).total_seconds() // 86400
+    assert hits[0].actual == Decimal(int(days))
 
 
 def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> None:
@@ -688,3 +786,175 @@ def test_a_gap_rejected_without_its_registerid_is_named(tampered: Tampered) -> N
     assert len(hits) == 1, found(tampered.run, "numbering_gap")
     assert "rejected at load" in hits[0].details
     assert "not uploaded" not in hits[0].details
+
+
+def _journal_only(world: World, index: int) -> None:
+    """Register `index` keeps its journal entries, but has no z-report or receipt at all."""
+    key = {"r": world.registers[index]}
+    for table in ("pos_z_reports", "journal_receipts"):
+        _run_sql(world, f"DELETE FROM {{{table}}} WHERE registerid = :r", key)
+
+
+#: Register 6 (store 230): journal entries, no z-report, no receipt.
+JOURNAL_ONLY = 6
+#: Register 4 (store 220, Stockholm): no z-report after its 9th, and journal activity until
+#: 23:30 UTC, the next day in Stockholm; its z-report 1 was loaded with the 'UTC' fallback.
+FALLBACK_ZONE = 4
+
+
+def _silent_past_midnight_with_one_utc_report(world: World, index: int) -> datetime:
+    """Register `index` without z-reports from its 10th, its latest journal entry moved to
+    23:30 UTC of its day, and its z-report 1 loaded in 'UTC': returns that entry's time."""
+    key = {"r": world.registers[index]}
+    _run_sql(world, "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid >= 10", key)
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            ((entry, created),) = list(
+                Source(warehouse).rows(
+                    "SELECT id, datecreated FROM {journal_entries} WHERE registerid = :r "
+                    "AND datecreated = (SELECT MAX(datecreated) FROM {journal_entries} "
+                    "WHERE registerid = :r)",
+                    key,
+                )
+            )
+    finally:
+        warehouse.close()
+    latest = to_utc(created)
+    assert latest is not None
+    assert (latest.hour, latest.minute) < (23, 30)
+    moved = latest.replace(hour=23, minute=30, second=0, microsecond=0)
+    _run_sql(
+        world,
+        "UPDATE {journal_entries} SET datecreated = :at WHERE registerid = :r AND id = :id",
+        {**key, "id": entry, "at": moved},
+    )
+    _run_sql(
+        world,
+        "UPDATE {pos_z_reports} SET business_timezone = 'UTC' WHERE registerid = :r "
+        "AND zreportid = 1",
+        key,
+    )
+    return moved
+
+
+@dataclass
+class Silent:
+    """A clean world with registers made silent in ways the simulator cannot, verified."""
+
+    run: VerifyRun
+    world: World
+    last_entry: datetime  # FALLBACK_ZONE's
+
+
+@pytest.fixture(scope="module")
+def silent(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Silent]:
+    """A clean world with silent registers, verified."""
+    with world_in(target, tmp_path_factory) as world:
+        _journal_only(world, JOURNAL_ONLY)
+        moved = _silent_past_midnight_with_one_utc_report(world, FALLBACK_ZONE)
+        _list_a_register_that_never_reported(world, NEWLY_LISTED)
+        yield Silent(world.verify(), world, moved)
+
+
+def test_a_register_with_only_journal_entries_is_silent_in_its_listed_store(
+    silent: Silent,
+) -> None:
+    """A register with journal entries but no z-report or receipt is silent in the store its
+    listing gives it, and --store that store finds it."""
+    register = silent.world.registers[JOURNAL_ONLY]
+    hits = [f for f in found(silent.run, "silence") if f.registerid == register]
+    assert [f.store_id for f in hits] == ["230"], found(silent.run, "silence")
+    scoped = silent.world.verify(Scope(store="230"))
+    assert [f.registerid for f in found(scoped, "silence")] == [register]
+
+
+def test_silence_is_dated_in_the_zone_of_the_registers_reports_not_a_utc_fallback(
+    silent: Silent,
+) -> None:
+    """One z-report loaded with the 'UTC' fallback does not outvote the zone of the
+    register's other z-reports: activity at 23:30 UTC is found on the next (Stockholm) day."""
+    register = silent.world.registers[FALLBACK_ZONE]
+    hits = [f for f in found(silent.run, "silence") if f.registerid == register]
+    assert [f.day for f in hits] == [silent.last_entry.date() + timedelta(days=1)], hits
+
+
+def test_the_verify_benchmarks_data_is_clean(tmp_path: Path) -> None:
+    """`bench --verify` builds consistent data, store z-report lines included: verify finds
+    nothing on it, and the store line checks have store lines to judge."""
+    from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
+    from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES
+    from sitoo_sync.normalize.store_z_reports import TABLES as STORE_TABLES
+    from sitoo_sync.verify.bench import _sql
+
+    warehouse = open_warehouse(f"duckdb:///{tmp_path / 'bench.duckdb'}")
+    try:
+        warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES])
+        with warehouse.transaction():
+            for statement in _sql(20, 10, 5):
+                warehouse.execute(statement)
+        lines = {
+            kind: int(warehouse.query(f"SELECT count(*) FROM store_z_report_{kind}")[0][0])
+            for kind in ("vat_groups", "product_groups", "payments", "subpayments")
+        }
+        run = run_verify(warehouse, Scope(), write=False)
+    finally:
+        warehouse.close()
+    assert run.findings == []
+    assert all(lines.values()), lines
+
+
+def test_a_register_listed_today_is_not_silent(silent: Silent) -> None:
+    """A register first listed by the latest sync that has not reported yet is not silent:
+    its silence is measured from its first listing, not from its store's first data."""
+    assert [f for f in found(silent.run, "silence") if f.registerid == NEWLY_LISTED] == []
+
+
+def test_a_shared_identifier_does_not_block_a_unique_one(tampered: Tampered) -> None:
+    """A reject without its registerid whose registerkey two registers share is still named
+    as rejected when its manufacturerid belongs to one of them only."""
+    register = tampered.world.registers[SHARED_KEY[0]]
+    hits = [
+        f
+        for f in found(tampered.run, "numbering_gap")
+        if (f.registerid, f.zreportid) == (register, 7)
+    ]
+    assert len(hits) == 1, found(tampered.run, "numbering_gap")
+    assert "rejected at load" in hits[0].details
+
+
+def test_silence_of_a_register_that_never_closed_counts_its_days(silent: Silent) -> None:
+    """A register with journal activity but never a z-report has the days from its first to
+    its last journal entry as `actual`, as every silence finding has its days."""
+    world = silent.world
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            ((first, last),) = list(
+                Source(warehouse).rows(
+                    "SELECT MIN(datecreated), MAX(datecreated) FROM {journal_entries} "
+                    "WHERE registerid = :r",
+                    {"r": world.registers[JOURNAL_ONLY]},
+                )
+            )
+    finally:
+        warehouse.close()
+    start, end = to_utc(first), to_utc(last)
+    assert start is not None
+    assert end is not None
+    hits = [
+        f for f in found(silent.run, "silence") if f.registerid == world.registers[JOURNAL_ONLY]
+    ]
+    assert [f.actual for f in hits] == [Decimal(int((end - start).total_seconds() // 86400))]
+
+
+def test_a_listed_pos_z_report_that_is_missing_names_its_store_z_report_once(
+    tampered: Tampered,
+) -> None:
+    """The text line of a store z-report listing an unknown POS z-report names that store
+    z-report once, in its where part, not again in its details."""
+    hits = [f for f in found(tampered.run, "store_membership") if f.zreportid == 999]
+    assert len(hits) == 1, found(tampered.run, "store_membership")
+    report = hits[0].store_zreport_id
+    assert report
+    assert finding_line(hits[0]).count(report) == 1

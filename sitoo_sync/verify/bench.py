@@ -4,10 +4,12 @@ The data is generated straight into a DuckDB file by DuckDB SQL (no simulator, n
 year of a chain does not need a sync to exist), into the declared tables, with every figure
 consistent the way a real register's are: 300 registers in 30 stores, one closing a day for
 365 days (109,500 POS z-reports with VAT groups, product groups, payments and card
-sub-payments), one store z-report per store and day listing its POS z-reports, and per
-opening `receipts` journal receipts (one in ten a refund) plus the cash-start and
-cash-counted events. Left out: the journal's cart, staff and printout entries, which no
-check reads. Then `verify` runs over the file, as the command does, and the time is printed.
+sub-payments), one store z-report per store and day listing its POS z-reports, with VAT
+groups, product groups, payments and sub-payments summed from theirs, and per opening
+`receipts` journal receipts (one in ten a refund) plus the cash-start and cash-counted
+events. Left out: the journal's cart, staff and printout entries, which no check reads.
+Then `verify` runs over the file, as the command does, and the time and findings (none on
+this data) are printed.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def _sql(registers: int, days: int, receipts: int) -> list[str]:
             SELECT store_id || '/' || CAST(CAST(datecreated AS DATE) AS VARCHAR),
             row_number() OVER (PARTITION BY store_id, CAST(datecreated AS DATE)
                 ORDER BY registerid) - 1, registerid, zreportid FROM pos_z_reports""",
+        *_store_lines(),
         f"""CREATE TEMP TABLE je AS
             SELECT z.registerid, z.d * {per} + rc.k AS id, 'receipt' AS type,
                 z.closed - INTERVAL 10 HOUR + to_minutes(CAST(rc.k AS INTEGER)) AS ts,
@@ -133,6 +136,47 @@ def _sql(registers: int, days: int, receipts: int) -> list[str]:
             moneycash) SELECT registerid, id, type, false, ts, {m("c")} FROM je
             WHERE type <> 'receipt'""",
     ]
+
+
+#: The store z-report id of POS z-report rows `p`: one per store and UTC day.
+_STORE_REPORT = "p.store_id || '/' || CAST(CAST(p.datecreated AS DATE) AS VARCHAR)"
+
+#: store_z_report_* child -> (its columns after the key, their values over the POS lines `c`)
+_STORE_LINES = {
+    "vat_groups": (
+        "vatvalue, moneytotal, moneytotalnet, moneytotalvat",
+        "any_value(c.vatvalue), sum(c.moneytotal), sum(c.moneytotalnet), sum(c.moneytotalvat)",
+    ),
+    "product_groups": (
+        "name, vatvalue, numtotal, moneytotal, moneytotalnet, moneytotalvat",
+        "any_value(c.name), any_value(c.vatvalue), sum(c.numtotal), sum(c.moneytotal), "
+        "sum(c.moneytotalnet), sum(c.moneytotalvat)",
+    ),
+    "payments": ("name, moneytotal", "any_value(c.name), sum(c.moneytotal)"),
+}
+
+
+def _store_lines() -> list[str]:
+    """The store z-reports' VAT groups, product groups, payments and sub-payments: the sums of
+    their POS z-reports' lines of the same section and position (the same name or VAT rate
+    in every report here), so the store reports' own line checks hold."""
+    pos = "JOIN pos_z_reports p ON p.registerid = c.registerid AND p.zreportid = c.zreportid"
+    out = [
+        f"""INSERT INTO store_z_report_{kind} (store_zreport_id, currency_code, section,
+            position, {columns})
+            SELECT {_STORE_REPORT}, 'SEK', c.section, c.position, {values}
+            FROM pos_z_report_{kind} c {pos}
+            GROUP BY {_STORE_REPORT}, c.section, c.position"""
+        for kind, (columns, values) in _STORE_LINES.items()
+    ]
+    out.append(
+        f"""INSERT INTO store_z_report_subpayments (store_zreport_id, currency_code, section,
+            payment_position, position, name, moneysubtotal)
+            SELECT {_STORE_REPORT}, 'SEK', c.section, c.payment_position, c.position,
+            any_value(c.name), sum(c.moneysubtotal) FROM pos_z_report_subpayments c {pos}
+            GROUP BY {_STORE_REPORT}, c.section, c.payment_position, c.position"""
+    )
+    return out
 
 
 def _last_days(warehouse: Warehouse, days: int) -> Scope:

@@ -92,8 +92,9 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "payments",
         Severity.ERROR,
-        "Sales payments minus refund payments = moneysummarytotal; a payment's sub-payments "
-        "sum to the payment; POS and store z-reports alike.",
+        "A report's sales payments minus refund payments = moneysummarytotal (a report "
+        "with no payment lines is not judged); a payment's sub-payments sum to the payment; "
+        "POS and store z-reports alike.",
         (POS, "pos_z_report_payments", "pos_z_report_subpayments"),
         lines.payments,
     ),

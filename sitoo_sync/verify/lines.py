@@ -160,7 +160,11 @@ def product_groups(source: Source, scope: Scope) -> Iterator[Finding]:
 
 
 def payments(source: Source, scope: Scope) -> Iterator[Finding]:
-    """Sales payments minus refund payments equal moneysummarytotal; sub-payments their payment."""
+    """Sales payments minus refund payments equal moneysummarytotal; sub-payments their payment.
+
+    As with VAT and product groups, a report that lists no payment lines at all is not
+    judged: the rule is that the lines a report has add up, not that it has them.
+    """
     for parent in _parents(source, "payments", "subpayments"):
         yield from _payments(source, scope, parent)
         yield from _subpayments(source, scope, parent)
@@ -174,8 +178,8 @@ def _payments(source: Source, scope: Scope, parent: Parent) -> Iterator[Finding]
     )
     sql = (
         f"SELECT {parent.columns('p')}, p.moneysummarytotal, g.net FROM {{{parent.table}}} p "
-        f"LEFT JOIN ({paid}) g ON {parent.joins('g', 'p')} "
-        f"WHERE {parent.where(scope, 'p')} AND COALESCE(g.net, 0) <> {{cents(p.moneysummarytotal)}}"
+        f"JOIN ({paid}) g ON {parent.joins('g', 'p')} "
+        f"WHERE {parent.where(scope, 'p')} AND g.net <> {{cents(p.moneysummarytotal)}}"
     )
     at = len(parent.head)
     for row in source.rows(sql, scope.params()):

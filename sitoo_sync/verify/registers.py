@@ -121,7 +121,7 @@ def _rejected(source: Source) -> set[tuple[str, int]]:
     A reject keyed `registerid/zreportid` names both. One without a registerid
     (`registerid=<missing>/zreportid=18`) is matched by the register's other identifiers in
     its raw record, `manufacturerid` and `registerkey`, against the z-reports the warehouse
-    holds; only when they point at one register.
+    holds; only when they point at one register together (see `_by_identifiers`).
     """
     if not source.has("rejects"):
         return set()
@@ -155,7 +155,13 @@ _IDENTIFIERS = ("manufacturerid", "registerkey")
 def _by_identifiers(
     source: Source, unnamed: list[tuple[dict[str, Any], int]]
 ) -> set[tuple[str, int]]:
-    """(registerid, zreportid) of rejects without a registerid, by their other identifiers."""
+    """(registerid, zreportid) of rejects without a registerid, by their other identifiers.
+
+    The register is the one every identifier that some z-report carries points at: the
+    intersection of the registers each names, so a registerkey two registers share does not
+    block a manufacturerid unique to one. An identifier no z-report carries says nothing;
+    none, or more than one register left, and the reject is not matched.
+    """
     owners: dict[tuple[str, str], set[str]] = defaultdict(set)
     for row in source.rows(
         f"SELECT DISTINCT registerid, {', '.join(_IDENTIFIERS)} FROM {{pos_z_reports}}"
@@ -165,11 +171,12 @@ def _by_identifiers(
                 owners[field, str(value)].add(str(row[0]))
     out: set[tuple[str, int]] = set()
     for record, zreportid in unnamed:
-        found: set[str] = set()
+        found: set[str] | None = None
         for field in _IDENTIFIERS:
-            if record.get(field):
-                found |= owners.get((field, str(record[field])), set())
-        if len(found) == 1:
+            named = owners.get((field, str(record[field]))) if record.get(field) else None
+            if named:
+                found = set(named) if found is None else found & named
+        if found is not None and len(found) == 1:
             out.add((found.pop(), zreportid))
     return out
 

@@ -4,9 +4,11 @@ Measured against the data itself, not the wall clock: a warehouse that has not b
 for a week is a sync problem (`sitoo-sync status` shows it), not a silent register. A
 register's store is the store of its z-reports, or else of its journal receipts, or else of
 its listing (cash_registers -> warehouses -> stores, as v_registers derives it): a register
-the listing shows that never sent anything is silent since its store's first data. A finding's
-day is a local day in the register's zone (its z-reports' business_timezone, else its
-receipts' timezone), as a z-report's business_date is.
+the listing shows that never sent anything is silent since the later of its store's first
+data and its first listing (cash_registers.first_seen_at). A finding's
+day is a local day in the register's zone, as a z-report's business_date is: the
+business_timezone of its latest z-report that has a zone other than the loader's 'UTC'
+fallback, else its latest receipt's timezone, else UTC.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class _Register:
     listed_only: bool = False  # in cash_registers, but no z-report, receipt or entry at all
     last_report: datetime | None = None
     last_entry: datetime | None = None
-    first_seen: datetime | None = None
+    first_seen: datetime | None = None  # its first data
+    first_listed: datetime | None = None  # cash_registers.first_seen_at (listed_only ones)
 
     @property
     def last_seen(self) -> datetime | None:
@@ -40,12 +43,13 @@ def _registers(source: Source) -> dict[str, _Register]:
     registers: dict[str, _Register] = defaultdict(_Register)
     for row in source.rows(
         "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')), "
-        "MAX(business_timezone), MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
+        "MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
     ):
         reg = registers[str(row[0])]
         reg.last_report, reg.store = to_utc(row[1]), str(row[2])
-        reg.zone = None if row[3] is None else str(row[3])
-        reg.first_seen = to_utc(row[4])
+        reg.first_seen = to_utc(row[3])
+    for registerid, zone in _latest_zones(source, "pos_z_reports", "business_timezone"):
+        registers[registerid].zone = zone
     if source.has("journal_entries"):
         for row in source.rows(
             "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
@@ -58,22 +62,52 @@ def _registers(source: Source) -> dict[str, _Register]:
                 reg.first_seen = first
     if source.has("journal_receipts"):
         for row in source.rows(
-            "SELECT registerid, MAX(NULLIF(store_id, '')), MAX(timezone) FROM {journal_receipts} "
+            "SELECT registerid, MAX(NULLIF(store_id, '')) FROM {journal_receipts} "
             "GROUP BY registerid"
         ):
             reg = registers[str(row[0])]
             reg.store = reg.store or (None if row[1] is None else str(row[1]))
-            reg.zone = reg.zone or (None if row[2] is None else str(row[2]))
+        for registerid, zone in _latest_zones(source, "journal_receipts", "timezone"):
+            reg = registers[registerid]
+            reg.zone = reg.zone or zone
     if source.has("cash_registers", "warehouses", "stores"):
         for row in source.rows(
-            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE') FROM {cash_registers} c "
+            "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since, "
+            "c.first_seen_at FROM {cash_registers} c "
             "LEFT JOIN {warehouses} w ON w.site_id = c.site_id AND w.warehouseid = c.warehouseid "
-            "LEFT JOIN {stores} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
-            "WHERE c.missing_since IS NULL"
+            "LEFT JOIN {stores} st ON st.site_id = w.site_id AND st.storeid = w.storeid"
         ):
-            if str(row[0]) not in registers:
-                registers[str(row[0])] = _Register(store=str(row[1]), listed_only=True)
+            registerid, listed = str(row[0]), str(row[1])
+            known = registers.get(registerid)
+            if known is not None:
+                # sent something, but no z-report or receipt names its store (journal
+                # entries only): its listing's store, as v_registers derives it
+                known.store = known.store or listed
+            elif row[2] is None:  # still listed, never sent anything
+                registers[registerid] = _Register(
+                    store=listed, listed_only=True, first_listed=to_utc(row[3])
+                )
     return registers
+
+
+def _latest_zones(source: Source, table: str, column: str) -> Iterator[tuple[str, str]]:
+    """(registerid, zone) of each register's latest row of `table` with a zone in `column`.
+
+    'UTC' does not count: it is what a z-report's business_timezone falls back to when no
+    zone was known at load, so one such report must not outvote the register's real zone.
+    """
+
+    def named(alias: str) -> str:
+        return f"{alias}.{column} IS NOT NULL AND {alias}.{column} NOT IN ('', 'UTC')"
+
+    sql = (
+        f"SELECT t.registerid, t.{column} FROM {{{table}}} t JOIN (SELECT u.registerid, "
+        f"MAX(u.datecreated) AS latest FROM {{{table}}} u WHERE {named('u')} "
+        f"GROUP BY u.registerid) l ON l.registerid = t.registerid AND l.latest = t.datecreated "
+        f"WHERE {named('t')}"
+    )
+    for row in source.rows(sql):
+        yield str(row[0]), str(row[1])
 
 
 def _days(later: datetime, earlier: datetime) -> int:
@@ -81,7 +115,12 @@ def _days(later: datetime, earlier: datetime) -> int:
 
 
 def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
-    """Journal activity with no z-report, or no data at all, for `scope.silent_days` days."""
+    """Journal activity with no z-report, or no data at all, for `scope.silent_days` days.
+
+    `actual` is the days silent: since the last z-report (a register that never sent one:
+    since its first journal entry) until its last journal entry, or since its last data
+    until its store's newest.
+    """
     registers = _registers(source)
     store_last: dict[str, datetime] = {}
     store_first: dict[str, datetime] = {}
@@ -106,6 +145,7 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 store,
                 scope,
                 first=store_first.get(store),
+                listed=reg.first_listed,
                 newest=store_last.get(store),
                 zone=store_zone.get(store),
             )
@@ -115,8 +155,10 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
             continue
         if reg.last_entry is not None:
             since_report = reg.last_report
-            gap = _days(reg.last_entry, since_report) if since_report else None
-            if gap is None or gap >= limit:
+            # never a z-report: without one since its first journal entry
+            start = since_report or reg.first_seen or reg.last_entry
+            gap = _days(reg.last_entry, start)
+            if gap >= limit:
                 day = local_day(reg.last_entry, reg.zone)
                 if scope.since is None or day >= scope.since:
                     last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
@@ -128,7 +170,7 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                         registerid=registerid,
                         store_id=store,
                         day=day,
-                        actual=Decimal(gap) if gap is not None else None,
+                        actual=Decimal(gap),
                     )
                 continue
         newest = store_last[store]
@@ -153,21 +195,26 @@ def _never_reported(
     scope: Scope,
     *,
     first: datetime | None,
+    listed: datetime | None,
     newest: datetime | None,
     zone: str | None,
 ) -> Iterator[Finding]:
     """A listed register with no data at all, while its store's others have had data for
-    `scope.silent_days` days or more: silent since the store's first data."""
+    `scope.silent_days` days or more since it was first listed: silent since the later of
+    its store's first data and its first listing (a register installed today is not silent;
+    in a first backfill it is first listed about when the newest data is)."""
     if first is None or newest is None:
         return  # no other register of its store has data: nothing to measure against
-    gap = _days(newest, first)
+    since = max(first, listed) if listed is not None else first
+    gap = _days(newest, since)
     day = local_day(newest, zone)
     if gap >= scope.silent_days and (scope.since is None or day >= scope.since):
         yield Finding(
             "silence",
             Severity.WARNING,
-            f"listed in cash_registers but never sent a z-report or journal entry, while "
-            f"store {store} has data from {first:%Y-%m-%d %H:%M}Z to {newest:%Y-%m-%d %H:%M}Z",
+            f"listed in cash_registers but never sent a z-report or journal entry since "
+            f"{since:%Y-%m-%d %H:%M}Z (listed, or store {store}'s first data if later), while "
+            f"the store has data until {newest:%Y-%m-%d %H:%M}Z",
             registerid=registerid,
             store_id=store,
             day=day,

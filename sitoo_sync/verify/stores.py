@@ -118,8 +118,8 @@ def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
         yield Finding(
             "store_membership",
             Severity.ERROR,
-            f"store z-report {row[0]} lists z-report {row[4]} of this register, which is not "
-            "in pos_z_reports (not synced yet, rejected, or never uploaded)",
+            f"lists z-report {row[4]} of this register, which is not in pos_z_reports (not "
+            "synced yet, rejected, or never uploaded)",
             registerid=str(row[3]),
             store_id=str(row[1]),
             day=to_day(row[2]),

@@ -615,9 +615,12 @@ def test_store_z_report_lines_are_checked_like_pos_ones(tampered: Tampered, chec
     assert len(hits) == 1, [f for f in tampered.run.findings if f.check == check]
 
 
-def test_a_report_without_payment_lines_is_not_judged_by_payments(tampered: Tampered) -> None:
-    """A POS or store z-report with no payment lines at all is skipped by payments, as one
-    without VAT or product groups is by those checks, not flagged for its whole total."""
+def test_a_report_whose_payment_lines_are_lost_is_flagged_for_its_total(
+    tampered: Tampered,
+) -> None:
+    """A POS or store z-report with takings but no payment lines at all (a payments list
+    lost on its way in) is a payments finding: 0.00 expected from its lines, its whole
+    moneysummarytotal actual."""
     index, zreportid, _, _ = NO_PAYMENTS
     register = tampered.world.registers[index]
     hits = [
@@ -626,7 +629,12 @@ def test_a_report_without_payment_lines_is_not_judged_by_payments(tampered: Tamp
         if (f.registerid, f.zreportid) == (register, zreportid)
         or f.store_zreport_id == tampered.no_payments
     ]
-    assert hits == []
+    assert len(hits) == 2, hits
+    for hit in hits:
+        assert hit.expected == Decimal("0.00")
+        assert hit.actual is not None
+        assert hit.actual != 0
+        assert "lists no payments" in hit.details
 
 
 def test_cli_exit_codes_and_json(

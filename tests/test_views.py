@@ -460,7 +460,12 @@ MADE: dict[str, list[dict[str, Any]]] = {
             "decimalunitquantity": Decimal(1),
             "moneyrowprice": Decimal("10.00"),
         }
-        for p, productid, sku in ((0, "11", "A"), (1, "X-7", "X"), (2, "99999999999999999999", "Y"))
+        for p, productid, sku in (
+            (0, "11", "A"),
+            (1, "X-7", "X"),
+            (2, "99999999999999999999", "Y"),
+            (3, "11\n", "Z"),  # MySQL's `$` matches before a last newline
+        )
     ],
     "cash_registers": [
         # listed five days ago, in store S1's warehouse, and never heard from since
@@ -528,7 +533,8 @@ def test_stock_levels_show_each_stock_row_once_with_its_live_product(made: Targe
 
 def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
     """v_product_sales.productid has the catalogue's integer type, so it joins products on
-    every target; a productid that is no integer is NULL, never an error."""
+    every target; a productid that is no integer (a trailing newline too) is NULL, never an
+    error, nor the number of another text."""
     products = f"{made.schema}.products" if made.schema else "products"
     joined = rows(
         made,
@@ -537,7 +543,7 @@ def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
     )
     assert joined == [(11, "New A")]
     found = dict(rows(made, "SELECT sku, productid FROM v_product_sales"))
-    assert found == {"A": 11, "X": None, "Y": None}
+    assert found == {"A": 11, "X": None, "Y": None, "Z": None}
 
 
 def test_register_activity_shows_a_register_that_never_reported(made: Target) -> None:

@@ -92,9 +92,9 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "payments",
         Severity.ERROR,
-        "A report's sales payments minus refund payments = moneysummarytotal (a report "
-        "with no payment lines is not judged); a payment's sub-payments sum to the payment; "
-        "POS and store z-reports alike.",
+        "A report's sales payments minus refund payments = moneysummarytotal (no payment "
+        "lines pay 0.00); a payment's sub-payments sum to the payment; POS and store "
+        "z-reports alike.",
         (POS, "pos_z_report_payments", "pos_z_report_subpayments"),
         lines.payments,
     ),

@@ -162,8 +162,10 @@ def product_groups(source: Source, scope: Scope) -> Iterator[Finding]:
 def payments(source: Source, scope: Scope) -> Iterator[Finding]:
     """Sales payments minus refund payments equal moneysummarytotal; sub-payments their payment.
 
-    As with VAT and product groups, a report that lists no payment lines at all is not
-    judged: the rule is that the lines a report has add up, not that it has them.
+    A report with no payment lines at all counts as paying 0.00: one whose total is not zero
+    is flagged, for the list is what a lost or renamed `paymentssales` looks like once loaded
+    (the loader reads lists leniently). Unlike VAT and product groups, every report with
+    takings has payments.
     """
     for parent in _parents(source, "payments", "subpayments"):
         yield from _payments(source, scope, parent)
@@ -178,17 +180,23 @@ def _payments(source: Source, scope: Scope, parent: Parent) -> Iterator[Finding]
     )
     sql = (
         f"SELECT {parent.columns('p')}, p.moneysummarytotal, g.net FROM {{{parent.table}}} p "
-        f"JOIN ({paid}) g ON {parent.joins('g', 'p')} "
-        f"WHERE {parent.where(scope, 'p')} AND g.net <> {{cents(p.moneysummarytotal)}}"
+        f"LEFT JOIN ({paid}) g ON {parent.joins('g', 'p')} "
+        f"WHERE {parent.where(scope, 'p')} "
+        f"AND COALESCE(g.net, 0) <> {{cents(p.moneysummarytotal)}}"
     )
     at = len(parent.head)
     for row in source.rows(sql, scope.params()):
         total, net = to_decimal(row[at]), cents_to_money(row[at + 1])
         if total is not None and total != net:
+            paid_text = (
+                "it lists no payments"
+                if row[at + 1] is None
+                else f"sales payments minus refund payments come to {net}"
+            )
             yield parent.finding(
                 row,
                 "payments",
-                f"sales payments minus refund payments come to {net}, moneysummarytotal is {total}",
+                f"{paid_text}, moneysummarytotal is {total}",
                 expected=net,
                 actual=total,
             )

@@ -94,8 +94,9 @@ class Sql:
                 f"AND {column} NOT GLOB '*[^0-9]*' AND length({column}) <= 18)"
             )
             return f"(CASE WHEN {fits} THEN CAST({column} AS INTEGER) END)"
-        if self.dialect in ("mysql", "mariadb"):
-            return f"(CASE WHEN {column} REGEXP '^({digits})$' THEN CAST({column} AS SIGNED) END)"
+        if self.dialect in ("mysql", "mariadb"):  # (its `$` also matches before a last \n)
+            fits = f"{column} REGEXP '^({digits})$' AND LOCATE(CHAR(10), {column}) = 0"
+            return f"(CASE WHEN {fits} THEN CAST({column} AS SIGNED) END)"
         if self.dialect == "duckdb":
             return (
                 f"(CASE WHEN regexp_full_match({column}, '{digits}') "

@@ -58,7 +58,9 @@ def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
     batch_seconds: str,
 ) -> None:
     """Kill -9 while windows are loading; the rerun's warehouse equals a clean run's exactly."""
-    config = SimConfig(seed=9, days=120, registers_per_store=4, malformed_every=50)
+    # ~11 requests of 500: a kill after a few of them and the first commit leaves most of
+    # the backfill to come, also when a loaded host reports that commit late.
+    config = SimConfig(seed=9, days=240, registers_per_store=4, malformed_every=50)
     with (
         Simulator.create(config) as sim,
         target_for(target_name, tmp_path) as clean,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
@@ -159,34 +159,44 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
             start = since_report or reg.first_seen or reg.last_entry
             gap = _days(reg.last_entry, start)
             if gap >= limit:
-                day = local_day(reg.last_entry, reg.zone)
-                if scope.since is None or day >= scope.since:
-                    last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
-                    yield Finding(
-                        "silence",
-                        Severity.WARNING,
-                        f"journal activity until {reg.last_entry:%Y-%m-%d %H:%M}Z, but the "
-                        f"last z-report is from {last}",
-                        registerid=registerid,
-                        store_id=store,
-                        day=day,
-                        actual=Decimal(gap),
-                    )
+                last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
+                yield from _silence(
+                    registerid,
+                    store,
+                    scope,
+                    gap=gap,
+                    day=local_day(reg.last_entry, reg.zone),
+                    details=f"journal activity until {reg.last_entry:%Y-%m-%d %H:%M}Z, but the "
+                    f"last z-report is from {last}",
+                )
                 continue
         newest = store_last[store]
-        gap = _days(newest, seen)
-        day = local_day(newest, reg.zone)
-        if gap >= limit and (scope.since is None or day >= scope.since):
-            yield Finding(
-                "silence",
-                Severity.WARNING,
-                f"nothing since {seen:%Y-%m-%d %H:%M}Z, while store {store} has data until "
-                f"{newest:%Y-%m-%d %H:%M}Z",
-                registerid=registerid,
-                store_id=store,
-                day=day,
-                actual=Decimal(gap),
-            )
+        yield from _silence(
+            registerid,
+            store,
+            scope,
+            gap=_days(newest, seen),
+            day=local_day(newest, reg.zone),
+            details=f"nothing since {seen:%Y-%m-%d %H:%M}Z, while store {store} has data until "
+            f"{newest:%Y-%m-%d %H:%M}Z",
+        )
+
+
+def _silence(
+    registerid: str, store: str, scope: Scope, *, gap: int, day: date, details: str
+) -> Iterator[Finding]:
+    """A silence finding of `gap` days on `day`, when that is `scope.silent_days` or more
+    and `day` is within `scope.since`."""
+    if gap >= scope.silent_days and (scope.since is None or day >= scope.since):
+        yield Finding(
+            "silence",
+            Severity.WARNING,
+            details,
+            registerid=registerid,
+            store_id=store,
+            day=day,
+            actual=Decimal(gap),
+        )
 
 
 def _never_reported(
@@ -206,17 +216,13 @@ def _never_reported(
     if first is None or newest is None:
         return  # no other register of its store has data: nothing to measure against
     since = max(first, listed) if listed is not None else first
-    gap = _days(newest, since)
-    day = local_day(newest, zone)
-    if gap >= scope.silent_days and (scope.since is None or day >= scope.since):
-        yield Finding(
-            "silence",
-            Severity.WARNING,
-            f"listed in cash_registers but never sent a z-report or journal entry since "
-            f"{since:%Y-%m-%d %H:%M}Z (listed, or store {store}'s first data if later), while "
-            f"the store has data until {newest:%Y-%m-%d %H:%M}Z",
-            registerid=registerid,
-            store_id=store,
-            day=day,
-            actual=Decimal(gap),
-        )
+    yield from _silence(
+        registerid,
+        store,
+        scope,
+        gap=_days(newest, since),
+        day=local_day(newest, zone),
+        details=f"listed in cash_registers but never sent a z-report or journal entry since "
+        f"{since:%Y-%m-%d %H:%M}Z (listed, or store {store}'s first data if later), while "
+        f"the store has data until {newest:%Y-%m-%d %H:%M}Z",
+    )

@@ -168,18 +168,11 @@ def test_store_findings_name_their_store_z_report(injected: World) -> None:
     """A finding on a store z-report names it in store_zreport_id, the report's own key."""
     hits = found(injected.verify(), "store_figures")
     assert len(hits) == 1
-    warehouse = open_warehouse(injected.target.url, schema=injected.target.schema)
-    try:
-        with warehouse.transaction():
-            rows = list(
-                Source(warehouse).rows(
-                    "SELECT store_id, day_created FROM {store_z_reports} "
-                    "WHERE store_zreport_id = :id",
-                    {"id": hits[0].store_zreport_id},
-                )
-            )
-    finally:
-        warehouse.close()
+    rows = _rows(
+        injected,
+        "SELECT store_id, day_created FROM {store_z_reports} WHERE store_zreport_id = :id",
+        {"id": hits[0].store_zreport_id},
+    )
     assert [(str(r[0]), to_day(r[1])) for r in rows] == [(hits[0].store_id, hits[0].day)]
 
 
@@ -266,19 +259,15 @@ def _store_line(store: str, nth: int) -> Callable[[World], dict[str, Any]]:
     """The first sales line of store `store`'s `nth` store z-report (by day)."""
 
     def key(w: World) -> dict[str, Any]:
-        warehouse = open_warehouse(w.target.url, schema=w.target.schema)
-        try:
-            with warehouse.transaction():
-                ids = [
-                    str(r[0])
-                    for r in Source(warehouse).rows(
-                        "SELECT store_zreport_id FROM {store_z_reports} WHERE store_id = :store "
-                        "ORDER BY day_created",
-                        {"store": store},
-                    )
-                ]
-        finally:
-            warehouse.close()
+        ids = [
+            str(r[0])
+            for r in _rows(
+                w,
+                "SELECT store_zreport_id FROM {store_z_reports} WHERE store_id = :store "
+                "ORDER BY day_created",
+                {"store": store},
+            )
+        ]
         return {"store_zreport_id": ids[nth], "section": "sales", "position": 0}
 
     return key
@@ -446,6 +435,16 @@ def _run_sql(world: World, sql: str, params: dict[str, Any]) -> None:
     warehouse = open_warehouse(world.target.url, schema=world.target.schema)
     try:
         _execute(warehouse, Source(warehouse).sql(sql), params)
+    finally:
+        warehouse.close()
+
+
+def _rows(world: World, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a `{table}` query with `:name` parameters, read from the world's target."""
+    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
+    try:
+        with warehouse.transaction():
+            return list(Source(warehouse).rows(sql, params))
     finally:
         warehouse.close()
 
@@ -710,18 +709,12 @@ def test_a_closing_after_utc_midnight_belongs_to_its_business_day(tampered: Tamp
     assert hits
     assert len({f.day for f in hits}) == 1
     hit = hits[0]
-    warehouse = open_warehouse(tampered.world.target.url, schema=tampered.world.target.schema)
-    try:
-        with warehouse.transaction():
-            ((created, business),) = list(
-                Source(warehouse).rows(
-                    "SELECT datecreated, business_date FROM {pos_z_reports} "
-                    "WHERE registerid = :r AND zreportid = 5",
-                    {"r": register},
-                )
-            )
-    finally:
-        warehouse.close()
+    ((created, business),) = _rows(
+        tampered.world,
+        "SELECT datecreated, business_date FROM {pos_z_reports} "
+        "WHERE registerid = :r AND zreportid = 5",
+        {"r": register},
+    )
     closed = to_utc(created)
     assert closed is not None
     assert (closed.hour, closed.minute) == (23, 30)
@@ -815,19 +808,13 @@ def _silent_past_midnight_with_one_utc_report(world: World, index: int) -> datet
     23:30 UTC of its day, and its z-report 1 loaded in 'UTC': returns that entry's time."""
     key = {"r": world.registers[index]}
     _run_sql(world, "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid >= 10", key)
-    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
-    try:
-        with warehouse.transaction():
-            ((entry, created),) = list(
-                Source(warehouse).rows(
-                    "SELECT id, datecreated FROM {journal_entries} WHERE registerid = :r "
-                    "AND datecreated = (SELECT MAX(datecreated) FROM {journal_entries} "
-                    "WHERE registerid = :r)",
-                    key,
-                )
-            )
-    finally:
-        warehouse.close()
+    ((entry, created),) = _rows(
+        world,
+        "SELECT id, datecreated FROM {journal_entries} WHERE registerid = :r "
+        "AND datecreated = (SELECT MAX(datecreated) FROM {journal_entries} "
+        "WHERE registerid = :r)",
+        key,
+    )
     latest = to_utc(created)
     assert latest is not None
     assert (latest.hour, latest.minute) < (23, 30)
@@ -935,18 +922,11 @@ def test_silence_of_a_register_that_never_closed_counts_its_days(silent: Silent)
     """A register with journal activity but never a z-report has the days from its first to
     its last journal entry as `actual`, as every silence finding has its days."""
     world = silent.world
-    warehouse = open_warehouse(world.target.url, schema=world.target.schema)
-    try:
-        with warehouse.transaction():
-            ((first, last),) = list(
-                Source(warehouse).rows(
-                    "SELECT MIN(datecreated), MAX(datecreated) FROM {journal_entries} "
-                    "WHERE registerid = :r",
-                    {"r": world.registers[JOURNAL_ONLY]},
-                )
-            )
-    finally:
-        warehouse.close()
+    ((first, last),) = _rows(
+        world,
+        "SELECT MIN(datecreated), MAX(datecreated) FROM {journal_entries} WHERE registerid = :r",
+        {"r": world.registers[JOURNAL_ONLY]},
+    )
     start, end = to_utc(first), to_utc(last)
     assert start is not None
     assert end is not None

@@ -40,7 +40,7 @@ from sitoo_sync.streams.base import items_of
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.sync import run_once
-from sitoo_sync.warehouse import drop_schema, open_warehouse
+from sitoo_sync.warehouse import drop_schema, given_as, open_warehouse
 
 RATIO_GOAL = 1.3
 RSS_GOAL_MB = 250.0
@@ -110,8 +110,7 @@ def check_targets(targets: Sequence[str]) -> None:
         except ConfigError as exc:
             if "SITOO_TARGET_SCHEMA" in str(exc):  # a target without schemas: SQLite, say
                 continue
-            reason = re.sub(r"^SITOO_TARGET_URL: ", "", str(exc))
-            raise ConfigError(f"--target: {reason}") from None
+            raise given_as(exc, "--target") from None
 
 
 def _plain_client(settings: Settings, **options: Any) -> httpx.Client:

@@ -518,17 +518,16 @@ def _existing_warehouse(
     """The target, which must exist already; its driver's errors become one line naming it
     (password masked), and it is closed afterwards. A URL that cannot be used is refused
     naming `url_from`, where the user gave it (`--target` rather than SITOO_TARGET_URL)."""
-    from sitoo_sync.warehouse import open_existing_warehouse, unreachable
+    from sitoo_sync.warehouse import given_as, open_existing_warehouse, unreachable
 
     try:
         warehouse = open_existing_warehouse(
             settings.target_url, schema=settings.target_schema, read_only=read_only, hint=hint
         )
     except ConfigError as exc:
-        reason = str(exc).removeprefix(f"{_TARGET_URL}: ")
-        if url_from == _TARGET_URL or reason == str(exc):  # e.g. SITOO_TARGET_SCHEMA: as it is
+        if url_from == _TARGET_URL:
             raise
-        raise ConfigError(f"{url_from}: {reason}") from None
+        raise given_as(exc, url_from) from None
     try:
         yield warehouse
     except warehouse.errors as exc:

@@ -47,6 +47,13 @@ def check_local_target(url: str) -> Path | None:
     return path
 
 
+def given_as(exc: ConfigError, option: str) -> ConfigError:
+    """`exc` naming `option` (`--target`) where it names SITOO_TARGET_URL, for a URL the
+    user gave there; another setting's error (SITOO_TARGET_SCHEMA, say) as it is."""
+    reason = str(exc).removeprefix("SITOO_TARGET_URL: ")
+    return exc if reason == str(exc) else ConfigError(f"{option}: {reason}")
+
+
 def unreachable(url: str, exc: BaseException) -> WarehouseError:
     """One line for a database server that cannot be connected to: where, and the driver's
     own reason (its first line, without SQLAlchemy's help link), never the password."""

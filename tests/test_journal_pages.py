@@ -42,7 +42,7 @@ def simulator_pages(**config: Any) -> list[bytes]:
             "num": ["1000"],
             "date_from": ["0"],
         }
-        answer = journal_page(world, query)
+        answer = journal_page(world.journal, query)
         pages.append(answer if isinstance(answer, bytes) else msgspec.json.encode(answer))
     return [p for p in pages if b'"items":[]' not in p]
 

@@ -25,7 +25,7 @@ def lazy_world(entries: int = 5_000, **config: Any) -> World:
 def page(world: World, register: str, **params: Any) -> dict[str, Any]:
     """One decoded page of /journal-entries, as a client sends the query."""
     query = {"register_id": [register], **{k: [str(v)] for k, v in params.items()}}
-    answer = journal_page(world, query)
+    answer = journal_page(world.journal, query)
     assert isinstance(answer, bytes)
     decoded: dict[str, Any] = json.loads(answer)
     return decoded

@@ -24,7 +24,7 @@ from sitoo_sync.normalize.orders import TABLES, normalize_window
 from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
-from sitoo_sync.simulator.data import money as money_text
+from sitoo_sync.simulator.money import money as money_text
 from tests.conftest import SyncFn
 from tests.support import (
     FIXTURES,

@@ -13,7 +13,7 @@ import duckdb
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.simulator import RestWorld, SimConfig, Simulator, World
-from sitoo_sync.simulator.data import cents
+from sitoo_sync.simulator.money import cents
 from sitoo_sync.simulator.rest_v2.catalog import GROUPS
 from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once

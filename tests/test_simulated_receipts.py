@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.simulator.data import cents
+from sitoo_sync.simulator.money import cents
 
 
 def test_receipts_have_baskets_split_payments_discounts_and_refunds() -> None:

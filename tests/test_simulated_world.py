@@ -9,7 +9,8 @@ import httpx
 
 from sitoo_sync.normalize.values import local_day
 from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.simulator.data import World, cents
+from sitoo_sync.simulator.data import World
+from sitoo_sync.simulator.money import cents
 from sitoo_sync.simulator.store_reports import NO_STORE
 
 

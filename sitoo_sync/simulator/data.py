@@ -15,169 +15,32 @@ import bisect
 import json
 import random
 import threading
-import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sitoo_sync.simulator.rest_v2.config import RestConfig
-
-STORES: tuple[tuple[str, str, str, str, int], ...] = (
-    # store_id, name, city line, currency, eshopid (site)
-    ("200", "Sitoo Concept Store", "111 57 Stockholm", "SEK", 1),
-    ("210", "Drottninggatan Flagship", "111 51 Stockholm", "SEK", 1),
-    ("220", "Nordstan", "411 05 Göteborg", "SEK", 1),
-    ("230", "Triangeln", "211 43 Malmö", "SEK", 1),
-    ("300", "Karl Johan", "0159 Oslo", "NOK", 2),
+from sitoo_sync.simulator.chain import (
+    PRODUCT_GROUPS,
+    STAFF,
+    STORES,
+    TIME_ZONE,
+    Register,
+    ZReport,
+    guid,
 )
-# (name, VAT % in Sweden): the catalogue's product groups; `group_vats` gives a site's rates
-PRODUCT_GROUPS: tuple[tuple[str, int], ...] = (
-    ("Clothing", 25),
-    ("Shoes", 25),
-    ("Accessories", 25),
-    ("Books", 6),
-    ("Food & Drink", 12),
-)
-STAFF = ("Anna Berg", "Erik Lind", "Sara Holm", "Omar Haddad", "Li Wei", "POS Staff")
-TIME_ZONE = "Europe/Stockholm"  # the store z-report aggregation's zone (its config)
-#: Each site's time zone, and so its registers': their journal receipts' and POS orders'
-#: `pos-timezone` and the site's settings all name it.
-SITE_TIME_ZONE: dict[int, str] = {1: "Europe/Stockholm", 2: "Europe/Oslo"}
+from sitoo_sync.simulator.config import SimConfig
+from sitoo_sync.simulator.journal import Journal
+from sitoo_sync.simulator.lazy_journal import LazyJournal
+from sitoo_sync.simulator.money import cents, money, net_of, receipt_payments
+from sitoo_sync.simulator.rest_v2.catalog import GROUPS, register_warehouseid
+from sitoo_sync.simulator.store_reports import NO_STORE, mismatch, store_reports
 
 
 def group_vats(eshopid: int) -> dict[str, int]:
     """VAT % per product group on a site, as its catalogue's product groups charge it
     (rest_v2/catalog.py: Swedish rates on site 1, Norwegian ones on the others)."""
-    from sitoo_sync.simulator.rest_v2.catalog import GROUPS  # it imports this module
-
     return {name: se if eshopid == 1 else no for name, se, no in GROUPS}
-
-
-def time_zone_of(eshopid: int) -> str:
-    """The time zone of a site's registers."""
-    return SITE_TIME_ZONE.get(eshopid, TIME_ZONE)
-
-
-def currency_of(store_id: str | None) -> str:
-    """The currency of a store's registers (by `STORES`); SEK for a register without one."""
-    return next((s[3] for s in STORES if s[0] == store_id), "SEK")
-
-
-def money(amount: int) -> str:
-    """Integer cents as a money string, e.g. -1000050 → "-10000.50"."""
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 100)
-    return f"{sign}{whole}.{frac:02d}"
-
-
-def cents(value: str) -> int:
-    """A money string as integer cents, e.g. "-10000.50" → -1000050."""
-    sign = -1 if value.startswith("-") else 1
-    whole, frac = value.lstrip("+-").split(".")
-    return sign * (int(whole) * 100 + int(frac))
-
-
-def net_of(gross: int, vat: int) -> int:
-    """Net cents of a VAT-inclusive amount, rounded half up."""
-    return (gross * 100 * 2 + (100 + vat)) // (2 * (100 + vat))
-
-
-def receipt_payments(rng: random.Random, total: int, *, refund: bool) -> list[tuple[str, int]]:
-    """How a receipt of `total` cents is paid, (name, cents) adding up to it: a sale by up to
-    two payments (card, cash, cash and card, gift card and card), a refund back in cash."""
-    if refund:
-        return [("Cash", total)]
-    kinds = rng.choice((("Card",), ("Cash",), ("Cash", "Card"), ("Gift Card", "Card")))
-    parts = split_cents(rng, total, len(kinds)) if total >= 100 * len(kinds) else [total]
-    return list(zip(kinds, parts, strict=False))
-
-
-def split_cents(rng: random.Random, total: int, parts: int) -> list[int]:
-    """`total` cents in `parts` amounts that add up to it exactly, each at least 1 cent when
-    the total allows (the last takes the remainder)."""
-    if parts <= 1 or abs(total) < parts:
-        return [total] + [0] * (parts - 1)
-    weights = [rng.randint(1, 10) for _ in range(parts)]
-    whole = sum(weights)
-    amounts = [max(1, total * w // whole) for w in weights[:-1]]
-    return [*amounts, total - sum(amounts)]
-
-
-def guid(rng: random.Random) -> str:
-    """A register-style GUID in braces, upper case."""
-    return "{" + str(uuid.UUID(int=rng.getrandbits(128))).upper() + "}"
-
-
-@dataclass
-class Register:
-    """A POS register and its running state."""
-
-    registerid: str
-    registerkey: str
-    registernumber: int
-    store_id: str | None
-    eshopid: int
-    manufacturerid: str
-    next_zreportid: int = 1
-    grand_sales: int = 0
-    grand_refund: int = 0
-
-
-@dataclass
-class SimConfig:
-    """Knobs of the generated world."""
-
-    seed: int = 1
-    days: int = 30
-    registers_per_store: int = 2
-    malformed_every: int = 0  # every Nth report is corrupted; 0 = none
-    max_reports: int | None = None  # stop the history at this many reports
-    unknown_field_every: int = 7  # every Nth report carries a field the docs do not name
-    cash_differences: bool = True  # some closings count more or less cash than expected
-    # Anomalies for `sitoo-sync verify` to find, each injected once, deterministically:
-    inject_missing_report: bool = False  # register 0's z-report 3 is never uploaded
-    inject_grand_total_jump: bool = False  # register 0's grand totals jump 100.00 at report 5
-    inject_store_mismatch: bool = False  # store 200's report of register 0's day 2: +1.00 sales
-    inject_missing_receipt: bool = False  # register 0's journal lacks report 4's first receipt
-    silent_register_days: int = 0  # register 1 uploads no z-report for its last N days
-    dark_register_days: int = 0  # register 2 sends nothing at all for its last N days
-    # Journals at scale (lazy_journal.py): N entries over the registers, made per page, in
-    # place of the days of their z-reports; 0 = the journals follow the z-reports.
-    lazy_journal_size: int = 0
-    journal_day_entries: int = 200  # entries in a register's day, on average (lazy journals)
-    journal_malformed_every: int = 0  # every Nth entry of a register is malformed (lazy journals)
-    # every Nth entry of a register, when a receipt, carries a field the docs do not name in
-    # its data, as the live API's receipts may (lazy journals)
-    journal_unknown_field_every: int = 0
-    now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
-    rest: RestConfig = field(default_factory=RestConfig)  # the REST v2 world (rest_v2/)
-
-
-@dataclass
-class ZReport:
-    """One stored report: the JSON body and whether it is valid per the contract."""
-
-    body: dict[str, Any]
-    valid: bool
-    encoded: bytes = b""
-    #: Each receipt's payments, (name, cents), in the journal's receipt order (a receipt per
-    #: product group sold, then per group refunded): what the payment sections add up.
-    receipt_payments: list[list[tuple[str, int]]] = field(default_factory=list)
-    #: The report as the register made it, when its upload was corrupted (`valid` False):
-    #: what the backend's store aggregation and the register's journal still know.
-    made: dict[str, Any] | None = None
-
-    @property
-    def dateadded(self) -> int:
-        """The upload time the endpoint filters and sorts on."""
-        return int(self.body["dateadded"])
-
-    @property
-    def closing(self) -> dict[str, Any]:
-        """The closing as the register made it (the body, unless the upload corrupted it)."""
-        return self.body if self.made is None else self.made
 
 
 class World:
@@ -197,9 +60,6 @@ class World:
         self.aggregation = "active"
         self.aggregation_hour = 22
         self.store_versions: dict[tuple[str, str], int] = {}
-        from sitoo_sync.simulator.journal import Journal
-        from sitoo_sync.simulator.lazy_journal import LazyJournal
-
         self.journal: Journal = Journal(self)
         self._build_registers()
         if self.config.lazy_journal_size:
@@ -278,8 +138,6 @@ class World:
 
     def register_bodies(self, site: int, include_unregistered: bool) -> list[dict[str, Any]]:
         """`posregister` objects of one site, as `/cashregisters` lists them."""
-        from sitoo_sync.simulator.rest_v2.catalog import register_warehouseid
-
         out = []
         for reg in self.registers:
             if reg.eshopid != site or (not reg.registerkey and not include_unregistered):
@@ -643,8 +501,6 @@ class World:
         self, day: str | None, store_ids: set[str] | None, *, limit: int | None
     ) -> list[dict[str, Any]]:
         """Store z-reports: one per store and day, newest day first, at most `limit`."""
-        from sitoo_sync.simulator.store_reports import NO_STORE, mismatch, store_reports
-
         with self.lock:
             out = store_reports(
                 self._reports,

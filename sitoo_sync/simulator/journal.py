@@ -30,29 +30,34 @@ import random
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from sitoo_sync.simulator.data import (
-    cents,
-    currency_of,
-    money,
-    receipt_payments,
-    split_cents,
-    time_zone_of,
-)
+from sitoo_sync.simulator.chain import Register, ZReport, currency_of, time_zone_of
+from sitoo_sync.simulator.config import SimConfig
+from sitoo_sync.simulator.money import cents, money, receipt_payments, split_cents
+from sitoo_sync.simulator.params import ApiProblem, integer, one
 from sitoo_sync.simulator.rest_v2.catalog import Assortment, PosProduct, pos_assortments
-
-if TYPE_CHECKING:
-    from sitoo_sync.simulator.data import World
 
 MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
 UNKNOWN_TYPE = "loyalty-stamp"
 
 
+class Closings(Protocol):
+    """What a journal reads of its world (data.World): the knobs, the registers, and every
+    closing, uploaded or not."""
+
+    config: SimConfig
+    registers: list[Register]
+
+    def all_reports(self) -> list[ZReport]: ...
+
+    def withheld_reports(self) -> list[ZReport]: ...
+
+
 class Journal:
     """Per-register journals, extended lazily as the register's z-reports appear."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: Closings) -> None:
         self.world = world
         self.lock = threading.RLock()
         self._entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -63,6 +68,34 @@ class Journal:
         with self.lock:
             self._catch_up(registerid)
             return self._entries[registerid]
+
+    def page(  # the endpoint's query, parsed (journal_page)
+        self,
+        registerid: str,
+        *,
+        field: str,
+        descending: bool,
+        num: int,
+        lo: int | None,
+        hi: int | None,
+        kind: str | None,
+        token: str | None,
+    ) -> dict[str, Any] | bytes:
+        """One page of `/journal-entries`: the register's entries whose `field` is within
+        `lo`..`hi` (and of type `kind`), sorted on it, `num` from where `token` resumes."""
+        selected = [
+            e
+            for e in self.entries(registerid)
+            if (lo is None or e[field] >= lo)
+            and (hi is None or e[field] <= hi)
+            and (kind is None or e["type"] == kind)
+        ]
+        selected.sort(key=lambda e: (e[field], e["id"]), reverse=descending)
+        start = token_offset(token) if token else 0
+        answer: dict[str, Any] = {"items": selected[start : start + num]}
+        if start + num < len(selected):
+            answer["next"] = next_token(start + num)
+        return answer
 
     def _catch_up(self, registerid: str) -> None:
         # A closing that was never uploaded, or whose upload was corrupted, still happened:
@@ -351,13 +384,13 @@ class Journal:
         return {k: money(v) for k, v in totals.items()}
 
 
-def _token(offset: int) -> str:
+def next_token(offset: int) -> str:
+    """The opaque `next` token that resumes a query at `offset`."""
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
 
 
-def _offset(token: str) -> int:
-    from sitoo_sync.simulator.server import ApiProblem
-
+def token_offset(token: str) -> int:
+    """The offset a `next` token resumes at; a 400 when it is not one of ours."""
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
     except (ValueError, KeyError, TypeError, binascii.Error):
@@ -367,48 +400,24 @@ def _offset(token: str) -> int:
     return value
 
 
-def journal_page(world: World, query: Mapping[str, list[str]]) -> dict[str, Any] | bytes:
+def journal_page(journal: Journal, query: Mapping[str, list[str]]) -> dict[str, Any] | bytes:
     """One page of `/journal-entries` for the query."""
-    from sitoo_sync.simulator.server import ApiProblem, _int, _one
-
-    register = _one(query, "register_id")
+    register = one(query, "register_id")
     if not register:
         raise ApiProblem(400, "register_id is required")
-    date_type = _one(query, "date_type") or "created"
+    date_type = one(query, "date_type") or "created"
     if date_type not in ("created", "added"):
         raise ApiProblem(400, f"Invalid value for date_type: {date_type}")
-    order = _one(query, "sort_order") or "asc"
+    order = one(query, "sort_order") or "asc"
     if order not in ("asc", "desc"):
         raise ApiProblem(400, f"Invalid value for sort_order: {order}")
-    num = max(1, min(_int(query, "num", 10) or 10, MAX_NUM))
-    lo, hi = _int(query, "date_from"), _int(query, "date_to")
-    kind = _one(query, "type")
-    field = "date" + date_type
-    from sitoo_sync.simulator.lazy_journal import LazyJournal
-
-    if isinstance(world.journal, LazyJournal):  # journals at scale, made per page
-        return world.journal.page(
-            register,
-            field=field,
-            descending=order == "desc",
-            num=num,
-            lo=lo,
-            hi=hi,
-            kind=kind,
-            token=_one(query, "next"),
-        )
-    entries = world.journal.entries(register)
-    selected = [
-        e
-        for e in entries
-        if (lo is None or e[field] >= lo)
-        and (hi is None or e[field] <= hi)
-        and (kind is None or e["type"] == kind)
-    ]
-    selected.sort(key=lambda e: (e[field], e["id"]), reverse=order == "desc")
-    start = _offset(token) if (token := _one(query, "next")) else 0
-    page = selected[start : start + num]
-    answer: dict[str, Any] = {"items": page}
-    if start + num < len(selected):
-        answer["next"] = _token(start + num)
-    return answer
+    return journal.page(
+        register,
+        field="date" + date_type,
+        descending=order == "desc",
+        num=max(1, min(integer(query, "num", 10) or 10, MAX_NUM)),
+        lo=integer(query, "date_from"),
+        hi=integer(query, "date_to"),
+        kind=one(query, "type"),
+        token=one(query, "next"),
+    )

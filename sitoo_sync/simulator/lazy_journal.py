@@ -36,11 +36,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sitoo_sync.simulator.data import PRODUCT_GROUPS, STAFF, currency_of, money, time_zone_of
-from sitoo_sync.simulator.journal import UNKNOWN_TYPE, Journal, _offset, _token
+from sitoo_sync.simulator.chain import PRODUCT_GROUPS, STAFF, Register, currency_of, time_zone_of
+from sitoo_sync.simulator.journal import (
+    UNKNOWN_TYPE,
+    Closings,
+    Journal,
+    next_token,
+    token_offset,
+)
+from sitoo_sync.simulator.money import money
 
 if TYPE_CHECKING:
-    from sitoo_sync.simulator.data import Register, World
     from sitoo_sync.simulator.rest_v2.catalog import Assortment
 
 CACHED_DAYS = 512  # encoded days kept for the next pages (a few pages per register in flight)
@@ -83,7 +89,7 @@ class LazyJournal(Journal):
     The day journal's truths for tests (entries per type, receipt totals, cash moved) come
     from `all_entries`, so they hold here too, for journals small enough to decode whole."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: Closings) -> None:
         super().__init__(world)
         config = world.config
         self.seed = config.seed
@@ -341,7 +347,7 @@ class LazyJournal(Journal):
         token: str | None,
     ) -> bytes:
         """One page of `/journal-entries`, encoded; `next` resumes at a position."""
-        resume = _offset(token) if token else None
+        resume = token_offset(token) if token else None
         items: list[bytes] = []
         more = False
         for position, (added, created, entry_type, raw) in self._walk(
@@ -361,7 +367,7 @@ class LazyJournal(Journal):
             items.append(raw)
         body = b'{"items":[' + b",".join(items) + b"]"
         if more and resume is not None:
-            body += b',"next":"' + _token(resume).encode() + b'"'
+            body += b',"next":"' + next_token(resume).encode() + b'"'
         return body + b"}"
 
     def _walk(

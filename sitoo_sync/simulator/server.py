@@ -32,9 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sitoo_sync.simulator.data import SimConfig, World
+from sitoo_sync.simulator.config import SimConfig
+from sitoo_sync.simulator.data import World
 from sitoo_sync.simulator.faults import FaultPlan
 from sitoo_sync.simulator.journal import journal_page
+from sitoo_sync.simulator.params import ApiProblem, csv, integer, one
 from sitoo_sync.simulator.rest_v2.query import RestError
 from sitoo_sync.simulator.rest_v2.routes import serve as serve_rest_v2
 from sitoo_sync.simulator.rest_v2.world import RestWorld
@@ -44,37 +46,6 @@ DEFAULT_PASSWORD = "simulator-secret"  # noqa: S105  # the fake API's own demo p
 POS_Z_REPORTS_CAP = 500
 STORE_Z_REPORTS_CAP = 100
 REGISTERS_MAX_NUM = 100
-
-
-class ApiProblem(Exception):
-    """An error answer: status and the vendor's error text."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-
-def _one(query: Mapping[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-def _int(query: Mapping[str, list[str]], name: str, default: int | None = None) -> int | None:
-    raw = _one(query, name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiProblem(400, f"Invalid value for {name}: {raw}") from None
-
-
-def _csv(query: Mapping[str, list[str]], name: str) -> set[str] | None:
-    raw = _one(query, name)
-    if raw is None:
-        return None
-    return {part for part in raw.split(",") if part}
 
 
 class _Server(ThreadingHTTPServer):
@@ -206,7 +177,7 @@ class Simulator:
     def route(self, path: str, query: Mapping[str, list[str]]) -> Any:
         """The JSON answer for GET `path`, or an ApiProblem."""
         if path == "/v3/journal-entries":
-            return journal_page(self.world, query)
+            return journal_page(self.world.journal, query)
         m = re.fullmatch(r"/v2/accounts/([^/]+)(/.*)", path)
         if not m:
             raise ApiProblem(404, "Resource not found")
@@ -238,9 +209,9 @@ class Simulator:
                 raise ApiProblem(404, "Store Z-report aggregation is not configured")
             return self.world.store_config()
         if rest == "/store-z-reports":
-            day = _one(query, "day")
+            day = one(query, "day")
             limit = None if day else STORE_Z_REPORTS_CAP
-            return self.world.store_z_reports(day, _csv(query, "store_id"), limit=limit)
+            return self.world.store_z_reports(day, csv(query, "store_id"), limit=limit)
         if sm := re.fullmatch(r"/store-z-reports/([0-9a-f-]{36})", rest):
             for store_report in self.world.store_z_reports(None, None, limit=None):
                 if store_report["store_zreport_id"] == sm.group(1):
@@ -249,23 +220,23 @@ class Simulator:
         raise ApiProblem(404, "Resource not found")
 
     def _registers(self, site: int, query: Mapping[str, list[str]]) -> dict[str, Any]:
-        start = _int(query, "start", 0) or 0
-        num = min(_int(query, "num", 10) or 10, REGISTERS_MAX_NUM)
-        include_unregistered = (_one(query, "includenotregistered") or "").lower() == "true"
+        start = integer(query, "start", 0) or 0
+        num = min(integer(query, "num", 10) or 10, REGISTERS_MAX_NUM)
+        include_unregistered = (one(query, "includenotregistered") or "").lower() == "true"
         registers = self.world.register_bodies(site, include_unregistered)
         return {"totalcount": len(registers), "items": registers[start : start + num]}
 
     def _pos_z_reports(self, query: Mapping[str, list[str]]) -> bytes:
-        eshops = _csv(query, "eshopid")
+        eshops = csv(query, "eshopid")
         try:
             eshop_ids = {int(e) for e in eshops} if eshops is not None else None
         except ValueError:
             raise ApiProblem(400, "Invalid value for eshopid") from None
         reports = self.world.pos_z_reports(
-            date_from=_int(query, "dateaddedfrom"),
-            date_to=_int(query, "dateaddedto"),
-            registerids=_csv(query, "registerid"),
-            store_ids=_csv(query, "store_id"),
+            date_from=integer(query, "dateaddedfrom"),
+            date_to=integer(query, "dateaddedto"),
+            registerids=csv(query, "registerid"),
+            store_ids=csv(query, "store_id"),
             eshopids=eshop_ids,
             limit=POS_Z_REPORTS_CAP,
         )

@@ -19,7 +19,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sitoo_sync.simulator.data import ZReport, cents, money
+from sitoo_sync.simulator.chain import ZReport
+from sitoo_sync.simulator.money import cents, money
 
 NO_STORE = "NO_STORE"
 _MONEY = re.compile(r"[-+]?[0-9]+\.[0-9]{2}")

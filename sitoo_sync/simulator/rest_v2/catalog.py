@@ -22,7 +22,8 @@ import random
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sitoo_sync.simulator.data import SITE_TIME_ZONE, STORES, guid, money, net_of
+from sitoo_sync.simulator.chain import SITE_TIME_ZONE, STORES, guid
+from sitoo_sync.simulator.money import money, net_of
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.simulator.rest_v2.query import Body
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sitoo_sync.simulator.data import cents, money, net_of
+from sitoo_sync.simulator.money import cents, money, net_of
 from sitoo_sync.simulator.rest_v2.query import Body, Query, RestError, csv, csv_ints, integer, one
 
 ORDER_STATES = {0: "Open", 10: "Closed", 20: "Cancelled", -1: "Abandoned"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sitoo_sync.simulator.data import money
+from sitoo_sync.simulator.money import money
 from sitoo_sync.simulator.rest_v2.query import Body
 
 MOVE_IN, SALES, REFUND, STOCKTAKING = 10, 30, 40, 50

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sitoo_sync.simulator.data import cents, money, net_of
+from sitoo_sync.simulator.money import cents, money, net_of
 from sitoo_sync.simulator.rest_v2.catalog import POS_TIME_ZONE
 from sitoo_sync.simulator.rest_v2.orders import STATES, OrderSpec
 from sitoo_sync.simulator.rest_v2.stock import decimal3

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from sitoo_sync.simulator.data import STAFF, guid
+from sitoo_sync.simulator.chain import STAFF, guid
 from sitoo_sync.simulator.rest_v2.query import Body
 
 FIRST = ("Alva", "Nils", "Maja", "Oskar", "Ebba", "Hugo", "Ines", "Leo", "Saga", "Vera")

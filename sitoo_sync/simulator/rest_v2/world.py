@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sitoo_sync.simulator.data import cents
+from sitoo_sync.simulator.money import cents
 from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.simulator.rest_v2.catalog import (
     CURRENCY,
@@ -39,7 +39,8 @@ from sitoo_sync.simulator.rest_v2.stock import MOVE_IN, REFUND, SALES, STOCKTAKI
 from sitoo_sync.simulator.rest_v2.users import build_users
 
 if TYPE_CHECKING:
-    from sitoo_sync.simulator.data import Register, World
+    from sitoo_sync.simulator.chain import Register
+    from sitoo_sync.simulator.data import World
 
 FIRST_ORDER_ID = 100001
 

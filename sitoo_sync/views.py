@@ -151,6 +151,8 @@ def _daily_order_sales(d: Sql) -> str:
 
 
 def _stock_levels(d: Sql) -> str:
+    # Only listed warehouses: a deleted one keeps its row (missing_since set) and its stock
+    # rows, which no tick reads again, so their figures are stale, not today's stock.
     # One product per stock row: a deleted product keeps its row (missing_since set) and
     # its SKU may be reused, and the catalogue does not make a SKU unique among live
     # products; of several live ones the lowest productid, which a new one never displaces.
@@ -170,7 +172,8 @@ def _stock_levels(d: Sql) -> str:
         f"WHERE missing_since IS NULL GROUP BY site_id, sku) live "
         f"ON live.site_id = i.site_id AND live.sku = i.sku "
         f"LEFT JOIN {d.t('products')} p ON p.site_id = live.site_id "
-        f"AND p.productid = live.productid"
+        f"AND p.productid = live.productid "
+        f"WHERE w.missing_since IS NULL"
     )
 
 
@@ -441,7 +444,14 @@ VIEWS: tuple[View, ...] = (
                 "moneytotal",
                 "datelastmodified",
             ),
-            "warehouses": ("site_id", "warehouseid", "name", "storeid", "currencycode"),
+            "warehouses": (
+                "site_id",
+                "warehouseid",
+                "name",
+                "storeid",
+                "currencycode",
+                "missing_since",
+            ),
             "stores": ("site_id", "storeid", "externalid"),
             "products": ("site_id", "sku", "productid", "title", "missing_since"),
         },

@@ -123,6 +123,17 @@ def test_stock_of_a_warehouse_no_longer_listed_is_left_out(made: Target) -> None
     assert [(r[0], Decimal(str(r[1]))) for r in found] == [(1, Decimal(5)), (2, Decimal(1))]
 
 
+def test_an_empty_store_externalid_is_no_store(made: Target) -> None:
+    """An order whose store-externalid is empty falls back to its warehouse's store, and a
+    store with an empty externalid is NO_STORE, in every REST v2 view, as in z-reports."""
+    sales = rows(made, "SELECT store_id, orders FROM v_daily_order_sales ORDER BY store_id")
+    assert [(r[0], int(r[1])) for r in sales] == [("NO_STORE", 1), ("S1", 1), ("S9", 1)]
+    stock = rows(made, "SELECT warehouseid, store_id FROM v_stock_levels ORDER BY warehouseid")
+    assert stock == [(1, "S1"), (2, "NO_STORE")]
+    assert rows(made, "SELECT store_id FROM v_registers") == [("NO_STORE",)]
+    assert rows(made, "SELECT store_id FROM v_register_activity") == [("NO_STORE",)]
+
+
 def test_days_silent_is_a_whole_number_on_every_target(made: Target) -> None:
     """v_register_activity.days_silent reaches a BI tool as an integer (MariaDB made it a
     DECIMAL), so it needs no cast to compare or bucket."""

@@ -85,7 +85,7 @@ def _register_activity(d: Sql) -> str:
     if d.has("warehouses", "stores"):  # a register without z-reports: its listed store
         store = (
             "COALESCE(z.store_id, CASE WHEN c.registerid IS NOT NULL "
-            "THEN COALESCE(st.externalid, 'NO_STORE') END)"
+            f"THEN {_store('st.externalid')} END)"
         )
         joins = (
             f"LEFT JOIN {d.t('warehouses')} w "
@@ -131,7 +131,8 @@ def _product_sales(d: Sql) -> str:
 
 def _daily_order_sales(d: Sql) -> str:
     net, vat = d.cents("i.moneyitemtotal_net"), d.cents("i.moneyitemtotal_vat")
-    store = "COALESCE(o.store_externalid, st.externalid, 'NO_STORE')"
+    # An empty store-externalid is no store (as z-reports' ''): the warehouse's store then.
+    store = "COALESCE(NULLIF(o.store_externalid, ''), NULLIF(st.externalid, ''), 'NO_STORE')"
     refund = "(CASE WHEN o.creditorderid IS NOT NULL THEN 1 ELSE 0 END)"
     return (
         f"SELECT {store} AS store_id, o.business_date, o.currencycode, "
@@ -151,13 +152,15 @@ def _daily_order_sales(d: Sql) -> str:
 
 
 def _stock_levels(d: Sql) -> str:
+    # Only listed warehouses: a deleted one keeps its row (missing_since set) and its stock
+    # rows, which no tick reads again, so their figures are stale, not today's stock.
     # One product per stock row: a deleted product keeps its row (missing_since set) and
     # its SKU may be reused, and the catalogue does not make a SKU unique among live
     # products; of several live ones the lowest productid, which a new one never displaces.
     value = d.cents("i.moneytotal")
     return (
         f"SELECT i.site_id, i.warehouseid, w.name AS warehouse_name, "
-        f"COALESCE(st.externalid, 'NO_STORE') AS store_id, i.sku, p.productid, p.title, "
+        f"{_store('st.externalid')} AS store_id, i.sku, p.productid, p.title, "
         f"{d.quantity('i.decimaltotal')} AS on_hand, "
         f"{d.quantity('i.decimalreserved')} AS reserved, "
         f"{d.quantity('i.decimalavailable')} AS available, "
@@ -170,14 +173,15 @@ def _stock_levels(d: Sql) -> str:
         f"WHERE missing_since IS NULL GROUP BY site_id, sku) live "
         f"ON live.site_id = i.site_id AND live.sku = i.sku "
         f"LEFT JOIN {d.t('products')} p ON p.site_id = live.site_id "
-        f"AND p.productid = live.productid"
+        f"AND p.productid = live.productid "
+        f"WHERE w.missing_since IS NULL"
     )
 
 
 def _registers(d: Sql) -> str:
     return (
         f"SELECT c.registerid, c.site_id, c.warehouseid, "
-        f"COALESCE(st.externalid, 'NO_STORE') AS store_id, st.name AS store_name, "
+        f"{_store('st.externalid')} AS store_id, st.name AS store_name, "
         f"c.currencycode, c.first_seen_at, c.last_seen_at, c.missing_since "
         f"FROM {d.t('cash_registers')} c "
         f"LEFT JOIN {d.t('warehouses')} w "
@@ -441,7 +445,14 @@ VIEWS: tuple[View, ...] = (
                 "moneytotal",
                 "datelastmodified",
             ),
-            "warehouses": ("site_id", "warehouseid", "name", "storeid", "currencycode"),
+            "warehouses": (
+                "site_id",
+                "warehouseid",
+                "name",
+                "storeid",
+                "currencycode",
+                "missing_since",
+            ),
             "stores": ("site_id", "storeid", "externalid"),
             "products": ("site_id", "sku", "productid", "title", "missing_since"),
         },

@@ -109,7 +109,8 @@ class Sql:
         if self.dialect == "sqlite":
             return f"CAST(julianday('now') - julianday({at}) AS INTEGER)"
         if self.dialect in ("mysql", "mariadb"):
-            return f"FLOOR(TIMESTAMPDIFF(SECOND, {at}, UTC_TIMESTAMP()) / 86400)"
+            # FLOOR of a division is DECIMAL there: cast, so a BI tool sees a whole number.
+            return f"CAST(FLOOR(TIMESTAMPDIFF(SECOND, {at}, UTC_TIMESTAMP()) / 86400) AS SIGNED)"
         if self.dialect == "duckdb":
             return f"CAST(floor((epoch(now()) - epoch({at})) / 86400) AS BIGINT)"
         return f"CAST(floor(extract(epoch FROM (now() - {at})) / 86400) AS BIGINT)"

@@ -413,7 +413,8 @@ VIEWS: tuple[View, ...] = (
     View(
         "v_stock_levels",
         "Stock per warehouse and SKU with its product and store: on hand, reserved, "
-        "available and the stock value.",
+        "available and the stock value. A warehouse no longer listed (missing_since set) is "
+        "left out; its rows stay in warehouse_items.",
         (
             ("site_id", "The site the warehouse is listed under."),
             ("warehouseid", "The warehouse."),

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sitoo_sync.streams.base import Stream
 
 _TARGET_URL = env_name("target_url")  # what --target replaces
+_SCHEMA = env_name("target_schema")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -500,7 +501,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"check: {problem}", file=sys.stderr)
     elif not states:
-        print(f"nothing synced yet into {masked_url(settings.target_url)}")
+        # The schema too: a mistyped one is a place nothing was synced into, not an error.
+        schema = f" ({_SCHEMA}={settings.target_schema})" if settings.target_schema else ""
+        print(f"nothing synced yet into {masked_url(settings.target_url)}{schema}")
     else:
         for line in status.as_text(states, runs, now):
             print(line)

@@ -133,10 +133,16 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         formatter_class=fmt,
     )
     demo.add_argument(
-        "--db", type=Path, default=Path("sitoo-demo.duckdb"), help="DuckDB file to write"
+        "--db",
+        type=Path,
+        default=Path("sitoo-demo.duckdb"),
+        help="DuckDB file to write (default: %(default)s; an earlier demo's is replaced, any "
+        "other file refused)",
     )
-    demo.add_argument("--days", type=_days, default=30, help="days of POS history to simulate")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated data")
+    demo.add_argument(
+        "--days", type=_days, default=30, help="days of POS history to simulate (default: 30)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated data (default: 1)")
     demo.add_argument(
         "--chaos",
         action="store_true",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sitoo_sync import __version__, allocator, teardown
 from sitoo_sync.errors import ConfigError, SitooSyncError
@@ -19,7 +19,11 @@ from sitoo_sync.log import configure_logging, get_logger, logs_are_json
 from sitoo_sync.settings import Settings, env_name, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
 
+if TYPE_CHECKING:
+    from sitoo_sync.streams.base import Stream
+
 _TARGET_URL = env_name("target_url")  # what --target replaces
+_SCHEMA = env_name("target_schema")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -129,10 +133,16 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         formatter_class=fmt,
     )
     demo.add_argument(
-        "--db", type=Path, default=Path("sitoo-demo.duckdb"), help="DuckDB file to write"
+        "--db",
+        type=Path,
+        default=Path("sitoo-demo.duckdb"),
+        help="DuckDB file to write (default: %(default)s; an earlier demo's is replaced, any "
+        "other file refused)",
     )
-    demo.add_argument("--days", type=_days, default=30, help="days of POS history to simulate")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated data")
+    demo.add_argument(
+        "--days", type=_days, default=30, help="days of POS history to simulate (default: 30)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated data (default: 1)")
     demo.add_argument(
         "--chaos",
         action="store_true",
@@ -497,7 +507,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"check: {problem}", file=sys.stderr)
     elif not states:
-        print(f"nothing synced yet into {masked_url(settings.target_url)}")
+        # The schema too: a mistyped one is a place nothing was synced into, not an error.
+        schema = f" ({_SCHEMA}={settings.target_schema})" if settings.target_schema else ""
+        print(f"nothing synced yet into {masked_url(settings.target_url)}{schema}")
     else:
         for line in status.as_text(states, runs, now):
             print(line)
@@ -513,17 +525,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _existing_warehouse(
-    settings: Settings, *, read_only: bool = False, hint: str = "", url_from: str = _TARGET_URL
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    hint: str = "",
+    url_from: str = _TARGET_URL,
+    create: bool = False,
 ) -> Iterator[Any]:
-    """The target, which must exist already; its driver's errors become one line naming it
-    (password masked), and it is closed afterwards. A URL that cannot be used is refused
-    naming `url_from`, where the user gave it (`--target` rather than SITOO_TARGET_URL)."""
-    from sitoo_sync.warehouse import given_as, open_existing_warehouse, unreachable
+    """The target, which must exist already (unless `create`); its driver's errors become
+    one line naming it (password masked), and it is closed afterwards. A URL that cannot be
+    used is refused naming `url_from`, where the user gave it (`--target` rather than
+    SITOO_TARGET_URL)."""
+    from sitoo_sync.warehouse import (
+        given_as,
+        open_existing_warehouse,
+        open_warehouse,
+        unreachable,
+    )
 
     try:
-        warehouse = open_existing_warehouse(
-            settings.target_url, schema=settings.target_schema, read_only=read_only, hint=hint
-        )
+        if create:
+            warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+        else:
+            warehouse = open_existing_warehouse(
+                settings.target_url, schema=settings.target_schema, read_only=read_only, hint=hint
+            )
     except ConfigError as exc:
         if url_from == _TARGET_URL:
             raise
@@ -626,12 +652,17 @@ def cmd_reset(args: argparse.Namespace) -> int:
     stream = STREAMS.get(args.stream)
     if stream is None:
         raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
-    if check_local_target(settings.target_url) is not None:  # refuse a missing file first
+    path = check_local_target(settings.target_url)
+    # A missing file is refused (a typo must not start a new warehouse), but for one thing:
+    # `--since` before the first tick of a stream whose partitions the settings name is how
+    # its backfill is given a start (README), and the first tick would make the file anyway.
+    new_file = path is not None and not path.exists()
+    if new_file and not _starts_a_first_tick(settings, stream, args.since):
         with _existing_warehouse(settings, hint="nothing to reset (check SITOO_TARGET_URL)"):
             pass
     lock = None
     try:
-        with _existing_warehouse(settings) as warehouse:
+        with _existing_warehouse(settings, create=new_file) as warehouse:
             lock = warehouse.lock(stream.name)  # exclusive: no tick loads it meanwhile
             if lock is None:
                 print(
@@ -652,8 +683,18 @@ def cmd_reset(args: argparse.Namespace) -> int:
     print(
         f"{stream.name}: {len(reset)} partition{'s' if len(reset) != 1 else ''} reset; "
         f"the next tick reads again {start}"
+        + (f" (a new warehouse at {path}, made to hold this start)" if new_file else "")
     )
     return EXIT_OK
+
+
+def _starts_a_first_tick(settings: Settings, stream: Stream, since: date | None) -> bool:
+    """Whether `reset --since` can set where `stream`'s first tick starts before any
+    warehouse exists: it has a cursor, and its partitions (the account, the sites) follow
+    from the settings rather than from a listing only a tick reads."""
+    if since is None or stream.full_refresh:
+        return False
+    return bool(stream.partitions.values_from_settings(settings))
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:

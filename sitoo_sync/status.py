@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sitoo_sync.errors import ConfigError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS, select_streams
+from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import json_cursor_time
 from sitoo_sync.warehouse.base import RunRow, StreamState
 
@@ -82,7 +84,13 @@ def stream_problems(settings: Settings, states: Sequence[StreamState], now: date
     schedules = stream_schedules(settings, streams)
     problems: list[str] = []
     for stream in streams:
-        mine = [s for s in states if s.stream == stream.name]
+        named = _named_partitions(settings, stream)
+        mine = [
+            s
+            for s in states
+            if s.stream == stream.name
+            and (named is None or s.partition in named or s.partition == "*")
+        ]
         failed = [s for s in mine if s.last_status == "failed"]
         if failed:
             where = ", ".join(s.partition for s in failed[:3]) + (" ..." if len(failed) > 3 else "")
@@ -99,6 +107,18 @@ def stream_problems(settings: Settings, states: Sequence[StreamState], now: date
             age = "never" if last is None else f"{lag_text(now.timestamp() - last)} ago"
             problems.append(f"{stream.name}: late: last success {age}, limit {limit}")
     return problems
+
+
+def _named_partitions(settings: Settings, stream: Stream) -> set[str] | None:
+    """The partitions the settings name for `stream` (the account, SITOO_SITE_IDS), or None
+    when its partitions are listed (or every site is synced). A partition the settings no
+    longer name (a site taken out of SITOO_SITE_IDS) is never synced again, so it cannot be
+    late: its row stays in `sync_state` and in the table, but not in the judgment."""
+    try:
+        named = stream.partitions.values_from_settings(settings)
+    except ConfigError:  # no account without an API ID: status needs none, so judge all
+        return None
+    return set(named) if named else None
 
 
 def _lag(state: StreamState, now: datetime) -> float | None:

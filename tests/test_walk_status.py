@@ -1,0 +1,71 @@
+"""`sitoo-sync status` walked through as a new user meets it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.cli import main
+from sitoo_sync.warehouse.base import StreamState
+from tests.targets import target_for
+
+
+@pytest.mark.parametrize("name", ["postgres", "mysql"])
+def test_status_of_an_empty_schema_names_the_schema_it_looked_in(
+    name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On a server, `status` of a schema nothing was synced into (a mistyped
+    SITOO_TARGET_SCHEMA, say) names that schema beside the URL, so the slip shows."""
+    with target_for(name, tmp_path) as target:
+        for key, value in target.env().items():
+            monkeypatch.setenv(key, value)
+        assert main(["status"]) == 0
+        out = capsys.readouterr().out
+    assert out.startswith("nothing synced yet into ")
+    assert out.rstrip().endswith(f"(SITOO_TARGET_SCHEMA={target.schema})")
+
+
+def _state(stream: str, partition: str, last_success: datetime) -> StreamState:
+    return StreamState(
+        stream=stream,
+        partition=partition,
+        cursor=None,
+        rows_loaded=0,
+        windows_loaded=0,
+        updated_at=last_success,
+        last_success_at=last_success,
+        last_error_at=None,
+        last_error=None,
+        last_status="ok",
+    )
+
+
+def test_check_judges_only_the_sites_the_settings_still_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`status --check` after a site is taken out of SITOO_SITE_IDS: that site's old
+    partition is never synced again, so it does not make the stream late for ever, while
+    a named site that is late still does; without SITOO_SITE_IDS every site is judged."""
+    from sitoo_sync.settings import load_settings
+    from sitoo_sync.status import stream_problems
+
+    now = datetime.now(UTC)
+    states = [
+        _state("orders", "1", now - timedelta(minutes=5)),
+        _state("orders", "2", now - timedelta(days=2)),
+    ]
+    monkeypatch.setenv("SITOO_API_ID", "1500-1")
+    monkeypatch.setenv("SITOO_STREAMS", "orders")
+    monkeypatch.setenv("SITOO_SCHEDULES", "orders=15m")
+    monkeypatch.setenv("SITOO_SITE_IDS", "1")
+    assert stream_problems(load_settings(), states, now) == []
+    monkeypatch.setenv("SITOO_SITE_IDS", "1,2")
+    [late] = stream_problems(load_settings(), states, now)
+    assert late.startswith("orders: late: last success 2.0d ago")
+    monkeypatch.delenv("SITOO_SITE_IDS")
+    assert len(stream_problems(load_settings(), states, now)) == 1

@@ -664,12 +664,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
     try:
         with _existing_warehouse(settings, create=new_file) as warehouse:
             lock = warehouse.lock(stream.name)  # exclusive: no tick loads it meanwhile
-            if lock is None:
-                print(
+            if lock is None:  # an error line like any other (stderr, JSON in a JSON log)
+                raise SitooSyncError(
                     f"{stream.name}: a tick is loading it right now; run reset again when it "
                     "is done"
                 )
-                return EXIT_FAILED
             reset = reset_stream(
                 settings, warehouse, stream, partition=args.partition, since=args.since
             )

@@ -191,7 +191,8 @@ def test_reset_never_moves_a_cursor_forward(
 def test_reset_waits_for_no_tick_that_holds_the_stream(
     loaded: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """While a tick holds the stream's lock, reset changes nothing and exits 1."""
+    """While a tick holds the stream's lock, reset changes nothing and says why in an error
+    line (stderr), exit 1."""
     settings = loaded
     cursor = query(settings, "SELECT cursor FROM sync_state")
     lock = take_lock(settings, "pos_z_reports")
@@ -200,7 +201,8 @@ def test_reset_waits_for_no_tick_that_holds_the_stream(
         assert main(["reset", "pos_z_reports"]) == 1
     finally:
         lock.release()
-    assert "a tick is loading it" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "sitoo-sync: pos_z_reports: a tick is loading it right now" in err
     assert query(settings, "SELECT cursor FROM sync_state") == cursor
     assert main(["reset", "pos_z_reports"]) == 0
     assert query(settings, "SELECT cursor FROM sync_state") == [(None,)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.warehouse.base import Warehouse
 
 StoreDay = tuple[str, str, str]  # (store, local day, currency)
@@ -32,12 +33,12 @@ class RetailTruth:
         return cls(
             net_sales={
                 (s or "NO_STORE", d, c): Decimal(v)
-                for (s, d, c), v in rest.net_sales_by_store_day().items()
+                for (s, d, c), v in totals.net_sales_by_store_day(rest).items()
             },
-            top_products=[(p, sku, Decimal(v)) for p, sku, v in rest.top_products(5)],
+            top_products=[(p, sku, Decimal(v)) for p, sku, v in totals.top_products(rest, 5)],
             stock_value={
                 (s or "NO_STORE", c): Decimal(v)
-                for (s, c), v in rest.stock_value_by_store().items()
+                for (s, c), v in totals.stock_value_by_store(rest).items()
             },
         )
 

@@ -38,6 +38,7 @@ from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.cursors import WindowContext
@@ -469,7 +470,7 @@ def test_stock_value_per_store_from_the_warehouse_equals_the_simulators(
     settings = settings_for(sim, tmp_path / "w.duckdb", streams=STOCK)
     run(settings, NOW)
     got = {(store, cur): f"{value:.2f}" for store, cur, value in query(settings, STOCK_VALUE)}
-    assert got == sim.rest.stock_value_by_store()
+    assert got == totals.stock_value_by_store(sim.rest)
     joined = query(
         settings,
         "SELECT i.decimaltotal * p.moneypricein, i.moneytotal FROM warehouse_items i "

@@ -25,6 +25,7 @@ from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.money import money as money_text
+from sitoo_sync.simulator.rest_v2 import totals
 from tests.conftest import SyncFn
 from tests.support import (
     FIXTURES,
@@ -384,16 +385,18 @@ def test_net_sales_and_top_products_equal_the_simulators_truth(
     for store, warehouse, zone, site, at, currency, net in rows:
         local = datetime.fromtimestamp(at, ZoneInfo(zone or zones[site])).date()
         sales[(store or stores[warehouse], local.isoformat(), currency)] += net
-    assert {
-        k: money_text(int(v * 100)) for k, v in sales.items()
-    } == rsim.rest.net_sales_by_store_day()
+    assert {k: money_text(int(v * 100)) for k, v in sales.items()} == totals.net_sales_by_store_day(
+        rsim.rest
+    )
     top = query(
         settings,
         "SELECT i.productid, i.sku, sum(i.moneyitemtotal_net) n FROM order_items i "
         "JOIN orders o USING (orderid) WHERE o.orderstateid = 10 GROUP BY ALL "
         "ORDER BY n DESC, i.productid LIMIT 5",
     )
-    assert [(p, s, money_text(int(n * 100))) for p, s, n in top] == rsim.rest.top_products(5)
+    assert [(p, s, money_text(int(n * 100))) for p, s, n in top] == totals.top_products(
+        rsim.rest, 5
+    )
 
 
 def test_injected_faults_lose_and_duplicate_nothing(sync: SyncFn, tmp_path: Path) -> None:

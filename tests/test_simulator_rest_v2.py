@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
+from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.simulator.rest_v2.orders import DEFAULT_FIELDS as ORDER_FIELDS
 from sitoo_sync.simulator.rest_v2.routes import PRODUCT_FIELDS, TRANSACTION_FIELDS
 from sitoo_sync.simulator.rest_v2.users import DEFAULT_FIELDS as USER_FIELDS
@@ -527,15 +528,15 @@ def test_truth_helpers_agree_with_the_served_json(sim_ro: Simulator, api: httpx.
         sales[(store_of_wh[o["warehouseid"]], day, o["currencycode"])] += net
         for i in o["orderitems"]:
             products[(i["productid"], i["sku"])] += Decimal(i["moneyitemtotal_net"])
-    assert {k: str(v) for k, v in sales.items()} == sim_ro.rest.net_sales_by_store_day()
+    assert {k: str(v) for k, v in sales.items()} == totals.net_sales_by_store_day(sim_ro.rest)
     top = sorted(products.items(), key=lambda kv: (-kv[1], kv[0][0]))[:5]
-    assert [(p, s, str(v)) for (p, s), v in top] == sim_ro.rest.top_products(5)
+    assert [(p, s, str(v)) for (p, s), v in top] == totals.top_products(sim_ro.rest, 5)
     value: dict[tuple[str | None, str], Decimal] = defaultdict(Decimal)
     for wid, site in site_of_wh.items():
         path = f"/sites/{site}/warehouses/{wid}/warehouseitems.json"
         for item in get(api, path, num=ALL)["items"]:
             value[(store_of_wh[wid], currency_of_wh[wid])] += Decimal(item["moneytotal"])
-    assert {k: str(v) for k, v in value.items()} == sim_ro.rest.stock_value_by_store()
+    assert {k: str(v) for k, v in value.items()} == totals.stock_value_by_store(sim_ro.rest)
 
 
 def test_orders_carry_the_personal_fields_to_minimize(api: httpx.Client) -> None:

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sitoo_sync.simulator.money import cents, money, net_of
 from sitoo_sync.simulator.rest_v2.catalog import POS_TIME_ZONE
 from sitoo_sync.simulator.rest_v2.orders import STATES, OrderSpec
-from sitoo_sync.simulator.rest_v2.stock import decimal3
-
-if TYPE_CHECKING:
-    from sitoo_sync.simulator.rest_v2.world import RestWorld
+from sitoo_sync.simulator.rest_v2.world import RestWorld
 
 StoreKey = str | None  # a store's externalid (the z-reports' store_id)
 
@@ -78,10 +74,3 @@ def stock_value_by_store(rest: RestWorld) -> dict[tuple[StoreKey, str], str]:
             key = (store["externalid"] if store else None, str(warehouse["currencycode"]))
             totals[key] += item.total * item.cost
     return {k: money(v) for k, v in totals.items()}
-
-
-def stock_level(rest: RestWorld, warehouseid: int, sku: str) -> str:
-    """On-hand units of one sku in one warehouse, as the vendor's decimal string."""
-    with rest.lock:
-        item = rest.stock.items.get((warehouseid, sku))
-        return decimal3(item.total if item else 0)

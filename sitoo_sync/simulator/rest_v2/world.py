@@ -13,8 +13,8 @@ for REST v2 data pay nothing).
 
 Mutators for tests (all under the world's lock, all at the world's `now`): `add_orders`,
 `add_late_order`, `add_refund`, `settle`, `advance`, `delete_product`, `touch_product`,
-`reserve`. The truth helpers `net_sales_by_store_day`, `top_products` and
-`stock_value_by_store` compute totals independently of the served JSON (`totals.py`).
+`reserve`. What it should add up to (net sales per store and day, the best sellers, stock
+values) is totals.py's, computed from the specs rather than from the served JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sitoo_sync.simulator.money import cents
-from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.simulator.rest_v2.catalog import (
     CURRENCY,
     GROUPS,
@@ -333,20 +332,6 @@ class RestWorld:
         """Reserve units (an order placed elsewhere): no transaction, no `datelastmodified`."""
         with self.lock:
             self.stock.reserve(warehouseid, sku, quantity)
-
-    # ---- the world's own truth (see totals.py) -----------------------------------------
-
-    def net_sales_by_store_day(self) -> dict[tuple[str | None, str, str], str]:
-        """Net sales per (store externalid, local day, currency) from closed orders."""
-        return totals.net_sales_by_store_day(self)
-
-    def top_products(self, n: int = 10) -> list[tuple[int, str, str]]:
-        """(productid, sku, net sales) of the `n` best sellers."""
-        return totals.top_products(self, n)
-
-    def stock_value_by_store(self) -> dict[tuple[str | None, str], str]:
-        """Stock value per (store externalid, currency)."""
-        return totals.stock_value_by_store(self)
 
     # ---- lookups ----------------------------------------------------------------------
 

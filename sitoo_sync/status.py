@@ -9,7 +9,7 @@ and prints what these return (a run whose process is gone shows as interrupted, 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,13 +84,8 @@ def stream_problems(settings: Settings, states: Sequence[StreamState], now: date
     schedules = stream_schedules(settings, streams)
     problems: list[str] = []
     for stream in streams:
-        named = _named_partitions(settings, stream)
-        mine = [
-            s
-            for s in states
-            if s.stream == stream.name
-            and (named is None or s.partition in named or s.partition == "*")
-        ]
+        judged = _judged(settings, stream)
+        mine = [s for s in states if s.stream == stream.name and judged(s.partition)]
         failed = [s for s in mine if s.last_status == "failed"]
         if failed:
             where = ", ".join(s.partition for s in failed[:3]) + (" ..." if len(failed) > 3 else "")
@@ -109,16 +104,27 @@ def stream_problems(settings: Settings, states: Sequence[StreamState], now: date
     return problems
 
 
-def _named_partitions(settings: Settings, stream: Stream) -> set[str] | None:
-    """The partitions the settings name for `stream` (the account, SITOO_SITE_IDS), or None
-    when its partitions are listed (or every site is synced). A partition the settings no
-    longer name (a site taken out of SITOO_SITE_IDS) is never synced again, so it cannot be
+def _judged(settings: Settings, stream: Stream) -> Callable[[str], bool]:
+    """Which of `stream`'s partitions count: those the settings name (the account, the
+    sites of SITOO_SITE_IDS), and of listed ones those of a configured site where the
+    partition says its site (a warehouse's `2/5`); every one where nothing narrows it. A
+    partition of a site taken out of SITOO_SITE_IDS is never synced again, so it cannot be
     late: its row stays in `sync_state` and in the table, but not in the judgment."""
     try:
         named = stream.partitions.values_from_settings(settings)
     except ConfigError:  # no account without an API ID: status needs none, so judge all
-        return None
-    return set(named) if named else None
+        return lambda _partition: True
+    if named:
+        chosen = set(named)
+        return lambda partition: partition in chosen or partition == "*"
+    sites = set(settings.site_ids)
+    site_of = stream.partitions.site_of
+
+    def judged(partition: str) -> bool:
+        site = None if partition == "*" else site_of(partition)
+        return not sites or site is None or site in sites
+
+    return judged
 
 
 def _lag(state: StreamState, now: datetime) -> float | None:

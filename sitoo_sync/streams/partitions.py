@@ -75,6 +75,8 @@ class Partitioning:
     single: bool = False
     #: The placeholders a partition fills in the stream's path (e.g. `{siteid}`).
     path_params: Callable[[str], Mapping[str, str]] = lambda _partition: {}
+    #: The site a partition belongs to, where its value says (None: it does not say).
+    site_of: Callable[[str], int | None] = lambda _partition: None
 
     def values_from_settings(self, settings: Settings) -> list[str] | None:
         """The partitions the settings name, or None when they must be listed."""
@@ -154,6 +156,11 @@ def _site_and_int_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None
     return value
 
 
+def _site(text: str) -> int | None:
+    """A site id written as a partition's text, or None when it is not one."""
+    return int(text) if text.isdigit() else None
+
+
 def _site_path(partition: str) -> Mapping[str, str]:
     return {"siteid": partition}
 
@@ -171,7 +178,10 @@ ACCOUNT = Partitioning("account", configured=lambda s: [s.resolved_account_id], 
 
 #: One partition per configured site (SITOO_SITE_IDS); fills `{siteid}`.
 SITES = Partitioning(
-    "site", configured=lambda s: [str(site) for site in s.site_ids], path_params=_site_path
+    "site",
+    configured=lambda s: [str(site) for site in s.site_ids],
+    path_params=_site_path,
+    site_of=_site,
 )
 
 #: The `posregister` listing of every site, registered or not.
@@ -198,4 +208,5 @@ WAREHOUSES = Partitioning(
     listing=Listing("/sites/{siteid}/warehouses.json", _site_and_int_id("warehouseid")),
     concurrent=True,
     path_params=_site_and_warehouse_path,
+    site_of=lambda partition: _site(partition.partition("/")[0]),
 )

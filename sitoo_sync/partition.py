@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.commit import Batch, GroupWriter, Outcomes, PartitionWriter
-from sitoo_sync.errors import DisabledStream, SitooSyncError
+from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError
 from sitoo_sync.inflight import Buffer, ByteBudget
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
@@ -52,6 +52,7 @@ T = TypeVar("T")
 _DONE = object()
 ANY_TIME = nullcontext()  # a partition running alone needs no request slot
 _READ = object()  # sync_partition reads the stored cursor itself
+NOT_FOUND = 404  # the API's answer for a resource it does not know (a deleted warehouse)
 #: Key kinds whose raw JSON value is the stored value, and the Python type it has.
 _KEY_TYPES: Mapping[Kind, type] = {Kind.TEXT: str, Kind.INT: int}
 
@@ -440,6 +441,7 @@ def sync_partition(
     except SitooSyncError as exc:
         result.status = "failed"
         result.error = str(exc)
+        result.not_found = isinstance(exc, FatalApiError) and exc.status == NOT_FOUND
         log.error(
             "partition_failed",
             error=exc.message,

@@ -6,7 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-Status = Literal["ok", "failed", "disabled"]
+#: "gone": the API no longer knows the partition (404) and the tick's full listing no longer
+#: shows it (a warehouse deleted in Sitoo): not a failure, and tried again next tick.
+Status = Literal["ok", "failed", "disabled", "gone"]
 
 
 @dataclass
@@ -24,3 +26,5 @@ class PartitionResult:
     error: str | None = None
     seconds: float = 0.0
     notes: Counter[str] = field(default_factory=Counter)
+    #: The API answered 404 for it: gone, when the tick's listing no longer shows it either.
+    not_found: bool = False

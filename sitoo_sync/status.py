@@ -91,7 +91,7 @@ def stream_problems(settings: Settings, states: Sequence[StreamState], now: date
             where = ", ".join(s.partition for s in failed[:3]) + (" ..." if len(failed) > 3 else "")
             problems.append(f"{stream.name}: failing ({where}): {failed[0].last_status_detail}")
             continue
-        active = [s for s in mine if s.last_status != "disabled"]
+        active = [s for s in mine if s.last_status not in ("disabled", "gone")]
         if mine and not active:
             continue
         successes = [s.last_success_at.timestamp() for s in active if s.last_success_at]

@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.collector import frozen_before
@@ -184,7 +184,7 @@ def _partitions(
     slots: AbstractContextManager[Any] = ANY_TIME,
     order: Callable[[Iterable[str]], list[str]] = sorted,
     ahead: ListingAhead | None = None,
-) -> list[str]:
+) -> Partitions:
     """The partitions of a stream for this tick (streams/partitions.py declares them).
 
     Partitions that follow from the settings are those. Listed ones are what the listing's
@@ -197,13 +197,13 @@ def _partitions(
     kind = stream.partitions
     configured = kind.values_from_settings(settings)
     if configured is not None:
-        return configured
+        return Partitions(configured)
     known = kind.known(warehouse.distinct_values) | set(synced)
     begin = start or (lambda _partition: None)
     if listed_this_tick:
         for partition in order(known):
             begin(partition)
-        return sorted(known)
+        return Partitions(sorted(known))
     if pool is not None:
         begun = set(known)
         begun_lock = threading.Lock()
@@ -244,7 +244,15 @@ def _partitions(
             count=len(new),
             partitions=sorted(new)[:PARTITIONS_NAMED],
         )
-    return sorted(known | listed)
+    return Partitions(sorted(known | listed), unlisted=frozenset(known - listed))
+
+
+class Partitions(NamedTuple):
+    """A stream's partitions for this tick, and which of them its listing, read in full in
+    this tick, no longer shows (None: no listing was read, or the table is the listing)."""
+
+    names: list[str]
+    unlisted: frozenset[str] | None = None
 
 
 @dataclass
@@ -567,7 +575,7 @@ def _run_stream(
     try:
         lister = stream.partitions.listed_by
         listing = [r for r in report.results if lister is not None and r.stream == lister]
-        partitions = _partitions(
+        partitions, unlisted = _partitions(
             settings,
             warehouse,
             client,
@@ -587,7 +595,8 @@ def _run_stream(
         report.results.append(failed)
         # `status` shows it as partition *, even before any partition was ever known.
         shared.record_outcome(stream.name, "*", "failed", str(exc))
-        partitions = []  # registers started before the listing failed still finish
+        # Registers started before the listing failed still finish; none is called gone.
+        partitions, unlisted = [], None
     try:
         results = [started[p].result() for p in sorted(started)]
         results += [one(p) for p in partitions if p not in started]
@@ -595,8 +604,34 @@ def _run_stream(
         turns.close()
         if claims is not None:
             claims.locks.close()
+    done = _gone(stream, results, unlisted, outcomes)
     outcomes.flush(shared)
-    _report(report, stream, [r for r in results if r is not None])
+    _report(report, stream, done)
+
+
+#: Why a partition is gone (sync_state.last_status_detail, `status`).
+GONE = "the API no longer knows it (404) and its listing no longer shows it"
+
+
+def _gone(
+    stream: Stream,
+    results: Iterable[PartitionResult | None],
+    unlisted: frozenset[str] | None,
+    outcomes: Outcomes,
+) -> list[PartitionResult]:
+    """A partition the API answered 404 for that this tick's full listing no longer shows
+    (a warehouse deleted in Sitoo) is gone, not failed: the tick is ok, `status` does not
+    judge it, and its rows and cursor stay. It is tried again next tick (one request), so
+    one that comes back is synced on. A 404 for a partition still listed stays a failure.
+    Returns the results of the partitions that ran (None: left to another process)."""
+    done = [r for r in results if r is not None]
+    for result in done:
+        if result.status == "failed" and result.not_found and result.partition in (unlisted or ()):
+            result.status = "gone"
+            result.error = GONE
+            log.warning("partition_gone", stream=stream.name, partition=result.partition)
+            outcomes.add(result.partition, "gone", GONE)
+    return done
 
 
 def _report(report: RunReport, stream: Stream, results: Sequence[PartitionResult]) -> None:

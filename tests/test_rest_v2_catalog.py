@@ -40,10 +40,11 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.simulator.rest_v2.config import RestConfig
+from sitoo_sync.status import stream_problems
 from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.cursors_modified import ModifiedSince, parse_state
-from sitoo_sync.sync import RunReport, run_once
+from sitoo_sync.sync import GONE, RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import FIXTURES, PipeLines, query, run_once_process, settings_for
 from tests.targets import Target, target_for
@@ -460,6 +461,41 @@ JOIN warehouses w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid
 LEFT JOIN stores s ON s.site_id = w.site_id AND s.storeid = w.storeid
 GROUP BY s.externalid, w.currencycode
 """
+
+
+def test_a_deleted_warehouses_stock_is_gone_not_failed(sim: Simulator, tmp_path: Path) -> None:
+    """A warehouse deleted in Sitoo (its stock answers 404, its listing no longer shows it)
+    leaves its stock partition gone, not failed: the tick is ok, its rows and cursor stay,
+    `status --check` does not count it late, and listed again it syncs on."""
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["warehouse_items"])
+    run(settings, NOW)
+    with sim.rest.lock:
+        warehouse = sim.rest.catalog.warehouses.pop(0)
+    wid = warehouse["warehouseid"]
+    stock = f"SELECT count(*) FROM warehouse_items WHERE warehouseid = {wid}"
+    [(before,)] = query(settings, stock)
+    assert before > 0
+    report = run(settings, NOW + timedelta(hours=1))  # asserts the tick is ok
+    [gone] = [r for r in report.results if r.status == "gone"]
+    assert gone.partition.endswith(f"/{wid}")
+    assert f"  {gone.partition}: gone -- {GONE}" in report.summary()
+    assert query(settings, stock) == [(before,)]
+    state = f"SELECT last_status FROM sync_state WHERE partition_key = '{gone.partition}'"
+    assert query(settings, state) == [("gone",)]
+    target = open_warehouse(settings.target_url)
+    try:
+        states = target.states()
+    finally:
+        target.close()
+    later = datetime.now(UTC) + timedelta(days=2)  # every partition late but the gone one
+    [late] = stream_problems(settings, [s for s in states if s.partition != gone.partition], later)
+    assert stream_problems(settings, states, later) == [late]
+
+    with sim.rest.lock:
+        sim.rest.catalog.warehouses.insert(0, warehouse)
+    report = run(settings, NOW + timedelta(hours=2))
+    assert {r.status for r in report.results} == {"ok"}
+    assert query(settings, state) == [("ok",)]
 
 
 def test_stock_value_per_store_from_the_warehouse_equals_the_simulators(

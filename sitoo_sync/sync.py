@@ -116,7 +116,9 @@ class RunReport:
                 f"{_plural(self.stream_requests(stream), 'request')}"
             )
             if notes:
-                line += "; " + ", ".join(f"{count} {note}" for note, count in sorted(notes.items()))
+                line += "; " + ", ".join(
+                    f"{note}: {count}" for note, count in sorted(notes.items())
+                )
             if skipped:
                 line += f"; {skipped}"
             if len(parts) == 1 and parts[0].error:

@@ -518,8 +518,8 @@ def test_a_note_of_the_tick_is_one_warning_with_its_entries_and_registers(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Entries of an undocumented type in many registers make one `entries_noted` warning
-    for the stream, counting them all and the registers they came from; each register's
-    count is an info event."""
+    for the stream, counting them all and the registers they came from (the summary line says
+    the note, then the count); each register's count is an info event."""
     use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
     monkeypatch.setenv("SITOO_STREAMS", "journal_entries")
     monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
@@ -533,3 +533,5 @@ def test_a_note_of_the_tick_is_one_warning_with_its_entries_and_registers(
     assert warning["partitions"] == len(per_register)
     assert warning["count"] == sum(e["count"] for e in per_register)
     assert warning["count"] == sim.world.journal.entries_per_type()["loyalty-stamp"]
+    [summary] = [e["message"] for e in events if e["event"] == "stream_summary"]
+    assert summary.endswith(f"; unknown entry type loyalty-stamp: {warning['count']}")

@@ -178,6 +178,23 @@ def test_sixty_unknown_keys_are_named_a_few_and_counted(
         assert len(line) < 200, line
 
 
+def test_a_site_the_account_does_not_have_fails_the_run_by_name(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SITOO_SITE_IDS naming a site the account lacks (a typo) is a failed run that says so
+    (the site's listing answers 404), not a quiet "ok, 0 rows"."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_SITE_IDS", "99")
+    monkeypatch.setenv("SITOO_STREAMS", "cash_registers,journal_entries")
+    assert main(["run", "--once"]) == 1
+    out = capsys.readouterr().out
+    assert "cash_registers (site 99): failed" in out
+    assert "Site not found" in out
+
+
 def test_run_once_then_status(
     sim: Simulator,
     tmp_path: Path,

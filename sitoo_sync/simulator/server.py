@@ -2,7 +2,7 @@
 
 Routes (one server, both hosts' paths):
 
-    /v2/accounts/{account}/sites/{site}/cashregisters[.json]   start/num envelope
+    /v2/accounts/{account}/sites/{site}/cashregisters[.json]   start/num envelope (404: no such site)
     /v2/accounts/{account}/pos-z-reports                       bare array, 500 cap
     /v2/accounts/{account}/pos-z-reports/{registerid}/{id}     one report
     /v2/accounts/{account}/store-z-reports[?day=&store_id=]    newest first, 100 cap w/o day
@@ -220,6 +220,8 @@ class Simulator:
         raise ApiProblem(404, "Resource not found")
 
     def _registers(self, site: int, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        if site not in self.world.site_ids():  # as the REST v2 routes answer (routes.py)
+            raise ApiProblem(404, "Site not found")
         start = integer(query, "start", 0) or 0
         num = min(integer(query, "num", 10) or 10, REGISTERS_MAX_NUM)
         include_unregistered = (one(query, "includenotregistered") or "").lower() == "true"

@@ -136,7 +136,7 @@ class Service:
         self.stop = threading.Event()
         self.running = 0  # ticks in flight; SIGTERM waits until none is
         self._running_changed = threading.Condition()
-        self.client: SitooClient = make_client(settings, sleep=self._sleep)
+        self.client: SitooClient = make_client(settings, sleep=self._sleep, stop=self.stop)
         self.scheduler = BlockingScheduler(
             # A worker per stream: with max_instances=1 each stream has at most one tick in
             # flight, and none waits for another stream's.

@@ -142,11 +142,13 @@ class SitooClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        stop: threading.Event | None = None,
     ) -> None:
         self._http = http
         self._bases = dict(bases)
         self.policy = policy
         self._sleep = sleep
+        self._stop = stop
         self._rand = rand
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
@@ -184,9 +186,14 @@ class SitooClient:
                     url, params, stream=stream, partition=partition, on_body=on_body, decode=decode
                 )
             except RetriableError as exc:
-                if attempt >= self.policy.max_attempts:
+                # A stop request ends the retries too, not only their waits: retried at
+                # once, a hanging API's requests ran out their timeouts past the stop's
+                # deadline, and a failing one was sent the rest of its attempts back to back.
+                stopping = self._stop is not None and self._stop.is_set()
+                if attempt >= self.policy.max_attempts or stopping:
+                    why = "a stop was requested" if stopping else "gave up"
                     raise RetryBudgetExhausted(
-                        f"gave up after {attempt} attempts: {exc.message}",
+                        f"{why} after {attempt} attempts: {exc.message}",
                         stream=stream,
                         partition=partition,
                         url=exc.url,
@@ -275,8 +282,10 @@ def make_client(
     *,
     sleep: Callable[[float], None] = time.sleep,
     rand: Callable[[], float] = random.random,
+    stop: threading.Event | None = None,
 ) -> SitooClient:
-    """A SitooClient for `settings`; pass `transport` to stub the network in tests."""
+    """A SitooClient for `settings`; pass `transport` to stub the network in tests. Once
+    `stop` is set a failed request is not tried again."""
     api_id, password = settings.require_credentials()
     # One connection per register fetched at once (SITOO_CONCURRENCY), at least 16, in a
     # pool per four fetching threads (see ShardedTransport).
@@ -302,7 +311,7 @@ def make_client(
         backoff_base=settings.http_backoff_base_seconds,
         backoff_max=settings.http_backoff_max_seconds,
     )
-    return SitooClient(http, bases, policy, sleep=sleep, rand=rand)
+    return SitooClient(http, bases, policy, sleep=sleep, rand=rand, stop=stop)
 
 
 __all__ = ["Api", "ApiError", "RetryPolicy", "SitooClient", "make_client"]

@@ -55,14 +55,18 @@ def given_as(exc: ConfigError, option: str) -> ConfigError:
 
 
 def unreachable(url: str, exc: BaseException) -> WarehouseError:
-    """One line for a database server that cannot be connected to: where, and the driver's
-    own reason (its first line, without SQLAlchemy's help link), never the password."""
+    """One line for a database server that cannot be connected to: where, the driver's
+    own reason (its first line, without SQLAlchemy's help link), never the password, and
+    what to check."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
     path = local_path(url)
     if path is not None:
         return WarehouseError(f"cannot open the warehouse file {path}: {first}")
-    return WarehouseError(f"cannot reach the warehouse at {masked_url(url)}: {first}")
+    return WarehouseError(
+        f"cannot reach the warehouse at {masked_url(url)}: {first} "
+        "(check the target URL, and that the server is up and lets this host and user in)"
+    )
 
 
 def shares_locks(url: str) -> bool:

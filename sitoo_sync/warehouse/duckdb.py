@@ -12,10 +12,11 @@ import functools
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -118,26 +119,60 @@ def duckdb_path(url: str) -> str:
     return path
 
 
+class _Member(Protocol):
+    """A warehouse on the file: what `_Turns` needs of it."""
+
+    def close(self) -> None: ...
+
+    def connected(self) -> bool: ...
+
+
 class _Turns:
-    """When the threads of a tick may use the file, and when it is let go.
+    """When the threads of this process may use a file, and when it is let go.
+
+    One per file and process, shared by every warehouse on it (the service's streams tick
+    side by side, each with a warehouse of its own, all on the process's one database
+    instance): DuckDB lets go of the file only when every connection to it is closed, so
+    letting go is the file's business, not one warehouse's.
 
     Every use of a connection (a statement, or a whole transaction) counts as one user. A
     commit after the file was held HOLD_SECONDS starts a drain: new users wait (at most
     `wait_seconds`, so nothing can deadlock on it), and the last user to leave closes every
-    connection and sleeps GAP_SECONDS, everyone waiting meanwhile, then lets them in again;
-    the next use reopens the file. Only a moment with no transaction open on any thread
-    closes it, so no commit is lost.
+    connection of every warehouse on the file and sleeps GAP_SECONDS, everyone waiting
+    meanwhile, then lets them in again; the next use reopens the file. Only a moment with
+    no transaction open on any thread closes it, so no commit is lost. An in-memory
+    database (`releasable` False) is never let go: closing it would lose it, and no other
+    process can read it anyway.
     """
 
-    def __init__(self, release: Callable[[], None], *, wait_seconds: float = 5.0) -> None:
-        self._release = release
+    def __init__(self, *, releasable: bool = True, wait_seconds: float = 5.0) -> None:
+        self._releasable = releasable
+        self._members: weakref.WeakSet[_Member] = weakref.WeakSet()
         self._wait = wait_seconds
         self._cond = threading.Condition()
         self._users = 0
         self._draining = False
         self._releasing = False
         self._local = threading.local()
-        self.opened_at: float | None = None  # set by the connect of the first connection
+        self.opened_at: float | None = None  # set when the process opens the file
+
+    def join(self, member: _Member) -> None:
+        """`member` uses the file too: it is closed with the others when the file is let go."""
+        with self._cond:
+            self._members.add(member)
+
+    def opening(self) -> None:
+        """A warehouse connects: the file's hold starts now unless it is open already."""
+        with self._cond:
+            members = list(self._members)
+        if self.opened_at is None or not any(m.connected() for m in members):
+            self.opened_at = time.monotonic()
+
+    def _release(self) -> None:
+        with self._cond:
+            members = list(self._members)
+        for member in members:
+            member.close()
 
     @contextmanager
     def use(self) -> Iterator[None]:
@@ -175,7 +210,7 @@ class _Turns:
     def committed(self) -> None:
         """A transaction committed: time to let readers in when the file was held too long."""
         opened = self.opened_at
-        if opened is not None and time.monotonic() - opened >= HOLD_SECONDS:
+        if self._releasable and opened is not None and time.monotonic() - opened >= HOLD_SECONDS:
             with self._cond:
                 self._draining = True
 
@@ -195,6 +230,23 @@ class _Turns:
             with self._cond:
                 self._releasing = self._draining = False
                 self._cond.notify_all()
+
+
+#: Each file's turns, shared by the warehouses of this process on it (kept while one is).
+_FILE_TURNS: weakref.WeakValueDictionary[str, _Turns] = weakref.WeakValueDictionary()
+_FILE_TURNS_LOCK = threading.Lock()
+
+
+def _turns_of(key: str) -> _Turns:
+    """The turns of the file `key` (file_key) in this process; an in-memory database's are
+    its own, and never let it go."""
+    if key.startswith(":"):
+        return _Turns(releasable=False)
+    with _FILE_TURNS_LOCK:
+        turns = _FILE_TURNS.get(key)
+        if turns is None:
+            turns = _FILE_TURNS[key] = _Turns()
+        return turns
 
 
 def _turn(
@@ -249,7 +301,6 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         check_local_target(url)  # a missing directory is a typo, not a place to create
         self._open_timeout = open_timeout_seconds
         self._nesting = Nesting()
-        self._turns = _Turns(self.close)
         self._cons: PerThread[duckdb.DuckDBPyConnection] = PerThread(
             self._connect, lambda main: main.cursor(), lambda c: c.close()
         )
@@ -266,6 +317,8 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         # backfill's peak but cost it 8-18 % more time: DuckDB compresses what it spills to
         # its temp file with zstd.)
         self._key = file_key(self.path)
+        self._turns = _turns_of(self._key)
+        self._turns.join(self)
         self._config: dict[str, str | bool | int | float | list[str]] = {
             "threads": 1,
             "memory_limit": f"{memory.MEMORY_LIMIT_MB}MB",
@@ -286,7 +339,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
-                self._turns.opened_at = time.monotonic()
+                self._turns.opening()
                 return self._with_raised_limit(con)
             except duckdb.IOException as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
@@ -351,6 +404,10 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     def close(self) -> None:
         """Close the file so other processes can open it."""
         self._cons.close_all()
+
+    def connected(self) -> bool:
+        """True while this warehouse has a connection to the file open."""
+        return self._cons.opened()
 
     # ---- schema -----------------------------------------------------------------------
 

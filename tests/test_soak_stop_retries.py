@@ -1,0 +1,53 @@
+"""Found in a soak: a stop request ends a request's retries, not only their waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from sitoo_sync.api.client import Api, make_client
+from sitoo_sync.errors import RetryBudgetExhausted
+from sitoo_sync.service import Service
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.streams import STREAMS
+from tests.support import settings_for
+
+
+def test_a_failed_request_is_not_tried_again_once_a_stop_was_requested() -> None:
+    """With the stop event set, a 503 ends the request at once, saying why: no further
+    attempts sent back to back (the stop cuts the waits), none running out a timeout."""
+    import threading
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503, json={"statuscode": 503, "errortext": "busy"})
+
+    stop = threading.Event()
+    stop.set()
+    settings = Settings(api_id="1500-1", api_password=SecretStr("pw"), site_ids=[1])
+    client = make_client(settings, httpx.MockTransport(handler), sleep=lambda s: None, stop=stop)
+    with client, pytest.raises(RetryBudgetExhausted, match="a stop was requested after 1 attempts"):
+        client.get_json(Api.V2, "/sites.json", stream="sites")
+    assert len(sent) == 1
+
+
+def test_the_services_stop_ends_the_retries_of_its_client(tmp_path: Path) -> None:
+    """SIGTERM sets the service's stop: its client then sends no more attempts of a failing
+    request (a hanging API kept the service past SITOO_STOP_TIMEOUT_SECONDS, exit 1)."""
+    with Simulator.create(SimConfig(seed=5, days=1, malformed_every=0)) as sim:
+        sim.faults.queue("503", times=50, path="/sites.json")
+        settings = settings_for(sim, tmp_path / "w.duckdb", http_max_attempts=6)
+        service = Service(settings, [STREAMS["sites"]])
+        try:
+            service.stop.set()
+            with pytest.raises(RetryBudgetExhausted, match="a stop was requested"):
+                service.client.get_json(Api.V2, "/sites.json", stream="sites")
+        finally:
+            service.client.close()
+        assert sim.requests_to("/sites.json") == 1

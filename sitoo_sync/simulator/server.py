@@ -2,7 +2,7 @@
 
 Routes (one server, both hosts' paths):
 
-    /v2/accounts/{account}/sites/{site}/cashregisters[.json]   start/num envelope (404: no such site)
+    /v2/accounts/{account}/sites/{site}/cashregisters[.json]   start/num, 404 no such site
     /v2/accounts/{account}/pos-z-reports                       bare array, 500 cap
     /v2/accounts/{account}/pos-z-reports/{registerid}/{id}     one report
     /v2/accounts/{account}/store-z-reports[?day=&store_id=]    newest first, 100 cap w/o day

@@ -458,7 +458,7 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
         def backoff(seconds: float) -> None:  # a stop request cuts a retry's wait short
             stop.wait(seconds)
 
-        with make_client(settings, sleep=backoff) as client:
+        with make_client(settings, sleep=backoff, stop=stop) as client:
             report = run_once(settings, warehouse, client, runnable, on_window=progress, stop=stop)
         progress.done()
     finally:

@@ -6,7 +6,8 @@
     │   ├── RetriableError         429, 5xx, transport trouble: retried until the budget is spent
     │   ├── FatalApiError          400, 404 and friends: retrying cannot help
     │   │   └── AuthError          401/403: the API ID or password is wrong
-    │   └── RetryBudgetExhausted   a retriable failure that outlived the retry budget
+    │   ├── RetryBudgetExhausted   a retriable failure that outlived the retry budget
+    │   └── StopRequested          a retriable failure not tried again: a stop was requested
     ├── WarehouseError             the target database failed (locked, down, rejected SQL)
     ├── DisabledStream             the account has the stream turned off: not a failure
     ├── RecordRejected             one record failed validation; it goes to `rejects`
@@ -91,6 +92,11 @@ class AuthError(FatalApiError):
 
 class RetryBudgetExhausted(ApiError):
     """A retriable failure that kept failing after every allowed attempt."""
+
+
+class StopRequested(ApiError):
+    """A request failed after a stop was requested (SIGTERM), so it was not tried again: the
+    stop's doing, not the API's; the partition ends as at a stop between its windows."""
 
 
 class WarehouseError(SitooSyncError):

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.commit import Batch, GroupWriter, Outcomes, PartitionWriter
-from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError
+from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StopRequested
 from sitoo_sync.inflight import Buffer, ByteBudget
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
@@ -433,12 +433,42 @@ def sync_partition(
         if finishing is not None:
             finishing()
         loader.finish(outcomes, mark=mark, now=now)
-    except DisabledStream as exc:
+    except SitooSyncError as exc:
+        _cut_short(stream, partition, loader, result, exc)
+    finally:
+        batch.clear()  # what a failed partition never committed gives its bytes back
+        holds.drop()
+    for note, count in result.notes.items():  # the tick warns once per stream (sync.py)
+        log.info("entries_noted", stream=stream.name, partition=partition, note=note, count=count)
+    result.requests = client.partition_requests[(stream.name, partition)] - requests_before
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _cut_short(
+    stream: Stream,
+    partition: str,
+    loader: PartitionWriter,
+    result: PartitionResult,
+    exc: SitooSyncError,
+) -> None:
+    """How a partition ends that could not go on: what it fetched before commits with its
+    cursor either way; then, by why, its outcome.
+
+    - The stop cut a failing request's retries (`StopRequested`): as at a stop between
+      windows, the partition has not failed.
+    - The account has the stream switched off: disabled, with why.
+    - Anything else: failed, with the error (a 404 noted: the tick may call it gone).
+    """
+    if isinstance(exc, StopRequested):
+        log.info("stop_honoured", stream=stream.name, partition=partition, during=exc.message)
+        loader.commit()
+    elif isinstance(exc, DisabledStream):
         result.status = "disabled"
         result.error = exc.message
         log.info("stream_disabled", stream=stream.name, partition=partition, reason=exc.message)
         loader.stopped("disabled", exc.message)
-    except SitooSyncError as exc:
+    else:
         result.status = "failed"
         result.error = str(exc)
         result.not_found = isinstance(exc, FatalApiError) and exc.status == NOT_FOUND
@@ -448,11 +478,3 @@ def sync_partition(
             **{"stream": stream.name, **exc.context(), "partition": partition},
         )
         loader.stopped("failed", str(exc))
-    finally:
-        batch.clear()  # what a failed partition never committed gives its bytes back
-        holds.drop()
-    for note, count in result.notes.items():  # the tick warns once per stream (sync.py)
-        log.info("entries_noted", stream=stream.name, partition=partition, note=note, count=count)
-    result.requests = client.partition_requests[(stream.name, partition)] - requests_before
-    result.seconds = time.monotonic() - started
-    return result

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import Api, make_client
-from sitoo_sync.errors import RetryBudgetExhausted
+from sitoo_sync.errors import StopRequested
 from sitoo_sync.service import Service
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
@@ -32,7 +32,7 @@ def test_a_failed_request_is_not_tried_again_once_a_stop_was_requested() -> None
     stop.set()
     settings = Settings(api_id="1500-1", api_password=SecretStr("pw"), site_ids=[1])
     client = make_client(settings, httpx.MockTransport(handler), sleep=lambda s: None, stop=stop)
-    with client, pytest.raises(RetryBudgetExhausted, match="a stop was requested after 1 attempts"):
+    with client, pytest.raises(StopRequested, match="a stop was requested after 1 attempts"):
         client.get_json(Api.V2, "/sites.json", stream="sites")
     assert len(sent) == 1
 
@@ -46,8 +46,38 @@ def test_the_services_stop_ends_the_retries_of_its_client(tmp_path: Path) -> Non
         service = Service(settings, [STREAMS["sites"]])
         try:
             service.stop.set()
-            with pytest.raises(RetryBudgetExhausted, match="a stop was requested"):
+            with pytest.raises(StopRequested, match="a stop was requested"):
                 service.client.get_json(Api.V2, "/sites.json", stream="sites")
         finally:
             service.client.close()
         assert sim.requests_to("/sites.json") == 1
+
+
+def test_a_request_the_stop_cut_short_ends_its_partition_as_a_stop_not_a_failure(
+    tmp_path: Path,
+) -> None:
+    """A stop (SIGTERM to `run --once` or the service) during a failing request's retries
+    ends them; its partition then ends as at a stop between windows: not failed, no more
+    attempts sent (six without the stop, and a failed partition)."""
+    import threading
+
+    from sitoo_sync.sync import run_once
+    from sitoo_sync.warehouse import open_warehouse
+
+    with Simulator.create(SimConfig(seed=5, days=1, malformed_every=0)) as sim:
+        sim.faults.queue("503", times=50, path="/pos-z-reports")
+        settings = settings_for(
+            sim, tmp_path / "w.duckdb", http_max_attempts=6, streams=["pos_z_reports"]
+        )
+        stop = threading.Event()  # set while the first retry waits, as SIGTERM would be
+        with make_client(settings, sleep=lambda _s: stop.set(), stop=stop) as client:
+            report = run_once(
+                settings,
+                open_warehouse(settings.target_url),
+                client,
+                [STREAMS["pos_z_reports"]],
+                stop=stop,
+            )
+        assert sim.requests_to("/pos-z-reports") == 2
+    assert report.ok
+    assert [r.status for r in report.results] == ["ok"]

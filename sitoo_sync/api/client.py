@@ -30,6 +30,7 @@ from sitoo_sync.errors import (
     FatalApiError,
     RetriableError,
     RetryBudgetExhausted,
+    StopRequested,
 )
 from sitoo_sync.log import get_logger
 from sitoo_sync.settings import Settings
@@ -191,8 +192,9 @@ class SitooClient:
                 # deadline, and a failing one was sent the rest of its attempts back to back.
                 stopping = self._stop is not None and self._stop.is_set()
                 if attempt >= self.policy.max_attempts or stopping:
+                    error = StopRequested if stopping else RetryBudgetExhausted
                     why = "a stop was requested" if stopping else "gave up"
-                    raise RetryBudgetExhausted(
+                    raise error(
                         f"{why} after {attempt} attempts: {exc.message}",
                         stream=stream,
                         partition=partition,

@@ -374,3 +374,21 @@ def test_bench_refuses_an_unusable_target_before_generating_anything(
     assert captured.err.count("\n") == 1, captured.err
     assert "Generating" not in captured.out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_relative_duckdb_path_meant_absolute_is_told_of_the_fourth_slash(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`duckdb:///var/lib/x.duckdb` is relative (three slashes): when that directory is
+    missing here but exists from the root, the one-line error shows the four-slash URL."""
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path / "data"
+    absolute.mkdir()
+    url = f"duckdb://{absolute}/w.duckdb"  # the path's own leading slash: three in all
+    monkeypatch.setenv("SITOO_TARGET_URL", url)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert f"an absolute path takes four slashes: duckdb:///{absolute}/w.duckdb" in err
+    assert err.count("\n") == 1, err

@@ -40,9 +40,15 @@ def check_local_target(url: str) -> Path | None:
     warehouse somewhere else); None when the target is not a local file."""
     path = local_path(url)
     if path is not None and not path.parent.is_dir():
+        meant = Path("/") / path  # three slashes: a relative path; four: an absolute one
+        hint = (
+            f"; an absolute path takes four slashes: {url.replace(':///', ':////', 1)}"
+            if not path.is_absolute() and meant.parent.is_dir()
+            else ""
+        )
         raise ConfigError(
             f"SITOO_TARGET_URL: the directory {path.parent} does not exist "
-            f"(create it first, or fix the path in {url})"
+            f"(create it first, or fix the path in {url}{hint})"
         )
     return path
 

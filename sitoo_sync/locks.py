@@ -1,8 +1,8 @@
 """Who may write what on a target, whoever starts it: service, cron tick, a replica.
 
 The locks themselves live behind the warehouse seam (`Warehouse.lock`,
-`Warehouse.partition_locks`; warehouse/locks.py has how each target takes them). This module
-holds the engine's rule of which lock a stream takes:
+`Warehouse.partition_locks`; warehouse/locks.py and warehouse/file_locks.py have how each
+target takes them). This module holds the engine's rule of which lock a stream takes:
 
 On PostgreSQL and MySQL a stream split into partitions (sites, registers) is shared: every
 process that syncs it holds the stream's lock in shared mode (`shares_partitions`), and each

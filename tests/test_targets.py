@@ -42,7 +42,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES, CursorMove
-from sitoo_sync.warehouse.locks import holding_file, try_file
+from sitoo_sync.warehouse.file_locks import holding_file, try_file
 from sitoo_sync.warehouse.sql_types import sa_table
 from sitoo_sync.warehouse.sqla import make_engine, merge_statement
 from tests.conftest import SyncFn

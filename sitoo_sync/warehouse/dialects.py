@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.warehouse import local_path, pg_copy
-from sitoo_sync.warehouse.locks import holding_file
+from sitoo_sync.warehouse.file_locks import holding_file
 
 CHUNK = 500  # keys per IN (...) list
 

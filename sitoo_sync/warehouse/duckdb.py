@@ -55,7 +55,7 @@ from sitoo_sync.warehouse.duckdb_memory import (
     file_key,
     ran_out_of_memory,
 )
-from sitoo_sync.warehouse.locks import file_lock
+from sitoo_sync.warehouse.file_locks import file_lock
 from sitoo_sync.warehouse.views import View, create_views_duckdb
 
 log = get_logger(__name__)

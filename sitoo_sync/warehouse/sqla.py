@@ -55,12 +55,8 @@ from sitoo_sync.warehouse.base import (
 from sitoo_sync.warehouse.catalog import Catalog
 from sitoo_sync.warehouse.comments import catalog_sql, comment_sql
 from sitoo_sync.warehouse.dialects import CHUNK, dialect_for, key_rows, merge_statement
-from sitoo_sync.warehouse.locks import (
-    SessionPartitionLocks,
-    file_lock,
-    scoped_name,
-    try_session,
-)
+from sitoo_sync.warehouse.file_locks import file_lock, scoped_name
+from sitoo_sync.warehouse.locks import SessionPartitionLocks, try_session
 from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.rounds import Rounds
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table

@@ -18,7 +18,7 @@ from sitoo_sync.cli import main
 from sitoo_sync.demo import NEXT_SQL
 from sitoo_sync.progress import Progress
 from sitoo_sync.results import PartitionResult
-from sitoo_sync.simulator import Simulator
+from sitoo_sync.simulator import SimConfig, Simulator
 from tests.support import use_simulator
 
 
@@ -193,6 +193,22 @@ def test_a_site_the_account_does_not_have_fails_the_run_by_name(
     out = capsys.readouterr().out
     assert "cash_registers (site 99): failed" in out
     assert "Site not found" in out
+
+
+def test_a_site_of_the_account_without_registers_lists_none_and_fails_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A site the account has but no register is on (a web shop) lists no registers: every
+    site /sites.json lists is synced by default, and that one fails nothing."""
+    with Simulator.create(SimConfig(seed=5, days=1, registers_per_store=0)) as sim:
+        use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+        monkeypatch.delenv("SITOO_SITE_IDS", raising=False)  # every site /sites.json lists
+        monkeypatch.setenv("SITOO_STREAMS", "cash_registers,journal_entries")
+        assert main(["run", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "cash_registers (2 sites): ok" in out
 
 
 def test_run_once_then_status(

@@ -20,6 +20,8 @@ STORES: tuple[tuple[str, str, str, str, int], ...] = (
     ("230", "Triangeln", "211 43 Malmö", "SEK", 1),
     ("300", "Karl Johan", "0159 Oslo", "NOK", 2),
 )
+#: The account's sites (eshopids): every site a store is on, registers or not.
+SITE_IDS: tuple[int, ...] = tuple(sorted({store[4] for store in STORES}))
 # (name, VAT % in Sweden): the catalogue's product groups; `group_vats` gives a site's rates
 PRODUCT_GROUPS: tuple[tuple[str, int], ...] = (
     ("Clothing", 25),

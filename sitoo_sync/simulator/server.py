@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sitoo_sync.simulator.chain import SITE_IDS
 from sitoo_sync.simulator.config import SimConfig
 from sitoo_sync.simulator.data import World
 from sitoo_sync.simulator.faults import FaultPlan
@@ -220,7 +221,7 @@ class Simulator:
         raise ApiProblem(404, "Resource not found")
 
     def _registers(self, site: int, query: Mapping[str, list[str]]) -> dict[str, Any]:
-        if site not in self.world.site_ids():  # as the REST v2 routes answer (routes.py)
+        if site not in SITE_IDS:  # the account's sites, as the REST v2 routes answer
             raise ApiProblem(404, "Site not found")
         start = integer(query, "start", 0) or 0
         num = min(integer(query, "num", 10) or 10, REGISTERS_MAX_NUM)

@@ -1,7 +1,7 @@
 """Sites, stores, warehouses, POS payment types, product groups, manufacturers, categories
 and products of the simulated REST v2 world (fact sheet sections 3, 4, 5.1, 7 and 9).
 
-Stores are the z-report stores of `data.STORES`: a store's `externalid` is the z-reports'
+Stores are the z-report stores of `chain.STORES`: a store's `externalid` is the z-reports'
 `store_id` (the cash-register doc calls it "external ID of the Store in Sitoo"). Each store
 has one sellable warehouse; store "200" also has a "Reclaims" warehouse (usetype 40, not
 sellable) and site 1 has a web warehouse with no store. Codes the docs give only by example
@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sitoo_sync.simulator.chain import SITE_TIME_ZONE, STORES, guid
+from sitoo_sync.simulator.chain import SITE_IDS, SITE_TIME_ZONE, STORES, guid
 from sitoo_sync.simulator.money import money, net_of
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.simulator.rest_v2.query import Body
@@ -112,8 +112,7 @@ def rest_random(seed: int) -> random.Random:
 def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog:
     """The catalogue as it stands at `start` (the beginning of the simulated history)."""
     cat = Catalog()
-    site_ids = sorted({s[4] for s in STORES})
-    for eshopid in site_ids:
+    for eshopid in SITE_IDS:
         host = f"demo-{COUNTRY[eshopid].lower()}.mysitoo.com"
         cat.sites.append(
             {
@@ -164,7 +163,7 @@ def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog
     paymenttypeid = 0
     manufacturerid = 0
     categoryid = 0
-    for eshopid in site_ids:
+    for eshopid in SITE_IDS:
         types = []
         for order, (name, method) in enumerate(PAYMENT_TYPES[eshopid]):
             paymenttypeid += 1
@@ -220,7 +219,7 @@ def build_catalog(rng: random.Random, config: RestConfig, start: int) -> Catalog
         cat.categories[eshopid] = categories
 
     productid = 1000
-    for eshopid in site_ids:
+    for eshopid in SITE_IDS:
         for n in range(config.products_per_site):
             productid += 1
             cat.products[productid] = _product(

@@ -153,13 +153,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "status",
         help="show status, cursor, lag, last success and rows per stream and partition",
         description="Read sync_state from the target: per stream and partition, how the last "
-        "tick ended (ok, failed, disabled; or reset by `reset`) and why, the cursor and how "
-        "far it is behind now, when it last succeeded, the rows loaded so far and the last "
-        "error. A failure before any partition was known (the register listing) shows as "
-        "partition *. Then each stream's last run (sync_runs): when it started, how it "
-        "ended (ok, failed, partial, disabled, running, or interrupted when its process is "
-        "gone), rows, requests and how long it took. It only reads: a missing DuckDB file is "
-        "reported, never created.",
+        "tick ended (ok, failed, disabled, gone: Sitoo deleted it; or reset by `reset`) and "
+        "why, the cursor and how far it is behind now, when it last succeeded, the rows "
+        "loaded so far and the last error. A failure before any partition was known (the "
+        "register listing) shows as partition *. Then each stream's last run (sync_runs): "
+        "when it started, how it ended (ok, failed, partial, disabled, running, or "
+        "interrupted when its process is gone), rows, requests and how long it took. It only "
+        "reads: a missing DuckDB file is reported, never created.",
         formatter_class=fmt,
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -7,6 +7,7 @@ before every stream's first tick has finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -93,6 +94,9 @@ class Metrics:
         for partition, lag in lags.items():
             if lag is not None:
                 self.lag.labels(stream, partition).set(lag)
+        for gone in (r.partition for r in results if r.status == "gone"):
+            with contextlib.suppress(KeyError):  # no lag of a partition Sitoo deleted
+                self.lag.remove(stream, gone)
         if status == "failed":
             self.errors.labels(stream).inc()
             return

@@ -458,7 +458,9 @@ def _cut_short(
     - The stop cut a failing request's retries (`StopRequested`): as at a stop between
       windows, the partition has not failed.
     - The account has the stream switched off: disabled, with why.
-    - Anything else: failed, with the error (a 404 noted: the tick may call it gone).
+    - A 404: failed or gone, which the tick decides once its listing is read, and records
+      (sync._not_found): a partition Sitoo deleted never reads as failed meanwhile.
+    - Anything else: failed, with the error.
     """
     if isinstance(exc, StopRequested):
         log.info("stop_honoured", stream=stream.name, partition=partition, during=exc.message)
@@ -472,6 +474,9 @@ def _cut_short(
         result.status = "failed"
         result.error = str(exc)
         result.not_found = isinstance(exc, FatalApiError) and exc.status == NOT_FOUND
+        if result.not_found:
+            loader.commit()
+            return
         log.error(
             "partition_failed",
             error=exc.message,

@@ -194,6 +194,7 @@ def summary(
     else:
         status = "ok"
     errors = [r.error for r in results if r.status == "failed" and r.error]
+    live = [r for r in parts if r.status != "gone"]
     return {
         "run_id": run.run_id,
         "stream": run.stream.name,
@@ -206,8 +207,9 @@ def summary(
         "rows_loaded": sum(r.rows for r in results),
         "requests": requests,
         "rejects": sum(r.rejects for r in results),
-        "cursor_before": _lowest([run.cursors.get(r.partition) for r in parts]),
-        "cursor_after": _lowest([r.cursor for r in parts]),
+        # A partition Sitoo deleted keeps its cursor where it was: not the stream's place.
+        "cursor_before": _lowest([run.cursors.get(r.partition) for r in live]),
+        "cursor_after": _lowest([r.cursor for r in live]),
         "error": error or (errors[0] if errors else None),
         "host": HOST,
         "pid": os.getpid(),

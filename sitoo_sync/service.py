@@ -195,7 +195,7 @@ class Service:
                 lags={
                     r.partition: stream.cursor.lag_seconds(r.cursor, now)
                     for r in report.results
-                    if r.partition != "*"
+                    if r.partition != "*" and r.status != "gone"  # its cursor stays behind
                 },
             )
         except SitooSyncError as exc:

@@ -186,6 +186,7 @@ def _partitions(
     slots: AbstractContextManager[Any] = ANY_TIME,
     order: Callable[[Iterable[str]], list[str]] = sorted,
     ahead: ListingAhead | None = None,
+    named_sites: frozenset[int] = frozenset(),
 ) -> Partitions:
     """The partitions of a stream for this tick (streams/partitions.py declares them).
 
@@ -194,13 +195,17 @@ def _partitions(
     listing shows now; when the stream that writes the table listed every site in this tick
     (`listed_this_tick`), the table is that listing. With a `pool`, each site is listed as
     a task of its own and the known partitions are `start`ed meanwhile, so the listing's
-    requests overlap theirs; new ones start as the page that lists them arrives.
+    requests overlap theirs; new ones start as the page that lists them arrives. With
+    `named_sites` (SITOO_SITE_IDS as set), a known partition of another site (a warehouse's
+    `2/5`, Partitioning.site_of) is not synced: the site was taken out of the settings.
     """
     kind = stream.partitions
     configured = kind.values_from_settings(settings)
     if configured is not None:
         return Partitions(configured)
     known = kind.known(warehouse.distinct_values) | set(synced)
+    if named_sites:  # a partition of a site SITOO_SITE_IDS no longer names is left alone
+        known = {p for p in known if (site := kind.site_of(p)) is None or site in named_sites}
     begin = start or (lambda _partition: None)
     if listed_this_tick:
         for partition in order(known):
@@ -411,6 +416,7 @@ def _run_streams(
     buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
     try:
         warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)
+        named_sites = frozenset(settings.site_ids)  # empty: every site the account lists
         try:
             settings = ahead.settings(client)
         except SitooSyncError as exc:  # no site known: every stream fails this tick, visibly
@@ -454,6 +460,7 @@ def _run_streams(
                     tick=run.context,
                     buffer=buffer,
                     ahead=ahead,
+                    named_sites=named_sites,
                 )
     finally:
         ahead.close()
@@ -490,6 +497,7 @@ def _run_stream(
     tick: Mapping[str, Any] | None = None,
     buffer: Buffer | None = None,
     ahead: ListingAhead | None = None,
+    named_sites: frozenset[int] = frozenset(),
 ) -> None:
     """One stream's partitions: on `pool` (registers, concurrently) or one after another.
 
@@ -590,6 +598,7 @@ def _run_stream(
             synced=[p for p, cursor in cursors.items() if cursor is not None],
             order=sorted if claims is None else _shuffled,
             ahead=ahead,
+            named_sites=named_sites,
         )
     except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
         failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
@@ -606,7 +615,9 @@ def _run_stream(
         turns.close()
         if claims is not None:
             claims.locks.close()
-    done = _gone(stream, results, unlisted, outcomes)
+    done = _not_found(
+        stream, results, unlisted, outcomes, stopped=stop is not None and stop.is_set()
+    )
     outcomes.flush(shared)
     _report(report, stream, done)
 
@@ -615,24 +626,37 @@ def _run_stream(
 GONE = "the API no longer knows it (404) and its listing no longer shows it"
 
 
-def _gone(
+def _not_found(
     stream: Stream,
     results: Iterable[PartitionResult | None],
     unlisted: frozenset[str] | None,
     outcomes: Outcomes,
+    *,
+    stopped: bool,
 ) -> list[PartitionResult]:
-    """A partition the API answered 404 for that this tick's full listing no longer shows
-    (a warehouse deleted in Sitoo) is gone, not failed: the tick is ok, `status` does not
-    judge it, and its rows and cursor stay. It is tried again next tick (one request), so
-    one that comes back is synced on. A 404 for a partition still listed stays a failure.
-    Returns the results of the partitions that ran (None: left to another process)."""
+    """The outcome of each partition the API answered 404 for, decided once the tick's
+    listing is read: gone when that full listing no longer shows it either (a warehouse
+    deleted in Sitoo), else failed. Gone is not a failure: the tick is ok, `status` does
+    not judge it, its rows and cursor stay, and it is asked for again next tick (one
+    request), so one listed again syncs on. A stopped tick's listing may be cut short, so
+    it calls nothing gone. Returns the results of the partitions that ran (None: left to
+    another process)."""
     done = [r for r in results if r is not None]
     for result in done:
-        if result.status == "failed" and result.not_found and result.partition in (unlisted or ()):
+        if result.status != "failed" or not result.not_found:
+            continue
+        if not stopped and result.partition in (unlisted or ()):
             result.status = "gone"
             result.error = GONE
             log.warning("partition_gone", stream=stream.name, partition=result.partition)
-            outcomes.add(result.partition, "gone", GONE)
+        else:
+            log.error(
+                "partition_failed",
+                stream=stream.name,
+                partition=result.partition,
+                error=result.error,
+            )
+        outcomes.add(result.partition, result.status, result.error)
     return done
 
 

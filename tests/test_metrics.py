@@ -59,3 +59,24 @@ def test_a_tick_counts_its_requests_once_and_itself_once(
             sample("sitoo_cursor_lag_seconds", stream="journal_entries", partition=result.partition)
             is not None
         )
+
+
+def test_a_gone_partition_has_no_lag_and_does_not_fail_the_tick() -> None:
+    """A partition Sitoo deleted (gone) drops its sitoo_cursor_lag_seconds series (its
+    cursor stays behind for good, no alert should fire on it) and the tick counts as ok."""
+    from prometheus_client.exposition import generate_latest
+
+    from sitoo_sync.metrics import Metrics
+    from sitoo_sync.results import PartitionResult
+
+    metrics = Metrics({"warehouse_items": 900.0})
+    ok = PartitionResult("warehouse_items", "1/3")
+    metrics.record_tick("warehouse_items", [ok], requests=2, retries=0, seconds=1.0,
+                        lags={"1/3": 5.0, "1/4": 90.0})  # fmt: skip
+    gone = PartitionResult("warehouse_items", "1/4", status="gone")
+    metrics.record_tick("warehouse_items", [ok, gone], requests=2, retries=0, seconds=1.0,
+                        lags={"1/3": 6.0})  # fmt: skip
+    text = generate_latest(metrics.registry).decode()
+    assert 'sitoo_cursor_lag_seconds{partition="1/3",stream="warehouse_items"} 6.0' in text
+    assert 'partition="1/4"' not in text
+    assert 'sitoo_ticks_total{status="ok",stream="warehouse_items"} 2.0' in text

@@ -498,6 +498,23 @@ def test_a_deleted_warehouses_stock_is_gone_not_failed(sim: Simulator, tmp_path:
     assert query(settings, state) == [("ok",)]
 
 
+def test_a_site_taken_out_of_the_settings_has_its_stock_left_alone(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Once SITOO_SITE_IDS no longer names a site, its warehouses' stock partitions (known
+    from their cursors) are not synced: no request, no failure, their rows stay."""
+    both = settings_for(sim, tmp_path / "w.duckdb", streams=["warehouse_items"], site_ids=[1, 2])
+    run(both, NOW)
+    stock = "SELECT count(*) FROM warehouse_items WHERE site_id = 2"
+    [(site_two,)] = query(both, stock)
+    assert site_two > 0
+    before = sim.requests_to("/sites/2/")
+    report = run(both.model_copy(update={"site_ids": [1]}), NOW + timedelta(hours=1))
+    assert sim.requests_to("/sites/2/") == before
+    assert all(not r.partition.startswith("2/") for r in report.results)
+    assert query(both, stock) == [(site_two,)]
+
+
 def test_stock_value_per_store_from_the_warehouse_equals_the_simulators(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -42,7 +42,7 @@ MAX_NUM = 1000  # **assumed** maximum page size (API_CONTRACT.md)
 UNKNOWN_TYPE = "loyalty-stamp"
 
 
-class Closings(Protocol):
+class JournalSource(Protocol):
     """What a journal reads of its world (data.World): the knobs, the registers, and every
     closing, uploaded or not."""
 
@@ -57,7 +57,7 @@ class Closings(Protocol):
 class Journal:
     """Per-register journals, extended lazily as the register's z-reports appear."""
 
-    def __init__(self, world: Closings) -> None:
+    def __init__(self, world: JournalSource) -> None:
         self.world = world
         self.lock = threading.RLock()
         self._entries: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 from sitoo_sync.simulator.chain import PRODUCT_GROUPS, STAFF, Register, currency_of, time_zone_of
 from sitoo_sync.simulator.journal import (
     UNKNOWN_TYPE,
-    Closings,
     Journal,
+    JournalSource,
     next_token,
     token_offset,
 )
@@ -89,7 +89,7 @@ class LazyJournal(Journal):
     The day journal's truths for tests (entries per type, receipt totals, cash moved) come
     from `all_entries`, so they hold here too, for journals small enough to decode whole."""
 
-    def __init__(self, world: Closings) -> None:
+    def __init__(self, world: JournalSource) -> None:
         super().__init__(world)
         config = world.config
         self.seed = config.seed

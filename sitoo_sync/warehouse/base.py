@@ -51,8 +51,15 @@ SYNC_STATE = Table(
         timestamp("last_success_at", "When a tick last ended well for it (UTC)."),
         timestamp("last_error_at", "When a tick last failed for it (UTC)."),
         text("last_error", "Why the last failing tick failed."),
-        text("last_status", "How the last tick ended: ok, failed or disabled."),
-        text("last_status_detail", "Why the last tick failed or why the stream is disabled."),
+        text(
+            "last_status",
+            "How the last tick ended: ok, failed, disabled, or gone (Sitoo deleted it: a 404, "
+            "and its listing no longer shows it).",
+        ),
+        text(
+            "last_status_detail",
+            "Why the last tick failed, why the stream is disabled, or why the partition is gone.",
+        ),
     ),
     key=("stream", "partition_key"),
 )
@@ -395,7 +402,8 @@ class StateStore(Protocol):
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None
     ) -> None:
-        """How a tick of this partition ended: ok, failed (with the error) or disabled (why)."""
+        """How a tick of this partition ended: ok, failed (with the error), disabled or gone
+        (why)."""
 
     def record_outcomes(self, stream: str, outcomes: Sequence[Outcome]) -> None:
         """`record_outcome` for many partitions at once, in a few statements."""

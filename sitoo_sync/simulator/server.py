@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -299,8 +300,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     headers = {}
                     if fault.retry_after is not None:
                         headers["Retry-After"] = str(int(fault.retry_after))
-                    text = "Too Many Requests" if fault.kind == "429" else "Internal Server Error"
-                    self._error(int(fault.kind), text, headers)
+                    status = int(fault.kind)
+                    self._error(status, HTTPStatus(status).phrase, headers)
                     return
             try:
                 sim.check_auth(self.headers.get("Authorization"))

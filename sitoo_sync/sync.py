@@ -657,6 +657,14 @@ def _not_found(
                 error=result.error,
             )
         outcomes.add(result.partition, result.status, result.error)
+    gone = [r for r in done if r.status == "gone"]
+    if gone and all(r.status == "gone" for r in done):  # not one it knew is there any more
+        log.warning(
+            "partitions_all_gone",
+            stream=stream.name,
+            count=len(gone),
+            hint="if Sitoo did not delete them all, check SITOO_API_ID: another account?",
+        )
     return done
 
 

@@ -498,6 +498,30 @@ def test_a_deleted_warehouses_stock_is_gone_not_failed(sim: Simulator, tmp_path:
     assert query(settings, state) == [("ok",)]
 
 
+def test_every_known_partition_gone_at_once_is_one_warning_that_names_a_likely_cause(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """When no warehouse the stock stream knew is there any more (all 404 and unlisted: a
+    chain closed them all, or SITOO_API_ID now names another account), the tick still ends
+    ok, and says it once, with what to check."""
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["warehouse_items"])
+    run(settings, NOW)
+    with sim.rest.lock:
+        sim.rest.catalog.warehouses.clear()
+    out = io.StringIO()
+    configure_logging(fmt="json", level="INFO", stream=out)
+    try:
+        report = run(settings, NOW + timedelta(hours=1))  # asserts the tick is ok
+    finally:
+        configure_logging(fmt="console", level="INFO")
+    assert report.results
+    assert {r.status for r in report.results} == {"gone"}
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    [warning] = [e for e in events if e["event"] == "partitions_all_gone"]
+    assert warning["count"] == len(report.results)
+    assert "SITOO_API_ID" in warning["hint"]
+
+
 def test_a_site_taken_out_of_the_settings_has_its_stock_left_alone(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -474,7 +474,8 @@ def _cut_short(
         result.status = "failed"
         result.error = str(exc)
         result.not_found = isinstance(exc, FatalApiError) and exc.status == NOT_FOUND
-        if result.not_found:
+        if result.not_found:  # said now: the commit below may fail, and the tick with it
+            log.info("partition_not_found", stream=stream.name, partition=partition, url=exc.url)
             loader.commit()
             return
         log.error(

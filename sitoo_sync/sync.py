@@ -16,7 +16,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.collector import frozen_before
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
-from sitoo_sync.errors import SitooSyncError, WarehouseError
+from sitoo_sync.errors import SitooSyncError, StopRequested, WarehouseError
 from sitoo_sync.inflight import Buffer
 from sitoo_sync.listing_ahead import ListingAhead
 from sitoo_sync.log import get_logger
@@ -419,6 +419,9 @@ def _run_streams(
         named_sites = frozenset(settings.site_ids)  # empty: every site the account lists
         try:
             settings = ahead.settings(client)
+        except StopRequested as exc:  # our own stop cut the sites' listing short: no failure
+            log.info("stop_honoured", stream="*", during=exc.message)
+            return
         except SitooSyncError as exc:  # no site known: every stream fails this tick, visibly
             log.error("sites_unlisted", error=str(exc))
             for stream in streams:
@@ -601,16 +604,11 @@ def _run_stream(
             named_sites=named_sites,
         )
     except SitooSyncError as exc:  # e.g. the register listing failed: the others go on
-        failed = PartitionResult(stream.name, "*", status="failed", error=str(exc))
-        log.error("partitions_failed", stream=stream.name, error=str(exc))
-        report.results.append(failed)
-        # `status` shows it as partition *, even before any partition was ever known.
-        shared.record_outcome(stream.name, "*", "failed", str(exc))
+        _unlisted(stream, exc, report, shared)
         # Registers started before the listing failed still finish; none is called gone.
         partitions, unlisted = [], None
     try:
-        results = [started[p].result() for p in sorted(started)]
-        results += [one(p) for p in partitions if p not in started]
+        results = _gathered(stream, started, partitions, one)
     finally:
         turns.close()
         if claims is not None:
@@ -620,6 +618,44 @@ def _run_stream(
     )
     outcomes.flush(shared)
     _report(report, stream, done)
+
+
+def _unlisted(stream: Stream, exc: SitooSyncError, report: RunReport, shared: Warehouse) -> None:
+    """The stream's partitions could not be listed: failed as partition * (`status` shows
+    it so even before any partition was ever known), unless our own stop cut the listing's
+    retries short, which is a stop, not a failure."""
+    if isinstance(exc, StopRequested):
+        log.info("stop_honoured", stream=stream.name, partition="*", during=exc.message)
+        return
+    log.error("partitions_failed", stream=stream.name, error=str(exc))
+    report.results.append(PartitionResult(stream.name, "*", status="failed", error=str(exc)))
+    shared.record_outcome(stream.name, "*", "failed", str(exc))
+
+
+def _gathered(
+    stream: Stream,
+    started: Mapping[str, Future[PartitionResult | None]],
+    partitions: Sequence[str],
+    one: Callable[[str], PartitionResult | None],
+) -> list[PartitionResult | None]:
+    """Every partition's result: those started on the pool once each has ended, then the
+    others run here, in turn. When one raised (the warehouse failed), the tick dies with
+    it, but only after every started one has ended, and a 404 met before is still said
+    (as failed: no listing decides anything now)."""
+    results: list[PartitionResult | None] = []
+    try:
+        wait(started.values())
+        results += [started[p].result() for p in sorted(started) if not started[p].exception()]
+        for raised in (started[p].exception() for p in sorted(started)):
+            if raised is not None:
+                raise raised
+        for partition in partitions:
+            if partition not in started:
+                results.append(one(partition))
+    except BaseException:
+        _not_found(stream, results, None, Outcomes(stream.name), stopped=True)
+        raise
+    return results
 
 
 #: Why a partition is gone (sync_state.last_status_detail, `status`).

@@ -190,17 +190,9 @@ class SitooClient:
                 # A stop request ends the retries too, not only their waits: retried at
                 # once, a hanging API's requests ran out their timeouts past the stop's
                 # deadline, and a failing one was sent the rest of its attempts back to back.
-                stopping = self._stop is not None and self._stop.is_set()
-                if attempt >= self.policy.max_attempts or stopping:
-                    error = StopRequested if stopping else RetryBudgetExhausted
-                    why = "a stop was requested" if stopping else "gave up"
-                    raise error(
-                        f"{why} after {attempt} attempts: {exc.message}",
-                        stream=stream,
-                        partition=partition,
-                        url=exc.url,
-                        status=exc.status,
-                    ) from exc
+                spent = attempt >= self.policy.max_attempts
+                if spent or self._stopping():
+                    raise _gave_up(exc, attempt, stopped=not spent) from exc
                 wait = self.policy.delay(attempt, exc.retry_after, self._rand())
                 self.retries[stream] += 1
                 log.warning(
@@ -214,6 +206,11 @@ class SitooClient:
                     wait_seconds=round(wait, 3),
                 )
                 self._sleep(wait)
+                if self._stopping():  # the stop cut the wait short: no attempt after it
+                    raise _gave_up(exc, attempt, stopped=True) from exc
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     def _attempt(
         self,
@@ -276,6 +273,20 @@ class SitooClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _gave_up(exc: RetriableError, attempts: int, *, stopped: bool) -> ApiError:
+    """The error a request ends with that is not tried again: StopRequested when a stop
+    ended its retries, RetryBudgetExhausted when its attempts ran out (that first)."""
+    error = StopRequested if stopped else RetryBudgetExhausted
+    why = "a stop was requested" if stopped else "gave up"
+    return error(
+        f"{why} after {attempts} attempts: {exc.message}",
+        stream=exc.stream,
+        partition=exc.partition,
+        url=exc.url,
+        status=exc.status,
+    )
 
 
 def make_client(

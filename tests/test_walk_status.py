@@ -45,50 +45,32 @@ def _state(stream: str, partition: str, last_success: datetime) -> StreamState:
     )
 
 
-def test_check_judges_only_the_sites_the_settings_still_name(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("stream", "fresh", "stale"),
+    [("orders", "1", "2"), ("warehouse_items", "1/3", "2/5")],
+)
+def test_check_judges_only_the_partitions_of_the_sites_still_named(
+    stream: str, fresh: str, stale: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`status --check` after a site is taken out of SITOO_SITE_IDS: that site's old
-    partition is never synced again, so it does not make the stream late for ever, while
-    a named site that is late still does; without SITOO_SITE_IDS every site is judged."""
+    partitions (its own, or a listed one that says its site, a warehouse's `2/5`) are never
+    synced again, so they do not make the stream late for ever, while a named site that is
+    late still does; without SITOO_SITE_IDS every site is judged."""
     from sitoo_sync.settings import load_settings
     from sitoo_sync.status import stream_problems
 
     now = datetime.now(UTC)
     states = [
-        _state("orders", "1", now - timedelta(minutes=5)),
-        _state("orders", "2", now - timedelta(days=2)),
+        _state(stream, fresh, now - timedelta(minutes=5)),
+        _state(stream, stale, now - timedelta(days=2)),
     ]
     monkeypatch.setenv("SITOO_API_ID", "1500-1")
-    monkeypatch.setenv("SITOO_STREAMS", "orders")
-    monkeypatch.setenv("SITOO_SCHEDULES", "orders=15m")
+    monkeypatch.setenv("SITOO_STREAMS", stream)
+    monkeypatch.setenv("SITOO_SCHEDULES", f"{stream}=15m")
     monkeypatch.setenv("SITOO_SITE_IDS", "1")
     assert stream_problems(load_settings(), states, now) == []
     monkeypatch.setenv("SITOO_SITE_IDS", "1,2")
     [late] = stream_problems(load_settings(), states, now)
-    assert late.startswith("orders: late: last success 2.0d ago")
+    assert late.startswith(f"{stream}: late: last success 2.0d ago")
     monkeypatch.delenv("SITOO_SITE_IDS")
     assert len(stream_problems(load_settings(), states, now)) == 1
-
-
-def test_check_judges_only_the_listed_partitions_of_the_sites_still_named(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A listed partition that says its site (a warehouse's `2/5`) is judged only while
-    SITOO_SITE_IDS names that site, as a site's own partition is."""
-    from sitoo_sync.settings import load_settings
-    from sitoo_sync.status import stream_problems
-
-    now = datetime.now(UTC)
-    states = [
-        _state("warehouse_items", "1/3", now - timedelta(minutes=5)),
-        _state("warehouse_items", "2/5", now - timedelta(days=2)),
-    ]
-    monkeypatch.setenv("SITOO_API_ID", "1500-1")
-    monkeypatch.setenv("SITOO_STREAMS", "warehouse_items")
-    monkeypatch.setenv("SITOO_SCHEDULES", "warehouse_items=15m")
-    monkeypatch.setenv("SITOO_SITE_IDS", "1")
-    assert stream_problems(load_settings(), states, now) == []
-    monkeypatch.setenv("SITOO_SITE_IDS", "1,2")
-    [late] = stream_problems(load_settings(), states, now)
-    assert late.startswith("warehouse_items: late: last success 2.0d ago")

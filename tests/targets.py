@@ -102,3 +102,15 @@ def target_for(name: str, tmp_path: Path) -> Iterator[Target]:
             pytest.skip(f"{SERVERS[name]} is not set: no {name} server to test against")
         with server_schema(name, url) as target:
             yield target
+
+
+def view_rows(target: Target, sql: str) -> list[tuple[Any, ...]]:
+    """What `sql` reads on `target`, its views (`FROM v_...`) in the target's schema, beside
+    the tables."""
+    if target.schema:
+        sql = sql.replace(" FROM v_", f" FROM {target.schema}.v_")
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        return warehouse.query(sql)
+    finally:
+        warehouse.close()

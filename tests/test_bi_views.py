@@ -16,7 +16,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
-from tests.targets import Target, grouped_targets, target_for
+from tests.targets import Target, grouped_targets, target_for, view_rows
 
 NOW = datetime.now(UTC)  # days_silent is measured to the database's clock
 GONE_AT = NOW - timedelta(days=3)
@@ -106,37 +106,27 @@ def made(
         yield target
 
 
-def rows(target: Target, sql: str) -> list[tuple[Any, ...]]:
-    if target.schema:
-        sql = sql.replace(" FROM v_", f" FROM {target.schema}.v_")
-    warehouse = open_warehouse(target.url, schema=target.schema)
-    try:
-        return warehouse.query(sql)
-    finally:
-        warehouse.close()
-
-
 def test_stock_of_a_warehouse_no_longer_listed_is_left_out(made: Target) -> None:
     """v_stock_levels shows the stock of listed warehouses only: a deleted warehouse's rows,
     frozen at their last read, are not today's stock."""
-    found = rows(made, "SELECT warehouseid, on_hand FROM v_stock_levels ORDER BY warehouseid")
+    found = view_rows(made, "SELECT warehouseid, on_hand FROM v_stock_levels ORDER BY warehouseid")
     assert [(r[0], Decimal(str(r[1]))) for r in found] == [(1, Decimal(5)), (2, Decimal(1))]
 
 
 def test_an_empty_store_externalid_is_no_store(made: Target) -> None:
     """An order whose store-externalid is empty falls back to its warehouse's store, and a
     store with an empty externalid is NO_STORE, in every REST v2 view, as in z-reports."""
-    sales = rows(made, "SELECT store_id, orders FROM v_daily_order_sales ORDER BY store_id")
+    sales = view_rows(made, "SELECT store_id, orders FROM v_daily_order_sales ORDER BY store_id")
     assert [(r[0], int(r[1])) for r in sales] == [("NO_STORE", 1), ("S1", 1), ("S9", 1)]
-    stock = rows(made, "SELECT warehouseid, store_id FROM v_stock_levels ORDER BY warehouseid")
+    stock = view_rows(made, "SELECT warehouseid, store_id FROM v_stock_levels ORDER BY warehouseid")
     assert stock == [(1, "S1"), (2, "NO_STORE")]
-    assert rows(made, "SELECT store_id FROM v_registers") == [("NO_STORE",)]
-    assert rows(made, "SELECT store_id FROM v_register_activity") == [("NO_STORE",)]
+    assert view_rows(made, "SELECT store_id FROM v_registers") == [("NO_STORE",)]
+    assert view_rows(made, "SELECT store_id FROM v_register_activity") == [("NO_STORE",)]
 
 
 def test_days_silent_is_a_whole_number_on_every_target(made: Target) -> None:
     """v_register_activity.days_silent reaches a BI tool as an integer (MariaDB made it a
     DECIMAL), so it needs no cast to compare or bucket."""
-    [(days,)] = rows(made, "SELECT days_silent FROM v_register_activity")
+    [(days,)] = view_rows(made, "SELECT days_silent FROM v_register_activity")
     assert type(days) is int
     assert days == 4

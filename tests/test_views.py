@@ -19,7 +19,7 @@ from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import settings_for
-from tests.targets import Target, grouped_targets, target_for
+from tests.targets import Target, grouped_targets, target_for, view_rows
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 START = (NOW - timedelta(days=20)).date()
@@ -55,16 +55,6 @@ def loaded(
             yield target, sim
     finally:
         sim.stop()
-
-
-def rows(target: Target, sql: str) -> list[tuple[Any, ...]]:
-    if target.schema:  # the views live in the target's schema, beside the tables
-        sql = sql.replace(" FROM v_", f" FROM {target.schema}.v_")
-    warehouse = open_warehouse(target.url, schema=target.schema)
-    try:
-        return warehouse.query(sql)
-    finally:
-        warehouse.close()
 
 
 def dec(value: Any) -> Decimal:
@@ -139,7 +129,7 @@ def test_daily_store_sales_equal_the_pos_reports_each_store_day_aggregates(
         )
     found = {
         (r[0], day(r[1]), r[2]): tuple(dec(v) for v in r[3:])
-        for r in rows(
+        for r in view_rows(
             target,
             "SELECT store_id, business_date, currencycode, gross_sales, net_sales, vat_sales, "
             "gross_refunds, net_refunds, vat_refunds, gross_takings, net_takings, "
@@ -158,13 +148,13 @@ def test_daily_store_sales_explain_the_payments_by_the_roundoff(loaded: Loaded) 
     roundoff of v_daily_store_sales, and the round-off is not zero on some days."""
     target, _ = loaded
     paid: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
-    for store_id, when, currency, amount in rows(
+    for store_id, when, currency, amount in view_rows(
         target, "SELECT store_id, business_date, currencycode, net_amount FROM v_payment_mix"
     ):
         paid[(store_id, day(when), currency)] += dec(amount)
     takings = {
         (r[0], day(r[1]), r[2]): (dec(r[3]), dec(r[4]))
-        for r in rows(
+        for r in view_rows(
             target,
             "SELECT store_id, business_date, currencycode, gross_takings, roundoff "
             "FROM v_daily_store_sales",
@@ -197,7 +187,7 @@ def test_payment_mix_equals_the_aggregated_payments(loaded: Loaded) -> None:
                     expected[key][2] += sign * cents(p["moneytotal"])
     found = {
         (r[0], day(r[1]), r[2], r[3]): [dec(v) for v in r[4:]]
-        for r in rows(
+        for r in view_rows(
             target,
             "SELECT store_id, business_date, currencycode, payment, sales_amount, "
             "refund_amount, net_amount FROM v_payment_mix",
@@ -220,7 +210,7 @@ def test_cash_differences_list_every_closing_with_a_difference(loaded: Loaded) -
     }
     found = {
         (r[0], r[1]): (r[2], r[3], dec(r[4]))
-        for r in rows(
+        for r in view_rows(
             target,
             "SELECT registerid, zreportid, store_id, currencycode, cash_difference "
             "FROM v_cash_differences",
@@ -248,7 +238,7 @@ def test_register_activity_shows_each_registers_last_signs_of_life(loaded: Loade
     before = datetime.now(UTC)
     found = {
         r[0]: r[1:]
-        for r in rows(
+        for r in view_rows(
             target,
             "SELECT registerid, last_zreportid, last_z_report_at, last_journal_at, days_silent "
             "FROM v_register_activity",
@@ -288,7 +278,7 @@ def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Lo
             expected[key][1] += sign * cents(item["moneyrowprice"])
     found = {
         (r[0], r[1], day(r[2]), r[3]): [dec(r[4]), dec(r[5])]
-        for r in rows(
+        for r in view_rows(
             target,
             "SELECT productid, store_id, business_date, currencycode, quantity, "
             "amount_incl_vat FROM v_product_sales",
@@ -303,7 +293,7 @@ def test_daily_order_sales_equal_the_simulators_net_sales(loaded: Loaded) -> Non
     simulator's own totals of its closed orders, refunds netted off, on every target."""
     target, sim = loaded
     got: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
-    for store, when, currency, net in rows(
+    for store, when, currency, net in view_rows(
         target, "SELECT store_id, business_date, currencycode, net_sales FROM v_daily_order_sales"
     ):
         got[(store, day(when).isoformat(), currency)] += dec(net)
@@ -320,7 +310,7 @@ def test_stock_levels_value_each_store_as_the_simulator_does(loaded: Loaded) -> 
     target, sim = loaded
     got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     listed = 0
-    for store, currency, value, productid in rows(
+    for store, currency, value, productid in view_rows(
         target, "SELECT store_id, currencycode, stock_value, productid FROM v_stock_levels"
     ):
         got[(store, currency)] += dec(value)
@@ -338,7 +328,7 @@ def test_registers_view_gives_each_register_its_store(loaded: Loaded) -> None:
     """v_registers names, for every register with a store, the store the simulator gave it
     (its external ID, as z-reports' store_id), on every target."""
     target, sim = loaded
-    got = dict(rows(target, "SELECT registerid, store_id FROM v_registers"))
+    got = dict(view_rows(target, "SELECT registerid, store_id FROM v_registers"))
     registers = {r.registerid: r.store_id for r in sim.world.registers}
     assert set(got) == set(registers)
     with_store = {k: v for k, v in registers.items() if v is not None}
@@ -357,7 +347,7 @@ def test_the_readme_queries_read_the_views_and_run(loaded: Loaded) -> None:
     assert len(queries) == 5
     for sql in queries:
         assert " FROM v_" in sql.replace("\n", " ")
-        assert rows(target, sql) is not None
+        assert view_rows(target, sql) is not None
 
 
 def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> None:
@@ -369,11 +359,11 @@ def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> Non
 
     for view in VIEWS:
         if target.name == "duckdb":
-            [(comment,)] = rows(
+            [(comment,)] = view_rows(
                 target, f"SELECT comment FROM duckdb_views() WHERE view_name = '{view.name}'"
             )
             found = dict(
-                rows(
+                view_rows(
                     target,
                     "SELECT column_name, comment FROM duckdb_columns() "
                     f"WHERE table_name = '{view.name}'",
@@ -381,9 +371,9 @@ def test_views_and_their_columns_carry_their_descriptions(loaded: Loaded) -> Non
             )
         else:
             oid = f"'{target.schema}.{view.name}'::regclass"
-            [(comment,)] = rows(target, f"SELECT obj_description({oid}, 'pg_class')")
+            [(comment,)] = view_rows(target, f"SELECT obj_description({oid}, 'pg_class')")
             found = dict(
-                rows(
+                view_rows(
                     target,
                     f"SELECT attname, col_description({oid}, attnum) FROM pg_attribute "
                     f"WHERE attrelid = {oid} AND attnum > 0",
@@ -520,7 +510,7 @@ def test_stock_levels_show_each_stock_row_once_with_its_live_product(made: Targe
     """A deleted product's row (kept, missing_since set) never names or doubles a stock row:
     each stock row appears once, with the live product of its SKU, the lowest productid of
     several, or NULL."""
-    found = rows(
+    found = view_rows(
         made,
         "SELECT sku, productid, title, stock_value FROM v_stock_levels ORDER BY sku",
     )
@@ -537,13 +527,13 @@ def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
     every target; a productid that is no integer (a trailing newline too) is NULL, never an
     error, nor the number of another text."""
     products = f"{made.schema}.products" if made.schema else "products"
-    joined = rows(
+    joined = view_rows(
         made,
         "SELECT s.productid, p.title FROM v_product_sales s "
         f"JOIN {products} p ON p.productid = s.productid",
     )
     assert joined == [(11, "New A")]
-    found = dict(rows(made, "SELECT sku, productid FROM v_product_sales"))
+    found = dict(view_rows(made, "SELECT sku, productid FROM v_product_sales"))
     assert found == {"A": 11, "X": None, "Y": None, "Z": None}
 
 
@@ -551,7 +541,7 @@ def test_register_activity_shows_a_register_that_never_reported(made: Target) ->
     """A listed register that never sent a z-report or journal entry has its store (as
     v_registers gives it) and is silent since it was first listed, so a silent-registers
     query finds it."""
-    found = rows(
+    found = view_rows(
         made,
         "SELECT registerid, store_id, last_activity_at, days_silent FROM v_register_activity "
         "WHERE days_silent > 2",
@@ -569,6 +559,6 @@ def test_register_activity_is_made_without_the_store_tables_and_joins_them_later
         pos = ["cash_registers", "pos_z_reports", "journal_entries"]
         load_made(target, pos)
         query = "SELECT registerid, store_id, days_silent FROM v_register_activity"
-        assert rows(target, query) == [("{QUIET}", None, 5)]
+        assert view_rows(target, query) == [("{QUIET}", None, 5)]
         load_made(target, [*pos, "stores", "warehouses"], fill=["stores", "warehouses"])
-        assert rows(target, query) == [("{QUIET}", "S1", 5)]
+        assert view_rows(target, query) == [("{QUIET}", "S1", 5)]

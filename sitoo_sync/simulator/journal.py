@@ -30,6 +30,7 @@ import random
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sitoo_sync.simulator.chain import Register, ZReport, currency_of, time_zone_of
@@ -54,6 +55,29 @@ class JournalSource(Protocol):
     def withheld_reports(self) -> list[ZReport]: ...
 
 
+@dataclass(frozen=True)
+class PageQuery:
+    """A `/journal-entries` query, parsed (journal_page): the date `field` it filters and
+    sorts on, the order, the page size, the bounds on that date (inclusive), an entry type,
+    and the `next` token it resumes at."""
+
+    field: str
+    descending: bool
+    num: int
+    lo: int | None
+    hi: int | None
+    kind: str | None
+    token: str | None
+
+    def admits(self, value: int, entry_type: str) -> bool:
+        """Whether an entry whose `field` is `value`, of type `entry_type`, is asked for."""
+        return (
+            (self.lo is None or value >= self.lo)
+            and (self.hi is None or value <= self.hi)
+            and (self.kind is None or entry_type == self.kind)
+        )
+
+
 class Journal:
     """Per-register journals, extended lazily as the register's z-reports appear."""
 
@@ -69,32 +93,16 @@ class Journal:
             self._catch_up(registerid)
             return self._entries[registerid]
 
-    def page(  # the endpoint's query, parsed (journal_page)
-        self,
-        registerid: str,
-        *,
-        field: str,
-        descending: bool,
-        num: int,
-        lo: int | None,
-        hi: int | None,
-        kind: str | None,
-        token: str | None,
-    ) -> dict[str, Any] | bytes:
-        """One page of `/journal-entries`: the register's entries whose `field` is within
-        `lo`..`hi` (and of type `kind`), sorted on it, `num` from where `token` resumes."""
-        selected = [
-            e
-            for e in self.entries(registerid)
-            if (lo is None or e[field] >= lo)
-            and (hi is None or e[field] <= hi)
-            and (kind is None or e["type"] == kind)
-        ]
-        selected.sort(key=lambda e: (e[field], e["id"]), reverse=descending)
-        start = token_offset(token) if token else 0
-        answer: dict[str, Any] = {"items": selected[start : start + num]}
-        if start + num < len(selected):
-            answer["next"] = next_token(start + num)
+    def page(self, registerid: str, query: PageQuery) -> dict[str, Any] | bytes:
+        """One page of `/journal-entries`: the register's entries the query admits, sorted
+        on its date field, `num` from where its token resumes."""
+        selected = [e for e in self.entries(registerid) if query.admits(e[query.field], e["type"])]
+        selected.sort(key=lambda e: (e[query.field], e["id"]), reverse=query.descending)
+        start = token_offset(query.token) if query.token else 0
+        end = start + query.num
+        answer: dict[str, Any] = {"items": selected[start:end]}
+        if end < len(selected):
+            answer["next"] = next_token(end)
         return answer
 
     def _catch_up(self, registerid: str) -> None:
@@ -413,11 +421,13 @@ def journal_page(journal: Journal, query: Mapping[str, list[str]]) -> dict[str, 
         raise ApiProblem(400, f"Invalid value for sort_order: {order}")
     return journal.page(
         register,
-        field="date" + date_type,
-        descending=order == "desc",
-        num=max(1, min(integer(query, "num", 10) or 10, MAX_NUM)),
-        lo=integer(query, "date_from"),
-        hi=integer(query, "date_to"),
-        kind=one(query, "type"),
-        token=one(query, "next"),
+        PageQuery(
+            field="date" + date_type,
+            descending=order == "desc",
+            num=max(1, min(integer(query, "num", 10) or 10, MAX_NUM)),
+            lo=integer(query, "date_from"),
+            hi=integer(query, "date_to"),
+            kind=one(query, "type"),
+            token=one(query, "next"),
+        ),
     )

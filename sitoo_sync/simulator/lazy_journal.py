@@ -41,6 +41,7 @@ from sitoo_sync.simulator.journal import (
     UNKNOWN_TYPE,
     Journal,
     JournalSource,
+    PageQuery,
     next_token,
     token_offset,
 )
@@ -334,33 +335,20 @@ class LazyJournal(Journal):
                 )
                 extra.append(receipt)
 
-    def page(  # the endpoint's query, parsed
-        self,
-        registerid: str,
-        *,
-        field: str,
-        descending: bool,
-        num: int,
-        lo: int | None,
-        hi: int | None,
-        kind: str | None,
-        token: str | None,
-    ) -> bytes:
+    def page(self, registerid: str, query: PageQuery) -> bytes:
         """One page of `/journal-entries`, encoded; `next` resumes at a position."""
-        resume = token_offset(token) if token else None
+        field, descending = query.field, query.descending
+        resume = token_offset(query.token) if query.token else None
         items: list[bytes] = []
         more = False
         for position, (added, created, entry_type, raw) in self._walk(
-            registerid, field, descending, (lo, hi), resume
+            registerid, field, descending, (query.lo, query.hi), resume
         ):
             if resume is not None and (position > resume if descending else position < resume):
                 continue
-            value = added if field == "dateadded" else created
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if not query.admits(added if field == "dateadded" else created, entry_type):
                 continue
-            if kind is not None and entry_type != kind:
-                continue
-            if len(items) == num:
+            if len(items) == query.num:
                 more = True
                 resume = position
                 break

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 
 class ApiProblem(Exception):
@@ -23,15 +23,22 @@ def one(query: Mapping[str, list[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def integer(query: Mapping[str, list[str]], name: str, default: int | None = None) -> int | None:
-    """`name` as an integer (`default` when absent or empty); a 400 when it is not one."""
+def integer(
+    query: Mapping[str, list[str]],
+    name: str,
+    default: int | None = None,
+    *,
+    error: Callable[[int, str], Exception] = ApiProblem,
+) -> int | None:
+    """`name` as an integer (`default` when absent or empty); a 400 when it is not one, as
+    `error` answers it (the REST v2 routes' is RestError)."""
     raw = one(query, name)
     if raw is None or raw == "":
         return default
     try:
         return int(raw)
     except ValueError:
-        raise ApiProblem(400, f"Invalid value for {name}: {raw}") from None
+        raise error(400, f"Invalid value for {name}: {raw}") from None
 
 
 def csv(query: Mapping[str, list[str]], name: str) -> set[str] | None:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sitoo_sync.simulator.money import cents, money, net_of
-from sitoo_sync.simulator.rest_v2.query import Body, Query, RestError, csv, csv_ints, integer, one
+from sitoo_sync.simulator.params import one
+from sitoo_sync.simulator.rest_v2.query import Body, Query, RestError, csv, csv_ints, integer
 
 ORDER_STATES = {0: "Open", 10: "Closed", 20: "Cancelled", -1: "Abandoned"}
 PAYMENT_STATES = {0: "None", 10: "Pending", 15: "Reserved", 20: "Successful", 30: "Cancelled",

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from sitoo_sync.simulator import params
+from sitoo_sync.simulator.params import one
+
 Query = Mapping[str, list[str]]
 Body = dict[str, Any]
 
@@ -18,21 +21,9 @@ class RestError(Exception):
         self.text = text
 
 
-def one(query: Query, name: str) -> str | None:
-    """The last value of `name`, or None."""
-    values = query.get(name)
-    return values[-1] if values else None
-
-
 def integer(query: Query, name: str, default: int | None = None) -> int | None:
-    """`name` as an int (400 when it is not one)."""
-    raw = one(query, name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise RestError(400, f"Invalid value for {name}: {raw}") from None
+    """`name` as an int (400 when it is not one), read as the POS routes read theirs."""
+    return params.integer(query, name, default, error=RestError)
 
 
 def csv(query: Query, name: str) -> list[str] | None:

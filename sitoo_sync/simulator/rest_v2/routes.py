@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sitoo_sync.simulator.params import one
 from sitoo_sync.simulator.rest_v2 import orders as order_list
 from sitoo_sync.simulator.rest_v2.catalog import POS_TIME_ZONE
 from sitoo_sync.simulator.rest_v2.query import (
@@ -38,7 +39,6 @@ from sitoo_sync.simulator.rest_v2.query import (
     envelope,
     flag,
     integer,
-    one,
 )
 from sitoo_sync.simulator.rest_v2.users import DEFAULT_FIELDS as USER_FIELDS
 from sitoo_sync.simulator.rest_v2.world import RestWorld

@@ -120,3 +120,12 @@ def test_an_endpoint_that_ignores_the_lower_bound_stops_the_walk() -> None:
     endpoint = Endpoint(list(range(1, 8)), bounded=False)
     with pytest.raises(StuckWindowError):
         run(strategy(), endpoint, None)
+
+
+def test_a_time_in_milliseconds_does_not_make_the_lag_look_nil() -> None:
+    """A record whose time is not Unix seconds (it is rejected) leaves `newest`, and so the
+    reported lag, to the records that have one."""
+    endpoint = Endpoint([1, 2])
+    endpoint.records[2]["orderdate"] = 1_700_000_000_000
+    _ids, cursor = run(strategy(), endpoint, None)[-1]
+    assert json.loads(cursor)["newest"] == endpoint.records[1]["orderdate"]

@@ -322,6 +322,28 @@ def test_a_product_modified_in_the_cursors_second_lands(sim: Simulator, tmp_path
     assert titles[live[2]] == sim.rest.catalog.products[live[2]]["title"]
 
 
+def test_a_product_stamped_in_milliseconds_is_rejected_and_the_feed_goes_on(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A product whose datemodified is not a Unix time (milliseconds) goes to rejects and
+    does not move the modified cursor past every later change: a product edited afterwards
+    lands at the next tick, long before the next snapshot."""
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["products"])
+    run(settings, NOW)
+    live = [p for p in sorted(sim.rest.catalog.products) if sim.rest.catalog.product_site[p] == 1]
+    bad, edited = live[0], live[1]
+    with sim.rest.lock:
+        sim.rest.catalog.products[bad]["datemodified"] = sim.rest.now * 1000
+    run(settings, NOW + timedelta(minutes=15))
+    reasons = query(settings, f"SELECT reason FROM rejects WHERE record_key LIKE '%={bad}'")
+    assert [("Unix timestamp" in r) for (r,) in reasons] == [True]
+    sim.rest.advance(60)
+    sim.rest.touch_product(edited, title="Edited after the bad record")
+    run(settings, NOW + timedelta(minutes=30))
+    titles = dict(query(settings, "SELECT productid, title FROM products WHERE site_id = 1"))
+    assert titles[edited] == "Edited after the bad record"
+
+
 def test_a_deleted_product_is_marked_missing_at_the_sweep_not_before(
     sim: Simulator, tmp_path: Path
 ) -> None:

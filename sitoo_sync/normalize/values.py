@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -102,11 +102,17 @@ def to_bool(value: Any) -> bool | None:
     raise RecordRejected(f"not a boolean: {value!r}")
 
 
+def is_unix_time(value: Any) -> TypeGuard[int]:
+    """Whether `value` is Unix seconds a timestamp column accepts (a record whose time is not
+    is rejected, so no cursor may move by it either)."""
+    return type(value) is int and 0 <= value <= _EPOCH_MAX
+
+
 def to_timestamp(value: Any) -> datetime | None:
     """Unix seconds as an aware UTC datetime."""
     if value is None:
         return None
-    if type(value) is int and 0 <= value <= _EPOCH_MAX:
+    if is_unix_time(value):
         return datetime.fromtimestamp(value, UTC)
     raise RecordRejected(f"not a Unix timestamp: {value!r}")
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from sitoo_sync.errors import StuckWindowError
 from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
 
 log = get_logger(__name__)
@@ -226,10 +227,10 @@ class Keyset:
             opened = opened[dropped:]
             log.warning("changeable_ids_dropped", count=dropped, kept=self.max_changeable)
         state.open = tuple(opened)
-        times = [
+        times = [  # a record rejected for its time does not make the lag look nil
             t
             for r in records
-            if isinstance(r, Mapping) and type(t := r.get(self.time_field)) is int
+            if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field))
         ]
         if times:
             state.newest = max(times) if state.newest is None else max(state.newest, *times)

@@ -39,6 +39,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
 
 
@@ -172,10 +173,12 @@ class ModifiedSince:
         while True:
             params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
             items, total = _page(ctx.fetch_raw(params))
+            # A time that is not Unix seconds (milliseconds, garbage) rejects its record,
+            # and must not carry `after` past every later change with it.
             times = [
                 t
                 for r in items
-                if isinstance(r, Mapping) and type(t := r.get(self.time_field)) is int
+                if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field))
             ]
             newest = max([*times, *([newest] if newest is not None else [])], default=None)
             start += len(items)

@@ -22,7 +22,14 @@ no sort and no documented inclusivity, so the rules are:
   The sweep runs last, so a record created during the tick is listed by it; when the
   `totalcount` moves during a pass (pages may have shifted) the ids are listed again.
 * A crash mid-listing resumes at the page after the last one committed (`page`), with the
-  same filter; the next snapshot repairs anything a shift in between skipped.
+  same filter and the `totalcount` its first page saw.
+* A listing whose `totalcount` moved between its first page and its last (a record
+  deleted, or one modified into the filter) may have had its offset pages shift over a
+  record: it is not complete. Its last cursor keeps `after`, `snapshot_at` and `listed_at`
+  as they were, so the next tick lists the same again (a snapshot again, a modified feed
+  from the same bound) rather than the skipped record waiting for the next snapshot. A
+  catalogue that changes during every listing of several pages keeps its bound until a
+  quiet tick; the records read meanwhile load all the same.
 
 **Assumed** (the docs say none of it): a record's time field moves on every change the
 endpoint shows, except where the fact sheet says otherwise (reservations); offset pages of
@@ -39,8 +46,11 @@ from datetime import date, datetime
 from typing import Any
 
 from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,13 +168,14 @@ class ModifiedSince:
             start = int(page["start"])
             newest = _int_or_none(page.get("newest"))
             began = _int_or_none(page.get("began")) or now
+            first_total = _int_or_none(page.get("total"))
         else:
             snapshot = state.after is None or _due(state.snapshot_at, self.snapshot_hours, now)
             lo = None
             if not snapshot:
                 assert state.after is not None
                 lo = max(0, state.after - self.overlap_seconds - (0 if self.inclusive else 1))
-            start, newest, began = 0, None, now
+            start, newest, began, first_total = 0, None, now, None
         base: dict[str, str | int] = dict(self.fixed)
         if self.fields:
             base["fields"] = ",".join(self.fields)
@@ -182,11 +193,16 @@ class ModifiedSince:
             ]
             newest = max([*times, *([newest] if newest is not None else [])], default=None)
             start += len(items)
+            first_total = total if first_total is None else first_total
             if items and start < total:  # more to come: resume here after a crash
-                progress = {"lo": lo, "start": start, "newest": newest}
+                progress = {"lo": lo, "start": start, "newest": newest, "total": first_total}
                 progress |= {"snapshot": snapshot, "began": began}
                 yield Window(items, replace(state, page=progress).text(), params)
                 continue
+            if total != first_total:  # pages shifted: an offset may have stepped over one
+                log.info("listing_shifted", first_total=first_total, last_total=total)
+                yield Window(items, replace(state, page=None).text(), params)
+                break
             after = max([v for v in (state.after, newest) if v is not None], default=None)
             if after is None and snapshot:
                 after = began  # an empty listing: later ticks ask from when it was read

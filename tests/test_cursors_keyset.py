@@ -129,3 +129,22 @@ def test_a_time_in_milliseconds_does_not_make_the_lag_look_nil() -> None:
     endpoint.records[2]["orderdate"] = 1_700_000_000_000
     _ids, cursor = run(strategy(), endpoint, None)[-1]
     assert json.loads(cursor)["newest"] == endpoint.records[1]["orderdate"]
+
+
+def test_ids_sent_as_digit_strings_walk_as_the_normalizer_reads_them() -> None:
+    """An endpoint that sends its ids as digit strings (which the normalizer loads as
+    integers) is walked page after page, its open records remembered, instead of the walk
+    ending after the first page with the cursor unmoved."""
+    endpoint = Endpoint(list(range(1, 8)))
+    endpoint.records[5]["state"] = "open"
+
+    def as_text(params: Mapping[str, str | int]) -> Any:
+        page = endpoint(params)
+        return {**page, "items": [{**r, "orderid": str(r["orderid"])} for r in page["items"]]}
+
+    keyset = strategy()
+    windows = [
+        (list(w.records), w.cursor) for w in keyset.windows(WindowContext(fetch_raw=as_text), None)
+    ]
+    assert [len(records) for records, _ in windows] == [3, 3, 1]
+    assert (json.loads(windows[-1][1])["after"], json.loads(windows[-1][1])["open"]) == (7, [5])

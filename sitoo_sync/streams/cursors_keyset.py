@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sitoo_sync.errors import StuckWindowError
+from sitoo_sync.errors import RecordRejected, StuckWindowError
 from sitoo_sync.log import get_logger
-from sitoo_sync.normalize.values import is_unix_time
+from sitoo_sync.normalize.values import is_unix_time, to_int
 from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
 
 log = get_logger(__name__)
@@ -217,9 +217,11 @@ class Keyset:
         """`state` after `records` are loaded: ids in `forget` leave the open set unless
         they came back changeable; the newest time moves on."""
         still = {
-            r[self.id_field]
+            i
             for r in records
-            if isinstance(r, Mapping) and type(r.get(self.id_field)) is int and self.changeable(r)
+            if isinstance(r, Mapping)
+            and (i := _id_of(r.get(self.id_field))) is not None
+            and self.changeable(r)
         }
         opened = sorted((set(state.open) - forget) | still)
         if len(opened) > self.max_changeable:
@@ -250,6 +252,17 @@ def _envelope(payload: Any) -> tuple[list[Any], int | None]:
     raise StuckWindowError(f"expected an envelope with items, got {type(payload).__name__}")
 
 
+def _id_of(value: Any) -> int | None:
+    """An id as the normalizer reads it (an int, a digit string, an integral number); None
+    when the record's id is unusable (it is rejected)."""
+    try:
+        return to_int(value)
+    except RecordRejected:
+        return None
+
+
 def _ids(records: list[Any], field: str) -> list[int]:
     """The usable ids of `records`, in page order (bad records are rejected later)."""
-    return [i for r in records if isinstance(r, Mapping) and type(i := r.get(field)) is int]
+    return [
+        i for r in records if isinstance(r, Mapping) and (i := _id_of(r.get(field))) is not None
+    ]

@@ -48,12 +48,16 @@ def reset_stream(
                 f"{', '.join(known) or 'none yet'}; `sitoo-sync status` lists them)"
             )
         known = [partition]
-    cursor = None if since is None else _cursor_back_to(stream, since, stored, known)
+    cursors = (
+        {key: None for key in known}
+        if since is None
+        else _cursors_back_to(stream, since, stored, known)
+    )
     detail = f"reset to read again from {since or 'the start'} by sitoo-sync reset"
     for key in known:
 
         def move(key: str = key) -> None:
-            warehouse.set_cursor(stream.name, key, cursor, rows=0, windows=0)
+            warehouse.set_cursor(stream.name, key, cursors[key], rows=0, windows=0)
             warehouse.record_outcome(stream.name, key, "reset", detail)
 
         # Run again whole after a conflict, or after DuckDB ran short of memory and raised
@@ -62,23 +66,27 @@ def reset_stream(
     return known
 
 
-def _cursor_back_to(
+def _cursors_back_to(
     stream: Stream, since: date, stored: Mapping[str, str | None], partitions: list[str]
-) -> str:
-    """The cursor that resumes from `since`, refused where it would skip what is unread."""
+) -> dict[str, str | None]:
+    """Each partition's cursor that resumes from `since` (keeping what its old one says
+    must still be read again), refused where it would skip what is unread."""
     now = datetime.now(UTC)
     if since > now.date():
         raise ConfigError(f"--since {since} is in the future")
-    cursor = stream.cursor.resume_from(since)
-    lag = stream.cursor.lag_seconds(cursor, now) or 0.0
+    cursors: dict[str, str | None] = {
+        key: stream.cursor.resume_from(since, stored.get(key)) for key in partitions
+    }
     ahead = [
         key
         for key in partitions
-        if (old := stored.get(key)) and lag < (stream.cursor.lag_seconds(old, now) or 0.0)
+        if (old := stored.get(key))
+        and (stream.cursor.lag_seconds(cursors[key], now) or 0.0)
+        < (stream.cursor.lag_seconds(old, now) or 0.0)
     ]
     if ahead:
         raise ConfigError(
             f"--since {since} is past where {stream.name} has read to ({', '.join(ahead)}): "
             "a reset only moves back; what lies between would never be read"
         )
-    return cursor
+    return cursors

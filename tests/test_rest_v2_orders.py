@@ -477,6 +477,43 @@ def test_a_reset_to_a_day_reads_again_from_that_days_first_order(
     assert any(served(rsim)[i]["orderdate"] < since for i in loaded)  # late ones included
 
 
+def test_a_reset_keeps_following_open_orders_dated_before_its_day(
+    rsim: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """`reset --since <day>` reads again from the day's first order and still re-reads the
+    open orders it followed from before that day: one that settles after the reset lands
+    in its new state instead of staying open in the warehouse for good."""
+    from sitoo_sync.reset import reset_stream
+    from sitoo_sync.streams.orders import ORDERS
+    from sitoo_sync.warehouse import open_warehouse
+
+    settings = orders_settings(rsim, tmp_path, orders={"trailing_ids": 0})
+    rsim.rest.add_orders(1, kind="booking")
+    tick(sync, settings, rsim)
+    rsim.rest.advance(86400)  # a day on: no open order is due to settle yet
+    rsim.rest.add_orders(3)
+    tick(sync, settings, rsim)
+    day = datetime.fromtimestamp(rsim.rest.now, UTC).date()
+    since = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    mine = {i: o for i, o in served(rsim).items() if o["eshopid"] == 1}
+    older = [i for i in rsim.rest.open_orders() if i in mine and mine[i]["orderdate"] < since]
+    assert len(older) >= 2  # the history's and the booking
+    assert all(loaded_orders(settings)[i][1] == 0 for i in older)
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        reset_stream(settings, warehouse, ORDERS, partition="1", since=day)
+    finally:
+        warehouse.close()
+    tick(sync, settings, rsim)
+    for orderid in older:
+        rsim.rest.settle(orderid)
+    tick(sync, settings, rsim)
+    loaded = loaded_orders(settings)
+    assert {i: loaded[i][1:3] for i in older} == {
+        i: (rsim.rest.order(i)["orderstateid"], rsim.rest.order(i)["paymentstateid"]) for i in older
+    }
+
+
 def run_cli(sim: Simulator, target: Target) -> subprocess.Popen[str]:
     """`sitoo-sync run --once` for the orders stream, small pages, one commit per window."""
     return run_once_process(

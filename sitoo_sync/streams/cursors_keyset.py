@@ -26,10 +26,11 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   A page whose ids do not ascend (the endpoint ignored `sort`) or start below the bound
   (it ignored `<from_param>`) stops the walk with StuckWindowError instead of skipping
   records or looping.
-* `resume_from(day)` (and the `start` option for a first tick) stores `{"from": <epoch>}`:
-  the next tick asks for the lowest id whose time field is on or after that instant
-  (`time_from_param`, `sort`, `num=1`) and walks from there. The set of open ids is not
-  kept across such a reset (a reset re-reads everything since the day anyway).
+* `resume_from(day, previous)` (and the `start` option for a first tick) stores
+  `{"from": <epoch>}`: the next tick asks for the lowest id whose time field is on or after
+  that instant (`time_from_param`, `sort`, `num=1`) and walks from there. The open ids of
+  `previous` are kept (`"open"` beside `"from"`) and read again by id as on any tick: the
+  walk from the day does not reach an order dated before it that is still open.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ class KeysetState:
     def text(self) -> str:
         """The cursor to store."""
         if self.after is None and self.start_time is not None:
-            return json.dumps({"from": self.start_time})
+            if not self.open:
+                return json.dumps({"from": self.start_time})
+            return json.dumps({"from": self.start_time, "open": list(self.open)})
         return json.dumps(
             {"after": self.after, "newest": self.newest, "open": list(self.open)},
             separators=(",", ":"),
@@ -127,9 +130,14 @@ class Keyset:
         at = state.newest if state.newest is not None else state.start_time
         return None if at is None else max(0.0, now.timestamp() - at)
 
-    def resume_from(self, day: date) -> str:
-        """A cursor under which the next tick walks from the first id of `day` (UTC) on."""
-        return KeysetState(start_time=int(epoch_of(day))).text()
+    def resume_from(self, day: date, previous: str | None = None) -> str:
+        """A cursor under which the next tick walks from the first id of `day` (UTC) on and
+        still reads again the records `previous` holds open."""
+        try:
+            opened = KeysetState.parse(previous).open
+        except (StuckWindowError, ValueError):  # unreadable: nothing to keep
+            opened = ()
+        return KeysetState(start_time=int(epoch_of(day)), open=opened).text()
 
     def summary(self) -> str:
         """How it reads."""
@@ -151,10 +159,10 @@ class Keyset:
             state.start_time = int(epoch_of(self.start))
         if state.after is None:
             lo = self._first_id(ctx, state.start_time) if state.start_time is not None else 0
-            state = KeysetState(after=lo - 1, newest=state.start_time)
+            state = KeysetState(after=lo - 1, newest=state.start_time, open=state.open)
         else:
             lo = max(0, state.after + 1 - self.trailing_ids)
-            yield from self._reread(ctx, state, below=lo)
+        yield from self._reread(ctx, state, below=lo)
         yield from self._walk(ctx, state, lo)
 
     def _first_id(self, ctx: WindowContext, since: int) -> int:

@@ -148,3 +148,19 @@ def test_ids_sent_as_digit_strings_walk_as_the_normalizer_reads_them() -> None:
     ]
     assert [len(records) for records, _ in windows] == [3, 3, 1]
     assert (json.loads(windows[-1][1])["after"], json.loads(windows[-1][1])["open"]) == (7, [5])
+
+
+def test_an_endpoint_that_ignores_the_id_filter_stops_the_reread() -> None:
+    """A re-read by id answered with other ids (the filter ignored) would forget the open
+    records it asked for without having read them: the re-read refuses, and the open ids
+    stay in the stored cursor."""
+    endpoint = Endpoint(list(range(1, 30)))
+    for i in (3, 5):
+        endpoint.records[i]["state"] = "open"
+
+    def unfiltered(params: Mapping[str, str | int]) -> Any:
+        return endpoint({k: v for k, v in params.items() if k != "orderid"})
+
+    stored = json.dumps({"after": 29, "newest": 1029, "open": [3, 5]})
+    with pytest.raises(StuckWindowError, match="orderid"):
+        run(strategy(), unfiltered, stored)  # type: ignore[arg-type]

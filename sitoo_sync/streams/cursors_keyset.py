@@ -22,6 +22,8 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   At most `max_changeable` ids are kept: past that the lowest (oldest) ids are dropped, no
   longer re-read, and only a trailing window that still covers them would see them change.
   Each drop is logged with its count (never an id list).
+* A re-read answered with ids it did not ask for (the endpoint ignored `ids_param`) stops
+  with StuckWindowError: forgetting the chunk would drop open records never read again.
 * A page ends the walk when it holds the whole remaining match (`totalcount`) or nothing.
   A page whose ids do not ascend (the endpoint ignored `sort`) or start below the bound
   (it ignored `<from_param>`) stops the walk with StuckWindowError instead of skipping
@@ -189,6 +191,12 @@ class Keyset:
             records: list[Any] = []
             while True:  # a server that caps `num` below the chunk pages the rest
                 items, total = _envelope(ctx.fetch_raw({**params, "start": len(records)}))
+                stray = set(_ids(items, self.id_field)) - set(chunk)
+                if stray:  # forgetting the chunk now would drop records never read again
+                    raise StuckWindowError(
+                        f"{self.ids_param}= answered other {self.id_field}s (e.g. {min(stray)}): "
+                        "the endpoint ignores the id filter, open records cannot be read again"
+                    )
                 records += items
                 if not items or total is None or len(records) >= total:
                     break

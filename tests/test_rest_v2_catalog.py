@@ -415,6 +415,29 @@ def test_a_deleted_product_is_marked_missing_at_the_sweep_not_before(
     )
 
 
+def test_a_product_a_later_sweep_lists_again_is_no_longer_missing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A product one sweep did not show (gone from the listing, or shifted past it) gets
+    missing_since; when a later sweep lists its id again it loses the mark, though its
+    datemodified is old and no modified feed reads it before the next snapshot."""
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["products"])
+    sweep = STREAMS["products"].cursor.sweep_hours  # type: ignore[attr-defined]
+    run(settings, NOW)
+    victim = next(
+        p for p in sorted(sim.rest.catalog.products) if sim.rest.catalog.product_site[p] == 1
+    )
+    with sim.rest.lock:
+        product = sim.rest.catalog.products.pop(victim)
+    run(settings, NOW + timedelta(hours=sweep))
+    sql = f"SELECT missing_since IS NULL FROM products WHERE productid = {victim}"
+    assert query(settings, sql) == [(False,)]
+    with sim.rest.lock:
+        sim.rest.catalog.products[victim] = product  # listed again, datemodified unchanged
+    run(settings, NOW + timedelta(hours=2 * sweep))
+    assert query(settings, sql) == [(True,)]
+
+
 def test_a_reservation_lands_at_the_next_snapshot(sim: Simulator, tmp_path: Path) -> None:
     """A reservation moves reserved and available stock without touching datelastmodified:
     the modified feed cannot see it, the snapshot snapshot_hours later does."""

@@ -247,6 +247,31 @@ def test_a_declared_column_is_added_to_an_existing_table(target: Target) -> None
     assert sorted(target.rows(v2)) == [("a", 1), ("b", 2)]
 
 
+def test_missing_marks_are_set_and_cleared_by_listing_on_every_target(target: Target) -> None:
+    """mark_missing stamps the scope's rows a listing did not show, leaves other scopes
+    alone, and clears the mark of a row a later listing shows again."""
+    listed = Table(
+        "listed",
+        (integer("site", nullable=False), integer("k", nullable=False), timestamp("missing_since")),
+        key=("site", "k"),
+    )
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([listed])
+        rows = [(1, 1, None), (1, 2, None), (1, 3, None), (2, 2, None)]
+        with warehouse.transaction():
+            warehouse.upsert(listed, rows_to_arrow(listed, rows))
+        with warehouse.transaction():
+            assert warehouse.mark_missing(listed, {"site": 1}, [(1, 1)], at) == 2
+        with warehouse.transaction():
+            assert warehouse.mark_missing(listed, {"site": 1}, [(1, 1), (1, 3)], at) == 0
+        got = {(r[0], r[1]): r[2] is not None for r in target.rows(listed)}
+        assert got == {(1, 1): False, (1, 2): True, (1, 3): False, (2, 2): False}
+    finally:
+        warehouse.close()
+
+
 def test_sql_server_ddl_and_merge_compile() -> None:
     """Without a server here, the SQL Server DDL and MERGE upsert are compiled and checked."""
     dialect = mssql.dialect()  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy

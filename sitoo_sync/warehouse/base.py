@@ -325,7 +325,8 @@ class Rows(Protocol):
         present: Sequence[tuple[Any, ...]],
         at: datetime,
     ) -> int:
-        """Set `missing_since` on rows in `scope` whose key is not in `present`; the count."""
+        """Set `missing_since` on rows in `scope` whose key is not in `present`, clear it on
+        rows whose key is (a listing shows them again); the count set."""
 
     def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:
         """Which of `keys` (one partition's, columns of `table.key`) `table` holds."""

@@ -589,14 +589,21 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         present: Sequence[tuple[Any, ...]],
         at: datetime,
     ) -> int:
-        """Stamp `missing_since` on rows of `scope` not among `present` keys; the count."""
+        """Stamp `missing_since` on rows of `scope` not among `present` keys, and clear it
+        on rows that are (listed again); the count stamped."""
         where = [f"{q(c)} = ?" for c in scope]
         params: list[Any] = [at, *scope.values()]
         if present:
             cols = ", ".join(q(k) for k in table.key)
             marks = ", ".join("(" + ", ".join("?" for _ in table.key) + ")" for _ in present)
+            listed = [v for row in present for v in row]
+            self.con.execute(
+                f"UPDATE {q(table.name)} SET missing_since = NULL WHERE missing_since IS NOT "
+                "NULL AND " + " AND ".join([*where, f"({cols}) IN ({marks})"]),
+                [*scope.values(), *listed],
+            )
             where.append(f"({cols}) NOT IN ({marks})")
-            params += [v for row in present for v in row]
+            params += listed
         row = self.con.execute(
             f"UPDATE {q(table.name)} SET missing_since = ? WHERE missing_since IS NULL AND "
             + " AND ".join(where)

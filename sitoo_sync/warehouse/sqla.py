@@ -347,11 +347,16 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         present: Sequence[tuple[Any, ...]],
         at: datetime,
     ) -> int:
-        """Stamp `missing_since` on rows of `scope` not among `present` keys; the count."""
+        """Stamp `missing_since` on rows of `scope` not among `present` keys, and clear it
+        on rows that are (listed again); the count stamped."""
         t = self.t(table)
-        where = [t.c.missing_since.is_(None), *(t.c[c] == v for c, v in scope.items())]
+        scoped = [t.c[c] == v for c, v in scope.items()]
+        where = [t.c.missing_since.is_(None), *scoped]
         if present:
-            where.append(sa.not_(self.sql.match(t, table.key, list(present))))
+            listed = self.sql.match(t, table.key, list(present))
+            again = [t.c.missing_since.is_not(None), *scoped, listed]
+            self.conn.execute(t.update().where(*again).values(missing_since=None))
+            where.append(sa.not_(listed))
         done = self.conn.execute(t.update().where(*where).values(missing_since=at))
         return int(done.rowcount or 0)
 

@@ -172,7 +172,7 @@ def test_kubernetes_deployment_runs_replicas_of_the_service_with_its_secret_and_
     resources = container["resources"]
     request = _mebibytes(resources["requests"]["memory"])
     limit = _mebibytes(resources["limits"]["memory"])
-    assert 207 <= request <= limit  # 207 MiB: the service's peak RSS during a backfill
+    assert 310 <= request <= limit  # 310 MiB: the highest peak RSS of a journal backfill
 
 
 def _mebibytes(quantity: str) -> int:

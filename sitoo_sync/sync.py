@@ -107,7 +107,13 @@ class RunReport:
             known = STREAMS.get(stream)
             kind = known.partitions.kind if known else "partition"
             where = f"{kind} {parts[0].partition}" if len(parts) == 1 else f"{len(parts)} {kind}s"
-            statuses = sorted({r.status for r in parts})
+            counts = Counter(r.status for r in parts)
+            # One status alone; mixed ones counted ("1 failed, 1 ok", not "failed, ok").
+            statuses = (
+                [next(iter(counts))]
+                if len(counts) == 1
+                else [f"{counts[s]} {s}" for s in sorted(counts)]
+            )
             line = (
                 f"{stream} ({where}): {', '.join(statuses)}, "
                 f"{_plural(sum(r.windows for r in parts), 'window')}, "

@@ -48,11 +48,14 @@ def reset_stream(
                 f"{', '.join(known) or 'none yet'}; `sitoo-sync status` lists them)"
             )
         known = [partition]
-    cursor = None if since is None else _cursor_back_to(stream, since, stored, known)
+    if since is not None:
+        _check_back_to(stream, since, stored, known)
     detail = f"reset to read again from {since or 'the start'} by sitoo-sync reset"
     for key in known:
+        # Per partition: a strategy carries over what it still follows (open orders).
+        cursor = None if since is None else stream.cursor.resume_from(since, stored.get(key))
 
-        def move(key: str = key) -> None:
+        def move(key: str = key, cursor: str | None = cursor) -> None:
             warehouse.set_cursor(stream.name, key, cursor, rows=0, windows=0)
             warehouse.record_outcome(stream.name, key, "reset", detail)
 
@@ -62,10 +65,10 @@ def reset_stream(
     return known
 
 
-def _cursor_back_to(
+def _check_back_to(
     stream: Stream, since: date, stored: Mapping[str, str | None], partitions: list[str]
-) -> str:
-    """The cursor that resumes from `since`, refused where it would skip what is unread."""
+) -> None:
+    """Refuse `since` where resuming from it would skip what is unread."""
     now = datetime.now(UTC)
     if since > now.date():
         raise ConfigError(f"--since {since} is in the future")
@@ -81,4 +84,3 @@ def _cursor_back_to(
             f"--since {since} is past where {stream.name} has read to ({', '.join(ahead)}): "
             "a reset only moves back; what lies between would never be read"
         )
-    return cursor

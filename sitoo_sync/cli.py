@@ -507,12 +507,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_records(states, now, runs), indent=2))
         for problem in problems:
             print(f"check: {problem}", file=sys.stderr)
-    elif not states:
+    else:
         # The schema too: a mistyped one is a place nothing was synced into, not an error.
         schema = f" ({_SCHEMA}={settings.target_schema})" if settings.target_schema else ""
-        print(f"nothing synced yet into {masked_url(settings.target_url)}{schema}")
-    else:
-        for line in status.as_text(states, runs, now):
+        nothing = f"nothing synced yet into {masked_url(settings.target_url)}{schema}"
+        for line in status.as_text(states, runs, now, nothing=nothing):
             print(line)
     if args.check and not args.json:
         if runs:

@@ -266,9 +266,13 @@ def as_table(states: Sequence[StreamState], now: datetime) -> list[str]:
     return _aligned(header, rows)
 
 
-def as_text(states: Sequence[StreamState], runs: Mapping[str, RunRow], now: datetime) -> list[str]:
-    """`status`: the partitions' table, then (after a blank line) each stream's last run."""
-    lines = as_table(states, now)
+def as_text(
+    states: Sequence[StreamState], runs: Mapping[str, RunRow], now: datetime, *, nothing: str = ""
+) -> list[str]:
+    """`status`: the partitions' table (`nothing` instead when there is no partition yet),
+    then (after a blank line) each stream's last run: also a run that committed nothing,
+    killed or failed before its first commit."""
+    lines = as_table(states, now) if states or not nothing else [nothing]
     if runs:
         lines += ["", *runs_table(runs)]
     return lines

@@ -48,14 +48,11 @@ def reset_stream(
                 f"{', '.join(known) or 'none yet'}; `sitoo-sync status` lists them)"
             )
         known = [partition]
-    if since is not None:
-        _check_back_to(stream, since, stored, known)
+    cursor = None if since is None else _cursor_back_to(stream, since, stored, known)
     detail = f"reset to read again from {since or 'the start'} by sitoo-sync reset"
     for key in known:
-        # Per partition: a strategy carries over what it still follows (open orders).
-        cursor = None if since is None else stream.cursor.resume_from(since, stored.get(key))
 
-        def move(key: str = key, cursor: str | None = cursor) -> None:
+        def move(key: str = key) -> None:
             warehouse.set_cursor(stream.name, key, cursor, rows=0, windows=0)
             warehouse.record_outcome(stream.name, key, "reset", detail)
 
@@ -65,10 +62,10 @@ def reset_stream(
     return known
 
 
-def _check_back_to(
+def _cursor_back_to(
     stream: Stream, since: date, stored: Mapping[str, str | None], partitions: list[str]
-) -> None:
-    """Refuse `since` where resuming from it would skip what is unread."""
+) -> str:
+    """The cursor that resumes from `since`, refused where it would skip what is unread."""
     now = datetime.now(UTC)
     if since > now.date():
         raise ConfigError(f"--since {since} is in the future")
@@ -84,3 +81,4 @@ def _check_back_to(
             f"--since {since} is past where {stream.name} has read to ({', '.join(ahead)}): "
             "a reset only moves back; what lies between would never be read"
         )
+    return cursor

@@ -22,13 +22,10 @@ import pytest
 from sitoo_sync.log import configure_logging
 from sitoo_sync.normalize.orders import TABLES, normalize_window
 from sitoo_sync.normalize.personal import PersonalData
-from sitoo_sync.reset import reset_stream
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.money import money as money_text
 from sitoo_sync.simulator.rest_v2 import totals
-from sitoo_sync.streams.orders import ORDERS
-from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
 from tests.support import (
     FIXTURES,
@@ -511,40 +508,6 @@ def test_a_reset_to_a_day_reads_again_from_that_days_first_order(
         expected |= {i for i in mine if i >= first}
     assert loaded == expected
     assert any(served(rsim)[i]["orderdate"] < since for i in loaded)  # late ones included
-
-
-def test_an_open_order_dated_before_a_reset_day_is_still_followed_until_final(
-    sync: SyncFn, tmp_path: Path
-) -> None:
-    """`reset orders --since DAY` re-reads from DAY's first order on, and an order dated
-    before DAY that was still open is still read again by id: when it settles, its new
-    state lands, rather than staying open in the warehouse for ever."""
-    rsim = make_sim(settle_after=4 * 86400)  # orders of the last four days are still open
-    try:
-        settings = orders_settings(rsim, tmp_path, orders={"trailing_ids": 0})
-        tick(sync, settings, rsim)
-        day = datetime.fromtimestamp(NOW, UTC).date()
-        since = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-        older = [i for i in rsim.rest.open_orders() if served(rsim)[i]["orderdate"] < since]
-        assert older  # open orders of the days before the reset day
-        warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-        try:
-            reset_stream(settings, warehouse, ORDERS, since=day)
-        finally:
-            warehouse.close()
-        for orderid in older:
-            rsim.rest.settle(orderid)
-        tick(sync, settings, rsim)
-        loaded = loaded_orders(settings)
-        for orderid in older:
-            now_served = rsim.rest.order(orderid)
-            assert loaded[orderid][1:4] == (
-                now_served["orderstateid"],
-                now_served["paymentstateid"],
-                now_served["ordertypeid"],
-            )
-    finally:
-        rsim.stop()
 
 
 def run_cli(sim: Simulator, target: Target) -> subprocess.Popen[str]:

@@ -75,10 +75,8 @@ class CursorStrategy(Protocol):
         """How far the stored cursor is behind `now`, in seconds (None before any load)."""
         ...
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
-        """The cursor under which the next tick reads again from `day` (UTC) on; `stored`
-        is the partition's cursor now, for what a strategy must carry over (the records
-        it still follows)."""
+    def resume_from(self, day: date) -> str:
+        """The cursor under which the next tick reads again from `day` (UTC) on."""
         ...
 
     def summary(self) -> str:
@@ -158,7 +156,7 @@ class TimeWindows:
         """Seconds between the newest item loaded and `now`."""
         return epoch_lag(stored, now)
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
+    def resume_from(self, day: date) -> str:
         """The start of `day`: the next tick reads from there, minus the overlap."""
         return epoch_of(day)
 
@@ -304,7 +302,7 @@ class DayWindows:
         end = datetime.combine(date.fromisoformat(stored) + timedelta(days=1), time(), UTC)
         return max(0.0, (now - end).total_seconds())
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
+    def resume_from(self, day: date) -> str:
         """The day before: the next tick reads from there, minus the lookback days."""
         return (day - timedelta(days=1)).isoformat()
 
@@ -358,7 +356,7 @@ class CursorPages:
         """Seconds between the newest entry loaded and `now`."""
         return epoch_lag(stored, now)
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
+    def resume_from(self, day: date) -> str:
         """The start of `day`: the next tick reads from there, minus the overlap."""
         return epoch_of(day)
 
@@ -415,7 +413,7 @@ class OffsetPages:
         """Seconds since the last complete listing."""
         return epoch_lag(stored, now)
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
+    def resume_from(self, day: date) -> str:
         """Never used: every tick reads the whole listing, whatever the cursor says."""
         raise ValueError("a full listing has no cursor to move back")
 

@@ -28,9 +28,8 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   records or looping.
 * `resume_from(day)` (and the `start` option for a first tick) stores `{"from": <epoch>}`:
   the next tick asks for the lowest id whose time field is on or after that instant
-  (`time_from_param`, `sort`, `num=1`) and walks from there. The set of open ids is kept
-  across such a reset (`{"from": ..., "open": [...]}`): an open record of an earlier day
-  lies below the walk, so it is still read again by id until it comes back final.
+  (`time_from_param`, `sort`, `num=1`) and walks from there. The set of open ids is not
+  kept across such a reset (a reset re-reads everything since the day anyway).
 """
 
 from __future__ import annotations
@@ -84,8 +83,6 @@ class KeysetState:
     def text(self) -> str:
         """The cursor to store."""
         if self.after is None and self.start_time is not None:
-            if self.open:
-                return json.dumps({"from": self.start_time, "open": list(self.open)})
             return json.dumps({"from": self.start_time})
         return json.dumps(
             {"after": self.after, "newest": self.newest, "open": list(self.open)},
@@ -129,13 +126,9 @@ class Keyset:
         at = state.newest if state.newest is not None else state.start_time
         return None if at is None else max(0.0, now.timestamp() - at)
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
-        """A cursor under which the next tick walks from the first id of `day` (UTC) on,
-        still following the records `stored` follows: an open order of an earlier day
-        lies below the walk, and only a re-read by id sees it change."""
-        return KeysetState(
-            start_time=int(epoch_of(day)), open=KeysetState.parse(stored).open
-        ).text()
+    def resume_from(self, day: date) -> str:
+        """A cursor under which the next tick walks from the first id of `day` (UTC) on."""
+        return KeysetState(start_time=int(epoch_of(day))).text()
 
     def summary(self) -> str:
         """How it reads."""
@@ -157,10 +150,10 @@ class Keyset:
             state.start_time = int(epoch_of(self.start))
         if state.after is None:
             lo = self._first_id(ctx, state.start_time) if state.start_time is not None else 0
-            state = KeysetState(after=lo - 1, newest=state.start_time, open=state.open)
+            state = KeysetState(after=lo - 1, newest=state.start_time)
         else:
             lo = max(0, state.after + 1 - self.trailing_ids)
-        yield from self._reread(ctx, state, below=lo)
+            yield from self._reread(ctx, state, below=lo)
         yield from self._walk(ctx, state, lo)
 
     def _first_id(self, ctx: WindowContext, since: int) -> int:

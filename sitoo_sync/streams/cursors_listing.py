@@ -33,7 +33,7 @@ class WholeListing:
         """Seconds since the last listing."""
         return epoch_lag(stored, now)
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
+    def resume_from(self, day: date) -> str:
         """Never used: every tick reads the whole listing."""
         raise ValueError("a full listing has no cursor to move back")
 

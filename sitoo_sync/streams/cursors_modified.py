@@ -128,7 +128,7 @@ class ModifiedSince:
         since = state.listed_at if state.listed_at is not None else state.after
         return None if since is None else max(0.0, now.timestamp() - since)
 
-    def resume_from(self, day: date, stored: str | None = None) -> str:
+    def resume_from(self, day: date) -> str:
         """A cursor that reads modifications from `day` (UTC) on; a snapshot and a sweep
         come first, as on a first tick."""
         return _State(after=int(epoch_of(day))).text()

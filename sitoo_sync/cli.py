@@ -500,18 +500,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     ) as warehouse:
         states = status.current_states(warehouse.states())
         runs = status.last_runs(warehouse.last_runs())
+        sites = status.stored_sites_of(settings, warehouse.latest_values) if args.check else {}
     now = datetime.now(UTC)
-    problems = status.stream_problems(settings, states, now) if args.check else []
+    problems = status.stream_problems(settings, states, now, sites) if args.check else []
     if args.json:
         print(json.dumps(status.as_records(states, now, runs), indent=2))
         for problem in problems:
             print(f"check: {problem}", file=sys.stderr)
-    elif not states:
+    else:
         # The schema too: a mistyped one is a place nothing was synced into, not an error.
         schema = f" ({_SCHEMA}={settings.target_schema})" if settings.target_schema else ""
-        print(f"nothing synced yet into {masked_url(settings.target_url)}{schema}")
-    else:
-        for line in status.as_text(states, runs, now):
+        nothing = f"nothing synced yet into {masked_url(settings.target_url)}{schema}"
+        for line in status.as_text(states, runs, now, nothing=nothing):
             print(line)
     if args.check and not args.json:
         if runs:
@@ -643,9 +643,11 @@ def _day(text: str) -> date:
 def cmd_reset(args: argparse.Namespace) -> int:
     """`reset`: move a stream's cursors back, under the stream's lock. Needs no credentials:
     it reads no API; it refuses a target that does not exist rather than create it."""
+    from sitoo_sync.errors import WarehouseError
     from sitoo_sync.reset import reset_stream
     from sitoo_sync.streams import STREAMS
     from sitoo_sync.warehouse import check_local_target
+    from sitoo_sync.warehouse.base import SYNC_STATE
 
     settings = _settings(args)
     _configure_logs(settings, level="WARNING")
@@ -661,8 +663,19 @@ def cmd_reset(args: argparse.Namespace) -> int:
         with _existing_warehouse(settings, hint="nothing to reset (check SITOO_TARGET_URL)"):
             pass
     lock = None
+    new_schema = ""
     try:
         with _existing_warehouse(settings, create=new_file) as warehouse:
+            if not new_file and SYNC_STATE.name not in warehouse.table_names():
+                # A server's empty or mistyped schema: as a missing file, refused rather
+                # than made, but for the same one thing.
+                where = f"schema {settings.target_schema} of " if settings.target_schema else ""
+                new_schema = f"{where}{masked_url(settings.target_url)}"
+                if not _starts_a_first_tick(settings, stream, args.since):
+                    raise WarehouseError(
+                        f"nothing to reset: no sitoo-sync tables in {new_schema} (check "
+                        "SITOO_TARGET_URL and SITOO_TARGET_SCHEMA)"
+                    )
             lock = warehouse.lock(stream.name)  # exclusive: no tick loads it meanwhile
             if lock is None:  # an error line like any other (stderr, JSON in a JSON log)
                 raise SitooSyncError(
@@ -683,6 +696,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
         f"{stream.name}: {len(reset)} partition{'s' if len(reset) != 1 else ''} reset; "
         f"the next tick reads again {start}"
         + (f" (a new warehouse at {path}, made to hold this start)" if new_file else "")
+        + (
+            f" (new sitoo-sync tables in {new_schema}, made to hold this start)"
+            if new_schema
+            else ""
+        )
     )
     return EXIT_OK
 

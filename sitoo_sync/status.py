@@ -15,6 +15,7 @@ from typing import Any
 
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
+from sitoo_sync.normalize.tables import Table
 from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
@@ -77,14 +78,21 @@ def current_states(states: Sequence[StreamState]) -> list[StreamState]:
     ]
 
 
-def stream_problems(settings: Settings, states: Sequence[StreamState], now: datetime) -> list[str]:
+def stream_problems(
+    settings: Settings,
+    states: Sequence[StreamState],
+    now: datetime,
+    stored_sites: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[str]:
     """Why `status --check` fails: per enabled stream, a failing partition, or no success
-    within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule)."""
+    within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule).
+    `stored_sites` gives, per stream, the site of each partition whose value does not say
+    it (a register's, from its table: `stored_sites_of`)."""
     streams = select_streams(settings.streams)
     schedules = stream_schedules(settings, streams)
     problems: list[str] = []
     for stream in streams:
-        judged = _judged(settings, stream)
+        judged = _judged(settings, stream, (stored_sites or {}).get(stream.name, {}))
         mine = [s for s in states if s.stream == stream.name and judged(s.partition)]
         failed = [s for s in mine if s.last_status == "failed"]
         if failed:
@@ -104,10 +112,26 @@ def stream_problems(settings: Settings, states: Sequence[StreamState], now: date
     return problems
 
 
-def _judged(settings: Settings, stream: Stream) -> Callable[[str], bool]:
+def stored_sites_of(
+    settings: Settings, latest: Callable[[Table, str, str, str], dict[Any, Any]]
+) -> dict[str, dict[str, int]]:
+    """Per enabled stream whose partitions' table names their site (a register's
+    `cash_registers.site_id`), each partition's site; `latest` is the warehouse's
+    latest_values. Read only when SITOO_SITE_IDS narrows the sites."""
+    if not settings.site_ids:
+        return {}
+    return {
+        s.name: s.partitions.stored_sites(latest)
+        for s in select_streams(settings.streams)
+        if s.partitions.stored_site is not None
+    }
+
+
+def _judged(settings: Settings, stream: Stream, stored: Mapping[str, int]) -> Callable[[str], bool]:
     """Which of `stream`'s partitions count: those the settings name (the account, the
     sites of SITOO_SITE_IDS), and of listed ones those of a configured site where the
-    partition says its site (a warehouse's `2/5`); every one where nothing narrows it. A
+    partition says its site (a warehouse's `2/5`) or its table does (a register's); every
+    one where nothing narrows it. A
     partition of a site taken out of SITOO_SITE_IDS is never synced again, so it cannot be
     late: its row stays in `sync_state` and in the table, but not in the judgment."""
     try:
@@ -118,7 +142,7 @@ def _judged(settings: Settings, stream: Stream) -> Callable[[str], bool]:
         chosen = set(named)
         return lambda partition: partition in chosen or partition == "*"
     sites = set(settings.site_ids)
-    site_of = stream.partitions.site_of
+    site_of = stream.partitions.sites_of(stored)
 
     def judged(partition: str) -> bool:
         site = None if partition == "*" else site_of(partition)
@@ -242,9 +266,13 @@ def as_table(states: Sequence[StreamState], now: datetime) -> list[str]:
     return _aligned(header, rows)
 
 
-def as_text(states: Sequence[StreamState], runs: Mapping[str, RunRow], now: datetime) -> list[str]:
-    """`status`: the partitions' table, then (after a blank line) each stream's last run."""
-    lines = as_table(states, now)
+def as_text(
+    states: Sequence[StreamState], runs: Mapping[str, RunRow], now: datetime, *, nothing: str = ""
+) -> list[str]:
+    """`status`: the partitions' table (`nothing` instead when there is no partition yet),
+    then (after a blank line) each stream's last run: also a run that committed nothing,
+    killed or failed before its first commit."""
+    lines = as_table(states, now) if states or not nothing else [nothing]
     if runs:
         lines += ["", *runs_table(runs)]
     return lines

@@ -107,7 +107,13 @@ class RunReport:
             known = STREAMS.get(stream)
             kind = known.partitions.kind if known else "partition"
             where = f"{kind} {parts[0].partition}" if len(parts) == 1 else f"{len(parts)} {kind}s"
-            statuses = sorted({r.status for r in parts})
+            counts = Counter(r.status for r in parts)
+            # One status alone; mixed ones counted ("1 failed, 1 ok", not "failed, ok").
+            statuses = (
+                [next(iter(counts))]
+                if len(counts) == 1
+                else [f"{counts[s]} {s}" for s in sorted(counts)]
+            )
             line = (
                 f"{stream} ({where}): {', '.join(statuses)}, "
                 f"{_plural(sum(r.windows for r in parts), 'window')}, "
@@ -197,7 +203,8 @@ def _partitions(
     a task of its own and the known partitions are `start`ed meanwhile, so the listing's
     requests overlap theirs; new ones start as the page that lists them arrives. With
     `named_sites` (SITOO_SITE_IDS as set), a known partition of another site (a warehouse's
-    `2/5`, Partitioning.site_of) is not synced: the site was taken out of the settings.
+    `2/5`, Partitioning.site_of; a register its table lists under that site,
+    Partitioning.stored_site) is not synced: the site was taken out of the settings.
     """
     kind = stream.partitions
     configured = kind.values_from_settings(settings)
@@ -205,7 +212,8 @@ def _partitions(
         return Partitions(configured)
     known = kind.known(warehouse.distinct_values) | set(synced)
     if named_sites:  # a partition of a site SITOO_SITE_IDS no longer names is left alone
-        known = {p for p in known if (site := kind.site_of(p)) is None or site in named_sites}
+        site_of = kind.sites_of(kind.stored_sites(warehouse.latest_values))
+        known = {p for p in known if (site := site_of(p)) is None or site in named_sites}
     begin = start or (lambda _partition: None)
     if listed_this_tick:
         for partition in order(known):

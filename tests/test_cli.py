@@ -195,6 +195,23 @@ def test_a_site_the_account_does_not_have_fails_the_run_by_name(
     assert "Site not found" in out
 
 
+def test_a_tick_where_some_sites_fail_counts_each_outcome_in_its_summary(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """When one configured site fails and another syncs, the stream's summary line says how
+    many partitions ended which way ("1 failed, 1 ok"), not the contradictory "failed, ok"."""
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_SITE_IDS", "1,99")
+    monkeypatch.setenv("SITOO_STREAMS", "stores")
+    assert main(["run", "--once"]) == 1
+    out = capsys.readouterr().out
+    assert "stores (2 sites): 1 failed, 1 ok, " in out
+    assert "  99: failed -- Site not found" in out
+
+
 def test_a_site_of_the_account_without_registers_lists_none_and_fails_nothing(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

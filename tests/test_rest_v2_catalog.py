@@ -3,6 +3,7 @@ cursor's edge against the simulator, joins, personal data, every target, crashes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -40,7 +41,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.simulator.rest_v2.config import RestConfig
-from sitoo_sync.status import stream_problems
+from sitoo_sync.status import stored_sites_of, stream_problems
 from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.cursors_modified import ModifiedSince, parse_state
@@ -624,6 +625,41 @@ def test_a_site_taken_out_of_the_settings_has_its_stock_left_alone(
     assert sim.requests_to("/sites/2/") == before
     assert all(not r.partition.startswith("2/") for r in report.results)
     assert query(both, stock) == [(site_two,)]
+
+
+def test_a_site_taken_out_of_the_settings_has_its_registers_journals_left_alone(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Once SITOO_SITE_IDS no longer names a site, the journals of the registers its
+    listing showed (known from cash_registers and their cursors) are not read, and
+    `status --check` does not judge their cursors, which no longer move."""
+    streams = ["cash_registers", "journal_entries"]
+    both = settings_for(sim, tmp_path / "w.duckdb", streams=streams, site_ids=[1, 2])
+    run(both, NOW)
+    site_two = {r.registerid for r in sim.world.registers if r.eshopid == 2}
+    assert site_two
+    one = both.model_copy(update={"site_ids": [1]})
+    report = run(one, NOW + timedelta(hours=1))
+    synced = {r.partition for r in report.results if r.stream == "journal_entries"}
+    assert synced
+    assert not synced & site_two
+    later = datetime.now(UTC) + timedelta(days=1)
+    warehouse = open_warehouse(one.target_url, schema=one.target_schema)
+    try:
+        sites = stored_sites_of(one, warehouse.latest_values)
+        states = [  # site 1's journals have just synced, site 2's long ago
+            s
+            if s.partition in site_two
+            else dataclasses.replace(s, last_success_at=later - timedelta(minutes=1))
+            for s in warehouse.states()
+            if s.stream == "journal_entries"
+        ]
+    finally:
+        warehouse.close()
+    journals = one.model_copy(update={"streams": ["journal_entries"]})
+    assert stream_problems(journals, states, later, sites) == []
+    [late] = stream_problems(journals, states, later)  # without the table's sites
+    assert late.startswith("journal_entries: late")
 
 
 def test_stock_value_per_store_from_the_warehouse_equals_the_simulators(

@@ -338,6 +338,39 @@ def test_personal_data_modes_and_no_personal_value_in_the_log(
     assert leaked == []
 
 
+def test_a_site_zone_that_cannot_be_read_is_a_warning_that_says_what_it_costs(
+    rsim: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """When a site's settings.json fails past its retries, the tick goes on, but its web
+    orders get no business_date: that is a warning naming the site and the cost (and the
+    cure), not an info line; the cure it names, a reset to their first day once the zone
+    can be read, dates them all."""
+    settings = orders_settings(rsim, tmp_path)
+    rsim.faults.queue("500", times=100, path="/sites/1/settings.json")
+    out = io.StringIO()
+    configure_logging(fmt="json", level="INFO", stream=out)
+    try:
+        tick(sync, settings, rsim)
+    finally:
+        configure_logging(fmt="console", level="INFO")
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    [warning] = [e for e in events if e["event"] == "site_zone_unavailable"]
+    assert (warning["level"], warning["site"]) == ("warning", 1)
+    assert "business_date" in warning["effect"]
+    assert "reset orders" in warning["effect"]
+    web = "SELECT count(*) FROM orders WHERE registerid IS NULL AND business_date IS NULL"
+    [(undated, first)] = query(settings, web.replace("count(*)", "count(*), min(orderdate)"))
+    assert undated > 0
+    rsim.faults.clear()
+    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
+    try:
+        reset_stream(settings, warehouse, ORDERS, since=first.astimezone(UTC).date())
+    finally:
+        warehouse.close()
+    tick(sync, settings, rsim)
+    assert query(settings, web) == [(0,)]
+
+
 def site_zone(api: httpx.Client, site: int) -> str:
     zone: str = api.get(f"/sites/{site}/settings.json").json()["timezone"]
     return zone

@@ -311,6 +311,23 @@ def test_refunds_are_separate_negative_orders(rsim: Simulator, rapi: httpx.Clien
     )
 
 
+def test_every_refund_in_the_history_names_an_earlier_stored_sale() -> None:
+    """A refund of the history names, in creditorderid and pos-originalsales-orderid, a sale
+    the backend stored before it (a lower id), also when that sale came from an offline
+    register whose upload reached the backend after the day the refund was made."""
+    sim = make_sim(offline_every=1, refund_every=1)
+    orders = sim.rest.orders
+    refunds = [o for o in orders.values() if o["creditorderid"] is not None]
+    assert refunds
+    for refund in refunds:
+        sale = orders.get(refund["creditorderid"])
+        assert sale is not None, refund["orderid"]
+        assert sale["orderid"] < refund["orderid"]
+        assert sale["creditorderid"] is None
+        original = refund["additionaldata"]["pos-originalsales-orderid"]
+        assert original == str(sale["orderid"])
+
+
 def test_order_money_adds_up(api: httpx.Client) -> None:
     """Lines sum to the totals, delivery and roundoff to the grand total, payments to it."""
     orders = all_orders(api)

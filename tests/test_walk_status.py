@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,3 +75,42 @@ def test_check_judges_only_the_partitions_of_the_sites_still_named(
     assert late.startswith(f"{stream}: late: last success 2.0d ago")
     monkeypatch.delenv("SITOO_SITE_IDS")
     assert len(stream_problems(load_settings(), states, now)) == 1
+
+
+def test_status_before_any_commit_still_shows_the_runs_that_were_killed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A first tick killed before its first commit (an OOM-killed pod, a stop timeout)
+    leaves no cursor but a run: `status` says nothing is synced yet, and still lists that
+    run as interrupted, rather than hiding that anything ran."""
+    from sitoo_sync.normalize.columns import rows_to_arrow
+    from sitoo_sync.runs import HOST
+    from sitoo_sync.warehouse import open_warehouse
+    from sitoo_sync.warehouse.base import SYNC_RUNS, SYSTEM_TABLES
+
+    db = tmp_path / "w.duckdb"
+    warehouse = open_warehouse(f"duckdb:///{db}")
+    try:
+        warehouse.ensure_schema(SYSTEM_TABLES)
+        run: dict[str, object] = {
+            "run_id": "20261207T000000Z-killed",
+            "stream": "orders",
+            "started_at": datetime.now(UTC) - timedelta(minutes=5),
+            "status": "running",
+            "host": HOST,
+            "pid": os.getpid(),  # this process's id: that row's process is gone (runs.py)
+        }
+        warehouse.insert(
+            SYNC_RUNS, rows_to_arrow(SYNC_RUNS, [[run.get(c) for c in SYNC_RUNS.column_names]])
+        )
+    finally:
+        warehouse.close()
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"nothing synced yet into duckdb:///{db}" in out
+    [row] = [line for line in out if line.startswith("orders ")]
+    assert "interrupted" in row
+    assert str(run["run_id"]) in row

@@ -26,6 +26,15 @@ from sitoo_sync.streams.partitions import SITES
 log = get_logger(__name__)
 
 
+#: What a site zone that cannot be read costs, said where it is logged.
+NO_DAY = (
+    "this tick's orders without pos-timezone (web orders) get no business_date, so "
+    "v_daily_order_sales counts them on no day; once the zone can be read, those within the "
+    "trailing ids are corrected by the next tick, older ones by `sitoo-sync reset orders "
+    "--since DAY`"
+)
+
+
 def site_zones(sources: TickSources) -> Mapping[str, Any]:
     """Once per tick: every site's time zone (`/sites/{id}/settings.json` `timezone`), the
     local day of an order that carries no `pos-timezone` (a web order). A site whose
@@ -34,7 +43,7 @@ def site_zones(sources: TickSources) -> Mapping[str, Any]:
     try:
         sites = items_of(sources.get(Api.V2, "/sites.json"))
     except (SitooSyncError, ValueError) as exc:
-        log.info("site_zones_unavailable", stream="orders", error=str(exc))
+        log.warning("site_zones_unavailable", stream="orders", error=str(exc), effect=NO_DAY)
         return {normalize.SITE_ZONES: zones}
     for site in sites:
         eshopid = site.get("eshopid") if isinstance(site, Mapping) else None
@@ -43,7 +52,13 @@ def site_zones(sources: TickSources) -> Mapping[str, Any]:
         try:
             settings = sources.get(Api.V2, f"/sites/{eshopid}/settings.json")
         except SitooSyncError as exc:
-            log.info("site_zone_unavailable", stream="orders", site=eshopid, error=exc.message)
+            log.warning(
+                "site_zone_unavailable",
+                stream="orders",
+                site=eshopid,
+                error=exc.message,
+                effect=NO_DAY,
+            )
             continue
         zone = settings.get("timezone") if isinstance(settings, Mapping) else None
         if isinstance(zone, str) and zone:

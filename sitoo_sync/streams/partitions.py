@@ -77,6 +77,9 @@ class Partitioning:
     path_params: Callable[[str], Mapping[str, str]] = lambda _partition: {}
     #: The site a partition belongs to, where its value says (None: it does not say).
     site_of: Callable[[str], int | None] = lambda _partition: None
+    #: The column of `stored` that names the site whose listing showed a partition, for a
+    #: partition whose value does not say its site (a register's GUID).
+    stored_site: str | None = None
 
     def values_from_settings(self, settings: Settings) -> list[str] | None:
         """The partitions the settings name, or None when they must be listed."""
@@ -88,6 +91,23 @@ class Partitioning:
             return set()
         table, column = self.stored
         return {str(v) for v in stored_values(table, column) if v not in (None, "")}
+
+    def stored_sites(
+        self, latest: Callable[[Table, str, str, str], dict[Any, Any]]
+    ) -> dict[str, int]:
+        """Each stored partition's site as `stored_site` holds it ({} where nothing does);
+        `latest` is the warehouse's latest_values."""
+        if self.stored is None or self.stored_site is None:
+            return {}
+        table, column = self.stored
+        found = latest(table, column, self.stored_site, column)  # one row per partition
+        return {str(k): int(v) for k, v in found.items() if k not in (None, "")}
+
+    def sites_of(self, stored: Mapping[str, int]) -> Callable[[str], int | None]:
+        """The site of a partition: where its value says, else where `stored` says."""
+        return lambda partition: (
+            site if (site := self.site_of(partition)) is not None else stored.get(partition)
+        )
 
     def list_site(self, client: SitooClient, site: int, *, stream: str) -> list[str]:
         """The partitions one site lists ([] for a kind that is not listed)."""
@@ -199,6 +219,7 @@ REGISTERS = Partitioning(
     stored=(CASH_REGISTERS, "registerid"),
     listed_by="cash_registers",
     concurrent=True,
+    stored_site="site_id",
 )
 
 #: One partition per warehouse of the configured sites, as `{siteid}/{warehouseid}`;

@@ -664,9 +664,13 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         return counts
 
     def table_names(self) -> set[str]:
-        """The tables of the target's schema."""
+        """The tables of the target's schema (none while the schema does not exist: MySQL
+        refuses to list the tables of a database it does not have)."""
         with self._tx():
-            return set(sa.inspect(self.conn).get_table_names(schema=self.schema))
+            inspector = sa.inspect(self.conn)
+            if self.schema and self.schema not in inspector.get_schema_names():
+                return set()
+            return set(inspector.get_table_names(schema=self.schema))
 
     def catalog_comments(self, names: Sequence[str]) -> dict[tuple[str, str], str | None]:
         """The comments the catalog holds on the tables `names` that exist and their columns."""

@@ -209,7 +209,8 @@ class RestWorld:
         return OrderSpec(
             eshopid=sale.eshopid,
             orderdate=when,
-            arrival=when + 30,
+            # Never before the sale it refunds: an offline register uploads in order.
+            arrival=max(when + 30, sale.arrival + 1),
             lines=lines[:1] if len(lines) > 1 and when % 2 else lines,
             kind="refund",
             warehouse=sale.warehouse,

@@ -22,10 +22,13 @@ import pytest
 from sitoo_sync.log import configure_logging
 from sitoo_sync.normalize.orders import TABLES, normalize_window
 from sitoo_sync.normalize.personal import PersonalData
+from sitoo_sync.reset import reset_stream
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.money import money as money_text
 from sitoo_sync.simulator.rest_v2 import totals
+from sitoo_sync.streams.orders import ORDERS
+from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
 from tests.support import (
     FIXTURES,

@@ -93,6 +93,10 @@ def stream_sections(data: Any) -> Any:
     return data
 
 
+#: The shortest SITOO_PERSONAL_DATA_KEY accepted: 16 random characters are ~64-128 bits.
+MIN_HASH_KEY_LENGTH = 16
+
+
 class Settings(BaseSettings):
     """Everything a sync needs to know, built once by the CLI and passed down as an object."""
 
@@ -200,12 +204,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _hash_needs_a_key(self) -> Settings:
-        if self.personal_data == "hash" and not (
-            self.personal_data_key and self.personal_data_key.get_secret_value()
-        ):
+        if self.personal_data != "hash":
+            return self
+        key = self.personal_data_key.get_secret_value() if self.personal_data_key else ""
+        if not key:
             raise ValueError(
                 f"{env_name('personal_data')}=hash needs {env_name('personal_data_key')}: "
                 "the secret the hashes are keyed with"
+            )
+        if len(key) < MIN_HASH_KEY_LENGTH:
+            # An email or a phone number is easy to guess: with a short key, whoever has the
+            # hashes can try every key and read them back.
+            raise ValueError(
+                f"{env_name('personal_data_key')}: at least {MIN_HASH_KEY_LENGTH} characters, "
+                f"random (got {len(key)}; e.g. `openssl rand -hex 32`)"
             )
         return self
 

@@ -47,6 +47,11 @@ CREDENTIALS = {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x"}
             "/nonexistent/pw: No such file or directory\n",
         ),
         (
+            {"SITOO_PERSONAL_DATA": "hash", "SITOO_PERSONAL_DATA_KEY": "k3y"},
+            "sitoo-sync: configuration error: SITOO_PERSONAL_DATA_KEY: at least 16 characters, "
+            "random (got 3; e.g. `openssl rand -hex 32`)\n",
+        ),
+        (
             {"SITOO_TARGET_URL": "duckdb:///{tmp}/no/dir/x.duckdb"},
             "sitoo-sync: configuration error: SITOO_TARGET_URL: the directory {tmp}/no/dir does "
             "not exist (create it first, or fix the path in duckdb:///{tmp}/no/dir/x.duckdb)\n",

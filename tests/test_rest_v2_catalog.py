@@ -764,7 +764,7 @@ def test_users_personal_fields_drop_to_null_and_never_reach_the_log(
 def test_users_personal_fields_hash_to_the_keyed_hmac(sim: Simulator, tmp_path: Path) -> None:
     """hash stores HMAC-SHA256(key, value) hex, the same on every tick and for the same
     person on every site, and logs no personal value."""
-    key = "k3y-for-tests"
+    key = "k3y-for-the-tests-only"
     settings, log = _users_sync(
         sim, tmp_path, personal_data="hash", personal_data_key=SecretStr(key)
     )

@@ -318,7 +318,7 @@ def test_personal_data_modes_and_no_personal_value_in_the_log(
                                 "invoice_countryid": {"not": "text"}}  # fmt: skip
     extra: dict[str, Any] = {"personal_data": mode}
     if mode == "hash":
-        extra["personal_data_key"] = "k3y"
+        extra["personal_data_key"] = "k3y-for-the-tests-only"
     settings = orders_settings(rsim, tmp_path, **extra)
     out = io.StringIO()  # the log as it leaves the process, whatever configured logging before
     configure_logging(fmt="json", level="DEBUG", stream=out)
@@ -329,7 +329,11 @@ def test_personal_data_modes_and_no_personal_value_in_the_log(
     if mode == "drop":
         assert rows == {first: None, second: None}
     elif mode == "hash":
-        assert rows[first] == rows[second] == PersonalData("hash", b"k3y").digest(email)
+        assert (
+            rows[first]
+            == rows[second]
+            == PersonalData("hash", b"k3y-for-the-tests-only").digest(email)
+        )
         assert rows[first] != email
         assert len(rows[first]) == 64
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -252,3 +253,24 @@ def test_schema_gains_a_declared_column_without_losing_data(tmp_path: Path) -> N
     warehouse.upsert(v2, rows_to_arrow(v2, [("b", 2)]))
     assert warehouse.query("SELECT k, n FROM t ORDER BY k") == [("a", None), ("b", 2)]
     warehouse.close()
+
+
+def test_a_report_stamped_in_milliseconds_does_not_silence_the_feed(
+    sim: Simulator, settings: Settings, sync: SyncFn
+) -> None:
+    """A report whose dateadded comes in milliseconds is rejected and does not carry the
+    cursor past every later upload: reports uploaded after it still load on the next tick."""
+    sync(settings)
+    now = sim.world.advance_clock(120)
+    (bad,) = sim.world.add_new_reports(1, dateadded=now)
+    with sim.world.lock:  # served in milliseconds, still filtered by its real second
+        bad.body["dateadded"] = now * 1000
+        bad.encoded = json.dumps(bad.body, separators=(",", ":")).encode()
+    report = sync(settings)
+    assert report.ok
+    reasons = [r for (r,) in query(settings, "SELECT reason FROM rejects")]
+    assert ["Unix timestamp" in r for r in reasons] == [True]
+    later = sim.world.add_new_reports(3, dateadded=sim.world.advance_clock(120))
+    assert sync(settings).ok
+    keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
+    assert {(r.body["registerid"], r.body["zreportid"]) for r in later} <= keys

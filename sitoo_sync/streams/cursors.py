@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StuckWindowError
+from sitoo_sync.normalize.values import is_unix_time
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
 SplitValues = Callable[[str, list[Any]], Iterable[str]]  # (param, full page) → values
@@ -104,17 +105,15 @@ class Window:
 def record_times(records: list[Any], field: str) -> list[int]:
     """The cursor field of each record that has a usable one (bad records are rejected later).
 
+    Usable is what a timestamp column accepts (`is_unix_time`): a time in milliseconds
+    rejects its record, and must not carry the cursor past every later record with it.
     Records of a type that reads one field of many at once (`values_of`, e.g. the typed
     journal entries) are read that way."""
     values_of = getattr(type(records[0]), "values_of", None) if records else None
     values = values_of(records, field) if values_of is not None else None
     if values is not None:
-        return [t for t in values if type(t) is int]
-    return [
-        t
-        for r in records
-        if isinstance(r, Mapping) and type(t := r.get(field)) is int  # noqa: RUF100
-    ]
+        return [t for t in values if is_unix_time(t)]
+    return [t for r in records if isinstance(r, Mapping) and is_unix_time(t := r.get(field))]
 
 
 def epoch_lag(stored: str | None, now: datetime) -> float | None:

@@ -274,3 +274,40 @@ def test_a_report_stamped_in_milliseconds_does_not_silence_the_feed(
     assert sync(settings).ok
     keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
     assert {(r.body["registerid"], r.body["zreportid"]) for r in later} <= keys
+
+
+def test_a_cursor_stored_in_milliseconds_fails_clearly_until_reset(
+    sim: Simulator, settings: Settings, sync: SyncFn
+) -> None:
+    """A cursor an older version stored in milliseconds fails its partition with a one-line
+    error that names the way out (no traceback, status still shows it); a reset to a day
+    moves it back and the reports uploaded since load again."""
+    from datetime import UTC, datetime
+
+    from sitoo_sync.reset import reset_stream
+    from sitoo_sync.status import cursor_text
+    from sitoo_sync.warehouse import open_warehouse
+
+    sync(settings)
+    cursor = int(query(settings, "SELECT cursor FROM sync_state")[0][0])
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        with warehouse.transaction():
+            warehouse.set_cursor("pos_z_reports", "1500", str(cursor * 1000), rows=0)
+    finally:
+        warehouse.close()
+    later = sim.world.add_new_reports(3, dateadded=sim.world.advance_clock(120))
+    report = sync(settings)
+    assert not report.ok
+    assert "sitoo-sync reset" in str(report.results[0].error)
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        (state,) = [s for s in warehouse.states() if s.stream == "pos_z_reports"]
+        assert cursor_text(state, datetime.now(UTC)) == str(cursor * 1000)
+        day = datetime.fromtimestamp(cursor, UTC).date()
+        reset_stream(settings, warehouse, POS_Z_REPORTS, since=day)
+    finally:
+        warehouse.close()
+    assert sync(settings).ok
+    keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
+    assert {(r.body["registerid"], r.body["zreportid"]) for r in later} <= keys

@@ -132,6 +132,20 @@ def json_cursor_time(strategy: CursorStrategy, stored: str, now: datetime) -> da
     return None if lag is None else datetime.fromtimestamp(round(now.timestamp() - lag), UTC)
 
 
+def epoch_cursor(stored: str | None) -> int | None:
+    """A cursor stored as Unix seconds (None before any load); StuckWindowError, with the way
+    out, for one that is not (a time in milliseconds an older version stored)."""
+    if not stored:
+        return None
+    cursor = int(stored) if stored.isdigit() else None
+    if cursor is None or not is_unix_time(cursor):
+        raise StuckWindowError(
+            f"the stored cursor {stored[:40]!r} is not Unix seconds; `sitoo-sync reset "
+            "<stream> --since <day>` moves it back to a day"
+        )
+    return cursor
+
+
 def epoch_of(day: date) -> str:
     """A cursor stored as Unix seconds at the start of `day` (UTC)."""
     return str(int(datetime.combine(day, time(), UTC).timestamp()))
@@ -170,7 +184,7 @@ class TimeWindows:
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or the beginning) to the newest item."""
-        for window in self._walk(ctx, int(stored) if stored else None):
+        for window in self._walk(ctx, epoch_cursor(stored)):
             yield Window(window[0], str(window[1]), window[2])
 
     def _walk(
@@ -371,7 +385,7 @@ class CursorPages:
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Pages from `cursor - overlap` (or the start) to the end of the query."""
-        cursor = int(stored) if stored else None
+        cursor = epoch_cursor(stored)
         lo = max(0, cursor - ctx.overlap) if cursor is not None else self._first_time()
         params: dict[str, str | int] = {
             self.partition_param: ctx.partition,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import pytest
@@ -164,3 +165,13 @@ def test_an_endpoint_that_ignores_the_id_filter_stops_the_reread() -> None:
     stored = json.dumps({"after": 29, "newest": 1029, "open": [3, 5]})
     with pytest.raises(StuckWindowError, match="orderid"):
         run(strategy(), unfiltered, stored)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stored", ["garbage", '{"open": 5}', "[1, 2]", "null"])
+def test_an_unreadable_cursor_fails_clearly_and_a_reset_replaces_it(stored: str) -> None:
+    """A stored cursor the keyset cannot read (not JSON, not an object, open ids not a list)
+    fails the partition with StuckWindowError, a one-line error rather than a traceback, and
+    `reset --since` (resume_from with it as the previous cursor) still writes a fresh one."""
+    with pytest.raises(StuckWindowError, match="unreadable keyset cursor"):
+        run(strategy(), Endpoint([1, 2]), stored)
+    assert json.loads(strategy().resume_from(date(2026, 1, 2), stored)) == {"from": 1767312000}

@@ -73,10 +73,14 @@ class KeysetState:
             return cls()
         if stored.lstrip("-").isdigit():  # a bare id: the highest loaded
             return cls(after=int(stored))
-        data = json.loads(stored)
-        if not isinstance(data, Mapping):
+        try:
+            data = json.loads(stored)
+        except ValueError:
+            data = None
+        opened = (data.get("open") or []) if isinstance(data, Mapping) else None
+        if not isinstance(opened, list):  # not JSON, not an object, or its open ids not a list
             raise StuckWindowError(f"unreadable keyset cursor: {stored[:80]!r}")
-        opened = data.get("open") or []
+        assert isinstance(data, Mapping)
         return cls(
             after=_int_or_none(data.get("after")),
             newest=_int_or_none(data.get("newest")),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.errors import StuckWindowError
-from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.streams.cursors import Window, WindowContext
 from sitoo_sync.streams.cursors_keyset import Keyset
 
 
@@ -175,3 +175,25 @@ def test_an_unreadable_cursor_fails_clearly_and_a_reset_replaces_it(stored: str)
     with pytest.raises(StuckWindowError, match="unreadable keyset cursor"):
         run(strategy(), Endpoint([1, 2]), stored)
     assert json.loads(strategy().resume_from(date(2026, 1, 2), stored)) == {"from": 1767312000}
+
+
+def test_an_ignored_id_filter_still_lets_new_records_load_before_it_fails() -> None:
+    """When the re-read by id is answered with other ids, the walk still loads the records
+    that are new, with a cursor that keeps the open ids, before the partition fails: new
+    orders do not stall behind open ones that cannot be read again."""
+    endpoint = Endpoint(list(range(1, 12)))
+    for i in (3, 5):
+        endpoint.records[i]["state"] = "open"
+
+    def unfiltered(params: Mapping[str, str | int]) -> Any:
+        return endpoint({k: v for k, v in params.items() if k != "orderid"})
+
+    ctx = WindowContext(fetch_raw=unfiltered)
+    stored = json.dumps({"after": 8, "newest": 1008, "open": [3, 5]})
+    windows: list[Window] = []
+    with pytest.raises(StuckWindowError, match="orderid"):
+        windows.extend(strategy().windows(ctx, stored))  # keeps those yielded before
+    loaded = {r["orderid"] for w in windows for r in w.records}
+    assert {9, 10, 11} <= loaded
+    last = json.loads(windows[-1].cursor)
+    assert (last["after"], last["open"]) == (11, [3, 5])

@@ -197,3 +197,18 @@ def test_an_ignored_id_filter_still_lets_new_records_load_before_it_fails() -> N
     assert {9, 10, 11} <= loaded
     last = json.loads(windows[-1].cursor)
     assert (last["after"], last["open"]) == (11, [3, 5])
+
+
+def test_an_id_that_only_looks_like_digits_is_a_bad_record_not_a_crash() -> None:
+    """An id such as "²" (str.isdigit() says yes, int() says no) is an unusable id: the
+    normalizer rejects its record and the walk steps over it, instead of either raising
+    ValueError (a traceback for the whole tick)."""
+    from sitoo_sync.errors import RecordRejected
+    from sitoo_sync.normalize.values import to_int
+
+    with pytest.raises(RecordRejected):
+        to_int("²")
+    page = [{"orderid": 1}, {"orderid": "²"}, {"orderid": 3}]
+    ctx = WindowContext(fetch_raw=lambda _params: {"totalcount": 3, "items": page})
+    (window,) = strategy().windows(ctx, None)
+    assert json.loads(window.cursor)["after"] == 3

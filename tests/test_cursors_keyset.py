@@ -212,3 +212,13 @@ def test_an_id_that_only_looks_like_digits_is_a_bad_record_not_a_crash() -> None
     ctx = WindowContext(fetch_raw=lambda _params: {"totalcount": 3, "items": page})
     (window,) = strategy().windows(ctx, None)
     assert json.loads(window.cursor)["after"] == 3
+
+
+def test_a_newest_time_an_older_version_stored_in_milliseconds_is_forgotten() -> None:
+    """A cursor whose `newest` an older version took from a time in milliseconds (the lag
+    then read nil for good, however far behind the walk was) is read without it: the
+    next tick's cursor holds the newest real time, and the lag says how old it is."""
+    endpoint = Endpoint([1, 2, 3])
+    stored = json.dumps({"after": 2, "newest": 1_700_000_000_000, "open": []})
+    _ids, cursor = run(strategy(), endpoint, stored)[-1]
+    assert json.loads(cursor)["newest"] == endpoint.records[3]["orderdate"]

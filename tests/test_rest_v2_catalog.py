@@ -865,3 +865,19 @@ def test_sigkill_mid_product_listing_then_rerun_equals_a_clean_run(tmp_path: Pat
         PipeLines(rerun.stderr)
         assert rerun.wait(timeout=240) == 0
         assert crashed.bag(table) == clean.bag(table)
+
+
+def test_a_modified_cursor_an_older_version_moved_to_milliseconds_repairs_itself() -> None:
+    """A cursor whose `after` an older version set from a time in milliseconds (it asked for
+    changes after the year 58000 on every tick, and kept that through every snapshot) is
+    read as no `after`: the next tick lists everything and `after` is the newest time again."""
+    strategy = ModifiedSince("from", "t", True, overlap_seconds=10, snapshot_hours=24, page_size=2)
+    times = {i: 1000 + i for i in range(1, 6)}
+    catalogue = _Catalogue(times, lambda _n: None)
+    at = datetime.fromtimestamp(100000, UTC)
+    stored = json.dumps(
+        {"after": 1_700_000_000_000, "snapshot_at": 99000, "swept_at": 99000, "listed_at": 99000}
+    )
+    windows = list(strategy.windows(WindowContext(fetch_raw=catalogue, now=at), stored))
+    assert {r["id"] for w in windows for r in w.records} == set(times)
+    assert parse_state(windows[-1].cursor).after == max(times.values())

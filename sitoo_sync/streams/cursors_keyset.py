@@ -85,7 +85,8 @@ class KeysetState:
         assert isinstance(data, Mapping)
         return cls(
             after=_int_or_none(data.get("after")),
-            newest=_int_or_none(data.get("newest")),
+            # milliseconds an older version let in would make the lag read nil for good
+            newest=t if is_unix_time(t := data.get("newest")) else None,
             open=tuple(sorted({i for i in opened if type(i) is int})),
             start_time=_int_or_none(data.get("from")),
         )

@@ -84,6 +84,13 @@ def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int else None
 
 
+def _time_or_none(value: Any) -> int | None:
+    """A modification time as Unix seconds; None for one that is not (milliseconds an older
+    version let into `after`: kept, it would ask for changes after the year 58000 forever,
+    while None makes the next tick a snapshot that sets `after` anew)."""
+    return value if is_unix_time(value) else None
+
+
 def parse_state(stored: str | None) -> _State:
     """The stored cursor (a bare number is taken as `after`); empty before any load."""
     if not stored:
@@ -93,12 +100,12 @@ def parse_state(stored: str | None) -> _State:
     except ValueError:
         raise StuckWindowError(f"unreadable cursor {stored!r}") from None
     if type(raw) is int:
-        return _State(after=raw)
+        return _State(after=_time_or_none(raw))
     if not isinstance(raw, Mapping):
         raise StuckWindowError(f"unreadable cursor {stored!r}")
     page = raw.get("page")
     return _State(
-        after=_int_or_none(raw.get("after")),
+        after=_time_or_none(raw.get("after")),
         snapshot_at=_int_or_none(raw.get("snapshot_at")),
         swept_at=_int_or_none(raw.get("swept_at")),
         listed_at=_int_or_none(raw.get("listed_at")),
@@ -175,7 +182,7 @@ class ModifiedSince:
             snapshot = page.get("snapshot") is True
             lo = _int_or_none(page.get("lo"))
             start = int(page["start"])
-            newest = _int_or_none(page.get("newest"))
+            newest = _time_or_none(page.get("newest"))
             began = _int_or_none(page.get("began")) or now
             first_total = _int_or_none(page.get("total"))
         else:

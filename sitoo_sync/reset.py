@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
@@ -81,8 +81,7 @@ def _cursors_back_to(
         key
         for key in partitions
         if (old := stored.get(key))
-        and (stream.cursor.lag_seconds(cursors[key], now) or 0.0)
-        < (stream.cursor.lag_seconds(old, now) or 0.0)
+        and (stream.cursor.lag_seconds(cursors[key], now) or 0.0) < _lag_of(stream, old, now)
     ]
     if ahead:
         raise ConfigError(
@@ -90,3 +89,12 @@ def _cursors_back_to(
             "a reset only moves back; what lies between would never be read"
         )
     return cursors
+
+
+def _lag_of(stream: Stream, cursor: str, now: datetime) -> float:
+    """How far a stored cursor is behind `now`; 0 for one its strategy cannot read (it
+    tells nothing of where the stream has read to, and a reset is the way to replace it)."""
+    try:
+        return stream.cursor.lag_seconds(cursor, now) or 0.0
+    except (SitooSyncError, ValueError, TypeError):
+        return 0.0

@@ -16,6 +16,7 @@ from typing import Any
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.normalize.tables import Table
+from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
@@ -47,8 +48,13 @@ def cursor_text(state: StreamState, now: datetime) -> str:
     cursor = state.cursor
     if cursor is None:
         return "-"
-    if cursor.isdigit():
-        return f"{datetime.fromtimestamp(int(cursor), UTC):%Y-%m-%d %H:%M:%SZ}"
+    if cursor.isdigit():  # out of range (milliseconds an older version stored): as is
+        seconds = int(cursor)
+        return (
+            f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d %H:%M:%SZ}"
+            if is_unix_time(seconds)
+            else cursor
+        )
     if not cursor.startswith("{"):
         return cursor
     stream = STREAMS.get(state.stream)

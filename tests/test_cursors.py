@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -155,3 +156,42 @@ def test_a_bare_array_listing_is_read_once() -> None:
     windows = list(OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None))
     assert [len(w.records) for w in windows] == [2]
     assert len(asked) == 1
+
+
+def test_a_time_in_milliseconds_does_not_move_the_cursor() -> None:
+    """A record whose time is not Unix seconds (it is rejected) does not become the cursor:
+    the stored cursor stays the newest second of the good records, on a full page too."""
+    second = 1_700_000_000
+    page = [rec(second + i, "a", i) for i in range(4)] + [rec(second * 1000, "a", 9)]
+    calls: list[Mapping[str, str | int]] = []
+
+    def fetch(params: Mapping[str, str | int]) -> list[Any]:
+        calls.append(dict(params))
+        lo = int(params["from"])
+        return [r for r in page if r["dateadded"] >= lo] if len(calls) == 1 else []
+
+    ctx = WindowContext(fetch=fetch, split_values=lambda param, page: {"a"})
+    cursors = [int(w.cursor) for w in WINDOWS.windows(ctx, str(second - 10))]
+    assert cursors[-1] == second + 3
+    assert all(int(c["from"]) <= second + 3 for c in calls)
+
+
+def test_a_journal_entry_in_milliseconds_does_not_move_the_journal_cursor() -> None:
+    """The journal's cursor (typed entries or plain dicts alike) ignores a dateadded in
+    milliseconds: the next tick asks from the newest second loaded, not the year 58000."""
+    from sitoo_sync.normalize.journal_pages import decode_page
+    from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
+
+    for extra in ({}, {"surprise": 1}):  # typed entries, then dicts (an unknown field)
+        entries = [
+            {"id": 1, "registerid": "{R}", "type": "login", "dateadded": 1_700_000_000, **extra},
+            {"id": 2, "registerid": "{R}", "type": "login", "dateadded": 1_700_000_005_000},
+        ]
+        page = decode_page(json.dumps({"items": entries}).encode())
+
+        def fetch_raw(_params: Mapping[str, str | int], page: Any = page) -> Any:
+            return page
+
+        ctx = WindowContext(fetch_raw=fetch_raw, partition="{R}")
+        cursors = [w.cursor for w in JOURNAL_ENTRIES.cursor.windows(ctx, "1699999000")]
+        assert cursors == ["1700000000"]

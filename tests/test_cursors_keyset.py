@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import pytest
 
 from sitoo_sync.errors import StuckWindowError
-from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.streams.cursors import Window, WindowContext
 from sitoo_sync.streams.cursors_keyset import Keyset
 
 
@@ -164,3 +165,60 @@ def test_an_endpoint_that_ignores_the_id_filter_stops_the_reread() -> None:
     stored = json.dumps({"after": 29, "newest": 1029, "open": [3, 5]})
     with pytest.raises(StuckWindowError, match="orderid"):
         run(strategy(), unfiltered, stored)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stored", ["garbage", '{"open": 5}', "[1, 2]", "null"])
+def test_an_unreadable_cursor_fails_clearly_and_a_reset_replaces_it(stored: str) -> None:
+    """A stored cursor the keyset cannot read (not JSON, not an object, open ids not a list)
+    fails the partition with StuckWindowError, a one-line error rather than a traceback, and
+    `reset --since` (resume_from with it as the previous cursor) still writes a fresh one."""
+    with pytest.raises(StuckWindowError, match="unreadable keyset cursor"):
+        run(strategy(), Endpoint([1, 2]), stored)
+    assert json.loads(strategy().resume_from(date(2026, 1, 2), stored)) == {"from": 1767312000}
+
+
+def test_an_ignored_id_filter_still_lets_new_records_load_before_it_fails() -> None:
+    """When the re-read by id is answered with other ids, the walk still loads the records
+    that are new, with a cursor that keeps the open ids, before the partition fails: new
+    orders do not stall behind open ones that cannot be read again."""
+    endpoint = Endpoint(list(range(1, 12)))
+    for i in (3, 5):
+        endpoint.records[i]["state"] = "open"
+
+    def unfiltered(params: Mapping[str, str | int]) -> Any:
+        return endpoint({k: v for k, v in params.items() if k != "orderid"})
+
+    ctx = WindowContext(fetch_raw=unfiltered)
+    stored = json.dumps({"after": 8, "newest": 1008, "open": [3, 5]})
+    windows: list[Window] = []
+    with pytest.raises(StuckWindowError, match="orderid"):
+        windows.extend(strategy().windows(ctx, stored))  # keeps those yielded before
+    loaded = {r["orderid"] for w in windows for r in w.records}
+    assert {9, 10, 11} <= loaded
+    last = json.loads(windows[-1].cursor)
+    assert (last["after"], last["open"]) == (11, [3, 5])
+
+
+def test_an_id_that_only_looks_like_digits_is_a_bad_record_not_a_crash() -> None:
+    """An id such as "²" (str.isdigit() says yes, int() says no) is an unusable id: the
+    normalizer rejects its record and the walk steps over it, instead of either raising
+    ValueError (a traceback for the whole tick)."""
+    from sitoo_sync.errors import RecordRejected
+    from sitoo_sync.normalize.values import to_int
+
+    with pytest.raises(RecordRejected):
+        to_int("²")
+    page = [{"orderid": 1}, {"orderid": "²"}, {"orderid": 3}]
+    ctx = WindowContext(fetch_raw=lambda _params: {"totalcount": 3, "items": page})
+    (window,) = strategy().windows(ctx, None)
+    assert json.loads(window.cursor)["after"] == 3
+
+
+def test_a_newest_time_an_older_version_stored_in_milliseconds_is_forgotten() -> None:
+    """A cursor whose `newest` an older version took from a time in milliseconds (the lag
+    then read nil for good, however far behind the walk was) is read without it: the
+    next tick's cursor holds the newest real time, and the lag says how old it is."""
+    endpoint = Endpoint([1, 2, 3])
+    stored = json.dumps({"after": 2, "newest": 1_700_000_000_000, "open": []})
+    _ids, cursor = run(strategy(), endpoint, stored)[-1]
+    assert json.loads(cursor)["newest"] == endpoint.records[3]["orderdate"]

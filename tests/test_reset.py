@@ -18,6 +18,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from tests.conftest import SyncFn
 from tests.support import query, settings_for, take_lock, target_settings, use_simulator
 from tests.targets import ALL_TARGETS, target_for
@@ -228,3 +229,28 @@ def test_reset_then_a_tick_leaves_every_target_as_it_was(
         assert report.ok
         assert sum(r.rows for r in report.results) >= sum(before.values())
         assert target.bag(POS_TABLE) == before
+
+
+@pytest.mark.parametrize(
+    ("stream", "cursor"),
+    [("orders", "garbage"), ("orders", '{"open": 5}'), ("products", "garbage")],
+)
+def test_reset_since_a_day_replaces_a_cursor_that_cannot_be_read(
+    tmp_path: Path, stream: str, cursor: str
+) -> None:
+    """A stored cursor its strategy cannot read (damaged, or of another shape) says nothing
+    of where the stream has read to: `reset --since` replaces it with the day's cursor
+    instead of failing on it, so the next tick can read again."""
+    world = Simulator.create(SimConfig(seed=41, days=1, registers_per_store=1))
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=[stream])
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *STREAMS[stream].tables])
+        with warehouse.transaction():
+            warehouse.set_cursor(stream, "1", cursor, rows=0)
+        since = (datetime.now(UTC) - timedelta(days=3)).date()
+        assert reset_stream(settings, warehouse, STREAMS[stream], since=since) == ["1"]
+        (state,) = [s for s in warehouse.states() if s.stream == stream]
+    finally:
+        warehouse.close()
+    assert state.cursor == STREAMS[stream].cursor.resume_from(since)

@@ -338,6 +338,32 @@ def test_a_record_a_deletion_shifted_past_is_listed_again_next_tick(snapshot: bo
     assert loaded >= {i for i, t in times.items() if snapshot or t >= 4000}
 
 
+def test_a_catalogue_that_changes_during_every_listing_is_not_listed_again_forever() -> None:
+    """A catalogue whose totalcount moves during every listing (a product created between
+    any two pages) is listed again only a bounded number of ticks in a row: then a listing
+    counts as complete, so the snapshot is not repeated every tick and the lag stays bounded,
+    and the modified feed moves on from there."""
+    strategy = ModifiedSince("from", "t", True, overlap_seconds=10, snapshot_hours=24, page_size=2)
+    times = {i: 1000 + i for i in range(1, 6)}
+
+    def create(n: int) -> None:
+        if n % 2 == 0:  # between the first and second page of every listing
+            times[100 + n] = 1000 + n
+
+    catalogue = _Catalogue(times, create)
+    stored: str | None = None
+    snapshots = []
+    for tick in range(8):
+        at = datetime.fromtimestamp(100000 + 900 * tick, UTC)
+        windows = list(strategy.windows(WindowContext(fetch_raw=catalogue, now=at), stored))
+        snapshots.append(all("from" not in w.params for w in windows))
+        stored = windows[-1].cursor
+    assert snapshots[-1] is False
+    lag = strategy.lag_seconds(stored, at)
+    assert lag is not None
+    assert lag < 900 * strategy.relist_passes
+
+
 def test_a_product_modified_in_the_cursors_second_lands(sim: Simulator, tmp_path: Path) -> None:
     """With no overlap, a product modified later but stamped in the very second the cursor
     holds is still read (the exclusive bound is asked one second early), and so is a product
@@ -875,3 +901,19 @@ def test_sigkill_mid_product_listing_then_rerun_equals_a_clean_run(tmp_path: Pat
         PipeLines(rerun.stderr)
         assert rerun.wait(timeout=240) == 0
         assert crashed.bag(table) == clean.bag(table)
+
+
+def test_a_modified_cursor_an_older_version_moved_to_milliseconds_repairs_itself() -> None:
+    """A cursor whose `after` an older version set from a time in milliseconds (it asked for
+    changes after the year 58000 on every tick, and kept that through every snapshot) is
+    read as no `after`: the next tick lists everything and `after` is the newest time again."""
+    strategy = ModifiedSince("from", "t", True, overlap_seconds=10, snapshot_hours=24, page_size=2)
+    times = {i: 1000 + i for i in range(1, 6)}
+    catalogue = _Catalogue(times, lambda _n: None)
+    at = datetime.fromtimestamp(100000, UTC)
+    stored = json.dumps(
+        {"after": 1_700_000_000_000, "snapshot_at": 99000, "swept_at": 99000, "listed_at": 99000}
+    )
+    windows = list(strategy.windows(WindowContext(fetch_raw=catalogue, now=at), stored))
+    assert {r["id"] for w in windows for r in w.records} == set(times)
+    assert parse_state(windows[-1].cursor).after == max(times.values())

@@ -176,3 +176,31 @@ def test_without_site_ids_a_tick_syncs_every_site_the_account_lists(tmp_path: Pa
             site for (site,) in query(settings, "SELECT DISTINCT site_id FROM cash_registers")
         }
         assert listed == set(sim.world.site_ids())
+
+
+class _Listing:
+    """A client whose every REST v2 listing answers `items` (one page)."""
+
+    def __init__(self, items: list[dict[str, object]]) -> None:
+        self.items = items
+
+    def get_json(self, *_args: object, **_kwargs: object) -> object:
+        return {"totalcount": len(self.items), "items": self.items}
+
+
+def test_sites_and_warehouses_listed_with_text_ids_are_synced_not_left_out() -> None:
+    """A site whose eshopid, or a warehouse whose warehouseid, the API sends as a digit
+    string (which the normalizer loads as an integer) is a partition like any other, instead
+    of its orders, products or stock being left out of every tick without a word."""
+    from typing import Any, cast
+
+    from sitoo_sync.settings import Settings
+    from sitoo_sync.streams.partitions import WAREHOUSES, with_every_site
+
+    settings = Settings(api_id="1500-1", api_password="x", site_ids=[])
+    sites = _Listing([{"eshopid": "1"}, {"eshopid": 2}, {"eshopid": "two"}])
+    assert with_every_site(settings, cast(Any, sites)).site_ids == [1, 2]
+    assert WAREHOUSES.listing is not None
+    warehouses = _Listing([{"warehouseid": "5"}, {"warehouseid": 6}, {"warehouseid": None}])
+    listed = WAREHOUSES.listing.value_pages(cast(Any, warehouses), 1, stream="warehouse_items")
+    assert [v for page in listed for v in page] == ["1/5", "1/6"]

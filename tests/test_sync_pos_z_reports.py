@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -252,3 +253,61 @@ def test_schema_gains_a_declared_column_without_losing_data(tmp_path: Path) -> N
     warehouse.upsert(v2, rows_to_arrow(v2, [("b", 2)]))
     assert warehouse.query("SELECT k, n FROM t ORDER BY k") == [("a", None), ("b", 2)]
     warehouse.close()
+
+
+def test_a_report_stamped_in_milliseconds_does_not_silence_the_feed(
+    sim: Simulator, settings: Settings, sync: SyncFn
+) -> None:
+    """A report whose dateadded comes in milliseconds is rejected and does not carry the
+    cursor past every later upload: reports uploaded after it still load on the next tick."""
+    sync(settings)
+    now = sim.world.advance_clock(120)
+    (bad,) = sim.world.add_new_reports(1, dateadded=now)
+    with sim.world.lock:  # served in milliseconds, still filtered by its real second
+        bad.body["dateadded"] = now * 1000
+        bad.encoded = json.dumps(bad.body, separators=(",", ":")).encode()
+    report = sync(settings)
+    assert report.ok
+    reasons = [r for (r,) in query(settings, "SELECT reason FROM rejects")]
+    assert ["Unix timestamp" in r for r in reasons] == [True]
+    later = sim.world.add_new_reports(3, dateadded=sim.world.advance_clock(120))
+    assert sync(settings).ok
+    keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
+    assert {(r.body["registerid"], r.body["zreportid"]) for r in later} <= keys
+
+
+def test_a_cursor_stored_in_milliseconds_fails_clearly_until_reset(
+    sim: Simulator, settings: Settings, sync: SyncFn
+) -> None:
+    """A cursor an older version stored in milliseconds fails its partition with a one-line
+    error that names the way out (no traceback, status still shows it); a reset to a day
+    moves it back and the reports uploaded since load again."""
+    from datetime import UTC, datetime
+
+    from sitoo_sync.reset import reset_stream
+    from sitoo_sync.status import cursor_text
+    from sitoo_sync.warehouse import open_warehouse
+
+    sync(settings)
+    cursor = int(query(settings, "SELECT cursor FROM sync_state")[0][0])
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        with warehouse.transaction():
+            warehouse.set_cursor("pos_z_reports", "1500", str(cursor * 1000), rows=0)
+    finally:
+        warehouse.close()
+    later = sim.world.add_new_reports(3, dateadded=sim.world.advance_clock(120))
+    report = sync(settings)
+    assert not report.ok
+    assert "sitoo-sync reset" in str(report.results[0].error)
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        (state,) = [s for s in warehouse.states() if s.stream == "pos_z_reports"]
+        assert cursor_text(state, datetime.now(UTC)) == str(cursor * 1000)
+        day = datetime.fromtimestamp(cursor, UTC).date()
+        reset_stream(settings, warehouse, POS_Z_REPORTS, since=day)
+    finally:
+        warehouse.close()
+    assert sync(settings).ok
+    keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
+    assert {(r.body["registerid"], r.body["zreportid"]) for r in later} <= keys

@@ -272,6 +272,36 @@ def test_missing_marks_are_set_and_cleared_by_listing_on_every_target(target: Ta
         warehouse.close()
 
 
+def test_missing_marks_take_a_catalogue_larger_than_a_statements_parameters(
+    target: Target,
+) -> None:
+    """A listing of more keys than one statement may bind (PostgreSQL: 65,535 parameters,
+    two per key here) stamps the unlisted row and clears the relisted one, as a small one."""
+    listed = Table(
+        "listed",
+        (integer("site", nullable=False), integer("k", nullable=False), timestamp("missing_since")),
+        key=("site", "k"),
+    )
+    n = 33_000
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([listed])
+        with warehouse.transaction():
+            warehouse.upsert(listed, rows_to_arrow(listed, [(1, k, None) for k in range(n)]))
+        with warehouse.transaction():
+            assert (
+                warehouse.mark_missing(listed, {"site": 1}, [(1, k) for k in range(1, n)], at) == 1
+            )
+        with warehouse.transaction():
+            again = [(1, k) for k in range(n) if k != 7]
+            assert warehouse.mark_missing(listed, {"site": 1}, again, at) == 1
+        marked = sorted(r[1] for r in target.rows(listed) if r[2] is not None)
+        assert marked == [7]
+    finally:
+        warehouse.close()
+
+
 def test_sql_server_ddl_and_merge_compile() -> None:
     """Without a server here, the SQL Server DDL and MERGE upsert are compiled and checked."""
     dialect = mssql.dialect()  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy

@@ -80,7 +80,10 @@ def to_int(value: Any) -> int | None:
     digits = isinstance(value, str) and value.lstrip("-").isdigit()
     if not (type(value) is int or whole or digits):
         raise RecordRejected(f"not an integer: {value!r}")
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:  # str.isdigit() is true of "²", which int() refuses
+        raise RecordRejected(f"not an integer: {value!r}") from None
     if not INT64_MIN <= number <= INT64_MAX:
         raise RecordRejected(f"out of range for BIGINT: {value!r}")
     return number

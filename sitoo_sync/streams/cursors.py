@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StuckWindowError
+from sitoo_sync.normalize.values import is_unix_time
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
 SplitValues = Callable[[str, list[Any]], Iterable[str]]  # (param, full page) → values
@@ -104,17 +105,15 @@ class Window:
 def record_times(records: list[Any], field: str) -> list[int]:
     """The cursor field of each record that has a usable one (bad records are rejected later).
 
+    Usable is what a timestamp column accepts (`is_unix_time`): a time in milliseconds
+    rejects its record, and must not carry the cursor past every later record with it.
     Records of a type that reads one field of many at once (`values_of`, e.g. the typed
     journal entries) are read that way."""
     values_of = getattr(type(records[0]), "values_of", None) if records else None
     values = values_of(records, field) if values_of is not None else None
     if values is not None:
-        return [t for t in values if type(t) is int]
-    return [
-        t
-        for r in records
-        if isinstance(r, Mapping) and type(t := r.get(field)) is int  # noqa: RUF100
-    ]
+        return [t for t in values if is_unix_time(t)]
+    return [t for r in records if isinstance(r, Mapping) and is_unix_time(t := r.get(field))]
 
 
 def epoch_lag(stored: str | None, now: datetime) -> float | None:
@@ -131,6 +130,20 @@ def json_cursor_time(strategy: CursorStrategy, stored: str, now: datetime) -> da
     except (SitooSyncError, ValueError, TypeError):  # an unreadable cursor
         return None
     return None if lag is None else datetime.fromtimestamp(round(now.timestamp() - lag), UTC)
+
+
+def epoch_cursor(stored: str | None) -> int | None:
+    """A cursor stored as Unix seconds (None before any load); StuckWindowError, with the way
+    out, for one that is not (a time in milliseconds an older version stored)."""
+    if not stored:
+        return None
+    cursor = int(stored) if stored.isdigit() else None
+    if cursor is None or not is_unix_time(cursor):
+        raise StuckWindowError(
+            f"the stored cursor {stored[:40]!r} is not Unix seconds; `sitoo-sync reset "
+            "<stream> --since <day>` moves it back to a day"
+        )
+    return cursor
 
 
 def epoch_of(day: date) -> str:
@@ -171,7 +184,7 @@ class TimeWindows:
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Windows from `cursor - overlap` (or the beginning) to the newest item."""
-        for window in self._walk(ctx, int(stored) if stored else None):
+        for window in self._walk(ctx, epoch_cursor(stored)):
             yield Window(window[0], str(window[1]), window[2])
 
     def _walk(
@@ -372,7 +385,7 @@ class CursorPages:
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """Pages from `cursor - overlap` (or the start) to the end of the query."""
-        cursor = int(stored) if stored else None
+        cursor = epoch_cursor(stored)
         lo = max(0, cursor - ctx.overlap) if cursor is not None else self._first_time()
         params: dict[str, str | int] = {
             self.partition_param: ctx.partition,

@@ -23,7 +23,9 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   longer re-read, and only a trailing window that still covers them would see them change.
   Each drop is logged with its count (never an id list).
 * A re-read answered with ids it did not ask for (the endpoint ignored `ids_param`) stops
-  with StuckWindowError: forgetting the chunk would drop open records never read again.
+  the re-reads, their open ids kept (forgetting the chunk would drop open records never
+  read again); the walk still loads what is new, and then the tick fails with that
+  StuckWindowError, so the partition is reported failed without its new records stalling.
 * A page ends the walk when it holds the whole remaining match (`totalcount`) or nothing.
   A page whose ids do not ascend (the endpoint ignored `sort`) or start below the bound
   (it ignored `<from_param>`) stops the walk with StuckWindowError instead of skipping
@@ -73,13 +75,18 @@ class KeysetState:
             return cls()
         if stored.lstrip("-").isdigit():  # a bare id: the highest loaded
             return cls(after=int(stored))
-        data = json.loads(stored)
-        if not isinstance(data, Mapping):
+        try:
+            data = json.loads(stored)
+        except ValueError:
+            data = None
+        opened = (data.get("open") or []) if isinstance(data, Mapping) else None
+        if not isinstance(opened, list):  # not JSON, not an object, or its open ids not a list
             raise StuckWindowError(f"unreadable keyset cursor: {stored[:80]!r}")
-        opened = data.get("open") or []
+        assert isinstance(data, Mapping)
         return cls(
             after=_int_or_none(data.get("after")),
-            newest=_int_or_none(data.get("newest")),
+            # milliseconds an older version let in would make the lag read nil for good
+            newest=t if is_unix_time(t := data.get("newest")) else None,
             open=tuple(sorted({i for i in opened if type(i) is int})),
             start_time=_int_or_none(data.get("from")),
         )
@@ -164,7 +171,11 @@ class Keyset:
             state = KeysetState(after=lo - 1, newest=state.start_time, open=state.open)
         else:
             lo = max(0, state.after + 1 - self.trailing_ids)
-        yield from self._reread(ctx, state, below=lo)
+        try:
+            yield from self._reread(ctx, state, below=lo)
+        except StuckWindowError as exc:  # the open ids stay; new records still load
+            yield from self._walk(ctx, state, lo)
+            raise exc from None
         yield from self._walk(ctx, state, lo)
 
     def _first_id(self, ctx: WindowContext, since: int) -> int:

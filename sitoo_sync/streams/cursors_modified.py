@@ -28,8 +28,10 @@ no sort and no documented inclusivity, so the rules are:
   record: it is not complete. Its last cursor keeps `after`, `snapshot_at` and `listed_at`
   as they were, so the next tick lists the same again (a snapshot again, a modified feed
   from the same bound) rather than the skipped record waiting for the next snapshot. A
-  catalogue that changes during every listing of several pages keeps its bound until a
-  quiet tick; the records read meanwhile load all the same.
+  catalogue that changes during every listing of several pages would never have a quiet
+  one: the cursor counts such listings in a row (`shifted`), and the `relist_passes`-th is
+  taken as complete (logged), as every listing was before; the next snapshot repairs what
+  a shift skipped. The records read meanwhile load all the same.
 
 **Assumed** (the docs say none of it): a record's time field moves on every change the
 endpoint shows, except where the fact sheet says otherwise (reservations); offset pages of
@@ -62,6 +64,7 @@ class _State:
     swept_at: int | None = None
     listed_at: int | None = None  # when the last complete listing began
     page: Mapping[str, Any] | None = None  # {"lo", "start", "newest", "snapshot", "began"}
+    shifted: int = 0  # listings in a row whose totalcount moved, listed again since
 
     def text(self) -> str:
         body: dict[str, Any] = {
@@ -72,11 +75,20 @@ class _State:
         }
         if self.page is not None:
             body["page"] = dict(self.page)
+        if self.shifted:
+            body["shifted"] = self.shifted
         return json.dumps(body, sort_keys=True)
 
 
 def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int else None
+
+
+def _time_or_none(value: Any) -> int | None:
+    """A modification time as Unix seconds; None for one that is not (milliseconds an older
+    version let into `after`: kept, it would ask for changes after the year 58000 forever,
+    while None makes the next tick a snapshot that sets `after` anew)."""
+    return value if is_unix_time(value) else None
 
 
 def parse_state(stored: str | None) -> _State:
@@ -88,16 +100,17 @@ def parse_state(stored: str | None) -> _State:
     except ValueError:
         raise StuckWindowError(f"unreadable cursor {stored!r}") from None
     if type(raw) is int:
-        return _State(after=raw)
+        return _State(after=_time_or_none(raw))
     if not isinstance(raw, Mapping):
         raise StuckWindowError(f"unreadable cursor {stored!r}")
     page = raw.get("page")
     return _State(
-        after=_int_or_none(raw.get("after")),
+        after=_time_or_none(raw.get("after")),
         snapshot_at=_int_or_none(raw.get("snapshot_at")),
         swept_at=_int_or_none(raw.get("swept_at")),
         listed_at=_int_or_none(raw.get("listed_at")),
         page=page if isinstance(page, Mapping) else None,
+        shifted=_int_or_none(raw.get("shifted")) or 0,
     )
 
 
@@ -130,6 +143,9 @@ class ModifiedSince:
     sweep_hours: int = 6
     #: Listings of the ids at most, while their count keeps changing during one.
     sweep_passes: int = 3
+    #: Listings in a row whose totalcount moved (pages may have shifted) before one of them
+    #: counts as complete all the same (a catalogue that never keeps still during one).
+    relist_passes: int = 3
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds since the last complete listing began: everything modified before it is
@@ -166,7 +182,7 @@ class ModifiedSince:
             snapshot = page.get("snapshot") is True
             lo = _int_or_none(page.get("lo"))
             start = int(page["start"])
-            newest = _int_or_none(page.get("newest"))
+            newest = _time_or_none(page.get("newest"))
             began = _int_or_none(page.get("began")) or now
             first_total = _int_or_none(page.get("total"))
         else:
@@ -200,9 +216,17 @@ class ModifiedSince:
                 yield Window(items, replace(state, page=progress).text(), params)
                 continue
             if total != first_total:  # pages shifted: an offset may have stepped over one
-                log.info("listing_shifted", first_total=first_total, last_total=total)
-                yield Window(items, replace(state, page=None).text(), params)
-                break
+                again = state.shifted + 1 < self.relist_passes
+                log.info(
+                    "listing_shifted",
+                    first_total=first_total,
+                    last_total=total,
+                    listed_again=again,
+                )
+                if again:
+                    state = replace(state, page=None, shifted=state.shifted + 1)
+                    yield Window(items, state.text(), params)
+                    break
             after = max([v for v in (state.after, newest) if v is not None], default=None)
             if after is None and snapshot:
                 after = began  # an empty listing: later ticks ask from when it was read
@@ -232,7 +256,7 @@ class ModifiedSince:
                 last = not items or start >= total
                 done = last and (len(totals) == 1 or attempt == self.sweep_passes)
                 swept = now if done else state.swept_at
-                cursor = _State(state.after, state.snapshot_at, swept, state.listed_at)
+                cursor = replace(state, swept_at=swept, page=None)
                 yield Window(items, cursor.text(), params, sweep=True)
                 if done:
                     return

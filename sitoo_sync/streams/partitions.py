@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sitoo_sync.api.client import Api, SitooClient
+from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
 from sitoo_sync.normalize.tables import Table
+from sitoo_sync.normalize.values import to_int
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.cursors import OffsetPages, WindowContext
 
@@ -147,10 +149,10 @@ def with_every_site(settings: Settings, client: SitooClient) -> Settings:
     pages = OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None)
     sites = sorted(
         {
-            item["eshopid"]
+            site
             for window in pages
             for item in window.records
-            if isinstance(item, Mapping) and type(item.get("eshopid")) is int
+            if isinstance(item, Mapping) and (site := _int_id(item.get("eshopid"))) is not None
         }
     )
     return settings.model_copy(update={"site_ids": sites})
@@ -170,10 +172,20 @@ def _site_and_int_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None
     """`{site}/{id}` for a listed item whose integer id is only unique with its site path."""
 
     def value(site: int, item: Mapping[str, Any]) -> str | None:
-        found = item.get(name)
-        return f"{site}/{found}" if type(found) is int else None
+        found = _int_id(item.get(name))
+        return None if found is None else f"{site}/{found}"
 
     return value
+
+
+def _int_id(value: Any) -> int | None:
+    """An id as the normalizer reads it (an int, a digit string: the tolerant reader), so a
+    site or warehouse whose id comes as text is synced, not silently left out; None for an
+    unusable one."""
+    try:
+        return to_int(value)
+    except RecordRejected:
+        return None
 
 
 def _site(text: str) -> int | None:

@@ -590,25 +590,26 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         at: datetime,
     ) -> int:
         """Stamp `missing_since` on rows of `scope` not among `present` keys, and clear it
-        on rows that are (listed again); the count stamped."""
-        where = [f"{q(c)} = ?" for c in scope]
-        params: list[Any] = [at, *scope.values()]
-        if present:
-            cols = ", ".join(q(k) for k in table.key)
-            marks = ", ".join("(" + ", ".join("?" for _ in table.key) + ")" for _ in present)
-            listed = [v for row in present for v in row]
-            self.con.execute(
-                f"UPDATE {q(table.name)} SET missing_since = NULL WHERE missing_since IS NOT "
-                "NULL AND " + " AND ".join([*where, f"({cols}) IN ({marks})"]),
-                [*scope.values(), *listed],
-            )
-            where.append(f"({cols}) NOT IN ({marks})")
-            params += listed
+        on rows that are (listed again); the count stamped.
+
+        The listed keys are an Arrow table the statements join (a replacement scan, see
+        `_execute`): an `IN` list of one bound pair per product took seconds to bind."""
+        scoped = " AND ".join(f"t.{q(c)} = ?" for c in scope) or "TRUE"
+        match = " AND ".join(f"p.{q(c)} = t.{q(c)}" for c in table.key)
+        sitoo_present = pa.table(  # noqa: F841  # read by DuckDB by name
+            {c: pa.array([row[i] for row in present]) for i, c in enumerate(table.key)}
+        )
+        listed = f"EXISTS (SELECT 1 FROM sitoo_present p WHERE {match})" if present else "FALSE"
+        name = q(table.name)
+        self.con.execute(
+            f"UPDATE {name} t SET missing_since = NULL "
+            f"WHERE t.missing_since IS NOT NULL AND {scoped} AND {listed}",
+            list(scope.values()),
+        )
         row = self.con.execute(
-            f"UPDATE {q(table.name)} SET missing_since = ? WHERE missing_since IS NULL AND "
-            + " AND ".join(where)
-            + " RETURNING 1",
-            params,
+            f"UPDATE {name} t SET missing_since = ? "
+            f"WHERE t.missing_since IS NULL AND {scoped} AND NOT {listed} RETURNING 1",
+            [at, *scope.values()],
         ).fetchall()
         return len(row)
 

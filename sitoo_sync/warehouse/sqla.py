@@ -348,17 +348,39 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         at: datetime,
     ) -> int:
         """Stamp `missing_since` on rows of `scope` not among `present` keys, and clear it
-        on rows that are (listed again); the count stamped."""
+        on rows that are (listed again); the count stamped.
+
+        The scope's keys are read and compared here, and the rows to change updated by
+        chunks of keys: one `IN`/`NOT IN` list of every listed key would pass two bind
+        parameters per product of a catalogue, past what a server takes (PostgreSQL: 65,535)."""
         t = self.t(table)
+        by = list(table.key)
         scoped = [t.c[c] == v for c, v in scope.items()]
-        where = [t.c.missing_since.is_(None), *scoped]
-        if present:
-            listed = self.sql.match(t, table.key, list(present))
-            again = [t.c.missing_since.is_not(None), *scoped, listed]
-            self.conn.execute(t.update().where(*again).values(missing_since=None))
-            where.append(sa.not_(listed))
-        done = self.conn.execute(t.update().where(*where).values(missing_since=at))
-        return int(done.rowcount or 0)
+        if not present:  # nothing listed: every row of the scope, in one statement
+            unlisted = t.update().where(t.c.missing_since.is_(None), *scoped)
+            return int(self.conn.execute(unlisted.values(missing_since=at)).rowcount or 0)
+        listed = set(present)
+        stamp: list[tuple[Any, ...]] = []
+        clear: list[tuple[Any, ...]] = []
+        stored = sa.select(*(t.c[c] for c in by), t.c.missing_since).where(*scoped)
+        for row in self.conn.execute(stored):
+            key, missing = tuple(row[:-1]), row[-1] is not None
+            if key in listed and missing:
+                clear.append(key)
+            elif key not in listed and not missing:
+                stamp.append(key)
+        for i in range(0, len(clear), CHUNK):
+            rows = self.sql.match(t, by, clear[i : i + CHUNK])
+            self.conn.execute(t.update().where(*scoped, rows).values(missing_since=None))
+        done = 0
+        for i in range(0, len(stamp), CHUNK):
+            rows = self.sql.match(t, by, stamp[i : i + CHUNK])
+            unmarked = [t.c.missing_since.is_(None), *scoped, rows]
+            done += int(
+                self.conn.execute(t.update().where(*unmarked).values(missing_since=at)).rowcount
+                or 0
+            )
+        return done
 
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """DISTINCT values of a column, [] before the table exists."""

@@ -121,8 +121,8 @@ def stream_problems(
 def stored_sites_of(
     settings: Settings, latest: Callable[[Table, str, str, str], dict[Any, Any]]
 ) -> dict[str, dict[str, int]]:
-    """Per enabled stream whose partitions' table names their site (a register's
-    `cash_registers.site_id`), each partition's site; `latest` is the warehouse's
+    """Per enabled stream whose partitions' table names their site (a register's listing
+    row, `Partitioning.stored_site`), each partition's site; `latest` is the warehouse's
     latest_values. Read only when SITOO_SITE_IDS narrows the sites."""
     if not settings.site_ids:
         return {}

@@ -120,5 +120,11 @@ class RecordRejected(SitooSyncError):
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
+class ContextUnavailable(SitooSyncError):
+    """What records need from their tick's context could not be read in this tick (a site's
+    time zone): their partition fails and reads them again next tick, rather than load them
+    without it."""
+
+
 class StuckWindowError(SitooSyncError):
     """A window came back full and no split is left that could make it smaller."""

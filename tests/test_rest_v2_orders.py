@@ -19,16 +19,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from sitoo_sync.errors import FatalApiError, RetryBudgetExhausted
 from sitoo_sync.log import configure_logging
 from sitoo_sync.normalize.orders import TABLES, normalize_window
 from sitoo_sync.normalize.personal import PersonalData
-from sitoo_sync.reset import reset_stream
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.money import money as money_text
 from sitoo_sync.simulator.rest_v2 import totals
-from sitoo_sync.streams.orders import ORDERS
-from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
 from tests.support import (
     FIXTURES,
@@ -345,37 +343,64 @@ def test_personal_data_modes_and_no_personal_value_in_the_log(
     assert leaked == []
 
 
-def test_a_site_zone_that_cannot_be_read_is_a_warning_that_says_what_it_costs(
+def test_a_site_zone_that_fails_to_read_makes_its_web_orders_wait_not_load_undated(
     rsim: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:
-    """When a site's settings.json fails past its retries, the tick goes on, but its web
-    orders get no business_date: that is a warning naming the site and the cost (and the
-    cure), not an info line; the cure it names, a reset to their first day once the zone
-    can be read, dates them all."""
+    """When a site's settings.json fails past its retries, that site's orders partition fails
+    the tick with a line that says why (a warning names the cost), loads no web order without
+    its business_date, and the next tick, the zone read, loads every order dated; the other
+    site loads meanwhile."""
     settings = orders_settings(rsim, tmp_path)
     rsim.faults.queue("500", times=100, path="/sites/1/settings.json")
     out = io.StringIO()
     configure_logging(fmt="json", level="INFO", stream=out)
     try:
-        tick(sync, settings, rsim)
+        report = sync(settings, clock=clock(rsim))
     finally:
         configure_logging(fmt="console", level="INFO")
+    status = {r.partition: (r.status, r.error) for r in report.results}
+    assert status["2"] == ("ok", None)
+    assert status["1"][0] == "failed"
+    assert "time zone of site 1 could not be read" in str(status["1"][1])
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     [warning] = [e for e in events if e["event"] == "site_zone_unavailable"]
     assert (warning["level"], warning["site"]) == ("warning", 1)
-    assert "business_date" in warning["effect"]
-    assert "reset orders" in warning["effect"]
-    web = "SELECT count(*) FROM orders WHERE registerid IS NULL AND business_date IS NULL"
-    [(undated, first)] = query(settings, web.replace("count(*)", "count(*), min(orderdate)"))
-    assert undated > 0
+    assert "next tick" in warning["effect"]
+    undated = "SELECT count(*) FROM orders WHERE registerid IS NULL AND business_date IS NULL"
+    assert query(settings, undated) == [(0,)]
     rsim.faults.clear()
-    warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
-    try:
-        reset_stream(settings, warehouse, ORDERS, since=first.astimezone(UTC).date())
-    finally:
-        warehouse.close()
     tick(sync, settings, rsim)
-    assert query(settings, web) == [(0,)]
+    assert query(settings, undated) == [(0,)]
+    assert set(loaded_orders(settings)) == set(served(rsim))
+
+
+@pytest.mark.parametrize(
+    ("failure", "unread"),
+    [
+        (RetryBudgetExhausted("gave up after 6 attempts: Internal Server Error"), ("1",)),
+        (FatalApiError("Not Found", status=404), ()),
+    ],
+)
+def test_only_a_zone_that_failed_to_read_is_waited_for(
+    failure: Exception, unread: tuple[str, ...]
+) -> None:
+    """A site zone the API failed to give (retries spent) is named as unread, so its web
+    orders wait; one whose settings are not there (404) is not: no retry brings it, and its
+    web orders load without a business_date rather than never."""
+    from sitoo_sync.normalize import orders as normalize
+    from sitoo_sync.streams.base import TickSources
+    from sitoo_sync.streams.orders import site_zones
+
+    def get(_api: Any, path: str) -> Any:
+        if path == "/sites.json":
+            return {"items": [{"eshopid": 1}, {"eshopid": 2}]}
+        if path == "/sites/1/settings.json":
+            raise failure
+        return {"timezone": "Europe/Oslo"}
+
+    context = site_zones(TickSources(latest=lambda *_a: {}, get=get, now=datetime.now(UTC)))
+    assert context[normalize.SITE_ZONES] == {"2": "Europe/Oslo"}
+    assert context[normalize.ZONES_UNREAD] == unread
 
 
 def site_zone(api: httpx.Client, site: int) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sitoo_sync.errors import ContextUnavailable
 from sitoo_sync.normalize.entity import ChildList, EntityNormalizer, Nested
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import (
@@ -151,8 +152,8 @@ ORDERS = Table(
         day(
             "business_date",
             "orderdate's local day: in pos_timezone (the register's, on POS orders), else in "
-            "the site's time zone (settings.json `timezone`, web orders); NULL when neither "
-            "is known. Ours.",
+            "the site's time zone (settings.json `timezone`, web orders; a tick that fails "
+            "to read it leaves those orders for the next); NULL when the site has none. Ours.",
         ),
         integer("orderstateid", "Order state: 0 Open, 10 Closed, 20 Cancelled, -1 Abandoned."),
         text("orderstateid_name", "orderstateid's documented name; NULL for other codes. Ours."),
@@ -418,6 +419,9 @@ def _lifted_list(value: Any, keys: Mapping[str, str]) -> Any:
 
 #: Normalizer context key: each site's time zone by eshopid (text), read once per tick.
 SITE_ZONES = "site_zones"
+#: Normalizer context key: the sites (eshopid text) whose time zone could not be read in
+#: this tick though it may exist (a failure retries did not cure); `*`: none was read.
+ZONES_UNREAD = "zones_unread"
 
 
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -428,9 +432,16 @@ def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[st
     for field, names in ENUMS.items():
         code = record.get(field)
         out[f"{field}_name"] = names.get(code) if type(code) is int else None
-    zone = out.get("pos_timezone") or (context.get(SITE_ZONES) or {}).get(
-        str(record.get("eshopid") or site)
-    )
+    eshop = str(record.get("eshopid") or site)
+    zone = out.get("pos_timezone") or (context.get(SITE_ZONES) or {}).get(eshop)
+    unread = context.get(ZONES_UNREAD) or ()
+    if not zone and ("*" in unread or eshop in unread):
+        # Its local day would be missing, and a later tick would not read it again: wait.
+        raise ContextUnavailable(
+            f"the time zone of site {eshop} could not be read in this tick "
+            "(/sites/{id}/settings.json failed): its orders without pos-timezone wait for "
+            "the next tick rather than load without a business_date"
+        )
     out["business_date"] = local_day(record.get("orderdate"), zone) if zone else None
     out["orderitems"] = _lifted_list(record.get("orderitems"), ITEM_KEYS)
     out["payments"] = _lifted_list(record.get("payments"), PAYMENT_KEYS)

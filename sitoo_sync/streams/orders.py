@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from sitoo_sync.api.client import Api
-from sitoo_sync.errors import SitooSyncError
+from sitoo_sync.errors import FatalApiError, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize import orders as normalize
 from sitoo_sync.streams.base import Stream, TickSources, items_of
@@ -26,25 +26,35 @@ from sitoo_sync.streams.partitions import SITES
 log = get_logger(__name__)
 
 
-#: What a site zone that cannot be read costs, said where it is logged.
+#: What a site zone that failed to read costs, said where it is logged.
+WAIT = (
+    "the site's orders partition fails this tick when it meets an order without "
+    "pos-timezone (a web order), and reads it again next tick, rather than load it without "
+    "a business_date"
+)
+#: What a site zone that does not exist costs (the site's settings are not there, or name
+#: none): retrying would not help.
 NO_DAY = (
-    "this tick's orders without pos-timezone (web orders) get no business_date, so "
-    "v_daily_order_sales counts them on no day; once the zone can be read, those within the "
-    "trailing ids are corrected by the next tick, older ones by `sitoo-sync reset orders "
-    "--since DAY`"
+    "orders without pos-timezone (web orders) get no business_date, so "
+    "v_daily_order_sales counts them on no day"
 )
 
 
 def site_zones(sources: TickSources) -> Mapping[str, Any]:
     """Once per tick: every site's time zone (`/sites/{id}/settings.json` `timezone`), the
-    local day of an order that carries no `pos-timezone` (a web order). A site whose
-    settings cannot be read is left out; its web orders then have no business_date."""
+    local day of an order that carries no `pos-timezone` (a web order).
+
+    A zone the API failed to give this tick (retries spent, a timeout) is named in
+    `ZONES_UNREAD`: such an order fails its partition, which reads it again next tick. A
+    site whose settings the API says are not there, or that names no zone, has none: its
+    web orders load without a business_date."""
     zones: dict[str, str] = {}
     try:
         sites = items_of(sources.get(Api.V2, "/sites.json"))
     except (SitooSyncError, ValueError) as exc:
-        log.warning("site_zones_unavailable", stream="orders", error=str(exc), effect=NO_DAY)
-        return {normalize.SITE_ZONES: zones}
+        log.warning("site_zones_unavailable", stream="orders", error=str(exc), effect=WAIT)
+        return {normalize.SITE_ZONES: zones, normalize.ZONES_UNREAD: ("*",)}
+    unread: list[str] = []
     for site in sites:
         eshopid = site.get("eshopid") if isinstance(site, Mapping) else None
         if type(eshopid) is not int:
@@ -52,18 +62,21 @@ def site_zones(sources: TickSources) -> Mapping[str, Any]:
         try:
             settings = sources.get(Api.V2, f"/sites/{eshopid}/settings.json")
         except SitooSyncError as exc:
+            gone = isinstance(exc, FatalApiError)  # 404, 403: no retry brings a zone
+            if not gone:
+                unread.append(str(eshopid))
             log.warning(
                 "site_zone_unavailable",
                 stream="orders",
                 site=eshopid,
                 error=exc.message,
-                effect=NO_DAY,
+                effect=NO_DAY if gone else WAIT,
             )
             continue
         zone = settings.get("timezone") if isinstance(settings, Mapping) else None
         if isinstance(zone, str) and zone:
             zones[str(eshopid)] = zone
-    return {normalize.SITE_ZONES: zones}
+    return {normalize.SITE_ZONES: zones, normalize.ZONES_UNREAD: tuple(unread)}
 
 
 ORDERS = Stream(

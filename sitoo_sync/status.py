@@ -226,13 +226,21 @@ def as_records(
     states: Sequence[StreamState], now: datetime, runs: Mapping[str, RunRow] | None = None
 ) -> list[dict[str, Any]]:
     """`status --json`: every field of every row, times in ISO 8601, details whole; with
-    `runs`, each row also carries its stream's last run (`last_run`, null before any)."""
+    `runs`, each row also carries its stream's last run (`last_run`, null before any), and a
+    stream that ran without a partition row yet (killed or failed before its first commit)
+    is one row of its own: `partition` and every state field null, its `last_run` set."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
     last = runs or {}
-    return [
+    seen = {s.stream for s in states}
+    unrecorded = [
+        {**dict.fromkeys(_STATE_FIELDS), "stream": name, "last_run": run_record(run)}
+        for name, run in sorted(last.items())
+        if name not in seen
+    ]
+    return unrecorded + [
         {
             "stream": s.stream,
             "partition": s.partition,
@@ -251,6 +259,14 @@ def as_records(
         }
         for s in states
     ]
+
+
+#: The fields of a `status --json` row (as_records), in order.
+_STATE_FIELDS = (
+    "stream", "partition", "cursor", "cursor_text", "rows_loaded", "windows_loaded",
+    "updated_at", "last_success_at", "last_error_at", "last_error", "last_status",
+    "last_status_detail", "lag_seconds", "last_run",
+)  # fmt: skip
 
 
 def as_table(states: Sequence[StreamState], now: datetime) -> list[str]:

@@ -114,3 +114,26 @@ def test_status_before_any_commit_still_shows_the_runs_that_were_killed(
     [row] = [line for line in out if line.startswith("orders ")]
     assert "interrupted" in row
     assert str(run["run_id"]) in row
+
+
+def test_json_shows_a_stream_that_ran_without_committing_anything() -> None:
+    """`status --json` of a warehouse whose first tick died before its first commit (a run
+    in sync_runs, no sync_state row) shows that stream's run, with the same fields as a
+    partition's row, rather than an empty list; streams with partitions are as before."""
+    from sitoo_sync.status import as_records
+    from sitoo_sync.warehouse.base import RunRow
+
+    now = datetime.now(UTC)
+    started = now - timedelta(minutes=3)
+    runs = {
+        "orders": RunRow("r1", "orders", started, None, "interrupted"),
+        "stores": RunRow("r2", "stores", started, now, "ok"),
+    }
+    states = [_state("stores", "1", now)]
+    records = as_records(states, now, runs)
+    assert [(r["stream"], r["partition"]) for r in records] == [("orders", None), ("stores", "1")]
+    orders, stores = records
+    assert set(orders) == set(stores)
+    assert orders["last_run"]["status"] == "interrupted"
+    assert orders["cursor"] is None
+    assert stores["last_run"]["status"] == "ok"

@@ -53,7 +53,11 @@ def site_listed(record: Mapping[str, Any], context: Mapping[str, Any]) -> dict[s
 
 
 def site_of(context: Mapping[str, Any]) -> int | None:
-    """The site of a partition `site` or `site/warehouse`."""
-    partition = str(context.get("partition") or "")
+    """The site of the context's partition (`site_in`)."""
+    return site_in(str(context.get("partition") or ""))
+
+
+def site_in(partition: str) -> int | None:
+    """The site a partition `site` or `site/warehouse` names, or None when it names none."""
     head = partition.partition("/")[0]
     return int(head) if head.isdigit() else None

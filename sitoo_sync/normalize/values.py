@@ -89,6 +89,15 @@ def to_int(value: Any) -> int | None:
     return number
 
 
+def to_int_or_none(value: Any) -> int | None:
+    """An id as `to_int` reads it (an int, a digit string, an integral number), or None when
+    it rejects it: for a cursor or a listing that skips what the normalizer will reject."""
+    try:
+        return to_int(value)
+    except RecordRejected:
+        return None
+
+
 def to_text(value: Any) -> str | None:
     """A string; a number is accepted and kept as its text (tolerant reader)."""
     if value is None or type(value) is str:

@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sitoo_sync.errors import RecordRejected, StuckWindowError
+from sitoo_sync.errors import StuckWindowError
 from sitoo_sync.log import get_logger
-from sitoo_sync.normalize.values import is_unix_time, to_int
+from sitoo_sync.normalize.values import is_unix_time, to_int_or_none
 from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
 
 log = get_logger(__name__)
@@ -247,7 +247,7 @@ class Keyset:
             i
             for r in records
             if isinstance(r, Mapping)
-            and (i := _id_of(r.get(self.id_field))) is not None
+            and (i := to_int_or_none(r.get(self.id_field))) is not None
             and self.changeable(r)
         }
         opened = sorted((set(state.open) - forget) | still)
@@ -279,17 +279,10 @@ def _envelope(payload: Any) -> tuple[list[Any], int | None]:
     raise StuckWindowError(f"expected an envelope with items, got {type(payload).__name__}")
 
 
-def _id_of(value: Any) -> int | None:
-    """An id as the normalizer reads it (an int, a digit string, an integral number); None
-    when the record's id is unusable (it is rejected)."""
-    try:
-        return to_int(value)
-    except RecordRejected:
-        return None
-
-
 def _ids(records: list[Any], field: str) -> list[int]:
     """The usable ids of `records`, in page order (bad records are rejected later)."""
     return [
-        i for r in records if isinstance(r, Mapping) and (i := _id_of(r.get(field))) is not None
+        i
+        for r in records
+        if isinstance(r, Mapping) and (i := to_int_or_none(r.get(field))) is not None
     ]

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sitoo_sync.api.client import Api, SitooClient
-from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
+from sitoo_sync.normalize.site_listing import site_in
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.normalize.values import to_int
+from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.cursors import OffsetPages, WindowContext
 
@@ -152,7 +152,8 @@ def with_every_site(settings: Settings, client: SitooClient) -> Settings:
             site
             for window in pages
             for item in window.records
-            if isinstance(item, Mapping) and (site := _int_id(item.get("eshopid"))) is not None
+            if isinstance(item, Mapping)
+            and (site := to_int_or_none(item.get("eshopid"))) is not None
         }
     )
     return settings.model_copy(update={"site_ids": sites})
@@ -172,25 +173,10 @@ def _site_and_int_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None
     """`{site}/{id}` for a listed item whose integer id is only unique with its site path."""
 
     def value(site: int, item: Mapping[str, Any]) -> str | None:
-        found = _int_id(item.get(name))
+        found = to_int_or_none(item.get(name))
         return None if found is None else f"{site}/{found}"
 
     return value
-
-
-def _int_id(value: Any) -> int | None:
-    """An id as the normalizer reads it (an int, a digit string: the tolerant reader), so a
-    site or warehouse whose id comes as text is synced, not silently left out; None for an
-    unusable one."""
-    try:
-        return to_int(value)
-    except RecordRejected:
-        return None
-
-
-def _site(text: str) -> int | None:
-    """A site id written as a partition's text, or None when it is not one."""
-    return int(text) if text.isdigit() else None
 
 
 def _site_path(partition: str) -> Mapping[str, str]:
@@ -213,7 +199,7 @@ SITES = Partitioning(
     "site",
     configured=lambda s: [str(site) for site in s.site_ids],
     path_params=_site_path,
-    site_of=_site,
+    site_of=site_in,
 )
 
 #: The `posregister` listing of every site, registered or not.
@@ -241,5 +227,5 @@ WAREHOUSES = Partitioning(
     listing=Listing("/sites/{siteid}/warehouses.json", _site_and_int_id("warehouseid")),
     concurrent=True,
     path_params=_site_and_warehouse_path,
-    site_of=lambda partition: _site(partition.partition("/")[0]),
+    site_of=site_in,
 )

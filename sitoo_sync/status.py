@@ -16,13 +16,12 @@ from typing import Any
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.runs import shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cursors import json_cursor_time
+from sitoo_sync.streams.cursors import epoch_time, json_cursor_time
 from sitoo_sync.warehouse.base import RunRow, StreamState
 
 
@@ -49,12 +48,8 @@ def cursor_text(state: StreamState, now: datetime) -> str:
     if cursor is None:
         return "-"
     if cursor.isdigit():  # out of range (milliseconds an older version stored): as is
-        seconds = int(cursor)
-        return (
-            f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d %H:%M:%SZ}"
-            if is_unix_time(seconds)
-            else cursor
-        )
+        at = epoch_time(cursor)
+        return cursor if at is None else f"{at:%Y-%m-%d %H:%M:%SZ}"
     if not cursor.startswith("{"):
         return cursor
     stream = STREAMS.get(state.stream)

@@ -29,14 +29,13 @@ from sitoo_sync.errors import SitooSyncError, StopRequested, WarehouseError
 from sitoo_sync.inflight import Buffer
 from sitoo_sync.listing_ahead import ListingAhead
 from sitoo_sync.log import get_logger
-from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.partition import ANY_TIME, sync_partition, utcnow
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cursors import CursorPages, json_cursor_time
+from sitoo_sync.streams.cursors import CursorPages, epoch_time, json_cursor_time
 from sitoo_sync.turns import ANY_THREAD, Gathered, Turns, Worker
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
@@ -357,8 +356,8 @@ def _cursor_at(stream: Stream, cursor: str | None, now: datetime) -> str | None:
     strategy says it stands for, the one `status` shows and reckons the lag from. Only the
     log field: the stored cursor is what it was."""
     if cursor is not None and cursor.isdigit():
-        seconds = int(cursor)  # out of range (milliseconds an older version stored): as is
-        return datetime.fromtimestamp(seconds, UTC).isoformat() if is_unix_time(seconds) else cursor
+        at = epoch_time(cursor)  # out of range (milliseconds an older version stored): as is
+        return cursor if at is None else at.isoformat()
     if cursor is None or not cursor.startswith("{"):
         return cursor  # a day
     at = json_cursor_time(stream.cursor, cursor, now)

@@ -137,13 +137,26 @@ def epoch_cursor(stored: str | None) -> int | None:
     out, for one that is not (a time in milliseconds an older version stored)."""
     if not stored:
         return None
-    cursor = int(stored) if stored.isdigit() else None
-    if cursor is None or not is_unix_time(cursor):
+    cursor = _unix_seconds(stored)
+    if cursor is None:
         raise StuckWindowError(
             f"the stored cursor {stored[:40]!r} is not Unix seconds; `sitoo-sync reset "
             "<stream> --since <day>` moves it back to a day"
         )
     return cursor
+
+
+def epoch_time(stored: str) -> datetime | None:
+    """The time a cursor stored as Unix seconds stands for, to show it; None for one that is
+    not (a day, JSON, or milliseconds an older version stored), which is shown as it is."""
+    seconds = _unix_seconds(stored)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _unix_seconds(stored: str) -> int | None:
+    """A cursor's Unix seconds, or None when it is not Unix seconds."""
+    seconds = int(stored) if stored.isdigit() else None
+    return seconds if is_unix_time(seconds) else None
 
 
 def epoch_of(day: date) -> str:

@@ -224,44 +224,53 @@ def as_records(
     `runs`, each row also carries its stream's last run (`last_run`, null before any), and a
     stream that ran without a partition row yet (killed or failed before its first commit)
     is one row of its own: `partition` and every state field null, its `last_run` set."""
+    last = runs or {}
+    seen = {s.stream for s in states}
+    blank = dict.fromkeys(_record(_NO_STATE, now, None))  # a row's every field, null
+    unrecorded = [
+        {**blank, "stream": name, "last_run": run_record(run)}
+        for name, run in sorted(last.items())
+        if name not in seen
+    ]
+    return unrecorded + [_record(s, now, last.get(s.stream)) for s in states]
+
+
+def _record(s: StreamState, now: datetime, run: RunRow | None) -> dict[str, Any]:
+    """One `status --json` row: a partition's state and its stream's last run."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
-    last = runs or {}
-    seen = {s.stream for s in states}
-    unrecorded = [
-        {**dict.fromkeys(_STATE_FIELDS), "stream": name, "last_run": run_record(run)}
-        for name, run in sorted(last.items())
-        if name not in seen
-    ]
-    return unrecorded + [
-        {
-            "stream": s.stream,
-            "partition": s.partition,
-            "cursor": s.cursor,
-            "cursor_text": None if s.cursor is None else cursor_text(s, now),
-            "rows_loaded": s.rows_loaded,
-            "windows_loaded": s.windows_loaded,
-            "updated_at": iso(s.updated_at),
-            "last_success_at": iso(s.last_success_at),
-            "last_error_at": iso(s.last_error_at),
-            "last_error": s.last_error,
-            "last_status": s.last_status,
-            "last_status_detail": s.last_status_detail,
-            "lag_seconds": _lag(s, now),
-            "last_run": run_record(last[s.stream]) if s.stream in last else None,
-        }
-        for s in states
-    ]
+    return {
+        "stream": s.stream,
+        "partition": s.partition,
+        "cursor": s.cursor,
+        "cursor_text": None if s.cursor is None else cursor_text(s, now),
+        "rows_loaded": s.rows_loaded,
+        "windows_loaded": s.windows_loaded,
+        "updated_at": iso(s.updated_at),
+        "last_success_at": iso(s.last_success_at),
+        "last_error_at": iso(s.last_error_at),
+        "last_error": s.last_error,
+        "last_status": s.last_status,
+        "last_status_detail": s.last_status_detail,
+        "lag_seconds": _lag(s, now),
+        "last_run": None if run is None else run_record(run),
+    }
 
 
-#: The fields of a `status --json` row (as_records), in order.
-_STATE_FIELDS = (
-    "stream", "partition", "cursor", "cursor_text", "rows_loaded", "windows_loaded",
-    "updated_at", "last_success_at", "last_error_at", "last_error", "last_status",
-    "last_status_detail", "lag_seconds", "last_run",
-)  # fmt: skip
+#: A state with nothing in it, whose `_record` names the fields of a row.
+_NO_STATE = StreamState(
+    stream="",
+    partition="",
+    cursor=None,
+    rows_loaded=0,
+    windows_loaded=0,
+    updated_at=None,
+    last_success_at=None,
+    last_error_at=None,
+    last_error=None,
+)
 
 
 def as_table(states: Sequence[StreamState], now: datetime) -> list[str]:

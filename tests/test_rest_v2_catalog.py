@@ -97,7 +97,8 @@ def run(settings: Settings, clock: datetime | None = None) -> RunReport:
 @pytest.fixture
 def sim() -> Any:
     """A small seeded world with the REST v2 catalogue."""
-    simulator = Simulator.create(SimConfig(seed=5, days=6, malformed_every=0)).start()
+    world = SimConfig(seed=5, days=6, malformed_every=0, now=int(NOW.timestamp()))
+    simulator = Simulator.create(world).start()
     yield simulator
     simulator.stop()
 
@@ -916,4 +917,36 @@ def test_a_modified_cursor_an_older_version_moved_to_milliseconds_repairs_itself
     )
     windows = list(strategy.windows(WindowContext(fetch_raw=catalogue, now=at), stored))
     assert {r["id"] for w in windows for r in w.records} == set(times)
+    assert parse_state(windows[-1].cursor).after == max(times.values())
+
+
+def test_a_record_stamped_in_the_future_does_not_hide_later_changes() -> None:
+    """A product whose modification time is years ahead (a wrong clock) loads, but the
+    modified feed's `after` stays at the newest plausible time, so a change made after it
+    is read by the next tick instead of waiting for the next snapshot."""
+    strategy = ModifiedSince("from", "t", True, overlap_seconds=60, snapshot_hours=24, page_size=2)
+    future = 4_102_444_800  # 2100-01-01
+    times = {1: 99_000, 2: future, 3: 99_500}
+    catalogue = _Catalogue(times, lambda _n: None)
+    at = datetime.fromtimestamp(100_000, UTC)
+    stored = json.dumps({"after": 98_000, "snapshot_at": 99_000, "listed_at": 99_000})
+    windows = list(strategy.windows(WindowContext(fetch_raw=catalogue, now=at), stored))
+    assert {r["id"] for w in windows for r in w.records} == {1, 2, 3}
+    assert parse_state(windows[-1].cursor).after == 99_500
+    times[4] = 100_400  # changed after the first tick
+    later = datetime.fromtimestamp(100_900, UTC)
+    again = strategy.windows(WindowContext(fetch_raw=catalogue, now=later), windows[-1].cursor)
+    assert 4 in {r["id"] for w in again for r in w.records}
+
+
+def test_an_after_an_older_version_took_from_the_future_makes_a_snapshot() -> None:
+    """A stored `after` far ahead of the clock (taken from a record stamped in the future)
+    is dropped: the next tick lists everything and `after` is a plausible time again."""
+    strategy = ModifiedSince("from", "t", True, overlap_seconds=60, snapshot_hours=24, page_size=2)
+    times = {i: 99_000 + i for i in range(1, 6)}
+    catalogue = _Catalogue(times, lambda _n: None)
+    at = datetime.fromtimestamp(100_000, UTC)
+    stored = json.dumps({"after": 4_102_444_800, "snapshot_at": 99_900, "listed_at": 99_900})
+    windows = list(strategy.windows(WindowContext(fetch_raw=catalogue, now=at), stored))
+    assert all("from" not in w.params for w in windows)
     assert parse_state(windows[-1].cursor).after == max(times.values())

@@ -12,6 +12,11 @@ no sort and no documented inclusivity, so the rules are:
   the bound is exclusive, so either reading of the docs loses nothing), and pages with
   start/num until `totalcount`. The listing is unsorted, so `after` only moves when the
   listing is complete: the last page's cursor carries `max(after, newest time seen)`.
+* A record stamped later than the tick's clock plus the overlap (a till with a wrong
+  clock) loads, but does not move `after`: taken as the cursor, it would hide every real
+  change until the next snapshot. It is counted in a warning (`modification_time_ahead`)
+  and read again by each tick until its time comes; a stored `after` that far ahead (an
+  older version's) makes the next tick a snapshot.
 * Every `snapshot_hours` (and on the first tick) the listing has no time filter at all: it
   catches what a modified feed cannot show (stock reservations move `decimalreserved`
   without touching `datelastmodified`) and anything an unsorted listing's pages shifted
@@ -114,6 +119,18 @@ def parse_state(stored: str | None) -> _State:
     )
 
 
+def _plausible(state: _State, latest: int) -> _State:
+    """`state` without an `after` or a listing's `newest` later than `latest` (an older
+    version took them from a record stamped in the future; without `after` the next tick
+    is a snapshot that sets it anew)."""
+    if state.after is not None and state.after > latest:
+        state = replace(state, after=None)
+    newest = state.page.get("newest") if state.page is not None else None
+    if state.page is not None and type(newest) is int and newest > latest:
+        state = replace(state, page={**state.page, "newest": None})
+    return state
+
+
 def _due(last: int | None, hours: int, now: int) -> bool:
     return hours > 0 and (last is None or now - last >= hours * 3600)
 
@@ -175,8 +192,8 @@ class ModifiedSince:
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
         """The record pages (modified since the cursor, or all), then a sweep when due."""
-        state = parse_state(stored)
         now = int(ctx.now.timestamp())
+        state = _plausible(parse_state(stored), now + self.overlap_seconds)  # see `_times`
         page = state.page
         if page is not None and type(page.get("start")) is int:
             snapshot = page.get("snapshot") is True
@@ -200,13 +217,7 @@ class ModifiedSince:
         while True:
             params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
             items, total = _page(ctx.fetch_raw(params))
-            # A time that is not Unix seconds (milliseconds, garbage) rejects its record,
-            # and must not carry `after` past every later change with it.
-            times = [
-                t
-                for r in items
-                if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field))
-            ]
+            times = self._times(items, now)
             newest = max([*times, *([newest] if newest is not None else [])], default=None)
             start += len(items)
             first_total = total if first_total is None else first_total
@@ -235,6 +246,28 @@ class ModifiedSince:
             break
         if self.sweep_field is not None and _due(state.swept_at, self.sweep_hours, now):
             yield from self._sweep(ctx, state, now)
+
+    def _times(self, items: list[Any], now: int) -> list[int]:
+        """The records' modification times that may move `after`: Unix seconds (a time in
+        milliseconds or garbage rejects its record, and must not carry `after` past every
+        later change with it) no later than the tick's clock (`now`) plus the overlap (the
+        server's clock and ours agree within it, assumed: a later time is a device's wrong
+        clock). A record stamped later still loads; it is counted in a warning, and read
+        again by every tick until its time comes."""
+        times = [
+            t for r in items if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field))
+        ]
+        latest = now + self.overlap_seconds
+        ahead = [t for t in times if t > latest]
+        if not ahead:
+            return times
+        log.warning(
+            "modification_time_ahead",
+            field=self.time_field,
+            records=len(ahead),
+            seconds_ahead=max(ahead) - latest + self.overlap_seconds,
+        )
+        return [t for t in times if t <= latest]
 
     def _sweep(self, ctx: WindowContext, state: _State, now: int) -> Iterator[Window]:
         """Every id, in sweep windows; the last one's cursor records the sweep.

@@ -222,3 +222,38 @@ def test_a_newest_time_an_older_version_stored_in_milliseconds_is_forgotten() ->
     stored = json.dumps({"after": 2, "newest": 1_700_000_000_000, "open": []})
     _ids, cursor = run(strategy(), endpoint, stored)[-1]
     assert json.loads(cursor)["newest"] == endpoint.records[3]["orderdate"]
+
+
+class _IgnoresStart(Endpoint):
+    """An endpoint that caps `num` and ignores `start`: every request answers from the first
+    matching record."""
+
+    def __call__(self, params: Mapping[str, str | int]) -> Any:
+        return super().__call__({**params, "start": 0})
+
+
+def test_a_reread_loads_each_record_once_when_the_server_ignores_start() -> None:
+    """A server that caps `num` below the chunk and ignores `start` still gives every open
+    record exactly once: the ids not answered yet are asked for again, never by offset."""
+    endpoint = _IgnoresStart(list(range(1, 11)), cap=2)
+    opened = [1, 2, 3, 5, 7]
+    for i in opened:
+        endpoint.records[i]["state"] = "open"
+    stored = json.dumps({"after": 10, "newest": 1010, "open": opened})
+    windows = run(strategy(), endpoint, stored)
+    assert windows[0][0] == opened
+    assert json.loads(windows[0][1])["open"] == opened
+
+
+def test_a_reread_stops_at_ids_the_server_no_longer_has() -> None:
+    """Open ids the server no longer answers (deleted) leave the open set, and the re-read
+    ends once the server's count for the ids asked is answered."""
+    endpoint = _IgnoresStart(list(range(1, 11)), cap=2)
+    for i in (1, 2, 3):
+        endpoint.records[i]["state"] = "open"
+    stored = json.dumps({"after": 10, "newest": 1010, "open": [1, 2, 3, 4]})
+    del endpoint.records[4]
+    windows = run(strategy(), endpoint, stored)
+    assert windows[0][0] == [1, 2, 3]
+    assert json.loads(windows[0][1])["open"] == [1, 2, 3]
+    assert [a["orderid"] for a in endpoint.asked if "orderid" in a] == ["1,2,3,4", "3,4"]

@@ -19,6 +19,9 @@ Rules, each a field of the strategy (the stream declares them, options set some)
 * Records `changeable(record)` says can still change are remembered in `open` and read
   again by id (`ids_param`, in chunks of `reread_chunk`) at the start of every tick, until
   they come back final (or no longer come back at all: gone, dropped from the set).
+  A server that answers fewer than asked (it caps `num`) is asked again for the ids it
+  has not answered, not for the next offset: one that ignored `start` would answer the
+  same records again, and they would load twice.
   At most `max_changeable` ids are kept: past that the lowest (oldest) ids are dropped, no
   longer re-read, and only a trailing window that still covers them would see them change.
   Each drop is logged with its count (never an id list).
@@ -197,22 +200,43 @@ class Keyset:
         due = [i for i in state.open if i < below]
         for n in range(0, len(due), self.reread_chunk):
             chunk = due[n : n + self.reread_chunk]
-            params = {**self._base(ctx), self.ids_param: ",".join(map(str, chunk)),
-                      "num": len(chunk)}  # fmt: skip
-            records: list[Any] = []
-            while True:  # a server that caps `num` below the chunk pages the rest
-                items, total = _envelope(ctx.fetch_raw({**params, "start": len(records)}))
-                stray = set(_ids(items, self.id_field)) - set(chunk)
-                if stray:  # forgetting the chunk now would drop records never read again
-                    raise StuckWindowError(
-                        f"{self.ids_param}= answered other {self.id_field}s (e.g. {min(stray)}): "
-                        "the endpoint ignores the id filter, open records cannot be read again"
-                    )
-                records += items
-                if not items or total is None or len(records) >= total:
-                    break
+            records = self._read_ids(ctx, chunk)
             self._update(state, records, forget=set(chunk))
-            yield Window(records, state.text(), params)
+            yield Window(records, state.text(), self._by_ids(ctx, chunk))
+
+    def _by_ids(self, ctx: WindowContext, ids: list[int]) -> dict[str, str | int]:
+        assert self.ids_param is not None
+        return {**self._base(ctx), self.ids_param: ",".join(map(str, ids)), "num": len(ids),
+                "start": 0}  # fmt: skip
+
+    def _read_ids(self, ctx: WindowContext, chunk: list[int]) -> list[Any]:
+        """The records of `chunk`, each once. A server that caps `num` below the chunk is
+        asked again for the ids it has not answered yet (never by `start`: one that ignores
+        `start` would answer the same records again, loaded twice), until it answers
+        nothing new: the ids left are gone."""
+        records: list[Any] = []
+        seen: set[int] = set()
+        want = chunk
+        while want:
+            items, total = _envelope(ctx.fetch_raw(self._by_ids(ctx, want)))
+            ids = _ids(items, self.id_field)
+            stray = set(ids) - set(chunk)
+            if stray:  # forgetting the chunk now would drop records never read again
+                raise StuckWindowError(
+                    f"{self.ids_param}= answered other {self.id_field}s (e.g. {min(stray)}): "
+                    "the endpoint ignores the id filter, open records cannot be read again"
+                )
+            new = set(ids) - seen
+            for record in items:
+                i = _id_of(record, self.id_field)
+                if i is None or i not in seen:  # (a bad record is rejected later)
+                    records.append(record)
+                if i is not None:
+                    seen.add(i)
+            if not new or total is None or len(items) >= total:
+                return records
+            want = [i for i in want if i not in seen]
+        return records
 
     def _walk(self, ctx: WindowContext, state: KeysetState, lo: int) -> Iterator[Window]:
         """Pages of ascending ids from `lo` until the match is exhausted."""
@@ -279,10 +303,11 @@ def _envelope(payload: Any) -> tuple[list[Any], int | None]:
     raise StuckWindowError(f"expected an envelope with items, got {type(payload).__name__}")
 
 
+def _id_of(record: Any, field: str) -> int | None:
+    """The record's usable id; None for a bad record (rejected later)."""
+    return to_int_or_none(record.get(field)) if isinstance(record, Mapping) else None
+
+
 def _ids(records: list[Any], field: str) -> list[int]:
     """The usable ids of `records`, in page order (bad records are rejected later)."""
-    return [
-        i
-        for r in records
-        if isinstance(r, Mapping) and (i := to_int_or_none(r.get(field))) is not None
-    ]
+    return [i for r in records if (i := _id_of(r, field)) is not None]

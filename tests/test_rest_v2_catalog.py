@@ -392,6 +392,25 @@ def test_a_product_modified_in_the_cursors_second_lands(sim: Simulator, tmp_path
     assert titles[live[2]] == sim.rest.catalog.products[live[2]]["title"]
 
 
+def test_a_product_stamped_years_ahead_does_not_stall_the_feed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A product whose datemodified a wrong clock put in 2100 loads, and a product edited
+    after it still lands at the next tick (not at the next snapshot, a day later)."""
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["products"])
+    run(settings, NOW)
+    ids = [pid for pid, site in sorted(sim.rest.catalog.product_site.items()) if site == 1]
+    ahead, later = [pid for pid in ids if pid in sim.rest.catalog.products][:2]
+    with sim.rest.lock:
+        sim.rest.catalog.products[ahead].update(title="Wrong clock", datemodified=4_102_444_800)
+    run(settings, NOW + timedelta(minutes=15))
+    sim.rest.touch_product(later, title="Renamed later")
+    run(settings, NOW + timedelta(minutes=30))
+    titles = dict(query(settings, "SELECT productid, title FROM products"))
+    assert titles[ahead] == "Wrong clock"
+    assert titles[later] == "Renamed later"
+
+
 def test_a_product_stamped_in_milliseconds_is_rejected_and_the_feed_goes_on(
     sim: Simulator, tmp_path: Path
 ) -> None:

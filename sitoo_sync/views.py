@@ -73,6 +73,11 @@ def _cash_differences(d: Sql) -> str:
     )
 
 
+def _earlier(a: str, b: str) -> str:
+    """The earlier of two instants; NULL when either is (LEAST differs per dialect)."""
+    return f"(CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL WHEN {a} <= {b} THEN {a} ELSE {b} END)"
+
+
 def _register_activity(d: Sql) -> str:
     last = (
         "(CASE WHEN z.last_z_report_at IS NULL THEN j.last_journal_at "
@@ -81,6 +86,13 @@ def _register_activity(d: Sql) -> str:
         "ELSE j.last_journal_at END)"
     )
     silent = f"COALESCE({last}, c.first_seen_at)"  # never reported: silent since listed
+    # Silence is only known while both signs of life were read: up to the register's last
+    # good journal tick (none after its site left SITOO_SITE_IDS) and the z-reports' last.
+    synced = _earlier("sj.last_success_at", "sz.last_success_at")
+    days_silent = (
+        f"(CASE WHEN {synced} IS NULL THEN NULL WHEN {synced} <= {silent} THEN 0 "
+        f"ELSE {d.days_between(silent, synced)} END)"
+    )
     store, joins = "z.store_id", ""
     if d.has("warehouses", "stores"):  # a register without z-reports: its listed store
         store = (
@@ -95,7 +107,8 @@ def _register_activity(d: Sql) -> str:
     return (
         f"SELECT r.registerid, c.site_id, {store} AS store_id, z.last_zreportid, "
         f"z.last_z_report_at, j.last_journal_at, {last} AS last_activity_at, "
-        f"{silent} AS silent_since, {d.days_since(silent)} AS days_silent, c.missing_since "
+        f"{silent} AS silent_since, {days_silent} AS days_silent, "
+        f"{synced} AS synced_until, {d.days_since(synced)} AS days_unsynced, c.missing_since "
         f"FROM (SELECT registerid FROM {d.t('cash_registers')} "
         f"UNION SELECT registerid FROM {d.t('pos_z_reports')} "
         f"UNION SELECT registerid FROM {d.t('journal_entries')}) r "
@@ -105,6 +118,10 @@ def _register_activity(d: Sql) -> str:
         f"FROM {d.t('pos_z_reports')} GROUP BY registerid) z ON z.registerid = r.registerid "
         f"LEFT JOIN (SELECT registerid, MAX(datecreated) AS last_journal_at "
         f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid "
+        f"LEFT JOIN {d.t('sync_state')} sj "
+        f"ON sj.stream = 'journal_entries' AND sj.partition_key = r.registerid "
+        f"CROSS JOIN (SELECT MAX(last_success_at) AS last_success_at FROM {d.t('sync_state')} "
+        f"WHERE stream = 'pos_z_reports') sz "
         f"{joins}"
     ).rstrip()
 
@@ -291,7 +308,8 @@ VIEWS: tuple[View, ...] = (
     View(
         "v_register_activity",
         "Per register: its last z-report and journal entry, and how many days it is silent "
-        "(a listed register that never reported: since it was first listed).",
+        "(a listed register that never reported: since it was first listed) as far as the "
+        "sync saw it: up to synced_until, so a register no longer synced is not read as silent.",
         (
             ("registerid", "The register."),
             ("site_id", "The site that lists it (NULL if not listed)."),
@@ -310,7 +328,23 @@ VIEWS: tuple[View, ...] = (
                 "last_activity_at; for a register that never reported, when a listing first "
                 "showed it (cash_registers.first_seen_at, UTC).",
             ),
-            ("days_silent", "Whole days since silent_since, at query time."),
+            (
+                "days_silent",
+                "Whole days from silent_since to synced_until (0: it reported after); NULL "
+                "with synced_until: silence is counted only while the register was synced.",
+            ),
+            (
+                "synced_until",
+                "Up to when its silence is known (UTC): the earlier of the last good sync of "
+                "its journal (sync_state) and of the POS z-reports. It stops when its journal "
+                "is no longer synced (its site taken out of SITOO_SITE_IDS, the register gone); "
+                "NULL: either was never synced.",
+            ),
+            (
+                "days_unsynced",
+                "Whole days since synced_until, at query time: 0 while it is synced; more: "
+                "the sync stopped, not necessarily the register.",
+            ),
             ("missing_since", "Since when the register listing no longer shows it (UTC)."),
         ),
         {
@@ -323,6 +357,7 @@ VIEWS: tuple[View, ...] = (
             ),
             "pos_z_reports": ("registerid", "zreportid", "datecreated", "store_id"),
             "journal_entries": ("registerid", "datecreated"),
+            "sync_state": ("stream", "partition_key", "last_success_at"),
         },
         _register_activity,
         joins={

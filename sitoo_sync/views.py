@@ -93,10 +93,12 @@ def _register_activity(d: Sql) -> str:
         f"(CASE WHEN {synced} IS NULL THEN NULL WHEN {synced} <= {silent} THEN 0 "
         f"ELSE {d.days_between(silent, synced)} END)"
     )
-    store, joins = "z.store_id", ""
+    # The store of its last closing (a register may move); NULL without z-reports.
+    store = f"(CASE WHEN zl.registerid IS NOT NULL THEN {_store('zl.store_id')} END)"
+    joins = ""
     if d.has("warehouses", "stores"):  # a register without z-reports: its listed store
         store = (
-            "COALESCE(z.store_id, CASE WHEN c.registerid IS NOT NULL "
+            f"COALESCE({store}, CASE WHEN c.registerid IS NOT NULL "
             f"THEN {_store('st.externalid')} END)"
         )
         joins = (
@@ -114,8 +116,10 @@ def _register_activity(d: Sql) -> str:
         f"UNION SELECT registerid FROM {d.t('journal_entries')}) r "
         f"LEFT JOIN {d.t('cash_registers')} c ON c.registerid = r.registerid "
         f"LEFT JOIN (SELECT registerid, MAX(zreportid) AS last_zreportid, "
-        f"MAX(datecreated) AS last_z_report_at, MAX({_store('store_id')}) AS store_id "
+        f"MAX(datecreated) AS last_z_report_at "
         f"FROM {d.t('pos_z_reports')} GROUP BY registerid) z ON z.registerid = r.registerid "
+        f"LEFT JOIN {d.t('pos_z_reports')} zl "
+        f"ON zl.registerid = z.registerid AND zl.zreportid = z.last_zreportid "
         f"LEFT JOIN (SELECT registerid, MAX(datecreated) AS last_journal_at "
         f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid "
         f"LEFT JOIN {d.t('sync_state')} sj "
@@ -315,7 +319,8 @@ VIEWS: tuple[View, ...] = (
             ("site_id", "The site that lists it (NULL if not listed)."),
             (
                 "store_id",
-                "The store of its z-reports (NO_STORE: theirs have none); without z-reports, "
+                "The store of its last z-report (last_zreportid; NO_STORE: it has none), so a "
+                "register that moved is in its new store; without z-reports, "
                 "its store as v_registers gives it (NO_STORE for none) once the warehouses and "
                 "stores streams are synced; NULL when neither is known.",
             ),

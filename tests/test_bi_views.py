@@ -114,12 +114,18 @@ ROWS: dict[str, list[dict[str, Any]]] = {
     ],
     "pos_z_reports": [
         {
-            "registerid": "{UNSYNCED}",
-            "zreportid": 1,
-            "store_id": "S1",
-            "datecreated": NOW - timedelta(days=3, hours=1),
-            "dateadded": NOW - timedelta(days=3, hours=1),
+            "registerid": registerid,
+            "zreportid": zreportid,
+            "store_id": store,
+            "datecreated": NOW - timedelta(days=days, hours=1),
+            "dateadded": NOW - timedelta(days=days, hours=1),
         }
+        # {MOVED} closed in store S2, then was moved to store S1 and closed there
+        for registerid, zreportid, store, days in (
+            ("{UNSYNCED}", 1, "S1", 3),
+            ("{MOVED}", 1, "S2", 9),
+            ("{MOVED}", 2, "S1", 8),
+        )
     ],
     "sync_state": [
         _synced("journal_entries", "{QUIET}", NOW),
@@ -197,7 +203,15 @@ def test_a_register_no_longer_synced_is_not_silent_beyond_its_last_sync(made: Ta
         "{QUIET}": (4, utc(NOW), 0),
         "{DROPPED}": (4, utc(DROPPED_AT), 6),
         "{UNSYNCED}": (None, None, None),
+        "{MOVED}": (None, None, None),
     }
+
+
+def test_a_moved_register_is_in_the_store_of_its_last_z_report(made: Target) -> None:
+    """v_register_activity gives a register that moved stores the store of its last
+    z-report (where it is now), not whichever of its stores sorts last."""
+    query = "SELECT store_id, last_zreportid FROM v_register_activity WHERE registerid = '{MOVED}'"
+    assert view_rows(made, query) == [("S1", 2)]
 
 
 def utc(value: Any) -> datetime:

@@ -179,6 +179,7 @@ def _stock_levels(d: Sql) -> str:
     # its SKU may be reused, and the catalogue does not make a SKU unique among live
     # products; of several live ones the lowest productid, which a new one never displaces.
     value = d.cents("i.moneytotal")
+    partition = d.concat("w.site_id", "'/'", "w.warehouseid")  # the stock's `{site}/{id}`
     return (
         f"SELECT i.site_id, i.warehouseid, w.name AS warehouse_name, "
         f"{_store('st.externalid')} AS store_id, i.sku, p.productid, p.title, "
@@ -186,7 +187,7 @@ def _stock_levels(d: Sql) -> str:
         f"{d.quantity('i.decimalreserved')} AS reserved, "
         f"{d.quantity('i.decimalavailable')} AS available, "
         f"w.currencycode, {d.money(value)} AS stock_value, "
-        f"i.datelastmodified AS changed_at "
+        f"i.datelastmodified AS changed_at, ss.last_success_at AS synced_at "
         f"FROM {d.t('warehouse_items')} i "
         f"JOIN {d.t('warehouses')} w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid "
         f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
@@ -195,6 +196,8 @@ def _stock_levels(d: Sql) -> str:
         f"ON live.site_id = i.site_id AND live.sku = i.sku "
         f"LEFT JOIN {d.t('products')} p ON p.site_id = live.site_id "
         f"AND p.productid = live.productid "
+        f"LEFT JOIN {d.t('sync_state')} ss ON ss.stream = 'warehouse_items' "
+        f"AND ss.partition_key = {partition} "
         f"WHERE w.missing_since IS NULL"
     )
 
@@ -474,6 +477,12 @@ VIEWS: tuple[View, ...] = (
             ("currencycode", "Currency of stock_value (the warehouse's)."),
             ("stock_value", "Value of the units on hand."),
             ("changed_at", "When the stock row last changed (UTC)."),
+            (
+                "synced_at",
+                "When a tick last read the warehouse's stock well (sync_state, UTC): the "
+                "figures are as of then. Long past: its sync stopped (its site taken out of "
+                "SITOO_SITE_IDS) or fails, so they are not today's; NULL: never recorded.",
+            ),
         ),
         {
             "warehouse_items": (
@@ -496,6 +505,7 @@ VIEWS: tuple[View, ...] = (
             ),
             "stores": ("site_id", "storeid", "externalid"),
             "products": ("site_id", "sku", "productid", "title", "missing_since"),
+            "sync_state": ("stream", "partition_key", "last_success_at"),
         },
         _stock_levels,
     ),

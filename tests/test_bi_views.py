@@ -131,6 +131,9 @@ ROWS: dict[str, list[dict[str, Any]]] = {
         _synced("journal_entries", "{QUIET}", NOW),
         _synced("journal_entries", "{DROPPED}", DROPPED_AT),
         _synced("pos_z_reports", "1500", NOW),
+        # warehouse 2's stock was last read six days ago (its sync stopped)
+        _synced("warehouse_items", "1/1", NOW),
+        _synced("warehouse_items", "1/2", DROPPED_AT),
     ],
 }
 
@@ -163,6 +166,14 @@ def test_stock_of_a_warehouse_no_longer_listed_is_left_out(made: Target) -> None
     frozen at their last read, are not today's stock."""
     found = view_rows(made, "SELECT warehouseid, on_hand FROM v_stock_levels ORDER BY warehouseid")
     assert [(r[0], Decimal(str(r[1]))) for r in found] == [(1, Decimal(5)), (2, Decimal(1))]
+
+
+def test_stock_levels_say_as_of_when_each_warehouse_was_read(made: Target) -> None:
+    """v_stock_levels gives each warehouse's stock the time a tick last read it well, so the
+    frozen stock of a warehouse no longer synced (its site taken out of SITOO_SITE_IDS) is
+    not taken for today's."""
+    found = view_rows(made, "SELECT warehouseid, synced_at FROM v_stock_levels")
+    assert sorted((w, utc(at)) for w, at in found) == [(1, NOW), (2, DROPPED_AT)]
 
 
 def test_an_empty_store_externalid_is_no_store(made: Target) -> None:

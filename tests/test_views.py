@@ -572,15 +572,17 @@ def test_register_activity_is_made_without_the_store_tables_and_joins_them_later
 POS = ["cash_registers", "journal_entries", "pos_z_reports"]
 
 
-def _tick(sim: Simulator, target: Target, tmp: Path, sites: list[int]) -> None:
-    """One tick of the POS streams of `sites` into `target`, as `run --once` would."""
+def _tick(
+    sim: Simulator, target: Target, tmp: Path, sites: list[int], streams: list[str] = POS
+) -> None:
+    """One tick of `streams` for `sites` into `target`, as `run --once` would."""
     settings = settings_for(sim, tmp / "unused.duckdb", site_ids=sites, **target.settings())
     with make_client(settings, sleep=lambda _s: None) as client:
         report = run_once(
             settings,
             open_warehouse(settings.target_url, schema=settings.target_schema),
             client,
-            select_streams(POS),
+            select_streams(streams),
         )
     assert report.ok, report.results
 
@@ -622,3 +624,21 @@ def test_register_activity_counts_silence_only_while_a_register_is_synced(
         assert (journal > between) == (site == kept)
         assert utc(until) == min(journal, z_reports)
         assert days == max(0, (utc(until) - utc(last)) // timedelta(days=1))
+
+
+def test_stock_levels_of_a_site_no_longer_synced_keep_their_last_read(tmp_path: Path) -> None:
+    """After a site is taken out of SITOO_SITE_IDS, the stock rows of its warehouses show
+    the tick that last read them (synced_at), those of the site still named the latest."""
+    stock = ["stores", "warehouses", "warehouse_items", "products"]
+    sim = Simulator.create(SimConfig(seed=5, days=2, malformed_every=0)).start()
+    try:
+        kept, dropped = sim.world.site_ids()[:2]
+        with target_for("duckdb", tmp_path) as target:
+            _tick(sim, target, tmp_path, [kept, dropped], stock)
+            between = datetime.now(UTC)
+            _tick(sim, target, tmp_path, [kept], stock)
+            rows = view_rows(target, "SELECT site_id, synced_at FROM v_stock_levels")
+    finally:
+        sim.stop()
+    assert {site for site, _ in rows} == {kept, dropped}
+    assert all((utc(at) > between) == (site == kept) for site, at in rows)

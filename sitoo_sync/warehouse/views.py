@@ -104,6 +104,12 @@ class Sql:
             )
         return f"(CASE WHEN {column} ~ '^({digits})$' THEN CAST({column} AS BIGINT) END)"
 
+    def concat(self, *parts: str) -> str:
+        """The text of `parts` joined (numbers as their digits); CONCAT is not SQLite's."""
+        if self.dialect == "sqlite":
+            return "(" + " || ".join(parts) + ")"
+        return f"CONCAT({', '.join(parts)})"
+
     def days_since(self, at: str) -> str:
         """Whole days from the UTC instant `at` to now."""
         now = {"sqlite": "'now'", "mysql": "UTC_TIMESTAMP()", "mariadb": "UTC_TIMESTAMP()"}

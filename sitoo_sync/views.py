@@ -136,6 +136,8 @@ def _product_sales(d: Sql) -> str:
     store = _store("r.store_id")
     currency = "COALESCE(i.currencycode, r.currencycode)"
     amount = d.money(f"SUM(CASE WHEN r.isrefund = TRUE THEN -{price} ELSE {price} END)")
+    # An item that names no product (a gift card, an open-price item) is kept by its SKU.
+    unnamed = "(CASE WHEN NULLIF(i.productid, '') IS NULL THEN i.sku END)"
     return (
         f"SELECT {d.whole_number('i.productid')} AS productid, "
         f"MAX(i.sku) AS sku, MAX(i.name) AS name, "
@@ -146,7 +148,7 @@ def _product_sales(d: Sql) -> str:
         f"FROM {d.t('journal_receipt_items')} i "
         f"JOIN {d.t('journal_receipts')} r ON r.registerid = i.registerid AND r.id = i.id "
         f"WHERE r.ispractice IS NULL OR r.ispractice = FALSE "
-        f"GROUP BY i.productid, {store}, r.business_date, {currency}"
+        f"GROUP BY i.productid, {unnamed}, {store}, r.business_date, {currency}"
     )
 
 
@@ -375,8 +377,8 @@ VIEWS: tuple[View, ...] = (
     ),
     View(
         "v_product_sales",
-        "Sales per product, store, local day and currency from the journal's receipt items; "
-        "refunds subtracted, practice receipts left out.",
+        "Sales per product, store, local day and currency from the journal's receipt items "
+        "(items that name no product: per SKU); refunds subtracted, practice receipts left out.",
         (
             (
                 "productid",

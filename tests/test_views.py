@@ -455,6 +455,8 @@ MADE: dict[str, list[dict[str, Any]]] = {
             (1, "X-7", "X"),
             (2, "99999999999999999999", "Y"),
             (3, "11\n", "Z"),  # MySQL's `$` matches before a last newline
+            (4, None, "GIFT"),  # no item-productid (a gift card, an open-price item)
+            (5, None, "SERVICE"),
         )
     ],
     "cash_registers": [
@@ -539,7 +541,21 @@ def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
     )
     assert joined == [(11, "New A")]
     found = dict(view_rows(made, "SELECT sku, productid FROM v_product_sales"))
-    assert found == {"A": 11, "X": None, "Y": None, "Z": None}
+    assert found == {"A": 11, "X": None, "Y": None, "Z": None, "GIFT": None, "SERVICE": None}
+
+
+def test_product_sales_keep_items_without_a_productid_apart_by_sku(made: Target) -> None:
+    """Receipt items that name no product are one row per SKU, each with its own units and
+    amount, not one row under whichever SKU sorts last."""
+    found = view_rows(
+        made,
+        "SELECT sku, quantity, amount_incl_vat FROM v_product_sales WHERE sku IN "
+        "('GIFT', 'SERVICE') ORDER BY sku",
+    )
+    assert [(r[0], dec(r[1]), dec(r[2])) for r in found] == [
+        ("GIFT", Decimal(1), Decimal("10.00")),
+        ("SERVICE", Decimal(1), Decimal("10.00")),
+    ]
 
 
 def test_register_activity_shows_a_register_that_never_reported(made: Target) -> None:

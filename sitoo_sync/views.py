@@ -8,7 +8,10 @@ Conventions every view keeps: money is summed per currency (never across currenc
 refunds are subtracted (z-reports and receipts store them positive, with a refund flag or
 section); "no store" is NO_STORE; practice-mode receipts are left out. Rows loaded before a
 column was added (a currency copied onto child rows, a signed amount) are read through the
-columns that were always there, so the views are right for old rows too.
+columns that were always there, so the views are right for old rows too. Rows no tick
+reads any more (a site taken out of SITOO_SITE_IDS) stay; a view whose figures would read as
+current says up to when they were read, from `sync_state` (v_register_activity.synced_until,
+v_stock_levels.synced_at).
 
 Sales from orders (`v_daily_order_sales`) count closed orders (orderstateid 10), refunds
 included: a refund is its own order with negative amounts, so a plain sum nets it off. The

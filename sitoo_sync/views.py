@@ -8,7 +8,10 @@ Conventions every view keeps: money is summed per currency (never across currenc
 refunds are subtracted (z-reports and receipts store them positive, with a refund flag or
 section); "no store" is NO_STORE; practice-mode receipts are left out. Rows loaded before a
 column was added (a currency copied onto child rows, a signed amount) are read through the
-columns that were always there, so the views are right for old rows too.
+columns that were always there, so the views are right for old rows too. Rows no tick
+reads any more (a site taken out of SITOO_SITE_IDS) stay; a view whose figures would read as
+current says up to when they were read, from `sync_state` (v_register_activity.synced_until,
+v_stock_levels.synced_at).
 
 Sales from orders (`v_daily_order_sales`) count closed orders (orderstateid 10), refunds
 included: a refund is its own order with negative amounts, so a plain sum nets it off. The
@@ -73,6 +76,11 @@ def _cash_differences(d: Sql) -> str:
     )
 
 
+def _earlier(a: str, b: str) -> str:
+    """The earlier of two instants; NULL when either is (LEAST differs per dialect)."""
+    return f"(CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL WHEN {a} <= {b} THEN {a} ELSE {b} END)"
+
+
 def _register_activity(d: Sql) -> str:
     last = (
         "(CASE WHEN z.last_z_report_at IS NULL THEN j.last_journal_at "
@@ -81,10 +89,19 @@ def _register_activity(d: Sql) -> str:
         "ELSE j.last_journal_at END)"
     )
     silent = f"COALESCE({last}, c.first_seen_at)"  # never reported: silent since listed
-    store, joins = "z.store_id", ""
+    # Silence is only known while both signs of life were read: up to the register's last
+    # good journal tick (none after its site left SITOO_SITE_IDS) and the z-reports' last.
+    synced = _earlier("sj.last_success_at", "sz.last_success_at")
+    days_silent = (
+        f"(CASE WHEN {synced} IS NULL THEN NULL WHEN {synced} <= {silent} THEN 0 "
+        f"ELSE {d.days_between(silent, synced)} END)"
+    )
+    # The store of its last closing (a register may move); NULL without z-reports.
+    store = f"(CASE WHEN zl.registerid IS NOT NULL THEN {_store('zl.store_id')} END)"
+    joins = ""
     if d.has("warehouses", "stores"):  # a register without z-reports: its listed store
         store = (
-            "COALESCE(z.store_id, CASE WHEN c.registerid IS NOT NULL "
+            f"COALESCE({store}, CASE WHEN c.registerid IS NOT NULL "
             f"THEN {_store('st.externalid')} END)"
         )
         joins = (
@@ -95,16 +112,23 @@ def _register_activity(d: Sql) -> str:
     return (
         f"SELECT r.registerid, c.site_id, {store} AS store_id, z.last_zreportid, "
         f"z.last_z_report_at, j.last_journal_at, {last} AS last_activity_at, "
-        f"{silent} AS silent_since, {d.days_since(silent)} AS days_silent, c.missing_since "
+        f"{silent} AS silent_since, {days_silent} AS days_silent, "
+        f"{synced} AS synced_until, {d.days_since(synced)} AS days_unsynced, c.missing_since "
         f"FROM (SELECT registerid FROM {d.t('cash_registers')} "
         f"UNION SELECT registerid FROM {d.t('pos_z_reports')} "
         f"UNION SELECT registerid FROM {d.t('journal_entries')}) r "
         f"LEFT JOIN {d.t('cash_registers')} c ON c.registerid = r.registerid "
         f"LEFT JOIN (SELECT registerid, MAX(zreportid) AS last_zreportid, "
-        f"MAX(datecreated) AS last_z_report_at, MAX({_store('store_id')}) AS store_id "
+        f"MAX(datecreated) AS last_z_report_at "
         f"FROM {d.t('pos_z_reports')} GROUP BY registerid) z ON z.registerid = r.registerid "
+        f"LEFT JOIN {d.t('pos_z_reports')} zl "
+        f"ON zl.registerid = z.registerid AND zl.zreportid = z.last_zreportid "
         f"LEFT JOIN (SELECT registerid, MAX(datecreated) AS last_journal_at "
         f"FROM {d.t('journal_entries')} GROUP BY registerid) j ON j.registerid = r.registerid "
+        f"LEFT JOIN {d.t('sync_state')} sj "
+        f"ON sj.stream = 'journal_entries' AND sj.partition_key = r.registerid "
+        f"CROSS JOIN (SELECT MAX(last_success_at) AS last_success_at FROM {d.t('sync_state')} "
+        f"WHERE stream = 'pos_z_reports') sz "
         f"{joins}"
     ).rstrip()
 
@@ -115,6 +139,8 @@ def _product_sales(d: Sql) -> str:
     store = _store("r.store_id")
     currency = "COALESCE(i.currencycode, r.currencycode)"
     amount = d.money(f"SUM(CASE WHEN r.isrefund = TRUE THEN -{price} ELSE {price} END)")
+    # An item that names no product (a gift card, an open-price item) is kept by its SKU.
+    unnamed = "(CASE WHEN NULLIF(i.productid, '') IS NULL THEN i.sku END)"
     return (
         f"SELECT {d.whole_number('i.productid')} AS productid, "
         f"MAX(i.sku) AS sku, MAX(i.name) AS name, "
@@ -125,7 +151,7 @@ def _product_sales(d: Sql) -> str:
         f"FROM {d.t('journal_receipt_items')} i "
         f"JOIN {d.t('journal_receipts')} r ON r.registerid = i.registerid AND r.id = i.id "
         f"WHERE r.ispractice IS NULL OR r.ispractice = FALSE "
-        f"GROUP BY i.productid, {store}, r.business_date, {currency}"
+        f"GROUP BY i.productid, {unnamed}, {store}, r.business_date, {currency}"
     )
 
 
@@ -158,6 +184,7 @@ def _stock_levels(d: Sql) -> str:
     # its SKU may be reused, and the catalogue does not make a SKU unique among live
     # products; of several live ones the lowest productid, which a new one never displaces.
     value = d.cents("i.moneytotal")
+    partition = d.concat("w.site_id", "'/'", "w.warehouseid")  # the stock's `{site}/{id}`
     return (
         f"SELECT i.site_id, i.warehouseid, w.name AS warehouse_name, "
         f"{_store('st.externalid')} AS store_id, i.sku, p.productid, p.title, "
@@ -165,7 +192,7 @@ def _stock_levels(d: Sql) -> str:
         f"{d.quantity('i.decimalreserved')} AS reserved, "
         f"{d.quantity('i.decimalavailable')} AS available, "
         f"w.currencycode, {d.money(value)} AS stock_value, "
-        f"i.datelastmodified AS changed_at "
+        f"i.datelastmodified AS changed_at, ss.last_success_at AS synced_at "
         f"FROM {d.t('warehouse_items')} i "
         f"JOIN {d.t('warehouses')} w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid "
         f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
@@ -174,6 +201,8 @@ def _stock_levels(d: Sql) -> str:
         f"ON live.site_id = i.site_id AND live.sku = i.sku "
         f"LEFT JOIN {d.t('products')} p ON p.site_id = live.site_id "
         f"AND p.productid = live.productid "
+        f"LEFT JOIN {d.t('sync_state')} ss ON ss.stream = 'warehouse_items' "
+        f"AND ss.partition_key = {partition} "
         f"WHERE w.missing_since IS NULL"
     )
 
@@ -291,13 +320,15 @@ VIEWS: tuple[View, ...] = (
     View(
         "v_register_activity",
         "Per register: its last z-report and journal entry, and how many days it is silent "
-        "(a listed register that never reported: since it was first listed).",
+        "(a listed register that never reported: since it was first listed) as far as the "
+        "sync saw it: up to synced_until, so a register no longer synced is not read as silent.",
         (
             ("registerid", "The register."),
             ("site_id", "The site that lists it (NULL if not listed)."),
             (
                 "store_id",
-                "The store of its z-reports (NO_STORE: theirs have none); without z-reports, "
+                "The store of its last z-report (last_zreportid; NO_STORE: it has none), so a "
+                "register that moved is in its new store; without z-reports, "
                 "its store as v_registers gives it (NO_STORE for none) once the warehouses and "
                 "stores streams are synced; NULL when neither is known.",
             ),
@@ -310,7 +341,23 @@ VIEWS: tuple[View, ...] = (
                 "last_activity_at; for a register that never reported, when a listing first "
                 "showed it (cash_registers.first_seen_at, UTC).",
             ),
-            ("days_silent", "Whole days since silent_since, at query time."),
+            (
+                "days_silent",
+                "Whole days from silent_since to synced_until (0: it reported after); NULL "
+                "with synced_until: silence is counted only while the register was synced.",
+            ),
+            (
+                "synced_until",
+                "Up to when its silence is known (UTC): the earlier of the last good sync of "
+                "its journal (sync_state) and of the POS z-reports. It stops when its journal "
+                "is no longer synced (its site taken out of SITOO_SITE_IDS, the register gone); "
+                "NULL: either was never synced.",
+            ),
+            (
+                "days_unsynced",
+                "Whole days since synced_until, at query time: 0 while it is synced; more: "
+                "the sync stopped, not necessarily the register.",
+            ),
             ("missing_since", "Since when the register listing no longer shows it (UTC)."),
         ),
         {
@@ -323,6 +370,7 @@ VIEWS: tuple[View, ...] = (
             ),
             "pos_z_reports": ("registerid", "zreportid", "datecreated", "store_id"),
             "journal_entries": ("registerid", "datecreated"),
+            "sync_state": ("stream", "partition_key", "last_success_at"),
         },
         _register_activity,
         joins={
@@ -332,8 +380,8 @@ VIEWS: tuple[View, ...] = (
     ),
     View(
         "v_product_sales",
-        "Sales per product, store, local day and currency from the journal's receipt items; "
-        "refunds subtracted, practice receipts left out.",
+        "Sales per product, store, local day and currency from the journal's receipt items "
+        "(items that name no product: per SKU); refunds subtracted, practice receipts left out.",
         (
             (
                 "productid",
@@ -434,6 +482,12 @@ VIEWS: tuple[View, ...] = (
             ("currencycode", "Currency of stock_value (the warehouse's)."),
             ("stock_value", "Value of the units on hand."),
             ("changed_at", "When the stock row last changed (UTC)."),
+            (
+                "synced_at",
+                "When a tick last read the warehouse's stock well (sync_state, UTC): the "
+                "figures are as of then. Long past: its sync stopped (its site taken out of "
+                "SITOO_SITE_IDS) or fails, so they are not today's; NULL: never recorded.",
+            ),
         ),
         {
             "warehouse_items": (
@@ -456,6 +510,7 @@ VIEWS: tuple[View, ...] = (
             ),
             "stores": ("site_id", "storeid", "externalid"),
             "products": ("site_id", "sku", "productid", "title", "missing_since"),
+            "sync_state": ("stream", "partition_key", "last_success_at"),
         },
         _stock_levels,
     ),

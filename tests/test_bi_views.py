@@ -18,8 +18,21 @@ from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
 from tests.targets import Target, grouped_targets, target_for, view_rows
 
-NOW = datetime.now(UTC)  # days_silent is measured to the database's clock
+NOW = datetime.now(UTC).replace(microsecond=0)  # days_silent: to the database's clock
 GONE_AT = NOW - timedelta(days=3)
+#: A register of a site taken out of SITOO_SITE_IDS six days ago: its journal's last sync.
+DROPPED_AT = NOW - timedelta(days=6)
+
+
+def _synced(stream: str, partition: str, at: datetime) -> dict[str, Any]:
+    """A sync_state row of a partition a tick last synced well at `at`."""
+    return {
+        "stream": stream,
+        "partition_key": partition,
+        "last_success_at": at,
+        "last_status": "ok",
+    }
+
 
 ROWS: dict[str, list[dict[str, Any]]] = {
     "stores": [
@@ -78,7 +91,49 @@ ROWS: dict[str, list[dict[str, Any]]] = {
             "warehouseid": 2,
             "first_seen_at": NOW - timedelta(days=4, hours=1),
             "last_seen_at": NOW,
+        },
+        {
+            "registerid": "{DROPPED}",
+            "site_id": 2,
+            "warehouseid": 9,
+            "first_seen_at": NOW - timedelta(days=30),
+            "last_seen_at": DROPPED_AT,
+        },
+    ],
+    # {DROPPED} last sold ten days ago and its journal was synced until six days ago;
+    # {UNSYNCED} closed a day three days ago, on a site whose journals are never synced
+    # (the account's z-reports come from every site).
+    "journal_entries": [
+        {
+            "registerid": "{DROPPED}",
+            "id": 1,
+            "type": "receipt",
+            "datecreated": NOW - timedelta(days=10, hours=1),
+            "dateadded": NOW - timedelta(days=10, hours=1),
         }
+    ],
+    "pos_z_reports": [
+        {
+            "registerid": registerid,
+            "zreportid": zreportid,
+            "store_id": store,
+            "datecreated": NOW - timedelta(days=days, hours=1),
+            "dateadded": NOW - timedelta(days=days, hours=1),
+        }
+        # {MOVED} closed in store S2, then was moved to store S1 and closed there
+        for registerid, zreportid, store, days in (
+            ("{UNSYNCED}", 1, "S1", 3),
+            ("{MOVED}", 1, "S2", 9),
+            ("{MOVED}", 2, "S1", 8),
+        )
+    ],
+    "sync_state": [
+        _synced("journal_entries", "{QUIET}", NOW),
+        _synced("journal_entries", "{DROPPED}", DROPPED_AT),
+        _synced("pos_z_reports", "1500", NOW),
+        # warehouse 2's stock was last read six days ago (its sync stopped)
+        _synced("warehouse_items", "1/1", NOW),
+        _synced("warehouse_items", "1/2", DROPPED_AT),
     ],
 }
 
@@ -94,7 +149,7 @@ def made(
             tables = [t for s in STREAMS.values() for t in s.tables]
             warehouse.ensure_schema([*SYSTEM_TABLES, *tables], VIEWS)
             with warehouse.transaction():
-                for table in tables:
+                for table in [*SYSTEM_TABLES, *tables]:
                     data = [
                         tuple(d.get(c) for c in table.column_names)
                         for d in ROWS.get(table.name, [])
@@ -113,6 +168,14 @@ def test_stock_of_a_warehouse_no_longer_listed_is_left_out(made: Target) -> None
     assert [(r[0], Decimal(str(r[1]))) for r in found] == [(1, Decimal(5)), (2, Decimal(1))]
 
 
+def test_stock_levels_say_as_of_when_each_warehouse_was_read(made: Target) -> None:
+    """v_stock_levels gives each warehouse's stock the time a tick last read it well, so the
+    frozen stock of a warehouse no longer synced (its site taken out of SITOO_SITE_IDS) is
+    not taken for today's."""
+    found = view_rows(made, "SELECT warehouseid, synced_at FROM v_stock_levels")
+    assert sorted((w, utc(at)) for w, at in found) == [(1, NOW), (2, DROPPED_AT)]
+
+
 def test_an_empty_store_externalid_is_no_store(made: Target) -> None:
     """An order whose store-externalid is empty falls back to its warehouse's store, and a
     store with an empty externalid is NO_STORE, in every REST v2 view, as in z-reports."""
@@ -120,13 +183,49 @@ def test_an_empty_store_externalid_is_no_store(made: Target) -> None:
     assert [(r[0], int(r[1])) for r in sales] == [("NO_STORE", 1), ("S1", 1), ("S9", 1)]
     stock = view_rows(made, "SELECT warehouseid, store_id FROM v_stock_levels ORDER BY warehouseid")
     assert stock == [(1, "S1"), (2, "NO_STORE")]
-    assert view_rows(made, "SELECT store_id FROM v_registers") == [("NO_STORE",)]
-    assert view_rows(made, "SELECT store_id FROM v_register_activity") == [("NO_STORE",)]
+    for view in ("v_registers", "v_register_activity"):
+        query = f"SELECT store_id FROM {view} WHERE registerid = '{{QUIET}}'"
+        assert view_rows(made, query) == [("NO_STORE",)]
 
 
 def test_days_silent_is_a_whole_number_on_every_target(made: Target) -> None:
     """v_register_activity.days_silent reaches a BI tool as an integer (MariaDB made it a
     DECIMAL), so it needs no cast to compare or bucket."""
-    [(days,)] = view_rows(made, "SELECT days_silent FROM v_register_activity")
-    assert type(days) is int
-    assert days == 4
+    [(days, unsynced)] = view_rows(
+        made,
+        "SELECT days_silent, days_unsynced FROM v_register_activity WHERE registerid = '{QUIET}'",
+    )
+    assert (type(days), type(unsynced)) == (int, int)
+    assert (days, unsynced) == (4, 0)
+
+
+def test_a_register_no_longer_synced_is_not_silent_beyond_its_last_sync(made: Target) -> None:
+    """A register whose journal stopped being synced (its site taken out of SITOO_SITE_IDS)
+    counts its silence only up to that sync (synced_until) and shows for how long it is
+    not synced; a register whose journal was never synced has no silence to count."""
+    found = {
+        r[0]: (r[1], None if r[2] is None else utc(r[2]), r[3])
+        for r in view_rows(
+            made,
+            "SELECT registerid, days_silent, synced_until, days_unsynced FROM v_register_activity",
+        )
+    }
+    assert found == {
+        "{QUIET}": (4, utc(NOW), 0),
+        "{DROPPED}": (4, utc(DROPPED_AT), 6),
+        "{UNSYNCED}": (None, None, None),
+        "{MOVED}": (None, None, None),
+    }
+
+
+def test_a_moved_register_is_in_the_store_of_its_last_z_report(made: Target) -> None:
+    """v_register_activity gives a register that moved stores the store of its last
+    z-report (where it is now), not whichever of its stores sorts last."""
+    query = "SELECT store_id, last_zreportid FROM v_register_activity WHERE registerid = '{MOVED}'"
+    assert view_rows(made, query) == [("S1", 2)]
+
+
+def utc(value: Any) -> datetime:
+    """A timestamp as aware UTC (targets return naive UTC, text or aware)."""
+    at: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -221,7 +221,8 @@ def test_cash_differences_list_every_closing_with_a_difference(loaded: Loaded) -
 
 
 def test_register_activity_shows_each_registers_last_signs_of_life(loaded: Loaded) -> None:
-    """Per register: last z-report number and time, last journal entry, and whole days silent."""
+    """Per register: last z-report number and time, last journal entry, and whole days
+    silent up to the moment its silence is known (synced_until, the tick's)."""
     target, sim = loaded
     last_z: dict[str, tuple[int, datetime]] = {}
     for b in pos_bodies(sim):
@@ -235,22 +236,20 @@ def test_register_activity_shows_each_registers_last_signs_of_life(loaded: Loade
     for e in sim.world.journal.all_entries():
         at = datetime.fromtimestamp(e["datecreated"], UTC)
         last_j[e["registerid"]] = max(at, last_j.get(e["registerid"], at))
-    before = datetime.now(UTC)
     found = {
         r[0]: r[1:]
         for r in view_rows(
             target,
-            "SELECT registerid, last_zreportid, last_z_report_at, last_journal_at, days_silent "
-            "FROM v_register_activity",
+            "SELECT registerid, last_zreportid, last_z_report_at, last_journal_at, days_silent, "
+            "synced_until FROM v_register_activity",
         )
     }
-    after = datetime.now(UTC)
     assert set(last_z) <= set(found)
     for registerid, (zreportid, z_at) in last_z.items():
         got = found[registerid]
         assert (got[0], utc(got[1]), utc(got[2])) == (zreportid, z_at, last_j[registerid])
         latest = max(z_at, last_j[registerid])
-        assert (before - latest).days <= int(got[3]) <= (after - latest).days
+        assert int(got[3]) == (utc(got[4]) - latest).days > 0
 
 
 def test_product_sales_net_refunds_per_product_store_day_and_currency(loaded: Loaded) -> None:
@@ -456,6 +455,8 @@ MADE: dict[str, list[dict[str, Any]]] = {
             (1, "X-7", "X"),
             (2, "99999999999999999999", "Y"),
             (3, "11\n", "Z"),  # MySQL's `$` matches before a last newline
+            (4, None, "GIFT"),  # no item-productid (a gift card, an open-price item)
+            (5, None, "SERVICE"),
         )
     ],
     "cash_registers": [
@@ -468,12 +469,17 @@ MADE: dict[str, list[dict[str, Any]]] = {
             "last_seen_at": NOW_REAL,
         }
     ],
+    # its journal and the account's z-reports synced now: its silence is known until now
+    "sync_state": [
+        {"stream": s, "partition_key": p, "last_success_at": NOW_REAL, "last_status": "ok"}
+        for s, p in (("journal_entries", "{QUIET}"), ("pos_z_reports", "1500"))
+    ],
 }
 
 
 def load_made(target: Target, streams: list[str], fill: list[str] | None = None) -> None:
     """The tables of `streams` and the views made on `target`; the tables of `fill` (all
-    of them when None) given their rows of MADE."""
+    of them, and the system tables, when None) given their rows of MADE."""
     from sitoo_sync.normalize.columns import rows_to_arrow
     from sitoo_sync.streams import STREAMS
     from sitoo_sync.views import VIEWS
@@ -483,8 +489,9 @@ def load_made(target: Target, streams: list[str], fill: list[str] | None = None)
     warehouse = open_warehouse(target.url, schema=target.schema)
     try:
         warehouse.ensure_schema([*SYSTEM_TABLES, *tables.values()], VIEWS)
+        filled = [t for s in fill or streams for t in STREAMS[s].tables]
         with warehouse.transaction():
-            for table in (t for s in fill or streams for t in STREAMS[s].tables):
+            for table in filled if fill else [*SYSTEM_TABLES, *filled]:
                 data = [
                     tuple(d.get(c) for c in table.column_names) for d in MADE.get(table.name, [])
                 ]
@@ -534,7 +541,21 @@ def test_product_sales_productid_joins_the_catalogue(made: Target) -> None:
     )
     assert joined == [(11, "New A")]
     found = dict(view_rows(made, "SELECT sku, productid FROM v_product_sales"))
-    assert found == {"A": 11, "X": None, "Y": None, "Z": None}
+    assert found == {"A": 11, "X": None, "Y": None, "Z": None, "GIFT": None, "SERVICE": None}
+
+
+def test_product_sales_keep_items_without_a_productid_apart_by_sku(made: Target) -> None:
+    """Receipt items that name no product are one row per SKU, each with its own units and
+    amount, not one row under whichever SKU sorts last."""
+    found = view_rows(
+        made,
+        "SELECT sku, quantity, amount_incl_vat FROM v_product_sales WHERE sku IN "
+        "('GIFT', 'SERVICE') ORDER BY sku",
+    )
+    assert [(r[0], dec(r[1]), dec(r[2])) for r in found] == [
+        ("GIFT", Decimal(1), Decimal("10.00")),
+        ("SERVICE", Decimal(1), Decimal("10.00")),
+    ]
 
 
 def test_register_activity_shows_a_register_that_never_reported(made: Target) -> None:
@@ -562,3 +583,78 @@ def test_register_activity_is_made_without_the_store_tables_and_joins_them_later
         assert view_rows(target, query) == [("{QUIET}", None, 5)]
         load_made(target, [*pos, "stores", "warehouses"], fill=["stores", "warehouses"])
         assert view_rows(target, query) == [("{QUIET}", "S1", 5)]
+
+
+POS = ["cash_registers", "journal_entries", "pos_z_reports"]
+
+
+def _tick(
+    sim: Simulator, target: Target, tmp: Path, sites: list[int], streams: list[str] = POS
+) -> None:
+    """One tick of `streams` for `sites` into `target`, as `run --once` would."""
+    settings = settings_for(sim, tmp / "unused.duckdb", site_ids=sites, **target.settings())
+    with make_client(settings, sleep=lambda _s: None) as client:
+        report = run_once(
+            settings,
+            open_warehouse(settings.target_url, schema=settings.target_schema),
+            client,
+            select_streams(streams),
+        )
+    assert report.ok, report.results
+
+
+@pytest.mark.parametrize("name", ["duckdb", "sqlite", "postgres", "mysql"])
+def test_register_activity_counts_silence_only_while_a_register_is_synced(
+    name: str, tmp_path: Path
+) -> None:
+    """After a site is taken out of SITOO_SITE_IDS, its registers' synced_until stays at
+    the last tick that synced their journals, and their days_silent is counted up to it,
+    while the registers of the site still named are synced up to the latest tick."""
+    sim = Simulator.create(SimConfig(seed=5, days=2, malformed_every=0)).start()
+    try:
+        kept, dropped = sim.world.site_ids()[:2]
+        with target_for(name, tmp_path) as target:
+            _tick(sim, target, tmp_path, [kept, dropped])
+            between = datetime.now(UTC)
+            _tick(sim, target, tmp_path, [kept])
+            state = f"{target.schema}.sync_state" if target.schema else "sync_state"
+            synced = {
+                (s, p): utc(at)
+                for s, p, at in view_rows(
+                    target, f"SELECT stream, partition_key, last_success_at FROM {state}"
+                )
+            }
+            rows = view_rows(
+                target,
+                "SELECT registerid, site_id, last_activity_at, synced_until, days_silent "
+                "FROM v_register_activity",
+            )
+    finally:
+        sim.stop()
+    sites = {r.registerid: r.eshopid for r in sim.world.registers}
+    assert {r[0]: r[1] for r in rows} == sites
+    [z_reports] = [at for (s, _), at in synced.items() if s == "pos_z_reports"]
+    assert z_reports > between
+    for registerid, site, last, until, days in rows:
+        journal = synced[("journal_entries", registerid)]
+        assert (journal > between) == (site == kept)
+        assert utc(until) == min(journal, z_reports)
+        assert days == max(0, (utc(until) - utc(last)) // timedelta(days=1))
+
+
+def test_stock_levels_of_a_site_no_longer_synced_keep_their_last_read(tmp_path: Path) -> None:
+    """After a site is taken out of SITOO_SITE_IDS, the stock rows of its warehouses show
+    the tick that last read them (synced_at), those of the site still named the latest."""
+    stock = ["stores", "warehouses", "warehouse_items", "products"]
+    sim = Simulator.create(SimConfig(seed=5, days=2, malformed_every=0)).start()
+    try:
+        kept, dropped = sim.world.site_ids()[:2]
+        with target_for("duckdb", tmp_path) as target:
+            _tick(sim, target, tmp_path, [kept, dropped], stock)
+            between = datetime.now(UTC)
+            _tick(sim, target, tmp_path, [kept], stock)
+            rows = view_rows(target, "SELECT site_id, synced_at FROM v_stock_levels")
+    finally:
+        sim.stop()
+    assert {site for site, _ in rows} == {kept, dropped}
+    assert all((utc(at) > between) == (site == kept) for site, at in rows)

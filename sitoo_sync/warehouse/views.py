@@ -104,16 +104,27 @@ class Sql:
             )
         return f"(CASE WHEN {column} ~ '^({digits})$' THEN CAST({column} AS BIGINT) END)"
 
+    def concat(self, *parts: str) -> str:
+        """The text of `parts` joined (numbers as their digits); CONCAT is not SQLite's."""
+        if self.dialect == "sqlite":
+            return "(" + " || ".join(parts) + ")"
+        return f"CONCAT({', '.join(parts)})"
+
     def days_since(self, at: str) -> str:
         """Whole days from the UTC instant `at` to now."""
+        now = {"sqlite": "'now'", "mysql": "UTC_TIMESTAMP()", "mariadb": "UTC_TIMESTAMP()"}
+        return self.days_between(at, now.get(self.dialect, "now()"))
+
+    def days_between(self, start: str, end: str) -> str:
+        """Whole days from the UTC instant `start` to the later `end` (floored)."""
         if self.dialect == "sqlite":
-            return f"CAST(julianday('now') - julianday({at}) AS INTEGER)"
+            return f"CAST(julianday({end}) - julianday({start}) AS INTEGER)"
         if self.dialect in ("mysql", "mariadb"):
             # FLOOR of a division is DECIMAL there: cast, so a BI tool sees a whole number.
-            return f"CAST(FLOOR(TIMESTAMPDIFF(SECOND, {at}, UTC_TIMESTAMP()) / 86400) AS SIGNED)"
+            return f"CAST(FLOOR(TIMESTAMPDIFF(SECOND, {start}, {end}) / 86400) AS SIGNED)"
         if self.dialect == "duckdb":
-            return f"CAST(floor((epoch(now()) - epoch({at})) / 86400) AS BIGINT)"
-        return f"CAST(floor(extract(epoch FROM (now() - {at})) / 86400) AS BIGINT)"
+            return f"CAST(floor((epoch({end}) - epoch({start})) / 86400) AS BIGINT)"
+        return f"CAST(floor(extract(epoch FROM ({end} - {start})) / 86400) AS BIGINT)"
 
 
 @dataclass(frozen=True)

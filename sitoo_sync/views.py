@@ -76,9 +76,10 @@ def _cash_differences(d: Sql) -> str:
     )
 
 
-def _earlier(a: str, b: str) -> str:
-    """The earlier of two instants; NULL when either is (LEAST differs per dialect)."""
-    return f"(CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL WHEN {a} <= {b} THEN {a} ELSE {b} END)"
+def _later(a: str, b: str) -> str:
+    """The later of two instants, either one when the other is NULL (GREATEST treats NULL
+    differently per dialect)."""
+    return f"(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL OR {a} >= {b} THEN {a} ELSE {b} END)"
 
 
 def _register_activity(d: Sql) -> str:
@@ -89,9 +90,10 @@ def _register_activity(d: Sql) -> str:
         "ELSE j.last_journal_at END)"
     )
     silent = f"COALESCE({last}, c.first_seen_at)"  # never reported: silent since listed
-    # Silence is only known while both signs of life were read: up to the register's last
-    # good journal tick (none after its site left SITOO_SITE_IDS) and the z-reports' last.
-    synced = _earlier("sj.last_success_at", "sz.last_success_at")
+    # Silence is known up to the last tick that read a sign of life of the register: its
+    # journal (no longer read once its site left SITOO_SITE_IDS) or the z-reports (read for
+    # the whole account; a register that stops closing is silent, whatever its journal).
+    synced = _later("sj.last_success_at", "sz.last_success_at")
     days_silent = (
         f"(CASE WHEN {synced} IS NULL THEN NULL WHEN {synced} <= {silent} THEN 0 "
         f"ELSE {d.days_between(silent, synced)} END)"
@@ -348,10 +350,11 @@ VIEWS: tuple[View, ...] = (
             ),
             (
                 "synced_until",
-                "Up to when its silence is known (UTC): the earlier of the last good sync of "
-                "its journal (sync_state) and of the POS z-reports. It stops when its journal "
-                "is no longer synced (its site taken out of SITOO_SITE_IDS, the register gone); "
-                "NULL: either was never synced.",
+                "Up to when its silence is known (UTC): the later of the last good sync of "
+                "its journal (sync_state) and of the POS z-reports (read for the whole "
+                "account). It stops when neither is synced any more (a register of a site "
+                "taken out of SITOO_SITE_IDS where the z-reports are not synced, say); NULL: "
+                "neither was ever synced.",
             ),
             (
                 "days_unsynced",

@@ -199,10 +199,11 @@ def test_days_silent_is_a_whole_number_on_every_target(made: Target) -> None:
     assert (days, unsynced) == (4, 0)
 
 
-def test_a_register_no_longer_synced_is_not_silent_beyond_its_last_sync(made: Target) -> None:
-    """A register whose journal stopped being synced (its site taken out of SITOO_SITE_IDS)
-    counts its silence only up to that sync (synced_until) and shows for how long it is
-    not synced; a register whose journal was never synced has no silence to count."""
+def test_a_register_is_silent_up_to_the_latest_sync_that_reads_it(made: Target) -> None:
+    """A register is silent up to the latest sync that could have shown a sign of life of
+    it (synced_until): the account's z-reports, still read, keep a register whose journal
+    is no longer synced (its site taken out of SITOO_SITE_IDS) or never was judged, so a
+    till that stopped closing reads as silent all the same."""
     found = {
         r[0]: (r[1], None if r[2] is None else utc(r[2]), r[3])
         for r in view_rows(
@@ -212,9 +213,9 @@ def test_a_register_no_longer_synced_is_not_silent_beyond_its_last_sync(made: Ta
     }
     assert found == {
         "{QUIET}": (4, utc(NOW), 0),
-        "{DROPPED}": (4, utc(DROPPED_AT), 6),
-        "{UNSYNCED}": (None, None, None),
-        "{MOVED}": (None, None, None),
+        "{DROPPED}": (10, utc(NOW), 0),
+        "{UNSYNCED}": (3, utc(NOW), 0),
+        "{MOVED}": (8, utc(NOW), 0),
     }
 
 

@@ -607,16 +607,18 @@ def _tick(
 def test_register_activity_counts_silence_only_while_a_register_is_synced(
     name: str, tmp_path: Path
 ) -> None:
-    """After a site is taken out of SITOO_SITE_IDS, its registers' synced_until stays at
-    the last tick that synced their journals, and their days_silent is counted up to it,
-    while the registers of the site still named are synced up to the latest tick."""
+    """After a site is taken out of SITOO_SITE_IDS (and with the z-reports not synced since),
+    its registers' synced_until stays at the last tick that read a sign of life of them, and
+    their days_silent is counted up to it, while the registers of the site still named are
+    synced up to the latest tick: synced_until is the later of the journal's and the
+    z-reports' last good sync."""
     sim = Simulator.create(SimConfig(seed=5, days=2, malformed_every=0)).start()
     try:
         kept, dropped = sim.world.site_ids()[:2]
         with target_for(name, tmp_path) as target:
             _tick(sim, target, tmp_path, [kept, dropped])
             between = datetime.now(UTC)
-            _tick(sim, target, tmp_path, [kept])
+            _tick(sim, target, tmp_path, [kept], ["cash_registers", "journal_entries"])
             state = f"{target.schema}.sync_state" if target.schema else "sync_state"
             synced = {
                 (s, p): utc(at)
@@ -634,11 +636,12 @@ def test_register_activity_counts_silence_only_while_a_register_is_synced(
     sites = {r.registerid: r.eshopid for r in sim.world.registers}
     assert {r[0]: r[1] for r in rows} == sites
     [z_reports] = [at for (s, _), at in synced.items() if s == "pos_z_reports"]
-    assert z_reports > between
+    assert z_reports < between
     for registerid, site, last, until, days in rows:
         journal = synced[("journal_entries", registerid)]
         assert (journal > between) == (site == kept)
-        assert utc(until) == min(journal, z_reports)
+        assert utc(until) == max(journal, z_reports)
+        assert (utc(until) > between) == (site == kept)
         assert days == max(0, (utc(until) - utc(last)) // timedelta(days=1))
 
 

@@ -341,8 +341,10 @@ class Rows(Protocol):
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """The distinct values of a column ([] when the table does not exist yet)."""
 
-    def add_rejects(self, rejects: Sequence[Reject]) -> None:
-        """Keep rejected records; one seen again bumps `times_seen`."""
+    def add_rejects(self, rejects: Sequence[Reject]) -> set[str]:
+        """Keep rejected records; one seen again bumps `times_seen`. Returns the ids of
+        those kept for the first time or with a reason other than the stored one: the
+        rejects worth a log line (an overlap that reads a bad record again is not news)."""
 
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
         """Row count per existing table."""

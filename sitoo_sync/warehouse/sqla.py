@@ -390,17 +390,20 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                 return []
             return [r[0] for r in self.conn.execute(sa.select(t.c[column]).distinct())]
 
-    def add_rejects(self, rejects: Sequence[Reject]) -> None:
-        """New rejects are inserted; one seen again bumps times_seen and last_seen_at."""
+    def add_rejects(self, rejects: Sequence[Reject]) -> set[str]:
+        """New rejects are inserted; one seen again bumps times_seen and last_seen_at. The
+        ids new to the table or with a new reason (the stored reason is read with the id)."""
         if not rejects:
-            return
+            return set()
         t = self.t(REJECTS)
         unique = {r.reject_id: r for r in rejects}
-        seen = {
-            row[0]
+        seen: dict[str, str] = {
+            row[0]: row[1]
             for i in range(0, len(unique), CHUNK)
             for row in self.conn.execute(
-                sa.select(t.c.reject_id).where(t.c.reject_id.in_(list(unique)[i : i + CHUNK]))
+                sa.select(t.c.reject_id, t.c.reason).where(
+                    t.c.reject_id.in_(list(unique)[i : i + CHUNK])
+                )
             )
         }
         again = [
@@ -435,6 +438,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         ]
         if new:
             self.conn.execute(t.insert(), new)
+        return {rid for rid, r in unique.items() if seen.get(rid) != r.reason}
 
     # ---- state --------------------------------------------------------------------------
 

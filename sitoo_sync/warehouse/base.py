@@ -354,9 +354,12 @@ class Rows(Protocol):
         now on (an in-process engine caps its memory for the sync; a server target has
         nothing to do): for a command that reads much, such as `verify`."""
 
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+    def latest_values(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]:
         """Per distinct `by`, the non-null `value` of the row with the greatest `order`,
-        in one query ({} before the table exists)."""
+        in one query ({} before the table exists). With `every`, a `by` none of whose rows
+        holds a `value` is there too, with None: the distinct `by` and their values at once."""
 
     def table_names(self) -> set[str]:
         """The tables (not views) that exist in the target's schema."""

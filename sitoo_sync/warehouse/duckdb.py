@@ -858,13 +858,20 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return list(iter_states(rows))
 
     @_turn
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
-        """Per `by`, the non-null `value` of its latest row by `order` (one aggregate)."""
+    def latest_values(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]:
+        """Per `by`, the non-null `value` of its latest row by `order` (one aggregate); with
+        `every`, a `by` without one too (None): the rows are filtered in the aggregate."""
         if not self._has_table(table.name):
             return {}
+        present = f"{q(value)} IS NOT NULL AND {q(order)} IS NOT NULL"
+        latest = f"arg_max({q(value)}, {q(order)})"
         rows = self.con.execute(
-            f"SELECT {q(by)}, arg_max({q(value)}, {q(order)}) FROM {q(table.name)} "
-            f"WHERE {q(value)} IS NOT NULL AND {q(order)} IS NOT NULL GROUP BY {q(by)}"
+            f"SELECT {q(by)}, {latest} FILTER (WHERE {present}) FROM {q(table.name)} "
+            f"GROUP BY {q(by)}"
+            if every
+            else f"SELECT {q(by)}, {latest} FROM {q(table.name)} WHERE {present} GROUP BY {q(by)}"
         ).fetchall()
         return {k: v for k, v in rows}
 

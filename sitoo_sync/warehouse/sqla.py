@@ -626,9 +626,12 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             ).all()
         return list(iter_states([tuple(r) for r in rows]))
 
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+    def latest_values(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]:
         """Per `by`, the non-null `value` of its latest row by `order`: one query joining
-        the table to its per-`by` maximum of `order` (ties: the greatest value)."""
+        the table to its per-`by` maximum of `order` (ties: the greatest value). With
+        `every`, the distinct `by` are outer-joined to that, so one without a value is None."""
         t = self.t(table)
         with self._tx():
             if not sa.inspect(self.conn).has_table(t.name, schema=self.schema):
@@ -640,12 +643,18 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                 .group_by(t.c[by])
                 .subquery()
             )
-            rows = self.conn.execute(
+            found = (
                 sa.select(t.c[by], t.c[value])
                 .join(latest, sa.and_(t.c[by] == latest.c.k, t.c[order] == latest.c.m))
                 .where(present)
-                .order_by(t.c[by], t.c[value])
-            ).all()
+            )
+            if every:
+                keys = sa.select(t.c[by].label("k")).distinct().subquery()
+                values = found.subquery()
+                found = sa.select(keys.c.k, values.c[value]).outerjoin(
+                    values, keys.c.k == values.c[by]
+                )
+            rows = self.conn.execute(found.order_by(*found.selected_columns)).all()
         return {k: v for k, v in rows}
 
     def _runs(self, *where: Any) -> list[RunRow]:

@@ -5,7 +5,9 @@ without logging it again."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -137,3 +139,37 @@ def test_a_reject_whose_load_lost_a_conflict_is_still_news_after_the_run_again(
     assert first.news == {bad(9).reject_id}
     assert again.news == set()
     assert row["times_seen"] == 2
+
+
+@pytest.mark.parametrize("name", ["postgres", "mysql"])
+def test_two_writers_that_reject_one_record_at_once_both_commit(name: str, tmp_path: Path) -> None:
+    """Two writers (replicas, or PostgreSQL's concurrent partitions) that find the same bad
+    record new at the same moment: the later insert meets the earlier's row and counts it
+    seen again (not news) instead of failing its load; its other reject is inserted."""
+    record = bad(7)
+    added = threading.Event()
+    with target_for(name, tmp_path) as target:
+        first = open_warehouse(target.url, schema=target.schema)
+        second = open_warehouse(target.url, schema=target.schema)
+        try:
+            first.ensure_schema(SYSTEM_TABLES)
+            second.ensure_schema(SYSTEM_TABLES)
+
+            def later() -> set[str]:
+                assert added.wait(30)
+                with second.transaction():
+                    return second.add_rejects([record, bad(8)])
+
+            with ThreadPoolExecutor(1) as pool:
+                with first.transaction():
+                    assert first.add_rejects([record]) == {record.reject_id}
+                    waiting = pool.submit(later)
+                    added.set()
+                    time.sleep(0.5)  # the other's insert now waits for this row's commit
+                news = waiting.result(timeout=60)
+            seen = {r["record_key"]: r["times_seen"] for r in first.read_table(REJECTS)}
+        finally:
+            first.close()
+            second.close()
+    assert news == {bad(8).reject_id}
+    assert seen == {"7": 2, "8": 1}

@@ -406,39 +406,50 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                 )
             )
         }
-        again = [
-            {"rid": rid, "reason": r.reason, "seen": r.rejected_at}
-            for rid, r in unique.items()
-            if rid in seen
-        ]
-        if again:
-            self.conn.execute(
-                t.update()
-                .where(t.c.reject_id == sa.bindparam("rid"))
-                .values(
-                    reason=sa.bindparam("reason"),
-                    last_seen_at=sa.bindparam("seen", type_=t.c.last_seen_at.type),
-                    times_seen=t.c.times_seen + 1,
-                ),
-                again,
-            )
-        new = [
-            {
-                "reject_id": rid,
-                "stream": r.stream,
-                "record_key": r.record_key,
-                "reason": r.reason,
-                "raw": r.raw,
-                "first_seen_at": r.rejected_at,
-                "last_seen_at": r.rejected_at,
-                "times_seen": 1,
-            }
-            for rid, r in unique.items()
-            if rid not in seen
-        ]
-        if new:
-            self.conn.execute(t.insert(), new)
-        return {rid for rid, r in unique.items() if seen.get(rid) != r.reason}
+        self._seen_again(t, [r for rid, r in unique.items() if rid in seen])
+        met = self._insert_rejects(t, [r for rid, r in unique.items() if rid not in seen])
+        return {rid for rid, r in unique.items() if seen.get(rid) != r.reason and rid not in met}
+
+    def _seen_again(self, t: sa.Table, rejects: Sequence[Reject]) -> None:
+        """Stored rejects received again: their reason and last_seen_at, times_seen + 1."""
+        if not rejects:
+            return
+        self.conn.execute(
+            t.update()
+            .where(t.c.reject_id == sa.bindparam("rid"))
+            .values(
+                reason=sa.bindparam("reason"),
+                last_seen_at=sa.bindparam("seen", type_=t.c.last_seen_at.type),
+                times_seen=t.c.times_seen + 1,
+            ),
+            [{"rid": r.reject_id, "reason": r.reason, "seen": r.rejected_at} for r in rejects],
+        )
+
+    def _insert_rejects(self, t: sa.Table, rejects: Sequence[Reject]) -> set[str]:
+        """Insert rejects the table did not hold when read; the ids of those another writer
+        inserted since (a replica, or a concurrent partition, that met the same record),
+        which are counted seen again instead of failing the load on their key."""
+        if not rejects:
+            return set()
+        rows = [_reject_row(r) for r in rejects]
+        if not (self.capabilities.concurrent_loads or self.capabilities.shared_locks):
+            self.conn.execute(t.insert(), rows)  # the only writer: the read holds
+            return set()
+        try:
+            with self.conn.begin_nested():  # PostgreSQL: a failed insert spoils the rest
+                self.conn.execute(t.insert(), rows)
+            return set()
+        except sa.exc.IntegrityError:
+            log.info("rejects_met", rejects=len(rows))
+        met: set[str] = set()
+        for reject, row in zip(rejects, rows, strict=True):
+            try:
+                with self.conn.begin_nested():
+                    self.conn.execute(t.insert(), [row])
+            except sa.exc.IntegrityError:
+                self._seen_again(t, [reject])
+                met.add(reject.reject_id)
+        return met
 
     # ---- state --------------------------------------------------------------------------
 
@@ -813,3 +824,17 @@ def _keys_table(schema: pa.Schema, by: Sequence[str], rows: list[tuple[Any, ...]
 
 
 __all__ = ["ARROW_TYPES", "SqlWarehouse", "make_engine", "merge_statement"]
+
+
+def _reject_row(r: Reject) -> dict[str, Any]:
+    """The rejects table's row of a record first rejected now."""
+    return {
+        "reject_id": r.reject_id,
+        "stream": r.stream,
+        "record_key": r.record_key,
+        "reason": r.reason,
+        "raw": r.raw,
+        "first_seen_at": r.rejected_at,
+        "last_seen_at": r.rejected_at,
+        "times_seen": 1,
+    }

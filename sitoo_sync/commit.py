@@ -342,20 +342,26 @@ def log_batch(
 
 def mark_missing(
     warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
-) -> None:
-    """After a full listing: rows of this partition it did not show get `missing_since`."""
+) -> int:
+    """After a full listing: rows of this partition it did not show get `missing_since`;
+    how many. The caller logs them once its transaction has committed (`log_missing`): a
+    run rolled back by a conflict marked nothing."""
     parent = stream.parent
     column = stream.partition_column
     assert column is not None
     value = parent.column(column)
     scope = int(partition) if value.kind is Kind.INT else partition
-    gone = retried(
+    return retried(
         warehouse,
         lambda: warehouse.mark_missing(parent, {column: scope}, sorted(seen), now),
         what="missing marks",
         stream=stream.name,
         partition=partition,
     )
+
+
+def log_missing(stream: Loaded, partition: str, gone: int) -> None:
+    """The rows a committed `mark_missing` marked, if any, in one line."""
     if gone:
         log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
 
@@ -559,18 +565,19 @@ class PartitionWriter:
             return
         load = self._pending_load()
 
-        def last() -> None:
+        def last() -> int:
             if load is not None:
                 load_group(self.warehouse, stream, [load])  # joins this transaction
-            if mark:
-                mark_missing(self.warehouse, stream, partition, self.seen, now)
+            gone = mark_missing(self.warehouse, stream, partition, self.seen, now) if mark else 0
             self.warehouse.record_outcome(stream.name, partition, "ok")
+            return gone
 
-        self.turns.write.run(
+        gone = self.turns.write.run(
             retried, self.warehouse, last, what="last load", stream=stream.name, partition=partition
         )
         if load is not None:
             self._committed(load)
+        log_missing(stream, partition, gone)
 
     def stopped(self, status: str, detail: str) -> None:
         """The partition could not go on (failed, or its stream is disabled): what it

@@ -94,6 +94,9 @@ class PartitionLoad:
     outcome: str | None = None
     #: The run (sync_runs.run_id) that loads it: stamped on every row as `_run_id`.
     run_id: str | None = None
+    #: Filled by the commit that loads it: the ids of its rejects the rejects table had not
+    #: held, or held with another reason (`Warehouse.add_rejects`); only these are logged.
+    news: set[str] = field(default_factory=set, compare=False)
 
 
 def load_group(
@@ -138,7 +141,7 @@ def load_group(
 def _load_group(
     warehouse: Warehouse, stream: Loaded, loads: Sequence[PartitionLoad], *, read_stored: bool
 ) -> None:
-    def load() -> None:
+    def load() -> set[str]:
         at = datetime.now(UTC)
         if len({p.run_id for p in loads}) == 1:
             normalized = NormalizedWindow.concat([p.normalized for p in loads])
@@ -147,7 +150,7 @@ def _load_group(
             normalized = NormalizedWindow.concat(
                 [stamped(stream, p.normalized, at, p.run_id) for p in loads]
             )
-        _load_rows(warehouse, stream, normalized, read_stored=read_stored)
+        news = _load_rows(warehouse, stream, normalized, read_stored=read_stored)
         warehouse.set_cursors(
             stream.name,
             [CursorMove(p.partition, p.cursor, p.normalized.row_count(), p.windows) for p in loads],
@@ -155,8 +158,12 @@ def _load_group(
         warehouse.record_outcomes(
             stream.name, [(p.partition, p.outcome, None) for p in loads if p.outcome is not None]
         )
+        return news
 
-    retried(warehouse, load, what="load", stream=stream.name, partitions=len(loads))
+    news = retried(warehouse, load, what="load", stream=stream.name, partitions=len(loads))
+    for p in loads:  # set anew by a run again of an outer transaction this one joined
+        p.news.clear()
+        p.news.update(r.reject_id for r in p.normalized.rejects if r.reject_id in news)
 
 
 def stamped(
@@ -184,9 +191,10 @@ def _stamp(table: Table, data: pa.Table, at: datetime, run_id: str | None) -> pa
 
 def _load_rows(
     warehouse: Warehouse, stream: Loaded, normalized: NormalizedWindow, *, read_stored: bool = True
-) -> None:
+) -> set[str]:
     """Parents upserted (or inserted when new), children replaced as sets, rejects kept.
-    Without `read_stored` every parent key is taken as new (see `load_group`)."""
+    Without `read_stored` every parent key is taken as new (see `load_group`). Returns the
+    ids of the rejects new to the rejects table or with a new reason."""
     parent = next(t for t in stream.tables if not t.is_child)
     if read_stored or parent.replace_group:
         existing = warehouse.existing_keys(parent, normalized.parent_keys)
@@ -206,7 +214,7 @@ def _load_rows(
             warehouse.upsert(table, data)
         else:
             warehouse.insert(table, data)
-    warehouse.add_rejects(normalized.rejects)
+    return warehouse.add_rejects(normalized.rejects)
 
 
 @dataclass
@@ -301,7 +309,15 @@ class Outcomes:
                 del self._pending[: len(pending)]  # those added meanwhile stay
 
 
-def log_batch(stream: Loaded, partition: str, batch: Batch, normalized: NormalizedWindow) -> None:
+def log_batch(
+    stream: Loaded,
+    partition: str,
+    batch: Batch,
+    normalized: NormalizedWindow,
+    news: set[str],
+) -> None:
+    """The batch's one line, and one warning per reject in `news`: a record rejected again
+    for the same reason (an overlap reads it again) is counted in the line, not logged."""
     log.info(
         "batch_loaded",
         stream=stream.name,
@@ -313,6 +329,8 @@ def log_batch(stream: Loaded, partition: str, batch: Batch, normalized: Normaliz
         cursor=shown_cursor(batch.cursor),
     )
     for reject in normalized.rejects:
+        if reject.reject_id not in news:
+            continue
         log.warning(
             "record_rejected",
             stream=stream.name,
@@ -324,20 +342,26 @@ def log_batch(stream: Loaded, partition: str, batch: Batch, normalized: Normaliz
 
 def mark_missing(
     warehouse: Warehouse, stream: Stream, partition: str, seen: set[tuple[Any, ...]], now: datetime
-) -> None:
-    """After a full listing: rows of this partition it did not show get `missing_since`."""
+) -> int:
+    """After a full listing: rows of this partition it did not show get `missing_since`;
+    how many. The caller logs them once its transaction has committed (`log_missing`): a
+    run rolled back by a conflict marked nothing."""
     parent = stream.parent
     column = stream.partition_column
     assert column is not None
     value = parent.column(column)
     scope = int(partition) if value.kind is Kind.INT else partition
-    gone = retried(
+    return retried(
         warehouse,
         lambda: warehouse.mark_missing(parent, {column: scope}, sorted(seen), now),
         what="missing marks",
         stream=stream.name,
         partition=partition,
     )
+
+
+def log_missing(stream: Loaded, partition: str, gone: int) -> None:
+    """The rows a committed `mark_missing` marked, if any, in one line."""
     if gone:
         log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
 
@@ -518,7 +542,7 @@ class PartitionWriter:
         result.rejects += len(normalized.rejects)
         result.notes.update(normalized.notes)
         result.cursor = batch.cursor
-        log_batch(self.stream, self.partition, batch, normalized)
+        log_batch(self.stream, self.partition, batch, normalized, load.news)
         batch.clear()
         if self.on_window is not None:
             self.on_window(result)
@@ -541,18 +565,19 @@ class PartitionWriter:
             return
         load = self._pending_load()
 
-        def last() -> None:
+        def last() -> int:
             if load is not None:
                 load_group(self.warehouse, stream, [load])  # joins this transaction
-            if mark:
-                mark_missing(self.warehouse, stream, partition, self.seen, now)
+            gone = mark_missing(self.warehouse, stream, partition, self.seen, now) if mark else 0
             self.warehouse.record_outcome(stream.name, partition, "ok")
+            return gone
 
-        self.turns.write.run(
+        gone = self.turns.write.run(
             retried, self.warehouse, last, what="last load", stream=stream.name, partition=partition
         )
         if load is not None:
             self._committed(load)
+        log_missing(stream, partition, gone)
 
     def stopped(self, status: str, detail: str) -> None:
         """The partition could not go on (failed, or its stream is disabled): what it

@@ -210,10 +210,10 @@ def _partitions(
     configured = kind.values_from_settings(settings)
     if configured is not None:
         return Partitions(configured)
-    known = kind.known(warehouse.distinct_values) | set(synced)
-    if named_sites:  # a partition of a site SITOO_SITE_IDS no longer names is left alone
-        site_of = kind.sites_of(kind.stored_sites(warehouse.latest_values))
-        known = {p for p in known if (site := site_of(p)) is None or site in named_sites}
+    # A partition of a site SITOO_SITE_IDS no longer names is left alone.
+    known = kind.known(
+        warehouse.distinct_values, warehouse.latest_values, synced=synced, sites=named_sites
+    )
     begin = start or (lambda _partition: None)
     if listed_this_tick:
         for partition in order(known):

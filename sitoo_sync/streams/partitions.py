@@ -13,10 +13,10 @@ A new kind is one more declaration here; the engine asks these fields and knows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sitoo_sync.api.client import Api, SitooClient
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
@@ -25,6 +25,14 @@ from sitoo_sync.normalize.tables import Table
 from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.cursors import OffsetPages, WindowContext
+
+
+class LatestValues(Protocol):
+    """The warehouse's latest_values (Warehouse.latest_values)."""
+
+    def __call__(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -87,12 +95,40 @@ class Partitioning:
         """The partitions the settings name, or None when they must be listed."""
         return None if self.configured is None else self.configured(settings)
 
-    def known(self, stored_values: Callable[[Table, str], list[Any]]) -> set[str]:
-        """The partitions `stored` holds (`stored_values(table, column)` reads them)."""
+    def known(
+        self,
+        stored_values: Callable[[Table, str], list[Any]],
+        latest: LatestValues,
+        *,
+        synced: Iterable[str] = (),
+        sites: frozenset[int] = frozenset(),
+    ) -> set[str]:
+        """The partitions a tick knows before any listing: those `stored` holds and those
+        `synced` (with a cursor); `stored_values` and `latest` are the warehouse's
+        distinct_values and latest_values.
+
+        With `sites` (SITOO_SITE_IDS as set), a partition of another site (its value says
+        so, or the site `stored_site` holds for it) is left out. `stored` is read once
+        either way: with `sites` and a `stored_site`, the read of each stored partition's
+        site (`every`: a partition whose site is NULL too) also names the partitions.
+        """
         if self.stored is None:
-            return set()
-        table, column = self.stored
-        return {str(v) for v in stored_values(table, column) if v not in (None, "")}
+            stored: set[str] = set()
+            site_by: dict[str, int] = {}
+        elif sites and self.stored_site is not None:
+            table, column = self.stored
+            found = latest(table, column, self.stored_site, column, every=True)
+            stored = {str(k) for k in found if k not in (None, "")}
+            site_by = {str(k): int(v) for k, v in found.items() if v is not None}
+        else:
+            table, column = self.stored
+            stored = {str(v) for v in stored_values(table, column) if v not in (None, "")}
+            site_by = {}
+        known = stored | set(synced)
+        if not sites:
+            return known
+        site_of = self.sites_of(site_by)
+        return {p for p in known if (site := site_of(p)) is None or site in sites}
 
     def stored_sites(
         self, latest: Callable[[Table, str, str, str], dict[Any, Any]]

@@ -341,8 +341,10 @@ class Rows(Protocol):
     def distinct_values(self, table: Table, column: str) -> list[Any]:
         """The distinct values of a column ([] when the table does not exist yet)."""
 
-    def add_rejects(self, rejects: Sequence[Reject]) -> None:
-        """Keep rejected records; one seen again bumps `times_seen`."""
+    def add_rejects(self, rejects: Sequence[Reject]) -> set[str]:
+        """Keep rejected records; one seen again bumps `times_seen`. Returns the ids of
+        those kept for the first time or with a reason other than the stored one: the
+        rejects worth a log line (an overlap that reads a bad record again is not news)."""
 
     def table_counts(self, tables: Sequence[Table]) -> dict[str, int]:
         """Row count per existing table."""
@@ -352,9 +354,12 @@ class Rows(Protocol):
         now on (an in-process engine caps its memory for the sync; a server target has
         nothing to do): for a command that reads much, such as `verify`."""
 
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+    def latest_values(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]:
         """Per distinct `by`, the non-null `value` of the row with the greatest `order`,
-        in one query ({} before the table exists)."""
+        in one query ({} before the table exists). With `every`, a `by` none of whose rows
+        holds a `value` is there too, with None: the distinct `by` and their values at once."""
 
     def table_names(self) -> set[str]:
         """The tables (not views) that exist in the target's schema."""

@@ -622,21 +622,30 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return [r[0] for r in rows]
 
     @_turn
-    def add_rejects(self, rejects: Sequence[Reject]) -> None:
-        """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at."""
+    def add_rejects(self, rejects: Sequence[Reject]) -> set[str]:
+        """Upsert rejects on their stable id; a repeat bumps times_seen and last_seen_at.
+        The ids new to the table or with a new reason, read first (only when there are
+        rejects: a window without any costs no statement)."""
         if not rejects:
-            return
+            return set()
         unique = {r.reject_id: r for r in rejects}
         rows = [
             (rid, r.stream, r.record_key, r.reason, r.raw, r.rejected_at, r.rejected_at, 1)
             for rid, r in unique.items()
         ]
+        batch = rows_to_arrow(REJECTS, rows)
+        fresh = self._fetch_arrow(
+            "SELECT b.reject_id FROM {batch} b LEFT JOIN rejects r ON r.reject_id = b.reject_id "
+            "WHERE r.reject_id IS NULL OR r.reason IS DISTINCT FROM b.reason",
+            batch.select(["reject_id", "reason"]),
+        )
         self._execute(
             f"{self._insert_sql(REJECTS)} "
             "ON CONFLICT (reject_id) DO UPDATE SET reason = excluded.reason, "
             "last_seen_at = excluded.last_seen_at, times_seen = rejects.times_seen + 1",
-            rows_to_arrow(REJECTS, rows),
+            batch,
         )
+        return {str(rid) for rid in fresh.column(0).to_pylist()}
 
     # ---- state ------------------------------------------------------------------------
 
@@ -849,13 +858,20 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return list(iter_states(rows))
 
     @_turn
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
-        """Per `by`, the non-null `value` of its latest row by `order` (one aggregate)."""
+    def latest_values(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]:
+        """Per `by`, the non-null `value` of its latest row by `order` (one aggregate); with
+        `every`, a `by` without one too (None): the rows are filtered in the aggregate."""
         if not self._has_table(table.name):
             return {}
+        present = f"{q(value)} IS NOT NULL AND {q(order)} IS NOT NULL"
+        latest = f"arg_max({q(value)}, {q(order)})"
         rows = self.con.execute(
-            f"SELECT {q(by)}, arg_max({q(value)}, {q(order)}) FROM {q(table.name)} "
-            f"WHERE {q(value)} IS NOT NULL AND {q(order)} IS NOT NULL GROUP BY {q(by)}"
+            f"SELECT {q(by)}, {latest} FILTER (WHERE {present}) FROM {q(table.name)} "
+            f"GROUP BY {q(by)}"
+            if every
+            else f"SELECT {q(by)}, {latest} FROM {q(table.name)} WHERE {present} GROUP BY {q(by)}"
         ).fetchall()
         return {k: v for k, v in rows}
 

@@ -390,51 +390,66 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                 return []
             return [r[0] for r in self.conn.execute(sa.select(t.c[column]).distinct())]
 
-    def add_rejects(self, rejects: Sequence[Reject]) -> None:
-        """New rejects are inserted; one seen again bumps times_seen and last_seen_at."""
+    def add_rejects(self, rejects: Sequence[Reject]) -> set[str]:
+        """New rejects are inserted; one seen again bumps times_seen and last_seen_at. The
+        ids new to the table or with a new reason (the stored reason is read with the id)."""
         if not rejects:
-            return
+            return set()
         t = self.t(REJECTS)
         unique = {r.reject_id: r for r in rejects}
-        seen = {
-            row[0]
+        seen: dict[str, str] = {
+            row[0]: row[1]
             for i in range(0, len(unique), CHUNK)
             for row in self.conn.execute(
-                sa.select(t.c.reject_id).where(t.c.reject_id.in_(list(unique)[i : i + CHUNK]))
+                sa.select(t.c.reject_id, t.c.reason).where(
+                    t.c.reject_id.in_(list(unique)[i : i + CHUNK])
+                )
             )
         }
-        again = [
-            {"rid": rid, "reason": r.reason, "seen": r.rejected_at}
-            for rid, r in unique.items()
-            if rid in seen
-        ]
-        if again:
-            self.conn.execute(
-                t.update()
-                .where(t.c.reject_id == sa.bindparam("rid"))
-                .values(
-                    reason=sa.bindparam("reason"),
-                    last_seen_at=sa.bindparam("seen", type_=t.c.last_seen_at.type),
-                    times_seen=t.c.times_seen + 1,
-                ),
-                again,
-            )
-        new = [
-            {
-                "reject_id": rid,
-                "stream": r.stream,
-                "record_key": r.record_key,
-                "reason": r.reason,
-                "raw": r.raw,
-                "first_seen_at": r.rejected_at,
-                "last_seen_at": r.rejected_at,
-                "times_seen": 1,
-            }
-            for rid, r in unique.items()
-            if rid not in seen
-        ]
-        if new:
-            self.conn.execute(t.insert(), new)
+        self._seen_again(t, [r for rid, r in unique.items() if rid in seen])
+        met = self._insert_rejects(t, [r for rid, r in unique.items() if rid not in seen])
+        return {rid for rid, r in unique.items() if seen.get(rid) != r.reason and rid not in met}
+
+    def _seen_again(self, t: sa.Table, rejects: Sequence[Reject]) -> None:
+        """Stored rejects received again: their reason and last_seen_at, times_seen + 1."""
+        if not rejects:
+            return
+        self.conn.execute(
+            t.update()
+            .where(t.c.reject_id == sa.bindparam("rid"))
+            .values(
+                reason=sa.bindparam("reason"),
+                last_seen_at=sa.bindparam("seen", type_=t.c.last_seen_at.type),
+                times_seen=t.c.times_seen + 1,
+            ),
+            [{"rid": r.reject_id, "reason": r.reason, "seen": r.rejected_at} for r in rejects],
+        )
+
+    def _insert_rejects(self, t: sa.Table, rejects: Sequence[Reject]) -> set[str]:
+        """Insert rejects the table did not hold when read; the ids of those another writer
+        inserted since (a replica, or a concurrent partition, that met the same record),
+        which are counted seen again instead of failing the load on their key."""
+        if not rejects:
+            return set()
+        rows = [_reject_row(r) for r in rejects]
+        if not (self.capabilities.concurrent_loads or self.capabilities.shared_locks):
+            self.conn.execute(t.insert(), rows)  # the only writer: the read holds
+            return set()
+        try:
+            with self.conn.begin_nested():  # PostgreSQL: a failed insert spoils the rest
+                self.conn.execute(t.insert(), rows)
+            return set()
+        except sa.exc.IntegrityError:
+            log.info("rejects_met", rejects=len(rows))
+        met: set[str] = set()
+        for reject, row in zip(rejects, rows, strict=True):
+            try:
+                with self.conn.begin_nested():
+                    self.conn.execute(t.insert(), [row])
+            except sa.exc.IntegrityError:
+                self._seen_again(t, [reject])
+                met.add(reject.reject_id)
+        return met
 
     # ---- state --------------------------------------------------------------------------
 
@@ -622,9 +637,12 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             ).all()
         return list(iter_states([tuple(r) for r in rows]))
 
-    def latest_values(self, table: Table, by: str, value: str, order: str) -> dict[Any, Any]:
+    def latest_values(
+        self, table: Table, by: str, value: str, order: str, *, every: bool = False
+    ) -> dict[Any, Any]:
         """Per `by`, the non-null `value` of its latest row by `order`: one query joining
-        the table to its per-`by` maximum of `order` (ties: the greatest value)."""
+        the table to its per-`by` maximum of `order` (ties: the greatest value). With
+        `every`, the distinct `by` are outer-joined to that, so one without a value is None."""
         t = self.t(table)
         with self._tx():
             if not sa.inspect(self.conn).has_table(t.name, schema=self.schema):
@@ -636,12 +654,18 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                 .group_by(t.c[by])
                 .subquery()
             )
-            rows = self.conn.execute(
+            found = (
                 sa.select(t.c[by], t.c[value])
                 .join(latest, sa.and_(t.c[by] == latest.c.k, t.c[order] == latest.c.m))
                 .where(present)
-                .order_by(t.c[by], t.c[value])
-            ).all()
+            )
+            if every:
+                keys = sa.select(t.c[by].label("k")).distinct().subquery()
+                values = found.subquery()
+                found = sa.select(keys.c.k, values.c[value]).outerjoin(
+                    values, keys.c.k == values.c[by]
+                )
+            rows = self.conn.execute(found.order_by(*found.selected_columns)).all()
         return {k: v for k, v in rows}
 
     def _runs(self, *where: Any) -> list[RunRow]:
@@ -800,3 +824,17 @@ def _keys_table(schema: pa.Schema, by: Sequence[str], rows: list[tuple[Any, ...]
 
 
 __all__ = ["ARROW_TYPES", "SqlWarehouse", "make_engine", "merge_statement"]
+
+
+def _reject_row(r: Reject) -> dict[str, Any]:
+    """The rejects table's row of a record first rejected now."""
+    return {
+        "reject_id": r.reject_id,
+        "stream": r.stream,
+        "record_key": r.record_key,
+        "reason": r.reason,
+        "raw": r.raw,
+        "first_seen_at": r.rejected_at,
+        "last_seen_at": r.rejected_at,
+        "times_seen": 1,
+    }

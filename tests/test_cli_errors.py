@@ -46,6 +46,11 @@ CREDENTIALS = {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x"}
             "sitoo-sync: configuration error: SITOO_API_PASSWORD_FILE: cannot read "
             "/nonexistent/pw: No such file or directory\n",
         ),
+        (  # an empty secret file (a mount gone wrong) is named, not "SITOO_API_PASSWORD is not set"
+            {"SITOO_API_PASSWORD": "", "SITOO_API_PASSWORD_FILE": "/dev/null"},
+            "sitoo-sync: configuration error: SITOO_API_PASSWORD_FILE: /dev/null is empty "
+            "(write the API password into it)\n",
+        ),
         (
             {"SITOO_PERSONAL_DATA": "hash", "SITOO_PERSONAL_DATA_KEY": "k3y"},
             "sitoo-sync: configuration error: SITOO_PERSONAL_DATA_KEY: at least 16 characters, "

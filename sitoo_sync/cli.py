@@ -327,9 +327,11 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         description="Check the warehouse the way a retail controller does by hand: z-report "
         "numbering, grand-total continuity, the vendor's arithmetic, cash differences, store "
         "z-reports against their POS z-reports, journals against z-reports, silent "
-        "registers. Reads only the warehouse (no API calls). Prints a summary and the "
-        "findings, most severe first, and writes them to the verify_findings table.\n\n"
-        "Exit codes: 0 nothing found, 1 findings, 2 bad configuration or usage.",
+        "registers. Reads only the warehouse (no API calls). Prints a summary (with the "
+        "z-reports the checks judged) and the findings, most severe first, and writes them "
+        "to the verify_findings table.\n\n"
+        "Exit codes: 0 nothing found, 1 findings (or no z-reports in the warehouse to "
+        "verify), 2 bad configuration or usage.",
         formatter_class=fmt,
     )
     verify.add_argument(
@@ -831,6 +833,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "SITOO_TARGET_SCHEMA)"
             )
         run = run_verify(warehouse, scope)
+    if run.coverage.empty and not (scope.since or scope.store):  # passing would keep alerts green
+        where = f"schema {settings.target_schema} of " if settings.target_schema else ""
+        raise WarehouseError(
+            f"nothing to verify: no POS or store z-reports in {where}"
+            f"{masked_url(settings.target_url)} yet (sync them first: `sitoo-sync run --once`, "
+            f"with pos_z_reports and store_z_reports in {env_name('streams')} if it is set)"
+        )
     if args.json:
         print(as_json(run))
     else:

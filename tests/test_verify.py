@@ -946,3 +946,49 @@ def test_a_listed_pos_z_report_that_is_missing_names_its_store_z_report_once(
     report = hits[0].store_zreport_id
     assert report
     assert finding_line(hits[0]).count(report) == 1
+
+
+def test_verify_says_what_it_judged(clean: World, tmp_path: Path) -> None:
+    """The summary, --json and the metrics file count the z-reports in scope, and a scope
+    holding none says the checks passed for want of anything to judge, not "all passed"."""
+    from sitoo_sync.verify.report import as_json, summary_lines, write_metrics
+
+    keys = clean.sim.world.valid_keys()
+    run = clean.verify()
+    assert run.coverage.pos_reports == len(keys)
+    assert run.coverage.registers == len({registerid for registerid, _ in keys})
+    assert run.coverage.store_reports > 0
+    line = list(summary_lines(run))[1]
+    assert line.startswith(f"  checked: {len(keys)} POS z-reports of {run.coverage.registers} ")
+    assert json.loads(as_json(run))["coverage"]["pos_z_reports"] == len(keys)
+    write_metrics(run, tmp_path / "v.prom")
+    text = (tmp_path / "v.prom").read_text()
+    assert f'sitoo_verify_z_reports_checked{{kind="pos"}} {float(len(keys))}' in text
+    after = (NOW + timedelta(days=2)).date()
+    later = clean.verify(Scope(since=after))
+    assert later.coverage.empty
+    assert list(summary_lines(later))[1] == (
+        f"  checked: nothing, no z-report in the warehouse from {after} on; the checks passed "
+        "for want of anything to judge"
+    )
+
+
+def test_verify_of_a_warehouse_without_z_reports_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warehouse that syncs no z-reports (SITOO_STREAMS without them) is one line, exit 1:
+    every check skipped and "findings: none", exit 0, kept a monitoring alert green."""
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE sync_state (stream VARCHAR)")
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["verify"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"sitoo-sync: nothing to verify: no POS or store z-reports in duckdb:///{db} yet (sync "
+        "them first: `sitoo-sync run --once`, with pos_z_reports and store_z_reports in "
+        "SITOO_STREAMS if it is set)\n"
+    )

@@ -206,20 +206,31 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "SITOO_* variables that point sitoo-sync at it.",
         formatter_class=fmt,
     )
-    simulator.add_argument("--port", type=_port, default=8765, help="TCP port (0 = any free port)")
-    simulator.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
-    simulator.add_argument("--days", type=_days, default=30, help="days of history")
+    simulator.add_argument(
+        "--port",
+        type=_port,
+        default=8765,
+        help="TCP port (default: %(default)s; 0 = any free port)",
+    )
+    simulator.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    simulator.add_argument(
+        "--days", type=_days, default=30, help="days of history (default: %(default)s)"
+    )
     simulator.add_argument(
         "--reports",
         type=_at_least(1, "z-reports"),
         help="generate this many z-reports (more days as needed)",
     )
-    simulator.add_argument("--seed", type=int, default=1, help="seed of the data")
+    simulator.add_argument(
+        "--seed", type=int, default=1, help="seed of the data (default: %(default)s)"
+    )
     simulator.add_argument(
         "--registers-per-store",
         type=_at_least(1, "registers"),
         default=2,
-        help="registers in each store",
+        help="registers in each store (default: %(default)s)",
     )
     simulator.add_argument(
         "--malformed-every",
@@ -357,7 +368,12 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "descriptions and unique/not_null tests on the keys. Needs no configuration.",
         formatter_class=fmt,
     )
-    docs.add_argument("--format", choices=("markdown", "dbt"), default="markdown")
+    docs.add_argument(
+        "--format",
+        choices=("markdown", "dbt"),
+        default="markdown",
+        help="markdown (the default, as docs/tables.md) or a dbt sources.yml",
+    )
     docs.add_argument(
         "--output", "-o", type=Path, metavar="PATH", help="write here instead of stdout"
     )

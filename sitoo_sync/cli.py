@@ -341,8 +341,8 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "registers. Reads only the warehouse (no API calls). Prints a summary (with the "
         "z-reports the checks judged) and the findings, most severe first, and writes them "
         "to the verify_findings table.\n\n"
-        "Exit codes: 0 nothing found, 1 findings (or no z-reports in the warehouse to "
-        "verify), 2 bad configuration or usage.",
+        "Exit codes: 0 nothing found (or only findings below --fail-on), 1 findings (or no "
+        "z-reports in the warehouse to verify), 2 bad configuration or usage.",
         formatter_class=fmt,
     )
     verify.add_argument(
@@ -353,6 +353,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     )
     verify.add_argument("--store", metavar="ID", help="only this store_id (or NO_STORE)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--fail-on",
+        choices=("warning", "error", "critical"),  # verify/findings.py's Severity
+        default="warning",
+        help="exit 1 only for a finding this severe or worse (default: warning, any finding; "
+        "error lets the everyday cash differences, warnings, pass a cron job)",
+    )
     verify.add_argument(
         "--metrics-file",
         type=Path,
@@ -828,6 +835,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`verify`: the controller's checks over the warehouse; exit 1 with findings."""
     from sitoo_sync.errors import WarehouseError
     from sitoo_sync.verify import Scope, run_verify
+    from sitoo_sync.verify.findings import Severity
     from sitoo_sync.verify.report import as_json, print_text, write_metrics
     from sitoo_sync.warehouse.base import SYNC_STATE
 
@@ -868,7 +876,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--metrics-file: cannot write {args.metrics_file}: {exc.strerror or exc}"
             ) from None
-    return EXIT_OK if run.clean else EXIT_FAILED
+    return EXIT_FAILED if run.fails(Severity[args.fail_on.upper()]) else EXIT_OK
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

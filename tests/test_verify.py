@@ -992,3 +992,21 @@ def test_verify_of_a_warehouse_without_z_reports_fails(
         "them first: `sitoo-sync run --once`, with pos_z_reports and store_z_reports in "
         "SITOO_STREAMS if it is set)\n"
     )
+
+
+def test_fail_on_sets_the_severity_that_fails_the_command(
+    injected: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With only warnings found (silent registers), `verify` exits 1 by default but 0 with
+    `--fail-on error`; a critical finding fails every --fail-on, and the findings are
+    listed either way."""
+    if injected.target.name != "duckdb":
+        pytest.skip("the CLI is the same on every target; DuckDB stands for them")
+    monkeypatch.setenv("SITOO_TARGET_URL", injected.target.url)
+    since = (NOW - timedelta(days=10)).date().isoformat()  # leaves only silence warnings
+    assert main(["verify", "--since", since]) == 1
+    capsys.readouterr()
+    assert main(["verify", "--since", since, "--fail-on", "error"]) == 0
+    assert "WARNING  silence" in capsys.readouterr().out
+    assert main(["verify", "--fail-on", "critical"]) == 1
+    assert "CRITICAL grand_total" in capsys.readouterr().out

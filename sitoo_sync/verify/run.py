@@ -12,7 +12,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.verify.checks import CHECKS, Check
 from sitoo_sync.verify.coverage import Coverage, coverage
-from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, finding_rows
+from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
 from sitoo_sync.verify.source import Scope, Source
 from sitoo_sync.warehouse.base import Warehouse
 from sitoo_sync.warehouse.retry import retried
@@ -49,6 +49,10 @@ class VerifyRun:
     def clean(self) -> bool:
         """True when no check found anything."""
         return not self.findings
+
+    def fails(self, at: Severity = Severity.WARNING) -> bool:
+        """True when a finding is at least as severe as `at` (`verify --fail-on`)."""
+        return any(Severity(f.severity) >= at for f in self.findings)
 
 
 def _skip_reason(check: Check, source: Source) -> str:

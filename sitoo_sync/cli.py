@@ -665,6 +665,18 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a day: {text!r} (use YYYY-MM-DD)") from None
 
 
+def _unknown_stream(name: str) -> str:
+    """`reset`'s one line for a stream name it does not know: the likeliest meant one, and
+    the streams that have a cursor to reset."""
+    from difflib import get_close_matches
+
+    from sitoo_sync.streams import STREAMS
+
+    meant = get_close_matches(name.lower(), list(STREAMS), n=1)
+    guess = f" (did you mean {meant[0]}?)" if meant else ""
+    return f"unknown stream {name!r}{guess}; streams with a cursor: {', '.join(_resettable())}"
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     """`reset`: move a stream's cursors back, under the stream's lock. Needs no credentials:
     it reads no API; it refuses a target that does not exist rather than create it."""
@@ -678,7 +690,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     _configure_logs(settings, level="WARNING")
     stream = STREAMS.get(args.stream)
     if stream is None:
-        raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
+        raise ConfigError(_unknown_stream(args.stream))
     path = check_local_target(settings.target_url)
     # A missing file is refused (a typo must not start a new warehouse), but for one thing:
     # `--since` before the first tick of a stream whose partitions the settings name is how

@@ -402,3 +402,17 @@ def test_a_relative_duckdb_path_meant_absolute_is_told_of_the_fourth_slash(
     err = capsys.readouterr().err
     assert f"an absolute path takes four slashes: duckdb:///{absolute}/w.duckdb" in err
     assert err.count("\n") == 1, err
+
+
+def test_reset_of_a_misspelled_stream_names_the_one_meant(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reset pos_zreports` is one line, exit 2, that guesses pos_z_reports and lists only
+    the streams a reset can move (those with a cursor), before any warehouse is opened."""
+    monkeypatch.setenv("SITOO_TARGET_URL", "duckdb:////nonexistent/dir/w.duckdb")
+    assert main(["reset", "pos_zreports"]) == 2
+    assert capsys.readouterr().err == (
+        "sitoo-sync: configuration error: unknown stream 'pos_zreports' (did you mean "
+        "pos_z_reports?); streams with a cursor: journal_entries, pos_z_reports, "
+        "store_z_reports, orders, warehouse_transactions, products, warehouse_items\n"
+    )

@@ -206,20 +206,31 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "SITOO_* variables that point sitoo-sync at it.",
         formatter_class=fmt,
     )
-    simulator.add_argument("--port", type=_port, default=8765, help="TCP port (0 = any free port)")
-    simulator.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
-    simulator.add_argument("--days", type=_days, default=30, help="days of history")
+    simulator.add_argument(
+        "--port",
+        type=_port,
+        default=8765,
+        help="TCP port (default: %(default)s; 0 = any free port)",
+    )
+    simulator.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    simulator.add_argument(
+        "--days", type=_days, default=30, help="days of history (default: %(default)s)"
+    )
     simulator.add_argument(
         "--reports",
         type=_at_least(1, "z-reports"),
         help="generate this many z-reports (more days as needed)",
     )
-    simulator.add_argument("--seed", type=int, default=1, help="seed of the data")
+    simulator.add_argument(
+        "--seed", type=int, default=1, help="seed of the data (default: %(default)s)"
+    )
     simulator.add_argument(
         "--registers-per-store",
         type=_at_least(1, "registers"),
         default=2,
-        help="registers in each store",
+        help="registers in each store (default: %(default)s)",
     )
     simulator.add_argument(
         "--malformed-every",
@@ -327,9 +338,11 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         description="Check the warehouse the way a retail controller does by hand: z-report "
         "numbering, grand-total continuity, the vendor's arithmetic, cash differences, store "
         "z-reports against their POS z-reports, journals against z-reports, silent "
-        "registers. Reads only the warehouse (no API calls). Prints a summary and the "
-        "findings, most severe first, and writes them to the verify_findings table.\n\n"
-        "Exit codes: 0 nothing found, 1 findings, 2 bad configuration or usage.",
+        "registers. Reads only the warehouse (no API calls). Prints a summary (with the "
+        "z-reports the checks judged) and the findings, most severe first, and writes them "
+        "to the verify_findings table.\n\n"
+        "Exit codes: 0 nothing found (or only findings below --fail-on), 1 findings (or no "
+        "z-reports in the warehouse to verify), 2 bad configuration or usage.",
         formatter_class=fmt,
     )
     verify.add_argument(
@@ -340,6 +353,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
     )
     verify.add_argument("--store", metavar="ID", help="only this store_id (or NO_STORE)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--fail-on",
+        choices=("warning", "error", "critical"),  # verify/findings.py's Severity
+        default="warning",
+        help="exit 1 only for a finding this severe or worse (default: warning, any finding; "
+        "error lets the everyday cash differences, warnings, pass a cron job)",
+    )
     verify.add_argument(
         "--metrics-file",
         type=Path,
@@ -355,7 +375,12 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "descriptions and unique/not_null tests on the keys. Needs no configuration.",
         formatter_class=fmt,
     )
-    docs.add_argument("--format", choices=("markdown", "dbt"), default="markdown")
+    docs.add_argument(
+        "--format",
+        choices=("markdown", "dbt"),
+        default="markdown",
+        help="markdown (the default, as docs/tables.md) or a dbt sources.yml",
+    )
     docs.add_argument(
         "--output", "-o", type=Path, metavar="PATH", help="write here instead of stdout"
     )
@@ -640,6 +665,18 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a day: {text!r} (use YYYY-MM-DD)") from None
 
 
+def _unknown_stream(name: str) -> str:
+    """`reset`'s one line for a stream name it does not know: the likeliest meant one, and
+    the streams that have a cursor to reset."""
+    from difflib import get_close_matches
+
+    from sitoo_sync.streams import STREAMS
+
+    meant = get_close_matches(name.lower(), list(STREAMS), n=1)
+    guess = f" (did you mean {meant[0]}?)" if meant else ""
+    return f"unknown stream {name!r}{guess}; streams with a cursor: {', '.join(_resettable())}"
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     """`reset`: move a stream's cursors back, under the stream's lock. Needs no credentials:
     it reads no API; it refuses a target that does not exist rather than create it."""
@@ -653,7 +690,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     _configure_logs(settings, level="WARNING")
     stream = STREAMS.get(args.stream)
     if stream is None:
-        raise ConfigError(f"unknown stream {args.stream!r}; known: {', '.join(STREAMS)}")
+        raise ConfigError(_unknown_stream(args.stream))
     path = check_local_target(settings.target_url)
     # A missing file is refused (a typo must not start a new warehouse), but for one thing:
     # `--since` before the first tick of a stream whose partitions the settings name is how
@@ -810,6 +847,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`verify`: the controller's checks over the warehouse; exit 1 with findings."""
     from sitoo_sync.errors import WarehouseError
     from sitoo_sync.verify import Scope, run_verify
+    from sitoo_sync.verify.findings import Severity
     from sitoo_sync.verify.report import as_json, print_text, write_metrics
     from sitoo_sync.warehouse.base import SYNC_STATE
 
@@ -831,6 +869,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "SITOO_TARGET_SCHEMA)"
             )
         run = run_verify(warehouse, scope)
+    if run.coverage.empty and not (scope.since or scope.store):  # passing would keep alerts green
+        where = f"schema {settings.target_schema} of " if settings.target_schema else ""
+        raise WarehouseError(
+            f"nothing to verify: no POS or store z-reports in {where}"
+            f"{masked_url(settings.target_url)} yet (sync them first: `sitoo-sync run --once`, "
+            f"with pos_z_reports and store_z_reports in {env_name('streams')} if it is set)"
+        )
     if args.json:
         print(as_json(run))
     else:
@@ -843,7 +888,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--metrics-file: cannot write {args.metrics_file}: {exc.strerror or exc}"
             ) from None
-    return EXIT_OK if run.clean else EXIT_FAILED
+    return EXIT_FAILED if run.fails(Severity[args.fail_on.upper()]) else EXIT_OK
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

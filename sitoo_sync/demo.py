@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
@@ -113,8 +114,22 @@ def fresh_demo_file(db: Path, *, seed: int, days: int) -> None:
             )
         locks = [db.with_name(f"{db.name}.{name}.lock") for name in STREAMS]  # its own only
         for old in (db, db.with_name(f"{db.name}.wal"), *locks):
-            old.unlink(missing_ok=True)
-    new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as exc:
+                raise _unwritable(db, exc) from None
+    try:
+        new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
+    except (duckdb.Error, OSError) as exc:
+        raise _unwritable(db, exc) from None
+
+
+def _unwritable(db: Path, exc: BaseException) -> ConfigError:
+    """One line for a --db the demo cannot write (a read-only directory or disk, say)."""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    return ConfigError(
+        f"--db: cannot write {db}: {reason}; pass a --db in a directory you can write to"
+    )
 
 
 def store_report_lines(warehouse: Warehouse) -> list[str]:

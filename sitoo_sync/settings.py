@@ -199,6 +199,11 @@ class Settings(BaseSettings):
                     f"{env_name('api_password_file')}: cannot read {self.api_password_file}: "
                     f"{exc.strerror or exc}"
                 ) from None
+            if not secret:  # else "SITOO_API_PASSWORD is not set" would blame the wrong one
+                raise ValueError(
+                    f"{env_name('api_password_file')}: {self.api_password_file} is empty "
+                    "(write the API password into it)"
+                )
             object.__setattr__(self, "api_password", SecretStr(secret))
         return self
 

@@ -46,6 +46,11 @@ CREDENTIALS = {"SITOO_API_ID": "1500-1", "SITOO_API_PASSWORD": "x"}
             "sitoo-sync: configuration error: SITOO_API_PASSWORD_FILE: cannot read "
             "/nonexistent/pw: No such file or directory\n",
         ),
+        (  # an empty secret file (a mount gone wrong) is named, not "SITOO_API_PASSWORD is not set"
+            {"SITOO_API_PASSWORD": "", "SITOO_API_PASSWORD_FILE": "/dev/null"},
+            "sitoo-sync: configuration error: SITOO_API_PASSWORD_FILE: /dev/null is empty "
+            "(write the API password into it)\n",
+        ),
         (
             {"SITOO_PERSONAL_DATA": "hash", "SITOO_PERSONAL_DATA_KEY": "k3y"},
             "sitoo-sync: configuration error: SITOO_PERSONAL_DATA_KEY: at least 16 characters, "
@@ -397,3 +402,17 @@ def test_a_relative_duckdb_path_meant_absolute_is_told_of_the_fourth_slash(
     err = capsys.readouterr().err
     assert f"an absolute path takes four slashes: duckdb:///{absolute}/w.duckdb" in err
     assert err.count("\n") == 1, err
+
+
+def test_reset_of_a_misspelled_stream_names_the_one_meant(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reset pos_zreports` is one line, exit 2, that guesses pos_z_reports and lists only
+    the streams a reset can move (those with a cursor), before any warehouse is opened."""
+    monkeypatch.setenv("SITOO_TARGET_URL", "duckdb:////nonexistent/dir/w.duckdb")
+    assert main(["reset", "pos_zreports"]) == 2
+    assert capsys.readouterr().err == (
+        "sitoo-sync: configuration error: unknown stream 'pos_zreports' (did you mean "
+        "pos_z_reports?); streams with a cursor: journal_entries, pos_z_reports, "
+        "store_z_reports, orders, warehouse_transactions, products, warehouse_items\n"
+    )

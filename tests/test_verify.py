@@ -946,3 +946,96 @@ def test_a_listed_pos_z_report_that_is_missing_names_its_store_z_report_once(
     report = hits[0].store_zreport_id
     assert report
     assert finding_line(hits[0]).count(report) == 1
+
+
+def test_verify_says_what_it_judged(clean: World, tmp_path: Path) -> None:
+    """The summary, --json and the metrics file count the z-reports in scope, and a scope
+    holding none says the checks passed for want of anything to judge, not "all passed"."""
+    from sitoo_sync.verify.report import as_json, summary_lines, write_metrics
+
+    keys = clean.sim.world.valid_keys()
+    run = clean.verify()
+    assert run.coverage.pos_reports == len(keys)
+    assert run.coverage.registers == len({registerid for registerid, _ in keys})
+    assert run.coverage.store_reports > 0
+    line = list(summary_lines(run))[1]
+    assert line.startswith(f"  checked: {len(keys)} POS z-reports of {run.coverage.registers} ")
+    assert json.loads(as_json(run))["coverage"]["pos_z_reports"] == len(keys)
+    write_metrics(run, tmp_path / "v.prom")
+    text = (tmp_path / "v.prom").read_text()
+    assert f'sitoo_verify_z_reports_checked{{kind="pos"}} {float(len(keys))}' in text
+    after = (NOW + timedelta(days=2)).date()
+    later = clean.verify(Scope(since=after))
+    assert later.coverage.empty
+    assert list(summary_lines(later))[1] == (
+        f"  checked: nothing, no z-report in the warehouse from {after} on; the checks passed "
+        "for want of anything to judge"
+    )
+
+
+def test_verify_of_a_warehouse_without_z_reports_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warehouse that syncs no z-reports (SITOO_STREAMS without them) is one line, exit 1:
+    every check skipped and "findings: none", exit 0, kept a monitoring alert green."""
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE sync_state (stream VARCHAR)")
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["verify"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"sitoo-sync: nothing to verify: no POS or store z-reports in duckdb:///{db} yet (sync "
+        "them first: `sitoo-sync run --once`, with pos_z_reports and store_z_reports in "
+        "SITOO_STREAMS if it is set)\n"
+    )
+
+
+def test_fail_on_sets_the_severity_that_fails_the_command(
+    injected: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With only warnings found (silent registers), `verify` exits 1 by default but 0 with
+    `--fail-on error`; a critical finding fails every --fail-on, and the findings are
+    listed either way."""
+    if injected.target.name != "duckdb":
+        pytest.skip("the CLI is the same on every target; DuckDB stands for them")
+    monkeypatch.setenv("SITOO_TARGET_URL", injected.target.url)
+    since = (NOW - timedelta(days=10)).date().isoformat()  # leaves only silence warnings
+    assert main(["verify", "--since", since]) == 1
+    capsys.readouterr()
+    assert main(["verify", "--since", since, "--fail-on", "error"]) == 0
+    assert "WARNING  silence" in capsys.readouterr().out
+    assert main(["verify", "--fail-on", "critical"]) == 1
+    assert "CRITICAL grand_total" in capsys.readouterr().out
+
+
+def test_store_reports_before_the_pos_backfill_began_are_not_judged(tmp_path: Path) -> None:
+    """POS z-reports backfilled from a later day than the store z-reports (`reset
+    pos_z_reports --since`): the store reports' listings of a register's closings before its
+    first one in the warehouse are history, as in numbering_gap, not hundreds of
+    store_membership errors; one missing after it is still named."""
+    with target_for("duckdb", tmp_path) as fresh:
+        world = synced(fresh, tmp_path)
+        register = world.registers[0]
+        for where in ("zreportid <= 3", "zreportid = 6"):
+            _run_sql(
+                world,
+                f"DELETE FROM {{pos_z_reports}} WHERE registerid = :r AND {where}",
+                {"r": register},
+            )
+        hits = [
+            (f.registerid, f.zreportid, f.details)
+            for f in world.verify().findings
+            if f.check == "store_membership"
+        ]
+    assert hits == [
+        (
+            register,
+            6,
+            "lists z-report 6 of this register, which is not in pos_z_reports (not synced yet, "
+            "or never uploaded)",
+        )
+    ]

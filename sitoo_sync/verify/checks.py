@@ -128,8 +128,9 @@ CHECKS: tuple[Check, ...] = (
         Severity.ERROR,
         "Every POS z-report is listed by exactly one store z-report, of its own store "
         "(NO_STORE without one), dated within a day of its UTC day; every listed POS z-report "
-        "is in the warehouse. An unlisted one is judged once its store has store z-reports "
-        "from the day before it and two days after it.",
+        "is in the warehouse (unless numbered below its register's first there and not "
+        "rejected: history before the POS backfill began). An unlisted one is judged once "
+        "its store has store z-reports from the day before it and two days after it.",
         STORE,
         stores.membership,
     ),

@@ -115,7 +115,7 @@ def _json(raw: Any) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def _rejected(source: Source) -> set[tuple[str, int]]:
+def rejected_reports(source: Source) -> set[tuple[str, int]]:
     """(registerid, zreportid) of every rejected POS z-report whose register can be told.
 
     A reject keyed `registerid/zreportid` names both. One without a registerid
@@ -183,7 +183,7 @@ def _by_identifiers(
 
 def numbering_gaps(source: Source, scope: Scope) -> Iterator[Finding]:
     """A zreportid more than one past the previous one: closings missing between them."""
-    rejected = _rejected(source)
+    rejected = rejected_reports(source)
     for prev, report in _sequence(source, scope, "c.zreportid > c.prev_zreportid + 1"):
         if prev is None or report.zreportid <= prev.zreportid + 1:
             continue

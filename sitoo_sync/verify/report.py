@@ -15,15 +15,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from sitoo_sync.verify.coverage import coverage_line
 from sitoo_sync.verify.findings import Finding, Severity
 from sitoo_sync.verify.run import VerifyRun
 
 
 def summary_lines(run: VerifyRun) -> Iterator[str]:
-    """Checks run, passed, skipped, and findings per check and severity."""
+    """Checks run, passed, skipped, what they judged, and findings per check and severity."""
     ran = [r for r in run.results if r.status != "skipped"]
     passed = sum(r.status == "passed" for r in ran)
     yield f"verify: {len(ran)} checks run, {passed} passed, {len(ran) - passed} with findings"
+    yield f"  {coverage_line(run.coverage, run.scope)}"
     for result in run.results:
         if result.status == "skipped":
             yield f"  skipped {result.check.name}: {result.reason}"
@@ -81,6 +83,7 @@ def as_json(run: VerifyRun) -> str:
         "since": run.scope.since.isoformat() if run.scope.since else None,
         "store": run.scope.store,
         "seconds": round(run.seconds, 3),
+        "coverage": run.coverage.as_json(),
         "checks": [
             {
                 "name": r.check.name,
@@ -98,7 +101,8 @@ def as_json(run: VerifyRun) -> str:
 
 
 def write_metrics(run: VerifyRun, path: Path) -> None:
-    """`sitoo_verify_findings{check,severity}` and the run's time, atomically to `path`.
+    """`sitoo_verify_findings{check,severity}`, `sitoo_verify_z_reports_checked{kind}` and
+    the run's time, atomically to `path`.
 
     Every check that ran gets a sample at its own severity, zero when clean, so an alert on
     `> 0` also resolves; a skipped check has none.
@@ -116,6 +120,14 @@ def write_metrics(run: VerifyRun, path: Path) -> None:
             findings.labels(result.check.name, result.check.severity.label).set(0)
     for (check, severity), n in counts.items():
         findings.labels(check, Severity(severity).label).set(n)
+    checked = Gauge(
+        "sitoo_verify_z_reports_checked",
+        "Z-reports in the scope of the last sitoo-sync verify run (0: it judged nothing)",
+        ("kind",),
+        registry=registry,
+    )
+    checked.labels("pos").set(run.coverage.pos_reports)
+    checked.labels("store").set(run.coverage.store_reports)
     last = Gauge(
         "sitoo_verify_last_run_timestamp_seconds",
         "When the last sitoo-sync verify run finished (Unix time)",

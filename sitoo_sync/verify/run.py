@@ -11,7 +11,8 @@ from sitoo_sync.errors import ConfigError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.verify.checks import CHECKS, Check
-from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, finding_rows
+from sitoo_sync.verify.coverage import Coverage, coverage
+from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
 from sitoo_sync.verify.source import Scope, Source
 from sitoo_sync.warehouse.base import Warehouse
 from sitoo_sync.warehouse.retry import retried
@@ -42,11 +43,16 @@ class VerifyRun:
     results: list[CheckResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    coverage: Coverage = field(default_factory=Coverage)
 
     @property
     def clean(self) -> bool:
         """True when no check found anything."""
         return not self.findings
+
+    def fails(self, at: Severity = Severity.WARNING) -> bool:
+        """True when a finding is at least as severe as `at` (`verify --fail-on`)."""
+        return any(Severity(f.severity) >= at for f in self.findings)
 
 
 def _skip_reason(check: Check, source: Source) -> str:
@@ -67,12 +73,13 @@ def run_verify(
     started = time.perf_counter()
     run = VerifyRun(uuid.uuid4().hex, now or datetime.now(UTC), scope)
 
-    def check_all() -> tuple[list[CheckResult], list[Finding]]:
+    def check_all() -> tuple[list[CheckResult], list[Finding], Coverage]:
         results: list[CheckResult] = []
         findings: list[Finding] = []
         source = Source(warehouse)
         if scope.store and not source.knows_store(scope.store):
             raise ConfigError(f"--store {scope.store}: no z-report of that store in the warehouse")
+        cover = coverage(source, scope)
         for check in CHECKS:
             reason = _skip_reason(check, source)
             if reason or check.find is None:
@@ -89,11 +96,11 @@ def run_verify(
                     seconds=time.perf_counter() - began,
                 )
             )
-        return results, findings
+        return results, findings, cover
 
     # One snapshot for every check, read again whole if DuckDB ran short of memory (and
     # raised its limit) or the read lost a conflict (retry.py).
-    run.results, run.findings = retried(warehouse, check_all, what="verify checks")
+    run.results, run.findings, run.coverage = retried(warehouse, check_all, what="verify checks")
     run.findings.sort(key=Finding.rank)
     if write:
         warehouse.ensure_schema([VERIFY_FINDINGS])
@@ -110,6 +117,8 @@ def run_verify(
         run_id=run.run_id,
         checks=sum(r.status != "skipped" for r in run.results),
         findings=len(run.findings),
+        pos_z_reports=run.coverage.pos_reports,
+        store_z_reports=run.coverage.store_reports,
         seconds=round(run.seconds, 3),
     )
     return run

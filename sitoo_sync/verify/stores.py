@@ -17,6 +17,7 @@ from typing import Any
 from sitoo_sync.normalize.tables import Kind
 from sitoo_sync.normalize.z_reports import TOTALS
 from sitoo_sync.verify.findings import Finding, Severity, store_of
+from sitoo_sync.verify.registers import rejected_reports
 from sitoo_sync.verify.source import (
     Scope,
     Source,
@@ -105,8 +106,21 @@ def membership(source: Source, scope: Scope) -> Iterator[Finding]:
     yield from store_unknown(source, scope)
 
 
+def _first_numbers(source: Source) -> dict[str, int]:
+    """Each register's lowest zreportid in the warehouse: where its history there begins."""
+    sql = "SELECT registerid, MIN(zreportid) FROM {pos_z_reports} GROUP BY registerid"
+    return {str(row[0]): int(row[1]) for row in source.rows(sql) if row[1] is not None}
+
+
 def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
-    """A store report lists a POS z-report the warehouse does not hold."""
+    """A store report lists a POS z-report the warehouse does not hold.
+
+    As numbering_gap, it does not judge history before a register's first z-report in the
+    warehouse (POS z-reports backfilled from a later day than the store z-reports), unless
+    the load rejected that one.
+    """
+    firsts = _first_numbers(source)
+    rejected = rejected_reports(source)
     sql = (
         f"SELECT s.store_zreport_id, s.store_id, s.day_created, r.registerid, r.zreportid "
         f"FROM {{store_z_reports}} s JOIN {{store_z_report_registers}} r "
@@ -115,11 +129,18 @@ def store_unknown(source: Source, scope: Scope) -> Iterator[Finding]:
         f"WHERE p.registerid IS NULL AND {store_where(scope)}"
     )
     for row in source.rows(sql, scope.params()):
+        key = (str(row[3]), -1 if row[4] is None else int(row[4]))
+        if key[1] < firsts.get(key[0], -1) and key not in rejected:
+            continue  # before the register's history in the warehouse begins
+        why = (
+            "rejected at load, see rejects"
+            if key in rejected
+            else "not synced yet, or never uploaded"
+        )
         yield Finding(
             "store_membership",
             Severity.ERROR,
-            f"lists z-report {row[4]} of this register, which is not in pos_z_reports (not "
-            "synced yet, rejected, or never uploaded)",
+            f"lists z-report {row[4]} of this register, which is not in pos_z_reports ({why})",
             registerid=str(row[3]),
             store_id=str(row[1]),
             day=to_day(row[2]),

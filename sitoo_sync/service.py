@@ -38,6 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sitoo_sync import collector
 from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.health import stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.log import get_logger
 from sitoo_sync.metrics import Metrics, serve
@@ -45,6 +46,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Warehouse
 
 log = get_logger(__name__)
 
@@ -145,6 +147,8 @@ class Service:
             timezone=UTC,
         )
         self.scheduler.add_listener(self._on_tick_skipped, EVENT_JOB_MAX_INSTANCES)
+        self._recalled = False  # each stream's stored last success, read once
+        self._recalling = threading.Lock()
         logging.getLogger("apscheduler.scheduler").addFilter(_DROP_MAX_INSTANCES_WARNING)
 
     def _sleep(self, seconds: float) -> None:
@@ -175,6 +179,7 @@ class Service:
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))
             return
+        self._recall_successes(warehouse)
         if lock is None:
             warehouse.close()
             self.metrics.record_held(stream.name)  # another replica syncs it: not late here
@@ -203,6 +208,29 @@ class Service:
             log.error("tick_failed", stream=stream.name, error=str(exc))
         finally:
             lock.release()
+
+    def _recall_successes(self, warehouse: Warehouse) -> None:
+        """Once, at the first tick to open the target: each stream's last success as the
+        target keeps it (`sync_state`), so /healthz shows real ages from the start of a
+        process, not null ones and 503 until a tick of every stream has succeeded again."""
+        with self._recalling:
+            if self._recalled:
+                return
+            try:
+                states = warehouse.states()
+            except SitooSyncError as exc:  # the tick fails on it too; the next one tries again
+                log.warning("last_successes_unread", error=str(exc))
+                return
+            self._recalled = True
+        for stream in self.streams:
+            try:
+                named = stream.partitions.values_from_settings(self.settings)
+            except ConfigError:  # the tick says what is missing
+                continue
+            mine = [s for s in states if s.stream == stream.name]
+            at = stored_last_success(mine, named)
+            if at is not None:
+                self.metrics.recall_success(stream.name, at)
 
     def _on_tick_skipped(self, event: JobSubmissionEvent) -> None:
         """A tick came due while the stream's previous one was still running or queued."""

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ import duckdb
 import pytest
 
 from sitoo_sync.errors import ConfigError
+from sitoo_sync.health import stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.service import parse_schedule, stream_schedules
 from sitoo_sync.settings import Settings, load_settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
+from sitoo_sync.warehouse.base import StreamState
 from tests.conftest import SyncFn
 from tests.support import PipeLines, query, settings_for, take_lock
 from tests.targets import Target, target_for
@@ -473,3 +476,61 @@ def test_status_of_a_fresh_target_after_service_style_ticks(
     [(status, rows)] = query(settings, "SELECT last_status, rows_loaded FROM sync_state")
     assert status == "ok"
     assert rows > 0
+
+
+# ---- what a service that starts knows ---------------------------------------------------
+
+
+def _state(partition: str, success: datetime | None, status: str = "ok") -> StreamState:
+    """A `sync_state` row of stream `s` whose last success was at `success`."""
+    return StreamState("s", partition, None, 0, 0, None, success, None, None, status)
+
+
+def test_a_streams_stored_last_success_is_its_oldest_partitions() -> None:
+    """The stored last success of a stream is the oldest of its syncing partitions', the
+    listing row and partitions disabled or gone aside; none when one never succeeded."""
+    old, new = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    rows = [
+        _state("1", new),
+        _state("2", old, "failed"),  # failing since: its last success is older
+        _state("3", None, "gone"),
+        _state("4", None, "disabled"),
+        _state("*", None, "failed"),
+    ]
+    assert stored_last_success(rows) == old.timestamp()
+    assert stored_last_success([*rows, _state("5", None, "reset")]) is None
+    assert stored_last_success(rows, partitions=["1"]) == new.timestamp()
+    assert stored_last_success(rows, partitions=["1", "9"]) is None  # 9 never ran
+    assert stored_last_success([]) is None
+    assert stored_last_success([_state("4", None, "disabled")]) is None
+
+
+def test_a_restarted_service_shows_each_streams_stored_age_at_once(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """A service started on a target its streams synced into knows their last successes
+    from `sync_state` at its first tick, even one that fails (the API down): /healthz says
+    ready with real ages instead of null ages and 503 until each stream succeeds again."""
+    from sitoo_sync.service import Service
+
+    names = ["pos_z_reports", "orders"]
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=names)
+    assert sync(settings).ok
+    sql = "SELECT stream, min(last_success_at) FROM sync_state GROUP BY stream"
+    stored = dict(query(settings, sql))
+    sim.stop()  # the API is down when the service starts again
+    streams = select_streams(names)
+    service = Service(settings, streams)
+    try:
+        assert service.metrics.health()[0] is False  # nothing known before the target is read
+        service.tick(streams[0])  # fails on the API, after it read the target
+        ready, details = service.metrics.health()
+    finally:
+        service.client.close()
+    errors = service.metrics.registry.get_sample_value
+    assert errors("sitoo_errors_total", {"stream": "pos_z_reports"}) == 1
+    assert ready is True, details
+    now = time.time()
+    for stream in names:
+        age = details[stream]["last_success_age_seconds"]
+        assert age == pytest.approx(now - stored[stream].timestamp(), abs=5)

@@ -53,9 +53,23 @@ log = get_logger(__name__)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+#: How many of a cron schedule's next fire times are read for its longest gap, and how far
+#: ahead at most: enough for the nights, weekends and month ends of any pattern that repeats
+#: within a year (a read takes ~13 µs).
+_CRON_FIRES_READ = 5000
+_CRON_HORIZON = timedelta(days=400)
+
+
+#: The jitter delays a tick by at most this share of its interval (1/10).
+_JITTER_SHARE = 10
+
+
 @dataclass(frozen=True)
 class Schedule:
-    """When a stream runs: the trigger, and its typical interval (for /healthz)."""
+    """When a stream runs: the trigger, and the longest time between two of its ticks'
+    starts as the schedule says (for /healthz, whose limit is a few of them): an interval
+    (its jitter, a tenth of it at most, aside), or the widest gap of a cron expression (a
+    night, a weekend)."""
 
     trigger: BaseTrigger
     interval_seconds: float
@@ -71,18 +85,39 @@ def parse_schedule(stream: str, text: str, jitter: int, *, source: str = "") -> 
         seconds = int(m.group(1)) * _UNITS[m.group(2)]
         if seconds <= 0:
             raise ConfigError(f"{where}: the interval must be positive")
-        return Schedule(IntervalTrigger(seconds=seconds, jitter=jitter or None), seconds)
+        # APScheduler delays each tick by up to the jitter after the last one's delayed
+        # start: a jitter longer than the interval would space the ticks by it instead.
+        spread = min(jitter, seconds // _JITTER_SHARE)
+        return Schedule(IntervalTrigger(seconds=seconds, jitter=spread or None), seconds)
     try:
         trigger = CronTrigger.from_crontab(text, timezone=UTC)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: {text!r} is neither an interval such as 15m nor a cron expression ({exc})"
         ) from None
+    gap = _longest_gap(trigger)
+    if gap is None:
+        raise ConfigError(f"{where}: the day of {text!r} never comes; the stream would not sync")
+    return Schedule(CronTrigger.from_crontab(text, timezone=UTC), gap)
+
+
+def _longest_gap(trigger: CronTrigger) -> float | None:
+    """The most seconds between two of the cron trigger's next fire times (a day if it
+    fires once only); None when it never fires (on a 30 February)."""
     now = datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    interval = (second - first).total_seconds() if first and second else 86400.0
-    return Schedule(CronTrigger.from_crontab(text, timezone=UTC), interval)
+    fired = trigger.get_next_fire_time(None, now)
+    if fired is None:
+        return None
+    longest = 0.0
+    for _ in range(_CRON_FIRES_READ):
+        following = trigger.get_next_fire_time(fired, fired + timedelta(seconds=1))
+        if following is None:
+            break
+        longest = max(longest, (following - fired).total_seconds())
+        if following - now > _CRON_HORIZON:
+            break
+        fired = following
+    return longest or 86400.0
 
 
 def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str, Schedule]:

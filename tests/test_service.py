@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from sitoo_sync.errors import ConfigError
-from sitoo_sync.health import stored_last_success
+from sitoo_sync.health import is_late, stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.service import parse_schedule, stream_schedules
 from sitoo_sync.settings import Settings, load_settings
@@ -113,6 +113,49 @@ def test_schedules_are_intervals_or_cron(text: str, seconds: float) -> None:
 def test_unreadable_schedules_are_configuration_errors(text: str) -> None:
     """A schedule that cannot be read names the setting and the stream."""
     with pytest.raises(ConfigError, match="SITOO_SCHEDULES: pos: "):
+        parse_schedule("pos", text, jitter=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "jitter"),
+    [("10s", 30), ("15m", 30), ("*/15 8-18 * * *", 0), ("0 9 * * 1-5", 0), ("0 0 1 * *", 0)],
+)
+def test_a_stream_that_ticks_on_its_schedule_is_never_late(text: str, jitter: int) -> None:
+    """However a schedule spaces its ticks (an interval delayed by up to its jitter, a cron
+    of opening hours or weekdays with nights and weekends between), /healthz's limit is
+    never passed by a stream whose every tick succeeds on time."""
+    schedule = parse_schedule("s", text, jitter)
+    trigger = schedule.trigger
+    now = datetime.now(UTC)
+    fired = trigger.get_next_fire_time(None, now)
+    assert fired is not None
+    for _ in range(3000):  # as the scheduler asks: from the last (delayed) fire time
+        following = trigger.get_next_fire_time(fired, fired)
+        assert following is not None
+        start, end = fired.timestamp(), following.timestamp()
+        assert not is_late(start, schedule.interval_seconds, end), (fired, following)
+        fired = following
+
+
+def test_the_jitter_delays_a_tick_by_at_most_a_tenth_of_its_interval() -> None:
+    """SITOO_SCHEDULE_JITTER_SECONDS=30 spreads "10s" ticks by up to 1 s, not 30: a 10 s
+    schedule still ticks about every 10 s; a 15m one gets the whole 30 s."""
+    for text, most in (("10s", 11.0), ("15m", 930.0)):
+        trigger = parse_schedule("s", text, jitter=30).trigger
+        fired = trigger.get_next_fire_time(None, datetime.now(UTC))
+        gaps = []
+        for _ in range(500):
+            following = trigger.get_next_fire_time(fired, fired)
+            gaps.append((following - fired).total_seconds())
+            fired = following
+        assert most - 1 < max(gaps) <= most, text
+
+
+@pytest.mark.parametrize("text", ["0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_schedule_that_never_fires_is_a_configuration_error(text: str) -> None:
+    """A cron expression of days that do not exist would leave its stream unsynced after the
+    first tick, and forever late: refused at start, naming the stream."""
+    with pytest.raises(ConfigError, match=r"^SITOO_SCHEDULES: pos: .* never comes"):
         parse_schedule("pos", text, jitter=0)
 
 

@@ -17,6 +17,7 @@ once; the last committed window is intact either way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -26,11 +27,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -51,6 +53,9 @@ from sitoo_sync.warehouse.base import Warehouse
 log = get_logger(__name__)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: How often the main thread looks whether a stop was requested (the signal handler only
+#: sets it: stopping the scheduler from the handler could wait for a lock it interrupted).
+_STOP_POLL_SECONDS = 0.2
 
 
 #: How many of a cron schedule's next fire times are read for its longest gap, and how far
@@ -171,10 +176,11 @@ class Service:
         self.schedules = stream_schedules(settings, self.streams)
         self.metrics = Metrics({n: s.interval_seconds for n, s in self.schedules.items()})
         self.stop = threading.Event()
+        self._stopped_by = ""  # the signal that set `stop`
         self.running = 0  # ticks in flight; SIGTERM waits until none is
         self._running_changed = threading.Condition()
         self.client: SitooClient = make_client(settings, sleep=self._sleep, stop=self.stop)
-        self.scheduler = BlockingScheduler(
+        self.scheduler = BackgroundScheduler(
             # A worker per stream: with max_instances=1 each stream has at most one tick in
             # flight, and none waits for another stream's.
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.streams)))},
@@ -280,25 +286,28 @@ class Service:
         )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: the first asks for a stop, which run() carries out outside the
+        handler (it interrupts the main thread anywhere: amid the scheduler's start, or
+        holding a lock that stopping it takes); a second exits at once."""
         if self.stop.is_set():
-            log.warning("stop_forced", signal=signal.Signals(signum).name)
+            with contextlib.suppress(RuntimeError):  # amid a write to stderr: exit anyway
+                log.warning("stop_forced", signal=signal.Signals(signum).name)
             os._exit(130)
-        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self._stopped_by = signal.Signals(signum).name
         self.stop.set()
-        self.scheduler.shutdown(wait=False)
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
-        if self.settings.metrics_port is not None:
-            host, port = self.settings.metrics_host, self.settings.metrics_port
-            try:
-                server = serve(self.metrics, host, port)
-            except OSError as exc:
-                raise ConfigError(
-                    f"SITOO_METRICS_PORT: cannot listen on {host}:{port} "
-                    f"({exc.strerror or exc}); another process may use it"
-                ) from None
-            log.info("metrics_listening", host=server.server_address[0], port=server.server_port)
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            return self._serve()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _serve(self) -> int:
+        server = self._serve_metrics()
         start = datetime.now(UTC)
         for stream in self.streams:
             schedule = self.schedules[stream.name]
@@ -311,10 +320,40 @@ class Service:
                 next_run_time=start,
             )
             log.info("stream_scheduled", stream=stream.name, every=schedule.interval_seconds)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        log.info("service_started", streams=[s.name for s in self.streams])
-        self.scheduler.start()  # returns after shutdown
+        if not self.stop.is_set():  # a signal during the start-up: no tick
+            log.info("service_started", streams=[s.name for s in self.streams])
+            self.scheduler.start()
+        while not self.stop.is_set():
+            time.sleep(_STOP_POLL_SECONDS)
+        log.info("stop_requested", signal=self._stopped_by)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self._wait_for_ticks()
+        self.client.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        log.info("service_stopped")
+        return 0
+
+    def _serve_metrics(self) -> ThreadingHTTPServer | None:
+        """/metrics and /healthz when SITOO_METRICS_PORT asks for them."""
+        if self.settings.metrics_port is None:
+            return None
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        try:
+            server = serve(self.metrics, host, port)
+        except OSError as exc:
+            raise ConfigError(
+                f"SITOO_METRICS_PORT: cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}); another process may use it"
+            ) from None
+        log.info("metrics_listening", host=server.server_address[0], port=server.server_port)
+        return server
+
+    def _wait_for_ticks(self) -> None:
+        """Until the ticks in flight end (each after its current window commits); past
+        SITOO_STOP_TIMEOUT_SECONDS the process exits 1."""
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
         with self._running_changed:
             while self.running:
@@ -323,6 +362,3 @@ class Service:
                     log.error("stop_timeout", seconds=self.settings.stop_timeout_seconds)
                     os._exit(1)
                 self._running_changed.wait(min(left, 0.5))
-        self.client.close()
-        log.info("service_stopped")
-        return 0

@@ -577,3 +577,29 @@ def test_a_restarted_service_shows_each_streams_stored_age_at_once(
     for stream in names:
         age = details[stream]["last_success_age_seconds"]
         assert age == pytest.approx(now - stored[stream].timestamp(), abs=5)
+
+
+def test_a_stop_requested_while_the_service_starts_ends_it_at_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """SIGTERM during start-up, before the scheduler runs, stops the service cleanly: no tick
+    starts and run() returns 0 at once (the handler raised SchedulerNotRunningError, a crash
+    with a traceback), and the signal handlers it set are put back."""
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+
+    settings = settings_for(sim, tmp_path / "w.duckdb", metrics_port=0)
+    service = Service(settings, [STREAMS["pos_z_reports"]])
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service._on_signal(signal.SIGTERM, None)
+        started = time.monotonic()
+        assert service.run() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        service.client.close()
+        now = {s: signal.getsignal(s) for s in before}
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert now == before
+    assert not (tmp_path / "w.duckdb").exists()  # no tick opened the target

@@ -203,6 +203,10 @@ class Service:
         try:
             if not self.stop.is_set():
                 self._tick(stream)
+        except Exception as exc:  # a bug, a library's own error: failed like any tick
+            self.metrics.errors.labels(stream.name).inc()
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("tick_failed", stream=stream.name, error=error, exc_info=True)
         finally:
             with self._running_changed:
                 self.running -= 1
@@ -259,8 +263,8 @@ class Service:
                 return
             try:
                 states = warehouse.states()
-            except SitooSyncError as exc:  # the tick fails on it too; the next one tries again
-                log.warning("last_successes_unread", error=str(exc))
+            except Exception as exc:  # the tick goes on (its lock is held): the next one retries
+                log.warning("last_successes_unread", error=f"{type(exc).__name__}: {exc}")
                 return
             self._recalled = True
         for stream in self.streams:

@@ -603,3 +603,65 @@ def test_a_stop_requested_while_the_service_starts_ends_it_at_once(
             signal.signal(sig, handler)
     assert now == before
     assert not (tmp_path / "w.duckdb").exists()  # no tick opened the target
+
+
+def test_a_tick_that_crashes_is_a_counted_failure_and_frees_its_stream(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in a tick (a bug, a library's own exception) is logged as
+    `tick_failed` with its traceback, counted in sitoo_errors_total and leaves the stream's
+    lock free, as a SitooSyncError does, instead of escaping into APScheduler's own log."""
+    import structlog
+
+    from sitoo_sync import service as service_module
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service_module, "run_once", crash)
+    settings = settings_for(sim, tmp_path / "w.duckdb")
+    service = Service(settings, [STREAMS["pos_z_reports"]])
+    try:
+        with structlog.testing.capture_logs() as events:
+            service.tick(STREAMS["pos_z_reports"])
+    finally:
+        service.client.close()
+    [failed] = [e for e in events if e["event"] == "tick_failed"]
+    assert (failed["stream"], failed["error"]) == ("pos_z_reports", "RuntimeError: a bug")
+    assert failed["exc_info"]
+    errors = service.metrics.registry.get_sample_value
+    assert errors("sitoo_errors_total", {"stream": "pos_z_reports"}) == 1
+    lock = take_lock(settings, "pos_z_reports")
+    assert lock is not None
+    lock.release()
+
+
+def test_a_target_that_cannot_be_read_for_last_successes_fails_no_tick(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When reading `sync_state` for the last successes fails, whatever the error, the tick
+    still loads (it holds the stream's lock by then), with a warning."""
+    import structlog
+
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+
+    def states(self: DuckDBWarehouse) -> list[StreamState]:
+        raise RuntimeError("unreadable")
+
+    monkeypatch.setattr(DuckDBWarehouse, "states", states)
+    settings = settings_for(sim, tmp_path / "w.duckdb")
+    stream = STREAMS["pos_z_reports"]
+    service = Service(settings, [stream])
+    try:
+        with structlog.testing.capture_logs() as events:
+            service.tick(stream)
+    finally:
+        service.client.close()
+    [unread] = [e for e in events if e["event"] == "last_successes_unread"]
+    assert unread["error"] == "RuntimeError: unreadable"
+    assert not [e for e in events if e["event"] == "tick_failed"]
+    assert service.metrics.health()[0] is True  # the tick succeeded

@@ -65,6 +65,8 @@ _CRON_FIRES_READ = 5000
 _CRON_HORIZON = timedelta(days=400)
 
 
+#: The longest interval a schedule may give, in seconds.
+_LONGEST_INTERVAL = 365 * 86400
 #: The jitter delays a tick by at most this share of its interval (1/10).
 _JITTER_SHARE = 10
 
@@ -90,6 +92,10 @@ def parse_schedule(stream: str, text: str, jitter: int, *, source: str = "") -> 
         seconds = int(m.group(1)) * _UNITS[m.group(2)]
         if seconds <= 0:
             raise ConfigError(f"{where}: the interval must be positive")
+        if seconds > _LONGEST_INTERVAL:  # a digit too many; past 9999 years, an OverflowError
+            raise ConfigError(
+                f"{where}: {text.strip()!r} is too long, the interval is at most 365d"
+            )
         # APScheduler delays each tick by up to the jitter after the last one's delayed
         # start: a jitter longer than the interval would space the ticks by it instead.
         spread = min(jitter, seconds // _JITTER_SHARE)

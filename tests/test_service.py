@@ -137,6 +137,15 @@ def test_a_stream_that_ticks_on_its_schedule_is_never_late(text: str, jitter: in
         fired = following
 
 
+@pytest.mark.parametrize("text", ["366d", "9999999d", "99999999999999999999d"])
+def test_an_interval_longer_than_a_year_is_a_configuration_error(text: str) -> None:
+    """A mistyped interval (a digit too many) is one clear configuration error, not an
+    OverflowError's traceback at start nor a stream that would next tick in centuries."""
+    with pytest.raises(ConfigError, match=r"^SITOO_SCHEDULES: pos: .*at most 365d"):
+        parse_schedule("pos", text, jitter=30)
+    assert parse_schedule("pos", "365d", jitter=30).interval_seconds == 365 * 86400
+
+
 def test_the_jitter_delays_a_tick_by_at_most_a_tenth_of_its_interval() -> None:
     """SITOO_SCHEDULE_JITTER_SECONDS=30 spreads "10s" ticks by up to 1 s, not 30: a 10 s
     schedule still ticks about every 10 s; a 15m one gets the whole 30 s."""

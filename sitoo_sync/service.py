@@ -101,7 +101,8 @@ def parse_schedule(stream: str, text: str, jitter: int, *, source: str = "") -> 
         spread = min(jitter, seconds // _JITTER_SHARE)
         return Schedule(IntervalTrigger(seconds=seconds, jitter=spread or None), seconds)
     try:
-        trigger = CronTrigger.from_crontab(text, timezone=UTC)
+        crontab = _as_crontab_reads_it(text)
+        trigger = CronTrigger.from_crontab(crontab, timezone=UTC)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: {text!r} is neither an interval such as 15m nor a cron expression ({exc})"
@@ -109,7 +110,51 @@ def parse_schedule(stream: str, text: str, jitter: int, *, source: str = "") -> 
     gap = _longest_gap(trigger)
     if gap is None:
         raise ConfigError(f"{where}: the day of {text!r} never comes; the stream would not sync")
-    return Schedule(CronTrigger.from_crontab(text, timezone=UTC), gap)
+    return Schedule(CronTrigger.from_crontab(crontab, timezone=UTC), gap)
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _as_crontab_reads_it(text: str) -> str:
+    """A cron expression with its day of week as a crontab reads it (0 or 7 Sunday, 1
+    Monday, ...) written as names, which APScheduler 3 reads alike: its own numbers count
+    from Monday, so `1-5` would run Tuesday to Saturday. Other than five fields: as given,
+    for APScheduler to refuse."""
+    fields = text.split()
+    if len(fields) != 5:
+        return text
+    days = sorted({day % 7 for part in fields[4].lower().split(",") for day in _days_of(part)})
+    fields[4] = "*" if len(days) == 7 else ",".join(_DAYS[d] for d in days)
+    return " ".join(fields)
+
+
+def _days_of(part: str) -> range:
+    """The crontab days (0-7, Sunday both ends) of one element of a day-of-week list: `*`,
+    a day, or a range, each with an optional `/step`; a ValueError if none of these."""
+    spec, slash, step_text = part.partition("/")
+    step = int(step_text) if slash else 1
+    if step < 1:
+        raise ValueError(f"the step of day of week {part!r} must be at least 1")
+    first, dash, last = spec.partition("-")
+    if spec == "*":
+        low, high = 0, 7
+    else:
+        low = _day(first)
+        high = _day(last, end=True) if dash else 7 if slash else low
+    if high < low:
+        raise ValueError(f"day of week {part!r} ends before it starts")
+    return range(low, high + 1, step)
+
+
+def _day(text: str, *, end: bool = False) -> int:
+    """A crontab day of week, a number 0-7 or a name; Sunday ending a range is 7."""
+    if text in _DAYS:
+        day = _DAYS.index(text)
+        return 7 if end and day == 0 else day
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    raise ValueError(f"not a day of week: {text!r} (0-7 or sun-sat)")
 
 
 def _longest_gap(trigger: CronTrigger) -> float | None:

@@ -137,6 +137,41 @@ def test_a_stream_that_ticks_on_its_schedule_is_never_late(text: str, jitter: in
         fired = following
 
 
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("1-5", "Mon Tue Wed Thu Fri"),
+        ("mon-fri", "Mon Tue Wed Thu Fri"),
+        ("0", "Sun"),
+        ("7", "Sun"),
+        ("5-7", "Fri Sat Sun"),
+        ("*/2", "Tue Thu Sat Sun"),
+        ("1,3", "Mon Wed"),
+        ("sat,sun", "Sat Sun"),
+        ("*", "Mon Tue Wed Thu Fri Sat Sun"),
+    ],
+)
+def test_a_cron_day_of_week_counts_as_crontab_does(field: str, days: str) -> None:
+    """A cron schedule's day of week means what it means in a crontab (0 or 7 Sunday, 1
+    Monday): `0 9 * * 1-5` runs on weekdays, not Tuesday to Saturday as APScheduler 3's own
+    numbers (0 Monday) would have it."""
+    trigger = parse_schedule("s", f"0 9 * * {field}", jitter=0).trigger
+    fired = trigger.get_next_fire_time(None, datetime(2026, 12, 6, 10, tzinfo=UTC))  # a Sunday
+    seen = []
+    for _ in range(14):
+        seen.append(fired.strftime("%a"))
+        fired = trigger.get_next_fire_time(fired, fired)
+    order = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert sorted(set(seen), key=order.index) == days.split()
+
+
+@pytest.mark.parametrize("field", ["8", "5-1", "*/0", "x", "mon-"])
+def test_a_cron_day_of_week_crontab_does_not_know_is_refused(field: str) -> None:
+    """A day-of-week field no crontab reads is a configuration error naming the schedule."""
+    with pytest.raises(ConfigError, match=r"^SITOO_SCHEDULES: pos: '0 9 \* \* .*' is neither"):
+        parse_schedule("pos", f"0 9 * * {field}", jitter=0)
+
+
 @pytest.mark.parametrize("text", ["366d", "9999999d", "99999999999999999999d"])
 def test_an_interval_longer_than_a_year_is_a_configuration_error(text: str) -> None:
     """A mistyped interval (a digit too many) is one clear configuration error, not an

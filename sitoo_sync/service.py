@@ -56,15 +56,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: How often the main thread looks whether a stop was requested (the signal handler only
 #: sets it: stopping the scheduler from the handler could wait for a lock it interrupted).
 _STOP_POLL_SECONDS = 0.2
-
-
 #: How many of a cron schedule's next fire times are read for its longest gap, and how far
 #: ahead at most: enough for the nights, weekends and month ends of any pattern that repeats
 #: within a year (a read takes ~13 µs).
 _CRON_FIRES_READ = 5000
 _CRON_HORIZON = timedelta(days=400)
-
-
 #: The longest interval a schedule may give, in seconds.
 _LONGEST_INTERVAL = 365 * 86400
 #: The jitter delays a tick by at most this share of its interval (1/10).

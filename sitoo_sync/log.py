@@ -121,6 +121,27 @@ def _add_foreign_logger_name(
     return event_dict
 
 
+class _OneLineConsole:
+    """The console renderer, every event one line, so that a log shipper or `grep` reading
+    lines sees each event whole: a library's multi-line message (tzlocal's DEBUG lines put
+    a file's contents below their first line) is joined with spaces; a traceback and a
+    stack, which the renderer prints below the line, become fields it quotes with their
+    line breaks escaped; any line break left (an object whose repr spans lines) is escaped
+    as a backslash and n."""
+
+    def __init__(self) -> None:
+        self._render = structlog.dev.ConsoleRenderer(colors=False)
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+        event = event_dict.get("event")
+        if isinstance(event, str):
+            event_dict["event"] = " ".join(filter(None, (p.strip() for p in event.splitlines())))
+        for key, field in (("exception", "traceback"), ("stack", "stack_trace")):
+            if key in event_dict:
+                event_dict[field] = event_dict.pop(key)
+        return "\\n".join(self._render(logger, method_name, dict(event_dict)).splitlines())
+
+
 def _log_uncaught(
     kind: type[BaseException], value: BaseException, traceback: TracebackType | None
 ) -> None:
@@ -159,7 +180,7 @@ def configure_logging(
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderer = _OneLineConsole()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -1,8 +1,10 @@
 """Observability for the service: Prometheus `/metrics` and a `/healthz` readiness check.
 
 `/healthz` answers 200 when the last tick of every stream succeeded (or found its stream
-disabled) within three of its intervals, and 503 with the reasons otherwise, including
-before every stream's first tick has finished.
+disabled) within three of its intervals, and 503 with the reasons otherwise. A service that
+starts knows each stream's last success from the target (`Service` recalls it at its first
+tick), so a restart shows the real ages, and is ready at once when they are recent; a
+stream with no stored success is not ready before a tick of it succeeds.
 """
 
 from __future__ import annotations
@@ -101,9 +103,17 @@ class Metrics:
             self.errors.labels(stream).inc()
             return
         now = time.time()
-        self.last_success.labels(stream).set(now)
         with self._lock:
             self.last_ok[stream] = now
+            self.last_success.labels(stream).set(now)
+
+    def recall_success(self, stream: str, at: float) -> None:
+        """A success of `stream` from before this process (at Unix time `at`, as the target
+        keeps it), counted as this process's own until a tick of it succeeds."""
+        with self._lock:
+            if stream not in self.last_ok:  # a tick's success is newer
+                self.last_ok[stream] = at
+                self.last_success.labels(stream).set(at)
 
     def record_held(self, stream: str) -> None:
         """A tick found the stream held by another process, which syncs it (a replica of a

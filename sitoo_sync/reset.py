@@ -25,12 +25,14 @@ def reset_stream(
     partition: str | None = None,
     since: date | None = None,
 ) -> list[str]:
-    """Set the cursor of every (or one) partition of `stream`; the partitions reset.
+    """Set the cursor of every (or one) partition of `stream`; the partitions reset ([]:
+    nothing was there to reset).
 
     Without `since` the cursor is cleared, and the next tick starts as a first one does
-    (where the stream's own `start` setting says, or the beginning). A stream whose
-    partitions follow from the settings (the account, the sites) can be given a starting
-    day before its first tick; listed partitions (registers) must have been seen once.
+    (where the stream's own `start` setting says, or the beginning): a partition no tick
+    has read yet starts there anyway, so it is not reset. A stream whose partitions follow
+    from the settings (the account, the sites) can be given a starting day before its
+    first tick; listed partitions (registers) must have been seen once.
     """
     if stream.full_refresh:
         raise ConfigError(
@@ -39,15 +41,16 @@ def reset_stream(
     warehouse.ensure_schema(SYSTEM_TABLES)
     stored = {s.partition: s.cursor for s in warehouse.states() if s.stream == stream.name}
     known = sorted(stored)
-    if not known:
-        known = stream.partitions.values_from_settings(settings) or []
+    named = [] if known else stream.partitions.values_from_settings(settings) or []
     if partition is not None:
-        if partition not in known:
+        if partition not in known and partition not in named:
             raise ConfigError(
                 f"{stream.name} has no partition {partition!r} (known: "
-                f"{', '.join(known) or 'none yet'}; `sitoo-sync status` lists them)"
+                f"{', '.join(known or named) or 'none yet'}; `sitoo-sync status` lists them)"
             )
-        known = [partition]
+        known = [partition] if partition in known or since is not None else []
+    elif since is not None:
+        known = known or named
     cursors = (
         {key: None for key in known}
         if since is None

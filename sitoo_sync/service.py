@@ -17,6 +17,7 @@ once; the last committed window is intact either way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -26,11 +27,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -38,6 +40,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sitoo_sync import collector
 from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.health import stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.log import get_logger
 from sitoo_sync.metrics import Metrics, serve
@@ -45,15 +48,31 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Warehouse
 
 log = get_logger(__name__)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: How often the main thread looks whether a stop was requested (the signal handler only
+#: sets it: stopping the scheduler from the handler could wait for a lock it interrupted).
+_STOP_POLL_SECONDS = 0.2
+#: How many of a cron schedule's next fire times are read for its longest gap, and how far
+#: ahead at most: enough for the nights, weekends and month ends of any pattern that repeats
+#: within a year (a read takes ~13 µs).
+_CRON_FIRES_READ = 5000
+_CRON_HORIZON = timedelta(days=400)
+#: The longest interval a schedule may give, in seconds.
+_LONGEST_INTERVAL = 365 * 86400
+#: The jitter delays a tick by at most this share of its interval (1/10).
+_JITTER_SHARE = 10
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """When a stream runs: the trigger, and its typical interval (for /healthz)."""
+    """When a stream runs: the trigger, and the longest time between two of its ticks'
+    starts as the schedule says (for /healthz, whose limit is a few of them): an interval
+    (its jitter, a tenth of it at most, aside), or the widest gap of a cron expression (a
+    night, a weekend)."""
 
     trigger: BaseTrigger
     interval_seconds: float
@@ -69,18 +88,88 @@ def parse_schedule(stream: str, text: str, jitter: int, *, source: str = "") -> 
         seconds = int(m.group(1)) * _UNITS[m.group(2)]
         if seconds <= 0:
             raise ConfigError(f"{where}: the interval must be positive")
-        return Schedule(IntervalTrigger(seconds=seconds, jitter=jitter or None), seconds)
+        if seconds > _LONGEST_INTERVAL:  # a digit too many; past 9999 years, an OverflowError
+            raise ConfigError(
+                f"{where}: {text.strip()!r} is too long, the interval is at most 365d"
+            )
+        # APScheduler delays each tick by up to the jitter after the last one's delayed
+        # start: a jitter longer than the interval would space the ticks by it instead.
+        spread = min(jitter, seconds // _JITTER_SHARE)
+        return Schedule(IntervalTrigger(seconds=seconds, jitter=spread or None), seconds)
     try:
-        trigger = CronTrigger.from_crontab(text, timezone=UTC)
+        crontab = _as_crontab_reads_it(text)
+        trigger = CronTrigger.from_crontab(crontab, timezone=UTC)
     except ValueError as exc:
         raise ConfigError(
             f"{where}: {text!r} is neither an interval such as 15m nor a cron expression ({exc})"
         ) from None
+    gap = _longest_gap(trigger)
+    if gap is None:
+        raise ConfigError(f"{where}: the day of {text!r} never comes; the stream would not sync")
+    return Schedule(CronTrigger.from_crontab(crontab, timezone=UTC), gap)
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _as_crontab_reads_it(text: str) -> str:
+    """A cron expression with its day of week as a crontab reads it (0 or 7 Sunday, 1
+    Monday, ...) written as names, which APScheduler 3 reads alike: its own numbers count
+    from Monday, so `1-5` would run Tuesday to Saturday. Other than five fields: as given,
+    for APScheduler to refuse."""
+    fields = text.split()
+    if len(fields) != 5:
+        return text
+    days = sorted({day % 7 for part in fields[4].lower().split(",") for day in _days_of(part)})
+    fields[4] = "*" if len(days) == 7 else ",".join(_DAYS[d] for d in days)
+    return " ".join(fields)
+
+
+def _days_of(part: str) -> range:
+    """The crontab days (0-7, Sunday both ends) of one element of a day-of-week list: `*`,
+    a day, or a range, each with an optional `/step`; a ValueError if none of these."""
+    spec, slash, step_text = part.partition("/")
+    step = int(step_text) if slash else 1
+    if step < 1:
+        raise ValueError(f"the step of day of week {part!r} must be at least 1")
+    first, dash, last = spec.partition("-")
+    if spec == "*":
+        low, high = 0, 7
+    else:
+        low = _day(first)
+        high = _day(last, end=True) if dash else 7 if slash else low
+    if high < low:
+        raise ValueError(f"day of week {part!r} ends before it starts")
+    return range(low, high + 1, step)
+
+
+def _day(text: str, *, end: bool = False) -> int:
+    """A crontab day of week, a number 0-7 or a name; Sunday ending a range is 7."""
+    if text in _DAYS:
+        day = _DAYS.index(text)
+        return 7 if end and day == 0 else day
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    raise ValueError(f"not a day of week: {text!r} (0-7 or sun-sat)")
+
+
+def _longest_gap(trigger: CronTrigger) -> float | None:
+    """The most seconds between two of the cron trigger's next fire times (a day if it
+    fires once only); None when it never fires (on a 30 February)."""
     now = datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    interval = (second - first).total_seconds() if first and second else 86400.0
-    return Schedule(CronTrigger.from_crontab(text, timezone=UTC), interval)
+    fired = trigger.get_next_fire_time(None, now)
+    if fired is None:
+        return None
+    longest = 0.0
+    for _ in range(_CRON_FIRES_READ):
+        following = trigger.get_next_fire_time(fired, fired + timedelta(seconds=1))
+        if following is None:
+            break
+        longest = max(longest, (following - fired).total_seconds())
+        if following - now > _CRON_HORIZON:
+            break
+        fired = following
+    return longest or 86400.0
 
 
 def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str, Schedule]:
@@ -134,10 +223,11 @@ class Service:
         self.schedules = stream_schedules(settings, self.streams)
         self.metrics = Metrics({n: s.interval_seconds for n, s in self.schedules.items()})
         self.stop = threading.Event()
+        self._stopped_by = ""  # the signal that set `stop`
         self.running = 0  # ticks in flight; SIGTERM waits until none is
         self._running_changed = threading.Condition()
         self.client: SitooClient = make_client(settings, sleep=self._sleep, stop=self.stop)
-        self.scheduler = BlockingScheduler(
+        self.scheduler = BackgroundScheduler(
             # A worker per stream: with max_instances=1 each stream has at most one tick in
             # flight, and none waits for another stream's.
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.streams)))},
@@ -145,6 +235,8 @@ class Service:
             timezone=UTC,
         )
         self.scheduler.add_listener(self._on_tick_skipped, EVENT_JOB_MAX_INSTANCES)
+        self._recalled = False  # each stream's stored last success, read once
+        self._recalling = threading.Lock()
         logging.getLogger("apscheduler.scheduler").addFilter(_DROP_MAX_INSTANCES_WARNING)
 
     def _sleep(self, seconds: float) -> None:
@@ -158,6 +250,10 @@ class Service:
         try:
             if not self.stop.is_set():
                 self._tick(stream)
+        except Exception as exc:  # a bug, a library's own error: failed like any tick
+            self.metrics.errors.labels(stream.name).inc()
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("tick_failed", stream=stream.name, error=error, exc_info=True)
         finally:
             with self._running_changed:
                 self.running -= 1
@@ -175,6 +271,7 @@ class Service:
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))
             return
+        self._recall_successes(warehouse)
         if lock is None:
             warehouse.close()
             self.metrics.record_held(stream.name)  # another replica syncs it: not late here
@@ -204,6 +301,29 @@ class Service:
         finally:
             lock.release()
 
+    def _recall_successes(self, warehouse: Warehouse) -> None:
+        """Once, at the first tick to open the target: each stream's last success as the
+        target keeps it (`sync_state`), so /healthz shows real ages from the start of a
+        process, not null ones and 503 until a tick of every stream has succeeded again."""
+        with self._recalling:
+            if self._recalled:
+                return
+            try:
+                states = warehouse.states()
+            except Exception as exc:  # the tick goes on (its lock is held): the next one retries
+                log.warning("last_successes_unread", error=f"{type(exc).__name__}: {exc}")
+                return
+            self._recalled = True
+        for stream in self.streams:
+            try:
+                named = stream.partitions.values_from_settings(self.settings)
+            except ConfigError:  # the tick says what is missing
+                continue
+            mine = [s for s in states if s.stream == stream.name]
+            at = stored_last_success(mine, named)
+            if at is not None:
+                self.metrics.recall_success(stream.name, at)
+
     def _on_tick_skipped(self, event: JobSubmissionEvent) -> None:
         """A tick came due while the stream's previous one was still running or queued."""
         now = datetime.now(UTC)
@@ -217,25 +337,28 @@ class Service:
         )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: the first asks for a stop, which run() carries out outside the
+        handler (it interrupts the main thread anywhere: amid the scheduler's start, or
+        holding a lock that stopping it takes); a second exits at once."""
         if self.stop.is_set():
-            log.warning("stop_forced", signal=signal.Signals(signum).name)
+            with contextlib.suppress(RuntimeError):  # amid a write to stderr: exit anyway
+                log.warning("stop_forced", signal=signal.Signals(signum).name)
             os._exit(130)
-        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self._stopped_by = signal.Signals(signum).name
         self.stop.set()
-        self.scheduler.shutdown(wait=False)
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
-        if self.settings.metrics_port is not None:
-            host, port = self.settings.metrics_host, self.settings.metrics_port
-            try:
-                server = serve(self.metrics, host, port)
-            except OSError as exc:
-                raise ConfigError(
-                    f"SITOO_METRICS_PORT: cannot listen on {host}:{port} "
-                    f"({exc.strerror or exc}); another process may use it"
-                ) from None
-            log.info("metrics_listening", host=server.server_address[0], port=server.server_port)
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            return self._serve()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _serve(self) -> int:
+        server = self._serve_metrics()
         start = datetime.now(UTC)
         for stream in self.streams:
             schedule = self.schedules[stream.name]
@@ -248,10 +371,40 @@ class Service:
                 next_run_time=start,
             )
             log.info("stream_scheduled", stream=stream.name, every=schedule.interval_seconds)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        log.info("service_started", streams=[s.name for s in self.streams])
-        self.scheduler.start()  # returns after shutdown
+        if not self.stop.is_set():  # a signal during the start-up: no tick
+            log.info("service_started", streams=[s.name for s in self.streams])
+            self.scheduler.start()
+        while not self.stop.is_set():
+            time.sleep(_STOP_POLL_SECONDS)
+        log.info("stop_requested", signal=self._stopped_by)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self._wait_for_ticks()
+        self.client.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        log.info("service_stopped")
+        return 0
+
+    def _serve_metrics(self) -> ThreadingHTTPServer | None:
+        """/metrics and /healthz when SITOO_METRICS_PORT asks for them."""
+        if self.settings.metrics_port is None:
+            return None
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        try:
+            server = serve(self.metrics, host, port)
+        except OSError as exc:
+            raise ConfigError(
+                f"SITOO_METRICS_PORT: cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}); another process may use it"
+            ) from None
+        log.info("metrics_listening", host=server.server_address[0], port=server.server_port)
+        return server
+
+    def _wait_for_ticks(self) -> None:
+        """Until the ticks in flight end (each after its current window commits); past
+        SITOO_STOP_TIMEOUT_SECONDS the process exits 1."""
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
         with self._running_changed:
             while self.running:
@@ -260,6 +413,3 @@ class Service:
                     log.error("stop_timeout", seconds=self.settings.stop_timeout_seconds)
                     os._exit(1)
                 self._running_changed.wait(min(left, 0.5))
-        self.client.close()
-        log.info("service_stopped")
-        return 0

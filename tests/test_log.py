@@ -143,6 +143,30 @@ def test_console_lines_of_other_libraries_read_like_our_events() -> None:
     assert theirs.endswith("[some.library]")
 
 
+def test_every_console_event_is_one_line_whatever_wrote_it() -> None:
+    """At DEBUG, a library's multi-line message (tzlocal's "contents:\n Etc/UTC\n"), our
+    event with a multi-line field, and an exception with its traceback and stack are each
+    one console line, nothing of them lost."""
+    out = io.StringIO()
+    configure_logging(fmt="console", level="DEBUG", stream=out)
+    logging.getLogger("tzlocal").debug("/etc/timezone found, contents:\n Etc/UTC\n")
+    log = get_logger("t")
+    log.error("tick_failed", error="connection refused\n\tIs the server running?")
+    try:
+        raise RuntimeError("boom\nsecond line")
+    except RuntimeError:
+        log.exception("unhandled_exception", stack_info=True)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert "/etc/timezone found, contents: Etc/UTC" in lines[0]
+    assert lines[0].endswith("[tzlocal]")
+    assert "Is the server running?" in lines[1]
+    assert "RuntimeError: boom" in lines[2]
+    assert "second line" in lines[2]
+    assert "Traceback (most recent call last)" in lines[2]
+    assert "Stack (most recent call last)" in lines[2]
+
+
 def test_the_cli_own_lines_are_json_events_with_json_logs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

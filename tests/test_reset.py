@@ -254,3 +254,38 @@ def test_reset_since_a_day_replaces_a_cursor_that_cannot_be_read(
     finally:
         warehouse.close()
     assert state.cursor == STREAMS[stream].cursor.resume_from(since)
+
+
+@pytest.mark.parametrize("name", ALL_TARGETS)
+def test_reset_of_a_stream_that_never_ran_says_nothing_was_reset(
+    name: str,
+    world: Simulator,
+    sync: SyncFn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`reset orders` (sites named by the settings) on a target where only another stream
+    ran says there was nothing to reset and exits 0, writing no row, instead of reporting
+    partitions reset that no tick ever read."""
+    use_simulator(monkeypatch, world, tmp_path / "w.duckdb")
+    with target_for(name, tmp_path) as target:
+        for key, value in target.env().items():
+            monkeypatch.setenv(key, value)
+        assert sync(target_settings(world, target, streams=["pos_z_reports"])).ok
+        before = _states(target.url, target.schema)
+        assert main(["reset", "orders"]) == 0
+        assert "orders: nothing to reset" in capsys.readouterr().out
+        assert _states(target.url, target.schema) == before
+        assert main(["reset", "orders", "--partition", str(world.world.site_ids()[0])]) == 0
+        assert "orders: nothing to reset" in capsys.readouterr().out
+        assert _states(target.url, target.schema) == before
+
+
+def _states(url: str, schema: str | None) -> list[Any]:
+    """Every `sync_state` row of the target."""
+    warehouse = open_warehouse(url, schema=schema)
+    try:
+        return warehouse.states()
+    finally:
+        warehouse.close()

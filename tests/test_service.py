@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ import duckdb
 import pytest
 
 from sitoo_sync.errors import ConfigError
+from sitoo_sync.health import is_late, stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.service import parse_schedule, stream_schedules
 from sitoo_sync.settings import Settings, load_settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
+from sitoo_sync.warehouse.base import StreamState
 from tests.conftest import SyncFn
 from tests.support import PipeLines, query, settings_for, take_lock
 from tests.targets import Target, target_for
@@ -110,6 +113,93 @@ def test_schedules_are_intervals_or_cron(text: str, seconds: float) -> None:
 def test_unreadable_schedules_are_configuration_errors(text: str) -> None:
     """A schedule that cannot be read names the setting and the stream."""
     with pytest.raises(ConfigError, match="SITOO_SCHEDULES: pos: "):
+        parse_schedule("pos", text, jitter=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "jitter"),
+    [("10s", 30), ("15m", 30), ("*/15 8-18 * * *", 0), ("0 9 * * 1-5", 0), ("0 0 1 * *", 0)],
+)
+def test_a_stream_that_ticks_on_its_schedule_is_never_late(text: str, jitter: int) -> None:
+    """However a schedule spaces its ticks (an interval delayed by up to its jitter, a cron
+    of opening hours or weekdays with nights and weekends between), /healthz's limit is
+    never passed by a stream whose every tick succeeds on time."""
+    schedule = parse_schedule("s", text, jitter)
+    trigger = schedule.trigger
+    now = datetime.now(UTC)
+    fired = trigger.get_next_fire_time(None, now)
+    assert fired is not None
+    for _ in range(3000):  # as the scheduler asks: from the last (delayed) fire time
+        following = trigger.get_next_fire_time(fired, fired)
+        assert following is not None
+        start, end = fired.timestamp(), following.timestamp()
+        assert not is_late(start, schedule.interval_seconds, end), (fired, following)
+        fired = following
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("1-5", "Mon Tue Wed Thu Fri"),
+        ("mon-fri", "Mon Tue Wed Thu Fri"),
+        ("0", "Sun"),
+        ("7", "Sun"),
+        ("5-7", "Fri Sat Sun"),
+        ("*/2", "Tue Thu Sat Sun"),
+        ("1,3", "Mon Wed"),
+        ("sat,sun", "Sat Sun"),
+        ("*", "Mon Tue Wed Thu Fri Sat Sun"),
+    ],
+)
+def test_a_cron_day_of_week_counts_as_crontab_does(field: str, days: str) -> None:
+    """A cron schedule's day of week means what it means in a crontab (0 or 7 Sunday, 1
+    Monday): `0 9 * * 1-5` runs on weekdays, not Tuesday to Saturday as APScheduler 3's own
+    numbers (0 Monday) would have it."""
+    trigger = parse_schedule("s", f"0 9 * * {field}", jitter=0).trigger
+    fired = trigger.get_next_fire_time(None, datetime(2026, 12, 6, 10, tzinfo=UTC))  # a Sunday
+    seen = []
+    for _ in range(14):
+        seen.append(fired.strftime("%a"))
+        fired = trigger.get_next_fire_time(fired, fired)
+    order = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert sorted(set(seen), key=order.index) == days.split()
+
+
+@pytest.mark.parametrize("field", ["8", "5-1", "*/0", "x", "mon-"])
+def test_a_cron_day_of_week_crontab_does_not_know_is_refused(field: str) -> None:
+    """A day-of-week field no crontab reads is a configuration error naming the schedule."""
+    with pytest.raises(ConfigError, match=r"^SITOO_SCHEDULES: pos: '0 9 \* \* .*' is neither"):
+        parse_schedule("pos", f"0 9 * * {field}", jitter=0)
+
+
+@pytest.mark.parametrize("text", ["366d", "9999999d", "99999999999999999999d"])
+def test_an_interval_longer_than_a_year_is_a_configuration_error(text: str) -> None:
+    """A mistyped interval (a digit too many) is one clear configuration error, not an
+    OverflowError's traceback at start nor a stream that would next tick in centuries."""
+    with pytest.raises(ConfigError, match=r"^SITOO_SCHEDULES: pos: .*at most 365d"):
+        parse_schedule("pos", text, jitter=30)
+    assert parse_schedule("pos", "365d", jitter=30).interval_seconds == 365 * 86400
+
+
+def test_the_jitter_delays_a_tick_by_at_most_a_tenth_of_its_interval() -> None:
+    """SITOO_SCHEDULE_JITTER_SECONDS=30 spreads "10s" ticks by up to 1 s, not 30: a 10 s
+    schedule still ticks about every 10 s; a 15m one gets the whole 30 s."""
+    for text, most in (("10s", 11.0), ("15m", 930.0)):
+        trigger = parse_schedule("s", text, jitter=30).trigger
+        fired = trigger.get_next_fire_time(None, datetime.now(UTC))
+        gaps = []
+        for _ in range(500):
+            following = trigger.get_next_fire_time(fired, fired)
+            gaps.append((following - fired).total_seconds())
+            fired = following
+        assert most - 1 < max(gaps) <= most, text
+
+
+@pytest.mark.parametrize("text", ["0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_schedule_that_never_fires_is_a_configuration_error(text: str) -> None:
+    """A cron expression of days that do not exist would leave its stream unsynced after the
+    first tick, and forever late: refused at start, naming the stream."""
+    with pytest.raises(ConfigError, match=r"^SITOO_SCHEDULES: pos: .* never comes"):
         parse_schedule("pos", text, jitter=0)
 
 
@@ -473,3 +563,149 @@ def test_status_of_a_fresh_target_after_service_style_ticks(
     [(status, rows)] = query(settings, "SELECT last_status, rows_loaded FROM sync_state")
     assert status == "ok"
     assert rows > 0
+
+
+# ---- what a service that starts knows ---------------------------------------------------
+
+
+def _state(partition: str, success: datetime | None, status: str = "ok") -> StreamState:
+    """A `sync_state` row of stream `s` whose last success was at `success`."""
+    return StreamState("s", partition, None, 0, 0, None, success, None, None, status)
+
+
+def test_a_streams_stored_last_success_is_its_oldest_partitions() -> None:
+    """The stored last success of a stream is the oldest of its syncing partitions', the
+    listing row and partitions disabled or gone aside; none when one never succeeded."""
+    old, new = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    rows = [
+        _state("1", new),
+        _state("2", old, "failed"),  # failing since: its last success is older
+        _state("3", None, "gone"),
+        _state("4", None, "disabled"),
+        _state("*", None, "failed"),
+    ]
+    assert stored_last_success(rows) == old.timestamp()
+    assert stored_last_success([*rows, _state("5", None, "reset")]) is None
+    assert stored_last_success(rows, partitions=["1"]) == new.timestamp()
+    assert stored_last_success(rows, partitions=["1", "9"]) is None  # 9 never ran
+    assert stored_last_success([]) is None
+    assert stored_last_success([_state("4", None, "disabled")]) is None
+
+
+def test_a_restarted_service_shows_each_streams_stored_age_at_once(
+    sim: Simulator, tmp_path: Path, sync: SyncFn
+) -> None:
+    """A service started on a target its streams synced into knows their last successes
+    from `sync_state` at its first tick, even one that fails (the API down): /healthz says
+    ready with real ages instead of null ages and 503 until each stream succeeds again."""
+    from sitoo_sync.service import Service
+
+    names = ["pos_z_reports", "orders"]
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=names)
+    assert sync(settings).ok
+    sql = "SELECT stream, min(last_success_at) FROM sync_state GROUP BY stream"
+    stored = dict(query(settings, sql))
+    sim.stop()  # the API is down when the service starts again
+    streams = select_streams(names)
+    service = Service(settings, streams)
+    try:
+        assert service.metrics.health()[0] is False  # nothing known before the target is read
+        service.tick(streams[0])  # fails on the API, after it read the target
+        ready, details = service.metrics.health()
+    finally:
+        service.client.close()
+    errors = service.metrics.registry.get_sample_value
+    assert errors("sitoo_errors_total", {"stream": "pos_z_reports"}) == 1
+    assert ready is True, details
+    now = time.time()
+    for stream in names:
+        age = details[stream]["last_success_age_seconds"]
+        assert age == pytest.approx(now - stored[stream].timestamp(), abs=5)
+
+
+def test_a_stop_requested_while_the_service_starts_ends_it_at_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """SIGTERM during start-up, before the scheduler runs, stops the service cleanly: no tick
+    starts and run() returns 0 at once (the handler raised SchedulerNotRunningError, a crash
+    with a traceback), and the signal handlers it set are put back."""
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+
+    settings = settings_for(sim, tmp_path / "w.duckdb", metrics_port=0)
+    service = Service(settings, [STREAMS["pos_z_reports"]])
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service._on_signal(signal.SIGTERM, None)
+        started = time.monotonic()
+        assert service.run() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        service.client.close()
+        now = {s: signal.getsignal(s) for s in before}
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert now == before
+    assert not (tmp_path / "w.duckdb").exists()  # no tick opened the target
+
+
+def test_a_tick_that_crashes_is_a_counted_failure_and_frees_its_stream(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in a tick (a bug, a library's own exception) is logged as
+    `tick_failed` with its traceback, counted in sitoo_errors_total and leaves the stream's
+    lock free, as a SitooSyncError does, instead of escaping into APScheduler's own log."""
+    import structlog
+
+    from sitoo_sync import service as service_module
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service_module, "run_once", crash)
+    settings = settings_for(sim, tmp_path / "w.duckdb")
+    service = Service(settings, [STREAMS["pos_z_reports"]])
+    try:
+        with structlog.testing.capture_logs() as events:
+            service.tick(STREAMS["pos_z_reports"])
+    finally:
+        service.client.close()
+    [failed] = [e for e in events if e["event"] == "tick_failed"]
+    assert (failed["stream"], failed["error"]) == ("pos_z_reports", "RuntimeError: a bug")
+    assert failed["exc_info"]
+    errors = service.metrics.registry.get_sample_value
+    assert errors("sitoo_errors_total", {"stream": "pos_z_reports"}) == 1
+    lock = take_lock(settings, "pos_z_reports")
+    assert lock is not None
+    lock.release()
+
+
+def test_a_target_that_cannot_be_read_for_last_successes_fails_no_tick(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When reading `sync_state` for the last successes fails, whatever the error, the tick
+    still loads (it holds the stream's lock by then), with a warning."""
+    import structlog
+
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
+
+    def states(self: DuckDBWarehouse) -> list[StreamState]:
+        raise RuntimeError("unreadable")
+
+    monkeypatch.setattr(DuckDBWarehouse, "states", states)
+    settings = settings_for(sim, tmp_path / "w.duckdb")
+    stream = STREAMS["pos_z_reports"]
+    service = Service(settings, [stream])
+    try:
+        with structlog.testing.capture_logs() as events:
+            service.tick(stream)
+    finally:
+        service.client.close()
+    [unread] = [e for e in events if e["event"] == "last_successes_unread"]
+    assert unread["error"] == "RuntimeError: unreadable"
+    assert not [e for e in events if e["event"] == "tick_failed"]
+    assert service.metrics.health()[0] is True  # the tick succeeded

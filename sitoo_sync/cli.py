@@ -847,6 +847,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`verify`: the controller's checks over the warehouse; exit 1 with findings."""
     from sitoo_sync.errors import WarehouseError
     from sitoo_sync.verify import Scope, run_verify
+    from sitoo_sync.verify.coverage import POS, STORE
     from sitoo_sync.verify.findings import Severity
     from sitoo_sync.verify.report import as_json, print_text, write_metrics
     from sitoo_sync.warehouse.base import SYNC_STATE
@@ -874,7 +875,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise WarehouseError(
             f"nothing to verify: no POS or store z-reports in {where}"
             f"{masked_url(settings.target_url)} yet (sync them first: `sitoo-sync run --once`, "
-            f"with pos_z_reports and store_z_reports in {env_name('streams')} if it is set)"
+            f"with {POS} and {STORE} in {env_name('streams')} if it is set)"
         )
     if args.json:
         print(as_json(run))

@@ -8,12 +8,12 @@ simulator's own totals, rejects, and SQL to try next.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
@@ -118,10 +118,12 @@ def fresh_demo_file(db: Path, *, seed: int, days: int) -> None:
                 old.unlink(missing_ok=True)
             except OSError as exc:
                 raise _unwritable(db, exc) from None
-    try:
-        new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
-    except (duckdb.Error, OSError) as exc:
+    try:  # a directory it cannot write: one line here, not the engine's error (warehouse/)
+        with tempfile.TemporaryFile(dir=db.parent):
+            pass
+    except OSError as exc:
         raise _unwritable(db, exc) from None
+    new_duckdb_file(db, DEMO_MARK, {"seed": seed, "days": days, "made_at": datetime.now(UTC)})
 
 
 def _unwritable(db: Path, exc: BaseException) -> ConfigError:

@@ -23,20 +23,23 @@ def test_demo_help_names_the_file_and_the_defaults(capsys: pytest.CaptureFixture
 def test_a_db_the_demo_cannot_write_is_one_line_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`demo --db` on a read-only disk (DuckDB cannot create the file) says so in one line
-    naming --db, exit 2, instead of a traceback; the simulator is never started."""
-    import duckdb
+    """`demo --db` on a read-only disk (nothing can be created beside the file) says so in
+    one line naming --db, exit 2, instead of DuckDB's traceback; no file is made."""
+    import errno
 
     from sitoo_sync import demo
 
-    def read_only(path: Path, *_args: object) -> None:
-        raise duckdb.IOException(f'IO Error: Cannot open file "{path}": Read-only file system')
+    def read_only(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(demo, "new_duckdb_file", read_only)
+    made: list[Path] = []
+    monkeypatch.setattr(demo.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(demo, "new_duckdb_file", lambda path, *_a: made.append(path))
     db = tmp_path / "d.duckdb"
     assert main(["demo", "--db", str(db)]) == 2
+    assert made == []
     err = capsys.readouterr().err
     assert err == (
-        f"sitoo-sync: configuration error: --db: cannot write {db}: IO Error: Cannot open file "
-        f'"{db}": Read-only file system; pass a --db in a directory you can write to\n'
+        f"sitoo-sync: configuration error: --db: cannot write {db}: Read-only file system; "
+        "pass a --db in a directory you can write to\n"
     )

@@ -1,4 +1,5 @@
-"""POS z-reports' business_date: the register's pos-timezone, else the account's zone, else UTC."""
+"""POS z-reports' business_date: the register's pos-timezone, else its site's zone, else the
+account's, else UTC."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sitoo_sync.api.client import Api
-from sitoo_sync.errors import FatalApiError
+from sitoo_sync.errors import ContextUnavailable, FatalApiError
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.journal_entries import JOURNAL_RECEIPTS
 from sitoo_sync.normalize.pos_z_reports import normalize_window
 from sitoo_sync.simulator import Simulator
+from sitoo_sync.simulator.chain import time_zone_of
 from sitoo_sync.streams.base import TickSources
 from sitoo_sync.streams.journal_entries import JOURNAL_ENTRIES
 from sitoo_sync.streams.pos_z_reports import ZONE_CONFIG, register_zones
@@ -98,14 +100,30 @@ def test_the_tick_hook_reads_each_registers_latest_receipt_zone(target: Target) 
 
         def get(api: Api, path: str) -> Any:
             asked.append((api, path))
+            if path == "/sites.json":
+                return {"items": [{"eshopid": 1}, {"eshopid": 2}]}
+            if path == "/sites/2/settings.json":
+                return {"timezone": "Europe/Helsinki"}
+            if path.startswith("/sites/"):
+                return {}  # site 1 names no zone
             return {"aggregation_active": True, "hour_of_day": 3, "time_zone": "Europe/Oslo"}
 
         now = datetime.fromtimestamp(LATE_CLOSING, UTC)
         context = register_zones(TickSources(warehouse.latest_values, get, now))
     finally:
         warehouse.close()
-    assert asked == [(Api.ZREPORTS, ZONE_CONFIG)]
-    assert context == {"timezones": {REGISTER: "Europe/Stockholm"}, "timezone": "Europe/Oslo"}
+    assert asked == [
+        (Api.V2, "/sites.json"),
+        (Api.V2, "/sites/1/settings.json"),
+        (Api.V2, "/sites/2/settings.json"),
+        (Api.ZREPORTS, ZONE_CONFIG),
+    ]
+    assert context == {
+        "timezones": {REGISTER: "Europe/Stockholm"},
+        "site_timezones": {"2": "Europe/Helsinki"},
+        "site_zones_unread": (),
+        "timezone": "Europe/Oslo",
+    }
     assert business(context, REGISTER, OTHER) == {
         REGISTER: (date(2026, 11, 21), "Europe/Stockholm"),
         OTHER: (date(2026, 11, 21), "Europe/Oslo"),
@@ -124,15 +142,40 @@ def test_the_hook_falls_back_to_utc_without_journals_or_aggregation(tmp_path: Pa
         context = register_zones(TickSources(warehouse.latest_values, get, datetime.now(UTC)))
     finally:
         warehouse.close()
-    assert context == {"timezones": {}, "timezone": None}
+    assert context == {
+        "timezones": {},
+        "site_timezones": {},
+        "site_zones_unread": (),
+        "timezone": None,
+    }
     assert business(context, REGISTER) == {REGISTER: (date(2026, 11, 20), "UTC")}
+
+
+def test_a_register_without_a_zone_of_its_own_takes_its_sites() -> None:
+    """A register whose journal names no zone (not loaded yet) has its closings dated in its
+    site's zone before the account's, so they get the day a later backfill would give; a
+    site whose zone failed to read this tick makes them wait instead."""
+    context = {
+        "timezones": {REGISTER: "Europe/Stockholm"},
+        "site_timezones": {"1": "Asia/Tokyo"},
+        "timezone": "America/New_York",
+    }
+    assert business(context, REGISTER, OTHER) == {
+        REGISTER: (date(2026, 11, 21), "Europe/Stockholm"),
+        OTHER: (date(2026, 11, 21), "Asia/Tokyo"),
+    }
+    for unread in (("1",), ("*",)):
+        waiting = {**context, "site_timezones": {}, "site_zones_unread": unread}
+        assert business(waiting, REGISTER) == {REGISTER: (date(2026, 11, 21), "Europe/Stockholm")}
+        with pytest.raises(ContextUnavailable, match="site 1"):
+            business(waiting, OTHER)
 
 
 def test_a_tick_counts_each_registers_business_day_in_its_own_zone(
     sim: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:
     """In a real tick, a register whose journal receipts name America/New_York has its
-    z-reports dated in New York; the others in the store z-report zone (Europe/Stockholm)."""
+    z-reports dated in New York; the others in their site's zone (no journal loaded yet)."""
     settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"])
     reports = sim.world.all_reports()
     ny = reports[0].body["registerid"]
@@ -150,6 +193,9 @@ def test_a_tick_counts_each_registers_business_day_in_its_own_zone(
     )
     zones = {r[0]: r[3] for r in rows}
     assert zones[ny] == "America/New_York"
-    assert {z for r, z in zones.items() if r != ny} == {"Europe/Stockholm"}
+    sites = {r.registerid: r.eshopid for r in sim.world.registers}
+    others = {(sites[r], z) for r, z in zones.items() if r != ny}
+    assert others == {(s, time_zone_of(s)) for s in {sites[r] for r in zones if r != ny}}
+    assert len({z for _s, z in others}) > 1  # the sites' zones, not one account-wide zone
     for _registerid, created, day, zone in rows:
         assert day == created.astimezone(ZoneInfo(zone)).date()

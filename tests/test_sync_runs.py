@@ -149,6 +149,7 @@ def test_an_ok_tick_is_one_finished_run_with_its_counts_and_cursors(
     assert run.partitions_moved == 1
     assert run.rows_loaded == report.rows > 0
     served = sim.requests_to("/pos-z-reports") + sim.requests_to("/store-z-reports/config")
+    served += sim.requests_to("/sites.json") + sim.requests_to("/settings.json")  # site zones
     assert run.requests == served
     assert run.cursor_before is None
     assert run.cursor_after == state.cursor

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sitoo_sync.errors import ContextUnavailable
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, day, integer, json_column, money, text, timestamp
 from sitoo_sync.normalize.values import NO_STORE, local_day
@@ -74,8 +75,10 @@ POS_Z_REPORTS = Table(
             "The IANA time zone business_date is counted in (the POS z-report itself carries "
             "none). First source that has one wins: the register's own zone, as its latest "
             "journal receipt names it (journal_receipts.timezone, the POS's pos-timezone); "
-            "else the account's store z-report zone (/store-z-reports/config time_zone); "
-            "else UTC. Fixed when the report is loaded. Ours.",
+            "else its site's zone (/sites/{eshopid}/settings.json timezone), so a z-report "
+            "loaded before its register's journal is dated the same; else the account's store "
+            "z-report zone (/store-z-reports/config time_zone); else UTC. Fixed when the "
+            "report is loaded. Ours.",
         ),
         json_column(EXTRA, EXTRA_DOC),
     ),
@@ -86,9 +89,12 @@ CHILDREN = child_tables("pos_z_report", PARENT_KEY, CURRENCY, "POS z-report")
 TABLES: tuple[Table, ...] = (POS_Z_REPORTS, *CHILDREN.values())
 
 
-#: Normalizer context keys: each register's own zone (registerid -> IANA name), and the
-#: account-wide zone for registers without one. See `business_timezone` for the order.
+#: Normalizer context keys: each register's own zone (registerid -> IANA name), each
+#: site's (eshopid as text -> IANA name) and the sites whose zone could not be read this
+#: tick ("*": none could), and the account-wide zone. See `business_timezone` for the order.
 REGISTER_ZONES = "timezones"
+SITE_ZONES = "site_timezones"
+ZONES_UNREAD = "site_zones_unread"
 ACCOUNT_ZONE = "timezone"
 
 
@@ -103,16 +109,32 @@ def known_zone(name: Any) -> str | None:
     return name
 
 
-def zone_of(registerid: Any, context: Mapping[str, Any]) -> str:
-    """The zone a register's business day is counted in: its own, the account's, or UTC."""
-    zones: Mapping[Any, Any] = context.get(REGISTER_ZONES) or {}
-    return known_zone(zones.get(registerid)) or known_zone(context.get(ACCOUNT_ZONE)) or "UTC"
+def zone_of(record: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """The zone a z-report's business day is counted in: its register's own, its site's,
+    the account's, or UTC. Raises ContextUnavailable when its site's zone could not be read
+    this tick and its register has none of its own: a later tick dates it instead."""
+    registers: Mapping[Any, Any] = context.get(REGISTER_ZONES) or {}
+    own = known_zone(registers.get(record.get("registerid")))
+    if own:
+        return own
+    site = str(record.get("eshopid"))
+    sites: Mapping[str, Any] = context.get(SITE_ZONES) or {}
+    if zone := known_zone(sites.get(site)):
+        return zone
+    unread = context.get(ZONES_UNREAD) or ()
+    if "*" in unread or site in unread:
+        raise ContextUnavailable(
+            f"the time zone of site {site} could not be read in this tick "
+            "(/sites/{id}/settings.json failed): its z-reports wait for the next tick rather "
+            "than load with a business_date in another zone"
+        )
+    return known_zone(context.get(ACCOUNT_ZONE)) or "UTC"
 
 
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The report with "no store" spelled NO_STORE and its local business date added, in
     the zone of its register (`zone_of`)."""
-    zone = zone_of(record.get("registerid"), context)
+    zone = zone_of(record, context)
     store = record.get("store_id")
     return {
         **record,

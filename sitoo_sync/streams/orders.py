@@ -15,13 +15,13 @@ from datetime import date
 from typing import Any
 
 from sitoo_sync.api.client import Api
-from sitoo_sync.errors import FatalApiError, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize import orders as normalize
-from sitoo_sync.streams.base import Stream, TickSources, items_of
+from sitoo_sync.streams.base import Stream, TickSources
 from sitoo_sync.streams.cursors_keyset import Keyset
 from sitoo_sync.streams.options import Option
 from sitoo_sync.streams.partitions import SITES
+from sitoo_sync.streams.site_zones import read_site_zones
 
 log = get_logger(__name__)
 
@@ -41,42 +41,14 @@ NO_DAY = (
 
 
 def site_zones(sources: TickSources) -> Mapping[str, Any]:
-    """Once per tick: every site's time zone (`/sites/{id}/settings.json` `timezone`), the
-    local day of an order that carries no `pos-timezone` (a web order).
+    """Once per tick: every site's time zone (streams/site_zones.py), the local day of an
+    order that carries no `pos-timezone` (a web order).
 
-    A zone the API failed to give this tick (retries spent, a timeout) is named in
-    `ZONES_UNREAD`: such an order fails its partition, which reads it again next tick. A
-    site whose settings the API says are not there, or that names no zone, has none: its
-    web orders load without a business_date."""
-    zones: dict[str, str] = {}
-    try:
-        sites = items_of(sources.get(Api.V2, "/sites.json"))
-    except (SitooSyncError, ValueError) as exc:
-        log.warning("site_zones_unavailable", stream="orders", error=str(exc), effect=WAIT)
-        return {normalize.SITE_ZONES: zones, normalize.ZONES_UNREAD: ("*",)}
-    unread: list[str] = []
-    for site in sites:
-        eshopid = site.get("eshopid") if isinstance(site, Mapping) else None
-        if type(eshopid) is not int:
-            continue
-        try:
-            settings = sources.get(Api.V2, f"/sites/{eshopid}/settings.json")
-        except SitooSyncError as exc:
-            gone = isinstance(exc, FatalApiError)  # 404, 403: no retry brings a zone
-            if not gone:
-                unread.append(str(eshopid))
-            log.warning(
-                "site_zone_unavailable",
-                stream="orders",
-                site=eshopid,
-                error=exc.message,
-                effect=NO_DAY if gone else WAIT,
-            )
-            continue
-        zone = settings.get("timezone") if isinstance(settings, Mapping) else None
-        if isinstance(zone, str) and zone:
-            zones[str(eshopid)] = zone
-    return {normalize.SITE_ZONES: zones, normalize.ZONES_UNREAD: tuple(unread)}
+    A zone the API failed to give this tick is named in `ZONES_UNREAD`: such an order fails
+    its partition, which reads it again next tick. A site that has no zone: its web orders
+    load without a business_date."""
+    read = read_site_zones(sources, "orders", wait=WAIT, no_zone=NO_DAY)
+    return {normalize.SITE_ZONES: dict(read.zones), normalize.ZONES_UNREAD: read.unread}
 
 
 ORDERS = Stream(

@@ -18,20 +18,35 @@ from sitoo_sync.normalize.journal_entries import JOURNAL_RECEIPTS
 from sitoo_sync.streams.base import Stream, TickSources
 from sitoo_sync.streams.cursors import TimeWindows
 from sitoo_sync.streams.partitions import REGISTERS
+from sitoo_sync.streams.site_zones import read_site_zones
 
 log = get_logger(__name__)
 ZONE_CONFIG = "/store-z-reports/config"
 
 
+#: What a site zone that failed to read costs, said where it is logged.
+WAIT = (
+    "z-reports of the site's registers whose journal names no zone fail this tick and are "
+    "read again next tick, rather than load with a business_date in another zone"
+)
+#: What a site that has no zone costs.
+NO_SITE_ZONE = "z-reports of the site's registers whose journal names no zone take the account's"
+
+
 def register_zones(sources: TickSources) -> Mapping[str, Any]:
     """Once per tick: each register's zone, as its latest journal receipt names it (one
-    query), and the account's store z-report zone (one GET) for the registers without one.
+    query), each site's zone (streams/site_zones.py), and the account's store z-report zone
+    (one GET) for the registers of a site without one.
 
-    Either may be missing (journals not synced, aggregation not configured): the business
-    day then falls back as `business_timezone` says.
+    Any may be missing (journals not synced yet, aggregation not configured): the business
+    day then falls back as `business_timezone` says. A site zone the API failed to give
+    this tick makes the reports that need it wait (`normalize.ZONES_UNREAD`): the site's
+    zone is what a register's own is before its journal is loaded, so a first backfill
+    dates the z-reports as a later one does.
     """
     latest = sources.latest(JOURNAL_RECEIPTS, "registerid", "timezone", "datecreated")
     zones = {r: z for r, z in latest.items() if normalize.known_zone(z)}
+    sites = read_site_zones(sources, "pos_z_reports", wait=WAIT, no_zone=NO_SITE_ZONE)
     account = None
     try:
         config = sources.get(Api.ZREPORTS, ZONE_CONFIG)
@@ -39,7 +54,12 @@ def register_zones(sources: TickSources) -> Mapping[str, Any]:
             account = normalize.known_zone(config.get("time_zone"))
     except SitooSyncError as exc:  # 404 without aggregation: no account-wide zone
         log.info("zone_config_unavailable", stream="pos_z_reports", error=exc.message)
-    return {normalize.REGISTER_ZONES: zones, normalize.ACCOUNT_ZONE: account}
+    return {
+        normalize.REGISTER_ZONES: zones,
+        normalize.SITE_ZONES: dict(sites.zones),
+        normalize.ZONES_UNREAD: sites.unread,
+        normalize.ACCOUNT_ZONE: account,
+    }
 
 
 POS_Z_REPORTS = Stream(

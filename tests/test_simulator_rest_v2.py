@@ -632,7 +632,7 @@ def test_every_receipt_is_one_order_and_orders_add_up_to_the_z_reports() -> None
     """Each non-practice journal receipt (one lost before the journal included) is exactly one
     POS order: same register, time, rows, amounts, payments and pos-receiptid, a refund with
     negative amounts; closed POS orders per register and local day sum to its z-reports'
-    sales and refunds to the cent."""
+    sales and refunds to the cent, as the truth helper (totals.py) says too."""
     sim = Simulator.create(
         SimConfig(seed=3, days=10, now=NOW, inject_missing_receipt=True, inject_missing_report=True)
     )
@@ -667,12 +667,15 @@ def test_every_receipt_is_one_order_and_orders_add_up_to_the_z_reports() -> None
         assert [(p["name"], Decimal(p["moneyamount"])) for p in order["payments"]] == [
             (p["name"], sign * Decimal(p["moneyamount"])) for p in data["payments"]
         ]
-    days: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    zero = Decimal("0.00")
+    days: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [zero, zero])
     for o in by_receipt.values():
         gross = Decimal(o["moneytotal_net"]) + Decimal(o["moneytotal_vat"])
         zone = ZoneInfo(o["additionaldata"]["pos-timezone"])
         key = (o["registerid"], datetime.fromtimestamp(o["orderdate"], zone).date().isoformat())
         days[key][gross < 0] += abs(gross)
+    truth = totals.pos_gross_by_register_day(sim.rest)
+    assert {k: (str(s), str(r)) for k, (s, r) in days.items()} == truth
     closings: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
     for report in (*sim.world.all_reports(), *sim.world.withheld_reports()):
         z = report.body

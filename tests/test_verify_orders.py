@@ -211,6 +211,23 @@ def test_a_missing_z_report_is_found_by_its_days_orders(world: Synced) -> None:
     assert f"{sales} in sales" in hits[0].details
 
 
+def test_since_and_store_scope_the_orders_findings(world: Synced) -> None:
+    """--store keeps a register's day of orders to its store's run, --since drops days
+    before it: the orders findings obey the scope as the z-report checks do."""
+    register = world.registers[6]
+    orders = _orders_of(world, register)
+    day = _middle_day(orders)
+    orderid = next(o for o in orders if o[1] == day)[0]
+    world.change(f"DELETE FROM {{orders}} WHERE orderid = {orderid}")
+    (hit, receipt_hit) = orders_found(world.verify(), register)
+    assert hit.store_id is not None
+    assert orders_found(world.verify(Scope(store=hit.store_id)), register) == [hit, receipt_hit]
+    other = "300" if hit.store_id != "300" else "200"
+    assert orders_found(world.verify(Scope(store=other)), register) == []
+    assert orders_found(world.verify(Scope(since=day + timedelta(days=1))), register) == []
+    assert orders_found(world.verify(Scope(since=day)), register) == [hit, receipt_hit]
+
+
 def test_without_an_orders_table_the_check_is_skipped_with_its_reason(tmp_path: Path) -> None:
     """A warehouse holding z-reports but no orders skips the check and says why."""
     from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES

@@ -162,7 +162,7 @@ def _compare(day: date, entry: _Day) -> Iterator[Finding]:
     yield Finding(
         CHECK,
         Severity.ERROR,
-        f"the register's closed POS orders of {day} ({entry.orders}) come to {orders} in "
+        f"the register's {entry.orders} closed POS orders of {day} come to {orders} in "
         f"{what}, its z-report{'s' if len(entry.reports) > 1 else ''} {reports} of the day "
         f"state{'' if len(entry.reports) > 1 else 's'} {field_} {stated}{others}",
         registerid=entry.registerid,
@@ -179,8 +179,8 @@ def _unclosed(day: date, entry: _Day, later: _Day) -> Finding:
         CHECK,
         Severity.ERROR,
         f"no z-report of {day}, yet the register's {entry.orders} closed POS orders of the day "
-        f"come to {entry.sales} in sales and {entry.refund} in refunds, and it closed later "
-        f"days",
+        f"come to {entry.sales} in sales and {entry.refund} in refunds, though it closed the "
+        f"days before and after",
         registerid=later.registerid,  # as its z-reports name it
         store_id=later.store,
         day=day,

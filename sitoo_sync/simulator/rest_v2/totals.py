@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sitoo_sync.simulator.money import money
 from sitoo_sync.simulator.rest_v2.catalog import POS_TIME_ZONE
-from sitoo_sync.simulator.rest_v2.orders import STATES, OrderSpec, line_net
+from sitoo_sync.simulator.rest_v2.orders import STATES, OrderSpec, line_gross, line_net
 from sitoo_sync.simulator.rest_v2.world import RestWorld
 
 StoreKey = str | None  # a store's externalid (the z-reports' store_id)
@@ -69,3 +69,17 @@ def stock_value_by_store(rest: RestWorld) -> dict[tuple[StoreKey, str], str]:
             key = (store["externalid"] if store else None, str(warehouse["currencycode"]))
             totals[key] += item.total * item.cost
     return {k: money(v) for k, v in totals.items()}
+
+
+def pos_gross_by_register_day(rest: RestWorld) -> dict[tuple[str, str], tuple[str, str]]:
+    """(sales, refunds) incl. VAT of the closed POS orders per (registerid, local day), as
+    money strings, refunds positive: what the registers' z-reports of the day state."""
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    with rest.lock:
+        for spec in _closed(rest):
+            if spec.registerid is None:
+                continue
+            gross = sum(line_gross(line) for line in spec.lines)
+            day = datetime.fromtimestamp(spec.orderdate, ZoneInfo(spec.timezone)).date()
+            totals[(spec.registerid, day.isoformat())][gross < 0] += abs(gross)
+    return {k: (money(s), money(r)) for k, (s, r) in sorted(totals.items())}

@@ -117,17 +117,18 @@ def found(run: VerifyRun, check: str) -> list[Finding]:
 
 
 def test_clean_data_passes_every_check(clean: World) -> None:
-    """The simulator's clean data breaks no rule; only the orders check is skipped."""
+    """The simulator's clean data breaks no rule, and every check runs."""
     run = clean.verify()
     assert run.findings == []
     statuses = {r.check.name: r.status for r in run.results}
-    assert statuses.pop("orders") == "skipped"
     assert set(statuses.values()) == {"passed"}
 
 
 # (check, register index, zreportid or None) each injected anomaly must produce, and only it.
 EXPECTED = {
     "missing report": ("numbering_gap", 0, 4),
+    # its day's orders (the sales happened) then have no z-report
+    "missing report's day of orders": ("orders", 0, None),
     "broken grand total": ("grand_total", 0, 5),
     "store report that disagrees": ("store_figures", None, None),
     # its moneysalestotal (+1.00) no longer matches its own sales lines either
@@ -655,7 +656,7 @@ def test_cli_exit_codes_and_json(
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["findings"]) == len(EXPECTED)
     assert payload["findings"][0]["severity"] == "critical"
-    assert {c["name"]: c["status"] for c in payload["checks"]}["orders"] == "skipped"
+    assert {c["name"]: c["status"] for c in payload["checks"]}["orders"] == "failed"
     text = metrics.read_text()
     assert 'sitoo_verify_findings{check="grand_total",severity="critical"} 1.0' in text
     assert 'sitoo_verify_findings{check="summary",severity="error"} 0.0' in text
@@ -732,7 +733,12 @@ def test_one_error_has_one_sign_in_every_check(tampered: Tampered) -> None:
         for f in tampered.run.findings
         if (f.registerid, f.zreportid) == (register, 12)
     }
-    assert of_report == {"journal_receipts": TEN, "vat_groups": TEN, "product_groups": TEN}
+    assert of_report == {
+        "journal_receipts": TEN,
+        "vat_groups": TEN,
+        "product_groups": TEN,
+        "orders": TEN,
+    }
     store = [
         f
         for f in found(tampered.run, "store_figures")

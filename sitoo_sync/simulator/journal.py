@@ -86,12 +86,25 @@ class Journal:
         self.lock = threading.RLock()
         self._entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._journaled: set[tuple[str, int]] = set()
+        # receipts a register made that never reached its journal (`inject_missing_receipt`)
+        self._lost: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     def entries(self, registerid: str) -> list[dict[str, Any]]:
         """Every entry of the register so far (catching up with new z-reports first)."""
         with self.lock:
             self._catch_up(registerid)
             return self._entries[registerid]
+
+    def receipts(self, registerid: str) -> list[dict[str, Any]]:
+        """Every sale and refund the register rang up, as receipt entries, by `datecreated`:
+        its journal's non-practice receipts and those lost before reaching the journal (the
+        sale happened all the same; rest_v2 makes an order of each)."""
+        with self.lock:
+            made = [e for e in self.entries(registerid) if e["type"] == "receipt"]
+            made += self._lost[registerid]
+            made = [e for e in made if not e["ispractice"]]
+            return sorted(made, key=lambda e: (e["datecreated"], e["data"]["additionaldata"]
+                                               ["pos-receiptid"]))  # fmt: skip
 
     def page(self, registerid: str, query: PageQuery) -> dict[str, Any] | bytes:
         """One page of `/journal-entries`: the register's entries the query admits, sorted
@@ -232,6 +245,9 @@ class Journal:
                 out.append((t + 22, "cart-payment-success", pay, False))
             if not (drop_receipt and n == 0):  # else it never reached the journal backup
                 out.append((t + 30, "receipt", receipt["data"], False))
+            else:
+                lost = {**receipt, "dateadded": z["dateadded"], "registerid": z["registerid"]}
+                self._lost[z["registerid"]].append({**lost, "registerkey": z["registerkey"]})
             if rng.random() < 0.1:
                 out.append((t + 40, "cart-clear", {}, False))
         if z["numpractice"]:  # a training receipt: ispractice, counted in moneypractice only

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sitoo_sync.verify import journals, lines, registers, silence, stores
+from sitoo_sync.verify import journals, lines, orders, registers, silence, stores
 from sitoo_sync.verify.findings import Finding, Severity
 from sitoo_sync.verify.source import Scope, Source
 
@@ -166,10 +166,17 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "orders",
         Severity.ERROR,
-        "Orders per register and day against its z-report.",
-        ("orders",),
-        None,
-        unavailable="not built yet: orders are loaded, but not yet compared per register "
-        "and day with the z-reports",
+        "A POS sale is an order: per register and local business day (orders.business_date, "
+        "the z-reports' business_date), the closed POS orders (a registerid, orderstateid "
+        "10) sum, items incl. VAT (moneytotal_net + moneytotal_vat), to the day's z-reports' "
+        "moneysalestotal (orders with a positive sum) and moneyrefundtotal (orders with a "
+        "negative sum, as a positive amount); judged once the loaded POS orders begin on an "
+        "earlier day and reach past the day's closing. A day with closed POS orders but no "
+        "z-report is one once the register has z-reports of an earlier and a later day. "
+        "With journals synced, every non-practice journal receipt has an order of its "
+        "register with its receipt id (pos-receiptid), judged once the register has a later "
+        "order loaded.",
+        ("orders", POS),
+        orders.against_z_reports,
     ),
 )

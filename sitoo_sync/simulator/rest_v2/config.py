@@ -13,10 +13,11 @@ class RestConfig:
     deleted_products_per_site: int = 2  # sold in the history, then deleted
     inactive_every: int = 8  # every Nth product is inactive (listed only with includeinactive)
     customers: int = 12
-    pos_orders_per_register_day: int = 2
+    # POS orders are the registers' journal receipts, one each (world.py); besides them:
+    parked_per_register: int = 1  # carts parked since the register's last closing, open
+    cancelled_every: int = 25  # every Nth receipt follows a cart cancelled just before it
     web_orders_per_day: int = 2  # site 1 only: no register, a warehouse without a store
     offline_every: int = 15  # every Nth POS order arrives hours late (old orderdate, new id)
-    refund_every: int = 12  # every Nth closed POS sale is refunded a day or two later
     discount_every: int = 3  # every Nth order line carries a discount
     no_store_keys_every: int = 9  # every Nth POS order lacks the `store-*` additionaldata keys
     settle_after: int = 2 * 86400  # seconds an open order stays open before it settles

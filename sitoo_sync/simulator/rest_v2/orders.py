@@ -12,6 +12,11 @@ here (assumptions):
   `moneytotal_net`/`_vat` sum the lines; web orders add a delivery cost; an order paid in
   cash is rounded to whole units in `moneytotal_gross_roundoff`; payments add up to
   `moneytotal_gross_all`. A refund mirrors its lines with negative quantities and amounts.
+- A POS sale is its journal receipt (world.py): the order's lines are the receipt's rows,
+  each line's total incl. VAT is the row's price exactly, and its per-unit prices are the
+  row's divided by the quantity to the cent (so unit price x quantity may miss the line total
+  by less than a cent per unit); its payments are the receipt's, with no cash rounding (the
+  z-report carries the day's roundoff).
 - `orderdateto` is inclusive; `sort` accepts only `orderid`/`-orderid` (default `-orderid`).
 - Settling keeps the id: a completed parked order (type 110) becomes an ordinary order
   (type 10), a paid booking stays a booking (type 100); the payments appear when paid.
@@ -66,6 +71,24 @@ class Line:
     quantity: int
     discount_pct: int = 0
     group: str = ""  # the product group's name, for `product-group-name`
+    # A line rung up on a register (a journal receipt's row): its price after discount and
+    # its discount, cents for the whole row (positive on refunds too), and the discount's name.
+    row_gross: int | None = None
+    row_discount: int = 0
+    discount_name: str = ""
+
+
+def line_gross(line: Line) -> int:
+    """The line's total incl. VAT in cents, after discount; negative on a refund."""
+    if line.row_gross is not None:
+        return line.row_gross if line.quantity >= 0 else -line.row_gross
+    unit = cents(line.product["moneyprice"])
+    return (unit - unit * line.discount_pct // 100) * line.quantity
+
+
+def line_net(line: Line) -> int:
+    """The line's total excl. VAT in cents (rounded half up); negative on a refund."""
+    return _signed_net(line_gross(line), int(line.product["vatvalue"]))
 
 
 @dataclass
@@ -90,6 +113,8 @@ class OrderSpec:
     credit: OrderSpec | None = None  # the sale a refund refunds
     orderid: int = 0
     receipt_seq: int = 0
+    receipt_id: str = ""  # the journal receipt's `pos-receiptid` this order is
+    paid: list[tuple[str, int]] | None = None  # the receipt's payments, cents, signed
 
 
 def _signed_net(gross: int, vat: int) -> int:
@@ -119,12 +144,15 @@ def render(spec: OrderSpec) -> Body:
     final_net, final_vat = total_net + delivery_net, total_vat + delivery_gross - delivery_net
     gross = final_net + final_vat
     paid = spec.kind in PAID_KINDS
-    roundoff = _cash_round(gross) if paid and spec.payment_names == ["Cash"] else 0
+    cash = paid and spec.paid is None and spec.payment_names == ["Cash"]
+    roundoff = _cash_round(gross) if cash else 0  # a receipt's payments are what it took
     gross_all = gross + roundoff
     customer = spec.customer or {}
     additional: dict[str, str] = {"pos-timezone": spec.timezone} if spec.registerid else {}
     if spec.registerid:
-        additional["pos-receiptid"] = f"SII{spec.eshopid:08d}{spec.receipt_seq:010d}"
+        additional["pos-receiptid"] = (
+            spec.receipt_id or f"SII{spec.eshopid:08d}{spec.receipt_seq:010d}"
+        )
         if spec.staff is not None:
             additional["pos-staff-userid"] = spec.staff["userid"]
             additional["pos-staffsales-name"] = (
@@ -138,6 +166,7 @@ def render(spec: OrderSpec) -> Body:
         additional["crm-customerid"] = customer["customernumber"]
     if spec.credit is not None:
         additional["pos-originalsales-orderid"] = str(spec.credit.orderid)
+    if spec.kind == "refund":
         additional["refundreasoncode-reasoncode"] = "RETURN"
     body: Body = {
         "orderid": spec.orderid,
@@ -214,19 +243,35 @@ def _addresses(customer: Body, *, delivery: bool) -> Body:
     return out
 
 
+def _per_unit(line: Line) -> tuple[int, int, int]:
+    """(unit price, unit discount, row discount signed) in cents; a receipt row's unit
+    prices are its row's divided by the quantity, to the cent (half up)."""
+    if line.row_gross is None:
+        unit = cents(line.product["moneyprice"])
+        discount = unit * line.discount_pct // 100
+        return unit, discount, discount * line.quantity
+    units = max(abs(line.quantity), 1)
+    paid = (2 * line.row_gross + units) // (2 * units)
+    discount = (2 * line.row_discount + units) // (2 * units)
+    sign = 1 if line.quantity >= 0 else -1
+    return paid + discount, discount, sign * line.row_discount
+
+
 def _item(index: int, line: Line, spec: OrderSpec) -> Body:
     product = line.product
     vat = int(product["vatvalue"])
-    unit = cents(product["moneyprice"])
-    discount = unit * line.discount_pct // 100
+    unit, discount, row_discount = _per_unit(line)
     unit_paid = unit - discount
-    gross = unit_paid * line.quantity
-    net = _signed_net(gross, vat)
+    gross = line_gross(line)
+    net = line_net(line)
     extra: dict[str, str] = {"product-group-name": line.group}
-    if discount:
-        extra["orderitem-moneyrowdiscount"] = money(discount * line.quantity)
+    if row_discount:
+        extra["orderitem-moneyrowdiscount"] = money(row_discount)
     if spec.credit is not None:
-        extra["pos-originalsales-orderitemid"] = str(index)
+        sold = [ln.product["productid"] for ln in spec.credit.lines]
+        if product["productid"] in sold:  # the line of the sale it returns
+            extra["pos-originalsales-orderitemid"] = str(sold.index(product["productid"]))
+    if spec.kind == "refund":
         extra["reasoncode-return"] = "DEFECT"
     return {
         "orderitemid": index,
@@ -249,21 +294,36 @@ def _item(index: int, line: Line, spec: OrderSpec) -> Body:
         "moneyoriginalprice": money(unit),
         "moneydiscountedprice": money(unit_paid),
         "moneydiscount": money(discount),
-        "vouchercode": f"SALE{line.discount_pct}" if discount else "",
-        "vouchername": f"Sale {line.discount_pct}%" if discount else "",
-        "vouchercomment": "",
-        "vouchervalue": line.discount_pct if discount else 0,
+        **_voucher(line),
         "salestaxes": [],
         "additionaldata": extra,
     }
 
 
+def _voucher(line: Line) -> Body:
+    if line.discount_name:
+        code = line.discount_name.replace(" ", "")
+        return {"vouchercode": code, "vouchername": line.discount_name, "vouchercomment": "",
+                "vouchervalue": 0}  # fmt: skip
+    pct = line.discount_pct if line.row_gross is None else 0
+    return {
+        "vouchercode": f"SALE{pct}" if pct else "",
+        "vouchername": f"Sale {pct}%" if pct else "",
+        "vouchercomment": "",
+        "vouchervalue": pct,
+    }
+
+
 def _payments(spec: OrderSpec, gross_all: int) -> list[Body]:
-    names = spec.payment_names or ["Card"]
-    first = gross_all if len(names) == 1 else gross_all * 30 // 100
-    amounts = [first] + ([gross_all - first] if len(names) > 1 else [])
+    if spec.paid is not None:
+        paid = spec.paid
+    else:
+        names = spec.payment_names or ["Card"]
+        first = gross_all if len(names) == 1 else gross_all * 30 // 100
+        amounts = [first] + ([gross_all - first] if len(names) > 1 else [])
+        paid = list(zip(names, amounts, strict=False))
     out = []
-    for n, (name, amount) in enumerate(zip(names, amounts, strict=False)):
+    for n, (name, amount) in enumerate(paid):
         card = name == "Card"
         extra: dict[str, str] = {"adyen-pspreference": f"PSP{spec.orderid}{n}"} if card else {}
         if name in ("Swish", "Vipps MobilePay"):  # the payer's phone: personal data

@@ -61,6 +61,7 @@ def serve(rest: RestWorld, path: str, query: Query) -> Any:
         if path in ("/sites.json", "/sites"):
             return {"totalcount": len(rest.catalog.sites), "items": list(rest.catalog.sites)}
         if path in ("/orders.json", "/orders"):
+            rest.catch_up()
             if rest.config.orders_per_request:
                 rest.add_orders(rest.config.orders_per_request)
             rows = order_list.list_orders(rest.orders, query)

@@ -15,27 +15,22 @@ from collections import defaultdict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sitoo_sync.simulator.money import cents, money, net_of
+from sitoo_sync.simulator.money import money
 from sitoo_sync.simulator.rest_v2.catalog import POS_TIME_ZONE
-from sitoo_sync.simulator.rest_v2.orders import STATES, OrderSpec
+from sitoo_sync.simulator.rest_v2.orders import STATES, OrderSpec, line_gross, line_net
 from sitoo_sync.simulator.rest_v2.world import RestWorld
 
 StoreKey = str | None  # a store's externalid (the z-reports' store_id)
 
 
 def _line_nets(spec: OrderSpec) -> list[tuple[int, str, int]]:
-    """(productid, sku, net cents) per line, recomputed from the product and discount."""
-    out = []
-    for line in spec.lines:
-        unit = cents(line.product["moneyprice"])
-        gross = (unit - unit * line.discount_pct // 100) * abs(line.quantity)
-        net = net_of(gross, int(line.product["vatvalue"]))
-        out.append((int(line.product["productid"]), str(line.product["sku"]),
-                    net if line.quantity > 0 else -net))  # fmt: skip
-    return out
+    """(productid, sku, net cents) per line, from the spec (not the served JSON)."""
+    return [(int(ln.product["productid"]), str(ln.product["sku"]), line_net(ln))
+            for ln in spec.lines]  # fmt: skip
 
 
 def _closed(rest: RestWorld) -> list[OrderSpec]:
+    rest.catch_up()
     return [s for s in rest.specs.values() if STATES[s.kind][0] == 10]
 
 
@@ -74,3 +69,17 @@ def stock_value_by_store(rest: RestWorld) -> dict[tuple[StoreKey, str], str]:
             key = (store["externalid"] if store else None, str(warehouse["currencycode"]))
             totals[key] += item.total * item.cost
     return {k: money(v) for k, v in totals.items()}
+
+
+def pos_gross_by_register_day(rest: RestWorld) -> dict[tuple[str, str], tuple[str, str]]:
+    """(sales, refunds) incl. VAT of the closed POS orders per (registerid, local day), as
+    money strings, refunds positive: what the registers' z-reports of the day state."""
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    with rest.lock:
+        for spec in _closed(rest):
+            if spec.registerid is None:
+                continue
+            gross = sum(line_gross(line) for line in spec.lines)
+            day = datetime.fromtimestamp(spec.orderdate, ZoneInfo(spec.timezone)).date()
+            totals[(spec.registerid, day.isoformat())][gross < 0] += abs(gross)
+    return {k: (money(s), money(r)) for k, (s, r) in sorted(totals.items())}

@@ -1,15 +1,22 @@
 """`RestWorld`: the REST v2 state of a simulated account, built from the seed on first use.
 
-History: every register sells a few orders a day (`RestConfig`), site 1 also sells on the
-web; orders get ids in the order the backend stores them, so an offline register's orders
-arrive hours late with an old `orderdate` and a new `orderid`. Some sales are refunded by
-separate orders later; recent parked, pending and booked orders are still open and settle
-(`advance`, `settle`) without a new id. Closed sales and refunds move stock through
-warehouse transactions; open web orders and bookings reserve stock without one. A few sold
-products are deleted at the end (`catalog.discontinued`: the registers' journals never sell
-them). Randomness comes from its own generator seeded from `SimConfig.seed`, so building it
-never disturbs the z-report world, and it is built on first use only (tests that never ask
-for REST v2 data pay nothing).
+History: a POS sale IS an order. Every receipt a register rang up (its journal's
+non-practice receipts, plus one lost before reaching the journal: journal.py `receipts`)
+is one order of that register: same time, rows, amounts, payments and `pos-receiptid`; a
+refund receipt a refund order with negative amounts, naming (ours: the journal does not)
+the register's latest earlier sale of the same product group. So closed POS orders per
+register and local day add up to that day's z-reports, as in the real backend. Orders get
+ids in the order the backend stores them, so an offline register's orders arrive hours
+late with an old `orderdate` and a new `orderid`; receipts of closings added later become
+orders on the next look (`catch_up`). Besides them: carts cancelled before a sale, carts
+parked since a register's last closing (still open; they settle, without a new id, into
+sales no z-report holds yet), and site 1's web orders (pending, booked, abandoned, paid).
+Closed sales and refunds move stock through warehouse transactions; open web orders and
+bookings reserve stock without one. A few sold products are deleted at the end
+(`catalog.discontinued`: the registers' journals never sell them). Randomness comes from
+its own generator seeded from `SimConfig.seed`, so building it never disturbs the z-report
+world, and it is built on first use only (tests that never ask for REST v2 data pay
+nothing).
 
 Mutators for tests (all under the world's lock, all at the world's `now`): `add_orders`,
 `add_late_order`, `add_refund`, `settle`, `advance`, `delete_product`, `touch_product`,
@@ -19,9 +26,12 @@ values) is totals.py's, computed from the specs rather than from the served JSON
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
+from sitoo_sync.simulator.journal import Journal
 from sitoo_sync.simulator.money import cents
 from sitoo_sync.simulator.rest_v2.catalog import (
     CURRENCY,
@@ -72,6 +82,11 @@ class RestWorld:
         self.next_orderid = FIRST_ORDER_ID
         self._receipts = 0
         self._line_count = 0
+        # What the registers rang up: the journal, or with journals made lazily at scale
+        # (lazy_journal.py) the journals the z-reports imply.
+        self.receipt_source = Journal(world) if world.config.lazy_journal_size else world.journal
+        self._rung: set[tuple[str, str]] = set()  # (registerid, pos-receiptid) with an order
+        self._last_sale: dict[tuple[str, str], OrderSpec] = {}  # by register and group
         self._stock_up()
         self._build_history(now)
         self._delete_sold_products(now - 7200)
@@ -100,28 +115,11 @@ class RestWorld:
                                     self.start - 3600)  # fmt: skip
 
     def _build_history(self, now: int) -> None:
-        specs: list[OrderSpec] = []
+        specs = self._receipt_specs(now, arrive_now=False)
+        specs += self._open_pos_specs(now)
         days = self.world.config.days
-        registers = list(self.world.registers)
-        n = 0
         for d in range(days + 1):
             day_start = self.start + d * 86400
-            for reg in registers:
-                for _ in range(self.config.pos_orders_per_register_day):
-                    orderdate = day_start + 8 * 3600 + self.rng.randint(0, 10 * 3600)
-                    if orderdate > now - 120:
-                        continue
-                    n += 1
-                    offline = self.config.offline_every and n % self.config.offline_every == 0
-                    delay = self.rng.randint(3, 30) * 3600 if offline else self.rng.randint(2, 90)
-                    spec = self._pos_spec(reg, orderdate, min(orderdate + delay, now - 60), n)
-                    self._settle_if_due(spec, now)
-                    specs.append(spec)
-                    every = self.config.refund_every
-                    if spec.kind == "sale" and every and n % every == 0:
-                        when = orderdate + self.rng.randint(1, 2) * 86400
-                        if when < now - 60:
-                            specs.append(self._refund_spec(spec, when))
             for _ in range(self.config.web_orders_per_day):
                 orderdate = day_start + self.rng.randint(0, 86399)
                 if orderdate > now - 120:
@@ -132,6 +130,52 @@ class RestWorld:
         specs.sort(key=lambda s: (s.arrival, s.orderdate))
         for spec in specs:
             self._store(spec)
+
+    def _receipt_specs(self, now: int, *, arrive_now: bool) -> list[OrderSpec]:
+        """An order for every receipt the registers rang up that has none yet: the sale or
+        refund itself, arriving seconds later (or, offline, hours later; `arrive_now`:
+        now), and now and then a cart cancelled before it."""
+        out: list[OrderSpec] = []
+        for reg in self.world.registers:
+            for entry in self.receipt_source.receipts(reg.registerid):
+                receipt_id = entry["data"]["additionaldata"]["pos-receiptid"]
+                if (reg.registerid, receipt_id) in self._rung:
+                    continue
+                self._rung.add((reg.registerid, receipt_id))
+                n = len(self._rung)
+                created = int(entry["datecreated"])
+                offline = self.config.offline_every and n % self.config.offline_every == 0
+                delay = self.rng.randint(3, 30) * 3600 if offline else self.rng.randint(2, 90)
+                arrival = now if arrive_now else min(created + delay, now - 60)
+                spec = self._receipt_spec(reg, entry, arrival, n)
+                out.append(spec)
+                every = self.config.cancelled_every
+                if every and n % every == 0:
+                    cart = self._pos_spec(reg, created - 90, min(created - 88, arrival), n)
+                    cart.kind = "cancelled"
+                    out.append(cart)
+        return out
+
+    def _open_pos_specs(self, now: int) -> list[OrderSpec]:
+        """Carts parked at a register since its last closing, still open (none at a register
+        dark for days)."""
+        closed: dict[str, int] = {}
+        for report in (*self.world.all_reports(), *self.world.withheld_reports()):
+            rid = report.body.get("registerid")
+            if isinstance(rid, str):
+                closed[rid] = max(closed.get(rid, 0), int(report.body["datecreated"]))
+        out = []
+        for reg in self.world.registers:
+            last = closed.get(reg.registerid, self.start)
+            if now - last > 2 * 86400 or last + 600 >= now - 120:
+                continue
+            for _ in range(self.config.parked_per_register):
+                orderdate = self.rng.randint(last + 600, now - 120)
+                spec = self._pos_spec(reg, orderdate, min(orderdate + 30, now - 60), 1)
+                spec.kind = "parked"
+                self._settle_if_due(spec, now)
+                out.append(spec)
+        return out
 
     def _settle_if_due(self, spec: OrderSpec, now: int) -> None:
         if spec.kind in OPEN_KINDS and spec.orderdate + self.config.settle_after <= now:
@@ -156,23 +200,29 @@ class RestWorld:
             lines.append(Line(dict(product), sign * self.rng.randint(1, 3), pct, group))
         return lines
 
-    def _pos_spec(self, reg: Register, orderdate: int, arrival: int, n: int) -> OrderSpec:
-        store = self.catalog.store_by_externalid(reg.store_id)
-        r = self.rng.random()
-        kind = "parked" if r < 0.08 else "cancelled" if r < 0.11 else "sale"
+    def _staff_and_customer(self) -> tuple[Body, Body | None]:
         staff = [u for u in self.users if u["role"] is not None]
         customers = [u for u in self.users if u["role"] is None]
+        return self.rng.choice(staff), (
+            self.rng.choice(customers) if self.rng.random() < 0.25 else None
+        )
+
+    def _pos_spec(self, reg: Register, orderdate: int, arrival: int, n: int) -> OrderSpec:
+        """A sale at `reg` of products drawn from the catalogue (a cart, or a sale the
+        journal does not hold yet: its day is not closed)."""
+        store = self.catalog.store_by_externalid(reg.store_id)
         every = self.config.no_store_keys_every
         pay = self.rng.choice((["Card"], ["Card"], ["Cash"], ["Gift Card", "Card"]))
         if self.rng.random() < 0.15:
             pay = ["Swish"] if reg.eshopid == 1 else ["Vipps MobilePay"]
+        staff, customer = self._staff_and_customer()
         self._receipts += 1
         return OrderSpec(
             eshopid=reg.eshopid,
             orderdate=orderdate,
             arrival=arrival,
             lines=self._lines(reg.eshopid, self.rng.randint(1, 4)),
-            kind=kind,
+            kind="sale",
             warehouse=self.catalog.sales_warehouse(reg.eshopid, reg.store_id),
             currency=CURRENCY[reg.eshopid],
             timezone=POS_TIME_ZONE[reg.eshopid],
@@ -180,9 +230,64 @@ class RestWorld:
             registerid=reg.registerid,
             store=store,
             store_keys=not (every and n % every == 0),
-            staff=self.rng.choice(staff),
-            customer=self.rng.choice(customers) if self.rng.random() < 0.25 else None,
+            staff=staff,
+            customer=customer,
             receipt_seq=self._receipts,
+            receipt_id=f"{reg.registerkey}{990000 + self._receipts:06d}",
+        )
+
+    def _receipt_spec(
+        self, reg: Register, entry: dict[str, Any], arrival: int, n: int
+    ) -> OrderSpec:
+        """The order a journal receipt is: same register, time, rows, amounts, payments and
+        `pos-receiptid`; a refund receipt a refund order with negative amounts."""
+        data = entry["data"]
+        extra = data["additionaldata"]
+        sign = -1 if data["isrefund"] else 1
+        lines = [self._receipt_line(item, sign) for item in data["items"]]
+        paid = [(p["name"], sign * cents(p["moneyamount"])) for p in data["payments"]]
+        every = self.config.no_store_keys_every
+        staff, customer = self._staff_and_customer()
+        spec = OrderSpec(
+            eshopid=reg.eshopid,
+            orderdate=int(entry["datecreated"]),
+            arrival=arrival,
+            lines=lines,
+            kind="refund" if sign < 0 else "sale",
+            warehouse=self.catalog.sales_warehouse(reg.eshopid, reg.store_id),
+            currency=str(data["currencycode"]),
+            timezone=str(extra["pos-timezone"]),
+            payment_names=[name for name, _ in paid],
+            registerid=reg.registerid,
+            store=self.catalog.store_by_externalid(reg.store_id),
+            store_keys=not (every and n % every == 0),
+            staff=staff,
+            customer=customer,
+            receipt_id=str(extra["pos-receiptid"]),
+            paid=paid,
+        )
+        group = lines[0].group if lines else ""
+        if sign > 0:
+            self._last_sale[(reg.registerid, group)] = spec
+        else:  # the journal names no sale: ours is the latest of the group at the register
+            sale = self._last_sale.get((reg.registerid, group))
+            if sale is not None and sale.orderdate <= spec.orderdate:
+                spec.credit = sale
+                spec.arrival = max(spec.arrival, sale.arrival + 1)
+        return spec
+
+    def _receipt_line(self, item: dict[str, Any], sign: int) -> Line:
+        pid = int(item["additionaldata"]["item-productid"])
+        product = self.catalog.products.get(pid) or self.catalog.deleted[pid]
+        discounts = item.get("discounts") or []
+        return Line(
+            dict(product),
+            sign * int(Decimal(item["decimalunitquantity"])),
+            0,
+            str(item["additionaldata"]["product-group-name"]),
+            row_gross=cents(item["moneyrowprice"]),
+            row_discount=sum(cents(d["moneydiscount"]) for d in discounts),
+            discount_name=str(discounts[0]["discountname"]) if discounts else "",
         )
 
     def _web_spec(self, orderdate: int, arrival: int) -> OrderSpec:
@@ -198,13 +303,13 @@ class RestWorld:
             warehouse=self.catalog.sales_warehouse(1, None),
             currency=CURRENCY[1],
             timezone=POS_TIME_ZONE[1],
-            payment_names=[self.rng.choice(("Card", "Klarna"))],
+            payment_names=[self.rng.choice(("Card", "Klarna", "Swish"))],
             settles_to="cancelled" if self.rng.random() < 0.25 else "sale",
             customer=self.rng.choice([u for u in self.users if u["role"] is None]),
         )
 
     def _refund_spec(self, sale: OrderSpec, when: int) -> OrderSpec:
-        lines = [Line(ln.product, -ln.quantity, ln.discount_pct, ln.group) for ln in sale.lines]
+        lines = [replace(ln, quantity=-ln.quantity) for ln in sale.lines]
         self._receipts += 1
         return OrderSpec(
             eshopid=sale.eshopid,
@@ -267,6 +372,14 @@ class RestWorld:
                 spec.kind = kind
                 out.append(self._store(spec))
             return out
+
+    def catch_up(self) -> list[Body]:
+        """Orders for receipts rung up since the last look (z-reports added to the world
+        bring their days' receipts; a register back online its burst): stored now."""
+        with self.lock:
+            specs = self._receipt_specs(self.now, arrive_now=True)
+            specs.sort(key=lambda s: (s.arrival, s.orderdate))
+            return [self._store(spec) for spec in specs]
 
     def add_late_order(self, orderdate: int) -> Body:
         """An offline register's sale made at `orderdate` that reaches the backend only now."""

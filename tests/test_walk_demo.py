@@ -26,6 +26,7 @@ def test_a_db_the_demo_cannot_write_is_one_line_exit_2(
     """`demo --db` on a read-only disk (nothing can be created beside the file) says so in
     one line naming --db, exit 2, instead of DuckDB's traceback; no file is made."""
     import errno
+    import tempfile
 
     from sitoo_sync import demo
 
@@ -33,7 +34,7 @@ def test_a_db_the_demo_cannot_write_is_one_line_exit_2(
         raise OSError(errno.EROFS, "Read-only file system")
 
     made: list[Path] = []
-    monkeypatch.setattr(demo.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     monkeypatch.setattr(demo, "new_duckdb_file", lambda path, *_a: made.append(path))
     db = tmp_path / "d.duckdb"
     assert main(["demo", "--db", str(db)]) == 2

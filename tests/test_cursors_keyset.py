@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -257,3 +257,16 @@ def test_a_reread_stops_at_ids_the_server_no_longer_has() -> None:
     assert windows[0][0] == [1, 2, 3]
     assert json.loads(windows[0][1])["open"] == [1, 2, 3]
     assert [a["orderid"] for a in endpoint.asked if "orderid" in a] == ["1,2,3,4", "3,4"]
+
+
+def test_a_record_stamped_years_ahead_does_not_make_the_lag_look_nil() -> None:
+    """A record whose time a wrong clock put years ahead loads, but does not become the
+    newest time: the lag keeps measuring the records whose times are plausible."""
+    endpoint = Endpoint([1, 2, 3])
+    endpoint.records[3]["orderdate"] = 4_102_444_800  # 2100
+    now = datetime.fromtimestamp(1100, UTC)
+    ctx = WindowContext(fetch_raw=endpoint, now=now)
+    windows = list(strategy().windows(ctx, None))
+    assert [r["orderid"] for w in windows for r in w.records] == [1, 2, 3]
+    assert json.loads(windows[-1].cursor)["newest"] == 1002
+    assert strategy().lag_seconds(windows[-1].cursor, now) == 98.0

@@ -56,6 +56,9 @@ from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
 log = get_logger(__name__)
 
 Changeable = Callable[[Mapping[str, Any]], bool]
+#: How far past the tick's clock a record's time may be and still count as the newest
+#: loaded (`lag_seconds`): clocks disagree by minutes, a till set to the wrong year by more.
+FUTURE_SLACK_SECONDS = 3600
 
 
 def _never(_record: Mapping[str, Any]) -> bool:
@@ -201,7 +204,7 @@ class Keyset:
         for n in range(0, len(due), self.reread_chunk):
             chunk = due[n : n + self.reread_chunk]
             records = self._read_ids(ctx, chunk)
-            self._update(state, records, forget=set(chunk))
+            self._update(state, records, forget=set(chunk), now=ctx.now)
             yield Window(records, state.text(), self._by_ids(ctx, chunk))
 
     def _by_ids(self, ctx: WindowContext, ids: list[int]) -> dict[str, str | int]:
@@ -256,7 +259,7 @@ class Keyset:
                     f"{self.from_param}={lo} answered {self.id_field} {ids[0]}: the endpoint "
                     "ignores the lower bound, keyset paging would never end"
                 )
-            self._update(state, items, forget=set(ids))
+            self._update(state, items, forget=set(ids), now=ctx.now)
             if ids:
                 state.after = max(state.after if state.after is not None else -1, ids[-1])
             yield Window(items, state.text(), params)
@@ -264,9 +267,13 @@ class Keyset:
                 return
             lo = ids[-1] + 1
 
-    def _update(self, state: KeysetState, records: list[Any], *, forget: set[int]) -> None:
+    def _update(
+        self, state: KeysetState, records: list[Any], *, forget: set[int], now: datetime
+    ) -> None:
         """`state` after `records` are loaded: ids in `forget` leave the open set unless
-        they came back changeable; the newest time moves on."""
+        they came back changeable; the newest time moves on, but not past `now` by more
+        than `FUTURE_SLACK_SECONDS` (a register's wrong clock would make the lag read nil
+        for as long, hiding a stream that stopped)."""
         still = {
             i
             for r in records
@@ -280,10 +287,11 @@ class Keyset:
             opened = opened[dropped:]
             log.warning("changeable_ids_dropped", count=dropped, kept=self.max_changeable)
         state.open = tuple(opened)
+        latest = now.timestamp() + FUTURE_SLACK_SECONDS
         times = [  # a record rejected for its time does not make the lag look nil
             t
             for r in records
-            if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field))
+            if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field)) and t <= latest
         ]
         if times:
             state.newest = max(times) if state.newest is None else max(state.newest, *times)

@@ -37,8 +37,11 @@ def local_path(url: str) -> Path | None:
 
 def check_local_target(url: str) -> Path | None:
     """The target's file, after making sure its directory exists (a typo must not make a new
-    warehouse somewhere else); None when the target is not a local file."""
+    warehouse somewhere else) and that it is not a directory itself; None when the target is
+    not a local file."""
     path = local_path(url)
+    if path is not None and path.is_dir():
+        raise ConfigError(f"SITOO_TARGET_URL: {path} {_a_directory(url)}")
     if path is not None and not path.parent.is_dir():
         meant = Path("/") / path  # three slashes: a relative path; four: an absolute one
         hint = (
@@ -51,6 +54,46 @@ def check_local_target(url: str) -> Path | None:
             f"(create it first, or fix the path in {url}{hint})"
         )
     return path
+
+
+#: Every DuckDB database file has these bytes after its header's 8-byte checksum.
+DUCKDB_MAGIC, DUCKDB_MAGIC_AT = b"DUCK", 8
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_duckdb_target(url: str) -> Path | None:
+    """`check_local_target`, and an existing file must be a DuckDB database: anything else
+    (an empty file, a SQLite database, text) is refused naming the setting and the fix,
+    before DuckDB is asked to open it and before any lock file is made beside it. A file
+    that cannot be read is left to DuckDB to say so."""
+    path = check_local_target(url)
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_MAGIC))
+    except OSError:
+        return path  # missing (made on the first run) or unreadable (DuckDB's message)
+    if head[DUCKDB_MAGIC_AT : DUCKDB_MAGIC_AT + len(DUCKDB_MAGIC)] == DUCKDB_MAGIC:
+        return path
+    if not head:
+        raise ConfigError(
+            f"SITOO_TARGET_URL: {path} is empty, not a DuckDB database file: delete it (the "
+            "first run makes the file), or point the URL at your warehouse's file"
+        )
+    what = f"; it is a SQLite database: use sqlite:///{path}" if head == SQLITE_MAGIC else ""
+    raise ConfigError(
+        f"SITOO_TARGET_URL: {path} is not a DuckDB database file: point the URL at "
+        f"your warehouse's file, or at a path with no file yet to make a new one{what}"
+    )
+
+
+def _a_directory(url: str) -> str:
+    """What to say of a target URL naming a directory: a file in it is what was meant."""
+    base, query = url.split("?", 1) if "?" in url else (url, "")
+    name = "sitoo.duckdb" if base.lower().startswith("duckdb") else "sitoo.db"
+    inside = f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "")
+    return f"is a directory: name the database file, such as {inside} (made on the first run)"
 
 
 def given_as(exc: ConfigError, option: str) -> ConfigError:

@@ -27,7 +27,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse import check_local_target
+from sitoo_sync.warehouse import check_duckdb_target
 from sitoo_sync.warehouse import duckdb_memory as memory
 from sitoo_sync.warehouse.base import (
     REJECTS,
@@ -298,7 +298,9 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     ) -> None:
         self.url = url
         self.path = duckdb_path(url)
-        check_local_target(url)  # a missing directory is a typo, not a place to create
+        # A missing directory is a typo, not a place to create; a file not DuckDB's is
+        # refused before DuckDB or a lock file touches it.
+        check_duckdb_target(url)
         self._open_timeout = open_timeout_seconds
         self._nesting = Nesting()
         self._cons: PerThread[duckdb.DuckDBPyConnection] = PerThread(

@@ -103,15 +103,38 @@ def given_as(exc: ConfigError, option: str) -> ConfigError:
     return exc if reason == str(exc) else ConfigError(f"{option}: {reason}")
 
 
+#: DuckDB's words for a file another process has open (with its program and PID).
+_HELD = re.compile(r"Could not set lock on file.*?(?:held in (.+?) \(PID (\d+)\))?\.?(?: See|$)")
+
+
+def held_file(path: object, reason: str, *, waited: float | None = None) -> str | None:
+    """One line for DuckDB's refusal of a file another process holds, naming that process
+    (its PID and program, when DuckDB's error gives them) and what lets go of it; None when
+    `reason` is another error."""
+    found = _HELD.search(reason)
+    if found is None:
+        return None
+    program, pid = found.groups()
+    who = f" (PID {pid}, {program})" if pid else ""
+    after = f" after waiting {waited:g} s" if waited is not None else ""
+    return (
+        f"cannot open the warehouse file {path}: another process holds it{who}{after}; a "
+        "sitoo-sync tick lets go of it within about half a minute, another program (a BI "
+        "tool, a notebook) must close it"
+    )
+
+
 def unreachable(url: str, exc: BaseException) -> WarehouseError:
     """One line for a database server that cannot be connected to: where, the driver's
     own reason (its first line, without SQLAlchemy's help link), never the password, and
-    what to check."""
+    what to check; for a file another process holds, which process."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
     path = local_path(url)
     if path is not None:
-        return WarehouseError(f"cannot open the warehouse file {path}: {first}")
+        return WarehouseError(
+            held_file(path, first) or f"cannot open the warehouse file {path}: {first}"
+        )
     return WarehouseError(
         f"cannot reach the warehouse at {masked_url(url)}: {first} "
         "(check the target URL, and that the server is up and lets this host and user in)"

@@ -37,8 +37,11 @@ def local_path(url: str) -> Path | None:
 
 def check_local_target(url: str) -> Path | None:
     """The target's file, after making sure its directory exists (a typo must not make a new
-    warehouse somewhere else); None when the target is not a local file."""
+    warehouse somewhere else) and that it is not a directory itself; None when the target is
+    not a local file."""
     path = local_path(url)
+    if path is not None and path.is_dir():
+        raise ConfigError(f"SITOO_TARGET_URL: {path} {_a_directory(url)}")
     if path is not None and not path.parent.is_dir():
         meant = Path("/") / path  # three slashes: a relative path; four: an absolute one
         hint = (
@@ -53,6 +56,46 @@ def check_local_target(url: str) -> Path | None:
     return path
 
 
+#: Every DuckDB database file has these bytes after its header's 8-byte checksum.
+DUCKDB_MAGIC, DUCKDB_MAGIC_AT = b"DUCK", 8
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_duckdb_target(url: str) -> Path | None:
+    """`check_local_target`, and an existing file must be a DuckDB database: anything else
+    (an empty file, a SQLite database, text) is refused naming the setting and the fix,
+    before DuckDB is asked to open it and before any lock file is made beside it. A file
+    that cannot be read is left to DuckDB to say so."""
+    path = check_local_target(url)
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_MAGIC))
+    except OSError:
+        return path  # missing (made on the first run) or unreadable (DuckDB's message)
+    if head[DUCKDB_MAGIC_AT : DUCKDB_MAGIC_AT + len(DUCKDB_MAGIC)] == DUCKDB_MAGIC:
+        return path
+    if not head:
+        raise ConfigError(
+            f"SITOO_TARGET_URL: {path} is empty, not a DuckDB database file: delete it (the "
+            "first run makes the file), or point the URL at your warehouse's file"
+        )
+    what = f"; it is a SQLite database: use sqlite:///{path}" if head == SQLITE_MAGIC else ""
+    raise ConfigError(
+        f"SITOO_TARGET_URL: {path} is not a DuckDB database file: point the URL at "
+        f"your warehouse's file, or at a path with no file yet to make a new one{what}"
+    )
+
+
+def _a_directory(url: str) -> str:
+    """What to say of a target URL naming a directory: a file in it is what was meant."""
+    base, query = url.split("?", 1) if "?" in url else (url, "")
+    name = "sitoo.duckdb" if base.lower().startswith("duckdb") else "sitoo.db"
+    inside = f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "")
+    return f"is a directory: name the database file, such as {inside} (made on the first run)"
+
+
 def given_as(exc: ConfigError, option: str) -> ConfigError:
     """`exc` naming `option` (`--target`) where it names SITOO_TARGET_URL, for a URL the
     user gave there; another setting's error (SITOO_TARGET_SCHEMA, say) as it is."""
@@ -60,15 +103,38 @@ def given_as(exc: ConfigError, option: str) -> ConfigError:
     return exc if reason == str(exc) else ConfigError(f"{option}: {reason}")
 
 
+#: DuckDB's words for a file another process has open (with its program and PID).
+_HELD = re.compile(r"Could not set lock on file.*?(?:held in (.+?) \(PID (\d+)\))?\.?(?: See|$)")
+
+
+def held_file(path: object, reason: str, *, waited: float | None = None) -> str | None:
+    """One line for DuckDB's refusal of a file another process holds, naming that process
+    (its PID and program, when DuckDB's error gives them) and what lets go of it; None when
+    `reason` is another error."""
+    found = _HELD.search(reason)
+    if found is None:
+        return None
+    program, pid = found.groups()
+    who = f" (PID {pid}, {program})" if pid else ""
+    after = f" after waiting {waited:g} s" if waited is not None else ""
+    return (
+        f"cannot open the warehouse file {path}: another process holds it{who}{after}; a "
+        "sitoo-sync tick lets go of it within about half a minute, another program (a BI "
+        "tool, a notebook) must close it"
+    )
+
+
 def unreachable(url: str, exc: BaseException) -> WarehouseError:
     """One line for a database server that cannot be connected to: where, the driver's
     own reason (its first line, without SQLAlchemy's help link), never the password, and
-    what to check."""
+    what to check; for a file another process holds, which process."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
     path = local_path(url)
     if path is not None:
-        return WarehouseError(f"cannot open the warehouse file {path}: {first}")
+        return WarehouseError(
+            held_file(path, first) or f"cannot open the warehouse file {path}: {first}"
+        )
     return WarehouseError(
         f"cannot reach the warehouse at {masked_url(url)}: {first} "
         "(check the target URL, and that the server is up and lets this host and user in)"

@@ -16,18 +16,18 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, WarehouseError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse import check_local_target
+from sitoo_sync.warehouse import check_duckdb_target, held_file
 from sitoo_sync.warehouse import duckdb_memory as memory
 from sitoo_sync.warehouse.base import (
     REJECTS,
@@ -78,6 +78,14 @@ HOLD_SECONDS = 20.0
 #: HOLD_SECONDS + GAP_SECONDS + one commit of asking. The pause costs a backfill at most
 #: GAP_SECONDS / HOLD_SECONDS of its time (fetching goes on meanwhile).
 GAP_SECONDS = 1.0
+#: How long a writer (a tick) waits for the file while another process holds it (a BI
+#: reader may, briefly), trying again after doubling pauses of up to 5 s, each a warning.
+WRITE_WAIT_SECONDS = 60.0
+#: How long a read-only open (`status`, a monitoring probe) waits: as long as a tick may
+#: hold the file (HOLD_SECONDS, then GAP_SECONDS out, plus a commit), no longer ...
+READ_WAIT_SECONDS = HOLD_SECONDS + GAP_SECONDS + 4.0
+#: ... trying this often, to meet a tick's GAP_SECONDS pause.
+READ_POLL_SECONDS = 0.25
 #: WAL size at which a commit checkpoints (DuckDB's default is 16MB). Each checkpoint
 #: compresses again the last, partly filled row group of every table it appends to (up to
 #: 122,880 rows), so small checkpoints during a backfill redo that work many times: replaying
@@ -294,12 +302,21 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     )
 
     def __init__(
-        self, url: str, *, open_timeout_seconds: float = 60.0, read_only: bool = False
+        self, url: str, *, open_timeout_seconds: float | None = None, read_only: bool = False
     ) -> None:
         self.url = url
         self.path = duckdb_path(url)
-        check_local_target(url)  # a missing directory is a typo, not a place to create
-        self._open_timeout = open_timeout_seconds
+        # A missing directory is a typo, not a place to create; a file not DuckDB's is
+        # refused before DuckDB or a lock file touches it.
+        check_duckdb_target(url)
+        #: How long opening waits for a file another process holds.
+        self.open_wait_seconds = (
+            open_timeout_seconds
+            if open_timeout_seconds is not None
+            else READ_WAIT_SECONDS
+            if read_only
+            else WRITE_WAIT_SECONDS
+        )
         self._nesting = Nesting()
         self._cons: PerThread[duckdb.DuckDBPyConnection] = PerThread(
             self._connect, lambda main: main.cursor(), lambda c: c.close()
@@ -334,8 +351,9 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return self._cons.get()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self._open_timeout
-        wait = 0.1
+        deadline = time.monotonic() + self.open_wait_seconds
+        wait = READ_POLL_SECONDS if self._read_only else 0.1
+        tries = 0
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
@@ -344,11 +362,30 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             except duckdb.IOException as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
-                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                if "lock" not in str(exc).lower():
                     raise
-                log.warning("warehouse_busy", path=self.path, error=str(exc), wait_seconds=wait)
+                if time.monotonic() >= deadline:
+                    self._gave_up(exc)
+                tries += 1
+                if tries == 1 or not self._read_only:  # a reader says it once
+                    log.warning(
+                        "warehouse_busy",
+                        path=self.path,
+                        error=str(exc),
+                        wait_seconds=wait,
+                        gives_up_after_seconds=self.open_wait_seconds,
+                    )
                 time.sleep(wait)
-                wait = min(wait * 2, 5.0)
+                if not self._read_only:
+                    wait = min(wait * 2, 5.0)
+
+    def _gave_up(self, exc: duckdb.IOException) -> NoReturn:
+        """Raise `exc`, the file still held when the wait ended: for a reader (`status`) as
+        one line naming the process that holds it; a tick's as DuckDB's own error."""
+        line = held_file(self.path, str(exc), waited=self.open_wait_seconds)
+        if self._read_only and line is not None:
+            raise WarehouseError(line) from None
+        raise exc
 
     def _with_raised_limit(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """`con`, under the file's limit when it was raised. Set after connecting: every

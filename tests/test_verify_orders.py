@@ -211,6 +211,35 @@ def test_a_missing_z_report_is_found_by_its_days_orders(world: Synced) -> None:
     assert f"{sales} in sales" in hits[0].details
 
 
+def test_a_day_whose_z_report_was_rejected_names_the_reject(world: Synced) -> None:
+    """A day's z-report that the load rejected (kept in rejects, not in pos_z_reports) is
+    named in the finding on its orders, as numbering_gap names it: the cause is the reject,
+    not a register that did not close."""
+    register = world.registers[7]
+    day = _middle_day(_orders_of(world, register))
+    (zreportid,) = [
+        int(r[0])
+        for r in world.rows(
+            "SELECT zreportid FROM {pos_z_reports} WHERE registerid = :r AND business_date = :d",
+            {"r": register, "d": day},
+        )
+    ]
+    world.change(
+        f"DELETE FROM {{pos_z_reports}} WHERE registerid = {_literal(register)} "
+        f"AND zreportid = {zreportid}"
+    )
+    world.change(
+        "INSERT INTO {rejects} (reject_id, stream, record_key, reason) VALUES "
+        f"('orders-test-reject', 'pos_z_reports', {_literal(f'{register}/{zreportid}')}, "
+        "'bad money')"
+    )
+    (hit,) = orders_found(world.verify(), register)
+    assert hit.day == day
+    assert hit.details.endswith(
+        f"its z-report {zreportid} between them was rejected at load (see rejects)"
+    ), hit.details
+
+
 def test_since_and_store_scope_the_orders_findings(world: Synced) -> None:
     """--store keeps a register's day of orders to its store's run, --since drops days
     before it: the orders findings obey the scope as the z-report checks do."""

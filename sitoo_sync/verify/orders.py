@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
+from sitoo_sync.verify.registers import rejected_reports
 from sitoo_sync.verify.source import (
     Scope,
     Source,
@@ -135,15 +136,20 @@ def against_z_reports(source: Source, scope: Scope) -> Iterator[Finding]:
         if entry.reports:
             first.setdefault(register, day)
             last[register] = (day, entry)
+    rejected = _rejected_numbers(source)
+    before: dict[str, int] = {}  # the highest zreportid of a register's days so far
     for (register, day), entry in sorted(days.items()):
         if entry.reports:
+            before[register] = max(entry.reports)
             covered = reach.first_day < day and (
                 entry.closed_at is None or reach.last_at >= entry.closed_at
             )
             if covered:
                 yield from _compare(day, entry)
         elif register in last and first[register] < day < last[register][0]:
-            yield _unclosed(day, entry, last[register][1])
+            after = _next_report(days, register, day)
+            lost = sorted(n for n in rejected.get(register, ()) if before[register] < n < after)
+            yield _unclosed(day, entry, last[register][1], lost)
     if source.has("journal_receipts"):
         yield from _receipts_without_order(source, scope)
 
@@ -174,13 +180,33 @@ def _compare(day: date, entry: _Day) -> Iterator[Finding]:
     )
 
 
-def _unclosed(day: date, entry: _Day, later: _Day) -> Finding:
+def _rejected_numbers(source: Source) -> dict[str, set[int]]:
+    """The zreportids of each register's rejected POS z-reports (registers as `_key`)."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for registerid, zreportid in rejected_reports(source):
+        out[_key(registerid)].add(zreportid)
+    return out
+
+
+def _next_report(days: dict[tuple[str, date], _Day], register: str, day: date) -> int:
+    """The lowest zreportid of the register's first day with z-reports after `day`."""
+    later = sorted((d, e) for (r, d), e in days.items() if r == register and d > day and e.reports)
+    return min(later[0][1].reports)
+
+
+def _unclosed(day: date, entry: _Day, later: _Day, rejected: list[int]) -> Finding:
+    why = (
+        f"; its z-report {', '.join(map(str, rejected))} between them was rejected at load "
+        "(see rejects)"
+        if rejected
+        else ""
+    )
     return Finding(
         CHECK,
         Severity.ERROR,
         f"no z-report of {day}, yet the register's {entry.orders} closed POS orders of the day "
         f"come to {entry.sales} in sales and {entry.refund} in refunds, though it closed the "
-        f"days before and after",
+        f"days before and after{why}",
         registerid=later.registerid,  # as its z-reports name it
         store_id=later.store,
         day=day,

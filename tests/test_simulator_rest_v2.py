@@ -708,3 +708,48 @@ def test_receipts_of_a_new_closing_become_orders_with_new_ids() -> None:
         assert second["totalcount"] == first["totalcount"] + len(new)
         assert made <= {o["additionaldata"]["pos-receiptid"] for o in new}
         assert all(o["registerid"] == registerid for o in new)
+
+
+def test_journal_and_order_requests_side_by_side_never_deadlock(rsim: Simulator) -> None:
+    """Journal pages (which read the world's closings) and order listings (which make orders
+    of the journals' receipts) served at the same time all answer: the journal shares the
+    world's one lock, so no two requests take two locks in opposite orders."""
+    import sys
+    import threading
+    import time
+
+    assert rsim.world.journal.lock is rsim.world.lock
+    registers = [r.registerid for r in rsim.world.registers]
+    auth = (rsim.api_id, rsim.password)
+    failures: list[str] = []
+
+    def ask(kind: str, url: str, params: dict[str, Any]) -> None:
+        try:
+            with httpx.Client(auth=auth, timeout=10) as client:
+                if client.get(url, params=params).status_code != 200:
+                    failures.append(f"{kind}: not 200")
+        except httpx.HTTPError as exc:  # a timeout: the server holds a lock it never frees
+            failures.append(f"{kind}: {type(exc).__name__}")
+
+    def journals() -> None:
+        for n in range(40):
+            params = {"register_id": registers[n % len(registers)], "date_type": "added"}
+            ask("journal", f"{rsim.journals_url}/journal-entries", params)
+
+    def orders() -> None:
+        for _ in range(40):
+            ask("orders", f"{rsim.v2_url}/orders.json", {"num": 5})
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (journals, orders) * 2]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the server's threads take turns as often as they can
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        sys.setswitchinterval(switching)
+    assert not any(t.is_alive() for t in threads), "a request never answered: deadlocked"
+    assert failures == []

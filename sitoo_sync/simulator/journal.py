@@ -49,6 +49,8 @@ class JournalSource(Protocol):
 
     config: SimConfig
     registers: list[Register]
+    #: The world's lock, which the journal shares (see `Journal`).
+    lock: threading.RLock
 
     def all_reports(self) -> list[ZReport]: ...
 
@@ -83,7 +85,11 @@ class Journal:
 
     def __init__(self, world: JournalSource) -> None:
         self.world = world
-        self.lock = threading.RLock()
+        # The world's own lock, not one of its own: a journal page reads the world's
+        # closings (journal lock, then world lock) while the REST v2 world makes orders of
+        # the receipts (world lock, then journal lock). Two locks taken in both orders
+        # deadlocked a journal request against an orders request.
+        self.lock = world.lock
         self._entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._journaled: set[tuple[str, int]] = set()
         # receipts a register made that never reached its journal (`inject_missing_receipt`)

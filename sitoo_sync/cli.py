@@ -414,8 +414,8 @@ def _say(event: str, text: str, *, error: bool = False, **fields: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: the service; `run --once`: one tick of every enabled stream."""
     from sitoo_sync.api.client import make_client
-    from sitoo_sync.api.credentials import check_credentials
     from sitoo_sync.service import stream_schedules
+    from sitoo_sync.start_checks import check_credentials
     from sitoo_sync.streams import select_streams
     from sitoo_sync.warehouse import open_warehouse
 

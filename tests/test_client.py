@@ -250,8 +250,8 @@ def test_an_api_out_of_reach_ends_one_tick_only_when_no_attempt_connected_on_its
     """`run --once`'s credentials check stops the tick only when none of its attempts could
     connect and every API is on the check's host; an API that answered (503) or is slow,
     or journals elsewhere, are left to the tick's streams (a warning)."""
-    from sitoo_sync.api.credentials import check_credentials
     from sitoo_sync.errors import ApiError
+    from sitoo_sync.start_checks import check_credentials
 
     handler, _ = scripted(*answers)
     bases = {"api_base_url": "https://api.example/v2/accounts/{account_id}"}

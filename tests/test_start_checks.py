@@ -10,11 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
-from sitoo_sync.api.credentials import check_credentials
 from sitoo_sync.cli import main
 from sitoo_sync.errors import ConfigError
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import Simulator
+from sitoo_sync.start_checks import check_credentials
 from tests.support import use_simulator
 
 ERROR = "sitoo-sync: configuration error: "

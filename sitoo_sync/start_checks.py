@@ -1,4 +1,6 @@
-"""The credentials check that `run` makes before it touches the warehouse."""
+"""The check `run` makes before it touches the warehouse: the credentials, and on a 404 which
+setting is wrong (the base URL, the account, a site). Above `api/` and `streams/`: it lists
+the account's sites as the site partitions do."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from sitoo_sync.errors import (
 )
 from sitoo_sync.log import get_logger
 from sitoo_sync.settings import DEFAULT_API_BASE_URL, Settings, env_name
+from sitoo_sync.streams.partitions import with_every_site
 
 log = get_logger(__name__)
 
@@ -86,8 +89,6 @@ def _explain_not_found(settings: Settings, client: SitooClient, first: ApiError)
     account's sites: a 404 there too means the base URL or the account is wrong; an answer
     without a configured site names that site. An answer that lists them all, or a failure
     of another kind, concludes nothing: a warning, and the tick goes on."""
-    from sitoo_sync.streams.partitions import with_every_site
-
     try:
         listed = with_every_site(settings.model_copy(update={"site_ids": []}), client)
     except AuthError as exc:

@@ -84,17 +84,25 @@ def stream_problems(
     states: Sequence[StreamState],
     now: datetime,
     stored_sites: Mapping[str, Mapping[str, int]] | None = None,
+    listed: Mapping[str, Mapping[str, datetime]] | None = None,
 ) -> list[str]:
-    """Why `status --check` fails: per enabled stream, a failing partition, or no success
-    within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule).
-    `stored_sites` gives, per stream, the site of each partition whose value does not say
-    it (a register's, from its table: `stored_sites_of`)."""
+    """Why `status --check` fails: per enabled stream, a failing partition, no success
+    within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule), or a
+    partition its listing showed that long ago and no tick has synced (an interrupted
+    first backfill). `stored_sites` gives, per stream, the site of each partition whose
+    value does not say it (a register's, from its table: `stored_sites_of`); `listed`,
+    per stream, when each partition its table holds was first listed (`listed_since_of`)."""
     streams = select_streams(settings.streams)
     schedules = stream_schedules(settings, streams)
     problems: list[str] = []
     for stream in streams:
         judged = _judged(settings, stream, (stored_sites or {}).get(stream.name, {}))
         mine = [s for s in states if s.stream == stream.name and judged(s.partition)]
+        within = HEALTHY_WITHIN_INTERVALS * schedules[stream.name].interval_seconds
+        unsynced = _never_synced((listed or {}).get(stream.name, {}), mine, judged, now, within)
+        if unsynced:
+            problems.append(f"{stream.name}: {unsynced}")
+            continue
         failed = [s for s in mine if s.last_status == "failed"]
         if failed:
             where = ", ".join(s.partition for s in failed[:3]) + (" ..." if len(failed) > 3 else "")
@@ -111,6 +119,60 @@ def stream_problems(
             age = "never" if last is None else f"{lag_text(now.timestamp() - last)} ago"
             problems.append(f"{stream.name}: late: last success {age}, limit {limit}")
     return problems
+
+
+def _never_synced(
+    listed: Mapping[str, datetime],
+    states: Sequence[StreamState],
+    judged: Callable[[str], bool],
+    now: datetime,
+    limit: float,
+) -> str | None:
+    """What to say of the partitions first listed more than `limit` seconds ago that have
+    no `sync_state` row (no tick ever finished a window of them), if any."""
+    synced = {s.partition for s in states}
+    due = now.timestamp() - limit
+    never = sorted(
+        (at, p)
+        for p, at in listed.items()
+        if judged(p) and p not in synced and at.timestamp() < due
+    )
+    if not never:
+        return None
+    shown_ = ", ".join(p for _, p in never[:3]) + (" ..." if len(never) > 3 else "")
+    return (
+        f"never synced: {len(never)} {'partition' if len(never) == 1 else 'partitions'} "
+        f"({shown_}), listed since {when_text(never[0][0])} (limit {lag_text(limit)}; an "
+        "interrupted first backfill: run it again)"
+    )
+
+
+def listed_since_of(
+    settings: Settings, latest: Callable[[Table, str, str, str], dict[Any, Any]]
+) -> dict[str, dict[str, datetime]]:
+    """Per enabled stream whose partitions its own listing table holds with `first_seen_at`
+    (a register's listing row), when each partition still listed was first listed;
+    `latest` is the warehouse's latest_values."""
+    out: dict[str, dict[str, datetime]] = {}
+    for stream in select_streams(settings.streams):
+        stored = stream.partitions.stored
+        if stored is None or "first_seen_at" not in stored[0].column_names:
+            continue
+        table, column = stored
+        first = latest(table, column, "first_seen_at", "first_seen_at")
+        gone = latest(table, column, "missing_since", "missing_since")
+        out[stream.name] = {
+            str(p): _utc(at)
+            for p, at in first.items()
+            if p not in gone and isinstance(at, datetime | str)
+        }
+    return out
+
+
+def _utc(value: datetime | str) -> datetime:
+    """A stored instant as aware UTC (targets return naive UTC, text or aware)."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def stored_sites_of(

@@ -211,3 +211,35 @@ def test_log_lines_give_a_json_cursor_as_the_time_it_stands_for(
         readable = f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S}Z"
         assert texts[stream, partition] == readable, (stream, partition)
         assert shown[stream, partition] == readable, (stream, partition)
+
+
+def test_check_finds_registers_no_tick_has_synced_since_they_were_listed(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After a first backfill that was interrupted, registers the listing showed more than
+    three journal intervals ago with no sync_state row make `status --check` fail naming
+    them, though every register that did sync is fresh; registers listed just now do not."""
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    use_simulator(monkeypatch, sim, db)
+    monkeypatch.setenv("SITOO_STREAMS", "cash_registers,journal_entries")
+    assert main(["run", "--once"]) == 0
+    registers = sorted(r.registerid for r in sim.world.registers)
+    with duckdb.connect(str(db)) as con:  # two registers' journals never reached
+        con.execute(
+            "DELETE FROM sync_state WHERE stream = 'journal_entries' AND partition_key IN (?, ?)",
+            registers[:2],
+        )
+    capsys.readouterr()
+    assert main(["status", "--check"]) == 0  # listed just now: their first tick may be due
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE cash_registers SET first_seen_at = first_seen_at - INTERVAL 1 HOUR")
+    capsys.readouterr()
+    assert main(["status", "--check"]) == 1
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("check: ")]
+    assert line.startswith("check: journal_entries: never synced: 2 partitions (")
+    assert all(r in line for r in registers[:2])

@@ -185,12 +185,8 @@ def test_a_changed_order_amount_is_found_to_the_cent(world: Synced) -> None:
     assert hits[0].actual == hits[0].expected - 1
 
 
-def test_a_missing_z_report_is_found_by_its_days_orders(world: Synced) -> None:
-    """A day whose z-report is not in the warehouse, with later days closed, is named with
-    the sales its closed POS orders come to."""
-    register = world.registers[5]
-    orders = _orders_of(world, register)
-    day = _middle_day(orders)
+def _drop_z_report(world: Synced, register: str, day: date) -> int:
+    """Delete the register's z-report of `day` from the warehouse; its zreportid."""
     (zreportid,) = [
         int(r[0])
         for r in world.rows(
@@ -202,6 +198,16 @@ def test_a_missing_z_report_is_found_by_its_days_orders(world: Synced) -> None:
         f"DELETE FROM {{pos_z_reports}} WHERE registerid = {_literal(register)} "
         f"AND zreportid = {zreportid}"
     )
+    return zreportid
+
+
+def test_a_missing_z_report_is_found_by_its_days_orders(world: Synced) -> None:
+    """A day whose z-report is not in the warehouse, with later days closed, is named with
+    the sales its closed POS orders come to."""
+    register = world.registers[5]
+    orders = _orders_of(world, register)
+    day = _middle_day(orders)
+    _drop_z_report(world, register, day)
     hits = orders_found(world.verify(), register)
     sales = sum((o[2] for o in orders if o[1] == day), Decimal(0))
     assert [(f.day, f.expected, f.actual, f.zreportid) for f in hits] == [
@@ -217,17 +223,7 @@ def test_a_day_whose_z_report_was_rejected_names_the_reject(world: Synced) -> No
     not a register that did not close."""
     register = world.registers[7]
     day = _middle_day(_orders_of(world, register))
-    (zreportid,) = [
-        int(r[0])
-        for r in world.rows(
-            "SELECT zreportid FROM {pos_z_reports} WHERE registerid = :r AND business_date = :d",
-            {"r": register, "d": day},
-        )
-    ]
-    world.change(
-        f"DELETE FROM {{pos_z_reports}} WHERE registerid = {_literal(register)} "
-        f"AND zreportid = {zreportid}"
-    )
+    zreportid = _drop_z_report(world, register, day)
     world.change(
         "INSERT INTO {rejects} (reject_id, stream, record_key, reason) VALUES "
         f"('orders-test-reject', 'pos_z_reports', {_literal(f'{register}/{zreportid}')}, "

@@ -201,26 +201,36 @@ def _drop_z_report(world: Synced, register: str, day: date) -> int:
     return zreportid
 
 
-def test_a_missing_z_report_is_found_by_its_days_orders(world: Synced) -> None:
-    """A day whose z-report is not in the warehouse, with later days closed, is named with
-    the sales its closed POS orders come to."""
+def _closing_after(world: Synced, register: str, zreportid: int) -> tuple[int, Decimal]:
+    """The register's next z-report in the warehouse after `zreportid`: its id and sales."""
+    rows = world.rows(
+        "SELECT zreportid, moneysalestotal FROM {pos_z_reports} WHERE registerid = :r "
+        "AND zreportid > :z ORDER BY zreportid",
+        {"r": register, "z": zreportid},
+    )
+    return int(rows[0][0]), Decimal(str(rows[0][1]))
+
+
+def test_a_missing_z_report_leaves_its_orders_to_the_next(world: Synced) -> None:
+    """A z-report not in the warehouse leaves its period's orders to the next z-report, whose
+    finding sums both periods' orders against what it states and names the gap."""
     register = world.registers[5]
     orders = _orders_of(world, register)
     day = _middle_day(orders)
-    _drop_z_report(world, register, day)
+    zreportid = _drop_z_report(world, register, day)
+    following, stated = _closing_after(world, register, zreportid)
     hits = orders_found(world.verify(), register)
-    sales = sum((o[2] for o in orders if o[1] == day), Decimal(0))
-    assert [(f.day, f.expected, f.actual, f.zreportid) for f in hits] == [
-        (day, sales, None, None)
-    ], hits
-    assert f"no z-report of {day}" in hits[0].details
-    assert f"{sales} in sales" in hits[0].details
+    assert [(f.zreportid, f.actual) for f in hits] == [(following, stated)], hits
+    assert hits[0].expected is not None
+    assert hits[0].expected > stated
+    assert f"since z-report {zreportid - 1} " in hits[0].details
+    assert hits[0].details.endswith(f"z-report {zreportid} between them is missing")
 
 
-def test_a_day_whose_z_report_was_rejected_names_the_reject(world: Synced) -> None:
-    """A day's z-report that the load rejected (kept in rejects, not in pos_z_reports) is
-    named in the finding on its orders, as numbering_gap names it: the cause is the reject,
-    not a register that did not close."""
+def test_a_z_report_the_load_rejected_is_named_by_the_next(world: Synced) -> None:
+    """A z-report the load rejected (kept in rejects, not in pos_z_reports) is named in the
+    next z-report's finding, as numbering_gap names it: the cause is the reject, not a
+    register whose sales went unrecorded."""
     register = world.registers[7]
     day = _middle_day(_orders_of(world, register))
     zreportid = _drop_z_report(world, register, day)
@@ -229,11 +239,31 @@ def test_a_day_whose_z_report_was_rejected_names_the_reject(world: Synced) -> No
         f"('orders-test-reject', 'pos_z_reports', {_literal(f'{register}/{zreportid}')}, "
         "'bad money')"
     )
+    following, _ = _closing_after(world, register, zreportid)
     (hit,) = orders_found(world.verify(), register)
-    assert hit.day == day
+    assert hit.zreportid == following
     assert hit.details.endswith(
-        f"its z-report {zreportid} between them was rejected at load (see rejects)"
+        f"z-report {zreportid} between them was rejected at load (see rejects)"
     ), hit.details
+
+
+def test_a_day_the_register_did_not_close_is_in_the_next_closings_period(world: Synced) -> None:
+    """A register that closes two days in one z-report (a day without closing, or a closing
+    after local midnight) is no finding when its z-report states both days' sales: the
+    orders are matched by the period the z-report closes, not by calendar day."""
+    register = world.registers[8]
+    day = _middle_day(_orders_of(world, register))
+    zreportid = _drop_z_report(world, register, day)
+    following, stated = _closing_after(world, register, zreportid)
+    (hit,) = orders_found(world.verify(), register)
+    assert hit.expected is not None
+    both = hit.expected  # what the two days' orders come to
+    world.change(
+        f"UPDATE {{pos_z_reports}} SET moneysalestotal = {both} "
+        f"WHERE registerid = {_literal(register)} AND zreportid = {following}"
+    )
+    assert orders_found(world.verify(), register) == []
+    assert both > stated
 
 
 def test_since_and_store_scope_the_orders_findings(world: Synced) -> None:
@@ -273,5 +303,5 @@ def test_the_rule_names_what_it_compares() -> None:
     assert check.find is not None
     assert not check.unavailable
     for words in ("moneysalestotal", "moneyrefundtotal", "orderstateid", "pos-receiptid",
-                  "business_date", "later day"):  # fmt: skip
+                  "previous z-report", "datecreated", "second z-report"):  # fmt: skip
         assert words in check.rule

@@ -166,16 +166,16 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "orders",
         Severity.ERROR,
-        "A POS sale is an order: per register and local business day (orders.business_date, "
-        "the z-reports' business_date), the closed POS orders (a registerid, orderstateid "
-        "10) sum, items incl. VAT (moneytotal_net + moneytotal_vat), to the day's z-reports' "
-        "moneysalestotal (orders with a positive sum) and moneyrefundtotal (orders with a "
-        "negative sum, as a positive amount); judged once the loaded POS orders begin on an "
-        "earlier day and reach past the day's closing. A day with closed POS orders but no "
-        "z-report is one once the register has z-reports of an earlier and a later day. "
-        "With journals synced, every non-practice journal receipt has an order of its "
-        "register with its receipt id (pos-receiptid), judged once the register has a later "
-        "order loaded.",
+        "A POS sale is an order: a z-report's moneysalestotal is the sum of the register's "
+        "closed POS orders (a registerid, orderstateid 10) made since its previous z-report "
+        "(orderdate after that one's datecreated, up to this one's) whose items incl. VAT "
+        "(moneytotal_net + moneytotal_vat) come to a positive amount, and its "
+        "moneyrefundtotal that of those that come to a negative amount (as a positive "
+        "amount); a z-report missing between two leaves its orders to the next, which names "
+        "it. Judged from a register's second z-report in the warehouse on, once the loaded POS "
+        "orders begin before its period and reach past its closing. With journals synced, "
+        "every non-practice journal receipt has an order of its register with its receipt id "
+        "(pos-receiptid), judged once the register has a later order loaded.",
         ("orders", POS),
         orders.against_z_reports,
     ),

@@ -1,25 +1,28 @@
-"""Orders against z-reports: a POS sale is an order, so a register's day adds up twice.
+"""Orders against z-reports: a POS sale is an order, so a register's closing adds up twice.
 
-Per register and local business day, the closed POS orders (`orders` with a registerid and
-orderstateid 10) are summed in SQL in exact cents, items incl. VAT (moneytotal_net +
-moneytotal_vat: no delivery, checkout cost or cash rounding, as a z-report's
-moneysalestotal has none): an order whose items come to a positive amount is a sale, one
-that comes to a negative amount a refund (its amount, positive). The day's POS z-reports
-(`business_date`) are summed in Python, in Decimal, and the two compared.
+A z-report closes the register's sales since its previous z-report. So the closed POS orders
+(`orders` with a registerid and orderstateid 10) made in that period (orderdate after the
+previous closing's datecreated, up to this one's) are summed in SQL in exact cents, items
+incl. VAT (moneytotal_net + moneytotal_vat: no delivery, checkout cost or cash rounding, as
+a z-report's moneysalestotal has none). An order whose items come to a positive amount is a
+sale; one that comes to a negative amount is a refund (its amount, positive). The period's
+sums are compared with the z-report's moneysalestotal and moneyrefundtotal, in Decimal.
+A day the register did not close, or a closing after local midnight, falls in one period
+as it falls in one z-report. A z-report missing from the warehouse leaves its period to the
+next one, which then names it (rejected at load, when it was).
 
-What is judged, so that a partial sync is not a finding: a day whose orders the loaded
-orders surround (the account's earliest POS order is of an earlier day, its latest is later
-than the day's closing); a day with orders but no z-report once the register has z-reports
-of an earlier and a later day (its history before its first z-report is not judged). A
-journal receipt is judged once its register has a later order loaded.
-Registers are matched as GUIDs, braces and case aside.
+What is judged, so that a partial sync is not a finding: a register's z-reports from its
+second in the warehouse on (the first one's period began before anything loaded), once the
+loaded POS orders begin before the period and reach past its closing. A journal receipt is
+judged once its register has a later order loaded. Registers are matched as GUIDs, braces
+and case aside.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +41,7 @@ from sitoo_sync.verify.source import (
 
 CHECK = "orders"
 _SHOWN_RECEIPTS = 5  # receipt ids named in a finding's details
+_GROSS = "({cents(moneytotal_net)} + {cents(moneytotal_vat)})"
 
 
 def _guid(column: str) -> str:
@@ -47,74 +51,97 @@ def _guid(column: str) -> str:
 
 
 @dataclass
-class _Day:
-    """One register's business day: its z-reports' figures and its orders' sums."""
+class _Closing:
+    """One z-report: what it states, its period (since the register's previous one), and
+    what the period's orders come to."""
 
-    registerid: str = ""
-    store: str | None = None
-    reports: list[int] = field(default_factory=list)
-    closed_at: datetime | None = None  # the day's last closing
-    stated_sales: Decimal = Decimal("0.00")
-    stated_refund: Decimal = Decimal("0.00")
+    registerid: str
+    zreportid: int
+    closed: datetime | None
+    store: str | None
+    day: date | None
+    stated_sales: Decimal
+    stated_refund: Decimal
+    opened: datetime | None = None  # the previous closing's datecreated
+    previous: int | None = None  # the previous closing's zreportid
     sales: Decimal = Decimal("0.00")
     refund: Decimal = Decimal("0.00")
     orders: int = 0
 
 
-@dataclass
-class _Orders:
-    """The loaded POS orders' reach: first business day and latest orderdate."""
-
-    first_day: date | None = None
-    last_at: datetime | None = None
-
-
-def _reach(source: Source) -> _Orders:
+def _reach(source: Source) -> tuple[datetime | None, datetime | None]:
+    """The earliest and latest orderdate of the loaded closed POS orders."""
     sql = (
-        "SELECT MIN(business_date), MAX(orderdate) FROM {orders} "
+        "SELECT MIN(orderdate), MAX(orderdate) FROM {orders} "
         "WHERE registerid IS NOT NULL AND orderstateid = 10"
     )
     row = next(iter(list(source.rows(sql))))
-    return _Orders(to_day(row[0]), to_utc(row[1]))
+    return to_utc(row[0]), to_utc(row[1])
 
 
-def _reports(source: Source, scope: Scope, days: dict[tuple[str, date], _Day]) -> None:
+def _closings(source: Source) -> dict[tuple[str, int], _Closing]:
+    """Every POS z-report, each with its register's previous one (whatever the scope: a
+    period may begin before it)."""
     sql = (
-        f"SELECT z.registerid, z.zreportid, z.datecreated, z.store_id, z.business_date, "
-        f"z.moneysalestotal, z.moneyrefundtotal FROM {{pos_z_reports}} z "
-        f"WHERE {scope.where('z')}"
+        "SELECT registerid, zreportid, datecreated, store_id, business_date, "
+        "moneysalestotal, moneyrefundtotal FROM {pos_z_reports}"
     )
-    for row in source.rows(sql, scope.params()):
-        day = business_day(row[4], row[2])
-        if day is None:
-            continue
-        entry = days[(_key(row[0]), day)]
-        entry.registerid, entry.store = str(row[0]), store_of(row[3])
-        entry.reports.append(int(row[1]))
+    by_register: dict[str, list[_Closing]] = defaultdict(list)
+    for row in source.rows(sql):
         closed = to_utc(row[2])
-        if closed is not None and (entry.closed_at is None or closed > entry.closed_at):
-            entry.closed_at = closed
-        entry.stated_sales += to_decimal(row[5]) or Decimal(0)
-        entry.stated_refund += to_decimal(row[6]) or Decimal(0)
+        by_register[_key(row[0])].append(
+            _Closing(
+                str(row[0]),
+                int(row[1]),
+                closed,
+                store_of(row[3]),
+                business_day(row[4], row[2]),
+                _money(row[5]),
+                _money(row[6]),
+            )
+        )
+    out: dict[tuple[str, int], _Closing] = {}
+    for register, closings in by_register.items():
+        closings.sort(
+            key=lambda c: (c.closed is None, c.closed.timestamp() if c.closed else 0, c.zreportid)
+        )
+        for before, closing in zip([None, *closings], closings, strict=False):
+            if before is not None:
+                closing.opened, closing.previous = before.closed, before.zreportid
+            out[(register, closing.zreportid)] = closing
+    return out
 
 
-def _order_sums(source: Source, scope: Scope, days: dict[tuple[str, date], _Day]) -> None:
-    gross = "({cents(moneytotal_net)} + {cents(moneytotal_vat)})"
-    since = " AND business_date >= :since_day" if scope.since else ""
+def _money(value: Any) -> Decimal:
+    """A stated amount as Decimal; none stated is 0.00 (a zero keeps its two decimals)."""
+    amount = to_decimal(value)
+    return Decimal("0.00") if amount is None else amount
+
+
+def _period_sums(source: Source, closings: dict[tuple[str, int], _Closing]) -> None:
+    """Each z-report's period's closed POS orders, summed in SQL (one statement)."""
     sql = (
-        f"SELECT o.registerid, o.business_date, "
-        f"SUM(CASE WHEN o.gross > 0 THEN o.gross ELSE 0 END), "
+        f"SELECT p.zkey, p.zreportid, SUM(CASE WHEN o.gross > 0 THEN o.gross ELSE 0 END), "
         f"SUM(CASE WHEN o.gross < 0 THEN -o.gross ELSE 0 END), COUNT(*) "
-        f"FROM (SELECT {_guid('registerid')} AS registerid, business_date, {gross} AS gross "
-        f"FROM {{orders}} WHERE registerid IS NOT NULL AND orderstateid = 10 "
-        f"AND business_date IS NOT NULL{since}) o GROUP BY o.registerid, o.business_date"
+        f"FROM (SELECT {_guid('registerid')} AS zkey, zreportid, datecreated AS closed, "
+        f"LAG(datecreated) OVER (PARTITION BY {_guid('registerid')} "
+        f"ORDER BY datecreated, zreportid) AS opened FROM {{pos_z_reports}}) p "
+        f"JOIN (SELECT {_guid('registerid')} AS okey, orderdate, {_GROSS} AS gross "
+        f"FROM {{orders}} WHERE registerid IS NOT NULL AND orderstateid = 10) o "
+        f"ON o.okey = p.zkey AND o.orderdate <= p.closed AND o.orderdate > p.opened "
+        f"GROUP BY p.zkey, p.zreportid"
     )
-    for row in source.rows(sql, scope.params()):
-        day = to_day(row[1])
-        assert day is not None
-        entry = days[(str(row[0]), day)]
-        entry.sales, entry.refund = cents_to_money(row[2]), cents_to_money(row[3])
-        entry.orders = int(row[4])
+    for row in source.rows(sql):
+        closing = closings.get((str(row[0]), int(row[1])))
+        if closing is not None:
+            closing.sales, closing.refund = cents_to_money(row[2]), cents_to_money(row[3])
+            closing.orders = int(row[4])
+
+
+def _in_scope(source: Source, scope: Scope) -> set[tuple[str, int]]:
+    """(register key, zreportid) of the z-reports the run's scope holds."""
+    sql = f"SELECT z.registerid, z.zreportid FROM {{pos_z_reports}} z WHERE {scope.where('z')}"
+    return {(_key(r[0]), int(r[1])) for r in source.rows(sql, scope.params())}
 
 
 def _key(registerid: Any) -> str:
@@ -122,59 +149,66 @@ def _key(registerid: Any) -> str:
 
 
 def against_z_reports(source: Source, scope: Scope) -> Iterator[Finding]:
-    """Closed POS orders per register and day sum to the day's z-reports' sales and refunds;
-    journal receipts (when synced) each have an order."""
-    reach = _reach(source)
-    if reach.first_day is None or reach.last_at is None:
+    """Each z-report's sales and refunds are its period's closed POS orders'; journal
+    receipts (when synced) each have an order."""
+    first, last = _reach(source)
+    if first is None or last is None:
         return  # no POS order loaded: nothing to hold the z-reports against
-    days: dict[tuple[str, date], _Day] = defaultdict(_Day)
-    _reports(source, scope, days)
-    _order_sums(source, scope, days)
-    first: dict[str, date] = {}  # each register's first and latest day with a z-report
-    last: dict[str, tuple[date, _Day]] = {}
-    for (register, day), entry in sorted(days.items()):
-        if entry.reports:
-            first.setdefault(register, day)
-            last[register] = (day, entry)
+    closings = _closings(source)
+    _period_sums(source, closings)
     rejected = _rejected_numbers(source)
-    before: dict[str, int] = {}  # the highest zreportid of a register's days so far
-    for (register, day), entry in sorted(days.items()):
-        if entry.reports:
-            before[register] = max(entry.reports)
-            covered = reach.first_day < day and (
-                entry.closed_at is None or reach.last_at >= entry.closed_at
-            )
-            if covered:
-                yield from _compare(day, entry)
-        elif register in last and first[register] < day < last[register][0]:
-            after = _next_report(days, register, day)
-            lost = sorted(n for n in rejected.get(register, ()) if before[register] < n < after)
-            yield _unclosed(day, entry, last[register][1], lost)
+    scoped = _in_scope(source, scope)
+    judged = sorted(
+        (c for k, c in closings.items() if k in scoped), key=lambda c: (c.registerid, c.zreportid)
+    )
+    for closing in judged:
+        opened, closed = closing.opened, closing.closed
+        if opened is None or closed is None or not first < opened or last < closed:
+            continue  # its period is not wholly within the loaded orders
+        assert closing.previous is not None
+        lost = sorted(
+            n
+            for n in rejected.get(_key(closing.registerid), ())
+            if closing.previous < n < closing.zreportid
+        )
+        yield from _compare(closing, lost)
     if source.has("journal_receipts"):
         yield from _receipts_without_order(source, scope)
 
 
-def _compare(day: date, entry: _Day) -> Iterator[Finding]:
+def _compare(closing: _Closing, rejected: list[int]) -> Iterator[Finding]:
     figures = [
-        ("moneysalestotal", entry.stated_sales, entry.sales, "sales"),
-        ("moneyrefundtotal", entry.stated_refund, entry.refund, "refunds"),
+        ("moneysalestotal", closing.stated_sales, closing.sales, "sales"),
+        ("moneyrefundtotal", closing.stated_refund, closing.refund, "refunds"),
     ]
     wrong = [f for f in figures if f[1] != f[2]]
     if not wrong:
         return
     field_, stated, orders, what = wrong[0]
     others = f"; also {wrong[1][0]} {wrong[1][1]} against {wrong[1][2]}" if wrong[1:] else ""
-    reports = ", ".join(str(z) for z in sorted(entry.reports))
+    skipped = ""
+    assert closing.previous is not None
+    if rejected:
+        skipped = (
+            f"; z-report {', '.join(map(str, rejected))} between them was rejected at load "
+            "(see rejects)"
+        )
+    elif closing.zreportid == closing.previous + 2:
+        skipped = f"; z-report {closing.previous + 1} between them is missing"
+    elif closing.zreportid > closing.previous + 2:
+        skipped = (
+            f"; z-reports {closing.previous + 1}-{closing.zreportid - 1} between them are missing"
+        )
     yield Finding(
         CHECK,
         Severity.ERROR,
-        f"the register's {entry.orders} closed POS orders of {day} come to {orders} in "
-        f"{what}, its z-report{'s' if len(entry.reports) > 1 else ''} {reports} of the day "
-        f"state{'' if len(entry.reports) > 1 else 's'} {field_} {stated}{others}",
-        registerid=entry.registerid,
-        store_id=entry.store,
-        day=day,
-        zreportid=entry.reports[0] if len(entry.reports) == 1 else None,
+        f"the register's {closing.orders} closed POS orders since z-report {closing.previous} "
+        f"come to {orders} in {what}, its z-report {closing.zreportid} states {field_} "
+        f"{stated}{others}{skipped}",
+        registerid=closing.registerid,
+        store_id=closing.store,
+        day=closing.day,
+        zreportid=closing.zreportid,
         expected=orders,
         actual=stated,
     )
@@ -186,32 +220,6 @@ def _rejected_numbers(source: Source) -> dict[str, set[int]]:
     for registerid, zreportid in rejected_reports(source):
         out[_key(registerid)].add(zreportid)
     return out
-
-
-def _next_report(days: dict[tuple[str, date], _Day], register: str, day: date) -> int:
-    """The lowest zreportid of the register's first day with z-reports after `day`."""
-    later = sorted((d, e) for (r, d), e in days.items() if r == register and d > day and e.reports)
-    return min(later[0][1].reports)
-
-
-def _unclosed(day: date, entry: _Day, later: _Day, rejected: list[int]) -> Finding:
-    why = (
-        f"; its z-report {', '.join(map(str, rejected))} between them was rejected at load "
-        "(see rejects)"
-        if rejected
-        else ""
-    )
-    return Finding(
-        CHECK,
-        Severity.ERROR,
-        f"no z-report of {day}, yet the register's {entry.orders} closed POS orders of the day "
-        f"come to {entry.sales} in sales and {entry.refund} in refunds, though it closed the "
-        f"days before and after{why}",
-        registerid=later.registerid,  # as its z-reports name it
-        store_id=later.store,
-        day=day,
-        expected=entry.sales,
-    )
 
 
 def _receipts_without_order(source: Source, scope: Scope) -> Iterator[Finding]:

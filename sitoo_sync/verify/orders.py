@@ -119,23 +119,35 @@ def _money(value: Any) -> Decimal:
 
 
 def _period_sums(source: Source, closings: dict[tuple[str, int], _Closing]) -> None:
-    """Each z-report's period's closed POS orders, summed in SQL (one statement)."""
+    """Each z-report's period's closed POS orders, summed in SQL in one statement.
+
+    The orders and the closings of each register go into one stream ordered by time (an
+    order before a closing of the same second); each order's period is the first closing
+    at or after it (a window's MIN over the rows that follow), so the work grows with the
+    rows, not with orders x closings as a range join's would (a year of a chain: millions
+    of orders, a closing a day per register)."""
     sql = (
-        f"SELECT p.zkey, p.zreportid, SUM(CASE WHEN o.gross > 0 THEN o.gross ELSE 0 END), "
-        f"SUM(CASE WHEN o.gross < 0 THEN -o.gross ELSE 0 END), COUNT(*) "
-        f"FROM (SELECT {_guid('registerid')} AS zkey, zreportid, datecreated AS closed, "
-        f"LAG(datecreated) OVER (PARTITION BY {_guid('registerid')} "
-        f"ORDER BY datecreated, zreportid) AS opened FROM {{pos_z_reports}}) p "
-        f"JOIN (SELECT {_guid('registerid')} AS okey, orderdate, {_GROSS} AS gross "
-        f"FROM {{orders}} WHERE registerid IS NOT NULL AND orderstateid = 10) o "
-        f"ON o.okey = p.zkey AND o.orderdate <= p.closed AND o.orderdate > p.opened "
-        f"GROUP BY p.zkey, p.zreportid"
+        "SELECT e.reg, e.next_closed, SUM(CASE WHEN e.gross > 0 THEN e.gross ELSE 0 END), "
+        "SUM(CASE WHEN e.gross < 0 THEN -e.gross ELSE 0 END), COUNT(*) "
+        "FROM (SELECT u.reg, u.kind, u.gross, MIN(u.closed) OVER (PARTITION BY u.reg "
+        "ORDER BY u.t, u.kind ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_closed "
+        f"FROM (SELECT {_guid('registerid')} AS reg, orderdate AS t, 0 AS kind, "
+        f"{_GROSS} AS gross, CASE WHEN 1 = 0 THEN orderdate END AS closed FROM {{orders}} "
+        "WHERE registerid IS NOT NULL AND orderstateid = 10 "
+        f"UNION ALL SELECT {_guid('registerid')}, datecreated, 1, 0, datecreated "
+        "FROM {pos_z_reports}) u) e "
+        "WHERE e.kind = 0 AND e.next_closed IS NOT NULL GROUP BY e.reg, e.next_closed"
     )
+    at: dict[tuple[str, datetime], _Closing] = {}
+    for (register, _), closing in sorted(closings.items()):  # a tie: the lower zreportid
+        if closing.closed is not None:
+            at.setdefault((register, closing.closed), closing)
     for row in source.rows(sql):
-        closing = closings.get((str(row[0]), int(row[1])))
-        if closing is not None:
-            closing.sales, closing.refund = cents_to_money(row[2]), cents_to_money(row[3])
-            closing.orders = int(row[4])
+        closed = to_utc(row[1])
+        period = at.get((str(row[0]), closed)) if closed is not None else None
+        if period is not None:
+            period.sales, period.refund = cents_to_money(row[2]), cents_to_money(row[3])
+            period.orders = int(row[4])
 
 
 def _in_scope(source: Source, scope: Scope) -> set[tuple[str, int]]:

@@ -22,6 +22,7 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import epoch_time, json_cursor_time
+from sitoo_sync.verify.source import to_utc
 from sitoo_sync.warehouse.base import RunRow, StreamState
 
 
@@ -98,7 +99,8 @@ def stream_problems(
     for stream in streams:
         judged = _judged(settings, stream, (stored_sites or {}).get(stream.name, {}))
         mine = [s for s in states if s.stream == stream.name and judged(s.partition)]
-        within = HEALTHY_WITHIN_INTERVALS * schedules[stream.name].interval_seconds
+        interval = schedules[stream.name].interval_seconds
+        within = HEALTHY_WITHIN_INTERVALS * interval
         unsynced = _never_synced((listed or {}).get(stream.name, {}), mine, judged, now, within)
         if unsynced:
             problems.append(f"{stream.name}: {unsynced}")
@@ -112,10 +114,9 @@ def stream_problems(
         if mine and not active:
             continue
         successes = [s.last_success_at.timestamp() for s in active if s.last_success_at]
-        interval = schedules[stream.name].interval_seconds
         last = min(successes) if successes and len(successes) == len(active) else None
         if is_late(last, interval, now.timestamp()):
-            limit = lag_text(HEALTHY_WITHIN_INTERVALS * interval)
+            limit = lag_text(within)
             age = "never" if last is None else f"{lag_text(now.timestamp() - last)} ago"
             problems.append(f"{stream.name}: late: last success {age}, limit {limit}")
     return problems
@@ -162,17 +163,11 @@ def listed_since_of(
         first = latest(table, column, "first_seen_at", "first_seen_at")
         gone = latest(table, column, "missing_since", "missing_since")
         out[stream.name] = {
-            str(p): _utc(at)
-            for p, at in first.items()
-            if p not in gone and isinstance(at, datetime | str)
+            str(p): at
+            for p, value in first.items()
+            if p not in gone and isinstance(value, datetime | str) and (at := to_utc(value))
         }
     return out
-
-
-def _utc(value: datetime | str) -> datetime:
-    """A stored instant as aware UTC (targets return naive UTC, text or aware)."""
-    at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def stored_sites_of(

@@ -62,6 +62,7 @@ class _Closing:
     day: date | None
     stated_sales: Decimal
     stated_refund: Decimal
+    in_scope: bool = True  # the run's scope (--store, --since) holds it
     opened: datetime | None = None  # the previous closing's datecreated
     previous: int | None = None  # the previous closing's zreportid
     sales: Decimal = Decimal("0.00")
@@ -79,15 +80,16 @@ def _reach(source: Source) -> tuple[datetime | None, datetime | None]:
     return to_utc(row[0]), to_utc(row[1])
 
 
-def _closings(source: Source) -> dict[tuple[str, int], _Closing]:
+def _closings(source: Source, scope: Scope) -> dict[tuple[str, int], _Closing]:
     """Every POS z-report, each with its register's previous one (whatever the scope: a
-    period may begin before it)."""
+    period may begin before it), and whether `scope` holds it."""
     sql = (
-        "SELECT registerid, zreportid, datecreated, store_id, business_date, "
-        "moneysalestotal, moneyrefundtotal FROM {pos_z_reports}"
+        "SELECT z.registerid, z.zreportid, z.datecreated, z.store_id, z.business_date, "
+        "z.moneysalestotal, z.moneyrefundtotal, "
+        f"CASE WHEN {scope.where('z')} THEN 1 ELSE 0 END FROM {{pos_z_reports}} z"
     )
     by_register: dict[str, list[_Closing]] = defaultdict(list)
-    for row in source.rows(sql):
+    for row in source.rows(sql, scope.params()):
         closed = to_utc(row[2])
         by_register[_key(row[0])].append(
             _Closing(
@@ -98,6 +100,7 @@ def _closings(source: Source) -> dict[tuple[str, int], _Closing]:
                 business_day(row[4], row[2]),
                 _money(row[5]),
                 _money(row[6]),
+                in_scope=bool(row[7]),
             )
         )
     out: dict[tuple[str, int], _Closing] = {}
@@ -150,12 +153,6 @@ def _period_sums(source: Source, closings: dict[tuple[str, int], _Closing]) -> N
             period.orders = int(row[4])
 
 
-def _in_scope(source: Source, scope: Scope) -> set[tuple[str, int]]:
-    """(register key, zreportid) of the z-reports the run's scope holds."""
-    sql = f"SELECT z.registerid, z.zreportid FROM {{pos_z_reports}} z WHERE {scope.where('z')}"
-    return {(_key(r[0]), int(r[1])) for r in source.rows(sql, scope.params())}
-
-
 def _key(registerid: Any) -> str:
     return str(registerid).replace("{", "").replace("}", "").upper()
 
@@ -166,12 +163,11 @@ def against_z_reports(source: Source, scope: Scope) -> Iterator[Finding]:
     first, last = _reach(source)
     if first is None or last is None:
         return  # no POS order loaded: nothing to hold the z-reports against
-    closings = _closings(source)
+    closings = _closings(source, scope)
     _period_sums(source, closings)
     rejected = _rejected_numbers(source)
-    scoped = _in_scope(source, scope)
     judged = sorted(
-        (c for k, c in closings.items() if k in scoped), key=lambda c: (c.registerid, c.zreportid)
+        (c for c in closings.values() if c.in_scope), key=lambda c: (c.registerid, c.zreportid)
     )
     for closing in judged:
         opened, closed = closing.opened, closing.closed

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -17,13 +18,44 @@ import pytest
 from pydantic import SecretStr
 
 from sitoo_sync.settings import Settings
-from sitoo_sync.simulator import Simulator
+from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Lock, PartitionLocks
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from tests.targets import Target
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def sync_simulated_world(
+    config: SimConfig, target: Target, tmp: Path, store_days: int
+) -> Simulator:
+    """A fresh simulated world (`config`), every stream synced once into `target` on the
+    world's own clock, store z-reports from `store_days` before it; the (stopped) simulator,
+    whose world is the truth the warehouse is checked against."""
+    from sitoo_sync.api.client import make_client
+    from sitoo_sync.streams import select_streams
+    from sitoo_sync.sync import run_once
+
+    with Simulator.create(config) as sim:
+        start = datetime.fromtimestamp(config.now, UTC) - timedelta(days=store_days)
+        settings = settings_for(
+            sim,
+            tmp / "unused.duckdb",
+            stream_options={"store_z_reports": {"start_day": start.date()}},
+            **target.settings(),
+        )
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        with make_client(settings, sleep=lambda _s: None) as client:
+            report = run_once(
+                settings,
+                warehouse,
+                client,
+                select_streams(None),
+                clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
+            )
+        assert report.ok, report.results
+    return sim
 
 
 def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:

@@ -14,13 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sitoo_sync.api.client import make_client
 from sitoo_sync.cli import main
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.streams import select_streams
-from sitoo_sync.sync import run_once
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.checks import Check
 from sitoo_sync.verify.findings import VERIFY_FINDINGS, Finding, Severity, finding_rows
@@ -31,7 +28,7 @@ from sitoo_sync.warehouse.base import REJECTS, Warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
-from tests.support import settings_for
+from tests.support import sync_simulated_world
 from tests.targets import Target, grouped_targets, target_for
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
@@ -65,24 +62,8 @@ class World:
 def synced(target: Target, tmp: Path, **knobs: Any) -> World:
     """A fresh simulated world (clean plus `knobs`), synced once into `target`."""
     config = SimConfig(now=int(NOW.timestamp()), **{**CLEAN, **knobs})
-    with Simulator.create(config) as sim:
-        settings = settings_for(
-            sim,
-            tmp / "unused.duckdb",
-            stream_options={"store_z_reports": {"start_day": (NOW - timedelta(days=20)).date()}},
-            **target.settings(),
-        )
-        warehouse = open_warehouse(target.url, schema=target.schema)
-        with make_client(settings, sleep=lambda _s: None) as client:
-            report = run_once(
-                settings,
-                warehouse,
-                client,
-                select_streams(None),
-                clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
-            )
-        assert report.ok, report.results
-        return World(target, [r.registerid for r in sim.world.registers], sim)
+    sim = sync_simulated_world(config, target, tmp, store_days=20)
+    return World(target, [r.registerid for r in sim.world.registers], sim)
 
 
 @pytest.fixture(scope="module", params=grouped_targets("verify"))

@@ -12,17 +12,14 @@ from typing import Any
 
 import pytest
 
-from sitoo_sync.api.client import make_client
-from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.streams import select_streams
-from sitoo_sync.sync import run_once
+from sitoo_sync.simulator import SimConfig
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.checks import CHECKS
 from sitoo_sync.verify.findings import Finding
 from sitoo_sync.verify.source import Source, to_day, to_decimal
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import Warehouse
-from tests.support import settings_for
+from tests.support import sync_simulated_world
 from tests.targets import Target, grouped_targets, target_for
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
@@ -67,23 +64,7 @@ class Synced:
 
 def _sync(target: Target, tmp: Path) -> Synced:
     config = SimConfig(now=int(NOW.timestamp()), **CLEAN)
-    with Simulator.create(config) as sim:
-        settings = settings_for(
-            sim,
-            tmp / "unused.duckdb",
-            stream_options={"store_z_reports": {"start_day": (NOW - timedelta(days=12)).date()}},
-            **target.settings(),
-        )
-        warehouse = open_warehouse(target.url, schema=target.schema)
-        with make_client(settings, sleep=lambda _s: None) as client:
-            report = run_once(
-                settings,
-                warehouse,
-                client,
-                select_streams(None),
-                clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
-            )
-        assert report.ok, report.results
+    sim = sync_simulated_world(config, target, tmp, store_days=12)
     synced = Synced(target, [r.registerid for r in sim.world.registers])
     synced.first_run = synced.verify()
     return synced

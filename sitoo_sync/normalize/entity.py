@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
@@ -241,20 +242,23 @@ class EntityNormalizer:
         return out
 
     def _flatten(self, parents: list[Mapping[str, Any]], errors: Errors) -> dict[str, _Flat]:
-        """Child objects per child table, checking that every list holds objects."""
-        flats: dict[str, _Flat] = {}
-        for index, parent in enumerate(parents):
-            for spec in self.lists:
-                items = _objects(parent.get(spec.field), spec.field, index, errors)
-                flat = flats.setdefault(spec.table.name, _Flat())
-                for pos, item in items:
-                    flat.objs.append(item)
-                    flat.owners.append(index)
-                    flat.sections.append(spec.section or "")
-                    flat.within.append(-1)
-                    flat.positions.append(pos)
+        """Child objects per child table, checking that every list holds objects.
+
+        Every list is taken whole when each is absent or a list of objects (`_whole`), as
+        JSON from the API almost always is; else the lists are walked object by object,
+        which words what is wrong."""
+        flats = self._whole_lists(parents)
+        if flats is None:
+            flats = self._walked_lists(parents, errors)
         for inner in self.nested:
             outer = flats.get(inner.within.name, _Flat())
+            nested = _whole([[obj.get(inner.field) for obj in outer.objs]], outer.owners)
+            if nested is not None and inner.table.name not in flats:  # not also a list's
+                flat, sources = nested
+                flat.sections = [outer.sections[s] for s in sources]
+                flat.within = [outer.positions[s] for s in sources]
+                flats[inner.table.name] = flat
+                continue
             flat = flats.setdefault(inner.table.name, _Flat())
             for owner, section, where, obj in zip(
                 outer.owners, outer.sections, outer.positions, outer.objs, strict=True
@@ -266,6 +270,40 @@ class EntityNormalizer:
                     flat.owners.append(owner)
                     flat.sections.append(section)
                     flat.within.append(where)
+                    flat.positions.append(pos)
+        return flats
+
+    def _whole_lists(self, parents: list[Mapping[str, Any]]) -> dict[str, _Flat] | None:
+        """Each child table's objects from the parents' lists, when every list is absent or
+        holds only objects; else None."""
+        flats: dict[str, _Flat] = {}
+        owners = range(len(parents))
+        for table in dict.fromkeys(spec.table for spec in self.lists):
+            specs = [spec for spec in self.lists if spec.table is table]
+            whole = _whole([[p.get(spec.field) for p in parents] for spec in specs], owners)
+            if whole is None:
+                return None
+            flat, sources = whole
+            if len(specs) == 1:
+                flat.sections = [specs[0].section or ""] * len(flat.objs)
+            else:
+                names = [spec.section or "" for spec in specs]
+                flat.sections = [names[s % len(specs)] for s in sources]
+            flats[table.name] = flat
+        return flats
+
+    def _walked_lists(self, parents: list[Mapping[str, Any]], errors: Errors) -> dict[str, _Flat]:
+        """Each child table's objects, list by list, recording what is not an object."""
+        flats: dict[str, _Flat] = {}
+        for index, parent in enumerate(parents):
+            for spec in self.lists:
+                items = _objects(parent.get(spec.field), spec.field, index, errors)
+                flat = flats.setdefault(spec.table.name, _Flat())
+                for pos, item in items:
+                    flat.objs.append(item)
+                    flat.owners.append(index)
+                    flat.sections.append(spec.section or "")
+                    flat.within.append(-1)
                     flat.positions.append(pos)
         return flats
 
@@ -309,6 +347,35 @@ class EntityNormalizer:
         for i, reason in child_errors.items():
             errors.setdefault(flat.owners[i], reason)
         return built
+
+
+_LIST_OR_NONE = frozenset({list, type(None)})
+_DICT = frozenset({dict})
+
+
+def _whole(columns: list[list[Any]], owners: Sequence[int]) -> tuple[_Flat, list[int]] | None:
+    """The objects of k lists per source, source by source and list by list, when each
+    list is absent or holds only objects; else None. `columns[j][s]` is list j of source
+    s, `owners[s]` its parent's index. Comprehensions over whole columns, not a step per
+    object: on a z-report window that was most of its normalizing. Also returns, per
+    object, `s * k + j` (its source and list), for the sections and positions around it.
+    The flat's sections and `within` are the caller's to fill."""
+    if not all(_LIST_OR_NONE.issuperset(map(type, column)) for column in columns):
+        return None
+    lists = enumerate(chain.from_iterable(zip(*columns, strict=True)))
+    present = [(i, items) for i, items in lists if items]
+    objs = [obj for _, items in present for obj in items]
+    if not _DICT.issuperset(map(type, objs)):
+        return None
+    sources = [i for i, items in present for _ in items]
+    k = len(columns)
+    flat = _Flat(
+        objs=objs,
+        owners=[owners[i // k] for i in sources],
+        within=[-1] * len(objs),
+        positions=[p for _, items in present for p in range(len(items))],
+    )
+    return flat, sources
 
 
 def _objects(value: Any, what: str, owner: int, errors: Errors) -> list[tuple[int, Any]]:

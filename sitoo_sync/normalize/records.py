@@ -25,8 +25,9 @@ from sitoo_sync.normalize.columns import (
     ValueAt,
     convert_column,
     finish_column,
+    finish_money,
 )
-from sitoo_sync.normalize.tables import Table
+from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.normalize.values import dumps_json
 
 EXTRA = "extra"
@@ -59,6 +60,9 @@ class TableBuilder:
         self.has_extra = bool(body) and body[-1].name == EXTRA
         self._fields = body[:-1] if self.has_extra else body
         self._known = frozenset(c.name for c in self._fields) | frozenset(ignore)
+        #: Money columns are finished together (`finish_money`) when there are several.
+        money = [c for c in self._fields if c.kind is Kind.MONEY]
+        self._money = money if len(money) > 1 else []
         self._raw = pa.struct(
             [pa.field(c.name, RAW_TYPES[c.kind]) for c in self._fields if c.kind in RAW_TYPES]
         )
@@ -66,13 +70,22 @@ class TableBuilder:
     def _columns(self, objs: Sequence[Mapping[str, Any]]) -> list[tuple[pa.Array, Errors]]:
         try:
             raw = pa.array(objs, type=self._raw)
+            money = dict(
+                zip(
+                    (c.name for c in self._money),
+                    finish_money(self._money, [raw.field(c.name) for c in self._money]),
+                    strict=True,
+                )
+            )
             out = []
             for col in self._fields:
-                if col.kind not in RAW_TYPES:
-                    out.append(convert_column(col, [o.get(col.name) for o in objs]))
-                    continue
                 name = col.name
-                out.append(finish_column(col, raw.field(name), _getter(objs, name)))
+                if name in money:
+                    out.append(money[name])
+                elif col.kind not in RAW_TYPES:
+                    out.append(convert_column(col, [o.get(name) for o in objs]))
+                else:
+                    out.append(finish_column(col, raw.field(name), _getter(objs, name)))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             return [convert_column(c, [o.get(c.name) for o in objs]) for c in self._fields]
         return out

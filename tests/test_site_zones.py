@@ -59,21 +59,25 @@ class FakeApi:
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             time.sleep(self.latency)
-            if path == LISTING and self.hold is not None:
+            if path.startswith(LISTING) and self.hold is not None:
                 self.hold.wait(5)
             if path in self.failing:
                 raise self.failing[path]
-            if path == LISTING:
-                return {
-                    "totalcount": len(self.sites),
-                    "items": [{"eshopid": s} for s in self.sites],
-                }
+            if path.partition("?")[0] == LISTING:
+                return self.listing(path)
             match = SETTINGS.fullmatch(path)
             assert match is not None, path
             return {"timezone": zone_of(int(match[1]))}
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def listing(self, path: str) -> dict[str, Any]:
+        """A page of the sites: 10 unless `num` says otherwise, from `start`."""
+        params = dict(p.split("=") for p in path.partition("?")[2].split("&") if p)
+        start, num = int(params.get("start", 0)), int(params.get("num", 10))
+        page = self.sites[start : start + num]
+        return {"totalcount": len(self.sites), "items": [{"eshopid": s} for s in page]}
 
     def site_reads(self) -> int:
         return sum(n for path, n in self.asked.items() if SETTINGS.fullmatch(path))
@@ -244,6 +248,18 @@ def test_a_refused_listing_means_no_zones_and_is_remembered() -> None:
     assert read(api, cache) == SiteZones({}, ())
     assert read(api, cache, stream="pos_z_reports") == SiteZones({}, ())
     assert api.asked == Counter({LISTING: 1})
+
+
+def test_every_page_of_the_listing_is_read() -> None:
+    """An account of more sites than the listing's default page (10) has every site's zone
+    read: the listing is followed page by page until its `totalcount`."""
+    api = FakeApi(range(1, 136))
+    assert read(api, Remembered()) == SiteZones(every_zone(range(1, 136)))
+    assert [p for p in api.asked if p.startswith(LISTING)] == [
+        LISTING,
+        f"{LISTING}?start=10&num=100",
+        f"{LISTING}?start=110&num=100",
+    ]
 
 
 def test_two_ticks_at_once_share_one_read() -> None:

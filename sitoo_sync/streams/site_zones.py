@@ -43,6 +43,7 @@ from sitoo_sync.api.client import Api
 from sitoo_sync.errors import FatalApiError, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.streams.base import TickSources, items_of
+from sitoo_sync.streams.cursors import OffsetPages
 
 log = get_logger(__name__)
 
@@ -51,6 +52,8 @@ EVERY_SITE = "*"
 #: How long an answer about the sites' zones is used before it is asked again (see above).
 ZONE_TTL_SECONDS = 3600.0
 SITE_LIST = "/sites.json"
+#: Sites asked for a page of the listing after its first (as the engine's listing of sites).
+LISTING_PAGE = OffsetPages.page_size
 #: The listing's key among the remembered answers (a site's is its eshopid).
 _LISTING = "sites"
 
@@ -226,9 +229,22 @@ def read_site_zones(
 
 
 def _list_sites(sources: TickSources) -> Answer:
-    """The listed eshopids, in order, or why not (a refusal lasts, other failures do not)."""
+    """The listed eshopids, in order, or why not (a refusal lasts, other failures do not).
+
+    The listing is paged by `start`/`num` like every REST v2 collection, 10 sites a page
+    unless asked for more: the first page is asked for plainly, the rest `LISTING_PAGE` at
+    a time while `totalcount` says there are more.
+    """
     try:
-        listed = items_of(sources.get(Api.V2, SITE_LIST))
+        payload = sources.get(Api.V2, SITE_LIST)
+        listed = list(items_of(payload))
+        total = payload.get("totalcount") if isinstance(payload, Mapping) else None
+        while isinstance(total, int) and len(listed) < total:
+            path = f"{SITE_LIST}?start={len(listed)}&num={LISTING_PAGE}"
+            page = items_of(sources.get(Api.V2, path))
+            if not page:
+                break
+            listed += page
     except (SitooSyncError, ValueError) as exc:
         return Answer(error=str(exc), lasting=isinstance(exc, FatalApiError))
     sites = [s.get("eshopid") if isinstance(s, Mapping) else None for s in listed]

@@ -143,9 +143,10 @@ def test_concurrency_one_reads_one_site_at_a_time_in_order() -> None:
     assert list(api.asked) == [LISTING, *(f"/sites/{s}/settings.json" for s in range(1, 4))]
 
 
-def test_a_second_tick_within_the_ttl_asks_nothing_and_the_other_stream_neither() -> None:
+def test_a_second_tick_within_the_ttl_reads_only_the_listing() -> None:
     """What a tick read is used by the next ticks of both streams until the TTL has passed:
-    they make no request at all, and see the same zones."""
+    they list the sites (one request each) and read no site's settings, and see the same
+    zones."""
     clock = Clock()
     cache = Remembered(ttl=ZONE_TTL_SECONDS, clock=clock)
     api = FakeApi(range(1, 6))
@@ -156,7 +157,19 @@ def test_a_second_tick_within_the_ttl_asks_nothing_and_the_other_stream_neither(
     clock.now += ZONE_TTL_SECONDS - 1
     assert read(api, cache, stream="orders") == first
     assert read(api, cache, stream="pos_z_reports") == first
-    assert not api.asked
+    assert api.asked == Counter({LISTING: 2})
+
+
+def test_a_site_added_within_the_ttl_has_its_zone_read_at_once() -> None:
+    """A site the account gains between two ticks is listed by the next one, which reads
+    its zone (and only its): its records are never dated as a site's without one."""
+    cache = Remembered(clock=Clock())
+    api = FakeApi(range(1, 4))
+    read(api, cache)
+    api.forget_asked()
+    api.sites = range(1, 5)
+    assert read(api, cache) == SiteZones(every_zone(range(1, 5)))
+    assert api.asked == Counter({LISTING: 1, "/sites/4/settings.json": 1})
 
 
 def test_after_the_ttl_the_listing_and_every_site_are_read_again() -> None:
@@ -177,7 +190,7 @@ def test_after_the_ttl_the_listing_and_every_site_are_read_again() -> None:
 
 def test_an_unread_site_is_asked_again_next_tick_and_only_it() -> None:
     """A site whose settings failed past their retries is unread, not remembered: the next
-    tick asks for it (and nothing else), and once read it is remembered too."""
+    tick asks for it (and no other site), and once read it is remembered too."""
     cache = Remembered(clock=Clock())
     api = FakeApi(range(1, 4))
     api.failing["/sites/2/settings.json"] = RetryBudgetExhausted("gave up after 6 attempts")
@@ -187,14 +200,14 @@ def test_an_unread_site_is_asked_again_next_tick_and_only_it() -> None:
     assert not first.unread_for("1")
     api.forget_asked()
     assert read(api, cache) == first  # still failing: still unread
-    assert list(api.asked) == ["/sites/2/settings.json"]
+    assert list(api.asked) == [LISTING, "/sites/2/settings.json"]
     del api.failing["/sites/2/settings.json"]
     api.forget_asked()
     assert read(api, cache) == SiteZones(every_zone(range(1, 4)))
-    assert list(api.asked) == ["/sites/2/settings.json"]
+    assert list(api.asked) == [LISTING, "/sites/2/settings.json"]
     api.forget_asked()
     read(api, cache)
-    assert not api.asked
+    assert list(api.asked) == [LISTING]
 
 
 @pytest.mark.parametrize("status", [404, 403])
@@ -239,15 +252,15 @@ def test_a_failed_listing_leaves_every_site_unread_and_is_asked_again() -> None:
     assert read(api, cache) == SiteZones(every_zone(range(1, 4)))
 
 
-def test_a_refused_listing_means_no_zones_and_is_remembered() -> None:
+def test_a_refused_listing_means_no_zones_and_is_asked_again() -> None:
     """A listing refused for good (credentials without REST v2) means no site has a zone,
-    none unread; it is not asked again within the TTL."""
+    none unread; the listing is asked again by each tick (credentials can be given REST v2)."""
     cache = Remembered(clock=Clock())
     api = FakeApi(range(1, 4))
     api.failing[LISTING] = FatalApiError("Forbidden", status=403)
     assert read(api, cache) == SiteZones({}, ())
     assert read(api, cache, stream="pos_z_reports") == SiteZones({}, ())
-    assert api.asked == Counter({LISTING: 1})
+    assert api.asked == Counter({LISTING: 2})
 
 
 def test_every_page_of_the_listing_is_read() -> None:
@@ -263,8 +276,9 @@ def test_every_page_of_the_listing_is_read() -> None:
 
 
 def test_two_ticks_at_once_share_one_read() -> None:
-    """Two streams' ticks that start together make one set of requests: the second waits
-    for the first's answers instead of asking again, and both get them."""
+    """Two streams' ticks that start together each list the sites but read each site's
+    settings once: the second waits for the first's answers instead of asking again, and
+    both get them."""
     cache = Remembered(clock=Clock())
     api = FakeApi(range(1, 5), latency=0.01)
     api.hold = threading.Event()
@@ -278,12 +292,13 @@ def test_two_ticks_at_once_share_one_read() -> None:
     while not api.asked[LISTING]:  # the first tick's listing is in flight, held
         time.sleep(0.005)
     threads[1].start()
-    time.sleep(0.2)  # the second tick meets the listing in flight
+    while api.asked[LISTING] < 2:  # the second tick's listing is in flight, held too
+        time.sleep(0.005)
     api.hold.set()
     for thread in threads:
         thread.join(5)
     assert results["orders"] == results["pos_z_reports"] == SiteZones(every_zone(range(1, 5)))
-    assert api.asked[LISTING] == 1
+    assert api.asked[LISTING] == 2
     assert api.site_reads() == 4
 
 
@@ -325,11 +340,11 @@ def test_a_read_that_raises_leaves_nothing_behind() -> None:
 def test_ticks_with_the_simulator_ask_for_the_zones_once(
     sim: Simulator, sync: SyncFn, tmp_path: Path
 ) -> None:
-    """Two real ticks of both streams that need site zones read the listing and each site's
-    settings once in all."""
+    """Two real ticks of both streams that need site zones read each site's settings once
+    in all; each tick of each stream lists the sites."""
     settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports", "orders"])
     assert sync(settings).ok
     sites = len(sim.world.site_ids())
-    assert (sim.requests_to(LISTING), sim.requests_to("/settings.json")) == (1, sites)
+    assert (sim.requests_to(LISTING), sim.requests_to("/settings.json")) == (2, sites)
     assert sync(settings).ok
-    assert (sim.requests_to(LISTING), sim.requests_to("/settings.json")) == (1, sites)
+    assert (sim.requests_to(LISTING), sim.requests_to("/settings.json")) == (4, sites)

@@ -12,10 +12,12 @@ names no zone, has none, and so has every site when the listing itself is refuse
 The sites' settings are read side by side, `TickSources.concurrency` at once: 300 sites at
 100 ms took 30 s one after another, every tick, for each stream that needs them.
 
-What was read is remembered by the process for `ZONE_TTL_SECONDS` (`ZONES`), for every tick
-of every stream: the listing, each site's zone, and each site (or listing) the API said has
-none. A failure is never remembered: the next tick asks again. So a tick reads the zones
-once an hour, and the ticks in between make no request for them. Two streams' ticks that
+Each site's zone is remembered by the process for `ZONE_TTL_SECONDS` (`ZONES`), for every
+tick of every stream, and so is a site the API said has none (404, 403, no `timezone`). A
+failure is never remembered: the next tick asks again. The listing itself is read by every
+tick (one request, a page per 100 sites beyond the first ten): a site added to the account
+has its zone read by the first tick that lists it. So the ticks
+within the hour make one request for the zones, not one per site. Two streams' ticks that
 need a zone at the same time share one read of it: the second waits for the first's answer
 (no lock is held while a request is in flight, and the second would have waited as long
 for its own). Staleness is what this costs, and it is bounded and rare:
@@ -25,9 +27,6 @@ for its own). Staleness is what this costs, and it is bounded and rare:
   journal names no zone) are dated in the old zone. Only those within the zones' offset of
   local midnight get another business day, and they keep it until read again, as the
   records loaded just before the change keep theirs whenever the zone is read.
-* A site added to the account is not listed for up to an hour: its records that need its
-  zone meanwhile are dated as a site's without one (see `NO_DAY` / `NO_SITE_ZONE` of the
-  streams). A site goes live (orders, registers) long after it is created, as a rule.
 """
 
 from __future__ import annotations
@@ -54,8 +53,6 @@ ZONE_TTL_SECONDS = 3600.0
 SITE_LIST = "/sites.json"
 #: Sites asked for a page of the listing after its first (as the engine's listing of sites).
 LISTING_PAGE = OffsetPages.page_size
-#: The listing's key among the remembered answers (a site's is its eshopid).
-_LISTING = "sites"
 
 
 @dataclass(frozen=True)
@@ -194,15 +191,11 @@ def read_site_zones(
     """The account's site zones for `stream`'s tick; what a failure costs is logged with it
     (`wait`: a zone that failed to read, `no_zone`: a site that has none)."""
 
-    def list_sites(_keys: list[Hashable]) -> dict[Hashable, Answer]:
-        return {_LISTING: _list_sites(sources)}
-
-    listing, news = cache.answers([_LISTING], list_sites, stream)[_LISTING]
+    listing = _list_sites(sources)
     if listing.error is not None:
         gone = listing.lasting  # no REST v2 for these credentials: no zones
-        if news:
-            effect = no_zone if gone else wait
-            log.warning("site_zones_unavailable", stream=stream, error=listing.error, effect=effect)
+        effect = no_zone if gone else wait
+        log.warning("site_zones_unavailable", stream=stream, error=listing.error, effect=effect)
         return SiteZones({}, () if gone else (EVERY_SITE,))
     sites: tuple[int, ...] = listing.value
     read = cache.answers(sites, lambda keys: _read_zones(sources, keys), stream)

@@ -147,9 +147,10 @@ def _mark_interrupted(warehouse: Warehouse, stream: str) -> None:
 
 
 def _tick_context(
-    warehouse: Warehouse, client: SitooClient, stream: Stream, now: datetime
+    warehouse: Warehouse, client: SitooClient, stream: Stream, now: datetime, concurrency: int
 ) -> Mapping[str, Any]:
-    """The stream's `tick_context`, given one query and one GET; {} when it has none."""
+    """The stream's `tick_context`, given the warehouse's queries and the API's GETs,
+    `concurrency` at once; {} when it has none."""
     if stream.tick_context is None:
         return {}
 
@@ -157,7 +158,10 @@ def _tick_context(
         return client.get_json(api, path, stream=stream.name)
 
     try:
-        return stream.tick_context(TickSources(latest=warehouse.latest_values, get=get, now=now))
+        sources = TickSources(
+            latest=warehouse.latest_values, get=get, now=now, concurrency=concurrency
+        )
+        return stream.tick_context(sources)
     except SitooSyncError as exc:  # the hook's data is optional: the tick goes on without it
         log.warning("tick_context_failed", stream=stream.name, error=str(exc))
         return {}
@@ -227,6 +231,7 @@ def record_run(
     stop: threading.Event | None = None,
     began: Began | None = None,
     requests: Counter[str] | None = None,
+    concurrency: int = 1,
 ) -> Iterator[Run]:
     """Record the tick of `stream` run inside as one `sync_runs` row (see the module doc).
 
@@ -234,6 +239,7 @@ def record_run(
     partitions' results and skips; what it added is this run's. `began`: when the run
     began before this (its listing read ahead); by default, now. `requests`: where the
     run's request count (its row's, partitions' and listings' alike) is also kept, by stream.
+    `concurrency`: the stream's `tick_context` requests in flight at once, at most.
     """
     now = datetime.now(UTC) if began is None else began.at
     _mark_interrupted(warehouse, stream.name)
@@ -283,7 +289,10 @@ def record_run(
         )
 
     try:
-        run.context = {RUN_ID_KEY: run.run_id, **_tick_context(warehouse, client, stream, now)}
+        run.context = {
+            RUN_ID_KEY: run.run_id,
+            **_tick_context(warehouse, client, stream, now, concurrency),
+        }
         yield run
     except BaseException as exc:
         finish(str(exc) or type(exc).__name__)  # if the warehouse is gone, it stays "running"

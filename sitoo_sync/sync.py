@@ -457,6 +457,7 @@ def _run_streams(
                 stop=stop,
                 began=ahead.began(stream.name),
                 requests=report.requests,
+                concurrency=settings.concurrency,
             ) as run:
                 _run_stream(
                     settings,

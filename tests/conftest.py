@@ -13,6 +13,7 @@ from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
+from sitoo_sync.streams.site_zones import clear_site_zones
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import settings_for
@@ -34,6 +35,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SITOO_") and not name.startswith("SITOO_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _forget_site_zones() -> None:
+    """No site zone a test's API gave (or refused) is remembered into the next test."""
+    clear_site_zones()
 
 
 @pytest.fixture

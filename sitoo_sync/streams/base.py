@@ -29,12 +29,16 @@ class TickSources:
 
     `latest(table, by, value, order)`: per distinct `by` value, the non-null `value` of the
     row with the greatest `order` ({} before the table exists), in one query of the warehouse.
-    `get(api, path)`: one GET of the Sitoo API (decoded JSON; SitooSyncError when it fails).
+    `get(api, path)`: one GET of the Sitoo API (decoded JSON; SitooSyncError when it fails),
+    safe to call from several threads at once.
+    `concurrency`: how many of the hook's GETs may be in flight at once (SITOO_CONCURRENCY
+    where the engine passes it; one at a time where nobody says).
     """
 
     latest: Callable[[Table, str, str, str], Mapping[Any, Any]]
     get: Callable[[Api, str], Any]
     now: datetime
+    concurrency: int = 1
 
 
 @dataclass(frozen=True)

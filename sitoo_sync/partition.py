@@ -35,7 +35,7 @@ from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, Sto
 from sitoo_sync.inflight import Buffer, ByteBudget
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
-from sitoo_sync.normalize.personal import PersonalData
+from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
 from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.results import PartitionResult
@@ -59,8 +59,17 @@ _KEY_TYPES: Mapping[Kind, type] = {Kind.TEXT: str, Kind.INT: int}
 
 def personal_data(settings: Settings) -> PersonalData:
     """What normalizing does with personal columns (SITOO_PERSONAL_DATA and its key)."""
+    return PersonalData(settings.personal_data, _hash_key(settings))
+
+
+def staff_names(settings: Settings) -> PersonalData:
+    """What normalizing does with staff names (SITOO_STAFF_NAMES, with the same key)."""
+    return PersonalData(settings.staff_names, _hash_key(settings))
+
+
+def _hash_key(settings: Settings) -> bytes:
     key = settings.personal_data_key
-    return PersonalData(settings.personal_data, key.get_secret_value().encode() if key else b"")
+    return key.get_secret_value().encode() if key else b""
 
 
 def utcnow() -> datetime:
@@ -391,6 +400,7 @@ def sync_partition(
         "partition": partition,
         "now": now,
         "personal_data": personal_data(settings),
+        STAFF_NAMES: staff_names(settings),
     }
     loader = PartitionWriter(
         warehouse,

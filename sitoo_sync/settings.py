@@ -124,7 +124,14 @@ class Settings(BaseSettings):
         "drop", description="customer contact fields: drop (store nothing), hash or keep"
     )
     personal_data_key: SecretStr | None = Field(
-        None, description="the HMAC key of SITOO_PERSONAL_DATA=hash (a secret)"
+        None,
+        description="the HMAC key of SITOO_PERSONAL_DATA=hash and SITOO_STAFF_NAMES=hash "
+        "(a secret)",
+    )
+    staff_names: Literal["keep", "hash", "drop"] = Field(
+        "keep",
+        description="staff names (z-reports, journal, additionaldata): keep, hash "
+        "(keyed as SITOO_PERSONAL_DATA=hash) or drop",
     )
     verify_silent_days: int = Field(
         3,
@@ -209,20 +216,27 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _hash_needs_a_key(self) -> Settings:
-        if self.personal_data != "hash":
+        hashed = [
+            f"{env_name(f)}=hash"
+            for f in ("personal_data", "staff_names")
+            if getattr(self, f) == "hash"
+        ]
+        if not hashed:
             return self
+        which = " and ".join(hashed)
         key = self.personal_data_key.get_secret_value() if self.personal_data_key else ""
         if not key:
             raise ValueError(
-                f"{env_name('personal_data')}=hash needs {env_name('personal_data_key')}: "
+                f"{which} need{'' if len(hashed) > 1 else 's'} {env_name('personal_data_key')}: "
                 "the secret the hashes are keyed with"
             )
         if len(key) < MIN_HASH_KEY_LENGTH:
             # An email or a phone number is easy to guess: with a short key, whoever has the
             # hashes can try every key and read them back.
+            named = "" if hashed == [f"{env_name('personal_data')}=hash"] else f" for {which}"
             raise ValueError(
                 f"{env_name('personal_data_key')}: at least {MIN_HASH_KEY_LENGTH} characters, "
-                f"random (got {len(key)}; e.g. `openssl rand -hex 32`)"
+                f"random (got {len(key)}; e.g. `openssl rand -hex 32`){named}"
             )
         return self
 

@@ -14,6 +14,8 @@ site a listing came from, a local business day). Everything else happens here, o
   from the parent row, so a sum over a child table can group by them without a join;
 * money, time and every other kind are converted by the column declarations (columns.py);
 * columns declared `personal` are dropped, hashed or kept as `SITOO_PERSONAL_DATA` says;
+* staff names, wherever they are in a record, as `SITOO_STAFF_NAMES` says (personal.py),
+  before anything is read from it;
 * any invalid value, the parent's or a child's, rejects the whole record with its reason,
   and the rest of the window loads.
 
@@ -32,7 +34,12 @@ import pyarrow.compute as pc
 
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.columns import Errors, empty_table
-from sitoo_sync.normalize.personal import PersonalData, personal_columns
+from sitoo_sync.normalize.personal import (
+    PersonalData,
+    personal_columns,
+    staff_names,
+    without_names,
+)
 from sitoo_sync.normalize.records import (
     EXTRA,
     NormalizedWindow,
@@ -162,9 +169,12 @@ class EntityNormalizer:
     ) -> NormalizedWindow:
         """Normalize one window; a key seen twice keeps its last version."""
         context = context or {}
+        names = staff_names(context)
         rejects: list[Reject] = []
         latest: dict[tuple[Any, ...], tuple[Mapping[str, Any], Any]] = {}
         for record in records:
+            if names is not None:  # a rejected record keeps no name either
+                record = without_names(record, names)  # noqa: PLW2901
             try:
                 obj = require_object(record, "record")
                 if self.prepare is not None:

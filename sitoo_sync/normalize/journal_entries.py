@@ -20,6 +20,10 @@ declared stay in `extra` (and in `journal_entries.data`).
 
 A receipt's `business_date` is its creation time in the register's own time zone
 (`pos-timezone`): the day a store manager would say the sale happened.
+
+Staff names (`staff`, and any other field personal.py names) are dropped or hashed as
+SITOO_STAFF_NAMES says in every entry before anything is read from it, so the typed tables,
+`extra`, `data` and a rejected entry all hold the same minimized value.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import pyarrow as pa
 
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.columns import Errors, empty_table
+from sitoo_sync.normalize.personal import staff_names, without_names
 from sitoo_sync.normalize.records import (
     EXTRA,
     NormalizedWindow,
@@ -104,6 +109,12 @@ CURRENCY = text("currencycode", "Currency of the money columns (ISO 4217 alpha-3
 #: Copied from the receipt onto its items and payments, so every money row has its currency.
 RECEIPT_CURRENCY = text("currencycode", "Currency of the receipt (copied from the receipt).")
 EXTRA_DOC = "Fields the vendor sent that no column declares, as JSON (nothing is dropped)."
+#: A column holding a staff member's name, and the ids beside it (pseudonymous, kept).
+STAFF_NAME = (
+    "The staff's name, as SITOO_STAFF_NAMES says: as sent (keep, the default), a keyed "
+    "HMAC-SHA256 (hash) or NULL (drop)."
+)
+STAFF_ID = "The staff's user ID: an id, kept whatever SITOO_STAFF_NAMES says."
 ASSUMED = " Name ASSUMED: the vendor does not document it."
 SIGNED = "Signed: negative on a refund receipt, so a plain SUM nets refunds off sales. Ours."
 
@@ -140,7 +151,11 @@ JOURNAL_ENTRIES = Table(
         ),
         boolean("ispractice", "True for an entry made in practice (training) mode."),
         text("registerkey", "Register key used by the tax authorities."),
-        json_column("data", "The entry's data object as sent; its shape depends on type."),
+        json_column(
+            "data",
+            "The entry's data object as sent, its shape depending on type; the staff's name in "
+            "it (`staff`) as SITOO_STAFF_NAMES says, the rest byte for byte.",
+        ),
         json_column(EXTRA, EXTRA_DOC),
     ),
     key=KEY_NAMES,
@@ -164,8 +179,14 @@ RECEIPT_DOCS = {
     ),
     "store_name": "The store's name (additionaldata store-name).",
     "store_group": "The store's external group ID (additionaldata store-externalgroupid).",
-    "staff_externalid": "The staff's external ID (additionaldata pos-staff-externalid).",
-    "staff_userid": "The staff's user ID (additionaldata pos-staff-userid).",
+    "staff_externalid": (
+        "The staff's external ID (additionaldata pos-staff-externalid): an id, kept whatever "
+        "SITOO_STAFF_NAMES says."
+    ),
+    "staff_userid": (
+        "The staff's user ID (additionaldata pos-staff-userid): an id, kept "
+        "whatever SITOO_STAFF_NAMES says."
+    ),
     "timezone": "The register's IANA time zone (additionaldata pos-timezone).",
 }
 ITEM_KEYS = {
@@ -198,7 +219,11 @@ JOURNAL_RECEIPTS = _child(
             "moneytotal",
             "The receipt's total incl. VAT, positive also on a refund (see isrefund)." + ASSUMED,
         ),
-        json_column("additionaldata", "The receipt's additionaldata object as sent."),
+        json_column(
+            "additionaldata",
+            "The receipt's additionaldata object as sent; a staff name in it "
+            "(pos-staffsales-name) as SITOO_STAFF_NAMES says.",
+        ),
         money("moneytotal_signed", "moneytotal, negative on a refund. " + SIGNED),
     ),
     "One row per receipt entry (sales and refunds), with its store, receipt id and time zone.",
@@ -256,15 +281,15 @@ JOURNAL_CASH_EVENTS = _child(
         *EVENT,
         CURRENCY,
         money("moneycash", "The cash amount of the event, as the register sent it."),
-        text("staff", "The staff's name."),
-        text("staffuserid", "The staff's user ID."),
+        text("staff", STAFF_NAME),
+        text("staffuserid", STAFF_ID),
     ),
     "Cash movements: cash-start, cash-bank, cash-bank-final, cash-counted, cash-petty.",
 )
 JOURNAL_STAFF_EVENTS = _child(
     "journal_staff_events",
     KEY,
-    (*EVENT, text("staff", "The staff's name."), text("staffuserid", "The staff's user ID.")),
+    (*EVENT, text("staff", STAFF_NAME), text("staffuserid", STAFF_ID)),
     "Staff events: login, logout, open-cash-drawer.",
 )
 
@@ -423,7 +448,10 @@ def normalize_window(
     """Normalize one window of journal entries; a key seen twice keeps its last version."""
     rejects: list[Reject] = []
     latest: dict[tuple[str, int], Mapping[str, Any]] = {}
+    names = staff_names(context)
     for record in records:
+        if names is not None:  # a rejected entry keeps no name either
+            record = without_names(record, names)  # noqa: PLW2901
         try:
             obj = require_object(record, "record")
             key = entry_key(obj)

@@ -18,6 +18,13 @@ normalizer reads. An entry whose `data` holds a field nobody declared (the live 
 send more than the documents name) goes that way alone, and the normalizer keeps the field
 in `extra`; the window's other entries stay on the fast path.
 
+Staff names follow SITOO_STAFF_NAMES (personal.py). Kept (the default), nothing here
+looks for them. Dropped or hashed, they are minimized in each entry's raw `data` text
+before anything is read from it, so its tables hold what the text then says; only the
+entries that hold a name are rewritten, and only where the name is (the rest of the text
+stays byte for byte). The reference normalizer minimizes the same fields in the decoded
+entries, so both give the same tables.
+
 A `JournalEntry` reads like the dict it replaces (`entry["dateadded"]`, `entry.get("id")`,
 `isinstance(entry, Mapping)`), so cursors, re-read checks and splits need not know.
 """
@@ -55,6 +62,7 @@ from sitoo_sync.normalize.journal_entries import (
     business_date,
 )
 from sitoo_sync.normalize.journal_entries import normalize_window as reference_normalize
+from sitoo_sync.normalize.personal import PersonalData, staff_names, texts_without_names
 from sitoo_sync.normalize.records import EXTRA, NormalizedWindow
 from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.normalize.values import NO_STORE
@@ -292,6 +300,23 @@ class _Unclean(Exception):
     """Something in the window the columnar path does not take (see the module doc)."""
 
 
+def _without_names(entries: Sequence[JournalEntry], names: PersonalData) -> list[JournalEntry]:
+    """The entries with the staff names in their `data` minimized as `names` says: a new
+    entry where `data` holds one, the same entry elsewhere. A `data` that is not JSON where
+    a name is is _Unclean (the reference normalizer words why)."""
+    texts = [_NULL if e.data is UNSET else e.data for e in entries]
+    try:
+        minimized = texts_without_names(texts, names)
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise _Unclean("staff name") from exc
+    if minimized is texts:
+        return list(entries)
+    return [
+        entry if new is old else msgspec.structs.replace(entry, data=Raw(new))
+        for entry, old, new in zip(entries, texts, minimized, strict=True)
+    ]
+
+
 #: A column's values: raw JSON values to convert, or an array typed already.
 Values: TypeAlias = list[Any] | pa.Array
 
@@ -343,15 +368,20 @@ def _signed(table: pa.Table, refund: pa.Array, **unsigned: str) -> pa.Table:
     return table
 
 
-def normalize_entries(entries: Sequence[JournalEntry]) -> NormalizedWindow | None:
+def normalize_entries(
+    entries: Sequence[JournalEntry], names: PersonalData | None = None
+) -> NormalizedWindow | None:
     """The window's typed tables, exactly as `journal_entries.normalize_window` makes them,
     or None when something in it needs the reference normalizer whole (see the module doc).
+    `names`: how staff names are minimized (`personal.staff_names`; None: kept).
 
     An entry whose `data` has a field no struct declares (the vendor sends more than we
     know) is normalized by the reference normalizer alone, which keeps that field in
     `extra`; the window's other entries stay on the columnar path.
     """
     try:
+        if names is not None:  # (the reference normalizer below gets them minimized too)
+            entries = _without_names(entries, names)
         keys = _check_keys(entries)
         bodies, odd = _bodies(entries)
         clean = [e for i, e in enumerate(entries) if i not in odd] if odd else entries
@@ -594,10 +624,13 @@ def _normalize_joined(
     and no two share a register: each table's rows then come out window by window, and each
     result is its window's slice of them. Anything else is normalized window by window."""
     registers = [r for records, _ in windows if (r := _register_of(records)) is not None]
-    if len(windows) < 2 or len(set(registers)) < len(windows):
+    names = {staff_names(context) for _, context in windows}
+    if len(windows) < 2 or len(set(registers)) < len(windows) or len(names) > 1:
         return [normalize_window(records, context) for records, context in windows]
     joined = [entry for records, _ in windows for entry in records]
     try:
+        if (minimize := names.pop()) is not None:
+            joined = _without_names(joined, minimize)
         _check_keys(joined)
         bodies, odd = _bodies(joined)
         if odd:  # an entry with an undeclared field is normalized apart, out of order
@@ -664,7 +697,7 @@ def normalize_window(
     typed entry and the window is clean, else the reference normalizer (same tables)."""
     records = records if isinstance(records, list) else list(records)
     if records and set(map(type, records)) == {JournalEntry}:
-        fast = normalize_entries(records)
+        fast = normalize_entries(records, staff_names(context))
         if fast is not None:
             return fast
     return reference_normalize(as_dicts(records), context)

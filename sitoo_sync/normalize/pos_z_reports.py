@@ -56,8 +56,16 @@ POS_Z_REPORTS = Table(
         text("address2", "Address line 2 (c/o or similar)."),
         text("address3", "Address line 3 (zip, city and state)."),
         CURRENCY,
-        text("staff", "Name of the staff who produced the report."),
-        text("staffuserid", "User ID of the staff who produced the report."),
+        text(
+            "staff",
+            "Name of the staff who produced the report, as SITOO_STAFF_NAMES says: as sent "
+            "(keep, the default), a keyed HMAC-SHA256 (hash) or NULL (drop).",
+        ),
+        text(
+            "staffuserid",
+            "User ID of the staff who produced the report: an id, kept "
+            "whatever SITOO_STAFF_NAMES says.",
+        ),
         text("comment", "The comment the staff entered for the report."),
         *TOTALS,
         money("moneygrandtotalsales", "Sales since the register was first started (running)."),

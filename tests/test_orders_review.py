@@ -176,3 +176,36 @@ def test_an_unknown_pos_timezone_falls_back_to_the_sites_zone_not_utc() -> None:
     context = {"partition": "1", "site_zones": {"1": "Europe/Stockholm"}}
     row = normalize_window([order], context).tables["orders"].to_pylist()[0]
     assert row["business_date"] == date(2026, 3, 3)
+
+
+# ---- states that change while the walk pages ------------------------------------------
+
+
+def test_orders_that_settle_while_their_pages_are_read_land_in_their_final_state(
+    sync: SyncFn, tmp_path: Path
+) -> None:
+    """Open orders that settle right after a page showed them (small pages, no trailing
+    window) are loaded open, then read again by id: the next tick holds every order in the
+    state and with the payments served."""
+    sim = Simulator.create(
+        SimConfig(seed=3, days=10, now=NOW, rest=RestConfig(settles_per_request=1))
+    ).start()
+    try:
+        opened = set(sim.rest.open_orders())
+        settings = _settings(sim, tmp_path, page_size=7, trailing_ids=0)
+        _tick(sync, settings, sim)
+        served = {i: o for i, o in sim.rest.orders.items() if o["eshopid"] in sim.world.site_ids()}
+        settled = (opened - set(sim.rest.open_orders())) & set(served)
+        assert settled
+        loaded = dict(query(settings, "SELECT orderid, orderstateid FROM orders"))
+        assert {loaded[i] for i in settled} == {0}  # loaded as the page showed them: open
+        sim.world.config.rest.settles_per_request = 0
+        _tick(sync, settings, sim)
+        rows = query(settings, "SELECT orderid, orderstateid, paymentstateid FROM orders")
+        assert {r[0]: r[1:] for r in rows} == {
+            i: (o["orderstateid"], o["paymentstateid"]) for i, o in served.items()
+        }
+        payments = query(settings, "SELECT orderid, count(*) FROM order_payments GROUP BY 1")
+        assert dict(payments) == {i: len(o["payments"]) for i, o in served.items() if o["payments"]}
+    finally:
+        sim.stop()

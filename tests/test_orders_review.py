@@ -209,3 +209,15 @@ def test_orders_that_settle_while_their_pages_are_read_land_in_their_final_state
         assert dict(payments) == {i: len(o["payments"]) for i, o in served.items() if o["payments"]}
     finally:
         sim.stop()
+
+
+def test_an_orderid_sent_as_a_digit_string_loads_as_the_walk_reads_it() -> None:
+    """The walk steps past an orderid sent as "105" (it reads it as 105), so the
+    normalizer loads that order under 105 instead of rejecting it: nothing is stepped over
+    that the orders table never holds."""
+    order = {"orderid": "105", "orderdate": NOW, "orderstateid": 10, "currencycode": "SEK",
+             "orderitems": [{"orderitemid": 0, "quantity": 1}]}  # fmt: skip
+    window = normalize_window([order], {"partition": "1"})
+    assert window.rejects == []
+    assert window.tables["orders"].column("orderid").to_pylist() == [105]
+    assert window.tables["order_items"].column("orderid").to_pylist() == [105]

@@ -430,8 +430,12 @@ ZONES_UNREAD = "zones_unread"
 
 
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The order with its site, enum names, lifted additionaldata keys and local day."""
+    """The order with its site, enum names, lifted additionaldata keys and local day; an
+    orderid sent as digits is the integer the keyset walk read it as (streams/orders.py
+    steps past it either way, so a rejected one would never be read again)."""
     out = _lift(record, {**ORDER_KEYS, **PERSONAL_KEYS})
+    if (orderid := to_int_or_none(record.get("orderid"))) is not None:
+        out["orderid"] = orderid
     site = context.get("partition")
     out["site_id"] = int(site) if isinstance(site, str) and site.isdigit() else None
     for field, names in ENUMS.items():

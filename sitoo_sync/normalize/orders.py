@@ -155,10 +155,9 @@ ORDERS = Table(
         ),
         day(
             "business_date",
-            "orderdate's local day: in pos_timezone (the register's, on POS orders, when it "
-            "names a known zone), else in the site's time zone (settings.json `timezone`, web "
-            "orders; a tick that fails to read it leaves those orders for the next); NULL "
-            "when the site has none. Ours.",
+            "orderdate's local day: in pos_timezone (the register's, on POS orders), else in "
+            "the site's time zone (settings.json `timezone`, web orders; a tick that fails "
+            "to read it leaves those orders for the next); NULL when the site has none. Ours.",
         ),
         integer("orderstateid", "Order state: 0 Open, 10 Closed, 20 Cancelled, -1 Abandoned."),
         text("orderstateid_name", "orderstateid's documented name; NULL for other codes. Ours."),

@@ -20,6 +20,7 @@ from typing import Any
 
 from sitoo_sync.errors import ContextUnavailable
 from sitoo_sync.normalize.entity import ChildList, EntityNormalizer, Nested
+from sitoo_sync.normalize.pos_z_reports import known_zone
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import (
     Column,
@@ -32,7 +33,7 @@ from sitoo_sync.normalize.tables import (
     text,
     timestamp,
 )
-from sitoo_sync.normalize.values import local_day
+from sitoo_sync.normalize.values import local_day, to_int_or_none
 
 STREAM = "orders"
 EXTRA_DOC = "Fields the vendor sent that no column declares, as JSON (nothing is dropped)."
@@ -59,11 +60,14 @@ OPEN_ORDER_TYPES = frozenset({110})
 
 
 def changeable(order: Mapping[str, Any]) -> bool:
-    """True while the order can still change state (the sync reads it again every tick)."""
+    """True while the order can still change state (the sync reads it again every tick).
+
+    A code is read as the integer column stores it ("0" is 0 Open): an order the
+    warehouse shows open is one the sync goes on reading."""
     return (
-        order.get("orderstateid") in OPEN_ORDER_STATES
-        or order.get("paymentstateid") in OPEN_PAYMENT_STATES
-        or order.get("ordertypeid") in OPEN_ORDER_TYPES
+        to_int_or_none(order.get("orderstateid")) in OPEN_ORDER_STATES
+        or to_int_or_none(order.get("paymentstateid")) in OPEN_PAYMENT_STATES
+        or to_int_or_none(order.get("ordertypeid")) in OPEN_ORDER_TYPES
     )
 
 
@@ -425,15 +429,21 @@ ZONES_UNREAD = "zones_unread"
 
 
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The order with its site, enum names, lifted additionaldata keys and local day."""
+    """The order with its site, enum names, lifted additionaldata keys and local day; an
+    orderid sent as digits is the integer the keyset walk read it as (streams/orders.py
+    steps past it either way, so a rejected one would never be read again)."""
     out = _lift(record, {**ORDER_KEYS, **PERSONAL_KEYS})
+    if (orderid := to_int_or_none(record.get("orderid"))) is not None:
+        out["orderid"] = orderid
     site = context.get("partition")
     out["site_id"] = int(site) if isinstance(site, str) and site.isdigit() else None
     for field, names in ENUMS.items():
-        code = record.get(field)
-        out[f"{field}_name"] = names.get(code) if type(code) is int else None
+        code = to_int_or_none(record.get(field))
+        out[f"{field}_name"] = names.get(code) if code is not None else None
     eshop = str(record.get("eshopid") or site)
-    zone = out.get("pos_timezone") or (context.get(SITE_ZONES) or {}).get(eshop)
+    # A pos-timezone that names no zone is no zone of its own: the site's, as z-reports do
+    # (dated in UTC, the order would miss its z-report's business day near midnight).
+    zone = known_zone(out.get("pos_timezone")) or (context.get(SITE_ZONES) or {}).get(eshop)
     unread = context.get(ZONES_UNREAD) or ()
     if not zone and ("*" in unread or eshop in unread):
         # Its local day would be missing, and a later tick would not read it again: wait.

@@ -29,7 +29,10 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   the re-reads, their open ids kept (forgetting the chunk would drop open records never
   read again); the walk still loads what is new, and then the tick fails with that
   StuckWindowError, so the partition is reported failed without its new records stalling.
-* A page ends the walk when it holds the whole remaining match (`totalcount`) or nothing.
+* A page ends the walk when it holds the whole remaining match (`totalcount`) or nothing;
+  an answer without a totalcount (a bare array) is paged on until a page is empty, and a
+  re-read by id asks again for the ids it has not answered, never one page per tick (a
+  server that caps `num` would leave the rest for later ticks, or forget open records).
   A page whose ids do not ascend (the endpoint ignored `sort`) or start below the bound
   (it ignored `<from_param>`) stops the walk with StuckWindowError instead of skipping
   records or looping.
@@ -236,7 +239,7 @@ class Keyset:
                     records.append(record)
                 if i is not None:
                     seen.add(i)
-            if not new or total is None or len(items) >= total:
+            if not new or (total is not None and len(items) >= total):
                 return records
             want = [i for i in want if i not in seen]
         return records
@@ -263,8 +266,8 @@ class Keyset:
             if ids:
                 state.after = max(state.after if state.after is not None else -1, ids[-1])
             yield Window(items, state.text(), params)
-            if not ids or total is None or len(items) >= total:
-                return
+            if not ids or (total is not None and len(items) >= total):
+                return  # without a totalcount (a bare array), only an empty page ends it
             lo = ids[-1] + 1
 
     def _update(

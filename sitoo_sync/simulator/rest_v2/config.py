@@ -22,4 +22,7 @@ class RestConfig:
     no_store_keys_every: int = 9  # every Nth POS order lacks the `store-*` additionaldata keys
     settle_after: int = 2 * 86400  # seconds an open order stays open before it settles
     orders_per_request: int = 0  # new orders that arrive before each `/orders.json` answer
+    # open orders of each `/orders.json` answer that settle right after it is served (lowest
+    # id first): a state that changes once a walk has read it (fact sheet 2.9)
+    settles_per_request: int = 0
     max_num: int = 1000  # silent cap on `num` (the docs state none; sitoo_sync asks <= 1000)

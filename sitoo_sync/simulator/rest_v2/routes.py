@@ -65,7 +65,13 @@ def serve(rest: RestWorld, path: str, query: Query) -> Any:
             if rest.config.orders_per_request:
                 rest.add_orders(rest.config.orders_per_request)
             rows = order_list.list_orders(rest.orders, query)
-            return envelope(query, rows, max_num=cap, default_fields=order_list.DEFAULT_FIELDS)
+            answer = envelope(query, rows, max_num=cap, default_fields=order_list.DEFAULT_FIELDS)
+            if rest.config.settles_per_request:  # served open, settled right after
+                shown = {item.get("orderid") for item in answer["items"]}
+                due = [i for i in rest.open_orders() if i in shown]
+                for orderid in due[: rest.config.settles_per_request]:
+                    rest.settle(orderid)
+            return answer
         m = SITE_PATH.fullmatch(path)
         if m is None:
             return None

@@ -91,6 +91,58 @@ def test_open_records_are_read_again_until_final_and_the_set_is_bounded() -> Non
     assert json.loads(again[-1][1])["open"] == [6, 8]
 
 
+def test_more_open_records_than_a_tick_reads_are_read_in_turns() -> None:
+    """Past `reread_per_tick` each tick reads the next open ids after where the last one
+    stopped, wrapping around: every open record is read again within a round of ticks and
+    none is forgotten, and one that closes is forgotten when its turn comes."""
+    endpoint = Endpoint(list(range(1, 21)))
+    opened = [2, 4, 6, 8, 10]
+    for i in opened:
+        endpoint.records[i]["state"] = "open"
+    keyset = strategy(reread_per_tick=2, reread_chunk=1)
+    cursor = run(keyset, endpoint, None)[-1][1]
+    assert json.loads(cursor)["open"] == opened
+    reread: list[list[int]] = []
+    for _tick in range(3):
+        endpoint.asked.clear()
+        windows = run(keyset, endpoint, cursor)
+        reread.append([int(p["orderid"]) for p in endpoint.asked if "orderid" in p])
+        cursor = windows[-1][1]
+    assert reread == [[2, 4], [6, 8], [10, 2]]
+    endpoint.records[4]["state"] = "done"
+    endpoint.asked.clear()
+    cursor = run(keyset, endpoint, cursor)[-1][1]
+    assert [int(p["orderid"]) for p in endpoint.asked if "orderid" in p] == [4, 6]
+    assert json.loads(cursor)["open"] == [2, 6, 8, 10]
+
+
+def test_a_crash_amid_a_turn_resumes_after_the_last_chunk_committed() -> None:
+    """Each re-read window's cursor says where the turn got to, so a tick stopped after any
+    of them goes on from the next open id rather than from the lowest again."""
+    endpoint = Endpoint(list(range(1, 21)))
+    for i in (2, 4, 6, 8, 10):
+        endpoint.records[i]["state"] = "open"
+    keyset = strategy(reread_per_tick=4, reread_chunk=2)
+    stored = run(keyset, endpoint, None)[-1][1]
+    first = run(keyset, endpoint, stored)[0]  # the first re-read window (2, 4), then a crash
+    assert first[0] == [2, 4]
+    endpoint.asked.clear()
+    run(keyset, endpoint, first[1])
+    assert [p["orderid"] for p in endpoint.asked if "orderid" in p] == ["6,8", "10,2"]
+
+
+def test_open_records_that_fit_in_a_tick_are_all_read_and_no_turn_is_kept() -> None:
+    """When every open id fits in `reread_per_tick`, each tick reads them all from the
+    lowest and the cursor holds no place to go on from."""
+    endpoint = Endpoint(list(range(1, 11)))
+    for i in (3, 5):
+        endpoint.records[i]["state"] = "open"
+    stored = json.dumps({"after": 10, "newest": 1010, "open": [3, 5], "next": 3})
+    windows = run(strategy(reread_per_tick=2), endpoint, stored)
+    assert windows[0][0] == [3, 5]
+    assert "next" not in json.loads(windows[-1][1])
+
+
 def test_a_reread_pages_when_the_server_caps_num() -> None:
     """A server that serves fewer records than asked for an id list is paged to the end."""
     endpoint = Endpoint(list(range(1, 11)), cap=2)

@@ -221,3 +221,35 @@ def test_an_orderid_sent_as_a_digit_string_loads_as_the_walk_reads_it() -> None:
     assert window.rejects == []
     assert window.tables["orders"].column("orderid").to_pylist() == [105]
     assert window.tables["order_items"].column("orderid").to_pylist() == [105]
+
+
+def test_more_open_orders_than_a_tick_reads_all_settle_within_a_round_of_ticks(
+    rsim: Simulator, sync: SyncFn, tmp_path: Path
+) -> None:
+    """With more open orders than `reread_per_tick`, the ticks read them again in turns:
+    after enough ticks for one round every settled order is final in the warehouse, and no
+    tick read more of them again than its share."""
+    site = rsim.world.site_ids()[0]  # one partition: its share is the tick's
+    settings = settings_for(
+        rsim,
+        tmp_path / "w.duckdb",
+        streams=["orders"],
+        site_ids=[site],
+        stream_options={"orders": {"trailing_ids": 0, "reread_per_tick": 2}},
+    )
+    _tick(sync, settings, rsim)
+    opened = [i for i in rsim.rest.open_orders() if rsim.rest.orders[i]["eshopid"] == site]
+    assert len(opened) > 4, "the world needs more open orders than two ticks' share"
+    for orderid in opened:
+        rsim.rest.settle(orderid)
+    ticks = -(-len(opened) // 2)
+    for _ in range(ticks - 1):
+        _tick(sync, settings, rsim)
+    states = dict(query(settings, "SELECT orderid, orderstateid FROM orders"))
+    still = [i for i in opened if states[i] != rsim.rest.orders[i]["orderstateid"]]
+    assert 0 < len(still) <= 2  # one tick of the round left
+    _tick(sync, settings, rsim)
+    states = dict(query(settings, "SELECT orderid, orderstateid FROM orders"))
+    assert {i: states[i] for i in opened} == {
+        i: rsim.rest.orders[i]["orderstateid"] for i in opened
+    }

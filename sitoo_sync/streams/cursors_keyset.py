@@ -22,9 +22,13 @@ Rules, each a field of the strategy (the stream declares them, options set some)
   A server that answers fewer than asked (it caps `num`) is asked again for the ids it
   has not answered, not for the next offset: one that ignored `start` would answer the
   same records again, and they would load twice.
-  At most `max_changeable` ids are kept: past that the lowest (oldest) ids are dropped, no
-  longer re-read, and only a trailing window that still covers them would see them change.
-  Each drop is logged with its count (never an id list).
+  A tick reads at most `reread_per_tick` of them again: when more are open (a web shop
+  with thousands of orders awaiting delivery), each tick takes the next ones in id order
+  from where the last left off (`"next"` in the cursor), wrapping around, so every open
+  record is read again every few ticks and none is forgotten. At most `max_changeable`
+  ids are kept: past that the lowest (oldest) ids are dropped, no longer re-read, and only
+  a trailing window that still covers them would see them change. Each drop is logged
+  with its count (never an id list).
 * A re-read answered with ids it did not ask for (the endpoint ignored `ids_param`) stops
   the re-reads, their open ids kept (forgetting the chunk would drop open records never
   read again); the walk still loads what is new, and then the tick fails with that
@@ -76,6 +80,9 @@ class KeysetState:
     newest: int | None = None  # the newest time_field loaded (for lag)
     open: tuple[int, ...] = ()  # ids that can still change, ascending
     start_time: int | None = None  # a reset or a `start` option: walk from this time on
+    #: Where the next tick's re-reads begin when not every open id fits in one tick: the
+    #: lowest open id above it (None: from the lowest).
+    reread_after: int | None = None
 
     @classmethod
     def parse(cls, stored: str | None) -> KeysetState:
@@ -98,6 +105,7 @@ class KeysetState:
             newest=t if is_unix_time(t := data.get("newest")) else None,
             open=tuple(sorted({i for i in opened if type(i) is int})),
             start_time=_int_or_none(data.get("from")),
+            reread_after=_int_or_none(data.get("next")),
         )
 
     def text(self) -> str:
@@ -106,10 +114,10 @@ class KeysetState:
             if not self.open:
                 return json.dumps({"from": self.start_time})
             return json.dumps({"from": self.start_time, "open": list(self.open)})
-        return json.dumps(
-            {"after": self.after, "newest": self.newest, "open": list(self.open)},
-            separators=(",", ":"),
-        )
+        data: dict[str, Any] = {"after": self.after, "newest": self.newest, "open": list(self.open)}
+        if self.reread_after is not None:
+            data["next"] = self.reread_after
+        return json.dumps(data, separators=(",", ":"))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -137,6 +145,8 @@ class Keyset:
     trailing_ids: int = 0
     #: The most ids of changeable records the cursor remembers.
     max_changeable: int = 2000
+    #: The most remembered ids read again in one tick (the rest in the next ticks, in turn).
+    reread_per_tick: int = 2000
     #: Ids per re-read request.
     reread_chunk: int = 100
     #: The first day (UTC) a partition with no cursor reads from (None: the first id).
@@ -161,7 +171,10 @@ class Keyset:
         """How it reads."""
         again = f"re-reading the {self.trailing_ids} ids below the cursor"
         if self.ids_param is not None:
-            again += " and, by id, every record that can still change"
+            again += (
+                f" and, by id, every record that can still change ({self.reread_per_tick} a "
+                "tick at most, the rest in turns)"
+            )
         return f"keyset on `{self.id_field}` (`{self.from_param}`, `sort={self.sort}`), {again}"
 
     def _base(self, ctx: WindowContext) -> dict[str, str | int]:
@@ -203,12 +216,32 @@ class Keyset:
         """The remembered open records below `below` (the walk reads the others), by id."""
         if self.ids_param is None:
             return
-        due = [i for i in state.open if i < below]
+        due = self._due([i for i in state.open if i < below], state)
         for n in range(0, len(due), self.reread_chunk):
             chunk = due[n : n + self.reread_chunk]
             records = self._read_ids(ctx, chunk)
             self._update(state, records, forget=set(chunk), now=ctx.now)
+            if state.reread_after is not None:  # turns: the next tick goes on from here
+                state.reread_after = chunk[-1]
             yield Window(records, state.text(), self._by_ids(ctx, chunk))
+
+    def _due(self, below: list[int], state: KeysetState) -> list[int]:
+        """The open ids this tick reads again: all of them when they fit in
+        `reread_per_tick`, else that many in id order after `state.reread_after`, wrapping
+        around to the lowest (and the state keeps a place to go on from)."""
+        if len(below) <= self.reread_per_tick:
+            state.reread_after = None
+            return below
+        at = next((n for n, i in enumerate(below) if i > (state.reread_after or -1)), 0)
+        turn = (below[at:] + below[:at])[: self.reread_per_tick]
+        log.info(
+            "changeable_ids_in_turns",
+            open=len(below),
+            per_tick=self.reread_per_tick,
+            ticks_per_round=-(-len(below) // self.reread_per_tick),
+        )
+        state.reread_after = turn[0] - 1
+        return turn
 
     def _by_ids(self, ctx: WindowContext, ids: list[int]) -> dict[str, str | int]:
         assert self.ids_param is not None

@@ -67,7 +67,8 @@ ORDERS = Stream(
         changeable=normalize.changeable,
         page_size=100,
         trailing_ids=200,
-        max_changeable=2000,
+        max_changeable=20_000,
+        reread_per_tick=2000,
     ),
     tables=normalize.TABLES,
     normalize=normalize.normalize_window,
@@ -86,9 +87,16 @@ ORDERS = Stream(
         Option(
             "max_changeable",
             int,
-            "most open orders remembered and read again each tick; past it the oldest are "
+            "most open orders remembered and read again until final; past it the oldest are "
             "no longer followed",
             ge=0,
+        ),
+        Option(
+            "reread_per_tick",
+            int,
+            "most open orders read again in one tick; when more are open, each tick reads the "
+            "next ones in turn",
+            ge=1,
         ),
         Option(
             "start",

@@ -7,7 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
+from sitoo_sync.normalize import records
 from sitoo_sync.normalize.columns import finish_column, finish_money
 from sitoo_sync.normalize.pos_z_reports import ACCOUNT_ZONE
 from sitoo_sync.normalize.pos_z_reports import normalize_window as pos_z_reports
@@ -133,3 +135,30 @@ def test_a_bad_money_value_rejects_its_record_and_names_its_column() -> None:
         Decimal("5.00"),
     ]
     assert table.column("net").to_pylist()[0] == Decimal("8.00")
+
+
+@pytest.mark.parametrize("columns", [0, 1, 3])
+def test_a_clean_table_is_built_whole_whatever_its_money_columns(
+    columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table of clean values, with no, one or several money columns, is read in one Arrow
+    pass: the value-by-value converters are never called."""
+    table = Table(
+        name="t",
+        columns=(
+            integer("id", "Key.", nullable=False),
+            *(money(f"m{i}", "Money.") for i in range(columns)),
+            json_column(EXTRA, "Undeclared fields."),
+        ),
+        key=("id",),
+    )
+    objs = [{"id": n, **{f"m{i}": f"{n}.{i}0" for i in range(columns)}} for n in range(5)]
+
+    def not_called(*_args: Any) -> Any:
+        raise AssertionError("the value-by-value path was taken")
+
+    monkeypatch.setattr(records, "convert_column", not_called)
+    errors: dict[int, str] = {}
+    built = TableBuilder(table, prefix=()).build(objs, [], errors)
+    assert errors == {}
+    assert built.column("id").to_pylist() == list(range(5))

@@ -70,13 +70,10 @@ class TableBuilder:
     def _columns(self, objs: Sequence[Mapping[str, Any]]) -> list[tuple[pa.Array, Errors]]:
         try:
             raw = pa.array(objs, type=self._raw)
-            money = dict(
-                zip(
-                    (c.name for c in self._money),
-                    finish_money(self._money, [raw.field(c.name) for c in self._money]),
-                    strict=True,
-                )
-            )
+            money: dict[str, tuple[pa.Array, Errors]] = {}
+            if self._money:
+                finished = finish_money(self._money, [raw.field(c.name) for c in self._money])
+                money = dict(zip((c.name for c in self._money), finished, strict=True))
             out = []
             for col in self._fields:
                 name = col.name

@@ -132,7 +132,7 @@ def test_a_full_page_stamped_in_milliseconds_ends_the_tick() -> None:
         split_values=lambda _f, _p: ["A", "B"],
     )  # fmt: skip
     windows = list(TIMES.windows(ctx, None))
-    assert windows[-1].cursor == "102"
+    assert windows[-1].cursor == "103"  # past the real seconds, not into milliseconds
 
 
 @pytest.mark.xfail(

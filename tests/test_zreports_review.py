@@ -32,11 +32,14 @@ class SiteTwoLast(httpx.BaseTransport):
     crowded second's reports fill the page is left open by the contract. The page is the
     first `cap` of both sites' answers (each the first `cap` of its own), merged."""
 
-    def __init__(self, cap: int = 500) -> None:
+    def __init__(self, cap: int = 500, *, refused: str | None = None) -> None:
         self.inner = httpx.HTTPTransport()
         self.cap = cap
+        self.refused = refused  # a path these credentials may not read (403)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refused and request.url.path.endswith(self.refused):
+            return httpx.Response(403, json={"statuscode": 403, "errortext": "Forbidden"})
         if not request.url.path.endswith("/pos-z-reports") or "registerid" in request.url.params:
             return self.inner.handle_request(request)
         merged: list[Any] = []
@@ -86,6 +89,28 @@ def test_a_crowded_second_loses_no_report_of_a_site_outside_site_ids(
     keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
     assert {(r.body["registerid"], r.body["zreportid"]) for r in offline} <= keys
     assert keys == world.valid_keys()
+
+
+def test_a_site_outside_site_ids_that_refuses_its_registers_does_not_fail_the_split(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Credentials that may not list another site's registers (403) split a crowded second
+    by the registers they can list: the tick is ok and the configured site's reports load."""
+    settings = settings_for(sim, tmp_path / "w.duckdb", streams=["pos_z_reports"], site_ids=[1])
+    transport = SiteTwoLast(refused="/sites/2/cashregisters.json")
+    assert _tick(settings, transport).ok
+    world = sim.world
+    at = world.advance_clock(30)
+    site1 = [r for r in world.registers if r.eshopid == 1]
+    with world.lock:
+        burst = [
+            world.add_report(world.make_report(site1[i % len(site1)], at - 600, at))
+            for i in range(600)
+        ]
+    report = _tick(settings, transport)
+    assert report.ok, report.results
+    keys = set(query(settings, "SELECT registerid, zreportid FROM pos_z_reports"))
+    assert {(r.body["registerid"], r.body["zreportid"]) for r in burst} <= keys
 
 
 # ---- needs a patch of streams/cursors.py (read-only here): strict xfails -------------

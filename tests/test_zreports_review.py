@@ -13,6 +13,7 @@ import pytest
 
 from sitoo_sync.api.client import Api, SitooClient, make_client
 from sitoo_sync.errors import SitooSyncError
+from sitoo_sync.normalize.pos_z_reports import normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import Simulator
 from sitoo_sync.streams import select_streams
@@ -21,7 +22,34 @@ from sitoo_sync.streams.cursors import DayWindows, TimeWindows, WindowContext
 from sitoo_sync.streams.site_zones import Remembered, read_site_zones
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
-from tests.support import query, settings_for
+from tests.support import query, settings_for, vendor_example
+
+# ---- tolerant reader: a report number sent as digits --------------------------------
+
+
+def test_a_zreportid_sent_as_digits_loads_under_its_number() -> None:
+    """A POS z-report whose zreportid comes as a digit string ("2") loads as z-report 2, as
+    every other integer of the report would, instead of going to rejects (the cursor moves
+    past it either way, so a rejected one never loads)."""
+    record = vendor_example()
+    record["zreportid"] = "2"
+    window = normalize_window([record], {})
+    assert window.rejects == []
+    rows = window.tables["pos_z_reports"].to_pylist()
+    assert [(r["registerid"], r["zreportid"]) for r in rows] == [(record["registerid"], 2)]
+    vat = window.tables["pos_z_report_vat_groups"].to_pylist()
+    assert {r["zreportid"] for r in vat} == {2}
+
+
+def test_a_zreportid_that_is_no_number_is_still_rejected() -> None:
+    """Tolerance stops at digits: a zreportid that names no integer rejects the report."""
+    record = vendor_example()
+    record["zreportid"] = "Z2"
+    window = normalize_window([record], {})
+    assert [r.reason for r in window.rejects] == [
+        "zreportid: missing or non-integer key field: 'Z2'"
+    ]
+
 
 # ---- a crowded second and SITOO_SITE_IDS --------------------------------------------
 

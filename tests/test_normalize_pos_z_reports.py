@@ -143,7 +143,7 @@ def test_bad_values_reject_the_record_with_a_reason(field: str, value: object, r
     ("mutate", "reason"),
     [
         (lambda r: r.pop("registerid"), "registerid: missing or empty key field"),
-        (lambda r: r.update(zreportid="2"), "zreportid: missing or non-integer key field"),
+        (lambda r: r.update(zreportid="Z2"), "zreportid: missing or non-integer key field"),
         (lambda r: r.update(vatgroupssales="none"), "vatgroupssales: expected a list"),
         (lambda r: r["paymentssales"].append(7), "paymentssales[3]: expected an object"),
         (

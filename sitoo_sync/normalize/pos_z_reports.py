@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sitoo_sync.errors import ContextUnavailable
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, day, integer, json_column, money, text, timestamp
-from sitoo_sync.normalize.values import NO_STORE, local_day
+from sitoo_sync.normalize.values import NO_STORE, local_day, to_int_or_none
 from sitoo_sync.normalize.z_reports import EXTRA_DOC, TOTALS, child_tables, z_report_normalizer
 
 STREAM = "pos_z_reports"
@@ -141,15 +141,20 @@ def zone_of(record: Mapping[str, Any], context: Mapping[str, Any]) -> str:
 
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The report with "no store" spelled NO_STORE and its local business date added, in
-    the zone of its register (`zone_of`)."""
+    the zone of its register (`zone_of`); a zreportid sent as digits is the number it
+    names, as every other integer column reads it (the cursor steps past the report
+    either way: a rejected one would never load)."""
     zone = zone_of(record, context)
     store = record.get("store_id")
-    return {
+    out = {
         **record,
         "store_id": NO_STORE if store is None or store == "" else store,
         "business_date": local_day(record.get("datecreated"), zone),
         "business_timezone": zone,
     }
+    if (number := to_int_or_none(record.get("zreportid"))) is not None:
+        out["zreportid"] = number
+    return out
 
 
 normalize_window = z_report_normalizer(

@@ -7,17 +7,20 @@ key (`registerid`, `zreportid`). Every **assumed** rule about it lives in this d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from sitoo_sync.api.client import Api
-from sitoo_sync.errors import SitooSyncError
+from sitoo_sync.api.client import Api, SitooClient
+from sitoo_sync.errors import FatalApiError, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize import pos_z_reports as normalize
 from sitoo_sync.normalize.journal_entries import JOURNAL_RECEIPTS
+from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.streams.base import Stream, TickSources
-from sitoo_sync.streams.cursors import TimeWindows
-from sitoo_sync.streams.partitions import REGISTERS
+from sitoo_sync.streams.cursors import OffsetPages, TimeWindows, WindowContext
+from sitoo_sync.streams.partitions import REGISTER_LISTING, SITE_LIST, Partitioning
 from sitoo_sync.streams.site_zones import read_site_zones
 
 log = get_logger(__name__)
@@ -62,6 +65,53 @@ def register_zones(sources: TickSources) -> Mapping[str, Any]:
     }
 
 
+def other_sites(client: SitooClient, sites: Sequence[int], *, stream: str) -> list[int]:
+    """The sites `/sites.json` lists (its `eshopid`s, all pages) that `sites` does not name;
+    none when the listing is refused (credentials without it: the old split stands)."""
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        return client.get_json(Api.V2, SITE_LIST, params, stream=stream, partition=None)
+
+    try:
+        listed = {
+            site
+            for window in OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None)
+            for item in window.records
+            if isinstance(item, Mapping)
+            and (site := to_int_or_none(item.get("eshopid"))) is not None
+        }
+    except FatalApiError as exc:
+        log.info("split_sites_unlisted", stream=stream, error=exc.message)
+        return []
+    return sorted(listed - set(sites))
+
+
+@dataclass(frozen=True)
+class AccountRegisters(Partitioning):
+    """Every register of the account, whatever SITOO_SITE_IDS names: `/pos-z-reports` is
+    read account-wide, so a crowded second split only by the configured sites' registers
+    (and those its first page shows) would step past the other sites' reports in it."""
+
+    def list_all(
+        self, client: SitooClient, sites: Sequence[int], *, stream: str, concurrency: int = 1
+    ) -> list[str]:
+        """The registers of `sites` (any failure raised), then those of the account's other
+        sites; one of those that refuses its listing (403, 404: these credentials may not
+        read it) adds none."""
+        registers = super().list_all(client, sites, stream=stream, concurrency=concurrency)
+
+        def listed(site: int) -> list[str]:
+            try:
+                return self.list_site(client, site, stream=stream)
+            except FatalApiError as exc:
+                log.info("split_site_unlisted", stream=stream, site=site, error=exc.message)
+                return []
+
+        others = other_sites(client, sites, stream=stream)
+        with ThreadPoolExecutor(max(1, min(concurrency, len(others)))) as pool:
+            return registers + [r for found in pool.map(listed, others) for r in found]
+
+
 POS_Z_REPORTS = Stream(
     name="pos_z_reports",
     api=Api.ZREPORTS,
@@ -77,6 +127,7 @@ POS_Z_REPORTS = Stream(
     normalize=normalize.normalize_window,
     description="POS z-reports (register closings) with VAT, product group, payment, "
     "discount, sales tax and currency children",
-    split_by=REGISTERS,  # a second too crowded for one page is read register by register
+    # A second too crowded for one page is read register by register, every site's.
+    split_by=AccountRegisters("register", listing=REGISTER_LISTING),
     tick_context=register_zones,
 )

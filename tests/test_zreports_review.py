@@ -222,10 +222,6 @@ def test_an_aggregation_hour_sent_as_digits_is_read() -> None:
     assert strategy.schedule(ctx) == strategy.schedule(as_int)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams/site_zones._list_sites keeps only JSON-int eshopids (`type(s) is int`)",
-)
 def test_a_site_listed_with_its_eshopid_as_digits_has_its_zone_read() -> None:
     """`/sites.json` listing `"eshopid": "2"` (digits, as the engine's own listing of the
     sites reads it) still has site 2's zone read, so a z-report of a register whose journal

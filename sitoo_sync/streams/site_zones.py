@@ -41,6 +41,7 @@ from typing import Any
 from sitoo_sync.api.client import Api
 from sitoo_sync.errors import FatalApiError, SitooSyncError
 from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.streams.base import TickSources, items_of
 from sitoo_sync.streams.cursors import OffsetPages
 
@@ -241,7 +242,8 @@ def _list_sites(sources: TickSources) -> Answer:
     except (SitooSyncError, ValueError) as exc:
         return Answer(error=str(exc), lasting=isinstance(exc, FatalApiError))
     sites = [s.get("eshopid") if isinstance(s, Mapping) else None for s in listed]
-    return Answer(tuple(dict.fromkeys(s for s in sites if type(s) is int)))
+    ids = (to_int_or_none(s) for s in sites)  # "2" is 2, as the engine's listing reads it
+    return Answer(tuple(dict.fromkeys(i for i in ids if i is not None)))
 
 
 def _read_zones(sources: TickSources, sites: Sequence[Hashable]) -> dict[Hashable, Answer]:

@@ -3,6 +3,7 @@ account's, else UTC."""
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from sitoo_sync.api.client import Api
 from sitoo_sync.errors import ContextUnavailable, FatalApiError
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.journal_entries import JOURNAL_RECEIPTS
-from sitoo_sync.normalize.pos_z_reports import normalize_window
+from sitoo_sync.normalize.pos_z_reports import known_zone, normalize_window
 from sitoo_sync.simulator import Simulator
 from sitoo_sync.simulator.chain import time_zone_of
 from sitoo_sync.streams.base import TickSources
@@ -199,3 +200,15 @@ def test_a_tick_counts_each_registers_business_day_in_its_own_zone(
     assert len({z for _s, z in others}) > 1  # the sites' zones, not one account-wide zone
     for _registerid, created, day, zone in rows:
         assert day == created.astimezone(ZoneInfo(zone)).date()
+
+
+def test_zones_resolve_without_the_systems_time_zone_files() -> None:
+    """The IANA zones ship with the package (tzdata): where the system has no zone files (a
+    slim image, Windows) a report's zone is still known, not silently UTC."""
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        assert known_zone("Europe/Stockholm") == "Europe/Stockholm"
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()

@@ -1,0 +1,148 @@
+"""Stock levels and stock movements as a BI user relies on them: no change is lost to a
+listing that shifted while it was read."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitoo_sync.api.client import make_client
+from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import SimConfig, Simulator
+from sitoo_sync.simulator.rest_v2.config import RestConfig
+from sitoo_sync.simulator.rest_v2.stock import MOVE_IN, SALES
+from sitoo_sync.streams import STREAMS
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.cursors import WindowContext
+from sitoo_sync.streams.cursors_modified import ModifiedSince
+from sitoo_sync.sync import run_once
+from sitoo_sync.warehouse import open_warehouse
+from tests.support import query, settings_for
+
+T0 = 1_790_000_000  # the first tick
+TICK = 900  # the schedule: 15 minutes
+
+
+class ModifiedOrderStock:
+    """One warehouse's stock served as an index on (datelastmodified) would serve it: in
+    modification order, which the docs do not rule out (no sort is documented), with the
+    inclusive `datelastmodifiedfrom` filter and start/num paging. `during[n]` runs before
+    the n-th request is answered (a sale while the listing is read)."""
+
+    def __init__(self, times: dict[str, int]) -> None:
+        self.times = times
+        self.levels = dict.fromkeys(times, 10)
+        self.during: dict[int, Any] = {}
+        self.requests = 0
+
+    def sell(self, sku: str, at: int) -> None:
+        """A sale moves the level and the row's datelastmodified."""
+        self.levels[sku] -= 1
+        self.times[sku] = at
+
+    def __call__(self, params: Mapping[str, Any]) -> Any:
+        self.requests += 1
+        if self.requests in self.during:
+            self.during[self.requests]()
+        lo = params.get("datelastmodifiedfrom")
+        rows = sorted((t, sku) for sku, t in self.times.items() if lo is None or t >= lo)
+        start, num = int(params["start"]), int(params["num"])
+        return {
+            "totalcount": len(rows),
+            "items": [
+                {"sku": sku, "datelastmodified": t, "decimaltotal": f"{self.levels[sku]}.000"}
+                for t, sku in rows[start : start + num]
+            ],
+        }
+
+
+def _stock_cursor(page_size: int) -> ModifiedSince:
+    cursor = STREAMS["warehouse_items"].cursor
+    assert isinstance(cursor, ModifiedSince)
+    return dataclasses.replace(cursor, page_size=page_size)
+
+
+def test_a_sale_during_a_listing_in_modification_order_loses_no_other_change() -> None:
+    """When the server lists stock in modification order and a row is sold while the
+    modified feed is paged, that row moves to the end and the pages shift under the
+    offset: the row the offset stepped over (changed since the last tick) still lands at
+    the next tick, not at the next snapshot hours later."""
+    strategy = _stock_cursor(page_size=2)
+    server = ModifiedOrderStock({sku: T0 - 86400 for sku in "ABCDE"})
+    levels: dict[str, str] = {}
+    stored: str | None = None
+    for n in range(3):
+        if n == 1:
+            for i, sku in enumerate("ABCD"):  # four sales since the first tick's snapshot
+                server.sell(sku, T0 + 100 * (i + 1))
+            # the feed lists E A | B C | D: A sells again before the second page is read
+            server.during[server.requests + 2] = lambda: server.sell("A", T0 + TICK + 1)
+        at = datetime.fromtimestamp(T0 + n * TICK, UTC)
+        for window in strategy.windows(WindowContext(fetch_raw=server, now=at), stored):
+            levels |= {r["sku"]: r["decimaltotal"] for r in window.records}
+            stored = window.cursor
+    assert levels == {sku: f"{level}.000" for sku, level in server.levels.items()}
+
+
+def _tick(settings: Settings, streams: list[Stream], at: datetime) -> None:
+    with make_client(settings, sleep=lambda _s: None) as client:
+        report = run_once(
+            settings,
+            open_warehouse(settings.target_url, schema=settings.target_schema),
+            client,
+            streams,
+            clock=lambda: at,
+        )
+    assert report.ok, [r.error for r in report.results if r.error]
+
+
+def test_stock_paged_in_modification_order_while_it_sells_ends_up_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a simulator that lists stock in modification order, a warehouse whose every
+    row moved in between two ticks, and one row of which sells while the next tick pages
+    through them, holds every row's level as the simulator does a tick later (no row the
+    pages shifted past waits for the snapshot, six hours on)."""
+    now = datetime.fromtimestamp(T0, UTC)
+    config = SimConfig(seed=5, days=2, malformed_every=0, now=T0)
+    config.rest = RestConfig(stock_order="modified")
+    with Simulator.create(config) as sim:
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=["warehouse_items"])
+        stream = STREAMS["warehouse_items"]
+        streams = [dataclasses.replace(stream, cursor=_stock_cursor(page_size=10))]
+        stock = sim.rest.stock
+        wid = next(w["warehouseid"] for w in sim.rest.catalog.warehouses if not w["sellable"])
+        rows = sorted(sku for (w, sku) in stock.items if w == wid)
+        assert len(rows) > 20  # three pages
+        _tick(settings, streams, now)
+        sim.rest.advance(100)
+        with sim.rest.lock:
+            stock.transact(1, wid, MOVE_IN, [(sku, 2) for sku in rows], sim.rest.now)
+        sim.rest.advance(TICK - 100)
+        listed = stock.item_bodies
+        requests: list[int] = []
+
+        def sells_before_the_second_page(warehouseid: int) -> list[Any]:
+            if warehouseid == wid:
+                requests.append(warehouseid)
+                if len(requests) == 2:  # the first page's first row sells
+                    first = min(rows, key=lambda sku: stock.items[(wid, sku)].warehouseitemid)
+                    stock.transact(1, wid, SALES, [(first, -1)], sim.rest.now)
+            return listed(warehouseid)
+
+        monkeypatch.setattr(stock, "item_bodies", sells_before_the_second_page)
+        _tick(settings, streams, now + timedelta(seconds=TICK))
+        sim.rest.advance(TICK)
+        _tick(settings, streams, now + timedelta(seconds=2 * TICK))
+        got = dict(
+            query(
+                settings, f"SELECT sku, decimaltotal FROM warehouse_items WHERE warehouseid = {wid}"
+            )
+        )
+        assert got == {sku: Decimal(stock.items[(wid, sku)].total) for sku in rows}

@@ -1,5 +1,6 @@
 """Stock levels and stock movements as a BI user relies on them: no change is lost to a
-listing that shifted while it was read."""
+listing that shifted while it was read, and v_stock_levels says as of when each figure
+was read."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 from sitoo_sync.simulator.rest_v2.stock import MOVE_IN, SALES
-from sitoo_sync.streams import STREAMS
+from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.cursors_modified import ModifiedSince
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import query, settings_for
+from tests.targets import ALL_TARGETS, target_for, view_rows
 
 T0 = 1_790_000_000  # the first tick
 TICK = 900  # the schedule: 15 minutes
@@ -146,3 +148,51 @@ def test_stock_paged_in_modification_order_while_it_sells_ends_up_right(
             )
         )
         assert got == {sku: Decimal(stock.items[(wid, sku)].total) for sku in rows}
+
+
+def _utc(value: Any) -> datetime:
+    """A timestamp as aware UTC (MySQL and SQLite views return naive UTC or text)."""
+    at: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+@pytest.mark.parametrize("name", ALL_TARGETS)
+def test_stock_levels_say_as_of_when_a_rows_reservation_was_read(name: str, tmp_path: Path) -> None:
+    """A reservation moves no transaction, so the modified feed does not read its row again
+    until the next full read: v_stock_levels gives that row the time it was last read
+    (read_at), before the reservation, while synced_at, which on_hand is as of, moves on
+    with every tick; a row a sale touched is read, and shows it, at once."""
+    config = SimConfig(seed=5, days=2, malformed_every=0, now=T0)
+    with Simulator.create(config) as sim, target_for(name, tmp_path) as target:
+        settings = settings_for(sim, tmp_path / "unused.duckdb", **target.settings())
+        streams = select_streams(["stores", "warehouses", "products", "warehouse_items"])
+        _tick(settings, streams, datetime.fromtimestamp(T0, UTC))
+        first = datetime.now(UTC)
+        items = sim.rest.stock.items
+        newest: dict[int, int] = {}
+        for (warehouse, _sku), item in items.items():
+            newest[warehouse] = max(newest.get(warehouse, 0), item.datelastmodified)
+        # a row the feed does not read again: older than its warehouse's newest change
+        wid, sku = min(
+            sorted(items),
+            key=lambda k: items[k].datelastmodified - newest[k[0]],
+        )
+        sim.rest.reserve(wid, sku, 3)
+        sim.rest.advance(60)
+        sold = sim.rest.add_orders(1)[0]
+        sold_sku = sold["orderitems"][0]["sku"]
+        sim.rest.advance(TICK - 60)
+        _tick(settings, streams, datetime.fromtimestamp(T0 + TICK, UTC))
+        rows = {
+            (w, s): (Decimal(str(reserved)), _utc(synced), _utc(read))
+            for w, s, reserved, synced, read in view_rows(
+                target,
+                "SELECT warehouseid, sku, reserved, synced_at, read_at FROM v_stock_levels",
+            )
+        }
+    reserved, synced, read = rows[(wid, sku)]
+    assert reserved == items[(wid, sku)].reserved - 3  # not read again yet
+    assert read < first < synced
+    _, synced, read = rows[(sold["warehouseid"], sold_sku)]
+    assert first < read
+    assert first < synced

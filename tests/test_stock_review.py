@@ -196,3 +196,34 @@ def test_stock_levels_say_as_of_when_a_rows_reservation_was_read(name: str, tmp_
     _, synced, read = rows[(sold["warehouseid"], sold_sku)]
     assert first < read
     assert first < synced
+
+
+def test_a_row_changed_in_the_cursors_second_lands_if_the_bound_is_exclusive() -> None:
+    """With no overlap, a stock row changed in the very second the cursor holds, after the
+    tick that read that second, lands at the next tick though `datelastmodifiedfrom` turns
+    out to be exclusive (the docs do not say): the bound is asked one second early."""
+    stream = STREAMS["warehouse_items"].configured({"warehouse_items": {"overlap_seconds": 0}})
+    strategy = stream.cursor
+    assert isinstance(strategy, ModifiedSince)
+    times = {"A": T0 - 3600, "B": T0 - 7200}
+    levels = {"A": 5, "B": 5}
+
+    def exclusive(params: Mapping[str, Any]) -> Any:
+        lo = params.get("datelastmodifiedfrom")
+        rows = [s for s in sorted(times) if lo is None or times[s] > lo]
+        items = [
+            {"sku": s, "datelastmodified": times[s], "decimaltotal": f"{levels[s]}.000"}
+            for s in rows
+        ]
+        return {"totalcount": len(items), "items": items}
+
+    loaded: dict[str, str] = {}
+    stored: str | None = None
+    for n in range(2):
+        if n == 1:  # B sells in A's second, after the first tick read it
+            times["B"], levels["B"] = times["A"], 4
+        at = datetime.fromtimestamp(T0 + n * TICK, UTC)
+        for window in strategy.windows(WindowContext(fetch_raw=exclusive, now=at), stored):
+            loaded |= {r["sku"]: r["decimaltotal"] for r in window.records}
+            stored = window.cursor
+    assert loaded == {"A": "5.000", "B": "4.000"}

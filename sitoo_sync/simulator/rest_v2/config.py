@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -28,5 +29,5 @@ class RestConfig:
     # The order warehouse items are listed in (no sort is documented): "id" by
     # warehouseitemid; "modified" by datelastmodified, as an index on it would list them,
     # so a row a transaction touches moves to the end of the listing
-    stock_order: str = "id"
+    stock_order: Literal["id", "modified"] = "id"
     max_num: int = 1000  # silent cap on `num` (the docs state none; sitoo_sync asks <= 1000)

@@ -194,7 +194,8 @@ def _stock_levels(d: Sql) -> str:
         f"{d.quantity('i.decimalreserved')} AS reserved, "
         f"{d.quantity('i.decimalavailable')} AS available, "
         f"w.currencycode, {d.money(value)} AS stock_value, "
-        f"i.datelastmodified AS changed_at, ss.last_success_at AS synced_at "
+        f"i.datelastmodified AS changed_at, ss.last_success_at AS synced_at, "
+        f"i._loaded_at AS read_at "
         f"FROM {d.t('warehouse_items')} i "
         f"JOIN {d.t('warehouses')} w ON w.site_id = i.site_id AND w.warehouseid = i.warehouseid "
         f"LEFT JOIN {d.t('stores')} st ON st.site_id = w.site_id AND st.storeid = w.storeid "
@@ -479,17 +480,32 @@ VIEWS: tuple[View, ...] = (
                 "productid. Each stock row appears once.",
             ),
             ("title", "That product's title."),
-            ("on_hand", "Units on hand."),
-            ("reserved", "Units reserved by open orders."),
-            ("available", "Units available: on hand less reserved."),
+            ("on_hand", "Units on hand (as of synced_at)."),
+            (
+                "reserved",
+                "Units reserved by open orders, as of read_at: a reservation moves no "
+                "transaction, so only a full read of the warehouse (every "
+                "SITOO_WAREHOUSE_ITEMS_SNAPSHOT_HOURS) or a transaction on the row reads it.",
+            ),
+            ("available", "Units available: on hand less reserved, as of read_at."),
             ("currencycode", "Currency of stock_value (the warehouse's)."),
-            ("stock_value", "Value of the units on hand."),
-            ("changed_at", "When the stock row last changed (UTC)."),
+            ("stock_value", "Value of the units on hand (as of synced_at)."),
+            (
+                "changed_at",
+                "When a warehouse transaction last changed the row (UTC); a reservation does "
+                "not move it.",
+            ),
             (
                 "synced_at",
-                "When a tick last read the warehouse's stock well (sync_state, UTC): the "
-                "figures are as of then. Long past: its sync stopped (its site taken out of "
-                "SITOO_SITE_IDS) or fails, so they are not today's; NULL: never recorded.",
+                "When a tick last read the warehouse's stock well (sync_state, UTC): on_hand "
+                "and stock_value are as of then (every transaction is read by the next tick). "
+                "Long past: its sync stopped (its site taken out of SITOO_SITE_IDS) or fails, "
+                "so they are not today's; NULL: never recorded.",
+            ),
+            (
+                "read_at",
+                "When a tick last read this row (UTC): reserved and available are as of then, "
+                "up to SITOO_WAREHOUSE_ITEMS_SNAPSHOT_HOURS before synced_at.",
             ),
         ),
         {
@@ -502,6 +518,7 @@ VIEWS: tuple[View, ...] = (
                 "decimalavailable",
                 "moneytotal",
                 "datelastmodified",
+                "_loaded_at",
             ),
             "warehouses": (
                 "site_id",

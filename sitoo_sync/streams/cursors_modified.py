@@ -29,14 +29,17 @@ no sort and no documented inclusivity, so the rules are:
 * A crash mid-listing resumes at the page after the last one committed (`page`), with the
   same filter and the `totalcount` its first page saw.
 * A listing whose `totalcount` moved between its first page and its last (a record
-  deleted, or one modified into the filter) may have had its offset pages shift over a
-  record: it is not complete. Its last cursor keeps `after`, `snapshot_at` and `listed_at`
-  as they were, so the next tick lists the same again (a snapshot again, a modified feed
-  from the same bound) rather than the skipped record waiting for the next snapshot. A
-  catalogue that changes during every listing of several pages would never have a quiet
-  one: the cursor counts such listings in a row (`shifted`), and the `relist_passes`-th is
-  taken as complete (logged), as every listing was before; the next snapshot repairs what
-  a shift skipped. The records read meanwhile load all the same.
+  deleted, or one modified into the filter), or one of several pages whose last page
+  shows a record modified since it began (a server that lists in modification order, as
+  an index on the time would, moves that record to the end, and the count stays), may
+  have had its offset pages shift over a record: it is not complete. Its last cursor
+  keeps `after`, `snapshot_at` and `listed_at` as they were, so the next tick lists the
+  same again (a snapshot again, a modified feed from the same bound) rather than the
+  skipped record waiting for the next snapshot. A catalogue that changes during every
+  listing of several pages would never have a quiet one: the cursor counts such listings
+  in a row (`shifted`), and the `relist_passes`-th is taken as complete (logged), as
+  every listing was before; the next snapshot repairs what a shift skipped. The records
+  read meanwhile load all the same.
 
 **Assumed** (the docs say none of it): a record's time field moves on every change the
 endpoint shows, except where the fact sheet says otherwise (reservations); offset pages of
@@ -226,12 +229,12 @@ class ModifiedSince:
                 progress |= {"snapshot": snapshot, "began": began}
                 yield Window(items, replace(state, page=progress).text(), params)
                 continue
-            if total != first_total:  # pages shifted: an offset may have stepped over one
-                again = state.shifted + 1 < self.relist_passes
+            if total != first_total or _modified_during(int(params["start"]), times, began):
+                again = state.shifted + 1 < self.relist_passes  # an offset may have skipped one
                 log.info(
                     "listing_shifted",
                     first_total=first_total,
-                    last_total=total,
+                    last_total=total,  # the same: a record modified during the listing
                     listed_again=again,
                 )
                 if again:
@@ -295,6 +298,14 @@ class ModifiedSince:
                     return
                 if last:
                     break
+
+
+def _modified_during(start: int, times: list[int], began: int) -> bool:
+    """Whether the last page (at offset `start`, its records' `times`) of a listing of
+    several pages shows a record modified since the listing `began`: a server listing in
+    modification order put it last, and its move shifted the pages under the offset as a
+    count that moved does."""
+    return start > 0 and any(t >= began for t in times)
 
 
 def _page(payload: Any) -> tuple[list[Any], int]:

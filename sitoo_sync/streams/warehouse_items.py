@@ -1,8 +1,9 @@
 """Stock levels (`GET {v2}/sites/{siteid}/warehouses/{warehouseid}/warehouseitems.json`).
 
 Fact sheet 5.2: one request series per warehouse (no site-wide stock endpoint),
-`datelastmodifiedfrom` bounds `datelastmodified` (**assumed** inclusive, "from"), no sort,
-start/num paging. `datelastmodified` moves only with a warehouse transaction: a reservation
+`datelastmodifiedfrom` bounds `datelastmodified` (its inclusivity is not documented: asked
+as if exclusive, one second early, so either reading loses nothing), no sort, start/num
+paging. `datelastmodified` moves only with a warehouse transaction: a reservation
 changes `decimalreserved`/`decimalavailable` without it, so every `snapshot_hours` the
 warehouse's whole stock is read again (streams/cursors_modified.py). Stock rows are never
 deleted, so there is no sweep.
@@ -24,7 +25,7 @@ WAREHOUSE_ITEMS = Stream(
     cursor=ModifiedSince(
         lo_param="datelastmodifiedfrom",
         time_field="datelastmodified",
-        inclusive=True,
+        inclusive=False,  # not documented: one second early loses nothing either way
         snapshot_hours=6,
         sweep_hours=0,
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -25,4 +26,8 @@ class RestConfig:
     # open orders of each `/orders.json` answer that settle right after it is served (lowest
     # id first): a state that changes once a walk has read it (fact sheet 2.9)
     settles_per_request: int = 0
+    # The order warehouse items are listed in (no sort is documented): "id" by
+    # warehouseitemid; "modified" by datelastmodified, as an index on it would list them,
+    # so a row a transaction touches moves to the end of the listing
+    stock_order: Literal["id", "modified"] = "id"
     max_num: int = 1000  # silent cap on `num` (the docs state none; sitoo_sync asks <= 1000)

@@ -8,7 +8,9 @@
     /sites/{s}/products.json       datelastmodified (strictly after), includeinactive, sku,
                                    productid, fields (default set has no title)
     /sites/{s}/users.json          email, customernumber, personalid, mobile, userid
-    /sites/{s}/warehouses/{w}/warehouseitems.json    datelastmodifiedfrom/to (inclusive), sku
+    /sites/{s}/warehouses/{w}/warehouseitems.json    datelastmodifiedfrom/to (inclusive), sku;
+                                   by warehouseitemid, or (RestConfig.stock_order) by
+                                   datelastmodified
     /sites/{s}/warehousetransactions.json and /sites/{s}/warehouses/{w}/warehousetransactions.json
                                    warehousetransactionid, ...idfrom (>=), ...idto (<),
                                    datecreatedfrom (>=), datecreatedto (<), warehouseid,
@@ -130,6 +132,8 @@ def _per_warehouse(
             and (hi is None or r["datelastmodified"] <= hi)
             and (skus is None or r["sku"] in skus)
         ]  # fmt: skip
+        if rest.config.stock_order == "modified":
+            rows.sort(key=lambda r: (r["datelastmodified"], r["warehouseitemid"]))
         return envelope(query, rows, max_num=rest.config.max_num)
     if resource == "warehousetransactions":
         return _transactions(rest, site, warehouseid, query)

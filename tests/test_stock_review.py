@@ -24,6 +24,7 @@ from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.streams.cursors_modified import ModifiedSince
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import REJECTS
 from tests.support import query, settings_for
 from tests.targets import ALL_TARGETS, target_for, view_rows
 
@@ -227,3 +228,29 @@ def test_a_row_changed_in_the_cursors_second_lands_if_the_bound_is_exclusive() -
             loaded |= {r["sku"]: r["decimaltotal"] for r in window.records}
             stored = window.cursor
     assert loaded == {"A": "5.000", "B": "4.000"}
+
+
+@pytest.mark.parametrize("name", ALL_TARGETS)
+def test_a_sku_longer_than_a_key_column_holds_is_a_reject_not_a_stuck_warehouse(
+    name: str, tmp_path: Path
+) -> None:
+    """A stock row whose SKU is longer than the 255 characters every target's key column
+    holds is rejected with its reason, and its warehouse's other rows still load (on
+    PostgreSQL and MySQL the load used to fail every tick); a key of exactly 255
+    characters, multi-byte ones included, loads as it is."""
+    config = SimConfig(seed=5, days=2, malformed_every=0, now=T0)
+    with Simulator.create(config) as sim, target_for(name, tmp_path) as target:
+        settings = settings_for(sim, tmp_path / "unused.duckdb", **target.settings())
+        streams = select_streams(["warehouses", "warehouse_items"])
+        items = sim.rest.stock.items
+        (wid, sku), item = next(iter(sorted(items.items())))
+        longest, too_long = "å" * 255, "x" * 256
+        for new in (longest, too_long):
+            items[(wid, new)] = dataclasses.replace(item, sku=new, warehouseitemid=10**6 + len(new))
+        _tick(settings, streams, datetime.fromtimestamp(T0, UTC))
+        stored = {r[2] for r in target.rows(STREAMS["warehouse_items"].tables[0])}
+        rejects = target.rows(REJECTS)
+    assert longest in stored
+    assert sku in stored
+    assert too_long not in stored
+    assert [r[3] for r in rejects] == ["sku: key field longer than 255 characters (256)"]

@@ -48,7 +48,7 @@ from sitoo_sync.normalize.records import (
     reject_for,
     require_object,
 )
-from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Kind, Table
 from sitoo_sync.normalize.values import dumps_json
 
 #: A stream's own rule, applied to each record before anything is read from it.
@@ -86,8 +86,9 @@ class Nested:
 def record_key(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The record's value of `table.key`, checked against the key columns' kinds.
 
-    A text key part must be a non-empty string and an integer part an integer; anything
-    else is a rejection naming the field.
+    A text key part must be a non-empty string of at most KEY_TEXT_LENGTH characters (what
+    every target's key column holds) and an integer part an integer; anything else is a
+    rejection naming the field.
     """
     key = []
     for name in table.key:
@@ -98,6 +99,10 @@ def record_key(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
                 raise RecordRejected(f"missing or non-integer key field: {value!r}", field=name)
         elif not isinstance(value, str) or not value:
             raise RecordRejected("missing or empty key field", field=name)
+        elif len(value) > KEY_TEXT_LENGTH:
+            raise RecordRejected(
+                f"key field longer than {KEY_TEXT_LENGTH} characters ({len(value)})", field=name
+            )
         key.append(value)
     return tuple(key)
 

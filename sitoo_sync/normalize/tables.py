@@ -15,6 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+#: The longest text a key column holds: MySQL and SQL Server cannot index unbounded text,
+#: so every target declares text keys VARCHAR(255) (warehouse/sql_types.py), and a longer
+#: key is a reject, not a load that fails every tick.
+KEY_TEXT_LENGTH = 255
+
 
 class Kind(StrEnum):
     """Logical column types; backends map each to a physical type."""

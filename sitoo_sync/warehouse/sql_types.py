@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, mysql, postgresql
 from sqlalchemy.engine import Dialect
 
-from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Kind, Table
 
-KEY_LENGTH = 255
+KEY_LENGTH = KEY_TEXT_LENGTH
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):

@@ -96,7 +96,9 @@ def make_engine(url: str) -> Engine:
     url = DEFAULT_DRIVERS.get(scheme.lower(), scheme) + sep + rest
     base = scheme.split("+", 1)[0].lower()
     base = "postgresql" if base == "postgres" else base
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # A failed statement's message must not carry the rows' values into a log line (a
+    # customer's email under SITOO_PERSONAL_DATA=keep): SQLAlchemy then shows no parameters.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if not _in_memory_sqlite(base, rest):  # that one has a single connection, no pool size
         kwargs["pool_size"] = KEPT_CONNECTIONS
         kwargs["max_overflow"] = MAX_CONNECTIONS - KEPT_CONNECTIONS
@@ -767,7 +769,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def _lock_connection(self) -> tuple[Engine, Connection]:
         """An engine of its own (no pool) and one autocommit connection for locks: they must
         outlast the loads' transactions and hold no snapshot."""
-        engine = sa.create_engine(self.engine.url, poolclass=NullPool)
+        engine = sa.create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True)
         try:
             conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except SQLAlchemyError as exc:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from sitoo_sync.normalize.entity import EntityNormalizer
 from sitoo_sync.normalize.personal import PersonalData
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, integer, json_column, text
+from sitoo_sync.warehouse.sqla import make_engine
 
 PEOPLE = Table(
     name="people",
@@ -56,3 +59,18 @@ def test_a_rejected_record_is_kept_minimized() -> None:
 def test_the_hash_key_never_shows_in_a_repr() -> None:
     """The HMAC key of `hash` mode does not appear when the mode is printed or logged."""
     assert "s3cret" not in repr(PersonalData("hash", b"s3cret"))
+
+
+def test_a_failed_statement_on_a_sql_target_names_no_values(tmp_path: Path) -> None:
+    """The error of a failed load on a SQLAlchemy target, which the sync logs, carries the
+    statement but none of the rows' values (a customer's email under `keep`)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT)"))
+        conn.execute(sa.text("INSERT INTO people VALUES (1, 'a@example.com')"))
+    with pytest.raises(sa.exc.IntegrityError) as failed, engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO people VALUES (:id, :email)"), {"id": 1, "email": "b@example.com"}
+        )
+    assert "INSERT INTO people" in str(failed.value)
+    assert "b@example.com" not in str(failed.value)

@@ -8,14 +8,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
+import pytest
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
+from sitoo_sync.normalize.journal_entries import normalize_window as reference
+from sitoo_sync.normalize.journal_pages import (
+    decode_page,
+    mended,
+    normalize_window,
+    normalize_windows,
+)
+from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import query
+from tests.test_journal_entries import vendor_entries
+from tests.test_journal_pages import _DICTS, assert_same_window
 
 REGISTER = "{2AA484B4-2B5F-55AB-128A-7DB46E573357}"
 T0 = 1_700_000_000
@@ -127,3 +139,82 @@ def test_a_full_bare_array_of_one_second_stops_the_register_visibly(tmp_path: Pa
     [failure] = journal_failures(report)
     assert "bare array" in failure
     assert len(stored_ids(tmp_path / "w.duckdb")) == 1_000
+
+
+# ---- text no UTF-8 can hold ---------------------------------------------------------------
+
+
+def receipt(entry_id: int, added: int, comment: str) -> dict[str, Any]:
+    """A sale of 100.00 SEK with `comment`."""
+    data = {
+        "additionaldata": {"pos-receiptid": f"R{entry_id}", "pos-timezone": "Europe/Stockholm"},
+        "comment": comment,
+        "currencycode": "SEK",
+        "isrefund": False,
+        "items": [],
+        "moneytotal": "100.00",
+        "payments": [{"moneyamount": "100.00", "name": "Card"}],
+    }
+    return entry(entry_id, added, type="receipt", data=data)
+
+
+def test_a_comment_cut_in_the_middle_of_an_emoji_does_not_stop_the_register(
+    tmp_path: Path,
+) -> None:
+    """A string cut between the two halves of an emoji is sent as a lone surrogate escape
+    (valid JSON, which the strict decoder refuses): the receipt loads with U+FFFD in its
+    place, and so do its neighbours, instead of the page failing on every tick."""
+    body = json.dumps({"items": [entry(1, T0), receipt(2, T0, "Tack! \ud83d")]})
+    assert "\\ud83d" in body  # how a JSON encoder writes the lone half
+    report = tick(tmp_path / "w.duckdb", lambda _params: body.encode())
+    assert journal_failures(report) == []
+    assert stored_ids(tmp_path / "w.duckdb") == [1, 2]
+    rows = query(
+        _settings(tmp_path / "w.duckdb"), "SELECT comment, moneytotal FROM journal_receipts"
+    )
+    assert [(c, str(m)) for c, m in rows] == [("Tack! \ufffd", "100.00")]
+
+
+def test_bytes_that_are_not_utf8_in_an_entrys_data_do_not_crash_the_tick(tmp_path: Path) -> None:
+    """An entry whose data holds bytes that are not UTF-8 (a typed page reads its data as
+    raw bytes, unchecked) loads with U+FFFD for them: the tick does not die with a decode
+    error, and the register's other entries load."""
+    body = json.dumps(
+        {"items": [entry(1, T0), entry(2, T0, type="printout", data={"text": "Caf_"})]}
+    ).encode()
+    body = body.replace(b"Caf_", b"Caf\xe9")  # Latin-1, not UTF-8
+    report = tick(tmp_path / "w.duckdb", lambda _params: body)
+    assert journal_failures(report) == []
+    rows = query(
+        _settings(tmp_path / "w.duckdb"), "SELECT id, data FROM journal_entries ORDER BY id"
+    )
+    assert [(i, json.loads(d)) for i, d in rows][1] == (2, {"text": "Caf\ufffd"})
+
+
+@pytest.mark.parametrize("names", [None, "hash"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(lambda e: e[2]["data"].update(comment="Caf_"), id="receipt"),
+        pytest.param(lambda e: e[1]["data"].update(currencycode="Caf_"), id="cash-event"),
+        pytest.param(
+            lambda e: e[2]["data"]["items"][0]["additionaldata"].update(note="Caf_"),
+            id="item-additionaldata",
+        ),
+    ],
+)
+def test_bytes_that_are_not_utf8_normalize_as_their_mended_page(where: Any, names: Any) -> None:
+    """Wherever in a typed entry's data bytes that are not UTF-8 are, alone or joined with
+    another register's window, the window normalizes as the reference normalizer reads the
+    page with U+FFFD for them; nothing raises."""
+    entries = vendor_entries()
+    where(entries)
+    body = msgspec.json.encode({"items": entries}).replace(b"Caf_", b"Caf\xe9")
+    other = msgspec.json.encode({"items": [entry(9, T0, registerid="{OTHER}")]})
+    context = None if names is None else {STAFF_NAMES: PersonalData(names, b"key")}
+    want = reference(_DICTS.decode(mended(body))["items"], context)
+    assert_same_window(normalize_window(decode_page(body)["items"], context), want)
+    joined = normalize_windows(
+        [(decode_page(body)["items"], context), (decode_page(other)["items"], context)]
+    )
+    assert_same_window(joined[0], want)

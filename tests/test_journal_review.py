@@ -218,3 +218,23 @@ def test_bytes_that_are_not_utf8_normalize_as_their_mended_page(where: Any, name
         [(decode_page(body)["items"], context), (decode_page(other)["items"], context)]
     )
     assert_same_window(joined[0], want)
+
+
+def test_a_next_token_that_points_at_the_end_again_ends_the_tick(tmp_path: Path) -> None:
+    """An API that always answers with a `next` (at the end of the data, the token to poll
+    from later, the same each time) does not keep the tick asking forever: a token equal to
+    the one just sent ends the query, and every entry is loaded."""
+    entries = [entry(i + 1, T0 + i) for i in range(5)]
+    asked: list[dict[str, str]] = []
+
+    def journal(params: Mapping[str, str]) -> bytes:
+        if len(asked) > 20:  # (the loop this test is about: break it, the assert says so)
+            return b'{"items": []}'
+        at = int(params.get("next", "0"))
+        page = entries[at : at + 2]
+        return json.dumps({"items": page, "next": str(at + len(page))}).encode()
+
+    report = tick(tmp_path / "w.duckdb", journal, asked)
+    assert journal_failures(report) == []
+    assert stored_ids(tmp_path / "w.duckdb") == [1, 2, 3, 4, 5]
+    assert [p.get("next") for p in asked] == [None, "2", "4", "5"]

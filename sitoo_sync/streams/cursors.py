@@ -367,8 +367,9 @@ class CursorPages:
 
     Each tick asks for everything added since the stored cursor minus the overlap, sorted
     ascending, and follows `next_field` until the response has none (absent, null or empty:
-    **assumed**, API_CONTRACT.md). Every page is a window; its cursor is the newest time loaded
-    so far. The token never outlives the tick: the next tick starts again from the cursor.
+    **assumed**, API_CONTRACT.md) or hands back the token it was asked with. Every page is a
+    window; its cursor is the newest time loaded so far. The token never outlives the tick:
+    the next tick starts again from the cursor.
 
     A bare array instead of the envelope (the contract's tolerant reader) carries no token:
     one shorter than `num_param` ends the query; a full one is asked again from its newest
@@ -429,7 +430,9 @@ class CursorPages:
             del payload  # the page lives in its window alone, not here during the next fetch
             yield Window(records, str(resume), dict(params))
             del records
-            if token:
+            # A token that names the page just read would read it again, forever (an API
+            # that hands back where the data ends, to poll from later): the query ends.
+            if token and str(token) != params.get(self.next_param):
                 params = {**params, self.next_param: str(token)}
                 continue
             if not full:

@@ -23,7 +23,7 @@ from sitoo_sync.normalize.journal_pages import (
     normalize_window,
     normalize_windows,
 )
-from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
+from sitoo_sync.normalize.personal import MODES, STAFF_NAMES, PersonalData
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.sync import RunReport, run_once
@@ -301,7 +301,7 @@ def test_the_columnar_and_reference_normalizers_agree_on_generated_windows() -> 
     for _ in range(250):
         body = msgspec.json.encode({"items": _mutated_page(rng, pages)})
         body = body.replace(b"CUT_EMOJI", b"Tack \\ud83d").replace(b"NOT_UTF8", b"Caf\xe9")
-        mode = rng.choice([None, "keep", "hash", "drop"])
+        mode = rng.choice((None, *MODES))
         context = None if mode is None else {STAFF_NAMES: PersonalData(mode, b"key")}
         want = reference(_DICTS.decode(mended(body))["items"], context)
         assert_same_window(normalize_window(decode_page(body)["items"], context), want)

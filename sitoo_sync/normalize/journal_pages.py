@@ -31,6 +31,7 @@ A `JournalEntry` reads like the dict it replaces (`entry["dateadded"]`, `entry.g
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -245,9 +246,42 @@ _DATA: dict[str, msgspec.json.Decoder[Any]] = {
 }
 
 
+#: A JSON escape: a UTF-16 surrogate pair (one character), a lone surrogate, or any other.
+_ESCAPE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+    rb"|\\.",
+    re.DOTALL,
+)
+_LONE = len(b"\\ud83d")  # only the lone surrogate alternative matches this many bytes
+_REPLACEMENT = b"\\ufffd"
+
+
+def mended(content: bytes) -> bytes:
+    """`content` with what no UTF-8 text can hold replaced by U+FFFD, as a lenient decoder
+    does: bytes that are not UTF-8, and a lone surrogate escape (JSON's grammar allows
+    `"\\ud83d"`, which a string cut in the middle of an emoji becomes; msgspec refuses it)."""
+    text = content.decode("utf-8", "replace").encode()
+    return _ESCAPE.sub(lambda m: _REPLACEMENT if len(m[0]) == _LONE else m[0], text)
+
+
 def decode_page(content: bytes) -> Any:
     """A journal page: typed entries when every entry has only the declared fields, else
-    the plain decoded JSON (dicts), as any other endpoint's. Invalid JSON raises ValueError."""
+    the plain decoded JSON (dicts), as any other endpoint's. Invalid JSON raises ValueError.
+
+    A page whose only fault is text no UTF-8 can hold (`mended`) is read with U+FFFD in
+    its place: refused whole, it would be asked again and refused on every tick, and the
+    register's journal would stop there."""
+    try:
+        return _decoded(content)
+    except msgspec.DecodeError:
+        repaired = mended(content)
+        if repaired == content:
+            raise
+        return _decoded(repaired)
+
+
+def _decoded(content: bytes) -> Any:
     try:
         return _PAGE.decode(content)
     except msgspec.ValidationError:
@@ -291,9 +325,18 @@ def as_dicts(entries: Sequence[Any]) -> list[Any]:
             continue
         record = dict(entry.items())
         if "data" in record:
-            record["data"] = _DICTS.decode(record["data"])
+            record["data"] = _data(record["data"])
         out.append(record)
     return out
+
+
+def _data(raw: Raw) -> Any:
+    """An entry's raw `data` decoded; bytes in it that are not UTF-8 (a typed page checks
+    none inside a raw value) read as U+FFFD, as `decode_page` reads them elsewhere."""
+    try:
+        return _DICTS.decode(raw)
+    except msgspec.DecodeError:
+        return _DICTS.decode(mended(bytes(raw)))
 
 
 class _Unclean(Exception):
@@ -387,7 +430,7 @@ def normalize_entries(
         clean = [e for i, e in enumerate(entries) if i not in odd] if odd else entries
         kept = [b for i, b in enumerate(bodies) if i not in odd] if odd else bodies
         tables, notes = _tables(clean, kept)
-    except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
+    except (_Unclean, msgspec.DecodeError, OverflowError, pa.ArrowInvalid):
         return None
     parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
     if not odd:  # the window's keys are the ones checked
@@ -636,7 +679,7 @@ def _normalize_joined(
         if odd:  # an entry with an undeclared field is normalized apart, out of order
             raise _Unclean("undeclared field")
         tables, _ = _tables(joined, bodies)
-    except (_Unclean, msgspec.ValidationError, OverflowError, pa.ArrowInvalid):
+    except (_Unclean, msgspec.DecodeError, OverflowError, pa.ArrowInvalid):
         return [normalize_window(records, context) for records, context in windows]
     return _split(tables, [records for records, _ in windows], registers)
 

@@ -367,8 +367,14 @@ class CursorPages:
 
     Each tick asks for everything added since the stored cursor minus the overlap, sorted
     ascending, and follows `next_field` until the response has none (absent, null or empty:
-    **assumed**, API_CONTRACT.md). Every page is a window; its cursor is the newest time loaded
-    so far. The token never outlives the tick: the next tick starts again from the cursor.
+    **assumed**, API_CONTRACT.md) or hands back the token it was asked with. Every page is a
+    window; its cursor is the newest time loaded so far. The token never outlives the tick:
+    the next tick starts again from the cursor.
+
+    A bare array instead of the envelope (the contract's tolerant reader) carries no token:
+    one shorter than `num_param` ends the query; a full one is asked again from its newest
+    time (inclusively, as the next tick would), and one whose entries all share that time
+    cannot be paged past without skipping some, which stops the partition (StuckWindowError).
     """
 
     partition_param: str
@@ -379,6 +385,8 @@ class CursorPages:
     fixed: tuple[tuple[str, str | int], ...]
     #: The first day (UTC) a partition with no cursor reads from (None: its beginning).
     start: date | None = None
+    #: The page size among `fixed`: a bare array that long may not be the whole answer.
+    num_param: str = "num"
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest entry loaded and `now`."""
@@ -406,21 +414,37 @@ class CursorPages:
             self.lo_param: lo,
         }
         resume = cursor if cursor is not None else lo
+        size = dict(self.fixed).get(self.num_param)
         while True:
             payload = ctx.fetch_raw(params)
-            if not isinstance(payload, Mapping):
+            bare = isinstance(payload, list)
+            if not bare and not isinstance(payload, Mapping):
                 raise StuckWindowError(f"expected an envelope, got {type(payload).__name__}")
-            records = payload.get("items") or []
+            records = payload if bare else payload.get("items") or []
             if not isinstance(records, list):
                 raise StuckWindowError("the envelope's items is not a list")
-            resume = max(resume, *record_times(records, self.time_field), resume)
-            token = payload.get(self.next_field)
+            times = record_times(records, self.time_field)
+            resume = max(resume, *times, resume)
+            token = None if bare else payload.get(self.next_field)
+            full = bare and isinstance(size, int) and len(records) >= size
             del payload  # the page lives in its window alone, not here during the next fetch
             yield Window(records, str(resume), dict(params))
             del records
-            if not token:
+            # A token that names the page just read would read it again, forever (an API
+            # that hands back where the data ends, to poll from later): the query ends.
+            if token and str(token) != params.get(self.next_param):
+                params = {**params, self.next_param: str(token)}
+                continue
+            if not full:
                 return
-            params = {**params, self.next_param: str(token)}
+            newest = max(times, default=None)
+            if newest is None or newest == min(times) or newest <= int(params[self.lo_param]):
+                raise StuckWindowError(
+                    f"a full page of {size} entries came as a bare array (no {self.next_field}) "
+                    f"and cannot be paged on from {self.time_field}={newest} without skipping"
+                )
+            # Its newest second may go on past the page: asked again from it, inclusively.
+            params = {**params, self.lo_param: newest}
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,11 @@ def _split_values_from(
     stream's `split_by` lists (e.g. every register of the configured sites)."""
 
     def values(field_name: str, page: list[Any]) -> Iterable[str]:
-        seen = {r[field_name] for r in page if isinstance(r, Mapping) and r.get(field_name)}
+        seen = {  # only text values: a malformed one is the normalizer's to reject
+            v
+            for r in page
+            if isinstance(r, Mapping) and isinstance(v := r.get(field_name), str) and v
+        }
         listed: set[str] = set()
         if stream.split_by is not None:
             listed = set(

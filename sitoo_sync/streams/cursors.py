@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StuckWindowError
-from sitoo_sync.normalize.values import is_unix_time
+from sitoo_sync.normalize.values import is_unix_time, to_int_or_none
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
 SplitValues = Callable[[str, list[Any]], Iterable[str]]  # (param, full page) → values
@@ -165,9 +165,12 @@ def epoch_of(day: date) -> str:
 
 
 def _key(record: Any, key: tuple[str, ...]) -> tuple[Any, ...]:
+    """The record's key values, hashable: a malformed one (a list, an object) by its text,
+    so it reaches the normalizer, which rejects it, rather than raising here."""
     if not isinstance(record, Mapping):
         return ()
-    return tuple(record.get(k) for k in key)
+    values = (record.get(k) for k in key)
+    return tuple(repr(v) if isinstance(v, list | dict) else v for v in values)
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,9 @@ class TimeWindows:
             times = record_times(page, self.field)
             fresh = [r for r in page if not seen or seen.get(_key(r, key)) != r] if key else page
             newest = max(times, default=lo)
-            if len(page) < self.cap:
+            if len(page) < self.cap or not times:
+                # A full page with no usable time (every item's time malformed: rejects)
+                # cannot be paged on from; splitting it a second at a time would not end.
                 yield fresh, max(resume, newest), params
                 return
             oldest = min(times, default=lo)
@@ -309,9 +314,9 @@ class DayWindows:
                 f"({self.config_path}: {self.active_field}="
                 f"{config.get(self.active_field) if isinstance(config, Mapping) else config!r})"
             )
-        hour = config.get(self.hour_field)
+        hour = to_int_or_none(config.get(self.hour_field))  # "22" is 22: tolerant reader
         zone_name = config.get(self.zone_field)
-        if type(hour) is not int or not 0 <= hour <= 23 or not isinstance(zone_name, str):
+        if hour is None or not 0 <= hour <= 23 or not isinstance(zone_name, str):
             raise StuckWindowError(f"{self.config_path} is not usable: {dict(config)!r}")
         try:
             zone = ZoneInfo(zone_name)

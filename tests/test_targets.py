@@ -174,6 +174,24 @@ def test_children_are_replaced_as_a_set(target: Target) -> None:
         warehouse.close()
 
 
+def test_a_nul_character_loads_on_every_target(target: Target) -> None:
+    """A text holding U+0000 (a comment cut from a C string), in a column and in the JSON of
+    undeclared fields, loads with its window; PostgreSQL, whose text cannot hold it, stores
+    U+FFFD in its place, and every other target the text as sent."""
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
+        record = {**vendor_example(), "comment": "end\x00cut", "moneybagnote": "x\x00y"}
+        load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record]), "1")
+        table = warehouse.qualified("pos_z_reports")
+        [(comment, extra)] = warehouse.query(f"SELECT comment, extra FROM {table}")
+    finally:
+        warehouse.close()
+    nul = "\ufffd" if target.name == "postgres" else "\x00"
+    assert comment == f"end{nul}cut"
+    assert (json.loads(extra) if isinstance(extra, str) else extra) == {"moneybagnote": f"x{nul}y"}
+
+
 def test_cursors_of_a_group_move_and_count_on_every_target(target: Target) -> None:
     """set_cursors moves the cursors of stored and new partitions in one go, adds rows and
     windows to what each had, and a partition named twice counts both moves."""

@@ -12,6 +12,11 @@ empty field is NULL and a quoted one an empty string; Arrow quotes every string 
 leaves a null empty, so the two stay apart. Timestamps are written in UTC with a `Z`.
 
 Temporary tables are `ON COMMIT DROP`: they live as long as the load's transaction.
+
+PostgreSQL's text cannot hold the character U+0000, nor JSONB its escape `\u0000`: one such
+value (a receipt comment cut from a C string) failed the load, and the same window failed
+every tick after. It is stored as U+FFFD, the replacement character, as a lenient decoder
+reads bytes it cannot: the rest of the value, and of the window, loads as sent.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,6 +49,32 @@ def _qualified(conn: Connection, t: sa.Table) -> str:
     return conn.dialect.identifier_preparer.format_table(t)
 
 
+#: A JSON escape of U+0000 (after an even run of backslashes, which escape each other).
+_NUL_ESCAPE = r"(^|[^\\])((?:\\\\)*)\\u0000"
+_REPLACEMENT_ESCAPE = r"\1\2\\ufffd"
+
+
+def without_nul(data: pa.Table, json_columns: frozenset[str] = frozenset()) -> pa.Table:
+    """`data` with U+0000 in its text columns, and its escape in `json_columns`, replaced
+    by U+FFFD (see the module doc); `data` itself when none holds one (the common case: one
+    vectorized search per text column)."""
+    for index, field in enumerate(data.schema):
+        if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
+            continue
+        column = data.column(index)
+        if field.name in json_columns:
+            fixed = column
+            while pc.any(pc.match_substring_regex(fixed, _NUL_ESCAPE)).as_py():
+                # consecutive escapes share their boundary: each pass takes every other one
+                fixed = pc.replace_substring_regex(fixed, _NUL_ESCAPE, _REPLACEMENT_ESCAPE)
+        elif pc.any(pc.match_substring(column, "\x00")).as_py():
+            fixed = pc.replace_substring(column, "\x00", "\ufffd")
+        else:
+            continue
+        data = data.set_column(index, field, fixed)
+    return data
+
+
 def csv_chunks(data: pa.Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """`data`'s rows as PostgreSQL CSV (no header), in pieces of about `chunk_bytes`."""
     if data.num_rows == 0:
@@ -54,9 +86,19 @@ def csv_chunks(data: pa.Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes
         yield out.getvalue()
 
 
-def copy_table(conn: Connection, target: str, data: pa.Table) -> None:
-    """COPY `data` into `target` (already quoted) on the connection's own transaction."""
+def _json_columns(conn: Connection, t: sa.Table) -> frozenset[str]:
+    return frozenset(
+        c.name for c in t.columns if isinstance(c.type.dialect_impl(conn.dialect), sa.JSON)
+    )
+
+
+def copy_table(
+    conn: Connection, target: str, data: pa.Table, json_columns: frozenset[str] = frozenset()
+) -> None:
+    """COPY `data` into `target` (already quoted) on the connection's own transaction;
+    `json_columns` are JSONB (see `without_nul`)."""
     raw: Any = conn.connection.driver_connection  # a psycopg.Connection
+    data = without_nul(data, json_columns)
     cols = ", ".join(_q(conn, c) for c in data.column_names)
     sql = f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)"
     with raw.cursor() as cursor, cursor.copy(sql) as copy:
@@ -75,13 +117,13 @@ def stage(conn: Connection, t: sa.Table, data: pa.Table) -> str:
             f"SELECT {cols} FROM {_qualified(conn, t)} WITH NO DATA"
         )
     )
-    copy_table(conn, name, data)
+    copy_table(conn, name, data, _json_columns(conn, t))
     return name
 
 
 def insert(conn: Connection, t: sa.Table, data: pa.Table) -> None:
     """Rows known to be new, copied straight into the table."""
-    copy_table(conn, _qualified(conn, t), data)
+    copy_table(conn, _qualified(conn, t), data, _json_columns(conn, t))
 
 
 def upsert(

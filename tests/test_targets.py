@@ -177,18 +177,24 @@ def test_children_are_replaced_as_a_set(target: Target) -> None:
 def test_a_nul_character_loads_on_every_target(target: Target) -> None:
     """A text holding U+0000 (a comment cut from a C string), in a column and in the JSON of
     undeclared fields, loads with its window; PostgreSQL, whose text cannot hold it, stores
-    U+FFFD in its place, and every other target the text as sent."""
+    U+FFFD in its place, and every other target the text as sent. A rejected record holding
+    it is kept in rejects on every target (its key text with U+FFFD)."""
     warehouse = open_warehouse(target.url, schema=target.schema)
     try:
         warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
         record = {**vendor_example(), "comment": "end\x00cut", "moneybagnote": "x\x00y"}
-        load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record]), "1")
+        bad = {**vendor_example(), "registerid": "bad\x00key", "zreportid": "x"}
+        load_window(warehouse, POS_Z_REPORTS, "p", normalize_window([record, bad]), "1")
+        rejects = warehouse.query(
+            f"SELECT record_key, times_seen FROM {warehouse.qualified('rejects')}"
+        )
         table = warehouse.qualified("pos_z_reports")
         [(comment, extra)] = warehouse.query(f"SELECT comment, extra FROM {table}")
     finally:
         warehouse.close()
     nul = "\ufffd" if target.name == "postgres" else "\x00"
     assert comment == f"end{nul}cut"
+    assert rejects == [("bad\ufffdkey/x", 1)]
     assert (json.loads(extra) if isinstance(extra, str) else extra) == {"moneybagnote": f"x{nul}y"}
 
 

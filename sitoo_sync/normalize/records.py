@@ -142,12 +142,16 @@ class Reject:
 
 
 def reject_for(stream: str, record: Any, reason: str, key: str | None) -> Reject:
-    """A Reject for `record`, its raw JSON kept exactly."""
+    """A Reject for `record`, its raw JSON kept exactly (U+0000 as its JSON escape). Its key
+    and reason are plain text: a U+0000 in them is U+FFFD, which every target can store
+    (PostgreSQL's text cannot hold U+0000, and a reject must never fail its window)."""
     try:
         raw = dumps_json(record)
     except RecordRejected:
         raw = repr(record)
-    return Reject(stream=stream, record_key=key, reason=reason, raw=raw)
+    if key is not None:
+        key = key.replace("\x00", "\ufffd")
+    return Reject(stream=stream, record_key=key, reason=reason.replace("\x00", "\ufffd"), raw=raw)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -52,6 +53,17 @@ def _qualified(conn: Connection, t: sa.Table) -> str:
 #: A JSON escape of U+0000 (after an even run of backslashes, which escape each other).
 _NUL_ESCAPE = r"(^|[^\\])((?:\\\\)*)\\u0000"
 _REPLACEMENT_ESCAPE = r"\1\2\\ufffd"
+
+
+_NUL_ESCAPE_PY = re.compile(r"(^|[^\\])((?:\\\\)*)\\u0000")
+
+
+def json_without_nul(text: str) -> str:
+    """One JSON text with the escape of U+0000 replaced by U+FFFD's (for a JSONB value
+    that does not travel by COPY: a reject's raw record)."""
+    while _NUL_ESCAPE_PY.search(text):  # consecutive escapes: every other one a pass
+        text = _NUL_ESCAPE_PY.sub(r"\1\2\\ufffd", text)
+    return text
 
 
 def without_nul(data: pa.Table, json_columns: frozenset[str] = frozenset()) -> pa.Table:

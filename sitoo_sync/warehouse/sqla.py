@@ -30,7 +30,7 @@ from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.settings import MAX_CONCURRENCY
-from sitoo_sync.warehouse import unreachable
+from sitoo_sync.warehouse import pg_copy, unreachable
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
@@ -434,6 +434,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         if not rejects:
             return set()
         rows = [_reject_row(r) for r in rejects]
+        if self.dialect == "postgresql":  # JSONB holds no U+0000 (see pg_copy)
+            rows = [{**row, "raw": pg_copy.json_without_nul(row["raw"])} for row in rows]
         if not (self.capabilities.concurrent_loads or self.capabilities.shared_locks):
             self.conn.execute(t.insert(), rows)  # the only writer: the read holds
             return set()

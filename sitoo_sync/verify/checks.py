@@ -172,10 +172,11 @@ CHECKS: tuple[Check, ...] = (
         "(moneytotal_net + moneytotal_vat) come to a positive amount, and its "
         "moneyrefundtotal that of those that come to a negative amount (as a positive "
         "amount); a z-report missing between two leaves its orders to the next, which names "
-        "it. Judged from a register's second z-report in the warehouse on, once the loaded POS "
-        "orders begin before its period and reach past its closing. With journals synced, "
-        "every non-practice journal receipt has an order of its register with its receipt id "
-        "(pos-receiptid), judged once the register has a later order loaded.",
+        "it. Judged from a register's second z-report in the warehouse on, once the "
+        "register's loaded POS orders begin before its period and the loaded POS orders reach "
+        "past its closing. With journals synced, every non-practice journal receipt has an "
+        "order of its register with its receipt id (pos-receiptid), judged once the register "
+        "has orders loaded from before it and after it.",
         ("orders", POS),
         orders.against_z_reports,
     ),

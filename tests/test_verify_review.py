@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sitoo_sync.simulator import SimConfig
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.findings import Finding
-from sitoo_sync.verify.source import Source, to_decimal
+from sitoo_sync.verify.source import Source, to_day, to_decimal, to_utc
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
@@ -150,3 +150,78 @@ def test_an_offline_backlog_from_before_the_orders_start_is_no_finding(world: Wo
     assert int(backlog[0][0]) > 0
     _lose_a_sale(world, world.registers[1])
     _only_the_lost_sale(world, world.registers[1])
+
+
+_OPENING = (
+    "moneysalestotal",
+    "moneyrefundtotal",
+    "numreceipts",
+    "numpractice",
+    "moneypractice",
+    "moneycash_in",
+    "moneycash_petty",
+    "moneycash_bank",
+    "moneycash_counted",
+    "moneycash_bankfinal",
+)
+
+
+def _open_over_days(world: World, registerid: str, first: int, last: int) -> tuple[date, Any]:
+    """Make register `registerid` close once, with z-report `last`, for the openings of
+    `first`..`last`: the ones between are gone and `last` states their journal's figures from
+    `first`'s opening on. Returns `last`'s business day and the opening's start."""
+    key = {"r": registerid, "first": first, "last": last}
+    rows = world.rows(
+        f"SELECT zreportid, dateopened, business_date, {', '.join(_OPENING)} "
+        "FROM {pos_z_reports} WHERE registerid = :r AND zreportid BETWEEN :first AND :last "
+        "ORDER BY zreportid",
+        key,
+    )
+    assert [int(r[0]) for r in rows] == list(range(first, last + 1))
+    opened, day = to_utc(rows[0][1]), to_day(rows[-1][2])
+    assert opened is not None
+    assert day is not None
+    sums = {
+        name: sum((to_decimal(r[3 + i]) or Decimal(0) for r in rows), Decimal(0))
+        for i, name in enumerate(_OPENING)
+    }
+    values = {k: int(v) if k.startswith("num") else v for k, v in sums.items()}
+    world.run(
+        f"UPDATE {{pos_z_reports}} SET dateopened = :opened, "
+        f"{', '.join(f'{name} = :{name}' for name in _OPENING)} "
+        "WHERE registerid = :r AND zreportid = :last",
+        {**key, **values, "opened": opened},
+    )
+    world.run(
+        "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid >= :first "
+        "AND zreportid < :last",
+        key,
+    )
+    return day, opened
+
+
+def test_since_judges_an_opening_of_several_days_whole(world: World) -> None:
+    """A register left open over four days is judged by `--since` its closing day on its
+    whole journal from the opening on: clean, no journal finding; a receipt of the opening's
+    first day missing, a finding of exactly that receipt, as without `--since`."""
+    clean, short = world.registers[0], world.registers[1]
+    day, _ = _open_over_days(world, clean, 11, 14)
+    assert _open_over_days(world, short, 11, 14)[0] == day
+    ((receipt, amount),) = world.rows(
+        "SELECT id, moneytotal FROM {journal_receipts} WHERE registerid = :r AND id = "
+        "(SELECT MIN(id) FROM {journal_receipts} WHERE registerid = :r AND isrefund = :no "
+        "AND ispractice = :no AND business_date = :day)",
+        {"r": short, "no": False, "day": day - timedelta(days=3)},
+    )
+    world.run(
+        "DELETE FROM {journal_receipts} WHERE registerid = :r AND id = :id",
+        {"r": short, "id": receipt},
+    )
+    for scope in (Scope(), Scope(since=day)):
+        run = world.verify(scope)
+        journal = ("journal_receipts", "journal_cash")
+        assert found(run, *journal, registerid=clean) == [], scope
+        hits = found(run, *journal, registerid=short)
+        assert [(f.check, f.zreportid, f.difference) for f in hits] == [
+            ("journal_receipts", 14, to_decimal(amount))
+        ], scope

@@ -225,3 +225,35 @@ def test_since_judges_an_opening_of_several_days_whole(world: World) -> None:
         assert [(f.check, f.zreportid, f.difference) for f in hits] == [
             ("journal_receipts", 14, to_decimal(amount))
         ], scope
+
+
+def test_a_register_that_moved_store_is_silent_in_its_new_store(world: World) -> None:
+    """A register moved from store 210 to store 200 that then goes dark is silent in store 200,
+    whose registers go on reporting (and `--store 200` finds it), not hidden in the store it
+    left, whose other register was retired the day it moved."""
+    retired, moved = world.registers[2], world.registers[3]
+    assert [r[0] for r in world.rows("SELECT DISTINCT store_id FROM {pos_z_reports} "
+                                     "WHERE registerid IN (:a, :b)",
+                                     {"a": retired, "b": moved})] == ["210"]  # fmt: skip
+    world.run(
+        "UPDATE {pos_z_reports} SET store_id = '200' WHERE registerid = :r AND zreportid > 10",
+        {"r": moved},
+    )
+    for registerid, last in ((retired, 10), (moved, 16)):
+        ((closed,),) = world.rows(
+            "SELECT datecreated FROM {pos_z_reports} WHERE registerid = :r AND zreportid = :n",
+            {"r": registerid, "n": last},
+        )
+        after = {"r": registerid, "at": to_utc(closed)}
+        for table in ("journal_entries", "journal_receipts", "journal_cash_events"):
+            world.run(f"DELETE FROM {{{table}}} WHERE registerid = :r AND datecreated > :at", after)
+        world.run(
+            "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid > :n",
+            {"r": registerid, "n": last},
+        )
+    hits = found(world.verify(), "silence", registerid=moved)
+    assert [(f.store_id, f.day) for f in hits] == [("200", date(2026, 11, 20))], hits
+    assert hits[0].actual is not None
+    assert hits[0].actual >= 4
+    scoped = world.verify(Scope(store="200"))
+    assert [f.registerid for f in found(scoped, "silence")] == [moved]

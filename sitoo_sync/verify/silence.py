@@ -2,19 +2,19 @@
 
 Measured against the data itself, not the wall clock: a warehouse that has not been synced
 for a week is a sync problem (`sitoo-sync status` shows it), not a silent register. A
-register's store is the store of its z-reports, or else of its journal receipts, or else of
-its listing (cash_registers -> warehouses -> stores, as v_registers derives it): a register
-the listing shows that never sent anything is silent since the later of its store's first
-data and its first listing (cash_registers.first_seen_at). A finding's
-day is a local day in the register's zone, as a z-report's business_date is: the
-business_timezone of its latest z-report that has a zone other than the loader's 'UTC'
-fallback, else its latest receipt's timezone, else UTC.
+register's store is the store of its latest z-report (one that moved is silent in its new
+store), or else of its latest journal receipt, or else of its listing (cash_registers ->
+warehouses -> stores, as v_registers derives it): a register the listing shows that never
+sent anything is silent since the later of its store's first data and its first listing
+(cash_registers.first_seen_at). A finding's day is a local day in the register's zone, as
+a z-report's business_date is: the business_timezone of its latest z-report that has a zone
+other than the loader's 'UTC' fallback, else its latest receipt's timezone, else UTC.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -42,34 +42,18 @@ class _Register:
 def _registers(source: Source) -> dict[str, _Register]:
     registers: dict[str, _Register] = defaultdict(_Register)
     for row in source.rows(
-        "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')), "
-        "MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
+        "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {pos_z_reports} "
+        "GROUP BY registerid"
     ):
         reg = registers[str(row[0])]
-        reg.last_report, reg.store = to_utc(row[1]), str(row[2])
-        reg.first_seen = to_utc(row[3])
+        reg.last_report, reg.first_seen = to_utc(row[1]), to_utc(row[2])
+    # the store of its latest z-report: a register that moved is silent in its new store
+    every = "COALESCE(NULLIF(t.store_id, ''), 'NO_STORE')"
+    for registerid, store in _latest(source, "pos_z_reports", every, lambda _a: "1 = 1"):
+        registers[registerid].store = store
     for registerid, zone in _latest_zones(source, "pos_z_reports", "business_timezone"):
         registers[registerid].zone = zone
-    if source.has("journal_entries"):
-        for row in source.rows(
-            "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
-            "GROUP BY registerid"
-        ):
-            reg = registers[str(row[0])]
-            reg.last_entry = to_utc(row[1])
-            first = to_utc(row[2])
-            if first is not None and (reg.first_seen is None or first < reg.first_seen):
-                reg.first_seen = first
-    if source.has("journal_receipts"):
-        for row in source.rows(
-            "SELECT registerid, MAX(NULLIF(store_id, '')) FROM {journal_receipts} "
-            "GROUP BY registerid"
-        ):
-            reg = registers[str(row[0])]
-            reg.store = reg.store or (None if row[1] is None else str(row[1]))
-        for registerid, zone in _latest_zones(source, "journal_receipts", "timezone"):
-            reg = registers[registerid]
-            reg.zone = reg.zone or zone
+    _journal(source, registers)
     if source.has("cash_registers", "warehouses", "stores"):
         for row in source.rows(
             "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since, "
@@ -90,6 +74,32 @@ def _registers(source: Source) -> dict[str, _Register]:
     return registers
 
 
+def _journal(source: Source, registers: dict[str, _Register]) -> None:
+    """Each register's first and last journal entry; the store and zone of its latest
+    journal receipt where its z-reports give none."""
+    if source.has("journal_entries"):
+        for row in source.rows(
+            "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
+            "GROUP BY registerid"
+        ):
+            reg = registers[str(row[0])]
+            reg.last_entry = to_utc(row[1])
+            first = to_utc(row[2])
+            if first is not None and (reg.first_seen is None or first < reg.first_seen):
+                reg.first_seen = first
+    if source.has("journal_receipts"):
+        for registerid, store in _latest(source, "journal_receipts", "t.store_id", _has_store):
+            reg = registers[registerid]
+            reg.store = reg.store or store
+        for registerid, zone in _latest_zones(source, "journal_receipts", "timezone"):
+            reg = registers[registerid]
+            reg.zone = reg.zone or zone
+
+
+def _has_store(alias: str) -> str:
+    return f"{alias}.store_id IS NOT NULL AND {alias}.store_id <> ''"
+
+
 def _latest_zones(source: Source, table: str, column: str) -> Iterator[tuple[str, str]]:
     """(registerid, zone) of each register's latest row of `table` with a zone in `column`.
 
@@ -100,14 +110,23 @@ def _latest_zones(source: Source, table: str, column: str) -> Iterator[tuple[str
     def named(alias: str) -> str:
         return f"{alias}.{column} IS NOT NULL AND {alias}.{column} NOT IN ('', 'UTC')"
 
+    yield from _latest(source, table, f"t.{column}", named)
+
+
+def _latest(
+    source: Source, table: str, value: str, where: Callable[[str], str]
+) -> Iterator[tuple[str, str]]:
+    """(registerid, `value`) of each register's latest row `t` of `table` (by datecreated)
+    among the rows `where(alias)` holds of; of rows of one second, the greatest value."""
     sql = (
-        f"SELECT t.registerid, t.{column} FROM {{{table}}} t JOIN (SELECT u.registerid, "
-        f"MAX(u.datecreated) AS latest FROM {{{table}}} u WHERE {named('u')} "
+        f"SELECT t.registerid, MAX({value}) FROM {{{table}}} t JOIN (SELECT u.registerid, "
+        f"MAX(u.datecreated) AS latest FROM {{{table}}} u WHERE {where('u')} "
         f"GROUP BY u.registerid) l ON l.registerid = t.registerid AND l.latest = t.datecreated "
-        f"WHERE {named('t')}"
+        f"WHERE {where('t')} GROUP BY t.registerid"
     )
     for row in source.rows(sql):
-        yield str(row[0]), str(row[1])
+        if row[1] is not None:
+            yield str(row[0]), str(row[1])
 
 
 def _days(later: datetime, earlier: datetime) -> int:

@@ -257,3 +257,54 @@ def test_a_register_that_moved_store_is_silent_in_its_new_store(world: World) ->
     assert hits[0].actual >= 4
     scoped = world.verify(Scope(store="200"))
     assert [f.registerid for f in found(scoped, "silence")] == [moved]
+
+
+def _shut(world: World, registerids: list[str], shut: datetime, reopened: datetime) -> None:
+    """Take every trace of `registerids` between `shut` and `reopened` out, as if their store
+    was shut then, and after `reopened` + 12 hours, as if their day was still open."""
+    window = {"shut": shut, "reopened": reopened, "open": reopened + timedelta(hours=12)}
+    for registerid in registerids:
+        for table, at in (
+            ("journal_entries", "datecreated"),
+            ("journal_receipts", "datecreated"),
+            ("journal_cash_events", "datecreated"),
+            ("orders", "orderdate"),
+            ("pos_z_reports", "datecreated"),
+        ):
+            world.run(
+                f"DELETE FROM {{{table}}} WHERE registerid = :r AND (({at} >= :shut "
+                f"AND {at} < :reopened) OR {at} > :open)",
+                {**window, "r": registerid},
+            )
+
+
+def test_a_store_reopening_after_a_week_shut_is_not_silent(world: World) -> None:
+    """A store shut for five days and open again this morning, its day not closed yet, is
+    no silence finding; a register that has traded for four days without closing still is,
+    its days counted from its first takings after its last z-report."""
+    reopened = datetime(2026, 11, 20, tzinfo=UTC)
+    store_200 = world.registers[:2]
+    _shut(world, store_200, reopened - timedelta(days=5, hours=2), reopened)
+    world.run(
+        "DELETE FROM {store_z_reports} WHERE store_id = '200' AND day_created >= :day",
+        {"day": date(2026, 11, 15)},
+    )
+    unclosed = world.registers[4]
+    world.run(
+        "DELETE FROM {pos_z_reports} WHERE registerid = :r AND business_date >= :day",
+        {"r": unclosed, "day": date(2026, 11, 17)},
+    )
+    run = world.verify()
+    assert [f.registerid for f in found(run, "silence")] == [unclosed], found(run, "silence")
+    ((first,),) = world.rows(
+        "SELECT MIN(datecreated) FROM {journal_cash_events} WHERE registerid = :r "
+        "AND datecreated > (SELECT MAX(datecreated) FROM {pos_z_reports} WHERE registerid = :r)",
+        {"r": unclosed},
+    )
+    ((last,),) = world.rows(
+        "SELECT MAX(datecreated) FROM {journal_entries} WHERE registerid = :r", {"r": unclosed}
+    )
+    start, end = to_utc(first), to_utc(last)
+    assert start is not None
+    assert end is not None
+    assert found(run, "silence")[0].actual == (end - start) // timedelta(days=1)

@@ -157,7 +157,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "silence",
         Severity.WARNING,
-        "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days, "
+        "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days "
+        "(counted from its first receipt or cash event after its last z-report), "
         "or with no data at all for that long while its store's other registers have data "
         "(a listed register that never sent anything: since its store's first data).",
         (POS,),

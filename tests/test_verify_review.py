@@ -308,3 +308,28 @@ def test_a_store_reopening_after_a_week_shut_is_not_silent(world: World) -> None
     assert start is not None
     assert end is not None
     assert found(run, "silence")[0].actual == (end - start) // timedelta(days=1)
+
+
+def test_a_pos_z_report_listed_by_another_days_store_z_report_is_found(world: World) -> None:
+    """A POS z-report listed by its store's z-report of five days later, not of its own day,
+    is a store_membership finding naming that store z-report (its takings shifted days)."""
+    register = world.registers[0]
+    ((business_day,),) = world.rows(
+        "SELECT business_date FROM {pos_z_reports} WHERE registerid = :r AND zreportid = 5",
+        {"r": register},
+    )
+    day = to_day(business_day)
+    assert day is not None
+    ((shifted,),) = world.rows(
+        "SELECT store_zreport_id FROM {store_z_reports} WHERE store_id = '200' "
+        "AND day_created = :day",
+        {"day": day + timedelta(days=5)},
+    )
+    world.run(
+        "UPDATE {store_z_report_registers} SET store_zreport_id = :to, position = 999 "
+        "WHERE registerid = :r AND zreportid = 5",
+        {"r": register, "to": shifted},
+    )
+    hits = found(world.verify(), "store_membership", registerid=register)
+    assert [(f.zreportid, f.store_zreport_id) for f in hits] == [(5, shifted)], hits
+    assert f"store z-report of {day + timedelta(days=5)}, not of the day" in hits[0].details

@@ -127,7 +127,8 @@ CHECKS: tuple[Check, ...] = (
         "store_membership",
         Severity.ERROR,
         "Every POS z-report is listed by exactly one store z-report, of its own store "
-        "(NO_STORE without one), dated within a day of its UTC day; every listed POS z-report "
+        "(NO_STORE without one), made after it closed and of a day from the day before its "
+        "UTC day to two days after it; every listed POS z-report "
         "is in the warehouse (unless numbered below its register's first there and not "
         "rejected: history before the POS backfill began). An unlisted one is judged once "
         "its store has store z-reports from the day before it and two days after it.",

@@ -127,7 +127,8 @@ CHECKS: tuple[Check, ...] = (
         "store_membership",
         Severity.ERROR,
         "Every POS z-report is listed by exactly one store z-report, of its own store "
-        "(NO_STORE without one), dated within a day of its UTC day; every listed POS z-report "
+        "(NO_STORE without one), made after it closed and of a day from the day before its "
+        "UTC day to two days after it; every listed POS z-report "
         "is in the warehouse (unless numbered below its register's first there and not "
         "rejected: history before the POS backfill began). An unlisted one is judged once "
         "its store has store z-reports from the day before it and two days after it.",
@@ -157,7 +158,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "silence",
         Severity.WARNING,
-        "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days, "
+        "A register with journal activity but no z-report for SITOO_VERIFY_SILENT_DAYS days "
+        "(counted from its first receipt or cash event after its last z-report), "
         "or with no data at all for that long while its store's other registers have data "
         "(a listed register that never sent anything: since its store's first data).",
         (POS,),
@@ -172,10 +174,11 @@ CHECKS: tuple[Check, ...] = (
         "(moneytotal_net + moneytotal_vat) come to a positive amount, and its "
         "moneyrefundtotal that of those that come to a negative amount (as a positive "
         "amount); a z-report missing between two leaves its orders to the next, which names "
-        "it. Judged from a register's second z-report in the warehouse on, once the loaded POS "
-        "orders begin before its period and reach past its closing. With journals synced, "
-        "every non-practice journal receipt has an order of its register with its receipt id "
-        "(pos-receiptid), judged once the register has a later order loaded.",
+        "it. Judged from a register's second z-report in the warehouse on, once the "
+        "register's loaded POS orders begin before its period and the loaded POS orders reach "
+        "past its closing. With journals synced, every non-practice journal receipt has an "
+        "order of its register with its receipt id (pos-receiptid), judged once the register "
+        "has orders loaded from before it and after it.",
         ("orders", POS),
         orders.against_z_reports,
     ),

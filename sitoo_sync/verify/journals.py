@@ -12,12 +12,19 @@ closing) and forward to the closing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sitoo_sync.verify.findings import Finding, Severity, store_of
-from sitoo_sync.verify.source import Scope, Source, business_day, cents_to_money, to_decimal
+from sitoo_sync.verify.source import (
+    Scope,
+    Source,
+    business_day,
+    cents_to_money,
+    to_decimal,
+    to_utc,
+)
 
 
 def _attributed(table: str, names: tuple[str, ...], scope: Scope) -> tuple[str, str]:
@@ -62,12 +69,27 @@ def _covered(scope: Scope, sums: str) -> str:
     )
 
 
-def _params(scope: Scope) -> dict[str, Any]:
+def _params(source: Source, scope: Scope) -> dict[str, Any]:
     params = {**scope.params(), "yes": True}
     since = scope.since_at()
     if since is not None:
-        params["since_early"] = since - timedelta(days=2)
+        params["since_early"] = _earliest_opening(source, scope, since - timedelta(days=2))
     return params
+
+
+def _earliest_opening(source: Source, scope: Scope, early: datetime) -> datetime:
+    """Where the time line must begin for `scope`'s reports: at `early` (two days before
+    `since`: a business day is never further from its UTC instants), or at the opening of
+    an in-scope report that began before it (a register left open over days), so that no
+    entry of a judged opening is cut off."""
+    sql = (
+        "SELECT MIN(COALESCE(z.dateopened, prev.datecreated)) FROM {pos_z_reports} z "
+        "LEFT JOIN {pos_z_reports} prev ON prev.registerid = z.registerid "
+        f"AND prev.zreportid = z.zreportid - 1 WHERE {scope.where('z')}"
+    )
+    rows = list(source.rows(sql, scope.params()))
+    opened = to_utc(rows[0][0]) if rows else None
+    return early if opened is None or opened >= early else opened
 
 
 def receipts(source: Source, scope: Scope) -> Iterator[Finding]:
@@ -100,7 +122,7 @@ def receipts(source: Source, scope: Scope) -> Iterator[Finding]:
         f"OR COALESCE(a.n_practice, 0) <> z.numpractice "
         f"OR COALESCE(a.practice, 0) <> {{cents(z.moneypractice)}})"
     )
-    for row in source.rows(sql, _params(scope)):
+    for row in source.rows(sql, _params(source, scope)):
         figures = [
             ("moneysalestotal", to_decimal(row[4]), cents_to_money(row[10]), "sales receipts"),
             ("moneyrefundtotal", to_decimal(row[5]), cents_to_money(row[12]), "refund receipts"),
@@ -152,7 +174,7 @@ def cash_events(source: Source, scope: Scope) -> Iterator[Finding]:
         + ")"
     )
     n = len(_CASH)
-    for row in source.rows(sql, _params(scope)):
+    for row in source.rows(sql, _params(source, scope)):
         figures_ = [
             (field, to_decimal(row[4 + i]), cents_to_money(row[4 + n + i]), f"{kind} events")
             for i, (kind, field) in enumerate(_CASH)

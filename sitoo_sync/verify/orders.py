@@ -13,9 +13,10 @@ next one, which then names it (rejected at load, when it was).
 
 What is judged, so that a partial sync is not a finding: a register's z-reports from its
 second in the warehouse on (the first one's period began before anything loaded), once the
-loaded POS orders begin before the period and reach past its closing. A journal receipt is
-judged once its register has a later order loaded. Registers are matched as GUIDs, braces
-and case aside.
+register's loaded POS orders begin before the period (a register with none: the table's) and
+the loaded POS orders reach past its closing. A journal receipt is judged once its register
+has orders loaded from before it and after it. Registers are matched as GUIDs, braces and
+case aside.
 """
 
 from __future__ import annotations
@@ -78,6 +79,25 @@ def _reach(source: Source) -> tuple[datetime | None, datetime | None]:
     )
     row = next(iter(list(source.rows(sql))))
     return to_utc(row[0]), to_utc(row[1])
+
+
+def _firsts(source: Source) -> dict[str, datetime]:
+    """Each register's earliest orderdate among its loaded closed POS orders (`_key`s).
+
+    Where a register's loaded orders begin, not where the whole table's do: an offline
+    register's backlog keeps its old orderdate but is loaded with the newer orders (a higher
+    orderid), so one late upload from before `SITOO_ORDERS_START` must not make every other
+    register's periods back then look covered."""
+    sql = (
+        f"SELECT {_guid('registerid')}, MIN(orderdate) FROM {{orders}} "
+        f"WHERE registerid IS NOT NULL AND orderstateid = 10 GROUP BY {_guid('registerid')}"
+    )
+    out: dict[str, datetime] = {}
+    for row in source.rows(sql):
+        at = to_utc(row[1])
+        if at is not None:
+            out[str(row[0])] = at
+    return out
 
 
 def _closings(source: Source, scope: Scope) -> dict[tuple[str, int], _Closing]:
@@ -163,6 +183,7 @@ def against_z_reports(source: Source, scope: Scope) -> Iterator[Finding]:
     first, last = _reach(source)
     if first is None or last is None:
         return  # no POS order loaded: nothing to hold the z-reports against
+    firsts = _firsts(source)
     closings = _closings(source, scope)
     _period_sums(source, closings)
     rejected = _rejected_numbers(source)
@@ -171,7 +192,8 @@ def against_z_reports(source: Source, scope: Scope) -> Iterator[Finding]:
     )
     for closing in judged:
         opened, closed = closing.opened, closing.closed
-        if opened is None or closed is None or not first < opened or last < closed:
+        begins = firsts.get(_key(closing.registerid), first)  # none of its own: the table's
+        if opened is None or closed is None or not begins < opened or last < closed:
             continue  # its period is not wholly within the loaded orders
         assert closing.previous is not None
         lost = sorted(
@@ -232,7 +254,8 @@ def _rejected_numbers(source: Source) -> dict[str, set[int]]:
 
 def _receipts_without_order(source: Source, scope: Scope) -> Iterator[Finding]:
     """Non-practice journal receipts with no order of their register and receipt id, per
-    register and day; judged once the register has a later POS order loaded."""
+    register and day; judged once the register has POS orders loaded from before the receipt
+    and after it (journals kept from before `SITOO_ORDERS_START` are not findings)."""
     parts = ["(r.ispractice IS NULL OR r.ispractice = :no)", "r.receipt_id IS NOT NULL"]
     if scope.since:
         parts.append("r.business_date >= :since_day")
@@ -241,13 +264,15 @@ def _receipts_without_order(source: Source, scope: Scope) -> Iterator[Finding]:
     sql = (
         f"SELECT r.registerid, r.business_date, r.store_id, r.receipt_id, r.isrefund, "
         f"{{cents(r.moneytotal)}} FROM {{journal_receipts}} r "
-        f"JOIN (SELECT {_guid('registerid')} AS register, MAX(orderdate) AS last_at "
+        f"JOIN (SELECT {_guid('registerid')} AS register, MIN(orderdate) AS first_at, "
+        f"MAX(orderdate) AS last_at "
         f"FROM {{orders}} WHERE registerid IS NOT NULL GROUP BY {_guid('registerid')}) o "
         f"ON o.register = {_guid('r.registerid')} "
         f"LEFT JOIN (SELECT {_guid('registerid')} AS register, pos_receiptid FROM {{orders}} "
         f"WHERE registerid IS NOT NULL AND pos_receiptid IS NOT NULL) x "
         f"ON x.register = o.register AND x.pos_receiptid = r.receipt_id "
-        f"WHERE x.register IS NULL AND r.datecreated < o.last_at AND {' AND '.join(parts)}"
+        f"WHERE x.register IS NULL AND r.datecreated < o.last_at "
+        f"AND r.datecreated >= o.first_at AND {' AND '.join(parts)}"
     )
     params = {**scope.params(), "no": False}
     missing: dict[tuple[str, date | None, str], list[tuple[str, int]]] = defaultdict(list)

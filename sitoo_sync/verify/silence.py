@@ -2,19 +2,22 @@
 
 Measured against the data itself, not the wall clock: a warehouse that has not been synced
 for a week is a sync problem (`sitoo-sync status` shows it), not a silent register. A
-register's store is the store of its z-reports, or else of its journal receipts, or else of
-its listing (cash_registers -> warehouses -> stores, as v_registers derives it): a register
-the listing shows that never sent anything is silent since the later of its store's first
-data and its first listing (cash_registers.first_seen_at). A finding's
-day is a local day in the register's zone, as a z-report's business_date is: the
-business_timezone of its latest z-report that has a zone other than the loader's 'UTC'
-fallback, else its latest receipt's timezone, else UTC.
+register's store is the store of its latest z-report (one that moved is silent in its new
+store), or else of its latest journal receipt, or else of its listing (cash_registers ->
+warehouses -> stores, as v_registers derives it): a register the listing shows that never
+sent anything is silent since the later of its store's first data and its first listing
+(cash_registers.first_seen_at). A register with journal activity is silent once its takings
+(receipts, cash events) have gone unclosed for N days: counted from the first after its last
+z-report, so a store that reopens after a week shut is not silent on its first open day.
+A finding's day is a local day in the register's zone, as
+a z-report's business_date is: the business_timezone of its latest z-report that has a zone
+other than the loader's 'UTC' fallback, else its latest receipt's timezone, else UTC.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,6 +35,17 @@ class _Register:
     last_entry: datetime | None = None
     first_seen: datetime | None = None  # its first data
     first_listed: datetime | None = None  # cash_registers.first_seen_at (listed_only ones)
+    # its first receipt or cash event after its last z-report: when its unclosed opening
+    # began (None: none since, or no such tables, when it is its last z-report's time)
+    unclosed: datetime | None = None
+
+    def unclosed_since(self, *, takings: bool) -> datetime | None:
+        """Since when its journal activity is unclosed: its first takings after its last
+        z-report (with no receipt or cash tables, that z-report); never a z-report, its
+        first entry; None when nothing came after its last z-report."""
+        if self.last_report is None:
+            return self.first_seen or self.last_entry
+        return self.unclosed if takings else self.last_report
 
     @property
     def last_seen(self) -> datetime | None:
@@ -42,34 +56,18 @@ class _Register:
 def _registers(source: Source) -> dict[str, _Register]:
     registers: dict[str, _Register] = defaultdict(_Register)
     for row in source.rows(
-        "SELECT registerid, MAX(datecreated), MAX(COALESCE(NULLIF(store_id, ''), 'NO_STORE')), "
-        "MIN(datecreated) FROM {pos_z_reports} GROUP BY registerid"
+        "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {pos_z_reports} "
+        "GROUP BY registerid"
     ):
         reg = registers[str(row[0])]
-        reg.last_report, reg.store = to_utc(row[1]), str(row[2])
-        reg.first_seen = to_utc(row[3])
+        reg.last_report, reg.first_seen = to_utc(row[1]), to_utc(row[2])
+    # the store of its latest z-report: a register that moved is silent in its new store
+    every = "COALESCE(NULLIF(t.store_id, ''), 'NO_STORE')"
+    for registerid, store in _latest(source, "pos_z_reports", every, lambda _a: "1 = 1"):
+        registers[registerid].store = store
     for registerid, zone in _latest_zones(source, "pos_z_reports", "business_timezone"):
         registers[registerid].zone = zone
-    if source.has("journal_entries"):
-        for row in source.rows(
-            "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
-            "GROUP BY registerid"
-        ):
-            reg = registers[str(row[0])]
-            reg.last_entry = to_utc(row[1])
-            first = to_utc(row[2])
-            if first is not None and (reg.first_seen is None or first < reg.first_seen):
-                reg.first_seen = first
-    if source.has("journal_receipts"):
-        for row in source.rows(
-            "SELECT registerid, MAX(NULLIF(store_id, '')) FROM {journal_receipts} "
-            "GROUP BY registerid"
-        ):
-            reg = registers[str(row[0])]
-            reg.store = reg.store or (None if row[1] is None else str(row[1]))
-        for registerid, zone in _latest_zones(source, "journal_receipts", "timezone"):
-            reg = registers[registerid]
-            reg.zone = reg.zone or zone
+    _journal(source, registers)
     if source.has("cash_registers", "warehouses", "stores"):
         for row in source.rows(
             "SELECT c.registerid, COALESCE(st.externalid, 'NO_STORE'), c.missing_since, "
@@ -90,6 +88,57 @@ def _registers(source: Source) -> dict[str, _Register]:
     return registers
 
 
+def _journal(source: Source, registers: dict[str, _Register]) -> None:
+    """Each register's first and last journal entry; the store and zone of its latest
+    journal receipt where its z-reports give none."""
+    if source.has("journal_entries"):
+        for row in source.rows(
+            "SELECT registerid, MAX(datecreated), MIN(datecreated) FROM {journal_entries} "
+            "GROUP BY registerid"
+        ):
+            reg = registers[str(row[0])]
+            reg.last_entry = to_utc(row[1])
+            first = to_utc(row[2])
+            if first is not None and (reg.first_seen is None or first < reg.first_seen):
+                reg.first_seen = first
+    _unclosed(source, registers)
+    if source.has("journal_receipts"):
+        for registerid, store in _latest(source, "journal_receipts", "t.store_id", _has_store):
+            reg = registers[registerid]
+            reg.store = reg.store or store
+        for registerid, zone in _latest_zones(source, "journal_receipts", "timezone"):
+            reg = registers[registerid]
+            reg.zone = reg.zone or zone
+
+
+#: The journal's takings and cash: what a z-report closes (logins, printouts ... are not).
+_TAKINGS = ("journal_receipts", "journal_cash_events")
+
+
+def _unclosed(source: Source, registers: dict[str, _Register]) -> None:
+    """Each register's first receipt or cash event after its last z-report, if any.
+
+    Its unclosed opening begins there, not at the last closing: a store shut for a week
+    that opened again this morning has had no z-report for a week, but nothing unclosed for
+    more than hours."""
+    if not source.has(*_TAKINGS):
+        return
+    for table in _TAKINGS:
+        for row in source.rows(
+            f"SELECT e.registerid, MIN(e.datecreated) FROM {{{table}}} e "
+            "JOIN (SELECT registerid, MAX(datecreated) AS last_at FROM {pos_z_reports} "
+            "GROUP BY registerid) z ON z.registerid = e.registerid "
+            "WHERE e.datecreated > z.last_at GROUP BY e.registerid"
+        ):
+            reg, at = registers[str(row[0])], to_utc(row[1])
+            if at is not None and (reg.unclosed is None or at < reg.unclosed):
+                reg.unclosed = at
+
+
+def _has_store(alias: str) -> str:
+    return f"{alias}.store_id IS NOT NULL AND {alias}.store_id <> ''"
+
+
 def _latest_zones(source: Source, table: str, column: str) -> Iterator[tuple[str, str]]:
     """(registerid, zone) of each register's latest row of `table` with a zone in `column`.
 
@@ -100,14 +149,23 @@ def _latest_zones(source: Source, table: str, column: str) -> Iterator[tuple[str
     def named(alias: str) -> str:
         return f"{alias}.{column} IS NOT NULL AND {alias}.{column} NOT IN ('', 'UTC')"
 
+    yield from _latest(source, table, f"t.{column}", named)
+
+
+def _latest(
+    source: Source, table: str, value: str, where: Callable[[str], str]
+) -> Iterator[tuple[str, str]]:
+    """(registerid, `value`) of each register's latest row `t` of `table` (by datecreated)
+    among the rows `where(alias)` holds of; of rows of one second, the greatest value."""
     sql = (
-        f"SELECT t.registerid, t.{column} FROM {{{table}}} t JOIN (SELECT u.registerid, "
-        f"MAX(u.datecreated) AS latest FROM {{{table}}} u WHERE {named('u')} "
+        f"SELECT t.registerid, MAX({value}) FROM {{{table}}} t JOIN (SELECT u.registerid, "
+        f"MAX(u.datecreated) AS latest FROM {{{table}}} u WHERE {where('u')} "
         f"GROUP BY u.registerid) l ON l.registerid = t.registerid AND l.latest = t.datecreated "
-        f"WHERE {named('t')}"
+        f"WHERE {where('t')} GROUP BY t.registerid"
     )
     for row in source.rows(sql):
-        yield str(row[0]), str(row[1])
+        if row[1] is not None:
+            yield str(row[0]), str(row[1])
 
 
 def _days(later: datetime, earlier: datetime) -> int:
@@ -117,9 +175,9 @@ def _days(later: datetime, earlier: datetime) -> int:
 def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
     """Journal activity with no z-report, or no data at all, for `scope.silent_days` days.
 
-    `actual` is the days silent: since the last z-report (a register that never sent one:
-    since its first journal entry) until its last journal entry, or since its last data
-    until its store's newest.
+    `actual` is the days silent: since its first receipt or cash event after its last
+    z-report (a register that never sent one: since its first journal entry) until its last
+    journal entry, or since its last data until its store's newest.
     """
     registers = _registers(source)
     store_last: dict[str, datetime] = {}
@@ -155,10 +213,9 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
             continue
         if reg.last_entry is not None:
             since_report = reg.last_report
-            # never a z-report: without one since its first journal entry
-            start = since_report or reg.first_seen or reg.last_entry
-            gap = _days(reg.last_entry, start)
-            if gap >= limit:
+            start = reg.unclosed_since(takings=source.has(*_TAKINGS))
+            gap = -1 if start is None else _days(reg.last_entry, start)
+            if start is not None and gap >= limit:
                 last = f"{since_report:%Y-%m-%d %H:%M}Z" if since_report else "never"
                 yield from _silence(
                     registerid,
@@ -166,8 +223,8 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                     scope,
                     gap=gap,
                     day=local_day(reg.last_entry, reg.zone),
-                    details=f"journal activity until {reg.last_entry:%Y-%m-%d %H:%M}Z, but the "
-                    f"last z-report is from {last}",
+                    details=f"journal activity from {start:%Y-%m-%d %H:%M}Z until "
+                    f"{reg.last_entry:%Y-%m-%d %H:%M}Z, but the last z-report is from {last}",
                 )
                 continue
         newest = store_last[store]

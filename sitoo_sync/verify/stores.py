@@ -2,9 +2,10 @@
 
 Which local day a POS z-report belongs to is decided by Sitoo's aggregation (the hour and time
 zone of `/store-z-reports/config`), which the warehouse does not keep. So the membership rule
-is zone-free: a listed POS z-report's UTC day must be within one day of the store report's
-`day_created` (no zone is more than 14 hours from UTC), and an unlisted one is judged only once
-its store has store reports from the day before it and from two days after it.
+is zone-free: a listed POS z-report's store report's `day_created` must be from the day before
+its UTC day to two days after it (no zone is more than 14 hours from UTC, and the aggregation
+that lists it runs within a day), and an unlisted one is judged only once its store has store
+reports from the day before it and from two days after it.
 """
 
 from __future__ import annotations
@@ -182,22 +183,38 @@ def store_membership(source: Source, scope: Scope) -> Iterator[Finding]:
         f"SELECT {head}, s.store_id, s.day_created, s.date_created, s.store_zreport_id "
         f"FROM {{pos_z_reports}} p "
         f"JOIN {listing} JOIN {{store_z_reports}} s ON s.store_zreport_id = r.store_zreport_id "
-        f"WHERE {where} AND (s.store_id <> {own} OR p.datecreated > s.date_created)"
+        f"WHERE {where} AND (s.store_id <> {own} OR p.datecreated > s.date_created "
+        f"OR s.day_created <> p.business_date)"  # only a day apart from its own: suspect
     )
     for row in source.rows(wrong, params):
+        closed, day, made = to_utc(row[2]), to_day(row[6]), to_utc(row[7])
         if str(row[5]) != store_of(row[3]):
             yield _found(
                 row,
-                f"listed by store {row[5]}'s z-report of {to_day(row[6])}",
+                f"listed by store {row[5]}'s z-report of {day}",
                 store_zreport_id=str(row[8]),
             )
-        else:
+        elif closed is not None and made is not None and closed > made:
             yield _found(
                 row,
-                f"closed after the store z-report of {to_day(row[6])} that lists it was made "
-                f"({to_utc(row[7]):%Y-%m-%d %H:%M}Z)",
+                f"closed after the store z-report of {day} that lists it was made "
+                f"({made:%Y-%m-%d %H:%M}Z)",
                 store_zreport_id=str(row[8]),
             )
+        elif closed is not None and day is not None and not _its_day(day, closed.date()):
+            yield _found(
+                row,
+                f"listed by the store z-report of {day}, not of the day it closed "
+                f"({closed:%Y-%m-%d %H:%M}Z)",
+                store_zreport_id=str(row[8]),
+            )
+
+
+def _its_day(day: date, utc_day: date) -> bool:
+    """Whether a store z-report of `day` may aggregate a POS z-report closed on `utc_day`
+    (UTC), whatever the aggregation's zone and hour: the closing's local day is at most a day
+    from its UTC day, and the aggregation that lists it runs within a day of it."""
+    return utc_day - timedelta(days=1) <= day <= utc_day + timedelta(days=2)
 
 
 def _found(

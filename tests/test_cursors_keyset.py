@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -58,7 +58,10 @@ def strategy(**changes: Any) -> Keyset:
     return Keyset(**values)
 
 
-def run(keyset: Keyset, endpoint: Endpoint, stored: str | None) -> list[tuple[list[int], str]]:
+def run(
+    keyset: Keyset, endpoint: Callable[[Mapping[str, Any]], Any], stored: str | None
+) -> list[tuple[list[int], str]]:
+    """(ids, cursor) of each window of one tick against `endpoint`."""
     ctx = WindowContext(fetch_raw=endpoint)
     return [([r["orderid"] for r in w.records], w.cursor) for w in keyset.windows(ctx, stored)]
 

@@ -15,10 +15,9 @@ from sitoo_sync.normalize.orders import changeable, normalize_window
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2.orders import render
-from sitoo_sync.streams.cursors import WindowContext
-from sitoo_sync.streams.cursors_keyset import Keyset
 from tests.conftest import SyncFn
 from tests.support import query, settings_for
+from tests.test_cursors_keyset import run, strategy
 
 NOW = 1_790_000_000
 
@@ -104,31 +103,11 @@ class Endpoint:
         return page if self.bare else {"totalcount": len(rows), "items": page}
 
 
-def _keyset(**changes: Any) -> Keyset:
-    values: dict[str, Any] = {
-        "id_field": "orderid",
-        "from_param": "orderidfrom",
-        "sort": "orderid",
-        "time_field": "orderdate",
-        "time_from_param": "orderdatefrom",
-        "ids_param": "orderid",
-        "changeable": changeable,
-        "page_size": 3,
-    }
-    values.update(changes)
-    return Keyset(**values)
-
-
-def _walk(keyset: Keyset, endpoint: Endpoint, stored: str | None) -> list[tuple[list[int], str]]:
-    ctx = WindowContext(fetch_raw=endpoint)
-    return [([r["orderid"] for r in w.records], w.cursor) for w in keyset.windows(ctx, stored)]
-
-
 def test_a_bare_array_answer_is_walked_to_its_end_in_one_tick() -> None:
     """An answer without totalcount (a bare array, which the contract accepts) is paged
     until a page comes back empty, not read one page per tick."""
     endpoint = Endpoint(list(range(1, 9)), bare=True)
-    windows = _walk(_keyset(), endpoint, None)
+    windows = run(strategy(changeable=changeable), endpoint, None)
     assert [i for ids, _ in windows for i in ids] == list(range(1, 9))
     assert json.loads(windows[-1][1])["after"] == 8
 
@@ -140,7 +119,7 @@ def test_a_reread_of_a_bare_array_capped_below_the_chunk_keeps_the_rest_followed
     for i in (1, 2, 3, 5):
         endpoint.records[i]["orderstateid"] = 0
     stored = json.dumps({"after": 10, "newest": 1010, "open": [1, 2, 3, 5]})
-    windows = _walk(_keyset(), endpoint, stored)
+    windows = run(strategy(changeable=changeable), endpoint, stored)
     assert sorted(windows[0][0]) == [1, 2, 3, 5]
     assert json.loads(windows[-1][1])["open"] == [1, 2, 3, 5]
 

@@ -219,7 +219,7 @@ def test_an_endpoint_that_ignores_the_id_filter_stops_the_reread() -> None:
 
     stored = json.dumps({"after": 29, "newest": 1029, "open": [3, 5]})
     with pytest.raises(StuckWindowError, match="orderid"):
-        run(strategy(), unfiltered, stored)  # type: ignore[arg-type]
+        run(strategy(), unfiltered, stored)
 
 
 @pytest.mark.parametrize("stored", ["garbage", '{"open": 5}', "[1, 2]", "null"])

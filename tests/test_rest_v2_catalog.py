@@ -280,6 +280,33 @@ def test_a_sweep_whose_count_changes_lists_the_ids_again() -> None:
     assert [parse_state(w.cursor).swept_at for w in sweeps] == [0, 0, 100000]
 
 
+def test_pages_without_a_totalcount_are_read_until_one_comes_back_short() -> None:
+    """Bare arrays (the contract's tolerant reader) and envelopes without a totalcount are
+    paged until a page is shorter than `num`, the listing and the sweep alike: the listing
+    completes (`after` moves) and the sweep is recorded, where each page used to fail the
+    tick with "no integer totalcount"."""
+    stored = json.dumps({"after": 1000, "snapshot_at": 90000, "swept_at": 0, "listed_at": 900})
+    strategy = ModifiedSince("from", "t", True, sweep_field="id", page_size=2)
+    answers = iter(
+        [
+            [{"id": 1, "t": 1500}, {"id": 2, "t": 1600}],  # a full bare page: more may follow
+            {"items": [{"id": 3, "t": 1700}]},  # short, no totalcount: the listing ends
+            [{"id": 1}, {"id": 2}],
+            {"totalcount": "3", "items": [{"id": 3}]},  # a count given as digits
+        ]
+    )
+    at = datetime.fromtimestamp(100000, UTC)
+    windows = list(
+        strategy.windows(WindowContext(fetch_raw=lambda _p: next(answers), now=at), stored)
+    )
+    listed = [w for w in windows if not w.sweep]
+    sweeps = [w for w in windows if w.sweep]
+    assert [[r["id"] for r in w.records] for w in listed] == [[1, 2], [3]]
+    assert parse_state(listed[-1].cursor).after == 1700
+    assert [[r["id"] for r in w.records] for w in sweeps] == [[1, 2], [3]]
+    assert parse_state(sweeps[-1].cursor).swept_at == 100000
+
+
 def test_modified_since_bounds_cursor_and_resume_point() -> None:
     """An exclusive bound is asked one second before cursor - overlap, an inclusive one at
     it; a page cursor names where a crashed listing resumes, and only a complete listing

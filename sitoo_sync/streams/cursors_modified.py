@@ -10,8 +10,10 @@ no sort and no documented inclusivity, so the rules are:
   way (where it resumes after a crash).
 * A tick asks for records modified since `after - overlap` (one second earlier still when
   the bound is exclusive, so either reading of the docs loses nothing), and pages with
-  start/num until `totalcount`. The listing is unsorted, so `after` only moves when the
-  listing is complete: the last page's cursor carries `max(after, newest time seen)`.
+  start/num until `totalcount` (an answer without one, a bare array as the contract's
+  tolerant reader takes it, until a page comes back short). The listing is unsorted, so
+  `after` only moves when the listing is complete: the last page's cursor carries
+  `max(after, newest time seen)`.
 * A record stamped later than the tick's clock plus the overlap (a till with a wrong
   clock) loads, but does not move `after`: taken as the cursor, it would hide every real
   change until the next snapshot. It is counted in a warning (`modification_time_ahead`)
@@ -57,7 +59,7 @@ from typing import Any
 
 from sitoo_sync.errors import StuckWindowError
 from sitoo_sync.log import get_logger
-from sitoo_sync.normalize.values import is_unix_time
+from sitoo_sync.normalize.values import is_unix_time, to_int_or_none
 from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
 
 log = get_logger(__name__)
@@ -224,7 +226,7 @@ class ModifiedSince:
             newest = max([*times, *([newest] if newest is not None else [])], default=None)
             start += len(items)
             first_total = total if first_total is None else first_total
-            if items and start < total:  # more to come: resume here after a crash
+            if _more(items, start, total, self.page_size):  # resume here after a crash
                 progress = {"lo": lo, "start": start, "newest": newest, "total": first_total}
                 progress |= {"snapshot": snapshot, "began": began}
                 yield Window(items, replace(state, page=progress).text(), params)
@@ -283,14 +285,15 @@ class ModifiedSince:
         assert self.sweep_field is not None
         base: dict[str, str | int] = {**dict(self.fixed), "fields": self.sweep_field}
         for attempt in range(1, self.sweep_passes + 1):
-            start, totals = 0, set()
+            start, totals = 0, set[int]()  # the counts this pass saw (a bare page has none)
             while True:
                 params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
                 items, total = _page(ctx.fetch_raw(params))
-                totals.add(total)
+                if total is not None:
+                    totals.add(total)
                 start += len(items)
-                last = not items or start >= total
-                done = last and (len(totals) == 1 or attempt == self.sweep_passes)
+                last = not _more(items, start, total, self.page_size)
+                done = last and (len(totals) <= 1 or attempt == self.sweep_passes)
                 swept = now if done else state.swept_at
                 cursor = replace(state, swept_at=swept, page=None)
                 yield Window(items, cursor.text(), params, sweep=True)
@@ -308,14 +311,23 @@ def _modified_during(start: int, times: list[int], began: int) -> bool:
     return start > 0 and any(t >= began for t in times)
 
 
-def _page(payload: Any) -> tuple[list[Any], int]:
-    """(items, totalcount) of one envelope."""
+def _page(payload: Any) -> tuple[list[Any], int | None]:
+    """(items, totalcount) of one page: an envelope, or a bare array (the contract's
+    tolerant reader), whose count is unknown (None), as an envelope's without an integer
+    one (digits count as it)."""
+    if isinstance(payload, list):
+        return payload, None
     if not isinstance(payload, Mapping):
         raise StuckWindowError(f"expected an envelope, got {type(payload).__name__}")
     items = payload.get("items")
-    total = payload.get("totalcount")
     if not isinstance(items, list):
         raise StuckWindowError("the envelope has no items list")
-    if type(total) is not int:
-        raise StuckWindowError("the envelope has no integer totalcount")
-    return items, total
+    return items, to_int_or_none(payload.get("totalcount"))
+
+
+def _more(items: list[Any], start: int, total: int | None, num: int) -> bool:
+    """Whether pages follow one of `items` that ends at offset `start`: up to `total` when
+    the count is known, else while a page comes back full."""
+    if not items:
+        return False
+    return start < total if total is not None else len(items) >= num

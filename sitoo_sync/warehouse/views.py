@@ -83,6 +83,12 @@ class Sql:
         """A DECIMAL(18,3) quantity as a number that sums (SQLite keeps it as text)."""
         return f"CAST({column} AS NUMERIC)" if self.dialect == "sqlite" else column
 
+    def quantity_sum(self, quantities: str) -> str:
+        """SUM of `quantity()` values, exact to a quantity's 3 decimals: SQLite sums them as
+        binary floats (0.1 + 0.2 is 0.30000000000000004 there), so its total is rounded."""
+        total = f"SUM({quantities})"
+        return f"ROUND({total}, 3)" if self.dialect == "sqlite" else total
+
     def whole_number(self, column: str) -> str:
         """A text column as a BIGINT (INTEGER on SQLite) where it is the digits of a whole
         number up to 18 digits without sign or leading zero, else NULL: never an error, and

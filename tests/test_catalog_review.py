@@ -158,3 +158,34 @@ def test_a_listed_store_whose_new_version_is_rejected_is_not_marked_missing(
         _settings(db, "stores"), "SELECT storeid FROM stores WHERE missing_since IS NOT NULL"
     )
     assert rows == []
+
+
+def _sites(count: int) -> list[dict[str, Any]]:
+    return [{"eshopid": i, "siteurl": f"https://s{i}.example"} for i in range(1, count + 1)]
+
+
+def test_a_site_listing_short_of_its_totalcount_marks_no_site_missing(tmp_path: Path) -> None:
+    """A /sites.json answer whose items fall short of its own totalcount (an account with
+    more sites than one page shows) loads what it shows and marks none of the others
+    missing: the listing says itself that it is incomplete, and its partition fails saying so."""
+    db = tmp_path / "w.duckdb"
+    every = _sites(15)
+    assert _tick(db, "sites", every, lambda r, p: {"totalcount": len(r), "items": r}).ok
+    short = _tick(db, "sites", every, lambda r, p: {"totalcount": len(r), "items": r[:10]})
+    assert ["totalcount" in (r.error or "") for r in short.results] == [True]
+    rows = query(_settings(db, "sites"), "SELECT count(*), count(missing_since) FROM sites")
+    assert rows == [(15, 0)]
+
+
+def test_a_listing_that_ignores_start_short_of_its_totalcount_marks_nothing_missing(
+    tmp_path: Path,
+) -> None:
+    """A store listing that answers the same first page whatever `start` asks, with a
+    totalcount beyond it, marks none of the stores it never showed missing, and fails."""
+    db = tmp_path / "w.duckdb"
+    records = _records("stores", 150)
+    assert _tick(db, "stores", records, _digit_total).ok
+    short = _tick(db, "stores", records, lambda r, p: {"totalcount": len(r), "items": r[:100]})
+    assert ["totalcount" in (r.error or "") for r in short.results] == [True]
+    rows = query(_settings(db, "stores"), "SELECT count(*), count(missing_since) FROM stores")
+    assert rows == [(150, 0)]

@@ -10,7 +10,9 @@ whose rows it does not show get `missing_since`: a bare array may be only the fi
 (an endpoint that pages by start/num, maybe 10 at a time whatever `num` asks), so it is
 paged on until a page comes back empty; a `totalcount` sent as digits counts; and a page
 that repeats the one before (an endpoint that ignores `start`) ends the listing instead of
-being asked for forever.
+being asked for forever. A listing that ends short of its own `totalcount` (`WholeListing`
+too) fails its partition once its records are loaded, so the rows it never showed are not
+marked missing.
 
 `StaffOnly` is `ListingPages` that keeps only the records a predicate accepts, for a
 listing the API cannot filter the way we need (users: staff only, by `role`).
@@ -53,10 +55,13 @@ class WholeListing:
         """The one window of the listing."""
         params: dict[str, str | int] = dict(self.fixed)
         payload = ctx.fetch_raw(params)
-        items = payload.get("items") if isinstance(payload, Mapping) else payload
+        envelope = isinstance(payload, Mapping)
+        items = payload.get("items") if envelope else payload
         if not isinstance(items, list):
             raise StuckWindowError("the listing has no items list")
+        total = to_int_or_none(payload.get("totalcount")) if envelope else None
         yield Window(items, str(int(ctx.now.timestamp())), params)
+        _complete(len(items), total)
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,23 @@ class ListingPages(OffsetPages):
                 raise StuckWindowError("the listing has no items list")
             total = to_int_or_none(payload.get(self.total_field)) if envelope else None
             if items and (len(items), items[0], items[-1]) == last:
-                return  # `start` ignored: the page before was the whole listing
+                _complete(start, total)  # `start` ignored: the page before was all it shows
+                return
             yield Window(items, listed_at, params)
             start += len(items)
             if not items or (total is not None and start >= total):
                 return
             last = (len(items), items[0], items[-1])
+
+
+def _complete(shown: int, total: int | None) -> None:
+    """StuckWindowError when a listing that ends after `shown` records says it has more:
+    what it showed is loaded, and the rows it did not show are not marked missing."""
+    if total is not None and shown < total:
+        raise StuckWindowError(
+            f"the listing showed {shown} of its totalcount {total}; rows it did not show "
+            "are not marked missing"
+        )
 
 
 @dataclass(frozen=True)

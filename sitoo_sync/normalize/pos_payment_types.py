@@ -14,6 +14,7 @@ from sitoo_sync.normalize.entity import EntityNormalizer
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.site_listing import seen_columns, site_column, site_listed
 from sitoo_sync.normalize.tables import Table, integer, json_column, text
+from sitoo_sync.normalize.values import to_int_or_none
 
 STREAM = "pos_payment_types"
 
@@ -81,8 +82,8 @@ TABLES: tuple[Table, ...] = (POS_PAYMENT_TYPES,)
 
 def listed(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The type with its site, seen now, and its method's name."""
-    method = record.get("paymentmethodid")
-    name = PAYMENT_METHODS.get(method) if type(method) is int else None
+    method = to_int_or_none(record.get("paymentmethodid"))  # "710" is 710, as its column reads it
+    name = PAYMENT_METHODS.get(method) if method is not None else None
     return {**site_listed(record, context), "paymentmethod_name": name}
 
 

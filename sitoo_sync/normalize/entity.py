@@ -215,7 +215,12 @@ class EntityNormalizer:
                 for name, data in tables.items()
             }
         parent_keys = tables[self.parent.name].select(list(self.parent.key))
-        return NormalizedWindow(tables=tables, parent_keys=parent_keys, rejects=rejects)
+        # A record rejected for a field, not its key, was still listed: its key counts as
+        # seen, so a full listing does not mark its stored row missing.
+        listed = set(latest) if errors else None
+        return NormalizedWindow(
+            tables=tables, parent_keys=parent_keys, rejects=rejects, key_set=listed
+        )
 
     def _minimized_extra(
         self, table: Table, built: pa.Table, personal: PersonalData | None

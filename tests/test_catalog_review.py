@@ -139,11 +139,6 @@ def test_a_payment_method_code_sent_as_digits_gets_its_name() -> None:
     assert (row["paymentmethodid"], row["paymentmethod_name"]) == (710, "Swish")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs normalize/entity.py to count the keys of records rejected for a field as "
-    "listed (NormalizedWindow.key_set); outside this review's files",
-)
 def test_a_listed_store_whose_new_version_is_rejected_is_not_marked_missing(
     tmp_path: Path,
 ) -> None:

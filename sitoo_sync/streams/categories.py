@@ -10,14 +10,14 @@ from __future__ import annotations
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import categories as normalize
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cursors_listing import ListingPages
+from sitoo_sync.streams.cursors import OffsetPages
 from sitoo_sync.streams.partitions import SITES
 
 CATEGORIES = Stream(
     name="categories",
     api=Api.V2,
     path="/sites/{siteid}/categories.json",
-    cursor=ListingPages(),
+    cursor=OffsetPages(),
     tables=normalize.TABLES,
     normalize=normalize.normalize_window,
     description="Product categories of every configured site; vanished ones are kept and marked",

@@ -479,9 +479,15 @@ class OffsetPages:
         return f"the whole listing every tick, paged by `{self.start_param}`/`{self.num_param}`"
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
-        """One window per page of the listing."""
+        """One window per page of the listing: a page ends it when it is empty, reaches the
+        count (digits count), or repeats the page before (an endpoint that ignores `start`).
+        A bare array (the contract's tolerant reader) may be only the first page, 10 at a
+        time whatever `num` asks, so it is paged on too. A listing that ends short of its
+        own count fails once what it showed is loaded: the rows it did not show must not
+        be taken for gone."""
         listed_at = str(int(ctx.now.timestamp()))
         start = 0
+        last: tuple[int, Any, Any] | None = None  # the last page's size, first and last item
         while True:
             params: dict[str, str | int] = {
                 **dict(self.fixed),
@@ -489,15 +495,26 @@ class OffsetPages:
                 self.num_param: self.page_size,
             }
             payload = ctx.fetch_raw(params)
-            items = payload.get("items") if isinstance(payload, Mapping) else payload
+            envelope = isinstance(payload, Mapping)
+            items = payload.get("items") if envelope else payload
             if not isinstance(items, list):
                 raise StuckWindowError("the listing has no items list")
-            total = payload.get(self.total_field) if isinstance(payload, Mapping) else None
+            total = to_int_or_none(payload.get(self.total_field)) if envelope else None
+            if items and (len(items), items[0], items[-1]) == last:
+                listing_complete(start, total)  # `start` ignored: the pages before were all
+                return
             yield Window(items, listed_at, params)
             start += len(items)
-            # A bare array is the whole listing (asking an endpoint that ignores `start` for
-            # a next page would never end); an envelope without a total pages until empty.
-            if not items or not isinstance(payload, Mapping):
+            if not items or (total is not None and start >= total):
                 return
-            if isinstance(total, int) and start >= total:
-                return
+            last = (len(items), items[0], items[-1])
+
+
+def listing_complete(shown: int, total: int | None) -> None:
+    """StuckWindowError when a listing that ends after `shown` records says it has more:
+    what it showed is loaded, and the rows it did not show are not marked missing."""
+    if total is not None and shown < total:
+        raise StuckWindowError(
+            f"the listing showed {shown} of its totalcount {total}; rows it did not show "
+            "are not marked missing"
+        )

@@ -2,19 +2,14 @@
 
 `WholeListing` is for an endpoint that answers everything at once: `/sites.json` (no query
 parameters at all) and `/sites/{s}/pospaymenttypes.json` (a bare array, no paging; fact
-sheet 7.1). `OffsetPages` would ask a bare array for a second page forever, since it has no
-`totalcount` to stop at.
+sheet 7.1). `OffsetPages` would ask such an endpoint for a second page, only to find it
+repeats the first.
 
-`ListingPages` is `OffsetPages` as the contract's tolerant reader needs it for a listing
-whose rows it does not show get `missing_since`: a bare array may be only the first page
-(an endpoint that pages by start/num, maybe 10 at a time whatever `num` asks), so it is
-paged on until a page comes back empty; a `totalcount` sent as digits counts; and a page
-that repeats the one before (an endpoint that ignores `start`) ends the listing instead of
-being asked for forever. A listing that ends short of its own `totalcount` (`WholeListing`
-too) fails its partition once its records are loaded, so the rows it never showed are not
-marked missing.
+A listing that ends short of its own `totalcount` (`WholeListing`, and `OffsetPages`: see
+its `windows`) fails its partition once its records are loaded, so the rows it never
+showed are not marked missing.
 
-`StaffOnly` is `ListingPages` that keeps only the records a predicate accepts, for a
+`StaffOnly` is `OffsetPages` that keeps only the records a predicate accepts, for a
 listing the API cannot filter the way we need (users: staff only, by `role`).
 """
 
@@ -27,7 +22,13 @@ from typing import Any
 
 from sitoo_sync.errors import StuckWindowError
 from sitoo_sync.normalize.values import to_int_or_none
-from sitoo_sync.streams.cursors import OffsetPages, Window, WindowContext, epoch_lag
+from sitoo_sync.streams.cursors import (
+    OffsetPages,
+    Window,
+    WindowContext,
+    epoch_lag,
+    listing_complete,
+)
 
 
 @dataclass(frozen=True)
@@ -61,54 +62,12 @@ class WholeListing:
             raise StuckWindowError("the listing has no items list")
         total = to_int_or_none(payload.get("totalcount")) if envelope else None
         yield Window(items, str(int(ctx.now.timestamp())), params)
-        _complete(len(items), total)
+        listing_complete(len(items), total)
 
 
 @dataclass(frozen=True)
-class ListingPages(OffsetPages):
-    """`OffsetPages` that takes every shape of page the contract allows (module docstring):
-    a page ends the listing when it is empty, reaches the count, or repeats the last page."""
-
-    def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
-        """One window per page of the listing."""
-        listed_at = str(int(ctx.now.timestamp()))
-        start = 0
-        last: tuple[int, Any, Any] | None = None  # the last page's size, first and last item
-        while True:
-            params: dict[str, str | int] = {
-                **dict(self.fixed),
-                self.start_param: start,
-                self.num_param: self.page_size,
-            }
-            payload = ctx.fetch_raw(params)
-            envelope = isinstance(payload, Mapping)
-            items = payload.get("items") if envelope else payload
-            if not isinstance(items, list):
-                raise StuckWindowError("the listing has no items list")
-            total = to_int_or_none(payload.get(self.total_field)) if envelope else None
-            if items and (len(items), items[0], items[-1]) == last:
-                _complete(start, total)  # `start` ignored: the page before was all it shows
-                return
-            yield Window(items, listed_at, params)
-            start += len(items)
-            if not items or (total is not None and start >= total):
-                return
-            last = (len(items), items[0], items[-1])
-
-
-def _complete(shown: int, total: int | None) -> None:
-    """StuckWindowError when a listing that ends after `shown` records says it has more:
-    what it showed is loaded, and the rows it did not show are not marked missing."""
-    if total is not None and shown < total:
-        raise StuckWindowError(
-            f"the listing showed {shown} of its totalcount {total}; rows it did not show "
-            "are not marked missing"
-        )
-
-
-@dataclass(frozen=True)
-class StaffOnly(ListingPages):
-    """`ListingPages` of users, keeping customers only when `include_customers` is set.
+class StaffOnly(OffsetPages):
+    """`OffsetPages` of users, keeping customers only when `include_customers` is set.
 
     Staff are users whose `role_field` is not null; customers have it null (fact sheet 8.2,
     an INFERENCE there: the role enum is not documented).

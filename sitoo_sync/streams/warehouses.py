@@ -10,14 +10,14 @@ from __future__ import annotations
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import warehouses as normalize
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.streams.cursors_listing import ListingPages
+from sitoo_sync.streams.cursors import OffsetPages
 from sitoo_sync.streams.partitions import SITES
 
 WAREHOUSES = Stream(
     name="warehouses",
     api=Api.V2,
     path="/sites/{siteid}/warehouses.json",
-    cursor=ListingPages(),
+    cursor=OffsetPages(),
     tables=normalize.TABLES,
     normalize=normalize.normalize_window,
     description="Warehouses of every configured site, with their store; vanished ones are kept "

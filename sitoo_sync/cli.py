@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sitoo_sync import __version__, allocator, teardown
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
-from sitoo_sync.log import configure_logging, get_logger, logs_are_json
+from sitoo_sync.log import RedactSecrets, configure_logging, get_logger, logs_are_json
 from sitoo_sync.settings import Settings, env_name, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
 
@@ -28,6 +28,9 @@ _SCHEMA = env_name("target_schema")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 log = get_logger(__name__)
+#: What masks a console line of `_say` as the log masks an event's text: URL credentials and
+#: secret query parameters (a setting quoted back in an error may hold them).
+_redact = RedactSecrets()
 
 DESCRIPTION = """\
 Keep a data warehouse in step with Sitoo: every stream below, loaded incrementally into
@@ -407,8 +410,11 @@ def _say(event: str, text: str, *, error: bool = False, **fields: Any) -> None:
     (`event`, the line as `message`, and `fields`), so a log shipper reads every line."""
     if logs_are_json():
         (log.error if error else log.info)(event, message=text, **fields)
-    else:
-        print(text, file=sys.stderr if error else sys.stdout)
+    else:  # printed, not logged: masked here as the log's processor masks an event
+        print(
+            _redact(None, "", {"message": text})["message"],
+            file=sys.stderr if error else sys.stdout,
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

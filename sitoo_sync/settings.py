@@ -339,9 +339,18 @@ def _describe(error: dict[str, Any]) -> str:
     if not field:  # a check across fields: its message names the settings itself
         return msg
     name = env_name(field)
-    if given is not None and not isinstance(given, dict):
-        return f"{name}: {msg} (got {given!r})"
-    return f"{name}: {msg}"
+    if given is None or isinstance(given, dict) or field in _SECRET_FIELDS:
+        return f"{name}: {msg}"  # a secret is never quoted back
+    if isinstance(given, str) and field.endswith("_url"):
+        # A URL's credentials, however mistyped around them (`postgresql//u:pw@db`), are not
+        # quoted back either: the log's mask only knows `scheme://user@`.
+        given = _USERINFO.sub("***@", given)
+    return f"{name}: {msg} (got {given!r})"
+
+
+#: Settings whose value is a secret (SecretStr): an error names them, never their value.
+_SECRET_FIELDS = frozenset({"api_password", "personal_data_key"})
+_USERINFO = re.compile(r"[^@\s/]+@")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sitoo_sync.cli import main
-from sitoo_sync.settings import Settings
+from sitoo_sync.errors import ConfigError
+from sitoo_sync.settings import Settings, load_settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -38,3 +39,22 @@ def test_the_cronjobs_pods_are_given_the_time_a_graceful_stop_takes() -> None:
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     stop = Settings.model_fields["stop_timeout_seconds"].default
     assert pod.get("terminationGracePeriodSeconds", 30) > stop
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "secret"),
+    [
+        ("SITOO_TARGET_URL", "postgresql+psycopg//dbuser:hunter2@db/x", "hunter2"),
+        ("SITOO_API_BASE_URL", "https//api:hunter2@api.example/v2", "hunter2"),
+    ],
+)
+def test_a_mistyped_url_setting_is_not_quoted_back_with_its_password(
+    variable: str, value: str, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL setting refused for its form (its `://` mistyped, so no log mask knows where
+    its credentials are) is named in the error without the password it holds."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert variable in str(refused.value)
+    assert secret not in str(refused.value)

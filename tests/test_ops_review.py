@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from sitoo_sync.cli import main
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, WarehouseError
 from sitoo_sync.settings import Settings, load_settings
+from sitoo_sync.warehouse import file_locks
+from sitoo_sync.warehouse.file_locks import try_file
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -58,3 +62,33 @@ def test_a_mistyped_url_setting_is_not_quoted_back_with_its_password(
         load_settings()
     assert variable in str(refused.value)
     assert secret not in str(refused.value)
+
+
+def test_a_lock_file_that_cannot_be_written_is_one_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing the holder's pid into a lock file on a full disk is a WarehouseError that
+    names the file and the cause, and leaves the lock free for the next try."""
+    path = tmp_path / "stream.lock"
+    opened = file_locks._lock_file
+
+    class Full:
+        """The lock file as opened, on a disk with no room left for its pid."""
+
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.handle, name)
+
+        def write(self, _text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_locks, "_lock_file", lambda p: Full(opened(p)))
+    with pytest.raises(WarehouseError, match="No space left on device") as failed:
+        try_file(path)
+    monkeypatch.undo()
+    assert str(path) in str(failed.value)
+    lock = try_file(path)  # nothing held: the next try takes it
+    assert lock is not None
+    lock.release()

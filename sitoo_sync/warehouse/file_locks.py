@@ -66,10 +66,18 @@ def try_file(path: Path) -> Lock | None:
     except BlockingIOError:
         handle.close()
         return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    except OSError as exc:  # a full disk: one line, as for a file that cannot be opened
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+        raise WarehouseError(
+            f"cannot write the lock file {path} ({exc.strerror or exc}): sitoo-sync keeps its "
+            "lock files there, so that file system must have room"
+        ) from exc
     return FileLock(path, handle)
 
 

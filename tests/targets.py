@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +19,12 @@ from typing import Any
 
 import pytest
 
+from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.tables import LOAD_METADATA, Kind, Table
+from sitoo_sync.streams import STREAMS
+from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse import drop_schema, open_warehouse
+from sitoo_sync.warehouse.base import SYSTEM_TABLES
 
 LOAD_METADATA_NAMES = frozenset(c.name for c in LOAD_METADATA)
 
@@ -114,3 +118,27 @@ def view_rows(target: Target, sql: str) -> list[tuple[Any, ...]]:
         return warehouse.query(sql)
     finally:
         warehouse.close()
+
+
+@contextmanager
+def holding_rows(
+    name: str, tmp_path: Path, rows: Mapping[str, list[dict[str, Any]]]
+) -> Iterator[Target]:
+    """Target `name` with every stream's tables and the BI views, holding `rows` (a table's
+    name -> its rows as dicts; a column a row leaves out is NULL)."""
+    with target_for(name, tmp_path) as target:
+        warehouse = open_warehouse(target.url, schema=target.schema)
+        try:
+            tables = [*SYSTEM_TABLES, *(t for s in STREAMS.values() for t in s.tables)]
+            warehouse.ensure_schema(tables, VIEWS)
+            with warehouse.transaction():
+                for table in tables:
+                    data = [
+                        tuple(d.get(c) for c in table.column_names)
+                        for d in rows.get(table.name, [])
+                    ]
+                    if data:
+                        warehouse.insert(table, rows_to_arrow(table, data))
+        finally:
+            warehouse.close()
+        yield target

@@ -11,12 +11,7 @@ from typing import Any
 
 import pytest
 
-from sitoo_sync.normalize.columns import rows_to_arrow
-from sitoo_sync.streams import STREAMS
-from sitoo_sync.views import VIEWS
-from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import SYSTEM_TABLES
-from tests.targets import Target, grouped_targets, target_for, view_rows
+from tests.targets import Target, grouped_targets, holding_rows, view_rows
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # days_silent: to the database's clock
 GONE_AT = NOW - timedelta(days=3)
@@ -143,21 +138,7 @@ def made(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Target]:
     """Every stream's tables and the views on each target, holding ROWS."""
-    with target_for(request.param, tmp_path_factory.mktemp(request.param)) as target:
-        warehouse = open_warehouse(target.url, schema=target.schema)
-        try:
-            tables = [t for s in STREAMS.values() for t in s.tables]
-            warehouse.ensure_schema([*SYSTEM_TABLES, *tables], VIEWS)
-            with warehouse.transaction():
-                for table in [*SYSTEM_TABLES, *tables]:
-                    data = [
-                        tuple(d.get(c) for c in table.column_names)
-                        for d in ROWS.get(table.name, [])
-                    ]
-                    if data:
-                        warehouse.insert(table, rows_to_arrow(table, data))
-        finally:
-            warehouse.close()
+    with holding_rows(request.param, tmp_path_factory.mktemp(request.param), ROWS) as target:
         yield target
 
 

@@ -15,10 +15,17 @@ from sitoo_sync.streams.cursors_keyset import Keyset
 
 
 class Endpoint:
-    """Records by id with `state`, answering orderidfrom/sort/num/start and orderid=."""
+    """Records by id with `state`, answering orderidfrom/sort/num/start and orderid=;
+    `bare`: as a bare array (no totalcount), `cap` caps `num`."""
 
     def __init__(
-        self, ids: list[int], *, cap: int = 1000, ascending: bool = True, bounded: bool = True
+        self,
+        ids: list[int],
+        *,
+        cap: int = 1000,
+        ascending: bool = True,
+        bounded: bool = True,
+        bare: bool = False,
     ) -> None:
         self.records: dict[int, dict[str, Any]] = {
             i: {"orderid": i, "orderdate": 1000 + i, "state": "done"} for i in ids
@@ -26,6 +33,7 @@ class Endpoint:
         self.cap = cap
         self.ascending = ascending
         self.bounded = bounded
+        self.bare = bare
         self.asked: list[Mapping[str, Any]] = []
 
     def __call__(self, params: Mapping[str, str | int]) -> Any:
@@ -40,7 +48,8 @@ class Endpoint:
             rows.reverse()
         start = int(params.get("start", 0))
         num = min(int(params.get("num", 10)), self.cap)
-        return {"totalcount": len(rows), "items": [dict(r) for r in rows[start : start + num]]}
+        page = [dict(r) for r in rows[start : start + num]]
+        return page if self.bare else {"totalcount": len(rows), "items": page}
 
 
 def strategy(**changes: Any) -> Keyset:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +17,7 @@ from sitoo_sync.simulator import RestConfig, SimConfig, Simulator
 from sitoo_sync.simulator.rest_v2.orders import render
 from tests.conftest import SyncFn
 from tests.support import query, settings_for
-from tests.test_cursors_keyset import run, strategy
+from tests.test_cursors_keyset import Endpoint, run, strategy
 
 NOW = 1_790_000_000
 
@@ -78,29 +78,6 @@ def test_an_open_order_that_loses_lines_loses_their_rows(
 
 
 # ---- the keyset strategy against hostile but contract-allowed answers ---------------
-
-
-class Endpoint:
-    """Orders by id; `bare`: answers a bare array (no totalcount), `cap` caps `num`."""
-
-    def __init__(self, ids: list[int], *, cap: int = 1000, bare: bool = False) -> None:
-        self.records = {i: {"orderid": i, "orderdate": 1000 + i, "orderstateid": 10}
-                        for i in ids}  # fmt: skip
-        self.cap = cap
-        self.bare = bare
-        self.asked: list[Mapping[str, Any]] = []
-
-    def __call__(self, params: Mapping[str, str | int]) -> Any:
-        self.asked.append(dict(params))
-        rows = sorted(self.records.values(), key=lambda r: r["orderid"])
-        if "orderid" in params:
-            wanted = {int(i) for i in str(params["orderid"]).split(",")}
-            rows = [r for r in rows if r["orderid"] in wanted]
-        if "orderidfrom" in params:
-            rows = [r for r in rows if r["orderid"] >= int(params["orderidfrom"])]
-        start = int(params.get("start", 0))
-        page = [dict(r) for r in rows[start : start + min(int(params.get("num", 10)), self.cap)]]
-        return page if self.bare else {"totalcount": len(rows), "items": page}
 
 
 def test_a_bare_array_answer_is_walked_to_its_end_in_one_tick() -> None:

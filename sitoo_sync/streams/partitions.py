@@ -179,20 +179,23 @@ def with_every_site(settings: Settings, client: SitooClient) -> Settings:
     if settings.site_ids:
         return settings
 
-    def fetch_raw(params: Mapping[str, str | int]) -> Any:
-        return client.get_json(Api.V2, SITE_LIST, params, stream="*", partition=None)
-
-    pages = OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None)
-    sites = sorted(
-        {
-            site
-            for window in pages
-            for item in window.records
-            if isinstance(item, Mapping)
-            and (site := to_int_or_none(item.get("eshopid"))) is not None
-        }
-    )
+    sites = sorted(listed_sites(client, stream="*"))
     return settings.model_copy(update={"site_ids": sites})
+
+
+def listed_sites(client: SitooClient, *, stream: str) -> set[int]:
+    """Every site `/sites.json` lists (its `eshopid`s, every page; digits count); what the
+    requests raise, raised."""
+
+    def fetch_raw(params: Mapping[str, str | int]) -> Any:
+        return client.get_json(Api.V2, SITE_LIST, params, stream=stream, partition=None)
+
+    return {
+        site
+        for window in OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None)
+        for item in window.records
+        if isinstance(item, Mapping) and (site := to_int_or_none(item.get("eshopid"))) is not None
+    }
 
 
 def _text_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None]:

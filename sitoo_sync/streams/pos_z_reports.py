@@ -17,10 +17,9 @@ from sitoo_sync.errors import FatalApiError, SitooSyncError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize import pos_z_reports as normalize
 from sitoo_sync.normalize.journal_entries import JOURNAL_RECEIPTS
-from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.streams.base import Stream, TickSources
-from sitoo_sync.streams.cursors import OffsetPages, TimeWindows, WindowContext
-from sitoo_sync.streams.partitions import REGISTER_LISTING, SITE_LIST, Partitioning
+from sitoo_sync.streams.cursors import TimeWindows
+from sitoo_sync.streams.partitions import REGISTER_LISTING, Partitioning, listed_sites
 from sitoo_sync.streams.site_zones import read_site_zones
 
 log = get_logger(__name__)
@@ -69,17 +68,8 @@ def other_sites(client: SitooClient, sites: Sequence[int], *, stream: str) -> li
     """The sites `/sites.json` lists (its `eshopid`s, all pages) that `sites` does not name;
     none when the listing is refused (credentials without it: the old split stands)."""
 
-    def fetch_raw(params: Mapping[str, str | int]) -> Any:
-        return client.get_json(Api.V2, SITE_LIST, params, stream=stream, partition=None)
-
     try:
-        listed = {
-            site
-            for window in OffsetPages().windows(WindowContext(fetch_raw=fetch_raw), None)
-            for item in window.records
-            if isinstance(item, Mapping)
-            and (site := to_int_or_none(item.get("eshopid"))) is not None
-        }
+        listed = listed_sites(client, stream=stream)
     except FatalApiError as exc:
         log.info("split_sites_unlisted", stream=stream, error=exc.message)
         return []

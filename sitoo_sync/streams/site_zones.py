@@ -44,6 +44,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.streams.base import TickSources, items_of
 from sitoo_sync.streams.cursors import OffsetPages
+from sitoo_sync.streams.partitions import SITE_LIST
 
 log = get_logger(__name__)
 
@@ -51,7 +52,6 @@ log = get_logger(__name__)
 EVERY_SITE = "*"
 #: How long an answer about the sites' zones is used before it is asked again (see above).
 ZONE_TTL_SECONDS = 3600.0
-SITE_LIST = "/sites.json"
 #: Sites asked for a page of the listing after its first (as the engine's listing of sites).
 LISTING_PAGE = OffsetPages.page_size
 

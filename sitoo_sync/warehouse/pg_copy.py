@@ -50,19 +50,18 @@ def _qualified(conn: Connection, t: sa.Table) -> str:
     return conn.dialect.identifier_preparer.format_table(t)
 
 
-#: A JSON escape of U+0000 (after an even run of backslashes, which escape each other).
+#: A JSON escape of U+0000 (after an even run of backslashes, which escape each other),
+#: and U+FFFD's in its place: one pattern for Arrow's RE2 and Python's `re` alike.
 _NUL_ESCAPE = r"(^|[^\\])((?:\\\\)*)\\u0000"
 _REPLACEMENT_ESCAPE = r"\1\2\\ufffd"
-
-
-_NUL_ESCAPE_PY = re.compile(r"(^|[^\\])((?:\\\\)*)\\u0000")
+_NUL_ESCAPE_PY = re.compile(_NUL_ESCAPE)
 
 
 def json_without_nul(text: str) -> str:
     """One JSON text with the escape of U+0000 replaced by U+FFFD's (for a JSONB value
     that does not travel by COPY: a reject's raw record)."""
     while _NUL_ESCAPE_PY.search(text):  # consecutive escapes: every other one a pass
-        text = _NUL_ESCAPE_PY.sub(r"\1\2\\ufffd", text)
+        text = _NUL_ESCAPE_PY.sub(_REPLACEMENT_ESCAPE, text)
     return text
 
 

@@ -128,6 +128,15 @@ class _Flat:
     within: list[int] = field(default_factory=list)  # position of the containing object
     positions: list[int] = field(default_factory=list)
 
+    def add(self, items: list[tuple[int, Any]], owner: int, section: str, within: int) -> None:
+        """The (position, object) pairs of one list, walked object by object."""
+        for pos, item in items:
+            self.objs.append(item)
+            self.owners.append(owner)
+            self.sections.append(section)
+            self.within.append(within)
+            self.positions.append(pos)
+
 
 def _lead(table: Table) -> tuple[str, ...]:
     """The columns of a child table up to and including `position`: all supplied here."""
@@ -285,12 +294,7 @@ class EntityNormalizer:
             ):
                 what = f"{section + ' ' if section else ''}{inner.within.name}[{where}]"
                 what += f".{inner.field}"
-                for pos, item in _objects(obj.get(inner.field), what, owner, errors):
-                    flat.objs.append(item)
-                    flat.owners.append(owner)
-                    flat.sections.append(section)
-                    flat.within.append(where)
-                    flat.positions.append(pos)
+                flat.add(_objects(obj.get(inner.field), what, owner, errors), owner, section, where)
         return flats
 
     def _whole_lists(self, parents: list[Mapping[str, Any]]) -> dict[str, _Flat] | None:
@@ -318,13 +322,7 @@ class EntityNormalizer:
         for index, parent in enumerate(parents):
             for spec in self.lists:
                 items = _objects(parent.get(spec.field), spec.field, index, errors)
-                flat = flats.setdefault(spec.table.name, _Flat())
-                for pos, item in items:
-                    flat.objs.append(item)
-                    flat.owners.append(index)
-                    flat.sections.append(spec.section or "")
-                    flat.within.append(-1)
-                    flat.positions.append(pos)
+                flats.setdefault(spec.table.name, _Flat()).add(items, index, spec.section or "", -1)
         return flats
 
     def _child(

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -349,7 +349,11 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 #: Settings whose value is a secret (SecretStr): an error names them, never their value.
-_SECRET_FIELDS = frozenset({"api_password", "personal_data_key"})
+_SECRET_FIELDS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if info.annotation is SecretStr or SecretStr in get_args(info.annotation)
+)
 _USERINFO = re.compile(r"[^@\s/]+@")
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitoo_sync.errors import ContextUnavailable
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, day, integer, json_column, money, text, timestamp
-from sitoo_sync.normalize.values import NO_STORE, local_day, to_int_or_none
+from sitoo_sync.normalize.values import NO_STORE, local_day, to_int_or_none, zone_named
 from sitoo_sync.normalize.z_reports import EXTRA_DOC, TOTALS, child_tables, z_report_normalizer
 
 STREAM = "pos_z_reports"
@@ -108,13 +107,7 @@ ACCOUNT_ZONE = "timezone"
 
 def known_zone(name: Any) -> str | None:
     """`name` when it is an IANA time zone this system knows, else None."""
-    if not isinstance(name, str) or not name:
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return name
+    return name if zone_named(name) is not None else None
 
 
 def zone_of(record: Mapping[str, Any], context: Mapping[str, Any]) -> str:

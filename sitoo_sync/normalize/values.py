@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -150,16 +151,30 @@ def to_json(value: Any) -> str | None:
     return dumps_json(value)
 
 
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a folder of the tz database ("Europe"), a name too long for a file name.
+        return None
+
+
+def zone_named(name: Any) -> ZoneInfo | None:
+    """The IANA zone `name` names, or None for anything zoneinfo cannot open (not text,
+    empty, unknown, a folder, a path). Answers are remembered: a bad name on every entry of
+    a page costs one file-system look-up, not one per entry."""
+    if not isinstance(name, str) or not name:
+        return None
+    return _zone(name)
+
+
 def local_day(created: Any, zone_name: Any) -> date | None:
     """The calendar day of `created` (Unix seconds) in the IANA zone `zone_name`, UTC if the
     zone is missing or unknown; None when `created` is not a Unix timestamp."""
     if type(created) is not int or not 0 <= created <= _EPOCH_MAX:
         return None
-    try:
-        zone = ZoneInfo(zone_name) if isinstance(zone_name, str) and zone_name else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
-    return datetime.fromtimestamp(created, zone).date()
+    return datetime.fromtimestamp(created, zone_named(zone_name) or UTC).date()
 
 
 CONVERTERS: Mapping[Kind, Converter] = {

@@ -24,10 +24,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StuckWindowError
-from sitoo_sync.normalize.values import is_unix_time, to_int_or_none
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.values import is_unix_time, to_int_or_none, zone_named
+
+log = get_logger(__name__)
 
 Fetch = Callable[[Mapping[str, str | int]], list[Any]]
 SplitValues = Callable[[str, list[Any]], Iterable[str]]  # (param, full page) → values
@@ -271,6 +274,11 @@ class TimeWindows:
             yield part, max(resume, second + 1) if done else max(resume, second), params
 
 
+#: The zones whose day starts first (UTC+14) and ends last (UTC-12); POSIX signs are inverted.
+_EARLIEST_ZONE = ZoneInfo("Etc/GMT-14")
+_LATEST_ZONE = ZoneInfo("Etc/GMT+12")
+
+
 @dataclass(frozen=True)
 class DayWindows:
     """One request per calendar day (`?day=YYYY-MM-DD`), for aggregates made once a day.
@@ -281,7 +289,9 @@ class DayWindows:
     happened, i.e. at `hour_of_day` on the next day, plus a grace period. Days up to today
     are read (fresh partial aggregates are worth having); the cursor, the last final day
     loaded, only moves past final days; and every tick re-reads the `lookback_days` final
-    days before the cursor, because a day can be re-aggregated later.
+    days before the cursor, because a day can be re-aggregated later. A config whose zone
+    this system cannot open (newer than its tz database) or whose hour is out of range is
+    scheduled for the worst case rather than failing every tick: see `schedule`.
     """
 
     param: str
@@ -315,18 +325,28 @@ class DayWindows:
                 f"{config.get(self.active_field) if isinstance(config, Mapping) else config!r})"
             )
         hour = to_int_or_none(config.get(self.hour_field))  # "22" is 22: tolerant reader
-        zone_name = config.get(self.zone_field)
-        if hour is None or not 0 <= hour <= 23 or not isinstance(zone_name, str):
-            raise StuckWindowError(f"{self.config_path} is not usable: {dict(config)!r}")
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise StuckWindowError(f"{self.config_path}: unknown time zone {zone_name!r}") from None
+        zone = zone_named(config.get(self.zone_field))
+        if hour is None or not 0 <= hour <= 23 or zone is None:
+            # Unreadable config (a zone newer than our tzdata, an hour out of range): rather
+            # than failing the stream every tick, schedule for the worst case. Today is the
+            # newest day anywhere on Earth; a day is final once it is final in the zone that
+            # ends it last, after a run at the latest hour. Re-reads cover the rest.
+            log.warning(
+                "day_schedule_unreadable",
+                path=self.config_path,
+                hour_of_day=config.get(self.hour_field),
+                time_zone=config.get(self.zone_field),
+            )
+            today = ctx.now.astimezone(_EARLIEST_ZONE).date()
+            return today, self._last_final(ctx.now.astimezone(_LATEST_ZONE), 23)
         local = ctx.now.astimezone(zone)
+        return local.date(), self._last_final(local, hour)
+
+    def _last_final(self, local: datetime, hour: int) -> date:
+        """The newest day a daily run at `hour` (local) has made final by `local`."""
         ran = local - timedelta(minutes=self.grace_minutes)
         # The run at `hour` on day X makes day X-1 final.
-        last_final = ran.date() - timedelta(days=1 if ran.hour >= hour else 2)
-        return local.date(), last_final
+        return ran.date() - timedelta(days=1 if ran.hour >= hour else 2)
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the end of the last final day loaded (UTC) and `now`."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sitoo_sync.normalize.values import zone_named
 from sitoo_sync.verify.findings import NO_STORE
 from sitoo_sync.warehouse.base import Warehouse
 from sitoo_sync.warehouse.views import Sql
@@ -62,11 +62,7 @@ def business_day(business_date: Any, created: Any) -> date | None:
 
 def local_day(at: datetime, zone: str | None) -> date:
     """The calendar day of `at` in the IANA `zone` (UTC when missing or unknown)."""
-    try:
-        tz = ZoneInfo(zone) if zone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = UTC
-    return at.astimezone(tz).date()
+    return at.astimezone(zone_named(zone) or UTC).date()
 
 
 def to_day(value: Any) -> date | None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sitoo_sync import cli
+
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
 SITOO_SYNC = Path(sys.executable).parent / "sitoo-sync"
@@ -44,6 +46,15 @@ def test_service_unit_gives_the_graceful_stop_time_to_work() -> None:
     assert "KillSignal=SIGTERM" in text
     timeout = int(re.search(r"TimeoutStopSec=(\d+)", text).group(1))  # type: ignore[union-attr]
     assert timeout > 60  # SITOO_STOP_TIMEOUT_SECONDS defaults to 60
+
+
+def test_service_unit_does_not_restart_on_a_configuration_error() -> None:
+    """A configuration error (exit 2, which a restart cannot mend) stops the unit as failed
+    instead of restarting it every RestartSec, while a failed tick (exit 1) still restarts."""
+    text = (DEPLOY / "sitoo-sync.service").read_text()
+    assert "Restart=on-failure" in text
+    assert re.search(r"^RestartPreventExitStatus=2$", text, re.MULTILINE)
+    assert cli.EXIT_USAGE == 2
 
 
 def test_crontab_line_runs_one_tick() -> None:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sitoo_sync.simulator import SimConfig
 from sitoo_sync.verify import Scope, VerifyRun, run_verify
 from sitoo_sync.verify.findings import Finding
-from sitoo_sync.verify.source import Source, to_day, to_decimal, to_utc
+from sitoo_sync.verify.source import Source, local_day, to_day, to_decimal, to_utc
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
@@ -257,6 +257,52 @@ def test_a_register_that_moved_store_is_silent_in_its_new_store(world: World) ->
     assert hits[0].actual >= 4
     scoped = world.verify(Scope(store="200"))
     assert [f.registerid for f in found(scoped, "silence")] == [moved]
+
+
+def _go_dark_after(world: World, registerid: str, zreportid: int) -> datetime:
+    """Take every trace of `registerid` after its z-report `zreportid` out; that report's time."""
+    ((closed,),) = world.rows(
+        "SELECT datecreated FROM {pos_z_reports} WHERE registerid = :r AND zreportid = :n",
+        {"r": registerid, "n": zreportid},
+    )
+    at = to_utc(closed)
+    assert at is not None
+    for table in ("journal_entries", "journal_receipts", "journal_cash_events", "orders"):
+        world.run(
+            f"DELETE FROM {{{table}}} WHERE registerid = :r AND datecreated > :at"
+            if table != "orders"
+            else "DELETE FROM {orders} WHERE registerid = :r AND orderdate > :at",
+            {"r": registerid, "at": at},
+        )
+    world.run(
+        "DELETE FROM {pos_z_reports} WHERE registerid = :r AND zreportid > :n",
+        {"r": registerid, "n": zreportid},
+    )
+    return at
+
+
+def test_a_register_taken_out_of_the_listing_is_silent_only_until_then(world: World) -> None:
+    """A register that stopped sending and was then taken out of the listing (missing_since
+    set: decommissioned) is silent only for the days up to its removal, dated then, not
+    for ever after while its store's other registers go on reporting."""
+    retired, kept = world.registers[:2]  # store 200's registers
+    last = _go_dark_after(world, retired, 8)
+    world.run(
+        "UPDATE {cash_registers} SET missing_since = :gone WHERE registerid = :r",
+        {"r": retired, "gone": last + timedelta(hours=20)},
+    )
+    assert found(world.verify(), "silence", registerid=retired) == []
+    gone = last + timedelta(days=6)  # silent for six days before it was taken out
+    world.run(
+        "UPDATE {cash_registers} SET missing_since = :gone WHERE registerid = :r",
+        {"r": retired, "gone": gone},
+    )
+    hits = found(world.verify(), "silence", registerid=retired)
+    assert [(f.day, f.actual) for f in hits] == [
+        (local_day(gone, "Europe/Stockholm"), Decimal(6))
+    ], hits
+    assert found(world.verify(Scope(since=gone.date() + timedelta(days=2))), "silence") == []
+    assert found(world.verify(), "silence", registerid=kept) == []
 
 
 def _shut(world: World, registerids: list[str], shut: datetime, reopened: datetime) -> None:

@@ -6,7 +6,9 @@ register's store is the store of its latest z-report (one that moved is silent i
 store), or else of its latest journal receipt, or else of its listing (cash_registers ->
 warehouses -> stores, as v_registers derives it): a register the listing shows that never
 sent anything is silent since the later of its store's first data and its first listing
-(cash_registers.first_seen_at). A register with journal activity is silent once its takings
+(cash_registers.first_seen_at); one the listing no longer shows (missing_since, a register
+taken out of service) is silent only until it left it, not for ever after. A register
+with journal activity is silent once its takings
 (receipts, cash events) have gone unclosed for N days: counted from the first after its last
 z-report, so a store that reopens after a week shut is not silent on its first open day.
 A finding's day is a local day in the register's zone, as
@@ -35,6 +37,7 @@ class _Register:
     last_entry: datetime | None = None
     first_seen: datetime | None = None  # its first data
     first_listed: datetime | None = None  # cash_registers.first_seen_at (listed_only ones)
+    delisted: datetime | None = None  # cash_registers.missing_since: taken out of the listing
     # its first receipt or cash event after its last z-report: when its unclosed opening
     # began (None: none since, or no such tables, when it is its last z-report's time)
     unclosed: datetime | None = None
@@ -81,6 +84,7 @@ def _registers(source: Source) -> dict[str, _Register]:
                 # sent something, but no z-report or receipt names its store (journal
                 # entries only): its listing's store, as v_registers derives it
                 known.store = known.store or listed
+                known.delisted = to_utc(row[2])
             elif row[2] is None:  # still listed, never sent anything
                 registers[registerid] = _Register(
                     store=listed, listed_only=True, first_listed=to_utc(row[3])
@@ -228,6 +232,8 @@ def silent_registers(source: Source, scope: Scope) -> Iterator[Finding]:
                 )
                 continue
         newest = store_last[store]
+        if reg.delisted is not None and reg.delisted < newest:
+            newest = reg.delisted  # decommissioned: silent only until it left the listing
         yield from _silence(
             registerid,
             store,

@@ -264,3 +264,42 @@ def test_an_api_out_of_reach_ends_one_tick_only_when_no_attempt_connected_on_its
     else:
         check_credentials(settings, client, unreachable_is_fatal=True)  # goes on
     check_credentials(settings, client, unreachable_is_fatal=False)  # the service: goes on
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_fails_at_once_naming_where_it_points(status: int) -> None:
+    """A redirect (an http:// base URL sent on to https://, an endpoint moved) is not
+    followed, since it would carry the credentials elsewhere, nor retried as invalid JSON
+    six times over: it fails at once, saying where it points and which settings to check."""
+    handler, seen = scripted(
+        httpx.Response(
+            status,
+            headers={"Location": "https://elsewhere.example/v2/accounts/1500/pos-z-reports"},
+            content=b"<html>Moved</html>",
+        )
+    )
+    sleeps: list[float] = []
+    with client_with(handler, sleeps) as client, pytest.raises(FatalApiError) as info:
+        client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos")
+    assert len(seen) == 1
+    assert sleeps == []
+    assert info.value.status == status
+    assert "https://elsewhere.example/v2/accounts/1500/pos-z-reports" in str(info.value)
+    assert "BASE_URL" in str(info.value)
+
+
+@pytest.mark.parametrize("header", ["nan", "NaN", "-inf", "inf"])
+def test_a_retry_after_that_is_no_number_of_seconds_falls_back_to_the_backoff(
+    header: str,
+) -> None:
+    """A Retry-After of "nan" or an infinity (float() reads them) waits the policy's own
+    backoff instead of crashing time.sleep with NaN or waiting the cap for "inf"."""
+    handler, seen = scripted(
+        httpx.Response(503, headers={"Retry-After": header}, json={"statuscode": 503}),
+        httpx.Response(200, json=[]),
+    )
+    sleeps: list[float] = []
+    with client_with(handler, sleeps) as client:
+        assert client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos") == []
+    assert len(seen) == 2
+    assert sleeps == [1.0]  # the first backoff: base 1.0 x rand 1.0

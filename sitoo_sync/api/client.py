@@ -10,6 +10,7 @@ a journal page, which was a quarter of a backfill's CPU).
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import threading
 import time
@@ -74,9 +75,10 @@ def _retry_after(response: httpx.Response) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         return None  # an HTTP date: rare for APIs; fall back to our own backoff
+    return seconds if math.isfinite(seconds) else None  # "nan", "inf": no number of seconds
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -93,6 +95,14 @@ def _error_text(response: httpx.Response) -> str:
 def _public_url(url: httpx.URL) -> str:
     """The URL as it may be shown: without any user:password part."""
     return str(url.copy_with(username=None, password=None))
+
+
+def _location(response: httpx.Response) -> str:
+    """Where a redirect points, as it may be shown (relative to the request, no password)."""
+    try:
+        return _public_url(response.request.url.join(response.headers.get("Location", "")))
+    except httpx.InvalidURL:
+        return "an unreadable Location"
 
 
 class ShardedTransport(httpx.BaseTransport):
@@ -233,6 +243,15 @@ class SitooClient:
             shown = _public_url(httpx.URL(url, params=params))
             raise RetriableError(f"{type(exc).__name__}: {exc}", url=shown, **ctx) from exc
         status = response.status_code
+        if 300 <= status < 400:  # not followed: it would carry the credentials elsewhere
+            shown = _public_url(response.request.url)
+            raise FatalApiError(
+                f"redirected to {_location(response)}; check SITOO_API_BASE_URL, "
+                "SITOO_JOURNALS_BASE_URL and SITOO_ZREPORTS_BASE_URL (https, current paths)",
+                url=shown,
+                status=status,
+                **ctx,
+            )
         if status < 400:
             if on_body is not None:
                 on_body(len(response.content))

@@ -10,14 +10,15 @@ only (delete-then-insert as its upsert, no schema lock, host-local locks, no con
 
 * PostgreSQL (psycopg 3): `COPY` paths (pg_copy.py), `ON CONFLICT`, advisory locks.
 * SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany; no schemas; one writer.
-* MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE`, executemany; `GET_LOCK` named locks.
+* MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE`, executemany; `GET_LOCK` named locks;
+  text in a binary collation, so keys compare byte for byte as on the other targets.
 * SQL Server: `MERGE`, executemany; no row-value `IN`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,8 +31,13 @@ from sqlalchemy.engine import Connection, Dialect
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.warehouse import local_path, pg_copy
 from sitoo_sync.warehouse.file_locks import holding_file
+from sitoo_sync.warehouse.sql_types import character_columns
 
 CHUNK = 500  # keys per IN (...) list
+#: utf8mb4's binary collations, best first. The NO PAD ones (MariaDB 10.2+, MySQL 8.0.17+)
+#: keep `a` and `a ` apart as every other target does; utf8mb4_bin, the last resort (MySQL
+#: 5.7), is PAD SPACE: it tells case and accents apart but not trailing spaces.
+BINARY_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")
 
 
 def py_rows(data: pa.Table) -> list[dict[str, Any]]:
@@ -54,6 +60,31 @@ def pg_key(name: str) -> int:
 def mysql_lock_name(name: str) -> str:
     """A MySQL lock name (at most 64 characters) for a lock name of any length."""
     return f"sitoo_sync:{hashlib.sha256(name.encode()).hexdigest()[:48]}"
+
+
+def binary_collation(available: Collection[str]) -> str:
+    """The best of BINARY_COLLATIONS a server with the collations `available` has."""
+    return next((c for c in BINARY_COLLATIONS if c in available), BINARY_COLLATIONS[-1])
+
+
+def stale_tables(
+    text: Mapping[str, Collection[str]],
+    table_collations: Mapping[str, str | None],
+    column_collations: Mapping[tuple[str, str], str | None],
+    collation: str,
+) -> list[str]:
+    """The tables of `text` (name -> its character columns) that exist (`table_collations`:
+    each one's default collation) and whose default or a character column's collation is not
+    `collation`, in name order."""
+    return sorted(
+        name
+        for name, columns in text.items()
+        if name in table_collations
+        and (
+            table_collations[name] != collation
+            or any(column_collations.get((name, c), collation) != collation for c in columns)
+        )
+    )
 
 
 class SqlDialect:
@@ -93,6 +124,17 @@ class SqlDialect:
     def drop_schema_sql(self, schema: str) -> str | None:
         """The statement that drops `schema` and everything in it (None: not supported)."""
         return None
+
+    def table_options(self, conn: Connection) -> dict[str, str]:
+        """The dialect options (`<dialect>_<option>`) a table this tool creates is made with."""
+        return {}
+
+    def exact_text(
+        self, conn: Connection, schema: str | None, tables: Sequence[sa.Table]
+    ) -> list[tuple[str, str]]:
+        """(table, ALTER statement) for each of the existing `tables` whose text does not
+        compare byte for byte yet; none where text always does (here)."""
+        return []
 
     @contextmanager
     def ddl_lock(self, conn: Connection, name: str) -> Iterator[None]:
@@ -336,9 +378,53 @@ class MySQL(SqlDialect):
     session_locks = True
     lock_slots = 8
 
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(dialect)
+        self._collation: str | None = None
+
     def create_schema(self, conn: Connection, schema: str) -> None:
         quoted = self.dialect.identifier_preparer.quote(schema)
         conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {quoted}"))
+
+    def collation(self, conn: Connection) -> str:
+        """The binary collation text takes on this server (asked once): the server's
+        default (utf8mb4_general_ci, utf8mb4_0900_ai_ci, ...) ignores case and accents,
+        so keys Sitoo keeps apart (SKUs `ab-1` and `AB-1`) would be one key here."""
+        if self._collation is None:
+            known = sa.text(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS "
+                "WHERE COLLATION_NAME IN :names"
+            ).bindparams(sa.bindparam("names", list(BINARY_COLLATIONS), expanding=True))
+            found = conn.execute(known).scalars()
+            self._collation = binary_collation({str(n) for n in found})
+        return self._collation
+
+    def table_options(self, conn: Connection) -> dict[str, str]:
+        """utf8mb4 in the binary collation: every text column, key or not, takes it (one
+        collation throughout, so the views' joins and unions never mix two)."""
+        return {f"{self.name}_charset": "utf8mb4", f"{self.name}_collate": self.collation(conn)}
+
+    def exact_text(
+        self, conn: Connection, schema: str | None, tables: Sequence[sa.Table]
+    ) -> list[tuple[str, str]]:
+        """`ALTER TABLE ... CONVERT TO` the binary collation for each table an older version
+        made in the server's default one, or with a text column in another.
+
+        Each table's is one statement, which InnoDB applies whole or not at all: after a
+        crash part way, the tables still in another collation are found and converted by
+        the next start, and the ones done are left alone. Keys the old collation had
+        already merged (one row for `ab-1` and `AB-1`) cannot be told apart again: the
+        row stays as last written, and the other key is loaded anew when it is read again.
+        """
+        if not tables:
+            return []
+        collation = self.collation(conn)
+        text = {t.name: character_columns(t, self.dialect) for t in tables}
+        stale = stale_tables(text, *_collations(conn, schema, sorted(text)), collation)
+        by_name = {t.name: t for t in tables}
+        prep = self.dialect.identifier_preparer
+        convert = f"CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
+        return [(n, f"ALTER TABLE {prep.format_table(by_name[n])} {convert}") for n in stale]
 
     def drop_schema_sql(self, schema: str) -> str | None:
         return f"DROP DATABASE IF EXISTS {self.dialect.identifier_preparer.quote(schema)}"
@@ -475,6 +561,31 @@ _MYSQL_CONFLICTS = {
     1213: "deadlock (MySQL error 1213)",
     1205: "lock wait timeout (MySQL error 1205)",
 }
+
+
+def _collations(
+    conn: Connection, schema: str | None, names: Sequence[str]
+) -> tuple[dict[str, str | None], dict[tuple[str, str], str | None]]:
+    """MySQL's catalog: the default collation of each base table of `names` in `schema` (None:
+    the connection's database), and that of each of their character columns."""
+    where = "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME IN :names"
+    tables, columns = (
+        sa.text(sql).bindparams(sa.bindparam("names", list(names), expanding=True), schema=schema)
+        for sql in (
+            "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES "
+            f"{where} AND TABLE_TYPE = 'BASE TABLE'",
+            "SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            f"{where} AND COLLATION_NAME IS NOT NULL",
+        )
+    )
+    return (
+        {str(t): _text(c) for t, c in conn.execute(tables)},
+        {(str(t), str(n)): _text(c) for t, n, c in conn.execute(columns)},
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _driver_error(exc: BaseException) -> BaseException:

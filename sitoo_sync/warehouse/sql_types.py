@@ -11,6 +11,9 @@ One place maps a logical column kind to a SQL type:
 | text key  | VARCHAR(255)     | VARCHAR(255)    | VARCHAR | NVARCHAR(255)    | VARCHAR    |
 
 Key columns are VARCHAR(255) because MySQL and SQL Server cannot index unbounded text.
+Text compares byte for byte everywhere: on MySQL/MariaDB every table is made, and one made
+by an older version converted, with a binary utf8mb4 collation (dialects.MySQL), not the
+server's case- and accent-insensitive default, under which `ab-1` and `AB-1` are one key.
 Timestamps are UTC everywhere; where the column cannot hold a zone, the value is stored as
 naive UTC and read back as aware UTC.
 """
@@ -105,6 +108,12 @@ def column_type(kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
         return sa.String(KEY_LENGTH) if key else sa.Text()
     made: sa.types.TypeEngine[Any] = _TYPES[kind]()
     return made
+
+
+def character_columns(t: sa.Table, dialect: Dialect) -> tuple[str, ...]:
+    """The columns of `t` that are character strings on `dialect` (text, keys included; not
+    JSON, which MySQL keeps as its own type and MariaDB as text of a collation of its own)."""
+    return tuple(c.name for c in t.columns if isinstance(c.type.dialect_impl(dialect), sa.String))
 
 
 def sa_table(table: Table, metadata: sa.MetaData) -> sa.Table:

@@ -220,8 +220,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     # ---- schema -------------------------------------------------------------------------
 
     def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
-        """Create the schema and missing tables; add declared columns a table lacks; keep
-        `views` current (created again only when their definition changed).
+        """Create the schema and missing tables; convert tables whose text does not compare
+        byte for byte (an older version's, on MySQL/MariaDB); add declared columns a table
+        lacks; keep `views` current (created again only when their definition changed).
 
         `IF NOT EXISTS` is not safe against a race: two processes that find a fresh schema at
         the same moment (two cron ticks, replicas starting together) both try to create it and
@@ -248,7 +249,13 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             present = set(catalog.table_names())
             missing = [t for t in wanted if t.name not in present]
             if missing:  # (a server's DDL lock keeps other processes from it meanwhile)
+                options = self.sql.table_options(self.conn)
+                for t in missing:
+                    t.dialect_kwargs.update(options)
                 self.metadata.create_all(self.conn, tables=missing, checkfirst=False)
+                catalog.changed()
+            # Before columns are added, which then take the table's collation.
+            if self._exact_text([t for t in wanted if t.name in present]):
                 catalog.changed()
             columns = {name: {c["name"] for c in cols} for name, cols in catalog.columns().items()}
             for t in wanted:
@@ -273,6 +280,16 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     comments=self.sql.view_comments,
                     records=self.t(SYNC_VIEWS),
                 )
+
+    def _exact_text(self, tables: Sequence[sa.Table]) -> int:
+        """Convert the existing `tables` whose text does not compare byte for byte (an older
+        version's, on MySQL/MariaDB: `dialects.MySQL.exact_text`); how many were."""
+        converted = self.sql.exact_text(self.conn, self.schema, tables)
+        for name, statement in converted:
+            log.info("table_collation_converting", table=name)
+            self.conn.execute(sa.text(statement))
+            log.info("table_collation_converted", table=name)
+        return len(converted)
 
     # ---- loading ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.normalize import stores, users, warehouse_transactions
-from sitoo_sync.normalize.personal import PersonalData
+from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.sync import RunReport, run_once
@@ -149,3 +149,42 @@ def test_a_rejected_user_keeps_no_undeclared_field_unless_personal_data_is_kept(
     keep = PersonalData("keep")
     (reject,) = users.normalize_window([record], _context(personal_data=keep)).rejects
     assert json.loads(reject.raw)["birthdate"] == "1990-01-01"
+
+
+# ---- staff names in users ------------------------------------------------------------------
+
+
+def _user_rows(personal: str, staff: str, records: list[Any]) -> list[dict[str, Any]]:
+    context = _context(
+        personal_data=PersonalData(personal, KEY),  # type: ignore[arg-type]
+        **{STAFF_NAMES: PersonalData(staff, KEY)},  # type: ignore[arg-type]
+    )
+    window = users.normalize_window(records, context)
+    assert not window.rejects
+    return window.tables["users"].to_pylist()  # type: ignore[no-any-return]
+
+
+def test_staff_names_in_users_follow_staff_names_when_it_is_the_stricter() -> None:
+    """A staff member's name in `users` is a staff name: with SITOO_PERSONAL_DATA=keep and
+    SITOO_STAFF_NAMES=drop it is NULL, and with SITOO_STAFF_NAMES=hash it is the keyed
+    hash (once, whatever SITOO_PERSONAL_DATA); a customer's name follows
+    SITOO_PERSONAL_DATA alone."""
+    customer = {"userid": "{C-1}", "role": None, "namefirst": "Cleo", "namelast": "Dahl"}
+    staff, cust = _user_rows("keep", "drop", [_staff(), customer])
+    assert (staff["namefirst"], staff["namelast"]) == (None, None)
+    assert (cust["namefirst"], cust["namelast"]) == ("Cleo", "Dahl")
+    digest = PersonalData("hash", KEY).digest
+    for personal in ("keep", "hash"):
+        (staff,) = _user_rows(personal, "hash", [_staff()])
+        assert (staff["namefirst"], staff["namelast"]) == (digest("Anna"), digest("Berg"))
+    (staff,) = _user_rows("drop", "keep", [_staff()])
+    assert staff["namefirst"] is None  # personal data's drop is the stricter
+
+
+def test_a_rejected_staff_user_keeps_no_name_under_staff_names_drop() -> None:
+    """A staff user rejected for a field keeps no name in `rejects` when SITOO_STAFF_NAMES
+    is drop, though SITOO_PERSONAL_DATA is keep."""
+    context = _context(personal_data=PersonalData("keep"), **{STAFF_NAMES: PersonalData("drop")})
+    (reject,) = users.normalize_window([_staff(role="not a role")], context).rejects
+    assert "Anna" not in reject.raw
+    assert "Berg" not in reject.raw

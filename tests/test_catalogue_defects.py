@@ -188,3 +188,35 @@ def test_a_rejected_staff_user_keeps_no_name_under_staff_names_drop() -> None:
     (reject,) = users.normalize_window([_staff(role="not a role")], context).rejects
     assert "Anna" not in reject.raw
     assert "Berg" not in reject.raw
+
+
+# ---- a record deleted while a full listing is paged -----------------------------------------
+
+
+def test_a_store_deleted_during_a_paged_listing_marks_no_live_store_missing(
+    tmp_path: Path,
+) -> None:
+    """A store deleted while the store listing is paged (after its first page) shifts the
+    next store back into the page already read; that live store is not marked missing (a
+    BI report of open stores would have lost it until the next tick)."""
+    db = tmp_path / "w.duckdb"
+    served: list[dict[str, Any]] = [
+        {"storeid": i, "eshopid": 1, "name": f"Store {i}"} for i in range(1, 251)
+    ]
+    whole = {"totalcount": len(served), "items": list(served)}
+    assert _tick(db, "stores", lambda _params: whole).ok
+    deleted: list[int] = []
+
+    def answer(params: Mapping[str, str]) -> Any:
+        start, num = int(params.get("start", 0)), int(params.get("num", 10))
+        page = {"totalcount": len(served), "items": served[start : start + num]}
+        if start == 0 and not deleted:  # deleted right after the first page was served
+            deleted.append(served.pop(9)["storeid"])
+        return page
+
+    report = _tick(db, "stores", answer)
+    assert report.ok, [r.error for r in report.results if r.error]
+    settings = _settings(db, "stores")
+    marked = query(settings, "SELECT storeid FROM stores WHERE missing_since IS NOT NULL")
+    assert marked == []
+    assert query(settings, "SELECT count(*) FROM stores") == [(250,)]

@@ -49,7 +49,7 @@ from sitoo_sync.normalize.records import (
     require_object,
 )
 from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Kind, Table
-from sitoo_sync.normalize.values import dumps_json
+from sitoo_sync.normalize.values import dumps_json, to_int_or_none
 
 #: A stream's own rule, applied to each record before anything is read from it.
 Prepare = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
@@ -87,16 +87,19 @@ def record_key(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The record's value of `table.key`, checked against the key columns' kinds.
 
     A text key part must be a non-empty string of at most KEY_TEXT_LENGTH characters (what
-    every target's key column holds) and an integer part an integer; anything else is a
-    rejection naming the field.
+    every target's key column holds) and an integer part an integer, or what its integer
+    column reads as one (digits: `"2"` is 2, as the cursors and the partition listings read
+    it too); anything else is a rejection naming the field.
     """
     key = []
     for name in table.key:
         value = record.get(name)
         kind = table.column(name).kind
         if kind is Kind.INT:
-            if type(value) is not int:
-                raise RecordRejected(f"missing or non-integer key field: {value!r}", field=name)
+            if type(value) is not int and (value := to_int_or_none(value)) is None:
+                raise RecordRejected(
+                    f"missing or non-integer key field: {record.get(name)!r}", field=name
+                )
         elif not isinstance(value, str) or not value:
             raise RecordRejected("missing or empty key field", field=name)
         elif len(value) > KEY_TEXT_LENGTH:
@@ -177,6 +180,16 @@ class EntityNormalizer:
             ignore = [n.field for n in nested if n.within.name == table.name]
             self._builders[table.name] = TableBuilder(table, prefix=lead, ignore=ignore)
         self._personal = {t.name: personal_columns(t) for t in self.tables}
+        #: Per table built by columns, the fields of an object that do not go to its
+        #: `extra`: its declared columns, and the lists of their own it holds.
+        self._known = {
+            t.name: frozenset(t.column_names) - {EXTRA} | set(ignore)
+            for t, ignore in (
+                (self.parent, list_fields),
+                *((c, [n.field for n in nested if n.within.name == c.name]) for c in self.children),
+            )
+            if t.name in self._builders
+        }
 
     def __call__(
         self, records: Iterable[Any], context: Mapping[str, Any] | None = None
@@ -189,6 +202,7 @@ class EntityNormalizer:
         for record in records:
             if names is not None:  # a rejected record keeps no name either
                 record = without_names(record, names)  # noqa: PLW2901
+            obj = record  # shown as prepared as far as it got (the site a listing adds)
             try:
                 obj = require_object(record, "record")
                 if self.prepare is not None:
@@ -196,7 +210,7 @@ class EntityNormalizer:
                 key = record_key(self.parent, obj)
             except RecordRejected as exc:
                 kept = self._scrubbed(record, context.get("personal_data"))
-                shown = shown_key(self.parent, kept)
+                shown = shown_key(self.parent, obj)
                 rejects.append(reject_for(self.stream, kept, exc.reason, shown))
                 continue
             latest.pop(key, None)
@@ -217,7 +231,7 @@ class EntityNormalizer:
         if errors:
             for index, reason in sorted(errors.items()):
                 record = self._scrubbed(originals[index], personal)
-                shown = shown_key(self.parent, record)
+                shown = shown_key(self.parent, parents[index])
                 rejects.append(reject_for(self.stream, record, reason, shown))
             tables = {
                 name: data.filter(pa.array([i not in errors for i in owners[name]], pa.bool_()))
@@ -257,18 +271,35 @@ class EntityNormalizer:
 
     def _scrubbed(self, record: Any, personal: PersonalData | None) -> Any:
         """A rejected record as `rejects` may keep it: its personal fields (the parent's and
-        its lists' objects') minimized like the rows would have been."""
+        its lists' objects') minimized like the rows would have been, and, as a table with
+        personal columns keeps its `extra` only under keep, without the fields its table
+        does not declare (a personal field the vendor adds tomorrow)."""
         if not isinstance(record, Mapping) or not any(self._personal.values()):
             return record
         mode = personal or PersonalData()
-        out = dict(mode.apply(record, self._personal[self.parent.name]))
+        out = dict(
+            self._declared(self.parent, mode.apply(record, self._personal[self.parent.name]), mode)
+        )
         for spec in self.lists:
             items, names = out.get(spec.field), self._personal[spec.table.name]
             if names and isinstance(items, list):
                 out[spec.field] = [
-                    mode.apply(i, names) if isinstance(i, Mapping) else i for i in items
+                    self._declared(spec.table, mode.apply(i, names), mode)
+                    if isinstance(i, Mapping)
+                    else i
+                    for i in items
                 ]
         return out
+
+    def _declared(
+        self, table: Table, obj: Mapping[str, Any], mode: PersonalData
+    ) -> Mapping[str, Any]:
+        """`obj` without the fields `table` does not declare, when `table` has personal
+        columns and `mode` is not keep (what its `extra` would have dropped)."""
+        known = self._known.get(table.name)
+        if mode.mode == "keep" or known is None or not self._personal[table.name]:
+            return obj
+        return obj if known.issuperset(obj) else {k: v for k, v in obj.items() if k in known}
 
     def _flatten(self, parents: list[Mapping[str, Any]], errors: Errors) -> dict[str, _Flat]:
         """Child objects per child table, checking that every list holds objects.

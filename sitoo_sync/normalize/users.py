@@ -5,17 +5,21 @@ is a user as one site lists them (key site_id, userid). Staff have a role; custo
 none (an INFERENCE of the fact sheet; the role enum is undocumented, so `role` stays a
 number and `is_staff` says which). Every contact, address, name, national id and free-text
 field is `personal`: stored only as SITOO_PERSONAL_DATA says (drop by default, a keyed
-HMAC with hash, as sent with keep). `pin` is write-only and never asked for. The table has
-no `extra` column: a field the vendor adds could be personal, so undeclared fields are not
-stored.
+HMAC with hash, as sent with keep). A staff member's name is also a staff name: when
+SITOO_STAFF_NAMES is the stricter setting (drop over hash over keep), it minimizes them,
+in the rows and in a rejected record alike. `pin` is write-only and never asked for. The
+table has no `extra` column: a field the vendor adds could be personal, so undeclared
+fields are not stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sitoo_sync.normalize.entity import EntityNormalizer
+from sitoo_sync.normalize.personal import PersonalData, staff_names
+from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.site_listing import seen_columns, site_column, site_listed
 from sitoo_sync.normalize.tables import (
     Table,
@@ -92,9 +96,39 @@ FIELDS: tuple[str, ...] = tuple(
 )
 
 
+#: A staff member's name fields: staff names as much as personal data.
+STAFF_NAME_FIELDS = frozenset({"namefirst", "namelast"})
+_STRICTNESS = {"keep": 0, "hash": 1, "drop": 2}
+
+
 def listed(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The user with its site, seen now, and whether it is staff."""
     return {**site_listed(record, context), "is_staff": record.get("role") is not None}
 
 
-normalize_window = EntityNormalizer(stream=STREAM, parent=USERS, prepare=listed)
+def staff_names_minimized(records: Iterable[Any], context: Mapping[str, Any]) -> Iterable[Any]:
+    """The records with each staff member's names dropped or hashed as SITOO_STAFF_NAMES
+    says, where it is stricter than SITOO_PERSONAL_DATA (which minimizes them after, so a
+    name is never hashed twice); the records themselves where it is not."""
+    names = staff_names(context)
+    personal = context.get("personal_data") or PersonalData()
+    if names is None or _STRICTNESS[names.mode] <= _STRICTNESS[personal.mode]:
+        return records
+    return [
+        names.apply(r, STAFF_NAME_FIELDS)
+        if isinstance(r, Mapping) and r.get("role") is not None
+        else r
+        for r in records
+    ]
+
+
+_normalize = EntityNormalizer(stream=STREAM, parent=USERS, prepare=listed)
+
+
+def normalize_window(
+    records: Iterable[Any], context: Mapping[str, Any] | None = None
+) -> NormalizedWindow:
+    """One window of users: staff names minimized first (rows and rejects alike), then the
+    generic normalizer."""
+    context = context or {}
+    return _normalize(staff_names_minimized(records, context), context)

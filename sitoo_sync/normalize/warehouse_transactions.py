@@ -14,6 +14,7 @@ from typing import Any
 from sitoo_sync.normalize.entity import ChildList, EntityNormalizer
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Table, decimal, integer, json_column, money, text, timestamp
+from sitoo_sync.normalize.values import to_int_or_none
 
 STREAM = "warehouse_transactions"
 EXTRA_DOC = "Fields the vendor sent that no column declares, as JSON (nothing is dropped)."
@@ -83,10 +84,11 @@ TABLES: tuple[Table, ...] = (WAREHOUSE_TRANSACTIONS, WAREHOUSE_TRANSACTION_ITEMS
 
 
 def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The transaction with its site (the partition) and its inferred type name."""
+    """The transaction with its site (the partition) and its inferred type name; a type
+    code sent as digits ("30") is named as the code its integer column reads it as."""
     site = context.get("partition")
-    code = record.get("transactiontype")
-    key = record.get("warehousetransactionid")
+    code = to_int_or_none(record.get("transactiontype"))
+    key = to_int_or_none(record.get("warehousetransactionid"))
     items = record.get("items")
     if type(items) is list:  # each line repeats its parent's id: the key column holds it
         items = [_without_parent_id(i, key) for i in items]
@@ -94,14 +96,18 @@ def prepare(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[st
         **record,
         "items": items,
         "site_id": int(site) if isinstance(site, str) and site.isdigit() else None,
-        "transactiontype_name": TRANSACTION_TYPES.get(code) if type(code) is int else None,
+        "transactiontype_name": TRANSACTION_TYPES.get(code) if code is not None else None,
     }
 
 
-def _without_parent_id(item: Any, key: Any) -> Any:
-    """A line without `warehousetransactionid` when it repeats the parent's (a different one
-    is kept, in `extra`, for anyone to see)."""
-    if isinstance(item, Mapping) and item.get("warehousetransactionid") == key:
+def _without_parent_id(item: Any, key: int | None) -> Any:
+    """A line without `warehousetransactionid` when it repeats the parent's, digits or not
+    (a different one is kept, in `extra`, for anyone to see)."""
+    if (
+        key is not None
+        and isinstance(item, Mapping)
+        and to_int_or_none(item.get("warehousetransactionid")) == key
+    ):
         return {k: v for k, v in item.items() if k != "warehousetransactionid"}
     return item
 

@@ -20,7 +20,7 @@ time, capped at `cap` items, with no paging parameter (`/pos-z-reports`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -485,6 +485,10 @@ class OffsetPages:
     page_size: int = 100  # **assumed** maximum `num` for REST v2 (API_CONTRACT.md)
     total_field: str = "totalcount"
     fixed: tuple[tuple[str, str | int], ...] = ()
+    #: Listings at most in one tick while the count moves during one: a record deleted
+    #: between two pages shifts the next one back into a page already read, and a row
+    #: that no listing of the tick showed is marked missing.
+    passes: int = 3
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds since the last complete listing."""
@@ -504,9 +508,19 @@ class OffsetPages:
         A bare array (the contract's tolerant reader) may be only the first page, 10 at a
         time whatever `num` asks, so it is paged on too. A listing that ends short of its
         own count fails once what it showed is loaded: the rows it did not show must not
-        be taken for gone."""
+        be taken for gone. A listing whose count moved between its pages is listed again
+        (at most `passes` times): the rows of every pass count as seen."""
         listed_at = str(int(ctx.now.timestamp()))
+        for attempt in range(1, self.passes + 1):
+            totals = yield from self._pass(ctx, listed_at)
+            if len(totals) <= 1 or attempt >= self.passes:
+                return
+
+    def _pass(self, ctx: WindowContext, listed_at: str) -> Generator[Window, None, set[int]]:
+        """One listing from the first page; returns the counts its pages gave (a listing
+        that ends short of its count raises)."""
         start = 0
+        totals: set[int] = set()
         last: tuple[int, Any, Any] | None = None  # the last page's size, first and last item
         while True:
             params: dict[str, str | int] = {
@@ -522,11 +536,13 @@ class OffsetPages:
             total = to_int_or_none(payload.get(self.total_field)) if envelope else None
             if items and (len(items), items[0], items[-1]) == last:
                 listing_complete(start, total)  # `start` ignored: the pages before were all
-                return
+                return totals
+            if total is not None:
+                totals.add(total)
             yield Window(items, listed_at, params)
             start += len(items)
             if not items or (total is not None and start >= total):
-                return
+                return totals
             last = (len(items), items[0], items[-1])
 
 

@@ -6,19 +6,53 @@ uploads late), `sort_order=asc`, inclusive `date_from`, pages of `num` (**assume
 1000) continued with the `next` token from the response (**assumed** field name; absent,
 null or empty ends the query). Key (`registerid`, `id`). One partition, and one cursor, per
 register; registers are fetched concurrently (SITOO_CONCURRENCY).
+
+A receipt that names no time zone of its own (`pos-timezone`) is dated in its register's
+site's: `receipt_zones` reads, once per tick, which site each register belongs to and every
+site's zone, and the normalizer looks its register up once per window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize import journal_entries as normalize
 from sitoo_sync.normalize import journal_pages
-from sitoo_sync.streams.base import Stream
+from sitoo_sync.streams.base import Stream, TickSources
 from sitoo_sync.streams.cursors import CursorPages
 from sitoo_sync.streams.options import Option
 from sitoo_sync.streams.partitions import REGISTERS
+from sitoo_sync.streams.site_zones import read_site_zones
+
+#: What a site zone that failed to read costs, said where it is logged.
+WAIT = (
+    "the journal of a register of the site fails this tick when it meets a receipt without "
+    "a pos-timezone, and is read again next tick, rather than load it dated in another zone"
+)
+#: What a site that has no zone costs.
+NO_SITE_ZONE = "receipts without a pos-timezone of the site's registers are dated in UTC"
+
+
+def receipt_zones(sources: TickSources) -> Mapping[str, Any]:
+    """Once per tick, for receipts that name no zone of their own: each register's site, as
+    the cash_registers table holds it (one query; the registers that stream has listed),
+    and each site's zone (streams/site_zones.py: the listing, and the zones it remembers).
+
+    The journal's own partitions are never asked: a window looks its register up in these.
+    A site zone the API failed to give this tick makes such a receipt wait (`normalize.site_zone`).
+    """
+    sites = REGISTERS.stored_sites(lambda *query: dict(sources.latest(*query)))
+    zones = read_site_zones(sources, "journal_entries", wait=WAIT, no_zone=NO_SITE_ZONE)
+    return {
+        normalize.REGISTER_SITES: sites,
+        normalize.SITE_ZONES: dict(zones.zones),
+        normalize.ZONES_UNREAD: zones.unread,
+        normalize.LISTED_SITES: zones.sites,
+    }
+
 
 JOURNAL_ENTRIES = Stream(
     name="journal_entries",
@@ -49,4 +83,5 @@ JOURNAL_ENTRIES = Stream(
         ),
     ),
     immutable=True,  # an event log: an entry, once added, is never edited
+    tick_context=receipt_zones,
 )

@@ -276,3 +276,24 @@ def test_a_zone_less_receipt_waits_a_tick_when_its_sites_zone_fails_then_loads_d
     assert stored_day(settings, register, entry_id) == [
         (date.fromordinal(utc_day.toordinal() - 1), None)
     ]
+
+
+def test_a_tick_whose_receipts_all_name_their_zone_asks_for_no_site_zone(
+    tmp_path: Path, sync: SyncFn
+) -> None:
+    """The sites' zones are read only when a receipt needs one: a journal tick whose receipts
+    all name their pos-timezone sends no request for the site listing or a site's settings,
+    so no round trip stands before its registers start."""
+    with Simulator.create(SimConfig(seed=5, days=2, malformed_every=0)) as sim:
+        assert all(
+            e["data"]["additionaldata"].get("pos-timezone")
+            for r in sim.world.registers
+            for e in sim.world.journal.entries(r.registerid)
+            if e["type"] == "receipt"
+        )
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=[JOURNAL_ENTRIES.name])
+        report = sync(settings)
+        assert report.ok, [r.error for r in report.results if r.error]
+        assert query(settings, "SELECT count(*) FROM journal_receipts")[0][0] > 0
+        assert sim.requests_to("/sites.json") == 0
+        assert sim.requests_to("/settings.json") == 0

@@ -360,6 +360,9 @@ SITE_ZONES = "site_zones"
 ZONES_UNREAD = "site_zones_unread"
 LISTED_SITES = "listed_sites"
 EVERY_SITE = "*"
+#: Instead of the last three: a function that reads them when first called (the tick's
+#: hook passes one, so a tick whose receipts all name their zone asks the API nothing).
+READ_SITE_ZONES = "read_site_zones"
 
 
 def site_zone(register: str, context: Mapping[str, Any]) -> str:
@@ -370,9 +373,12 @@ def site_zone(register: str, context: Mapping[str, Any]) -> str:
     tick, or the site is not known and the sites' zones differ: a later tick dates it.
 
     Without the tick's zones (`SITE_ZONES` absent: normalized outside a tick), UTC."""
+    site = (context.get(REGISTER_SITES) or {}).get(register)
+    read = context.get(READ_SITE_ZONES)
+    if read is not None:
+        context = read()
     if SITE_ZONES not in context:
         return "UTC"
-    site = (context.get(REGISTER_SITES) or {}).get(register)
     sites = (str(site),) if site is not None else tuple(context.get(LISTED_SITES) or ())
     unread = set(context.get(ZONES_UNREAD) or ())
     waits = f"the receipts of register {register} without a pos-timezone wait for a later tick"

@@ -14,7 +14,8 @@ site's zone, and the normalizer looks its register up once per window.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -39,19 +40,40 @@ NO_SITE_ZONE = "receipts without a pos-timezone of the site's registers are date
 def receipt_zones(sources: TickSources) -> Mapping[str, Any]:
     """Once per tick, for receipts that name no zone of their own: each register's site, as
     the cash_registers table holds it (one query; the registers that stream has listed),
-    and each site's zone (streams/site_zones.py: the listing, and the zones it remembers).
+    and a function that reads each site's zone (streams/site_zones.py: the listing, and the
+    zones it remembers) the first time a receipt needs one, from whichever thread that is.
 
+    Read when needed, not here: a tick's registers start only after this hook, and the
+    listing's round trip before them would cost every tick (most receipts name their zone).
     The journal's own partitions are never asked: a window looks its register up in these.
     A site zone the API failed to give this tick makes such a receipt wait (`normalize.site_zone`).
     """
     sites = REGISTERS.stored_sites(lambda *query: dict(sources.latest(*query)))
-    zones = read_site_zones(sources, "journal_entries", wait=WAIT, no_zone=NO_SITE_ZONE)
-    return {
-        normalize.REGISTER_SITES: sites,
-        normalize.SITE_ZONES: dict(zones.zones),
-        normalize.ZONES_UNREAD: zones.unread,
-        normalize.LISTED_SITES: zones.sites,
-    }
+
+    def read() -> Mapping[str, Any]:
+        zones = read_site_zones(sources, "journal_entries", wait=WAIT, no_zone=NO_SITE_ZONE)
+        return {
+            normalize.SITE_ZONES: dict(zones.zones),
+            normalize.ZONES_UNREAD: zones.unread,
+            normalize.LISTED_SITES: zones.sites,
+        }
+
+    return {normalize.REGISTER_SITES: sites, normalize.READ_SITE_ZONES: once(read)}
+
+
+def once(read: Callable[[], Mapping[str, Any]]) -> Callable[[], Mapping[str, Any]]:
+    """`read`, called by the first caller only (the others wait for its answer); an error
+    it raises is raised to that caller and the next caller tries again."""
+    lock = threading.Lock()
+    answer: list[Mapping[str, Any]] = []
+
+    def first() -> Mapping[str, Any]:
+        with lock:
+            if not answer:
+                answer.append(read())
+            return answer[0]
+
+    return first
 
 
 JOURNAL_ENTRIES = Stream(

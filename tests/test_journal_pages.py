@@ -303,9 +303,9 @@ def test_windows_normalized_together_are_each_what_it_is_alone(
     calls: list[int] = []
     tables = journal_pages._tables
 
-    def counted(entries: Any, bodies: Any) -> Any:
+    def counted(entries: Any, *rest: Any) -> Any:
         calls.append(len(entries))
-        return tables(entries, bodies)
+        return tables(entries, *rest)
 
     windows = [decode_page(body)["items"] for body in simulator_pages()]
     monkeypatch.setattr(journal_pages, "MAX_JOINED_ENTRIES", 3 * max(map(len, windows)))

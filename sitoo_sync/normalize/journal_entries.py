@@ -19,7 +19,11 @@ our reading until the live API shows them, each a one-line change here. Fields n
 declared stay in `extra` (and in `journal_entries.data`).
 
 A receipt's `business_date` is its creation time in the register's own time zone
-(`pos-timezone`): the day a store manager would say the sale happened.
+(`pos-timezone`): the day a store manager would say the sale happened. A receipt that names
+no zone this system knows is dated in its register's site's zone (`site_zone`), looked up
+once per register and window from what the stream's tick read (streams/journal_entries.py);
+when that zone could not be read, the receipt's window waits for a later tick rather than
+load dated in UTC for good (its rows are immutable: nothing would date them again).
 
 Staff names (`staff`, and any other field personal.py names) are dropped or hashed as
 SITOO_STAFF_NAMES says in every entry before anything is read from it, so the typed tables,
@@ -30,12 +34,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
-from sitoo_sync.errors import RecordRejected
+from sitoo_sync.errors import ContextUnavailable, RecordRejected
 from sitoo_sync.normalize.columns import Errors, empty_table
 from sitoo_sync.normalize.personal import staff_names, without_names
 from sitoo_sync.normalize.records import (
@@ -58,7 +63,14 @@ from sitoo_sync.normalize.tables import (
     text,
     timestamp,
 )
-from sitoo_sync.normalize.values import INT64_MAX, INT64_MIN, NO_STORE, local_day
+from sitoo_sync.normalize.values import (
+    INT64_MAX,
+    INT64_MIN,
+    NO_STORE,
+    is_unix_time,
+    local_day,
+    zone_named,
+)
 
 STREAM = "journal_entries"
 
@@ -208,8 +220,15 @@ JOURNAL_RECEIPTS = _child(
         *EVENT,
         day(
             "business_date",
-            "The local day of the sale: datecreated in the register's time zone (timezone), "
-            "UTC when the receipt names none. Ours.",
+            "The local day of the sale: datecreated in the register's own time zone "
+            "(timezone, the POS's pos-timezone). A receipt that names no zone this system "
+            "knows (none, empty, misspelled) takes its register's site's zone "
+            "(cash_registers.site_id; /sites/{id}/settings.json timezone) or, before "
+            "cash_registers lists the register, the zone all the account's sites share; UTC "
+            "when that site has no zone. While that zone cannot be read (or the register's "
+            "site is unknown and the sites' zones differ), such a receipt waits for a later "
+            "tick rather than load dated in another zone. Fixed when the receipt is loaded. "
+            "Ours.",
         ),
         CURRENCY,
         boolean("isrefund", "True for a refund (return) receipt, false for a sale."),
@@ -330,7 +349,93 @@ def entry_key(record: Mapping[str, Any]) -> tuple[str, int]:
     return registerid, entry_id
 
 
-business_date = local_day  # the receipt's local day; also used by tests
+business_date = local_day  # a receipt's local day in a zone it names; also used by tests
+
+#: Normalizer context keys, filled once per tick by streams/journal_entries.py: each
+#: register's site (registerid -> eshopid, as cash_registers lists it), each site's zone
+#: (eshopid as text -> IANA name), the sites whose zone could not be read this tick
+#: (`EVERY_SITE`: none could), and every site the account lists (eshopid as text).
+REGISTER_SITES = "register_sites"
+SITE_ZONES = "site_zones"
+ZONES_UNREAD = "site_zones_unread"
+LISTED_SITES = "listed_sites"
+EVERY_SITE = "*"
+#: Instead of the last three: a function that reads them when first called (the tick's
+#: hook passes one, so a tick whose receipts all name their zone asks the API nothing).
+READ_SITE_ZONES = "read_site_zones"
+
+
+def site_zone(register: str, context: Mapping[str, Any]) -> str:
+    """The zone a receipt of `register` that names none of its own is dated in: its site's,
+    UTC when that site has none (or the account lists no site). A register whose site is
+    not known (the cash_registers stream has not listed it yet) takes the zone all the
+    listed sites share. Raises ContextUnavailable when that zone could not be read this
+    tick, or the site is not known and the sites' zones differ: a later tick dates it.
+
+    Without the tick's zones (`SITE_ZONES` absent: normalized outside a tick), UTC."""
+    site = (context.get(REGISTER_SITES) or {}).get(register)
+    read = context.get(READ_SITE_ZONES)
+    if read is not None:
+        context = read()
+    if SITE_ZONES not in context:
+        return "UTC"
+    sites = (str(site),) if site is not None else tuple(context.get(LISTED_SITES) or ())
+    unread = set(context.get(ZONES_UNREAD) or ())
+    waits = f"the receipts of register {register} without a pos-timezone wait for a later tick"
+    if EVERY_SITE in unread or not unread.isdisjoint(sites):
+        if EVERY_SITE in unread:
+            which = "the sites' time zones (/sites.json failed)"
+        elif site is not None:
+            which = f"the time zone of site {site} (/sites/{site}/settings.json failed)"
+        else:
+            which = "a site's time zone (/sites/{id}/settings.json failed)"
+        raise ContextUnavailable(
+            f"{which} could not be read in this tick: {waits} rather than load dated in UTC"
+        )
+    zones: Mapping[str, Any] = context.get(SITE_ZONES) or {}
+    found = {_named_or_utc(zones.get(s)) for s in sites}
+    if len(found) > 1:
+        raise ContextUnavailable(
+            "the register's site is not known until the cash_registers stream lists it, "
+            f"and the sites' time zones differ: {waits} rather than load dated in another "
+            "site's zone"
+        )
+    return found.pop() if found else "UTC"
+
+
+def _named_or_utc(name: Any) -> str:
+    return name if zone_named(name) is not None else "UTC"
+
+
+class ReceiptDays:
+    """The business_date of a window's receipts: datecreated in the receipt's own zone when
+    it names one this system knows, else in its register's site's (`site_zone`, found once
+    per register: a window's receipts share it). `context` is the window's normalizer
+    context; `registers` gives each register's where windows are normalized together."""
+
+    def __init__(
+        self,
+        context: Mapping[str, Any] | None = None,
+        registers: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        self._context = context or {}
+        self._registers = registers or {}
+        self._sites: dict[str, tzinfo] = {}
+
+    def __call__(self, created: Any, zone: Any, register: str) -> date | None:
+        """The local day of a receipt of `register` created at `created` naming `zone`;
+        None when `created` is not Unix seconds (no day: no zone is looked up)."""
+        if not is_unix_time(created):
+            return None
+        own: tzinfo | None = zone_named(zone)
+        if own is None:
+            own = self._sites.get(register) or self._site_zone(register)
+        return datetime.fromtimestamp(created, own).date()
+
+    def _site_zone(self, register: str) -> tzinfo:
+        context = self._registers.get(register) or self._context
+        zone = self._sites[register] = zone_named(site_zone(register, context)) or UTC
+        return zone
 
 
 class _Rows:
@@ -391,7 +496,11 @@ def as_bool(value: Any) -> bool | None:
 
 
 def _receipt_rows(
-    index: int, entry: Mapping[str, Any], rows: dict[str, _Rows], key: tuple[str, int]
+    index: int,
+    entry: Mapping[str, Any],
+    rows: dict[str, _Rows],
+    key: tuple[str, int],
+    days: ReceiptDays,
 ) -> None:
     data = require_object(entry.get("data") or {}, "data")
     extra_data = require_object(data.get("additionaldata") or {}, "data.additionaldata")
@@ -410,7 +519,7 @@ def _receipt_rows(
     receipt["type"] = entry.get("type")
     receipt["ispractice"] = entry.get("ispractice")
     receipt["datecreated"] = created
-    receipt["business_date"] = business_date(created, extra_data.get("pos-timezone"))
+    receipt["business_date"] = days(created, extra_data.get("pos-timezone"), key[0])
     receipt["moneytotal_signed"] = negated(data.get("moneytotal"), refund)
     if receipt["store_id"] is None or receipt["store_id"] == "":
         receipt["store_id"] = NO_STORE
@@ -443,9 +552,13 @@ def _receipt_rows(
 
 
 def normalize_window(
-    records: Iterable[Any], context: Mapping[str, Any] | None = None
+    records: Iterable[Any],
+    context: Mapping[str, Any] | None = None,
+    *,
+    days: ReceiptDays | None = None,
 ) -> NormalizedWindow:
-    """Normalize one window of journal entries; a key seen twice keeps its last version."""
+    """Normalize one window of journal entries; a key seen twice keeps its last version.
+    `days` dates the receipts (by default as `context` says)."""
     rejects: list[Reject] = []
     latest: dict[tuple[str, int], Mapping[str, Any]] = {}
     names = staff_names(context)
@@ -469,6 +582,7 @@ def normalize_window(
     keys = list(latest)
     errors: Errors = {}
     notes: Counter[str] = Counter()
+    days = days or ReceiptDays(context)
     rows = {
         "receipts": _Rows(2),
         "items": _Rows(3),
@@ -483,7 +597,7 @@ def normalize_window(
             notes[f"unknown entry type {kind}"] += 1
         try:
             if kind == "receipt":
-                _receipt_rows(index, entry, rows, key)
+                _receipt_rows(index, entry, rows, key, days)
             elif kind in CASH_TYPES or kind in STAFF_TYPES:
                 data = require_object(entry.get("data") or {}, "data")
                 event = {

@@ -59,8 +59,8 @@ from sitoo_sync.normalize.journal_entries import (
     KNOWN_TYPES,
     RECEIPT_KEYS,
     STAFF_TYPES,
+    ReceiptDays,
     as_bool,
-    business_date,
 )
 from sitoo_sync.normalize.journal_entries import normalize_window as reference_normalize
 from sitoo_sync.normalize.personal import PersonalData, staff_names, texts_without_names
@@ -412,11 +412,14 @@ def _signed(table: pa.Table, refund: pa.Array, **unsigned: str) -> pa.Table:
 
 
 def normalize_entries(
-    entries: Sequence[JournalEntry], names: PersonalData | None = None
+    entries: Sequence[JournalEntry],
+    names: PersonalData | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> NormalizedWindow | None:
     """The window's typed tables, exactly as `journal_entries.normalize_window` makes them,
     or None when something in it needs the reference normalizer whole (see the module doc).
-    `names`: how staff names are minimized (`personal.staff_names`; None: kept).
+    `names`: how staff names are minimized (`personal.staff_names`; None: kept); `context`:
+    the window's normalizer context (the site zones a receipt without its own zone takes).
 
     An entry whose `data` has a field no struct declares (the vendor sends more than we
     know) is normalized by the reference normalizer alone, which keeps that field in
@@ -429,14 +432,15 @@ def normalize_entries(
         bodies, odd = _bodies(entries)
         clean = [e for i, e in enumerate(entries) if i not in odd] if odd else entries
         kept = [b for i, b in enumerate(bodies) if i not in odd] if odd else bodies
-        tables, notes = _tables(clean, kept)
+        days = ReceiptDays(context)
+        tables, notes = _tables(clean, kept, days)
     except (_Unclean, msgspec.DecodeError, OverflowError, pa.ArrowInvalid):
         return None
     parent_keys = tables[JOURNAL_ENTRIES.name].select(list(KEY_NAMES))
     if not odd:  # the window's keys are the ones checked
         return NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes, key_set=keys)
     fast = NormalizedWindow(tables=tables, parent_keys=parent_keys, notes=notes)
-    rest = reference_normalize(as_dicts([entries[i] for i in sorted(odd)]))
+    rest = reference_normalize(as_dicts([entries[i] for i in sorted(odd)]), days=days)
     return NormalizedWindow.concat([fast, rest])  # (its keys are read from parent_keys)
 
 
@@ -477,9 +481,10 @@ def _bodies(entries: Sequence[JournalEntry]) -> tuple[list[Any], set[int]]:
 
 
 def _tables(
-    entries: Sequence[JournalEntry], bodies: Sequence[Any]
+    entries: Sequence[JournalEntry], bodies: Sequence[Any], days: ReceiptDays
 ) -> tuple[dict[str, pa.Table], Counter[str]]:
-    """Every journal table of the window and its notes; raises when it is not clean."""
+    """Every journal table of the window and its notes (`days` dates the receipts); raises
+    when it is not clean."""
     registerids = [e.registerid for e in entries]
     ids = [e.id for e in entries]
     kinds = [e.type for e in entries]
@@ -506,7 +511,14 @@ def _tables(
             at["cash"].append(index)
         elif kind in STAFF_TYPES:
             at["staff"].append(index)
-    receipts = _receipt_tables([bodies[i] for i in at["receipt"]], at["receipt"], envelope, created)
+    made = at["receipt"]
+    receipts = _receipt_tables(
+        [bodies[i] for i in made],
+        made,
+        envelope,
+        ([created[i] for i in made], [registerids[i] for i in made]),
+        days,
+    )
     tables = {JOURNAL_ENTRIES.name: envelope, **receipts}
     for table, rows, decoder in (
         (JOURNAL_CASH_EVENTS, at["cash"], _CASH),
@@ -528,19 +540,22 @@ def _event_columns(envelope: pa.Table, rows: list[int]) -> dict[str, Values]:
 
 
 def _receipt_tables(
-    data: list[ReceiptData], at: list[int], envelope: pa.Table, created: list[Any]
+    data: list[ReceiptData],
+    at: list[int],
+    envelope: pa.Table,
+    made: tuple[list[Any], list[str]],
+    days: ReceiptDays,
 ) -> dict[str, pa.Table]:
-    """The receipt tables, from the receipts' `data` (the entries at `at`)."""
+    """The receipt tables, from the receipts' `data` (the entries at `at`, created when
+    and by the registers `made` says, and dated by `days`)."""
+    stamps, registers = made
     lifted = [_RECEIPT_LIFTED.decode(_body(d.additionaldata)) for d in data]
     head = _event_columns(envelope, at)
-    stamps = [created[i] for i in at]
     receipts = _typed(
         JOURNAL_RECEIPTS,
         {
             **head,
-            "business_date": [
-                business_date(c, x.timezone) for c, x in zip(stamps, lifted, strict=True)
-            ],
+            "business_date": list(map(days, stamps, [x.timezone for x in lifted], registers)),
             "currencycode": [d.currencycode for d in data],
             "isrefund": [d.isrefund for d in data],
             "comment": [d.comment for d in data],
@@ -678,7 +693,8 @@ def _normalize_joined(
         bodies, odd = _bodies(joined)
         if odd:  # an entry with an undeclared field is normalized apart, out of order
             raise _Unclean("undeclared field")
-        tables, _ = _tables(joined, bodies)
+        days = ReceiptDays(registers=dict(zip(registers, (c for _, c in windows), strict=True)))
+        tables, _ = _tables(joined, bodies, days)
     except (_Unclean, msgspec.DecodeError, OverflowError, pa.ArrowInvalid):
         return [normalize_window(records, context) for records, context in windows]
     return _split(tables, [records for records, _ in windows], registers)
@@ -740,7 +756,7 @@ def normalize_window(
     typed entry and the window is clean, else the reference normalizer (same tables)."""
     records = records if isinstance(records, list) else list(records)
     if records and set(map(type, records)) == {JournalEntry}:
-        fast = normalize_entries(records, staff_names(context))
+        fast = normalize_entries(records, staff_names(context), context)
         if fast is not None:
             return fast
     return reference_normalize(as_dicts(records), context)

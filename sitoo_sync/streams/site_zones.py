@@ -58,11 +58,12 @@ LISTING_PAGE = OffsetPages.page_size
 
 @dataclass(frozen=True)
 class SiteZones:
-    """Each site's zone (eshopid as text -> IANA name), and the sites whose zone could not
-    be read this tick (`EVERY_SITE` when the listing failed)."""
+    """Each site's zone (eshopid as text -> IANA name), the sites whose zone could not be
+    read this tick (`EVERY_SITE` when the listing failed), and every listed site."""
 
     zones: Mapping[str, str]
     unread: tuple[str, ...] = ()
+    sites: tuple[str, ...] = field(default=(), compare=False)  # (an aside to the answer)
 
     def unread_for(self, eshopid: str) -> bool:
         """Whether the zone of site `eshopid` may exist but was not read this tick."""
@@ -219,7 +220,7 @@ def read_site_zones(
                 error=answer.error,
                 effect=no_zone if gone else wait,
             )
-    return SiteZones(zones, tuple(unread))
+    return SiteZones(zones, tuple(unread), tuple(map(str, sites)))
 
 
 def _list_sites(sources: TickSources) -> Answer:

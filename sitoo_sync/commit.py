@@ -346,14 +346,11 @@ def mark_missing(
     """After a full listing: rows of this partition it did not show get `missing_since`;
     how many. The caller logs them once its transaction has committed (`log_missing`): a
     run rolled back by a conflict marked nothing."""
-    parent = stream.parent
-    column = stream.partition_column
-    assert column is not None
-    value = parent.column(column)
-    scope = int(partition) if value.kind is Kind.INT else partition
+    scope = stream.scope_of(partition)
+    assert scope is not None
     return retried(
         warehouse,
-        lambda: warehouse.mark_missing(parent, {column: scope}, sorted(seen), now),
+        lambda: warehouse.mark_missing(stream.parent, scope, sorted(seen), now),
         what="missing marks",
         stream=stream.name,
         partition=partition,

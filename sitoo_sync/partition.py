@@ -443,7 +443,7 @@ def sync_partition(
                 break
         stopped = stop is not None and stop.is_set()
         listed = stream.full_refresh or loader.swept
-        mark = bool(listed and stream.partition_column and not stopped)
+        mark = bool(listed and stream.scope_of(partition) is not None and not stopped)
         if finishing is not None:
             finishing()
         loader.finish(outcomes, mark=mark, now=now)

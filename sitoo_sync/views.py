@@ -183,6 +183,9 @@ def _daily_order_sales(d: Sql) -> str:
 def _stock_levels(d: Sql) -> str:
     # Only listed warehouses: a deleted one keeps its row (missing_since set) and its stock
     # rows, which no tick reads again, so their figures are stale, not today's stock.
+    # Only listed stock rows: a row the sku sweep no longer finds (its product deleted, or
+    # the row removed) keeps its last figures with missing_since set; they are not stock,
+    # and a BI tool summing the view must not have to know to filter them out.
     # One product per stock row: a deleted product keeps its row (missing_since set) and
     # its SKU may be reused, and the catalogue does not make a SKU unique among live
     # products; of several live ones the lowest productid, which a new one never displaces.
@@ -207,7 +210,7 @@ def _stock_levels(d: Sql) -> str:
         f"AND p.productid = live.productid "
         f"LEFT JOIN {d.t('sync_state')} ss ON ss.stream = 'warehouse_items' "
         f"AND ss.partition_key = {partition} "
-        f"WHERE w.missing_since IS NULL"
+        f"WHERE w.missing_since IS NULL AND i.missing_since IS NULL"
     )
 
 
@@ -466,8 +469,10 @@ VIEWS: tuple[View, ...] = (
     View(
         "v_stock_levels",
         "Stock per warehouse and SKU with its product and store: on hand, reserved, "
-        "available and the stock value. A warehouse no longer listed (missing_since set) is "
-        "left out; its rows stay in warehouse_items.",
+        "available and the stock value, of listed rows only, so sums are today's stock. A "
+        "warehouse no longer listed, and a stock row no longer listed (its product deleted, "
+        "or the row removed: warehouse_items.missing_since set), are left out; their rows "
+        "stay in warehouse_items.",
         (
             ("site_id", "The site the warehouse is listed under."),
             ("warehouseid", "The warehouse."),
@@ -519,6 +524,7 @@ VIEWS: tuple[View, ...] = (
                 "decimalavailable",
                 "moneytotal",
                 "datelastmodified",
+                "missing_since",
                 "_loaded_at",
             ),
             "warehouses": (

@@ -15,7 +15,7 @@ from typing import Any
 
 from sitoo_sync.api.client import Api
 from sitoo_sync.normalize.records import NormalizedWindow
-from sitoo_sync.normalize.tables import Table, with_load_metadata
+from sitoo_sync.normalize.tables import Kind, Table, with_load_metadata
 from sitoo_sync.streams.cursors import CursorStrategy
 from sitoo_sync.streams.options import Option, option_values
 from sitoo_sync.streams.partitions import ACCOUNT, Partitioning
@@ -68,6 +68,9 @@ class Stream:
     full_refresh: bool = False
     #: The column that holds the partition in the parent table (for full refreshes).
     partition_column: str | None = None
+    #: The parent's columns and values that hold one partition's rows, where one column
+    #: does not (a partition `site/warehouse`): the scope of the missing marks.
+    partition_scope: Callable[[str], Mapping[str, Any]] | None = None
     #: A record never changes once served (an event log): one re-read in the cursor's
     #: overlap whose key is stored already is skipped instead of loaded again.
     immutable: bool = False
@@ -103,6 +106,17 @@ class Stream:
     def key(self) -> tuple[str, ...]:
         """The natural key of a record: the parent table's."""
         return self.parent.key
+
+    def scope_of(self, partition: str) -> Mapping[str, Any] | None:
+        """The parent's columns and values that hold `partition`'s rows, all the missing
+        marks may touch (`partition_scope`, else `partition_column`); None: neither."""
+        if self.partition_scope is not None:
+            return self.partition_scope(partition)
+        column = self.partition_column
+        if column is None:
+            return None
+        kind = self.parent.column(column).kind
+        return {column: int(partition) if kind is Kind.INT else partition}
 
     def path_for(self, partition: str) -> str:
         """The request path for one partition."""

@@ -5,8 +5,12 @@ Fact sheet 5.2: one request series per warehouse (no site-wide stock endpoint),
 as if exclusive, one second early, so either reading loses nothing), no sort, start/num
 paging. `datelastmodified` moves only with a warehouse transaction: a reservation
 changes `decimalreserved`/`decimalavailable` without it, so every `snapshot_hours` the
-warehouse's whole stock is read again (streams/cursors_modified.py). Stock rows are never
-deleted, so there is no sweep.
+warehouse's whole stock is read again (streams/cursors_modified.py). A row stops being
+listed when its product is deleted or the row is removed (the fact sheet does not say stock
+rows are kept), and no modified feed shows a row that is gone: every `sweep_hours` the skus
+alone (`fields=sku`; the site and the warehouse come from the partition) are listed, and
+the warehouse's rows not found get `missing_since` (v_stock_levels leaves them out).
+Cost: one more request series per warehouse every `sweep_hours`, a page per 100 rows.
 """
 
 from __future__ import annotations
@@ -26,20 +30,30 @@ WAREHOUSE_ITEMS = Stream(
         lo_param="datelastmodifiedfrom",
         time_field="datelastmodified",
         inclusive=False,  # not documented: one second early loses nothing either way
+        sweep_field="sku",
         snapshot_hours=6,
-        sweep_hours=0,
+        sweep_hours=6,
     ),
     tables=normalize.TABLES,
     normalize=normalize.normalize_window,
-    description="Stock levels per warehouse and sku: changes since the cursor, and a "
-    "periodic full read for reservations",
+    description="Stock levels per warehouse and sku: changes since the cursor, a "
+    "periodic full read for reservations, and a periodic sku sweep that marks rows no "
+    "longer listed",
     partitions=WAREHOUSES,
+    partition_scope=normalize.partition_rows,
     options=(
         Option(
             "overlap_seconds",
             int,
             "seconds each tick reads back before the newest change loaded "
             "(this stream's own; SITOO_OVERLAP_SECONDS does not apply)",
+            ge=0,
+        ),
+        Option(
+            "sweep_hours",
+            int,
+            "hours between sku sweeps that mark stock rows no longer listed (a deleted "
+            "product's, a removed row's) missing, out of v_stock_levels (0: never)",
             ge=0,
         ),
         Option(

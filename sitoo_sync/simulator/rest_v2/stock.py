@@ -8,6 +8,11 @@ touching `datelastmodified`, as the fact sheet warns. Quantities are whole units
 three decimals; `moneytotal` is the level times the product's `moneypricein`.
 Transaction types as the fact sheet infers them: 10 Move In, 30 Sales, 40 Refund,
 50 StockTaking.
+
+A row can be removed (`remove`: its product deleted, or the row cleared out): it is no
+longer listed, and no modified feed shows that it went. The docs say nothing of what a
+transaction or a reservation on a removed row's sku does (**assumed**: the row comes back
+as it was, same id, its level moved), so the levels stay the sum of their logged quantities.
 """
 
 from __future__ import annotations
@@ -64,16 +69,30 @@ class Stock:
     """Every warehouse's items and the transaction log that made them."""
 
     items: dict[tuple[int, str], _Item] = field(default_factory=dict)
+    removed: dict[tuple[int, str], _Item] = field(default_factory=dict)  # not listed
     transactions: list[Body] = field(default_factory=list)  # ascending id
     transaction_site: dict[int, int] = field(default_factory=dict)  # id -> eshopid
+    next_item_id: int = 1
     next_transaction_id: int = 5001
     next_log_id: int = 90001
 
     def add_item(self, warehouseid: int, sku: str, cost: int) -> None:
-        """A stock row with nothing on hand yet."""
+        """A stock row with nothing on hand yet; a removed one comes back as it was."""
         key = (warehouseid, sku)
-        if key not in self.items:
-            self.items[key] = _Item(len(self.items) + 1, warehouseid, sku, cost)
+        if key in self.items:
+            return
+        back = self.removed.pop(key, None)
+        if back is None:
+            back = _Item(self.next_item_id, warehouseid, sku, cost)
+            self.next_item_id += 1
+        self.items[key] = back
+
+    def remove(self, warehouseid: int, sku: str) -> bool:
+        """The row is removed: no listing shows it any more. Whether there was one."""
+        item = self.items.pop((warehouseid, sku), None)
+        if item is not None:
+            self.removed[(warehouseid, sku)] = item
+        return item is not None
 
     def transact(
         self,

@@ -13,15 +13,18 @@ parked since a register's last closing (still open; they settle, without a new i
 sales no z-report holds yet), and site 1's web orders (pending, booked, abandoned, paid).
 Closed sales and refunds move stock through warehouse transactions; open web orders and
 bookings reserve stock without one. A few sold products are deleted at the end
-(`catalog.discontinued`: the registers' journals never sell them). Randomness comes from
+(`catalog.discontinued`: the registers' journals never sell them), and their stock rows with
+them (**assumed**: the fact sheet does not say what a deletion does to stock; a row that is
+gone is the case a sync must notice). Randomness comes from
 its own generator seeded from `SimConfig.seed`, so building it never disturbs the z-report
 world, and it is built on first use only (tests that never ask for REST v2 data pay
 nothing).
 
 Mutators for tests (all under the world's lock, all at the world's `now`): `add_orders`,
 `add_late_order`, `add_refund`, `settle`, `advance`, `delete_product`, `touch_product`,
-`reserve`. What it should add up to (net sales per store and day, the best sellers, stock
-values) is totals.py's, computed from the specs rather than from the served JSON.
+`reserve`, `remove_item`. What it should add up to (net sales per store and day, the best
+sellers, stock values) is totals.py's, computed from the specs rather than from the served
+JSON.
 """
 
 from __future__ import annotations
@@ -428,11 +431,27 @@ class RestWorld:
             return due
 
     def delete_product(self, productid: int, *, at: int | None = None) -> None:
-        """The product is deleted: gone from listings; old orders still name it."""
+        """The product is deleted: gone from listings, its stock rows too (unless another
+        live product of its site has its sku); old orders still name it."""
         with self.lock:
-            product = self.catalog.products.pop(productid)
+            cat = self.catalog
+            product = cat.products.pop(productid)
             product["datemodified"] = self.now if at is None else at
-            self.catalog.deleted[productid] = product
+            cat.deleted[productid] = product
+            site = cat.product_site[productid]
+            if any(
+                p["sku"] == product["sku"] for p in cat.site_products(site, include_inactive=True)
+            ):
+                return
+            for w in cat.warehouses:
+                if w["eshopid"] == site:
+                    self.stock.remove(w["warehouseid"], product["sku"])
+
+    def remove_item(self, warehouseid: int, sku: str) -> bool:
+        """A stock row is removed (cleared out of the warehouse): no longer listed, its
+        product still is. Whether there was one."""
+        with self.lock:
+            return self.stock.remove(warehouseid, sku)
 
     def touch_product(self, productid: int, **changes: object) -> Body:
         """Edit a product now (e.g. a new `title`): `datemodified` moves to now."""

@@ -171,15 +171,27 @@ class _Page(list[Any]):
 def test_a_page_taken_is_not_kept_alive_while_the_next_is_fetched() -> None:
     """Once the consumer has taken a page and asks for the next, neither the producer thread
     nor the generator keeps the page: the budget has it back, so nothing may hold it."""
-    alive_while_fetching: list[bool] = []
+    kept: list[bool] = []
     previous: list[weakref.ref[_Page]] = []
+    taken = threading.Event()  # the consumer is done with the last page and asks for more
+
+    def held_on(refs: list[weakref.ref[_Page]]) -> bool:
+        """Whether a page of `refs` is still alive a second on (the consumer's thread may
+        need a moment to reach its next request after saying it will)."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            gc.collect()  # only references keep a page: no cycle waits for the collector
+            if all(ref() is None for ref in refs):
+                return False
+            time.sleep(0.01)
+        return True
 
     def source() -> Iterator[_Page]:
         for n in range(4):
-            gc.collect()  # only references keep a page: no cycle waits for the collector
-            # The page before the last may be with the consumer still (fetched one ahead);
-            # every page before that was taken and must be gone.
-            alive_while_fetching.extend(ref() is not None for ref in previous[:-1])
+            if previous:  # fetching page n while the consumer waits for it
+                assert taken.wait(5)
+                taken.clear()
+                kept.append(held_on(previous))
             page = _Page([n])
             previous.append(weakref.ref(page))
             yield page
@@ -188,8 +200,8 @@ def test_a_page_taken_is_not_kept_alive_while_the_next_is_fetched() -> None:
     for page in prefetch(source(), budget=ByteBudget(10_000), size=lambda _page: 100):
         assert page[0] in range(4)
         del page  # the consumer is done with it
-        time.sleep(0.05)  # the producer is fetching ahead meanwhile
-    assert alive_while_fetching == [False] * 3  # fetches 2 and 3 looked at 1 and 2 pages
+        taken.set()
+    assert kept == [False] * 3  # fetches 1, 2 and 3 found every page before them gone
 
 
 def test_a_journal_page_lives_in_its_window_alone_while_the_next_page_is_fetched() -> None:

@@ -43,15 +43,45 @@ class SessionLock:
         self._releases = releases
 
     def release(self) -> None:
-        """Free every lock, then end the connection."""
+        """Free every lock, then end the connection. A connection the server has ended
+        already (a network cut, a restart) freed them with it: a warning, not an error."""
         import sqlalchemy as sa
 
         try:
             for sql, key in self._releases:
                 self._conn.execute(sa.text(sql), {"k": key})
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("lock_not_released", error=_first_line(exc))
         finally:
-            self._conn.close()
-            self._engine.dispose()
+            _end(self._engine, self._conn)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _end(engine: sa.Engine, conn: sa.Connection) -> None:
+    """End a lock's connection and its engine."""
+    try:
+        conn.close()
+    finally:
+        engine.dispose()
+
+
+def _opened(connect: Connect, dialect: SqlDialect) -> tuple[sa.Engine, sa.Connection]:
+    """A lock's connection (`connect`), its session set up to outlast any idle time
+    (`lock_session_sql`): a server that ends idle sessions would free its locks mid-tick,
+    and another process would take them while this one still loads."""
+    import sqlalchemy as sa
+
+    engine, conn = connect()
+    try:
+        for sql in dialect.lock_session_sql:
+            conn.execute(sa.text(sql))
+    except BaseException:
+        _end(engine, conn)
+        raise
+    return engine, conn
 
 
 def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: bool) -> Lock | None:
@@ -61,9 +91,19 @@ def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: boo
     Where the server has no shared named lock (`dialect.lock_slots`), a shared holder takes
     one of the slots and an exclusive holder every one: a holder beyond the slots skips.
     """
-    import sqlalchemy as sa
+    engine, conn = _opened(connect, dialect)
+    try:
+        return _take_session(engine, conn, dialect, name, shared=shared)
+    except BaseException:  # what it took is freed with the session
+        _end(engine, conn)
+        raise
 
-    engine, conn = connect()
+
+def _take_session(
+    engine: sa.Engine, conn: sa.Connection, dialect: SqlDialect, name: str, *, shared: bool
+) -> Lock | None:
+    """`try_session` on the connection `conn`, which is ended unless a lock is returned."""
+    import sqlalchemy as sa
 
     def run(sql: str, key: object) -> bool:
         return bool(conn.execute(sa.text(sql), {"k": key}).scalar() == 1)
@@ -89,8 +129,7 @@ def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: boo
             return None
     if releases:
         return SessionLock(engine, conn, releases)
-    conn.close()
-    engine.dispose()
+    _end(engine, conn)
     return None
 
 
@@ -115,7 +154,7 @@ class SessionPartitionLocks:
     def __init__(
         self, connect: Connect, dialect: SqlDialect, prefix: str, cursors: ReadCursors
     ) -> None:
-        self._engine, self._conn = connect()
+        self._engine, self._conn = _opened(connect, dialect)
         self._dialect = dialect
         self._prefix = prefix
         self._cursors = cursors
@@ -170,7 +209,6 @@ class SessionPartitionLocks:
         try:
             self._conn.execute(sa.text(self._dialect.release_all_sql()))
         except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
-            log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+            log.warning("partition_locks_not_released", error=_first_line(exc))
         finally:
-            self._conn.close()
-            self._engine.dispose()
+            _end(self._engine, self._conn)

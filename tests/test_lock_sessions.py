@@ -1,0 +1,111 @@
+"""The server sessions that hold a process's locks: kept while idle, and let go quietly."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import structlog
+
+from sitoo_sync.settings import Settings
+from sitoo_sync.warehouse.base import Claim
+from sitoo_sync.warehouse.dialects import mysql_lock_name
+from sitoo_sync.warehouse.file_locks import scoped_name
+from sitoo_sync.warehouse.sqla import make_engine
+from tests.support import partition_locks, take_lock
+from tests.targets import Target, target_for
+
+SERVERS = ["postgres", "mysql"]
+#: What a server that ends idle sessions after a second does to every new one (as its
+#: idle_session_timeout or wait_timeout would), given in the URL the way the driver reads it.
+IDLE_SECOND = {
+    "postgres": ("options", "-c idle_session_timeout=1000"),
+    "mysql": ("init_command", "SET SESSION wait_timeout = 1"),
+}
+
+
+def _with_query(url: str, name: str, value: str) -> str:
+    """`url` with one more query parameter."""
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}{name}={urllib.parse.quote(value)}"
+
+
+def _settings(target: Target, url: str | None = None) -> Settings:
+    return Settings(target_url=url or target.url, target_schema=target.schema)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_locks_stay_held_past_the_servers_idle_session_timeout(server: str, tmp_path: Path) -> None:
+    """A server that ends sessions idle for a second (PostgreSQL's idle_session_timeout,
+    MySQL's wait_timeout, set low on managed servers) does not end a lock's session: a
+    stream's lock and a partition's, idle for longer than that (as through a long tick),
+    still keep another process out and still serve their holder."""
+    with target_for(server, tmp_path) as target:
+        settings = _settings(target, _with_query(target.url, *IDLE_SECOND[server]))
+        stream = take_lock(settings, "pos_z_reports")
+        partitions = partition_locks(settings, "journal_entries")
+        try:
+            assert stream is not None
+            assert partitions.try_acquire("r1") == Claim(None)
+            time.sleep(3)  # idle for three times the server's limit
+            assert take_lock(settings, "pos_z_reports") is None
+            theirs = partition_locks(settings, "journal_entries")
+            try:
+                assert theirs.try_acquire("r1") is None
+            finally:
+                theirs.close()
+            assert partitions.try_acquire("r2") == Claim(None)
+        finally:
+            partitions.close()
+            if stream is not None:
+                stream.release()
+
+
+def _end_sessions_holding(server: str, target: Target, url: str, lock: str) -> None:
+    """End, from another session, the server session that holds the stream lock `lock`
+    (a network cut, a restarted proxy, an administrator's kill)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if server == "postgres":
+                app = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["application_name"]
+                ended = conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+                        "JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE l.locktype = 'advisory' AND a.application_name = :app"
+                    ),
+                    {"app": app[0]},
+                ).all()
+            else:
+                name = mysql_lock_name(f"{scoped_name(target.schema, lock)}:0")
+                holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:k)"), {"k": name}).scalar()
+                if holder:
+                    conn.execute(sa.text(f"KILL {int(holder)}"))
+                ended = [holder] if holder else []
+            assert ended, "no session held the lock"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_lock_whose_session_ended_is_released_quietly(server: str, tmp_path: Path) -> None:
+    """Releasing a lock whose server session ended meanwhile (the server freed it with the
+    session) is one warning, not an exception that fails the tick that held it or a
+    `run --once` that loaded everything."""
+    with target_for(server, tmp_path) as target:
+        url = _with_query(target.url, "application_name", f"t{uuid.uuid4().hex[:12]}")
+        settings = _settings(target, url if server == "postgres" else None)
+        lock = take_lock(settings, "pos_z_reports")
+        assert lock is not None
+        _end_sessions_holding(server, target, settings.target_url, "pos_z_reports")
+        with structlog.testing.capture_logs() as events:
+            lock.release()
+        assert [e["event"] for e in events] == ["lock_not_released"]
+        again = take_lock(settings, "pos_z_reports")
+        assert again is not None
+        again.release()

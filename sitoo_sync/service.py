@@ -46,7 +46,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.metrics import Metrics, serve
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.sync import run_once
+from sitoo_sync.sync import HELD, run_once
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -273,8 +273,13 @@ class Service:
             return
         self._recall_successes(warehouse)
         if lock is None:
-            warehouse.close()
-            self.metrics.record_held(stream.name)  # another replica syncs it: not late here
+            try:
+                if warehouse.capabilities.shared_locks:  # a replica, which may have stopped
+                    self._synced_elsewhere(warehouse, stream)
+                else:  # a process of this host, which the lock file's flock dies with
+                    self.metrics.record_held(stream.name)
+            finally:
+                warehouse.close()
             log.info("stream_locked", stream=stream.name, action="skipped")
             return
         requests = self.client.requests[stream.name]
@@ -295,11 +300,34 @@ class Service:
                     if r.partition != "*" and r.status != "gone"  # its cursor stays behind
                 },
             )
+            if report.skipped[stream.name, HELD]:
+                self._synced_elsewhere(None, stream)
         except SitooSyncError as exc:
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))
         finally:
             lock.release()
+
+    def _synced_elsewhere(self, warehouse: Warehouse | None, stream: Stream) -> None:
+        """After a tick that left the stream or some of its partitions to other processes
+        (their locks held): the stream's last success as the target keeps it counts, the
+        oldest of its partitions' (`health.stored_last_success`), read on `warehouse` or on
+        one opened for it. Unread, what the tick did counts (a warning says why)."""
+        try:
+            named = stream.partitions.values_from_settings(self.settings)
+            opened = warehouse or open_warehouse(
+                self.settings.target_url, schema=self.settings.target_schema
+            )
+            try:
+                states = [s for s in opened.states() if s.stream == stream.name]
+            finally:
+                if warehouse is None:
+                    opened.close()
+        except Exception as exc:  # only /healthz's view of other processes is at stake
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.warning("last_successes_unread", stream=stream.name, error=error)
+            return
+        self.metrics.record_synced_elsewhere(stream.name, stored_last_success(states, named))
 
     def _recall_successes(self, warehouse: Warehouse) -> None:
         """Once, at the first tick to open the target: each stream's last success as the

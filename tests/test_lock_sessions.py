@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.parse
 import uuid
@@ -12,11 +13,12 @@ import sqlalchemy as sa
 import structlog
 
 from sitoo_sync.settings import Settings
+from sitoo_sync.simulator import Simulator
 from sitoo_sync.warehouse.base import Claim
 from sitoo_sync.warehouse.dialects import mysql_lock_name
 from sitoo_sync.warehouse.file_locks import scoped_name
 from sitoo_sync.warehouse.sqla import make_engine
-from tests.support import partition_locks, take_lock
+from tests.support import partition_locks, settings_for, take_lock
 from tests.targets import Target, target_for
 
 SERVERS = ["postgres", "mysql"]
@@ -109,3 +111,53 @@ def test_a_lock_whose_session_ended_is_released_quietly(server: str, tmp_path: P
         again = take_lock(settings, "pos_z_reports")
         assert again is not None
         again.release()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_tick_whose_stream_lock_is_lost_stops_and_fails(
+    server: str, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server ends the session a tick's stream lock lives on (the lock is free
+    again: another replica or `reset` may take it), the tick notices within a heartbeat
+    and stops after the window under way, a counted failure that says why, instead of
+    loading on for the rest of its backfill beside whoever took the lock."""
+    from sitoo_sync.service import Service
+    from sitoo_sync.streams import STREAMS
+    from sitoo_sync.warehouse import locks
+
+    monkeypatch.setattr(locks, "HEARTBEAT_SECONDS", 0.2, raising=False)
+    name = "store_z_reports"  # one partition: its stream lock is its only lock
+    stream = STREAMS[name]
+    with target_for(server, tmp_path) as target:
+        url = _with_query(target.url, "application_name", f"t{uuid.uuid4().hex[:12]}")
+        settings = settings_for(
+            sim,
+            tmp_path / "unused.duckdb",
+            target_url=url if server == "postgres" else target.url,
+            target_schema=target.schema,
+            streams=[name],
+            load_batch_seconds=0.1,
+        )
+        sim.faults.latency = 0.3  # ~90 requests: a tick of half a minute at least
+        service = Service(settings, [stream])
+        ticking = threading.Thread(target=service.tick, args=[stream])
+        try:
+            with structlog.testing.capture_logs() as events:
+                ticking.start()
+                time.sleep(3)  # well into the tick
+                assert take_lock(settings, name) is None
+                _end_sessions_holding(server, target, settings.target_url, name)
+                lost_at = time.monotonic()
+                ticking.join(timeout=60)
+                stopped_after = time.monotonic() - lost_at
+        finally:
+            sim.faults.latency = 0.0
+            ticking.join()
+            service.client.close()
+        assert stopped_after < 8, f"the tick loaded on for {stopped_after:.0f} s without its lock"
+        [failed] = [e for e in events if e["event"] == "tick_failed"]
+        assert "lock" in failed["error"]
+        assert [e["event"] for e in events if e["event"] == "lock_lost"] == ["lock_lost"]
+        errors = service.metrics.registry.get_sample_value
+        assert errors("sitoo_errors_total", {"stream": name}) == 1
+        assert service.metrics.health()[1][name]["last_success_age_seconds"] is None

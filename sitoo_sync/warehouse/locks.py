@@ -8,10 +8,16 @@ A server lock lives on a connection of its own (autocommit, outside any pool of 
 it outlasts every load transaction, and the server frees it when its holder dies, as the
 operating system frees a `flock`. So a lock left by a killed process is recovered without
 anyone deleting anything. Which SQL takes and frees a lock is the dialect's (dialects.py).
+
+The other side of that: a lock lives only as long as its session. Its session is set up not
+to be ended for sitting idle (`lock_session_sql`), and a watched lock (`SessionLock.watch`:
+a service tick's) is asked after on a heartbeat, so a holder whose session ended anyway
+learns it and stops writing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -32,28 +38,82 @@ Connect = Callable[[], "tuple[sa.Engine, sa.Connection]"]
 ReadCursors = Callable[["sa.Connection", Sequence[str]], Mapping[str, str | None]]
 
 
+#: Seconds between two looks whether a watched lock's session is still there: a holder
+#: whose session the server ended (and freed the lock with) learns it within this, and the
+#: statement keeps a firewall or NAT from dropping the idle connection meanwhile.
+HEARTBEAT_SECONDS = 5.0
+
+
 class SessionLock:
-    """Named locks held on one connection; released (and the connection ended) together."""
+    """Named locks held on one connection; released (and the connection ended) together.
+
+    Once watched (`watch`), a heartbeat thread asks the connection every HEARTBEAT_SECONDS
+    whether it is still there until the lock is released.
+    """
 
     def __init__(
-        self, engine: sa.Engine, conn: sa.Connection, releases: list[tuple[str, object]]
+        self,
+        engine: sa.Engine,
+        conn: sa.Connection,
+        releases: list[tuple[str, object]],
+        name: str = "",
     ) -> None:
         self._engine = engine
         self._conn = conn
         self._releases = releases
+        self._name = name
+        self._talking = threading.Lock()  # one statement at a time on the connection
+        self._released = threading.Event()
+        self._watching = threading.Lock()
+        self._watchers: list[threading.Event] = []
+        self._heartbeat: threading.Thread | None = None
+
+    def watch(self, lost: threading.Event) -> None:
+        """Set `lost` once a heartbeat finds the session ended (the server freed the lock)."""
+        with self._watching:
+            self._watchers.append(lost)
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="sitoo-lock-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._released.wait(HEARTBEAT_SECONDS):
+            if not self._alive():
+                with self._watching:
+                    for lost in self._watchers:
+                        lost.set()
+                return
+
+    def _alive(self) -> bool:
+        """False when the connection is gone, and with it the session and its locks."""
+        import sqlalchemy as sa
+
+        with self._talking:
+            if self._released.is_set():
+                return True
+            try:
+                self._conn.execute(sa.text("SELECT 1")).all()
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("lock_lost", lock=self._name, error=_first_line(exc))
+                return False
+        return True
 
     def release(self) -> None:
         """Free every lock, then end the connection. A connection the server has ended
         already (a network cut, a restart) freed them with it: a warning, not an error."""
         import sqlalchemy as sa
 
-        try:
-            for sql, key in self._releases:
-                self._conn.execute(sa.text(sql), {"k": key})
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("lock_not_released", error=_first_line(exc))
-        finally:
-            _end(self._engine, self._conn)
+        self._released.set()
+        with self._talking:
+            try:
+                for sql, key in self._releases:
+                    self._conn.execute(sa.text(sql), {"k": key})
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("lock_not_released", lock=self._name, error=_first_line(exc))
+            finally:
+                _end(self._engine, self._conn)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -125,10 +185,10 @@ def _take_session(
             elif not shared:  # one slot is held: so is the stream
                 break
         if not shared and len(releases) < len(slots):
-            SessionLock(engine, conn, releases).release()
+            SessionLock(engine, conn, releases, name).release()
             return None
     if releases:
-        return SessionLock(engine, conn, releases)
+        return SessionLock(engine, conn, releases, name)
     _end(engine, conn)
     return None
 

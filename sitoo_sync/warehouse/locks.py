@@ -117,6 +117,7 @@ class SessionLock:
 
 
 def _first_line(exc: BaseException) -> str:
+    """What `exc` says in one line (a driver's error goes on with the statement)."""
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

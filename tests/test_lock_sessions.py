@@ -17,6 +17,7 @@ from sitoo_sync.simulator import Simulator
 from sitoo_sync.warehouse.base import Claim
 from sitoo_sync.warehouse.dialects import mysql_lock_name
 from sitoo_sync.warehouse.file_locks import scoped_name
+from sitoo_sync.warehouse.locks import slot_name
 from sitoo_sync.warehouse.sqla import make_engine
 from tests.support import partition_locks, settings_for, take_lock
 from tests.targets import Target, target_for
@@ -84,7 +85,7 @@ def _end_sessions_holding(server: str, target: Target, url: str, lock: str) -> N
                     {"app": app[0]},
                 ).all()
             else:
-                name = mysql_lock_name(f"{scoped_name(target.schema, lock)}:0")
+                name = mysql_lock_name(slot_name(scoped_name(target.schema, lock), 0))
                 holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:k)"), {"k": name}).scalar()
                 if holder:
                     conn.execute(sa.text(f"KILL {int(holder)}"))
@@ -161,3 +162,24 @@ def test_a_tick_whose_stream_lock_is_lost_stops_and_fails(
         errors = service.metrics.registry.get_sample_value
         assert errors("sitoo_errors_total", {"stream": name}) == 1
         assert service.metrics.health()[1][name]["last_success_age_seconds"] is None
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_replicas_stream_lock_never_holds_a_partition_numbered_like_its_slot(
+    server: str, tmp_path: Path
+) -> None:
+    """Replicas holding a site stream's lock shared (on MySQL, one of its slot locks each)
+    leave every site free to be claimed: a stream lock's slot named like a partition (site
+    1 and slot 1) kept that site from every replica, for as long as the slot was held."""
+    with target_for(server, tmp_path) as target:
+        settings = _settings(target)
+        replicas = [take_lock(settings, "stores", shared=True) for _ in range(3)]
+        claims = partition_locks(settings, "stores")
+        try:
+            assert all(lock is not None for lock in replicas)
+            assert [claims.try_acquire(str(site)) for site in range(8)] == [Claim(None)] * 8
+        finally:
+            claims.close()
+            for lock in replicas:
+                if lock is not None:
+                    lock.release()

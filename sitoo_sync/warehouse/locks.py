@@ -160,6 +160,13 @@ def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: boo
         raise
 
 
+def slot_name(name: str, slot: int) -> str:
+    """One slot of the lock `name` where the server has no shared lock. Never a partition's
+    lock name (`{name}:{partition}`, see SessionPartitionLocks): slot 1 named `{name}:1`
+    was site 1's lock, which a replica's shared hold then kept from every replica."""
+    return f"slot:{name}:{slot}"
+
+
 def _take_session(
     engine: sa.Engine, conn: sa.Connection, dialect: SqlDialect, name: str, *, shared: bool
 ) -> Lock | None:
@@ -176,7 +183,8 @@ def _take_session(
             releases.append((free, key))
     else:
         slots = [
-            dialect.session_lock(f"{name}:{i}", shared=False) for i in range(dialect.lock_slots)
+            dialect.session_lock(slot_name(name, i), shared=False)
+            for i in range(dialect.lock_slots)
         ]
         for take, free, key in slots:
             if run(take, key):

@@ -1,7 +1,9 @@
 """Observability for the service: Prometheus `/metrics` and a `/healthz` readiness check.
 
 `/healthz` answers 200 when the last tick of every stream succeeded (or found its stream
-disabled) within three of its intervals, and 503 with the reasons otherwise. A service that
+disabled) within three of its intervals, and 503 with the reasons otherwise; a stream whose
+lock, or some of whose partitions, another replica holds is as fresh as its `sync_state` on the
+shared target says (`record_synced_elsewhere`). A service that
 starts knows each stream's last success from the target (`Service` recalls it at its first
 tick), so a restart shows the real ages, and is ready at once when they are recent; a
 stream with no stored success is not ready before a tick of it succeeds.
@@ -120,6 +122,21 @@ class Metrics:
         stream that is one partition, say): this one is not late with it."""
         with self._lock:
             self.last_held[stream] = time.time()
+
+    def record_synced_elsewhere(self, stream: str, at: float | None) -> None:
+        """A tick left some or all of the stream to other processes, which hold their locks
+        on the shared target: the stream is only as fresh as the target says, the oldest
+        last success of its partitions there (Unix time `at`; None: one never succeeded),
+        whatever this tick did. A holder that stopped syncing shows so, in three intervals."""
+        with self._lock:
+            self.last_held.pop(stream, None)
+            if at is None:
+                self.last_ok.pop(stream, None)
+                with contextlib.suppress(KeyError):
+                    self.last_success.remove(stream)
+            else:
+                self.last_ok[stream] = at
+                self.last_success.labels(stream).set(at)
 
     def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """(ready, details per stream)."""

@@ -381,6 +381,9 @@ def sync_partition(
     holds the keys the tick's re-reads will meet, read once for all partitions (overlap.py).
     `finishing` is called when everything is fetched and normalized and only the last
     commit is left, which may wait for a group: the tick starts another partition meanwhile.
+    A `stop` between windows commits what was loaded, with its cursor, and no outcome: short
+    of the present, the partition has not succeeded (`/healthz` and `status` would call a
+    backfill cut short fresh).
     """
     result = PartitionResult(stream=stream.name, partition=partition)
     started = time.monotonic()
@@ -423,6 +426,7 @@ def sync_partition(
     # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
     # brings something new, the rest load as they come (upserts make re-reads harmless).
     rereads = stream.immutable and stored is not None
+    cut = False  # a stop ended it between windows, short of the present
     try:
         for window in prefetch(
             windows,
@@ -440,13 +444,17 @@ def sync_partition(
             del window, records
             if stop is not None and stop.is_set():
                 log.info("stop_honoured", stream=stream.name, partition=partition)
+                cut = True
                 break
-        stopped = stop is not None and stop.is_set()
-        listed = stream.full_refresh or loader.swept
-        mark = bool(listed and stream.scope_of(partition) is not None and not stopped)
-        if finishing is not None:
-            finishing()
-        loader.finish(outcomes, mark=mark, now=now)
+        if cut:  # what it loaded commits with its cursor; its outcome is not a success
+            loader.commit()
+        else:
+            stopped = stop is not None and stop.is_set()
+            listed = stream.full_refresh or loader.swept
+            mark = bool(listed and stream.scope_of(partition) is not None and not stopped)
+            if finishing is not None:
+                finishing()
+            loader.finish(outcomes, mark=mark, now=now)
     except SitooSyncError as exc:
         _cut_short(stream, partition, loader, result, exc)
     finally:

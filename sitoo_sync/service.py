@@ -8,7 +8,9 @@ back a z-report tick. Two ticks never write the same rows (their `sync_state` ro
 rejects are their stream's own), and on DuckDB they share the process's one database
 instance, each on connections of its own. Every tick takes the stream's lock (see locks.py)
 so a cron tick or another host never loads the same stream at the same time, or on a shared
-server splits its partitions with them: a held lock skips the tick.
+server splits its partitions with them: a held lock skips the tick. A tick whose lock is
+lost while it runs (the server ended the session it lived on, and freed it) stops after the
+window under way and fails, so it does not load on beside whoever takes the lock next.
 
 SIGTERM or SIGINT: no new ticks start; the ticks in flight stop after their current window
 commits; the process exits 0 within SITOO_STOP_TIMEOUT_SECONDS. A second signal exits at
@@ -18,6 +20,7 @@ once; the last committed window is intact either way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -44,9 +47,10 @@ from sitoo_sync.health import stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.log import get_logger
 from sitoo_sync.metrics import Metrics, serve
+from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.sync import run_once
+from sitoo_sync.sync import HELD, run_once
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -200,6 +204,19 @@ def stream_schedules(settings: Settings, streams: Sequence[Stream]) -> dict[str,
     }
 
 
+#: Why a tick whose stream lock was lost failed.
+LOCK_LOST = (
+    "the stream's lock was lost (the server ended the session it lived on, and freed it): "
+    "the tick stopped after the window under way; the next one continues"
+)
+
+
+def _lost(stream: Stream, results: Sequence[PartitionResult]) -> list[PartitionResult]:
+    """A tick's results once its lock was lost: failed, every one (or the stream's, `*`)."""
+    failed = [dataclasses.replace(r, status="failed", error=r.error or LOCK_LOST) for r in results]
+    return failed or [PartitionResult(stream.name, "*", status="failed", error=LOCK_LOST)]
+
+
 class _DropMaxInstancesWarning(logging.Filter):
     """Drops APScheduler's own "skipped: maximum number of running instances" warning.
 
@@ -236,6 +253,8 @@ class Service:
         )
         self.scheduler.add_listener(self._on_tick_skipped, EVENT_JOB_MAX_INSTANCES)
         self._recalled = False  # each stream's stored last success, read once
+        self._tick_stops: set[threading.Event] = set()  # of the ticks in flight
+        self._ticks_lock = threading.Lock()
         self._recalling = threading.Lock()
         logging.getLogger("apscheduler.scheduler").addFilter(_DROP_MAX_INSTANCES_WARNING)
 
@@ -273,19 +292,28 @@ class Service:
             return
         self._recall_successes(warehouse)
         if lock is None:
-            warehouse.close()
-            self.metrics.record_held(stream.name)  # another replica syncs it: not late here
+            try:
+                if warehouse.capabilities.shared_locks:  # a replica, which may have stopped
+                    self._synced_elsewhere(warehouse, stream)
+                else:  # a process of this host, which the lock file's flock dies with
+                    self.metrics.record_held(stream.name)
+            finally:
+                warehouse.close()
             log.info("stream_locked", stream=stream.name, action="skipped")
             return
         requests = self.client.requests[stream.name]
         retries = self.client.retries[stream.name]
         started = time.monotonic()
+        stop = self._tick_stop()
+        lock.watch(stop)
         try:
-            report = run_once(self.settings, warehouse, self.client, [stream], stop=self.stop)
+            report = run_once(self.settings, warehouse, self.client, [stream], stop=stop)
             now = datetime.now(UTC)
+            lost = stop.is_set() and not self.stop.is_set()
+            results = _lost(stream, report.results) if lost else report.results
             self.metrics.record_tick(
                 stream.name,
-                report.results,
+                results,
                 requests=self.client.requests[stream.name] - requests,
                 retries=self.client.retries[stream.name] - retries,
                 seconds=time.monotonic() - started,
@@ -295,11 +323,55 @@ class Service:
                     if r.partition != "*" and r.status != "gone"  # its cursor stays behind
                 },
             )
+            if lost:
+                log.error("tick_failed", stream=stream.name, error=LOCK_LOST)
+            elif report.skipped[stream.name, HELD]:
+                self._synced_elsewhere(None, stream)
         except SitooSyncError as exc:
             self.metrics.errors.labels(stream.name).inc()
             log.error("tick_failed", stream=stream.name, error=str(exc))
         finally:
+            with self._ticks_lock:
+                self._tick_stops.discard(stop)
             lock.release()
+
+    def _tick_stop(self) -> threading.Event:
+        """A tick's own stop: set when the service stops (`_serve` relays it) or when the
+        stream's lock is lost (`Lock.watch`), which must not stop the other streams."""
+        stop = threading.Event()
+        with self._ticks_lock:
+            self._tick_stops.add(stop)
+        if self.stop.is_set():  # set before the relay could see this one
+            stop.set()
+        return stop
+
+    def _stop_ticks(self) -> None:
+        """Relay the service's stop to every tick in flight."""
+        with self._ticks_lock:
+            stops = list(self._tick_stops)
+        for stop in stops:
+            stop.set()
+
+    def _synced_elsewhere(self, warehouse: Warehouse | None, stream: Stream) -> None:
+        """After a tick that left the stream or some of its partitions to other processes
+        (their locks held): the stream's last success as the target keeps it counts, the
+        oldest of its partitions' (`health.stored_last_success`), read on `warehouse` or on
+        one opened for it. Unread, what the tick did counts (a warning says why)."""
+        try:
+            named = stream.partitions.values_from_settings(self.settings)
+            opened = warehouse or open_warehouse(
+                self.settings.target_url, schema=self.settings.target_schema
+            )
+            try:
+                states = [s for s in opened.states() if s.stream == stream.name]
+            finally:
+                if warehouse is None:
+                    opened.close()
+        except Exception as exc:  # only /healthz's view of other processes is at stake
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.warning("last_successes_unread", stream=stream.name, error=error)
+            return
+        self.metrics.record_synced_elsewhere(stream.name, stored_last_success(states, named))
 
     def _recall_successes(self, warehouse: Warehouse) -> None:
         """Once, at the first tick to open the target: each stream's last success as the
@@ -377,6 +449,7 @@ class Service:
         while not self.stop.is_set():
             time.sleep(_STOP_POLL_SECONDS)
         log.info("stop_requested", signal=self._stopped_by)
+        self._stop_ticks()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self._wait_for_ticks()

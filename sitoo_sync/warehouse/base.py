@@ -430,6 +430,10 @@ class Lock(Protocol):
     def release(self) -> None:
         """Let the next writer in."""
 
+    def watch(self, lost: threading.Event) -> None:
+        """Set `lost` once the lock is found gone while held (the server ended the session
+        it lived on, and freed it): its holder must stop writing."""
+
 
 class Claim(NamedTuple):
     """A partition this process now holds, with its cursor as stored once it was held (what

@@ -105,6 +105,9 @@ class SqlDialect:
     session_locks: ClassVar[bool] = False
     #: How many exclusive named locks make one shared lock (0: the server has shared locks).
     lock_slots: ClassVar[int] = 0
+    #: Run on a lock's connection when it opens: the server must not end that session (and
+    #: free its locks) for sitting idle, as it does through a long tick.
+    lock_session_sql: ClassVar[tuple[str, ...]] = ()
     #: How ALTER TABLE adds a column.
     add_column: ClassVar[str] = "ADD COLUMN"
     #: `(a, b) IN ((1, 2), ...)` works.
@@ -257,6 +260,10 @@ class Postgres(SqlDialect):
     comments = True
     view_comments = True
     session_locks = True
+    # idle_session_timeout (PostgreSQL 14 and later; no row before) off for this session.
+    lock_session_sql = (
+        "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'",
+    )
 
     def create_schema(self, conn: Connection, schema: str) -> None:
         quoted = self.dialect.identifier_preparer.quote(schema)
@@ -377,6 +384,7 @@ class MySQL(SqlDialect):
     enforced_keys = True
     session_locks = True
     lock_slots = 8
+    lock_session_sql = ("SET SESSION wait_timeout = 31536000",)  # the most it takes: a year
 
     def __init__(self, dialect: Dialect) -> None:
         super().__init__(dialect)

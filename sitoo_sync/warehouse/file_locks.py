@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,9 @@ class FileLock:
         """Unlock and close the file."""
         fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
         self._handle.close()
+
+    def watch(self, lost: threading.Event) -> None:
+        """Nothing to watch: a `flock` lasts as long as its holder's file handle."""
 
 
 def _lock_file(path: Path) -> IO[str]:

@@ -8,10 +8,16 @@ A server lock lives on a connection of its own (autocommit, outside any pool of 
 it outlasts every load transaction, and the server frees it when its holder dies, as the
 operating system frees a `flock`. So a lock left by a killed process is recovered without
 anyone deleting anything. Which SQL takes and frees a lock is the dialect's (dialects.py).
+
+The other side of that: a lock lives only as long as its session. Its session is set up not
+to be ended for sitting idle (`lock_session_sql`), and a watched lock (`SessionLock.watch`:
+a service tick's) is asked after on a heartbeat, so a holder whose session ended anyway
+learns it and stops writing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -32,26 +38,111 @@ Connect = Callable[[], "tuple[sa.Engine, sa.Connection]"]
 ReadCursors = Callable[["sa.Connection", Sequence[str]], Mapping[str, str | None]]
 
 
+#: Seconds between two looks whether a watched lock's session is still there: a holder
+#: whose session the server ended (and freed the lock with) learns it within this, and the
+#: statement keeps a firewall or NAT from dropping the idle connection meanwhile.
+HEARTBEAT_SECONDS = 5.0
+
+
 class SessionLock:
-    """Named locks held on one connection; released (and the connection ended) together."""
+    """Named locks held on one connection; released (and the connection ended) together.
+
+    Once watched (`watch`), a heartbeat thread asks the connection every HEARTBEAT_SECONDS
+    whether it is still there until the lock is released.
+    """
 
     def __init__(
-        self, engine: sa.Engine, conn: sa.Connection, releases: list[tuple[str, object]]
+        self,
+        engine: sa.Engine,
+        conn: sa.Connection,
+        releases: list[tuple[str, object]],
+        name: str = "",
     ) -> None:
         self._engine = engine
         self._conn = conn
         self._releases = releases
+        self._name = name
+        self._talking = threading.Lock()  # one statement at a time on the connection
+        self._released = threading.Event()
+        self._watching = threading.Lock()
+        self._watchers: list[threading.Event] = []
+        self._heartbeat: threading.Thread | None = None
 
-    def release(self) -> None:
-        """Free every lock, then end the connection."""
+    def watch(self, lost: threading.Event) -> None:
+        """Set `lost` once a heartbeat finds the session ended (the server freed the lock)."""
+        with self._watching:
+            self._watchers.append(lost)
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="sitoo-lock-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._released.wait(HEARTBEAT_SECONDS):
+            if not self._alive():
+                with self._watching:
+                    for lost in self._watchers:
+                        lost.set()
+                return
+
+    def _alive(self) -> bool:
+        """False when the connection is gone, and with it the session and its locks."""
         import sqlalchemy as sa
 
-        try:
-            for sql, key in self._releases:
-                self._conn.execute(sa.text(sql), {"k": key})
-        finally:
-            self._conn.close()
-            self._engine.dispose()
+        with self._talking:
+            if self._released.is_set():
+                return True
+            try:
+                self._conn.execute(sa.text("SELECT 1")).all()
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("lock_lost", lock=self._name, error=_first_line(exc))
+                return False
+        return True
+
+    def release(self) -> None:
+        """Free every lock, then end the connection. A connection the server has ended
+        already (a network cut, a restart) freed them with it: a warning, not an error."""
+        import sqlalchemy as sa
+
+        self._released.set()
+        with self._talking:
+            try:
+                for sql, key in self._releases:
+                    self._conn.execute(sa.text(sql), {"k": key})
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("lock_not_released", lock=self._name, error=_first_line(exc))
+            finally:
+                _end(self._engine, self._conn)
+
+
+def _first_line(exc: BaseException) -> str:
+    """What `exc` says in one line (a driver's error goes on with the statement)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _end(engine: sa.Engine, conn: sa.Connection) -> None:
+    """End a lock's connection and its engine."""
+    try:
+        conn.close()
+    finally:
+        engine.dispose()
+
+
+def _opened(connect: Connect, dialect: SqlDialect) -> tuple[sa.Engine, sa.Connection]:
+    """A lock's connection (`connect`), its session set up to outlast any idle time
+    (`lock_session_sql`): a server that ends idle sessions would free its locks mid-tick,
+    and another process would take them while this one still loads."""
+    import sqlalchemy as sa
+
+    engine, conn = connect()
+    try:
+        for sql in dialect.lock_session_sql:
+            conn.execute(sa.text(sql))
+    except BaseException:
+        _end(engine, conn)
+        raise
+    return engine, conn
 
 
 def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: bool) -> Lock | None:
@@ -61,9 +152,26 @@ def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: boo
     Where the server has no shared named lock (`dialect.lock_slots`), a shared holder takes
     one of the slots and an exclusive holder every one: a holder beyond the slots skips.
     """
-    import sqlalchemy as sa
+    engine, conn = _opened(connect, dialect)
+    try:
+        return _take_session(engine, conn, dialect, name, shared=shared)
+    except BaseException:  # what it took is freed with the session
+        _end(engine, conn)
+        raise
 
-    engine, conn = connect()
+
+def slot_name(name: str, slot: int) -> str:
+    """One slot of the lock `name` where the server has no shared lock. Never a partition's
+    lock name (`{name}:{partition}`, see SessionPartitionLocks): slot 1 named `{name}:1`
+    was site 1's lock, which a replica's shared hold then kept from every replica."""
+    return f"slot:{name}:{slot}"
+
+
+def _take_session(
+    engine: sa.Engine, conn: sa.Connection, dialect: SqlDialect, name: str, *, shared: bool
+) -> Lock | None:
+    """`try_session` on the connection `conn`, which is ended unless a lock is returned."""
+    import sqlalchemy as sa
 
     def run(sql: str, key: object) -> bool:
         return bool(conn.execute(sa.text(sql), {"k": key}).scalar() == 1)
@@ -75,7 +183,8 @@ def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: boo
             releases.append((free, key))
     else:
         slots = [
-            dialect.session_lock(f"{name}:{i}", shared=False) for i in range(dialect.lock_slots)
+            dialect.session_lock(slot_name(name, i), shared=False)
+            for i in range(dialect.lock_slots)
         ]
         for take, free, key in slots:
             if run(take, key):
@@ -85,12 +194,11 @@ def try_session(connect: Connect, dialect: SqlDialect, name: str, *, shared: boo
             elif not shared:  # one slot is held: so is the stream
                 break
         if not shared and len(releases) < len(slots):
-            SessionLock(engine, conn, releases).release()
+            SessionLock(engine, conn, releases, name).release()
             return None
     if releases:
-        return SessionLock(engine, conn, releases)
-    conn.close()
-    engine.dispose()
+        return SessionLock(engine, conn, releases, name)
+    _end(engine, conn)
     return None
 
 
@@ -115,7 +223,7 @@ class SessionPartitionLocks:
     def __init__(
         self, connect: Connect, dialect: SqlDialect, prefix: str, cursors: ReadCursors
     ) -> None:
-        self._engine, self._conn = connect()
+        self._engine, self._conn = _opened(connect, dialect)
         self._dialect = dialect
         self._prefix = prefix
         self._cursors = cursors
@@ -170,7 +278,6 @@ class SessionPartitionLocks:
         try:
             self._conn.execute(sa.text(self._dialect.release_all_sql()))
         except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
-            log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+            log.warning("partition_locks_not_released", error=_first_line(exc))
         finally:
-            self._conn.close()
-            self._engine.dispose()
+            _end(self._engine, self._conn)

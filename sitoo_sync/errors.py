@@ -128,3 +128,11 @@ class ContextUnavailable(SitooSyncError):
 
 class StuckWindowError(SitooSyncError):
     """A window came back full and no split is left that could make it smaller."""
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: the first line of the driver's own message (a DB-API
+    error inside SQLAlchemy's wrapper, whose text goes on with the statement and a help
+    link), else of `exc`'s; the exception's type when it says nothing."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

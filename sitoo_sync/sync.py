@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.collector import frozen_before
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
-from sitoo_sync.errors import SitooSyncError, StopRequested, WarehouseError
+from sitoo_sync.errors import SitooSyncError, StopRequested, WarehouseError, first_line
 from sitoo_sync.inflight import Buffer
 from sitoo_sync.listing_ahead import ListingAhead
 from sitoo_sync.log import get_logger
@@ -172,8 +172,10 @@ def run_once(
                 stop=stop,
             )
     except warehouse.errors as exc:
-        log.error("warehouse_failed", target=type(warehouse).__name__, error=str(exc))
-        raise WarehouseError(f"the warehouse failed: {exc}") from exc
+        reason = first_line(exc)
+        log.error("warehouse_failed", target=type(warehouse).__name__, error=reason)
+        log.debug("warehouse_failed_detail", error=str(exc))  # the statement, for a bug report
+        raise WarehouseError(f"the warehouse failed: {reason}") from exc
     finally:
         warehouse.close()
     return report

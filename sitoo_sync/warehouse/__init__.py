@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sitoo_sync.errors import ConfigError, WarehouseError
+from sitoo_sync.errors import ConfigError, WarehouseError, first_line
 from sitoo_sync.log import mask_secret_params
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -128,8 +128,7 @@ def unreachable(url: str, exc: BaseException) -> WarehouseError:
     """One line for a database server that cannot be connected to: where, the driver's
     own reason (its first line, without SQLAlchemy's help link), never the password, and
     what to check; for a file another process holds, which process."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    first = reason[0] if reason else type(exc).__name__
+    first = first_line(exc)
     path = local_path(url)
     if path is not None:
         return WarehouseError(

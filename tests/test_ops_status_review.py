@@ -1,0 +1,89 @@
+"""Found in a review of what an operator uses day to day: `status`, `reset`, `/metrics`,
+progress on a terminal and the log lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sitoo_sync.cli import main
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import SYSTEM_TABLES
+
+
+def _warehouse_with(db: Path, rows: list[tuple[str, str, str | None, str, str | None]]) -> None:
+    """A DuckDB warehouse at `db` whose sync_state holds `rows`: (stream, partition,
+    cursor, last status, its detail)."""
+    warehouse = open_warehouse(f"duckdb:///{db}")
+    try:
+        warehouse.ensure_schema(SYSTEM_TABLES)
+        for stream, partition, cursor, status, detail in rows:
+            warehouse.set_cursor(stream, partition, cursor, rows=5)
+            warehouse.record_outcome(stream, partition, status, detail)
+    finally:
+        warehouse.close()
+
+
+def test_status_shows_every_stream_when_a_stored_cursor_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cursor its strategy cannot read (a hand edit, an older version's form) is what a
+    tick fails on and `reset` replaces: `status` and `status --json` still show every row,
+    that cursor as stored with no lag, instead of a traceback or a one-line refusal."""
+    db = tmp_path / "w.duckdb"
+    _warehouse_with(
+        db,
+        [
+            ("store_z_reports", "1500", "not-a-day", "failed", "unreadable cursor"),
+            ("orders", "1", "{broken", "failed", "unreadable keyset cursor"),
+            ("pos_z_reports", "1500", "1796644141", "ok", None),
+        ],
+    )
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [day] = [line.split() for line in lines if line.startswith("store_z_reports ")]
+    assert day[3:5] == ["not-a-day", "-"]  # the cursor as stored, no lag
+    [keyset] = [line.split() for line in lines if line.startswith("orders ")]
+    assert keyset[3:5] == ["-", "-"]
+    assert any(line.startswith("pos_z_reports ") for line in lines)
+
+    assert main(["status", "--json"]) == 0
+    records = {r["stream"]: r for r in json.loads(capsys.readouterr().out)}
+    assert records["store_z_reports"]["cursor"] == "not-a-day"
+    assert records["store_z_reports"]["lag_seconds"] is None
+    assert records["orders"]["cursor"] == "{broken"
+    assert records["orders"]["lag_seconds"] is None
+    assert isinstance(records["pos_z_reports"]["lag_seconds"], float)
+
+
+def test_reset_leaves_a_failed_listing_alone_and_resets_only_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Partition `*` records a listing that failed, it has no cursor: `reset` neither
+    counts it as a partition it reset nor hides that failure from `status` (a stream
+    that has only that row has loaded nothing, and says so)."""
+    db = tmp_path / "w.duckdb"
+    _warehouse_with(
+        db,
+        [
+            ("warehouse_items", "*", None, "failed", "listing sites: 503"),
+            ("journal_entries", "{R1}", "1796644141", "ok", None),
+            ("journal_entries", "*", None, "failed", "listing registers: 503"),  # since
+        ],
+    )
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    assert main(["reset", "warehouse_items"]) == 0
+    assert "nothing to reset" in capsys.readouterr().out
+    assert main(["reset", "journal_entries"]) == 0
+    assert capsys.readouterr().out.startswith("journal_entries: 1 partition reset;")
+    assert main(["reset", "journal_entries", "--partition", "*"]) == 2
+    capsys.readouterr()
+
+    assert main(["status"]) == 0
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
+    assert ["warehouse_items", "*", "failed"] in rows
+    assert ["journal_entries", "*", "failed"] in rows
+    assert ["journal_entries", "{R1}", "reset"] in rows

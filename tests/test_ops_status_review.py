@@ -87,3 +87,57 @@ def test_reset_leaves_a_failed_listing_alone_and_resets_only_partitions(
     assert ["warehouse_items", "*", "failed"] in rows
     assert ["journal_entries", "*", "failed"] in rows
     assert ["journal_entries", "{R1}", "reset"] in rows
+
+
+def test_every_streams_counters_are_exposed_at_zero_before_anything_happened() -> None:
+    """A counter series that first appears at 1 is read by Prometheus' `increase()` and
+    `rate()` as no change: each stream's counters (and its ticks per outcome) are exposed at
+    0 from the start, so an alert on the first failure after a (re)start fires."""
+    from sitoo_sync.metrics import Metrics
+
+    metrics = Metrics({"orders": 900.0, "journal_entries": 300.0})
+    registry = metrics.registry
+    for stream in ("orders", "journal_entries"):
+        for name in (
+            "sitoo_errors_total",
+            "sitoo_rows_loaded_total",
+            "sitoo_requests_total",
+            "sitoo_retries_total",
+            "sitoo_rejects_total",
+            "sitoo_ticks_skipped_total",
+        ):
+            assert registry.get_sample_value(name, {"stream": stream}) == 0, name
+        for status in ("ok", "failed", "disabled"):
+            labels = {"stream": stream, "status": status}
+            assert registry.get_sample_value("sitoo_ticks_total", labels) == 0
+    # Gauges with no value yet are not made up: no lag, duration or success before a tick.
+    assert (
+        registry.get_sample_value("sitoo_last_success_timestamp_seconds", {"stream": "orders"})
+        is None
+    )
+    assert registry.get_sample_value("sitoo_tick_duration_seconds", {"stream": "orders"}) is None
+
+
+def test_the_cursor_lag_gauge_keeps_growing_between_ticks() -> None:
+    """`sitoo_cursor_lag_seconds` is how far the cursor is behind now, as `status` shows it:
+    read between ticks (or while a tick hangs) it has grown by the time since the tick, so
+    an alert on lag fires when ticks stop moving the cursor."""
+    from sitoo_sync.metrics import Metrics
+    from sitoo_sync.results import PartitionResult
+
+    clock = [1_000_000.0]
+    metrics = Metrics({"orders": 900.0}, clock=lambda: clock[0])
+    result = PartitionResult("orders", "1", rows=3, cursor="x")
+    metrics.record_tick("orders", [result], requests=1, retries=0, seconds=2.0, lags={"1": 60.0})
+    labels = {"stream": "orders", "partition": "1"}
+    assert metrics.registry.get_sample_value("sitoo_cursor_lag_seconds", labels) == 60.0
+    clock[0] += 3600
+    assert metrics.registry.get_sample_value("sitoo_cursor_lag_seconds", labels) == 3660.0
+    metrics.record_tick("orders", [result], requests=1, retries=0, seconds=2.0, lags={"1": 5.0})
+    assert metrics.registry.get_sample_value("sitoo_cursor_lag_seconds", labels) == 5.0
+    assert (
+        metrics.registry.get_sample_value(
+            "sitoo_last_success_timestamp_seconds", {"stream": "orders"}
+        )
+        == clock[0]
+    )

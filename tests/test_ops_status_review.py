@@ -141,3 +141,35 @@ def test_the_cursor_lag_gauge_keeps_growing_between_ticks() -> None:
         )
         == clock[0]
     )
+
+
+def test_a_progress_line_never_wraps_on_a_narrow_terminal() -> None:
+    """A line longer than the terminal is wide wraps, and `\\r` then only returns to its
+    last row, so every redraw would leave a stale copy above: each drawn line is cut to
+    the terminal's width, less one column, also the one drawn again below a log line."""
+    import io
+    from datetime import UTC, datetime
+
+    from sitoo_sync.progress import Progress
+    from sitoo_sync.results import PartitionResult
+
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    ticks = iter(float(n) for n in range(100))
+    screen = io.StringIO()
+    progress = Progress(
+        screen, live=True, clock=lambda: next(ticks), now=lambda: now, columns=lambda: 60
+    )
+    at = int(now.timestamp())
+    try:
+        for n in range(1, 4):
+            for register in ("{025B413F-8A9A-021E-A648-A7DD06839EB9}", "{05B6E6E3-07D4}"):
+                cursor = str(at - (40 - n) * 86400)
+                result = PartitionResult(
+                    "journal_entries", register, windows=n, rows=1000 * n, cursor=cursor
+                )
+                progress(result)
+    finally:
+        progress.done()
+    drawn = [part for line in screen.getvalue().split("\r\033[K") for part in line.split("\n")]
+    assert max(len(line) for line in drawn) == 59
+    assert drawn[-2].startswith("  journal_entries: 2 partitions, 6 windows, 6,000 rows, at")

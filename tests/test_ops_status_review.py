@@ -173,3 +173,23 @@ def test_a_progress_line_never_wraps_on_a_narrow_terminal() -> None:
     drawn = [part for line in screen.getvalue().split("\r\033[K") for part in line.split("\n")]
     assert max(len(line) for line in drawn) == 59
     assert drawn[-2].startswith("  journal_entries: 2 partitions, 6 windows, 6,000 rows, at")
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_password_given_as_the_password_file_is_not_quoted_back(
+    fmt: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SITOO_API_PASSWORD_FILE set to the password itself (instead of a file holding it) is
+    refused in one line that says what the setting wants, without the password in it: on
+    the console, and in a JSON log a shipper keeps."""
+    secret = "S3cr3t-P4ss!x9"
+    monkeypatch.delenv("SITOO_API_PASSWORD", raising=False)
+    monkeypatch.setenv("SITOO_API_PASSWORD_FILE", secret)
+    monkeypatch.setenv("SITOO_LOG_FORMAT", fmt)
+    assert main(["status"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert secret not in err + captured.out
+    assert len(err.splitlines()) == 1
+    assert "SITOO_API_PASSWORD_FILE: cannot read the file it names" in err
+    assert "not the password" in err

@@ -193,3 +193,28 @@ def test_a_password_given_as_the_password_file_is_not_quoted_back(
     assert len(err.splitlines()) == 1
     assert "SITOO_API_PASSWORD_FILE: cannot read the file it names" in err
     assert "not the password" in err
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_server_url_whose_password_holds_an_unencoded_at_is_refused_unquoted(
+    fmt: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A password with an `@` not written `%40` makes the host what follows it: the
+    driver's error then named the password's tail as the host, and the URL's mask left it
+    in the line. Such a URL is refused before any connection, saying how to write it,
+    with no part of the password in the line or the log."""
+    monkeypatch.setenv("SITOO_LOG_FORMAT", fmt)
+    url = "postgresql://sitoo:s3c@Xq9z@127.0.0.1:1/test"
+    assert main(["status", "--target", url]) == 2
+    monkeypatch.setenv("SITOO_TARGET_URL", url)
+    assert main(["reset", "orders"]) == 2
+    captured = capsys.readouterr()
+    assert "Xq9z" not in captured.out + captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 2
+    assert "--target: more than one @" in lines[0]
+    assert "SITOO_TARGET_URL: more than one @" in lines[1]
+    assert "%40" in lines[1]

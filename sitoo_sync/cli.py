@@ -537,8 +537,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems = status.stream_problems(settings, states, now, sites, listed) if args.check else []
     if args.json:
         print(json.dumps(status.as_records(states, now, runs), indent=2))
-        for problem in problems:
-            print(f"check: {problem}", file=sys.stderr)
+        for problem in problems:  # beside the document: stderr, as an event in a JSON log
+            stream = problem.split(":", 1)[0]
+            _say("status_check_failed", f"check: {problem}", error=True, stream=stream)
     else:
         # The schema too: a mistyped one is a place nothing was synced into, not an error.
         schema = f" ({_SCHEMA}={settings.target_schema})" if settings.target_schema else ""

@@ -218,3 +218,29 @@ def test_a_server_url_whose_password_holds_an_unencoded_at_is_refused_unquoted(
     assert "--target: more than one @" in lines[0]
     assert "SITOO_TARGET_URL: more than one @" in lines[1]
     assert "%40" in lines[1]
+
+
+def test_check_problems_beside_json_output_are_json_events_in_a_json_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status --json --check` prints the document on stdout and each problem on stderr:
+    with SITOO_LOG_FORMAT=json that stderr line is a JSON event as every other one is (a
+    shipper reads it whole), while on the console it stays a `check:` line; exit 1."""
+    db = tmp_path / "w.duckdb"
+    _warehouse_with(db, [("pos_z_reports", "1500", "1796644141", "failed", "HTTP 503")])
+    capsys.readouterr()  # what making it logged
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{db}")
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "json")
+    assert main(["status", "--json", "--check"]) == 1
+    captured = capsys.readouterr()
+    [record] = json.loads(captured.out)
+    assert record["last_status"] == "failed"
+    [event] = [json.loads(line) for line in captured.err.splitlines()]
+    assert event["event"] == "status_check_failed"
+    assert event["stream"] == "pos_z_reports"
+    assert event["message"] == "check: pos_z_reports: failing (1500): HTTP 503"
+
+    monkeypatch.setenv("SITOO_LOG_FORMAT", "console")
+    assert main(["status", "--json", "--check"]) == 1
+    assert capsys.readouterr().err == "check: pos_z_reports: failing (1500): HTTP 503\n"

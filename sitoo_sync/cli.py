@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sitoo_sync import __version__, allocator, teardown
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
-from sitoo_sync.log import RedactSecrets, configure_logging, get_logger, logs_are_json
+from sitoo_sync.log import (
+    RedactSecrets,
+    configure_logging,
+    end_status_line,
+    get_logger,
+    logs_are_json,
+)
 from sitoo_sync.settings import Settings, env_name, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
 
@@ -411,6 +417,7 @@ def _say(event: str, text: str, *, error: bool = False, **fields: Any) -> None:
     if logs_are_json():
         (log.error if error else log.info)(event, message=text, **fields)
     else:  # printed, not logged: masked here as the log's processor masks an event
+        end_status_line()  # a tick's progress line, left by an error
         print(
             _redact(None, "", {"message": text})["message"],
             file=sys.stderr if error else sys.stdout,

@@ -3,14 +3,20 @@ progress on a terminal and the log lines."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sitoo_sync.cli import main
+from sitoo_sync.log import show_status_line
+from sitoo_sync.simulator import Simulator
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
+from tests.support import use_simulator
 
 
 def _warehouse_with(db: Path, rows: list[tuple[str, str, str | None, str, str | None]]) -> None:
@@ -244,3 +250,41 @@ def test_check_problems_beside_json_output_are_json_events_in_a_json_log(
     monkeypatch.setenv("SITOO_LOG_FORMAT", "console")
     assert main(["status", "--json", "--check"]) == 1
     assert capsys.readouterr().err == "check: pos_z_reports: failing (1500): HTTP 503\n"
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal shows it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_an_error_after_a_progress_line_starts_a_line_of_its_own(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run --once` on a terminal that fails mid-tick (the warehouse gave out) ends with
+    its one error line on a line of its own, not glued to the end of the progress line it
+    was drawing."""
+    from sitoo_sync import sync
+    from sitoo_sync.errors import WarehouseError
+    from sitoo_sync.results import PartitionResult
+
+    def failing(*_args: object, on_window: Any = None, **_kwargs: object) -> None:
+        on_window(PartitionResult("pos_z_reports", "1500", windows=1, rows=7))
+        raise WarehouseError("the warehouse failed: disk full")
+
+    use_simulator(monkeypatch, sim, tmp_path / "w.duckdb")
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    monkeypatch.setattr(sync, "run_once", failing)
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    try:
+        assert main(["run", "--once"]) == 1
+    finally:
+        show_status_line(None)
+    lines = screen.getvalue().split("\n")
+    assert lines[-1] == ""
+    assert lines[-2] == "sitoo-sync: the warehouse failed: disk full"
+    assert lines[-3].endswith("  pos_z_reports: 1 window, 7 rows")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -42,12 +43,13 @@ def duration_text(seconds: float) -> str:
 
 
 def terminal_columns(out: TextIO) -> int:
-    """How many columns wide the terminal `out` writes to is (that of the process's own, or
-    80, when it cannot be told)."""
+    """How many columns wide the terminal `out` writes to is: COLUMNS, or 80, for one that
+    does not say (a pseudo-terminal without a size); no limit for a stream that is no file
+    (nothing to measure)."""
     try:
         columns = os.get_terminal_size(out.fileno()).columns
-    except (AttributeError, OSError, ValueError):  # no file (a test's), or not a terminal
-        columns = 0
+    except (AttributeError, OSError, ValueError):
+        return sys.maxsize
     return columns if columns > 0 else shutil.get_terminal_size().columns
 
 

@@ -541,7 +541,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         sites = status.stored_sites_of(settings, warehouse.latest_values) if args.check else {}
         listed = status.listed_since_of(settings, warehouse.latest_values) if args.check else {}
     now = datetime.now(UTC)
-    problems = status.stream_problems(settings, states, now, sites, listed) if args.check else []
+    problems = (
+        status.stream_problems(settings, states, now, sites, listed, runs=runs)
+        if args.check
+        else []
+    )
     if args.json:
         print(json.dumps(status.as_records(states, now, runs), indent=2))
         for problem in problems:  # beside the document: stderr, as an event in a JSON log

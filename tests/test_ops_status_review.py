@@ -288,3 +288,48 @@ def test_an_error_after_a_progress_line_starts_a_line_of_its_own(
     assert lines[-1] == ""
     assert lines[-2] == "sitoo-sync: the warehouse failed: disk full"
     assert lines[-3].endswith("  pos_z_reports: 1 window, 7 rows")
+
+
+def test_check_does_not_call_a_first_backfill_still_running_interrupted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registers listed longer ago than the limit with no journal synced yet are a problem
+    either way, but while the stream's last run is still running `--check` says its first
+    backfill is under way, not that it was interrupted and should be run again (a run
+    started meanwhile would find the stream locked and skip it)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sitoo_sync.settings import load_settings
+    from sitoo_sync.status import stream_problems
+    from sitoo_sync.warehouse.base import RunRow, StreamState
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    monkeypatch.setenv("SITOO_STREAMS", "journal_entries")
+    monkeypatch.setenv("SITOO_SCHEDULES", "journal_entries=5m")
+    synced = StreamState(
+        stream="journal_entries",
+        partition="{R1}",
+        cursor=None,
+        rows_loaded=1,
+        windows_loaded=1,
+        updated_at=now,
+        last_success_at=now,
+        last_error_at=None,
+        last_error=None,
+        last_status="ok",
+    )
+    listed = {
+        "journal_entries": {"{R1}": now - timedelta(hours=2), "{R2}": now - timedelta(hours=2)}
+    }
+    started = now - timedelta(hours=2)
+    run = RunRow(
+        run_id="r", stream="journal_entries", started_at=started, finished_at=None, status="running"
+    )
+    settings = load_settings()
+    [problem] = stream_problems(settings, [synced], now, {}, listed, runs={"journal_entries": run})
+    assert problem.startswith("journal_entries: never synced: 1 partition ({R2})")
+    assert "still running, since 2026-12-07 10:00:00Z" in problem
+    assert "interrupted" not in problem
+    ended = {"journal_entries": RunRow(**{**run.__dict__, "status": "interrupted"})}
+    [problem] = stream_problems(settings, [synced], now, {}, listed, runs=ended)
+    assert "an interrupted first backfill: run it again" in problem

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sitoo_sync import __version__, allocator, teardown
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
-from sitoo_sync.log import RedactSecrets, configure_logging, get_logger, logs_are_json
+from sitoo_sync.log import (
+    RedactSecrets,
+    configure_logging,
+    end_status_line,
+    get_logger,
+    logs_are_json,
+)
 from sitoo_sync.settings import Settings, env_name, load_settings, requested_log_format
 from sitoo_sync.warehouse import masked_url
 
@@ -411,6 +417,7 @@ def _say(event: str, text: str, *, error: bool = False, **fields: Any) -> None:
     if logs_are_json():
         (log.error if error else log.info)(event, message=text, **fields)
     else:  # printed, not logged: masked here as the log's processor masks an event
+        end_status_line()  # a tick's progress line, left by an error
         print(
             _redact(None, "", {"message": text})["message"],
             file=sys.stderr if error else sys.stdout,
@@ -534,11 +541,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         sites = status.stored_sites_of(settings, warehouse.latest_values) if args.check else {}
         listed = status.listed_since_of(settings, warehouse.latest_values) if args.check else {}
     now = datetime.now(UTC)
-    problems = status.stream_problems(settings, states, now, sites, listed) if args.check else []
+    problems = (
+        status.stream_problems(settings, states, now, sites, listed, runs=runs)
+        if args.check
+        else []
+    )
     if args.json:
         print(json.dumps(status.as_records(states, now, runs), indent=2))
-        for problem in problems:
-            print(f"check: {problem}", file=sys.stderr)
+        for problem in problems:  # beside the document: stderr, as an event in a JSON log
+            stream = problem.split(":", 1)[0]
+            _say("status_check_failed", f"check: {problem}", error=True, stream=stream)
     else:
         # The schema too: a mistyped one is a place nothing was synced into, not an error.
         schema = f" ({_SCHEMA}={settings.target_schema})" if settings.target_schema else ""

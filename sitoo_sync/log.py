@@ -81,6 +81,14 @@ def show_status_line(render: Callable[[], str] | None) -> None:
     _status_line[:] = [render] if render is not None else []
 
 
+def end_status_line() -> None:
+    """End the line rewritten in place, if one is shown, where it stands (it is not drawn
+    again), so that a line printed next (a command's error) starts a line of its own."""
+    if _status_line:
+        _status_line.clear()
+        sys.stderr.write("\n")
+
+
 class _CurrentStderr:
     """Writes to whatever `sys.stderr` is at the moment (it is swapped by test runners)."""
 

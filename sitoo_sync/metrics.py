@@ -16,7 +16,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +30,9 @@ from sitoo_sync.results import PartitionResult
 
 log = get_logger(__name__)
 
+#: How a tick of a stream ends, as `sitoo_ticks_total` counts it.
+TICK_OUTCOMES = ("ok", "failed", "disabled")
+
 
 @dataclass
 class Metrics:
@@ -40,6 +43,8 @@ class Metrics:
     last_ok: dict[str, float] = field(default_factory=dict)
     #: When a tick last found the stream's lock held by another process (a replica).
     last_held: dict[str, float] = field(default_factory=dict)
+    #: Unix time now (a test's own clock).
+    clock: Callable[[], float] = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -71,6 +76,31 @@ class Metrics:
             ["stream"],
             registry=r,
         )
+        for stream in self.intervals:  # (see _zeroed)
+            self._zeroed(stream)
+
+    def _zeroed(self, stream: str) -> None:
+        """Expose `stream`'s counters at 0 before anything happened: a series that first
+        appears at 1 is no increase to Prometheus' `increase()` and `rate()`, so an alert on
+        the first failure after a (re)start would not fire."""
+        for counter in (
+            self.rows,
+            self.requests,
+            self.retries,
+            self.errors,
+            self.rejects,
+            self.ticks_skipped,
+        ):
+            counter.labels(stream)
+        for status in TICK_OUTCOMES:
+            self.ticks.labels(stream, status)
+
+    def _show_lag(self, stream: str, partition: str, at: float) -> None:
+        """`sitoo_cursor_lag_seconds` of the partition whose cursor stands for Unix time
+        `at`: how far it is behind now, read at each scrape (as `status` reckons it), so it
+        grows between ticks and while a tick hangs, rather than stay as the last tick left it."""
+        clock = self.clock
+        self.lag.labels(stream, partition).set_function(lambda: max(0.0, clock() - at))
 
     def record_tick(
         self,
@@ -95,16 +125,16 @@ class Metrics:
         self.rejects.labels(stream).inc(sum(r.rejects for r in results))
         self.ticks.labels(stream, status).inc()
         self.duration.labels(stream).set(seconds)
+        now = self.clock()
         for partition, lag in lags.items():
             if lag is not None:
-                self.lag.labels(stream, partition).set(lag)
+                self._show_lag(stream, partition, now - lag)
         for gone in (r.partition for r in results if r.status == "gone"):
             with contextlib.suppress(KeyError):  # no lag of a partition Sitoo deleted
                 self.lag.remove(stream, gone)
         if status == "failed":
             self.errors.labels(stream).inc()
             return
-        now = time.time()
         with self._lock:
             self.last_ok[stream] = now
             self.last_success.labels(stream).set(now)
@@ -121,7 +151,7 @@ class Metrics:
         """A tick found the stream held by another process, which syncs it (a replica of a
         stream that is one partition, say): this one is not late with it."""
         with self._lock:
-            self.last_held[stream] = time.time()
+            self.last_held[stream] = self.clock()
 
     def record_synced_elsewhere(self, stream: str, at: float | None) -> None:
         """A tick left some or all of the stream to other processes, which hold their locks
@@ -140,7 +170,7 @@ class Metrics:
 
     def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """(ready, details per stream)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         details: dict[str, Any] = {}
         ready = True
         with self._lock:

@@ -10,6 +10,9 @@ place; elsewhere (cron, a container's log) a `backfill_progress` event is logged
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +42,23 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+def terminal_columns(out: TextIO) -> int:
+    """How many columns wide the terminal `out` writes to is: COLUMNS, or 80, for one that
+    does not say (a pseudo-terminal without a size); no limit for a stream that is no file
+    (nothing to measure)."""
+    try:
+        columns = os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return sys.maxsize
+    return columns if columns > 0 else shutil.get_terminal_size().columns
+
+
+def fitted(line: str, columns: int) -> str:
+    """`line` cut to fit a terminal `columns` wide, less one column: a line that wraps
+    cannot be rewritten in place (`\r` goes back to its last row only)."""
+    return line[: max(columns - 1, 1)]
+
+
 @dataclass
 class _StreamProgress:
     started: float
@@ -59,8 +79,10 @@ class Progress:
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        columns: Callable[[], int] | None = None,
     ) -> None:
         self._out = out
+        self._columns = columns or (lambda: terminal_columns(out))
         self._live = out.isatty() if live is None else live
         self._every = every
         self._clock = clock
@@ -103,7 +125,7 @@ class Progress:
         if not self._shown:
             show_status_line(lambda: self._line)
         self._shown = stream
-        self._line = f"  {line}"
+        self._line = fitted(f"  {line}", self._columns())  # read again: a terminal resizes
         self._stale = False
         print(f"\r\033[K{self._line}", end="", file=self._out, flush=True)
 

@@ -39,7 +39,13 @@ def reset_stream(
             f"{stream.name} reads its whole listing on every tick: there is no cursor to reset"
         )
     warehouse.ensure_schema(SYSTEM_TABLES)
-    stored = {s.partition: s.cursor for s in warehouse.states() if s.stream == stream.name}
+    # Partition `*` records a listing that failed, not a partition: it has no cursor, and
+    # "reset" would hide that failure from `status` until the next tick.
+    stored = {
+        s.partition: s.cursor
+        for s in warehouse.states()
+        if s.stream == stream.name and s.partition != "*"
+    }
     known = sorted(stored)
     named = [] if known else stream.partitions.values_from_settings(settings) or []
     if partition is not None:

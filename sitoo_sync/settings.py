@@ -202,9 +202,16 @@ class Settings(BaseSettings):
             try:
                 secret = self.api_password_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
+                # An absolute path is named; anything else may be the password itself, set
+                # here by mistake, and must not reach a log line.
+                path = self.api_password_file
+                named = (
+                    str(path)
+                    if path.is_absolute()
+                    else "the file it names (a file holding the password, not the password)"
+                )
                 raise ValueError(
-                    f"{env_name('api_password_file')}: cannot read {self.api_password_file}: "
-                    f"{exc.strerror or exc}"
+                    f"{env_name('api_password_file')}: cannot read {named}: {exc.strerror or exc}"
                 ) from None
             if not secret:  # else "SITOO_API_PASSWORD is not set" would blame the wrong one
                 raise ValueError(

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.normalize.tables import Table
-from sitoo_sync.runs import shown
+from sitoo_sync.runs import RUNNING, shown
 from sitoo_sync.service import stream_schedules
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS, select_streams
@@ -86,13 +86,17 @@ def stream_problems(
     now: datetime,
     stored_sites: Mapping[str, Mapping[str, int]] | None = None,
     listed: Mapping[str, Mapping[str, datetime]] | None = None,
+    *,
+    runs: Mapping[str, RunRow] | None = None,
 ) -> list[str]:
     """Why `status --check` fails: per enabled stream, a failing partition, no success
     within HEALTHY_WITHIN_INTERVALS of its schedule's intervals (the /healthz rule), or a
     partition its listing showed that long ago and no tick has synced (an interrupted
     first backfill). `stored_sites` gives, per stream, the site of each partition whose
     value does not say it (a register's, from its table: `stored_sites_of`); `listed`,
-    per stream, when each partition its table holds was first listed (`listed_since_of`)."""
+    per stream, when each partition its table holds was first listed (`listed_since_of`);
+    `runs`, each stream's last run as shown (`last_runs`): one still running is a first
+    backfill under way, not an interrupted one."""
     streams = select_streams(settings.streams)
     schedules = stream_schedules(settings, streams)
     problems: list[str] = []
@@ -101,7 +105,11 @@ def stream_problems(
         mine = [s for s in states if s.stream == stream.name and judged(s.partition)]
         interval = schedules[stream.name].interval_seconds
         within = HEALTHY_WITHIN_INTERVALS * interval
-        unsynced = _never_synced((listed or {}).get(stream.name, {}), mine, judged, now, within)
+        run = (runs or {}).get(stream.name)
+        running = run.started_at if run is not None and run.status == RUNNING else None
+        unsynced = _never_synced(
+            (listed or {}).get(stream.name, {}), mine, judged, now, within, running_since=running
+        )
         if unsynced:
             problems.append(f"{stream.name}: {unsynced}")
             continue
@@ -128,9 +136,12 @@ def _never_synced(
     judged: Callable[[str], bool],
     now: datetime,
     limit: float,
+    *,
+    running_since: datetime | None = None,
 ) -> str | None:
     """What to say of the partitions first listed more than `limit` seconds ago that have
-    no `sync_state` row (no tick ever finished a window of them), if any."""
+    no `sync_state` row (no tick ever finished a window of them), if any: a first backfill
+    interrupted, or one still running (since `running_since`) that has not got to them."""
     synced = {s.partition for s in states}
     due = now.timestamp() - limit
     never = sorted(
@@ -141,10 +152,14 @@ def _never_synced(
     if not never:
         return None
     shown_ = ", ".join(p for _, p in never[:3]) + (" ..." if len(never) > 3 else "")
+    why = (
+        "an interrupted first backfill: run it again"
+        if running_since is None
+        else f"a first backfill still running, since {when_text(running_since)}"
+    )
     return (
         f"never synced: {len(never)} {'partition' if len(never) == 1 else 'partitions'} "
-        f"({shown_}), listed since {when_text(never[0][0])} (limit {lag_text(limit)}; an "
-        "interrupted first backfill: run it again)"
+        f"({shown_}), listed since {when_text(never[0][0])} (limit {lag_text(limit)}; {why})"
     )
 
 
@@ -210,8 +225,15 @@ def _judged(settings: Settings, stream: Stream, stored: Mapping[str, int]) -> Ca
 
 
 def _lag(state: StreamState, now: datetime) -> float | None:
+    """How far the partition's cursor is behind `now`; None when unknown, also for a cursor
+    its strategy cannot read (what a tick fails on and `reset` replaces): status shows it."""
     stream = STREAMS.get(state.stream)
-    return stream.cursor.lag_seconds(state.cursor, now) if stream else None
+    if stream is None:
+        return None
+    try:
+        return stream.cursor.lag_seconds(state.cursor, now)
+    except (SitooSyncError, ValueError, TypeError):
+        return None
 
 
 def _iso(value: datetime | None) -> str | None:

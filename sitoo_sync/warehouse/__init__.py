@@ -179,6 +179,13 @@ def open_warehouse(url: str, *, schema: str | None = None, read_only: bool = Fal
         return DuckDBWarehouse(url, read_only=read_only)
     if "://" not in url:
         raise ConfigError(f"SITOO_TARGET_URL: not a URL: {url!r}")
+    if local_path(url) is None and url.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
+        # The host would be what follows the password's @, so the driver's error would
+        # name the password's tail: refused, and not quoted.
+        raise ConfigError(
+            "SITOO_TARGET_URL: more than one @ before the host: an @ in the user name or "
+            "password is written %40 (the URL is not shown here, as it holds the password)"
+        )
     from sitoo_sync.warehouse.sqla import SqlWarehouse
 
     return SqlWarehouse(url, schema=schema)

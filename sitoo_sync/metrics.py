@@ -139,6 +139,14 @@ class Metrics:
             self.last_ok[stream] = now
             self.last_success.labels(stream).set(now)
 
+    def record_failed_tick(self, stream: str, *, seconds: float | None = None) -> None:
+        """A tick that failed as a whole (the target could not be opened, the warehouse
+        failed mid-tick): an error, and a failed tick as `record_tick` counts one."""
+        self.ticks.labels(stream, "failed").inc()
+        self.errors.labels(stream).inc()
+        if seconds is not None:
+            self.duration.labels(stream).set(seconds)
+
     def recall_success(self, stream: str, at: float) -> None:
         """A success of `stream` from before this process (at Unix time `at`, as the target
         keeps it), counted as this process's own until a tick of it succeeds."""

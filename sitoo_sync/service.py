@@ -287,7 +287,7 @@ class Service:
             warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
             lock = warehouse.lock(stream.name, shared=shares_partitions(settings, stream.name))
         except SitooSyncError as exc:  # e.g. the database server is down: the next tick retries
-            self.metrics.errors.labels(stream.name).inc()
+            self.metrics.record_failed_tick(stream.name)
             log.error("tick_failed", stream=stream.name, error=str(exc))
             return
         self._recall_successes(warehouse)
@@ -318,7 +318,7 @@ class Service:
                 retries=self.client.retries[stream.name] - retries,
                 seconds=time.monotonic() - started,
                 lags={
-                    r.partition: stream.cursor.lag_seconds(r.cursor, now)
+                    r.partition: stream.lag_of(r.cursor, now)
                     for r in report.results
                     if r.partition != "*" and r.status != "gone"  # its cursor stays behind
                 },
@@ -328,7 +328,7 @@ class Service:
             elif report.skipped[stream.name, HELD]:
                 self._synced_elsewhere(None, stream)
         except SitooSyncError as exc:
-            self.metrics.errors.labels(stream.name).inc()
+            self.metrics.record_failed_tick(stream.name, seconds=time.monotonic() - started)
             log.error("tick_failed", stream=stream.name, error=str(exc))
         finally:
             with self._ticks_lock:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.errors import ConfigError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS, is_late
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.runs import RUNNING, shown
@@ -228,12 +228,7 @@ def _lag(state: StreamState, now: datetime) -> float | None:
     """How far the partition's cursor is behind `now`; None when unknown, also for a cursor
     its strategy cannot read (what a tick fails on and `reset` replaces): status shows it."""
     stream = STREAMS.get(state.stream)
-    if stream is None:
-        return None
-    try:
-        return stream.cursor.lag_seconds(state.cursor, now)
-    except (SitooSyncError, ValueError, TypeError):
-        return None
+    return None if stream is None else stream.lag_of(state.cursor, now)
 
 
 def _iso(value: datetime | None) -> str | None:

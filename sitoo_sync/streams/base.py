@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sitoo_sync.api.client import Api
+from sitoo_sync.errors import SitooSyncError
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.tables import Kind, Table, with_load_metadata
 from sitoo_sync.streams.cursors import CursorStrategy
@@ -117,6 +118,15 @@ class Stream:
             return None
         kind = self.parent.column(column).kind
         return {column: int(partition) if kind is Kind.INT else partition}
+
+    def lag_of(self, stored: str | None, now: datetime) -> float | None:
+        """How far a stored cursor is behind `now`, in seconds; None before any load, and
+        for a cursor the strategy cannot read (what a tick fails on and `reset` replaces),
+        so that showing a lag never fails what shows it."""
+        try:
+            return self.cursor.lag_seconds(stored, now)
+        except (SitooSyncError, ValueError, TypeError, OverflowError):
+            return None
 
     def path_for(self, partition: str) -> str:
         """The request path for one partition."""

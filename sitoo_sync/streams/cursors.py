@@ -149,6 +149,18 @@ def epoch_cursor(stored: str | None) -> int | None:
     return cursor
 
 
+def day_cursor(stored: str) -> date:
+    """A cursor stored as a day (YYYY-MM-DD); StuckWindowError, with the way out, for one
+    that is not (a value written by hand, or by another strategy)."""
+    try:
+        return date.fromisoformat(stored)
+    except ValueError:
+        raise StuckWindowError(
+            f"the stored cursor {stored[:40]!r} is not a day (YYYY-MM-DD); `sitoo-sync reset "
+            "<stream> --since <day>` sets it to one"
+        ) from None
+
+
 def epoch_time(stored: str) -> datetime | None:
     """The time a cursor stored as Unix seconds stands for, to show it; None for one that is
     not (a day, JSON, or milliseconds an older version stored), which is shown as it is."""
@@ -352,7 +364,7 @@ class DayWindows:
         """Seconds between the end of the last final day loaded (UTC) and `now`."""
         if not stored:
             return None
-        end = datetime.combine(date.fromisoformat(stored) + timedelta(days=1), time(), UTC)
+        end = datetime.combine(day_cursor(stored) + timedelta(days=1), time(), UTC)
         return max(0.0, (now - end).total_seconds())
 
     def resume_from(self, day: date, previous: str | None = None) -> str:
@@ -370,7 +382,7 @@ class DayWindows:
         """One window per day from the lookback (or the start day) to today."""
         today, last_final = self.schedule(ctx)
         if stored:
-            cursor: date | None = date.fromisoformat(stored)
+            cursor: date | None = day_cursor(stored)
             assert cursor is not None
             first = cursor - timedelta(days=self.lookback_days - 1)
         else:

@@ -431,7 +431,8 @@ def _describe(error: dict[str, Any], name_of: Callable[[str], str] = env_name) -
     given = error.get("input")
     if not field:  # a check across fields: its message names the settings itself
         return _renamed(msg, name_of)
-    name = name_of(field)
+    # An entry of a table setting (`[schedules] orders = 5`) is named by its key too.
+    name = ": ".join([name_of(field), *loc[1:]])
     if given is None or isinstance(given, dict) or field in _SECRET_FIELDS:
         return f"{name}: {msg}"  # a secret is never quoted back
     if isinstance(given, str) and field.endswith("_url"):

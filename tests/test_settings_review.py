@@ -235,3 +235,16 @@ def test_a_password_given_where_its_file_belongs_is_not_printed(
         "is not shown: if it is the password itself, set SITOO_API_PASSWORD instead)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_entry_of_a_table_setting_names_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong-typed entry of the `[schedules]` table (or of SITOO_SCHEDULES' JSON) names
+    the stream it is for, not only the table: it has sixteen."""
+    config = _config(tmp_path, '[schedules]\npos_z_reports = "15m"\norders = 5\n')
+    assert _error(config) == (
+        f"schedules in {config}: orders: Input should be a valid string (got 5)"
+    )
+    monkeypatch.setenv("SITOO_SCHEDULES", '{"users": ["1h"]}')
+    assert _error(config) == "SITOO_SCHEDULES: users: Input should be a valid string (got ['1h'])"

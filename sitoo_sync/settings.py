@@ -4,6 +4,9 @@ Precedence, highest first: environment variables (`SITOO_*`), then the TOML file
 `--config` or `SITOO_CONFIG`, then the defaults below. A secret may also come from a file
 (`SITOO_API_PASSWORD_FILE`), the way container platforms mount secrets. Every key of the
 TOML file is the environment name without the `SITOO_` prefix, in lower case.
+
+A variable set to the empty string is unset. Whitespace around a value is no part of it
+(the hash key's excepted), and a blank value of a setting whose default is none is none.
 """
 
 from __future__ import annotations
@@ -12,11 +15,19 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -32,6 +43,8 @@ ENV_PREFIX = "SITOO_"
 DEFAULT_API_BASE_URL = "https://api.mysitoo.com/v2/accounts/{account_id}"
 DEFAULT_JOURNALS_BASE_URL = "https://journals.sitooapis.com/v3"
 MAX_CONCURRENCY = 64  # SITOO_CONCURRENCY at most: connection pools are sized to it
+#: An HTTP timeout or backoff at most: a socket or a sleep overflows on a huge one.
+MAX_WAIT_SECONDS = 3600
 
 
 def env_name(field: str) -> str:
@@ -43,6 +56,32 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+SITE_IDS_FORM = (
+    "expected site ids (eshopid) such as 1,2; leave it unset for every site of the account"
+)
+
+
+def parse_site_ids(value: object) -> list[int]:
+    """SITOO_SITE_IDS as positive integers split by commas (or a TOML list, or one
+    integer), each once, in the order given: a site named twice was synced twice a tick."""
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, int) and not isinstance(items, bool):
+        items = [items]
+    if not isinstance(items, list):
+        raise ValueError(SITE_IDS_FORM)
+    sites: list[int] = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        if text == "":
+            continue
+        if isinstance(text, str) and text.isdecimal():
+            text = int(text)
+        if not isinstance(text, int) or isinstance(text, bool) or text < 1:
+            raise ValueError(SITE_IDS_FORM)
+        sites.append(text)
+    return list(dict.fromkeys(sites))
 
 
 SCHEDULES_FORMS = (
@@ -93,14 +132,50 @@ def stream_sections(data: Any) -> Any:
     return data
 
 
+def read_secret(path: Path) -> str:
+    """The password a file holds, without the line end and byte-order mark an editor adds;
+    a ValueError naming SITOO_API_PASSWORD_FILE when there is none. Only an absolute path
+    is quoted back: anything else may be the password itself, set there by mistake, and
+    must not reach a log line."""
+    name = env_name("api_password_file")
+    shown = str(path) if path.is_absolute() else "the file it names"
+    try:
+        secret = path.read_text(encoding="utf-8-sig").strip()
+    except FileNotFoundError:
+        if not path.is_absolute():
+            raise ValueError(
+                f"{name}: no such file in the working directory (the name is not shown: if "
+                f"it is the password itself, set {env_name('api_password')} instead)"
+            ) from None
+        raise ValueError(f"{name}: cannot read {path}: No such file or directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{name}: cannot read {shown}: {reason or exc}") from None
+    if not secret:  # else "SITOO_API_PASSWORD is not set" would blame the wrong one
+        raise ValueError(f"{name}: {shown} is empty (write the API password into it)")
+    return secret
+
+
 #: The shortest SITOO_PERSONAL_DATA_KEY accepted: 16 random characters are ~64-128 bits.
 MIN_HASH_KEY_LENGTH = 16
+
+#: Settings whose value is used as given, whitespace and all: the hashes' key.
+_TAKEN_AS_GIVEN = frozenset({"personal_data_key"})
 
 
 class Settings(BaseSettings):
     """Everything a sync needs to know, built once by the CLI and passed down as an object."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        # `SITOO_X=` (compose's `${X:-}`, a blank template value) is unset: the file's value
+        # or the default applies, not an empty one.
+        env_ignore_empty=True,
+        # `inf` seconds reached a socket or a sleep as an OverflowError traceback.
+        allow_inf_nan=False,
+    )
 
     api_id: str | None = Field(None, description="Sitoo API ID, e.g. 10020-140")
     api_password: SecretStr | None = Field(None, description="Sitoo API password")
@@ -159,17 +234,35 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    http_timeout_seconds: float = Field(30.0, gt=0)
+    http_timeout_seconds: float = Field(30.0, gt=0, le=MAX_WAIT_SECONDS)
     http_max_attempts: int = Field(6, ge=1, le=20)
-    http_backoff_base_seconds: float = Field(0.5, ge=0)
-    http_backoff_max_seconds: float = Field(60.0, ge=0)
+    http_backoff_base_seconds: float = Field(0.5, ge=0, le=MAX_WAIT_SECONDS)
+    http_backoff_max_seconds: float = Field(60.0, ge=0, le=MAX_WAIT_SECONDS)
 
     @model_validator(mode="before")
     @classmethod
     def _stream_sections(cls, data: Any) -> Any:
         return stream_sections(data)
 
-    @field_validator("site_ids", "streams", mode="before")
+    @field_validator("*", mode="before")
+    @classmethod
+    def _trimmed(cls, value: object, info: ValidationInfo) -> object:
+        """A value without the whitespace around it (a line end pasted or mounted with it),
+        but the hash key as given: hashes already stored were keyed with it. Blank is none
+        for a setting whose default is none (`zreports_base_url = ""`)."""
+        if not isinstance(value, str) or info.field_name in _TAKEN_AS_GIVEN:
+            return value
+        value = value.strip()
+        if not value and info.field_name and cls.model_fields[info.field_name].default is None:
+            return None
+        return value
+
+    @field_validator("site_ids", mode="before")
+    @classmethod
+    def _site_ids(cls, value: object) -> object:
+        return parse_site_ids(value)
+
+    @field_validator("streams", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_csv(value)
@@ -199,26 +292,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _password_from_file(self) -> Settings:
         if self.api_password is None and self.api_password_file is not None:
-            try:
-                secret = self.api_password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                # An absolute path is named; anything else may be the password itself, set
-                # here by mistake, and must not reach a log line.
-                path = self.api_password_file
-                named = (
-                    str(path)
-                    if path.is_absolute()
-                    else "the file it names (a file holding the password, not the password)"
-                )
-                raise ValueError(
-                    f"{env_name('api_password_file')}: cannot read {named}: {exc.strerror or exc}"
-                ) from None
-            if not secret:  # else "SITOO_API_PASSWORD is not set" would blame the wrong one
-                raise ValueError(
-                    f"{env_name('api_password_file')}: {self.api_password_file} is empty "
-                    "(write the API password into it)"
-                )
-            object.__setattr__(self, "api_password", SecretStr(secret))
+            object.__setattr__(self, "api_password", SecretStr(read_secret(self.api_password_file)))
         return self
 
     @model_validator(mode="after")
@@ -330,22 +404,37 @@ def named_few(names: Sequence[str], at_most: int = NAMED_AT_MOST) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _unknown_keys(errors: Sequence[dict[str, Any]]) -> str | None:
+def _looks_like(key: str) -> str | None:
+    """The setting an unknown config key most likely means: itself in lower case without
+    `SITOO_` (an environment name pasted in), or the closest spelling."""
+    fields = list(Settings.model_fields)
+    plain = key.lower().removeprefix(ENV_PREFIX.lower())
+    if plain in fields:
+        return plain
+    close = get_close_matches(plain, fields, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def _unknown_keys(errors: Sequence[dict[str, Any]], path: Path | None) -> str | None:
     """The config file's keys no setting reads, named in one clause (None: there are none)."""
     keys = [str(e["loc"][0]) for e in errors if e.get("type") == "extra_forbidden" and e["loc"]]
     if not keys:
         return None
-    return f"unknown setting{'s' if len(keys) > 1 else ''} {named_few(keys)} in the config file"
+    where = f"in {path}" if path else "in the config file"
+    line = f"unknown setting{'s' if len(keys) > 1 else ''} {named_few(keys)} {where}"
+    meant = _looks_like(keys[0]) if len(keys) == 1 else None
+    return f"{line} (did you mean {meant!r}?)" if meant else line
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], name_of: Callable[[str], str] = env_name) -> str:
     loc = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
     field = loc[0] if loc else ""
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     given = error.get("input")
     if not field:  # a check across fields: its message names the settings itself
-        return msg
-    name = env_name(field)
+        return _renamed(msg, name_of)
+    # An entry of a table setting (`[schedules] orders = 5`) is named by its key too.
+    name = ": ".join([name_of(field), *loc[1:]])
     if given is None or isinstance(given, dict) or field in _SECRET_FIELDS:
         return f"{name}: {msg}"  # a secret is never quoted back
     if isinstance(given, str) and field.endswith("_url"):
@@ -353,6 +442,16 @@ def _describe(error: dict[str, Any]) -> str:
         # quoted back either: the log's mask only knows `scheme://user@`.
         given = _USERINFO.sub("***@", given)
     return f"{name}: {msg} (got {given!r})"
+
+
+def _renamed(msg: str, name_of: Callable[[str], str]) -> str:
+    """A message about one setting (`SITOO_X: ...`) with that setting named as `name_of`
+    names it (its key in the config file, when the file set it)."""
+    head, sep, rest = msg.partition(": ")
+    field = head.removeprefix(ENV_PREFIX).lower()
+    if sep and head.startswith(ENV_PREFIX) and field in Settings.model_fields:
+        return f"{name_of(field)}: {rest}"
+    return msg
 
 
 #: Settings whose value is a secret (SecretStr): an error names them, never their value.
@@ -364,32 +463,53 @@ _SECRET_FIELDS = frozenset(
 _USERINFO = re.compile(r"[^@\s/]+@")
 
 
+def _environment_sets(environ: Mapping[str, str]) -> frozenset[str]:
+    """The settings `environ` gives a value (names in any case; an empty one is unset)."""
+    given = {name.upper() for name, value in environ.items() if value != ""}
+    return frozenset(f for f in Settings.model_fields if env_name(f) in given)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The TOML file's values, or a ConfigError naming the file (and the line)."""
+    try:
+        # utf-8-sig: a byte-order mark (Windows Notepad) is not the first key
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, a file we may not read
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build Settings from env > TOML file > defaults; `overrides` beat everything.
 
-    Raises ConfigError with one line per problem, each naming the setting.
+    Raises ConfigError with one line per problem, each naming the setting where it was
+    set: `SITOO_X` for the environment, `x in FILE` for the config file.
     """
     file_values: dict[str, Any] = {}
     path = config_file or (Path(p) if (p := os.environ.get("SITOO_CONFIG")) else None)
     if path is not None:
-        try:
-            with path.open("rb") as fh:
-                file_values = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        except OSError as exc:  # a directory, a file we may not read
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    file_values = stream_sections(file_values)
+        file_values = stream_sections(_read_config(path))
+    from_env = _environment_sets(os.environ)
+    if "api_password_file" in from_env and "api_password" not in from_env:
+        # The password's two forms are one setting: the environment's file wins over the
+        # config file's password, as the environment wins over the file everywhere.
+        file_values.pop("api_password", None)
+    from_file = set(file_values) - from_env
+
+    def name_of(field: str) -> str:
+        return f"{field} in {path}" if field in from_file else env_name(field)
+
     try:
         settings = Settings(**file_values)
         if overrides:
             settings = settings.model_copy(update=overrides)
     except ValidationError as exc:
         errors = [dict(err) for err in exc.errors()]
-        lines = [_describe(e) for e in errors if e.get("type") != "extra_forbidden"]
-        if unknown := _unknown_keys(errors):
+        lines = [_describe(e, name_of) for e in errors if e.get("type") != "extra_forbidden"]
+        if unknown := _unknown_keys(errors, path):
             lines.append(unknown)
         raise ConfigError("; ".join(lines)) from None
     except SettingsError as exc:  # an environment value that must be JSON and is not

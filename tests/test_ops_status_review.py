@@ -182,13 +182,13 @@ def test_a_progress_line_never_wraps_on_a_narrow_terminal() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
+@pytest.mark.parametrize("secret", ["S3cr3t-P4ss!x9", "S3cr/t-P4ss!x9"])
 def test_a_password_given_as_the_password_file_is_not_quoted_back(
-    fmt: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fmt: str, secret: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """SITOO_API_PASSWORD_FILE set to the password itself (instead of a file holding it) is
-    refused in one line that says what the setting wants, without the password in it: on
-    the console, and in a JSON log a shipper keeps."""
-    secret = "S3cr3t-P4ss!x9"
+    """SITOO_API_PASSWORD_FILE set to the password itself (instead of a file holding it),
+    a slash in it or not, is refused in one line that says what the setting wants, without
+    the password in it: on the console, and in a JSON log a shipper keeps."""
     monkeypatch.delenv("SITOO_API_PASSWORD", raising=False)
     monkeypatch.setenv("SITOO_API_PASSWORD_FILE", secret)
     monkeypatch.setenv("SITOO_LOG_FORMAT", fmt)
@@ -197,8 +197,8 @@ def test_a_password_given_as_the_password_file_is_not_quoted_back(
     err = captured.err
     assert secret not in err + captured.out
     assert len(err.splitlines()) == 1
-    assert "SITOO_API_PASSWORD_FILE: cannot read the file it names" in err
-    assert "not the password" in err
+    assert "SITOO_API_PASSWORD_FILE: " in err
+    assert "the name is not shown" in err
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])

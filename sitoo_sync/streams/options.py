@@ -6,7 +6,8 @@ strategy (`lookback_days` of `DayWindows`, `start` of `CursorPages` ...), so the
 from, first found wins:
 
 1. the environment: `SITOO_<STREAM>_<OPTION>` (e.g. `SITOO_STORE_Z_REPORTS_LOOKBACK_DAYS`),
-   or one of the option's older `aliases` (e.g. `SITOO_JOURNAL_START`);
+   or one of the option's older `aliases` (e.g. `SITOO_JOURNAL_START`); a blank one is
+   unset, as a blank setting is;
 2. the config file: `[streams.<stream>]` with `<option> = value`;
 3. the strategy's default.
 
@@ -76,10 +77,13 @@ def option_values(
         )
     values: dict[str, Any] = {}
     for option in options:
-        found = next(((n, env[n]) for n in option.env_names(stream) if n in env), None)
+        found = next(
+            ((n, env[n].strip()) for n in option.env_names(stream) if env.get(n, "").strip()),
+            None,
+        )
         if found is not None:
             name, raw = found
-            values[option.name] = option.validate(raw.strip() or None, name)
+            values[option.name] = option.validate(raw, name)
         elif option.name in given:
             source = f"[streams.{stream}] {option.name}"
             values[option.name] = option.validate(given[option.name], source)

@@ -103,8 +103,11 @@ def given_as(exc: ConfigError, option: str) -> ConfigError:
     return exc if reason == str(exc) else ConfigError(f"{option}: {reason}")
 
 
-#: DuckDB's words for a file another process has open (with its program and PID).
-_HELD = re.compile(r"Could not set lock on file.*?(?:held in (.+?) \(PID (\d+)\))?\.?(?: See|$)")
+#: How a message about a local target file that could not be opened begins.
+CANNOT_OPEN = "cannot open the warehouse file"
+#: DuckDB's words for a file another process has open (with its program and PID; DuckDB 2
+#: says more after the PID when the holder reads only).
+_HELD = re.compile(r"Could not set lock on file(?:.*?held in (.+?) \(PID (\d+)\))?")
 
 
 def held_file(path: object, reason: str, *, waited: float | None = None) -> str | None:
@@ -118,7 +121,7 @@ def held_file(path: object, reason: str, *, waited: float | None = None) -> str 
     who = f" (PID {pid}, {program})" if pid else ""
     after = f" after waiting {waited:g} s" if waited is not None else ""
     return (
-        f"cannot open the warehouse file {path}: another process holds it{who}{after}; a "
+        f"{CANNOT_OPEN} {path}: another process holds it{who}{after}; a "
         "sitoo-sync tick lets go of it within about half a minute, another program (a BI "
         "tool, a notebook) must close it"
     )
@@ -131,10 +134,10 @@ def unreachable(url: str, exc: BaseException) -> WarehouseError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
     path = local_path(url)
+    if path is not None and first.startswith(CANNOT_OPEN):  # one line already (duckdb.py)
+        return WarehouseError(first)
     if path is not None:
-        return WarehouseError(
-            held_file(path, first) or f"cannot open the warehouse file {path}: {first}"
-        )
+        return WarehouseError(held_file(path, first) or f"{CANNOT_OPEN} {path}: {first}")
     return WarehouseError(
         f"cannot reach the warehouse at {masked_url(url)}: {first} "
         "(check the target URL, and that the server is up and lets this host and user in)"

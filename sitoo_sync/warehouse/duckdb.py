@@ -27,7 +27,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse import check_duckdb_target, held_file
+from sitoo_sync.warehouse import CANNOT_OPEN, check_duckdb_target, held_file
 from sitoo_sync.warehouse import duckdb_memory as memory
 from sitoo_sync.warehouse.base import (
     REJECTS,
@@ -112,6 +112,46 @@ def _set_limit(con: duckdb.DuckDBPyConnection, mb: int) -> None:
 def q(identifier: str) -> str:
     """A quoted SQL identifier."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+#: DuckDB's refusal of a file of a storage version it cannot read (1.x and 2.x wording).
+_STORAGE_VERSION = re.compile(
+    r"version number (\d+), but we can only read (?:storage )?versions? (?:between )?(\d+)"
+    r"(?: and (\d+))?"
+)
+
+
+def unopenable(path: str, exc: duckdb.Error) -> duckdb.Error:
+    """`exc`, DuckDB's refusal to open the file at `path` (often several lines, with a link),
+    as one line of the same type naming the file; for a file of a storage version this
+    DuckDB cannot read, which DuckDB wrote it and what to do."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    found = _STORAGE_VERSION.search(first)
+    if found is None:
+        return type(exc)(f"{CANNOT_OPEN} {path}: {first}")
+    version, low = int(found[1]), int(found[2])
+    high = int(found[3]) if found[3] else None
+    reads = f"this duckdb {duckdb.__version__} reads {low}" + (f" to {high}" if high else "")
+    if version > (high or low):
+        return type(exc)(
+            f"{CANNOT_OPEN} {path}: it was written by a newer DuckDB (storage version "
+            f"{version}; {reads}): upgrade the duckdb package where sitoo-sync runs "
+            "(pip install --upgrade duckdb)"
+        )
+    made = next(
+        (
+            line[line.index("created with") :].rstrip(".")
+            for line in lines[1:2]
+            if "created with" in line
+        ),
+        "",
+    )
+    return type(exc)(
+        f"{CANNOT_OPEN} {path}: it was written by an older DuckDB (storage version {version}"
+        f"{'; ' + made if made else ''}; {reads}): EXPORT DATABASE with that DuckDB and "
+        "IMPORT DATABASE into a new file with this one, or point SITOO_TARGET_URL at a new file"
+    )
 
 
 def duckdb_path(url: str) -> str:
@@ -357,13 +397,11 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
-                self._turns.opening()
-                return self._with_raised_limit(con)
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
-                if "lock" not in str(exc).lower():
-                    raise
+                if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
+                    raise unopenable(self.path, exc) from exc
                 if time.monotonic() >= deadline:
                     self._gave_up(exc)
                 tries += 1
@@ -378,14 +416,21 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                 time.sleep(wait)
                 if not self._read_only:
                     wait = min(wait * 2, 5.0)
+                continue
+            self._turns.opening()
+            return self._with_raised_limit(con)
 
     def _gave_up(self, exc: duckdb.IOException) -> NoReturn:
-        """Raise `exc`, the file still held when the wait ended: for a reader (`status`) as
-        one line naming the process that holds it; a tick's as DuckDB's own error."""
+        """Raise `exc`, the file still held when the wait ended, as one line naming the
+        process that holds it and what lets go of it (not DuckDB's advice to open the file
+        read-only): for a reader (`status`) a WarehouseError; a tick's still the target's
+        own error, which ends it as any warehouse failure does."""
         line = held_file(self.path, str(exc), waited=self.open_wait_seconds)
-        if self._read_only and line is not None:
+        if line is None:
+            raise exc
+        if self._read_only:
             raise WarehouseError(line) from None
-        raise exc
+        raise duckdb.IOException(line) from exc
 
     def _with_raised_limit(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """`con`, under the file's limit when it was raised. Set after connecting: every

@@ -79,12 +79,13 @@ HOLD_SECONDS = 20.0
 #: GAP_SECONDS / HOLD_SECONDS of its time (fetching goes on meanwhile).
 GAP_SECONDS = 1.0
 #: How long a writer (a tick) waits for the file while another process holds it (a BI
-#: reader may, briefly), trying again after doubling pauses of up to 5 s, each a warning.
+#: reader may, briefly), trying again every READ_POLL_SECONDS; it warns after doubling
+#: pauses of up to 5 s.
 WRITE_WAIT_SECONDS = 60.0
 #: How long a read-only open (`status`, a monitoring probe) waits: as long as a tick may
 #: hold the file (HOLD_SECONDS, then GAP_SECONDS out, plus a commit), no longer ...
 READ_WAIT_SECONDS = HOLD_SECONDS + GAP_SECONDS + 4.0
-#: ... trying this often, to meet a tick's GAP_SECONDS pause.
+#: ... trying this often (a writer too), to meet a tick's GAP_SECONDS pause.
 READ_POLL_SECONDS = 0.25
 #: WAL size at which a commit checkpoints (DuckDB's default is 16MB). Each checkpoint
 #: compresses again the last, partly filled row group of every table it appends to (up to
@@ -183,11 +184,14 @@ class _Turns:
     instance): DuckDB lets go of the file only when every connection to it is closed, so
     letting go is the file's business, not one warehouse's.
 
-    Every use of a connection (a statement, or a whole transaction) counts as one user. A
-    commit after the file was held HOLD_SECONDS starts a drain: new users wait (at most
+    Every use of a connection (a statement, or a whole transaction) counts as one user.
+    HOLD_SECONDS after the file was opened (or a commit after that) a drain starts, whether
+    the file is in use or not: a tick may hold it while it only fetches, or write only
+    statements of their own, and commit nothing for minutes. New users wait (at most
     `wait_seconds`, so nothing can deadlock on it), and the last user to leave closes every
     connection of every warehouse on the file and sleeps GAP_SECONDS, everyone waiting
-    meanwhile, then lets them in again; the next use reopens the file. Only a moment with
+    meanwhile, then lets them in again; the next use reopens the file. When no one uses the
+    file as the drain starts, the timer that started it lets go of it. Only a moment with
     no transaction open on any thread closes it, so no commit is lost. An in-memory
     database (`releasable` False) is never let go: closing it would lose it, and no other
     process can read it anyway.
@@ -203,6 +207,7 @@ class _Turns:
         self._releasing = False
         self._local = threading.local()
         self.opened_at: float | None = None  # set when the process opens the file
+        self._hold = 0  # counts the file's openings: a timer of an earlier one does nothing
 
     def join(self, member: _Member) -> None:
         """`member` uses the file too: it is closed with the others when the file is let go."""
@@ -210,11 +215,31 @@ class _Turns:
             self._members.add(member)
 
     def opening(self) -> None:
-        """A warehouse connects: the file's hold starts now unless it is open already."""
+        """A warehouse connects: the file's hold starts now unless it is open already, and
+        a drain HOLD_SECONDS later (a daemon timer: a `run --once` never waits for it)."""
         with self._cond:
             members = list(self._members)
-        if self.opened_at is None or not any(m.connected() for m in members):
+            if self.opened_at is not None and any(m.connected() for m in members):
+                return
             self.opened_at = time.monotonic()
+            self._hold += 1
+            hold = self._hold
+        if self._releasable:
+            timer = threading.Timer(HOLD_SECONDS, self._due, args=(hold,))
+            timer.daemon = True
+            timer.start()
+
+    def _due(self, hold: int) -> None:
+        """The hold `hold` has lasted HOLD_SECONDS: drain, and let go now if no one uses the
+        file (else the last user to leave does)."""
+        with self._cond:
+            if hold != self._hold or self._releasing:
+                return
+            self._draining = True
+            if self._users:
+                return
+            self._releasing = True
+        self._let_go()
 
     def _release(self) -> None:
         with self._cond:
@@ -268,14 +293,23 @@ class _Turns:
             if not self._draining or self._users:
                 return
             self._releasing = True  # everyone waits until the file is let go (bounded)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Close every member's connections, stay out GAP_SECONDS, then let users in again
+        (`_releasing` is set: no one uses the file meanwhile). When every member closed its
+        connections already (its tick ended), only the hold ends."""
         try:
-            held = time.monotonic() - (self.opened_at or 0.0)
-            self._release()
-            self.opened_at = None
-            log.info("warehouse_released", held_seconds=round(held, 1), gap_seconds=GAP_SECONDS)
-            time.sleep(GAP_SECONDS)
+            with self._cond:
+                members = list(self._members)
+            if any(m.connected() for m in members):
+                held = time.monotonic() - (self.opened_at or 0.0)
+                self._release()
+                log.info("warehouse_released", held_seconds=round(held, 1), gap_seconds=GAP_SECONDS)
+                time.sleep(GAP_SECONDS)
         finally:
             with self._cond:
+                self.opened_at = None
                 self._releasing = self._draining = False
                 self._cond.notify_all()
 
@@ -391,9 +425,12 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return self._cons.get()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.open_wait_seconds
-        wait = READ_POLL_SECONDS if self._read_only else 0.1
-        tries = 0
+        started = time.monotonic()
+        deadline = started + self.open_wait_seconds
+        # Tried every READ_POLL_SECONDS, a writer too: another process's tick lets go of the
+        # file for only GAP_SECONDS, which tries 5 s apart missed one time in three. A writer
+        # warns as often as it used to try (0.1 s, doubling to 5 s); a reader once.
+        warn_in, warn_at = 0.1, started
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
@@ -402,20 +439,20 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
                 if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
                     raise unopenable(self.path, exc) from exc
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     self._gave_up(exc)
-                tries += 1
-                if tries == 1 or not self._read_only:  # a reader says it once
+                if now >= warn_at:
+                    warn_at = deadline if self._read_only else now + warn_in
                     log.warning(
                         "warehouse_busy",
                         path=self.path,
                         error=str(exc),
-                        wait_seconds=wait,
+                        waited_seconds=round(now - started, 1),
                         gives_up_after_seconds=self.open_wait_seconds,
                     )
-                time.sleep(wait)
-                if not self._read_only:
-                    wait = min(wait * 2, 5.0)
+                    warn_in = min(warn_in * 2, 5.0)
+                time.sleep(READ_POLL_SECONDS)
                 continue
             self._turns.opening()
             return self._with_raised_limit(con)

@@ -156,3 +156,26 @@ def test_a_tick_that_waited_in_vain_for_a_bi_reader_says_which_process_holds_the
     assert f"PID {holder.pid}" in text
     assert "after waiting 1 s" in text
     assert "-readonly" not in text
+
+
+@pytest.mark.parametrize("command", [["run", "--once"], ["status"]], ids=" ".join)
+def test_a_duckdb_url_with_options_is_refused_before_a_file_is_made(
+    command: list[str],
+    tmp_path: Path,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A DuckDB URL with `?options` (as SQLAlchemy's DuckDB URLs carry) is one line naming
+    the setting, exit 2: DuckDB would make a file named with the options, which `status`
+    (and the lock files) would never find, and ignore them."""
+    use_simulator(monkeypatch, sim, tmp_path / "unused.duckdb")
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path}/sitoo.duckdb?threads=4")
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("sitoo-sync: configuration error: SITOO_TARGET_URL: "), err
+    assert "?threads=4" in err
+    assert f"duckdb:///{tmp_path}/sitoo.duckdb" in err
+    assert list(tmp_path.iterdir()) == []

@@ -40,6 +40,12 @@ def check_local_target(url: str) -> Path | None:
     warehouse somewhere else) and that it is not a directory itself; None when the target is
     not a local file."""
     path = local_path(url)
+    if path is not None and url.lower().startswith("duckdb") and "?" in url:
+        # DuckDB would take the options as part of the file's name, and ignore them.
+        base, options = url.split("?", 1)
+        raise ConfigError(
+            f"SITOO_TARGET_URL: a DuckDB URL takes no options (?{options}): use {base}"
+        )
     if path is not None and path.is_dir():
         raise ConfigError(f"SITOO_TARGET_URL: {path} {_a_directory(url)}")
     if path is not None and not path.parent.is_dir():

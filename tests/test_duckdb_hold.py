@@ -86,8 +86,8 @@ def test_a_tick_of_statements_of_their_own_lets_go_of_the_file(
 ) -> None:
     """A tick whose writes are statements of their own (no transaction, so no commit of
     one) lets a reader in too once it held the file past the hold."""
-    reader = _reader(Path(warehouse.path), 3.0)
-    end = time.monotonic() + 3.5
+    reader = _reader(Path(warehouse.path), 6.0)
+    end = time.monotonic() + 8.0  # (the loop ends as soon as the reader has its answer)
     n = 0
     while time.monotonic() < end and reader.poll() is None:
         n += 1

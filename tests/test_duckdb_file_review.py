@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -179,3 +180,31 @@ def test_a_duckdb_url_with_options_is_refused_before_a_file_is_made(
     assert "?threads=4" in err
     assert f"duckdb:///{tmp_path}/sitoo.duckdb" in err
     assert list(tmp_path.iterdir()) == []
+
+
+#: DuckDB 1.x's words for a damaged file ("block" is no lock).
+CORRUPT = (
+    "IO Error: Corrupt database file: computed checksum 1402039023478707703 does not match "
+    "stored checksum 11812652007437686093 in block at location 12288"
+)
+
+
+def test_a_damaged_file_is_not_waited_for_as_if_another_process_held_it(
+    made: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DuckDB 1.x refuses a damaged file with an IO error naming a "block": the tick fails
+    at once in one line naming the file, not after a minute of `warehouse_busy`."""
+
+    def connect(*_args: object, **_kwargs: object) -> duckdb.DuckDBPyConnection:
+        raise duckdb.IOException(CORRUPT)
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    monkeypatch.setattr(duckdb_target, "WRITE_WAIT_SECONDS", 2.0)
+    warehouse = DuckDBWarehouse(f"duckdb:///{made}")
+    started = time.monotonic()
+    with pytest.raises(duckdb.IOException) as info:
+        warehouse.query("SELECT 1")
+    assert time.monotonic() - started < 1.0
+    assert str(info.value) == f"cannot open the warehouse file {made}: {CORRUPT}"
+    captured = capsys.readouterr()
+    assert "warehouse_busy" not in captured.out + captured.err

@@ -122,6 +122,12 @@ _STORAGE_VERSION = re.compile(
 )
 
 
+def held_by_another(exc: duckdb.IOException) -> bool:
+    """`exc` is DuckDB's refusal of a file another process has open (not any error that
+    has "lock" in it: DuckDB 1.x words a damaged file's "block" as an IO error)."""
+    return held_file("", str(exc)) is not None
+
+
 def unopenable(path: str, exc: duckdb.Error) -> duckdb.Error:
     """`exc`, DuckDB's refusal to open the file at `path` (often several lines, with a link),
     as one line of the same type naming the file; for a file of a storage version this
@@ -437,7 +443,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             except duckdb.Error as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
-                if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
+                if not isinstance(exc, duckdb.IOException) or not held_by_another(exc):
                     raise unopenable(self.path, exc) from exc
                 now = time.monotonic()
                 if now >= deadline:

@@ -72,12 +72,13 @@ def test_a_tick_that_holds_the_file_without_committing_lets_go_of_it(
     longer than the hold lets go of the file, so a reader gets in before its next commit;
     the tick's next use opens the file again, and what times its hold keeps no process
     from exiting (a daemon thread)."""
+    before = set(threading.enumerate())
     assert warehouse.get_cursors("pos_z_reports") == {}  # the file is open from here on
     reader = _reader(Path(warehouse.path), 3.0)
     assert _said(reader) == "in"
     warehouse.set_cursor("pos_z_reports", "1500", "1", rows=1)
     assert warehouse.get_cursor("pos_z_reports", "1500") == "1"
-    assert all(t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    assert all(t.daemon for t in set(threading.enumerate()) - before)
 
 
 @pytest.mark.usefixtures("short_hold")

@@ -40,6 +40,12 @@ def check_local_target(url: str) -> Path | None:
     warehouse somewhere else) and that it is not a directory itself; None when the target is
     not a local file."""
     path = local_path(url)
+    if path is not None and url.lower().startswith("duckdb") and "?" in url:
+        # DuckDB would take the options as part of the file's name, and ignore them.
+        base, options = url.split("?", 1)
+        raise ConfigError(
+            f"SITOO_TARGET_URL: a DuckDB URL takes no options (?{options}): use {base}"
+        )
     if path is not None and path.is_dir():
         raise ConfigError(f"SITOO_TARGET_URL: {path} {_a_directory(url)}")
     if path is not None and not path.parent.is_dir():
@@ -103,8 +109,11 @@ def given_as(exc: ConfigError, option: str) -> ConfigError:
     return exc if reason == str(exc) else ConfigError(f"{option}: {reason}")
 
 
-#: DuckDB's words for a file another process has open (with its program and PID).
-_HELD = re.compile(r"Could not set lock on file.*?(?:held in (.+?) \(PID (\d+)\))?\.?(?: See|$)")
+#: How a message about a local target file that could not be opened begins.
+CANNOT_OPEN = "cannot open the warehouse file"
+#: DuckDB's words for a file another process has open (with its program and PID; DuckDB 2
+#: says more after the PID when the holder reads only).
+_HELD = re.compile(r"Could not set lock on file(?:.*?held in (.+?) \(PID (\d+)\))?")
 
 
 def held_file(path: object, reason: str, *, waited: float | None = None) -> str | None:
@@ -118,7 +127,7 @@ def held_file(path: object, reason: str, *, waited: float | None = None) -> str 
     who = f" (PID {pid}, {program})" if pid else ""
     after = f" after waiting {waited:g} s" if waited is not None else ""
     return (
-        f"cannot open the warehouse file {path}: another process holds it{who}{after}; a "
+        f"{CANNOT_OPEN} {path}: another process holds it{who}{after}; a "
         "sitoo-sync tick lets go of it within about half a minute, another program (a BI "
         "tool, a notebook) must close it"
     )
@@ -130,10 +139,10 @@ def unreachable(url: str, exc: BaseException) -> WarehouseError:
     what to check; for a file another process holds, which process."""
     first = first_line(exc)
     path = local_path(url)
+    if path is not None and first.startswith(CANNOT_OPEN):  # one line already (duckdb.py)
+        return WarehouseError(first)
     if path is not None:
-        return WarehouseError(
-            held_file(path, first) or f"cannot open the warehouse file {path}: {first}"
-        )
+        return WarehouseError(held_file(path, first) or f"{CANNOT_OPEN} {path}: {first}")
     return WarehouseError(
         f"cannot reach the warehouse at {masked_url(url)}: {first} "
         "(check the target URL, and that the server is up and lets this host and user in)"

@@ -27,7 +27,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse import check_duckdb_target, held_file
+from sitoo_sync.warehouse import CANNOT_OPEN, check_duckdb_target, held_file
 from sitoo_sync.warehouse import duckdb_memory as memory
 from sitoo_sync.warehouse.base import (
     REJECTS,
@@ -79,12 +79,13 @@ HOLD_SECONDS = 20.0
 #: GAP_SECONDS / HOLD_SECONDS of its time (fetching goes on meanwhile).
 GAP_SECONDS = 1.0
 #: How long a writer (a tick) waits for the file while another process holds it (a BI
-#: reader may, briefly), trying again after doubling pauses of up to 5 s, each a warning.
+#: reader may, briefly), trying again every READ_POLL_SECONDS; it warns after doubling
+#: pauses of up to 5 s.
 WRITE_WAIT_SECONDS = 60.0
 #: How long a read-only open (`status`, a monitoring probe) waits: as long as a tick may
 #: hold the file (HOLD_SECONDS, then GAP_SECONDS out, plus a commit), no longer ...
 READ_WAIT_SECONDS = HOLD_SECONDS + GAP_SECONDS + 4.0
-#: ... trying this often, to meet a tick's GAP_SECONDS pause.
+#: ... trying this often (a writer too), to meet a tick's GAP_SECONDS pause.
 READ_POLL_SECONDS = 0.25
 #: WAL size at which a commit checkpoints (DuckDB's default is 16MB). Each checkpoint
 #: compresses again the last, partly filled row group of every table it appends to (up to
@@ -112,6 +113,52 @@ def _set_limit(con: duckdb.DuckDBPyConnection, mb: int) -> None:
 def q(identifier: str) -> str:
     """A quoted SQL identifier."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+#: DuckDB's refusal of a file of a storage version it cannot read (1.x and 2.x wording).
+_STORAGE_VERSION = re.compile(
+    r"version number (\d+), but we can only read (?:storage )?versions? (?:between )?(\d+)"
+    r"(?: and (\d+))?"
+)
+
+
+def held_by_another(exc: duckdb.IOException) -> bool:
+    """`exc` is DuckDB's refusal of a file another process has open (not any error that
+    has "lock" in it: DuckDB 1.x words a damaged file's "block" as an IO error)."""
+    return held_file("", str(exc)) is not None
+
+
+def unopenable(path: str, exc: duckdb.Error) -> duckdb.Error:
+    """`exc`, DuckDB's refusal to open the file at `path` (often several lines, with a link),
+    as one line of the same type naming the file; for a file of a storage version this
+    DuckDB cannot read, which DuckDB wrote it and what to do."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    found = _STORAGE_VERSION.search(first)
+    if found is None:
+        return type(exc)(f"{CANNOT_OPEN} {path}: {first}")
+    version, low = int(found[1]), int(found[2])
+    high = int(found[3]) if found[3] else None
+    reads = f"this duckdb {duckdb.__version__} reads {low}" + (f" to {high}" if high else "")
+    if version > (high or low):
+        return type(exc)(
+            f"{CANNOT_OPEN} {path}: it was written by a newer DuckDB (storage version "
+            f"{version}; {reads}): upgrade the duckdb package where sitoo-sync runs "
+            "(pip install --upgrade duckdb)"
+        )
+    made = next(
+        (
+            line[line.index("created with") :].rstrip(".")
+            for line in lines[1:2]
+            if "created with" in line
+        ),
+        "",
+    )
+    return type(exc)(
+        f"{CANNOT_OPEN} {path}: it was written by an older DuckDB (storage version {version}"
+        f"{'; ' + made if made else ''}; {reads}): EXPORT DATABASE with that DuckDB and "
+        "IMPORT DATABASE into a new file with this one, or point SITOO_TARGET_URL at a new file"
+    )
 
 
 def duckdb_path(url: str) -> str:
@@ -143,11 +190,14 @@ class _Turns:
     instance): DuckDB lets go of the file only when every connection to it is closed, so
     letting go is the file's business, not one warehouse's.
 
-    Every use of a connection (a statement, or a whole transaction) counts as one user. A
-    commit after the file was held HOLD_SECONDS starts a drain: new users wait (at most
+    Every use of a connection (a statement, or a whole transaction) counts as one user.
+    HOLD_SECONDS after the file was opened (or a commit after that) a drain starts, whether
+    the file is in use or not: a tick may hold it while it only fetches, or write only
+    statements of their own, and commit nothing for minutes. New users wait (at most
     `wait_seconds`, so nothing can deadlock on it), and the last user to leave closes every
     connection of every warehouse on the file and sleeps GAP_SECONDS, everyone waiting
-    meanwhile, then lets them in again; the next use reopens the file. Only a moment with
+    meanwhile, then lets them in again; the next use reopens the file. When no one uses the
+    file as the drain starts, the timer that started it lets go of it. Only a moment with
     no transaction open on any thread closes it, so no commit is lost. An in-memory
     database (`releasable` False) is never let go: closing it would lose it, and no other
     process can read it anyway.
@@ -163,6 +213,7 @@ class _Turns:
         self._releasing = False
         self._local = threading.local()
         self.opened_at: float | None = None  # set when the process opens the file
+        self._hold = 0  # counts the file's openings: a timer of an earlier one does nothing
 
     def join(self, member: _Member) -> None:
         """`member` uses the file too: it is closed with the others when the file is let go."""
@@ -170,11 +221,31 @@ class _Turns:
             self._members.add(member)
 
     def opening(self) -> None:
-        """A warehouse connects: the file's hold starts now unless it is open already."""
+        """A warehouse connects: the file's hold starts now unless it is open already, and
+        a drain HOLD_SECONDS later (a daemon timer: a `run --once` never waits for it)."""
         with self._cond:
             members = list(self._members)
-        if self.opened_at is None or not any(m.connected() for m in members):
+            if self.opened_at is not None and any(m.connected() for m in members):
+                return
             self.opened_at = time.monotonic()
+            self._hold += 1
+            hold = self._hold
+        if self._releasable:
+            timer = threading.Timer(HOLD_SECONDS, self._due, args=(hold,))
+            timer.daemon = True
+            timer.start()
+
+    def _due(self, hold: int) -> None:
+        """The hold `hold` has lasted HOLD_SECONDS: drain, and let go now if no one uses the
+        file (else the last user to leave does)."""
+        with self._cond:
+            if hold != self._hold or self._releasing:
+                return
+            self._draining = True
+            if self._users:
+                return
+            self._releasing = True
+        self._let_go()
 
     def _release(self) -> None:
         with self._cond:
@@ -228,14 +299,23 @@ class _Turns:
             if not self._draining or self._users:
                 return
             self._releasing = True  # everyone waits until the file is let go (bounded)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Close every member's connections, stay out GAP_SECONDS, then let users in again
+        (`_releasing` is set: no one uses the file meanwhile). When every member closed its
+        connections already (its tick ended), only the hold ends."""
         try:
-            held = time.monotonic() - (self.opened_at or 0.0)
-            self._release()
-            self.opened_at = None
-            log.info("warehouse_released", held_seconds=round(held, 1), gap_seconds=GAP_SECONDS)
-            time.sleep(GAP_SECONDS)
+            with self._cond:
+                members = list(self._members)
+            if any(m.connected() for m in members):
+                held = time.monotonic() - (self.opened_at or 0.0)
+                self._release()
+                log.info("warehouse_released", held_seconds=round(held, 1), gap_seconds=GAP_SECONDS)
+                time.sleep(GAP_SECONDS)
         finally:
             with self._cond:
+                self.opened_at = None
                 self._releasing = self._draining = False
                 self._cond.notify_all()
 
@@ -351,41 +431,49 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return self._cons.get()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.open_wait_seconds
-        wait = READ_POLL_SECONDS if self._read_only else 0.1
-        tries = 0
+        started = time.monotonic()
+        deadline = started + self.open_wait_seconds
+        # Tried every READ_POLL_SECONDS, a writer too: another process's tick lets go of the
+        # file for only GAP_SECONDS, which tries 5 s apart missed one time in three. A writer
+        # warns as often as it used to try (0.1 s, doubling to 5 s); a reader once.
+        warn_in, warn_at = 0.1, started
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self._read_only, config=self._config)
-                self._turns.opening()
-                return self._with_raised_limit(con)
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
                 # Another process (a BI tool, another tick) holds the file lock: wait for it.
                 # Anything else (not a DuckDB file, no permission) waiting cannot cure.
-                if "lock" not in str(exc).lower():
-                    raise
-                if time.monotonic() >= deadline:
+                if not isinstance(exc, duckdb.IOException) or not held_by_another(exc):
+                    raise unopenable(self.path, exc) from exc
+                now = time.monotonic()
+                if now >= deadline:
                     self._gave_up(exc)
-                tries += 1
-                if tries == 1 or not self._read_only:  # a reader says it once
+                if now >= warn_at:
+                    warn_at = deadline if self._read_only else now + warn_in
                     log.warning(
                         "warehouse_busy",
                         path=self.path,
                         error=str(exc),
-                        wait_seconds=wait,
+                        waited_seconds=round(now - started, 1),
                         gives_up_after_seconds=self.open_wait_seconds,
                     )
-                time.sleep(wait)
-                if not self._read_only:
-                    wait = min(wait * 2, 5.0)
+                    warn_in = min(warn_in * 2, 5.0)
+                time.sleep(READ_POLL_SECONDS)
+                continue
+            self._turns.opening()
+            return self._with_raised_limit(con)
 
     def _gave_up(self, exc: duckdb.IOException) -> NoReturn:
-        """Raise `exc`, the file still held when the wait ended: for a reader (`status`) as
-        one line naming the process that holds it; a tick's as DuckDB's own error."""
+        """Raise `exc`, the file still held when the wait ended, as one line naming the
+        process that holds it and what lets go of it (not DuckDB's advice to open the file
+        read-only): for a reader (`status`) a WarehouseError; a tick's still the target's
+        own error, which ends it as any warehouse failure does."""
         line = held_file(self.path, str(exc), waited=self.open_wait_seconds)
-        if self._read_only and line is not None:
+        if line is None:
+            raise exc
+        if self._read_only:
             raise WarehouseError(line) from None
-        raise exc
+        raise duckdb.IOException(line) from exc
 
     def _with_raised_limit(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """`con`, under the file's limit when it was raised. Set after connecting: every

@@ -303,3 +303,15 @@ def test_a_retry_after_that_is_no_number_of_seconds_falls_back_to_the_backoff(
         assert client.get_json(Api.ZREPORTS, "/pos-z-reports", stream="pos") == []
     assert len(seen) == 2
     assert sleeps == [1.0]  # the first backoff: base 1.0 x rand 1.0
+
+
+def test_a_page_with_a_lone_surrogate_escape_decodes_with_a_replacement_character() -> None:
+    """A REST page whose text was cut in the middle of an emoji (`"\\ud83d"`, valid JSON that
+    msgspec refuses) or holds bytes that are not UTF-8 decodes at once with U+FFFD in their
+    place, instead of being retried as invalid JSON and refused on every tick."""
+    body = b'{"items": [{"productid": 1, "title": "Tack! \\ud83d", "note": "Caf\xe9"}]}'
+    handler, seen = scripted(httpx.Response(200, content=body))
+    with client_with(handler, []) as client:
+        page = client.get_json(Api.V2, "/sites/1/products.json", stream="products")
+    assert len(seen) == 1
+    assert page == {"items": [{"productid": 1, "title": "Tack! \ufffd", "note": "Caf\ufffd"}]}

@@ -16,10 +16,10 @@ import pytest
 from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
+from sitoo_sync.json_text import mended
 from sitoo_sync.normalize.journal_entries import normalize_window as reference
 from sitoo_sync.normalize.journal_pages import (
     decode_page,
-    mended,
     normalize_window,
     normalize_windows,
 )

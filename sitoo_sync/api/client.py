@@ -33,6 +33,7 @@ from sitoo_sync.errors import (
     RetryBudgetExhausted,
     StopRequested,
 )
+from sitoo_sync.json_text import mended
 from sitoo_sync.log import get_logger
 from sitoo_sync.settings import Settings
 
@@ -68,6 +69,18 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.retry_after_max)
         ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** (attempt - 1)))
         return ceiling * rand
+
+
+def _decode_json(content: bytes) -> Any:
+    """A response body as JSON; one whose only fault is text no UTF-8 string can hold (a
+    cut emoji's lone surrogate escape) is read with U+FFFD in its place (json_text.py)."""
+    try:
+        return _JSON.decode(content)
+    except msgspec.DecodeError:
+        repaired = mended(content)
+        if repaired == content:
+            raise
+        return _JSON.decode(repaired)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -256,7 +269,7 @@ class SitooClient:
             if on_body is not None:
                 on_body(len(response.content))
             try:
-                return (decode or _JSON.decode)(response.content)
+                return (decode or _decode_json)(response.content)
             except ValueError as exc:
                 # A proxy's HTML error page or a truncated body: worth another try.
                 shown = _public_url(response.request.url)

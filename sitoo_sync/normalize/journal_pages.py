@@ -31,7 +31,6 @@ A `JournalEntry` reads like the dict it replaces (`entry["dateadded"]`, `entry.g
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -44,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from msgspec import UNSET, Raw, UnsetType
 
+from sitoo_sync.json_text import mended
 from sitoo_sync.normalize.columns import convert_column
 from sitoo_sync.normalize.journal_entries import (
     CASH_TYPES,
@@ -244,25 +244,6 @@ _DATA: dict[str, msgspec.json.Decoder[Any]] = {
     **dict.fromkeys(CASH_TYPES, _CASH),
     **dict.fromkeys(STAFF_TYPES, _STAFF),
 }
-
-
-#: A JSON escape: a UTF-16 surrogate pair (one character), a lone surrogate, or any other.
-_ESCAPE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    rb"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
-    rb"|\\.",
-    re.DOTALL,
-)
-_LONE = len(b"\\ud83d")  # only the lone surrogate alternative matches this many bytes
-_REPLACEMENT = b"\\ufffd"
-
-
-def mended(content: bytes) -> bytes:
-    """`content` with what no UTF-8 text can hold replaced by U+FFFD, as a lenient decoder
-    does: bytes that are not UTF-8, and a lone surrogate escape (JSON's grammar allows
-    `"\\ud83d"`, which a string cut in the middle of an emoji becomes; msgspec refuses it)."""
-    text = content.decode("utf-8", "replace").encode()
-    return _ESCAPE.sub(lambda m: _REPLACEMENT if len(m[0]) == _LONE else m[0], text)
 
 
 def decode_page(content: bytes) -> Any:

@@ -6,7 +6,7 @@ Precedence, highest first: environment variables (`SITOO_*`), then the TOML file
 TOML file is the environment name without the `SITOO_` prefix, in lower case.
 
 A variable set to the empty string is unset. Whitespace around a value is no part of it
-(the hash key's excepted), and a blank value of a setting whose default is none is none.
+(the hash key's excepted), and a blank value in the file is the setting's default.
 """
 
 from __future__ import annotations
@@ -248,13 +248,14 @@ class Settings(BaseSettings):
     @classmethod
     def _trimmed(cls, value: object, info: ValidationInfo) -> object:
         """A value without the whitespace around it (a line end pasted or mounted with it),
-        but the hash key as given: hashes already stored were keyed with it. Blank is none
-        for a setting whose default is none (`zreports_base_url = ""`)."""
+        but the hash key as given: hashes already stored were keyed with it. Blank is the
+        default, as an empty variable is unset: none where that is none (`zreports_base_url
+        = ""`), loopback for `metrics_host = ""` (not every interface)."""
         if not isinstance(value, str) or info.field_name in _TAKEN_AS_GIVEN:
             return value
         value = value.strip()
-        if not value and info.field_name and cls.model_fields[info.field_name].default is None:
-            return None
+        if not value and info.field_name:
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
         return value
 
     @field_validator("site_ids", mode="before")

@@ -80,6 +80,16 @@ def test_a_blank_optional_value_in_the_file_means_none(tmp_path: Path) -> None:
     assert settings.target_schema is None
 
 
+def test_a_blank_value_in_the_file_is_the_default(tmp_path: Path) -> None:
+    """`metrics_host = ""` in the file is the default host (loopback), as an empty variable
+    is unset: not every interface, which would expose /metrics to whoever reaches the host;
+    and `log_format = ""` is the default format, not an error."""
+    config = _config(tmp_path, 'metrics_host = ""\nlog_format = " "\n')
+    settings = load_settings(config)
+    assert settings.metrics_host == "127.0.0.1"
+    assert settings.log_format == "console"
+
+
 def test_surrounding_whitespace_is_not_part_of_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
     """A trailing newline (a secret made with `kubectl create secret --from-file`, a value
     pasted with its line end) is dropped from a setting, as from the password file: the

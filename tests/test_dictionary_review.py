@@ -14,6 +14,8 @@ import yaml
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.dictionary import all_tables, dbt_sources, markdown, only_when, type_name
+from sitoo_sync.normalize.records import EXTRA
+from sitoo_sync.normalize.tables import Kind, Table
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS, select_streams
 from sitoo_sync.sync import run_once
@@ -238,3 +240,162 @@ def test_markdown_says_which_tables_exist_only_sometimes() -> None:
     findings = text.split("\n## verify_findings\n")[1].split("\n## ")[0]
     assert "Made by the first `sitoo-sync verify`" in findings
     assert [t.name for t in all_tables() if only_when(t)] == ["users", "verify_findings"]
+
+
+def _currency_named(text: str) -> bool:
+    return "currencycode" in text or "currency_code" in text
+
+
+def test_every_money_column_names_its_currency_column() -> None:
+    """Every money column can be read in its currency: its row has a currency column, or its
+    own or its table's description names the column that holds it (a warehouse's, a site's
+    via its warehouses, a report's)."""
+    unnamed = [
+        f"{t.name}.{c.name}"
+        for t in all_tables()
+        for c in t.columns
+        if c.kind is Kind.MONEY
+        and not any("currency" in other.name for other in t.columns)
+        and not _currency_named(c.description)
+        and not _currency_named(t.description)
+    ]
+    assert unnamed == []
+
+
+#: "a - b" or "a + b" between two lower-case identifiers in a description.
+FORMULA = re.compile(r"\b([a-z][a-z0-9_]{3,})\s+[-+]\s+([a-z][a-z0-9_]{3,})\b")
+
+
+def test_formulas_in_descriptions_name_columns_of_their_own_row() -> None:
+    """A description that states a sum or difference of columns (`moneysubtotal -
+    moneycaptured`) names columns its own table or view has, not a sibling table's."""
+    every = {c.name for t in all_tables() for c in t.columns}
+    every |= {name for v in VIEWS for name, _ in v.columns}
+    wrong = []
+    described = [
+        (t.name, {c.name for c in t.columns}, [(c.name, c.description) for c in t.columns])
+        for t in all_tables()
+    ]
+    described += [(v.name, {n for n, _ in v.columns}, list(v.columns)) for v in VIEWS]
+    for relation, own, columns in described:
+        for column, text in columns:
+            for match in FORMULA.finditer(text):
+                named = [m for m in match.groups() if m in every]
+                wrong += [f"{relation}.{column}: {m}" for m in named if m not in own]
+    assert wrong == []
+
+
+#: Formulas the descriptions state, checked against the synced rows.
+FORMULAS = [
+    ("pos_z_reports", "moneycash_diff", "moneycash_counted - moneycash_expected"),
+    ("store_z_reports", "moneycash_diff", "moneycash_counted - moneycash_expected"),
+    ("pos_z_reports", "moneysummarysubtotal", "moneysummarysales - moneysummaryrefund"),
+    ("pos_z_reports", "moneygrandtotalnet", "moneygrandtotalsales - moneygrandtotalrefund"),
+    ("v_cash_differences", "cash_difference", "counted_cash - expected_cash"),
+    ("v_daily_store_sales", "gross_takings", "gross_sales - gross_refunds"),
+    ("v_payment_mix", "net_amount", "sales_amount - refund_amount"),
+]
+
+
+def _description(relation: str, column: str) -> str:
+    if relation in TABLES:
+        return TABLES[relation].column(column).description
+    return dict(next(v for v in VIEWS if v.name == relation).columns)[column]
+
+
+@pytest.mark.parametrize(("relation", "column", "formula"), FORMULAS)
+def test_documented_formulas_hold_in_synced_rows(
+    synced: Target, relation: str, column: str, formula: str
+) -> None:
+    """A column whose meaning is a formula of its row says so in its description (which way
+    a cash difference points, for one), and every synced row satisfies it."""
+    assert formula in _description(relation, column)
+    name = f"{synced.schema}.{relation}" if synced.schema else relation
+    [(rows, wrong)] = read(
+        synced,
+        f"SELECT count({column}), count(CASE WHEN {column} <> {formula} THEN 1 END) FROM {name}",
+    )
+    assert rows > 0
+    assert wrong == 0
+
+
+def _claims(table: Table, phrase: str) -> list[str]:
+    return [
+        c.name
+        for c in table.columns
+        if c.kind in (Kind.MONEY, Kind.INT, Kind.DECIMAL) and phrase in c.description.lower()
+    ]
+
+
+def test_refund_signs_the_descriptions_claim_hold_in_synced_rows(synced: Target) -> None:
+    """Where a description says a figure is negative on a refund, no synced refund row has it
+    positive; where it says positive also on a refund, none has it negative (orders are
+    refunds when creditorderid is set, receipts when isrefund is)."""
+    q = (lambda n: f"{synced.schema}.{n}") if synced.schema else (lambda n: n)
+    refunds = {
+        "orders": f"(SELECT orderid FROM {q('orders')} WHERE creditorderid IS NOT NULL)",
+        "journal": f"(SELECT registerid, id FROM {q('journal_receipts')} WHERE isrefund)",
+    }
+    checked = wrong = 0
+    for table in TABLES.values():
+        if table.name.startswith("order"):
+            of, key = refunds["orders"], "orderid"
+        elif table.name.startswith("journal_receipt"):
+            of, key = refunds["journal"], "(registerid, id)"
+        else:
+            continue
+        for sign, columns in (
+            ("> 0", _claims(table, "negative on a refund")),
+            ("< 0", _claims(table, "positive also on a refund")),
+        ):
+            for column in columns:
+                [(rows, bad)] = read(
+                    synced,
+                    f"SELECT count({column}), count(CASE WHEN {column} {sign} THEN 1 END) "
+                    f"FROM {q(table.name)} WHERE {key} IN {of}",
+                )
+                checked += rows
+                if bad:
+                    wrong += 1
+                    print(f"{table.name}.{column}: {bad} of {rows} refund rows are {sign}")
+    assert checked > 0
+    assert wrong == 0
+
+
+def test_personal_columns_say_what_null_means() -> None:
+    """A personal column's description says it is NULL by default (SITOO_PERSONAL_DATA=drop)
+    and what hash and keep store, so an all-NULL column is not read as missing data."""
+    vague = [
+        f"{t.name}.{c.name}"
+        for t in all_tables()
+        for c in t.columns
+        if c.personal and not ("NULL by default" in c.description and "keep" in c.description)
+    ]
+    assert vague == []
+
+
+def test_extra_of_a_table_with_personal_columns_says_it_is_kept_only_with_keep() -> None:
+    """A table with personal columns keeps undeclared fields (`extra`) only under
+    SITOO_PERSONAL_DATA=keep (normalize/entity.py), so its `extra` does not claim that
+    nothing is dropped."""
+    wrong = [
+        t.name
+        for t in all_tables()
+        if EXTRA in t.column_names
+        and any(c.personal for c in t.columns)
+        and (
+            "nothing is dropped" in t.column(EXTRA).description
+            or "SITOO_PERSONAL_DATA=keep" not in t.column(EXTRA).description
+        )
+    ]
+    assert wrong == []
+
+
+def test_receipt_day_descriptions_name_the_site_zone_fallback() -> None:
+    """A receipt that names no time zone it knows is dated in its site's zone, so neither
+    journal_receipts.timezone nor v_product_sales.business_date says the day is always in
+    the register's own zone."""
+    timezone = TABLES["journal_receipts"].column("timezone").description
+    product_day = _description("v_product_sales", "business_date")
+    assert "site's" in timezone
+    assert "site's" in product_day

@@ -8,7 +8,15 @@ dbt tests on keys: a one-column key gets `unique` and `not_null` on the column. 
 key gets `not_null` on each of its columns and `dbt_utils.unique_combination_of_columns` on
 the table: the widely used dbt_utils package is the standard way to test a composite key in
 dbt, and a per-table note would leave the most important invariant (one row per natural key)
-untested. A project without dbt_utils removes those lines or adds the package.
+untested. A project without dbt_utils removes those lines or adds the package. A table's
+`replace_group` (one row per store and day) is tested the same way. Tests are written as
+dbt 1.8+ names them (`data_tests`) with their inputs under `arguments` (dbt 1.10.5+, and
+dbt Fusion, warn about or refuse them at the top level).
+
+Some tables exist only sometimes: those of a stream that is off by default (`users`), and
+`verify_findings`, made by the first `sitoo-sync verify`. The markdown says so; the dbt
+sources turn them on with a var (`sitoo_users: true`), off by default, so `dbt build` passes
+on a default install, without a warning about their tests.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 
-from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Column, Kind, Table
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.verify.findings import VERIFY_FINDINGS
 from sitoo_sync.views import VIEWS
@@ -34,12 +42,37 @@ KIND_NAMES = {
     Kind.JSON: "json",
 }
 SOURCE_NAME = "sitoo"
+#: Why `verify_findings` may be missing: nothing but `sitoo-sync verify` makes it.
+VERIFY_FINDINGS_WHEN = "Made by the first `sitoo-sync verify` (a sync alone does not make it)."
 
 
 def all_tables() -> list[Table]:
     """Every table the tool writes, stream by stream, then its own bookkeeping tables."""
     tables = [t for stream in STREAMS.values() for t in stream.tables]
     return [*tables, *SYSTEM_TABLES, VERIFY_FINDINGS]
+
+
+def type_name(table: Table, column: Column) -> str:
+    """How `column` of `table` reads in the dictionary: its kind's name, but a text column
+    of a key (or a replace group) is VARCHAR(KEY_TEXT_LENGTH) on SQL targets, where an index
+    cannot hold unbounded text, and longer values are rejected on every target."""
+    keyed = {*table.key, *table.parent_key, *table.replace_group}
+    if column.kind is Kind.TEXT and column.name in keyed:
+        return f"varchar({KEY_TEXT_LENGTH})"
+    return KIND_NAMES[column.kind]
+
+
+def only_when(table: Table) -> str | None:
+    """When `table` exists only under a condition (an opt-in stream, verify), what it is."""
+    if table.name == VERIFY_FINDINGS.name:
+        return VERIFY_FINDINGS_WHEN
+    for name, stream in STREAMS.items():
+        if not stream.enabled_by_default and table in stream.tables:
+            return (
+                f"Made only when SITOO_STREAMS names the {name} stream (off by default): "
+                "without it the table does not exist."
+            )
+    return None
 
 
 def _cell(text: str) -> str:
@@ -56,7 +89,9 @@ def markdown(tables: Sequence[Table]) -> str:
         "Every table and column below also carries its description as a comment in the",
         "database (DuckDB, PostgreSQL, MySQL/MariaDB), where BI tools show it. Money is",
         "DECIMAL(18,2) in the currency its column description names (on the same row, or",
-        "a warehouse's or site's); timestamps are UTC.",
+        "a warehouse's or site's); timestamps are UTC. Text that identifies rows (a key's)",
+        f"is VARCHAR({KEY_TEXT_LENGTH}) on SQL targets, plain VARCHAR on DuckDB. NULL means",
+        "the vendor did not send the field, unless the description gives NULL a meaning.",
         "",
         "| table | key | description |",
         "|---|---|---|",
@@ -69,12 +104,14 @@ def markdown(tables: Sequence[Table]) -> str:
         lines.append(f"| [`{v.name}`](#{v.name}) | {_cell(v.description)} |")
     for t in tables:
         lines += ["", f"## {t.name}", "", t.description, ""]
+        if when := only_when(t):
+            lines += [when, ""]
         if t.parent_key:
             lines += [f"Child of the row keyed by ({', '.join(t.parent_key)}).", ""]
         lines += ["| column | type | key | description |", "|---|---|---|---|"]
         for c in t.columns:
             key = "key" if c.name in t.key else ""
-            kind = KIND_NAMES[c.kind] + ("" if c.nullable else ", not null")
+            kind = type_name(t, c) + ("" if c.nullable else ", not null")
             lines.append(f"| `{c.name}` | {kind} | {key} | {_cell(c.description)} |")
     for v in VIEWS:
         lines += ["", f"## {v.name}", "", v.description, ""]
@@ -88,13 +125,52 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _unique_together(t: Table) -> list[tuple[str, ...]]:
+    """The column sets `dbt_utils.unique_combination_of_columns` tests on `t`: a composite
+    key, and a replace group (what a row stands for: one row per store and day)."""
+    return [cols for cols in (t.key, t.replace_group) if len(cols) > 1]
+
+
+def switch(t: Table) -> str:
+    """The dbt var that turns on a table that exists only sometimes (`only_when`)."""
+    return f"sitoo_{t.name}"
+
+
+def _dbt_test(name: str, indent: str, enabled: str, **arguments: str) -> Iterator[str]:
+    """One test in a `data_tests:` list: `- name`, or with its arguments and config."""
+    if not arguments and not enabled:
+        yield f"{indent}- {name}"
+        return
+    yield f"{indent}- {name}:"
+    if arguments:
+        yield f"{indent}    arguments:"
+        yield from (f"{indent}      {key}: {value}" for key, value in arguments.items())
+    if enabled:
+        yield f"{indent}    config:"
+        yield f"{indent}      enabled: {enabled}"
+
+
 def _dbt_table(t: Table) -> Iterator[str]:
+    # A table that may not exist is off until the project's var says it is there; its
+    # tests follow the same var, so dbt neither fails on it nor warns about its tests.
+    enabled = ""
+    if when := only_when(t):
+        enabled = _q(f"{{{{ var('{switch(t)}', false) }}}}")
+        yield f"      # {when} Set the var {switch(t)}: true once it is there."
     yield f"      - name: {t.name}"
     yield f"        description: {_q(t.description)}"
-    if len(t.key) > 1:
-        yield "        tests:"
-        yield "          - dbt_utils.unique_combination_of_columns:"
-        yield f"              combination_of_columns: [{', '.join(t.key)}]"
+    if enabled:
+        yield "        config:"
+        yield f"          enabled: {enabled}"
+    if together := _unique_together(t):
+        yield "        data_tests:"
+        for cols in together:
+            yield from _dbt_test(
+                "dbt_utils.unique_combination_of_columns",
+                "          ",
+                enabled,
+                combination_of_columns=f"[{', '.join(cols)}]",
+            )
     yield "        columns:"
     for c in t.columns:
         yield f"          - name: {c.name}"
@@ -105,8 +181,9 @@ def _dbt_table(t: Table) -> Iterator[str]:
         elif not c.nullable:
             tests = ["not_null"]
         if tests:
-            yield "            tests:"
-            yield from (f"              - {test}" for test in tests)
+            yield "            data_tests:"
+            for test in tests:
+                yield from _dbt_test(test, "              ", enabled)
 
 
 def dbt_sources(tables: Sequence[Table]) -> str:
@@ -114,7 +191,10 @@ def dbt_sources(tables: Sequence[Table]) -> str:
     lines = [
         "# Generated by `sitoo-sync docs --format dbt` from sitoo_sync's table declarations.",
         "# Composite keys are tested with dbt_utils.unique_combination_of_columns",
-        "# (packages.yml: dbt-labs/dbt_utils).",
+        "# (packages.yml: dbt-labs/dbt_utils); tests are written for dbt 1.10.5 or later",
+        "# (data_tests, inputs under arguments). A table that exists only sometimes is off",
+        "# until its var says it is there (dbt_project.yml: vars: {sitoo_users: true});",
+        "# a table of a stream your SITOO_STREAMS leaves out does not exist: remove it.",
         "version: 2",
         "",
         "sources:",

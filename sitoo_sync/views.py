@@ -305,7 +305,11 @@ VIEWS: tuple[View, ...] = (
             ("currencycode", "Currency of the amounts."),
             ("expected_cash", "Cash the register expected in the drawer."),
             ("counted_cash", "Cash counted."),
-            ("cash_difference", "The vendor's moneycash_diff (counted against expected)."),
+            (
+                "cash_difference",
+                "counted_cash - expected_cash (the vendor's moneycash_diff): positive when the "
+                "drawer held more than expected, negative when it was short.",
+            ),
             ("staff", "Who closed the register."),
         ),
         {
@@ -401,7 +405,11 @@ VIEWS: tuple[View, ...] = (
             ("name", "The product's name."),
             ("product_group", "The product group."),
             ("store_id", "The store; NO_STORE for registers without one."),
-            ("business_date", "The local day of the receipts (the register's time zone)."),
+            (
+                "business_date",
+                "The local day of the receipts (journal_receipts.business_date): in the "
+                "register's time zone, else its site's.",
+            ),
             ("currencycode", "Currency of the amount."),
             ("quantity", "Units sold minus units refunded."),
             ("amount_incl_vat", "Row totals incl. VAT after discounts, refunds subtracted."),

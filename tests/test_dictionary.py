@@ -59,13 +59,13 @@ def test_dbt_sources_declare_descriptions_and_key_tests() -> None:
     assert set(tables) == {t.name for t in all_tables()}
     registers = tables["cash_registers"]
     [key] = [c for c in registers["columns"] if c["name"] == "registerid"]
-    assert key["tests"] == ["unique", "not_null"]
+    assert key["data_tests"] == ["unique", "not_null"]
     assert key["description"].startswith("Unique ID of the register")
     pos = tables["pos_z_reports"]
-    assert pos["tests"] == [
+    assert pos["data_tests"] == [
         {
             "dbt_utils.unique_combination_of_columns": {
-                "combination_of_columns": ["registerid", "zreportid"]
+                "arguments": {"combination_of_columns": ["registerid", "zreportid"]}
             }
         }
     ]

@@ -199,7 +199,12 @@ RECEIPT_DOCS = {
         "The staff's user ID (additionaldata pos-staff-userid): an id, kept "
         "whatever SITOO_STAFF_NAMES says."
     ),
-    "timezone": "The register's IANA time zone (additionaldata pos-timezone).",
+    "timezone": (
+        "The time zone the receipt names (additionaldata pos-timezone), as sent: the "
+        "register's IANA zone, and business_date's when this system knows it. When it is "
+        "NULL, empty or unknown (misspelled), business_date is in the register's site's "
+        "zone instead (see business_date)."
+    ),
 }
 ITEM_KEYS = {
     "productid": "item-productid",

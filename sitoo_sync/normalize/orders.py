@@ -113,10 +113,25 @@ PAYMENT_KEYS: Mapping[str, str] = {
 }
 
 SIGNS = "Negative on a refund (the vendor's sign, kept)."
+#: A per-unit price: the vendor does not document its sign on a refund.
+UNIT_SIGN = (
+    "Per unit: its sign on a refund is not documented (quantity and the line totals are "
+    "negative there), so sum moneyitemtotal_net/_vat, not price times quantity."
+)
+#: What a personal column holds (normalize/personal.py), NULL included.
+PERSONAL = (
+    "Personal data: NULL by default (SITOO_PERSONAL_DATA=drop), a keyed HMAC-SHA256 with "
+    "hash, as sent with keep."
+)
+#: `extra` of a table with personal columns: kept only under keep (normalize/entity.py).
+PERSONAL_EXTRA_DOC = (
+    "Fields the vendor sent that no column declares, as JSON; only with "
+    "SITOO_PERSONAL_DATA=keep, NULL otherwise (an undeclared field may be personal)."
+)
 
 
 def _pii(name: str, what: str) -> Column:
-    return text(name, f"{what} Personal data: stored as SITOO_PERSONAL_DATA says.", personal=True)
+    return text(name, f"{what} {PERSONAL}", personal=True)
 
 
 ORDER_KEY = integer("orderid", "Unique order ID (account-wide, given when stored).", nullable=False)
@@ -232,12 +247,12 @@ ORDERS = Table(
         _pii("crm_membernumber", "additionaldata `crm-membernumber`."),
         json_column(
             "additionaldata",
-            "The order's additionaldata object (string → string) as sent. Personal data (it "
-            "may hold CRM ids, staff names, refund comments): stored as SITOO_PERSONAL_DATA "
-            "says; its non-personal keys are also columns here.",
+            "The order's additionaldata object (string → string) as sent; its non-personal "
+            "keys are also columns here. It may hold CRM ids, staff names, refund comments: "
+            f"{PERSONAL}",
             personal=True,
         ),
-        json_column(EXTRA, EXTRA_DOC),
+        json_column(EXTRA, PERSONAL_EXTRA_DOC),
     ),
     key=("orderid",),
 )
@@ -246,7 +261,8 @@ ORDER_ITEMS = Table(
     name="order_items",
     description=(
         "One row per order line (orderitems), keyed by the order and the line's position. "
-        "Quantities and money are negative on refunds. Discounts are the line's fields "
+        "Quantities and line totals are negative on refunds (per-unit prices: see each "
+        "column). Discounts are the line's fields "
         "(moneyoriginalprice, moneydiscountedprice, moneydiscount, voucher*): the vendor "
         "sends no separate discount list."
     ),
@@ -264,8 +280,14 @@ ORDER_ITEMS = Table(
         integer("quantity", f"Units. {SIGNS}"),
         decimal("decimalunitquantity", "Unit quantity (e.g. weight); NULL: none."),
         decimal("decimalquantitytotal", "quantity * unit quantity (extended field)."),
-        _amount("moneynetpriceperunit", "Net unit price (after discount)."),
-        _amount("moneynetpriceperquantity", "Net price per quantity (extended field)."),
+        money(
+            "moneynetpriceperunit",
+            f"Net unit price (after discount); in currencycode. {UNIT_SIGN}",
+        ),
+        money(
+            "moneynetpriceperquantity",
+            f"Net price per quantity (extended field); in currencycode. {UNIT_SIGN}",
+        ),
         money("moneypriceorg", "Recommended retail price per unit; in currencycode."),
         decimal("vatvalue", "VAT rate in percent (25 = 25 %)."),
         _amount("moneyitemtotal_net", "Line total excl. VAT: net sales of the line."),
@@ -294,11 +316,11 @@ ORDER_ITEMS = Table(
         text("deliveryinfo", "Information after purchase (e.g. a tracking note)."),
         json_column(
             "additionaldata",
-            "The line's additionaldata as sent. Personal data (gift card numbers, CRM "
-            "bonus checks): stored as SITOO_PERSONAL_DATA says.",
+            "The line's additionaldata as sent. It may hold gift card numbers, CRM bonus "
+            f"checks: {PERSONAL}",
             personal=True,
         ),
-        json_column(EXTRA, EXTRA_DOC),
+        json_column(EXTRA, PERSONAL_EXTRA_DOC),
     ),
     key=("orderid", "position"),
     parent_key=("orderid",),
@@ -347,11 +369,11 @@ ORDER_PAYMENTS = Table(
         ),
         json_column(
             "additionaldata",
-            "The payment's additionaldata as sent. Personal data (a payer's mobile number): "
-            "stored as SITOO_PERSONAL_DATA says.",
+            "The payment's additionaldata as sent. It may hold a payer's mobile number: "
+            f"{PERSONAL}",
             personal=True,
         ),
-        json_column(EXTRA, EXTRA_DOC),
+        json_column(EXTRA, PERSONAL_EXTRA_DOC),
     ),
     key=("orderid", "position"),
     parent_key=("orderid",),
@@ -373,10 +395,10 @@ ORDER_RESERVED_PAYMENTS = Table(
         text("cardissuer", "Card issuer."),
         json_column(
             "additionaldata",
-            "additionaldata as sent. Personal data: stored as SITOO_PERSONAL_DATA says.",
+            f"additionaldata as sent. {PERSONAL}",
             personal=True,
         ),
-        json_column(EXTRA, EXTRA_DOC),
+        json_column(EXTRA, PERSONAL_EXTRA_DOC),
     ),
     key=("orderid", "position"),
     parent_key=("orderid",),

@@ -27,13 +27,18 @@ from sitoo_sync.normalize.tables import (
 )
 
 STREAM = "products"
+#: Where a product's money is: no field of the product or site names the currency.
+SITE_CURRENCY = (
+    "In the site's currency, which no column here names: its warehouses' (warehouses.currencycode)."
+)
 
 PRODUCTS = Table(
     name="products",
     description=(
         "Every product of the configured sites, inactive ones included. Order items join on "
         "productid or sku, stock (warehouse_items) on (site_id, sku), product groups on "
-        "(site_id, vatid). A deleted product keeps its row, with missing_since set."
+        "(site_id, vatid). Prices are in the site's currency (warehouses.currencycode). A "
+        "deleted product keeps its row, with missing_since set."
     ),
     columns=(
         site_column("product"),
@@ -44,9 +49,9 @@ PRODUCTS = Table(
         text("descriptionshort", "Short description."),
         text("unitlabel", "Unit, e.g. pcs or kg."),
         boolean("allowdecimals", "Whether fractional quantities are allowed."),
-        money("moneyprice", "Price in the site's currency (default price list)."),
-        money("moneypriceorg", "Recommended retail price, excluding VAT."),
-        money("moneypricein", "Purchase cost per unit, excluding VAT."),
+        money("moneyprice", f"Price (default price list). {SITE_CURRENCY}"),
+        money("moneypriceorg", f"Recommended retail price, excluding VAT. {SITE_CURRENCY}"),
+        money("moneypricein", f"Purchase cost per unit, excluding VAT. {SITE_CURRENCY}"),
         boolean("activepos", "Shown in the POS."),
         boolean("active", "Visible in the webshop (deprecated by the vendor)."),
         boolean("stockcountenable", "Whether stock is tracked."),

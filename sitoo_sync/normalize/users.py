@@ -33,8 +33,17 @@ from sitoo_sync.normalize.tables import (
 STREAM = "users"
 
 
+#: What a personal column holds (normalize/personal.py), NULL included.
+PERSONAL = (
+    "Personal: NULL by default (SITOO_PERSONAL_DATA=drop), a keyed HMAC-SHA256 with hash, "
+    "as sent with keep."
+)
+#: A staff member's name is a staff name too (`staff_names_minimized`).
+STAFF_NAME = " For staff, SITOO_STAFF_NAMES applies too, and the stricter of the two wins."
+
+
 def _personal(name: str, description: str) -> Any:
-    return text(name, f"{description} Personal: see SITOO_PERSONAL_DATA.", personal=True)
+    return text(name, f"{description} {PERSONAL}", personal=True)
 
 
 USERS = Table(
@@ -54,8 +63,8 @@ USERS = Table(
         ),
         boolean("is_staff", "Whether the user has a role on this site (staff). Ours."),
         _personal("email", "E-mail address (unique)."),
-        _personal("namefirst", "First name."),
-        _personal("namelast", "Last name."),
+        _personal("namefirst", "First name." + STAFF_NAME),
+        _personal("namelast", "Last name." + STAFF_NAME),
         _personal("personalid", "National identity number."),
         _personal("phone", "Phone number."),
         _personal("mobile", "Mobile number."),
@@ -67,7 +76,7 @@ USERS = Table(
         _personal("notes", "Internal free-text notes."),
         json_column(
             "voucherpasswords",
-            "Campaign passwords (a JSON list). Personal: see SITOO_PERSONAL_DATA.",
+            f"Campaign passwords (a JSON list). {PERSONAL}",
             personal=True,
         ),
         text("countryid", "Country (ISO 3166-1 alpha-2)."),

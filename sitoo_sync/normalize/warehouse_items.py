@@ -24,7 +24,8 @@ WAREHOUSE_ITEMS = Table(
     name="warehouse_items",
     description=(
         "Stock levels: one row per warehouse and sku, with on-hand, reserved and available "
-        "quantities and the stock value (moneytotal, in the warehouse's currency). Join "
+        "quantities and the stock value (moneytotal, in the warehouse's currency: "
+        "warehouses.currencycode). Join "
         "warehouses on (site_id, warehouseid) and products on (site_id, sku). A row Sitoo "
         "no longer lists (its product deleted, or the row removed) is kept with its last "
         "figures and missing_since set: leave it out of stock totals (v_stock_levels does)."
@@ -39,7 +40,11 @@ WAREHOUSE_ITEMS = Table(
         decimal("decimaltotal", "Units on hand."),
         decimal("decimalreserved", "Units reserved (by open orders); moves without a transaction."),
         decimal("decimalavailable", "Units available: on hand less reserved."),
-        money("moneytotal", "Stock value of the units on hand, in the warehouse's currency."),
+        money(
+            "moneytotal",
+            "Stock value of the units on hand, in the warehouse's currency "
+            "(warehouses.currencycode).",
+        ),
         timestamp(
             "datelastmodified",
             "The last time a warehouse transaction touched the row (UTC); reservations do not "

@@ -66,7 +66,9 @@ TOTALS: tuple[Column, ...] = (
     money("moneycash_counted", "Cash counted in the drawer at closing."),
     money(
         "moneycash_diff",
-        "Difference between expected and counted cash at closing (0.00: none).",
+        "Counted less expected cash at closing: moneycash_counted - moneycash_expected, "
+        "positive when the drawer held more than expected, negative when it was short "
+        "(0.00: none).",
     ),
     money("moneycash_bankfinal", "Cash banked after counting, at closing."),
     money("moneycash_out", "Cash left in the drawer after closing."),
@@ -139,7 +141,9 @@ def child_tables(
             description=f"{description} {of}; one row per list entry, parent key first.",
         )
 
-    captured = "Amount captured; moneytotal - moneycaptured is the reserved amount."
+    def captured(total: str) -> str:
+        return f"Amount captured; {total} - moneycaptured is the reserved amount."
+
     advance = "Amount captured for items not delivered at purchase (payment in advance)."
     reserved = "The reserved (not yet captured) amount."
     payments = child(
@@ -147,7 +151,7 @@ def child_tables(
         (
             text("name", "The payment's name (e.g. Cash, Card, Gift Card)."),
             money("moneytotal", "Total value of this payment type; positive also for refunds."),
-            money("moneycaptured", captured),
+            money("moneycaptured", captured("moneytotal")),
             money("moneyinadvance", advance),
             money("moneyreserved", reserved),
         ),
@@ -167,7 +171,7 @@ def child_tables(
             POSITION,
             text("name", "The sub payment's name (e.g. a card brand)."),
             money("moneysubtotal", "Money value of the sub payment; positive."),
-            money("moneycaptured", captured),
+            money("moneycaptured", captured("moneysubtotal")),
             money("moneyinadvance", advance),
             money("moneyreserved", reserved),
             json_column(EXTRA, EXTRA_DOC),

@@ -91,7 +91,11 @@ class Finding:
 
 VERIFY_FINDINGS = Table(
     name="verify_findings",
-    description="What `sitoo-sync verify` found, one row per finding, every run kept.",
+    description=(
+        "What `sitoo-sync verify` found, one row per finding, every run kept. Money figures "
+        "(expected, actual, difference) are in the currency of the report concerned "
+        "(pos_z_reports.currencycode, store_z_reports.currency_code)."
+    ),
     columns=(
         text("run_id", "The verify run's ID; one per `sitoo-sync verify`.", nullable=False),
         integer("position", "The finding's rank in its run, 1 = most severe.", nullable=False),

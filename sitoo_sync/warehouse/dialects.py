@@ -151,6 +151,15 @@ class SqlDialect:
 
     # ---- rows ---------------------------------------------------------------------------
 
+    def as_stored(self, keys: pa.Table) -> pa.Table:
+        """`keys` with their text as this target stores it (`keys` itself where that is as
+        sent; the same object when nothing changes)."""
+        return keys
+
+    def stored_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One key's values as this target stores them (see `as_stored`)."""
+        return row
+
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
         """Bulk insert of rows known to be new."""
         conn.execute(t.insert(), py_rows(data))
@@ -277,6 +286,13 @@ class Postgres(SqlDialect):
         """A transaction-scoped advisory lock: it ends with the DDL's transaction."""
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": pg_key(name)})
         yield
+
+    def as_stored(self, keys: pa.Table) -> pa.Table:
+        """U+0000 in the text as U+FFFD, as the COPY paths store it (pg_copy.py)."""
+        return pg_copy.without_nul(keys)
+
+    def stored_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return pg_copy.row_without_nul(row)
 
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
         pg_copy.insert(conn, t, data)

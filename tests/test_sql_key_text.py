@@ -17,7 +17,7 @@ from sitoo_sync.commit import load_window
 from sitoo_sync.normalize import pos_z_reports, store_z_reports
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.journal_entries import JOURNAL_ENTRIES
-from sitoo_sync.normalize.tables import Table, text, timestamp
+from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Table, text, timestamp
 from sitoo_sync.streams.pos_z_reports import POS_Z_REPORTS
 from sitoo_sync.streams.store_z_reports import STORE_Z_REPORTS
 from sitoo_sync.warehouse import open_warehouse
@@ -136,3 +136,29 @@ def test_a_listed_key_holding_nul_is_not_marked_missing(target: Target) -> None:
         warehouse.close()
     assert marked == 1
     assert rows == {stored_as(target, NUL_KEY): False, "gone": True}
+
+
+def test_a_store_id_longer_than_its_column_is_a_reject(target: Target) -> None:
+    """A store z-report whose store id is longer than the VARCHAR(255) it is stored in (a
+    column of its replace group) is rejected with the reason, and its window loads the
+    rest, on every target; one of the limit's length loads."""
+    long_id = "s" * (KEY_TEXT_LENGTH + 1)
+    too_long = {**store_report(), "store_id": long_id}
+    fits = {**too_long, "store_zreport_id": "fits", "store_id": long_id[1:]}
+    window = store_z_reports.normalize_window([too_long, fits])
+    [reject] = window.rejects
+    assert reject.reason == (
+        f"store_z_reports.store_id: longer than {KEY_TEXT_LENGTH} characters "
+        f"({KEY_TEXT_LENGTH + 1})"
+    )
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *STORE_Z_REPORTS.tables])
+        load_window(warehouse, STORE_Z_REPORTS, "", window, "1")
+        table = warehouse.qualified("store_z_reports")
+        rows = warehouse.query(f"SELECT store_zreport_id FROM {table}")
+        rejects = warehouse.query(f"SELECT reason FROM {warehouse.qualified('rejects')}")
+    finally:
+        warehouse.close()
+    assert rows == [("fits",)]
+    assert rejects == [(reject.reason,)]

@@ -128,6 +128,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sql = dialect_for(self.engine.dialect)
+        sa.event.listen(self.engine, "connect", self.sql.on_connect)
         # The COPY paths (pg_copy.py) speak to the driver directly: its errors arrive there
         # unwrapped, and are this target's errors as much as SQLAlchemy's wrappers of them.
         self._driver: Any = self.engine.dialect.dbapi

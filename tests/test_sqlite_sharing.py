@@ -101,3 +101,22 @@ def test_a_load_waits_for_another_writers_long_transaction(tmp_path: Path) -> No
     finally:
         check.close()
     assert rows == [(1, "loaded"), (2, "other")]
+
+
+def test_a_url_with_an_escaped_space_is_the_file_sqlalchemy_opens(tmp_path: Path) -> None:
+    """`%20` in a SQLite URL is a space, as SQLAlchemy reads it: the file's directory is
+    found (not refused as missing) and its lock files lie beside the file it opens."""
+    folder = tmp_path / "my exports"
+    folder.mkdir()
+    url = f"sqlite:///{tmp_path}/my%20exports/sitoo.sqlite"
+    warehouse = open_warehouse(url)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, ROWS])
+        lock = warehouse.lock("shared_rows")
+        assert lock is not None
+        lock.release()
+    finally:
+        warehouse.close()
+    names = {p.name for p in folder.iterdir()}
+    assert {"sitoo.sqlite", "sitoo.sqlite.shared_rows.lock"} <= names
+    assert not (tmp_path / "my%20exports").exists()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sitoo_sync.errors import RecordRejected
 from sitoo_sync.normalize.columns import (
@@ -27,7 +28,7 @@ from sitoo_sync.normalize.columns import (
     finish_column,
     finish_money,
 )
-from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Kind, Table
 from sitoo_sync.normalize.values import dumps_json
 
 EXTRA = "extra"
@@ -63,6 +64,12 @@ class TableBuilder:
         #: Money columns are finished together (`finish_money`) when there are several.
         money = [c for c in self._fields if c.kind is Kind.MONEY]
         self._money = money if len(money) > 1 else []
+        #: Text the targets store as VARCHAR(KEY_TEXT_LENGTH), as keys are (a replace
+        #: group's, warehouse/sql_types.py): longer is a reject, not a load that fails.
+        keyed = {*table.key, *table.parent_key, *table.replace_group}
+        self._bounded = frozenset(
+            c.name for c in self._fields if c.kind is Kind.TEXT and c.name in keyed
+        )
         self._raw = pa.struct(
             [pa.field(c.name, RAW_TYPES[c.kind]) for c in self._fields if c.kind in RAW_TYPES]
         )
@@ -98,6 +105,10 @@ class TableBuilder:
                 # A converter's message quotes the value: not for a personal column's log line.
                 shown = hidden if col.personal else message
                 errors.setdefault(i, f"{self.table.name}.{col.name}: {shown}")
+            if col.name in self._bounded:
+                for i, length in _too_long(array).items():
+                    reason = f"longer than {KEY_TEXT_LENGTH} characters ({length})"
+                    errors.setdefault(i, f"{self.table.name}.{col.name}: {reason}")
             arrays.append(array)
         if self.has_extra:
             known = self._known
@@ -113,6 +124,13 @@ class TableBuilder:
                     extras.append(None)
             arrays.append(pa.array(extras, pa.string()))
         return pa.Table.from_arrays(arrays, names=list(self.table.column_names))
+
+
+def _too_long(texts: pa.Array) -> dict[int, int]:
+    """The length of each text of `texts` longer than KEY_TEXT_LENGTH, by its index."""
+    lengths = pc.utf8_length(texts)
+    over = pc.indices_nonzero(pc.fill_null(pc.greater(lengths, KEY_TEXT_LENGTH), False))
+    return {i: lengths[i].as_py() for i in over.to_pylist()}
 
 
 def require_object(value: Any, what: str) -> Mapping[str, Any]:

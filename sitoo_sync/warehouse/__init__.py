@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from sitoo_sync.errors import ConfigError, WarehouseError, first_line
 from sitoo_sync.log import mask_secret_params
@@ -30,6 +31,8 @@ def local_path(url: str) -> Path | None:
     if scheme not in ("duckdb", "sqlite") or ":///" not in url:
         return None
     path = url.split(":///", 1)[1].split("?", 1)[0]
+    if scheme == "sqlite":  # SQLAlchemy reads `%20` in its path as a space, and so on
+        path = unquote(path)
     if not path or path == ":memory:" or path.startswith("md:"):
         return None
     return Path(path)

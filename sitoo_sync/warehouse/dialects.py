@@ -9,7 +9,8 @@ conflicts with another writer that running the transaction again can get past
 only (delete-then-insert as its upsert, no schema lock, host-local locks, no conflicts).
 
 * PostgreSQL (psycopg 3): `COPY` paths (pg_copy.py), `ON CONFLICT`, advisory locks.
-* SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany; no schemas; one writer.
+* SQLite: `INSERT ... ON CONFLICT DO UPDATE`, executemany; no schemas; one writer at a
+  time (the others wait for it), readers beside it (WAL).
 * MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE`, executemany; `GET_LOCK` named locks;
   text in a binary collation, so keys compare byte for byte as on the other targets.
 * SQL Server: `MERGE`, executemany; no row-value `IN`.
@@ -28,12 +29,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
+from sitoo_sync.errors import first_line
+from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.warehouse import local_path, pg_copy
 from sitoo_sync.warehouse.file_locks import holding_file
 from sitoo_sync.warehouse.sql_types import character_columns
 
+log = get_logger(__name__)
+
 CHUNK = 500  # keys per IN (...) list
+#: How long a SQLite connection waits for another's write lock (SQLite's driver: 5 s, less
+#: than a large commit of another stream's tick takes).
+SQLITE_BUSY_SECONDS = 120
 #: utf8mb4's binary collations, best first. The NO PAD ones (MariaDB 10.2+, MySQL 8.0.17+)
 #: keep `a` and `a ` apart as every other target does; utf8mb4_bin, the last resort (MySQL
 #: 5.7), is PAD SPACE: it tells case and accents apart but not trailing spaces.
@@ -119,6 +127,9 @@ class SqlDialect:
         self.dialect = dialect
         self.name = dialect.name
 
+    def on_connect(self, dbapi_connection: Any, _record: Any = None) -> None:
+        """Set up each new connection of the engine (its "connect" event; nothing here)."""
+
     # ---- schema -------------------------------------------------------------------------
 
     def create_schema(self, conn: Connection, schema: str) -> None:
@@ -150,6 +161,15 @@ class SqlDialect:
         return nullcontext()
 
     # ---- rows ---------------------------------------------------------------------------
+
+    def as_stored(self, keys: pa.Table) -> pa.Table:
+        """`keys` with their text as this target stores it (`keys` itself where that is as
+        sent; the same object when nothing changes)."""
+        return keys
+
+    def stored_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One key's values as this target stores them (see `as_stored`)."""
+        return row
 
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
         """Bulk insert of rows known to be new."""
@@ -277,6 +297,13 @@ class Postgres(SqlDialect):
         """A transaction-scoped advisory lock: it ends with the DDL's transaction."""
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": pg_key(name)})
         yield
+
+    def as_stored(self, keys: pa.Table) -> pa.Table:
+        """U+0000 in the text as U+FFFD, as the COPY paths store it (pg_copy.py)."""
+        return pg_copy.without_nul(keys)
+
+    def stored_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return pg_copy.row_without_nul(row)
 
     def insert(self, conn: Connection, t: sa.Table, data: pa.Table) -> None:
         pg_copy.insert(conn, t, data)
@@ -496,6 +523,28 @@ class SQLite(SqlDialect):
     schemas = False
     enforced_keys = True
 
+    def on_connect(self, dbapi_connection: Any, _record: Any = None) -> None:
+        """Wait up to SQLITE_BUSY_SECONDS for another writer, and keep the file in WAL
+        journal mode: in the default mode a reader in a transaction (a BI tool's query)
+        failed every commit of a tick after 5 s, and a second writer (another stream's tick)
+        failed after 5 s of another's commit. In WAL readers and the writer never wait for
+        each other; the mode stays with the file (its `-wal` and `-shm` files beside it)."""
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
+            if _pragma(cursor, "journal_mode") in ("wal", "memory"):
+                return
+            try:
+                mode = _pragma(cursor, "journal_mode = WAL")
+            except self.dialect.loaded_dbapi.OperationalError as exc:  # e.g. locked: next time
+                mode = first_line(exc)
+        finally:
+            cursor.close()
+        if mode == "wal":
+            log.info("sqlite_journal_wal")
+        else:  # e.g. a file system without shared memory: the loads work, and wait longer
+            log.warning("sqlite_journal_not_wal", outcome=mode)
+
     def ddl_guard(self, url: str) -> AbstractContextManager[None]:
         """A `flock` beside the file, held until the upkeep has committed: SQLite has no
         named lock, and commits its DDL statement by statement, so two processes finding a
@@ -590,6 +639,12 @@ def _collations(
         {str(t): _text(c) for t, c in conn.execute(tables)},
         {(str(t), str(n)): _text(c) for t, n, c in conn.execute(columns)},
     )
+
+
+def _pragma(cursor: Any, pragma: str) -> str:
+    """The value a SQLite PRAGMA statement returns, in lower case."""
+    cursor.execute(f"PRAGMA {pragma}")
+    return str(cursor.fetchone()[0]).lower()
 
 
 def _text(value: Any) -> str | None:

@@ -16,7 +16,9 @@ Temporary tables are `ON COMMIT DROP`: they live as long as the load's transacti
 PostgreSQL's text cannot hold the character U+0000, nor JSONB its escape `\u0000`: one such
 value (a receipt comment cut from a C string) failed the load, and the same window failed
 every tick after. It is stored as U+FFFD, the replacement character, as a lenient decoder
-reads bytes it cannot: the rest of the value, and of the window, loads as sent.
+reads bytes it cannot: the rest of the value, and of the window, loads as sent. A key is
+stored so too, and looked up so (`row_without_nul`): a key holding U+0000 sent as a
+parameter failed its window's reads of stored keys, every tick.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def json_without_nul(text: str) -> str:
     while _NUL_ESCAPE_PY.search(text):  # consecutive escapes: every other one a pass
         text = _NUL_ESCAPE_PY.sub(_REPLACEMENT_ESCAPE, text)
     return text
+
+
+def row_without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A key's values as they are stored: U+0000 in its text as U+FFFD."""
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
 
 
 def without_nul(data: pa.Table, json_columns: frozenset[str] = frozenset()) -> pa.Table:

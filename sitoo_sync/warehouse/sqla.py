@@ -128,6 +128,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sql = dialect_for(self.engine.dialect)
+        sa.event.listen(self.engine, "connect", self.sql.on_connect)
         # The COPY paths (pg_copy.py) speak to the driver directly: its errors arrive there
         # unwrapped, and are this target's errors as much as SQLAlchemy's wrappers of them.
         self._driver: Any = self.engine.dialect.dbapi
@@ -336,19 +337,26 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         self.sql.delete_rows(self.conn, self.t(table), keys, by)
 
     def existing_keys(self, table: Table, keys: pa.Table) -> pa.Table:
-        """The subset of `keys` already stored in `table`."""
+        """The subset of `keys` already stored in `table`, as `keys` spell them (looked up
+        as the target stores them: PostgreSQL's U+FFFD for U+0000, `SqlDialect.as_stored`)."""
         if keys.num_rows == 0:
             return keys
         t = self.t(table)
         by = list(table.key)
+        asked = keys.select(by)
+        stored = self.sql.as_stored(asked)
         with self._tx():
-            found = self.sql.present(self.conn, t, by, key_rows(keys, by))
+            found = self.sql.present(self.conn, t, by, key_rows(stored, by))
+        if stored is not asked:
+            found = _as_asked(asked, stored, set(found))
         return _keys_table(keys.schema, by, found)
 
     def superseded_keys(self, table: Table, data: pa.Table) -> pa.Table:
-        """Stored keys in the same replace group as `data`'s rows but not among them."""
+        """Stored keys in the same replace group as `data`'s rows but not among them (both
+        as the target stores them)."""
         t = self.t(table)
         by = list(table.key)
+        data = self.sql.as_stored(data.select(list(dict.fromkeys([*by, *table.replace_group]))))
         groups = key_rows(data, table.replace_group)
         incoming = set(key_rows(data, by))
         found: list[tuple[Any, ...]] = []
@@ -378,7 +386,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         if not present:  # nothing listed: every row of the scope, in one statement
             unlisted = t.update().where(t.c.missing_since.is_(None), *scoped)
             return int(self.conn.execute(unlisted.values(missing_since=at)).rowcount or 0)
-        listed = set(present)
+        listed = {self.sql.stored_row(key) for key in present}
         stamp: list[tuple[Any, ...]] = []
         clear: list[tuple[Any, ...]] = []
         stored = sa.select(*(t.c[c] for c in by), t.c.missing_since).where(*scoped)
@@ -529,12 +537,15 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         """
         if keys.num_rows == 0:
             return set()
+        asked = keys.select(list(table.key))
+        stored = self.sql.as_stored(asked)  # e.g. U+0000 as PostgreSQL stores it
         bounds = tuple(
-            (b["min"].as_py(), b["max"].as_py())
-            for b in (pc.min_max(keys.column(c)) for c in table.key)
+            (b["min"].as_py(), b["max"].as_py()) for b in map(pc.min_max, stored.columns)
         )
         found = self._stored_rounds.ask((table, bounds))
-        return found & set(zip(*(keys.column(c).to_pylist() for c in table.key), strict=True))
+        if stored is asked:
+            return found & set(_rows(asked))
+        return set(_as_asked(asked, stored, found))
 
     def _stored_round(self, asks: Sequence[_RangeAsk]) -> list[set[tuple[Any, ...]]]:
         """The stored keys within any of a table's asked ranges (one statement per table)."""
@@ -825,6 +836,20 @@ def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for row in rows:
         groups.setdefault(tuple(row), []).append(row)
     return list(groups.values())
+
+
+def _rows(data: pa.Table) -> list[tuple[Any, ...]]:
+    """Every row of `data` as a tuple, in order."""
+    return list(zip(*(c.to_pylist() for c in data.columns), strict=True))
+
+
+def _as_asked(
+    asked: pa.Table, stored: pa.Table, found: set[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """The distinct keys of `asked` whose stored spelling (`stored`, row for row) is in
+    `found`, as `asked` spells them."""
+    pairs = zip(_rows(asked), _rows(stored), strict=True)
+    return list(dict.fromkeys(a for a, s in pairs if s in found))
 
 
 def _bind_type(value: Any) -> sa.types.TypeEngine[Any] | None:

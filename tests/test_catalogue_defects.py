@@ -11,34 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from sitoo_sync.api.client import make_client
 from sitoo_sync.normalize import stores, users, warehouse_transactions
 from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
-from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.support import query
+from tests.test_catalog_review import _settings
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 KEY = b"k" * 16
 #: What an endpoint answers to a request's query parameters.
 Answer = Callable[[Mapping[str, str]], Any]
-
-
-def _settings(db: Path, stream: str) -> Settings:
-    return Settings(
-        api_id="1500-1",
-        api_password=SecretStr("pw"),
-        site_ids=[1],
-        target_url=f"duckdb:///{db}",
-        streams=[stream],
-        http_max_attempts=2,
-        http_backoff_base_seconds=0.0,
-        http_backoff_max_seconds=0.0,
-    )
 
 
 def _tick(db: Path, stream: str, answer: Answer) -> RunReport:

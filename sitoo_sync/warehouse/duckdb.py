@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sitoo_sync.errors import ConfigError, WarehouseError
+from sitoo_sync.errors import ConfigError, WarehouseError, first_line
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
@@ -511,7 +511,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                     "duckdb_invalidated",
                     memory_limit_mb=seen_mb,
                     next_memory_limit_mb=LIMITS.of(self._key),
-                    error=str(exc).splitlines()[0],
+                    error=first_line(exc),
                 )
                 return None
         if raised is None:
@@ -522,7 +522,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                 "duckdb_memory_limit_raised",
                 from_mb=seen_mb,
                 to_mb=mb,
-                error=str(exc).splitlines()[0],
+                error=first_line(exc),
             )
         return mb
 

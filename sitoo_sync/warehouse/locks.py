@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from sitoo_sync.errors import first_line
 from sitoo_sync.log import get_logger
 from sitoo_sync.warehouse.base import Claim, Lock
 from sitoo_sync.warehouse.rounds import Rounds
@@ -96,7 +97,7 @@ class SessionLock:
             try:
                 self._conn.execute(sa.text("SELECT 1")).all()
             except sa.exc.SQLAlchemyError as exc:
-                log.error("lock_lost", lock=self._name, error=_first_line(exc))
+                log.error("lock_lost", lock=self._name, error=first_line(exc))
                 return False
         return True
 
@@ -111,14 +112,9 @@ class SessionLock:
                 for sql, key in self._releases:
                     self._conn.execute(sa.text(sql), {"k": key})
             except sa.exc.SQLAlchemyError as exc:
-                log.warning("lock_not_released", lock=self._name, error=_first_line(exc))
+                log.warning("lock_not_released", lock=self._name, error=first_line(exc))
             finally:
                 _end(self._engine, self._conn)
-
-
-def _first_line(exc: BaseException) -> str:
-    """What `exc` says in one line (a driver's error goes on with the statement)."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _end(engine: sa.Engine, conn: sa.Connection) -> None:
@@ -250,7 +246,7 @@ class SessionPartitionLocks:
             try:
                 self._dialect.free_locks(self._conn, frees)
             except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
-                log.warning("partition_locks_not_released", error=str(exc).splitlines()[0])
+                log.warning("partition_locks_not_released", error=first_line(exc))
         claims = iter(self._take([p for take, p in items if take]))
         return [next(claims) if take else None for take, _p in items]
 
@@ -278,6 +274,6 @@ class SessionPartitionLocks:
         try:
             self._conn.execute(sa.text(self._dialect.release_all_sql()))
         except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
-            log.warning("partition_locks_not_released", error=_first_line(exc))
+            log.warning("partition_locks_not_released", error=first_line(exc))
         finally:
             _end(self._engine, self._conn)

@@ -488,6 +488,11 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
         if not runnable:
             warehouse.close()
             return EXIT_OK
+        # A stream lock the server lets go of (it ended the session it lived on) stops the
+        # run after the windows under way, as a signal does: another process may hold it now.
+        for lock in locks.values():
+            if lock is not None:
+                lock.watch(stop)
         # A line rewritten in place suits a person at a terminal, not JSON logs: those get
         # backfill_progress events instead.
         live = sys.stderr.isatty() and settings.log_format == "console"
@@ -507,6 +512,14 @@ def _run_once(settings: Settings, streams: list[Any]) -> int:
                 lock.release()
     for line in report.summary():
         _say("stream_summary", line)
+    if stop.is_set() and not stopped_by:  # set by no signal: by a lock's watch
+        _say(
+            "run_failed",
+            "sitoo-sync: a stream's lock was lost (the database ended the session it lived "
+            "on): stopped after the windows under way, which are committed; run again",
+            error=True,
+        )
+        return EXIT_FAILED
     if stopped_by:
         _say(
             "run_stopped_early",

@@ -183,3 +183,49 @@ def test_a_replicas_stream_lock_never_holds_a_partition_numbered_like_its_slot(
             for lock in replicas:
                 if lock is not None:
                     lock.release()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_run_once_whose_stream_lock_is_lost_stops_and_exits_1(
+    server: str,
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run --once` (cron, a Kubernetes CronJob) watches its stream locks as the service
+    does: when the server ends the session one lives on, the run stops after the windows
+    under way and exits 1 saying so, instead of loading on beside whoever takes the lock."""
+    from sitoo_sync.cli import main
+    from sitoo_sync.warehouse import locks
+
+    monkeypatch.setattr(locks, "HEARTBEAT_SECONDS", 0.2, raising=False)
+    name = "store_z_reports"  # one partition: its stream lock is its only lock
+    with target_for(server, tmp_path) as target:
+        url = _with_query(target.url, "application_name", f"t{uuid.uuid4().hex[:12]}")
+        url = url if server == "postgres" else target.url
+        for key, value in sim.settings_env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("SITOO_TARGET_URL", url)
+        if target.schema:
+            monkeypatch.setenv("SITOO_TARGET_SCHEMA", target.schema)
+        monkeypatch.setenv("SITOO_STREAMS", name)
+        sim.faults.latency = 0.3  # ~90 requests: a run of half a minute at least
+        ended: list[float] = []
+
+        def end_its_session() -> None:
+            time.sleep(3)  # well into the run
+            _end_sessions_holding(server, target, url, name)
+            ended.append(time.monotonic())
+
+        killer = threading.Thread(target=end_its_session)
+        try:
+            killer.start()
+            code = main(["run", "--once"])
+            finished = time.monotonic()
+        finally:
+            sim.faults.latency = 0.0
+            killer.join()
+    assert code == 1
+    assert finished - ended[0] < 8, f"the run loaded on for {finished - ended[0]:.0f} s"
+    assert "lock was lost" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from sitoo_sync.normalize.tables import Table, integer, text
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import select_streams
-from sitoo_sync.streams.partitions import REGISTERS
+from sitoo_sync.streams.partitions import REGISTER_LISTING, REGISTERS
 from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
@@ -119,3 +119,23 @@ def test_known_with_named_sites_keeps_a_stored_partition_whose_site_is_null() ->
 
     known = REGISTERS.known(no_second_read, latest, synced=["{D}"], sites=frozenset({1}))
     assert known == {"{A}", "{C}", "{D}"}
+
+
+@pytest.mark.parametrize(
+    ("registerid", "usable"),
+    [
+        ("{2AA484B4}", True),
+        ("r" * 255, True),
+        ("r" * 256, False),
+        ("reg\x00cut", False),
+        ("", False),
+    ],
+)
+def test_a_listed_register_id_no_partition_can_hold_is_no_partition(
+    registerid: str, usable: bool
+) -> None:
+    """A listed register whose id is longer than a key column (cash_registers rejects it)
+    or holds U+0000 (PostgreSQL's text cannot) is not made a journal partition, whose
+    cursor row (sync_state's partition key is such a column) could not be written."""
+    value = REGISTER_LISTING.value(1, {"registerid": registerid})
+    assert (value == registerid) if usable else (value is None)

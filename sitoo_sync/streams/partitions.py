@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sitoo_sync.api.client import Api, SitooClient
 from sitoo_sync.normalize.cash_registers import CASH_REGISTERS
 from sitoo_sync.normalize.site_listing import site_in
-from sitoo_sync.normalize.tables import Table
+from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Table
 from sitoo_sync.normalize.values import to_int_or_none
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.cursors import OffsetPages, WindowContext
@@ -199,11 +199,16 @@ def listed_sites(client: SitooClient, *, stream: str) -> set[int]:
 
 
 def _text_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None]:
-    """A listed item's `name` as the partition, when it is non-empty text."""
+    """A listed item's `name` as the partition, when it is text a partition can be: not
+    empty, at most KEY_TEXT_LENGTH characters (sync_state's partition column, and the key
+    columns the item is a row of, which reject it), without U+0000 (PostgreSQL's text
+    cannot hold it). Else the item has no usable id: its listing's stream rejects it."""
 
     def value(_site: int, item: Mapping[str, Any]) -> str | None:
         found = item.get(name)
-        return found if isinstance(found, str) and found else None
+        if not isinstance(found, str) or not 0 < len(found) <= KEY_TEXT_LENGTH:
+            return None
+        return None if "\x00" in found else found
 
     return value
 

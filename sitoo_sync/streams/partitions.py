@@ -200,9 +200,9 @@ def listed_sites(client: SitooClient, *, stream: str) -> set[int]:
 
 def _text_id(name: str) -> Callable[[int, Mapping[str, Any]], str | None]:
     """A listed item's `name` as the partition, when it is text a partition can be: not
-    empty, at most KEY_TEXT_LENGTH characters (sync_state's partition column, and the key
-    columns the item is a row of, which reject it), without U+0000 (PostgreSQL's text
-    cannot hold it). Else the item has no usable id: its listing's stream rejects it."""
+    empty, at most KEY_TEXT_LENGTH characters (sync_state's partition column; the item's
+    own row is rejected for a longer key), without U+0000 (PostgreSQL's text cannot hold
+    it). Else the item has no usable id, as one without any."""
 
     def value(_site: int, item: Mapping[str, Any]) -> str | None:
         found = item.get(name)

@@ -28,11 +28,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def sync_simulated_world(
-    config: SimConfig, target: Target, tmp: Path, store_days: int
+    config: SimConfig,
+    target: Target,
+    tmp: Path,
+    store_days: int,
+    streams: list[str] | None = None,
 ) -> Simulator:
-    """A fresh simulated world (`config`), every stream synced once into `target` on the
-    world's own clock, store z-reports from `store_days` before it; the (stopped) simulator,
-    whose world is the truth the warehouse is checked against."""
+    """A fresh simulated world (`config`), every stream (or `streams`, opt-in ones
+    included) synced once into `target` on the world's own clock, store z-reports from
+    `store_days` before it; the (stopped) simulator, whose world is the truth the warehouse
+    is checked against."""
     from sitoo_sync.api.client import make_client
     from sitoo_sync.streams import select_streams
     from sitoo_sync.sync import run_once
@@ -51,7 +56,7 @@ def sync_simulated_world(
                 settings,
                 warehouse,
                 client,
-                select_streams(None),
+                select_streams(streams),
                 clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
             )
         assert report.ok, report.results

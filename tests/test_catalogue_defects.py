@@ -10,16 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from sitoo_sync.api.client import make_client
 from sitoo_sync.normalize import stores, users, warehouse_transactions
 from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
-from sitoo_sync.streams import STREAMS
-from sitoo_sync.sync import RunReport, run_once
-from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.sync import RunReport
 from tests.support import query
 from tests.test_catalog_review import _settings
+from tests.test_catalog_review import _tick as review_tick
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 KEY = b"k" * 16
@@ -29,22 +25,7 @@ Answer = Callable[[Mapping[str, str]], Any]
 
 def _tick(db: Path, stream: str, answer: Answer) -> RunReport:
     """One tick of `stream` (site 1), its endpoint answered by `answer`."""
-    path = STREAMS[stream].path.format(siteid=1)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith(path):
-            return httpx.Response(200, json=answer(dict(request.url.params)))
-        return httpx.Response(404, json={"statuscode": 404, "errortext": "not here"})
-
-    settings = _settings(db, stream)
-    with make_client(settings, httpx.MockTransport(handler), sleep=lambda _s: None) as client:
-        return run_once(
-            settings,
-            open_warehouse(settings.target_url),
-            client,
-            [STREAMS[stream]],
-            clock=lambda: NOW,
-        )
+    return review_tick(db, stream, [], lambda _records, params: answer(params))
 
 
 def _context(**more: Any) -> dict[str, Any]:

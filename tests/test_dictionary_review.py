@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from sitoo_sync.api.client import make_client
 from sitoo_sync.dictionary import all_tables, dbt_sources, markdown, only_when, type_name
 from sitoo_sync.normalize.records import EXTRA
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.simulator import SimConfig, Simulator
-from sitoo_sync.streams import STREAMS, select_streams
-from sitoo_sync.sync import run_once
+from sitoo_sync.simulator import SimConfig
+from sitoo_sync.streams import STREAMS
 from sitoo_sync.verify import Scope, run_verify
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse import open_warehouse
-from tests.support import settings_for, sync_simulated_world
+from tests.support import sync_simulated_world
 from tests.targets import Target, target_for
 
 NOW = datetime(2024, 5, 20, tzinfo=UTC)
@@ -58,28 +56,13 @@ PHYSICAL = {
 def sync_everything(target: Target, tmp: Path) -> None:
     """Every stream, the opt-in ones too, synced once from a fresh simulated world into
     `target`, then `sitoo-sync verify` run on it: every table the tool can make is there."""
-    with Simulator.create(SimConfig(seed=3, days=4, now=int(NOW.timestamp()))) as sim:
-        start = (NOW - timedelta(days=4)).date()
-        settings = settings_for(
-            sim,
-            tmp / "unused.duckdb",
-            stream_options={"store_z_reports": {"start_day": start}},
-            **target.settings(),
-        )
-        warehouse = open_warehouse(target.url, schema=target.schema)
-        try:
-            with make_client(settings, sleep=lambda _s: None) as client:
-                report = run_once(
-                    settings,
-                    warehouse,
-                    client,
-                    select_streams(list(STREAMS)),
-                    clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
-                )
-            assert report.ok, report.results
-            run_verify(warehouse, Scope(), write=True)
-        finally:
-            warehouse.close()
+    config = SimConfig(seed=3, days=4, now=int(NOW.timestamp()))
+    sync_simulated_world(config, target, tmp, store_days=4, streams=list(STREAMS))
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        run_verify(warehouse, Scope(), write=True)
+    finally:
+        warehouse.close()
 
 
 @pytest.fixture(

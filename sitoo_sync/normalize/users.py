@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sitoo_sync.normalize.entity import EntityNormalizer
-from sitoo_sync.normalize.personal import PersonalData, staff_names
+from sitoo_sync.normalize.personal import MODES, PersonalData, staff_names
 from sitoo_sync.normalize.records import NormalizedWindow
 from sitoo_sync.normalize.site_listing import seen_columns, site_column, site_listed
 from sitoo_sync.normalize.tables import (
@@ -107,7 +107,6 @@ FIELDS: tuple[str, ...] = tuple(
 
 #: A staff member's name fields: staff names as much as personal data.
 STAFF_NAME_FIELDS = frozenset({"namefirst", "namelast"})
-_STRICTNESS = {"keep": 0, "hash": 1, "drop": 2}
 
 
 def listed(record: Mapping[str, Any], context: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -121,7 +120,8 @@ def staff_names_minimized(records: Iterable[Any], context: Mapping[str, Any]) ->
     name is never hashed twice); the records themselves where it is not."""
     names = staff_names(context)
     personal = context.get("personal_data") or PersonalData()
-    if names is None or _STRICTNESS[names.mode] <= _STRICTNESS[personal.mode]:
+    # MODES runs strictest first: SITOO_STAFF_NAMES acts only where it comes before.
+    if names is None or MODES.index(names.mode) >= MODES.index(personal.mode):
         return records
     return [
         names.apply(r, STAFF_NAME_FIELDS)

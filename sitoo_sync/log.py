@@ -1,5 +1,6 @@
 """The one place logging is configured (structlog for our events, and the standard `logging`
-that other libraries write to), with the processor that keeps secrets out of logs.
+that other libraries write to), with the processor that keeps secrets, and the rows a
+database quotes in its errors, out of logs.
 
 Events are constant snake_case names with context fields:
 `log.info("window_loaded", stream="pos_z_reports", partition="1500", rows=500, cursor=...)`.
@@ -32,6 +33,11 @@ _SECRET_PARAM = re.compile(
     re.I,
 )
 
+#: The lines of a PostgreSQL error that quote row values, which may be personal data: the
+#: failing row (`DETAIL:  Failing row contains (...)`, `Key (email)=(...) already exists`)
+#: and the COPY line being read (`CONTEXT:  COPY people, line 5: "..."`).
+_QUOTED_ROW = re.compile(r"^[ \t]*(?:DETAIL|CONTEXT):.*(?:\n|$)", re.M)
+
 
 def mask_secret_params(text: str) -> str:
     """`text` with the value of every secret-named URL query parameter replaced by `***`
@@ -40,7 +46,8 @@ def mask_secret_params(text: str) -> str:
 
 
 class RedactSecrets:
-    """Processor: masks secret-named keys, known secret values and URL credentials."""
+    """Processor: masks secret-named keys, known secret values and URL credentials, and drops
+    the lines of a database error that quote row values (in a traceback too)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -49,6 +56,7 @@ class RedactSecrets:
         if isinstance(value, str):
             for secret in self._secrets:
                 value = value.replace(secret, REDACTED)
+            value = _QUOTED_ROW.sub("", value).rstrip("\n") if "\n" in value else value
             return mask_secret_params(_URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", value))
         if isinstance(value, dict):
             return {k: self._clean_item(k, v) for k, v in value.items()}

@@ -196,3 +196,20 @@ def test_a_long_cursor_is_cut_in_log_lines() -> None:
     assert shown.endswith(f"({len(long)} chars)")
     assert shown_cursor("1763700000") == "1763700000"
     assert shown_cursor(None) is None
+
+
+def test_a_database_errors_quoted_row_is_dropped_from_any_field() -> None:
+    """The DETAIL and CONTEXT lines of a PostgreSQL error, which quote the row, leave a log
+    field; its other lines stay."""
+    message = (
+        'new row for relation "people" violates check constraint "people_id_check"\n'
+        "DETAIL:  Failing row contains (1, anna@example.com).\n"
+        'CONTEXT:  COPY people, line 1: "1\tanna@example.com"\n'
+        "[SQL: COPY people (id, email) FROM STDIN]"
+    )
+    event = RedactSecrets()(None, "error", {"error": message, "nested": [message]})
+    expected = (
+        'new row for relation "people" violates check constraint "people_id_check"\n'
+        "[SQL: COPY people (id, email) FROM STDIN]"
+    )
+    assert event == {"error": expected, "nested": [expected]}

@@ -22,7 +22,13 @@ from sitoo_sync.log import (
     get_logger,
     logs_are_json,
 )
-from sitoo_sync.settings import Settings, env_name, load_settings, requested_log_format
+from sitoo_sync.settings import (
+    Settings,
+    as_named,
+    env_name,
+    load_settings,
+    requested_log_format,
+)
 from sitoo_sync.warehouse import masked_url
 
 if TYPE_CHECKING:
@@ -400,6 +406,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     from sitoo_sync.streams import unknown_environment
 
     settings = load_settings(args.config)
+    args.loaded_settings = settings  # a later configuration error names its settings by it
     for name, close in unknown_environment(os.environ).items():
         log.warning("unknown_setting", variable=name, did_you_mean=close, action="ignored")
     return settings
@@ -1018,6 +1025,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
+        exc = as_named(exc, getattr(args, "loaded_settings", None))
         _say(
             "command_failed",
             f"sitoo-sync: configuration error: {exc}",

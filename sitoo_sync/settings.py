@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -176,6 +177,10 @@ class Settings(BaseSettings):
         # `inf` seconds reached a socket or a sleep as an OverflowError traceback.
         allow_inf_nan=False,
     )
+
+    #: Where each setting the config file gave (and the environment did not) was written,
+    #: as an error names it: `x in FILE` (`named`).
+    _from_file: dict[str, str] = PrivateAttr(default_factory=dict)
 
     api_id: str | None = Field(None, description="Sitoo API ID, e.g. 10020-140")
     api_password: SecretStr | None = Field(None, description="Sitoo API password")
@@ -377,6 +382,11 @@ class Settings(BaseSettings):
         self.resolved_account_id  # noqa: B018  # validates the account id early
         return self.api_id, self.api_password.get_secret_value()
 
+    def named(self, field: str) -> str:
+        """The setting `field` as the user wrote it: `field in FILE` when the config file
+        gave it, else its environment variable."""
+        return self._from_file.get(field) or env_name(field)
+
     def secrets(self) -> list[str]:
         """Values that must never reach a log line."""
         return [
@@ -517,4 +527,16 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         field = m.group(1) if (m := re.search(r'field "(\w+)"', str(exc))) else ""
         name = env_name(field) if field else "an environment variable"
         raise ConfigError(f"{name}: not valid JSON") from None
+    settings._from_file = {f: name_of(f) for f in from_file}
     return settings
+
+
+def as_named(exc: ConfigError, settings: Settings | None) -> ConfigError:
+    """`exc`, whose line starts with the environment variable it is about (`SITOO_X: ...`,
+    as a check made after loading words it), naming the setting where the user wrote it:
+    `x in FILE: ...` when the config file gave it."""
+    head, sep, rest = str(exc).partition(": ")
+    if settings is None or not sep or not re.fullmatch(rf"{ENV_PREFIX}[A-Z0-9_]+", head):
+        return exc
+    named = settings.named(head.removeprefix(ENV_PREFIX).lower())
+    return exc if named == head else ConfigError(f"{named}: {rest}")

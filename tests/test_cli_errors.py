@@ -416,3 +416,69 @@ def test_reset_of_a_misspelled_stream_names_the_one_meant(
         "pos_z_reports?); streams with a cursor: journal_entries, pos_z_reports, "
         "store_z_reports, orders, warehouse_transactions, products, warehouse_items\n"
     )
+
+
+RUNS = [["run", "--once"], ["run"]]  # what checks the streams before the warehouse
+
+
+@pytest.mark.parametrize(
+    ("command", "toml", "expected"),
+    [
+        *[
+            (command, 'streams = ["journal_entrie"]', "streams in {file}: unknown stream ")
+            for command in RUNS
+        ],
+        *[
+            (command, 'schedules = { pos_z_reportz = "5m" }', "schedules in {file}: unknown ")
+            for command in RUNS
+        ],
+        *[
+            (
+                command,
+                'target_url = "duckdb:///{tmp}/x.duckdb?threads=2"',
+                "target_url in {file}: a DuckDB URL takes no options (?threads=2)",
+            )
+            for command in COMMANDS
+        ],
+    ],
+)
+def test_a_setting_the_config_file_gave_is_named_as_the_file_wrote_it(
+    command: list[str],
+    toml: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An error found after the settings loaded (an unknown stream, a target URL's options)
+    names `key in FILE` when the file set it, not an environment variable nobody set."""
+    config = tmp_path / "sitoo.toml"
+    config.write_text(toml.replace("{tmp}", str(tmp_path)) + "\n")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--config", str(config), *command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sitoo-sync: configuration error: " + expected.format(file=config))
+    assert len(err.splitlines()) == 1
+
+
+def test_a_setting_the_environment_gave_is_named_by_its_variable_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where the environment overrides the file, the error names the variable; an error
+    about an unset setting keeps its own words."""
+    config = tmp_path / "sitoo.toml"
+    config.write_text('streams = ["journal_entrie"]\n')
+    monkeypatch.setenv("SITOO_STREAMS", "foo")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--config", str(config), "run", "--once"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "sitoo-sync: configuration error: SITOO_STREAMS: unknown stream 'foo'; "
+    )
+    monkeypatch.setenv("SITOO_STREAMS", "pos_z_reports")
+    monkeypatch.delenv("SITOO_API_ID")
+    assert main(["--config", str(config), "run", "--once"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "sitoo-sync: configuration error: SITOO_API_ID is not set"
+    )

@@ -862,28 +862,61 @@ def test_silence_is_dated_in_the_zone_of_the_registers_reports_not_a_utc_fallbac
 
 
 def test_the_verify_benchmarks_data_is_clean(tmp_path: Path) -> None:
-    """`bench --verify` builds consistent data, store z-report lines included: verify finds
-    nothing on it, and the store line checks have store lines to judge."""
-    from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
-    from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES
-    from sitoo_sync.normalize.store_z_reports import TABLES as STORE_TABLES
-    from sitoo_sync.verify.bench import _sql
+    """`bench --verify` builds consistent data, store z-report lines and POS orders included:
+    verify finds nothing on it, and the store line checks have store lines to judge."""
+    from sitoo_sync.verify.bench import build
 
     warehouse = open_warehouse(f"duckdb:///{tmp_path / 'bench.duckdb'}")
     try:
-        warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES])
-        with warehouse.transaction():
-            for statement in _sql(20, 10, 5):
-                warehouse.execute(statement)
+        build(warehouse, 20, 10, 5)
         lines = {
             kind: int(warehouse.query(f"SELECT count(*) FROM store_z_report_{kind}")[0][0])
             for kind in ("vat_groups", "product_groups", "payments", "subpayments")
         }
+        orders = warehouse.query("SELECT count(*) FROM orders")[0][0]
         run = run_verify(warehouse, Scope(), write=False)
     finally:
         warehouse.close()
     assert run.findings == []
     assert all(lines.values()), lines
+    assert orders == 20 * 10 * 5
+
+
+def test_the_verify_benchmarks_orders_are_judged(tmp_path: Path) -> None:
+    """The benchmark's orders are what the orders check judges (the benchmark times it): an
+    order one cent off its receipt and an order gone are both found, the gone one also as
+    its receipt's missing order."""
+    from sitoo_sync.verify.bench import build
+
+    warehouse = open_warehouse(f"duckdb:///{tmp_path / 'bench.duckdb'}")
+    try:
+        build(warehouse, 20, 10, 5)
+        first, second = (
+            warehouse.query(
+                "SELECT orderid, registerid FROM orders WHERE registerid = ? "
+                "AND business_date = DATE '2025-01-05' ORDER BY orderid LIMIT 2",
+                [registerid],
+            )[0]
+            for registerid in ("{REG-0003}", "{REG-0007}")
+        )
+        warehouse.execute(
+            "UPDATE orders SET moneytotal_vat = moneytotal_vat + 0.01 WHERE orderid = ?",
+            [first[0]],
+        )
+        warehouse.execute("DELETE FROM orders WHERE orderid = ?", [second[0]])
+        run = run_verify(warehouse, Scope(), write=False)
+    finally:
+        warehouse.close()
+    found = sorted((f.registerid, f.zreportid or 0, f.difference) for f in run.findings)
+    assert {f.check for f in run.findings} == {"orders"}, run.findings
+    assert [(r, z) for r, z, _ in found] == [
+        ("{REG-0003}", 5),
+        ("{REG-0007}", 0),
+        ("{REG-0007}", 5),
+    ]
+    assert found[0][2] == Decimal("-0.01")  # the z-report states a cent less than the orders
+    assert found[1][2] == -1  # one receipt without its order
+    assert (found[2][2] or 0) > 0  # the z-report states the sale the orders lack
 
 
 def test_a_register_listed_today_is_not_silent(silent: Silent) -> None:

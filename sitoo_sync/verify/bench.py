@@ -5,9 +5,11 @@ year of a chain does not need a sync to exist), into the declared tables, with e
 consistent the way a real register's are: 300 registers in 30 stores, one closing a day for
 365 days (109,500 POS z-reports with VAT groups, product groups, payments and card
 sub-payments), one store z-report per store and day listing its POS z-reports, with VAT
-groups, product groups, payments and sub-payments summed from theirs, and per opening
+groups, product groups, payments and sub-payments summed from theirs, per opening
 `receipts` journal receipts (one in ten a refund) plus the cash-start and cash-counted
-events. Left out: the journal's cart, staff and printout entries, which no check reads.
+events, and each receipt's closed POS order (2.19 million), which the orders check sums
+per z-report period and matches to the receipts. Left out: the journal's cart, staff and
+printout entries and the orders' items, which no check reads.
 Then `verify` runs over the file, as the command does, and the time and findings (none on
 this data) are printed.
 """
@@ -20,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sitoo_sync.normalize.journal_entries import TABLES as JOURNAL_TABLES
+from sitoo_sync.normalize.orders import TABLES as ORDER_TABLES
 from sitoo_sync.normalize.pos_z_reports import TABLES as POS_TABLES
 from sitoo_sync.normalize.store_z_reports import TABLES as STORE_TABLES
 from sitoo_sync.verify.run import Scope, run_verify
@@ -122,16 +125,28 @@ def _sql(registers: int, days: int, receipts: int) -> list[str]:
         f"""CREATE TEMP TABLE je AS
             SELECT z.registerid, z.d * {per} + rc.k AS id, 'receipt' AS type,
                 z.closed - INTERVAL 10 HOUR + to_minutes(CAST(rc.k AS INTEGER)) AS ts,
-                rc.refund, rc.c FROM rc JOIN z ON z.r = rc.r AND z.d = rc.d
+                rc.refund, rc.c, z.store_id FROM rc JOIN z ON z.r = rc.r AND z.d = rc.d
             UNION ALL SELECT registerid, d * {per} + {receipts + 1}, 'cash-start',
-                closed - INTERVAL 10 HOUR, NULL, 500000 FROM z
+                closed - INTERVAL 10 HOUR, NULL, 500000, store_id FROM z
             UNION ALL SELECT registerid, d * {per} + {receipts + 2}, 'cash-counted',
-                closed - INTERVAL 1 MINUTE, NULL, 500000 + s * 3 // 10 - f FROM z""",
+                closed - INTERVAL 1 MINUTE, NULL, 500000 + s * 3 // 10 - f, store_id FROM z""",
         """INSERT INTO journal_entries (registerid, id, type, datecreated, dateadded,
             ispractice) SELECT registerid, id, type, ts, ts, false FROM je""",
         f"""INSERT INTO journal_receipts (registerid, id, type, ispractice, datecreated,
-            isrefund, moneytotal) SELECT registerid, id, type, false, ts, refund, {m("c")}
-            FROM je WHERE type = 'receipt'""",
+            business_date, isrefund, receipt_id, store_id, moneytotal, moneytotal_signed)
+            SELECT registerid, id, type, false, ts, CAST(ts AS DATE), refund,
+            'R' || CAST(id AS VARCHAR), store_id, {m("c")},
+            {m("CASE WHEN refund THEN -c ELSE c END")} FROM je WHERE type = 'receipt'""",
+        # Each receipt's order: its items' net and VAT (25 %) add up to the receipt's total,
+        # negative on a refund, as the z-report's sales and refunds are the period's orders.
+        f"""INSERT INTO orders (orderid, orderdate, business_date, orderstateid, ordertypeid,
+            currencycode, moneytotal_net, moneytotal_vat, store_externalid, registerid,
+            pos_receiptid)
+            SELECT row_number() OVER (ORDER BY ts, registerid), ts, CAST(ts AS DATE), 10, 10,
+            'SEK', {m("sign * (c * 100 // 125)")}, {m("sign * (c - c * 100 // 125)")},
+            store_id, registerid, 'R' || CAST(id AS VARCHAR)
+            FROM (SELECT *, CASE WHEN refund THEN -1 ELSE 1 END AS sign FROM je)
+            WHERE type = 'receipt'""",
         f"""INSERT INTO journal_cash_events (registerid, id, type, ispractice, datecreated,
             moneycash) SELECT registerid, id, type, false, ts, {m("c")} FROM je
             WHERE type <> 'receipt'""",
@@ -185,6 +200,15 @@ def _last_days(warehouse: Warehouse, days: int) -> Scope:
     return Scope(since=last.date() - timedelta(days=days - 1))
 
 
+def build(warehouse: Warehouse, registers: int, days: int, receipts: int) -> None:
+    """The chain's `days` in `warehouse` (a DuckDB one), its tables created first."""
+    warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES, *ORDER_TABLES])
+    warehouse.allow_big_reads()  # a year in one transaction: no sync batch is as big
+    with warehouse.transaction():
+        for statement in _sql(registers, days, receipts):
+            warehouse.execute(statement)
+
+
 def run_verify_benchmark(registers: int = 300, days: int = 365, receipts: int = 20) -> int:
     """Build the year in a temporary DuckDB file, time `verify` over it, print the figures."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,22 +216,19 @@ def run_verify_benchmark(registers: int = 300, days: int = 365, receipts: int = 
         warehouse = open_warehouse(f"duckdb:///{path}")
         try:
             started = time.perf_counter()
-            warehouse.ensure_schema([*POS_TABLES, *STORE_TABLES, *JOURNAL_TABLES])
-            warehouse.allow_big_reads()  # a year in one transaction: no sync batch is as big
-            with warehouse.transaction():
-                for statement in _sql(registers, days, receipts):
-                    warehouse.execute(statement)
+            build(warehouse, registers, days, receipts)
             built = time.perf_counter() - started
             counts = {
                 name: int(warehouse.query(f"SELECT count(*) FROM {name}")[0][0])
-                for name in ("pos_z_reports", "store_z_reports", "journal_receipts")
+                for name in ("pos_z_reports", "store_z_reports", "journal_receipts", "orders")
             }
         finally:
             warehouse.close()
         print(
             f"built in {built:.1f}s: {registers} registers x {days} days = "
             f"{counts['pos_z_reports']:,} POS z-reports, {counts['store_z_reports']:,} store "
-            f"z-reports, {counts['journal_receipts']:,} journal receipts "
+            f"z-reports, {counts['journal_receipts']:,} journal receipts, "
+            f"{counts['orders']:,} orders "
             f"({path.stat().st_size / 1e6:.0f} MB)"
         )
         runs = [("whole year", Scope()), ("last 30 days", None)]

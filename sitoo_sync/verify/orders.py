@@ -63,7 +63,6 @@ class _Closing:
     day: date | None
     stated_sales: Decimal
     stated_refund: Decimal
-    in_scope: bool = True  # the run's scope (--store, --since) holds it
     opened: datetime | None = None  # the previous closing's datecreated
     previous: int | None = None  # the previous closing's zreportid
     sales: Decimal = Decimal("0.00")
@@ -100,39 +99,38 @@ def _firsts(source: Source) -> dict[str, datetime]:
     return out
 
 
-def _closings(source: Source, scope: Scope) -> dict[tuple[str, int], _Closing]:
-    """Every POS z-report, each with its register's previous one (whatever the scope: a
-    period may begin before it), and whether `scope` holds it."""
+def _closings(source: Source, scope: Scope) -> list[_Closing]:
+    """The POS z-reports `scope` holds, each with its register's previous one (whatever the
+    scope: a period may begin before it), ordered by register and zreportid. The previous
+    one is found in SQL (LAG over each register's closings by time, a tie by zreportid), so
+    only the judged closings reach Python; one without a time has no period."""
+    guid = _guid("z.registerid")
     sql = (
+        "SELECT c.registerid, c.zreportid, c.datecreated, c.store_id, c.business_date, "
+        "c.moneysalestotal, c.moneyrefundtotal, c.opened, c.previous FROM ("
         "SELECT z.registerid, z.zreportid, z.datecreated, z.store_id, z.business_date, "
         "z.moneysalestotal, z.moneyrefundtotal, "
-        f"CASE WHEN {scope.where('z')} THEN 1 ELSE 0 END FROM {{pos_z_reports}} z"
+        f"LAG(z.datecreated) OVER (PARTITION BY {guid} ORDER BY z.datecreated, z.zreportid) "
+        "AS opened, "
+        f"LAG(z.zreportid) OVER (PARTITION BY {guid} ORDER BY z.datecreated, z.zreportid) "
+        f"AS previous, CASE WHEN {scope.where('z')} THEN 1 ELSE 0 END AS in_scope "
+        "FROM {pos_z_reports} z WHERE z.datecreated IS NOT NULL) c WHERE c.in_scope = 1"
     )
-    by_register: dict[str, list[_Closing]] = defaultdict(list)
-    for row in source.rows(sql, scope.params()):
-        closed = to_utc(row[2])
-        by_register[_key(row[0])].append(
-            _Closing(
-                str(row[0]),
-                int(row[1]),
-                closed,
-                store_of(row[3]),
-                business_day(row[4], row[2]),
-                _money(row[5]),
-                _money(row[6]),
-                in_scope=bool(row[7]),
-            )
+    out = [
+        _Closing(
+            str(row[0]),
+            int(row[1]),
+            to_utc(row[2]),
+            store_of(row[3]),
+            business_day(row[4], row[2]),
+            _money(row[5]),
+            _money(row[6]),
+            opened=to_utc(row[7]),
+            previous=None if row[8] is None else int(row[8]),
         )
-    out: dict[tuple[str, int], _Closing] = {}
-    for register, closings in by_register.items():
-        closings.sort(
-            key=lambda c: (c.closed is None, c.closed.timestamp() if c.closed else 0, c.zreportid)
-        )
-        for before, closing in zip([None, *closings], closings, strict=False):
-            if before is not None:
-                closing.opened, closing.previous = before.closed, before.zreportid
-            out[(register, closing.zreportid)] = closing
-    return out
+        for row in source.rows(sql, scope.params())
+    ]
+    return sorted(out, key=lambda c: (c.registerid, c.zreportid))
 
 
 def _money(value: Any) -> Decimal:
@@ -141,33 +139,38 @@ def _money(value: Any) -> Decimal:
     return Decimal("0.00") if amount is None else amount
 
 
-def _period_sums(source: Source, closings: dict[tuple[str, int], _Closing]) -> None:
+def _period_sums(source: Source, closings: list[_Closing]) -> None:
     """Each z-report's period's closed POS orders, summed in SQL in one statement.
 
     The orders and the closings of each register go into one stream ordered by time (an
-    order before a closing of the same second); each order's period is the first closing
-    at or after it (a window's MIN over the rows that follow), so the work grows with the
-    rows, not with orders x closings as a range join's would (a year of a chain: millions
-    of orders, a closing a day per register)."""
+    order before a closing of the same second, closings of one second by zreportid), and a
+    running count of the closings numbers the periods: an order falls in the period of the
+    closing numbered one more than the closings before it. So the work is one sort and one
+    pass over the rows, not orders x closings as a range join's would be (a year of a chain:
+    millions of orders, a closing a day per register). Only the time the judged periods
+    span is read: orders after the earliest judged period's opening, closings from it on."""
+    openings = [c.opened for c in closings if c.opened is not None]
+    after = min(openings) if openings else None
+    if after is None:
+        return
+    guid = _guid("registerid")
     sql = (
-        "SELECT e.reg, e.next_closed, SUM(CASE WHEN e.gross > 0 THEN e.gross ELSE 0 END), "
-        "SUM(CASE WHEN e.gross < 0 THEN -e.gross ELSE 0 END), COUNT(*) "
-        "FROM (SELECT u.reg, u.kind, u.gross, MIN(u.closed) OVER (PARTITION BY u.reg "
-        "ORDER BY u.t, u.kind ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_closed "
-        f"FROM (SELECT {_guid('registerid')} AS reg, orderdate AS t, 0 AS kind, "
-        f"{_GROSS} AS gross, CASE WHEN 1 = 0 THEN orderdate END AS closed FROM {{orders}} "
-        "WHERE registerid IS NOT NULL AND orderstateid = 10 "
-        f"UNION ALL SELECT {_guid('registerid')}, datecreated, 1, 0, datecreated "
-        "FROM {pos_z_reports}) u) e "
-        "WHERE e.kind = 0 AND e.next_closed IS NOT NULL GROUP BY e.reg, e.next_closed"
+        "WITH e AS (SELECT u.reg, u.kind, u.gross, u.zid, SUM(u.kind) OVER (PARTITION BY "
+        "u.reg ORDER BY u.t, u.kind, u.zid ROWS UNBOUNDED PRECEDING) AS n "
+        f"FROM (SELECT {guid} AS reg, orderdate AS t, 0 AS kind, {_GROSS} AS gross, "
+        "CASE WHEN 1 = 0 THEN 0 END AS zid FROM {orders} "
+        "WHERE registerid IS NOT NULL AND orderstateid = 10 AND orderdate > :after "
+        f"UNION ALL SELECT {guid}, datecreated, 1, 0, zreportid FROM {{pos_z_reports}} "
+        "WHERE datecreated >= :after) u) "
+        "SELECT c.reg, c.zid, o.sales, o.refund, o.orders FROM (SELECT reg, n, "
+        "SUM(CASE WHEN gross > 0 THEN gross ELSE 0 END) AS sales, "
+        "SUM(CASE WHEN gross < 0 THEN -gross ELSE 0 END) AS refund, COUNT(*) AS orders "
+        "FROM e WHERE kind = 0 GROUP BY reg, n) o "
+        "JOIN e c ON c.kind = 1 AND c.reg = o.reg AND c.n = o.n + 1"
     )
-    at: dict[tuple[str, datetime], _Closing] = {}
-    for (register, _), closing in sorted(closings.items()):  # a tie: the lower zreportid
-        if closing.closed is not None:
-            at.setdefault((register, closing.closed), closing)
-    for row in source.rows(sql):
-        closed = to_utc(row[1])
-        period = at.get((str(row[0]), closed)) if closed is not None else None
+    periods = {(_key(c.registerid), c.zreportid): c for c in closings}
+    for row in source.rows(sql, {"after": after}):
+        period = periods.get((str(row[0]), int(row[1])))
         if period is not None:
             period.sales, period.refund = cents_to_money(row[2]), cents_to_money(row[3])
             period.orders = int(row[4])
@@ -184,12 +187,9 @@ def against_z_reports(source: Source, scope: Scope) -> Iterator[Finding]:
     if first is None or last is None:
         return  # no POS order loaded: nothing to hold the z-reports against
     firsts = _firsts(source)
-    closings = _closings(source, scope)
-    _period_sums(source, closings)
+    judged = _closings(source, scope)
+    _period_sums(source, judged)
     rejected = _rejected_numbers(source)
-    judged = sorted(
-        (c for c in closings.values() if c.in_scope), key=lambda c: (c.registerid, c.zreportid)
-    )
     for closing in judged:
         opened, closed = closing.opened, closing.closed
         begins = firsts.get(_key(closing.registerid), first)  # none of its own: the table's

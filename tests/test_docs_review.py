@@ -293,3 +293,39 @@ def test_missing_driver_advice_installs_from_the_clone(monkeypatch: pytest.Monke
         make_engine("mssql+pyodbc://user:pw@dsn")
     assert "pip install '.[mssql]'" in str(err.value)
     assert "sitoo-sync[" not in str(err.value)
+
+
+def _exit_codes_of_help(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """The `Exit codes:` paragraph of `sitoo-sync --help`, by code: "1" -> what it says."""
+    from sitoo_sync.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    text = out[out.index("Exit codes:") :].split(". ", 1)[0]
+    return dict(
+        re.findall(r"(?:^|[;,] )(\d) (.*?)(?=[;,] \d |$)", text.removeprefix("Exit codes: "))
+    )
+
+
+def test_top_level_help_names_the_exit_code_of_an_unreachable_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sitoo-sync --help` says what `run --once` returns when the API cannot be reached (1)
+    and when Sitoo refuses the credentials (2): it named only a failed stream and bad
+    configuration."""
+    from sitoo_sync.cli import main
+
+    codes = _exit_codes_of_help(capsys)
+    assert "API cannot be reached" in codes["1"]
+    assert "credentials Sitoo refuses" in codes["2"]
+    for name in [k for k in os.environ if k.startswith("SITOO_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SITOO_API_ID", "1500-1")
+    monkeypatch.setenv("SITOO_API_PASSWORD", "x")
+    monkeypatch.setenv("SITOO_API_BASE_URL", "http://127.0.0.1:1/v2/accounts/{account_id}")
+    monkeypatch.setenv("SITOO_JOURNALS_BASE_URL", "http://127.0.0.1:1/v3")
+    monkeypatch.setenv("SITOO_HTTP_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("SITOO_TARGET_URL", f"duckdb:///{tmp_path / 'w.duckdb'}")
+    assert main(["run", "--once"]) == 1
+    assert "cannot reach the Sitoo API" in capsys.readouterr().err

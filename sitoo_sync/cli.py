@@ -51,7 +51,9 @@ DuckDB (default) or any SQLAlchemy database with exactly-once guarantees.
 Configuration comes from SITOO_* environment variables, or a TOML file given with
 --config / SITOO_CONFIG (environment wins). See config/sitoo-sync.example.toml.
 
-Exit codes: 0 success, 1 a stream failed (see the log), 2 bad configuration or usage.
+Exit codes: 0 success; 1 a stream failed or the warehouse or the API cannot be reached
+(see the log), and for verify findings and status --check a stream failing or late;
+2 bad configuration or usage, including credentials Sitoo refuses.
 """
 
 EPILOG = """\
@@ -286,10 +288,16 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915  # one declaration pe
         "each round uses a fresh schema there, dropped afterwards",
     )
     bench.add_argument(
-        "--reports", type=_at_least(1, "z-reports"), default=20000, help="z-reports to backfill"
+        "--reports",
+        type=_at_least(1, "z-reports"),
+        default=20000,
+        help="z-reports to backfill (default: %(default)s)",
     )
     bench.add_argument(
-        "--rounds", type=_at_least(1, "rounds"), default=2, help="rounds; the best of each is kept"
+        "--rounds",
+        type=_at_least(1, "rounds"),
+        default=2,
+        help="rounds; the best of each is kept (default: %(default)s)",
     )
     bench.add_argument(
         "--journals",

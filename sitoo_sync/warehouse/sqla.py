@@ -108,7 +108,12 @@ def make_engine(url: str) -> Engine:
         return sa.create_engine(url, **kwargs)
     except (ModuleNotFoundError, NoSuchModuleError) as exc:
         extra = EXTRAS.get(base)
-        hint = f"pip install 'sitoo-sync[{extra}]'" if extra else "install its SQLAlchemy driver"
+        # There is no PyPI release: the extra is installed from the clone (README).
+        hint = (
+            f"install the [{extra}] extra: pip install '.[{extra}]' from the sitoo_sync clone"
+            if extra
+            else "install its SQLAlchemy driver"
+        )
         raise ConfigError(f"SITOO_TARGET_URL: no driver for {scheme}:// ({exc}); {hint}") from None
     except sa.exc.ArgumentError as exc:
         raise ConfigError(f"SITOO_TARGET_URL: not a database URL ({exc})") from None

@@ -460,6 +460,11 @@ class PartitionWriter:
     #: Parent keys a full listing or a sweep showed in this tick (for the missing marks).
     seen: set[tuple[Any, ...]] = field(default_factory=set)
     swept: bool = False  # a sweep window was taken
+    #: While the window that ends a sweep is pending: the cursor before it. That window's
+    #: cursor records the sweep as done, so it commits only with the missing marks
+    #: (`finish`); a commit without them (a stop, a crash's rerun) stores this one
+    #: instead, and the next tick sweeps again rather than never marking what it found gone.
+    unmarked: str | None = None
     #: Loads on its own turn take their parent keys as new (`load_group`): the stream is
     #: immutable and no load of this partition met a stored key yet.
     new: bool = False
@@ -473,10 +478,14 @@ class PartitionWriter:
         self.result.windows += 1
         cursor = str(window.cursor)
         stream, batch = self.stream, self.batch
+        ends_sweep = False
         if window.sweep:  # keys only: collected for the missing marks, nothing loaded
             self.seen |= self.turns.normalize.run(stream.normalize, records, self.context).keys()
             self.swept = True
             records = []
+            # The sweep's last window is the one that moves the cursor (it says when the
+            # sweep ran), and is the listing's last: it waits for the marks.
+            ends_sweep = cursor != self.cursor and self.cursor is not None
         if not records and not self.batch.windows and cursor == self.cursor:
             return
         normalized = self.turns.normalize.normalize(
@@ -487,6 +496,8 @@ class PartitionWriter:
             self.seen |= keys
         if not batch.accepts(keys):
             self.commit()
+        if ends_sweep:
+            self.unmarked = self.cursor
         batch.add(normalized, keys, len(records), cursor)
         self.cursor = cursor
         log.debug(
@@ -498,7 +509,7 @@ class PartitionWriter:
             new=len(records),
             cursor=shown_cursor(window.cursor),
         )
-        if batch.full():
+        if batch.full() and not ends_sweep:
             self.commit()
 
     def commit(self, outcome: str | None = None) -> None:
@@ -518,15 +529,22 @@ class PartitionWriter:
             )
         self._committed(load)
 
-    def _pending_load(self, outcome: str | None = None) -> PartitionLoad | None:
-        """The pending batch as one load with its cursor (and `outcome`); None when empty."""
+    def _pending_load(
+        self, outcome: str | None = None, *, marked: bool = False
+    ) -> PartitionLoad | None:
+        """The pending batch as one load with its cursor (and `outcome`); None when empty.
+        Unless the load commits with the missing marks (`marked`), a sweep that ended in it
+        is not recorded (`unmarked`)."""
         batch = self.batch
         if not batch.windows:
             return None
+        cursor = batch.cursor
+        if self.unmarked is not None and not marked:
+            cursor = self.unmarked
         return PartitionLoad(
             self.partition,
             NormalizedWindow.concat(batch.windows),
-            batch.cursor,
+            cursor,
             len(batch.windows),
             outcome,
             run_id=self.context.get(RUN_ID_KEY),
@@ -538,7 +556,8 @@ class PartitionWriter:
         result.rows += normalized.row_count()
         result.rejects += len(normalized.rejects)
         result.notes.update(normalized.notes)
-        result.cursor = batch.cursor
+        batch.cursor = result.cursor = self.cursor = load.cursor  # (a sweep not recorded)
+        self.unmarked = None
         log_batch(self.stream, self.partition, batch, normalized, load.news)
         batch.clear()
         if self.on_window is not None:
@@ -560,7 +579,7 @@ class PartitionWriter:
         if not mark and self.batch.windows:
             self.commit(outcome="ok")
             return
-        load = self._pending_load()
+        load = self._pending_load(marked=mark)
 
         def last() -> int:
             if load is not None:

@@ -125,6 +125,7 @@ def test_dockerfile_runs_as_non_root_and_installs_what_it_copies(tmp_path: Path)
             if path.is_dir():
                 shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, target)
     install = re.search(r'^RUN pip install "(\.\[[a-z,]+\])"', text, re.M)
     assert install is not None

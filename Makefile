@@ -7,11 +7,13 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: demo test check bench simulator clean
 
-$(STAMP): pyproject.toml
+# The run-time dependencies at the versions in deploy/constraints.txt, which the image
+# installs too: the tests run what ships, and a release on the registry changes neither.
+$(STAMP): pyproject.toml deploy/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("sitoo-sync needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --constraint deploy/constraints.txt
 	@touch $(STAMP)
 
 ## demo: sync the bundled simulator into ./sitoo-demo.duckdb and show the result

@@ -378,8 +378,10 @@ def _runtime_closure() -> dict[str, str]:
 
 
 def test_the_image_installs_the_versions_the_tests_ran_with() -> None:
-    """The Dockerfile installs with deploy/constraints.txt, which pins every run-time
-    dependency at the version this test environment has. Regenerate after an upgrade:
+    """The Dockerfile and the Makefile's test environment both install with
+    deploy/constraints.txt, which pins every run-time dependency at the version this test
+    environment has (so a new release on the registry breaks neither). Regenerate after an
+    upgrade:
     `python -c 'from tests.test_deploy_review import _runtime_closure as c;
     print(*(f"{n}=={v}" for n, v in sorted(c().items())), sep="\\n")'`."""
     text = (DEPLOY / "Dockerfile").read_text()
@@ -387,6 +389,8 @@ def test_the_image_installs_the_versions_the_tests_ran_with() -> None:
     assert re.search(
         r"^RUN pip install \"\.\[[a-z,]+\]\" --constraint constraints\.txt", text, re.M
     )
+    makefile = (DEPLOY.parent / "Makefile").read_text()
+    assert re.search(r"pip install .*-e '\.\[dev\]' --constraint deploy/constraints\.txt", makefile)
     pinned = {
         _normalized(name): version
         for line in (DEPLOY / "constraints.txt").read_text().splitlines()

@@ -37,13 +37,16 @@ FROM v_daily_store_sales ORDER BY business_date DESC, store_id LIMIT 10;
 SELECT currencycode, payment, sum(net_amount) AS paid
 FROM v_payment_mix GROUP BY currencycode, payment ORDER BY currencycode, paid DESC;
 
--- The largest cash differences at closing:
-SELECT store_id, registerid, closed_at, currencycode, cash_difference
-FROM v_cash_differences ORDER BY abs(cash_difference) DESC LIMIT 10;
+-- The largest cash differences at closing, ten per currency:
+SELECT currencycode, store_id, registerid, closed_at, cash_difference FROM v_cash_differences
+QUALIFY row_number() OVER (PARTITION BY currencycode ORDER BY abs(cash_difference) DESC) <= 10
+ORDER BY currencycode, abs(cash_difference) DESC;
 
--- Best sellers, refunds netted off:
+-- Best sellers, ten per currency (money is ranked within its currency), refunds netted off:
 SELECT currencycode, sku, name, sum(quantity) AS units, sum(amount_incl_vat) AS amount
-FROM v_product_sales GROUP BY currencycode, sku, name ORDER BY amount DESC LIMIT 10;
+FROM v_product_sales GROUP BY currencycode, sku, name
+QUALIFY row_number() OVER (PARTITION BY currencycode ORDER BY amount DESC) <= 10
+ORDER BY currencycode, amount DESC;
 
 -- Sales from orders (POS and web) per store and day, and what is left in stock:
 SELECT business_date, store_id, currencycode, net_sales, orders

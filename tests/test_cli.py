@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -423,11 +424,20 @@ def test_demo_prints_rows_per_table_and_sales_per_store(
     assert " 1 windows" not in out
     assert "POS z-reports, every one in pos_z_reports\n" in out  # nothing rejected in 5 days
     assert f'  {sys.executable} -c "import duckdb;' in out  # a Python that has duckdb
-    # Every query the demo suggests runs on the file it wrote; those on views return rows.
+    # Every query the demo suggests runs on the file it wrote; those on views return rows,
+    # and a ranking by money ranks within each currency (a top ten of one would drop another).
     with duckdb.connect(str(db), read_only=True) as con:
         for sql in (q for q in NEXT_SQL.split(";") if q.strip()):
             rows = con.sql(sql).fetchall()
             assert rows or " v_" not in sql, sql
+            if "row_number()" in sql:
+                [view] = re.findall(r"FROM (v_\w+)", sql)
+                ranked = con.sql(f"SELECT DISTINCT currencycode FROM {view}").fetchall()
+                assert {r[0] for r in rows} == {c for (c,) in ranked}, sql
+        [(currencies,)] = con.sql(
+            "SELECT count(DISTINCT currencycode) FROM v_product_sales"
+        ).fetchall()
+    assert currencies > 1  # what the ranking per currency is for
 
 
 def test_demo_says_how_many_pos_z_reports_its_store_z_reports_list_are_rejected(

@@ -448,6 +448,7 @@ def sync_partition(
                 break
         if cut:  # what it loaded commits with its cursor; its outcome is not a success
             loader.commit()
+            result.stopped = True
         else:
             stopped = stop is not None and stop.is_set()
             listed = stream.full_refresh or loader.swept

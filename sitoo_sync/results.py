@@ -28,3 +28,6 @@ class PartitionResult:
     notes: Counter[str] = field(default_factory=Counter)
     #: The API answered 404 for it: gone, when the tick's listing no longer shows it either.
     not_found: bool = False
+    #: A stop (SIGTERM, a lost lock) ended it between windows, short of the present: what it
+    #: loaded is committed, but it is not caught up (its log line says "stopped").
+    stopped: bool = False

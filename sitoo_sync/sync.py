@@ -371,7 +371,7 @@ def _log_result(stream: Stream, result: PartitionResult) -> None:
         "partition_synced",
         stream=result.stream,
         partition=result.partition,
-        status=result.status,
+        status="stopped" if result.stopped and result.status == "ok" else result.status,
         windows=result.windows,
         rows=result.rows,
         rejects=result.rejects,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import structlog
+
 from sitoo_sync.api.client import make_client
 from sitoo_sync.health import stored_last_success
 from sitoo_sync.results import PartitionResult
@@ -61,3 +63,32 @@ def test_a_partition_stopped_mid_backfill_is_not_a_success_to_a_restarted_servic
             warehouse.close()
         assert after[0].rows_loaded > states[0].rows_loaded
         assert stored_last_success(after) is not None
+
+
+def test_a_partition_a_stop_cut_short_logs_stopped_not_ok(tmp_path: Path) -> None:
+    """A stop between windows: the partition's line says `stopped`, as its run says partial,
+    not `ok`, which an operator would read as caught up."""
+    name = "pos_z_reports"
+    with Simulator.create(SimConfig(seed=9, days=60, malformed_every=0)) as sim:
+        settings = settings_for(sim, tmp_path / "w.duckdb", streams=[name], load_batch_seconds=0)
+        stop = threading.Event()
+
+        def first_window(_result: PartitionResult) -> None:
+            stop.set()
+
+        with (
+            structlog.testing.capture_logs() as events,
+            make_client(settings, sleep=lambda _s: None) as client,
+        ):
+            report = run_once(
+                settings,
+                open_warehouse(settings.target_url),
+                client,
+                [STREAMS[name]],
+                on_window=first_window,
+                stop=stop,
+            )
+    [line] = [e for e in events if e["event"] == "partition_synced"]
+    assert line["status"] == "stopped"
+    assert line["rows"] > 0
+    assert [r.status for r in report.results] == ["ok"]  # its outcome is recorded as before

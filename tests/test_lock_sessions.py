@@ -229,3 +229,31 @@ def test_a_run_once_whose_stream_lock_is_lost_stops_and_exits_1(
     assert code == 1
     assert finished - ended[0] < 8, f"the run loaded on for {finished - ended[0]:.0f} s"
     assert "lock was lost" in capsys.readouterr().err
+
+
+def test_a_postgresql_lock_session_is_probed_so_a_dead_hosts_locks_free_within_a_minute(
+    tmp_path: Path,
+) -> None:
+    """The sessions holding a stream's and the partitions' locks have the server probe them
+    after 30 s idle, 3 probes 10 s apart (not the system's two hours), and the client probe
+    the server likewise with writes unacknowledged for 60 s failing: a replica whose host
+    died frees its locks within about a minute, and one cut off learns it as soon."""
+    with target_for("postgres", tmp_path) as target:
+        settings = _settings(target)
+        stream = take_lock(settings, "pos_z_reports")
+        partitions = partition_locks(settings, "journal_entries")
+        try:
+            assert stream is not None
+            for conn in (stream._conn, partitions._conn):  # type: ignore[attr-defined]
+                shown = {
+                    name: conn.execute(sa.text(f"SHOW tcp_keepalives_{name}")).scalar()
+                    for name in ("idle", "interval", "count")
+                }
+                assert shown == {"idle": "30", "interval": "10", "count": "3"}
+                client = conn.connection.dbapi_connection.info.get_parameters()
+                assert client["keepalives_idle"] == "30"
+                assert client["tcp_user_timeout"] == "60000"
+        finally:
+            partitions.close()
+            if stream is not None:
+                stream.release()

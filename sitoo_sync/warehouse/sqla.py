@@ -804,7 +804,12 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
     def _lock_connection(self) -> tuple[Engine, Connection]:
         """An engine of its own (no pool) and one autocommit connection for locks: they must
         outlast the loads' transactions and hold no snapshot."""
-        engine = sa.create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True)
+        engine = sa.create_engine(
+            self.engine.url,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args=self.sql.lock_connect_args(),
+        )
         try:
             conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except SQLAlchemyError as exc:

@@ -11,12 +11,26 @@ from sitoo_sync.api.client import make_client
 from sitoo_sync.health import stored_last_success
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.service import Service
+from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS
-from sitoo_sync.sync import run_once
+from sitoo_sync.streams.base import Stream
+from sitoo_sync.sync import RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from tests.conftest import SyncFn
 from tests.support import settings_for
+
+
+def _stopped_after_its_first_window(settings: Settings, stream: Stream) -> RunReport:
+    """One tick of `stream` that a stop (as a SIGTERM's) cuts short once a window loaded."""
+    stop = threading.Event()
+
+    def first_window(_result: PartitionResult) -> None:
+        stop.set()
+
+    with make_client(settings, sleep=lambda _s: None) as client:
+        warehouse = open_warehouse(settings.target_url)
+        return run_once(settings, warehouse, client, [stream], on_window=first_window, stop=stop)
 
 
 def test_a_partition_stopped_mid_backfill_is_not_a_success_to_a_restarted_service(
@@ -29,15 +43,8 @@ def test_a_partition_stopped_mid_backfill_is_not_a_success_to_a_restarted_servic
     name = "pos_z_reports"
     with Simulator.create(SimConfig(seed=9, days=60, malformed_every=0)) as sim:
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=[name], load_batch_seconds=0)
-        stop = threading.Event()
-
-        def first_window(_result: PartitionResult) -> None:
-            stop.set()
-
-        with make_client(settings, sleep=lambda _s: None) as client:
-            warehouse = open_warehouse(settings.target_url)
-            stream = STREAMS[name]
-            run_once(settings, warehouse, client, [stream], on_window=first_window, stop=stop)
+        stream = STREAMS[name]
+        _stopped_after_its_first_window(settings, stream)
         warehouse = open_warehouse(settings.target_url)
         try:
             states = [s for s in warehouse.states() if s.stream == name]
@@ -71,23 +78,8 @@ def test_a_partition_a_stop_cut_short_logs_stopped_not_ok(tmp_path: Path) -> Non
     name = "pos_z_reports"
     with Simulator.create(SimConfig(seed=9, days=60, malformed_every=0)) as sim:
         settings = settings_for(sim, tmp_path / "w.duckdb", streams=[name], load_batch_seconds=0)
-        stop = threading.Event()
-
-        def first_window(_result: PartitionResult) -> None:
-            stop.set()
-
-        with (
-            structlog.testing.capture_logs() as events,
-            make_client(settings, sleep=lambda _s: None) as client,
-        ):
-            report = run_once(
-                settings,
-                open_warehouse(settings.target_url),
-                client,
-                [STREAMS[name]],
-                on_window=first_window,
-                stop=stop,
-            )
+        with structlog.testing.capture_logs() as events:
+            report = _stopped_after_its_first_window(settings, STREAMS[name])
     [line] = [e for e in events if e["event"] == "partition_synced"]
     assert line["status"] == "stopped"
     assert line["rows"] > 0

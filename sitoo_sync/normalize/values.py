@@ -4,13 +4,17 @@ Each takes the raw value and returns the typed value or raises RecordRejected. `
 passes through; whether a column may be NULL is the table's business, not the converter's.
 Money never becomes a float: its text (or the exact Decimal the client parsed) becomes a
 Decimal, refused only when DECIMAL(18,2) cannot hold it exactly.
+
+A JSON number may carry any exponent (`1e999999999` parses as an exact Decimal): the
+converters compare magnitudes without the decimal context (`copy_abs`, `adjusted`), whose
+arithmetic would raise decimal.Overflow, or build a billion-digit integer, on such a value.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, TypeGuard
@@ -49,7 +53,7 @@ def to_money(value: Any) -> Decimal | None:
     if not (text or exact):
         raise RecordRejected(f"not an amount of money: {value!r}")
     number = Decimal(value)
-    if abs(number) >= MONEY_LIMIT:
+    if number.copy_abs() >= MONEY_LIMIT:  # abs() would overflow on 1E+999999999
         raise RecordRejected(f"out of range for DECIMAL(18,2): {value!r}")
     if number != number.quantize(CENT):
         raise RecordRejected(f"more than 2 decimal places: {value!r}")
@@ -66,8 +70,10 @@ def to_decimal(value: Any) -> Decimal | None:
         number = Decimal(value) if isinstance(value, str | int) else value
     except InvalidOperation:
         raise RecordRejected(f"not a decimal: {value!r}") from None
-    if not isinstance(number, Decimal) or not number.is_finite() or abs(number) >= DECIMAL_LIMIT:
+    if not isinstance(number, Decimal) or not number.is_finite():
         raise RecordRejected(f"not a decimal: {value!r}")
+    if number.copy_abs() >= DECIMAL_LIMIT:  # abs() would overflow on 1E+999999999
+        raise RecordRejected(f"out of range for DECIMAL(18,3): {value!r}")
     if number != number.quantize(Decimal("0.001")):
         raise RecordRejected(f"more than 3 decimal places: {value!r}")
     return number
@@ -81,6 +87,9 @@ def to_int(value: Any) -> int | None:
     digits = isinstance(value, str) and value.lstrip("-").isdigit()
     if not (type(value) is int or whole or digits):
         raise RecordRejected(f"not an integer: {value!r}")
+    if whole and not value.is_zero() and value.adjusted() > 18:
+        # int() of 1E+999999999 would build its billion digits first (minutes of CPU)
+        raise RecordRejected(f"out of range for BIGINT: {value!r}")
     try:
         number = int(value)
     except ValueError:  # str.isdigit() is true of "²", which int() refuses
@@ -169,12 +178,23 @@ def zone_named(name: Any) -> ZoneInfo | None:
     return _zone(name)
 
 
+def day_in(created: int, zone: tzinfo) -> date | None:
+    """The calendar day of `created` (Unix seconds a timestamp column accepts) in `zone`;
+    None where that day is past 9999-12-31, which neither Python nor any target's DATE can
+    hold (the column's last second, 9999-12-31T23:59:59Z, is already 10000 east of UTC)."""
+    try:
+        return datetime.fromtimestamp(created, zone).date()
+    except OverflowError:
+        return None
+
+
 def local_day(created: Any, zone_name: Any) -> date | None:
     """The calendar day of `created` (Unix seconds) in the IANA zone `zone_name`, UTC if the
-    zone is missing or unknown; None when `created` is not a Unix timestamp."""
-    if type(created) is not int or not 0 <= created <= _EPOCH_MAX:
+    zone is missing or unknown; None when `created` is not a Unix timestamp or its day
+    there is past 9999-12-31 (`day_in`)."""
+    if not is_unix_time(created):
         return None
-    return datetime.fromtimestamp(created, zone_named(zone_name) or UTC).date()
+    return day_in(created, zone_named(zone_name) or UTC)
 
 
 CONVERTERS: Mapping[Kind, Converter] = {

@@ -27,7 +27,7 @@ from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.base import items_of
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import SYSTEM_TABLES
+from sitoo_sync.warehouse.base import REJECTS, SYSTEM_TABLES
 from tests.support import FIXTURES
 from tests.targets import ALL_TARGETS, Target, target_for
 
@@ -119,7 +119,9 @@ def test_a_huge_exponent_rejects_its_record_and_not_the_window(
     tick: decimal.Overflow from abs() or a refund's negation, or int() running for ever)."""
     window = _normalize(stream, records, HUGE)
     [reject] = window.rejects
-    assert f".{column}: out of range" in reject.reason
+    # (a journal entry's `data` holds the number too: its own reason may come first)
+    jsonb = "journal_entries.data: a JSON number past what PostgreSQL's jsonb holds: 1E+999999999"
+    assert f".{column}: out of range" in reject.reason or reject.reason == jsonb
 
 
 # ---- the last second a timestamp column holds ----------------------------------------------
@@ -277,3 +279,40 @@ def test_the_edges_read_back_exactly_on_every_target(target: Target) -> None:
     by_id = {int(i): Decimal(str(d)) for i, d in diffs}
     assert by_id == {r[0]: r[2] for r in want if r[2] != 0}
     assert all(str(by_id[r[0]]) == str(r[2]) for r in want if r[2] != 0)
+
+
+# ---- a JSON number no PostgreSQL jsonb holds -----------------------------------------------
+
+
+def _cash_start(**data: Any) -> dict[str, Any]:
+    items = _fixture("journal_entries_vendor_example.json")["items"]
+    entry = next(e for e in items if e["type"] == "cash-start")
+    return {**entry, "data": {**entry["data"], **data}}
+
+
+def test_a_json_number_past_jsonb_is_a_reject_that_loads_on_every_target(target: Target) -> None:
+    """An undeclared field holding 1e200000 (kept as JSON in `extra` or an entry's `data`)
+    rejects its record on every target, where PostgreSQL's jsonb, which cannot hold the
+    number, failed the window's load on every tick; the reject itself loads everywhere, its
+    raw copy JSON with that number written as a string."""
+    good = {**_z_report(), "zreportid": 7}
+    z_window = _normalize("pos_z_reports", [{**_z_report(), "foo": HOLE}, good], "1e200000")
+    entry = _cash_start(foo=HOLE)
+    journal = _normalize("journal_entries", [entry], "1e200000", partition=entry["registerid"])
+    reasons = [r.reason for r in (*z_window.rejects, *journal.rejects)]
+    assert reasons == [
+        "pos_z_reports.extra: a JSON number past what PostgreSQL's jsonb holds: 1E+200000",
+        "journal_entries.data: a JSON number past what PostgreSQL's jsonb holds: 1E+200000",
+    ]
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        streams = [STREAMS["pos_z_reports"], STREAMS["journal_entries"]]
+        warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)])
+        load_window(warehouse, streams[0], "p", z_window, "1")
+        load_window(warehouse, streams[1], entry["registerid"], journal, "1")
+        counts = warehouse.table_counts([streams[0].tables[0], REJECTS])
+        raws = [r["raw"] for r in warehouse.read_table(REJECTS)]
+    finally:
+        warehouse.close()
+    assert counts == {"pos_z_reports": 1, "rejects": 2}
+    assert all(json.loads(r) if isinstance(r, str) else r for r in raws)

@@ -213,12 +213,59 @@ CONVERTERS: Mapping[Kind, Converter] = {
 #: encoder on journal entries' `data`, which every entry stores as text).
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
+#: PostgreSQL's jsonb keeps a number as `numeric`, which holds at most 131072 digits before
+#: the point and 16383 after: one JSON number past them (1e200000) fails the whole load
+#: there, on every tick. Every target rejects the record instead, so all hold the same rows.
+_JSONB_MAX_ADJUSTED, _JSONB_MIN_EXPONENT = 131071, -16383
+
+
+def _past_jsonb(value: Any) -> Decimal | None:
+    """The first number in `value` (parsed JSON) that PostgreSQL's jsonb cannot hold."""
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value.is_zero():
+            return None
+        exponent = int(value.as_tuple().exponent)  # (an int for a finite one)
+        past = value.adjusted() > _JSONB_MAX_ADJUSTED or exponent < _JSONB_MIN_EXPONENT
+        return value if past else None
+    children = value.values() if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping | list | tuple):
+        for child in children:
+            if (found := _past_jsonb(child)) is not None:
+                return found
+    return None
+
 
 def dumps_json(value: Any) -> str:
     """Compact UTF-8 JSON; a Decimal (how numbers with a fraction are parsed) stays an exact
     number. Values come from parsed JSON, so none is a NaN or an infinity; a value of a type
-    JSON has no form for is rejected."""
+    JSON has no form for, or a number no PostgreSQL jsonb holds, is rejected."""
     try:
-        return _ENCODER.encode(value).decode()
+        text = _ENCODER.encode(value).decode()
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise RecordRejected(f"not representable as JSON: {exc}") from exc
+    # Only a Decimal is written with an exponent, always signed (str(Decimal)): "E+"/"E-"
+    # in the text is the cheap sign (two memchr scans) that one may be past jsonb.
+    if ("E+" in text or "E-" in text) and (number := _past_jsonb(value)) is not None:
+        shown = str(number)
+        shown = shown if len(shown) <= 40 else f"{shown[:20]}...{shown[-12:]}"
+        raise RecordRejected(f"a JSON number past what PostgreSQL's jsonb holds: {shown}")
+    return text
+
+
+#: A reject's copy of a record that `dumps_json` refuses: every Decimal written as its text.
+_DECIMALS_AS_TEXT = msgspec.json.Encoder(decimal_format="string")
+
+
+def raw_json(value: Any) -> str:
+    """`value` as JSON text for a reject's raw copy, which every target stores as JSON: as
+    `dumps_json` writes it; else with its Decimals as JSON strings (a number no jsonb holds
+    must not fail the reject's own load); else, of a type JSON has no form for, the JSON
+    string of its repr."""
+    try:
+        return dumps_json(value)
+    except RecordRejected:
+        pass
+    try:
+        return _DECIMALS_AS_TEXT.encode(value).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return _ENCODER.encode(repr(value)).decode()

@@ -51,12 +51,13 @@ _FAST_TYPES: Mapping[Kind, frozenset[type]] = {
 #: in one pass. Integers go through decimal128(20, 0), which refuses a fraction, because a
 #: plain int64 conversion would truncate 2.5 to 2. A decimal column is read on its own
 #: (`convert_column`): the vendor sends quantities as strings ("1.000") and rates as
-#: numbers (25), so no one raw type serves every decimal column.
+#: numbers (25), so no one raw type serves every decimal column. So is a timestamp column:
+#: decimal128(20, 0) would take a JSON 1672386301.0 that `to_timestamp` (and every cursor,
+#: `is_unix_time`) refuses, so the same record would load or be rejected by its neighbours.
 RAW_TYPES: Mapping[Kind, Any] = {
     Kind.TEXT: pa.string(),
     Kind.INT: pa.decimal128(20, 0),
     Kind.MONEY: pa.string(),
-    Kind.TIMESTAMP: pa.decimal128(20, 0),
     Kind.BOOL: pa.bool_(),
 }
 #: A decimal column's raw type when all its values are JSON numbers, or all strings.

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +67,7 @@ from sitoo_sync.normalize.values import (
     INT64_MAX,
     INT64_MIN,
     NO_STORE,
+    day_in,
     is_unix_time,
     local_day,
     zone_named,
@@ -435,7 +436,7 @@ class ReceiptDays:
         own: tzinfo | None = zone_named(zone)
         if own is None:
             own = self._sites.get(register) or self._site_zone(register)
-        return datetime.fromtimestamp(created, own).date()
+        return day_in(created, own)  # None past 9999-12-31
 
     def _site_zone(self, register: str) -> tzinfo:
         context = self._registers.get(register) or self._context
@@ -486,7 +487,9 @@ def negated(value: Any, refund: bool) -> Any:
         return value
     if type(value) is str:
         return value[1:] if value.startswith("-") else "-" + value.removeprefix("+")
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+    if isinstance(value, Decimal):
+        return value.copy_negate()  # `-value` rounds to 28 digits, overflows on 1E+999999999
+    if isinstance(value, int) and not isinstance(value, bool):
         return -value
     return value
 

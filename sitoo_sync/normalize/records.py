@@ -29,7 +29,7 @@ from sitoo_sync.normalize.columns import (
     finish_money,
 )
 from sitoo_sync.normalize.tables import KEY_TEXT_LENGTH, Kind, Table
-from sitoo_sync.normalize.values import dumps_json
+from sitoo_sync.normalize.values import dumps_json, raw_json
 
 EXTRA = "extra"
 
@@ -163,10 +163,7 @@ def reject_for(stream: str, record: Any, reason: str, key: str | None) -> Reject
     """A Reject for `record`, its raw JSON kept exactly (U+0000 as its JSON escape). Its key
     and reason are plain text: a U+0000 in them is U+FFFD, which every target can store
     (PostgreSQL's text cannot hold U+0000, and a reject must never fail its window)."""
-    try:
-        raw = dumps_json(record)
-    except RecordRejected:
-        raw = repr(record)
+    raw = raw_json(record)
     if key is not None:
         key = key.replace("\x00", "\ufffd")
     return Reject(stream=stream, record_key=key, reason=reason.replace("\x00", "\ufffd"), raw=raw)

@@ -4,13 +4,17 @@ Each takes the raw value and returns the typed value or raises RecordRejected. `
 passes through; whether a column may be NULL is the table's business, not the converter's.
 Money never becomes a float: its text (or the exact Decimal the client parsed) becomes a
 Decimal, refused only when DECIMAL(18,2) cannot hold it exactly.
+
+A JSON number may carry any exponent (`1e999999999` parses as an exact Decimal): the
+converters compare magnitudes without the decimal context (`copy_abs`, `adjusted`), whose
+arithmetic would raise decimal.Overflow, or build a billion-digit integer, on such a value.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, TypeGuard
@@ -49,7 +53,7 @@ def to_money(value: Any) -> Decimal | None:
     if not (text or exact):
         raise RecordRejected(f"not an amount of money: {value!r}")
     number = Decimal(value)
-    if abs(number) >= MONEY_LIMIT:
+    if number.copy_abs() >= MONEY_LIMIT:  # abs() would overflow on 1E+999999999
         raise RecordRejected(f"out of range for DECIMAL(18,2): {value!r}")
     if number != number.quantize(CENT):
         raise RecordRejected(f"more than 2 decimal places: {value!r}")
@@ -66,8 +70,10 @@ def to_decimal(value: Any) -> Decimal | None:
         number = Decimal(value) if isinstance(value, str | int) else value
     except InvalidOperation:
         raise RecordRejected(f"not a decimal: {value!r}") from None
-    if not isinstance(number, Decimal) or not number.is_finite() or abs(number) >= DECIMAL_LIMIT:
+    if not isinstance(number, Decimal) or not number.is_finite():
         raise RecordRejected(f"not a decimal: {value!r}")
+    if number.copy_abs() >= DECIMAL_LIMIT:  # abs() would overflow on 1E+999999999
+        raise RecordRejected(f"out of range for DECIMAL(18,3): {value!r}")
     if number != number.quantize(Decimal("0.001")):
         raise RecordRejected(f"more than 3 decimal places: {value!r}")
     return number
@@ -81,6 +87,9 @@ def to_int(value: Any) -> int | None:
     digits = isinstance(value, str) and value.lstrip("-").isdigit()
     if not (type(value) is int or whole or digits):
         raise RecordRejected(f"not an integer: {value!r}")
+    if whole and not value.is_zero() and value.adjusted() > 18:
+        # int() of 1E+999999999 would build its billion digits first (minutes of CPU)
+        raise RecordRejected(f"out of range for BIGINT: {value!r}")
     try:
         number = int(value)
     except ValueError:  # str.isdigit() is true of "²", which int() refuses
@@ -169,12 +178,23 @@ def zone_named(name: Any) -> ZoneInfo | None:
     return _zone(name)
 
 
+def day_in(created: int, zone: tzinfo) -> date | None:
+    """The calendar day of `created` (Unix seconds a timestamp column accepts) in `zone`;
+    None where that day is past 9999-12-31, which neither Python nor any target's DATE can
+    hold (the column's last second, 9999-12-31T23:59:59Z, is already 10000 east of UTC)."""
+    try:
+        return datetime.fromtimestamp(created, zone).date()
+    except OverflowError:
+        return None
+
+
 def local_day(created: Any, zone_name: Any) -> date | None:
     """The calendar day of `created` (Unix seconds) in the IANA zone `zone_name`, UTC if the
-    zone is missing or unknown; None when `created` is not a Unix timestamp."""
-    if type(created) is not int or not 0 <= created <= _EPOCH_MAX:
+    zone is missing or unknown; None when `created` is not a Unix timestamp or its day
+    there is past 9999-12-31 (`day_in`)."""
+    if not is_unix_time(created):
         return None
-    return datetime.fromtimestamp(created, zone_named(zone_name) or UTC).date()
+    return day_in(created, zone_named(zone_name) or UTC)
 
 
 CONVERTERS: Mapping[Kind, Converter] = {
@@ -193,12 +213,59 @@ CONVERTERS: Mapping[Kind, Converter] = {
 #: encoder on journal entries' `data`, which every entry stores as text).
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
+#: PostgreSQL's jsonb keeps a number as `numeric`, which holds at most 131072 digits before
+#: the point and 16383 after: one JSON number past them (1e200000) fails the whole load
+#: there, on every tick. Every target rejects the record instead, so all hold the same rows.
+_JSONB_MAX_ADJUSTED, _JSONB_MIN_EXPONENT = 131071, -16383
+
+
+def _past_jsonb(value: Any) -> Decimal | None:
+    """The first number in `value` (parsed JSON) that PostgreSQL's jsonb cannot hold."""
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value.is_zero():
+            return None
+        exponent = int(value.as_tuple().exponent)  # (an int for a finite one)
+        past = value.adjusted() > _JSONB_MAX_ADJUSTED or exponent < _JSONB_MIN_EXPONENT
+        return value if past else None
+    children = value.values() if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping | list | tuple):
+        for child in children:
+            if (found := _past_jsonb(child)) is not None:
+                return found
+    return None
+
 
 def dumps_json(value: Any) -> str:
     """Compact UTF-8 JSON; a Decimal (how numbers with a fraction are parsed) stays an exact
     number. Values come from parsed JSON, so none is a NaN or an infinity; a value of a type
-    JSON has no form for is rejected."""
+    JSON has no form for, or a number no PostgreSQL jsonb holds, is rejected."""
     try:
-        return _ENCODER.encode(value).decode()
+        text = _ENCODER.encode(value).decode()
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise RecordRejected(f"not representable as JSON: {exc}") from exc
+    # Only a Decimal is written with an exponent, always signed (str(Decimal)): "E+"/"E-"
+    # in the text is the cheap sign (two memchr scans) that one may be past jsonb.
+    if ("E+" in text or "E-" in text) and (number := _past_jsonb(value)) is not None:
+        shown = str(number)
+        shown = shown if len(shown) <= 40 else f"{shown[:20]}...{shown[-12:]}"
+        raise RecordRejected(f"a JSON number past what PostgreSQL's jsonb holds: {shown}")
+    return text
+
+
+#: A reject's copy of a record that `dumps_json` refuses: every Decimal written as its text.
+_DECIMALS_AS_TEXT = msgspec.json.Encoder(decimal_format="string")
+
+
+def raw_json(value: Any) -> str:
+    """`value` as JSON text for a reject's raw copy, which every target stores as JSON: as
+    `dumps_json` writes it; else with its Decimals as JSON strings (a number no jsonb holds
+    must not fail the reject's own load); else, of a type JSON has no form for, the JSON
+    string of its repr."""
+    try:
+        return dumps_json(value)
+    except RecordRejected:
+        pass
+    try:
+        return _DECIMALS_AS_TEXT.encode(value).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return _ENCODER.encode(repr(value)).decode()

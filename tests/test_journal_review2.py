@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
+import time
+from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -14,6 +18,7 @@ from sitoo_sync.normalize.journal_pages import decode_page, normalize_window, no
 from sitoo_sync.normalize.personal import MODES, STAFF_NAMES, PersonalData
 from tests.test_journal_entries import vendor_entries
 from tests.test_journal_pages import _DICTS, assert_same_window
+from tests.test_journal_review import entry, journal_failures, stored_ids, tick
 
 REGISTER = "{2AA484B4-2B5F-55AB-128A-7DB46E573357}"
 OTHER = "{7460F103-0000-4000-8000-000000000001}"
@@ -275,3 +280,28 @@ def test_a_refund_nets_off_sales_whichever_sign_the_register_sends(sent: Any) ->
     assert (item["moneyrowprice_signed"], item["quantity_signed"]) == (Decimal(-100), -1)
     assert payment["moneyamount_signed"] == Decimal("-100.00")
     assert_same_window(normalize_window(decode_page(body)["items"]), want)
+
+
+# ---- the cursor ---------------------------------------------------------------------------
+
+
+def test_an_entry_stamped_in_the_future_does_not_carry_the_cursor_past_later_entries(
+    tmp_path: Path,
+) -> None:
+    """An entry whose dateadded lies years ahead (a clock gone wrong) loads, but the
+    register's cursor stays at the newest time that is not ahead of the clock: taken as
+    the cursor, it made every later tick ask from that year, and each entry added after it
+    was never read."""
+    now = int(time.time())
+    entries = [entry(1, now - 100), entry(2, now - 90), entry(3, now + 10 * 365 * 86400)]
+
+    def journal(params: Mapping[str, str]) -> bytes:
+        since = int(params["date_from"])
+        page = sorted((e for e in entries if e["dateadded"] >= since), key=lambda e: e["id"])
+        return json.dumps({"items": sorted(page, key=lambda e: e["dateadded"])}).encode()
+
+    db = tmp_path / "w.duckdb"
+    assert journal_failures(tick(db, journal)) == []
+    entries.append(entry(4, now - 5))  # added after the first tick read
+    assert journal_failures(tick(db, journal)) == []
+    assert stored_ids(db) == [1, 2, 3, 4]

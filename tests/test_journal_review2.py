@@ -16,6 +16,8 @@ import pytest
 from sitoo_sync.normalize.journal_entries import normalize_window as reference
 from sitoo_sync.normalize.journal_pages import decode_page, normalize_window, normalize_windows
 from sitoo_sync.normalize.personal import MODES, STAFF_NAMES, PersonalData
+from sitoo_sync.simulator import SimConfig, World
+from sitoo_sync.simulator.journal import journal_page
 from tests.test_journal_entries import vendor_entries
 from tests.test_journal_pages import _DICTS, assert_same_window
 from tests.test_journal_review import entry, journal_failures, stored_ids, tick
@@ -305,3 +307,19 @@ def test_an_entry_stamped_in_the_future_does_not_carry_the_cursor_past_later_ent
     entries.append(entry(4, now - 5))  # added after the first tick read
     assert journal_failures(tick(db, journal)) == []
     assert stored_ids(db) == [1, 2, 3, 4]
+
+
+def test_the_simulator_leads_a_page_that_ends_at_the_end_to_an_empty_one() -> None:
+    """A full page that ends exactly where the register's entries do carries a `next` token
+    (an API that does not count ahead cannot know it is the last), and the page it leads to
+    is empty and has none: the sync meets an empty page behind a token, as it may live."""
+    world = World(SimConfig(seed=11, days=2, now=1_750_000_000))
+    register = world.registers[0].registerid
+    count = len(world.journal.entries(register))
+    query = {"register_id": [register], "date_type": ["added"], "num": [str(count)]}
+    first = journal_page(world.journal, query)
+    assert isinstance(first, dict)
+    assert len(first["items"]) == count
+    assert first["next"]
+    last = journal_page(world.journal, {**query, "next": [first["next"]]})
+    assert last == {"items": []}

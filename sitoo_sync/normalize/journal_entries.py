@@ -70,6 +70,7 @@ from sitoo_sync.normalize.values import (
     day_in,
     is_unix_time,
     local_day,
+    to_money,
     zone_named,
 )
 
@@ -129,7 +130,11 @@ STAFF_NAME = (
 )
 STAFF_ID = "The staff's user ID: an id, kept whatever SITOO_STAFF_NAMES says."
 ASSUMED = " Name ASSUMED: the vendor does not document it."
-SIGNED = "Signed: negative on a refund receipt, so a plain SUM nets refunds off sales. Ours."
+SIGNED = (
+    "Signed: negative on a refund receipt, so a plain SUM nets refunds off sales; a refund "
+    "whose moneytotal is sent negative (signed by the vendor already, as its orders are) "
+    "keeps every value as sent. Ours."
+)
 
 
 def _child(name: str, lead: tuple[Column, ...], body: tuple[Column, ...], desc: str) -> Table:
@@ -242,7 +247,8 @@ JOURNAL_RECEIPTS = _child(
         *(text(c, RECEIPT_DOCS[c]) for c in RECEIPT_KEYS),
         money(
             "moneytotal",
-            "The receipt's total incl. VAT, positive also on a refund (see isrefund)." + ASSUMED,
+            "The receipt's total incl. VAT as sent, positive also on a refund (see isrefund)."
+            + ASSUMED,
         ),
         json_column(
             "additionaldata",
@@ -482,16 +488,32 @@ def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
 
 def negated(value: Any, refund: bool) -> Any:
     """`value` with its sign flipped on a refund, exactly (a money string stays a string, so
-    it keeps the fast path); a value that is not a number is left for the converter to reject."""
+    it keeps the fast path); a value that is not a number is left for the converter to reject.
+    White space around a string goes first: a decimal column reads " 2.000" as 2, and
+    "- 2.000" as nothing at all."""
     if not refund or value is None:
         return value
     if type(value) is str:
+        value = value.strip()
         return value[1:] if value.startswith("-") else "-" + value.removeprefix("+")
     if isinstance(value, Decimal):
         return value.copy_negate()  # `-value` rounds to 28 digits, overflows on 1E+999999999
     if isinstance(value, int) and not isinstance(value, bool):
         return -value
     return value
+
+
+def flips_signs(data: Mapping[str, Any]) -> bool:
+    """Whether a receipt's `*_signed` values are its values negated: on a refund, unless its
+    total is sent negative (the vendor signs it, as it signs its orders: the journal does not
+    say), when every value is kept as sent rather than turned into a sale."""
+    if data.get("isrefund") is not True:
+        return False
+    try:
+        total = to_money(data.get("moneytotal"))
+    except RecordRejected:  # (the receipt is rejected for it)
+        return True
+    return total is None or total >= 0
 
 
 def as_bool(value: Any) -> bool | None:
@@ -512,7 +534,7 @@ def _receipt_rows(
 ) -> None:
     data = require_object(entry.get("data") or {}, "data")
     extra_data = require_object(data.get("additionaldata") or {}, "data.additionaldata")
-    refund = data.get("isrefund") is True
+    refund = flips_signs(data)
     currency = data.get("currencycode")
     items = _objects(data.get("items"), "data.items")
     payments = _objects(data.get("payments"), "data.payments")

@@ -238,6 +238,7 @@ _BOOL_TEXTS = frozenset({"true", "false", None})
 #: A typed scalar: a bare Python bool makes pyarrow infer its type, which tries an import
 #: (46 µs a call against 4 µs).
 _FALSE = pa.scalar(False)
+_ZERO = pa.scalar(Decimal(0), pa.decimal128(18, 2))
 #: The entry types whose `data` becomes typed rows, and the struct it decodes into.
 _DATA: dict[str, msgspec.json.Decoder[Any]] = {
     "receipt": _RECEIPT,
@@ -380,6 +381,13 @@ def _body(raw: Raw | UnsetType) -> Raw | bytes:
 
 def _unset_as_none(values: list[Any]) -> list[Any]:
     return [None if v is UNSET else v for v in values] if UNSET in values else values
+
+
+def _flips_signs(receipts: pa.Table) -> pa.Array:
+    """`journal_entries.flips_signs` of each receipt: a refund whose total is not negative."""
+    refund = pc.fill_null(receipts.column("isrefund").combine_chunks(), _FALSE)
+    signed = pc.fill_null(pc.less(receipts.column("moneytotal").combine_chunks(), _ZERO), _FALSE)
+    return pc.and_(refund, pc.invert(signed))
 
 
 def _signed(table: pa.Table, refund: pa.Array, **unsigned: str) -> pa.Table:
@@ -551,7 +559,7 @@ def _receipt_tables(
             "moneytotal_signed": pa.nulls(len(at), pa.decimal128(18, 2)),
         },
     )
-    refund = pc.fill_null(receipts.column("isrefund").combine_chunks(), _FALSE)
+    refund = _flips_signs(receipts)
     receipts = _signed(receipts, refund, moneytotal_signed="moneytotal")
     # One row per item (and per discount, per payment): which receipt, where in its list.
     # (Their fields are read by unpacking the tuples whole: `*_, item` builds a list per

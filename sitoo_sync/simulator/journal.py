@@ -18,7 +18,8 @@ item prices and payments are not documented; the simulator writes them under the
 sitoo_sync assumes until the live API shows otherwise.
 
 Entry `id`s count 1, 2, ... per register. Paging follows API_CONTRACT.md:
-`{"items": [...], "next": "<opaque>"}`, with `next` absent at the end.
+`{"items": [...], "next": "<opaque>"}`, with `next` absent at the end; a full page that
+ends exactly at the end still carries one, to an empty page.
 """
 
 from __future__ import annotations
@@ -114,13 +115,16 @@ class Journal:
 
     def page(self, registerid: str, query: PageQuery) -> dict[str, Any] | bytes:
         """One page of `/journal-entries`: the register's entries the query admits, sorted
-        on its date field, `num` from where its token resumes."""
+        on its date field, `num` from where its token resumes. A full page carries a `next`
+        token even when it ends exactly where the entries do, as an API that does not count
+        ahead would: the page it leads to is empty, without one (the contract says only that
+        no token ends the query)."""
         selected = [e for e in self.entries(registerid) if query.admits(e[query.field], e["type"])]
         selected.sort(key=lambda e: (e[query.field], e["id"]), reverse=query.descending)
         start = token_offset(query.token) if query.token else 0
         end = start + query.num
         answer: dict[str, Any] = {"items": selected[start:end]}
-        if end < len(selected):
+        if end <= len(selected):
             answer["next"] = next_token(end)
         return answer
 

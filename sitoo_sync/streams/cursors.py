@@ -461,7 +461,7 @@ class CursorPages:
             if not isinstance(records, list):
                 raise StuckWindowError("the envelope's items is not a list")
             times = record_times(records, self.time_field)
-            resume = max(resume, *times, resume)
+            resume = max(resume, *_not_ahead(times, ctx), resume)
             token = None if bare else payload.get(self.next_field)
             full = bare and isinstance(size, int) and len(records) >= size
             del payload  # the page lives in its window alone, not here during the next fetch
@@ -482,6 +482,24 @@ class CursorPages:
                 )
             # Its newest second may go on past the page: asked again from it, inclusively.
             params = {**params, self.lo_param: newest}
+
+
+def _not_ahead(times: list[int], ctx: WindowContext) -> list[int]:
+    """The times that may move a time cursor: none later than the clock (the tick's, or the
+    wall's in a long tick) plus the overlap. A later one (a clock gone wrong) loads but,
+    taken as the cursor, would have every later tick ask from there and never read what is
+    added meanwhile; it is read again by each tick until its time comes, and logged."""
+    latest = max(int(ctx.now.timestamp()), int(datetime.now(UTC).timestamp())) + ctx.overlap
+    ahead = [t for t in times if t > latest]
+    if not ahead:
+        return times
+    log.warning(
+        "cursor_time_ahead",
+        partition=ctx.partition,
+        records=len(ahead),
+        seconds_ahead=max(ahead) - latest + ctx.overlap,
+    )
+    return [t for t in times if t <= latest]
 
 
 @dataclass(frozen=True)

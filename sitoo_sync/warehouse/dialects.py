@@ -471,8 +471,14 @@ class MySQL(SqlDialect):
         conn.execute(sa.text("SELECT GET_LOCK(:k, :wait)"), {"k": name[:64], "wait": 300})
         try:
             yield
-        finally:
-            conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
+        except BaseException:
+            # The error under way says what went wrong: a release on a connection it broke
+            # would replace it with SQLAlchemy's "Can't reconnect until invalid transaction
+            # is rolled back". A session that ended freed the lock with it.
+            if not conn.invalidated:
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
+            raise
+        conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
 
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]

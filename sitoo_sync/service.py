@@ -42,7 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from sitoo_sync import collector
 from sitoo_sync.api.client import SitooClient, make_client
-from sitoo_sync.errors import ConfigError, SitooSyncError, first_line
+from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.health import stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.log import get_logger
@@ -383,7 +383,8 @@ class Service:
             try:
                 states = warehouse.states()
             except Exception as exc:  # the tick goes on (its lock is held): the next one retries
-                log.warning("last_successes_unread", error=first_line(exc))
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0]  # not the statement
+                log.warning("last_successes_unread", error=error)
                 return
             self._recalled = True
         for stream in self.streams:

@@ -383,7 +383,8 @@ class Service:
             try:
                 states = warehouse.states()
             except Exception as exc:  # the tick goes on (its lock is held): the next one retries
-                log.warning("last_successes_unread", error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0]  # not the statement
+                log.warning("last_successes_unread", error=error)
                 return
             self._recalled = True
         for stream in self.streams:

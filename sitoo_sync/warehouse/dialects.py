@@ -127,10 +127,6 @@ class SqlDialect:
         self.dialect = dialect
         self.name = dialect.name
 
-    def lock_connect_args(self) -> dict[str, Any]:
-        """The driver's connect arguments for a lock's connection (see Postgres)."""
-        return {}
-
     def on_connect(self, dbapi_connection: Any, _record: Any = None) -> None:
         """Set up each new connection of the engine (its "connect" event; nothing here)."""
 
@@ -287,8 +283,9 @@ class Postgres(SqlDialect):
     # idle_session_timeout (PostgreSQL 14 and later; no row before) off for this session. And
     # the server probes the idle connection after 30 s and gives up after 3 unanswered probes
     # 10 s apart: a replica whose host died (power, a node lost) frees its locks within about
-    # a minute, not after the system's default keepalive of two hours. Each setting on its
-    # own, so a server that refuses one (no TCP_KEEPCNT) keeps the others.
+    # a minute, not after the system's default keepalive of two hours (the client probes the
+    # server likewise: sqla.PG_KEEPALIVE). Each setting on its own, so a server that refuses
+    # one (no TCP_KEEPCNT) keeps the others.
     lock_session_sql = (
         "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'",
         *(
@@ -297,20 +294,6 @@ class Postgres(SqlDialect):
             for name, value in (("idle", 30), ("interval", 10), ("count", 3))
         ),
     )
-
-    def lock_connect_args(self) -> dict[str, Any]:
-        """With psycopg (libpq): the same keepalives on the client's side, and a write left
-        unacknowledged for 60 s fails, so a holder cut off from the server learns it (its
-        heartbeat fails) about when the server frees its locks."""
-        if self.dialect.driver != "psycopg":
-            return {}
-        return {
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-            "tcp_user_timeout": 60_000,
-        }
 
     def create_schema(self, conn: Connection, schema: str) -> None:
         quoted = self.dialect.identifier_preparer.quote(schema)
@@ -498,8 +481,14 @@ class MySQL(SqlDialect):
         conn.execute(sa.text("SELECT GET_LOCK(:k, :wait)"), {"k": name[:64], "wait": 300})
         try:
             yield
-        finally:
-            conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
+        except BaseException:
+            # The error under way says what went wrong: a release on a connection it broke
+            # would replace it with SQLAlchemy's "Can't reconnect until invalid transaction
+            # is rolled back". A session that ended freed the lock with it.
+            if not conn.invalidated:
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
+            raise
+        conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": name[:64]})
 
     def upsert(
         self, conn: Connection, t: sa.Table, table: Table, data: pa.Table, updates: list[str]

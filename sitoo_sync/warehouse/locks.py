@@ -45,6 +45,10 @@ ReadCursors = Callable[["sa.Connection", Sequence[str]], Mapping[str, str | None
 HEARTBEAT_SECONDS = 5.0
 
 
+#: Why a lock whose connection broke is not released by a statement.
+LOST_CONNECTION = "its connection was lost; the server frees the lock with the session"
+
+
 class SessionLock:
     """Named locks held on one connection; released (and the connection ended) together.
 
@@ -109,6 +113,9 @@ class SessionLock:
         self._released.set()
         with self._talking:
             try:
+                if self._conn.invalidated:  # a statement found it broken: asking again says no more
+                    log.warning("lock_not_released", lock=self._name, error=LOST_CONNECTION)
+                    return
                 for sql, key in self._releases:
                     self._conn.execute(sa.text(sql), {"k": key})
             except sa.exc.SQLAlchemyError as exc:

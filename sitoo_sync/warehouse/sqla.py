@@ -24,13 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from sitoo_sync.errors import ConfigError
+from sitoo_sync.errors import ConfigError, WarehouseError, first_line
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.settings import MAX_CONCURRENCY
-from sitoo_sync.warehouse import pg_copy, unreachable
+from sitoo_sync.warehouse import masked_url, pg_copy, unreachable
 from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
@@ -83,6 +83,34 @@ MAX_CONNECTIONS = tick_threads(MAX_CONCURRENCY) + 1
 KEPT_CONNECTIONS = 5  # pooled between uses; the rest are closed when returned
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
 JSON_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "mssql"}
+#: The most seconds a connection takes to open, the server's first answer included: a
+#: server (or a proxy before it) that takes the connection and says nothing fails the tick
+#: within this, and the next tick tries again, instead of holding the stream's tick for
+#: good (psycopg waited 130 s, PyMySQL for ever: its connect timeout ends at the TCP
+#: handshake).
+CONNECT_SECONDS = 10
+#: PostgreSQL: TCP keepalive probes after 30 s of silence, every 10 s, 3 unanswered end the
+#: connection; sent data unacknowledged for 60 s (a lock's connection; 300 s a load's) ends
+#: it too. A server that vanished mid-statement (a failover, a cut network) fails the tick
+#: within minutes, not after the operating system's two hours (libpq has no timeout on a
+#: read). A load's bound is looser: a busy server that stops reading a COPY for a while
+#: (its window shut) must not cost the tick.
+PG_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+PG_UNACKNOWLEDGED_MS = {"lock": 60_000, "load": 300_000}
+#: MySQL/MariaDB (PyMySQL): the most seconds one read or write on a connection waits for
+#: the server. The longest a statement of this tool is silent is minutes (a big table's
+#: collation converted once, the schema lock's 300 s wait): a server silent for an hour is
+#: taken as gone, and the tick fails instead of waiting for it for good.
+MYSQL_SILENT_SECONDS = 3600
+#: The same for a lock's connection, whose statements are all instant (a named lock tried
+#: with no wait, a heartbeat, a few cursors by key): a connection that opens (the server's
+#: greeting is a read) or beats no more within this is gone, and with it the lock.
+LOCK_SILENT_SECONDS = 30
 
 
 def _json_text(value: Any) -> str:
@@ -105,6 +133,7 @@ def make_engine(url: str) -> Engine:
     if base in JSON_DIALECTS:
         kwargs["json_serializer"] = _json_text
     try:
+        kwargs["connect_args"] = connect_args(sa.make_url(url))
         return sa.create_engine(url, **kwargs)
     except (ModuleNotFoundError, NoSuchModuleError) as exc:
         extra = EXTRAS.get(base)
@@ -117,6 +146,22 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"SITOO_TARGET_URL: no driver for {scheme}:// ({exc}); {hint}") from None
     except sa.exc.ArgumentError as exc:
         raise ConfigError(f"SITOO_TARGET_URL: not a database URL ({exc})") from None
+
+
+def connect_args(url: sa.URL, *, lock: bool = False) -> dict[str, Any]:
+    """The driver's bounds on a connection's waits (CONNECT_SECONDS, PG_KEEPALIVE,
+    MYSQL_SILENT_SECONDS; LOCK_SILENT_SECONDS for a `lock`'s), for the drivers we ship;
+    whatever the URL's query gives is left as it gives it."""
+    driver = url.get_driver_name()
+    args: dict[str, Any] = {}
+    if driver == "psycopg":
+        args = {"connect_timeout": CONNECT_SECONDS, **PG_KEEPALIVE}
+        args["tcp_user_timeout"] = PG_UNACKNOWLEDGED_MS["lock" if lock else "load"]
+    elif driver == "pymysql":
+        silent = LOCK_SILENT_SECONDS if lock else MYSQL_SILENT_SECONDS
+        args = {"connect_timeout": CONNECT_SECONDS, "read_timeout": silent}
+        args["write_timeout"] = silent
+    return {k: v for k, v in args.items() if k not in url.query}
 
 
 def _in_memory_sqlite(base: str, rest: str) -> bool:
@@ -808,7 +853,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             self.engine.url,
             poolclass=NullPool,
             hide_parameters=True,
-            connect_args=self.sql.lock_connect_args(),
+            connect_args=connect_args(self.engine.url, lock=True),
         )
         try:
             conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -821,9 +866,14 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         """The lock `name` of this target and schema: a server's session lock, a lock file
         beside a SQLite file, or (any other dialect) a lock file that protects one host."""
         if self.sql.session_locks:
-            return try_session(
-                self._lock_connection, self.sql, scoped_name(self.schema, name), shared=shared
-            )
+            scoped = scoped_name(self.schema, name)
+            try:
+                return try_session(self._lock_connection, self.sql, scoped, shared=shared)
+            except SQLAlchemyError as exc:  # e.g. the connection cut as the lock was asked for
+                raise WarehouseError(
+                    f"cannot take the lock {name!r} on the warehouse at {masked_url(self.url)}: "
+                    f"{first_line(exc)}; the next run tries again"
+                ) from exc
         return file_lock(self.url, self.schema, name)
 
     def partition_locks(self, name: str) -> PartitionLocks | None:

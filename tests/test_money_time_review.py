@@ -316,3 +316,15 @@ def test_a_json_number_past_jsonb_is_a_reject_that_loads_on_every_target(target:
         warehouse.close()
     assert counts == {"pos_z_reports": 1, "rejects": 2}
     assert all(json.loads(r) if isinstance(r, str) else r for r in raws)
+
+
+def test_verify_dates_the_last_second_east_of_utc_on_its_utc_day() -> None:
+    """A register's activity at 9999-12-31T23:59:59Z is dated in Stockholm on its UTC day, the
+    last a date holds, rather than overflowing into year 10000 and failing verify."""
+    from sitoo_sync.verify.source import local_day
+
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert local_day(last, "Europe/Stockholm") == date(9999, 12, 31)
+    assert local_day(datetime(2026, 3, 29, 23, 30, tzinfo=UTC), "Europe/Stockholm") == date(
+        2026, 3, 30
+    )

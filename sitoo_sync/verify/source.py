@@ -61,8 +61,13 @@ def business_day(business_date: Any, created: Any) -> date | None:
 
 
 def local_day(at: datetime, zone: str | None) -> date:
-    """The calendar day of `at` in the IANA `zone` (UTC when missing or unknown)."""
-    return at.astimezone(zone_named(zone) or UTC).date()
+    """The calendar day of `at` in the IANA `zone` (UTC when missing or unknown); the UTC
+    day where the local one is past 9999-12-31 (a timestamp column's last second, east of
+    UTC), which no date holds."""
+    try:
+        return at.astimezone(zone_named(zone) or UTC).date()
+    except OverflowError:
+        return at.astimezone(UTC).date()
 
 
 def to_day(value: Any) -> date | None:

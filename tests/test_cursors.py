@@ -196,3 +196,22 @@ def test_a_journal_entry_in_milliseconds_does_not_move_the_journal_cursor() -> N
         ctx = WindowContext(fetch_raw=fetch_raw, partition="{R}")
         cursors = [w.cursor for w in JOURNAL_ENTRIES.cursor.windows(ctx, "1699999000")]
         assert cursors == ["1700000000"]
+
+
+def test_an_item_stamped_years_ahead_loads_but_leaves_the_cursor_at_the_clock() -> None:
+    """A z-report whose dateadded lies years ahead (a server clock gone wrong) is loaded,
+    but the cursor stops at the clock plus the overlap: taken as the cursor, it would have
+    every later tick ask from that year, and every report added meanwhile would be missed."""
+    import time
+
+    now = int(time.time())
+    endpoint = Endpoint([rec(now - 100, "a", 1), rec(now - 90, "a", 2), rec(now + 10**8, "a", 3)])
+    ctx = WindowContext(fetch=endpoint, overlap=600, split_values=lambda param, page: {"a"})
+    first = list(WINDOWS.windows(ctx, None))
+    assert {r["id"] for w in first for r in w.records} == {1, 2, 3}
+    cursor = first[-1].cursor
+    assert int(cursor) <= int(time.time()) + 600
+    endpoint.records.append(rec(int(time.time()) + 1, "a", 4))  # added after the first tick
+    endpoint.records.sort(key=lambda r: r["dateadded"])
+    later = list(WINDOWS.windows(ctx, cursor))
+    assert 4 in {r["id"] for w in later for r in w.records}

@@ -214,9 +214,15 @@ class TimeWindows:
         )
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
-        """Windows from `cursor - overlap` (or the beginning) to the newest item."""
-        for window in self._walk(ctx, epoch_cursor(stored)):
-            yield Window(window[0], str(window[1]), window[2])
+        """Windows from `cursor - overlap` (or the beginning) to the newest item. The cursor
+        never passes the clock plus the overlap (`_not_ahead`): an item stamped years ahead
+        loads, but taken as the cursor it would have every later tick ask from its year."""
+        for records, moved, params in self._walk(ctx, epoch_cursor(stored)):
+            cursor = moved
+            if moved > (latest := _latest(ctx)):
+                _not_ahead([moved], ctx)  # logged
+                cursor = max(latest, epoch_cursor(stored) or 0)
+            yield Window(records, str(cursor), params)
 
     def _walk(
         self, ctx: WindowContext, cursor: int | None
@@ -484,12 +490,18 @@ class CursorPages:
             params = {**params, self.lo_param: newest}
 
 
+def _latest(ctx: WindowContext) -> int:
+    """The latest time a cursor may take: the clock (the tick's, or the wall's in a long
+    tick) plus the overlap."""
+    return max(int(ctx.now.timestamp()), int(datetime.now(UTC).timestamp())) + ctx.overlap
+
+
 def _not_ahead(times: list[int], ctx: WindowContext) -> list[int]:
     """The times that may move a time cursor: none later than the clock (the tick's, or the
     wall's in a long tick) plus the overlap. A later one (a clock gone wrong) loads but,
     taken as the cursor, would have every later tick ask from there and never read what is
     added meanwhile; it is read again by each tick until its time comes, and logged."""
-    latest = max(int(ctx.now.timestamp()), int(datetime.now(UTC).timestamp())) + ctx.overlap
+    latest = _latest(ctx)
     ahead = [t for t in times if t > latest]
     if not ahead:
         return times

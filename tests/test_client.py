@@ -50,7 +50,8 @@ def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[http
 
 
 def test_retry_after_is_honoured_then_succeeds() -> None:
-    """A 429 with Retry-After waits exactly that long, then the retry's body is returned."""
+    """A 429 with Retry-After waits that long plus the jittered backoff, then the retry's
+    body is returned."""
     handler, seen = scripted(
         httpx.Response(429, headers={"Retry-After": "7"}, json={"statuscode": 429}),
         httpx.Response(200, json=[{"zreportid": 1}]),
@@ -59,7 +60,7 @@ def test_retry_after_is_honoured_then_succeeds() -> None:
     with client_with(handler, sleeps) as client:
         body = client.get_json(Api.ZREPORTS, "/pos-z-reports", {"dateaddedfrom": 0}, stream="s")
     assert body == [{"zreportid": 1}]
-    assert sleeps == [7.0]
+    assert sleeps == [8.0]  # Retry-After 7 s + the first backoff (base 1 s x rand 1.0)
     assert len(seen) == 2
     assert client.retries["s"] == 1
 

@@ -17,7 +17,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +46,16 @@ RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _JSON = msgspec.json.Decoder(float_hook=Decimal)
 #: Fetching threads per connection pool (see ShardedTransport).
 SHARD_THREADS = 4
+#: The most a response body may hold, decoded: a full journal page is 0.43 MB. A body is
+#: read whole before the tick's `Buffer` counts it, so this bounds what a gzip bomb or an
+#: endless body costs a fetching thread (passed by at most one decoded read, ~64 KB
+#: inflated) instead of letting it take the host's memory.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+#: A request's whole exchange may last this many read timeouts (SITOO_HTTP_TIMEOUT_SECONDS
+#: bounds each read only: a body trickled a byte per read would never end).
+DEADLINE_TIMEOUTS = 4
+#: An error text as shown in a log line or a partition's error, at most.
+_ERROR_TEXT_CHARS = 200
 
 
 class Api(StrEnum):
@@ -64,10 +76,12 @@ class RetryPolicy:
     retry_after_max: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None, rand: float) -> float:
-        """Seconds to wait before attempt `attempt + 1`; `Retry-After` wins when given."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.retry_after_max)
+        """Seconds to wait before attempt `attempt + 1`: the jittered backoff, after the
+        `Retry-After` when given. The jitter goes on top of it: concurrent partitions told
+        the same Retry-After by one burst of 429s would otherwise all come back at once."""
         ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** (attempt - 1)))
+        if retry_after is not None:
+            return min(max(retry_after, 0.0) + ceiling * rand, self.retry_after_max)
         return ceiling * rand
 
 
@@ -83,26 +97,74 @@ def _decode_json(content: bytes) -> Any:
         return _JSON.decode(repaired)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, now: Callable[[], datetime]) -> float | None:
+    """`Retry-After` in seconds: a number of them, or an HTTP date (seconds from `now`);
+    None when it says neither, or a negative or endless wait (the own backoff then)."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: rare for APIs; fall back to our own backoff
-    return seconds if math.isfinite(seconds) else None  # "nan", "inf": no number of seconds
+        until = _seconds_until(value, now)
+        # A date passed already: at once (plus the jitter), as the server said.
+        return None if until is None else max(until, 0.0)
+    # "nan", "inf", or a negative number of seconds (no HTTP date is): no wait it means.
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The vendor's `errortext` when the body has one, else the reason phrase."""
+def _seconds_until(value: str, now: Callable[[], datetime]) -> float | None:
+    """Seconds from `now` to an HTTP date, or None when `value` is none."""
     try:
-        body = response.json()
-    except ValueError:
-        return response.reason_phrase or "error"
-    if isinstance(body, dict) and isinstance(body.get("errortext"), str):
-        return str(body["errortext"])
-    return response.reason_phrase or "error"
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+        when = when.replace(tzinfo=UTC)
+    return (when - now()).total_seconds()
+
+
+def _error_text(response: httpx.Response, content: bytes) -> str:
+    """The vendor's `errortext` when the body has one, else the reason phrase: one line,
+    at most `_ERROR_TEXT_CHARS` (a server may put a page of HTML or a stack trace there)."""
+    try:
+        body = _JSON.decode(content)
+    except (ValueError, msgspec.MsgspecError):
+        body = None
+    text = body.get("errortext") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        text = response.reason_phrase or "error"
+    line = " ".join(text.split())
+    if len(line) > _ERROR_TEXT_CHARS:
+        line = line[: _ERROR_TEXT_CHARS - 3] + "..."
+    return line
+
+
+class _BodyTooLarge(Exception):
+    """A response body passed `MAX_BODY_BYTES`."""
+
+
+class _DeadlinePassed(Exception):
+    """A response was still being read at its request's deadline."""
+
+
+def _body(response: httpx.Response, deadline: float, limit: int) -> bytes:
+    """The decoded body of a streamed `response`, read until `deadline` (time.monotonic)
+    and `limit` bytes at most. A read may wait the read timeout; the deadline is checked
+    after each, so no trickling body keeps a request beyond it by more than one."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge(size)
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise _DeadlinePassed(size)
+    return b"".join(chunks)
 
 
 def _public_url(url: httpx.URL) -> str:
@@ -116,6 +178,17 @@ def _location(response: httpx.Response) -> str:
         return _public_url(response.request.url.join(response.headers.get("Location", "")))
     except httpx.InvalidURL:
         return "an unreadable Location"
+
+
+def _redirected(response: httpx.Response, ctx: dict[str, Any]) -> None:
+    """A redirect fails: followed, it would carry the credentials elsewhere."""
+    raise FatalApiError(
+        f"redirected to {_location(response)}; check SITOO_API_BASE_URL, "
+        "SITOO_JOURNALS_BASE_URL and SITOO_ZREPORTS_BASE_URL (https, current paths)",
+        url=_public_url(response.request.url),
+        status=response.status_code,
+        **ctx,
+    )
 
 
 class ShardedTransport(httpx.BaseTransport):
@@ -167,10 +240,18 @@ class SitooClient:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         stop: threading.Event | None = None,
+        deadline: float | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._http = http
         self._bases = dict(bases)
         self.policy = policy
+        #: Seconds one attempt's exchange may last in all: by default `DEADLINE_TIMEOUTS`
+        #: read timeouts of `http`.
+        self.deadline = deadline or DEADLINE_TIMEOUTS * (http.timeout.read or 30.0)
+        self.max_body_bytes = max_body_bytes
+        self._clock = clock  # what an HTTP-date Retry-After is counted from
         self._sleep = sleep
         self._stop = stop
         self._rand = rand
@@ -248,28 +329,53 @@ class SitooClient:
         self.requests[stream] += 1
         self.partition_requests[(stream, partition)] += 1
         ctx: dict[str, Any] = {"stream": stream, "partition": partition}
+        deadline = time.monotonic() + self.deadline
         try:
-            response = self._http.get(url, params=params)
-        except httpx.TransportError as exc:
+            with self._http.stream("GET", url, params=params) as response:
+                if 300 <= response.status_code < 400:
+                    _redirected(response, ctx)  # its body is not read
+                content = _body(response, deadline, self.max_body_bytes)
+        except httpx.RequestError as exc:
+            # A transport failure, or a body its Content-Encoding cannot decode (a
+            # DecodingError is no TransportError: uncaught, it ended the tick).
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
                 self.unconnected[stream] += 1
             shown = _public_url(httpx.URL(url, params=params))
-            raise RetriableError(f"{type(exc).__name__}: {exc}", url=shown, **ctx) from exc
-        status = response.status_code
-        if 300 <= status < 400:  # not followed: it would carry the credentials elsewhere
-            shown = _public_url(response.request.url)
-            raise FatalApiError(
-                f"redirected to {_location(response)}; check SITOO_API_BASE_URL, "
-                "SITOO_JOURNALS_BASE_URL and SITOO_ZREPORTS_BASE_URL (https, current paths)",
-                url=shown,
-                status=status,
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise RetriableError(message, url=shown, **ctx) from exc
+        except _DeadlinePassed as exc:
+            raise RetriableError(
+                f"the response took longer than {self.deadline:g} s in all "
+                f"({exc.args[0]} bytes read)",
+                url=_public_url(response.request.url),
+                status=response.status_code,
                 **ctx,
-            )
+            ) from None
+        except _BodyTooLarge as exc:
+            raise FatalApiError(
+                f"the response body passed {self.max_body_bytes} bytes ({exc.args[0]}) "
+                "and was not read further",
+                url=_public_url(response.request.url),
+                status=response.status_code,
+                **ctx,
+            ) from None
+        return self._answer(response, content, ctx, on_body, decode)
+
+    def _answer(
+        self,
+        response: httpx.Response,
+        content: bytes,
+        ctx: dict[str, Any],
+        on_body: Callable[[int], None] | None,
+        decode: Callable[[bytes], Any] | None,
+    ) -> Any:
+        """The decoded body of a response read whole, or the error its status means."""
+        status = response.status_code
         if status < 400:
             if on_body is not None:
-                on_body(len(response.content))
+                on_body(len(content))
             try:
-                return (decode or _decode_json)(response.content)
+                return (decode or _decode_json)(content)
             except ValueError as exc:
                 # A proxy's HTML error page or a truncated body: worth another try.
                 shown = _public_url(response.request.url)
@@ -281,20 +387,20 @@ class SitooClient:
         if status in (401, 403):
             raise AuthError(
                 "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD "
-                f"({_error_text(response)})",
+                f"({_error_text(response, content)})",
                 url=shown,
                 status=status,
                 **ctx,
             )
         if status in RETRIABLE_STATUS:
             raise RetriableError(
-                _error_text(response),
-                retry_after=_retry_after(response),
+                _error_text(response, content),
+                retry_after=_retry_after(response, self._clock),
                 url=shown,
                 status=status,
                 **ctx,
             )
-        raise FatalApiError(_error_text(response), url=shown, status=status, **ctx)
+        raise FatalApiError(_error_text(response, content), url=shown, status=status, **ctx)
 
     def close(self) -> None:
         """Close the pooled connections."""

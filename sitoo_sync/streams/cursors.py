@@ -458,6 +458,8 @@ class CursorPages:
         }
         resume = cursor if cursor is not None else lo
         size = dict(self.fixed).get(self.num_param)
+        asked: set[str] = set()  # the tokens this query was asked with
+        last: tuple[int, Any, Any] | None = None  # the last page's size, first and last entry
         while True:
             payload = ctx.fetch_raw(params)
             bare = isinstance(payload, list)
@@ -470,14 +472,21 @@ class CursorPages:
             resume = max(resume, *_not_ahead(times, ctx), resume)
             token = None if bare else payload.get(self.next_field)
             full = bare and isinstance(size, int) and len(records) >= size
+            page = (len(records), records[0], records[-1]) if records else (0, None, None)
+            repeated, last = page == last, page
             del payload  # the page lives in its window alone, not here during the next fetch
             yield Window(records, str(resume), dict(params))
             del records
             # A token that names the page just read would read it again, forever (an API
-            # that hands back where the data ends, to poll from later): the query ends.
+            # that hands back where the data ends, to poll from later): the query ends. So
+            # does one this query followed before (a loop), and a page that repeats the one
+            # before under a new token: the next tick goes on from the cursor.
             if token and str(token) != params.get(self.next_param):
-                params = {**params, self.next_param: str(token)}
-                continue
+                if str(token) not in asked and not repeated:
+                    asked.add(str(token))
+                    params = {**params, self.next_param: str(token)}
+                    continue
+                log.warning("next_token_loop", partition=ctx.partition, pages=len(asked) + 1)
             if not full:
                 return
             newest = max(times, default=None)
@@ -582,8 +591,11 @@ class OffsetPages:
             if total is not None:
                 totals.add(total)
             yield Window(items, listed_at, params)
+            if not items:  # an empty page short of its own count ends the listing short
+                listing_complete(start, total)
+                return totals
             start += len(items)
-            if not items or (total is not None and start >= total):
+            if total is not None and start >= total:
                 return totals
             last = (len(items), items[0], items[-1])
 

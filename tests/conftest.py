@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,26 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SITOO_") and not name.startswith("SITOO_TEST_"):
             monkeypatch.delenv(name)
+
+
+#: The vendor's hosts: a test never calls the real Sitoo (the simulator or a mock transport
+#: stands for it), so one that would, through a default URL a setting failed to replace,
+#: fails at once instead of going to the network.
+_SITOO_HOSTS = ("mysitoo.com", "sitooapis.com", "sitoo.com")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_sitoo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Name resolution of a Sitoo host fails in every in-process test."""
+    resolve = socket.getaddrinfo
+
+    def refusing(host: object, *args: object, **kwargs: object) -> object:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.rstrip(".").lower().endswith(_SITOO_HOSTS):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests never call the real Sitoo: {name}")
+        return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", refusing)
 
 
 @pytest.fixture(autouse=True)

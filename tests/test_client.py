@@ -316,3 +316,10 @@ def test_a_page_with_a_lone_surrogate_escape_decodes_with_a_replacement_characte
         page = client.get_json(Api.V2, "/sites/1/products.json", stream="products")
     assert len(seen) == 1
     assert page == {"items": [{"productid": 1, "title": "Tack! \ufffd", "note": "Caf\ufffd"}]}
+
+
+def test_the_suite_never_reaches_the_real_sitoo() -> None:
+    """A request to a vendor host (a default URL a test failed to replace) fails at once
+    inside the tests instead of going to the network (conftest's `_no_real_sitoo`)."""
+    with pytest.raises(httpx.ConnectError, match="tests never call the real Sitoo"):
+        httpx.get("https://api.mysitoo.com/v2/accounts/1/sites.json")

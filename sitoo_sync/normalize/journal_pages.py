@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from msgspec import UNSET, Raw, UnsetType
 
 from sitoo_sync.json_text import mended
-from sitoo_sync.normalize.columns import convert_column
+from sitoo_sync.normalize.columns import ARROW_TYPES, convert_column
 from sitoo_sync.normalize.journal_entries import (
     CASH_TYPES,
     ITEM_KEYS,
@@ -241,7 +241,7 @@ _BOOL_TEXTS = frozenset({"true", "false", None})
 #: (46 µs a call against 4 µs).
 _FALSE = pa.scalar(False)
 _ZERO = pa.scalar(Decimal(0), pa.decimal128(18, 2))
-_WHOLE = pa.decimal128(19, 0)
+_WIDE = pa.decimal128(22, 3)
 _QUANTITY = pa.decimal128(18, 3)
 #: The entry types whose `data` becomes typed rows, and the struct it decodes into.
 _DATA: dict[str, msgspec.json.Decoder[Any]] = {
@@ -365,6 +365,8 @@ def _typed(table: Table, columns: Mapping[str, Values]) -> pa.Table:
             array = values
         elif column.kind is Kind.JSON:
             array = pa.array(values, pa.string())
+        elif column.nullable and values.count(None) == rows:
+            array = pa.nulls(rows, ARROW_TYPES[column.kind])  # a field no row has (~20 us)
         else:
             array, errors = convert_column(column, values)
             if errors:
@@ -412,8 +414,9 @@ def _with_units(items: pa.Table) -> pa.Table:
     count = items.column("quantity").combine_chunks()
     units = items.column("decimalunitquantity").combine_chunks()
     if count.null_count < len(count):
-        # Via the 19 digits any int64 has: a count DECIMAL(18,3) cannot hold raises.
-        counted = pc.cast(pc.cast(count, _WHOLE), _QUANTITY)
+        # Via DECIMAL(22,3), which holds any int64: a count DECIMAL(18,3) cannot hold raises
+        # (and the two casts cost half what going through DECIMAL(19,0) does).
+        counted = pc.cast(pc.cast(count, _WIDE), _QUANTITY)
         units = counted if not count.null_count else pc.coalesce(counted, units)
     return items.set_column(
         items.schema.get_field_index("quantity_signed"), "quantity_signed", units

@@ -5,8 +5,9 @@ which renders the parts that differ per target; the warehouse creates them at th
 every `ensure_schema` that is given them. Views are named `v_*`, apart from the raw tables.
 
 Conventions every view keeps: money is summed per currency (never across currencies);
-refunds are subtracted (z-reports and receipts store them positive, with a refund flag or
-section); "no store" is NO_STORE; practice-mode receipts are left out. Rows loaded before a
+refunds are subtracted (z-reports store them positive in a refund section; receipt items
+are read through their *_signed columns, which net a refund off whichever sign the register
+sent it with); "no store" is NO_STORE; practice-mode receipts are left out. Rows loaded before a
 column was added (a currency copied onto child rows, a signed amount) are read through the
 columns that were always there, so the views are right for old rows too. Rows no tick
 reads any more (a site taken out of SITOO_SITE_IDS) stay; a view whose figures would read as
@@ -135,12 +136,19 @@ def _register_activity(d: Sql) -> str:
     ).rstrip()
 
 
+def _signed(signed: str, unsigned: str) -> str:
+    """A receipt item's signed value (negative on a refund, kept as sent when the vendor
+    signed it), or for a row loaded before that column was, its unsigned one negated on a
+    refund."""
+    return f"COALESCE({signed}, CASE WHEN r.isrefund = TRUE THEN -{unsigned} ELSE {unsigned} END)"
+
+
 def _product_sales(d: Sql) -> str:
-    price = d.cents("i.moneyrowprice")
-    qty = d.quantity("i.decimalunitquantity")
+    price = _signed(d.cents("i.moneyrowprice_signed"), d.cents("i.moneyrowprice"))
+    qty = _signed(d.quantity("i.quantity_signed"), d.quantity("i.decimalunitquantity"))
     store = _store("r.store_id")
     currency = "COALESCE(i.currencycode, r.currencycode)"
-    amount = d.money(f"SUM(CASE WHEN r.isrefund = TRUE THEN -{price} ELSE {price} END)")
+    amount = d.money(f"SUM({price})")
     # An item that names no product (a gift card, an open-price item) is kept by its SKU.
     unnamed = "(CASE WHEN NULLIF(i.productid, '') IS NULL THEN i.sku END)"
     return (
@@ -148,8 +156,7 @@ def _product_sales(d: Sql) -> str:
         f"MAX(i.sku) AS sku, MAX(i.name) AS name, "
         f"MAX(i.product_group) AS product_group, {store} AS store_id, r.business_date, "
         f"{currency} AS currencycode, "
-        f"{d.quantity_sum(f'CASE WHEN r.isrefund = TRUE THEN -{qty} ELSE {qty} END')} "
-        f"AS quantity, "
+        f"{d.quantity_sum(qty)} AS quantity, "
         f"{amount} AS amount_incl_vat "
         f"FROM {d.t('journal_receipt_items')} i "
         f"JOIN {d.t('journal_receipts')} r ON r.registerid = i.registerid AND r.id = i.id "
@@ -411,8 +418,16 @@ VIEWS: tuple[View, ...] = (
                 "register's time zone, else its site's.",
             ),
             ("currencycode", "Currency of the amount."),
-            ("quantity", "Units sold minus units refunded."),
-            ("amount_incl_vat", "Row totals incl. VAT after discounts, refunds subtracted."),
+            (
+                "quantity",
+                "Units sold minus units refunded (journal_receipt_items.quantity_signed: the "
+                "items' count, pieces; a weighed item counts 1).",
+            ),
+            (
+                "amount_incl_vat",
+                "Row totals incl. VAT after discounts, refunds subtracted "
+                "(journal_receipt_items.moneyrowprice_signed).",
+            ),
         ),
         {
             "journal_receipt_items": (
@@ -425,6 +440,8 @@ VIEWS: tuple[View, ...] = (
                 "currencycode",
                 "decimalunitquantity",
                 "moneyrowprice",
+                "quantity_signed",
+                "moneyrowprice_signed",
             ),
             "journal_receipts": (
                 "registerid",

@@ -37,6 +37,12 @@ DECIMALS: tuple[Any, ...] = (
     "", " ", "abc", 2, -2, 0, Decimal("2.5"), Decimal("-0.125"), Decimal("1E+2"),
     Decimal("1.0001"), True, None, [], {},
 )  # fmt: skip
+#: Counts as a register might send them: ints, digit strings, integral numbers, and what
+#: no BIGINT or DECIMAL(18,3) holds.
+COUNTS: tuple[Any, ...] = (
+    1, -1, 0, 2, "3", "-3", " 3", "3.0", "-0", "\u0663", "\u00b2", Decimal("2.0"),
+    Decimal("2.5"), Decimal("1E+2"), 10**15 - 1, 10**15, -(10**16), 2**63, "", True, None, [], {},
+)  # fmt: skip
 #: Amounts as a register might send them: the contract's form and everything around it.
 MONIES: tuple[Any, ...] = (
     "100.00", "-100.00", "+5.00", "-0.00", "0.00", " 5.00", "5.00 ", "12.5", "12", "1.005",
@@ -102,8 +108,10 @@ def _item(rng: Hostile) -> Any:
             }
             for _ in range(rng.randint(0, 2))
         ]
-    if rng.odd(0.5):
-        item["quantity"] = rng.choice((1, -1, 2, "3"))  # a field nobody declares yet
+    if rng.random() < 0.7:  # the count, as the vendor's order items carry it; else old shape
+        item["quantity"] = _pick(rng, COUNTS, rng.choice((1, 1, 2, 3)), 3)
+    if rng.odd(2):
+        item["decimalquantitytotal"] = _pick(rng, DECIMALS, "0.700")
     for name in list(item):
         if rng.odd(0.2):
             del item[name]

@@ -130,6 +130,14 @@ STAFF_NAME = (
 )
 STAFF_ID = "The staff's user ID: an id, kept whatever SITOO_STAFF_NAMES says."
 ASSUMED = " Name ASSUMED: the vendor does not document it."
+QUANTITY_ASSUMED = (
+    " Name and meaning ASSUMED from the vendor's order items (their `quantity`, an integer "
+    "count): the journal's example item is cut off before it."
+)
+TOTAL_ASSUMED = (
+    " Name and meaning ASSUMED from the vendor's order items (an extended field there): the "
+    "journal's example item is cut off before it."
+)
 SIGNED = (
     "Signed: negative on a refund receipt, so a plain SUM nets refunds off sales; a refund "
     "whose moneytotal is sent negative (signed by the vendor already, as its orders are) "
@@ -266,7 +274,21 @@ JOURNAL_RECEIPT_ITEMS = _child(
         *(text(c, ITEM_DOCS[c]) for c in ITEM_KEYS),
         text("sku", "The item's SKU." + ASSUMED),
         text("name", "The item's name." + ASSUMED),
-        decimal("decimalunitquantity", "Quantity (units), positive also on a refund."),
+        integer(
+            "quantity",
+            "The number of units (pieces; 1 for a weighed item), positive also on a refund "
+            "(see isrefund)." + QUANTITY_ASSUMED,
+        ),
+        decimal(
+            "decimalunitquantity",
+            "The unit quantity as sent: the amount in one unit for goods sold by weight or "
+            "measure (0.350 kg), 0.000 or NULL for piece goods (the vendor's example sends "
+            "0.000 on an ordinary item); not the number of units (see quantity).",
+        ),
+        decimal(
+            "decimalquantitytotal",
+            "quantity x unit quantity (0.700 for two items of 0.350 kg), as sent." + TOTAL_ASSUMED,
+        ),
         decimal("vatvalue", "VAT rate in percent (25 = 25 %)." + ASSUMED),
         money(
             "moneyrowprice",
@@ -276,7 +298,12 @@ JOURNAL_RECEIPT_ITEMS = _child(
         boolean("isdelivered", "item-delivered as a boolean (NULL when not sent). Ours."),
         RECEIPT_CURRENCY,
         money("moneyrowprice_signed", "moneyrowprice, negative on a refund. " + SIGNED),
-        decimal("quantity_signed", "decimalunitquantity, negative on a refund. " + SIGNED),
+        decimal(
+            "quantity_signed",
+            "The units sold, negative on a refund: quantity when the item has it (not NULL), "
+            "else decimalunitquantity (rows of registers or loads that sent no count, which "
+            "read the unit quantity as one). " + SIGNED,
+        ),
     ),
     "The items (rows) of each receipt.",
 )
@@ -516,6 +543,14 @@ def flips_signs(data: Mapping[str, Any]) -> bool:
     return total is None or total >= 0
 
 
+def units(item: Mapping[str, Any]) -> Any:
+    """The units an item sold, as sent: its `quantity` (the count) when it has one, else its
+    `decimalunitquantity`, which registers that send no count (and our reading before the
+    live API showed `quantity`) take as the count."""
+    count = item.get("quantity")
+    return item.get("decimalunitquantity") if count is None else count
+
+
 def as_bool(value: Any) -> bool | None:
     """The vendor's "true"/"false" text (or a JSON boolean) as a boolean; None otherwise."""
     if type(value) is bool:
@@ -564,7 +599,7 @@ def _receipt_rows(
         lifted["isdelivered"] = as_bool(item_extra.get("item-delivered"))
         lifted["currencycode"] = currency
         lifted["moneyrowprice_signed"] = negated(item.get("moneyrowprice"), refund)
-        lifted["quantity_signed"] = negated(item.get("decimalunitquantity"), refund)
+        lifted["quantity_signed"] = negated(units(item), refund)
         item_rows.add(index, lifted, registerid, entry_id, pos)
         for d_pos, discount in enumerate(discounts[pos]):
             discount_rows.add(

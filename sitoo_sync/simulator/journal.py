@@ -12,10 +12,14 @@ so its entries share one `dateadded` second. Some days carry a receipt in practi
 some an entry of a type the docs do not list.
 
 Fields the vendor documents are used as documented (JournalStaff, JournalCash, the receipt's
-`additionaldata` keys, `decimalunitquantity`, `discounts[].discountname`). Receipt totals,
-item prices and payments are not documented; the simulator writes them under the names
-`moneytotal`, `moneyrowprice`, `moneydiscount` and `payments[].moneyamount`, which is what
-sitoo_sync assumes until the live API shows otherwise.
+`additionaldata` keys, `decimalunitquantity`, `discounts[].discountname`): an item's
+`decimalunitquantity` is its unit quantity, "0.000" for piece goods as in the vendor's
+example, a weight ("0.350") for goods sold by weight. Item counts, receipt totals, item
+prices and payments are not documented; the simulator writes them under the names
+`quantity` (an int, as the vendor's order items count), `moneytotal`, `moneyrowprice`,
+`moneydiscount` and `payments[].moneyamount`, which is what sitoo_sync assumes until the
+live API shows otherwise. Like every amount on a refund receipt, `quantity` is positive
+there (`isrefund` says it is a refund).
 
 Entry `id`s count 1, 2, ... per register. Paging follows API_CONTRACT.md:
 `{"items": [...], "next": "<opaque>"}`, with `next` absent at the end; a full page that
@@ -333,6 +337,7 @@ class Journal:
         stream keeps the rest of the day's script unchanged.
         """
         own = random.Random(f"{registerkey}/{number}/{created}")
+        scale = random.Random(f"{registerkey}/{number}/{created}/kg")  # (own's draws unchanged)
         rows: list[int] = []
         left = max(quantity, 1)
         while left:
@@ -351,7 +356,8 @@ class Journal:
                         "item-productid": product.productid,
                         "product-group-name": product.group,
                     },
-                    "decimalunitquantity": f"{qty}.000",
+                    "quantity": qty,
+                    "decimalunitquantity": unit_quantity(scale, product),
                     "discounts": (
                         [{"discountname": "3 FOR 2", "moneydiscount": money(discount)}]
                         if discount
@@ -416,6 +422,16 @@ class Journal:
             if e["type"].startswith("cash-"):
                 totals[e["registerid"]] += cents(e["data"]["moneycash"])
         return {k: money(v) for k, v in totals.items()}
+
+
+def unit_quantity(rng: random.Random, product: PosProduct) -> str:
+    """A receipt item's `decimalunitquantity`: "0.000" for piece goods, as the vendor's
+    example item sends it; the weight of one unit (50 g to 2.5 kg) for a product sold by
+    weight. (A weighed row of quantity 2 is two packs of that weight.)"""
+    if not product.weighed:
+        return "0.000"
+    grams = rng.randint(50, 2500)
+    return f"{grams // 1000}.{grams % 1000:03d}"
 
 
 def next_token(offset: int) -> str:

@@ -45,6 +45,7 @@ NOUNS = {
     "Books": ("Cookbook", "Novel", "Atlas"),
     "Food & Drink": ("Coffee 500 g", "Dark Chocolate", "Tea Tin"),
 }
+WEIGHED = "Pick & Mix"  # the title's noun of a product sold by weight
 ADJECTIVES = ("Classic", "Organic", "Nordic", "Urban", "Vintage", "Light")
 MANUFACTURERS = ("Fjällstad AB", "Nordvik AS", "Lindqvist & Co", "Bergström Textil")
 # (name, POSPaymentMethod code) per site; the order payments use these names.
@@ -247,6 +248,7 @@ class PosProduct(NamedTuple):
     name: str  # the product's title
     group: str  # its product group's name
     vatvalue: int  # its product group's VAT %
+    weighed: bool = False  # sold by weight (unitlabel kg): one item of its weight
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ def _assortments(
                 p["title"],
                 groups[p["vatid"]]["productgroupname"],
                 int(p["vatvalue"]),
+                p["unitlabel"] == "kg",
             )
             for p in cat.site_products(eshopid, include_inactive=False)
             if p["productid"] not in gone
@@ -425,7 +428,11 @@ def _product(
     group_index = n % len(GROUPS)
     group_name = GROUPS[group_index][0]
     group = cat.product_groups[eshopid][group_index]
-    title = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS[group_name])}"
+    adjective, noun = rng.choice(ADJECTIVES), rng.choice(NOUNS[group_name])
+    # Some food is sold by weight (unitlabel kg): a register rings it up as one item of
+    # its weight (a receipt item's quantity 1, decimalunitquantity "0.350").
+    weighed = group_name == "Food & Drink" and (n // len(GROUPS)) % 3 == 0
+    title = f"{adjective} {WEIGHED if weighed else noun}"
     gross = rng.randint(49, 1499) * 100 + rng.choice((0, 0, 50, 90))
     vat = int(group["value"])
     cost = gross * 100 // (100 + vat) * rng.randint(30, 55) // 100
@@ -441,8 +448,8 @@ def _product(
         "title": title,
         "descriptionshort": f"{title} from {maker['name']}",
         "description": "",
-        "unitlabel": "pcs",
-        "allowdecimals": False,
+        "unitlabel": "kg" if weighed else "pcs",
+        "allowdecimals": weighed,
         "moneyprice": money(gross),
         "moneypriceorg": money(net_of(gross + gross // 5, vat)),
         "moneypricein": money(cost),

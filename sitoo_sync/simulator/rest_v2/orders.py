@@ -76,6 +76,8 @@ class Line:
     row_gross: int | None = None
     row_discount: int = 0
     discount_name: str = ""
+    # Its receipt item's unit quantity (a weight, or "0.000" for piece goods); None: none.
+    unit_quantity: str | None = None
 
 
 def line_gross(line: Line) -> int:
@@ -285,7 +287,7 @@ def _item(index: int, line: Line, spec: OrderSpec) -> Body:
         "unitlabel": product["unitlabel"],
         "deliveryinfo": "",
         "quantity": line.quantity,
-        "decimalunitquantity": None,
+        "decimalunitquantity": line.unit_quantity,
         "moneynetpriceperunit": money(net_of(unit_paid, vat)),
         "moneypriceorg": product["moneypriceorg"],
         "vatvalue": vat,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sitoo_sync.simulator.journal import Journal
@@ -285,12 +284,13 @@ class RestWorld:
         discounts = item.get("discounts") or []
         return Line(
             dict(product),
-            sign * int(Decimal(item["decimalunitquantity"])),
+            sign * int(item["quantity"]),  # the count; decimalunitquantity is per unit
             0,
             str(item["additionaldata"]["product-group-name"]),
             row_gross=cents(item["moneyrowprice"]),
             row_discount=sum(cents(d["moneydiscount"]) for d in discounts),
             discount_name=str(discounts[0]["discountname"]) if discounts else "",
+            unit_quantity=item.get("decimalunitquantity"),
         )
 
     def _web_spec(self, orderdate: int, arrival: int) -> OrderSpec:

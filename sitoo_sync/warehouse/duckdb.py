@@ -27,7 +27,7 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Kind, Table
-from sitoo_sync.warehouse import CANNOT_OPEN, check_duckdb_target, held_file
+from sitoo_sync.warehouse import CANNOT_OPEN, check_duckdb_target, held_file, local_path
 from sitoo_sync.warehouse import duckdb_memory as memory
 from sitoo_sync.warehouse.base import (
     REJECTS,
@@ -122,6 +122,20 @@ _STORAGE_VERSION = re.compile(
 )
 
 
+#: DuckDB's words for a write-ahead log it cannot replay (a damaged `<file>.wal`).
+_DAMAGED_WAL = "Failure while replaying WAL file"
+
+
+def damaged_wal_fix(path: str) -> str:
+    """What to do about the file's damaged write-ahead log: without it the file opens as of
+    its last checkpoint, and sitoo-sync's cursors, kept in the same file, roll back with
+    the rows, so the next run loads again what the log held."""
+    return (
+        f"move {path}.wal aside: the file then opens as it was at its last checkpoint, "
+        "and the next run loads again what the log held (the cursors roll back with it)"
+    )
+
+
 def held_by_another(exc: duckdb.IOException) -> bool:
     """`exc` is DuckDB's refusal of a file another process has open (not any error that
     has "lock" in it: DuckDB 1.x words a damaged file's "block" as an IO error)."""
@@ -134,6 +148,8 @@ def unopenable(path: str, exc: duckdb.Error) -> duckdb.Error:
     DuckDB cannot read, which DuckDB wrote it and what to do."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     first = lines[0] if lines else type(exc).__name__
+    if _DAMAGED_WAL in first:
+        return type(exc)(f"{CANNOT_OPEN} {path}: {first}; {damaged_wal_fix(path)}")
     found = _STORAGE_VERSION.search(first)
     if found is None:
         return type(exc)(f"{CANNOT_OPEN} {path}: {first}")
@@ -246,6 +262,13 @@ class _Turns:
                 return
             self._releasing = True
         self._let_go()
+
+    def last_open(self, member: _Member) -> bool:
+        """`member` has the file open and no other warehouse of this process does: its
+        closing closes the file (and checkpoints it)."""
+        with self._cond:
+            members = list(self._members)
+        return member.connected() and not any(m.connected() for m in members if m is not member)
 
     def _release(self) -> None:
         with self._cond:
@@ -422,6 +445,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
         }
         self._read_only = read_only  # `status`: reads, and never creates the file
+        self._local = local_path(url) is not None  # not `:memory:`, not MotherDuck
 
     # ---- connection -------------------------------------------------------------------
 
@@ -527,8 +551,29 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return mb
 
     def close(self) -> None:
-        """Close the file so other processes can open it."""
+        """Close the file so other processes can open it; the last writer of this process
+        to close it checkpoints it first (`_checkpoint`)."""
+        if not self._read_only and self._local and self._turns.last_open(self):
+            self._checkpoint()
         self._cons.close_all()
+
+    def _checkpoint(self) -> None:
+        """Move the write-ahead log into the file, as closing it would, but say when that
+        fails: DuckDB's own checkpoint at close fails silently (a full disk), leaving a
+        log that grows with every tick, is replayed at every opening, and that no one was
+        told of. Nothing is lost then: the log holds every commit until a checkpoint has
+        room. Not under `_Turns.use`: `_let_go` closes every member while no one may use
+        the file."""
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            log.warning(
+                "checkpoint_failed",
+                path=self.path,
+                error=first_line(exc),
+                detail="the commits stay in the write-ahead log (.wal) beside the file and "
+                "are replayed when it is opened again; make room on its file system",
+            )
 
     def connected(self) -> bool:
         """True while this warehouse has a connection to the file open."""

@@ -233,6 +233,13 @@ def _registers(d: Sql) -> str:
     )
 
 
+#: The day of a store z-report: one zone for the whole account, not each store's own.
+_AGGREGATION_DAY = (
+    "The local day of the store z-report aggregation, in the account's one aggregation time "
+    "zone (/store-z-reports/config time_zone) for every store: for a store in another zone, "
+    "its registers' closings and receipts may be dated a day apart in pos_z_reports, "
+    "v_cash_differences and v_product_sales (their register's own zone)."
+)
 _Z = (
     "moneysalestotal",
     "moneysalestotalnet",
@@ -252,7 +259,7 @@ VIEWS: tuple[View, ...] = (
         (
             ("store_id", "The store's external ID; NO_STORE for registers without one."),
             ("store_name", "The store's name."),
-            ("business_date", "The local day (the aggregation's time zone)."),
+            ("business_date", _AGGREGATION_DAY),
             ("currencycode", "Currency of every amount on the row; never sum across it."),
             ("gross_sales", "Sales incl. VAT (refunds not subtracted)."),
             ("net_sales", "Sales excl. VAT."),
@@ -281,7 +288,7 @@ VIEWS: tuple[View, ...] = (
         "Payments per store, local day, currency and payment type, from the store z-reports.",
         (
             ("store_id", "The store's external ID; NO_STORE for registers without one."),
-            ("business_date", "The local day (the aggregation's time zone)."),
+            ("business_date", _AGGREGATION_DAY),
             ("currencycode", "Currency of the amounts."),
             ("payment", "The payment type's name (Cash, Card, Gift Card ...)."),
             ("sales_amount", "Paid on sales."),

@@ -4,7 +4,8 @@ History: a POS sale IS an order. Every receipt a register rang up (its journal's
 non-practice receipts, plus one lost before reaching the journal: journal.py `receipts`)
 is one order of that register: same time, rows, amounts, payments and `pos-receiptid`; a
 refund receipt a refund order with negative amounts, naming (ours: the journal does not)
-the register's latest earlier sale of the same product group. So closed POS orders per
+the register's latest earlier sale of the same product group, else of any group (a refund
+always points back, rest-v2-catalogue.md). So closed POS orders per
 register and local day add up to that day's z-reports, as in the real backend. Orders get
 ids in the order the backend stores them, so an offline register's orders arrive hours
 late with an old `orderdate` and a new `orderid`; receipts of closings added later become
@@ -88,7 +89,8 @@ class RestWorld:
         # (lazy_journal.py) the journals the z-reports imply.
         self.receipt_source = Journal(world) if world.config.lazy_journal_size else world.journal
         self._rung: set[tuple[str, str]] = set()  # (registerid, pos-receiptid) with an order
-        self._last_sale: dict[tuple[str, str], OrderSpec] = {}  # by register and group
+        # by register and group ("": any group)
+        self._last_sale: dict[tuple[str, str], OrderSpec] = {}
         self._stock_up()
         self._build_history(now)
         self._delete_sold_products(now - 7200)
@@ -271,8 +273,14 @@ class RestWorld:
         group = lines[0].group if lines else ""
         if sign > 0:
             self._last_sale[(reg.registerid, group)] = spec
-        else:  # the journal names no sale: ours is the latest of the group at the register
+            self._last_sale[(reg.registerid, "")] = spec
+        else:
+            # The journal names no sale: ours is the latest of the group at the register,
+            # else its latest of any group (a refund always points back, rest-v2-catalogue
+            # 2.x: "point back via creditorderid"; a register's day sells before it refunds).
             sale = self._last_sale.get((reg.registerid, group))
+            if sale is None or sale.orderdate > spec.orderdate:
+                sale = self._last_sale.get((reg.registerid, ""))
             if sale is not None and sale.orderdate <= spec.orderdate:
                 spec.credit = sale
                 spec.arrival = max(spec.arrival, sale.arrival + 1)

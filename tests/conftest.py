@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from sitoo_sync.api.client import SitooClient, make_client
 from sitoo_sync.settings import Settings
@@ -56,6 +57,15 @@ def _no_real_sitoo(monkeypatch: pytest.MonkeyPatch) -> None:
         return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket, "getaddrinfo", refusing)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that configures logging (a command run in-process sets WARNING, say) leaves
+    structlog as it found it: else a later test's `capture_logs` misses its info events."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(autouse=True)

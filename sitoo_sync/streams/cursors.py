@@ -505,22 +505,29 @@ def _latest(ctx: WindowContext) -> int:
     return max(int(ctx.now.timestamp()), int(datetime.now(UTC).timestamp())) + ctx.overlap
 
 
+def split_ahead(times: list[int], latest: int) -> tuple[list[int], list[int]]:
+    """`times` as (those no later than `latest`, those later). A time cursor takes only the
+    first: a record stamped later (a clock gone wrong) loads, but taken as the cursor it
+    would have every later tick ask from there and never read what is added meanwhile; it
+    is read again by each tick until its time comes."""
+    if all(t <= latest for t in times):
+        return times, []
+    return [t for t in times if t <= latest], [t for t in times if t > latest]
+
+
 def _not_ahead(times: list[int], ctx: WindowContext) -> list[int]:
-    """The times that may move a time cursor: none later than the clock (the tick's, or the
-    wall's in a long tick) plus the overlap. A later one (a clock gone wrong) loads but,
-    taken as the cursor, would have every later tick ask from there and never read what is
-    added meanwhile; it is read again by each tick until its time comes, and logged."""
+    """The times that may move a time cursor (`split_ahead`): none later than the clock (the
+    tick's, or the wall's in a long tick) plus the overlap; the later ones are logged."""
     latest = _latest(ctx)
-    ahead = [t for t in times if t > latest]
-    if not ahead:
-        return times
-    log.warning(
-        "cursor_time_ahead",
-        partition=ctx.partition,
-        records=len(ahead),
-        seconds_ahead=max(ahead) - latest + ctx.overlap,
-    )
-    return [t for t in times if t <= latest]
+    kept, ahead = split_ahead(times, latest)
+    if ahead:
+        log.warning(
+            "cursor_time_ahead",
+            partition=ctx.partition,
+            records=len(ahead),
+            seconds_ahead=max(ahead) - latest + ctx.overlap,
+        )
+    return kept
 
 
 @dataclass(frozen=True)

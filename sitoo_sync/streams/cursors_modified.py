@@ -60,7 +60,7 @@ from typing import Any
 from sitoo_sync.errors import StuckWindowError
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.values import is_unix_time, to_int_or_none
-from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of
+from sitoo_sync.streams.cursors import Window, WindowContext, epoch_of, split_ahead
 
 log = get_logger(__name__)
 
@@ -263,16 +263,15 @@ class ModifiedSince:
             t for r in items if isinstance(r, Mapping) and is_unix_time(t := r.get(self.time_field))
         ]
         latest = now + self.overlap_seconds
-        ahead = [t for t in times if t > latest]
-        if not ahead:
-            return times
-        log.warning(
-            "modification_time_ahead",
-            field=self.time_field,
-            records=len(ahead),
-            seconds_ahead=max(ahead) - latest + self.overlap_seconds,
-        )
-        return [t for t in times if t <= latest]
+        kept, ahead = split_ahead(times, latest)
+        if ahead:
+            log.warning(
+                "modification_time_ahead",
+                field=self.time_field,
+                records=len(ahead),
+                seconds_ahead=max(ahead) - latest + self.overlap_seconds,
+            )
+        return kept
 
     def _sweep(self, ctx: WindowContext, state: _State, now: int) -> Iterator[Window]:
         """Every id, in sweep windows; the last one's cursor records the sweep.

@@ -96,8 +96,15 @@ def run_once(
     world: Simulator, url: str, *, size: int | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """`sitoo-sync run --once` of SYNCED into `url`, its files limited to `size` bytes."""
+    return sitoo(world, url, ["run", "--once"], size=size, **extra)
+
+
+def sitoo(
+    world: Simulator, url: str, command: list[str], *, size: int | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`sitoo-sync <command>` of SYNCED on `url`, its files limited to `size` bytes."""
     return subprocess.run(
-        [sys.executable, "-m", "sitoo_sync", "run", "--once"],
+        [sys.executable, "-m", "sitoo_sync", *command],
         env=env_for(world, url, **extra),
         preexec_fn=None if size is None else file_size_limit(size),
         capture_output=True,
@@ -178,14 +185,7 @@ def test_a_damaged_write_ahead_log_is_one_line_naming_the_way_out(
     with pytest.raises(duckdb.Error, match="Failure while replaying WAL"):
         duckdb.connect(str(path)).close()
     for command in (["run", "--once"], ["status"]):
-        failed = subprocess.run(
-            [sys.executable, "-m", "sitoo_sync", *command],
-            env=env_for(world, url),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        failed = sitoo(world, url, command)
         assert failed.returncode == 1, failed.stderr
         line = last_line(failed.stderr)
         assert f"cannot open the warehouse file {path}: " in line, line
@@ -308,14 +308,7 @@ def test_a_path_with_spaces_and_unicode_on_another_device_is_one_file(
         path = where / f"försäljning data.{target}"
         url = f"{target}:///{path}"
         for command in (["run", "--once"], ["run", "--once"], ["status"]):
-            done = subprocess.run(
-                [sys.executable, "-m", "sitoo_sync", *command],
-                env=env_for(world, url),
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            done = sitoo(world, url, command)
             assert done.returncode == 0, done.stderr
         assert contents(url) == clean
         made = {p.name for p in where.iterdir()}

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -38,29 +38,37 @@ def sync_simulated_world(
     included) synced once into `target` on the world's own clock, store z-reports from
     `store_days` before it; the (stopped) simulator, whose world is the truth the warehouse
     is checked against."""
+    with Simulator.create(config) as sim:
+        start = datetime.fromtimestamp(config.now, UTC) - timedelta(days=store_days)
+        sync_world_once(sim, target, tmp, start.date(), streams)
+    return sim
+
+
+def sync_world_once(
+    sim: Simulator, target: Target, tmp: Path, start_day: date, streams: list[str] | None = None
+) -> None:
+    """One tick of every stream (or `streams`) from the running `sim` into `target`, on the
+    world's own clock, store z-reports from `start_day`; it must succeed."""
     from sitoo_sync.api.client import make_client
     from sitoo_sync.streams import select_streams
     from sitoo_sync.sync import run_once
 
-    with Simulator.create(config) as sim:
-        start = datetime.fromtimestamp(config.now, UTC) - timedelta(days=store_days)
-        settings = settings_for(
-            sim,
-            tmp / "unused.duckdb",
-            stream_options={"store_z_reports": {"start_day": start.date()}},
-            **target.settings(),
+    settings = settings_for(
+        sim,
+        tmp / "unused.duckdb",
+        stream_options={"store_z_reports": {"start_day": start_day}},
+        **target.settings(),
+    )
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    with make_client(settings, sleep=lambda _s: None) as client:
+        report = run_once(
+            settings,
+            warehouse,
+            client,
+            select_streams(streams),
+            clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
         )
-        warehouse = open_warehouse(target.url, schema=target.schema)
-        with make_client(settings, sleep=lambda _s: None) as client:
-            report = run_once(
-                settings,
-                warehouse,
-                client,
-                select_streams(streams),
-                clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
-            )
-        assert report.ok, report.results
-    return sim
+    assert report.ok, report.results
 
 
 def settings_for(sim: Simulator, db: Path, **overrides: Any) -> Settings:

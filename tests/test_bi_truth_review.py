@@ -27,16 +27,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sitoo_sync.api.client import make_client
 from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.simulator.chain import SITE_TIME_ZONE, ZReport, time_zone_of
 from sitoo_sync.simulator.rest_v2.orders import STATES, line_gross, line_net
-from sitoo_sync.streams import select_streams
 from sitoo_sync.streams.site_zones import clear_site_zones
-from sitoo_sync.sync import run_once
 from sitoo_sync.views import VIEWS
-from sitoo_sync.warehouse import open_warehouse
-from tests.support import settings_for
+from tests.support import sync_world_once
 from tests.targets import Target, grouped_targets, target_for, view_rows
 
 #: 22:50 UTC on Tuesday 27 October 2026 (23:50 local): the day's aggregation has run; the
@@ -57,21 +53,7 @@ class Synced:
 
 
 def _sync(sim: Simulator, target: Target, tmp: Any) -> None:
-    settings = settings_for(
-        sim,
-        tmp / "unused.duckdb",
-        stream_options={"store_z_reports": {"start_day": START}},
-        **target.settings(),
-    )
-    with make_client(settings, sleep=lambda _s: None) as client:
-        report = run_once(
-            settings,
-            open_warehouse(settings.target_url, schema=settings.target_schema),
-            client,
-            select_streams(None),
-            clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
-        )
-    assert report.ok, report.results
+    sync_world_once(sim, target, tmp, START)
 
 
 def _change_the_world(sim: Simulator) -> None:

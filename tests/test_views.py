@@ -18,7 +18,7 @@ from sitoo_sync.simulator.rest_v2 import totals
 from sitoo_sync.streams import select_streams
 from sitoo_sync.sync import run_once
 from sitoo_sync.warehouse import open_warehouse
-from tests.support import settings_for
+from tests.support import settings_for, sync_world_once
 from tests.targets import Target, grouped_targets, target_for, view_rows
 
 NOW = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
@@ -37,21 +37,7 @@ def loaded(
     tmp = tmp_path_factory.mktemp(request.param)
     try:
         with target_for(request.param, tmp) as target:
-            settings = settings_for(
-                sim,
-                tmp / "unused.duckdb",
-                stream_options={"store_z_reports": {"start_day": START}},
-                **target.settings(),
-            )
-            with make_client(settings, sleep=lambda _s: None) as client:
-                report = run_once(
-                    settings,
-                    open_warehouse(settings.target_url, schema=settings.target_schema),
-                    client,
-                    select_streams(None),
-                    clock=lambda: datetime.fromtimestamp(sim.world.config.now, UTC),
-                )
-            assert report.ok, report.results
+            sync_world_once(sim, target, tmp, START)
             yield target, sim
     finally:
         sim.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from sitoo_sync.simulator.rest_v2.config import RestConfig
 
@@ -35,5 +36,10 @@ class SimConfig:
     # every Nth entry of a register, when a receipt, carries a field the docs do not name in
     # its data, as the live API's receipts may (lazy journals)
     journal_unknown_field_every: int = 0
+    # The order of the `/pos-z-reports` items that share one `dateadded` second, which the
+    # contract leaves unspecified: "shuffled" afresh on every request, or "added" (the order
+    # they arrived in, the same on every request: a report added last to a crowded second
+    # is never on its first page)
+    same_second_order: Literal["shuffled", "added"] = "shuffled"
     now: int = field(default_factory=lambda: int(datetime.now(UTC).timestamp()))
     rest: RestConfig = field(default_factory=RestConfig)  # the REST v2 world (rest_v2/)

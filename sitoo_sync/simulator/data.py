@@ -5,8 +5,9 @@ sales totals, payments (and card sub-payments) to what was paid, the cash drawer
 was counted, and grand totals run on per register. Money is kept in integer cents and
 written as the vendor's money strings; no float is involved.
 
-The world changes only through methods (`add_new_reports`, `add_burst`, `add_late_report`),
-all under one lock, so tests and the HTTP server see a consistent state.
+The world changes only through methods (`add_new_reports`, `add_burst`, `add_late_report`,
+`add_register`, `retire_register`), all under one lock, so tests and the HTTP server see a
+consistent state.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class World:
         self._times: list[int] = []  # dateadded of each, for bisect
         self._by_key: dict[tuple[str, int], ZReport] = {}
         self._withheld: list[ZReport] = []  # made and journaled, never uploaded
+        self._retired: set[str] = set()  # registerids `/cashregisters` no longer lists
         self._count = 0
         # "active", "inactive" (config says aggregation_active: false) or "missing" (404)
         self.aggregation = "active"
@@ -141,6 +143,8 @@ class World:
         out = []
         for reg in self.registers:
             if reg.eshopid != site or (not reg.registerkey and not include_unregistered):
+                continue
+            if reg.registerid in self._retired:
                 continue
             store = next((s for s in STORES if s[0] == reg.store_id), None)
             out.append(
@@ -395,6 +399,13 @@ class World:
             self.registers.append(reg)
             return reg
 
+    def retire_register(self, registerid: str) -> None:
+        """The register is taken out of use and deleted: `/cashregisters` no longer lists
+        it, while what it uploaded stays (its z-reports, its journal), and what it still
+        had queued may yet arrive (`make_report` and `add_report` still make its reports)."""
+        with self.lock:
+            self._retired.add(registerid)
+
     def add_report(self, report: ZReport) -> ZReport:
         """Make `report` (e.g. from `make_report`) visible from now on."""
         with self.lock:
@@ -430,8 +441,9 @@ class World:
     ) -> list[ZReport]:
         """Reports filtered like `/pos-z-reports`, ascending by dateadded, at most `limit`.
 
-        Reports sharing one second come back in a fresh random order on every call: the
-        contract leaves that order unspecified, and a client must not depend on it.
+        Reports sharing one second come back in a fresh random order on every call (or, as
+        `same_second_order` says, in the order they were added): the contract leaves that
+        order unspecified, and a client must not depend on it.
         """
         with self.lock:
             lo = 0 if date_from is None else bisect.bisect_left(self._times, date_from)
@@ -443,7 +455,8 @@ class World:
                 group = [
                     r for r in self._reports[i:j] if _matches(r, registerids, store_ids, eshopids)
                 ]
-                self.rng.shuffle(group)
+                if self.config.same_second_order == "shuffled":
+                    self.rng.shuffle(group)
                 out.extend(group)
                 i = j
             return out[:limit]

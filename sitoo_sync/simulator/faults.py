@@ -5,6 +5,14 @@ Two kinds of knob:
   for tests that must see an exact sequence;
 * background rates and latency (`FaultPlan(error_rate=0.05, latency=0.1)`), for demos
   and soak runs.
+
+Kinds: an HTTP status the contract names (`429` with `Retry-After` when given, `500`,
+`502`, `503`, `504`) with the vendor's error body; `html`, a 502 whose body is a proxy's
+HTML page, not the vendor's error shape (a load balancer in front of the API answers so);
+`drop`, the connection closed with no answer; `slow`, the answer after `seconds`;
+`truncate`, the real answer (its work done, e.g. orders settled after it was served) with
+its full `Content-Length`, of which only the first half is sent before the connection
+closes.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["429", "500", "502", "503", "504", "drop", "slow", "pass"]
+FaultKind = Literal["429", "500", "502", "503", "504", "html", "drop", "slow", "truncate", "pass"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class FaultPlan:
     error_rate: float = 0.0
     latency: float = 0.0
     seed: int = 7
+    #: What a background fault (at `error_rate`) is drawn from.
+    random_kinds: tuple[FaultKind, ...] = ("429", "500", "503", "drop")
     _queue: deque[Fault] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(init=False)
@@ -74,6 +84,6 @@ class FaultPlan:
                     del self._queue[i]
                     return None if fault.kind == "pass" else fault
             if self.error_rate and self._rng.random() < self.error_rate:
-                kind: FaultKind = self._rng.choice(("429", "500", "503", "drop"))
+                kind: FaultKind = self._rng.choice(self.random_kinds)
                 return Fault(kind, retry_after=0 if kind == "429" else None)
         return None

@@ -13,7 +13,8 @@ Routes (one server, both hosts' paths):
                                                                REST v2 (see rest_v2/routes.py)
 
 Every route wants HTTP Basic auth with the simulator's API ID and password. Errors answer
-with `{"statuscode": int, "errortext": str}`.
+with `{"statuscode": int, "errortext": str}`; faults.py's hostile answers (a proxy's HTML
+502, a dropped connection, a truncated body) do not.
 """
 
 from __future__ import annotations
@@ -294,9 +295,17 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 if fault.kind == "drop":
                     self.close_connection = True
                     return
+                if fault.kind == "html":
+                    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                    self.send_response(502)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 if fault.kind == "slow":
                     time.sleep(fault.seconds)
-                else:
+                elif fault.kind != "truncate":
                     headers = {}
                     if fault.retry_after is not None:
                         headers["Retry-After"] = str(int(fault.retry_after))
@@ -310,6 +319,15 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._error(problem.status, problem.text)
                 return
             body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+            if fault is not None and fault.kind == "truncate":
+                # The whole length promised, half of it sent, the connection closed.
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+                return
             self._send(200, body)
 
     return Handler

@@ -30,4 +30,22 @@ class RestConfig:
     # warehouseitemid; "modified" by datelastmodified, as an index on it would list them,
     # so a row a transaction touches moves to the end of the listing
     stock_order: Literal["id", "modified"] = "id"
+    # The order products are listed in (no sort is documented): "id" by productid;
+    # "modified" by datemodified, as an index on it would list them, so a product edited
+    # during a listing moves to the end of it
+    product_order: Literal["id", "modified"] = "id"
+    # products of the site edited right after each products answer (those modified longest
+    # ago first: under "modified" order, one the listing showed moves to its end)
+    edits_per_request: int = 0
+    # Ids are handed out in one order and become visible in another, as a transaction that
+    # commits late makes them (the docs say nothing of how ids are allocated): every Nth
+    # order, and every Nth warehouse transaction, made after the history is listed (and
+    # read by id) only once its listing has answered `late_commit_requests` more requests
+    # or `late_commit_span` later ids have been handed out, whichever comes first, while
+    # the ids after it are listed at once; 0 = none. (The span bounds how far a late
+    # commit is overtaken, as a database's short transactions do: sitoo_sync's trailing
+    # ids assume such a bound.)
+    late_commit_every: int = 0
+    late_commit_requests: int = 2
+    late_commit_span: int = 10
     max_num: int = 1000  # silent cap on `num` (the docs state none; sitoo_sync asks <= 1000)

@@ -6,7 +6,9 @@
     /sites/{s}/pospaymenttypes.json                        bare array, fields, no paging
     /sites/{s}/settings.json                               {"timezone": ...} only
     /sites/{s}/products.json       datelastmodified (strictly after), includeinactive, sku,
-                                   productid, fields (default set has no title)
+                                   productid, fields (default set has no title); by
+                                   productid, or (RestConfig.product_order) by datemodified;
+                                   RestConfig.edits_per_request edits after each answer
     /sites/{s}/users.json          email, customernumber, personalid, mobile, userid
     /sites/{s}/warehouses/{w}/warehouseitems.json    datelastmodifiedfrom/to (inclusive), sku;
                                    by warehouseitemid, or (RestConfig.stock_order) by
@@ -16,6 +18,9 @@
                                    datecreatedfrom (>=), datecreatedto (<), warehouseid,
                                    transactiontype, sort (default -warehousetransactionid)
     /orders.json                   see orders.list_orders (default sort -orderid)
+
+Orders and transactions that commit late (RestConfig.late_commit_every) are neither listed
+nor found by id until their listing has answered `late_commit_requests` more requests.
 
 Paging is start/num (defaults 0/10) with `totalcount`; `num` is silently capped at
 `RestConfig.max_num` (the docs state no maximum). Each path also answers without `.json`
@@ -66,13 +71,14 @@ def serve(rest: RestWorld, path: str, query: Query) -> Any:
             rest.catch_up()
             if rest.config.orders_per_request:
                 rest.add_orders(rest.config.orders_per_request)
-            rows = order_list.list_orders(rest.orders, query)
+            rows = order_list.list_orders(rest.listed_orders(), query)
             answer = envelope(query, rows, max_num=cap, default_fields=order_list.DEFAULT_FIELDS)
             if rest.config.settles_per_request:  # served open, settled right after
                 shown = {item.get("orderid") for item in answer["items"]}
                 due = [i for i in rest.open_orders() if i in shown]
                 for orderid in due[: rest.config.settles_per_request]:
                     rest.settle(orderid)
+            rest.orders_answered()
             return answer
         m = SITE_PATH.fullmatch(path)
         if m is None:
@@ -102,8 +108,12 @@ def _per_site(rest: RestWorld, site: int, resource: str, query: Query) -> Any:
         "pospaymenttypes": lambda: bare(query, cat.payment_types[site]),
         # only `timezone` is documented ([dev]); the other settings are unknown
         "settings": lambda: {"timezone": POS_TIME_ZONE[site]},
-        "products": lambda: envelope(
-            query, _products(rest, site, query), max_num=cap, default_fields=PRODUCT_FIELDS
+        "products": lambda: _edited_after(
+            rest,
+            site,
+            envelope(
+                query, _products(rest, site, query), max_num=cap, default_fields=PRODUCT_FIELDS
+            ),
         ),
         "users": lambda: envelope(
             query, _users(rest, query), max_num=cap, default_fields=USER_FIELDS
@@ -150,12 +160,27 @@ def _products(rest: RestWorld, site: int, query: Query) -> list[Body]:
     after = integer(query, "datelastmodified")
     skus = csv(query, "sku")
     ids = csv_ints(query, "productid")
-    return [
+    rows = [
         p for p in rows
         if (after is None or p["datemodified"] > after)
         and (skus is None or p["sku"] in skus)
         and (ids is None or p["productid"] in ids)
     ]  # fmt: skip
+    if rest.config.product_order == "modified":
+        rows.sort(key=lambda p: (p["datemodified"], p["productid"]))
+    return rows
+
+
+def _edited_after(rest: RestWorld, site: int, answer: Body) -> Body:
+    """`answer`, served; then `RestConfig.edits_per_request` of the site's products are
+    edited, those modified longest ago first (a catalogue edited while it is listed)."""
+    edits = rest.config.edits_per_request
+    if edits:
+        rows = rest.catalog.site_products(site, include_inactive=True)
+        for product in sorted(rows, key=lambda p: (p["datemodified"], p["productid"]))[:edits]:
+            rest.edits += 1
+            rest.touch_product(product["productid"], custom5=f"edit {rest.edits}")
+    return answer
 
 
 def _users(rest: RestWorld, query: Query) -> list[Body]:
@@ -180,7 +205,7 @@ def _transactions(rest: RestWorld, site: int, warehouseid: int | None, query: Qu
     if sort not in ("warehousetransactionid", "-warehousetransactionid"):
         raise RestError(400, f"Invalid value for sort: {sort}")
     rows = [
-        t for t in rest.stock.transactions
+        t for t in rest.stock.listed_transactions()
         if rest.stock.transaction_site[t["warehousetransactionid"]] == site
         and (warehouseid is None or t["warehouseid"] == warehouseid)
         and (ids is None or t["warehousetransactionid"] in ids)
@@ -192,4 +217,6 @@ def _transactions(rest: RestWorld, site: int, warehouseid: int | None, query: Qu
     ]  # fmt: skip
     if sort.startswith("-"):
         rows.reverse()
-    return envelope(query, rows, max_num=rest.config.max_num, default_fields=TRANSACTION_FIELDS)
+    answer = envelope(query, rows, max_num=rest.config.max_num, default_fields=TRANSACTION_FIELDS)
+    rest.stock.transactions_answered()
+    return answer

@@ -75,6 +75,32 @@ class Stock:
     next_item_id: int = 1
     next_transaction_id: int = 5001
     next_log_id: int = 90001
+    #: Transactions made but not yet committed: id -> listing answers until it is listed.
+    uncommitted: dict[int, int] = field(default_factory=dict)
+    _late_every: int = 0  # every Nth transaction from `late_commits` on commits late
+    _late_requests: int = 0
+    _late_span: int = 0
+    _made_since: int = 0
+
+    def late_commits(self, every: int, requests: int, span: int) -> None:
+        """From now on, every `every`th transaction is listed only after `requests` more
+        answers of a transactions listing or `span` later transactions, whichever comes
+        first (0: each is listed at once)."""
+        self._late_every, self._late_requests, self._late_span = every, requests, span
+        self._made_since = 0
+
+    def listed_transactions(self) -> list[Body]:
+        """The transactions a listing can see (ascending id): those committed."""
+        if not self.uncommitted:
+            return self.transactions
+        return [t for t in self.transactions if t["warehousetransactionid"] not in self.uncommitted]
+
+    def transactions_answered(self) -> None:
+        """A transactions listing answered: the late ones come one answer nearer."""
+        for tid in list(self.uncommitted):
+            self.uncommitted[tid] -= 1
+            if self.uncommitted[tid] <= 0:
+                del self.uncommitted[tid]
 
     def add_item(self, warehouseid: int, sku: str, cost: int) -> None:
         """A stock row with nothing on hand yet; a removed one comes back as it was."""
@@ -143,6 +169,12 @@ class Stock:
         }
         self.transactions.append(body)
         self.transaction_site[tid] = eshopid
+        if self._late_every:
+            for held in [i for i in self.uncommitted if tid - i >= self._late_span]:
+                del self.uncommitted[held]  # overtaken by `span` ids: it has committed
+            self._made_since += 1
+            if self._made_since % self._late_every == 0:
+                self.uncommitted[tid] = self._late_requests
         return body
 
     def reserve(self, warehouseid: int, sku: str, quantity: int) -> None:

@@ -23,9 +23,12 @@ nothing).
 
 Mutators for tests (all under the world's lock, all at the world's `now`): `add_orders`,
 `add_late_order`, `add_refund`, `settle`, `advance`, `delete_product`, `touch_product`,
-`reserve`, `remove_item`. What it should add up to (net sales per store and day, the best
-sellers, stock values) is totals.py's, computed from the specs rather than from the served
-JSON.
+`move_stock`, `reserve`, `remove_item`, `commit_all`. With `RestConfig.late_commit_every`,
+some orders and warehouse transactions made after the history are listed only a few
+requests after the ids above them (`listed_orders`, `Stock.listed_transactions`).
+
+What it should add up to (net sales per store and day, the best sellers, stock values) is
+totals.py's, computed from the specs rather than from the served JSON.
 """
 
 from __future__ import annotations
@@ -91,9 +94,21 @@ class RestWorld:
         self._rung: set[tuple[str, str]] = set()  # (registerid, pos-receiptid) with an order
         # by register and group ("": any group)
         self._last_sale: dict[tuple[str, str], OrderSpec] = {}
+        # Orders stored but not yet committed (`late_commit_every`): orderid -> how many more
+        # `/orders.json` answers until it is listed.
+        self.uncommitted: dict[int, int] = {}
+        self._live_orders = 0  # orders stored after the history
+        self.edits = 0  # products edited by `RestConfig.edits_per_request`
+        self._history_built = False
         self._stock_up()
         self._build_history(now)
         self._delete_sold_products(now - 7200)
+        self._history_built = True
+        self.stock.late_commits(
+            self.config.late_commit_every,
+            self.config.late_commit_requests,
+            self.config.late_commit_span,
+        )
 
     # ---- construction -----------------------------------------------------------------
 
@@ -343,10 +358,19 @@ class RestWorld:
         )
 
     def _store(self, spec: OrderSpec) -> Body:
-        """Give `spec` the next id, apply its stock effect and render it."""
+        """Give `spec` the next id, apply its stock effect and render it (listed at once,
+        or, every `late_commit_every`th order after the history, once it commits)."""
         spec.orderid = self.next_orderid
         self.next_orderid += 1
         self.specs[spec.orderid] = spec
+        every = self.config.late_commit_every
+        if self._history_built and every:
+            span = self.config.late_commit_span
+            for held in [i for i in self.uncommitted if spec.orderid - i >= span]:
+                del self.uncommitted[held]  # overtaken by `span` ids: it has committed
+            self._live_orders += 1
+            if self._live_orders % every == 0:
+                self.uncommitted[spec.orderid] = self.config.late_commit_requests
         self._stock_effect(spec, None, spec.kind, spec.arrival)
         body = self.orders[spec.orderid] = render(spec)
         return body
@@ -461,18 +485,55 @@ class RestWorld:
         with self.lock:
             return self.stock.remove(warehouseid, sku)
 
-    def touch_product(self, productid: int, **changes: object) -> Body:
-        """Edit a product now (e.g. a new `title`): `datemodified` moves to now."""
+    def touch_product(self, productid: int, *, at: int | None = None, **changes: object) -> Body:
+        """Edit a product now (e.g. a new `title`): `datemodified` moves to now, or to `at`
+        (an edit stamped when its transaction began, seen only once it committed: a
+        modified feed already past `at` must read back far enough to find it)."""
         with self.lock:
             product = self.catalog.products[productid]
             product.update(changes)
-            product["datemodified"] = self.now
+            product["datemodified"] = self.now if at is None else at
             return product
+
+    def move_stock(
+        self, warehouseid: int, sku: str, quantity: int, *, at: int | None = None
+    ) -> Body:
+        """Stock moves by `quantity` units (Move In when positive, a stocktaking when not)
+        in one warehouse transaction stamped now, or `at` (late, as `touch_product`'s)."""
+        with self.lock:
+            warehouse = self.catalog.warehouse(warehouseid)
+            assert warehouse is not None, f"no warehouse {warehouseid}"
+            kind = MOVE_IN if quantity > 0 else STOCKTAKING
+            when = self.now if at is None else at
+            return self.stock.transact(warehouse["eshopid"], warehouseid, kind,
+                                       [(sku, quantity)], when)  # fmt: skip
 
     def reserve(self, warehouseid: int, sku: str, quantity: int) -> None:
         """Reserve units (an order placed elsewhere): no transaction, no `datelastmodified`."""
         with self.lock:
             self.stock.reserve(warehouseid, sku, quantity)
+
+    def listed_orders(self) -> dict[int, Body]:
+        """The orders `/orders.json` can see: every stored order that has committed."""
+        with self.lock:
+            if not self.uncommitted:
+                return self.orders
+            return {i: o for i, o in self.orders.items() if i not in self.uncommitted}
+
+    def orders_answered(self) -> None:
+        """An `/orders.json` answer went out: the orders committing late come one nearer."""
+        with self.lock:
+            for orderid in list(self.uncommitted):
+                self.uncommitted[orderid] -= 1
+                if self.uncommitted[orderid] <= 0:
+                    del self.uncommitted[orderid]
+
+    def commit_all(self) -> None:
+        """Every order and warehouse transaction still committing commits now (the world
+        goes quiet, so what a sync has loaded can be compared with all of it)."""
+        with self.lock:
+            self.uncommitted.clear()
+            self.stock.uncommitted.clear()
 
     # ---- lookups ----------------------------------------------------------------------
 

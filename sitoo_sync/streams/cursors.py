@@ -16,6 +16,12 @@ time, capped at `cap` items, with no paging parameter (`/pos-z-reports`):
   identical are not yielded twice: loading them again would change nothing.
 * A full page whose items all share one second cannot be advanced past; that second is
   split by `split_param` (e.g. one request per register) and then stepped over.
+* The split's values are those the engine knows (the page's, and a listing's), which need
+  not be all the second holds: a register deleted from the listing still has its reports.
+  So the second is also asked for by `check_param` (e.g. `eshopid`), once per value its
+  items showed: an answer shorter than the cap holds every item of that value in the
+  second, those of a `split_param` value no listing names too. Only a value whose own
+  share fills a page is left unproven (logged): the engine knows nothing narrower.
 """
 
 from __future__ import annotations
@@ -197,6 +203,10 @@ class TimeWindows:
     hi_param: str
     cap: int
     split_param: str
+    #: A coarser filter whose values the items carry (e.g. `eshopid`), asked for once per
+    #: value a crowded second shows, after its split: it finds the items of split values
+    #: no listing names (None: the split alone).
+    check_param: str | None = None
 
     def lag_seconds(self, stored: str | None, now: datetime) -> float | None:
         """Seconds between the newest item loaded and `now`."""
@@ -208,9 +218,10 @@ class TimeWindows:
 
     def summary(self) -> str:
         """How it reads."""
+        check = f" and checked by `{self.check_param}`" if self.check_param else ""
         return (
             f"`{self.field}`, inclusive windows of at most {self.cap}, a crowded second "
-            f"split by `{self.split_param}`"
+            f"split by `{self.split_param}`{check}"
         )
 
     def windows(self, ctx: WindowContext, stored: str | None) -> Iterator[Window]:
@@ -257,39 +268,76 @@ class TimeWindows:
                 continue
             # One second alone fills the page: split it, then step past it.
             second = newest
-            yield from self._split(fetch, second, page, resume, ctx.split_values)
+            yield from self._split(ctx, second, page, resume)
             resume = max(resume, second + 1)
             lo = second + 1
 
     def _split(
-        self,
-        fetch: Fetch,
-        second: int,
-        page: list[Any],
-        resume: int,
-        split_values: SplitValues,
+        self, ctx: WindowContext, second: int, page: list[Any], resume: int
     ) -> Iterator[tuple[list[Any], int, Mapping[str, str | int]]]:
-        values = sorted(set(split_values(self.split_param, page)))
+        fetch, key = ctx.fetch, ctx.key
+        values = sorted(set(ctx.split_values(self.split_param, page)))
         if not values:
             raise StuckWindowError(
                 f"{self.cap} items share {self.field}={second} and nothing is known to split "
                 f"them by {self.split_param}"
             )
-        for i, value in enumerate(values):
-            params: dict[str, str | int] = {
-                self.lo_param: second,
-                self.hi_param: second,
-                self.split_param: value,
-            }
+        bounds: dict[str, str | int] = {self.lo_param: second, self.hi_param: second}
+        loaded: set[tuple[Any, ...]] = set()  # the keys of the second's parts so far
+        checks = _values_of(page, self.check_param)
+        # Each part is yielded once the next is read: the cursor may only step past the
+        # second with the last part.
+        held: tuple[list[Any], Mapping[str, str | int]] | None = None
+        for value in values:
+            params: dict[str, str | int] = {**bounds, self.split_param: value}
             part = fetch(params)
             if len(part) >= self.cap:
                 raise StuckWindowError(
                     f"{self.cap} items share {self.field}={second} even for "
                     f"{self.split_param}={value}; cannot split further without skipping"
                 )
-            # The cursor may only step past the second once its last part is in.
-            done = i == len(values) - 1
-            yield part, max(resume, second + 1) if done else max(resume, second), params
+            if held is not None:
+                yield held[0], max(resume, second), held[1]
+            held = (part, params)
+            if key:
+                loaded.update(_key(r, key) for r in part)
+            checks |= _values_of(part, self.check_param)
+        unlisted = 0
+        for check in sorted(checks):
+            assert self.check_param is not None
+            params = {**bounds, self.check_param: check}
+            part = fetch(params)
+            if len(part) >= self.cap:  # a share too crowded to prove: the split stands
+                log.warning(
+                    "crowded_second_unchecked",
+                    by=self.check_param,
+                    items=len(part),
+                    second=second,
+                )
+            new = [r for r in part if _key(r, key) not in loaded] if key else part
+            unlisted += len(new)
+            if held is not None:
+                yield held[0], max(resume, second), held[1]
+            held = (new, params)
+            if key:
+                loaded.update(_key(r, key) for r in new)
+        if unlisted:
+            log.info("crowded_second_unlisted", by=self.split_param, items=unlisted, second=second)
+        assert held is not None
+        yield held[0], max(resume, second + 1), held[1]
+
+
+def _values_of(records: list[Any], name: str | None) -> set[str]:
+    """The values of `name` the records carry, as query text (an integer, or non-empty
+    text; a malformed one is the normalizer's to reject)."""
+    if name is None:
+        return set()
+    found: set[str] = set()
+    for record in records:
+        value = record.get(name) if isinstance(record, Mapping) else None
+        if (type(value) is int) or (isinstance(value, str) and value and "," not in value):
+            found.add(str(value))
+    return found
 
 
 #: The zones whose day starts first (UTC+14) and ends last (UTC-12); POSIX signs are inverted.

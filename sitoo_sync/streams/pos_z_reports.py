@@ -112,6 +112,9 @@ POS_Z_REPORTS = Stream(
         hi_param="dateaddedto",
         cap=500,
         split_param="registerid",
+        # a register deleted from the listing still has its reports: each site the
+        # crowded second shows is asked for too, which finds them
+        check_param="eshopid",
     ),
     tables=normalize.TABLES,
     normalize=normalize.normalize_window,

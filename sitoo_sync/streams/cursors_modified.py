@@ -27,7 +27,9 @@ no sort and no documented inclusivity, so the rules are:
   `sweep` windows; when the sweep ran to its end, the engine marks the partition's rows it
   did not show with `missing_since` (a deleted product never shows up in a modified feed).
   The sweep runs last, so a record created during the tick is listed by it; when the
-  `totalcount` moves during a pass (pages may have shifted) the ids are listed again.
+  `totalcount` moves during a pass, or the pass lists an id twice (a record that moved,
+  edited, in a listing kept in modification order), pages may have shifted and the ids
+  are listed again.
 * A crash mid-listing resumes at the page after the last one committed (`page`), with the
   same filter and the `totalcount` its first page saw.
 * A listing whose `totalcount` moved between its first page and its last (a record
@@ -279,20 +281,35 @@ class ModifiedSince:
         The listing is unsorted and paged by offset, so a record deleted or created while
         it is read can shift a live id past the pages: when `totalcount` changed during a
         pass, the ids are listed again (the engine marks only ids no pass showed), at most
-        `sweep_passes` times.
+        `sweep_passes` times. So does a record that moves while the ids are read (a server
+        that lists in modification order moves an edited record to one end, the count
+        unchanged): a move across the pages already read shifts one id past them, and
+        lists one id twice, the moved one or the one the shift pushed back; an id a pass
+        lists twice makes it list again too. (The pass keeps the ids it listed to see
+        that, as many as the engine keeps for the missing marks.)
         """
         assert self.sweep_field is not None
         base: dict[str, str | int] = {**dict(self.fixed), "fields": self.sweep_field}
         for attempt in range(1, self.sweep_passes + 1):
             start, totals = 0, set[int]()  # the counts this pass saw (a bare page has none)
+            listed: set[Any] = set()  # the ids this pass showed
+            twice = 0  # ids it showed again: the pages shifted under a move
             while True:
                 params: dict[str, str | int] = {**base, "start": start, "num": self.page_size}
                 items, total = _page(ctx.fetch_raw(params))
                 if total is not None:
                     totals.add(total)
+                for item in items:
+                    value = item.get(self.sweep_field) if isinstance(item, Mapping) else None
+                    if isinstance(value, int | str):  # (a malformed id: rejected, not counted)
+                        twice += value in listed
+                        listed.add(value)
                 start += len(items)
                 last = not _more(items, start, total, self.page_size)
-                done = last and (len(totals) <= 1 or attempt == self.sweep_passes)
+                again = len(totals) > 1 or twice > 0
+                done = last and (not again or attempt == self.sweep_passes)
+                if last and twice:
+                    log.info("sweep_shifted", ids_listed_twice=twice, listed_again=not done)
                 swept = now if done else state.swept_at
                 cursor = replace(state, swept_at=swept, page=None)
                 yield Window(items, cursor.text(), params, sweep=True)

@@ -239,7 +239,8 @@ def _hostile_world() -> SimConfig:
     """A small world with every hostile REST v2 behaviour on."""
     rest = RestConfig(
         late_commit_every=3,
-        late_commit_requests=2,
+        late_commit_requests=4,
+        late_commit_span=40,  # within the 50 and 200 trailing ids of the two keysets
         product_order="modified",
         stock_order="modified",
         settles_per_request=1,
@@ -257,8 +258,8 @@ HOSTILE_STREAMS = [
     "warehouse_items",
 ]
 HOSTILE_OPTIONS = {
-    "orders": {"page_size": 20},
-    "warehouse_transactions": {"page_size": 20},
+    "orders": {"page_size": 40},
+    "warehouse_transactions": {"page_size": 25},
     "products": {"sweep_hours": 1, "snapshot_hours": 2},
     "warehouse_items": {"sweep_hours": 1, "snapshot_hours": 2},
 }
@@ -287,25 +288,32 @@ def test_a_hostile_world_synced_tick_by_tick_equals_the_simulators_truth(
     with Simulator.create(_hostile_world()) as sim:
         world, rest = sim.world, sim.rest
 
-        def tick(page_size: int = 5) -> None:
+        def tick(page_size: int = 12) -> None:
             _tick(sim, target, HOSTILE_STREAMS, options=HOSTILE_OPTIONS, page_size=page_size,
                   journal_num=25)  # fmt: skip
             _no_live_row_marked_missing(sim, target)
 
+        # The backfill: orders arrive during the walk, and every products answer is followed
+        # by an edit, so listings and the first sweep shift under it.
+        rest.config.orders_per_request = 1
+        rest.config.edits_per_request = 1
         tick()
-        # The first quarter hour: orders, a refund, settles, a back-dated edit and stock move,
-        # a new register and a retired one, a burst of z-reports and journal entries.
-        world.advance_clock(900)
+        # Changes stamped before the cursors just stored (seen only now; within the overlap).
+        then = world.config.now
+        product = sorted(rest.catalog.products)[3]
+        rest.touch_product(product, at=then - 300, title="Renamed while its edit committed")
+        warehouse, sku = sorted(rest.stock.items)[0]
+        rest.move_stock(warehouse, sku, 5, at=then - 200)
+        # Over an hour on (a sweep due): orders, a refund, settles, a reservation, a new
+        # register and a retired one, z-reports of one second, a late one, a journal burst.
+        world.advance_clock(4500)
         now = world.config.now
         rest.add_orders(6)
         rest.add_orders(2, "pending")
         sale = next(i for i, s in rest.specs.items() if s.kind == "sale" and s.credit is None)
         rest.add_refund(sale)
         rest.settle(rest.open_orders()[0])
-        product = sorted(rest.catalog.products)[3]
-        rest.touch_product(product, at=now - 300, title="Renamed while its edit committed")
-        warehouse, sku = sorted(rest.stock.items)[0]
-        rest.move_stock(warehouse, sku, 5, at=now - 200)
+        rest.reserve(warehouse, sku, 2)
         world.add_register("200")
         retired = world.registers[1]
         world.retire_register(retired.registerid)
@@ -318,16 +326,8 @@ def test_a_hostile_world_synced_tick_by_tick_equals_the_simulators_truth(
         sim.faults.queue("429", path="/journal-entries", retry_after=0)
         sim.faults.queue("503", path="/products.json")
         sim.faults.queue("drop", path="/pos-z-reports")
-        tick()
-        # An hour on (a sweep and a snapshot due): orders arrive during the walk, and every
-        # products answer is followed by an edit, so the listings and sweeps shift.
-        world.advance_clock(3600)
-        rest.config.orders_per_request = 1
-        rest.config.edits_per_request = 1
-        rest.add_orders(4)
-        rest.reserve(warehouse, sku, 2)
         sim.faults.queue("truncate", path="/warehouseitems.json")
-        tick(page_size=4)
+        tick(page_size=6)
         # The world goes quiet: everything commits; a snapshot and a sweep come due.
         rest.config.orders_per_request = 0
         rest.config.edits_per_request = 0

@@ -24,11 +24,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from sitoo_sync.normalize.columns import rows_to_arrow
-from sitoo_sync.normalize.tables import Column, Kind, Table
+from sitoo_sync.normalize.tables import Column, Kind, Table, integer, text
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+from sitoo_sync.warehouse.views import View
 from tests.support import FIXTURES
 from tests.targets import ALL_TARGETS, Target, target_for, view_rows
 
@@ -220,3 +221,74 @@ def test_the_upgrade_keeps_cursors_and_runs_its_backfills_once(
     events = {e["event"] for e in logs}
     assert not events & {"column_added", "column_backfilled", "table_created", "views_created"}
     assert _items(target)[0] == (1, 0, 5, Decimal(5), None, None)
+
+
+# ---- a new version's views over a BI user's own ----------------------------------------------
+
+
+@pytest.fixture(params=ALL_TARGETS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """Each target in turn (servers skip when CI did not provide them)."""
+    with target_for(request.param, tmp_path) as t:
+        yield t
+
+
+def _upkeep(target: Target, view: View) -> list[Any]:
+    """A tick's schema upkeep with `view` as this version declares it; its log events."""
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        with capture_logs() as logs:
+            warehouse.ensure_schema([THINGS], [view])
+    finally:
+        warehouse.close()
+    return logs
+
+
+def test_a_new_view_definition_never_stops_the_tick_over_a_users_own_view(
+    target: Target,
+) -> None:
+    """A user's own view reading one of ours (which PostgreSQL will not let be dropped): a
+    version that adds a column to ours replaces it in place, the user's view still reads
+    it; a version that drops one of its columns keeps ours as it was with a `view_kept`
+    warning, rather than fail every stream's tick, and replaces it once the user's view is
+    gone. The other targets drop and create ours as ever."""
+    _upkeep(target, _things("k, n"))
+    own, ours, things = (f"{target.schema}.{n}" if target.schema else n
+                         for n in ("my_things", "v_things", "things"))  # fmt: skip
+    _execute(target, f"INSERT INTO {things} VALUES ('a', 1)")
+    _execute(target, f"CREATE VIEW {own} AS SELECT k FROM {ours}")
+    assert "view_kept" not in {e["event"] for e in _upkeep(target, _things("k, n, 2 AS m"))}
+    assert view_rows(target, f"SELECT k FROM {own}") == [("a",)]
+    assert view_rows(target, "SELECT k, n, m FROM v_things") == [("a", 1, 2)]
+    kept = [e for e in _upkeep(target, _things("k, 3 AS m")) if e["event"] == "view_kept"]
+    if target.name == "postgres":
+        assert [e["view"] for e in kept] == ["v_things"]
+        assert "\n" not in kept[0]["reason"]
+        assert view_rows(target, "SELECT k, n, m FROM v_things") == [("a", 1, 2)]
+        _execute(target, f"DROP VIEW {own}")
+        assert "view_kept" not in {e["event"] for e in _upkeep(target, _things("k, 3 AS m"))}
+    else:
+        assert kept == []
+    assert view_rows(target, "SELECT k, m FROM v_things") == [("a", 3)]
+
+
+def _execute(target: Target, sql: str) -> None:
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.execute(sql)
+    finally:
+        warehouse.close()
+
+
+THINGS = Table("things", (text("k", nullable=False), integer("n")), key=("k",))
+
+
+def _things(select: str) -> View:
+    """`v_things`: `select` from the things table."""
+    return View(
+        name="v_things",
+        description="Things, for a test.",
+        columns=tuple((c.split()[-1], "A thing's.") for c in select.split(",")),
+        reads={"things": ("k", "n")},
+        select=lambda d: f"SELECT {select} FROM {d.t('things')}",
+    )

@@ -315,6 +315,14 @@ class ViewPlan:
     statements: list[str] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)
+    #: each view's own statements (among `statements`), by its name
+    steps: dict[str, list[str]] = field(default_factory=dict)
+
+    def keep(self, view: str) -> None:
+        """Leave `view` as it is: its `sync_views` row too, so the next upkeep tries again."""
+        self.created.pop(view, None)
+        if view in self.gone:
+            self.gone.remove(view)
 
     def changed(self) -> list[str]:
         """The views whose `sync_views` row is replaced or deleted."""
@@ -358,8 +366,9 @@ def plan_views(
             if view.name in recorded:
                 plan.gone.append(view.name)
             continue
-        plan.statements.append(f"DROP VIEW IF EXISTS {name(view.name)}")
-        plan.statements += body
+        step = [f"DROP VIEW IF EXISTS {name(view.name)}", *body]
+        plan.statements += step
+        plan.steps[view.name] = step
         if mark is not None:
             plan.created[view.name] = mark
         else:
@@ -449,8 +458,13 @@ def create_views_sql(
     )
     if not plan.changed():
         return
-    for statement in plan.statements:  # a colon in SQL text is not a bind parameter here
-        conn.execute(sa.text(statement.replace(":", "\\:")))
+    if dialect.name == "postgresql":
+        _replace_postgresql(conn, plan)
+    else:
+        for statement in plan.statements:
+            _execute(conn, statement)
+    if not plan.changed():
+        return
     conn.execute(records.delete().where(records.c.view_name.in_(plan.changed())))
     now = datetime.now(UTC)
     if plan.created:
@@ -462,3 +476,43 @@ def create_views_sql(
             ],
         )
     log.info("views_created", created=len(plan.created), dropped=len(plan.gone))
+
+
+def _execute(conn: Connection, statement: str) -> None:
+    import sqlalchemy as sa
+
+    conn.execute(sa.text(statement.replace(":", "\\:")))  # a colon is no bind parameter here
+
+
+#: PostgreSQL's refusals to drop or replace a view that another object reads: 2BP01
+#: (dependent objects still exist), 42P16 (CREATE OR REPLACE cannot drop, rename or
+#: retype a column the view had).
+_DEPENDED_ON = frozenset({"2BP01", "42P16"})
+
+
+def _replace_postgresql(conn: Connection, plan: ViewPlan) -> None:
+    """Run `plan` view by view, each in a savepoint. PostgreSQL refuses to drop a view that
+    another view reads (a BI user's own, made on ours): such a view is replaced in place
+    (CREATE OR REPLACE: its columns kept, new ones after them), and when that is refused
+    too, kept as it is, with a `view_kept` warning on every upkeep until what reads it is
+    dropped. A view of ours must never stop the sync of every stream."""
+    import sqlalchemy as sa
+
+    for view, step in plan.steps.items():
+        tries = [step]
+        if len(step) > 1:  # created again, not only dropped
+            tries.append([step[1].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1), *step[2:]])
+        for n, statements in enumerate(tries, 1):
+            try:
+                with conn.begin_nested():
+                    for statement in statements:
+                        _execute(conn, statement)
+                break
+            except sa.exc.DBAPIError as exc:
+                code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                if code not in _DEPENDED_ON:
+                    raise
+                if n == len(tries):
+                    reason = str(exc.orig).strip().splitlines()[0]
+                    log.warning("view_kept", view=view, reason=reason)
+                    plan.keep(view)

@@ -21,7 +21,7 @@ store of an order is its additionaldata `store-externalid`, else its warehouse's
 
 from __future__ import annotations
 
-from sitoo_sync.warehouse.views import Sql, View
+from sitoo_sync.warehouse.views import Backfill, Sql, View
 
 
 def _store(column: str) -> str:
@@ -163,6 +163,45 @@ def _product_sales(d: Sql) -> str:
         f"WHERE r.ispractice IS NULL OR r.ispractice = FALSE "
         f"GROUP BY i.productid, {unnamed}, {store}, r.business_date, {currency}"
     )
+
+
+def _item_counts(d: Sql) -> list[str]:
+    """journal_receipt_items.quantity for items an older version loaded before it was a
+    column: the count each kept in `extra`, and quantity_signed from it, signed as a load now
+    signs it (negated on a refund, unless the receipt's total is sent negative). Loaded
+    then, quantity_signed took decimalunitquantity as the count: 0 for every piece good."""
+    count = d.json_integer("i.extra", "quantity")
+    receipts = d.t("journal_receipts")
+    sign = (
+        f"(SELECT CASE WHEN r.isrefund = TRUE AND (r.moneytotal IS NULL "
+        f"OR {d.cents('r.moneytotal')} >= 0) THEN -1 ELSE 1 END FROM {receipts} r "
+        f"WHERE r.registerid = i.registerid AND r.id = i.id)"
+    )
+    # (extra is set last: MySQL's SET reads the columns it has already set)
+    return [
+        f"UPDATE {d.t('journal_receipt_items')} AS i SET quantity = {count}, "
+        f"quantity_signed = {d.integer_quantity(f'{count} * {sign}')}, "
+        f"extra = {d.json_without('i.extra', 'quantity')} "
+        f"WHERE i.quantity IS NULL AND {count} IS NOT NULL"
+    ]
+
+
+def _item_totals(d: Sql) -> list[str]:
+    """journal_receipt_items.decimalquantitytotal for items loaded before it was a column,
+    from their `extra`."""
+    total = d.json_quantity("i.extra", "decimalquantitytotal")
+    return [
+        f"UPDATE {d.t('journal_receipt_items')} AS i SET decimalquantitytotal = {total}, "
+        f"extra = {d.json_without('i.extra', 'decimalquantitytotal')} "
+        f"WHERE i.decimalquantitytotal IS NULL AND {total} IS NOT NULL"
+    ]
+
+
+#: Rows loaded before journal_receipt_items had its count columns (see _item_counts).
+ITEM_BACKFILLS = (
+    Backfill("journal_receipt_items", "quantity", ("journal_receipts",), _item_counts),
+    Backfill("journal_receipt_items", "decimalquantitytotal", (), _item_totals),
+)
 
 
 def _daily_order_sales(d: Sql) -> str:
@@ -461,6 +500,7 @@ VIEWS: tuple[View, ...] = (
             ),
         },
         _product_sales,
+        backfills=ITEM_BACKFILLS,
     ),
     View(
         "v_daily_order_sales",

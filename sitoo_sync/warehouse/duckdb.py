@@ -56,7 +56,7 @@ from sitoo_sync.warehouse.duckdb_memory import (
     ran_out_of_memory,
 )
 from sitoo_sync.warehouse.file_locks import file_lock
-from sitoo_sync.warehouse.views import View, create_views_duckdb
+from sitoo_sync.warehouse.views import View, create_views_duckdb, run_backfills_duckdb
 
 log = get_logger(__name__)
 
@@ -609,14 +609,24 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                     cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in table.key)})")
                 con.execute(f"CREATE TABLE IF NOT EXISTS {q(table.name)} ({', '.join(cols)})")
                 log.info("table_created", table=table.name)
-                continue
-            for col in table.columns:
-                if col.name not in existing[table.name]:
+        added = [
+            (table, col)
+            for table in tables
+            if table.name in existing
+            for col in table.columns
+            if col.name not in existing[table.name]
+        ]
+        if added:
+            # A column and what old rows hold in it (their views' backfills) land together.
+            with self.transaction():
+                for table, col in added:
                     con.execute(
                         f"ALTER TABLE {q(table.name)} ADD COLUMN {q(col.name)} "
                         f"{DUCKDB_TYPES[col.kind]}"
                     )
                     log.info("column_added", table=table.name, column=col.name)
+                names = {*existing, *(t.name for t in tables)}
+                run_backfills_duckdb(con, views, [(t.name, c.name) for t, c in added], names)
         comment_duckdb(con, tables)
         if views:
             create_views_duckdb(con, views)

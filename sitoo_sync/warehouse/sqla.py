@@ -60,7 +60,7 @@ from sitoo_sync.warehouse.locks import SessionPartitionLocks, try_session
 from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.rounds import Rounds
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
-from sitoo_sync.warehouse.views import View, create_views_sql
+from sitoo_sync.warehouse.views import View, create_views_sql, run_backfills_sql
 
 log = get_logger(__name__)
 
@@ -309,6 +309,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             if self._exact_text([t for t in wanted if t.name in present]):
                 catalog.changed()
             columns = {name: {c["name"] for c in cols} for name, cols in catalog.columns().items()}
+            added: list[tuple[str, str]] = []
             for t in wanted:
                 have = columns.get(t.name, set())
                 for col in t.columns:
@@ -321,6 +322,10 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     )
                     catalog.changed()
                     log.info("column_added", table=t.name, column=col.name)
+                    added.append((t.name, col.name))
+            if added:  # what the rows loaded before hold in the new columns
+                there = set(catalog.table_names())
+                run_backfills_sql(self.conn, self.schema, views, added, there)
             if self.capabilities.comments and comment_sql(self.conn, wanted, catalog):
                 catalog.changed()  # comments written (on MySQL by restating their columns)
             if views:

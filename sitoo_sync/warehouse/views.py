@@ -10,7 +10,13 @@ those streams; a view's optional joins are made where their tables exist), descr
 comments where the target keeps them, and recorded in `sync_views` with a fingerprint of
 the statements that made it. The next tick leaves a view alone while it is there and its
 statements are the same, so a new version of the tool brings its new definitions (and a
-stream newly synced, the joins it allows) and nothing else happens. Dropping and creating
+stream newly synced, the joins it allows) and nothing else happens.
+
+A view may declare `Backfill`s: what a column it reads holds for rows an older version
+loaded, before that column existed, derived from what those rows stored (their `extra`,
+their parent row). They run in the upkeep that adds the column to a table that has rows,
+right after it is added and before the views are made (`backfills`), never again: the
+rows the column was added to are all old ones, and a fresh table has none. Dropping and creating
 every view on every tick, as this did before, took an exclusive lock on each: on PostgreSQL
 a tick waited behind any BI query reading a view, and every query after it queued behind
 the tick.
@@ -19,7 +25,7 @@ the tick.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -121,6 +127,83 @@ class Sql:
         now = {"sqlite": "'now'", "mysql": "UTC_TIMESTAMP()", "mariadb": "UTC_TIMESTAMP()"}
         return self.days_between(at, now.get(self.dialect, "now()"))
 
+    def json_integer(self, column: str, key: str) -> str:
+        """The member `key` of the JSON object `column` as a BIGINT when it is a JSON integer
+        number, else NULL (absent, text, a fraction, a boolean ...)."""
+        if self.dialect == "sqlite":
+            member = f"json_extract({column}, '$.{key}')"
+            return f"(CASE WHEN json_type({column}, '$.{key}') = 'integer' THEN {member} END)"
+        if self.dialect in ("mysql", "mariadb"):
+            member = f"JSON_EXTRACT({column}, '$.{key}')"
+            return (
+                f"(CASE WHEN JSON_TYPE({member}) IN ('INTEGER', 'UNSIGNED INTEGER') "
+                f"THEN CAST({member} AS SIGNED) END)"
+            )
+        if self.dialect == "duckdb":
+            return (
+                f"(CASE WHEN json_type({column}, '$.{key}') IN ('BIGINT', 'UBIGINT') "
+                f"THEN TRY_CAST(json_extract_string({column}, '$.{key}') AS BIGINT) END)"
+            )
+        if self.dialect == "postgresql":
+            return (
+                f"(CASE WHEN jsonb_typeof({column} -> '{key}') = 'number' "
+                f"AND ({column} ->> '{key}') ~ '^-?[0-9]{{1,18}}$' "
+                f"THEN CAST({column} ->> '{key}' AS BIGINT) END)"
+            )
+        return f"TRY_CAST(JSON_VALUE({column}, '$.{key}') AS BIGINT)"
+
+    def json_quantity(self, column: str, key: str) -> str:
+        """The member `key` of the JSON object `column` as a DECIMAL(18,3) quantity (exact
+        text on SQLite) when it is one as the vendor writes quantities (text or a number,
+        `-?digits.ddd`, no leading zero), else NULL."""
+        if self.dialect == "sqlite":
+            v = f"CAST(json_extract({column}, '$.{key}') AS TEXT)"
+            u = f"ltrim({v}, '-')"
+            return (
+                f"(CASE WHEN json_type({column}, '$.{key}') IN ('text', 'real') "
+                f"AND {u} GLOB '[0-9]*.[0-9][0-9][0-9]' "
+                f"AND substr({u}, 1, length({u}) - 4) NOT GLOB '*[^0-9]*' "
+                f"AND ({u} GLOB '[1-9]*' OR length({u}) = 5) AND length({u}) <= 19 "
+                f"AND ({v} = {u} OR {v} = '-' || {u}) THEN {v} END)"
+            )
+        pattern = "^-?(0|[1-9][0-9]{0,14})[.][0-9]{3}$"
+        if self.dialect in ("mysql", "mariadb"):
+            v = f"JSON_UNQUOTE(JSON_EXTRACT({column}, '$.{key}'))"
+            fits = f"{v} REGEXP '{pattern}' AND LOCATE(CHAR(10), {v}) = 0"
+            return f"(CASE WHEN {fits} THEN CAST({v} AS DECIMAL(18,3)) END)"
+        if self.dialect == "duckdb":
+            v = f"json_extract_string({column}, '$.{key}')"
+            return (
+                f"(CASE WHEN regexp_full_match({v}, '{pattern[1:-1]}') "
+                f"THEN CAST({v} AS DECIMAL(18,3)) END)"
+            )
+        if self.dialect == "postgresql":
+            v = f"({column} ->> '{key}')"
+            return f"(CASE WHEN {v} ~ '{pattern}' THEN CAST({v} AS NUMERIC(18,3)) END)"
+        return f"TRY_CAST(JSON_VALUE({column}, '$.{key}') AS DECIMAL(18,3))"
+
+    def json_without(self, column: str, key: str) -> str:
+        """The JSON object `column` without its member `key`; NULL when nothing is left (as
+        a row's `extra` is NULL when it holds nothing)."""
+        if self.dialect == "sqlite":
+            rest = f"json_remove({column}, '$.{key}')"
+            return f"(CASE WHEN {rest} = '{{}}' THEN NULL ELSE {rest} END)"
+        if self.dialect in ("mysql", "mariadb"):
+            rest = f"JSON_REMOVE({column}, '$.{key}')"
+            return f"(CASE WHEN JSON_LENGTH({rest}) = 0 THEN NULL ELSE {rest} END)"
+        if self.dialect == "duckdb":
+            rest = f"json_merge_patch({column}, '{{\"{key}\": null}}')"
+            return f"(CASE WHEN CAST({rest} AS VARCHAR) = '{{}}' THEN NULL ELSE {rest} END)"
+        if self.dialect == "postgresql":
+            return f"NULLIF({column} - '{key}', '{{}}'::jsonb)"
+        return f"JSON_MODIFY({column}, '$.{key}', NULL)"
+
+    def integer_quantity(self, value: str) -> str:
+        """A whole number as a DECIMAL(18,3) quantity (SQLite: its exact text, "2.000")."""
+        if self.dialect == "sqlite":
+            return f"(CAST({value} AS TEXT) || '.000')"
+        return value
+
     def days_between(self, start: str, end: str) -> str:
         """Whole days from the UTC instant `start` to the later `end` (floored)."""
         if self.dialect == "sqlite":
@@ -131,6 +214,18 @@ class Sql:
         if self.dialect == "duckdb":
             return f"CAST(floor((epoch({end}) - epoch({start})) / 86400) AS BIGINT)"
         return f"CAST(floor(extract(epoch FROM ({end} - {start})) / 86400) AS BIGINT)"
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """What `column` of `table` holds for the rows an older version loaded before the
+    column existed, derived from what they stored: `statements` (UPDATEs, in order), run once,
+    by the upkeep that adds the column, when every table of `reads` is there."""
+
+    table: str
+    column: str
+    reads: tuple[str, ...]
+    statements: Callable[[Sql], list[str]]
 
 
 @dataclass(frozen=True)
@@ -147,6 +242,61 @@ class View:
     reads: Mapping[str, tuple[str, ...]]
     select: Callable[[Sql], str]
     joins: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: what its reads hold for rows loaded before a column it reads was (see Backfill)
+    backfills: tuple[Backfill, ...] = ()
+
+
+def backfills(
+    views: Sequence[View], added: Collection[tuple[str, str]], tables: Collection[str]
+) -> list[Backfill]:
+    """The views' backfills of the columns an upkeep `added` ((table, column)), each once,
+    whose reads are among `tables`."""
+    found: list[Backfill] = []
+    for view in views:
+        for fill in view.backfills:
+            wanted = (fill.table, fill.column) in added and set(fill.reads) <= set(tables)
+            if wanted and fill not in found:
+                found.append(fill)
+    return found
+
+
+def run_backfills_duckdb(
+    con: duckdb.DuckDBPyConnection,
+    views: Sequence[View],
+    added: Collection[tuple[str, str]],
+    tables: Collection[str],
+) -> None:
+    """Run the backfills of the columns just `added` (in the upkeep's transaction)."""
+    sql = Sql("duckdb", lambda name: f'"{name}"')
+    for fill in backfills(views, added, tables):
+        rows = 0
+        for statement in fill.statements(sql):
+            result = con.execute(statement).fetchone()
+            rows += int(result[0]) if result else 0
+        log.info("column_backfilled", table=fill.table, column=fill.column, rows=rows)
+
+
+def run_backfills_sql(
+    conn: Connection,
+    schema: str | None,
+    views: Sequence[View],
+    added: Collection[tuple[str, str]],
+    tables: Collection[str],
+) -> None:
+    """Run the backfills of the columns just `added` on a SQLAlchemy target."""
+    import sqlalchemy as sa  # here, so a DuckDB process never loads SQLAlchemy (26 MB)
+
+    prep = conn.dialect.identifier_preparer
+
+    def qualified(name: str) -> str:
+        return f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
+
+    sql = Sql(conn.dialect.name, qualified)
+    for fill in backfills(views, added, tables):
+        rows = 0
+        for statement in fill.statements(sql):
+            rows += conn.execute(sa.text(statement.replace(":", "\\:"))).rowcount
+        log.info("column_backfilled", table=fill.table, column=fill.column, rows=rows)
 
 
 def _there(reads: Mapping[str, tuple[str, ...]], columns: Mapping[str, set[str]]) -> set[str]:
@@ -165,6 +315,14 @@ class ViewPlan:
     statements: list[str] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)
+    #: each view's own statements (among `statements`), by its name
+    steps: dict[str, list[str]] = field(default_factory=dict)
+
+    def keep(self, view: str) -> None:
+        """Leave `view` as it is: its `sync_views` row too, so the next upkeep tries again."""
+        self.created.pop(view, None)
+        if view in self.gone:
+            self.gone.remove(view)
 
     def changed(self) -> list[str]:
         """The views whose `sync_views` row is replaced or deleted."""
@@ -208,8 +366,9 @@ def plan_views(
             if view.name in recorded:
                 plan.gone.append(view.name)
             continue
-        plan.statements.append(f"DROP VIEW IF EXISTS {name(view.name)}")
-        plan.statements += body
+        step = [f"DROP VIEW IF EXISTS {name(view.name)}", *body]
+        plan.statements += step
+        plan.steps[view.name] = step
         if mark is not None:
             plan.created[view.name] = mark
         else:
@@ -299,8 +458,13 @@ def create_views_sql(
     )
     if not plan.changed():
         return
-    for statement in plan.statements:  # a colon in SQL text is not a bind parameter here
-        conn.execute(sa.text(statement.replace(":", "\\:")))
+    if dialect.name == "postgresql":
+        _replace_postgresql(conn, plan)
+    else:
+        for statement in plan.statements:
+            _execute(conn, statement)
+    if not plan.changed():
+        return
     conn.execute(records.delete().where(records.c.view_name.in_(plan.changed())))
     now = datetime.now(UTC)
     if plan.created:
@@ -312,3 +476,43 @@ def create_views_sql(
             ],
         )
     log.info("views_created", created=len(plan.created), dropped=len(plan.gone))
+
+
+def _execute(conn: Connection, statement: str) -> None:
+    import sqlalchemy as sa
+
+    conn.execute(sa.text(statement.replace(":", "\\:")))  # a colon is no bind parameter here
+
+
+#: PostgreSQL's refusals to drop or replace a view that another object reads: 2BP01
+#: (dependent objects still exist), 42P16 (CREATE OR REPLACE cannot drop, rename or
+#: retype a column the view had).
+_DEPENDED_ON = frozenset({"2BP01", "42P16"})
+
+
+def _replace_postgresql(conn: Connection, plan: ViewPlan) -> None:
+    """Run `plan` view by view, each in a savepoint. PostgreSQL refuses to drop a view that
+    another view reads (a BI user's own, made on ours): such a view is replaced in place
+    (CREATE OR REPLACE: its columns kept, new ones after them), and when that is refused
+    too, kept as it is, with a `view_kept` warning on every upkeep until what reads it is
+    dropped. A view of ours must never stop the sync of every stream."""
+    import sqlalchemy as sa
+
+    for view, step in plan.steps.items():
+        tries = [step]
+        if len(step) > 1:  # created again, not only dropped
+            tries.append([step[1].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1), *step[2:]])
+        for n, statements in enumerate(tries, 1):
+            try:
+                with conn.begin_nested():
+                    for statement in statements:
+                        _execute(conn, statement)
+                break
+            except sa.exc.DBAPIError as exc:
+                code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                if code not in _DEPENDED_ON:
+                    raise
+                if n == len(tries):
+                    reason = str(exc.orig).strip().splitlines()[0]
+                    log.warning("view_kept", view=view, reason=reason)
+                    plan.keep(view)

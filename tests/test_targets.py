@@ -198,6 +198,32 @@ def test_a_nul_character_loads_on_every_target(target: Target) -> None:
     assert (json.loads(extra) if isinstance(extra, str) else extra) == {"moneybagnote": f"x{nul}y"}
 
 
+def test_a_json_column_with_nothing_in_it_is_sql_null_on_every_target(target: Target) -> None:
+    """A record with no undeclared fields stores its `extra` as SQL NULL, not the JSON text
+    'null', on every target: `WHERE extra IS NULL` finds it (MariaDB and MySQL used to
+    store 'null' through SQLAlchemy's JSON type)."""
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *POS_Z_REPORTS.tables])
+        window = normalize_window([vendor_example()])
+        empty = {
+            name: sum(1 for v in table.column("extra").to_pylist() if v is None)
+            for name, table in window.tables.items()
+            if "extra" in table.column_names
+        }
+        load_window(warehouse, POS_Z_REPORTS, "p", window, "1")
+        stored = {
+            name: warehouse.query(
+                f"SELECT COUNT(*) FROM {warehouse.qualified(name)} WHERE extra IS NULL"
+            )[0][0]
+            for name in empty
+        }
+    finally:
+        warehouse.close()
+    assert sum(empty.values()) > 0
+    assert stored == empty
+
+
 def test_cursors_of_a_group_move_and_count_on_every_target(target: Target) -> None:
     """set_cursors moves the cursors of stored and new partitions in one go, adds rows and
     windows to what each had, and a partition named twice counts both moves."""

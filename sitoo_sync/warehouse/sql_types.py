@@ -83,10 +83,12 @@ def _decimal(scale: int) -> sa.types.TypeEngine[Any]:
 
 def _json() -> sa.types.TypeEngine[Any]:
     # Values arrive as JSON text already; the engine's json_serializer passes text through.
+    # None is SQL NULL (`none_as_null`), as on every other target, not the JSON text 'null'
+    # that SQLAlchemy's JSON types store by default, which `WHERE extra IS NULL` misses.
     return (
         sa.Text()
-        .with_variant(postgresql.JSONB(), "postgresql")
-        .with_variant(mysql.JSON(), "mysql", "mariadb")
+        .with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+        .with_variant(mysql.JSON(none_as_null=True), "mysql", "mariadb")
         .with_variant(mssql.NVARCHAR(None), "mssql")
     )
 

@@ -365,3 +365,35 @@ def test_a_fenced_cursor_move_is_made_only_from_the_cursor_it_expects(
             }
         finally:
             warehouse.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_partition_locks_whose_session_ended_refuse_claims_in_one_line(
+    server: str, tmp_path: Path
+) -> None:
+    """Once the server has ended the session a process's partition locks live on, its next
+    claim raises one WarehouseError that says so (the tick fails in one line that names
+    the lost locks, not the driver's "terminating connection"), said once as
+    `partition_locks_lost`; its frees and its close then say nothing more (each one
+    warned, with SQLAlchemy's "Can't reconnect until invalid transaction is rolled
+    back")."""
+    from sitoo_sync.errors import WarehouseError
+    from tests.support import partition_locks
+
+    with target_for(server, tmp_path) as target:
+        settings = Settings(target_url=target.url, target_schema=target.schema)
+        locks = partition_locks(settings, JOURNAL.name)
+        assert locks.try_acquire("r1") is not None
+        _end_lock_session(server, target, ["r1"])
+        with structlog.testing.capture_logs() as events:
+            for partition in ("r2", "r3"):
+                with pytest.raises(WarehouseError, match=r"partition locks .* ended"):
+                    locks.try_acquire(partition)
+            locks.release("r1")
+            locks.close()
+        assert [(e["event"], e["log_level"]) for e in events] == [("partition_locks_lost", "error")]
+        theirs = partition_locks(settings, JOURNAL.name)
+        try:
+            assert theirs.try_acquire("r1") is not None
+        finally:
+            theirs.close()

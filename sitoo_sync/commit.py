@@ -13,6 +13,13 @@ all of them in one transaction at the end of the stream's tick.
 
 A crash at any instant loses nothing and doubles nothing: what was not committed is fetched
 again from the stored cursor, and what is loaded twice is upserted over itself.
+
+Two writers of one partition cannot both commit: each commit moves the cursor only from the
+one its writer claimed the partition with or last committed (`PartitionLoad.fenced`), first
+in its transaction. A replica whose partition locks were freed with their session (the
+server ended it) while another replica claimed the same registers loses at its next commit
+of each: nothing of that batch is written, no cursor moves back, the other partitions of
+its group commit, and the partition stops (`PartitionTakenOver`, one warning).
 """
 
 from __future__ import annotations
@@ -50,6 +57,20 @@ class Loaded(Protocol):
 
     @property
     def tables(self) -> tuple[Table, ...]: ...
+
+
+class PartitionTakenOver(Exception):
+    """A partition's commit was fenced off: another process moved its cursor since this one
+    claimed it or last committed it (the server had ended the session its lock lived on,
+    freeing the lock, and the other process claimed it). Nothing of the batch was written;
+    the partition is the other process's now."""
+
+    def __init__(self, stream: str, partition: str, cursor: str | None) -> None:
+        super().__init__(f"{stream} {partition}: taken over by another process")
+        self.stream = stream
+        self.partition = partition
+        #: The cursor this process last knew stored (its claim's or its last commit's).
+        self.cursor = cursor
 
 
 def shown_cursor(cursor: str | None, limit: int = 120) -> str | None:
@@ -94,9 +115,15 @@ class PartitionLoad:
     outcome: str | None = None
     #: The run (sync_runs.run_id) that loads it: stamped on every row as `_run_id`.
     run_id: str | None = None
+    #: Committed only if the stored cursor is still `since` (`CursorMove.fenced`).
+    fenced: bool = False
+    since: str | None = None
     #: Filled by the commit that loads it: the ids of its rejects the rejects table had not
     #: held, or held with another reason (`Warehouse.add_rejects`); only these are logged.
     news: set[str] = field(default_factory=set, compare=False)
+    #: Filled by the commit that loads it: it was fenced off, nothing of it written (another
+    #: process had moved the partition's cursor from `since`).
+    taken_over: bool = field(default=False, compare=False)
 
 
 def load_group(
@@ -111,6 +138,13 @@ def load_group(
     A conflict with another writer (a replica's transaction) runs it again, whole
     (warehouse/retry.py): it reads what it needs inside, and its callers forget a batch
     only once it has returned.
+
+    The cursors move first, each fenced one only from its `since`: a batch whose cursor
+    another process has moved since is left out, whole, and marked `taken_over` (its
+    partition's writer raises PartitionTakenOver). Moving them first makes a second writer
+    of a partition wait for the first one's transaction on the cursor's row, and then
+    write none of its rows; written after the rows, the two met on the rows instead, and a
+    duplicate key failed the whole group (every partition in it) and the tick.
 
     `new`: the batches' parent keys are new by construction (an immutable stream's windows,
     whose re-reads were dropped before normalizing: `partition._unstored`). The read of the
@@ -141,27 +175,48 @@ def load_group(
 def _load_group(
     warehouse: Warehouse, stream: Loaded, loads: Sequence[PartitionLoad], *, read_stored: bool
 ) -> None:
-    def load() -> set[str]:
+    def load() -> tuple[set[str], set[str]]:
+        # The cursors first: a fenced load whose cursor another process has moved since
+        # (`CursorMove.fenced`) writes nothing, and waits for that process's transaction
+        # on the cursor's row, never on rows both of them load (a duplicate key then
+        # failed the whole group, and the tick).
+        taken = set(
+            warehouse.set_cursors(
+                stream.name,
+                [
+                    CursorMove(
+                        p.partition,
+                        p.cursor,
+                        p.normalized.row_count(),
+                        p.windows,
+                        p.fenced,
+                        p.since,
+                    )
+                    for p in loads
+                ],
+            )
+            or ()
+        )
+        live = [p for p in loads if p.partition not in taken]
+        if not live:
+            return set(), taken
         at = datetime.now(UTC)
-        if len({p.run_id for p in loads}) == 1:
-            normalized = NormalizedWindow.concat([p.normalized for p in loads])
-            normalized = stamped(stream, normalized, at, loads[0].run_id)
+        if len({p.run_id for p in live}) == 1:
+            normalized = NormalizedWindow.concat([p.normalized for p in live])
+            normalized = stamped(stream, normalized, at, live[0].run_id)
         else:
             normalized = NormalizedWindow.concat(
-                [stamped(stream, p.normalized, at, p.run_id) for p in loads]
+                [stamped(stream, p.normalized, at, p.run_id) for p in live]
             )
         news = _load_rows(warehouse, stream, normalized, read_stored=read_stored)
-        warehouse.set_cursors(
-            stream.name,
-            [CursorMove(p.partition, p.cursor, p.normalized.row_count(), p.windows) for p in loads],
-        )
         warehouse.record_outcomes(
-            stream.name, [(p.partition, p.outcome, None) for p in loads if p.outcome is not None]
+            stream.name, [(p.partition, p.outcome, None) for p in live if p.outcome is not None]
         )
-        return news
+        return news, taken
 
-    news = retried(warehouse, load, what="load", stream=stream.name, partitions=len(loads))
+    news, taken = retried(warehouse, load, what="load", stream=stream.name, partitions=len(loads))
     for p in loads:  # set anew by a run again of an outer transaction this one joined
+        object.__setattr__(p, "taken_over", p.partition in taken)  # filled, as `news` is
         p.news.clear()
         p.news.update(r.reject_id for r in p.normalized.rejects if r.reject_id in news)
 
@@ -468,6 +523,16 @@ class PartitionWriter:
     #: Loads on its own turn take their parent keys as new (`load_group`): the stream is
     #: immutable and no load of this partition met a stored key yet.
     new: bool = False
+    #: The cursor stored as this writer knows it: the one it started from (its claim's),
+    #: then each of its commits'. Every commit moves the cursor only from there
+    #: (`PartitionLoad.fenced`), so a process that lost the partition's lock while it
+    #: loaded, and another that claimed it meanwhile, never both commit the same windows,
+    #: and never move the cursor back: the second to commit is taken over
+    #: (`PartitionTakenOver`).
+    committed: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.committed = self.cursor
 
     def take(self, window: Window, records: list[Any]) -> None:
         """Normalize `records` (the window's, less skipped re-reads) into the batch.
@@ -516,7 +581,8 @@ class PartitionWriter:
         """Load the pending batch with its cursor (and `outcome`), in one transaction.
 
         Through the `writer` when there is one (in a group with other partitions'), else
-        on this partition's own turn.
+        on this partition's own turn. Raises PartitionTakenOver when another process has
+        moved the cursor since this one read or wrote it (nothing of the batch is written).
         """
         load = self._pending_load(outcome)
         if load is None:
@@ -527,7 +593,13 @@ class PartitionWriter:
             self.new = self.turns.write.run(
                 load_group, self.warehouse, self.stream, [load], new=self.new
             )
+        self._taken_over(load)
         self._committed(load)
+
+    def _taken_over(self, load: PartitionLoad) -> None:
+        """Raise PartitionTakenOver when `load`'s commit was fenced off."""
+        if load.taken_over:
+            raise PartitionTakenOver(self.stream.name, self.partition, self.committed)
 
     def _pending_load(
         self, outcome: str | None = None, *, marked: bool = False
@@ -548,6 +620,8 @@ class PartitionWriter:
             len(batch.windows),
             outcome,
             run_id=self.context.get(RUN_ID_KEY),
+            fenced=True,
+            since=self.committed,
         )
 
     def _committed(self, load: PartitionLoad) -> None:
@@ -557,6 +631,7 @@ class PartitionWriter:
         result.rejects += len(normalized.rejects)
         result.notes.update(normalized.notes)
         batch.cursor = result.cursor = self.cursor = load.cursor  # (a sweep not recorded)
+        self.committed = load.cursor
         self.unmarked = None
         log_batch(self.stream, self.partition, batch, normalized, load.news)
         batch.clear()
@@ -584,6 +659,8 @@ class PartitionWriter:
         def last() -> int:
             if load is not None:
                 load_group(self.warehouse, stream, [load])  # joins this transaction
+                if load.taken_over:  # no marks, no outcome: the partition is another's
+                    return 0
             gone = mark_missing(self.warehouse, stream, partition, self.seen, now) if mark else 0
             self.warehouse.record_outcome(stream.name, partition, "ok")
             return gone
@@ -592,6 +669,7 @@ class PartitionWriter:
             retried, self.warehouse, last, what="last load", stream=stream.name, partition=partition
         )
         if load is not None:
+            self._taken_over(load)
             self._committed(load)
         log_missing(stream, partition, gone)
 

@@ -30,7 +30,14 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from sitoo_sync.api.client import SitooClient
-from sitoo_sync.commit import Batch, GroupWriter, Outcomes, PartitionWriter
+from sitoo_sync.commit import (
+    Batch,
+    GroupWriter,
+    Outcomes,
+    PartitionTakenOver,
+    PartitionWriter,
+    shown_cursor,
+)
 from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StopRequested
 from sitoo_sync.inflight import Buffer, ByteBudget
 from sitoo_sync.log import get_logger
@@ -458,6 +465,8 @@ def sync_partition(
             loader.finish(outcomes, mark=mark, now=now)
     except SitooSyncError as exc:
         _cut_short(stream, partition, loader, result, exc)
+    except PartitionTakenOver as taken:
+        _taken_over(result, taken)
     finally:
         batch.clear()  # what a failed partition never committed gives its bytes back
         holds.drop()
@@ -468,7 +477,44 @@ def sync_partition(
     return result
 
 
+#: Why a partition stopped whose commit was fenced off (`PartitionTakenOver`).
+TAKEN_OVER = (
+    "another process moved its cursor since this one claimed it (the server ended the "
+    "session its lock lived on, and freed the lock): the batch was not written, and "
+    "that process syncs it on"
+)
+
+
+def _taken_over(result: PartitionResult, taken: PartitionTakenOver) -> None:
+    """The partition's commit was fenced off: it stops, with one warning, what it committed
+    before kept, its outcome left to the process that took it over. Not a failure: no
+    window is lost or loaded twice, and the other process goes on from its own cursor."""
+    result.stopped = True
+    result.cursor = taken.cursor
+    log.warning(
+        "partition_taken_over",
+        stream=taken.stream,
+        partition=taken.partition,
+        cursor=shown_cursor(taken.cursor),
+        reason=TAKEN_OVER,
+    )
+
+
 def _cut_short(
+    stream: Stream,
+    partition: str,
+    loader: PartitionWriter,
+    result: PartitionResult,
+    exc: SitooSyncError,
+) -> None:
+    """`_ended_by` `exc`, unless its last commit, too, is fenced off (`_taken_over`)."""
+    try:
+        _ended_by(stream, partition, loader, result, exc)
+    except PartitionTakenOver as taken:
+        _taken_over(result, taken)
+
+
+def _ended_by(
     stream: Stream,
     partition: str,
     loader: PartitionWriter,

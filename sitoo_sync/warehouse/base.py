@@ -18,7 +18,7 @@ the declarations; a backend that wants Python rows calls `to_pylist()`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -217,12 +217,19 @@ Outcome = tuple[str, str, str | None]
 
 
 class CursorMove(NamedTuple):
-    """One partition's cursor moved past `rows` rows in `windows` windows (`set_cursors`)."""
+    """One partition's cursor moved past `rows` rows in `windows` windows (`set_cursors`).
+
+    A `fenced` move is made only from `since`, the cursor its writer claimed the partition
+    with or last committed: a cursor another process has moved since (it claimed the
+    partition once the server had freed this one's lock with its session) stays as it is.
+    """
 
     partition: str
     cursor: str | None
     rows: int
     windows: int
+    fenced: bool = False
+    since: str | None = None
 
 
 def outcome_values(status: str, detail: str | None, at: datetime) -> dict[str, Any]:
@@ -402,8 +409,14 @@ class StateStore(Protocol):
         """Move the cursor (None: back to before the first load) and count the rows and windows
         it covers, in the load's transaction."""
 
-    def set_cursors(self, stream: str, moves: Sequence[CursorMove]) -> None:
-        """`set_cursor` for several partitions (each once) in one transaction."""
+    def set_cursors(self, stream: str, moves: Sequence[CursorMove]) -> Collection[str] | None:
+        """`set_cursor` for several partitions (each once) in one transaction, first in it.
+
+        Returns the partitions of fenced moves left as they were (another process moved
+        their cursors: `CursorMove`); the caller writes nothing else of theirs. None or
+        empty: every move was made (a target written by one process at a time, DuckDB's
+        file, checks nothing).
+        """
 
     def record_outcome(
         self, stream: str, partition: str, status: str, detail: str | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +34,7 @@ from sitoo_sync.errors import first_line
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.tables import Table
 from sitoo_sync.warehouse import local_path, pg_copy
+from sitoo_sync.warehouse.base import CursorMove
 from sitoo_sync.warehouse.file_locks import holding_file
 from sitoo_sync.warehouse.sql_types import character_columns
 
@@ -236,6 +238,20 @@ class SqlDialect:
         has no such statement (the caller then writes row by row)."""
         return False
 
+    def move_cursors(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        stream: str,
+        moves: Sequence[CursorMove],
+        now: datetime,
+    ) -> set[str] | None:
+        """`moves` (each of another partition) written to `sync_state` (`t`), each fenced
+        one only where its stored cursor is still `since`; the partitions of those left as
+        they were. None: this dialect does not fence (a target without session locks is
+        written by one process at a time), and the caller writes them all as they are."""
+        return None
+
     # ---- conflicts ----------------------------------------------------------------------
 
     def conflict(self, exc: BaseException) -> str | None:
@@ -399,6 +415,52 @@ class Postgres(SqlDialect):
         conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=sets))
         return True
 
+    def move_cursors(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        stream: str,
+        moves: Sequence[CursorMove],
+        now: datetime,
+    ) -> set[str] | None:
+        """One INSERT ... ON CONFLICT DO UPDATE ... WHERE for all of them, which returns the
+        partitions it wrote: a stored row is updated only when its cursor is the one its
+        fenced move expects (`since`, looked up by partition in one JSON map). A row another
+        transaction holds is waited for, and the condition is asked of its committed
+        version: of two processes moving one cursor from the same value, the second finds it
+        moved (READ COMMITTED's rule for ON CONFLICT)."""
+        rows = [
+            {
+                "stream": stream,
+                "partition_key": m.partition,
+                "cursor": m.cursor,
+                "updated_at": now,
+                "rows_loaded": m.rows,
+                "windows_loaded": m.windows,
+            }
+            for m in moves
+        ]
+        stmt = postgresql.insert(t).values(rows)
+        new = stmt.excluded
+        since = sa.bindparam(
+            "since", {m.partition: m.since for m in moves if m.fenced}, type_=postgresql.JSONB
+        )
+        sets = {
+            "cursor": new.cursor,
+            "updated_at": new.updated_at,
+            "rows_loaded": sa.func.coalesce(t.c.rows_loaded, 0) + new.rows_loaded,
+            "windows_loaded": sa.func.coalesce(t.c.windows_loaded, 0) + new.windows_loaded,
+        }
+        where = sa.or_(
+            sa.not_(since.has_key(new.partition_key)),
+            t.c.cursor.is_not_distinct_from(since[new.partition_key].astext),
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["stream", "partition_key"], set_=sets, where=where
+        )
+        written = conn.execute(upsert.returning(t.c.partition_key)).scalars()
+        return {m.partition for m in moves} - {str(p) for p in written}
+
     def conflict(self, exc: BaseException) -> str | None:
         """Serialization failure (SQLSTATE 40001) or deadlock (40P01)."""
         orig = _driver_error(exc)
@@ -522,6 +584,60 @@ class MySQL(SqlDialect):
         """
         stmt = mysql.insert(t).values(**key, **insert)
         conn.execute(stmt.on_duplicate_key_update(dict(update)))
+
+    def move_cursors(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        stream: str,
+        moves: Sequence[CursorMove],
+        now: datetime,
+    ) -> set[str] | None:
+        """Each by `upsert_row`'s INSERT ... ON DUPLICATE KEY UPDATE (no locking read of a
+        key not stored yet), whose every assignment keeps the stored value unless the stored
+        cursor is the one a fenced move expects; then the fenced ones' rows, stored and
+        locked by then, read back with FOR UPDATE (their newest version, not the
+        transaction's snapshot): a cursor that is not the one written was left as another
+        process moved it. (One moved elsewhere to the very cursor written counts as written:
+        its rows are the same windows', loaded over themselves.)"""
+        c = t.c
+        for m in moves:
+            same = c.cursor.is_not_distinct_from(m.since) if m.fenced else sa.true()
+
+            def kept(column: sa.Column[Any], value: Any, same: Any = same) -> Any:
+                """`value` where the move is made, else what `column` holds."""
+                return sa.case((same, value), else_=column)
+
+            stmt = mysql.insert(t).values(
+                stream=stream,
+                partition_key=m.partition,
+                cursor=m.cursor,
+                updated_at=now,
+                rows_loaded=m.rows,
+                windows_loaded=m.windows,
+            )
+            assignments = [
+                ("rows_loaded", kept(c.rows_loaded, sa.func.coalesce(c.rows_loaded, 0) + m.rows)),
+                (
+                    "windows_loaded",
+                    kept(c.windows_loaded, sa.func.coalesce(c.windows_loaded, 0) + m.windows),
+                ),
+                ("updated_at", kept(c.updated_at, sa.bindparam(None, now, c.updated_at.type))),
+                # The cursor last: MySQL assigns left to right, and those before it must
+                # compare the cursor as stored.
+                ("cursor", kept(c.cursor, sa.bindparam(None, m.cursor, c.cursor.type))),
+            ]
+            conn.execute(stmt.on_duplicate_key_update(assignments))
+        fenced = {m.partition: m.cursor for m in moves if m.fenced}
+        if not fenced:
+            return set()
+        read = (
+            sa.select(t.c.partition_key, t.c.cursor)
+            .where(t.c.stream == stream, t.c.partition_key.in_(sorted(fenced)))
+            .with_for_update()
+        )
+        stored = {str(p): None if c is None else str(c) for p, c in conn.execute(read)}
+        return {p for p, cursor in fenced.items() if stored.get(p) != cursor}
 
     def conflict(self, exc: BaseException) -> str | None:
         """Deadlock (1213) or lock wait timeout (1205)."""

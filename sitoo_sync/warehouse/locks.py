@@ -12,7 +12,10 @@ anyone deleting anything. Which SQL takes and frees a lock is the dialect's (dia
 The other side of that: a lock lives only as long as its session. Its session is set up not
 to be ended for sitting idle (`lock_session_sql`), and a watched lock (`SessionLock.watch`:
 a service tick's) is asked after on a heartbeat, so a holder whose session ended anyway
-learns it and stops writing.
+learns it and stops writing. Partition locks are not watched: their holder learns of an
+ended session at its next take (the tick fails, `_lost_error`), and meanwhile whatever it
+still commits of a partition another process claimed since is fenced off by the cursor it
+moves from (commit.py, `CursorMove.fenced`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from sitoo_sync.errors import first_line
+from sitoo_sync.errors import WarehouseError, first_line
 from sitoo_sync.log import get_logger
 from sitoo_sync.warehouse.base import Claim, Lock
 from sitoo_sync.warehouse.rounds import Rounds
@@ -231,6 +234,9 @@ class SessionPartitionLocks:
         self._prefix = prefix
         self._cursors = cursors
         self._rounds: Rounds[tuple[bool, str], Claim | None] = Rounds(self._round)
+        #: Why the connection was found ended (None: it was not): the server freed every
+        #: lock with the session, so a take raises and a free has nothing left to free.
+        self._lost: str | None = None
 
     def _name(self, partition: str) -> str:
         return f"{self._prefix}:{partition}"
@@ -249,13 +255,41 @@ class SessionPartitionLocks:
         import sqlalchemy as sa
 
         frees = [self._name(p) for take, p in items if not take]
-        if frees:
+        if frees and self._lost is None:
             try:
                 self._dialect.free_locks(self._conn, frees)
             except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
-                log.warning("partition_locks_not_released", error=first_line(exc))
-        claims = iter(self._take([p for take, p in items if take]))
+                if not self._found_lost(exc):
+                    log.warning("partition_locks_not_released", error=first_line(exc))
+        takes = [p for take, p in items if take]
+        if takes and self._lost is not None:
+            raise self._lost_error()
+        try:
+            claims = iter(self._take(takes))
+        except sa.exc.SQLAlchemyError as exc:
+            if self._found_lost(exc):
+                raise self._lost_error() from exc
+            raise
         return [next(claims) if take else None for take, _p in items]
+
+    def _found_lost(self, exc: BaseException) -> bool:
+        """Whether `exc` found the connection ended (said once, as an error): the server
+        freed every partition lock of this process with it, and another process may be
+        loading them now. What this one still commits of them is fenced (commit.py)."""
+        if not self._conn.invalidated:
+            return False
+        if self._lost is None:
+            self._lost = first_line(exc)
+            log.error("partition_locks_lost", lock=self._prefix, error=self._lost)
+        return True
+
+    def _lost_error(self) -> WarehouseError:
+        """What a take raises once the session is found ended: one line that says so."""
+        return WarehouseError(
+            f"the session holding this process's partition locks of {self._prefix} ended "
+            f"({self._lost}): the server freed them and other processes may claim them; "
+            "this tick claims no more, the next one claims them again"
+        )
 
     def _take(self, partitions: Sequence[str]) -> list[Claim | None]:
         """Take `partitions`, then read the cursors of those taken: the read comes after the
@@ -279,7 +313,8 @@ class SessionPartitionLocks:
 
         self._rounds.close()
         try:
-            self._conn.execute(sa.text(self._dialect.release_all_sql()))
+            if self._lost is None:  # (else the server freed them with the session)
+                self._conn.execute(sa.text(self._dialect.release_all_sql()))
         except sa.exc.SQLAlchemyError as exc:  # the server frees them with the session
             log.warning("partition_locks_not_released", error=first_line(exc))
         finally:

@@ -43,7 +43,7 @@ from sitoo_sync.runs import RUN_ID_KEY
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import Window
 from sitoo_sync.turns import INLINE, Inline, Turns
-from sitoo_sync.warehouse.base import CursorMove, Outcome, Warehouse
+from sitoo_sync.warehouse.base import CursorMove, Outcome, Warehouse, still_reset
 from sitoo_sync.warehouse.retry import retried
 
 log = get_logger(__name__)
@@ -336,15 +336,21 @@ class Outcomes:
 
     Such a partition has no rows whose commit its outcome must share, so nothing is lost if
     a crash comes before `flush`: only the stamp of a tick that changed nothing.
+
+    `resets`: the partitions reading a reset's period again (`StoredCursors.resets`); an
+    outcome of theirs other than ok keeps that mark (`still_reset`).
     """
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, resets: frozenset[str] = frozenset()) -> None:
         self.stream = stream
+        self.resets = resets
         self._pending: list[Outcome] = []
         self._lock = threading.Lock()
 
     def add(self, partition: str, status: str, detail: str | None = None) -> None:
         """Keep an outcome for the next `flush`."""
+        if status != "ok" and partition in self.resets:
+            detail = still_reset(detail)
         with self._lock:
             self._pending.append((partition, status, detail))
 
@@ -523,6 +529,10 @@ class PartitionWriter:
     #: Loads on its own turn take their parent keys as new (`load_group`): the stream is
     #: immutable and no load of this partition met a stored key yet.
     new: bool = False
+    #: The partition reads again a period `sitoo-sync reset` moved its cursor back over
+    #: (`StoredCursors.resets`): an outcome other than ok keeps that mark (`still_reset`),
+    #: so the tick after a failure still loads the rest of the period whole.
+    rereading: bool = False
     #: The cursor stored as this writer knows it: the one it started from (its claim's),
     #: then each of its commits'. Every commit moves the cursor only from there
     #: (`PartitionLoad.fenced`), so a process that lost the partition's lock while it
@@ -676,9 +686,11 @@ class PartitionWriter:
     def stopped(self, status: str, detail: str) -> None:
         """The partition could not go on (failed, or its stream is disabled): what it
         fetched before is whole and its cursor right, so that progress is committed; then
-        the outcome, with why."""
+        the outcome, with why (and, reading a reset's period again, that it still does)."""
         self.commit()
         stream, partition = self.stream.name, self.partition
+        if self.rereading:
+            detail = still_reset(detail)
         self.turns.write.run(
             retried,
             self.warehouse,

@@ -14,6 +14,13 @@ immutable stream re-reads in its overlap and has stored already are skipped, a w
 leaves nothing to load and does not move the cursor takes no turn, and the partition's
 "ok" is handed to `Outcomes`, which writes the outcomes of all such partitions of the tick
 in one transaction.
+
+Not so after `sitoo-sync reset --since DAY`: what the partition stored after its cursor then
+is what an older version (or a normalizer since fixed) wrote, and the reset is the way to
+write it again. Until a tick of it reaches the present (`StoredCursors.resets`), a partition
+loads every record it reads from its cursor on, stored or not; only the stored ones older
+than its cursor (the overlap before the day, or what this reading loaded before a stop) are
+skipped still.
 """
 
 from __future__ import annotations
@@ -44,11 +51,12 @@ from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
 from sitoo_sync.normalize.personal import STAFF_NAMES, PersonalData
 from sitoo_sync.normalize.tables import Kind, Table
+from sitoo_sync.normalize.values import is_unix_time
 from sitoo_sync.overlap import OverlapKeys
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import MAX_CONCURRENCY, Settings
 from sitoo_sync.streams.base import Stream, items_of
-from sitoo_sync.streams.cursors import Window, WindowContext
+from sitoo_sync.streams.cursors import CursorPages, Window, WindowContext
 from sitoo_sync.turns import ANY_THREAD, Turns
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -353,6 +361,75 @@ def _stored_keys(
     return warehouse.stored_keys(parent, asked)
 
 
+def _times_of(records: list[Any], field: str) -> list[Any]:
+    """Each record's `field` as the cursor reads it (`record_times`), one per record (anything
+    but Unix seconds where it has none)."""
+    values_of = getattr(type(records[0]), "values_of", None) if records else None
+    values = values_of(records, field) if values_of is not None else None
+    if values is not None:
+        return list(values)
+    return [r.get(field) if isinstance(r, Mapping) else None for r in records]
+
+
+class Rereads:
+    """The records of an immutable stream's windows that one partition's tick skips: those
+    it reads again and has stored.
+
+    They sit at the start of a tick (the overlap): once a window brings something new, the
+    rest load as they come (upserts make re-reads harmless). A partition reading again a
+    period `sitoo-sync reset` moved its cursor back over (`rereading`) skips only the stored
+    records older than its cursor (the overlap before the period, or what this reading of it
+    loaded before a stop or failure: both as this version writes them) and loads every other
+    one, stored or not: a stream paged by time (journals) reads from the overlap before its
+    cursor; a keyset's walk lies in the period from the reset's first id on, and skips none.
+    """
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        stream: Stream,
+        stored: str | None,
+        *,
+        rereading: bool,
+        known: OverlapKeys | None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.stream = stream
+        self.known = known
+        self.on = stream.immutable and stored is not None
+        #: Reading a reset's period again: the cursor's time, before which stored ones skip.
+        self.before: int | None = None
+        if self.on and rereading:
+            timed = isinstance(stream.cursor, CursorPages) and str(stored).isdigit()
+            self.before = int(str(stored)) if timed else None
+            self.on = self.before is not None
+
+    def kept(self, records: list[Any]) -> list[Any]:
+        """`records` (a window's, in order) less those skipped."""
+        if not self.on:
+            return records
+        if self.before is None:
+            records = _unstored(self.warehouse, self.stream.parent, records, self.known)
+            self.on = not records
+            return records
+        return self._kept_before(records, self.before)
+
+    def _kept_before(self, records: list[Any], before: int) -> list[Any]:
+        """`records` less the stored ones older than `before`; the check goes on only while
+        every record of a window is older."""
+        assert isinstance(self.stream.cursor, CursorPages)
+        times = _times_of(records, self.stream.cursor.time_field)
+        older = [r for r, t in zip(records, times, strict=True) if is_unix_time(t) and t < before]
+        self.on = bool(older) and len(older) == len(records)
+        if not older:
+            return records
+        kept = _unstored(self.warehouse, self.stream.parent, older, self.known)
+        if len(kept) == len(older):
+            return records
+        skipped = {id(r) for r in older} - {id(r) for r in kept}
+        return [r for r in records if id(r) not in skipped]
+
+
 def sync_partition(
     settings: Settings,
     warehouse: Warehouse,
@@ -372,6 +449,7 @@ def sync_partition(
     buffer: Buffer | None = None,
     known: OverlapKeys | None = None,
     finishing: Callable[[], None] | None = None,
+    rereading: bool = False,
 ) -> PartitionResult:
     """Bring one (stream, partition) up to date; errors are caught and reported, not raised.
 
@@ -388,6 +466,9 @@ def sync_partition(
     holds the keys the tick's re-reads will meet, read once for all partitions (overlap.py).
     `finishing` is called when everything is fetched and normalized and only the last
     commit is left, which may wait for a group: the tick starts another partition meanwhile.
+    `rereading`: the partition reads again a period `sitoo-sync reset` moved its cursor back
+    over (`StoredCursors.resets`, read with `stored`): what it reads from its cursor on loads
+    whole, stored or not.
     A `stop` between windows commits what was loaded, with its cursor, and no outcome: short
     of the present, the partition has not succeeded (`/healthz` and `status` would call a
     backfill cut short fresh).
@@ -396,7 +477,8 @@ def sync_partition(
     started = time.monotonic()
     requests_before = client.partition_requests[(stream.name, partition)]
     if stored is _READ:
-        stored = warehouse.get_cursor(stream.name, partition)
+        cursors = warehouse.get_cursors(stream.name)
+        stored, rereading = cursors.get(partition), partition in cursors.resets
     result.cursor = stored
     now = clock()
     holds = PageHolds(buffer, stop)
@@ -427,12 +509,10 @@ def sync_partition(
         context,
         stored,
         writer,
-        new=stream.immutable,
+        new=stream.immutable and not rereading,
+        rereading=rereading,
     )
-    parent = stream.parent
-    # Re-reads of an immutable stream sit at the start of a tick (the overlap): once a window
-    # brings something new, the rest load as they come (upserts make re-reads harmless).
-    rereads = stream.immutable and stored is not None
+    rereads = Rereads(warehouse, stream, stored, rereading=rereading, known=known)
     cut = False  # a stop ended it between windows, short of the present
     try:
         for window in prefetch(
@@ -440,10 +520,7 @@ def sync_partition(
             budget=buffer.pages if buffer is not None else None,
             size=holds.claim,
         ):
-            records = window.records
-            if rereads:
-                records = _unstored(warehouse, parent, records, known)
-                rereads = not records
+            records = rereads.kept(window.records)
             loader.take(window, records)
             # Taken, its holds given back: the page must not outlive them in this frame
             # while the next one is fetched (each partition at work would keep one more

@@ -3,6 +3,13 @@
 Rows are never deleted. What is read again is upserted on its key and its children are
 replaced as a set, so a reset can only add what was missing and correct what changed:
 the way to re-load a period after a fix, or to backfill from an earlier day.
+
+That holds for an immutable stream (journals, warehouse transactions) too, whose ordinary
+ticks skip the records they read again and have stored: the outcome `reset` marks each
+partition reset, and until a tick of it reaches the present its ticks load every record
+they read from its cursor on, stored or not (`StoredCursors`, partition.py). A tick cut
+short (a stop, a kill, a failure) leaves the mark, so the next one goes on normalizing the
+period again from where that one committed.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from datetime import UTC, date, datetime
 from sitoo_sync.errors import ConfigError, SitooSyncError
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
+from sitoo_sync.warehouse.base import RESET, SYSTEM_TABLES, Warehouse
 from sitoo_sync.warehouse.retry import retried
 
 
@@ -67,7 +74,7 @@ def reset_stream(
 
         def move(key: str = key) -> None:
             warehouse.set_cursor(stream.name, key, cursors[key], rows=0, windows=0)
-            warehouse.record_outcome(stream.name, key, "reset", detail)
+            warehouse.record_outcome(stream.name, key, RESET, detail)
 
         # Run again whole after a conflict, or after DuckDB ran short of memory and raised
         # its limit (retry.py): a cursor moved and its outcome are one transaction.

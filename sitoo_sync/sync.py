@@ -538,7 +538,7 @@ def _run_stream(
         turns = _load_turn(warehouse)
     cursors = warehouse.get_cursors(stream.name)
     known = _overlap_keys(shared, stream, cursors, settings.overlap_seconds)
-    outcomes = Outcomes(stream.name)
+    outcomes = Outcomes(stream.name, cursors.resets)
     writer = None
     if pool is not None:
         writer = GroupWriter(
@@ -589,6 +589,7 @@ def _run_stream(
             buffer=buffer,
             known=known,
             finishing=finishing,
+            rereading=partition in cursors.resets,
         )
 
     started: dict[str, Future[PartitionResult | None]] = {}

@@ -232,6 +232,48 @@ class CursorMove(NamedTuple):
     since: str | None = None
 
 
+#: The outcome `sitoo-sync reset` records: the partition's cursor was moved back over rows it
+#: stored, which its next ticks read again and load whole, stored or not (`StoredCursors`).
+RESET = "reset"
+#: Ends the detail of a partition's outcome other than ok while it reads a reset's period
+#: again: it keeps doing so (`StoredCursors.resets`) until a tick of it reaches the present.
+STILL_RESET = " (still reading again the period sitoo-sync reset moved back over)"
+
+
+def still_reset(detail: str | None) -> str:
+    """`detail` of an outcome other than ok of a partition that reads a reset's period again,
+    marked so that its next tick still does."""
+    return f"{detail or ''}{STILL_RESET}"
+
+
+class StoredCursors(dict[str, str | None]):
+    """Every stored cursor of a stream by partition (`get_cursors`), and `resets`: the
+    partitions reading again a period `sitoo-sync reset` moved their cursor back over.
+
+    Such a partition's stored rows after its cursor are not what a tick stored last: an
+    older version (or a normalizer since fixed) may have written them. So its ticks load
+    every entry they read from the cursor on, stored or not, where an ordinary tick skips
+    the stored ones its overlap reads again; until one of them reaches the present and
+    records ok. The mark is its `last_status` (`RESET`), or the `STILL_RESET` ending of an
+    outcome that cut it short (failed, disabled, gone); it is read with the cursors, in the
+    same query.
+    """
+
+    resets: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, rows: Iterator[Sequence[Any]] | Sequence[Sequence[Any]]) -> StoredCursors:
+        """From (partition_key, cursor, last_status, last_status_detail) rows."""
+        cursors = cls()
+        resets = []
+        for partition, cursor, status, detail in rows:
+            cursors[str(partition)] = None if cursor is None else str(cursor)
+            if status == RESET or (detail is not None and str(detail).endswith(STILL_RESET)):
+                resets.append(str(partition))
+        cursors.resets = frozenset(resets)
+        return cursors
+
+
 def outcome_values(status: str, detail: str | None, at: datetime) -> dict[str, Any]:
     """The `sync_state` columns an outcome sets: success and failure stamps kept apart."""
     values: dict[str, Any] = {"last_status": status, "last_status_detail": detail}
@@ -400,8 +442,9 @@ class StateStore(Protocol):
     def get_cursor(self, stream: str, partition: str) -> str | None:
         """The stored cursor, or None before the first load."""
 
-    def get_cursors(self, stream: str) -> dict[str, str | None]:
-        """Every stored cursor of `stream` by partition (absent: never loaded), one query."""
+    def get_cursors(self, stream: str) -> StoredCursors:
+        """Every stored cursor of `stream` by partition (absent: never loaded), and which
+        partitions read a reset's period again, in one query."""
 
     def set_cursor(
         self, stream: str, partition: str, cursor: str | None, *, rows: int, windows: int = 1

@@ -43,6 +43,7 @@ from sitoo_sync.warehouse.base import (
     PartitionLocks,
     PerThread,
     RunRow,
+    StoredCursors,
     StreamState,
     iter_states,
     outcome_values,
@@ -839,12 +840,14 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         return None if row is None or row[0] is None else str(row[0])
 
     @_turn
-    def get_cursors(self, stream: str) -> dict[str, str | None]:
-        """Every stored cursor of `stream`, by partition, in one query."""
+    def get_cursors(self, stream: str) -> StoredCursors:
+        """Every stored cursor of `stream`, by partition, and its resets, in one query."""
         rows = self.con.execute(
-            "SELECT partition_key, cursor FROM sync_state WHERE stream = ?", [stream]
+            "SELECT partition_key, cursor, last_status, last_status_detail FROM sync_state "
+            "WHERE stream = ?",
+            [stream],
         ).fetchall()
-        return {str(p): None if c is None else str(c) for p, c in rows}
+        return StoredCursors.of(rows)
 
     @_turn
     def stored_keys(self, table: Table, keys: pa.Table) -> set[tuple[Any, ...]]:

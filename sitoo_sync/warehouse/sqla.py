@@ -46,6 +46,7 @@ from sitoo_sync.warehouse.base import (
     PartitionLocks,
     PerThread,
     RunRow,
+    StoredCursors,
     StreamState,
     iter_states,
     outcome_values,
@@ -559,21 +560,22 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             ).scalar()
         return None if value is None else str(value)
 
-    def get_cursors(self, stream: str) -> dict[str, str | None]:
-        """Every stored cursor of `stream`, by partition, in one query."""
+    def get_cursors(self, stream: str) -> StoredCursors:
+        """Every stored cursor of `stream`, by partition, and its resets, in one query."""
         with self._tx():
             return self._cursors(self.conn, stream)
 
     def _cursors(
         self, conn: Connection, stream: str, partitions: Sequence[str] | None = None
-    ) -> dict[str, str | None]:
+    ) -> StoredCursors:
         """The stored cursors of `stream` (of `partitions` only, when given), on `conn`."""
         t = self.t(SYNC_STATE)
-        select = sa.select(t.c.partition_key, t.c.cursor).where(t.c.stream == stream)
+        select = sa.select(
+            t.c.partition_key, t.c.cursor, t.c.last_status, t.c.last_status_detail
+        ).where(t.c.stream == stream)
         if partitions is not None:
             select = select.where(t.c.partition_key.in_(partitions))
-        rows = conn.execute(select).all()
-        return {str(p): None if c is None else str(c) for p, c in rows}
+        return StoredCursors.of(conn.execute(select).all())
 
     def keys_since(
         self, table: Table, column: str, since: datetime, limit: int

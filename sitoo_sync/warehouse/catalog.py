@@ -12,19 +12,20 @@ the answers are stale: `changed` forgets them.
 
 **The schema revision.** `SCHEMA_REVISION` numbers what this code's upkeep makes of a
 warehouse and what its writers store; `sync_schema` keeps a row for each revision that
-upgraded the warehouse. The upkeep of a writer (a tick, `reset`: its tables hold
-`sync_state`) reads the newest one in the statement that already reads `sync_views`
-(`Catalog.records`, `records_duckdb`: no round trip of its own) and, when it is newer than
-this code's, refuses before it makes or writes anything (`check_revision`, one line:
-`SchemaTooNew`): an older process must not write rows without the columns a newer one added,
-nor create its own versions of the views, which the two would then take turns replacing. A
-tick's upkeep (given the views) of a warehouse at an older revision, or at none (made before
-revisions were recorded), runs the upgrade steps of each revision since (`STEPS`), then
-records this one, in one transaction; `reset` and `verify` record nothing. Processes that
-meet take turns in the upkeep (the server's DDL lock, a lock file beside a SQLite file, one
-DuckDB process at a time): the newer records its revision, the older then refuses. A tick
-already past its upkeep when a newer process upgrades ends as it began. Versions from
-before revisions cannot check: see README, Upgrading.
+upgraded the warehouse. The upkeep of a writer (a tick's, reset's: it keeps the system
+tables, `sync_schema` among them) reads the newest one in the statement that already reads
+`sync_views` (`Catalog.records`, `records_duckdb`: no round trip of its own) and, when it is
+newer than this code's, refuses before it makes or writes anything (`check_revision`, one
+line: `SchemaTooNew`): an older process must not write rows without the columns a newer one
+added, nor create its own versions of the views, which the two would then take turns
+replacing. A tick's upkeep (given the views) of a warehouse at an older revision, or at none
+(made before revisions were recorded), runs the upgrade steps of each revision since
+(`STEPS`), then records this one, in one transaction; `reset` and `verify` record nothing.
+Processes that meet take turns in the upkeep (the server's DDL lock, a lock file beside a
+SQLite file, one DuckDB process at a time): the newer records its revision, the older then
+refuses (MySQL's DDL lock is freed just before the commit: an older upkeep in that instant
+goes on for that tick). A tick already past its upkeep when a newer process upgrades ends as
+it began. Versions from before revisions cannot check: see README, Upgrading.
 """
 
 from __future__ import annotations

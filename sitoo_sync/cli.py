@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sitoo_sync import __version__, allocator, teardown
-from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.errors import ConfigError, SchemaTooNew, SitooSyncError
 from sitoo_sync.health import HEALTHY_WITHIN_INTERVALS
 from sitoo_sync.log import (
     RedactSecrets,
@@ -1040,6 +1040,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             error=True,
             exit_code=EXIT_USAGE,
         )
+        return EXIT_USAGE
+    except SchemaTooNew as exc:  # this process is the one to change, as for a setting
+        _say("command_failed", f"sitoo-sync: {exc}", error=True, exit_code=EXIT_USAGE)
         return EXIT_USAGE
     except SitooSyncError as exc:
         _say("command_failed", f"sitoo-sync: {exc}", error=True, exit_code=EXIT_FAILED)

@@ -9,6 +9,7 @@
     │   ├── RetryBudgetExhausted   a retriable failure that outlived the retry budget
     │   └── StopRequested          a retriable failure not tried again: a stop was requested
     ├── WarehouseError             the target database failed (locked, down, rejected SQL)
+    ├── SchemaTooNew               a newer sitoo-sync upgraded the warehouse: no write from this one
     ├── DisabledStream             the account has the stream turned off: not a failure
     ├── RecordRejected             one record failed validation; it goes to `rejects`
     └── StuckWindowError           a window cannot advance and cannot be split further
@@ -101,6 +102,11 @@ class StopRequested(ApiError):
 
 class WarehouseError(SitooSyncError):
     """The target database failed; the run stops, the warehouse keeps its last commit."""
+
+
+class SchemaTooNew(SitooSyncError):
+    """The warehouse was upgraded by a newer sitoo-sync (a newer schema revision) than this
+    process: it writes nothing there until it is upgraded too (CLI exit code 2)."""
 
 
 class DisabledStream(SitooSyncError):

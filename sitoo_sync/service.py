@@ -42,7 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from sitoo_sync import collector
 from sitoo_sync.api.client import SitooClient, make_client
-from sitoo_sync.errors import ConfigError, SitooSyncError
+from sitoo_sync.errors import ConfigError, SchemaTooNew, SitooSyncError
 from sitoo_sync.health import stored_last_success
 from sitoo_sync.locks import shares_partitions
 from sitoo_sync.log import get_logger
@@ -256,6 +256,8 @@ class Service:
         self._tick_stops: set[threading.Event] = set()  # of the ticks in flight
         self._ticks_lock = threading.Lock()
         self._recalling = threading.Lock()
+        #: Why every tick fails at once: a newer sitoo-sync upgraded the target (`_refuse`).
+        self._refused: str | None = None
         logging.getLogger("apscheduler.scheduler").addFilter(_DROP_MAX_INSTANCES_WARNING)
 
     def _sleep(self, seconds: float) -> None:
@@ -283,6 +285,10 @@ class Service:
 
     def _tick(self, stream: Stream) -> None:
         settings = self.settings
+        if self._refused is not None:  # until this process is upgraded: see `_refuse`
+            self.metrics.record_failed_tick(stream.name)
+            log.error("tick_failed", stream=stream.name, error=self._refused)
+            return
         try:
             warehouse = open_warehouse(settings.target_url, schema=settings.target_schema)
             lock = warehouse.lock(stream.name, shared=shares_partitions(settings, stream.name))
@@ -330,10 +336,22 @@ class Service:
         except SitooSyncError as exc:
             self.metrics.record_failed_tick(stream.name, seconds=time.monotonic() - started)
             log.error("tick_failed", stream=stream.name, error=str(exc))
+            if isinstance(exc, SchemaTooNew):
+                self._refuse(str(exc))
         finally:
             with self._ticks_lock:
                 self._tick_stops.discard(stop)
             lock.release()
+
+    def _refuse(self, line: str) -> None:
+        """A newer sitoo-sync upgraded the target (`SchemaTooNew`, said in `line`): this
+        process writes nothing there until it is upgraded, which restarts it. Every later
+        tick of every stream fails at once with the same line, and /healthz answers 503 for
+        every stream: their successes are forgotten, as of a stream that never succeeded
+        (not a crash: a supervisor restarting the same version would fail the same way)."""
+        self._refused = line
+        for stream in self.streams:
+            self.metrics.record_synced_elsewhere(stream.name, None)
 
     def _tick_stop(self) -> threading.Event:
         """A tick's own stop: set when the service stops (`_serve` relays it) or when the

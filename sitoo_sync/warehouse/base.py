@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from sitoo_sync.normalize.records import Reject
 from sitoo_sync.normalize.tables import Table, integer, json_column, text, timestamp
+from sitoo_sync.warehouse.catalog import SYNC_SCHEMA
 
 if TYPE_CHECKING:
     from sitoo_sync.warehouse.views import View
@@ -148,7 +149,8 @@ SYNC_VIEWS = Table(
     key=("view_name",),
 )
 
-SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS, SYNC_VIEWS)
+#: The engine's own tables; `sync_schema` (catalog.py) beside the schema revision it records.
+SYSTEM_TABLES: tuple[Table, ...] = (SYNC_STATE, REJECTS, SYNC_RUNS, SYNC_VIEWS, SYNC_SCHEMA)
 
 
 def schema_tables(tables: Sequence[Table], views: Sequence[View]) -> list[Table]:

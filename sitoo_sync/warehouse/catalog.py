@@ -1,27 +1,261 @@
-"""What a SQLAlchemy target's catalog holds, read once for a tick's schema upkeep.
+"""What a target's catalog holds for the schema upkeep, and the schema revision it records.
 
 `ensure_schema` checks which tables exist and which columns they have, the comments read the
 tables' and columns' comments, and the views the columns of every table and the views that
 exist. Each used to ask the catalog itself: three reflections of the same columns, and ~45 ms
 of every tick's start on an up-to-date PostgreSQL schema before its first request. Here they
-share one reading: each answer is remembered (SQLAlchemy's inspector remembers the answers
-about one table, not those about many at once), and the columns are read once, of the tables
-the upkeep names (`tables`), or, when it keeps views, which may read any table, of every
-table of the schema but the views' `v_` names. After DDL the answers are stale: `changed`
-forgets them.
+share one reading (`Catalog`, SQLAlchemy targets): each answer is remembered (SQLAlchemy's
+inspector remembers the answers about one table, not those about many at once), and the
+columns are read once, of the tables the upkeep names (`tables`), or, when it keeps views,
+which may read any table, of every table of the schema but the views' `v_` names. After DDL
+the answers are stale: `changed` forgets them.
+
+**The schema revision.** `SCHEMA_REVISION` numbers what this code's upkeep makes of a
+warehouse and what its writers store; `sync_schema` keeps a row for each revision that
+upgraded the warehouse. The upkeep of a writer (a tick's, reset's: it keeps the system
+tables, `sync_schema` among them) reads the newest one in the statement that already reads
+`sync_views` (`Catalog.records`, `records_duckdb`: no round trip of its own) and, when it is
+newer than this code's, refuses before it makes or writes anything (`check_revision`, one
+line: `SchemaTooNew`): an older process must not write rows without the columns a newer one
+added, nor create its own versions of the views, which the two would then take turns
+replacing. A tick's upkeep (given the views) of a warehouse at an older revision, or at none
+(made before revisions were recorded), runs the upgrade steps of each revision since
+(`STEPS`), then records this one, in one transaction; `reset` and `verify` record nothing.
+Processes that meet take turns in the upkeep (the server's DDL lock, a lock file beside a
+SQLite file, one DuckDB process at a time): the newer records its revision, the older then
+refuses (MySQL's DDL lock is freed just before the commit: an older upkeep in that instant
+goes on for that tick). A tick already past its upkeep when a newer process upgrades ends as
+it began. Versions from before revisions cannot check: see README, Upgrading.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import socket
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sitoo_sync import __version__
+from sitoo_sync.errors import SchemaTooNew
+from sitoo_sync.log import get_logger
+from sitoo_sync.normalize.tables import Kind, Table, integer, text, timestamp
+from sitoo_sync.warehouse.views import Sql, View, backfills
+
 if TYPE_CHECKING:
+    import duckdb
+    import sqlalchemy as sa
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.reflection import Inspector
 
+log = get_logger(__name__)
+
 #: The prefix of the views' names (views.py): their columns are not reflected.
 VIEW_PREFIX = "v_"
+
+#: The revision of what this code's schema upkeep makes of a warehouse and what its writers
+#: store in it. Revision 1 is the first recorded: it holds the JSON columns' SQL NULL on
+#: MySQL/MariaDB (before it, 'null' texts) and `sync_schema` itself; a warehouse without a
+#: `sync_schema` row is at revision 0.
+#:
+#: Bump it by one in a release that changes any of these, and say so in the release notes:
+#: * a table or column declaration: a new table or column, a kind, a key, a description (an
+#:   older process would leave the new column NULL in what it writes, or put its own
+#:   comments back);
+#: * a view: its SELECT, columns or description (an older process would make its own again,
+#:   and the two would take turns replacing each other's);
+#: * what a writer stores in a column it already had (an older process goes on storing it
+#:   the old way), or what the rows an older version left need once (a `Backfill`, or a
+#:   step of `STEPS` at the new revision).
+#: Once a release, not a commit: until a version carrying a revision is deployed, more
+#: changes join it. tests/test_schema_revision.py keeps a fingerprint of the declarations
+#: for the revision, and fails when they change until one of the two is done.
+SCHEMA_REVISION = 1
+
+SYNC_SCHEMA = Table(
+    name="sync_schema",
+    description=(
+        "Each schema revision of sitoo-sync that brought this warehouse up to date: one row "
+        "a revision. A sitoo-sync of an older revision than the newest here refuses to write "
+        "(README, Upgrading)."
+    ),
+    columns=(
+        integer(
+            "revision",
+            "The schema revision (README, Upgrading): a number that grows with each release "
+            "that changes the tables, the views or what is stored in them.",
+            nullable=False,
+        ),
+        text("version", "The sitoo-sync version that recorded it."),
+        timestamp("recorded_at", "When it was recorded (UTC)."),
+        text("host", "The host name of the process that recorded it."),
+    ),
+    key=("revision",),
+)
+
+
+def checks_revision(tables: Sequence[Table]) -> bool:
+    """Whether the upkeep of `tables` checks the revision: a writer's, which keeps the
+    system tables (base.SYSTEM_TABLES: a tick's, reset's), `sync_schema` among them; not
+    another's (verify's findings)."""
+    return any(t.name == SYNC_SCHEMA.name for t in tables)
+
+
+def check_revision(recorded: int | None) -> None:
+    """Refuse (`SchemaTooNew`) a warehouse whose newest recorded revision is newer than this
+    code's: this process is an older version than one that upgraded it."""
+    if recorded is not None and recorded > SCHEMA_REVISION:
+        raise SchemaTooNew(
+            f"this warehouse was upgraded by a newer sitoo-sync (schema revision {recorded}; "
+            f"this is sitoo-sync {__version__}, revision {SCHEMA_REVISION}): nothing was "
+            "written; upgrade this process too (README, Upgrading)"
+        )
+
+
+def upgrades(recorded: int | None) -> bool:
+    """Whether a warehouse at `recorded` (None: no revision recorded) is to be upgraded."""
+    return (recorded or 0) < SCHEMA_REVISION
+
+
+def revision_row() -> dict[str, Any]:
+    """The row of `sync_schema` that records this code's revision."""
+    return {
+        "revision": SCHEMA_REVISION,
+        "version": __version__,
+        "recorded_at": datetime.now(UTC),
+        "host": socket.gethostname(),
+    }
+
+
+def log_recorded(previous: int | None) -> None:
+    """Say that this code's revision was recorded, over `previous` (None: none was)."""
+    log.info("schema_revision_recorded", revision=SCHEMA_REVISION, previous=previous)
+
+
+# ---- the upgrade steps ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What an upgrade step works with: the target's SQL text (`sql`, names qualified), the
+    tables and their columns as the warehouse had them before this upkeep (`before`: a table
+    or column the upkeep made holds no old row), the views the upkeep was given (their
+    backfills), and `run`, which runs one statement in the upkeep's transaction and returns
+    the rows it changed."""
+
+    sql: Sql
+    before: Mapping[str, Collection[str]]
+    views: Sequence[View]
+    run: Callable[[str], int]
+    #: MariaDB rather than MySQL (both are dialect "mysql"): its JSON is text.
+    mariadb: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the rows an older version left need once, run by the first upkeep of a
+    warehouse at an older revision than `revision` by code at `revision` or newer."""
+
+    revision: int
+    name: str
+    apply: Callable[[Upgrade], None]
+
+
+def _declared_tables() -> list[Table]:
+    """Every table this version declares, whichever streams this process syncs: a step runs
+    once, for every table there."""
+    from sitoo_sync.dictionary import all_tables  # the streams' registry, at upgrade only
+
+    seen: dict[str, Table] = {}
+    for table in all_tables():
+        seen.setdefault(table.name, table)
+    return list(seen.values())
+
+
+def _json_null(up: Upgrade) -> None:
+    """MySQL/MariaDB: a JSON column that holds nothing is SQL NULL, as on every other target;
+    before revision 1 it was stored as the JSON text 'null' (SQLAlchemy's JSON types store
+    Python None so unless told `none_as_null`), which `WHERE extra IS NULL` misses. Each
+    table's 'null's become NULL in one UPDATE. (The JSON of a row is never JSON null
+    otherwise: a value the vendor sent as null is stored as NULL.)"""
+    if up.sql.dialect not in ("mysql", "mariadb"):
+        return
+
+    def empty(column: str) -> str:
+        # MariaDB's JSON is text; MySQL's is a type of its own, which text compares with as
+        # a JSON string
+        return f"{column} = 'null'" if up.mariadb else f"JSON_TYPE({column}) = 'NULL'"
+
+    changed: dict[str, int] = {}
+    read = 0  # tables with a JSON column before the upkeep
+    for table in _declared_tables():
+        there = up.before.get(table.name, ())
+        columns = [f"`{c.name}`" for c in table.columns if c.kind is Kind.JSON and c.name in there]
+        if not columns:
+            continue
+        read += 1
+        sets = ", ".join(f"{c} = CASE WHEN {empty(c)} THEN NULL ELSE {c} END" for c in columns)
+        where = " OR ".join(empty(c) for c in columns)
+        rows = up.run(f"UPDATE {up.sql.t(table.name)} SET {sets} WHERE {where}")
+        if rows:
+            changed[table.name] = rows
+    if read:  # (a new warehouse has no old row)
+        log.info("json_nulls_cleared", rows=sum(changed.values()), tables=changed)
+
+
+def _backfills_again(up: Upgrade) -> None:
+    """The views' backfills once more, over every table that had their column before this
+    upkeep: a process of a version from before that column, still running after the upkeep
+    that added it (before revisions were recorded, nothing stopped it), wrote rows the
+    backfill never saw. A backfill changes only rows still as an old version stores them."""
+    had = [(table, column) for table, columns in up.before.items() for column in columns]
+    for fill in backfills(up.views, had, up.before):
+        rows = sum(up.run(statement) for statement in fill.statements(up.sql))
+        log.info("column_backfilled", table=fill.table, column=fill.column, rows=rows, again=True)
+
+
+#: The upgrade steps, by the revision that brought them, in the order they run.
+STEPS: tuple[Step, ...] = (
+    Step(1, "json_null", _json_null),
+    Step(1, "backfills_again", _backfills_again),
+)
+
+
+def upgrade(revision: int | None, up: Upgrade) -> None:
+    """Run the steps of every revision after `revision` (None: none recorded) up to this
+    code's, in order."""
+    for step in STEPS:
+        if (revision or 0) < step.revision <= SCHEMA_REVISION:
+            step.apply(up)
+
+
+# ---- what the upkeep recorded ---------------------------------------------------------
+
+
+def _split(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, str], int | None]:
+    """Rows of (view_name, fingerprint, revision): the views' fingerprints, and the newest
+    revision of the rows without a view name (a row a revision)."""
+    views = {str(v): str(f) for v, f, _r in rows if v is not None}
+    revisions = [int(r) for v, _f, r in rows if v is None and r is not None]
+    return views, max(revisions, default=None)
+
+
+def records_duckdb(
+    con: duckdb.DuckDBPyConnection, *, views: str | None, revisions: str | None
+) -> tuple[dict[str, str], int | None]:
+    """What a DuckDB warehouse recorded: each view's fingerprint (`views`: `sync_views`) and
+    its newest schema revision (`revisions`: `sync_schema`; None: none), in one statement;
+    a table given as None (not there, or not this upkeep's) is not read."""
+    parts = []
+    if views is not None:
+        parts.append(f'SELECT view_name, fingerprint, NULL FROM "{views}"')
+    if revisions is not None:
+        # (each revision's row rather than DuckDB's max(): 0.14 ms over the views' read
+        # alone, not 0.22; min of 40 x 20 reads)
+        parts.append(f'SELECT NULL, NULL, revision FROM "{revisions}"')
+    if not parts:
+        return {}, None
+    return _split(con.execute(" UNION ALL ".join(parts)).fetchall())
 
 
 class Catalog:
@@ -86,3 +320,21 @@ class Catalog:
             )
             self._answers[key] = {n: info.get("text") for (_s, n), info in reflected.items()}
         return dict(self._answers[key])
+
+    def records(
+        self, views: sa.Table | None, revisions: sa.Table | None
+    ) -> tuple[dict[str, str], int | None]:
+        """What the upkeep recorded: each view's fingerprint (`views`: `sync_views`) and the
+        newest schema revision (`revisions`: `sync_schema`; None: none), in one statement;
+        a table given as None (not there, or not this upkeep's) is not read."""
+        import sqlalchemy as sa
+
+        statement: Any = None  # a select of three columns, or a union of two
+        if views is not None:
+            statement = sa.select(views.c.view_name, views.c.fingerprint, sa.null())
+        if revisions is not None:
+            newest = sa.select(sa.null(), sa.null(), revisions.c.revision)
+            statement = newest if statement is None else sa.union_all(statement, newest)
+        if statement is None:
+            return {}, None
+        return _split([tuple(row) for row in self._conn.execute(statement)])

@@ -33,6 +33,7 @@ from sitoo_sync.warehouse.base import (
     REJECTS,
     SYNC_RUNS,
     SYNC_STATE,
+    SYNC_VIEWS,
     Capabilities,
     CapabilityFlags,
     ChildReplacement,
@@ -49,6 +50,17 @@ from sitoo_sync.warehouse.base import (
     outcome_values,
     schema_tables,
 )
+from sitoo_sync.warehouse.catalog import (
+    SYNC_SCHEMA,
+    Upgrade,
+    check_revision,
+    checks_revision,
+    log_recorded,
+    records_duckdb,
+    revision_row,
+    upgrade,
+    upgrades,
+)
 from sitoo_sync.warehouse.comments import catalog_duckdb, comment_duckdb
 from sitoo_sync.warehouse.duckdb_memory import (
     LIMITS,
@@ -57,7 +69,7 @@ from sitoo_sync.warehouse.duckdb_memory import (
     ran_out_of_memory,
 )
 from sitoo_sync.warehouse.file_locks import file_lock
-from sitoo_sync.warehouse.views import View, create_views_duckdb, run_backfills_duckdb
+from sitoo_sync.warehouse.views import Sql, View, create_views_duckdb, run_backfills_duckdb
 
 log = get_logger(__name__)
 
@@ -585,7 +597,10 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     @_turn
     def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
         """Create missing tables; add columns a declaration gained since (never drop); keep
-        `views` current (created again only when their definition changed)."""
+        `views` current (created again only when their definition changed). A writer's
+        upkeep refuses a warehouse of a newer schema revision before it changes anything
+        (`SchemaTooNew`); a tick's brings one of an older revision up to this one
+        (catalog.py)."""
         with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
             self._ensure_schema(schema_tables(tables, views), views)
 
@@ -597,6 +612,14 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
             "WHERE table_schema = current_schema()"
         ).fetchall():
             existing.setdefault(table_name, set()).add(column_name)
+        checks = checks_revision(tables)
+        recorded, revision = records_duckdb(
+            con,
+            views=SYNC_VIEWS.name if views and SYNC_VIEWS.name in existing else None,
+            revisions=SYNC_SCHEMA.name if checks and SYNC_SCHEMA.name in existing else None,
+        )
+        if checks:
+            check_revision(revision)  # before anything is made or written
         for table in tables:
             if table.name not in existing:
                 cols = [
@@ -630,7 +653,31 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
                 run_backfills_duckdb(con, views, [(t.name, c.name) for t, c in added], names)
         comment_duckdb(con, tables)
         if views:
-            create_views_duckdb(con, views)
+            create_views_duckdb(con, views, recorded)
+        if checks and views and upgrades(revision):
+            self._upgrade(revision, existing, views)
+
+    def _upgrade(
+        self, revision: int | None, before: Mapping[str, set[str]], views: Sequence[View]
+    ) -> None:
+        """Run the upgrade steps since `revision` over the tables as they were `before` the
+        upkeep, and record this code's revision, in one transaction."""
+        con = self.con
+
+        def run(statement: str) -> int:
+            result = con.execute(statement).fetchone()
+            return int(result[0]) if result else 0
+
+        with self.transaction():
+            sql = Sql("duckdb", q)
+            upgrade(revision, Upgrade(sql=sql, before=before, views=views, run=run))
+            row = revision_row()
+            con.execute(
+                f"INSERT INTO {q(SYNC_SCHEMA.name)} ({', '.join(map(q, row))}) "
+                f"VALUES ({', '.join('?' for _ in row)}) ON CONFLICT DO NOTHING",
+                list(row.values()),
+            )
+        log_recorded(revision)
 
     # ---- loading ----------------------------------------------------------------------
 

@@ -53,7 +53,17 @@ from sitoo_sync.warehouse.base import (
     schema_tables,
     tick_threads,
 )
-from sitoo_sync.warehouse.catalog import Catalog
+from sitoo_sync.warehouse.catalog import (
+    SYNC_SCHEMA,
+    Catalog,
+    Upgrade,
+    check_revision,
+    checks_revision,
+    log_recorded,
+    revision_row,
+    upgrade,
+    upgrades,
+)
 from sitoo_sync.warehouse.comments import catalog_sql, comment_sql
 from sitoo_sync.warehouse.dialects import CHUNK, dialect_for, key_rows, merge_statement
 from sitoo_sync.warehouse.file_locks import file_lock, scoped_name
@@ -61,7 +71,7 @@ from sitoo_sync.warehouse.locks import SessionPartitionLocks, try_session
 from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.rounds import Rounds
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
-from sitoo_sync.warehouse.views import View, create_views_sql, run_backfills_sql
+from sitoo_sync.warehouse.views import Sql, View, create_views_sql, run_backfills_sql
 
 log = get_logger(__name__)
 
@@ -282,8 +292,14 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         SQLite). A server-side lock named after the schema (the dialect's `ddl_lock`), or on
         SQLite a lock file beside the database (`ddl_guard`), makes them take turns; the later
         one then finds everything in place.
+
+        A writer's upkeep refuses a warehouse of a newer schema revision before it changes
+        anything (`SchemaTooNew`); a tick's brings one of an older revision up to this one
+        (catalog.py), in turn with the others as above.
         """
-        wanted = [self.t(table) for table in schema_tables(tables, views)]
+        declared = schema_tables(tables, views)
+        checks = checks_revision(declared)
+        wanted = [self.t(table) for table in declared]
         # The guard must be held until the upkeep has committed: it is taken only around a
         # transaction of the upkeep's own, not inside a caller's it could not outlast.
         opens = not self.conn.in_transaction()
@@ -299,6 +315,14 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
             names = None if views else [t.name for t in wanted]
             catalog = Catalog(self.conn, self.schema, tables=names)
             present = set(catalog.table_names())
+            recorded, revision = self._recorded(catalog, views=bool(views), checks=checks)
+            upgrading = checks and bool(views) and upgrades(revision)
+            # (the tables and columns that may hold an older version's rows)
+            before = (
+                {name: {c["name"] for c in cols} for name, cols in catalog.columns().items()}
+                if upgrading
+                else {}
+            )
             missing = [t for t in wanted if t.name not in present]
             if missing:  # (a server's DDL lock keeps other processes from it meanwhile)
                 options = self.sql.table_options(self.conn)
@@ -336,7 +360,49 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     views,
                     comments=self.sql.view_comments,
                     records=self.t(SYNC_VIEWS),
+                    recorded=recorded,
                 )
+            if upgrading:
+                self._upgrade(revision, before, views)
+
+    def _recorded(
+        self, catalog: Catalog, *, views: bool, checks: bool
+    ) -> tuple[dict[str, str], int | None]:
+        """The views' fingerprints (when the upkeep keeps `views`) and the newest schema
+        revision (when it `checks` it), in the one statement that read the former alone (the
+        views' upkeep, at its end) before revisions were recorded; a revision newer than
+        this code's is refused here, before anything is made or written."""
+        present = set(catalog.table_names())
+        recorded, revision = catalog.records(
+            self.t(SYNC_VIEWS) if views and SYNC_VIEWS.name in present else None,
+            self.t(SYNC_SCHEMA) if checks and SYNC_SCHEMA.name in present else None,
+        )
+        if checks:
+            check_revision(revision)
+        return recorded, revision
+
+    def _upgrade(
+        self, revision: int | None, before: Mapping[str, set[str]], views: Sequence[View]
+    ) -> None:
+        """Run the upgrade steps since `revision` over the tables as they were `before` the
+        upkeep, and record this code's revision, in the upkeep's transaction: last, so that
+        on MySQL, whose DDL commits by itself, both commit together."""
+        dialect = self.engine.dialect
+
+        def run(statement: str) -> int:
+            # (a colon in the SQL text is no bind parameter)
+            return int(self.conn.execute(sa.text(statement.replace(":", "\\:"))).rowcount)
+
+        sql = Sql(dialect.name, self.qualified)
+        mariadb = bool(getattr(dialect, "is_mariadb", False))
+        upgrade(revision, Upgrade(sql=sql, before=before, views=views, run=run, mariadb=mariadb))
+        row = revision_row()
+        t = self.t(SYNC_SCHEMA)
+        key = {"revision": row.pop("revision")}
+        # Two processes of this revision may both upgrade (MySQL frees its DDL lock before
+        # the commit): the second leaves the first's row as it is.
+        self.sql.upsert_row(self.conn, t, key, {"revision": t.c.revision}, row)
+        log_recorded(revision)
 
     def _exact_text(self, tables: Sequence[sa.Table]) -> int:
         """Convert the existing `tables` whose text does not compare byte for byte (an older

@@ -376,8 +376,11 @@ def plan_views(
     return plan
 
 
-def create_views_duckdb(con: duckdb.DuckDBPyConnection, views: Sequence[View]) -> None:
-    """Keep every view current (see the module doc); `sync_views` must exist."""
+def create_views_duckdb(
+    con: duckdb.DuckDBPyConnection, views: Sequence[View], recorded: Mapping[str, str]
+) -> None:
+    """Keep every view current (see the module doc); `sync_views` must exist, and held
+    `recorded` (view -> fingerprint) when the upkeep began (catalog.records_duckdb)."""
     columns: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
@@ -390,10 +393,6 @@ def create_views_duckdb(con: duckdb.DuckDBPyConnection, views: Sequence[View]) -
             "SELECT view_name FROM duckdb_views() WHERE NOT internal "
             "AND database_name = current_database() AND schema_name = current_schema()"
         ).fetchall()
-    }
-    recorded = {
-        str(v): str(f)
-        for v, f in con.execute("SELECT view_name, fingerprint FROM sync_views").fetchall()
     }
     quote = lambda name: f'"{name}"'  # noqa: E731  # one expression, used twice
     plan = plan_views(
@@ -430,11 +429,11 @@ def create_views_sql(
     *,
     comments: bool,
     records: sa.Table,
+    recorded: Mapping[str, str],
 ) -> None:
     """Keep every view current on a SQLAlchemy target (see the module doc); `records` is its
-    `sync_views`; `comments`: the dialect keeps comments on views."""
-    import sqlalchemy as sa  # here, so a DuckDB process never loads SQLAlchemy (26 MB)
-
+    `sync_views`, which held `recorded` (view -> fingerprint) when the upkeep began
+    (`Catalog.records`); `comments`: the dialect keeps comments on views."""
     dialect = conn.dialect
     prep = dialect.identifier_preparer
     schema = catalog.schema
@@ -443,10 +442,6 @@ def create_views_sql(
         return f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
 
     columns = {table: {c["name"] for c in cols} for table, cols in catalog.columns().items()}
-    recorded = {
-        str(v): str(f)
-        for v, f in conn.execute(sa.select(records.c.view_name, records.c.fingerprint))
-    }
     plan = plan_views(
         views,
         Sql(dialect.name, qualified),

@@ -87,19 +87,7 @@ def state(warehouse: Warehouse, partition: str) -> tuple[str | None, int, str | 
     return s.cursor, s.rows_loaded, s.last_status
 
 
-def mysql_counts_a_cursor_reached_as_written(server: str) -> Any:
-    return pytest.param(
-        server,
-        marks=pytest.mark.xfail(
-            server == "mysql",
-            strict=True,
-            reason="defect: MySQL.move_cursors reads back the cursor and counts a move "
-            "another process made to the same cursor as this one's (PostgreSQL refuses it)",
-        ),
-    )
-
-
-@pytest.mark.parametrize("server", [mysql_counts_a_cursor_reached_as_written(s) for s in SERVERS])
+@pytest.mark.parametrize("server", SERVERS)
 def test_a_stale_writer_that_reaches_the_cursor_the_new_holder_wrote_writes_nothing(
     server: str, tmp_path: Path
 ) -> None:

@@ -597,9 +597,11 @@ class MySQL(SqlDialect):
         key not stored yet), whose every assignment keeps the stored value unless the stored
         cursor is the one a fenced move expects; then the fenced ones' rows, stored and
         locked by then, read back with FOR UPDATE (their newest version, not the
-        transaction's snapshot): a cursor that is not the one written was left as another
-        process moved it. (One moved elsewhere to the very cursor written counts as written:
-        its rows are the same windows', loaded over themselves.)"""
+        transaction's snapshot): a row whose cursor is not the one written, or whose
+        `updated_at` is not this transaction's `now` (to the microsecond), was left as
+        another process moved it. The stamp tells a refused move apart from another
+        process's move to the very cursor written (the same windows loaded by a new holder
+        of the partition), which the cursor alone counted as this one's."""
         c = t.c
         for m in moves:
             same = c.cursor.is_not_distinct_from(m.since) if m.fenced else sa.true()
@@ -632,12 +634,12 @@ class MySQL(SqlDialect):
         if not fenced:
             return set()
         read = (
-            sa.select(t.c.partition_key, t.c.cursor)
+            sa.select(t.c.partition_key, t.c.cursor, t.c.updated_at)
             .where(t.c.stream == stream, t.c.partition_key.in_(sorted(fenced)))
             .with_for_update()
         )
-        stored = {str(p): None if c is None else str(c) for p, c in conn.execute(read)}
-        return {p for p, cursor in fenced.items() if stored.get(p) != cursor}
+        stored = {str(p): (None if c is None else str(c), at) for p, c, at in conn.execute(read)}
+        return {p for p, cursor in fenced.items() if stored.get(p) != (cursor, now)}
 
     def conflict(self, exc: BaseException) -> str | None:
         """Deadlock (1213) or lock wait timeout (1205)."""

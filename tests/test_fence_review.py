@@ -279,21 +279,8 @@ def test_a_group_run_again_after_a_deadlock_moves_each_cursor_from_the_same_sinc
         assert warehouse.get_cursors(STREAM) == {"r1": "20", "r2": "50"}
 
 
-def mysql_read_back_locks_gaps(server: str) -> Any:
-    return pytest.param(
-        server,
-        marks=pytest.mark.xfail(
-            server == "mysql",
-            strict=True,
-            reason="defect: MySQL.move_cursors reads the fenced rows back with "
-            "`partition_key IN (...) FOR UPDATE`, planned as a scan of a small table, whose "
-            "next-key locks cover every gap (FORCE INDEX (PRIMARY) keeps it to the rows)",
-        ),
-    )
-
-
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("server", [mysql_read_back_locks_gaps(s) for s in SERVERS])
+@pytest.mark.parametrize("server", SERVERS)
 def test_replicas_committing_other_new_partitions_do_not_wait_for_each_other(
     server: str, tmp_path: Path
 ) -> None:

@@ -601,7 +601,10 @@ class MySQL(SqlDialect):
         `updated_at` is not this transaction's `now` (to the microsecond), was left as
         another process moved it. The stamp tells a refused move apart from another
         process's move to the very cursor written (the same windows loaded by a new holder
-        of the partition), which the cursor alone counted as this one's."""
+        of the partition), which the cursor alone counted as this one's. The read-back is
+        held to the primary key (FORCE INDEX): on a small sync_state it was planned as a
+        scan whose next-key locks covered every gap, so replicas inserting other new
+        partitions waited for each other's whole group commit."""
         c = t.c
         for m in moves:
             same = c.cursor.is_not_distinct_from(m.since) if m.fenced else sa.true()
@@ -636,6 +639,8 @@ class MySQL(SqlDialect):
         read = (
             sa.select(t.c.partition_key, t.c.cursor, t.c.updated_at)
             .where(t.c.stream == stream, t.c.partition_key.in_(sorted(fenced)))
+            .with_hint(t, "FORCE INDEX (PRIMARY)", "mysql")
+            .with_hint(t, "FORCE INDEX (PRIMARY)", "mariadb")
             .with_for_update()
         )
         stored = {str(p): (None if c is None else str(c), at) for p, c, at in conn.execute(read)}

@@ -666,36 +666,59 @@ class PartitionWriter:
             return
         load = self._pending_load(marked=mark)
 
-        def last() -> int:
+        def last() -> tuple[int, bool]:
             if load is not None:
                 load_group(self.warehouse, stream, [load])  # joins this transaction
                 if load.taken_over:  # no marks, no outcome: the partition is another's
-                    return 0
+                    return 0, True
+            elif not self._still_held():
+                return 0, True
             gone = mark_missing(self.warehouse, stream, partition, self.seen, now) if mark else 0
             self.warehouse.record_outcome(stream.name, partition, "ok")
-            return gone
+            return gone, False
 
-        gone = self.turns.write.run(
+        gone, taken = self.turns.write.run(
             retried, self.warehouse, last, what="last load", stream=stream.name, partition=partition
         )
         if load is not None:
             self._taken_over(load)
             self._committed(load)
+        elif taken:
+            raise PartitionTakenOver(stream.name, partition, self.committed)
         log_missing(stream, partition, gone)
+
+    def _still_held(self) -> bool:
+        """In the caller's transaction, before it writes marks or an outcome with no batch
+        to carry them: a fenced move of no rows from `committed` to `committed`, which
+        leaves (False) when another process has moved the cursor since. The last batch
+        may have committed before (it filled), and a stale writer's marks and "ok" were
+        then written unfenced, over the new holder's fresh rows. A target that does not
+        fence (one writer at a time: no shared locks) is not asked."""
+        if not self.warehouse.capabilities.shared_locks:
+            return True
+        move = CursorMove(self.partition, self.committed, 0, 0, True, self.committed)
+        left = self.warehouse.set_cursors(self.stream.name, [move])
+        return self.partition not in (left or ())
 
     def stopped(self, status: str, detail: str) -> None:
         """The partition could not go on (failed, or its stream is disabled): what it
         fetched before is whole and its cursor right, so that progress is committed; then
-        the outcome, with why (and, reading a reset's period again, that it still does)."""
+        the outcome, with why (and, reading a reset's period again, that it still does),
+        fenced as the last batch is (`_still_held`): a partition another process has taken
+        over is left its outcome (PartitionTakenOver)."""
         self.commit()
         stream, partition = self.stream.name, self.partition
         if self.rereading:
             detail = still_reset(detail)
-        self.turns.write.run(
-            retried,
-            self.warehouse,
-            lambda: self.warehouse.record_outcome(stream, partition, status, detail),
-            what="outcome",
-            stream=stream,
-            partition=partition,
+
+        def outcome() -> bool:
+            if not self._still_held():
+                return False
+            self.warehouse.record_outcome(stream, partition, status, detail)
+            return True
+
+        held = self.turns.write.run(
+            retried, self.warehouse, outcome, what="outcome", stream=stream, partition=partition
         )
+        if not held:
+            raise PartitionTakenOver(stream, partition, self.committed)

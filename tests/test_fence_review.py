@@ -151,11 +151,6 @@ def listed(writer: PartitionWriter, ids: list[int], cursor: str) -> None:
     writer.take(Window(records, cursor, {}), records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: PartitionWriter.finish with nothing left to commit writes its missing "
-    "marks and its 'ok' unfenced",
-)
 @pytest.mark.parametrize("server", SERVERS)
 def test_a_stale_writers_missing_marks_are_fenced_when_its_last_batch_committed_before(
     server: str, tmp_path: Path
@@ -180,6 +175,26 @@ def test_a_stale_writers_missing_marks_are_fenced_when_its_last_batch_committed_
             2: None,
             3: None,
         }
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_stale_writers_failed_outcome_is_fenced_when_its_last_batch_committed_before(
+    server: str, tmp_path: Path
+) -> None:
+    """A stale replica whose partition fails after its last batch committed writes no
+    "failed" over the site another replica has taken over and finished (PartitionTakenOver):
+    the new holder's "ok" stays."""
+    with replicas(server, tmp_path, *MANUFACTURERS.tables) as (stale, new):
+        a = manufacturers_writer(stale, None)
+        listed(a, [1, 2], "100")
+        a.commit()
+        b = manufacturers_writer(new, "100")
+        listed(b, [1, 2, 3], "200")
+        b.finish(None, mark=True, now=NOW)
+        with pytest.raises(PartitionTakenOver):
+            a.stopped("failed", "the API said no")
+        [s] = [s for s in new.states() if s.partition == "1"]
+        assert (s.cursor, s.last_status) == ("200", "ok")
 
 
 ODD_KEYS = ["", "a b", 'q"uote', "back\\slash", "ques?tion", "it's", "{GUID-é}", "$1", "%s"]

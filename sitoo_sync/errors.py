@@ -6,6 +6,7 @@
     │   ├── RetriableError         429, 5xx, transport trouble: retried until the budget is spent
     │   ├── FatalApiError          400, 404 and friends: retrying cannot help
     │   │   └── AuthError          401/403: the API ID or password is wrong
+    │   │       └── RefusedEarlier a request not sent: Sitoo refused the credentials moments ago
     │   ├── RetryBudgetExhausted   a retriable failure that outlived the retry budget
     │   └── StopRequested          a retriable failure not tried again: a stop was requested
     ├── WarehouseError             the target database failed (locked, down, rejected SQL)
@@ -89,6 +90,12 @@ class FatalApiError(ApiError):
 
 class AuthError(FatalApiError):
     """Sitoo refused the credentials (401/403)."""
+
+
+class RefusedEarlier(AuthError):
+    """A request that was not sent: Sitoo refused the credentials (401) moments before, so
+    the partition fails without asking again (and without a line of its own: the refusal
+    was said once, by the request that met it)."""
 
 
 class RetryBudgetExhausted(ApiError):

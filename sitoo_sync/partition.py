@@ -45,7 +45,13 @@ from sitoo_sync.commit import (
     PartitionWriter,
     shown_cursor,
 )
-from sitoo_sync.errors import DisabledStream, FatalApiError, SitooSyncError, StopRequested
+from sitoo_sync.errors import (
+    DisabledStream,
+    FatalApiError,
+    RefusedEarlier,
+    SitooSyncError,
+    StopRequested,
+)
 from sitoo_sync.inflight import Buffer, ByteBudget
 from sitoo_sync.log import get_logger
 from sitoo_sync.normalize.columns import ARROW_TYPES
@@ -606,7 +612,8 @@ def _ended_by(
     - The account has the stream switched off: disabled, with why.
     - A 404: failed or gone, which the tick decides once its listing is read, and records
       (sync._not_found): a partition Sitoo deleted never reads as failed meanwhile.
-    - Anything else: failed, with the error.
+    - Anything else: failed, with the error (logged at info when the request was not sent
+      for a refusal of the credentials logged already: `RefusedEarlier`).
     """
     if isinstance(exc, StopRequested):
         log.info("stop_honoured", stream=stream.name, partition=partition, during=exc.message)
@@ -624,7 +631,10 @@ def _ended_by(
             log.info("partition_not_found", stream=stream.name, partition=partition, url=exc.url)
             loader.commit()
             return
-        log.error(
+        # A request not sent for a refusal said already is no news: one line for a
+        # tick's 300 partitions, not 300 (its `partition_synced` line says it failed).
+        say = log.info if isinstance(exc, RefusedEarlier) else log.error
+        say(
             "partition_failed",
             error=exc.message,
             **{"stream": stream.name, **exc.context(), "partition": partition},

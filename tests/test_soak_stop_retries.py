@@ -32,7 +32,7 @@ def test_a_failed_request_is_not_tried_again_once_a_stop_was_requested() -> None
     stop.set()
     settings = Settings(api_id="1500-1", api_password=SecretStr("pw"), site_ids=[1])
     client = make_client(settings, httpx.MockTransport(handler), sleep=lambda s: None, stop=stop)
-    with client, pytest.raises(StopRequested, match="a stop was requested after 1 attempts"):
+    with client, pytest.raises(StopRequested, match="a stop was requested after 1 attempt:"):
         client.get_json(Api.V2, "/sites.json", stream="sites")
     assert len(sent) == 1
 
@@ -99,7 +99,7 @@ def test_a_request_whose_attempts_ran_out_as_a_stop_came_is_still_a_failure() ->
         api_id="1500-1", api_password=SecretStr("pw"), site_ids=[1], http_max_attempts=1
     )
     client = make_client(settings, httpx.MockTransport(handler), sleep=lambda s: None, stop=stop)
-    with client, pytest.raises(RetryBudgetExhausted, match="gave up after 1 attempts"):
+    with client, pytest.raises(RetryBudgetExhausted, match="gave up after 1 attempt:"):
         client.get_json(Api.V2, "/sites.json", stream="sites")
 
 

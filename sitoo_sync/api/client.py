@@ -31,6 +31,7 @@ from sitoo_sync.errors import (
     ApiError,
     AuthError,
     FatalApiError,
+    RefusedEarlier,
     RetriableError,
     RetryBudgetExhausted,
     StopRequested,
@@ -54,6 +55,18 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 #: A request's whole exchange may last this many read timeouts (SITOO_HTTP_TIMEOUT_SECONDS
 #: bounds each read only: a body trickled a byte per read would never end).
 DEADLINE_TIMEOUTS = 4
+#: After Sitoo refused the credentials (401), the client sends nothing for this long: each
+#: request fails at once (`RefusedEarlier`). Otherwise every partition of a tick asks, is
+#: refused and says so (300 registers: 300 error lines, and 300 refused logins that an
+#: account's lockout may count), where credentials that are wrong stay wrong until the
+#: process is given new ones. After it a request asks again: a refusal in passing ends.
+REFUSAL_HOLD_SECONDS = 60.0
+#: Requests in a row that spent every attempt, with no answer between, after which each
+#: request gets one attempt until one is answered. An API that is down would otherwise cost
+#: each partition its whole retry budget (six attempts and ~15 s of backoff: a 300-register
+#: tick at concurrency 4 spent ~20 minutes and 1,500 warnings saying one thing); the first
+#: answer gives every request its budget back.
+DOWN_AFTER_EXHAUSTED = 3
 #: An error text as shown in a log line or a partition's error, at most.
 _ERROR_TEXT_CHARS = 200
 
@@ -257,6 +270,13 @@ class SitooClient:
         self._rand = rand
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
+        #: Seconds after a 401 that nothing is sent (REFUSAL_HOLD_SECONDS).
+        self.refusal_hold = REFUSAL_HOLD_SECONDS
+        #: When (time.monotonic) and why Sitoo last refused the credentials, if it did.
+        self._refused: tuple[float, str] | None = None
+        #: Requests in a row that spent every attempt (see DOWN_AFTER_EXHAUSTED).
+        self._exhausted = 0
+        self._exhausted_lock = threading.Lock()
         self.partition_requests: Counter[tuple[str, str | None]] = Counter()
         #: Attempts that found no server to talk to (the connection itself failed).
         self.unconnected: Counter[str] = Counter()
@@ -283,6 +303,9 @@ class SitooClient:
         replaces the plain JSON decoding (a stream's typed records); ValueError is bad JSON.
         """
         url = self.url(api, path)
+        self._not_refused(url, params, stream=stream, partition=partition)
+        down = self._exhausted >= DOWN_AFTER_EXHAUSTED
+        attempts = 1 if down else self.policy.max_attempts
         attempt = 0
         while True:
             attempt += 1
@@ -294,9 +317,12 @@ class SitooClient:
                 # A stop request ends the retries too, not only their waits: retried at
                 # once, a hanging API's requests ran out their timeouts past the stop's
                 # deadline, and a failing one was sent the rest of its attempts back to back.
-                spent = attempt >= self.policy.max_attempts
+                spent = attempt >= attempts
                 if spent or self._stopping():
-                    raise _gave_up(exc, attempt, stopped=not spent) from exc
+                    if spent:
+                        with self._exhausted_lock:
+                            self._exhausted += 1
+                    raise _gave_up(exc, attempt, stopped=not spent, down=down) from exc
                 wait = self.policy.delay(attempt, exc.retry_after, self._rand())
                 self.retries[stream] += 1
                 log.warning(
@@ -311,10 +337,34 @@ class SitooClient:
                 )
                 self._sleep(wait)
                 if self._stopping():  # the stop cut the wait short: no attempt after it
-                    raise _gave_up(exc, attempt, stopped=True) from exc
+                    raise _gave_up(exc, attempt, stopped=True, down=down) from exc
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
+
+    def _not_refused(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        *,
+        stream: str,
+        partition: str | None,
+    ) -> None:
+        """Raise RefusedEarlier, sending nothing, within `refusal_hold` seconds of a 401."""
+        refused = self._refused
+        if refused is None:
+            return
+        at, why = refused
+        ago = time.monotonic() - at
+        if ago >= self.refusal_hold:
+            return
+        raise RefusedEarlier(
+            f"not sent: Sitoo refused the credentials {ago:.0f} s before ({why})",
+            url=_public_url(httpx.URL(url, params=params)),
+            status=401,
+            stream=stream,
+            partition=partition,
+        )
 
     def _attempt(
         self,
@@ -371,6 +421,8 @@ class SitooClient:
     ) -> Any:
         """The decoded body of a response read whole, or the error its status means."""
         status = response.status_code
+        if self._exhausted and status not in RETRIABLE_STATUS:
+            self._exhausted = 0  # an answer: the API is up, every request has its budget
         if status < 400:
             if on_body is not None:
                 on_body(len(content))
@@ -385,9 +437,11 @@ class SitooClient:
         # Only an error shows the URL: building it costs ~0.5 ms a request.
         shown = _public_url(response.request.url)
         if status in (401, 403):
+            why = _error_text(response, content)
+            if status == 401:  # the account's credentials (403: this resource's permission)
+                self._refused = (time.monotonic(), f"HTTP 401: {why}")
             raise AuthError(
-                "Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD "
-                f"({_error_text(response, content)})",
+                f"Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD ({why})",
                 url=shown,
                 status=status,
                 **ctx,
@@ -413,13 +467,20 @@ class SitooClient:
         self.close()
 
 
-def _gave_up(exc: RetriableError, attempts: int, *, stopped: bool) -> ApiError:
+def _gave_up(exc: RetriableError, attempts: int, *, stopped: bool, down: bool) -> ApiError:
     """The error a request ends with that is not tried again: StopRequested when a stop
-    ended its retries, RetryBudgetExhausted when its attempts ran out (that first)."""
+    ended its retries, RetryBudgetExhausted when its attempts ran out (that first); `down`:
+    it had one attempt, the requests before it having spent all theirs."""
     error = StopRequested if stopped else RetryBudgetExhausted
     why = "a stop was requested" if stopped else "gave up"
+    tried = f"{attempts} attempt{'' if attempts == 1 else 's'}"
+    if down and not stopped:
+        tried = (
+            f"its one attempt (the {DOWN_AFTER_EXHAUSTED} requests before it spent every "
+            "attempt: one each until the API answers)"
+        )
     return error(
-        f"{why} after {attempts} attempts: {exc.message}",
+        f"{why} after {tried}: {exc.message}",
         stream=exc.stream,
         partition=exc.partition,
         url=exc.url,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ REFUSED = httpx.Response(401, json={"statuscode": 401, "errortext": "Unauthorize
 DOWN = httpx.Response(503, json={"statuscode": 503, "errortext": "Service Unavailable"})
 
 
-def _settings(db: Path | None = None, **overrides: object) -> Settings:
+def _settings(db: Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, object] = {
         "api_id": "1500-1",
         "api_password": SecretStr("pw"),
@@ -50,7 +51,7 @@ def _settings(db: Path | None = None, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]  # typed via pydantic validation
 
 
-def client_of(handler: Handler, **overrides: object) -> SitooClient:
+def client_of(handler: Handler, **overrides: Any) -> SitooClient:
     return make_client(_settings(**overrides), httpx.MockTransport(handler), sleep=lambda _s: None)
 
 
@@ -58,7 +59,7 @@ def ask(client: SitooClient, partition: str = "p") -> object:
     return client.get_json(Api.V2, "/sites.json", stream="sites", partition=partition)
 
 
-def tick(db: Path, journal: Handler) -> tuple[RunReport, list[dict[str, object]]]:
+def tick(db: Path, journal: Handler) -> tuple[RunReport, list[MutableMapping[str, Any]]]:
     """One tick of the register listing (REGISTERS) and their journals, answered by
     `journal`; returns the report and the log events."""
 

@@ -177,7 +177,11 @@ def _json_null(up: Upgrade) -> None:
     before revision 1 it was stored as the JSON text 'null' (SQLAlchemy's JSON types store
     Python None so unless told `none_as_null`), which `WHERE extra IS NULL` misses. Each
     table's 'null's become NULL in one UPDATE. (The JSON of a row is never JSON null
-    otherwise: a value the vendor sent as null is stored as NULL.)"""
+    otherwise: a value the vendor sent as null is stored as NULL.) But for `rejects`: its
+    `raw` is the rejected record as sent, never None, and 'null' there is a record the API
+    sent as JSON null, which this version keeps so too."""
+    from sitoo_sync.warehouse.base import REJECTS  # (base imports this module)
+
     if up.sql.dialect not in ("mysql", "mariadb"):
         return
 
@@ -189,6 +193,8 @@ def _json_null(up: Upgrade) -> None:
     changed: dict[str, int] = {}
     read = 0  # tables with a JSON column before the upkeep
     for table in _declared_tables():
+        if table.name == REJECTS.name:
+            continue
         there = up.before.get(table.name, ())
         columns = [f"`{c.name}`" for c in table.columns if c.kind is Kind.JSON and c.name in there]
         if not columns:

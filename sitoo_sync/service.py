@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from types import FrameType
+from typing import NamedTuple
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -50,7 +51,7 @@ from sitoo_sync.metrics import Metrics, serve
 from sitoo_sync.results import PartitionResult
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
-from sitoo_sync.sync import HELD, run_once
+from sitoo_sync.sync import HELD, RunReport, run_once
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import Warehouse
 
@@ -211,6 +212,15 @@ LOCK_LOST = (
 )
 
 
+class _Began(NamedTuple):
+    """Where a tick began: the client's requests and retries of its stream, and the time
+    (time.monotonic)."""
+
+    requests: int
+    retries: int
+    started: float
+
+
 def _lost(stream: Stream, results: Sequence[PartitionResult]) -> list[PartitionResult]:
     """A tick's results once its lock was lost: failed, every one (or the stream's, `*`)."""
     failed = [dataclasses.replace(r, status="failed", error=r.error or LOCK_LOST) for r in results]
@@ -258,6 +268,8 @@ class Service:
         self._recalling = threading.Lock()
         #: Why every tick fails at once: a newer sitoo-sync upgraded the target (`_refuse`).
         self._refused: str | None = None
+        #: Held while a tick's outcome is recorded and while `_refuse` forgets successes.
+        self._refusal_lock = threading.Lock()
         logging.getLogger("apscheduler.scheduler").addFilter(_DROP_MAX_INSTANCES_WARNING)
 
     def _sleep(self, seconds: float) -> None:
@@ -314,25 +326,8 @@ class Service:
         lock.watch(stop)
         try:
             report = run_once(self.settings, warehouse, self.client, [stream], stop=stop)
-            now = datetime.now(UTC)
             lost = stop.is_set() and not self.stop.is_set()
-            results = _lost(stream, report.results) if lost else report.results
-            self.metrics.record_tick(
-                stream.name,
-                results,
-                requests=self.client.requests[stream.name] - requests,
-                retries=self.client.retries[stream.name] - retries,
-                seconds=time.monotonic() - started,
-                lags={
-                    r.partition: stream.lag_of(r.cursor, now)
-                    for r in report.results
-                    if r.partition != "*" and r.status != "gone"  # its cursor stays behind
-                },
-            )
-            if lost:
-                log.error("tick_failed", stream=stream.name, error=LOCK_LOST)
-            elif report.skipped[stream.name, HELD]:
-                self._synced_elsewhere(None, stream)
+            self._record(stream, report, lost=lost, began=_Began(requests, retries, started))
         except SitooSyncError as exc:
             self.metrics.record_failed_tick(stream.name, seconds=time.monotonic() - started)
             log.error("tick_failed", stream=stream.name, error=str(exc))
@@ -343,15 +338,49 @@ class Service:
                 self._tick_stops.discard(stop)
             lock.release()
 
+    def _record(self, stream: Stream, report: RunReport, *, lost: bool, began: _Began) -> None:
+        """A finished tick's outcome into the metrics and the log: its results (each lost
+        when the stream's lock was lost meanwhile), or a failure when another stream's tick
+        was refused meanwhile (`_refuse`)."""
+        requests, retries, started = began
+        now = datetime.now(UTC)
+        results = _lost(stream, report.results) if lost else report.results
+        with self._refusal_lock:
+            refused = self._refused
+            if refused is None:
+                self.metrics.record_tick(
+                    stream.name,
+                    results,
+                    requests=self.client.requests[stream.name] - requests,
+                    retries=self.client.retries[stream.name] - retries,
+                    seconds=time.monotonic() - started,
+                    lags={
+                        r.partition: stream.lag_of(r.cursor, now)
+                        for r in report.results
+                        if r.partition != "*" and r.status != "gone"  # its cursor stays behind
+                    },
+                )
+            else:  # no success counts once the process was refused
+                self.metrics.record_failed_tick(stream.name, seconds=time.monotonic() - started)
+        if refused is not None:
+            log.error("tick_failed", stream=stream.name, error=refused)
+        elif lost:
+            log.error("tick_failed", stream=stream.name, error=LOCK_LOST)
+        elif report.skipped[stream.name, HELD]:
+            self._synced_elsewhere(None, stream)
+
     def _refuse(self, line: str) -> None:
         """A newer sitoo-sync upgraded the target (`SchemaTooNew`, said in `line`): this
         process writes nothing there until it is upgraded, which restarts it. Every later
         tick of every stream fails at once with the same line, and /healthz answers 503 for
         every stream: their successes are forgotten, as of a stream that never succeeded
-        (not a crash: a supervisor restarting the same version would fail the same way)."""
-        self._refused = line
-        for stream in self.streams:
-            self.metrics.record_synced_elsewhere(stream.name, None)
+        (not a crash: a supervisor restarting the same version would fail the same way).
+        A tick that passed its upkeep before the upgrade and ends after this fails too: what
+        it wrote is kept, but its stream is not healthy again."""
+        with self._refusal_lock:  # no tick that ends meanwhile records a success after it
+            self._refused = line
+            for stream in self.streams:
+                self.metrics.record_synced_elsewhere(stream.name, None)
 
     def _tick_stop(self) -> threading.Event:
         """A tick's own stop: set when the service stops (`_serve` relays it) or when the

@@ -59,13 +59,6 @@ def newer_revision(url: str) -> None:
 # ---- the schema revision --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a tick in flight when the service is refused records its success after "
-    "`_refuse` forgot the successes, so /healthz reports that stream ready again although "
-    "the process will never write there (service._tick records the tick regardless of "
-    "`_refused`)",
-)
 def test_a_tick_in_flight_when_the_service_is_refused_does_not_make_it_healthy_again(
     settings: Settings, sync: SyncFn, monkeypatch: pytest.MonkeyPatch
 ) -> None:

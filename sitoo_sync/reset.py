@@ -93,11 +93,19 @@ def _cursors_back_to(
     cursors: dict[str, str | None] = {
         key: stream.cursor.resume_from(since, stored.get(key)) for key in partitions
     }
+    lags = {key: _lag_of(stream, old, now) for key in partitions if (old := stored.get(key))}
+    untold = [key for key, lag in lags.items() if lag is None]
+    if untold:
+        raise ConfigError(
+            f"--since {since}: where {stream.name} has read to cannot be told by time "
+            f"({', '.join(untold)}: a cursor without one, as an older version stored it), so a "
+            "reset from a day could skip what is unread; reset without --since to read it "
+            "again from the start"
+        )
     ahead = [
         key
-        for key in partitions
-        if (old := stored.get(key))
-        and (stream.cursor.lag_seconds(cursors[key], now) or 0.0) < _lag_of(stream, old, now)
+        for key, lag in lags.items()
+        if (stream.cursor.lag_seconds(cursors[key], now) or 0.0) < (lag or 0.0)
     ]
     if ahead:
         raise ConfigError(
@@ -107,10 +115,12 @@ def _cursors_back_to(
     return cursors
 
 
-def _lag_of(stream: Stream, cursor: str, now: datetime) -> float:
-    """How far a stored cursor is behind `now`; 0 for one its strategy cannot read (it
-    tells nothing of where the stream has read to, and a reset is the way to replace it)."""
+def _lag_of(stream: Stream, cursor: str, now: datetime) -> float | None:
+    """How far a stored cursor is behind `now`: 0 for one its strategy cannot read (it
+    tells nothing of where the stream has read to, and a reset is the way to replace it),
+    None for one it reads that holds no time (a keyset's bare id: where it stands in time
+    is unknown, so a day may be past it)."""
     try:
-        return stream.cursor.lag_seconds(cursor, now) or 0.0
+        return stream.cursor.lag_seconds(cursor, now)
     except (SitooSyncError, ValueError, TypeError):
         return 0.0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sitoo_sync.cli import main
+from sitoo_sync.errors import ConfigError
 from sitoo_sync.normalize.pos_z_reports import POS_Z_REPORTS as POS_TABLE
 from sitoo_sync.reset import reset_stream
 from sitoo_sync.settings import Settings
@@ -287,5 +288,35 @@ def _states(url: str, schema: str | None) -> list[Any]:
     warehouse = open_warehouse(url, schema=schema)
     try:
         return warehouse.states()
+    finally:
+        warehouse.close()
+
+
+@pytest.mark.parametrize(
+    ("stream", "cursor"),
+    [
+        ("warehouse_transactions", "41500"),  # a bare id: the highest loaded, no time
+        ("orders", '{"after": 41500, "newest": null, "open": []}'),
+    ],
+)
+def test_reset_since_a_day_refuses_a_cursor_whose_time_is_unknown(
+    tmp_path: Path, stream: str, cursor: str
+) -> None:
+    """A keyset cursor that reads well but holds no time (a bare id) may stand past any day:
+    `reset --since` refuses it in one line, cursor unchanged, instead of walking from the
+    day's first id and skipping what lies between (`reset` without --since stays open)."""
+    world = Simulator.create(SimConfig(seed=41, days=1, registers_per_store=1))
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=[stream])
+    warehouse = open_warehouse(settings.target_url)
+    try:
+        warehouse.ensure_schema([*SYSTEM_TABLES, *STREAMS[stream].tables])
+        with warehouse.transaction():
+            warehouse.set_cursor(stream, "1", cursor, rows=0)
+        since = (datetime.now(UTC) - timedelta(days=3)).date()
+        with pytest.raises(ConfigError, match="cannot be told by time"):
+            reset_stream(settings, warehouse, STREAMS[stream], since=since)
+        assert [s.cursor for s in warehouse.states() if s.stream == stream] == [cursor]
+        assert reset_stream(settings, warehouse, STREAMS[stream]) == ["1"]
+        assert [s.cursor for s in warehouse.states() if s.stream == stream] == [None]
     finally:
         warehouse.close()

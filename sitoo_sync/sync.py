@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.collector import frozen_before
 from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
+from sitoo_sync.dictionary import all_tables
 from sitoo_sync.errors import SitooSyncError, StopRequested, WarehouseError, first_line
 from sitoo_sync.inflight import Buffer
 from sitoo_sync.listing_ahead import ListingAhead
@@ -426,7 +427,11 @@ def _run_streams(
     ahead = ListingAhead.start(settings, client, streams, slots=slots, stop=stop)
     buffer = Buffer(settings.buffer_mb)  # SITOO_BUFFER_MB: the tick's bytes in flight
     try:
-        warehouse.ensure_schema([*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS)
+        # An upgrade of the schema revision runs over every table this version declares,
+        # whichever streams this tick syncs: the revision is recorded once for them all.
+        warehouse.ensure_schema(
+            [*SYSTEM_TABLES, *(t for s in streams for t in s.tables)], VIEWS, declared=all_tables()
+        )
         named_sites = frozenset(settings.site_ids)  # empty: every site the account lists
         try:
             settings = ahead.settings(client)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from sitoo_sync.dictionary import all_tables
 from sitoo_sync.normalize.columns import rows_to_arrow
 from sitoo_sync.normalize.tables import Column, Kind, Table, integer, text
 from sitoo_sync.streams import STREAMS
@@ -142,7 +143,7 @@ def upgraded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[T
         warehouse = open_warehouse(target.url, schema=target.schema)
         try:
             with capture_logs() as logs:
-                warehouse.ensure_schema(_current_tables(), VIEWS)
+                warehouse.ensure_schema(_current_tables(), VIEWS, declared=all_tables())
         finally:
             warehouse.close()
         yield target, logs

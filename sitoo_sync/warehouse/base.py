@@ -331,9 +331,14 @@ class Capabilities:
 class Rows(Protocol):
     """Rows in and out: the tables, their loads in one transaction, and reads."""
 
-    def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
+    def ensure_schema(
+        self, tables: Sequence[Table], views: Sequence[View] = (), *, declared: Sequence[Table] = ()
+    ) -> None:
         """Create missing tables and add missing columns (additive only); then drop and create
-        `views` (those whose tables and columns all exist)."""
+        `views` (those whose tables and columns all exist). An upkeep given views that
+        upgrades the warehouse to this schema revision runs its steps over `declared`: every
+        table this version declares (a tick's: `dictionary.all_tables()`), not only `tables`,
+        since the revision is recorded once for them all (catalog.py)."""
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or rolls back together; nested ones join."""

@@ -18,14 +18,16 @@ tables, `sync_schema` among them) reads the newest one in the statement that alr
 newer than this code's, refuses before it makes or writes anything (`check_revision`, one
 line: `SchemaTooNew`): an older process must not write rows without the columns a newer one
 added, nor create its own versions of the views, which the two would then take turns
-replacing. A tick's upkeep (given the views) of a warehouse at an older revision, or at none
-(made before revisions were recorded), runs the upgrade steps of each revision since
-(`STEPS`), then records this one, in one transaction; `reset` and `verify` record nothing.
-Processes that meet take turns in the upkeep (the server's DDL lock, a lock file beside a
-SQLite file, one DuckDB process at a time): the newer records its revision, the older then
-refuses (MySQL's DDL lock is freed just before the commit: an older upkeep in that instant
-goes on for that tick). A tick already past its upkeep when a newer process upgrades ends as
-it began. Versions from before revisions cannot check: see README, Upgrading.
+replacing. A tick's upkeep (given the views) of a warehouse at an older revision, or at
+none (made before revisions were recorded), runs the upgrade steps of each revision since
+(`STEPS`) over every table this version declares (`declared`, given by the caller: the
+warehouse knows no stream), then records this one, in one transaction; `reset` and
+`verify` record nothing. Processes that meet take turns in the upkeep (the server's DDL
+lock, a lock file beside a SQLite file, one DuckDB process at a time): the newer records
+its revision, the older then refuses (MySQL's DDL lock is freed just before the commit: an
+older upkeep in that instant goes on for that tick). A tick already past its upkeep when a
+newer process upgrades ends as it began. Versions from before revisions cannot check: see
+README, Upgrading.
 """
 
 from __future__ import annotations
@@ -140,12 +142,14 @@ class Upgrade:
     """What an upgrade step works with: the target's SQL text (`sql`, names qualified), the
     tables and their columns as the warehouse had them before this upkeep (`before`: a table
     or column the upkeep made holds no old row), the views the upkeep was given (their
-    backfills), and `run`, which runs one statement in the upkeep's transaction and returns
-    the rows it changed."""
+    backfills), every table this version declares (`declared`, the caller's: a step runs
+    once, for every table there, whichever streams the upgrading process syncs), and `run`,
+    which runs one statement in the upkeep's transaction and returns the rows it changed."""
 
     sql: Sql
     before: Mapping[str, Collection[str]]
     views: Sequence[View]
+    declared: Sequence[Table]
     run: Callable[[str], int]
     #: MariaDB rather than MySQL (both are dialect "mysql"): its JSON is text.
     mariadb: bool = False
@@ -161,15 +165,18 @@ class Step:
     apply: Callable[[Upgrade], None]
 
 
-def _declared_tables() -> list[Table]:
-    """Every table this version declares, whichever streams this process syncs: a step runs
-    once, for every table there."""
-    from sitoo_sync.dictionary import all_tables  # the streams' registry, at upgrade only
-
+def _each_once(tables: Sequence[Table]) -> list[Table]:
+    """`tables` without a second table of a name already there (streams may share one): a
+    step's statement runs once a table."""
     seen: dict[str, Table] = {}
-    for table in all_tables():
+    for table in tables:
         seen.setdefault(table.name, table)
     return list(seen.values())
+
+
+#: JSON columns whose JSON null is a value, not nothing: `rejects.raw` (warehouse/base.py)
+#: keeps a record the API sent as null as it was received.
+_NULL_KEPT = frozenset({("rejects", "raw")})
 
 
 def _json_null(up: Upgrade) -> None:
@@ -180,8 +187,6 @@ def _json_null(up: Upgrade) -> None:
     otherwise: a value the vendor sent as null is stored as NULL.) But for `rejects`: its
     `raw` is the rejected record as sent, never None, and 'null' there is a record the API
     sent as JSON null, which this version keeps so too."""
-    from sitoo_sync.warehouse.base import REJECTS  # (base imports this module)
-
     if up.sql.dialect not in ("mysql", "mariadb"):
         return
 
@@ -192,11 +197,13 @@ def _json_null(up: Upgrade) -> None:
 
     changed: dict[str, int] = {}
     read = 0  # tables with a JSON column before the upkeep
-    for table in _declared_tables():
-        if table.name == REJECTS.name:
-            continue
+    for table in _each_once(up.declared):
         there = up.before.get(table.name, ())
-        columns = [f"`{c.name}`" for c in table.columns if c.kind is Kind.JSON and c.name in there]
+        columns = [
+            f"`{c.name}`"
+            for c in table.columns
+            if c.kind is Kind.JSON and c.name in there and (table.name, c.name) not in _NULL_KEPT
+        ]
         if not columns:
             continue
         read += 1

@@ -595,16 +595,20 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     # ---- schema -----------------------------------------------------------------------
 
     @_turn
-    def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
+    def ensure_schema(
+        self, tables: Sequence[Table], views: Sequence[View] = (), *, declared: Sequence[Table] = ()
+    ) -> None:
         """Create missing tables; add columns a declaration gained since (never drop); keep
         `views` current (created again only when their definition changed). A writer's
         upkeep refuses a warehouse of a newer schema revision before it changes anything
         (`SchemaTooNew`); a tick's brings one of an older revision up to this one
-        (catalog.py)."""
+        (catalog.py; its steps run over `declared`)."""
         with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
-            self._ensure_schema(schema_tables(tables, views), views)
+            self._ensure_schema(schema_tables(tables, views), views, declared)
 
-    def _ensure_schema(self, tables: Sequence[Table], views: Sequence[View]) -> None:
+    def _ensure_schema(
+        self, tables: Sequence[Table], views: Sequence[View], declared: Sequence[Table]
+    ) -> None:
         con = self.con
         existing: dict[str, set[str]] = {}
         for table_name, column_name in con.execute(
@@ -655,13 +659,17 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         if views:
             create_views_duckdb(con, views, recorded)
         if checks and views and upgrades(revision):
-            self._upgrade(revision, existing, views)
+            self._upgrade(revision, existing, views, declared)
 
     def _upgrade(
-        self, revision: int | None, before: Mapping[str, set[str]], views: Sequence[View]
+        self,
+        revision: int | None,
+        before: Mapping[str, set[str]],
+        views: Sequence[View],
+        declared: Sequence[Table],
     ) -> None:
-        """Run the upgrade steps since `revision` over the tables as they were `before` the
-        upkeep, and record this code's revision, in one transaction."""
+        """Run the upgrade steps since `revision` over the `declared` tables as they were
+        `before` the upkeep, and record this code's revision, in one transaction."""
         con = self.con
 
         def run(statement: str) -> int:
@@ -670,7 +678,8 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
 
         with self.transaction():
             sql = Sql("duckdb", q)
-            upgrade(revision, Upgrade(sql=sql, before=before, views=views, run=run))
+            up = Upgrade(sql=sql, before=before, views=views, declared=declared, run=run)
+            upgrade(revision, up)
             row = revision_row()
             con.execute(
                 f"INSERT INTO {q(SYNC_SCHEMA.name)} ({', '.join(map(q, row))}) "

@@ -281,7 +281,9 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
     # ---- schema -------------------------------------------------------------------------
 
-    def ensure_schema(self, tables: Sequence[Table], views: Sequence[View] = ()) -> None:
+    def ensure_schema(
+        self, tables: Sequence[Table], views: Sequence[View] = (), *, declared: Sequence[Table] = ()
+    ) -> None:
         """Create the schema and missing tables; convert tables whose text does not compare
         byte for byte (an older version's, on MySQL/MariaDB); add declared columns a table
         lacks; keep `views` current (created again only when their definition changed).
@@ -295,11 +297,11 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
         A writer's upkeep refuses a warehouse of a newer schema revision before it changes
         anything (`SchemaTooNew`); a tick's brings one of an older revision up to this one
-        (catalog.py), in turn with the others as above.
+        (catalog.py; its steps run over `declared`), in turn with the others as above.
         """
-        declared = schema_tables(tables, views)
-        checks = checks_revision(declared)
-        wanted = [self.t(table) for table in declared]
+        kept = schema_tables(tables, views)  # (with `sync_views` when it keeps views)
+        checks = checks_revision(kept)
+        wanted = [self.t(table) for table in kept]
         # The guard must be held until the upkeep has committed: it is taken only around a
         # transaction of the upkeep's own, not inside a caller's it could not outlast.
         opens = not self.conn.in_transaction()
@@ -363,7 +365,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     recorded=recorded,
                 )
             if upgrading:
-                self._upgrade(revision, before, views)
+                self._upgrade(revision, before, views, declared)
 
     def _recorded(
         self, catalog: Catalog, *, views: bool, checks: bool
@@ -382,11 +384,15 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         return recorded, revision
 
     def _upgrade(
-        self, revision: int | None, before: Mapping[str, set[str]], views: Sequence[View]
+        self,
+        revision: int | None,
+        before: Mapping[str, set[str]],
+        views: Sequence[View],
+        declared: Sequence[Table],
     ) -> None:
-        """Run the upgrade steps since `revision` over the tables as they were `before` the
-        upkeep, and record this code's revision, in the upkeep's transaction: last, so that
-        on MySQL, whose DDL commits by itself, both commit together."""
+        """Run the upgrade steps since `revision` over the `declared` tables as they were
+        `before` the upkeep, and record this code's revision, in the upkeep's transaction:
+        last, so that on MySQL, whose DDL commits by itself, both commit together."""
         dialect = self.engine.dialect
 
         def run(statement: str) -> int:
@@ -395,7 +401,10 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
         sql = Sql(dialect.name, self.qualified)
         mariadb = bool(getattr(dialect, "is_mariadb", False))
-        upgrade(revision, Upgrade(sql=sql, before=before, views=views, run=run, mariadb=mariadb))
+        up = Upgrade(
+            sql=sql, before=before, views=views, declared=declared, run=run, mariadb=mariadb
+        )
+        upgrade(revision, up)
         row = revision_row()
         t = self.t(SYNC_SCHEMA)
         key = {"revision": row.pop("revision")}

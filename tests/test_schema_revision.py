@@ -36,9 +36,10 @@ from sitoo_sync.service import Service
 from sitoo_sync.simulator import Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.views import VIEWS
-from sitoo_sync.warehouse import catalog, open_warehouse
+from sitoo_sync.warehouse import catalog, open_warehouse, upgrade_steps
 from sitoo_sync.warehouse.base import SYSTEM_TABLES
-from sitoo_sync.warehouse.catalog import SYNC_SCHEMA, Step, Upgrade
+from sitoo_sync.warehouse.catalog import SYNC_SCHEMA
+from sitoo_sync.warehouse.upgrade_steps import Step, Upgrade
 from sitoo_sync.warehouse.views import Sql, plan_views
 from tests.conftest import SyncFn
 from tests.support import PipeLines, run_once_process, target_settings
@@ -292,7 +293,7 @@ def test_a_newer_process_runs_its_steps_once_and_records_its_revision(
     seen: list[set[str]] = []
     revision = newer(monkeypatch)
     step = Step(revision, "probe", lambda up: seen.append(set(up.before)))
-    monkeypatch.setattr(catalog, "STEPS", (*catalog.STEPS, step))
+    monkeypatch.setattr(upgrade_steps, "STEPS", (*upgrade_steps.STEPS, step))
     upkeep(target, views=False)  # reset's: checks, records nothing
     assert (seen, revisions(target)) == ([], [REVISION])
     logs = upkeep(target)
@@ -511,7 +512,7 @@ def test_the_json_null_step_compiles_for_mysql_and_mariadb() -> None:
             run=run,
             mariadb=mariadb,
         )
-        catalog._json_null(up)
+        upgrade_steps._json_null(up)
     mysql_empty = ["JSON_TYPE(`additionaldata`) = 'NULL'", "JSON_TYPE(`extra`) = 'NULL'"]
     mariadb_empty = ["`additionaldata` = 'null'", "`extra` = 'null'"]
     assert ran == [

@@ -52,13 +52,11 @@ from sitoo_sync.warehouse.base import (
 )
 from sitoo_sync.warehouse.catalog import (
     SYNC_SCHEMA,
-    Upgrade,
     check_revision,
     checks_revision,
     log_recorded,
     records_duckdb,
     revision_row,
-    upgrade,
     upgrades,
 )
 from sitoo_sync.warehouse.comments import catalog_duckdb, comment_duckdb
@@ -69,6 +67,7 @@ from sitoo_sync.warehouse.duckdb_memory import (
     ran_out_of_memory,
 )
 from sitoo_sync.warehouse.file_locks import file_lock
+from sitoo_sync.warehouse.upgrade_steps import Upgrade, upgrade
 from sitoo_sync.warehouse.views import Sql, View, create_views_duckdb, run_backfills_duckdb
 
 log = get_logger(__name__)
@@ -602,7 +601,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         `views` current (created again only when their definition changed). A writer's
         upkeep refuses a warehouse of a newer schema revision before it changes anything
         (`SchemaTooNew`); a tick's brings one of an older revision up to this one
-        (catalog.py; its steps run over `declared`)."""
+        (catalog.py; its steps, upgrade_steps.py, run over `declared`)."""
         with _SCHEMA_LOCK:  # DDL of two transactions at once is a catalog conflict
             self._ensure_schema(schema_tables(tables, views), views, declared)
 

@@ -56,12 +56,10 @@ from sitoo_sync.warehouse.base import (
 from sitoo_sync.warehouse.catalog import (
     SYNC_SCHEMA,
     Catalog,
-    Upgrade,
     check_revision,
     checks_revision,
     log_recorded,
     revision_row,
-    upgrade,
     upgrades,
 )
 from sitoo_sync.warehouse.comments import catalog_sql, comment_sql
@@ -71,6 +69,7 @@ from sitoo_sync.warehouse.locks import SessionPartitionLocks, try_session
 from sitoo_sync.warehouse.retry import TransactionConflict
 from sitoo_sync.warehouse.rounds import Rounds
 from sitoo_sync.warehouse.sql_types import UtcDateTime, sa_table
+from sitoo_sync.warehouse.upgrade_steps import Upgrade, upgrade
 from sitoo_sync.warehouse.views import Sql, View, create_views_sql, run_backfills_sql
 
 log = get_logger(__name__)
@@ -297,7 +296,8 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
 
         A writer's upkeep refuses a warehouse of a newer schema revision before it changes
         anything (`SchemaTooNew`); a tick's brings one of an older revision up to this one
-        (catalog.py; its steps run over `declared`), in turn with the others as above.
+        (catalog.py; its steps, upgrade_steps.py, run over `declared`), in turn with the
+        others as above.
         """
         kept = schema_tables(tables, views)  # (with `sync_views` when it keeps views)
         checks = checks_revision(kept)

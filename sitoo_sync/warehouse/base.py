@@ -222,8 +222,12 @@ class CursorMove(NamedTuple):
     """One partition's cursor moved past `rows` rows in `windows` windows (`set_cursors`).
 
     A `fenced` move is made only from `since`, the cursor its writer claimed the partition
-    with or last committed: a cursor another process has moved since (it claimed the
-    partition once the server had freed this one's lock with its session) stays as it is.
+    with or last committed, and `since_windows`, the `windows_loaded` stored with it: a
+    partition another process has committed since (it claimed the partition once the server
+    had freed this one's lock with its session) stays as it is. Every commit adds its
+    windows (one or more) to the count, so one that left the cursor where it was (its rows
+    all of the cursor's own second) moves the pair all the same; the cursor alone let the
+    other writer through. `since_windows` None compares the cursor alone.
     """
 
     partition: str
@@ -232,6 +236,7 @@ class CursorMove(NamedTuple):
     windows: int
     fenced: bool = False
     since: str | None = None
+    since_windows: int | None = None
 
 
 #: The outcome `sitoo-sync reset` records: the partition's cursor was moved back over rows it

@@ -15,8 +15,10 @@ A crash at any instant loses nothing and doubles nothing: what was not committed
 again from the stored cursor, and what is loaded twice is upserted over itself.
 
 Two writers of one partition cannot both commit: each commit moves the cursor only from the
-one its writer claimed the partition with or last committed (`PartitionLoad.fenced`), first
-in its transaction. A replica whose partition locks were freed with their session (the
+one its writer claimed the partition with or last committed, and only while the count of
+windows stored with it is the one it knew then (`PartitionLoad.fenced`), first in its
+transaction: every commit of the other writer moves that pair, one that leaves the cursor
+where it was included. A replica whose partition locks were freed with their session (the
 server ended it) while another replica claimed the same registers loses at its next commit
 of each: nothing of that batch is written, no cursor moves back, the other partitions of
 its group commit, and the partition stops (`PartitionTakenOver`, one warning).
@@ -60,10 +62,11 @@ class Loaded(Protocol):
 
 
 class PartitionTakenOver(Exception):
-    """A partition's commit was fenced off: another process moved its cursor since this one
-    claimed it or last committed it (the server had ended the session its lock lived on,
-    freeing the lock, and the other process claimed it). Nothing of the batch was written;
-    the partition is the other process's now."""
+    """A partition's commit was fenced off: another process committed it (moved its cursor,
+    or loaded windows that left it where it was) since this one claimed it or last
+    committed it (the server had ended the session its lock lived on, freeing the lock, and
+    the other process claimed it). Nothing of the batch was written; the partition is the
+    other process's now."""
 
     def __init__(self, stream: str, partition: str, cursor: str | None) -> None:
         super().__init__(f"{stream} {partition}: taken over by another process")
@@ -115,14 +118,16 @@ class PartitionLoad:
     outcome: str | None = None
     #: The run (sync_runs.run_id) that loads it: stamped on every row as `_run_id`.
     run_id: str | None = None
-    #: Committed only if the stored cursor is still `since` (`CursorMove.fenced`).
+    #: Committed only if the stored cursor is still `since`, and its `windows_loaded` still
+    #: `since_windows` (None: not compared) (`CursorMove.fenced`).
     fenced: bool = False
     since: str | None = None
+    since_windows: int | None = None
     #: Filled by the commit that loads it: the ids of its rejects the rejects table had not
     #: held, or held with another reason (`Warehouse.add_rejects`); only these are logged.
     news: set[str] = field(default_factory=set, compare=False)
     #: Filled by the commit that loads it: it was fenced off, nothing of it written (another
-    #: process had moved the partition's cursor from `since`).
+    #: process had committed the partition since `since`).
     taken_over: bool = field(default=False, compare=False)
 
 
@@ -191,6 +196,7 @@ def _load_group(
                         p.windows,
                         p.fenced,
                         p.since,
+                        p.since_windows,
                     )
                     for p in loads
                 ],
@@ -533,12 +539,17 @@ class PartitionWriter:
     #: (`StoredCursors.resets`): an outcome other than ok keeps that mark (`still_reset`),
     #: so the tick after a failure still loads the rest of the period whole.
     rereading: bool = False
+    #: The partition's `windows_loaded` stored with `cursor` as it starts (its claim's,
+    #: `Claim.windows`), then with each of its commits' (its windows added): the fence
+    #: compares it with `committed`. None: not known, the cursor alone is compared.
+    committed_windows: int | None = None
     #: The cursor stored as this writer knows it: the one it started from (its claim's),
-    #: then each of its commits'. Every commit moves the cursor only from there
-    #: (`PartitionLoad.fenced`), so a process that lost the partition's lock while it
-    #: loaded, and another that claimed it meanwhile, never both commit the same windows,
-    #: and never move the cursor back: the second to commit is taken over
-    #: (`PartitionTakenOver`).
+    #: then each of its commits'. Every commit moves the cursor only from there, and only
+    #: while `committed_windows` is still stored with it (`PartitionLoad.fenced`), so a
+    #: process that lost the partition's lock while it loaded, and another that claimed it
+    #: meanwhile, never both commit the same windows, and never move the cursor back: the
+    #: second to commit is taken over (`PartitionTakenOver`), even when the first left the
+    #: cursor where it was.
     committed: str | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -592,7 +603,8 @@ class PartitionWriter:
 
         Through the `writer` when there is one (in a group with other partitions'), else
         on this partition's own turn. Raises PartitionTakenOver when another process has
-        moved the cursor since this one read or wrote it (nothing of the batch is written).
+        committed the partition since this one read or wrote its cursor (nothing of the
+        batch is written).
         """
         load = self._pending_load(outcome)
         if load is None:
@@ -632,6 +644,7 @@ class PartitionWriter:
             run_id=self.context.get(RUN_ID_KEY),
             fenced=True,
             since=self.committed,
+            since_windows=self.committed_windows,
         )
 
     def _committed(self, load: PartitionLoad) -> None:
@@ -642,6 +655,8 @@ class PartitionWriter:
         result.notes.update(normalized.notes)
         batch.cursor = result.cursor = self.cursor = load.cursor  # (a sweep not recorded)
         self.committed = load.cursor
+        if self.committed_windows is not None:
+            self.committed_windows += load.windows
         self.unmarked = None
         log_batch(self.stream, self.partition, batch, normalized, load.news)
         batch.clear()
@@ -689,14 +704,15 @@ class PartitionWriter:
 
     def _still_held(self) -> bool:
         """In the caller's transaction, before it writes marks or an outcome with no batch
-        to carry them: a fenced move of no rows from `committed` to `committed`, which
-        leaves (False) when another process has moved the cursor since. The last batch
-        may have committed before (it filled), and a stale writer's marks and "ok" were
-        then written unfenced, over the new holder's fresh rows. A target that does not
+        to carry them: a fenced move of no rows and no windows from `committed` to
+        `committed`, which leaves (False) when another process has committed since. The
+        last batch may have committed before (it filled), and a stale writer's marks and
+        "ok" were then written unfenced, over the new holder's fresh rows. A target that does not
         fence (one writer at a time: no shared locks) is not asked."""
         if not self.warehouse.capabilities.shared_locks:
             return True
-        move = CursorMove(self.partition, self.committed, 0, 0, True, self.committed)
+        committed = self.committed
+        move = CursorMove(self.partition, committed, 0, 0, True, committed, self.committed_windows)
         left = self.warehouse.set_cursors(self.stream.name, [move])
         return self.partition not in (left or ())
 

@@ -448,6 +448,7 @@ def sync_partition(
     stop: threading.Event | None = None,
     turns: Turns = ANY_THREAD,
     stored: Any = _READ,
+    stored_windows: int | None = None,
     outcomes: Outcomes | None = None,
     writer: GroupWriter | None = None,
     slots: AbstractContextManager[Any] = ANY_TIME,
@@ -462,16 +463,18 @@ def sync_partition(
     Fetching runs freely; what comes after a page arrives (the re-read check,
     normalizing, loading, the outcome) runs on `turns`, which concurrent partitions share:
     see `sync._load_turn`.
-    `stored` is the partition's cursor when the caller read it already (None: never
-    loaded). With `outcomes`, a partition that loads nothing leaves its "ok" there; with
-    `writer`, its batches commit in groups with other partitions'. Each request holds one
-    of the `slots` (SITOO_CONCURRENCY of them, shared by the tick's partitions). `tick` is
-    the stream tick's context (its run id, the stream's `tick_context`), given to the
-    normalizer with the partition's own. `buffer` bounds the bytes in flight: the pages
-    fetched ahead and the rows batched, shared with the tick's other partitions. `known`
-    holds the keys the tick's re-reads will meet, read once for all partitions (overlap.py).
-    `finishing` is called when everything is fetched and normalized and only the last
-    commit is left, which may wait for a group: the tick starts another partition meanwhile.
+    `stored` is the partition's cursor when the caller read it already (None: never loaded),
+    and `stored_windows` the `windows_loaded` read with it (`Claim`): its commits are fenced
+    with both (None: with the cursor alone). With `outcomes`, a partition that loads nothing
+    leaves its "ok" there; with `writer`, its batches commit in groups with other
+    partitions'. Each request holds one of the `slots` (SITOO_CONCURRENCY of them, shared by
+    the tick's partitions). `tick` is the stream tick's context (its run id, the stream's
+    `tick_context`), given to the normalizer with the partition's own. `buffer` bounds the
+    bytes in flight: the pages fetched ahead and the rows batched, shared with the tick's
+    other partitions. `known` holds the keys the tick's re-reads will meet, read once for
+    all partitions (overlap.py). `finishing` is called when everything is fetched and
+    normalized and only the last commit is left, which may wait for a group: the tick starts
+    another partition meanwhile.
     `rereading`: the partition reads again a period `sitoo-sync reset` moved its cursor back
     over (`StoredCursors.resets`, read with `stored`): what it reads from its cursor on loads
     whole, stored or not.
@@ -485,6 +488,7 @@ def sync_partition(
     if stored is _READ:
         cursors = warehouse.get_cursors(stream.name)
         stored, rereading = cursors.get(partition), partition in cursors.resets
+        stored_windows = cursors.windows.get(partition, 0)
     result.cursor = stored
     now = clock()
     holds = PageHolds(buffer, stop)
@@ -517,6 +521,7 @@ def sync_partition(
         writer,
         new=stream.immutable and not rereading,
         rereading=rereading,
+        committed_windows=stored_windows,
     )
     rereads = Rereads(warehouse, stream, stored, rereading=rereading, known=known)
     cut = False  # a stop ended it between windows, short of the present

@@ -41,6 +41,7 @@ from sitoo_sync.turns import ANY_THREAD, Gathered, Turns, Worker
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
     SYSTEM_TABLES,
+    Claim,
     PartitionLocks,
     SerializedWarehouse,
     Warehouse,
@@ -300,9 +301,9 @@ class _Claims:
         return None if locks is None else cls(locks, stream.name, cursors, report)
 
     def run(
-        self, partition: str, sync: Callable[[str, str | None], PartitionResult]
+        self, partition: str, sync: Callable[[str, Claim], PartitionResult]
     ) -> PartitionResult | None:
-        """`sync(partition, stored cursor)` under the partition's lock, or None (skipped)."""
+        """`sync(partition, claim)` under the partition's lock, or None (skipped)."""
         claim = self.locks.try_acquire(partition)
         if claim is None:
             self._skip(partition, HELD)
@@ -311,7 +312,7 @@ class _Claims:
             if claim.cursor != self.cursors.get(partition):
                 self._skip(partition, DONE)
                 return None
-            return sync(partition, claim.cursor)
+            return sync(partition, claim)
         finally:
             self.locks.release(partition)
 
@@ -570,11 +571,11 @@ def _run_stream(
     def claimed(partition: str, finishing: Callable[[], None] | None) -> PartitionResult | None:
         synced = functools.partial(sync, finishing=finishing)
         if claims is None:
-            return synced(partition, cursors.get(partition))
+            return synced(partition, cursors.claim(partition))
         return claims.run(partition, synced)
 
     def sync(
-        partition: str, stored: str | None, finishing: Callable[[], None] | None = None
+        partition: str, claim: Claim, finishing: Callable[[], None] | None = None
     ) -> PartitionResult:
         return sync_partition(
             settings,
@@ -586,7 +587,8 @@ def _run_stream(
             clock=clock,
             stop=stop,
             turns=turns,
-            stored=stored,
+            stored=claim.cursor,
+            stored_windows=claim.windows,
             outcomes=outcomes,
             writer=writer,
             slots=slots if pool is not None else ANY_TIME,

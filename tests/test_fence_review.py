@@ -3,9 +3,9 @@
 MariaDB.
 
 Two warehouses opened on one schema stand for two replicas; the partition lock each thinks
-it holds is left out (test_lock_loss_review.py ends real lock sessions). A test marked
-`xfail(strict=True)` shows a defect this review found: it passes, and so fails as XPASS,
-once the defect is fixed, and its mark then goes.
+it holds is left out (test_lock_loss_review.py ends real lock sessions). A writer fences
+its commits with the cursor and the `windows_loaded` stored with it, as it claimed them or
+last committed them (`since`, `since_windows`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,14 @@ def items(ids: range, by: str) -> NormalizedWindow:
     return NormalizedWindow({ITEMS.name: data}, data.select(["item_id"]))
 
 
-def fenced(partition: str, ids: range, by: str, since: str | None, cursor: str) -> PartitionLoad:
-    """`partition`'s batch of `ids`, written by `by`, to move its cursor from `since`."""
-    return PartitionLoad(partition, items(ids, by), cursor, 1, fenced=True, since=since)
+def fenced(
+    partition: str, ids: range, by: str, since: str | None, windows: int, cursor: str
+) -> PartitionLoad:
+    """`partition`'s batch of `ids` (one window), written by `by`, to move its cursor from
+    `since`, stored with `windows` windows loaded."""
+    return PartitionLoad(
+        partition, items(ids, by), cursor, 1, fenced=True, since=since, since_windows=windows
+    )
 
 
 def written(warehouse: Warehouse) -> dict[int, str]:
@@ -98,9 +103,16 @@ def test_a_stale_writer_that_reaches_the_cursor_the_new_holder_wrote_writes_noth
     with replicas(server, tmp_path, ITEMS) as (stale, new):
         with stale.transaction():
             stale.set_cursor(STREAM, "r1", "100", rows=0)
-        load_group(new, Items(), [fenced("r1", range(1, 4), "new", "100", "200")])
+        load_group(new, Items(), [fenced("r1", range(1, 4), "new", "100", 1, "200")])
         late = PartitionLoad(
-            "r1", items(range(1, 4), "stale"), "200", 1, "ok", fenced=True, since="100"
+            "r1",
+            items(range(1, 4), "stale"),
+            "200",
+            1,
+            "ok",
+            fenced=True,
+            since="100",
+            since_windows=1,
         )
         load_group(stale, Items(), [late])
         assert late.taken_over
@@ -108,31 +120,27 @@ def test_a_stale_writer_that_reaches_the_cursor_the_new_holder_wrote_writes_noth
         assert state(stale, "r1") == ("200", 3, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the fence compares cursor values, and a commit that leaves the cursor "
-    "where it was (rows all of the cursor's own second) lets the other writer through",
-)
 @pytest.mark.parametrize("server", SERVERS)
 def test_a_commit_that_leaves_the_cursor_where_it_was_still_fences_the_other_writer(
     server: str, tmp_path: Path
 ) -> None:
     """The new holder's first batch after its claim can leave the cursor where it was (a
     journal page of entries added in the cursor's own second since the stale holder read
-    it); the stale holder's later commit from that cursor is fenced off all the same (it
-    was not: the value it expects is still there), so only one writer loads the register."""
+    it); the stale holder's later commit from that cursor is fenced off all the same (the
+    count of windows stored with it has moved), so only one writer loads the register."""
     with replicas(server, tmp_path, ITEMS) as (stale, new):
         with stale.transaction():
             stale.set_cursor(STREAM, "r1", "100", rows=0)
-        load_group(new, Items(), [fenced("r1", range(1, 3), "new", "100", "100")])
-        late = fenced("r1", range(1, 6), "stale", "100", "150")
+        load_group(new, Items(), [fenced("r1", range(1, 3), "new", "100", 1, "100")])
+        late = fenced("r1", range(1, 6), "stale", "100", 1, "150")
         load_group(stale, Items(), [late])
         assert late.taken_over
         assert written(stale) == {1: "new", 2: "new"}
 
 
-def manufacturers_writer(warehouse: Warehouse, cursor: str | None) -> PartitionWriter:
-    """Site 1's writer of the manufacturers' full listing, from `cursor`."""
+def manufacturers_writer(warehouse: Warehouse, cursor: str | None, windows: int) -> PartitionWriter:
+    """Site 1's writer of the manufacturers' full listing, from `cursor` stored with
+    `windows` windows loaded (its claim)."""
     return PartitionWriter(
         warehouse,
         MANUFACTURERS,
@@ -143,6 +151,7 @@ def manufacturers_writer(warehouse: Warehouse, cursor: str | None) -> PartitionW
         ANY_THREAD,
         {"partition": "1", "now": NOW},
         cursor,
+        committed_windows=windows,
     )
 
 
@@ -161,10 +170,10 @@ def test_a_stale_writers_missing_marks_are_fenced_when_its_last_batch_committed_
     and marks nothing missing, rather than marking the new holder's fresh row gone and
     writing its own "ok"."""
     with replicas(server, tmp_path, *MANUFACTURERS.tables) as (stale, new):
-        a = manufacturers_writer(stale, None)
+        a = manufacturers_writer(stale, None, 0)
         listed(a, [1, 2], "100")
         a.commit()  # the batch was full: the listing's last page
-        b = manufacturers_writer(new, "100")  # claimed where the stale replica left it
+        b = manufacturers_writer(new, "100", 1)  # claimed where the stale replica left it
         listed(b, [1, 2, 3], "200")
         b.finish(None, mark=True, now=NOW)
         with pytest.raises(PartitionTakenOver):
@@ -185,10 +194,10 @@ def test_a_stale_writers_failed_outcome_is_fenced_when_its_last_batch_committed_
     "failed" over the site another replica has taken over and finished (PartitionTakenOver):
     the new holder's "ok" stays."""
     with replicas(server, tmp_path, *MANUFACTURERS.tables) as (stale, new):
-        a = manufacturers_writer(stale, None)
+        a = manufacturers_writer(stale, None, 0)
         listed(a, [1, 2], "100")
         a.commit()
-        b = manufacturers_writer(new, "100")
+        b = manufacturers_writer(new, "100", 1)
         listed(b, [1, 2, 3], "200")
         b.finish(None, mark=True, now=NOW)
         with pytest.raises(PartitionTakenOver):
@@ -230,7 +239,7 @@ def test_two_writers_inserting_a_never_synced_partitions_row_commit_only_the_fir
     the second's insert waits for the first's transaction, finds the row then, and leaves it
     (no duplicate key, no deadlock), so only the first one's rows are stored."""
     with replicas(server, tmp_path, ITEMS) as (first, second):
-        late = fenced("r1", range(1, 4), "second", None, "300")
+        late = fenced("r1", range(1, 4), "second", None, 0, "300")
         done = threading.Event()
 
         def second_commits() -> None:
@@ -239,7 +248,7 @@ def test_two_writers_inserting_a_never_synced_partitions_row_commit_only_the_fir
 
         thread = threading.Thread(target=second_commits, daemon=True)
         with first.transaction():
-            load_group(first, Items(), [fenced("r1", range(1, 4), "first", None, "200")])
+            load_group(first, Items(), [fenced("r1", range(1, 4), "first", None, 0, "200")])
             thread.start()
             assert not done.wait(1.0)  # it waits for this transaction on the cursor's row
         thread.join(30)
@@ -285,8 +294,8 @@ def test_a_group_run_again_after_a_deadlock_moves_each_cursor_from_the_same_sinc
             return real(table, keys)
 
         monkeypatch.setattr(warehouse, "existing_keys", existing_keys)
-        mine = fenced("r1", range(1, 3), "mine", "10", "20")
-        taken = fenced("r2", range(3, 5), "mine", "10", "20")
+        mine = fenced("r1", range(1, 3), "mine", "10", 1, "20")
+        taken = fenced("r2", range(3, 5), "mine", "10", 1, "20")
         load_group(warehouse, Items(), [mine, taken])
         assert runs == [{"r1": "10", "r2": "50"}] * 2
         assert (mine.taken_over, taken.taken_over) == (False, True)

@@ -78,7 +78,7 @@ def test_a_partition_lock_excludes_other_sessions_until_released(
             assert theirs.try_acquire("r3") == Claim(None)
             warehouse.set_cursor("journal_entries", "r1", "1700000000", rows=1)
             mine.release("r1")
-            assert theirs.try_acquire("r1") == Claim("1700000000")
+            assert theirs.try_acquire("r1") == Claim("1700000000", 1)
             mine.close()
             assert theirs.try_acquire("r2") == Claim(None)
         finally:
@@ -105,7 +105,9 @@ def test_partitions_taken_at_once_by_many_threads_are_each_claimed_once(
             with ThreadPoolExecutor(40) as pool:
                 claims = dict(zip(registers, pool.map(mine.try_acquire, registers), strict=True))
             assert claims.pop("r7") is None
-            assert claims == {r: Claim(f"c-{r}" if int(r[1:]) % 2 == 0 else None) for r in claims}
+            assert claims == {
+                r: Claim(f"c-{r}", 1) if int(r[1:]) % 2 == 0 else Claim(None) for r in claims
+            }
             assert all(theirs.try_acquire(r) is None for r in registers[:20] if r != "r7")
             with ThreadPoolExecutor(40) as pool:
                 list(pool.map(mine.release, claims))

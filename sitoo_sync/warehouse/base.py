@@ -222,8 +222,12 @@ class CursorMove(NamedTuple):
     """One partition's cursor moved past `rows` rows in `windows` windows (`set_cursors`).
 
     A `fenced` move is made only from `since`, the cursor its writer claimed the partition
-    with or last committed: a cursor another process has moved since (it claimed the
-    partition once the server had freed this one's lock with its session) stays as it is.
+    with or last committed, and `since_windows`, the `windows_loaded` stored with it: a
+    partition another process has committed since (it claimed the partition once the server
+    had freed this one's lock with its session) stays as it is. Every commit adds its
+    windows (one or more) to the count, so one that left the cursor where it was (its rows
+    all of the cursor's own second) moves the pair all the same; the cursor alone let the
+    other writer through. `since_windows` None compares the cursor alone.
     """
 
     partition: str
@@ -232,6 +236,7 @@ class CursorMove(NamedTuple):
     windows: int
     fenced: bool = False
     since: str | None = None
+    since_windows: int | None = None
 
 
 #: The outcome `sitoo-sync reset` records: the partition's cursor was moved back over rows it
@@ -262,18 +267,30 @@ class StoredCursors(dict[str, str | None]):
     """
 
     resets: frozenset[str] = frozenset()
+    #: Each stored partition's `windows_loaded` (0 where NULL), read with its cursor: what a
+    #: writer that starts from that cursor fences its first commit with (`CursorMove`).
+    windows: Mapping[str, int] = {}
 
     @classmethod
     def of(cls, rows: Iterator[Sequence[Any]] | Sequence[Sequence[Any]]) -> StoredCursors:
-        """From (partition_key, cursor, last_status, last_status_detail) rows."""
+        """From (partition_key, cursor, last_status, last_status_detail, windows_loaded)
+        rows."""
         cursors = cls()
         resets = []
-        for partition, cursor, status, detail in rows:
+        windows = {}
+        for partition, cursor, status, detail, loaded in rows:
             cursors[str(partition)] = None if cursor is None else str(cursor)
+            windows[str(partition)] = int(loaded or 0)
             if status == RESET or (detail is not None and str(detail).endswith(STILL_RESET)):
                 resets.append(str(partition))
         cursors.resets = frozenset(resets)
+        cursors.windows = windows
         return cursors
+
+    def claim(self, partition: str) -> Claim:
+        """`partition` as a writer starts from it: its cursor and the count stored with it
+        (None and 0: never stored)."""
+        return Claim(self.get(partition), self.windows.get(partition, 0))
 
 
 def outcome_values(status: str, detail: str | None, at: datetime) -> dict[str, Any]:
@@ -500,9 +517,11 @@ class Lock(Protocol):
 
 class Claim(NamedTuple):
     """A partition this process now holds, with its cursor as stored once it was held (what
-    another process committed before letting it go included)."""
+    another process committed before letting it go included), and the `windows_loaded`
+    stored with it: the two its writer's first commit is fenced with (`CursorMove`)."""
 
     cursor: str | None
+    windows: int = 0
 
 
 class PartitionLocks(Protocol):

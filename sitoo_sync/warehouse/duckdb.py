@@ -898,8 +898,8 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
     def get_cursors(self, stream: str) -> StoredCursors:
         """Every stored cursor of `stream`, by partition, and its resets, in one query."""
         rows = self.con.execute(
-            "SELECT partition_key, cursor, last_status, last_status_detail FROM sync_state "
-            "WHERE stream = ?",
+            "SELECT partition_key, cursor, last_status, last_status_detail, windows_loaded "
+            "FROM sync_state WHERE stream = ?",
             [stream],
         ).fetchall()
         return StoredCursors.of(rows)

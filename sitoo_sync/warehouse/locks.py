@@ -15,18 +15,19 @@ a service tick's) is asked after on a heartbeat, so a holder whose session ended
 learns it and stops writing. Partition locks are not watched: their holder learns of an
 ended session at its next take (the tick fails, `_lost_error`), and meanwhile whatever it
 still commits of a partition another process claimed since is fenced off by the cursor it
-moves from (commit.py, `CursorMove.fenced`).
+moves from and the count of windows stored with it, both read with the claim (commit.py,
+`CursorMove.fenced`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sitoo_sync.errors import WarehouseError, first_line
 from sitoo_sync.log import get_logger
-from sitoo_sync.warehouse.base import Claim, Lock
+from sitoo_sync.warehouse.base import Claim, Lock, StoredCursors
 from sitoo_sync.warehouse.rounds import Rounds
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only for server targets (it costs ~25 MB)
@@ -39,7 +40,7 @@ log = get_logger(__name__)
 #: Opens the connection a lock lives on: (engine to dispose, autocommit connection).
 Connect = Callable[[], "tuple[sa.Engine, sa.Connection]"]
 #: Reads the stored cursors of some partitions of the stream, on the lock's connection.
-ReadCursors = Callable[["sa.Connection", Sequence[str]], Mapping[str, str | None]]
+ReadCursors = Callable[["sa.Connection", Sequence[str]], StoredCursors]
 
 
 #: Seconds between two looks whether a watched lock's session is still there: a holder
@@ -298,10 +299,8 @@ class SessionPartitionLocks:
             return []
         taken = self._dialect.take_locks(self._conn, [self._name(p) for p in partitions])
         held = [p for p, got in zip(partitions, taken, strict=True) if got]
-        cursors = self._cursors(self._conn, held) if held else {}
-        return [
-            Claim(cursors.get(p)) if got else None for p, got in zip(partitions, taken, strict=True)
-        ]
+        cursors = self._cursors(self._conn, held) if held else StoredCursors()
+        return [cursors.claim(p) if got else None for p, got in zip(partitions, taken, strict=True)]
 
     def close(self) -> None:
         """Free every partition still held, then end the connection.

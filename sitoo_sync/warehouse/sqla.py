@@ -646,7 +646,11 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         """The stored cursors of `stream` (of `partitions` only, when given), on `conn`."""
         t = self.t(SYNC_STATE)
         select = sa.select(
-            t.c.partition_key, t.c.cursor, t.c.last_status, t.c.last_status_detail
+            t.c.partition_key,
+            t.c.cursor,
+            t.c.last_status,
+            t.c.last_status_detail,
+            t.c.windows_loaded,
         ).where(t.c.stream == stream)
         if partitions is not None:
             select = select.where(t.c.partition_key.in_(partitions))
@@ -974,7 +978,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
         if not self.sql.session_locks:
             return None
 
-        def cursors(conn: Connection, partitions: Sequence[str]) -> dict[str, str | None]:
+        def cursors(conn: Connection, partitions: Sequence[str]) -> StoredCursors:
             return self._cursors(conn, name, partitions)
 
         return SessionPartitionLocks(

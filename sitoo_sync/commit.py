@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -345,35 +345,62 @@ class Outcomes:
 
     `resets`: the partitions reading a reset's period again (`StoredCursors.resets`); an
     outcome of theirs other than ok keeps that mark (`still_reset`).
+
+    An outcome given a `held` move (a fenced move of the partition's cursor to itself, as
+    `PartitionWriter._still_held` makes) is written only where that move is made, in the
+    same transaction: a replica that lost its locks during the tick writes no "ok" over a
+    partition another process (or `reset`, whose mark the "ok" would erase) wrote since.
     """
 
     def __init__(self, stream: str, resets: frozenset[str] = frozenset()) -> None:
         self.stream = stream
         self.resets = resets
-        self._pending: list[Outcome] = []
+        self._pending: list[tuple[Outcome, CursorMove | None]] = []
         self._lock = threading.Lock()
 
-    def add(self, partition: str, status: str, detail: str | None = None) -> None:
-        """Keep an outcome for the next `flush`."""
+    def add(
+        self,
+        partition: str,
+        status: str,
+        detail: str | None = None,
+        *,
+        held: CursorMove | None = None,
+    ) -> None:
+        """Keep an outcome for the next `flush` (fenced by `held`, when given)."""
         if status != "ok" and partition in self.resets:
             detail = still_reset(detail)
         with self._lock:
-            self._pending.append((partition, status, detail))
+            self._pending.append(((partition, status, detail), held))
 
     def flush(self, warehouse: Warehouse) -> None:
-        """Write every kept outcome in one transaction; they are forgotten once it commits."""
+        """Write every kept outcome in one transaction (but those whose `held` move was
+        fenced off); they are forgotten once it commits."""
         with self._lock:
             pending = list(self._pending)
-        if pending:
-            retried(
-                warehouse,
-                lambda: warehouse.record_outcomes(self.stream, pending),
-                what="outcomes",
-                stream=self.stream,
-                partitions=len(pending),
+        if not pending:
+            return
+        moves = [held for _, held in pending if held is not None]
+
+        def write() -> Collection[str]:
+            left = (warehouse.set_cursors(self.stream, moves) if moves else None) or ()
+            warehouse.record_outcomes(
+                self.stream, [outcome for outcome, _ in pending if outcome[0] not in left]
             )
-            with self._lock:
-                del self._pending[: len(pending)]  # those added meanwhile stay
+            return left
+
+        left = retried(
+            warehouse, write, what="outcomes", stream=self.stream, partitions=len(pending)
+        )
+        with self._lock:
+            del self._pending[: len(pending)]  # those added meanwhile stay
+        for partition in sorted(left):
+            log.warning(
+                "partition_taken_over",
+                stream=self.stream,
+                partition=partition,
+                reason="its cursor moved since this process claimed it: its outcome was not "
+                "written",
+            )
 
 
 def log_batch(
@@ -674,7 +701,7 @@ class PartitionWriter:
         """
         stream, partition = self.stream, self.partition
         if outcomes is not None and not self.batch.windows and not mark:
-            outcomes.add(partition, "ok")
+            outcomes.add(partition, "ok", held=self._held_move())
             return
         if not mark and self.batch.windows:
             self.commit(outcome="ok")
@@ -709,12 +736,19 @@ class PartitionWriter:
         last batch may have committed before (it filled), and a stale writer's marks and
         "ok" were then written unfenced, over the new holder's fresh rows. A target that does not
         fence (one writer at a time: no shared locks) is not asked."""
-        if not self.warehouse.capabilities.shared_locks:
+        move = self._held_move()
+        if move is None:
             return True
-        committed = self.committed
-        move = CursorMove(self.partition, committed, 0, 0, True, committed, self.committed_windows)
         left = self.warehouse.set_cursors(self.stream.name, [move])
         return self.partition not in (left or ())
+
+    def _held_move(self) -> CursorMove | None:
+        """The fenced move of no rows and no windows from `committed` to `committed` that
+        `_still_held` makes; None on a target that does not fence."""
+        if not self.warehouse.capabilities.shared_locks:
+            return None
+        committed = self.committed
+        return CursorMove(self.partition, committed, 0, 0, True, committed, self.committed_windows)
 
     def stopped(self, status: str, detail: str) -> None:
         """The partition could not go on (failed, or its stream is disabled): what it

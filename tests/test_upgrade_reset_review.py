@@ -120,13 +120,6 @@ def test_the_json_null_step_keeps_the_raw_copy_of_a_rejected_null_record(
 # ---- the reset of immutable streams ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the 'ok' of a partition that loaded nothing waits in `Outcomes` and is "
-    "written unfenced at the end of the stream's tick, so a replica that lost its stream "
-    "lock meanwhile erases the mark of a `reset` made after, and the period is never "
-    "written again",
-)
 @pytest.mark.parametrize("server", SERVERS)
 def test_a_stale_replicas_deferred_ok_does_not_erase_a_later_reset(
     server: str, tmp_path: Path

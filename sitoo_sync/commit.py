@@ -9,7 +9,8 @@ inserted when new), a parent's children are replaced as a set, a row superseded 
 of its replace group goes with its children, rejects are kept, every row gets its load
 metadata (`_loaded_at`: when this commit ran; `_run_id`: the run that wrote it), and the
 cursors move. Partitions that loaded nothing leave their "ok" with `Outcomes`, written for
-all of them in one transaction at the end of the stream's tick.
+all of them in one transaction at the end of the stream's tick; a partition gone from Sitoo
+leaves its "gone" there, with the missing marks of all its rows (`AllMissing`).
 
 A crash at any instant loses nothing and doubles nothing: what was not committed is fetched
 again from the stored cursor, and what is loaded twice is upserted over itself.
@@ -337,6 +338,25 @@ class Batch:
         self.nbytes = 0
 
 
+@dataclass(frozen=True)
+class AllMissing:
+    """Every stored row of a partition declared gone, to be stamped `missing_since` with
+    its outcome: the API no longer knows the partition, nor does the tick's full listing
+    of partitions, so no row of it is listed any more (`Warehouse.mark_missing` with none
+    present: one update of the scope's unmarked rows)."""
+
+    table: Table
+    scope: Mapping[str, Any]
+    at: datetime
+
+
+def all_missing(stream: Stream, partition: str, at: datetime) -> AllMissing | None:
+    """The marks a gone `partition` takes: every row in its scope (`Stream.scope_of`), or
+    None for a stream with no scope, whose rows no listing marks (an immutable journal)."""
+    scope = stream.scope_of(partition)
+    return None if scope is None else AllMissing(stream.parent, scope, at)
+
+
 class Outcomes:
     """The outcomes of partitions that loaded nothing, written together in one transaction.
 
@@ -350,12 +370,15 @@ class Outcomes:
     `PartitionWriter._still_held` makes) is written only where that move is made, in the
     same transaction: a replica that lost its locks during the tick writes no "ok" over a
     partition another process (or `reset`, whose mark the "ok" would erase) wrote since.
+
+    An outcome given `missing` (a gone partition's, `all_missing`) stamps its rows in the
+    same transaction, where its outcome is written: `gone` and the marks never disagree.
     """
 
     def __init__(self, stream: str, resets: frozenset[str] = frozenset()) -> None:
         self.stream = stream
         self.resets = resets
-        self._pending: list[tuple[Outcome, CursorMove | None]] = []
+        self._pending: list[tuple[Outcome, CursorMove | None, AllMissing | None]] = []
         self._lock = threading.Lock()
 
     def add(
@@ -365,34 +388,43 @@ class Outcomes:
         detail: str | None = None,
         *,
         held: CursorMove | None = None,
+        missing: AllMissing | None = None,
     ) -> None:
-        """Keep an outcome for the next `flush` (fenced by `held`, when given)."""
+        """Keep an outcome for the next `flush` (fenced by `held`, when given), with the
+        missing marks it brings (`missing`, when given)."""
         if status != "ok" and partition in self.resets:
             detail = still_reset(detail)
         with self._lock:
-            self._pending.append(((partition, status, detail), held))
+            self._pending.append(((partition, status, detail), held, missing))
 
     def flush(self, warehouse: Warehouse) -> None:
-        """Write every kept outcome in one transaction (but those whose `held` move was
-        fenced off); they are forgotten once it commits."""
+        """Write every kept outcome, and its missing marks, in one transaction (but those
+        whose `held` move was fenced off); they are forgotten once it commits, and the rows
+        marked are logged then (`log_missing`)."""
         with self._lock:
             pending = list(self._pending)
         if not pending:
             return
-        moves = [held for _, held in pending if held is not None]
+        moves = [held for _, held, _ in pending if held is not None]
 
-        def write() -> Collection[str]:
+        def write() -> tuple[Collection[str], dict[str, int]]:
             left = (warehouse.set_cursors(self.stream, moves) if moves else None) or ()
-            warehouse.record_outcomes(
-                self.stream, [outcome for outcome, _ in pending if outcome[0] not in left]
-            )
-            return left
+            kept = [(outcome, missing) for outcome, _, missing in pending if outcome[0] not in left]
+            warehouse.record_outcomes(self.stream, [outcome for outcome, _ in kept])
+            marked = {
+                outcome[0]: warehouse.mark_missing(missing.table, missing.scope, (), missing.at)
+                for outcome, missing in kept
+                if missing is not None
+            }
+            return left, marked
 
-        left = retried(
+        left, marked = retried(
             warehouse, write, what="outcomes", stream=self.stream, partitions=len(pending)
         )
         with self._lock:
             del self._pending[: len(pending)]  # those added meanwhile stay
+        for partition, rows in sorted(marked.items()):
+            log_missing(self.stream, partition, rows)
         for partition in sorted(left):
             log.warning(
                 "partition_taken_over",
@@ -451,10 +483,10 @@ def mark_missing(
     )
 
 
-def log_missing(stream: Loaded, partition: str, gone: int) -> None:
+def log_missing(stream: str, partition: str, gone: int) -> None:
     """The rows a committed `mark_missing` marked, if any, in one line."""
     if gone:
-        log.warning("rows_missing", stream=stream.name, partition=partition, rows=gone)
+        log.warning("rows_missing", stream=stream, partition=partition, rows=gone)
 
 
 class GroupWriter:
@@ -727,7 +759,7 @@ class PartitionWriter:
             self._committed(load)
         elif taken:
             raise PartitionTakenOver(stream.name, partition, self.committed)
-        log_missing(stream, partition, gone)
+        log_missing(stream.name, partition, gone)
 
     def _still_held(self) -> bool:
         """In the caller's transaction, before it writes marks or an outcome with no batch

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from sitoo_sync.api.client import SitooClient
 from sitoo_sync.collector import frozen_before
-from sitoo_sync.commit import GroupWriter, Outcomes, shown_cursor
+from sitoo_sync.commit import AllMissing, GroupWriter, Outcomes, all_missing, shown_cursor
 from sitoo_sync.dictionary import all_tables
 from sitoo_sync.errors import SitooSyncError, StopRequested, WarehouseError, first_line
 from sitoo_sync.inflight import Buffer
@@ -634,7 +634,12 @@ def _run_stream(
         if claims is not None:
             claims.locks.close()
     done = _not_found(
-        stream, results, unlisted, outcomes, stopped=stop is not None and stop.is_set()
+        stream,
+        results,
+        unlisted,
+        outcomes,
+        stopped=stop is not None and stop.is_set(),
+        clock=clock,
     )
     outcomes.flush(shared)
     _report(report, stream, done)
@@ -689,6 +694,7 @@ def _not_found(
     outcomes: Outcomes,
     *,
     stopped: bool,
+    clock: Callable[[], datetime] = utcnow,
 ) -> list[PartitionResult]:
     """The outcome of each partition the API answered 404 for, decided once the tick's
     listing is read: gone when that full listing no longer shows it either (a warehouse
@@ -696,15 +702,24 @@ def _not_found(
     not judge it, its rows and cursor stay, and it is asked for again next tick (one
     request), so one listed again syncs on. A stopped tick's listing may be cut short, so
     it calls nothing gone. Returns the results of the partitions that ran (None: left to
-    another process)."""
+    another process).
+
+    A gone partition's rows are no longer listed: where its stream marks rows a listing
+    no longer shows (it has a scope for the partition: a warehouse's stock), every row of
+    it gets `missing_since` (`clock()`), with its outcome (`Outcomes.flush`); one that
+    already has a mark keeps it. Listed again, its rows lose the marks as the stream's
+    listings read them again (`mark_missing`, upserts). A stream without a scope (an
+    immutable journal) keeps its rows as they are."""
     done = [r for r in results if r is not None]
     for result in done:
         if result.status != "failed" or not result.not_found:
             continue
+        missing: AllMissing | None = None
         if not stopped and result.partition in (unlisted or ()):
             result.status = "gone"
             result.error = GONE
             log.warning("partition_gone", stream=stream.name, partition=result.partition)
+            missing = all_missing(stream, result.partition, clock())
         else:
             log.error(
                 "partition_failed",
@@ -712,7 +727,7 @@ def _not_found(
                 partition=result.partition,
                 error=result.error,
             )
-        outcomes.add(result.partition, result.status, result.error)
+        outcomes.add(result.partition, result.status, result.error, missing=missing)
     gone = [r for r in done if r.status == "gone"]
     if gone and all(r.status == "gone" for r in done):  # not one it knew is there any more
         log.warning(

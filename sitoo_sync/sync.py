@@ -37,6 +37,7 @@ from sitoo_sync.runs import record_run
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams.base import Stream
 from sitoo_sync.streams.cursors import CursorPages, epoch_time, json_cursor_time
+from sitoo_sync.streams.partitions import SITES
 from sitoo_sync.turns import ANY_THREAD, Gathered, Turns, Worker
 from sitoo_sync.views import VIEWS
 from sitoo_sync.warehouse.base import (
@@ -641,6 +642,8 @@ def _run_stream(
         stopped=stop is not None and stop.is_set(),
         clock=clock,
     )
+    if not named_sites:
+        done += _sites_delisted(stream, cursors, partitions, outcomes, clock)
     outcomes.flush(shared)
     _report(report, stream, done)
 
@@ -737,6 +740,37 @@ def _not_found(
             hint="if Sitoo did not delete them all, check SITOO_API_ID: another account?",
         )
     return done
+
+
+#: Why a site's partition is gone (sync_state.last_status_detail, `status`).
+SITE_GONE = "the account's site listing (/sites.json) no longer shows this site"
+
+
+def _sites_delisted(
+    stream: Stream,
+    cursors: Mapping[str, str | None],
+    partitions: Iterable[str],
+    outcomes: Outcomes,
+    clock: Callable[[], datetime],
+) -> list[PartitionResult]:
+    """With SITOO_SITE_IDS unset, a stream of one partition a site (its stock of products,
+    its registers, ...) syncs the sites `/sites.json` lists in this tick. A site it synced
+    before that the listing no longer shows (deleted in Sitoo, or no longer visible to
+    these credentials) is gone (`SITE_GONE`), not silently left behind: where the stream
+    marks rows a listing no longer shows, every row of that site gets `missing_since` with
+    the outcome (`all_missing`), as a gone partition's do (`_not_found`). Listed again, it
+    syncs on, and its rows lose the marks as its listings read them again."""
+    listed = set(partitions)
+    if stream.partitions is not SITES or not listed:  # (no site at all: said by the listing)
+        return []
+    delisted = sorted(p for p in cursors if p != "*" and p not in listed)
+    results = []
+    for partition in delisted:
+        log.warning("partition_gone", stream=stream.name, partition=partition, reason=SITE_GONE)
+        missing = all_missing(stream, partition, clock())
+        outcomes.add(partition, "gone", SITE_GONE, missing=missing)
+        results.append(PartitionResult(stream.name, partition, status="gone", error=SITE_GONE))
+    return results
 
 
 def _report(report: RunReport, stream: Stream, results: Sequence[PartitionResult]) -> None:

@@ -176,3 +176,50 @@ def test_a_gone_partition_of_a_stream_without_a_scope_marks_nothing(
     assert result.status == "gone"
     assert state.last_status == "gone"
     assert marked == []
+
+
+@pytest.mark.parametrize("name", ["duckdb", "postgres"])
+def test_a_site_the_listing_no_longer_shows_marks_its_registers_missing(
+    name: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """With SITOO_SITE_IDS unset, a site /sites.json stops listing is gone for each stream
+    of one partition a site: its registers and stores are stamped `missing_since` (the other
+    sites' are not), its orders' partition is gone too (it has no rows to mark), and the
+    tick is ok; listed again, the site syncs on and its rows lose the marks."""
+    streams = ["cash_registers", "stores", "orders"]
+    with target_for(name, tmp_path) as target:
+        settings = target_settings(sim, target, streams=streams, site_ids=[])
+        _tick(settings, NOW)
+        with sim.rest.lock:
+            removed = sim.rest.catalog.sites.pop(-1)
+        site = removed["eshopid"]
+        report = _tick(settings, NOW + timedelta(hours=1))
+        gone = sorted((r.stream, r.partition) for r in report.results if r.status == "gone")
+        assert gone == sorted((s, str(site)) for s in streams)
+        marked = _site_marks(target)
+        assert {s for s, at in marked if at == NOW + timedelta(hours=1)} == {site}
+        assert {s for s, at in marked if at is None} == {s for s, _ in marked} - {site}
+        with sim.rest.lock:
+            sim.rest.catalog.sites.append(removed)
+        report = _tick(settings, NOW + timedelta(hours=2))
+        assert {r.status for r in report.results} == {"ok"}
+        assert {at for _s, at in _site_marks(target)} == {None}
+
+
+def _site_marks(target: Target) -> set[tuple[int, datetime | None]]:
+    """(site_id, missing_since in UTC) of every cash register and store row."""
+    warehouse = open_warehouse(target.url, schema=target.schema)
+    try:
+        rows = [
+            *warehouse.read_table(STREAMS["cash_registers"].parent),
+            *warehouse.read_table(STREAMS["stores"].parent),
+        ]
+    finally:
+        warehouse.close()
+    marks = set()
+    for row in rows:
+        at = row["missing_since"]
+        if at is not None:
+            at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        marks.add((row["site_id"], at))
+    return marks

@@ -8,6 +8,7 @@ owner: it passes, and so fails as XPASS, once the defect is fixed, and its mark 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -16,7 +17,12 @@ from pydantic import SecretStr
 
 from sitoo_sync.api.client import DOWN_AFTER_EXHAUSTED, Api, SitooClient, make_client
 from sitoo_sync.errors import AuthError, RetryBudgetExhausted
+from sitoo_sync.service import Service
 from sitoo_sync.settings import Settings
+from sitoo_sync.streams import STREAMS
+from sitoo_sync.warehouse import open_warehouse
+from sitoo_sync.warehouse.base import Warehouse
+from tests.conftest import SyncFn
 
 JOURNALS_HOST = "journals.example"
 REFUSED = httpx.Response(401, json={"statuscode": 401, "errortext": "Unauthorized"})
@@ -79,3 +85,66 @@ def test_a_down_journals_host_leaves_the_rest_api_its_retries() -> None:
                 client.get_json(Api.JOURNALS, "/journal", stream="journal_entries")
         assert client.get_json(Api.V2, "/sites.json", stream="sites") == ITEMS
         assert len(v2) == 2
+
+
+# ---- the service's refusal -------------------------------------------------------------
+
+
+class _RefusedMeanwhile:
+    """A warehouse whose stream lock another process holds, and whose `refusing` call (the
+    read of the stored successes, or the lock attempt) comes while another stream's tick is
+    refused (`Service._refuse`, in another thread)."""
+
+    def __init__(self, real: Warehouse, service: Service, *, shared: bool, refusing: str) -> None:
+        self._real, self._service, self._refusing = real, service, refusing
+        self.capabilities = dataclasses.replace(real.capabilities, shared_locks=shared)
+
+    def _meanwhile(self, call: str) -> None:
+        if call == self._refusing and self._service._refused is None:
+            self._service._refuse("refused: a newer sitoo-sync upgraded the target")
+
+    def states(self) -> Any:
+        states = self._real.states()
+        self._meanwhile("states")
+        return states
+
+    def lock(self, name: str, *, shared: bool = False) -> None:
+        self._meanwhile("lock")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.mark.parametrize(
+    ("shared", "refusing"),
+    [(False, "lock"), (True, "lock"), (False, "states")],
+    ids=["held-here", "held-by-a-replica", "recalled"],
+)
+def test_a_stream_found_held_as_the_service_is_refused_is_not_healthy(
+    settings: Settings,
+    sync: SyncFn,
+    monkeypatch: pytest.MonkeyPatch,
+    shared: bool,
+    refusing: str,
+) -> None:
+    """A tick that passed the refusal check and then recalls the target's successes, or
+    finds its stream held elsewhere, makes no stream healthy again after the refusal."""
+    settings = settings.model_copy(update={"streams": ["stores"]})
+    assert sync(settings).ok
+    stores = STREAMS["stores"]
+    service = Service(settings, [stores])
+    real_open = open_warehouse
+
+    def opened(*args: Any, **kwargs: Any) -> Any:
+        real = real_open(*args, **kwargs)
+        return _RefusedMeanwhile(real, service, shared=shared, refusing=refusing)
+
+    monkeypatch.setattr("sitoo_sync.service.open_warehouse", opened)
+    try:
+        service.tick(stores)
+        assert service._refused is not None
+        ready, details = service.metrics.health()
+        assert not details["stores"]["ok"], details
+        assert not ready
+    finally:
+        service.client.close()

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
@@ -314,7 +315,7 @@ class Service:
                 if warehouse.capabilities.shared_locks:  # a replica, which may have stopped
                     self._synced_elsewhere(warehouse, stream)
                 else:  # a process of this host, which the lock file's flock dies with
-                    self.metrics.record_held(stream.name)
+                    self._unless_refused(lambda: self.metrics.record_held(stream.name))
             finally:
                 warehouse.close()
             log.info("stream_locked", stream=stream.name, action="skipped")
@@ -382,6 +383,15 @@ class Service:
             for stream in self.streams:
                 self.metrics.record_synced_elsewhere(stream.name, None)
 
+    def _unless_refused(self, record: Callable[[], None]) -> None:
+        """`record` (a stream's success or hold, into the metrics) unless this process was
+        refused (`_refuse`), under the lock `_refuse` forgets successes under: a tick that
+        passed the refusal check, and found its stream held elsewhere or read the target's
+        successes meanwhile, made /healthz ready again after the refusal."""
+        with self._refusal_lock:
+            if self._refused is None:
+                record()
+
     def _tick_stop(self) -> threading.Event:
         """A tick's own stop: set when the service stops (`_serve` relays it) or when the
         stream's lock is lost (`Lock.watch`), which must not stop the other streams."""
@@ -418,7 +428,8 @@ class Service:
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.warning("last_successes_unread", stream=stream.name, error=error)
             return
-        self.metrics.record_synced_elsewhere(stream.name, stored_last_success(states, named))
+        at = stored_last_success(states, named)
+        self._unless_refused(lambda: self.metrics.record_synced_elsewhere(stream.name, at))
 
     def _recall_successes(self, warehouse: Warehouse) -> None:
         """Once, at the first tick to open the target: each stream's last success as the
@@ -442,7 +453,9 @@ class Service:
             mine = [s for s in states if s.stream == stream.name]
             at = stored_last_success(mine, named)
             if at is not None:
-                self.metrics.recall_success(stream.name, at)
+                self._unless_refused(
+                    functools.partial(self.metrics.recall_success, stream.name, at)
+                )
 
     def _on_tick_skipped(self, event: JobSubmissionEvent) -> None:
         """A tick came due while the stream's previous one was still running or queued."""

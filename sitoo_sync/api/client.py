@@ -55,17 +55,18 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 #: A request's whole exchange may last this many read timeouts (SITOO_HTTP_TIMEOUT_SECONDS
 #: bounds each read only: a body trickled a byte per read would never end).
 DEADLINE_TIMEOUTS = 4
-#: After Sitoo refused the credentials (401), the client sends nothing for this long: each
-#: request fails at once (`RefusedEarlier`). Otherwise every partition of a tick asks, is
-#: refused and says so (300 registers: 300 error lines, and 300 refused logins that an
-#: account's lockout may count), where credentials that are wrong stay wrong until the
-#: process is given new ones. After it a request asks again: a refusal in passing ends.
+#: After Sitoo refused the credentials (401), the client sends nothing to that API (its base
+#: URL: the journals API is a service of its own) for this long: each request fails at once
+#: (`RefusedEarlier`). Otherwise every partition of a tick asks, is refused and says so (300
+#: registers: 300 error lines, and 300 refused logins that an account's lockout may count),
+#: where credentials that are wrong stay wrong until the process is given new ones. After
+#: it a request asks again: a refusal in passing ends.
 REFUSAL_HOLD_SECONDS = 60.0
-#: Requests in a row that spent every attempt, with no answer between, after which each
-#: request gets one attempt until one is answered. An API that is down would otherwise cost
-#: each partition its whole retry budget (six attempts and ~15 s of backoff: a 300-register
-#: tick at concurrency 4 spent ~20 minutes and 1,500 warnings saying one thing); the first
-#: answer gives every request its budget back.
+#: Requests to one API (base URL) in a row that spent every attempt, with no answer from it
+#: between, after which each request to it gets one attempt until one is answered. An API
+#: that is down would otherwise cost each partition its whole retry budget (six attempts and
+#: ~15 s of backoff: a 300-register tick at concurrency 4 spent ~20 minutes and 1,500
+#: warnings saying one thing); the first answer gives every request its budget back.
 DOWN_AFTER_EXHAUSTED = 3
 #: An error text as shown in a log line or a partition's error, at most.
 _ERROR_TEXT_CHARS = 200
@@ -272,10 +273,13 @@ class SitooClient:
         self.retries: Counter[str] = Counter()
         #: Seconds after a 401 that nothing is sent (REFUSAL_HOLD_SECONDS).
         self.refusal_hold = REFUSAL_HOLD_SECONDS
-        #: When (time.monotonic) and why Sitoo last refused the credentials, if it did.
-        self._refused: tuple[float, str] | None = None
-        #: Requests in a row that spent every attempt (see DOWN_AFTER_EXHAUSTED).
-        self._exhausted = 0
+        #: By API base URL: when (time.monotonic) and why it last refused the credentials.
+        #: Kept apart, as are the streaks below: the journals API is another host, whose
+        #: refusal or outage says nothing of the REST API's (and held every stream back).
+        self._refused: dict[str, tuple[float, str]] = {}
+        #: By API base URL: its requests in a row that spent every attempt (see
+        #: DOWN_AFTER_EXHAUSTED).
+        self._exhausted: Counter[str] = Counter()
         self._exhausted_lock = threading.Lock()
         self.partition_requests: Counter[tuple[str, str | None]] = Counter()
         #: Attempts that found no server to talk to (the connection itself failed).
@@ -302,16 +306,22 @@ class SitooClient:
         decoded: the in-flight buffer waits there until the parsed page fits. `decode`
         replaces the plain JSON decoding (a stream's typed records); ValueError is bad JSON.
         """
-        url = self.url(api, path)
-        self._not_refused(url, params, stream=stream, partition=partition)
-        down = self._exhausted >= DOWN_AFTER_EXHAUSTED
+        url, base = self.url(api, path), self._bases[api]
+        self._not_refused(base, url, params, stream=stream, partition=partition)
+        down = self._exhausted[base] >= DOWN_AFTER_EXHAUSTED
         attempts = 1 if down else self.policy.max_attempts
         attempt = 0
         while True:
             attempt += 1
             try:
                 return self._attempt(
-                    url, params, stream=stream, partition=partition, on_body=on_body, decode=decode
+                    url,
+                    params,
+                    base=base,
+                    stream=stream,
+                    partition=partition,
+                    on_body=on_body,
+                    decode=decode,
                 )
             except RetriableError as exc:
                 # A stop request ends the retries too, not only their waits: retried at
@@ -321,7 +331,7 @@ class SitooClient:
                 if spent or self._stopping():
                     if spent:
                         with self._exhausted_lock:
-                            self._exhausted += 1
+                            self._exhausted[base] += 1
                     raise _gave_up(exc, attempt, stopped=not spent, down=down) from exc
                 wait = self.policy.delay(attempt, exc.retry_after, self._rand())
                 self.retries[stream] += 1
@@ -344,14 +354,16 @@ class SitooClient:
 
     def _not_refused(
         self,
+        base: str,
         url: str,
         params: Mapping[str, str | int] | None,
         *,
         stream: str,
         partition: str | None,
     ) -> None:
-        """Raise RefusedEarlier, sending nothing, within `refusal_hold` seconds of a 401."""
-        refused = self._refused
+        """Raise RefusedEarlier, sending nothing, within `refusal_hold` seconds of a 401 from
+        the API at `base`."""
+        refused = self._refused.get(base)
         if refused is None:
             return
         at, why = refused
@@ -371,6 +383,7 @@ class SitooClient:
         url: str,
         params: Mapping[str, str | int] | None,
         *,
+        base: str,
         stream: str,
         partition: str | None,
         on_body: Callable[[int], None] | None = None,
@@ -409,7 +422,7 @@ class SitooClient:
                 status=response.status_code,
                 **ctx,
             ) from None
-        return self._answer(response, content, ctx, on_body, decode)
+        return self._answer(response, content, ctx, on_body, decode, base=base)
 
     def _answer(
         self,
@@ -418,11 +431,15 @@ class SitooClient:
         ctx: dict[str, Any],
         on_body: Callable[[int], None] | None,
         decode: Callable[[bytes], Any] | None,
+        *,
+        base: str,
     ) -> Any:
-        """The decoded body of a response read whole, or the error its status means."""
+        """The decoded body of a response read whole from the API at `base`, or the error
+        its status means."""
         status = response.status_code
-        if self._exhausted and status not in RETRIABLE_STATUS:
-            self._exhausted = 0  # an answer: the API is up, every request has its budget
+        if self._exhausted[base] and status not in RETRIABLE_STATUS:
+            with self._exhausted_lock:  # an answer: the API is up, each request has its budget
+                self._exhausted[base] = 0
         if status < 400:
             if on_body is not None:
                 on_body(len(content))
@@ -439,7 +456,7 @@ class SitooClient:
         if status in (401, 403):
             why = _error_text(response, content)
             if status == 401:  # the account's credentials (403: this resource's permission)
-                self._refused = (time.monotonic(), f"HTTP 401: {why}")
+                self._refused[base] = (time.monotonic(), f"HTTP 401: {why}")
             raise AuthError(
                 f"Sitoo refused the credentials; check SITOO_API_ID and SITOO_API_PASSWORD ({why})",
                 url=shown,

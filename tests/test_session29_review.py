@@ -2,8 +2,8 @@
 mode (api/client.py), the service's refusal (service.py), and the fence on (cursor,
 windows_loaded) (warehouse/dialects.py, commit.py).
 
-A test marked `xfail(strict=True)` shows a defect this review found and left to the module's
-owner: it passes, and so fails as XPASS, once the defect is fixed, and its mark then goes.
+Each test shows a defect this review found; all are fixed (the two in dialects.py and
+commit.py by their owner after the review).
 """
 
 from __future__ import annotations
@@ -161,12 +161,6 @@ def test_a_stream_found_held_as_the_service_is_refused_is_not_healthy(
 # ---- the fence on MySQL/MariaDB --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: MySQL move_cursors decides each assignment on the updated_at assigned "
-    "before it, which MariaDB's SIMULTANEOUS_ASSIGNMENT mode evaluates on the stored row: "
-    "every fenced move is refused (fix in dialects.py: kept() on or_(made, same))",
-)
 def test_a_fenced_move_is_made_on_a_mariadb_that_assigns_simultaneously(tmp_path: Path) -> None:
     """On a MariaDB whose sql_mode has SIMULTANEOUS_ASSIGNMENT, a fenced move expecting the
     stored (cursor, windows) pair is made, as it is under the default left-to-right mode."""
@@ -193,12 +187,6 @@ def test_a_fenced_move_is_made_on_a_mariadb_that_assigns_simultaneously(tmp_path
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: on MySQL/MariaDB the deferred 'ok's of a no-op tick are fenced one "
-    "upsert per partition plus a locking read (N+1 statements a tick, 0 before); fix in "
-    "commit.py/dialects.py: fence held moves by one locking read of (cursor, windows_loaded)",
-)
 def test_a_no_op_tick_on_mysql_writes_no_cursor_row_per_partition(
     sim: Simulator, tmp_path: Path
 ) -> None:

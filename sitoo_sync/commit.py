@@ -425,13 +425,12 @@ class Outcomes:
             del self._pending[: len(pending)]  # those added meanwhile stay
         for partition, rows in sorted(marked.items()):
             log_missing(self.stream, partition, rows)
-        for partition in sorted(left):
-            log.warning(
-                "partition_taken_over",
+        for partition in sorted(left):  # its lock was freed when it ended: not a lost one
+            log.info(
+                "outcome_left",
                 stream=self.stream,
                 partition=partition,
-                reason="its cursor moved since this process claimed it: its outcome was not "
-                "written",
+                reason="another process synced it since: its outcome is that process's",
             )
 
 

@@ -355,7 +355,8 @@ class Rows(Protocol):
         `views` (those whose tables and columns all exist). An upkeep given views that
         upgrades the warehouse to this schema revision runs its steps over `declared`: every
         table this version declares (a tick's: `dictionary.all_tables()`), not only `tables`,
-        since the revision is recorded once for them all (catalog.py)."""
+        since the revision is recorded once for them all (catalog.py); none given, `tables`
+        (a step then reaches at least what this upkeep keeps)."""
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or rolls back together; nested ones join."""

@@ -658,7 +658,7 @@ class DuckDBWarehouse(CapabilityFlags, ChildReplacement):
         if views:
             create_views_duckdb(con, views, recorded)
         if checks and views and upgrades(revision):
-            self._upgrade(revision, existing, views, declared)
+            self._upgrade(revision, existing, views, declared or tables)
 
     def _upgrade(
         self,

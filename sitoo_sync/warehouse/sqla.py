@@ -365,7 +365,7 @@ class SqlWarehouse(CapabilityFlags, ChildReplacement):
                     recorded=recorded,
                 )
             if upgrading:
-                self._upgrade(revision, before, views, declared)
+                self._upgrade(revision, before, views, declared or tables)
 
     def _recorded(
         self, catalog: Catalog, *, views: bool, checks: bool

@@ -22,7 +22,7 @@ from sitoo_sync.api.client import (
     SitooClient,
     make_client,
 )
-from sitoo_sync.errors import AuthError, RefusedEarlier, RetryBudgetExhausted
+from sitoo_sync.errors import AuthError, RefusedEarlier, RetryBudgetExhausted, StopRequested
 from sitoo_sync.settings import Settings
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.sync import RunReport, run_once
@@ -224,3 +224,37 @@ def test_a_down_api_fails_a_tick_of_many_registers_in_few_requests(tmp_path: Pat
     # before the streak is seen
     most = (DOWN_AFTER_EXHAUSTED + _settings().concurrency) * attempts + len(REGISTERS)
     assert journal.sent <= most < len(REGISTERS) * attempts
+
+
+def test_a_request_the_clients_close_cuts_short_is_not_retried_nor_warned() -> None:
+    """A request in flight when the client is closed (a listing read ahead by a tick whose
+    warehouse failed) fails quietly with StopRequested: no `request_retry` line follows the
+    command's one-line error, and nothing is sent again."""
+    sent: list[httpx.Request] = []
+    inside, closed = threading.Event(), threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        inside.set()
+        closed.wait(5)
+        raise httpx.ReadError("[Errno 9] Bad file descriptor", request=request)
+
+    client = client_of(handler)
+    raised: list[BaseException] = []
+
+    def ask_in_thread() -> None:
+        try:
+            ask(client)
+        except Exception as exc:
+            raised.append(exc)
+
+    with capture_logs() as events:
+        thread = threading.Thread(target=ask_in_thread)
+        thread.start()
+        assert inside.wait(5)
+        client.close()
+        closed.set()
+        thread.join(5)
+    assert [type(e) for e in raised] == [StopRequested]
+    assert len(sent) == 1
+    assert [e for e in events if e["event"] == "request_retry"] == []

@@ -269,6 +269,7 @@ class SitooClient:
         self._sleep = sleep
         self._stop = stop
         self._rand = rand
+        self._closed = False
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         #: Seconds after a 401 that nothing is sent (REFUSAL_HOLD_SECONDS).
@@ -327,6 +328,8 @@ class SitooClient:
                 # A stop request ends the retries too, not only their waits: retried at
                 # once, a hanging API's requests ran out their timeouts past the stop's
                 # deadline, and a failing one was sent the rest of its attempts back to back.
+                if self._closed:  # its connection closed under it: our doing, not the API's
+                    raise _gave_up(exc, attempt, stopped=True, down=down) from exc
                 spent = attempt >= attempts
                 if spent or self._stopping():
                     if spent:
@@ -350,7 +353,9 @@ class SitooClient:
                     raise _gave_up(exc, attempt, stopped=True, down=down) from exc
 
     def _stopping(self) -> bool:
-        return self._stop is not None and self._stop.is_set()
+        """A stop was requested, or the client was closed: a request that failed then (its
+        connection closed under it) is not tried again, nor warned about."""
+        return self._closed or (self._stop is not None and self._stop.is_set())
 
     def _not_refused(
         self,
@@ -474,7 +479,10 @@ class SitooClient:
         raise FatalApiError(_error_text(response, content), url=shown, status=status, **ctx)
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections. A request still in flight (a listing read ahead
+        by a tick that failed) fails then, quietly: after a command's one-line error, no
+        retry warning of it follows."""
+        self._closed = True
         self._http.close()
 
     def __enter__(self) -> SitooClient:

@@ -155,18 +155,18 @@ def killed_or_done(code: int, lines: Sequence[str], crash_at: str | None) -> boo
 def comparable(target: Target, names: Sequence[str]) -> dict[str, Counter[tuple[Any, ...]]]:
     """Every table of `names` (and the rejects) as a multiset, tick times as set or not."""
     out: dict[str, Counter[tuple[Any, ...]]] = {}
-    for name in names:
-        for table in STREAMS[name].tables:
-            columns = [c for c in table.column_names if c not in ("_loaded_at", "_run_id")]
-            rows = target.rows(table)
-            out[table.name] = Counter(
-                tuple(
-                    (v is not None) if c in TICK_TIMES else v
-                    for c, v in zip(columns, row, strict=True)
-                )
-                for row in rows
+    tables = [table for name in names for table in STREAMS[name].tables]
+    read = target.tables_rows([*tables, REJECTS])
+    for table in tables:
+        columns = [c for c in table.column_names if c not in ("_loaded_at", "_run_id")]
+        rows = read[table.name]
+        out[table.name] = Counter(
+            tuple(
+                (v is not None) if c in TICK_TIMES else v for c, v in zip(columns, row, strict=True)
             )
-    out[REJECTS.name] = Counter(r[:5] for r in target.rows(REJECTS))
+            for row in rows
+        )
+    out[REJECTS.name] = Counter(r[:5] for r in read[REJECTS.name])
     return out
 
 

@@ -98,7 +98,7 @@ def _damage(target: Target, keys: set[Key]) -> None:
 
 def _bags(target: Target) -> Bags:
     """The damaged tables' rows as multisets (load metadata aside)."""
-    return {table.name: target.bag(table) for table in DAMAGED}
+    return target.bags(DAMAGED)
 
 
 def _mixed(damaged: Bags, good: Bags, keys: set[Key]) -> Bags:

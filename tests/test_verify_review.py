@@ -22,6 +22,7 @@ from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
+from tests.clones import copy_of
 from tests.support import sync_simulated_world
 from tests.targets import Target, grouped_targets, target_for
 
@@ -75,15 +76,24 @@ class World:
             warehouse.close()
 
 
-@pytest.fixture(params=grouped_targets("verify_review"))
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    """A clean world synced into a fresh target of each kind, for one test to change."""
-    (tmp_path / "target").mkdir()
-    (tmp_path / "sim").mkdir()
-    with target_for(str(request.param), tmp_path / "target") as fresh:
+@pytest.fixture(scope="module", params=grouped_targets("verify_review"))
+def synced(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The clean world synced once into a target of each kind; no test changes it (each
+    changes a copy, `world`): the sync is the same for every test, seeded at a fixed time."""
+    name = str(request.param)
+    with target_for(name, tmp_path_factory.mktemp(name)) as fresh:
         config = SimConfig(now=int(NOW.timestamp()), **CLEAN)
-        sim = sync_simulated_world(config, fresh, tmp_path / "sim", store_days=20)
+        sim = sync_simulated_world(config, fresh, tmp_path_factory.mktemp("sim"), store_days=20)
         yield World(fresh, [r.registerid for r in sim.world.registers])
+
+
+@pytest.fixture
+def world(synced: World, tmp_path: Path) -> Iterator[World]:
+    """A copy of the clean world's target of each kind, for one test to change."""
+    with copy_of(synced.target, tmp_path) as fresh:
+        yield World(fresh, synced.registers)
 
 
 def found(run: VerifyRun, *checks: str, registerid: str | None = None) -> list[Finding]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,3 +138,39 @@ def test_scripted_faults_happen_in_order(sim: Simulator, api: httpx.Client) -> N
     sim.faults.queue("drop", path="/pos-z-reports")
     with pytest.raises(httpx.RemoteProtocolError):
         api.get(url)
+
+
+def test_a_slow_answer_is_held_for_its_seconds_or_until_a_release(
+    sim: Simulator, api: httpx.Client
+) -> None:
+    """A `slow` fault holds its answer for its seconds; `release` answers a held one at once,
+    and a slow fault queued after it holds its request for its seconds again."""
+    url = f"{sim.v2_url}/store-z-reports/config"
+    sim.faults.queue("slow", path="/store-z-reports", seconds=0.3)
+    started = time.monotonic()
+    assert api.get(url).status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+    sim.faults.queue("slow", path="/store-z-reports", seconds=120.0)
+    answers: list[int] = []
+
+    def ask() -> None:
+        with httpx.Client(auth=(sim.api_id, sim.password), timeout=60) as own:
+            answers.append(own.get(url).status_code)
+
+    asking = threading.Thread(target=ask)
+    started = time.monotonic()
+    asking.start()
+    deadline = started + 30
+    while sim.in_flight == 0:  # the request is being held
+        assert time.monotonic() < deadline, "the request never reached the simulator"
+        time.sleep(0.01)
+    sim.faults.release()
+    asking.join(timeout=30)
+    assert answers == [200]
+    assert time.monotonic() - started < 30
+
+    sim.faults.queue("slow", path="/store-z-reports", seconds=0.3)
+    started = time.monotonic()
+    assert api.get(url).status_code == 200
+    assert time.monotonic() - started >= 0.3

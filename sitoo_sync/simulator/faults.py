@@ -9,7 +9,8 @@ Two kinds of knob:
 Kinds: an HTTP status the contract names (`429` with `Retry-After` when given, `500`,
 `502`, `503`, `504`) with the vendor's error body; `html`, a 502 whose body is a proxy's
 HTML page, not the vendor's error shape (a load balancer in front of the API answers so);
-`drop`, the connection closed with no answer; `slow`, the answer after `seconds`;
+`drop`, the connection closed with no answer; `slow`, the answer after `seconds` (or at
+`release`);
 `truncate`, the real answer (its work done, e.g. orders settled after it was served) with
 its full `Content-Length`, of which only the first half is sent before the connection
 closes.
@@ -48,6 +49,9 @@ class FaultPlan:
     _queue: deque[Fault] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(init=False)
+    #: `release` wakes the `slow` answers held at the time (a new generation).
+    _held: threading.Condition = field(default_factory=threading.Condition)
+    _generation: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -75,6 +79,20 @@ class FaultPlan:
             self._queue.clear()
             self.error_rate = 0.0
             self.latency = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """Hold a `slow` answer for `seconds`, or until `release` is called meanwhile."""
+        with self._held:
+            generation = self._generation
+            self._held.wait_for(lambda: self._generation != generation, timeout=seconds)
+
+    def release(self) -> None:
+        """Answer every request a `slow` fault holds now, without waiting out its seconds;
+        slow faults still queued hold their requests as before. A test done with slowness
+        (after `clear`, say) need not wait for answers it no longer needs slow."""
+        with self._held:
+            self._generation += 1
+            self._held.notify_all()
 
     def next_fault(self, path: str) -> Fault | None:
         """The fault for a request to `path`, if any."""

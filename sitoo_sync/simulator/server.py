@@ -304,7 +304,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(page)
                     return
                 if fault.kind == "slow":
-                    time.sleep(fault.seconds)
+                    sim.faults.hold(fault.seconds)
                 elif fault.kind != "truncate":
                     headers = {}
                     if fault.retry_after is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,19 @@ def loaded(target: Target) -> tuple[int, int]:
     return counts.get("pos_z_reports", 0), orphans
 
 
+@pytest.fixture(scope="module")
+def big_sim() -> Iterator[Simulator]:
+    """One simulator for the module's runs: the same world for each (no test changes it),
+    built once (its REST v2 world, which the first `/sites.json` builds, is most of it)."""
+    # ~11 requests of 500: a kill after a few of them and the first commit leaves most of
+    # the backfill to come, also when a loaded host reports that commit late.
+    config = SimConfig(seed=9, days=240, registers_per_store=4, malformed_every=50)
+    with Simulator.create(config) as sim:
+        yield sim
+
+
 @pytest.mark.slow
+@pytest.mark.xdist_group("crash_recovery")  # one worker builds `big_sim`
 @pytest.mark.parametrize(
     ("target_name", "kill_after_requests", "extra_delay", "batch_seconds"),
     [
@@ -50,6 +63,7 @@ def loaded(target: Target) -> tuple[int, int]:
     ],
 )
 def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
+    big_sim: Simulator,
     tmp_path: Path,
     sync: SyncFn,
     target_name: str,
@@ -58,11 +72,9 @@ def test_sigkill_mid_load_then_rerun_equals_a_clean_run(
     batch_seconds: str,
 ) -> None:
     """Kill -9 while windows are loading; the rerun's warehouse equals a clean run's exactly."""
-    # ~11 requests of 500: a kill after a few of them and the first commit leaves most of
-    # the backfill to come, also when a loaded host reports that commit late.
-    config = SimConfig(seed=9, days=240, registers_per_store=4, malformed_every=50)
+    sim = big_sim
+    sim.faults.clear()
     with (
-        Simulator.create(config) as sim,
         target_for(target_name, tmp_path) as clean,
         target_for(target_name, tmp_path) as crashed,
     ):

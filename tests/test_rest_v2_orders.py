@@ -580,14 +580,15 @@ def test_a_reset_keeps_following_open_orders_dated_before_its_day(
     }
 
 
-def run_cli(sim: Simulator, target: Target) -> subprocess.Popen[str]:
-    """`sitoo-sync run --once` for the orders stream, small pages, one commit per window."""
+def run_cli(sim: Simulator, target: Target, batch_seconds: str = "0") -> subprocess.Popen[str]:
+    """`sitoo-sync run --once` for the orders stream, small pages, one commit per window
+    (or per `batch_seconds`)."""
     return run_once_process(
         sim,
         target.env(),
         SITOO_STREAMS="orders",
         SITOO_ORDERS_PAGE_SIZE="8",
-        SITOO_LOAD_BATCH_SECONDS="0",
+        SITOO_LOAD_BATCH_SECONDS=batch_seconds,
     )
 
 
@@ -615,7 +616,9 @@ def test_sigkill_mid_backfill_then_rerun_equals_a_clean_run(sync: SyncFn, tmp_pa
             partial = len(crashed.rows(TABLES[0]))
             assert 0 < partial < len(served(sim)), "the kill was not mid-run"
             sim.faults.latency = 0.0
-            rerun = run_cli(sim, crashed)
+            # The rerun commits as a tick does by default (every 2 s): one commit per window
+            # is what made the kill land between windows; here it only cost a commit per page.
+            rerun = run_cli(sim, crashed, batch_seconds="2")
             PipeLines(rerun.stderr)
             assert rerun.wait(timeout=240) == 0
             got, want = crashed.bags(TABLES), clean.bags(TABLES)

@@ -28,6 +28,7 @@ from sitoo_sync.warehouse.base import REJECTS, Warehouse
 from sitoo_sync.warehouse.duckdb import DuckDBWarehouse
 from sitoo_sync.warehouse.sql_types import UtcDateTime
 from sitoo_sync.warehouse.sqla import SqlWarehouse
+from tests.clones import copy_of
 from tests.support import sync_simulated_world
 from tests.targets import Target, grouped_targets, target_for
 
@@ -80,9 +81,24 @@ def world_in(target: str, tmp: pytest.TempPathFactory, **knobs: Any) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def clean(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The clean world: every drawer balances, nothing injected."""
+def pristine(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The clean world synced once into a target no test reads or changes: `clean`,
+    `tampered` and `silent` are each a copy of it (the same seeded world, synced once)."""
     with world_in(target, tmp_path_factory) as world:
+        yield world
+
+
+@contextmanager
+def copy_in(world: World, tmp: pytest.TempPathFactory) -> Iterator[World]:
+    """`world` in a copy of its target (a file, or a schema dropped afterwards)."""
+    with copy_of(world.target, tmp.mktemp("copy")) as copy:
+        yield replace(world, target=copy)
+
+
+@pytest.fixture(scope="module")
+def clean(pristine: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The clean world: every drawer balances, nothing injected."""
+    with copy_in(pristine, tmp_path_factory) as world:
         yield world
 
 
@@ -548,9 +564,9 @@ class Tampered:
 
 
 @pytest.fixture(scope="module")
-def tampered(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tampered]:
+def tampered(pristine: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tampered]:
     """A clean world with one value changed per rule the simulator cannot break, verified."""
-    with world_in(target, tmp_path_factory) as world:
+    with copy_in(pristine, tmp_path_factory) as world:
         for tamper, _, _ in TAMPERS.values():
             _tamper(world, tamper)
         for tamper in MIDNIGHT:
@@ -830,9 +846,9 @@ class Silent:
 
 
 @pytest.fixture(scope="module")
-def silent(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Silent]:
+def silent(pristine: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Silent]:
     """A clean world with silent registers, verified."""
-    with world_in(target, tmp_path_factory) as world:
+    with copy_in(pristine, tmp_path_factory) as world:
         _journal_only(world, JOURNAL_ONLY)
         moved = _silent_past_midnight_with_one_utc_report(world, FALLBACK_ZONE)
         _list_a_register_that_never_reported(world, NEWLY_LISTED)

@@ -31,6 +31,7 @@ from tests.test_service import env_for, wait_for
 ENTRIES = next(t for t in TABLES if t.name == "journal_entries")
 SERVERS = ["postgres", "mysql"]
 RUN_ONCE = [sys.executable, "-m", "sitoo_sync", "run", "--once"]
+JOURNAL = "/v3/journal-entries"
 
 
 @pytest.mark.parametrize("target_name", SERVERS)
@@ -153,6 +154,22 @@ def _replica(sim: Simulator, target: Target) -> subprocess.Popen[str]:
     )
 
 
+def _registers_asked(sim: Simulator) -> set[str]:
+    """The registers whose journal pages have been asked for so far."""
+    with sim.world.lock:
+        asked = list(sim.log)
+    return {q["register_id"] for path, q in asked if path == JOURNAL and "register_id" in q}
+
+
+def _release_once_each_replica_has_a_register(sim: Simulator) -> None:
+    """Answer the held journal pages as soon as three registers have been asked for: a
+    replica (two request slots) asks for at most two while its pages are held, so the
+    third is the other's, and each replica has a register of its own to load. Without
+    that, each first page took its whole 10 s."""
+    wait_for(lambda: len(_registers_asked(sim)) >= 3, 300, "both replicas to ask for pages")
+    sim.faults.release()
+
+
 def _clean_run(sim: Simulator, tmp_path: Path, sync: SyncFn) -> RunReport:
     """The same backfill by one process into a fresh DuckDB file."""
     settings = settings_for(sim, tmp_path / "clean.duckdb", streams=["journal_entries"])
@@ -191,6 +208,7 @@ def test_two_replicas_split_the_registers_with_no_double_load(
         sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=10.0)
         procs = [_replica(sim, target) for _ in range(2)]
         logs = [PipeLines(p.stderr) for p in procs]
+        _release_once_each_replica_has_a_register(sim)
         wait_for(
             lambda: all(_committed(log) for log in logs), 300, "each replica to load a register"
         )
@@ -244,6 +262,7 @@ def test_a_replica_killed_mid_backfill_loses_nothing(
         sim.faults.queue("slow", times=10_000, path="/journal-entries", seconds=10.0)
         victim, survivor = _replica(sim, target), _replica(sim, target)
         logs = [PipeLines(victim.stderr), PipeLines(survivor.stderr)]
+        _release_once_each_replica_has_a_register(sim)
         wait_for(lambda: _committed(logs[0]), 300, "the victim to load a register")
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=60) == -signal.SIGKILL

@@ -19,18 +19,17 @@ from typing import Any
 import pytest
 
 from sitoo_sync.api.client import make_client
-from sitoo_sync.commit import Batch, PartitionTakenOver, PartitionWriter
-from sitoo_sync.results import PartitionResult
+from sitoo_sync.commit import PartitionTakenOver, PartitionWriter
 from sitoo_sync.settings import Settings
 from sitoo_sync.simulator import Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.cursors import Window
 from sitoo_sync.sync import run_once
-from sitoo_sync.turns import ANY_THREAD
 from sitoo_sync.warehouse import open_warehouse
 from sitoo_sync.warehouse.base import SYSTEM_TABLES, Claim, CursorMove, StreamState, Warehouse
 from tests.support import partition_locks, target_settings
 from tests.targets import ALL_TARGETS, target_for
+from tests.test_fence_review import manufacturers_writer
 
 SERVERS = ["postgres", "mysql"]
 STREAM = "fence_windows"
@@ -125,22 +124,6 @@ def test_a_fenced_move_is_refused_where_the_count_stored_with_its_cursor_moved(
             assert (s.cursor, s.rows_loaded, s.windows_loaded) == ("2", 8, 3)
 
 
-def listing_writer(warehouse: Warehouse, claim: Claim) -> PartitionWriter:
-    """Site 1's writer of the manufacturers' full listing, from `claim`."""
-    return PartitionWriter(
-        warehouse,
-        MANUFACTURERS,
-        "1",
-        Batch(max_rows=1000, max_seconds=600),
-        PartitionResult(MANUFACTURERS.name, "1"),
-        None,
-        ANY_THREAD,
-        {"partition": "1", "now": NOW},
-        claim.cursor,
-        committed_windows=claim.windows,
-    )
-
-
 def committed(writer: PartitionWriter, ids: list[int], cursor: str) -> None:
     """One window of manufacturers `ids` at `cursor`, committed as a batch."""
     records = [{"externalcompanyid": i, "name": f"m{i}"} for i in ids]
@@ -157,13 +140,12 @@ def test_a_writer_keeps_the_count_through_its_own_commits_that_leave_the_cursor(
     it left the partition, commits without moving the cursor either, its next commit is
     fenced off (PartitionTakenOver) and writes nothing."""
     with opened(server, tmp_path, 2) as [stale_warehouse, new_warehouse]:
-        stale = listing_writer(stale_warehouse, Claim(None, 0))
+        stale = manufacturers_writer(stale_warehouse, None, 0)
         committed(stale, [1, 2], "100")
         committed(stale, [3], "100")
         assert stale.committed_windows == 2
-        new = listing_writer(
-            new_warehouse, new_warehouse.get_cursors(MANUFACTURERS.name).claim("1")
-        )
+        claim = new_warehouse.get_cursors(MANUFACTURERS.name).claim("1")
+        new = manufacturers_writer(new_warehouse, claim.cursor, claim.windows)
         committed(new, [4], "100")
         with pytest.raises(PartitionTakenOver):
             committed(stale, [5], "100")

@@ -19,7 +19,7 @@ from sitoo_sync.simulator import SimConfig, Simulator
 from sitoo_sync.streams import STREAMS
 from sitoo_sync.streams.cursors import WindowContext
 from sitoo_sync.warehouse import open_warehouse
-from sitoo_sync.warehouse.base import SYSTEM_TABLES
+from sitoo_sync.warehouse.base import SYSTEM_TABLES, Warehouse
 from tests.conftest import SyncFn
 from tests.support import query, settings_for, take_lock, target_settings, use_simulator
 from tests.targets import ALL_TARGETS, target_for
@@ -232,6 +232,18 @@ def test_reset_then_a_tick_leaves_every_target_as_it_was(
         assert target.bag(POS_TABLE) == before
 
 
+def _stored(tmp_path: Path, stream: str, cursor: str) -> tuple[Settings, Warehouse]:
+    """Settings for `stream` on a DuckDB file whose site 1 holds `cursor`, and that
+    warehouse, open (the caller closes it)."""
+    world = Simulator.create(SimConfig(seed=41, days=1, registers_per_store=1))
+    settings = settings_for(world, tmp_path / "w.duckdb", streams=[stream])
+    warehouse = open_warehouse(settings.target_url)
+    warehouse.ensure_schema([*SYSTEM_TABLES, *STREAMS[stream].tables])
+    with warehouse.transaction():
+        warehouse.set_cursor(stream, "1", cursor, rows=0)
+    return settings, warehouse
+
+
 @pytest.mark.parametrize(
     ("stream", "cursor"),
     [("orders", "garbage"), ("orders", '{"open": 5}'), ("products", "garbage")],
@@ -242,13 +254,8 @@ def test_reset_since_a_day_replaces_a_cursor_that_cannot_be_read(
     """A stored cursor its strategy cannot read (damaged, or of another shape) says nothing
     of where the stream has read to: `reset --since` replaces it with the day's cursor
     instead of failing on it, so the next tick can read again."""
-    world = Simulator.create(SimConfig(seed=41, days=1, registers_per_store=1))
-    settings = settings_for(world, tmp_path / "w.duckdb", streams=[stream])
-    warehouse = open_warehouse(settings.target_url)
+    settings, warehouse = _stored(tmp_path, stream, cursor)
     try:
-        warehouse.ensure_schema([*SYSTEM_TABLES, *STREAMS[stream].tables])
-        with warehouse.transaction():
-            warehouse.set_cursor(stream, "1", cursor, rows=0)
         since = (datetime.now(UTC) - timedelta(days=3)).date()
         assert reset_stream(settings, warehouse, STREAMS[stream], since=since) == ["1"]
         (state,) = [s for s in warehouse.states() if s.stream == stream]
@@ -305,13 +312,8 @@ def test_reset_since_a_day_refuses_a_cursor_whose_time_is_unknown(
     """A keyset cursor that reads well but holds no time (a bare id) may stand past any day:
     `reset --since` refuses it in one line, cursor unchanged, instead of walking from the
     day's first id and skipping what lies between (`reset` without --since stays open)."""
-    world = Simulator.create(SimConfig(seed=41, days=1, registers_per_store=1))
-    settings = settings_for(world, tmp_path / "w.duckdb", streams=[stream])
-    warehouse = open_warehouse(settings.target_url)
+    settings, warehouse = _stored(tmp_path, stream, cursor)
     try:
-        warehouse.ensure_schema([*SYSTEM_TABLES, *STREAMS[stream].tables])
-        with warehouse.transaction():
-            warehouse.set_cursor(stream, "1", cursor, rows=0)
         since = (datetime.now(UTC) - timedelta(days=3)).date()
         with pytest.raises(ConfigError, match="cannot be told by time"):
             reset_stream(settings, warehouse, STREAMS[stream], since=since)

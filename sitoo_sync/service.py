@@ -346,25 +346,23 @@ class Service:
         requests, retries, started = began
         now = datetime.now(UTC)
         results = _lost(stream, report.results) if lost else report.results
-        with self._refusal_lock:
-            refused = self._refused
-            if refused is None:
-                self.metrics.record_tick(
-                    stream.name,
-                    results,
-                    requests=self.client.requests[stream.name] - requests,
-                    retries=self.client.retries[stream.name] - retries,
-                    seconds=time.monotonic() - started,
-                    lags={
-                        r.partition: stream.lag_of(r.cursor, now)
-                        for r in report.results
-                        if r.partition != "*" and r.status != "gone"  # its cursor stays behind
-                    },
-                )
-            else:  # no success counts once the process was refused
-                self.metrics.record_failed_tick(stream.name, seconds=time.monotonic() - started)
-        if refused is not None:
-            log.error("tick_failed", stream=stream.name, error=refused)
+        recorded = self._unless_refused(
+            lambda: self.metrics.record_tick(
+                stream.name,
+                results,
+                requests=self.client.requests[stream.name] - requests,
+                retries=self.client.retries[stream.name] - retries,
+                seconds=time.monotonic() - started,
+                lags={
+                    r.partition: stream.lag_of(r.cursor, now)
+                    for r in report.results
+                    if r.partition != "*" and r.status != "gone"  # its cursor stays behind
+                },
+            )
+        )
+        if not recorded:  # no success counts once the process was refused
+            self.metrics.record_failed_tick(stream.name, seconds=time.monotonic() - started)
+            log.error("tick_failed", stream=stream.name, error=self._refused)
         elif lost:
             log.error("tick_failed", stream=stream.name, error=LOCK_LOST)
         elif report.skipped[stream.name, HELD]:
@@ -383,14 +381,17 @@ class Service:
             for stream in self.streams:
                 self.metrics.record_synced_elsewhere(stream.name, None)
 
-    def _unless_refused(self, record: Callable[[], None]) -> None:
+    def _unless_refused(self, record: Callable[[], None]) -> bool:
         """`record` (a stream's success or hold, into the metrics) unless this process was
         refused (`_refuse`), under the lock `_refuse` forgets successes under: a tick that
         passed the refusal check, and found its stream held elsewhere or read the target's
-        successes meanwhile, made /healthz ready again after the refusal."""
+        successes meanwhile, made /healthz ready again after the refusal. Whether it was
+        recorded."""
         with self._refusal_lock:
-            if self._refused is None:
-                record()
+            if self._refused is not None:
+                return False
+            record()
+            return True
 
     def _tick_stop(self) -> threading.Event:
         """A tick's own stop: set when the service stops (`_serve` relays it) or when the
